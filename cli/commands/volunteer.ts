@@ -1,0 +1,66 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import WebSocket from "ws";
+import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerClient";
+import { createNodePool } from "../../worker/node/pool";
+import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
+
+interface Identity {
+  volunteerId: string;
+  token: string;
+}
+
+/** A saved identity keeps anonymous credits claimable across runs; without a file each run is new. */
+function loadIdentity(file: string | undefined): Identity {
+  const fresh = () => ({ volunteerId: crypto.randomBytes(12).toString("base64url"), token: crypto.randomBytes(24).toString("base64url") });
+  if (!file) return fresh();
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as Identity;
+  } catch {
+    const id = fresh();
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(id), { mode: 0o600 });
+    return id;
+  }
+}
+
+export async function volunteer(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    ...connectionOptions, threads: { type: "string" }, throttle: { type: "string" }, identity: { type: "string" }, name: { type: "string" },
+  });
+  const conn = connection(values);
+  const threads = intOption(values.threads, "threads", Math.max(1, os.availableParallelism() - 1))!;
+  if (threads < 1 || threads > 256) throw new UsageError("--threads must be between 1 and 256");
+  const throttle = values.throttle === undefined ? 1 : Number(values.throttle);
+  if (!(throttle > 0 && throttle <= 1)) throw new UsageError("--throttle is the share of time to compute, between 0 and 1 (e.g. 0.5)");
+  const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
+  const wsUrl = `${conn.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
+
+  const client = new VolunteerClient({
+    url: wsUrl,
+    ...id,
+    threads,
+    agent: "node",
+    name: values.name ?? os.hostname(),
+    connect: (u) => new WebSocket(u, { headers: conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {} }) as unknown as SocketLike,
+    createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 } }),
+    log: (m) => console.error(`[volunteer] ${m}`),
+  });
+  let last = 0;
+  client.subscribe((s) => {
+    if (s.tasksDone !== last && s.tasksDone % 10 === 0) console.error(`[volunteer] ${s.tasksDone} tasks done, ${s.earned / 1000} credits earned`);
+    last = s.tasksDone;
+  });
+  client.start();
+  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url}; Ctrl-C to stop`);
+  await new Promise<void>((resolve) => {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
+  });
+  const s = client.snapshot();
+  client.stop();
+  console.error(`[volunteer] stopped after ${s.tasksDone} tasks, ${s.earned / 1000} credits earned`);
+  return 0;
+}

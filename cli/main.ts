@@ -1,0 +1,44 @@
+import { ZodError } from "zod";
+import { UsageError } from "./args";
+import { describeError } from "./client";
+import { submit, job, status } from "./commands/jobs";
+import { volunteer } from "./commands/volunteer";
+import { admin } from "./commands/admin";
+
+const USAGE = `tabgrid: volunteer computing from the command line
+
+  tabgrid volunteer [--url URL] [--threads N] [--throttle 0.5] [--api-key KEY] [--identity FILE]
+  tabgrid submit KERNEL --chunks N [--params JSON] [--wait] [--json]
+  tabgrid job ID [--wait] [--json]
+  tabgrid status [--json]
+  tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]
+
+Kernels: pi, mandelbrot, primes. --url and --api-key default to TABGRID_URL
+(http://localhost:3000) and TABGRID_API_KEY. admin works on DATABASE_URL directly.`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin };
+
+const [name, ...argv] = process.argv.slice(2);
+let code = 0;
+if (!name || name === "help" || name === "--help" || name === "-h") {
+  console.log(USAGE);
+} else if (!commands[name]) {
+  console.error(`tabgrid: unknown command "${name}"\n\n${USAGE}`);
+  code = 2;
+} else {
+  try {
+    code = await commands[name](argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`tabgrid ${name}: ${e.message}`);
+      code = 2;
+    } else if (e instanceof ZodError) {
+      console.error(`tabgrid ${name}: ${e.issues.map((i) => i.message).join("; ")}`);
+      code = 1;
+    } else {
+      console.error(`tabgrid ${name}: ${describeError(e, process.env.TABGRID_URL ?? "the server")}`);
+      code = 1;
+    }
+  }
+}
+process.exit(code);

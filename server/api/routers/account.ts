@@ -1,0 +1,35 @@
+import { z } from "zod";
+import { router, protectedProcedure, publicProcedure } from "../trpc";
+import { createUser, emailSchema, passwordSchema } from "../../services/users/users";
+import { createApiKey, listApiKeys, revokeApiKey } from "../../auth/apiKeys";
+import { statement } from "../../services/credits/statement";
+import { userAccount, MILLI } from "../../services/credits/accounts";
+import { claimVolunteer, volunteerSummary } from "../../services/volunteers/volunteers";
+import { volunteerIdSchema, volunteerTokenSchema } from "../../../worker/protocol/messages";
+import { UserError } from "../../services/errors";
+
+export const accountRouter = router({
+  signUp: publicProcedure
+    .input(z.object({ email: emailSchema, password: passwordSchema }))
+    .mutation(({ ctx, input }) => createUser(ctx.deps.db, input, Math.round(ctx.deps.env.STARTER_CREDITS * MILLI))),
+  me: publicProcedure.query(({ ctx }) => ctx.user),
+  balance: protectedProcedure.query(async ({ ctx }) => (await statement(ctx.deps.db, userAccount(ctx.user.id), { limit: 0 })).balance),
+  ledger: protectedProcedure
+    .input(z.object({ limit: z.number().int().min(1).max(500).default(100), before: z.number().int().optional() }).default({ limit: 100 }))
+    .query(({ ctx, input }) => statement(ctx.deps.db, userAccount(ctx.user.id), input)),
+  apiKeys: protectedProcedure.query(({ ctx }) => listApiKeys(ctx.deps.db, ctx.user.id)),
+  createApiKey: protectedProcedure
+    .input(z.object({ name: z.string().trim().min(1, "Name the key.").max(60) }))
+    .mutation(({ ctx, input }) => createApiKey(ctx.deps.db, ctx.user.id, input.name)),
+  revokeApiKey: protectedProcedure.input(z.object({ id: z.string().max(64) })).mutation(async ({ ctx, input }) => {
+    if (!(await revokeApiKey(ctx.deps.db, ctx.user.id, input.id))) throw new UserError("NOT_FOUND", "No such key.");
+    return true;
+  }),
+  /** Credits a volunteer id is holding for whoever proves to own it (signed out volunteering). */
+  volunteer: publicProcedure
+    .input(z.object({ volunteerId: volunteerIdSchema }))
+    .query(({ ctx, input }) => volunteerSummary(ctx.deps.db, input.volunteerId)),
+  claimVolunteer: protectedProcedure
+    .input(z.object({ volunteerId: volunteerIdSchema, token: volunteerTokenSchema }))
+    .mutation(({ ctx, input }) => claimVolunteer(ctx.deps.db, ctx.user.id, input.volunteerId, input.token)),
+});

@@ -1,0 +1,37 @@
+import { z } from "zod";
+import { kernels } from "../../../worker/kernels";
+import { router, protectedProcedure, publicProcedure } from "../trpc";
+import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
+import { cancelJob, getJob, jobResultJson, listJobs } from "../../services/jobs/queries";
+import { changes } from "../changes";
+
+const jobId = z.object({ id: z.string().min(1).max(64) });
+
+export const jobsRouter = router({
+  kernels: publicProcedure.query(() =>
+    Object.values(kernels).map((k) => ({ name: k.name, title: k.title, description: k.description })),
+  ),
+  estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
+  submit: protectedProcedure.input(submitInputSchema).mutation(({ ctx, input }) => submitJob(ctx.deps, ctx.user.id, input)),
+  list: protectedProcedure
+    .input(z.object({ limit: z.number().int().min(1).max(200).default(50) }).default({ limit: 50 }))
+    .query(({ ctx, input }) => listJobs(ctx.deps, ctx.user, input)),
+  get: protectedProcedure.input(jobId).query(({ ctx, input }) => getJob(ctx.deps, ctx.user, input.id)),
+  result: protectedProcedure.input(jobId).query(async ({ ctx, input }) => {
+    const json = await jobResultJson(ctx.deps, ctx.user, input.id);
+    return json === null ? null : (JSON.parse(json) as unknown);
+  }),
+  cancel: protectedProcedure.input(jobId).mutation(({ ctx, input }) => cancelJob(ctx.deps, ctx.user, input.id)),
+  /** Live job snapshots until the job ends; the first one is sent at once. */
+  watch: protectedProcedure.input(jobId).subscription(async function* ({ ctx, input, signal }) {
+    const updates = changes(ctx.deps.coordinator, "job", (id: string) => id === input.id, { signal, minGapMs: 200 });
+    let job = await getJob(ctx.deps, ctx.user, input.id);
+    yield job;
+    if (job.state !== "running") return;
+    for await (const _ of updates) {
+      job = await getJob(ctx.deps, ctx.user, input.id);
+      yield job;
+      if (job.state !== "running") return;
+    }
+  }),
+});

@@ -1,0 +1,129 @@
+import http from "node:http";
+import path from "node:path";
+import type { Duplex } from "node:stream";
+import { WebSocketServer } from "ws";
+import { createHTTPHandler } from "@trpc/server/adapters/standalone";
+import { applyWSSHandler } from "@trpc/server/adapters/ws";
+import type { Env } from "./env";
+import { createPrisma } from "./store/prisma";
+import { BlobStore } from "./store/blobs";
+import { Coordinator } from "./coordinator/coordinator";
+import { appRouter } from "./api/root";
+import { contextFromRequest } from "./api/trpc";
+import { identify } from "./auth/session";
+import { health } from "./http/health";
+import { serveResult } from "./http/results";
+import type { AppDeps } from "./services/deps";
+import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
+
+export const TRPC_WS_PATH = "/api/trpc-ws";
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  deps: AppDeps;
+  close(): Promise<void>;
+}
+
+/**
+ * One process, one module graph: the coordinator, tRPC (HTTP and WebSocket), the volunteer
+ * socket, health and results are mounted here, before Next's handler, so there is exactly
+ * one scheduler in memory. `ui: false` skips Next (API-only tests start in well under a second).
+ */
+export async function startServer(env: Env, opts: { ui: boolean; log?: (m: string) => void }): Promise<RunningServer> {
+  const log = opts.log ?? ((m: string) => console.log(m));
+  const db = createPrisma(env.DATABASE_URL);
+  await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
+  const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
+  const coordinator = new Coordinator({ db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log });
+  const deps: AppDeps = { db, env, blobs, coordinator };
+  await coordinator.recover();
+
+  const createContext = contextFromRequest(deps);
+  const trpc = createHTTPHandler({ router: appRouter, createContext, basePath: "/api/trpc/", maxBodySize: 1024 * 1024 });
+
+  let nextHandler: http.RequestListener | undefined;
+  let nextUpgrade: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | undefined;
+  if (opts.ui) {
+    // Next reads its auth settings from the environment of this same process.
+    process.env.NEXTAUTH_SECRET = env.NEXTAUTH_SECRET;
+    process.env.NEXTAUTH_URL ??= env.PUBLIC_URL;
+    process.env.DATABASE_URL = env.DATABASE_URL;
+    const { default: next } = await import("next");
+    const app = next({ dev: env.NODE_ENV === "development", dir: process.cwd(), port: env.PORT });
+    await app.prepare();
+    nextHandler = app.getRequestHandler() as http.RequestListener;
+    nextUpgrade = app.getUpgradeHandler() as typeof nextUpgrade;
+  }
+
+  const server = http.createServer(async (req, res) => {
+    const url = req.url ?? "/";
+    const pathname = url.split("?")[0];
+    try {
+      if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
+      if (pathname === "/api/health") return await health(db, res);
+      if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
+      if (nextHandler) return nextHandler(req, res);
+      res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));
+    } catch (e) {
+      log(`request ${req.method} ${pathname} failed: ${(e as Error).stack}`);
+      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: "Internal error" }));
+    }
+  });
+
+  const volunteerWss = new WebSocketServer({ noServer: true, maxPayload: env.MAX_WS_MESSAGE_BYTES });
+  const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
+  const heartbeat = setInterval(() => {
+    // A volunteer that vanished without closing its socket loses its leases here.
+    for (const ws of volunteerWss.clients) {
+      if ((ws as { alive?: boolean }).alive === false) ws.terminate();
+      else ((ws as { alive?: boolean }).alive = false), ws.ping();
+    }
+  }, 30_000);
+
+  server.on("upgrade", async (req, socket, head) => {
+    const pathname = (req.url ?? "/").split("?")[0];
+    socket.on("error", () => socket.destroy());
+    if (pathname === VOLUNTEER_WS_PATH) {
+      const who = await identify(db, req, env.NEXTAUTH_SECRET).catch((e: Error) => ({ user: null, error: e.message }));
+      if (who.error) {
+        socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${who.error}\n`);
+        return;
+      }
+      volunteerWss.handleUpgrade(req, socket, head, (ws) => {
+        (ws as { alive?: boolean }).alive = true;
+        ws.on("pong", () => ((ws as { alive?: boolean }).alive = true));
+        coordinator.handleConnection(ws, { userId: who.user?.id ?? null });
+      });
+    } else if (pathname === TRPC_WS_PATH) {
+      trpcWss.handleUpgrade(req, socket, head, (ws) => trpcWss.emit("connection", ws, req));
+    } else if (nextUpgrade) {
+      nextUpgrade(req, socket, head);
+    } else {
+      socket.destroy();
+    }
+  });
+
+  await new Promise<void>((resolve) => server.listen(env.PORT, env.HOST, resolve));
+  const port = (server.address() as { port: number }).port;
+  const url = `http://127.0.0.1:${port}`;
+  log(`Tabgrid listening on http://localhost:${port} (database ${env.DATABASE_URL}${opts.ui ? "" : ", API only"})`);
+
+  return {
+    url,
+    port,
+    deps,
+    async close() {
+      clearInterval(heartbeat);
+      trpcWs.broadcastReconnectNotification();
+      for (const ws of volunteerWss.clients) ws.close(1001, "server shutting down");
+      for (const ws of trpcWss.clients) ws.close(1001, "server shutting down");
+      await coordinator.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await db.$disconnect();
+    },
+  };
+}

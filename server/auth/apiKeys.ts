@@ -1,0 +1,46 @@
+import crypto from "node:crypto";
+import type { Db } from "../store/prisma";
+
+// Keys carry 256 random bits, so a fast hash is enough to store them (unlike passwords).
+const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+const KEY_PREFIX = "tg_";
+
+export async function createApiKey(db: Db, userId: string, name: string) {
+  const key = KEY_PREFIX + crypto.randomBytes(32).toString("base64url");
+  const row = await db.apiKey.create({
+    data: { userId, name, prefix: key.slice(0, 10), hash: sha256(key) },
+    select: { id: true, name: true, prefix: true, createdAt: true },
+  });
+  return { ...row, key };
+}
+
+export interface KeyUser {
+  id: string;
+  email: string;
+  role: string;
+}
+
+/** The user a bearer key belongs to, or null for unknown or revoked keys. */
+export async function userForApiKey(db: Db, key: string): Promise<KeyUser | null> {
+  if (!key.startsWith(KEY_PREFIX) || key.length > 100) return null;
+  const row = await db.apiKey.findUnique({
+    where: { hash: sha256(key) },
+    select: { id: true, revokedAt: true, user: { select: { id: true, email: true, role: true } } },
+  });
+  if (!row || row.revokedAt) return null;
+  await db.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: new Date() }, select: { id: true } });
+  return row.user;
+}
+
+export function listApiKeys(db: Db, userId: string) {
+  return db.apiKey.findMany({
+    where: { userId, revokedAt: null },
+    select: { id: true, name: true, prefix: true, createdAt: true, lastUsedAt: true },
+    orderBy: { createdAt: "desc" },
+  });
+}
+
+export async function revokeApiKey(db: Db, userId: string, id: string): Promise<boolean> {
+  const { count } = await db.apiKey.updateMany({ where: { id, userId, revokedAt: null }, data: { revokedAt: new Date() } });
+  return count > 0;
+}

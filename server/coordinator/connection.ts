@@ -1,0 +1,25 @@
+import type { WebSocket } from "ws";
+import type { ServerMessage } from "../../worker/protocol/messages";
+
+/** One volunteer socket after a successful hello. */
+export interface VolunteerConn {
+  /** Scheduler key: one per socket, so two tabs of one volunteer never share leases. */
+  key: string;
+  volunteerId: string;
+  accountId: string;
+  userId: string | null;
+  agent: "browser" | "node";
+  threads: number;
+  connectedAt: number;
+  /** Millicredits earned on this socket (acknowledged). */
+  earned: number;
+  tasksDone: number;
+  ws: WebSocket;
+}
+
+export function send(ws: WebSocket, msg: ServerMessage) {
+  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+}
+
+/** Prefetch window: two tasks per thread keeps every worker busy across a round trip. */
+export const windowFor = (threads: number) => threads * 2;

@@ -1,0 +1,53 @@
+import fs from "node:fs";
+import path from "node:path";
+import crypto from "node:crypto";
+import { z } from "zod";
+import { DEFAULT_DATABASE_URL, databaseFile } from "./store/databaseUrl";
+
+// Parsed once at start-up; every default makes `npm start` work on a fresh machine.
+const schema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default("0.0.0.0"),
+  DATABASE_URL: z.string().default(DEFAULT_DATABASE_URL),
+  DATA_DIR: z.string().default("./data"),
+  PUBLIC_URL: z.string().url().optional(),
+  NEXTAUTH_SECRET: z.string().min(16).optional(),
+  STARTER_CREDITS: z.coerce.number().min(0).default(1000),
+  PRICE_PER_CPU_SECOND: z.coerce.number().positive().default(1),
+  LEASE_SECONDS: z.coerce.number().positive().default(60),
+  MAX_CHUNKS: z.coerce.number().int().positive().default(10000),
+  MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(5),
+  TABGRID_UI: z.enum(["on", "off"]).default("on"),
+  NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
+});
+
+export type Env = z.infer<typeof schema> & { NEXTAUTH_SECRET: string; PUBLIC_URL: string };
+
+export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+  const parsed = schema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`Invalid environment:\n${lines.join("\n")}`);
+  }
+  const env = parsed.data;
+  databaseFile(env.DATABASE_URL);
+  fs.mkdirSync(env.DATA_DIR, { recursive: true });
+  return {
+    ...env,
+    NEXTAUTH_SECRET: env.NEXTAUTH_SECRET ?? persistentSecret(env.DATA_DIR),
+    PUBLIC_URL: env.PUBLIC_URL ?? `http://localhost:${env.PORT}`,
+  };
+}
+
+/** A random secret kept in the data directory, so sessions survive restarts without setup. */
+function persistentSecret(dataDir: string): string {
+  const file = path.join(dataDir, ".auth-secret");
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    const secret = crypto.randomBytes(32).toString("base64url");
+    fs.writeFileSync(file, secret, { mode: 0o600 });
+    return secret;
+  }
+}

@@ -1,0 +1,12 @@
+import type { Env } from "../env";
+import type { Db } from "../store/prisma";
+import type { BlobStore } from "../store/blobs";
+import type { Coordinator } from "../coordinator/coordinator";
+
+/** What services need from the running server; tests build one with a real database. */
+export interface AppDeps {
+  db: Db;
+  env: Env;
+  blobs: BlobStore;
+  coordinator: Coordinator;
+}

@@ -1,0 +1,63 @@
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+
+export interface Viewer {
+  id: string;
+  role: string;
+}
+
+const jobColumns = {
+  id: true, ownerId: true, kernel: true, params: true, chunks: true, state: true, price: true, estimate: true,
+  cost: true, unitsDone: true, error: true, createdAt: true, finishedAt: true,
+} as const;
+
+async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const job = await deps.db.job.findUnique({ where: { id: jobId }, select: jobColumns });
+  // Someone else's job reads as missing, so job ids can't be probed.
+  if (!job || (job.ownerId !== viewer.id && viewer.role !== "admin")) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
+  return job;
+}
+
+/** A job with live progress from the coordinator while it runs, else from the database. */
+export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const job = await ownedJob(deps, viewer, jobId);
+  const live = deps.coordinator.progress(jobId);
+  const progress = live ?? {
+    total: job.chunks, done: job.unitsDone, queued: 0, running: 0, throughput: 0, etaSeconds: job.state === "running" ? null : 0,
+  };
+  const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
+  return {
+    ...job,
+    // The database is the truth about endings; the live view can be a few ms ahead of it.
+    state: job.state,
+    params: JSON.parse(job.params) as Record<string, unknown>,
+    progress: { total: progress.total, done: progress.done, queued: progress.queued, running: progress.running, throughput: progress.throughput, etaSeconds: progress.etaSeconds },
+    durationMs,
+  };
+}
+
+export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: number }) {
+  const jobs = await deps.db.job.findMany({
+    where: { ownerId: viewer.id },
+    select: jobColumns,
+    orderBy: { createdAt: "desc" },
+    take: opts.limit,
+  });
+  return jobs.map((j) => ({ ...j, params: JSON.parse(j.params) as Record<string, unknown>, done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone }));
+}
+
+/** The merged result as JSON text, or null while the job has none. */
+export async function jobResultJson(deps: AppDeps, viewer: Viewer, jobId: string): Promise<string | null> {
+  await ownedJob(deps, viewer, jobId);
+  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { result: true, resultBlob: true } });
+  if (row?.result) return row.result;
+  if (row?.resultBlob) return (await deps.blobs.get(row.resultBlob)).toString("utf8");
+  return null;
+}
+
+export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const job = await ownedJob(deps, viewer, jobId);
+  if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
+  await deps.coordinator.cancelJob(jobId);
+  return getJob(deps, viewer, jobId);
+}

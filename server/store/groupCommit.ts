@@ -1,0 +1,74 @@
+/**
+ * Group commit: callers enqueue items and get a promise that settles once the item is
+ * durably committed. Items gathered within `intervalMs` (or up to `maxBatch`) are written
+ * by one `commit` call, i.e. one database transaction, which is what makes thousands of
+ * small results per second affordable on SQLite. A failed commit is retried with backoff;
+ * items are never dropped and keep their order.
+ */
+export class GroupCommitter<T> {
+  private pending: Array<{ item: T; resolve: () => void }> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private failures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly commit: (items: T[]) => Promise<void>,
+    private readonly opts: { intervalMs: number; maxBatch: number; onError?: (e: unknown) => void },
+  ) {}
+
+  enqueue(item: T): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the commit queue is closed"));
+    return new Promise((resolve) => {
+      this.pending.push({ item, resolve });
+      if (this.pending.length >= this.opts.maxBatch) this.kick(0);
+      else this.kick(this.opts.intervalMs);
+    });
+  }
+
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Commits everything queued so far (used at shutdown and by tests). */
+  async drain(): Promise<void> {
+    while (this.pending.length || this.running) {
+      if (this.running) await this.running;
+      else await this.flush();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+
+  private kick(delay: number) {
+    if (this.running || (this.timer && delay > 0)) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delay);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.running || !this.pending.length) return;
+    const batch = this.pending.splice(0, this.opts.maxBatch);
+    this.running = (async () => {
+      try {
+        await this.commit(batch.map((b) => b.item));
+        this.failures = 0;
+        for (const b of batch) b.resolve();
+      } catch (e) {
+        this.pending.unshift(...batch);
+        this.failures++;
+        this.opts.onError?.(e);
+      }
+    })();
+    await this.running;
+    this.running = undefined;
+    if (this.pending.length) this.kick(this.failures ? Math.min(5000, 50 * 2 ** this.failures) : 0);
+  }
+}

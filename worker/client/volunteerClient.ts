@@ -1,0 +1,220 @@
+import type { WorkerPool, WorkerInfo } from "../runtime/pool";
+import { PROTOCOL_VERSION, type ServerMessage, type TaskResult, type WireTask } from "../protocol/messages";
+
+/** The bits of the WebSocket API both the browser's WebSocket and Node's `ws` provide. */
+export interface SocketLike {
+  readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export interface VolunteerClientOptions {
+  url: string;
+  volunteerId: string;
+  token: string;
+  threads: number;
+  agent: "browser" | "node";
+  name?: string;
+  connect(url: string): SocketLike;
+  createPool(threads: number): WorkerPool;
+  /** Reconnect after a dropped connection (not after stop()). */
+  reconnect?: boolean;
+  log?: (msg: string) => void;
+}
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "stopped";
+
+export interface VolunteerSnapshot {
+  connection: ConnectionState;
+  account?: string;
+  signedIn: boolean;
+  tasksDone: number;
+  /** Millicredits acknowledged by the server since start(). */
+  earned: number;
+  currentJobs: string[];
+  workers: WorkerInfo[];
+  lastError?: string;
+}
+
+/**
+ * Drives one volunteer: keeps a socket to the coordinator, runs the tasks it sends on a
+ * worker pool, and sends results back in batches. Shared by the browser tab and the
+ * headless `tabgrid volunteer`, so both speak exactly the same protocol.
+ */
+export class VolunteerClient {
+  private ws: SocketLike | undefined;
+  private pool: WorkerPool | undefined;
+  private stopped = true;
+  private paused = false;
+  private threads: number;
+  private revoked = new Set<string>();
+  private running = new Map<string, string>(); // taskId → jobId
+  private outbox: TaskResult[] = [];
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  private retry = 0;
+  private listeners = new Set<(s: VolunteerSnapshot) => void>();
+  private snap: VolunteerSnapshot = { connection: "stopped", signedIn: false, tasksDone: 0, earned: 0, currentJobs: [], workers: [] };
+
+  constructor(private readonly opts: VolunteerClientOptions) {
+    this.threads = opts.threads;
+  }
+
+  snapshot(): VolunteerSnapshot {
+    return this.snap;
+  }
+
+  subscribe(cb: (s: VolunteerSnapshot) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.pool = this.opts.createPool(this.threads);
+    if (this.paused) this.pool.pause();
+    this.pool.onChange(() => this.update({}));
+    this.snap = { ...this.snap, tasksDone: 0, earned: 0, lastError: undefined };
+    this.open();
+  }
+
+  /** Stops at once: workers are terminated mid-task and the socket closes (leases return to the queue). */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.flushTimer);
+    this.outbox = [];
+    this.running.clear();
+    this.pool?.terminate();
+    this.pool = undefined;
+    this.ws?.close(1000, "volunteer stopped");
+    this.ws = undefined;
+    this.update({ connection: "stopped", currentJobs: [], workers: [] });
+  }
+
+  setThreads(n: number) {
+    this.threads = n;
+    this.pool?.setThreads(n);
+    this.sendCapacity();
+  }
+
+  setThrottle(share: number) {
+    this.pool?.setThrottle(share);
+  }
+
+  /** Paused volunteers finish what runs and take nothing new (hidden tab, battery). */
+  setPaused(paused: boolean) {
+    if (paused === this.paused) return;
+    this.paused = paused;
+    if (paused) this.pool?.pause();
+    else this.pool?.resume();
+    this.sendCapacity();
+  }
+
+  private sendCapacity() {
+    if (this.ws?.readyState === 1) this.ws.send(JSON.stringify({ type: "capacity", threads: this.paused ? 0 : this.threads }));
+  }
+
+  private open() {
+    this.update({ connection: "connecting" });
+    const ws = this.opts.connect(this.opts.url);
+    this.ws = ws;
+    ws.onopen = () => {
+      ws.send(JSON.stringify({
+        type: "hello", protocol: PROTOCOL_VERSION, volunteerId: this.opts.volunteerId, token: this.opts.token,
+        threads: this.paused ? 0 : this.threads, agent: this.opts.agent, name: this.opts.name,
+      }));
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      let msg: ServerMessage;
+      try {
+        msg = JSON.parse(String(ev.data)) as ServerMessage;
+      } catch {
+        return;
+      }
+      this.handle(msg);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      // Whatever runs now was leased on that socket; the server has already re-queued it,
+      // and finish() drops results of tasks no longer in `running`.
+      this.running.clear();
+      this.revoked.clear();
+      this.outbox = [];
+      if (this.stopped) return;
+      const reason = ev.reason || `connection closed (${ev.code})`;
+      this.update({ connection: "disconnected", currentJobs: [], lastError: ev.code === 1000 ? this.snap.lastError : reason });
+      if (this.opts.reconnect === false || ev.code === 1008) {
+        this.opts.log?.(`disconnected: ${reason}`);
+        return;
+      }
+      const delay = Math.min(30_000, 500 * 2 ** this.retry++);
+      this.opts.log?.(`disconnected (${reason}); reconnecting in ${delay} ms`);
+      setTimeout(() => !this.stopped && !this.ws && this.open(), delay);
+    };
+  }
+
+  private handle(msg: ServerMessage) {
+    switch (msg.type) {
+      case "welcome":
+        this.retry = 0;
+        this.opts.log?.(`connected as ${msg.volunteerId} (${msg.signedIn ? "signed in" : "anonymous"}), window ${msg.window}`);
+        this.update({ connection: "connected", account: msg.account, signedIn: msg.signedIn, lastError: undefined });
+        break;
+      case "tasks":
+        for (const t of msg.tasks) this.runTask(t);
+        this.update({ currentJobs: [...new Set(this.running.values())] });
+        break;
+      case "ack":
+        this.update({ tasksDone: this.snap.tasksDone + msg.accepted.length, earned: this.snap.earned + msg.credits });
+        break;
+      case "revoke":
+        for (const id of msg.taskIds) this.revoked.add(id);
+        break;
+      case "error":
+        this.opts.log?.(`server: ${msg.code}: ${msg.message}`);
+        this.update({ lastError: msg.message });
+        break;
+    }
+  }
+
+  private runTask(t: WireTask) {
+    const pool = this.pool;
+    if (!pool) return;
+    this.running.set(t.taskId, t.jobId);
+    pool.run({ kernel: t.kernel, params: t.params, input: t.input }, `${t.kernel} · ${t.jobId.slice(0, 8)}`).then(
+      (r) => this.finish(t.taskId, { taskId: t.taskId, output: r.output, ms: r.ms }),
+      (e: Error) => {
+        if (e?.name === "AbortError") return;
+        this.finish(t.taskId, { taskId: t.taskId, error: String(e?.message ?? e).slice(0, 2000) });
+      },
+    );
+  }
+
+  private finish(taskId: string, result: TaskResult) {
+    const wasRunning = this.running.delete(taskId);
+    if (this.revoked.delete(taskId) || !wasRunning) return;
+    this.outbox.push(result);
+    // Results finishing together travel in one frame; the delay is below a millisecond or two.
+    this.flushTimer ??= setTimeout(() => this.flush(), 1);
+    if (this.running.size === 0) this.update({ currentJobs: [] });
+  }
+
+  private flush() {
+    this.flushTimer = undefined;
+    if (!this.outbox.length || this.ws?.readyState !== 1) return;
+    this.ws.send(JSON.stringify({ type: "results", results: this.outbox }));
+    this.outbox = [];
+  }
+
+  private update(patch: Partial<VolunteerSnapshot>) {
+    this.snap = { ...this.snap, ...patch, workers: this.pool?.states() ?? [] };
+    for (const cb of this.listeners) cb(this.snap);
+  }
+}

@@ -1,0 +1,82 @@
+import { z } from "zod";
+
+// The volunteer wire protocol: JSON text frames over a raw WebSocket at VOLUNTEER_WS_PATH.
+// Both ends import these schemas; the server validates every frame it receives.
+
+export const PROTOCOL_VERSION = 1;
+export const VOLUNTEER_WS_PATH = "/ws/volunteer";
+
+const id = z.string().min(1).max(200);
+export const volunteerIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, "volunteer ids are 8-64 letters, digits, - or _");
+export const volunteerTokenSchema = z.string().regex(/^[A-Za-z0-9_-]{16,128}$/, "volunteer tokens are 16-128 url-safe characters");
+
+// ---- volunteer → server -------------------------------------------------------------
+
+export const helloSchema = z.object({
+  type: z.literal("hello"),
+  protocol: z.number().int(),
+  volunteerId: volunteerIdSchema,
+  /** Secret proving this client owns volunteerId (so nobody else can claim its credits). */
+  token: volunteerTokenSchema,
+  /** Worker threads; the server sizes the prefetch window from it. 0 = paused. */
+  threads: z.number().int().min(0).max(256),
+  agent: z.enum(["browser", "node"]).default("browser"),
+  name: z.string().max(100).optional(),
+});
+
+export const capacitySchema = z.object({
+  type: z.literal("capacity"),
+  threads: z.number().int().min(0).max(256),
+});
+
+export const taskResultSchema = z.union([
+  z.object({ taskId: id, output: z.unknown(), ms: z.number().min(0).optional() }),
+  z.object({ taskId: id, error: z.string().max(2000) }),
+]);
+
+export const resultsSchema = z.object({
+  type: z.literal("results"),
+  results: z.array(taskResultSchema).min(1).max(10000),
+});
+
+export const clientMessageSchema = z.discriminatedUnion("type", [helloSchema, capacitySchema, resultsSchema]);
+
+export type Hello = z.infer<typeof helloSchema>;
+export type TaskResult = z.infer<typeof taskResultSchema>;
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+
+// ---- server → volunteer -------------------------------------------------------------
+
+export interface WireTask {
+  taskId: string;
+  jobId: string;
+  kernel: string;
+  params: unknown;
+  input: unknown;
+  deadline: number;
+}
+
+export type ServerMessage =
+  | { type: "welcome"; protocol: number; volunteerId: string; account: string; signedIn: boolean; window: number }
+  | { type: "tasks"; tasks: WireTask[] }
+  /** Results durably recorded: accepted ones earned `credits` millicredits in total. */
+  | { type: "ack"; accepted: string[]; rejected: Array<{ taskId: string; reason: string }>; credits: number }
+  /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
+  | { type: "revoke"; taskIds: string[]; reason: string }
+  | { type: "error"; code: string; message: string };
+
+/** Parses one frame, returning a readable reason instead of throwing. */
+export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: "message is not valid JSON" };
+  }
+  const parsed = clientMessageSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, error: `invalid message: ${issue.path.join(".") || "(root)"}: ${issue.message}` };
+  }
+  return { ok: true, msg: parsed.data };
+}

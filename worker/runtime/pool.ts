@@ -1,0 +1,334 @@
+import type { TaskResult, TaskRun } from "./runTask";
+
+/** One worker as the pool sees it; the browser wraps a Web Worker, Node a worker thread. */
+export interface PoolWorker {
+  api: { run(t: TaskRun): Promise<TaskResult> };
+  terminate(): void;
+}
+export type WorkerFactory = () => PoolWorker;
+
+export interface PoolOptions {
+  threads: number;
+  /** Share of time each worker spends computing, 0.05..1 (default 1: never rests). */
+  throttle?: number;
+}
+
+export type WorkerState = "idle" | "busy" | "resting" | "paused";
+
+export interface WorkerInfo {
+  id: number;
+  state: WorkerState;
+  /** Label of the running task (the kernel name unless the caller gave one). */
+  task?: string;
+  /** Tasks this slot completed successfully. */
+  done: number;
+}
+
+interface Job {
+  task: TaskRun;
+  label: string;
+  resolve(r: TaskResult): void;
+  reject(e: unknown): void;
+}
+
+interface Slot {
+  id: number;
+  worker: PoolWorker;
+  state: "idle" | "busy" | "resting";
+  job?: Job;
+  done: number;
+  /** Leaves the pool when its running task ends (setThreads shrank the pool). */
+  retiring: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+  restStart: number;
+  lastMs: number;
+}
+
+export const MIN_THROTTLE = 0.05;
+
+function clampThrottle(x: number): number {
+  if (!Number.isFinite(x)) throw new RangeError(`throttle must be a number, got ${x}`);
+  return Math.min(1, Math.max(MIN_THROTTLE, x));
+}
+
+function abortError(): Error {
+  const e = new Error("Worker pool terminated");
+  e.name = "AbortError";
+  return e;
+}
+
+function restMs(ms: number, throttle: number): number {
+  return (ms * (1 - throttle)) / throttle;
+}
+
+/**
+ * Runs tasks on up to `threads` workers, first come first served. Knows nothing about how a
+ * worker is made, so the browser and the Node volunteer share it and tests can fake workers.
+ */
+export class WorkerPool {
+  private slots: Slot[] = [];
+  private queue: Job[] = [];
+  private listeners = new Set<() => void>();
+  private nextId = 1;
+  private target = 0;
+  private share: number;
+  private isPaused = false;
+  private terminated = false;
+
+  private readonly factory: WorkerFactory;
+
+  constructor(factory: WorkerFactory, opts: PoolOptions) {
+    this.factory = factory;
+    this.share = clampThrottle(opts.throttle ?? 1);
+    this.setThreads(opts.threads);
+  }
+
+  get threads(): number {
+    return this.target;
+  }
+  get throttle(): number {
+    return this.share;
+  }
+  get paused(): boolean {
+    return this.isPaused;
+  }
+  /** Tasks waiting for a worker. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  run(task: TaskRun, label: string = task.kernel): Promise<TaskResult> {
+    if (this.terminated) return Promise.reject(abortError());
+    return new Promise<TaskResult>((resolve, reject) => {
+      this.queue.push({ task, label, resolve, reject });
+      this.pump();
+    });
+  }
+
+  setThreads(n: number): void {
+    if (!Number.isFinite(n)) throw new RangeError(`threads must be a number, got ${n}`);
+    this.target = Math.max(0, Math.floor(n));
+    if (this.terminated) return;
+    const active = this.slots.filter((s) => !s.retiring);
+    // A retiring slot already has a live worker: keep it rather than start a new one.
+    for (const s of this.slots) {
+      if (active.length >= this.target) break;
+      if (s.retiring) {
+        s.retiring = false;
+        active.push(s);
+      }
+    }
+    while (active.length < this.target) {
+      const slot: Slot = {
+        id: this.nextId++,
+        worker: this.factory(),
+        state: "idle",
+        done: 0,
+        retiring: false,
+        restStart: 0,
+        lastMs: 0,
+      };
+      this.slots.push(slot);
+      active.push(slot);
+    }
+    // Shrink: slots that are not computing go at once (newest first), busy ones after their task.
+    const victims = active
+      .sort((a, b) => Number(a.state === "busy") - Number(b.state === "busy") || b.id - a.id)
+      .slice(0, active.length - this.target);
+    for (const s of victims) {
+      if (s.state === "busy") s.retiring = true;
+      else this.remove(s);
+    }
+    this.emit();
+    this.pump();
+  }
+
+  setThrottle(x: number): void {
+    this.share = clampThrottle(x);
+    if (this.terminated) return;
+    // Resting workers rest as long as the new setting asks, counted from when they began.
+    for (const s of this.slots) {
+      if (s.state !== "resting") continue;
+      clearTimeout(s.timer);
+      const left = s.restStart + restMs(s.lastMs, this.share) - performance.now();
+      if (left > 0) s.timer = setTimeout(() => this.wake(s), left);
+      else this.wake(s, false);
+    }
+    this.emit();
+    this.pump();
+  }
+
+  /** No new task starts until resume(); running tasks finish. */
+  pause(): void {
+    if (this.isPaused) return;
+    this.isPaused = true;
+    this.emit();
+  }
+
+  resume(): void {
+    if (!this.isPaused) return;
+    this.isPaused = false;
+    this.emit();
+    this.pump();
+  }
+
+  /** Stops every worker now; queued and running tasks reject with an AbortError. */
+  terminate(): void {
+    if (this.terminated) return;
+    this.terminated = true;
+    const slots = this.slots;
+    const queue = this.queue;
+    this.slots = [];
+    this.queue = [];
+    for (const s of slots) {
+      clearTimeout(s.timer);
+      this.stopWorker(s.worker);
+      s.job?.reject(abortError());
+      s.job = undefined;
+    }
+    for (const job of queue) job.reject(abortError());
+    this.emit();
+  }
+
+  states(): WorkerInfo[] {
+    return this.slots.map((s) => ({
+      id: s.id,
+      state: s.state === "idle" && this.isPaused ? "paused" : s.state,
+      ...(s.job ? { task: s.job.label } : {}),
+      done: s.done,
+    }));
+  }
+
+  /** Calls `cb` after any change visible in states() or the settings; returns an unsubscribe. */
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => {
+      this.listeners.delete(cb);
+    };
+  }
+
+  private pump(): void {
+    if (this.isPaused || this.terminated) return;
+    let started = false;
+    for (const s of this.slots) {
+      if (this.queue.length === 0) break;
+      if (s.state === "idle" && !s.retiring) {
+        this.start(s, this.queue.shift()!);
+        started = true;
+      }
+    }
+    if (started) this.emit();
+  }
+
+  private start(slot: Slot, job: Job): void {
+    slot.state = "busy";
+    slot.job = job;
+    const worker = slot.worker;
+    const t0 = performance.now();
+    let result: Promise<TaskResult>;
+    try {
+      result = worker.api.run(job.task);
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    result.then(
+      (r) => this.finish(slot, worker, job, Number.isFinite(r?.ms) ? r.ms : performance.now() - t0, null, r),
+      (e) => this.finish(slot, worker, job, performance.now() - t0, { error: e }),
+    );
+  }
+
+  private finish(
+    slot: Slot,
+    worker: PoolWorker,
+    job: Job,
+    ms: number,
+    failure: { error: unknown } | null,
+    result?: TaskResult,
+  ): void {
+    // After terminate() the job was already rejected and the slot is gone.
+    if (this.terminated || slot.job !== job || slot.worker !== worker) return;
+    slot.job = undefined;
+    if (failure) job.reject(failure.error);
+    else {
+      slot.done++;
+      job.resolve(result!);
+    }
+    if (slot.retiring) {
+      this.remove(slot);
+    } else if (failure && !this.replaceWorker(slot)) {
+      return;
+    } else {
+      const rest = restMs(ms, this.share);
+      if (rest > 0) {
+        slot.state = "resting";
+        slot.restStart = performance.now();
+        slot.lastMs = ms;
+        slot.timer = setTimeout(() => this.wake(slot), rest);
+      } else {
+        slot.state = "idle";
+      }
+    }
+    this.emit();
+    this.pump();
+  }
+
+  /** A kernel that threw may have left its worker broken: start over with a fresh one. */
+  private replaceWorker(slot: Slot): boolean {
+    this.stopWorker(slot.worker);
+    try {
+      slot.worker = this.factory();
+      return true;
+    } catch (e) {
+      this.remove(slot);
+      // Nobody is left to run the queue: fail it rather than let callers wait forever.
+      if (this.slots.length === 0) this.failQueue(e);
+      this.emit();
+      return false;
+    }
+  }
+
+  private wake(slot: Slot, pump = true): void {
+    slot.timer = undefined;
+    if (slot.state !== "resting") return;
+    slot.state = "idle";
+    if (pump) {
+      this.emit();
+      this.pump();
+    }
+  }
+
+  private remove(slot: Slot): void {
+    clearTimeout(slot.timer);
+    this.slots = this.slots.filter((s) => s !== slot);
+    this.stopWorker(slot.worker);
+  }
+
+  private stopWorker(worker: PoolWorker): void {
+    try {
+      worker.terminate();
+    } catch {
+      // Already dead is as good as stopped.
+    }
+  }
+
+  private failQueue(error: unknown): void {
+    const queue = this.queue;
+    this.queue = [];
+    for (const job of queue) job.reject(error);
+  }
+
+  private emit(): void {
+    for (const cb of this.listeners) {
+      try {
+        cb();
+      } catch (e) {
+        // A broken UI listener must not stop the pool.
+        console.error("WorkerPool listener failed", e);
+      }
+    }
+  }
+}
+
+export function createPool(factory: WorkerFactory, opts: PoolOptions): WorkerPool {
+  return new WorkerPool(factory, opts);
+}
