@@ -49,6 +49,7 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
     process.env.NEXTAUTH_SECRET = env.NEXTAUTH_SECRET;
     process.env.NEXTAUTH_URL ??= env.PUBLIC_URL;
     process.env.DATABASE_URL = env.DATABASE_URL;
+    process.env.NEXT_TELEMETRY_DISABLED ??= "1";
     const { default: next } = await import("next");
     const app = next({ dev: env.NODE_ENV === "development", dir: process.cwd(), port: env.PORT });
     await app.prepare();

@@ -12,7 +12,7 @@ const schema = z.object({
   DATA_DIR: z.string().default("./data"),
   PUBLIC_URL: z.string().url().optional(),
   NEXTAUTH_SECRET: z.string().min(16).optional(),
-  STARTER_CREDITS: z.coerce.number().min(0).default(1000),
+  STARTER_CREDITS: z.coerce.number().min(0).default(100),
   PRICE_PER_CPU_SECOND: z.coerce.number().positive().default(1),
   LEASE_SECONDS: z.coerce.number().positive().default(60),
   MAX_CHUNKS: z.coerce.number().int().positive().default(10000),

@@ -5,11 +5,19 @@ import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/s
 import { cancelJob, getJob, jobResultJson, listJobs } from "../../services/jobs/queries";
 import { changes } from "../changes";
 
+interface ParamsSchema {
+  properties?: Record<string, { type?: string; default?: unknown; minimum?: number; maximum?: number; description?: string }>;
+}
+
 const jobId = z.object({ id: z.string().min(1).max(64) });
 
 export const jobsRouter = router({
   kernels: publicProcedure.query(() =>
-    Object.values(kernels).map((k) => ({ name: k.name, title: k.title, description: k.description })),
+    Object.values(kernels).map((k) => ({
+      name: k.name, title: k.title, description: k.description,
+      // The portal renders the parameter form from this, so a new kernel needs no UI code.
+      params: z.toJSONSchema(k.params, { io: "input", unrepresentable: "any" }) as ParamsSchema,
+    })),
   ),
   estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
   submit: protectedProcedure.input(submitInputSchema).mutation(({ ctx, input }) => submitJob(ctx.deps, ctx.user.id, input)),

@@ -1,0 +1,106 @@
+"use client";
+import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { useRouter } from "next/navigation";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useTRPC } from "../../_components/trpc";
+import { credits, duration } from "../../_components/format";
+
+type Field = { type?: string; default?: unknown; minimum?: number; maximum?: number };
+
+/** Debounces a value so typing in the form doesn't send an estimate per keystroke. */
+function useDebounced<T>(value: T, ms: number): T {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return v;
+}
+
+export function SubmitForm() {
+  const trpc = useTRPC();
+  const router = useRouter();
+  const queryClient = useQueryClient();
+  const kernels = useQuery(trpc.jobs.kernels.queryOptions());
+  const [kernel, setKernel] = useState("mandelbrot");
+  const [chunks, setChunks] = useState("16");
+  const [values, setValues] = useState<Record<string, string>>({});
+  const spec = kernels.data?.find((k) => k.name === kernel);
+  const fields = Object.entries(spec?.params.properties ?? {}) as Array<[string, Field]>;
+
+  const input = useMemo(() => {
+    const params: Record<string, number> = {};
+    for (const [name] of fields) {
+      const raw = values[`${kernel}.${name}`];
+      if (raw !== undefined && raw.trim() !== "") params[name] = Number(raw);
+    }
+    return { kernel, chunks: Number(chunks), params };
+  }, [kernel, chunks, values, fields]);
+  const debounced = useDebounced(input, 250);
+  const estimate = useQuery({ ...trpc.jobs.estimate.queryOptions(debounced), retry: false, enabled: !!spec });
+  const balance = useQuery(trpc.account.balance.queryOptions());
+  const submit = useMutation(
+    trpc.jobs.submit.mutationOptions({
+      onSuccess: async (job) => {
+        await queryClient.invalidateQueries();
+        router.push(`/jobs/${job.id}`);
+      },
+    }),
+  );
+
+  function onSubmit(e: FormEvent) {
+    e.preventDefault();
+    submit.mutate(input);
+  }
+
+  const short = estimate.data && balance.data !== undefined && estimate.data.estimate > balance.data;
+  return (
+    <form className="card stack" onSubmit={onSubmit} aria-label="Submit a job">
+      <h2>New job</h2>
+      <label>
+        Kernel
+        <select name="kernel" value={kernel} onChange={(e) => setKernel(e.target.value)}>
+          {kernels.data?.map((k) => (
+            <option key={k.name} value={k.name}>{k.title}</option>
+          ))}
+        </select>
+      </label>
+      {spec && <p className="hint">{spec.description}</p>}
+      <div className="grid-fields">
+        {fields.map(([name, f]) => (
+          <label key={`${kernel}.${name}`}>
+            {name}
+            <input
+              name={name} type="number" step={f.type === "integer" ? 1 : "any"} min={f.minimum} max={f.maximum}
+              placeholder={f.default === undefined ? "random" : String(f.default)}
+              value={values[`${kernel}.${name}`] ?? ""}
+              onChange={(e) => setValues({ ...values, [`${kernel}.${name}`]: e.target.value })}
+            />
+          </label>
+        ))}
+        <label>
+          chunks
+          <input name="chunks" type="number" min={1} step={1} required value={chunks} onChange={(e) => setChunks(e.target.value)} />
+        </label>
+      </div>
+      <div className="estimate" aria-live="polite">
+        {estimate.error ? (
+          <span className="error">{estimate.error.message}</span>
+        ) : estimate.data ? (
+          <span>
+            Estimated cost <strong data-testid="estimate">{credits(estimate.data.estimate)} credits</strong> for about{" "}
+            {duration(estimate.data.cpuSeconds)} of CPU in {estimate.data.chunks} units
+            {balance.data !== undefined && <> · your balance {credits(balance.data)}</>}
+          </span>
+        ) : (
+          <span className="hint">Estimating…</span>
+        )}
+      </div>
+      {short && <p className="error">Your balance is too low for this job: volunteer for a while to earn credits, or make it smaller.</p>}
+      {submit.error && <p className="error" role="alert">{submit.error.message}</p>}
+      <button type="submit" className="primary" disabled={submit.isPending || !!estimate.error}>
+        {submit.isPending ? "Submitting…" : "Submit job"}
+      </button>
+    </form>
+  );
+}

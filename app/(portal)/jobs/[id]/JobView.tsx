@@ -1,0 +1,68 @@
+"use client";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useSubscription } from "@trpc/tanstack-react-query";
+import { useTRPC } from "../../../_components/trpc";
+import { credits, duration, when } from "../../../_components/format";
+import { MandelbrotImage } from "./MandelbrotImage";
+
+export function JobView({ id }: { id: string }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const initial = useQuery(trpc.jobs.get.queryOptions({ id }));
+  const live = useSubscription(trpc.jobs.watch.subscriptionOptions({ id }));
+  const job = live.data ?? initial.data;
+  const ended = job && job.state !== "running";
+  const result = useQuery({ ...trpc.jobs.result.queryOptions({ id }), enabled: job?.state === "completed" });
+  const cancel = useMutation(trpc.jobs.cancel.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+
+  if (initial.error) return <div className="card error">{initial.error.message}</div>;
+  if (!job) return <div className="card">Loading…</div>;
+  const p = job.progress;
+  const pct = p.total ? Math.round((100 * p.done) / p.total) : 0;
+  return (
+    <div className="stack">
+      <div className="card">
+        <div className="row spread">
+          <h2>
+            {job.kernel} job <code>{job.id}</code>
+          </h2>
+          <span className={`badge ${job.state}`} data-testid="job-state">{job.state}</span>
+        </div>
+        <div className="progress" aria-label="progress">
+          <div style={{ width: `${pct}%` }} />
+        </div>
+        <dl className="stats">
+          <div><dt>Done</dt><dd data-testid="units-done">{p.done} / {p.total}</dd></div>
+          <div><dt>Running</dt><dd>{p.running}</dd></div>
+          <div><dt>Queued</dt><dd>{p.queued}</dd></div>
+          <div><dt>Throughput</dt><dd>{p.throughput.toFixed(1)} units/s</dd></div>
+          <div><dt>{ended ? "Took" : "ETA"}</dt><dd>{ended ? duration(job.durationMs / 1000) : duration(p.etaSeconds)}</dd></div>
+          <div><dt>Cost / held</dt><dd>{credits(job.cost)} / {credits(job.estimate)}</dd></div>
+        </dl>
+        <p className="hint">
+          Submitted {when(job.createdAt)} · parameters <code>{JSON.stringify(job.params)}</code>
+        </p>
+        {job.error && <p className="error">{job.error}</p>}
+        {job.state === "running" && (
+          <button onClick={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</button>
+        )}
+        {cancel.error && <p className="error">{cancel.error.message}</p>}
+      </div>
+      {job.state === "completed" && (
+        <div className="card">
+          <div className="row spread">
+            <h2>Result</h2>
+            <a className="button" href={`/api/jobs/${id}/result.json`} download>Download JSON</a>
+          </div>
+          {!result.data ? (
+            <p>Loading result…</p>
+          ) : job.kernel === "mandelbrot" ? (
+            <MandelbrotImage image={result.data as never} />
+          ) : (
+            <pre data-testid="result">{JSON.stringify(result.data, null, 2)}</pre>
+          )}
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,123 @@
+"use client";
+import { useEffect, useState } from "react";
+import { useSession } from "next-auth/react";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useTRPC } from "../_components/trpc";
+import { credits } from "../_components/format";
+import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./settings";
+import { useVolunteer } from "./useVolunteer";
+
+export default function VolunteerPage() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const { status } = useSession();
+  const signedIn = status === "authenticated";
+  const [identity, setIdentity] = useState<{ volunteerId: string; token: string } | null>(null);
+  const [settings, setSettings] = useState<VolunteerSettings | null>(null);
+  useEffect(() => {
+    setIdentity(loadIdentity());
+    setSettings(loadSettings());
+  }, []);
+  const { snap, running, start, stop, pausedBy } = useVolunteer(identity, settings);
+
+  const update = (patch: Partial<VolunteerSettings>) => {
+    const next = { ...settings!, ...patch };
+    setSettings(next);
+    saveSettings(next);
+  };
+
+  const balance = useQuery({ ...trpc.account.balance.queryOptions(), enabled: signedIn });
+  const held = useQuery({ ...trpc.account.volunteer.queryOptions({ volunteerId: identity?.volunteerId ?? "unknown-id" }), enabled: !!identity });
+  const cluster = useQuery({ ...trpc.cluster.status.queryOptions(), refetchInterval: 3000 });
+  const claim = useMutation(trpc.account.claimVolunteer.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  useEffect(() => {
+    // Each acknowledgement moved credits: refresh the balances shown.
+    if (snap?.tasksDone) void queryClient.invalidateQueries({ queryKey: trpc.account.pathKey() });
+  }, [snap?.tasksDone, queryClient, trpc]);
+
+  if (!settings || !identity) return null;
+  const state = !running ? "stopped" : pausedBy ? "paused" : snap?.connection ?? "connecting";
+  return (
+    <div className="stack">
+      <div className="card">
+        <div className="row spread">
+          <div>
+            <h2>Volunteer this tab</h2>
+            <p className="hint">
+              Your CPU computes chunks of other people&apos;s jobs in Web Workers, sandboxed away from this page.{" "}
+              {signedIn ? "Credits go to your account." : "You are signed out: credits are held for this browser and can be claimed when you sign in."}
+            </p>
+          </div>
+          {running ? (
+            <button className="danger big" onClick={stop}>Stop</button>
+          ) : (
+            <button className="primary big" onClick={start}>Start</button>
+          )}
+        </div>
+        <dl className="stats">
+          <div><dt>Status</dt><dd data-testid="volunteer-status">{state}</dd></div>
+          <div><dt>Tasks done</dt><dd data-testid="tasks-done">{snap?.tasksDone ?? 0}</dd></div>
+          <div><dt>Earned this session</dt><dd data-testid="credits-earned">{credits(snap?.earned ?? 0)}</dd></div>
+          <div>
+            <dt>{signedIn ? "Account balance" : "Held for this browser"}</dt>
+            <dd data-testid="balance">{signedIn ? (balance.data !== undefined ? credits(balance.data) : "—") : credits(held.data?.held ?? 0)}</dd>
+          </div>
+          <div><dt>Current job</dt><dd>{snap?.currentJobs.length ? snap.currentJobs.join(", ") : "—"}</dd></div>
+          <div><dt>Cluster</dt><dd>{cluster.data ? `${cluster.data.volunteers} volunteers, ${cluster.data.tasksQueued} queued` : "—"}</dd></div>
+        </dl>
+        {pausedBy && running && <p className="hint">Paused because {pausedBy}.</p>}
+        {snap?.lastError && <p className="error">{snap.lastError}</p>}
+        {signedIn && (held.data?.held ?? 0) > 0 && (
+          <p>
+            This browser holds {credits(held.data!.held)} credits earned while signed out.{" "}
+            <button onClick={() => claim.mutate(identity)}>Claim them</button>
+          </p>
+        )}
+      </div>
+      <div className="two-col">
+        <div className="card stack">
+          <h2>Your machine, your rules</h2>
+          <label>
+            <span>Threads: <strong>{settings.threads}</strong></span>
+            <input type="range" min={1} max={Math.max(1, navigator.hardwareConcurrency || 4)} value={settings.threads}
+              onChange={(e) => update({ threads: Number(e.target.value) })} aria-label="threads" />
+          </label>
+          <label>
+            <span>CPU throttle: <strong>{Math.round(settings.throttle * 100)}%</strong> of the time</span>
+            <input type="range" min={10} max={100} step={5} value={Math.round(settings.throttle * 100)}
+              onChange={(e) => update({ throttle: Number(e.target.value) / 100 })} aria-label="throttle" />
+          </label>
+          <label className="check">
+            <input type="checkbox" checked={settings.pauseWhenHidden} onChange={(e) => update({ pauseWhenHidden: e.target.checked })} />
+            Pause while this tab is hidden
+          </label>
+          <label className="check">
+            <input type="checkbox" checked={settings.pauseOnBattery} onChange={(e) => update({ pauseOnBattery: e.target.checked })} />
+            Pause while the device runs on battery
+          </label>
+          <p className="hint">Settings are remembered in this browser.</p>
+        </div>
+        <div className="card">
+          <h2>Workers</h2>
+          {snap?.workers.length ? (
+            <table>
+              <thead><tr><th>#</th><th>State</th><th>Task</th><th>Done</th></tr></thead>
+              <tbody>
+                {snap.workers.map((w) => (
+                  <tr key={w.id}>
+                    <td>{w.id}</td>
+                    <td><span className={`badge ${w.state}`}>{w.state}</span></td>
+                    <td>{w.task ?? "—"}</td>
+                    <td>{w.done}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <p className="hint">Press Start to spawn {settings.threads} worker{settings.threads > 1 ? "s" : ""}.</p>
+          )}
+        </div>
+      </div>
+    </div>
+  );
+}

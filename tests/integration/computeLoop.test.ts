@@ -1,0 +1,138 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { auditLedger, balanceOf } from "../../server/services/credits/ledger";
+import { anonAccount, escrowAccount, MILLI, userAccount } from "../../server/services/credits/accounts";
+import {
+  createUserWithKey, runCli, startCliVolunteer, startTestServer, waitFor, waitForVolunteer,
+  type CliVolunteer, type TestServer,
+} from "../helpers/server";
+
+// 40 units of 20M samples: ~100 ms of CPU each, ~4 CPU-seconds in all, so with three
+// single-thread volunteers on two cores the job runs for a few seconds: long enough to kill
+// a volunteer in the middle of it.
+const CHUNKS = 40;
+const SAMPLES = 800_000_000;
+
+describe("the compute loop: CLI consumer, three headless volunteers, one killed mid-job", () => {
+  let srv: TestServer;
+  const volunteers: CliVolunteer[] = [];
+
+  beforeAll(async () => {
+    srv = await startTestServer();
+  });
+
+  afterAll(async () => {
+    await Promise.all(volunteers.map((v) => v.stop()));
+    await srv?.close();
+  });
+
+  it("completes a pi job correctly, re-queues the dead volunteer's leases and balances the books", async () => {
+    const { db, coordinator, env } = srv.deps;
+    const { user, apiKey } = await createUserWithKey(srv.deps, "consumer@example.com");
+    const starter = Math.round(env.STARTER_CREDITS * MILLI);
+    expect(await balanceOf(db, userAccount(user.id))).toBe(starter);
+
+    // Three anonymous volunteers (no API key), as separate processes.
+    for (let i = 0; i < 3; i++) volunteers.push(startCliVolunteer(srv.url, 1, { dir: srv.dir, name: `vol-${i}` }));
+    const conns = await Promise.all(volunteers.map((v) => waitForVolunteer(srv.deps, v.identity.volunteerId)));
+    for (const c of conns) expect(c).toMatchObject({ userId: null, agent: "node", threads: 1 });
+    const ids = volunteers.map((v) => v.identity.volunteerId);
+
+    const submit = runCli(
+      ["submit", "pi", "--chunks", String(CHUNKS), "--params", JSON.stringify({ samples: SAMPLES }), "--wait", "--json", "--url", srv.url],
+      { TABGRID_API_KEY: apiKey },
+    );
+
+    const job = await waitFor(() => db.job.findFirst({ where: { ownerId: user.id }, select: { id: true } }), 20_000, "the job row");
+
+    // Kill one volunteer once some units are done, while it holds a full window of leases.
+    const victim = volunteers[0];
+    const victimId = victim.identity.volunteerId;
+    const atKill = await waitFor(
+      () => {
+        const p = coordinator.progress(job.id);
+        const v = coordinator.volunteers().find((c) => c.volunteerId === victimId);
+        if (!p || !v || p.done < 3 || v.held < 2) return undefined;
+        const held = coordinator.scheduler.heldBy(v.key).map((t) => coordinator.scheduler.task(t)!.unitId);
+        return { done: p.done, key: v.key, held };
+      },
+      30_000,
+      "some units done and the victim holding leases",
+      5,
+    );
+    victim.kill("SIGKILL");
+    expect(atKill.done).toBeGreaterThanOrEqual(3);
+    expect(atKill.done).toBeLessThan(CHUNKS);
+    expect(atKill.held.length).toBeGreaterThanOrEqual(2);
+
+    // The server notices the dropped socket and puts the victim's leases back in the queue.
+    const left = await waitFor(
+      () => srv.logs.find((l) => l.includes(`volunteer ${atKill.key} left;`)),
+      10_000,
+      "the server to drop the killed volunteer",
+    );
+    const requeued = Number(/left; (\d+) task\(s\) re-queued/.exec(left)?.[1]);
+    expect(requeued).toBeGreaterThanOrEqual(1);
+    expect(victim.signalCode).toBe("SIGKILL");
+
+    const res = await submit;
+    expect(res.stderr).toBe("");
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout.trim());
+    expect(out).toMatchObject({ id: job.id, status: "completed", kernel: "pi", chunks: CHUNKS, done: CHUNKS, error: null });
+    expect(Math.abs(out.result.estimate - Math.PI)).toBeLessThan(0.001);
+    expect(out.result.samples).toBe(SAMPLES);
+    expect(out.result.inside).toBe(Math.round((out.result.estimate * SAMPLES) / 4));
+
+    // Results are acknowledged before the job is finished in the same or a later batch.
+    await coordinator.drain();
+    const row = await db.job.findUniqueOrThrow({ where: { id: job.id } });
+    expect(row.state).toBe("completed");
+    expect(row.unitsDone).toBe(CHUNKS);
+    expect(row.finishedAt).not.toBeNull();
+
+    // Every unit has exactly one accepted result, from one of our volunteers.
+    const units = await db.workUnit.findMany({ where: { jobId: job.id }, select: { id: true, done: true, volunteerId: true, pay: true } });
+    expect(units).toHaveLength(CHUNKS);
+    for (const u of units) {
+      expect(u.done).toBe(true);
+      expect(ids).toContain(u.volunteerId);
+    }
+    const vrows = await db.volunteer.findMany({ where: { id: { in: ids } }, select: { id: true, tasksDone: true, earned: true, userId: true } });
+    expect(vrows).toHaveLength(3);
+    expect(vrows.reduce((s, v) => s + v.tasksDone, 0)).toBe(CHUNKS);
+    for (const v of vrows) {
+      expect(v.userId).toBeNull();
+      expect(v.tasksDone).toBe(units.filter((u) => u.volunteerId === v.id).length);
+    }
+    // The units the victim held when it died were computed again, elsewhere (at most the one
+    // it was computing could have reached the server before the kill).
+    const redone = units.filter((u) => atKill.held.includes(u.id) && u.volunteerId !== victimId);
+    expect(redone.length).toBeGreaterThanOrEqual(atKill.held.length - 1);
+    const survivors = ids.slice(1);
+    expect(units.filter((u) => survivors.includes(u.volunteerId!)).length).toBeGreaterThan(CHUNKS - atKill.done - 1);
+
+    // Money: the consumer paid exactly the payouts, escrow is empty, volunteers hold the rest.
+    const audit = await auditLedger(db);
+    expect(audit).toMatchObject({ ok: true, total: 0, unbalancedTx: [], driftedAccounts: [], negativeAccounts: [] });
+    const unitPay = units.reduce((s, u) => s + u.pay, 0);
+    expect(row.cost).toBe(unitPay);
+    expect(row.cost).toBe(row.estimate);
+    expect(out.cost).toBeCloseTo(row.cost / MILLI, 6);
+    const payouts = await db.ledgerEntry.aggregate({ where: { jobId: job.id, kind: "payout", amount: { gt: 0 } }, _sum: { amount: true } });
+    expect(payouts._sum.amount).toBe(row.cost);
+    expect(await balanceOf(db, escrowAccount(job.id))).toBe(0);
+    expect(await balanceOf(db, userAccount(user.id))).toBe(starter - row.cost);
+
+    const anon = await db.account.findMany({ where: { kind: "anon" }, select: { id: true, balance: true } });
+    expect(anon.map((a) => a.id).sort()).toEqual(vrows.filter((v) => v.tasksDone > 0).map((v) => anonAccount(v.id)).sort());
+    expect(anon.reduce((s, a) => s + a.balance, 0)).toBe(row.cost);
+    for (const v of vrows) expect(await balanceOf(db, anonAccount(v.id))).toBe(v.earned);
+    const survivorsHeld = await Promise.all(survivors.map((id) => balanceOf(db, anonAccount(id))));
+    expect(survivorsHeld.every((b) => b > 0)).toBe(true);
+
+    // The survivors are still connected and idle; the victim is gone.
+    const online = coordinator.volunteers().map((v) => v.volunteerId);
+    expect(online.sort()).toEqual([...survivors].sort());
+    expect(coordinator.status()).toMatchObject({ tasksQueued: 0, tasksRunning: 0, jobsRunning: 0 });
+  });
+});
