@@ -47,7 +47,6 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
   if (opts.ui) {
     // Next reads its auth settings from the environment of this same process.
     process.env.NEXTAUTH_SECRET = env.NEXTAUTH_SECRET;
-    process.env.NEXTAUTH_URL ??= env.PUBLIC_URL;
     process.env.DATABASE_URL = env.DATABASE_URL;
     process.env.NEXT_TELEMETRY_DISABLED ??= "1";
     const { default: next } = await import("next");
@@ -110,6 +109,8 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
   await new Promise<void>((resolve) => server.listen(env.PORT, env.HOST, resolve));
   const port = (server.address() as { port: number }).port;
   const url = `http://127.0.0.1:${port}`;
+  // next-auth builds its callback URLs from this; read per request, so setting it now is in time.
+  process.env.NEXTAUTH_URL = env.PUBLIC_URL ?? `http://localhost:${port}`;
   log(`Tabgrid listening on http://localhost:${port} (database ${env.DATABASE_URL}${opts.ui ? "" : ", API only"})`);
 
   return {

@@ -22,7 +22,7 @@ const schema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
 });
 
-export type Env = z.infer<typeof schema> & { NEXTAUTH_SECRET: string; PUBLIC_URL: string };
+export type Env = z.infer<typeof schema> & { NEXTAUTH_SECRET: string };
 
 export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
   const parsed = schema.safeParse(source);
@@ -36,7 +36,6 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   return {
     ...env,
     NEXTAUTH_SECRET: env.NEXTAUTH_SECRET ?? persistentSecret(env.DATA_DIR),
-    PUBLIC_URL: env.PUBLIC_URL ?? `http://localhost:${env.PORT}`,
   };
 }
 

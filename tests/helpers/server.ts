@@ -56,7 +56,7 @@ export async function startTestServer(overrides: Record<string, string> = {}): P
   });
   const logs: string[] = [];
   const server = await startServer(env, {
-    ui: false,
+    ui: env.TABGRID_UI === "on",
     log: (m) => {
       logs.push(m);
       if (process.env.TABGRID_TEST_LOG) console.log(m);

@@ -54,7 +54,7 @@ export class VolunteerClient {
   private revoked = new Set<string>();
   private running = new Map<string, string>(); // taskId → jobId
   private outbox: TaskResult[] = [];
-  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  private flushQueued = false;
   private retry = 0;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
   private snap: VolunteerSnapshot = { connection: "stopped", signedIn: false, tasksDone: 0, earned: 0, currentJobs: [], workers: [] };
@@ -85,7 +85,6 @@ export class VolunteerClient {
   /** Stops at once: workers are terminated mid-task and the socket closes (leases return to the queue). */
   stop() {
     this.stopped = true;
-    clearTimeout(this.flushTimer);
     this.outbox = [];
     this.running.clear();
     this.pool?.terminate();
@@ -201,13 +200,17 @@ export class VolunteerClient {
     const wasRunning = this.running.delete(taskId);
     if (this.revoked.delete(taskId) || !wasRunning) return;
     this.outbox.push(result);
-    // Results finishing together travel in one frame; the delay is below a millisecond or two.
-    this.flushTimer ??= setTimeout(() => this.flush(), 1);
+    // Results finishing in the same turn travel in one frame. A microtask, not a timer:
+    // browsers throttle timers in background tabs to once a second or less.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
     if (this.running.size === 0) this.update({ currentJobs: [] });
   }
 
   private flush() {
-    this.flushTimer = undefined;
+    this.flushQueued = false;
     if (!this.outbox.length || this.ws?.readyState !== 1) return;
     this.ws.send(JSON.stringify({ type: "results", results: this.outbox }));
     this.outbox = [];

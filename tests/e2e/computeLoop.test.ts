@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { auditLedger } from "../../server/services/credits/ledger";
+import { userAccount } from "../../server/services/credits/accounts";
+
+// The whole loop in Chromium: sign up, volunteer in one tab, submit a Mandelbrot job in
+// another, watch it complete, see the image and the volunteer's credits.
+describe("compute loop in the browser", () => {
+  let server: TestServer;
+  let browser: Browser;
+  let context: BrowserContext;
+
+  beforeAll(async () => {
+    server = await startTestServer({ TABGRID_UI: "on" });
+    browser = await launchChromium();
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("signs up, volunteers, computes a Mandelbrot job and pays the volunteer", async () => {
+    const portal = await context.newPage();
+    const portalErrors = collectPageErrors(portal);
+    await portal.goto("/signin");
+    await portal.getByRole("button", { name: "Create account" }).first().click();
+    await portal.getByLabel("Email").fill("ada@example.com");
+    await portal.getByLabel("Password").fill("analytical-engine");
+    await portal.locator("form").getByRole("button", { name: "Create account" }).click();
+    await portal.waitForURL("**/jobs");
+    await expect(portal.getByRole("heading", { name: "New job" }).isVisible()).resolves.toBe(true);
+
+    const volunteer: Page = await context.newPage();
+    const volunteerErrors = collectPageErrors(volunteer);
+    await volunteer.goto("/volunteer");
+    expect(await volunteer.getByTestId("credits-earned").textContent()).toBe("0");
+    await volunteer.getByRole("button", { name: "Start" }).click();
+    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+    await waitFor(() => server.deps.coordinator.volunteers().length === 1, 10_000, "the tab to join as a volunteer");
+
+    await portal.bringToFront();
+    await portal.getByLabel("Kernel").selectOption("mandelbrot");
+    await portal.locator('input[name="width"]').fill("480");
+    await portal.locator('input[name="height"]').fill("320");
+    await portal.locator('input[name="chunks"]').fill("16");
+    await portal.getByTestId("estimate").waitFor();
+    await portal.getByRole("button", { name: "Submit job" }).click();
+    await portal.waitForURL(/\/jobs\/j\w+$/);
+    const jobId = portal.url().split("/").pop()!;
+
+    await portal.getByTestId("job-state").filter({ hasText: "completed" }).waitFor({ timeout: 45_000 });
+    expect(await portal.getByTestId("units-done").textContent()).toBe("16 / 16");
+    const canvas = portal.getByTestId("mandelbrot");
+    await canvas.waitFor();
+    // The image really was painted: the set is black, the outside is coloured.
+    const colours = await canvas.evaluate((c: HTMLCanvasElement) => {
+      const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+      const seen = new Set<number>();
+      for (let i = 0; i < d.length; i += 4 * 37) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      return { distinct: seen.size, black: seen.has(0), width: c.width, height: c.height };
+    });
+    expect(colours).toMatchObject({ width: 480, height: 320, black: true });
+    expect(colours.distinct).toBeGreaterThan(20);
+    await keepScreenshot(portal, "e2e-mandelbrot-job");
+
+    await volunteer.bringToFront();
+    await waitFor(async () => Number(await volunteer.getByTestId("tasks-done").textContent()) === 16, 10_000, "16 tasks on the volunteer page");
+    const earned = Number(await volunteer.getByTestId("credits-earned").textContent());
+    expect(earned).toBeGreaterThan(0);
+    await keepScreenshot(volunteer, "e2e-volunteer");
+
+    // The same account submitted and volunteered: it paid the job's cost and earned it back.
+    const db = server.deps.db;
+    const job = await db.job.findUniqueOrThrow({ where: { id: jobId } });
+    expect(job.state).toBe("completed");
+    expect(job.cost).toBe(Math.round(earned * 1000));
+    const payouts = await db.ledgerEntry.findMany({ where: { jobId, kind: "payout", accountId: { startsWith: "user:" } } });
+    expect(payouts.reduce((s, e) => s + e.amount, 0)).toBe(job.cost);
+    expect(payouts.every((e) => e.accountId === userAccount(job.ownerId))).toBe(true);
+    expect((await auditLedger(db)).ok).toBe(true);
+
+    await volunteer.getByRole("button", { name: "Stop" }).click();
+    await waitFor(() => server.deps.coordinator.volunteers().length === 0, 5000, "Stop to close the volunteer socket");
+    expect(portalErrors).toEqual([]);
+    expect(volunteerErrors).toEqual([]);
+  });
+});
