@@ -1,11 +1,11 @@
 "use client";
 import Link from "next/link";
-import { useQuery } from "@tanstack/react-query";
+import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "./_components/trpc";
 
 export default function Home() {
   const trpc = useTRPC();
-  const status = useQuery({ ...trpc.cluster.status.queryOptions(), refetchInterval: 3000 });
+  const status = useSubscription(trpc.cluster.watch.subscriptionOptions());
   const s = status.data;
   return (
     <div className="stack">

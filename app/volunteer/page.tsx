@@ -2,6 +2,7 @@
 import { useEffect, useState } from "react";
 import { useSession } from "next-auth/react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../_components/trpc";
 import { credits } from "../_components/format";
 import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./settings";
@@ -28,7 +29,7 @@ export default function VolunteerPage() {
 
   const balance = useQuery({ ...trpc.account.balance.queryOptions(), enabled: signedIn });
   const held = useQuery({ ...trpc.account.volunteer.queryOptions({ volunteerId: identity?.volunteerId ?? "unknown-id" }), enabled: !!identity });
-  const cluster = useQuery({ ...trpc.cluster.status.queryOptions(), refetchInterval: 3000 });
+  const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions());
   const claim = useMutation(trpc.account.claimVolunteer.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
   useEffect(() => {
     // Each acknowledgement moved credits: refresh the balances shown.
@@ -63,7 +64,8 @@ export default function VolunteerPage() {
             <dd data-testid="balance">{signedIn ? (balance.data !== undefined ? credits(balance.data) : "—") : credits(held.data?.held ?? 0)}</dd>
           </div>
           <div><dt>Current job</dt><dd>{snap?.currentJobs.length ? snap.currentJobs.join(", ") : "—"}</dd></div>
-          <div><dt>Cluster</dt><dd>{cluster.data ? `${cluster.data.volunteers} volunteers, ${cluster.data.tasksQueued} queued` : "—"}</dd></div>
+          <div><dt>Volunteers online</dt><dd>{cluster.data?.volunteers ?? "—"}</dd></div>
+          <div><dt>Tasks queued</dt><dd>{cluster.data?.tasksQueued ?? "—"}</dd></div>
         </dl>
         {pausedBy && running && <p className="hint">Paused because {pausedBy}.</p>}
         {snap?.lastError && <p className="error">{snap.lastError}</p>}

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditLedger, balanceOf } from "../../server/services/credits/ledger";
 import { anonAccount, escrowAccount, MILLI, userAccount } from "../../server/services/credits/accounts";
+import { RawVolunteer, trpc } from "../helpers/clients";
 import {
   createUserWithKey, runCli, startCliVolunteer, startTestServer, waitFor, waitForVolunteer,
   type CliVolunteer, type TestServer,
@@ -134,5 +135,63 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     const online = coordinator.volunteers().map((v) => v.volunteerId);
     expect(online.sort()).toEqual([...survivors].sort());
     expect(coordinator.status()).toMatchObject({ tasksQueued: 0, tasksRunning: 0, jobsRunning: 0 });
+  });
+});
+
+describe("a volunteer that goes silent", () => {
+  let srv: TestServer;
+  const cleanups: Array<() => unknown> = [];
+
+  beforeAll(async () => {
+    srv = await startTestServer({ LEASE_SECONDS: "1" });
+  });
+
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c();
+    await srv?.close();
+  });
+
+  it("loses its leases at the deadline; another volunteer finishes the job and the late results are refused unpaid", async () => {
+    const { db, coordinator } = srv.deps;
+    const { apiKey } = await createUserWithKey(srv.deps, "consumer@example.com");
+
+    // Takes both units, then asks for nothing more and never answers: its socket stays open.
+    const silent = await RawVolunteer.connect(srv.url);
+    cleanups.push(() => silent.close());
+    silent.hello(1);
+    await silent.next("welcome");
+    const job = await trpc(srv.url, apiKey).jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 } });
+    await waitFor(() => silent.tasks().length === 2, 5000, "the silent volunteer to get both units");
+    const taken = silent.tasks();
+    expect(taken.every((t) => t.deadline - Date.now() <= 1000)).toBe(true);
+    silent.send({ type: "capacity", threads: 0 });
+
+    const worker = startCliVolunteer(srv.url, 1, { dir: srv.dir, name: "diligent" });
+    cleanups.push(() => worker.stop());
+
+    expect(await silent.next("revoke", 0, 10_000)).toEqual({
+      type: "revoke", taskIds: taken.map((t) => t.taskId), reason: "lease deadline passed",
+    });
+    expect(srv.logs).toContain("[coordinator] 2 lease(s) expired");
+    await waitFor(
+      async () => (await db.job.findUnique({ where: { id: job.id }, select: { state: true } }))?.state === "completed",
+      20_000,
+      "the job to complete",
+    );
+    await coordinator.drain();
+
+    const late = await silent.request(
+      { type: "results", results: taken.map((t) => ({ taskId: t.taskId, output: { inside: 785_000, samples: 1_000_000 } })) },
+      "ack",
+    );
+    expect(late).toEqual({ type: "ack", accepted: [], credits: 0, rejected: taken.map((t) => ({ taskId: t.taskId, reason: "unknown-task" })) });
+    expect(silent.tasks()).toHaveLength(2);
+
+    const units = await db.workUnit.findMany({ where: { jobId: job.id }, select: { volunteerId: true } });
+    expect(units.map((u) => u.volunteerId)).toEqual([worker.identity.volunteerId, worker.identity.volunteerId]);
+    const row = await db.job.findUniqueOrThrow({ where: { id: job.id } });
+    expect(await balanceOf(db, anonAccount(worker.identity.volunteerId))).toBe(row.cost);
+    expect(await balanceOf(db, anonAccount(silent.identity.volunteerId))).toBe(0);
+    expect((await auditLedger(db)).ok).toBe(true);
   });
 });

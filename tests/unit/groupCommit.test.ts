@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { GroupCommitter } from "../../server/store/groupCommit";
+
+describe("GroupCommitter", () => {
+  it("commits items enqueued together in one batch, in order, and resolves after the commit", async () => {
+    const batches: number[][] = [];
+    const gc = new GroupCommitter<number>(async (items) => {
+      await new Promise((r) => setTimeout(r, 5));
+      batches.push(items);
+    }, { intervalMs: 5, maxBatch: 100 });
+    const settled: number[] = [];
+    const all = [1, 2, 3, 4].map((n) => gc.enqueue(n).then(() => settled.push(n)));
+    expect(settled).toEqual([]);
+    await Promise.all(all);
+    expect(batches).toEqual([[1, 2, 3, 4]]);
+    expect(settled).toEqual([1, 2, 3, 4]);
+  });
+
+  it("splits at maxBatch without waiting for the interval", async () => {
+    const batches: number[][] = [];
+    const gc = new GroupCommitter<number>(async (items) => void batches.push(items), { intervalMs: 10_000, maxBatch: 3 });
+    await Promise.all([1, 2, 3].map((n) => gc.enqueue(n)));
+    expect(batches).toEqual([[1, 2, 3]]);
+    const rest = [4, 5].map((n) => gc.enqueue(n));
+    await gc.drain();
+    await Promise.all(rest);
+    expect(batches).toEqual([[1, 2, 3], [4, 5]]);
+  });
+
+  it("retries a failed commit with the same items and never resolves them before success", async () => {
+    let attempts = 0;
+    const committed: number[][] = [];
+    const errors: unknown[] = [];
+    const gc = new GroupCommitter<number>(async (items) => {
+      if (++attempts < 3) throw new Error("database is locked");
+      committed.push(items);
+    }, { intervalMs: 1, maxBatch: 10, onError: (e) => errors.push(e) });
+    let resolved = false;
+    const p = gc.enqueue(7).then(() => (resolved = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(resolved).toBe(false);
+    await p;
+    expect(attempts).toBe(3);
+    expect(errors).toHaveLength(2);
+    expect(committed).toEqual([[7]]);
+  });
+
+  it("drains everything on close and refuses new items afterwards", async () => {
+    const seen: number[] = [];
+    const gc = new GroupCommitter<number>(async (items) => void seen.push(...items), { intervalMs: 1000, maxBatch: 100 });
+    void gc.enqueue(1);
+    void gc.enqueue(2);
+    await gc.close();
+    expect(seen).toEqual([1, 2]);
+    await expect(gc.enqueue(3)).rejects.toThrow(/closed/);
+  });
+});
