@@ -36,7 +36,9 @@ if (!name || name === "help" || name === "--help" || name === "-h") {
       console.error(`tabgrid ${name}: ${e.issues.map((i) => i.message).join("; ")}`);
       code = 1;
     } else {
-      console.error(`tabgrid ${name}: ${describeError(e, process.env.TABGRID_URL ?? "the server")}`);
+      const urlFlag = argv.indexOf("--url");
+      const url = (urlFlag >= 0 ? argv[urlFlag + 1] : undefined) ?? process.env.TABGRID_URL ?? "http://localhost:3000";
+      console.error(`tabgrid ${name}: ${describeError(e, url)}`);
       code = 1;
     }
   }

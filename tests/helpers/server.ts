@@ -144,6 +144,8 @@ export function newIdentity(): VolunteerIdentity {
 
 export interface CliVolunteer extends ChildProcess {
   identity: VolunteerIdentity;
+  /** Settles when the process has exited (for whatever reason). */
+  exited: Promise<void>;
   /** What the volunteer printed so far (it logs to stderr). */
   output(): string;
   /** SIGTERM, then SIGKILL if it has not exited within a few seconds. */
@@ -171,6 +173,7 @@ export function startCliVolunteer(
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.identity = identity;
+  child.exited = exited;
   child.output = () => out;
   child.stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {

@@ -73,6 +73,7 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     );
     const requeued = Number(/left; (\d+) task\(s\) re-queued/.exec(left)?.[1]);
     expect(requeued).toBeGreaterThanOrEqual(1);
+    await victim.exited;
     expect(victim.signalCode).toBe("SIGKILL");
 
     const res = await submit;
@@ -110,7 +111,7 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     const redone = units.filter((u) => atKill.held.includes(u.id) && u.volunteerId !== victimId);
     expect(redone.length).toBeGreaterThanOrEqual(atKill.held.length - 1);
     const survivors = ids.slice(1);
-    expect(units.filter((u) => survivors.includes(u.volunteerId!)).length).toBeGreaterThan(CHUNKS - atKill.done - 1);
+    expect(units.filter((u) => survivors.includes(u.volunteerId!)).length).toBeGreaterThanOrEqual(CHUNKS - atKill.done - 1);
 
     // Money: the consumer paid exactly the payouts, escrow is empty, volunteers hold the rest.
     const audit = await auditLedger(db);
@@ -169,9 +170,9 @@ describe("a volunteer that goes silent", () => {
     const worker = startCliVolunteer(srv.url, 1, { dir: srv.dir, name: "diligent" });
     cleanups.push(() => worker.stop());
 
-    expect(await silent.next("revoke", 0, 10_000)).toEqual({
-      type: "revoke", taskIds: taken.map((t) => t.taskId), reason: "lease deadline passed",
-    });
+    const revoke = await silent.next("revoke", 0, 10_000);
+    expect(revoke.reason).toBe("lease deadline passed");
+    expect([...revoke.taskIds].sort()).toEqual(taken.map((t) => t.taskId).sort());
     expect(srv.logs).toContain("[coordinator] 2 lease(s) expired");
     await waitFor(
       async () => (await db.job.findUnique({ where: { id: job.id }, select: { state: true } }))?.state === "completed",

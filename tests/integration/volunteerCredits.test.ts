@@ -147,7 +147,9 @@ describe("cancelling a running job", () => {
     const cancelled = await api.jobs.cancel.mutate({ id });
     expect(cancelled.state).toBe("cancelled");
     expect(cancelled.unitsDone).toBeLessThan(CHUNKS);
-    expect(await holder.next("revoke", revokeFrom)).toEqual({ type: "revoke", taskIds: held, reason: "job cancelled" });
+    const revoke = await holder.next("revoke", revokeFrom);
+    expect(revoke.reason).toBe("job cancelled");
+    expect([...revoke.taskIds].sort()).toEqual([...held].sort());
     expect(coordinator.progress(id)).toBeUndefined();
     expect(coordinator.status()).toMatchObject({ tasksQueued: 0, tasksRunning: 0, jobsRunning: 0 });
 
