@@ -2,6 +2,7 @@
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { signOut, useSession } from "next-auth/react";
+import { useVolunteer } from "./VolunteerProvider";
 
 const links = [
   { href: "/jobs", label: "Jobs" },
@@ -12,6 +13,7 @@ const links = [
 export function Nav() {
   const path = usePathname();
   const { data: session, status } = useSession();
+  const volunteer = useVolunteer();
   return (
     <header className="nav">
       <Link href="/" className="brand">
@@ -24,6 +26,11 @@ export function Nav() {
           </Link>
         ))}
       </nav>
+      {volunteer.running && (
+        <Link href="/volunteer" className="computing" title="This tab is volunteering">
+          ● computing · {volunteer.snap?.tasksDone ?? 0} tasks
+        </Link>
+      )}
       <div className="who">
         {status === "authenticated" ? (
           <>

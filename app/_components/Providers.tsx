@@ -3,6 +3,7 @@ import { useState, type ReactNode } from "react";
 import { SessionProvider } from "next-auth/react";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { TRPCProvider, makeTrpcClient } from "./trpc";
+import { VolunteerProvider } from "./VolunteerProvider";
 
 export function Providers({ children }: { children: ReactNode }) {
   const [queryClient] = useState(() => new QueryClient({ defaultOptions: { queries: { staleTime: 2000, retry: 1 } } }));
@@ -11,7 +12,7 @@ export function Providers({ children }: { children: ReactNode }) {
     <SessionProvider>
       <QueryClientProvider client={queryClient}>
         <TRPCProvider trpcClient={trpcClient} queryClient={queryClient}>
-          {children}
+          <VolunteerProvider>{children}</VolunteerProvider>
         </TRPCProvider>
       </QueryClientProvider>
     </SessionProvider>

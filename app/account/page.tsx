@@ -7,7 +7,7 @@ import { useRequireSignIn } from "../_components/useRequireSignIn";
 import { ApiKeys } from "./ApiKeys";
 
 const KIND_LABEL: Record<string, string> = {
-  grant: "Grant", hold: "Held for a job", payout: "Earned / paid", refund: "Refund", claim: "Claimed from a volunteer",
+  grant: "Grant", hold: "Held for a job", payout: "Earned computing", refund: "Unused escrow refunded", claim: "Claimed from a volunteer id",
 };
 
 export default function AccountPage() {
@@ -23,6 +23,7 @@ export default function AccountPage() {
         <p className="hint">Credits pay for jobs; you earn them by volunteering on the <Link href="/volunteer">volunteer page</Link>.</p>
       </div>
       <div className="two-col">
+        <ApiKeys />
         <div className="card">
           <h2>Ledger</h2>
           {ledger.data?.entries.length ? (
@@ -31,8 +32,8 @@ export default function AccountPage() {
               <tbody>
                 {ledger.data.entries.map((e) => (
                   <tr key={e.id}>
-                    <td>{when(e.createdAt)}</td>
-                    <td>{KIND_LABEL[e.kind] ?? e.kind}{e.memo ? ` — ${e.memo}` : ""}</td>
+                    <td className="nowrap">{when(e.createdAt)}</td>
+                    <td>{KIND_LABEL[e.kind] ?? e.kind}</td>
                     <td>{e.jobId ? <Link href={`/jobs/${e.jobId}`}>{e.jobId}</Link> : ""}</td>
                     <td className={`num ${e.amount < 0 ? "neg" : "pos"}`}>{e.amount > 0 ? "+" : ""}{credits(e.amount)}</td>
                   </tr>
@@ -43,7 +44,6 @@ export default function AccountPage() {
             <p className="hint">No entries yet.</p>
           )}
         </div>
-        <ApiKeys />
       </div>
     </div>
   );

@@ -1,31 +1,18 @@
 "use client";
-import { useEffect, useState } from "react";
+import { useEffect } from "react";
 import { useSession } from "next-auth/react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../_components/trpc";
 import { credits } from "../_components/format";
-import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./settings";
-import { useVolunteer } from "./useVolunteer";
+import { useVolunteer } from "../_components/VolunteerProvider";
 
 export default function VolunteerPage() {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const { status } = useSession();
   const signedIn = status === "authenticated";
-  const [identity, setIdentity] = useState<{ volunteerId: string; token: string } | null>(null);
-  const [settings, setSettings] = useState<VolunteerSettings | null>(null);
-  useEffect(() => {
-    setIdentity(loadIdentity());
-    setSettings(loadSettings());
-  }, []);
-  const { snap, running, start, stop, pausedBy } = useVolunteer(identity, settings);
-
-  const update = (patch: Partial<VolunteerSettings>) => {
-    const next = { ...settings!, ...patch };
-    setSettings(next);
-    saveSettings(next);
-  };
+  const { identity, settings, updateSettings: update, snap, running, start, stop, pausedBy } = useVolunteer();
 
   const balance = useQuery({ ...trpc.account.balance.queryOptions(), enabled: signedIn });
   const held = useQuery({ ...trpc.account.volunteer.queryOptions({ volunteerId: identity?.volunteerId ?? "unknown-id" }), enabled: !!identity });
@@ -45,7 +32,8 @@ export default function VolunteerPage() {
           <div>
             <h2>Volunteer this tab</h2>
             <p className="hint">
-              Your CPU computes chunks of other people&apos;s jobs in Web Workers, sandboxed away from this page.{" "}
+              Your CPU computes chunks of other people&apos;s jobs in Web Workers, sandboxed away from this page. It
+              keeps going while you browse other pages of this tab.{" "}
               {signedIn ? "Credits go to your account." : "You are signed out: credits are held for this browser and can be claimed when you sign in."}
             </p>
           </div>

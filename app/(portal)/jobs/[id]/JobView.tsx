@@ -1,4 +1,5 @@
 "use client";
+import Link from "next/link";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../../../_components/trpc";
@@ -13,6 +14,7 @@ export function JobView({ id }: { id: string }) {
   const job = live.data ?? initial.data;
   const ended = job && job.state !== "running";
   const result = useQuery({ ...trpc.jobs.result.queryOptions({ id }), enabled: job?.state === "completed" });
+  const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions(undefined, { enabled: !ended }));
   const cancel = useMutation(trpc.jobs.cancel.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
 
   if (initial.error) return <div className="card error">{initial.error.message}</div>;
@@ -43,6 +45,12 @@ export function JobView({ id }: { id: string }) {
           Submitted {when(job.createdAt)} · parameters <code>{JSON.stringify(job.params)}</code>
         </p>
         {job.error && <p className="error">{job.error}</p>}
+        {job.state === "running" && cluster.data?.volunteers === 0 && (
+          <p className="notice">
+            No volunteers are online, so nothing is computing this job yet. Open <Link href="/volunteer">the volunteer
+            page</Link> in another tab, or run <code>npx tabgrid volunteer</code>.
+          </p>
+        )}
         {job.state === "running" && (
           <button onClick={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</button>
         )}

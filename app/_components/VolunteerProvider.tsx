@@ -1,16 +1,46 @@
 "use client";
-import { useEffect, useRef, useState } from "react";
+import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 import { VolunteerClient, type SocketLike, type VolunteerSnapshot } from "../../worker/client/volunteerClient";
 import { createBrowserPool } from "../../worker/browser/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
-import type { VolunteerSettings } from "./settings";
+import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./volunteerSettings";
 
 interface BatteryManager extends EventTarget {
   charging: boolean;
 }
 
-/** Owns the page's VolunteerClient and applies the volunteer's pause rules. */
-export function useVolunteer(identity: { volunteerId: string; token: string } | null, settings: VolunteerSettings | null) {
+type Volunteer = ReturnType<typeof useVolunteerState>;
+const VolunteerContext = createContext<Volunteer | null>(null);
+
+/**
+ * Lives in the root layout, so volunteering goes on while the user moves between pages of
+ * the same tab; only Stop (or closing the tab) ends it.
+ */
+export function VolunteerProvider({ children }: { children: ReactNode }) {
+  return <VolunteerContext.Provider value={useVolunteerState()}>{children}</VolunteerContext.Provider>;
+}
+
+export function useVolunteer(): Volunteer {
+  const v = useContext(VolunteerContext);
+  if (!v) throw new Error("useVolunteer needs a VolunteerProvider");
+  return v;
+}
+
+/** Owns the tab's VolunteerClient, its settings and identity, and applies the pause rules. */
+function useVolunteerState() {
+  const [identity, setIdentity] = useState<{ volunteerId: string; token: string } | null>(null);
+  const [settings, setSettings] = useState<VolunteerSettings | null>(null);
+  useEffect(() => {
+    setIdentity(loadIdentity());
+    setSettings(loadSettings());
+  }, []);
+  const updateSettings = (patch: Partial<VolunteerSettings>) => {
+    setSettings((s) => {
+      const next = { ...s!, ...patch };
+      saveSettings(next);
+      return next;
+    });
+  };
   const client = useRef<VolunteerClient | null>(null);
   const [snap, setSnap] = useState<VolunteerSnapshot | null>(null);
   const [running, setRunning] = useState(false);
@@ -66,5 +96,5 @@ export function useVolunteer(identity: { volunteerId: string; token: string } | 
     setRunning(false);
   }
 
-  return { snap, running, start, stop, pausedBy };
+  return { identity, settings, updateSettings, snap, running, start, stop, pausedBy };
 }
