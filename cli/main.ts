@@ -9,6 +9,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
 
   tabgrid volunteer [--url URL] [--threads N] [--throttle 0.5] [--api-key KEY] [--identity FILE]
   tabgrid submit KERNEL --chunks N [--params JSON] [--wait] [--json]
+                 [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive]
   tabgrid job ID [--wait] [--json]
   tabgrid status [--json]
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]

@@ -35,7 +35,10 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
   const db = createPrisma(env.DATABASE_URL);
   await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
-  const coordinator = new Coordinator({ db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log });
+  const coordinator = new Coordinator({
+    db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log,
+    banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
+  });
   const deps: AppDeps = { db, env, blobs, coordinator };
   await coordinator.recover();
 

@@ -14,6 +14,8 @@ const schema = z.object({
   NEXTAUTH_SECRET: z.string().min(16).optional(),
   STARTER_CREDITS: z.coerce.number().min(0).default(100),
   PRICE_PER_CPU_SECOND: z.coerce.number().positive().default(1),
+  BAN_AFTER_INVALID: z.coerce.number().int().min(1).default(3),
+  BAN_HOURS: z.coerce.number().positive().default(24),
   LEASE_SECONDS: z.coerce.number().positive().default(60),
   MAX_CHUNKS: z.coerce.number().int().positive().default(10000),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),

@@ -20,7 +20,7 @@ export function Nav() {
         <span className="logo">▦</span> Tabgrid
       </Link>
       <nav>
-        {links.map((l) => (
+        {[...links, ...((session?.user as { role?: string } | undefined)?.role === "admin" ? [{ href: "/admin", label: "Admin" }] : [])].map((l) => (
           <Link key={l.href} href={l.href} className={path.startsWith(l.href) ? "active" : ""}>
             {l.label}
           </Link>

@@ -19,9 +19,9 @@ export default function VolunteerPage() {
   const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions());
   const claim = useMutation(trpc.account.claimVolunteer.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
   useEffect(() => {
-    // Each acknowledgement moved credits: refresh the balances shown.
-    if (snap?.tasksDone) void queryClient.invalidateQueries({ queryKey: trpc.account.pathKey() });
-  }, [snap?.tasksDone, queryClient, trpc]);
+    // Each validation paid credits: refresh the balances shown.
+    if (snap?.earned) void queryClient.invalidateQueries({ queryKey: trpc.account.pathKey() });
+  }, [snap?.earned, queryClient, trpc]);
 
   if (!settings || !identity) return null;
   const state = !running ? "stopped" : pausedBy ? "paused" : snap?.connection ?? "connecting";
@@ -46,6 +46,7 @@ export default function VolunteerPage() {
         <dl className="stats">
           <div><dt>Status</dt><dd data-testid="volunteer-status">{state}</dd></div>
           <div><dt>Tasks done</dt><dd data-testid="tasks-done">{snap?.tasksDone ?? 0}</dd></div>
+          <div><dt>Validated / invalid</dt><dd data-testid="validated">{snap?.validated ?? 0} / {snap?.invalid ?? 0}</dd></div>
           <div><dt>Earned this session</dt><dd data-testid="credits-earned">{credits(snap?.earned ?? 0)}</dd></div>
           <div>
             <dt>{signedIn ? "Account balance" : "Held for this browser"}</dt>

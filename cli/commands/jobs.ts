@@ -19,7 +19,7 @@ async function report(api: Client, job: Job, json: boolean) {
   const result = job.state === "completed" ? await api.jobs.result.query({ id: job.id }) : null;
   const out = {
     id: job.id, status: job.state, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
-    estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, result,
+    estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, replication: job.replication, results: job.results, result,
   };
   if (json) {
     console.log(JSON.stringify(out));
@@ -43,6 +43,8 @@ const progressLine = (json: boolean) => (j: Job) => {
 export async function submit(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...connectionOptions, chunks: { type: "string" }, params: { type: "string" }, wait: { type: "boolean", default: false },
+    replicas: { type: "string" }, quorum: { type: "string" }, "max-replicas": { type: "string" }, tolerance: { type: "string" },
+    "no-adaptive": { type: "boolean", default: false },
   });
   const kernel = positionals[0];
   if (!kernel) throw new UsageError("name a kernel: tabgrid submit pi --chunks 8");
@@ -57,9 +59,18 @@ export async function submit(argv: string[]): Promise<number> {
     }
     if (typeof params !== "object" || params === null || Array.isArray(params)) throw new UsageError("--params must be a JSON object");
   }
+  const tolerance = values.tolerance === undefined ? undefined : Number(values.tolerance);
+  if (tolerance !== undefined && !(tolerance >= 0)) throw new UsageError("--tolerance is a relative tolerance such as 1e-9");
+  const replication = {
+    replicas: intOption(values.replicas, "replicas"),
+    quorum: intOption(values.quorum, "quorum"),
+    maxReplicas: intOption(values["max-replicas"], "max-replicas"),
+    adaptive: !values["no-adaptive"],
+    ...(tolerance !== undefined ? { tolerance: { relative: tolerance, absolute: 0 } } : {}),
+  };
   const conn = connection(values);
   const api = apiClient(conn);
-  const created = await api.jobs.submit.mutate({ kernel, chunks, params });
+  const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication });
   if (!values.json) console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held)`);
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");

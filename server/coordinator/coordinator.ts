@@ -1,23 +1,30 @@
-import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
-import type { ExpiredLease, JobSpec, TaskAssignment } from "../scheduler/types";
+import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, TaskAssignment, UnitFailedOutcome, ValidatedOutcome } from "../scheduler/types";
 import { getKernel } from "../../worker/kernels";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
 import { GroupCommitter } from "../store/groupCommit";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import { persistBatch, type PersistOp } from "../services/jobs/persist";
+import { replicationSpec } from "../services/jobs/submit";
 import { registerVolunteer } from "../services/volunteers/volunteers";
+import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
 import { send, windowFor, type VolunteerConn } from "./connection";
+import { outputDigest } from "./digest";
+import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 
 interface JobMeta {
   ownerId: string;
   kernel: string;
+  /** Millicredits paid per valid result, by unit. */
   pays: Map<string, number>;
+  /** Valid results paid per unit (more agreeing results than this are not paid). */
+  quorum: number;
+  leaseMs: number;
   throughput: Throughput;
 }
 
@@ -25,6 +32,7 @@ export interface CoordinatorOptions {
   db: Db;
   blobs: BlobStore;
   commitIntervalMs: number;
+  banPolicy: BanPolicy;
   log?: (msg: string) => void;
   /** Injected for tests; the core scheduler never reads a clock itself. */
   now?: () => number;
@@ -35,26 +43,28 @@ const MAX_BAD_MESSAGES = 20;
 
 /**
  * The live side of the server: owns the scheduler, the volunteer sockets and the group
- * commit of results. Emits "job" (jobId) when a job's progress or state changed and
- * "volunteers" when the set of volunteers changed.
+ * commit of results, validations and payouts. Emits "job" (jobId) when a job's progress or
+ * state changed, "volunteers" when the set of volunteers changed, and "tick" for either.
  */
 export class Coordinator extends EventEmitter {
   // A fresh epoch per process keeps task ids from before a restart from matching new ones.
   readonly scheduler = new Scheduler({ epoch: Date.now().toString(36) });
+  private readonly book: ReliabilityBook;
   private readonly conns = new Map<string, VolunteerConn>();
   private readonly jobs = new Map<string, JobMeta>();
   private readonly writer: GroupCommitter<PersistOp>;
   private readonly now: () => number;
+  private readonly throughput = new Throughput();
   private leaseTimer: NodeJS.Timeout | undefined;
   private leaseTimerAt = Infinity;
   private connSeq = 0;
-  private readonly throughput = new Throughput();
   private closed = false;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.setMaxListeners(0);
     this.now = opts.now ?? Date.now;
+    this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
     this.writer = new GroupCommitter((ops) => persistBatch(opts.db, opts.blobs, ops), {
       intervalMs: opts.commitIntervalMs,
       maxBatch: 500,
@@ -66,46 +76,76 @@ export class Coordinator extends EventEmitter {
     this.opts.log?.(`[coordinator] ${msg}`);
   }
 
-  /** Rebuilds the queue from the database after a start: unfinished units go back to the queue. */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    // Any change to jobs or volunteers is also a change to the cluster summary.
+    if (event !== "tick") super.emit("tick");
+    return super.emit(event, ...args);
+  }
+
+  // ---- jobs -------------------------------------------------------------------------
+
+  /**
+   * Rebuilds the queue from the database after a start: validated units stay done, results
+   * that awaited a quorum count again, and everything else (including what was leased) is
+   * queued anew.
+   */
   async recover(): Promise<number> {
-    const jobs = await this.opts.db.job.findMany({
+    const db = this.opts.db;
+    const jobs = await db.job.findMany({
       where: { state: "running" },
-      select: { id: true, ownerId: true, kernel: true, params: true, leaseMs: true, createdAt: true },
+      select: {
+        id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
+        maxReplicas: true, adaptive: true, tolerance: true,
+      },
       orderBy: { createdAt: "asc" },
     });
     for (const job of jobs) {
-      const units = await this.opts.db.workUnit.findMany({
+      const units = await db.workUnit.findMany({
         where: { jobId: job.id },
         select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
         orderBy: { idx: "asc" },
       });
+      const pending = await db.result.findMany({
+        where: { jobId: job.id, state: "pending" },
+        select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
+        orderBy: { receivedAt: "asc" },
+      });
+      const records = await loadRecords(db, [...new Set(pending.flatMap((p) => [hostKey(p.volunteerId), p.accountId]))]);
+      for (const row of records.values()) this.book.seed(row);
+      const recovered: RecoveredResult[] = pending.map((p) => ({
+        unitId: p.unitId, taskId: p.id, host: p.volunteerId, account: p.accountId, output: JSON.parse(p.output ?? "null"),
+        digest: p.digest ?? "", hostRecord: toRecord(records.get(hostKey(p.volunteerId))!), accountRecord: toRecord(records.get(p.accountId)!),
+      }));
       this.addJob(
         {
           id: job.id, kernel: job.kernel, params: JSON.parse(job.params), leaseMs: job.leaseMs, maxErrors: 3,
           units: units.map((u) => ({ id: u.id, index: u.idx, input: JSON.parse(u.input), work: u.work })),
+          ...replicationSpec({ ...job, tolerance: job.tolerance ? JSON.parse(job.tolerance) : null }),
         },
         job.ownerId,
         new Map(units.map((u) => [u.id, u.pay])),
-        units.filter((u) => u.done).map((u) => u.id),
+        { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
       );
     }
     if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
     return jobs.length;
   }
 
-  addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, done: string[] = []) {
-    this.scheduler.addJob(spec, this.now(), done);
-    this.jobs.set(spec.id, { ownerId, kernel: spec.kernel, pays, throughput: new Throughput() });
-    if (this.scheduler.jobState(spec.id) === "completed") this.finish(spec.id, "completed");
-    else this.dispatchAll();
+  addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }) {
+    this.jobs.set(spec.id, { ownerId, kernel: spec.kernel, pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
+    const { outcomes } = this.scheduler.addJob(spec, this.now(), recovered);
+    for (const o of outcomes) this.decided(o);
+    if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
+      void this.finish(spec.id, "completed");
+    }
+    this.dispatchAll();
     this.emit("job", spec.id);
   }
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
   async cancelJob(jobId: string): Promise<boolean> {
     if (this.scheduler.jobState(jobId) !== "running") return false;
-    const freed = this.scheduler.cancelJob(jobId);
-    this.revoke(freed, "job cancelled");
+    this.revoke(this.scheduler.cancelJob(jobId), "job cancelled");
     await this.finish(jobId, "cancelled");
     return true;
   }
@@ -134,17 +174,34 @@ export class Coordinator extends EventEmitter {
     };
   }
 
-  override emit(event: string | symbol, ...args: unknown[]): boolean {
-    // Any change to jobs or volunteers is also a change to the cluster summary.
-    if (event !== "tick") super.emit("tick");
-    return super.emit(event, ...args);
-  }
-
   volunteers() {
     return [...this.conns.values()].map((c) => ({
       key: c.key, volunteerId: c.volunteerId, userId: c.userId, agent: c.agent, threads: c.threads,
       connectedAt: c.connectedAt, tasksDone: c.tasksDone, earned: c.earned, held: this.scheduler.heldBy(c.key).length,
     }));
+  }
+
+  // ---- bans ---------------------------------------------------------------------------
+
+  /** Bans a host ("host:<volunteerId>") or an account until `until`, closing its sockets. */
+  async ban(id: string, until: Date, reason: string) {
+    this.book.setBan(id, until, reason);
+    await this.opts.db.reliability.upsert({ where: { id }, create: { id, bannedUntil: until, banReason: reason }, update: { bannedUntil: until, banReason: reason } });
+    this.kick(id, until, reason);
+  }
+
+  async unban(id: string) {
+    this.book.setBan(id, null, null);
+    await this.opts.db.reliability.upsert({ where: { id }, create: { id }, update: { bannedUntil: null, banReason: null, consecutiveInvalid: 0 } });
+  }
+
+  private kick(id: string, until: Date, reason: string) {
+    for (const c of this.conns.values()) {
+      if (hostKey(c.volunteerId) !== id && c.accountId !== id) continue;
+      send(c.ws, { type: "error", code: "banned", message: `Banned until ${until.toISOString()}: ${reason}` });
+      c.ws.close(1008, "banned");
+      this.drop(c);
+    }
   }
 
   // ---- volunteer sockets ------------------------------------------------------------
@@ -204,23 +261,25 @@ export class Coordinator extends EventEmitter {
       throw new Error(`protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
     await registerVolunteer(this.opts.db, { volunteerId: msg.volunteerId, token: msg.token, userId, name: msg.name });
+    const accountId = userId ? userAccount(userId) : anonAccount(msg.volunteerId);
+    const host = hostKey(msg.volunteerId);
+    const records = await loadRecords(this.opts.db, [host, accountId]);
+    for (const row of records.values()) this.book.seed(row);
+    const ban = this.book.activeBan([host, accountId], new Date(this.now()));
+    if (ban) throw new Error(`banned until ${ban.until.toISOString()}: ${ban.reason}`);
     const conn: VolunteerConn = {
       key: `${msg.volunteerId}~${++this.connSeq}`,
-      volunteerId: msg.volunteerId,
-      accountId: userId ? userAccount(userId) : anonAccount(msg.volunteerId),
-      userId,
-      agent: msg.agent,
-      threads: msg.threads,
-      connectedAt: this.now(),
-      earned: 0,
-      tasksDone: 0,
-      ws,
+      volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
+      connectedAt: this.now(), earned: 0, tasksDone: 0, ws,
     };
     if (ws.readyState !== ws.OPEN || this.closed) return conn;
     this.conns.set(conn.key, conn);
-    this.scheduler.addVolunteer(conn.key, { window: windowFor(msg.threads) });
+    this.scheduler.addVolunteer(conn.key, {
+      window: windowFor(msg.threads), host: msg.volunteerId, account: accountId,
+      hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
+    });
     send(ws, {
-      type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: conn.accountId,
+      type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
       signedIn: !!userId, window: windowFor(msg.threads),
     });
     this.log(`volunteer ${conn.key} joined (${msg.agent}, ${msg.threads} threads${userId ? ", signed in" : ""})`);
@@ -237,61 +296,115 @@ export class Coordinator extends EventEmitter {
     if (requeued.length) this.dispatchAll();
   }
 
+  // ---- results and validation ---------------------------------------------------------
+
   private results(conn: VolunteerConn, results: TaskResult[]) {
     const now = this.now();
-    const accepted: Array<{ taskId: string; pay: number; commit: Promise<void> }> = [];
+    const recorded: Array<{ taskId: string; commit: Promise<void> }> = [];
     const rejected: Array<{ taskId: string; reason: string }> = [];
-    const touched = new Set<string>();
     for (const r of results) {
-      const jobId = this.scheduler.jobOf(r.taskId);
-      const kernelName = jobId ? this.jobs.get(jobId)?.kernel : undefined;
-      const kernel = kernelName ? getKernel(kernelName) : undefined;
+      const task = this.scheduler.task(r.taskId);
+      if (!task || task.volunteerId !== conn.key) {
+        rejected.push({ taskId: r.taskId, reason: task ? "not-holder" : "unknown-task" });
+        continue;
+      }
+      const meta = this.jobs.get(task.jobId)!;
       let error = "error" in r ? r.error : undefined;
-      if (!error && kernel) {
-        const out = kernel.output.safeParse((r as { output: unknown }).output);
-        if (!out.success) error = `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}`;
+      if (error === undefined) {
+        const out = getKernel(meta.kernel)?.output.safeParse((r as { output: unknown }).output);
+        if (out && !out.success) error = `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}`;
       }
       if (error !== undefined) {
-        const outcome = this.scheduler.failTask(conn.key, r.taskId, error, now);
-        if (outcome.kind === "stale") rejected.push({ taskId: r.taskId, reason: outcome.reason });
-        else if (outcome.kind === "error-recorded") {
-          rejected.push({ taskId: r.taskId, reason: error });
-          touched.add(outcome.jobId);
-          if (outcome.jobFailed) {
-            this.revoke(outcome.dropped ?? [], "job failed");
-            void this.finish(outcome.jobId, "failed", this.scheduler.jobError(outcome.jobId));
-          }
-        }
+        rejected.push({ taskId: r.taskId, reason: error });
+        this.errored(this.scheduler.failTask(conn.key, r.taskId, error, now), error);
         continue;
       }
-      const outcome = this.scheduler.completeTask(conn.key, r.taskId, (r as { output: unknown }).output, now);
-      if (outcome.kind !== "accepted") {
-        rejected.push({ taskId: r.taskId, reason: outcome.kind === "stale" ? outcome.reason : "rejected" });
+      const output = (r as { output: unknown }).output;
+      const digest = outputDigest(output);
+      const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
+      const outcome = this.scheduler.completeTask(conn.key, r.taskId, output, digest, now);
+      if (outcome.kind === "stale") {
+        rejected.push({ taskId: r.taskId, reason: outcome.reason });
         continue;
       }
-      const meta = this.jobs.get(outcome.jobId)!;
-      const pay = meta.pays.get(outcome.unitId) ?? 0;
+      // The raw result first: a restart must find it even if its unit is not decided yet.
       const commit = this.writer.enqueue({
-        type: "result", jobId: outcome.jobId, unitId: outcome.unitId, output: outcome.output,
-        volunteerId: conn.volunteerId, accountId: conn.accountId, pay,
+        type: "result", taskId: r.taskId, jobId: task.jobId, unitId: task.unitId, host: conn.volunteerId,
+        account: conn.accountId, output, digest, turnaroundMs,
       });
-      accepted.push({ taskId: r.taskId, pay, commit });
-      touched.add(outcome.jobId);
-      commit.then(() => {
-        meta.throughput.record(this.now());
-        this.throughput.record(this.now());
-      });
-      if (outcome.jobDone) void this.finish(outcome.jobId, "completed");
+      recorded.push({ taskId: r.taskId, commit });
+      if (outcome.kind === "pending") {
+        if (outcome.requeued) this.dispatchAll();
+      } else {
+        this.decided(outcome);
+      }
     }
     // Keep the window full now; the acknowledgement follows once the results are durable.
     this.dispatch(conn);
-    Promise.all(accepted.map((a) => a.commit)).then(() => {
-      const credits = accepted.reduce((s, a) => s + a.pay, 0);
-      conn.earned += credits;
-      conn.tasksDone += accepted.length;
-      send(conn.ws, { type: "ack", accepted: accepted.map((a) => a.taskId), rejected, credits });
-      for (const jobId of touched) this.emit("job", jobId);
+    Promise.all(recorded.map((a) => a.commit)).then(() => {
+      conn.tasksDone += recorded.length;
+      send(conn.ws, { type: "ack", accepted: recorded.map((a) => a.taskId), rejected });
     });
+  }
+
+  private errored(outcome: ReturnType<Scheduler["failTask"]>, error: string) {
+    if (outcome.kind !== "error-recorded") return;
+    const o = outcome as ErrorOutcome;
+    void this.writer.enqueue({ type: "error", taskId: o.taskId, jobId: o.jobId, unitId: o.unitId, host: o.host, account: o.account, error });
+    void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(o.host), o.account]) });
+    if (o.jobFailed) {
+      this.revoke(o.dropped, "job failed");
+      void this.finish(o.jobId, "failed", this.scheduler.jobError(o.jobId));
+    } else if (o.requeued) {
+      this.dispatchAll();
+    }
+    this.emit("job", o.jobId);
+  }
+
+  /** A unit was decided: persist the verdicts and payouts, tell the volunteers, move on. */
+  private decided(o: ValidatedOutcome | UnitFailedOutcome | RecoveryOutcome) {
+    if (o.kind === "unit-failed") {
+      this.log(`job ${o.jobId} failed: ${o.reason}`);
+      this.revoke(o.dropped, "job failed");
+      void this.finish(o.jobId, "failed", o.reason);
+      return;
+    }
+    const meta = this.jobs.get(o.jobId)!;
+    const pay = meta.pays.get(o.unitId) ?? 0;
+    const paid = Math.min(o.valid.length, meta.quorum);
+    const valid = o.valid.map((r, i) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: i < paid ? pay : 0, volunteer: r.volunteer }));
+    const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: r.volunteer }));
+    const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
+    const commit = this.writer.enqueue({ type: "validated", jobId: o.jobId, unitId: o.unitId, canonical: o.canonical, valid, invalid });
+    void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
+    this.revoke(o.revoked, "unit already validated");
+    commit.then(() => {
+      meta.throughput.record(this.now());
+      this.throughput.record(this.now());
+      this.credit(valid, invalid);
+      for (const id of verdicts.banned) {
+        const ban = this.book.activeBan([id], new Date(this.now()));
+        this.log(`banned ${id}: ${ban?.reason}`);
+        if (ban) this.kick(id, ban.until, ban.reason);
+      }
+      this.emit("job", o.jobId);
+    });
+    if (o.jobDone) void this.finish(o.jobId, "completed");
+    if (o.revoked.length) this.dispatchAll();
+  }
+
+  /** Tells each volunteer (still connected) which of its results were paid or found invalid. */
+  private credit(valid: Array<{ taskId: string; pay: number; volunteer?: string }>, invalid: Array<{ taskId: string; volunteer?: string }>) {
+    const byConn = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
+    const entry = (key: string) => byConn.get(key) ?? byConn.set(key, { valid: [], invalid: [], credits: 0 }).get(key)!;
+    for (const r of valid) if (r.volunteer) (entry(r.volunteer).valid.push(r.taskId), (entry(r.volunteer).credits += r.pay));
+    for (const r of invalid) if (r.volunteer) entry(r.volunteer).invalid.push(r.taskId);
+    for (const [key, c] of byConn) {
+      const conn = this.conns.get(key);
+      if (!conn) continue;
+      conn.earned += c.credits;
+      send(conn.ws, { type: "credit", ...c });
+    }
   }
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
@@ -357,13 +470,9 @@ export class Coordinator extends EventEmitter {
     await this.writer.close();
   }
 
-  /** For tests: wait until every accepted result so far is committed. */
+  /** For tests: wait until everything decided so far is committed. */
   drain() {
     return this.writer.drain();
-  }
-
-  static newVolunteerCredentials() {
-    return { volunteerId: crypto.randomBytes(12).toString("base64url"), token: crypto.randomBytes(24).toString("base64url") };
   }
 }
 

@@ -2,39 +2,99 @@
 // (lease, complete, expire) follow references instead of doing map lookups.
 
 import type { Deque } from "./deque.js";
-import type { JobSpec, JobState, TaskId, UnitSpec, VolunteerId } from "./types.js";
+import type {
+  AccountId,
+  Comparator,
+  HostId,
+  JobSpec,
+  JobState,
+  ReliabilityRecord,
+  TaskId,
+  UnitSpec,
+  VolunteerId,
+} from "./types.js";
 
 export interface UnitRecord {
   readonly spec: UnitSpec;
   readonly job: JobRecord;
+  /** Validated. Terminal. */
   done: boolean;
   /** Errors reported by volunteers for this unit, across all its instances. */
   errors: number;
-  /**
-   * Live task instances. A list, not a single slot: replication will run several
-   * instances of one unit at once on different volunteers.
-   */
+  /** Live task instances, on distinct hosts and accounts. */
   instances: TaskRecord[];
+  /** Results received and not yet validated; allocated on the first one. */
+  results: UnitResult[] | undefined;
+  /** Size of the largest group of agreeing results (0 without results). */
+  best: number;
+  /**
+   * How many results the unit is known to need: R up front (1 when trusted), raised when
+   * results disagree to (results so far + results the largest group still lacks).
+   */
+  wanted: number;
+  /** Quorum in force: the job's Q, or 1 while the unit is trusted to one reliable host. */
+  quorum: number;
+  /** Instances to issue now; the unit is in its job's queue exactly when this is > 0. */
+  need: number;
+  /**
+   * In the job's queue. A unit validated while queued keeps a stale entry in the deque
+   * (removing from the middle would be O(n)); entries of done units are dropped when met.
+   */
+  queued: boolean;
+  /** An instance was leased at some point (adaptive replication decides on the first). */
+  leasedOnce: boolean;
+  /** Its only instance went to a host trusted by adaptive replication. */
+  trusted: boolean;
+}
+
+export interface UnitResult {
+  readonly taskId: TaskId;
+  readonly volunteer: VolunteerId | undefined;
+  readonly host: HostId;
+  readonly account: AccountId;
+  readonly hostRecord: ReliabilityRecord;
+  readonly accountRecord: ReliabilityRecord;
+  readonly output: unknown;
+  readonly digest: string;
+  readonly turnaroundMs: number | undefined;
+  /** Results of the unit (itself included) that agree with this one. */
+  agree: number;
 }
 
 export interface JobRecord {
   readonly spec: JobSpec;
   /** Submission order, for the round-robin. */
   readonly seq: number;
+  readonly target: number;
+  readonly quorum: number;
+  readonly maxInstances: number;
+  readonly adaptive: boolean;
+  readonly comparator: Comparator;
   state: JobState;
   /** Units by ascending index. */
   readonly units: UnitRecord[];
-  /** Units waiting for a volunteer; emptied when the job ends. */
+  /** Units waiting for instances (plus stale entries of units validated meanwhile); emptied when the job ends. */
   readonly queue: Deque<UnitRecord>;
+  /** Units in the queue that are not stale. */
+  queuedUnits: number;
   /** Live instances of this job's units, so cancelling does not scan every unit. */
   readonly live: Set<TaskRecord>;
   done: number;
+  /** Units with results awaiting quorum, and how many results they hold (running jobs only). */
+  pendingUnits: number;
+  pendingResults: number;
+  /** Results and errors that came back. */
+  returned: number;
   lastError: string | undefined;
   inRotation: boolean;
 }
 
 export interface VolunteerRecord {
   readonly id: VolunteerId;
+  readonly host: HostId;
+  readonly account: AccountId;
+  readonly hostRecord: ReliabilityRecord;
+  readonly accountRecord: ReliabilityRecord;
   window: number;
   readonly held: Set<TaskRecord>;
 }
@@ -44,6 +104,7 @@ export interface TaskRecord {
   readonly job: JobRecord;
   readonly unit: UnitRecord;
   readonly volunteer: VolunteerRecord;
+  readonly leasedAt: number;
   deadline: number;
   /** False once released; the lease heap drops the entry lazily. */
   live: boolean;

@@ -1,20 +1,36 @@
 import { Deque } from "./deque.js";
 import { JobRotation } from "./jobRotation.js";
 import { LeaseHeap } from "./leaseHeap.js";
-import type { JobRecord, TaskRecord, UnitRecord, VolunteerRecord } from "./records.js";
-import type {
-  ExpiredLease,
-  JobId,
-  JobProgress,
-  JobSpec,
-  JobState,
-  ResultOutcome,
-  SchedulerStats,
-  TaskAssignment,
-  TaskId,
-  TaskInfo,
-  UnitId,
-  VolunteerId,
+import { addAgreement, describeNoQuorum, quorumCentre, resultsAgree } from "./quorum.js";
+import type { JobRecord, TaskRecord, UnitRecord, UnitResult, VolunteerRecord } from "./records.js";
+import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord } from "./reliability.js";
+import {
+  DEFAULT_REPLICATION,
+  type AccountId,
+  type AddJobResult,
+  type Comparator,
+  type ExpiredLease,
+  type FailOutcome,
+  type HostId,
+  type JobId,
+  type JobProgress,
+  type JobSpec,
+  type JobState,
+  type RecoveredResult,
+  type RecoveredState,
+  type RecoveryOutcome,
+  type ReliabilityRecord,
+  type ResultOutcome,
+  type ResultRef,
+  type SchedulerStats,
+  type TaskAssignment,
+  type TaskId,
+  type TaskInfo,
+  type UnitFailedOutcome,
+  type UnitId,
+  type ValidatedOutcome,
+  type VolunteerId,
+  type VolunteerInfo,
 } from "./types.js";
 
 export interface SchedulerOptions {
@@ -24,47 +40,81 @@ export interface SchedulerOptions {
    * it, and a result computed for a pre-restart lease can never be taken for a new one.
    */
   epoch?: string;
+  /** Uniform in [0, 1). Injected so tests are deterministic. Default Math.random. */
+  random?: () => number;
+  /** Valid results in a row a host needs before adaptive replication may trust it. Default 10. */
+  adaptiveMinValid?: number;
+  /** Share of a trusted host's units replicated anyway, to catch a host that turned bad. Default 0.1. */
+  spotCheckRate?: number;
+  /** Units of one job looked at per lease when the first ones are not eligible for the volunteer. Default 64. */
+  scanLimit?: number;
 }
 
-const STALE_UNKNOWN: ResultOutcome = Object.freeze({ kind: "stale", reason: "unknown-task" });
-const STALE_NOT_HOLDER: ResultOutcome = Object.freeze({ kind: "stale", reason: "not-holder" });
+const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
+const STALE_NOT_HOLDER = Object.freeze({ kind: "stale", reason: "not-holder" } as const);
+const EXACT: Comparator = Object.freeze({ kind: "exact" });
 
 /**
- * Jobs → work units → task instances leased to volunteers.
+ * Jobs → work units → task instances leased to volunteers, validated by quorum.
  *
- * Pure and synchronous: no I/O, no clock (every time is passed in as `now`, in ms). Every
- * operation costs O(1) or O(log n) per task touched; `stats()` reads counters.
+ * Each unit is issued to R distinct hosts and accounts; once Q results agree it is
+ * validated, and disagreement issues more instances up to M. Hosts with a long record of
+ * valid results may be trusted to compute a unit alone (adaptive replication).
+ *
+ * Pure and synchronous: no I/O, no clock (every time is passed in as `now`, in ms), and
+ * randomness comes from `options.random`. Every operation costs O(1) or O(log n) per task
+ * touched, times the replication factor; `stats()` reads counters.
  *
  * Lease expiry only happens in `expireLeases`: until the coordinator calls it, a result for
- * a lease past its deadline is still accepted, because nobody else holds that unit yet and
- * the work would otherwise be wasted.
+ * a lease past its deadline is still accepted, because the work would otherwise be wasted.
  */
 export class Scheduler {
   private readonly jobs = new Map<JobId, JobRecord>();
   private readonly volunteers = new Map<VolunteerId, VolunteerRecord>();
   private readonly tasks = new Map<TaskId, TaskRecord>();
+  private readonly hostRecords = new Map<HostId, ReliabilityRecord>();
+  private readonly accountRecords = new Map<AccountId, ReliabilityRecord>();
   private readonly rotation = new JobRotation<JobRecord>();
   // An entry is stale once its task is released, or when its deadline was moved.
   private readonly leases = new LeaseHeap<TaskRecord>((t, key) => t.live && t.deadline === key);
   /** Volunteers holding fewer tasks than their window, in the order they became so. */
   private readonly hungry = new Set<VolunteerRecord>();
+  /** Scratch list for the units passed over while looking for an eligible one. */
+  private readonly skipped: UnitRecord[] = [];
   private readonly taskPrefix: string;
+  private readonly random: () => number;
+  private readonly adaptiveMinValid: number;
+  private readonly spotCheckRate: number;
+  private readonly scanLimit: number;
   private jobSeq = 0;
   private taskSeq = 0;
   private queuedCount = 0;
   private runningJobCount = 0;
+  private pendingResultCount = 0;
 
   constructor(options: SchedulerOptions = {}) {
     this.taskPrefix = options.epoch ? `${options.epoch}.` : "";
+    this.random = options.random ?? Math.random;
+    this.adaptiveMinValid = options.adaptiveMinValid ?? 10;
+    this.spotCheckRate = options.spotCheckRate ?? 0.1;
+    this.scanLimit = options.scanLimit ?? 64;
+    if (!(this.adaptiveMinValid >= 1)) throw new RangeError("adaptiveMinValid must be >= 1");
+    if (!(this.spotCheckRate >= 0 && this.spotCheckRate <= 1)) throw new RangeError("spotCheckRate must be in [0, 1]");
+    if (!(Number.isInteger(this.scanLimit) && this.scanLimit >= 1)) throw new RangeError("scanLimit must be an integer >= 1");
   }
 
   // ---- jobs ------------------------------------------------------------------------------
 
   /**
-   * Registers a job and queues its units in index order. `done` lists units already
-   * completed (state rebuilt from the database after a restart): they are not queued.
+   * Registers a job and queues its units in index order.
+   *
+   * `recovered` rebuilds state from the database after a restart: `done` units are not
+   * queued; `pending` results count toward quorum, maxInstances and distinctness, and their
+   * units are queued for the instances they still lack. A plain iterable of unit ids is
+   * taken as `{ done }`. Units whose recovered results already decide them are decided at
+   * once and reported in `outcomes`, to be handled like completeTask's outcomes.
    */
-  addJob(spec: JobSpec, _now: number, done?: Iterable<UnitId>): JobProgress {
+  addJob(spec: JobSpec, _now: number, recovered?: RecoveredState | Iterable<UnitId>): AddJobResult {
     if (this.jobs.has(spec.id)) throw new Error(`job ${spec.id} already exists`);
     if (!(Number.isFinite(spec.leaseMs) && spec.leaseMs > 0)) {
       throw new RangeError(`job ${spec.id}: leaseMs must be a positive number`);
@@ -72,48 +122,118 @@ export class Scheduler {
     if (!(Number.isInteger(spec.maxErrors) && spec.maxErrors >= 1)) {
       throw new RangeError(`job ${spec.id}: maxErrors must be an integer >= 1`);
     }
+    const { target, quorum, maxInstances } = spec.replication ?? DEFAULT_REPLICATION;
+    if (![target, quorum, maxInstances].every(Number.isInteger) || !(1 <= quorum && quorum <= target && target <= maxInstances)) {
+      throw new RangeError(
+        `job ${spec.id}: replication needs integers 1 <= quorum <= target <= maxInstances, got quorum ${quorum}, target ${target}, maxInstances ${maxInstances}`,
+      );
+    }
+    const comparator = spec.comparator ?? EXACT;
+    checkComparator(spec.id, comparator);
+
     const specs = [...spec.units].sort((a, b) => a.index - b.index);
     const ids = new Set<UnitId>();
     for (const u of specs) {
       if (ids.has(u.id)) throw new Error(`job ${spec.id}: duplicate unit id ${u.id}`);
       ids.add(u.id);
     }
-    const doneIds = new Set<UnitId>(done ?? []);
+    const state: RecoveredState =
+      recovered === undefined ? {} : Symbol.iterator in recovered ? { done: recovered as Iterable<UnitId> } : (recovered as RecoveredState);
+    const doneIds = new Set<UnitId>(state.done ?? []);
     for (const id of doneIds) {
       if (!ids.has(id)) throw new Error(`job ${spec.id}: done unit ${id} is not in the job`);
+    }
+    const pendingBy = new Map<UnitId, RecoveredResult[]>();
+    for (const r of state.pending ?? []) {
+      if (!ids.has(r.unitId)) throw new Error(`job ${spec.id}: pending result for unit ${r.unitId}, which is not in the job`);
+      // A unit validated just before the restart may still have rows of its results.
+      if (doneIds.has(r.unitId)) continue;
+      const list = pendingBy.get(r.unitId);
+      if (list) list.push(r);
+      else pendingBy.set(r.unitId, [r]);
     }
 
     const job: JobRecord = {
       spec,
       seq: this.jobSeq++,
+      target,
+      quorum,
+      maxInstances,
+      adaptive: spec.adaptive === true,
+      comparator,
       state: "running",
       units: [],
       queue: new Deque<UnitRecord>(specs.length - doneIds.size),
+      queuedUnits: 0,
       live: new Set(),
       done: 0,
+      pendingUnits: 0,
+      pendingResults: 0,
+      returned: 0,
       lastError: undefined,
       inRotation: false,
     };
+    const quorate: UnitRecord[] = [];
+    let hopeless: UnitRecord | undefined;
     for (const u of specs) {
-      const unit: UnitRecord = { spec: u, job, done: false, errors: 0, instances: [] };
+      const unit: UnitRecord = {
+        spec: u,
+        job,
+        done: false,
+        errors: 0,
+        instances: [],
+        results: undefined,
+        best: 0,
+        wanted: target,
+        quorum,
+        need: 0,
+        queued: false,
+        leasedOnce: false,
+        trusted: false,
+      };
       job.units.push(unit);
       if (doneIds.has(u.id)) {
         unit.done = true;
         job.done++;
-      } else {
-        job.queue.pushBack(unit);
+        continue;
       }
+      const pending = pendingBy.get(u.id);
+      if (pending) {
+        unit.leasedOnce = true;
+        for (const r of pending) this.addResult(unit, this.recoveredResult(r));
+        job.returned += pending.length;
+        if (unit.best >= quorum) {
+          quorate.push(unit);
+          continue;
+        }
+        if (!this.canReachQuorum(unit)) hopeless ??= unit;
+        unit.wanted = Math.max(target, pending.length + quorum - unit.best);
+      }
+      unit.need = this.needOf(unit);
+      unit.queued = true;
+      job.queue.pushBack(unit);
+      job.queuedUnits++;
     }
     this.jobs.set(spec.id, job);
 
     if (job.done === job.units.length) {
       job.state = "completed";
-    } else {
-      this.runningJobCount++;
-      this.queuedCount += job.queue.size;
-      this.rotation.add(job);
+      return { progress: this.snapshot(job), outcomes: [] };
     }
-    return this.snapshot(job);
+    this.runningJobCount++;
+    this.queuedCount += job.queuedUnits;
+    if (job.queue.size > 0) this.rotation.add(job);
+
+    const outcomes: RecoveryOutcome[] = [];
+    for (const unit of quorate) {
+      const results = unit.results as UnitResult[];
+      outcomes.push(this.validate(unit, (results[results.length - 1] as UnitResult).taskId));
+    }
+    if (hopeless) {
+      const results = hopeless.results as UnitResult[];
+      outcomes.push(this.failUnit(hopeless, (results[results.length - 1] as UnitResult).taskId));
+    }
+    return { progress: this.snapshot(job), outcomes };
   }
 
   /**
@@ -145,17 +265,31 @@ export class Scheduler {
     return this.jobs.get(jobId)?.state;
   }
 
-  /** The last error a volunteer reported for one of the job's units. */
+  /** Why the job failed: the last kernel error, or why a unit could not reach its quorum. */
   jobError(jobId: JobId): string | undefined {
     return this.jobs.get(jobId)?.lastError;
   }
 
   // ---- volunteers ------------------------------------------------------------------------
 
-  addVolunteer(id: VolunteerId, opts: { window: number }): void {
+  /**
+   * Connects a volunteer socket. `host` and `account` say whose work it is: a unit is
+   * never given twice to one host or one account. Their records are seeded from
+   * `hostRecord` / `accountRecord` the first time the host / account is seen.
+   */
+  addVolunteer(id: VolunteerId, info: VolunteerInfo): void {
     if (this.volunteers.has(id)) throw new Error(`volunteer ${id} already connected`);
-    checkWindow(opts.window);
-    const v: VolunteerRecord = { id, window: opts.window, held: new Set() };
+    checkWindow(info.window);
+    if (!info.host || !info.account) throw new Error(`volunteer ${id}: host and account are required`);
+    const v: VolunteerRecord = {
+      id,
+      host: info.host,
+      account: info.account,
+      hostRecord: recordIn(this.hostRecords, info.host, info.hostRecord),
+      accountRecord: recordIn(this.accountRecords, info.account, info.accountRecord),
+      window: info.window,
+      held: new Set(),
+    };
     this.volunteers.set(id, v);
     this.updateHungry(v);
   }
@@ -182,7 +316,7 @@ export class Scheduler {
     const held = [...v.held];
     for (const t of held) this.release(t, true);
     // Re-queue in reverse so the first-leased unit ends up first in line again.
-    for (let i = held.length - 1; i >= 0; i--) this.requeueFront((held[i] as TaskRecord).unit);
+    for (let i = held.length - 1; i >= 0; i--) this.lost((held[i] as TaskRecord).unit);
     this.volunteers.delete(id);
     this.hungry.delete(v);
     return held.map((t) => t.id);
@@ -209,11 +343,25 @@ export class Scheduler {
     return out;
   }
 
+  /** A copy of the host's record, as it stands now (undefined if never seen). */
+  hostRecord(host: HostId): ReliabilityRecord | undefined {
+    const r = this.hostRecords.get(host);
+    return r && copyRecord(r);
+  }
+
+  /** A copy of the account's record, as it stands now (undefined if never seen). */
+  accountRecord(account: AccountId): ReliabilityRecord | undefined {
+    const r = this.accountRecords.get(account);
+    return r && copyRecord(r);
+  }
+
   // ---- tasks -----------------------------------------------------------------------------
 
   /**
-   * Fills the volunteer's window, at most `max` tasks, taking one unit from each job with
-   * queued work in turn (submission order) so a big job cannot starve a later small one.
+   * Fills the volunteer's window, at most `max` tasks, taking one instance from each job
+   * with queued work in turn (submission order) so a big job cannot starve a later small
+   * one. A unit is only given to a volunteer whose host and account hold no instance or
+   * result of it yet; ineligible units keep their place in the queue.
    */
   leaseTasks(volunteerId: VolunteerId, now: number, max?: number): TaskAssignment[] {
     const v = this.volunteers.get(volunteerId);
@@ -223,60 +371,90 @@ export class Scheduler {
     if (!(n > 0)) return [];
 
     const out: TaskAssignment[] = [];
-    while (out.length < n) {
-      const job = this.rotation.next();
-      if (!job) break;
-      const unit = job.queue.popFront() as UnitRecord;
-      this.queuedCount--;
-      if (job.queue.size === 0) this.rotation.remove(job);
-      out.push(this.lease(job, unit, v, now));
+    // Jobs visited in a row that had nothing for this volunteer; a full round of them ends it.
+    let misses = 0;
+    while (out.length < n && misses < this.rotation.size) {
+      const job = this.rotation.next() as JobRecord;
+      const task = this.leaseFrom(job, v, now);
+      if (task) {
+        out.push(task);
+        misses = 0;
+      } else if (job.inRotation) {
+        misses++;
+      }
     }
     if (out.length > 0) this.updateHungry(v);
     return out;
   }
 
-  completeTask(volunteerId: VolunteerId, taskId: TaskId, output: unknown, _now: number): ResultOutcome {
+  /**
+   * Records a result. `digest` is a hash of the canonical output (computed by the caller):
+   * results with equal digests agree. Returns `validated` exactly once per unit.
+   */
+  completeTask(volunteerId: VolunteerId, taskId: TaskId, output: unknown, digest: string, now: number): ResultOutcome {
     const task = this.tasks.get(taskId);
     if (!task) return STALE_UNKNOWN;
-    if (task.volunteer.id !== volunteerId) return STALE_NOT_HOLDER;
+    const v = task.volunteer;
+    if (v.id !== volunteerId) return STALE_NOT_HOLDER;
     this.release(task, true);
     const { job, unit } = task;
-    unit.done = true;
-    job.done++;
-    const jobDone = job.done === job.units.length;
-    if (jobDone) this.endJob(job, "completed");
-    return {
-      kind: "accepted",
-      jobId: job.spec.id,
-      unitId: unit.spec.id,
-      index: unit.spec.index,
-      work: unit.spec.work,
+    job.returned++;
+    this.addResult(unit, {
+      taskId,
+      volunteer: v.id,
+      host: v.host,
+      account: v.account,
+      hostRecord: v.hostRecord,
+      accountRecord: v.accountRecord,
       output,
-      jobDone,
-    };
+      digest,
+      turnaroundMs: now - task.leasedAt,
+      agree: 1,
+    });
+    if (unit.best >= unit.quorum) return this.validate(unit, taskId);
+    if (!this.canReachQuorum(unit)) return this.failUnit(unit, taskId);
+    // The largest group still lacks (quorum - best) results: make sure that many are coming.
+    const results = unit.results as UnitResult[];
+    unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
+    this.refresh(unit);
+    return { kind: "pending", jobId: job.spec.id, unitId: unit.spec.id, taskId, requeued: unit.queued };
   }
 
   /**
-   * The kernel threw on the volunteer. The unit goes back to the front of the queue,
-   * unless it has now failed `maxErrors` times: then the input (or the kernel) is
-   * presumably broken and retrying elsewhere would only burn volunteers' time, so the
-   * whole job fails.
+   * The kernel threw on the volunteer. It counts against the host and account, and toward
+   * the unit's maxErrors and maxInstances. The unit gets another instance at the front of
+   * the queue, unless it has now failed `maxErrors` times (the input or the kernel is
+   * presumably broken, and retrying would only burn volunteers' time) or can no longer
+   * reach its quorum within maxInstances: then the whole job fails.
    */
-  failTask(volunteerId: VolunteerId, taskId: TaskId, error: string, _now: number): ResultOutcome {
+  failTask(volunteerId: VolunteerId, taskId: TaskId, error: string, _now: number): FailOutcome {
     const task = this.tasks.get(taskId);
     if (!task) return STALE_UNKNOWN;
-    if (task.volunteer.id !== volunteerId) return STALE_NOT_HOLDER;
+    const v = task.volunteer;
+    if (v.id !== volunteerId) return STALE_NOT_HOLDER;
     this.release(task, true);
     const { job, unit } = task;
     unit.errors++;
+    job.returned++;
+    chargeError(v.hostRecord);
+    chargeError(v.accountRecord);
     job.lastError = error;
-    const base = { kind: "error-recorded", jobId: job.spec.id, unitId: unit.spec.id } as const;
-    if (unit.errors >= job.spec.maxErrors) {
+    if (unit.trusted) this.distrust(unit);
+    const base = {
+      kind: "error-recorded",
+      jobId: job.spec.id,
+      unitId: unit.spec.id,
+      taskId,
+      host: v.host,
+      account: v.account,
+    } as const;
+    if (unit.errors >= job.spec.maxErrors || !this.canReachQuorum(unit)) {
+      if (unit.errors < job.spec.maxErrors) job.lastError = `${describeNoQuorum(unit)}; last error: ${error}`;
       const dropped = this.endJob(job, "failed");
       return { ...base, requeued: false, jobFailed: true, dropped };
     }
-    this.requeueFront(unit);
-    return { ...base, requeued: true, jobFailed: false, dropped: [] };
+    this.refresh(unit);
+    return { ...base, requeued: unit.queued, jobFailed: false, dropped: [] };
   }
 
   /** Releases every lease with deadline <= now, earliest first, re-queueing its unit. */
@@ -290,7 +468,7 @@ export class Scheduler {
       this.release(t, false);
     }
     // Reverse, so the unit that expired first is first in line.
-    for (let i = due.length - 1; i >= 0; i--) this.requeueFront((due[i] as TaskRecord).unit);
+    for (let i = due.length - 1; i >= 0; i--) this.lost((due[i] as TaskRecord).unit);
     return out;
   }
 
@@ -307,6 +485,8 @@ export class Scheduler {
       unitId: t.unit.spec.id,
       index: t.unit.spec.index,
       volunteerId: t.volunteer.id,
+      host: t.volunteer.host,
+      account: t.volunteer.account,
       deadline: t.deadline,
     };
   }
@@ -321,6 +501,7 @@ export class Scheduler {
       queued: this.queuedCount,
       leased: this.tasks.size,
       runningJobs: this.runningJobCount,
+      pendingResults: this.pendingResultCount,
     };
   }
 
@@ -335,36 +516,58 @@ export class Scheduler {
     let queued = 0;
     let running = 0;
     let live = 0;
+    let pendingResults = 0;
     for (const [id, job] of this.jobs) {
       if (job.spec.id !== id) fail(`job ${id} filed under the wrong id`);
       const isRunning = job.state === "running";
       if (isRunning) running++;
       if (job.inRotation !== (isRunning && job.queue.size > 0)) fail(`job ${id} rotation membership`);
-      if (!isRunning && (job.queue.size > 0 || job.live.size > 0)) fail(`ended job ${id} holds work`);
+      if (!isRunning && (job.queue.size > 0 || job.live.size > 0 || job.queuedUnits > 0)) fail(`ended job ${id} holds work`);
+      if (!isRunning && (job.pendingUnits > 0 || job.pendingResults > 0)) fail(`ended job ${id} counts pending results`);
       let done = 0;
       let instances = 0;
+      let pendingUnits = 0;
+      let jobPending = 0;
       for (const u of job.units) {
         if (u.done) done++;
-        if (u.done && u.instances.length > 0) fail(`done unit ${u.spec.id} has live instances`);
         instances += u.instances.length;
+        if (u.done) {
+          if (u.instances.length > 0) fail(`done unit ${u.spec.id} has live instances`);
+          if (u.results !== undefined || u.need !== 0) fail(`done unit ${u.spec.id} keeps results or needs`);
+          continue;
+        }
+        if (!isRunning) continue;
+        const results = u.results ?? [];
+        if (u.results !== undefined && results.length === 0) fail(`unit ${u.spec.id} has an empty result list`);
+        if (results.length > 0) pendingUnits++;
+        jobPending += results.length;
+        this.auditUnit(u, results, fail);
       }
       if (done !== job.done) fail(`job ${id} done ${job.done}, recount ${done}`);
       if (instances !== job.live.size) fail(`job ${id} live ${job.live.size}, recount ${instances}`);
+      if (isRunning && pendingUnits !== job.pendingUnits) fail(`job ${id} pending units ${job.pendingUnits}, recount ${pendingUnits}`);
+      if (isRunning && jobPending !== job.pendingResults) fail(`job ${id} pending results ${job.pendingResults}, recount ${jobPending}`);
       const seen = new Set<UnitRecord>();
+      let inQueue = 0;
       for (const u of job.queue) {
         if (u.job !== job) fail(`unit ${u.spec.id} queued under another job`);
-        if (u.done || u.instances.length > 0 || seen.has(u)) fail(`unit ${u.spec.id} queued wrongly`);
+        if (u.done) continue; // stale entry of a unit validated while queued
+        if (!u.queued || seen.has(u)) fail(`unit ${u.spec.id} queued wrongly`);
         seen.add(u);
+        inQueue++;
       }
-      if (isRunning && job.done + job.live.size + job.queue.size !== job.units.length) {
-        fail(`job ${id} loses units: done ${job.done} live ${job.live.size} queued ${job.queue.size}`);
+      if (isRunning) {
+        if (inQueue !== job.queuedUnits) fail(`job ${id} queued ${job.queuedUnits}, recount ${inQueue}`);
+        for (const u of job.units) if (!u.done && u.queued !== seen.has(u)) fail(`unit ${u.spec.id} queued flag`);
       }
-      queued += job.queue.size;
+      queued += job.queuedUnits;
       live += job.live.size;
+      pendingResults += job.pendingResults;
     }
     if (queued !== this.queuedCount) fail(`queued ${this.queuedCount}, recount ${queued}`);
     if (running !== this.runningJobCount) fail(`running jobs ${this.runningJobCount}, recount ${running}`);
     if (live !== this.tasks.size) fail(`leased ${this.tasks.size}, recount over jobs ${live}`);
+    if (pendingResults !== this.pendingResultCount) fail(`pending results ${this.pendingResultCount}, recount ${pendingResults}`);
     const members = this.rotation.members();
     for (let i = 1; i < members.length; i++) {
       if ((members[i - 1] as JobRecord).seq >= (members[i] as JobRecord).seq) fail("rotation out of order");
@@ -374,6 +577,9 @@ export class Scheduler {
       held += v.held.size;
       for (const t of v.held) if (t.volunteer !== v || this.tasks.get(t.id) !== t) fail(`volunteer ${id} holds a foreign task`);
       if (this.hungry.has(v) !== v.held.size < v.window) fail(`volunteer ${id} hungry flag`);
+      if (this.hostRecords.get(v.host) !== v.hostRecord || this.accountRecords.get(v.account) !== v.accountRecord) {
+        fail(`volunteer ${id} records`);
+      }
     }
     if (held !== this.tasks.size) fail(`held ${held}, leased ${this.tasks.size}`);
     if (this.hungry.size > this.volunteers.size) fail("hungry set holds departed volunteers");
@@ -388,15 +594,99 @@ export class Scheduler {
 
   // ---- internals -------------------------------------------------------------------------
 
+  /** One undecided unit of a running job: its counts, agreement, needs and distinctness. */
+  private auditUnit(u: UnitRecord, results: UnitResult[], fail: (msg: string) => never): void {
+    const job = u.job;
+    const id = u.spec.id;
+    let best = 0;
+    for (const r of results) {
+      let agree = 0;
+      for (const o of results) if (resultsAgree(r, o, job.comparator)) agree++;
+      if (agree !== r.agree) fail(`unit ${id} result ${r.taskId} agree ${r.agree}, recount ${agree}`);
+      best = Math.max(best, agree);
+    }
+    if (best !== u.best) fail(`unit ${id} best ${u.best}, recount ${best}`);
+    if (u.best >= u.quorum) fail(`unit ${id} reached its quorum but is not validated`);
+    if (!this.canReachQuorum(u)) fail(`unit ${id} cannot reach its quorum but the job runs`);
+    if (u.errors >= job.spec.maxErrors) fail(`unit ${id} has ${u.errors} errors but the job runs`);
+    if (u.trusted) {
+      if (u.quorum !== 1 || u.wanted !== 1) fail(`trusted unit ${id} wants more than one result`);
+      if (results.length > 0 || u.errors > 0 || u.instances.length !== 1) fail(`trusted unit ${id} state`);
+    } else if (u.quorum !== job.quorum || u.wanted < job.target) {
+      fail(`unit ${id} quorum or wanted`);
+    }
+    if (u.need !== this.needOf(u)) fail(`unit ${id} need ${u.need}, recount ${this.needOf(u)}`);
+    if (u.queued !== u.need > 0) fail(`unit ${id} queued ${u.queued} with need ${u.need}`);
+    if (u.need === 0 && u.instances.length === 0) fail(`unit ${id} is stuck: nothing queued, nothing running`);
+    if (results.length + u.errors + u.instances.length + u.need > job.maxInstances) fail(`unit ${id} exceeds maxInstances`);
+    const hosts = new Set<string>();
+    const accounts = new Set<string>();
+    const owners = [
+      ...u.instances.map((t) => [t.volunteer.host, t.volunteer.account] as const),
+      ...results.map((r) => [r.host, r.account] as const),
+    ];
+    for (const [h, a] of owners) {
+      if (hosts.has(h) || accounts.has(a)) fail(`unit ${id} given twice to host ${h} or account ${a}`);
+      hosts.add(h);
+      accounts.add(a);
+    }
+  }
+
+  /**
+   * Leases one instance of the first unit of the job that the volunteer may take, looking
+   * at most `scanLimit` units down the queue. Units passed over keep their order, and a
+   * unit that still needs instances after this one keeps its place at the head, so the
+   * next volunteers take its other replicas.
+   */
+  private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number): TaskAssignment | undefined {
+    const q = job.queue;
+    const skipped = this.skipped;
+    let found: UnitRecord | undefined;
+    for (let scanned = 0; scanned < this.scanLimit; scanned++) {
+      const u = q.popFront();
+      if (u === undefined) break;
+      if (u.done) continue; // stale entry: validated while queued
+      if (eligible(u, v)) {
+        found = u;
+        break;
+      }
+      skipped.push(u);
+    }
+    let task: TaskAssignment | undefined;
+    if (found) {
+      task = this.lease(job, found, v, now);
+      if (found.need > 0) {
+        q.pushFront(found);
+      } else {
+        found.queued = false;
+        job.queuedUnits--;
+        this.queuedCount--;
+      }
+    }
+    for (let i = skipped.length - 1; i >= 0; i--) q.pushFront(skipped[i] as UnitRecord);
+    skipped.length = 0;
+    if (q.size === 0) this.rotation.remove(job);
+    return task;
+  }
+
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
+    if (!unit.leasedOnce) {
+      unit.leasedOnce = true;
+      if (job.adaptive && job.target > 1 && this.trusts(v.hostRecord)) {
+        unit.trusted = true;
+        unit.quorum = 1;
+        unit.wanted = 1;
+      }
+    }
     const id = `${unit.spec.id}#${this.taskPrefix}${(++this.taskSeq).toString(36)}`;
     const deadline = now + job.spec.leaseMs;
-    const task: TaskRecord = { id, job, unit, volunteer: v, deadline, live: true };
+    const task: TaskRecord = { id, job, unit, volunteer: v, leasedAt: now, deadline, live: true };
     this.tasks.set(id, task);
     v.held.add(task);
     unit.instances.push(task);
     job.live.add(task);
     this.leases.push(deadline, task);
+    unit.need = this.needOf(unit);
     return {
       taskId: id,
       jobId: job.spec.id,
@@ -407,6 +697,150 @@ export class Scheduler {
       input: unit.spec.input,
       deadline,
     };
+  }
+
+  /**
+   * Adaptive replication (as BOINC): a host with a streak of n >= adaptiveMinValid valid
+   * results computes a unit alone with probability 1 - 1/n, except for spot checks.
+   */
+  private trusts(record: ReliabilityRecord): boolean {
+    const n = record.consecutiveValid;
+    return n >= this.adaptiveMinValid && this.random() < 1 - 1 / n && this.random() >= this.spotCheckRate;
+  }
+
+  /** The trusted instance errored or was lost: back to R instances and quorum Q. */
+  private distrust(unit: UnitRecord): void {
+    unit.trusted = false;
+    unit.quorum = unit.job.quorum;
+    unit.wanted = Math.max(unit.wanted, unit.job.target);
+  }
+
+  /** An instance expired or its volunteer left: it does not count toward maxInstances, it is just replaced. */
+  private lost(unit: UnitRecord): void {
+    if (unit.trusted) this.distrust(unit);
+    this.refresh(unit);
+  }
+
+  /** Instances the unit should be issued now, within maxInstances. */
+  private needOf(u: UnitRecord): number {
+    if (u.done) return 0;
+    const n = Math.min(u.wanted, u.job.maxInstances - u.errors) - (u.results?.length ?? 0) - u.instances.length;
+    return n > 0 ? n : 0;
+  }
+
+  /**
+   * Recomputes what the unit needs and queues it at the front if it was not queued. A
+   * unit's need only grows outside of leasing (results and errors replace instances,
+   * disagreement raises `wanted`), so a queued unit never has to leave the queue here.
+   */
+  private refresh(unit: UnitRecord): void {
+    const job = unit.job;
+    if (unit.done || job.state !== "running") return;
+    unit.need = this.needOf(unit);
+    if (unit.need > 0 && !unit.queued) {
+      unit.queued = true;
+      job.queue.pushFront(unit);
+      job.queuedUnits++;
+      this.queuedCount++;
+      this.rotation.add(job);
+    }
+  }
+
+  /** Best case: the largest group plus every instance still allowed all agreeing. */
+  private canReachQuorum(u: UnitRecord): boolean {
+    return u.best + u.job.maxInstances - (u.results?.length ?? 0) - u.errors >= u.quorum;
+  }
+
+  private addResult(unit: UnitRecord, r: UnitResult): void {
+    const job = unit.job;
+    let results = unit.results;
+    if (results === undefined) {
+      unit.results = results = [];
+      job.pendingUnits++;
+    }
+    addAgreement(unit, results, r, job.comparator);
+    job.pendingResults++;
+    this.pendingResultCount++;
+  }
+
+  private recoveredResult(r: RecoveredResult): UnitResult {
+    if (!r.host || !r.account) throw new Error(`pending result ${r.taskId}: host and account are required`);
+    return {
+      taskId: r.taskId,
+      volunteer: undefined,
+      host: r.host,
+      account: r.account,
+      hostRecord: recordIn(this.hostRecords, r.host, r.hostRecord),
+      accountRecord: recordIn(this.accountRecords, r.account, r.accountRecord),
+      output: r.output,
+      digest: r.digest,
+      turnaroundMs: undefined,
+      agree: 1,
+    };
+  }
+
+  /** The unit reached its quorum: settle records, revoke its other instances, maybe end the job. */
+  private validate(unit: UnitRecord, taskId: TaskId): ValidatedOutcome {
+    const job = unit.job;
+    const results = unit.results as UnitResult[];
+    const centre = quorumCentre(results);
+    const valid: ResultRef[] = [];
+    const invalid: ResultRef[] = [];
+    for (const r of results) {
+      if (r === centre || resultsAgree(centre, r, job.comparator)) {
+        creditValid(r.hostRecord, r.turnaroundMs);
+        creditValid(r.accountRecord, r.turnaroundMs);
+        valid.push(refOf(r));
+      } else {
+        chargeInvalid(r.hostRecord);
+        chargeInvalid(r.accountRecord);
+        invalid.push(refOf(r));
+      }
+    }
+    const revoked: ExpiredLease[] = [];
+    while (unit.instances.length > 0) {
+      const t = unit.instances[unit.instances.length - 1] as TaskRecord;
+      revoked.push(leaseOf(t));
+      this.release(t, true);
+    }
+    unit.done = true;
+    unit.need = 0;
+    unit.results = undefined;
+    if (unit.queued) {
+      // Its deque entry goes stale and is dropped when a lease meets it.
+      unit.queued = false;
+      job.queuedUnits--;
+      this.queuedCount--;
+    }
+    job.pendingUnits--;
+    job.pendingResults -= results.length;
+    this.pendingResultCount -= results.length;
+    job.done++;
+    const jobDone = job.done === job.units.length;
+    if (jobDone) this.endJob(job, "completed");
+    return {
+      kind: "validated",
+      jobId: job.spec.id,
+      unitId: unit.spec.id,
+      index: unit.spec.index,
+      work: unit.spec.work,
+      taskId,
+      canonical: centre.output,
+      valid,
+      invalid,
+      revoked,
+      jobDone,
+    };
+  }
+
+  /** The unit cannot reach its quorum within maxInstances: the job fails. Records stay as they are. */
+  private failUnit(unit: UnitRecord, taskId: TaskId): UnitFailedOutcome {
+    const job = unit.job;
+    const reason = describeNoQuorum(unit);
+    const invalid = (unit.results ?? []).map(refOf);
+    job.lastError = reason;
+    const dropped = this.endJob(job, "failed");
+    return { kind: "unit-failed", jobId: job.spec.id, unitId: unit.spec.id, index: unit.spec.index, taskId, reason, invalid, dropped };
   }
 
   /** Unlinks a live task everywhere. `inHeap` is false when the heap already popped it. */
@@ -425,23 +859,19 @@ export class Scheduler {
     task.job.live.delete(task);
   }
 
-  private requeueFront(unit: UnitRecord): void {
-    const job = unit.job;
-    if (job.state !== "running" || unit.done) return;
-    job.queue.pushFront(unit);
-    this.queuedCount++;
-    this.rotation.add(job);
-  }
-
   private endJob(job: JobRecord, state: Exclude<JobState, "running">): ExpiredLease[] {
     const dropped: ExpiredLease[] = [];
     for (const t of [...job.live]) {
       dropped.push(leaseOf(t));
       this.release(t, true);
     }
-    this.queuedCount -= job.queue.size;
+    this.queuedCount -= job.queuedUnits;
+    job.queuedUnits = 0;
     job.queue.clear();
     this.rotation.remove(job);
+    this.pendingResultCount -= job.pendingResults;
+    job.pendingResults = 0;
+    job.pendingUnits = 0;
     if (job.state === "running") this.runningJobCount--;
     job.state = state;
     return dropped;
@@ -457,11 +887,47 @@ export class Scheduler {
       jobId: job.spec.id,
       state: job.state,
       total: job.units.length,
-      queued: job.queue.size,
+      queued: job.queuedUnits,
       running: job.live.size,
       done: job.done,
+      pending: job.pendingUnits,
+      instancesReturned: job.returned,
     };
   }
+}
+
+/** No host or account gets two instances of one unit, counting live ones and results. */
+function eligible(u: UnitRecord, v: VolunteerRecord): boolean {
+  const inst = u.instances;
+  for (let i = 0; i < inst.length; i++) {
+    const w = (inst[i] as TaskRecord).volunteer;
+    if (w.host === v.host || w.account === v.account) return false;
+  }
+  const results = u.results;
+  if (results !== undefined) {
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i] as UnitResult;
+      if (r.host === v.host || r.account === v.account) return false;
+    }
+  }
+  return true;
+}
+
+/** The live record of a host or account, created from `seed` (or empty) on first sight. */
+function recordIn<K>(map: Map<K, ReliabilityRecord>, key: K, seed: ReliabilityRecord | undefined): ReliabilityRecord {
+  let r = map.get(key);
+  if (r === undefined) {
+    r = seed ? copyRecord(seed) : emptyRecord();
+    map.set(key, r);
+  }
+  return r;
+}
+
+function refOf(r: UnitResult): ResultRef {
+  const ref: ResultRef = { taskId: r.taskId, host: r.host, account: r.account, output: r.output, digest: r.digest };
+  if (r.volunteer !== undefined) ref.volunteer = r.volunteer;
+  if (r.turnaroundMs !== undefined) ref.turnaroundMs = r.turnaroundMs;
+  return ref;
 }
 
 function leaseOf(t: TaskRecord): ExpiredLease {
@@ -471,5 +937,12 @@ function leaseOf(t: TaskRecord): ExpiredLease {
 function checkWindow(window: number): void {
   if (!(Number.isInteger(window) && window >= 0)) {
     throw new RangeError(`window must be an integer >= 0, got ${window}`);
+  }
+}
+
+function checkComparator(jobId: JobId, c: Comparator): void {
+  if (c.kind === "exact") return;
+  if (c.kind !== "tolerance" || !(c.relative >= 0 && Number.isFinite(c.relative) && c.absolute >= 0 && Number.isFinite(c.absolute))) {
+    throw new RangeError(`job ${jobId}: comparator must be exact, or tolerance with finite relative and absolute >= 0`);
   }
 }

@@ -4,7 +4,12 @@
 export type JobId = string;
 export type UnitId = string;
 export type TaskId = string;
+/** One volunteer socket (the coordinator's connection key). */
 export type VolunteerId = string;
+/** One volunteer install (a browser profile or a CLI install); several sockets may share one. */
+export type HostId = string;
+/** Who is credited for a host's work: `user:<id>` or `anon:<volunteerId>`. */
+export type AccountId = string;
 
 /** One piece of a job's work, computed by a volunteer as one task instance. */
 export interface UnitSpec {
@@ -16,6 +21,27 @@ export interface UnitSpec {
   work: number;
 }
 
+export interface ReplicationSpec {
+  /** R: instances of a unit issued up front (to R different hosts and accounts). */
+  target: number;
+  /** Q: agreeing results needed to validate a unit. */
+  quorum: number;
+  /**
+   * M: most instances ever counted for one unit: results and errors that came back.
+   * Instances that expired or whose volunteer left do not count.
+   */
+  maxInstances: number;
+}
+
+/** How two results of one unit are compared. */
+export type Comparator =
+  | { kind: "exact" }
+  /**
+   * Same structure, keys and strings; numbers agree when within
+   * max(absolute, relative * max(|a|, |b|)) of each other.
+   */
+  | { kind: "tolerance"; relative: number; absolute: number };
+
 export interface JobSpec {
   id: JobId;
   kernel: string;
@@ -25,6 +51,40 @@ export interface JobSpec {
   leaseMs: number;
   /** A unit whose instances error this many times fails the job. */
   maxErrors: number;
+  /** Defaults to DEFAULT_REPLICATION. Needs 1 <= quorum <= target <= maxInstances. */
+  replication?: ReplicationSpec;
+  /** Let hosts with a long record of valid results compute a unit alone (BOINC adaptive replication). Default false. */
+  adaptive?: boolean;
+  /** Defaults to exact (digest equality). */
+  comparator?: Comparator;
+}
+
+export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });
+
+/**
+ * A host's or an account's track record. Kept by the scheduler in memory, seeded from the
+ * database the first time a host or account is seen; the coordinator persists it.
+ */
+export interface ReliabilityRecord {
+  /** Valid results in a row since the last invalid result or error: drives adaptive replication. */
+  consecutiveValid: number;
+  valid: number;
+  invalid: number;
+  errors: number;
+  /** Sum and count of lease-to-result times of valid results. */
+  turnaroundMsTotal: number;
+  turnaroundCount: number;
+}
+
+export interface VolunteerInfo {
+  /** Most tasks the socket may hold at once. */
+  window: number;
+  host: HostId;
+  account: AccountId;
+  /** Stored record of the host, used only if the scheduler has not seen the host yet. */
+  hostRecord?: ReliabilityRecord;
+  /** Stored record of the account, used only if the scheduler has not seen the account yet. */
+  accountRecord?: ReliabilityRecord;
 }
 
 /** What the coordinator sends to a volunteer for one leased task instance. */
@@ -39,21 +99,128 @@ export interface TaskAssignment {
   deadline: number;
 }
 
-export type ResultOutcome =
-  | { kind: "accepted"; jobId: JobId; unitId: UnitId; index: number; work: number; output: unknown; jobDone: boolean }
-  | { kind: "stale"; reason: "unknown-task" | "not-holder" }
-  | {
-      kind: "error-recorded";
-      jobId: JobId;
-      unitId: UnitId;
-      requeued: boolean;
-      jobFailed: boolean;
-      /**
-       * When the error failed the job: the other leases of the job that were freed, so
-       * their volunteers can be told to drop them (empty otherwise).
-       */
-      dropped?: ExpiredLease[];
-    };
+/** One result of a unit, as reported in outcomes. */
+export interface ResultRef {
+  taskId: TaskId;
+  /** The socket that returned it; absent for results recovered after a restart. */
+  volunteer?: VolunteerId;
+  host: HostId;
+  account: AccountId;
+  output: unknown;
+  digest: string;
+  /** Lease to result, in ms; absent for results recovered after a restart. */
+  turnaroundMs?: number;
+}
+
+/** A result for a task that is no longer leased to the sender. Changes nothing. */
+export interface StaleOutcome {
+  kind: "stale";
+  /**
+   * unknown-task: never leased, already returned, expired, revoked (its unit was decided or
+   * its job ended); not-holder: leased to another socket.
+   */
+  reason: "unknown-task" | "not-holder";
+}
+
+/** The result is kept and waits for more results of its unit. */
+export interface PendingOutcome {
+  kind: "pending";
+  jobId: JobId;
+  unitId: UnitId;
+  taskId: TaskId;
+  /** The unit waits in the queue for more instances (e.g. results disagreed): dispatch. */
+  requeued: boolean;
+}
+
+/** The unit reached its quorum. Reported exactly once per unit. */
+export interface ValidatedOutcome {
+  kind: "validated";
+  jobId: JobId;
+  unitId: UnitId;
+  index: number;
+  work: number;
+  /** The result whose arrival decided the unit (at recovery: the last recovered one). */
+  taskId: TaskId;
+  /** Output of the agreeing group (its central member, for a tolerance comparator). */
+  canonical: unknown;
+  /** The agreeing results; their hosts and accounts got a valid result on their record. */
+  valid: ResultRef[];
+  /** The other results; their hosts and accounts got an invalid result on their record. */
+  invalid: ResultRef[];
+  /** Other live instances of the unit, released: tell their volunteers to drop them. */
+  revoked: ExpiredLease[];
+  jobDone: boolean;
+}
+
+/**
+ * The unit cannot reach its quorum within maxInstances: the job has failed, with `reason`
+ * as its jobError. Records are left alone: without a quorum nobody is known to be wrong.
+ */
+export interface UnitFailedOutcome {
+  kind: "unit-failed";
+  jobId: JobId;
+  unitId: UnitId;
+  index: number;
+  taskId: TaskId;
+  reason: string;
+  /** Every result the unit got; none is paid. */
+  invalid: ResultRef[];
+  /** Every live lease of the job, released: tell their volunteers to drop them. */
+  dropped: ExpiredLease[];
+}
+
+export type ResultOutcome = StaleOutcome | PendingOutcome | ValidatedOutcome | UnitFailedOutcome;
+
+/** A kernel error was recorded against the unit, the host and the account. */
+export interface ErrorOutcome {
+  kind: "error-recorded";
+  jobId: JobId;
+  unitId: UnitId;
+  taskId: TaskId;
+  host: HostId;
+  account: AccountId;
+  /** The unit waits in the queue for another instance. */
+  requeued: boolean;
+  /** The unit reached maxErrors or can no longer reach its quorum: the job failed. */
+  jobFailed: boolean;
+  /** When the job failed: its other leases, released (empty otherwise). */
+  dropped: ExpiredLease[];
+}
+
+export type FailOutcome = StaleOutcome | ErrorOutcome;
+
+/** Outcomes of units decided while a job was being added (recovered results). */
+export type RecoveryOutcome = ValidatedOutcome | UnitFailedOutcome;
+
+/** A result received and persisted before a restart, but not yet validated. */
+export interface RecoveredResult {
+  unitId: UnitId;
+  taskId: TaskId;
+  host: HostId;
+  account: AccountId;
+  output: unknown;
+  digest: string;
+  /** Seeds for hosts and accounts the scheduler has not seen yet (else they start from zero). */
+  hostRecord?: ReliabilityRecord;
+  accountRecord?: ReliabilityRecord;
+}
+
+/** State rebuilt from the database after a restart. */
+export interface RecoveredState {
+  /** Units already validated: not queued. */
+  done?: Iterable<UnitId>;
+  /** Results awaiting quorum: they count toward quorum, maxInstances and distinctness. */
+  pending?: Iterable<RecoveredResult>;
+}
+
+export interface AddJobResult {
+  progress: JobProgress;
+  /**
+   * Units decided by recovered results alone, in unit order (validations first; a
+   * unit-failed one last, and then the job has failed). Empty for a new job.
+   */
+  outcomes: RecoveryOutcome[];
+}
 
 export type JobState = "running" | "completed" | "failed" | "cancelled";
 
@@ -61,9 +228,16 @@ export interface JobProgress {
   jobId: JobId;
   state: JobState;
   total: number;
+  /** Units waiting for at least one more instance. */
   queued: number;
+  /** Live instances (leases). */
   running: number;
+  /** Validated units. */
   done: number;
+  /** Units with at least one result, waiting for quorum (0 once the job ended). */
+  pending: number;
+  /** Results and errors that came back (recovered pending results included). */
+  instancesReturned: number;
 }
 
 export interface ExpiredLease {
@@ -75,13 +249,15 @@ export interface ExpiredLease {
 
 /** Counters kept up to date on every change, so reading them is O(1). */
 export interface SchedulerStats {
-  /** Connected volunteers. */
+  /** Connected volunteer sockets. */
   volunteers: number;
-  /** Units of running jobs waiting for a volunteer. */
+  /** Units of running jobs waiting for at least one more instance. */
   queued: number;
   /** Live task instances (leases). */
   leased: number;
   runningJobs: number;
+  /** Results of running jobs waiting for their unit's quorum. */
+  pendingResults: number;
 }
 
 /** A live lease, as seen from outside the scheduler. */
@@ -91,5 +267,7 @@ export interface TaskInfo {
   unitId: UnitId;
   index: number;
   volunteerId: VolunteerId;
+  host: HostId;
+  account: AccountId;
   deadline: number;
 }

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { Scheduler } from "../../server/scheduler/index.js";
-import type { JobSpec, TaskAssignment, VolunteerId } from "../../server/scheduler/index.js";
+import type { JobSpec, TaskAssignment, VolunteerId, VolunteerInfo } from "../../server/scheduler/index.js";
 import { Deque } from "../../server/scheduler/deque.js";
 import { LeaseHeap } from "../../server/scheduler/leaseHeap.js";
 
@@ -14,12 +14,21 @@ function job(id: string, units: number, opts: Partial<Omit<JobSpec, "id" | "unit
     units: Array.from({ length: units }, (_, i) => ({ id: `${id}-u${i}`, index: i, input: { i }, work: 10 + i })),
     leaseMs: opts.leaseMs ?? 1000,
     maxErrors: opts.maxErrors ?? 3,
+    // These tests cover dispatch without replication: one instance per unit, accepted at once.
+    replication: opts.replication ?? { target: 1, quorum: 1, maxInstances: 100 },
+    adaptive: opts.adaptive ?? false,
+    comparator: opts.comparator ?? { kind: "exact" },
   };
+}
+
+/** A socket that is its own host and account. */
+function conn(id: string, window: number): VolunteerInfo {
+  return { window, host: `host-${id}`, account: `anon:${id}` };
 }
 
 function withVolunteers(ids: string[], window = 4): Scheduler {
   const s = new Scheduler();
-  for (const id of ids) s.addVolunteer(id, { window });
+  for (const id of ids) s.addVolunteer(id, conn(id, window));
   return s;
 }
 
@@ -47,8 +56,11 @@ describe("addJob", () => {
 
   it("reports the new job as running with every unit queued", () => {
     const s = new Scheduler();
-    expect(s.addJob(job("a", 4), T0)).toEqual({ jobId: "a", state: "running", total: 4, queued: 4, running: 0, done: 0 });
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 4, leased: 0, runningJobs: 1 });
+    expect(s.addJob(job("a", 4), T0)).toEqual({
+      progress: { jobId: "a", state: "running", total: 4, queued: 4, running: 0, done: 0, pending: 0, instancesReturned: 0 },
+      outcomes: [],
+    });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 4, leased: 0, runningJobs: 1, pendingResults: 0 });
   });
 
   it("rejects a duplicate job id, duplicate unit ids and bad limits", () => {
@@ -61,43 +73,44 @@ describe("addJob", () => {
     expect(() => s.addJob(job("c", 1, { leaseMs: 0 }), T0)).toThrow(RangeError);
     expect(() => s.addJob(job("d", 1, { maxErrors: 0 }), T0)).toThrow(RangeError);
     // Failed registrations leave no trace.
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 2, leased: 0, runningJobs: 1 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 2, leased: 0, runningJobs: 1, pendingResults: 0 });
     expect(s.jobState("b")).toBeUndefined();
   });
 
   it("skips units already done (restart recovery) and completes the job with the rest", () => {
     const s = withVolunteers(["v"], 10);
-    const p = s.addJob(job("a", 5), T0, ["a-u1", "a-u3"]);
+    const { progress: p } = s.addJob(job("a", 5), T0, { done: ["a-u1", "a-u3"] });
     expect(p).toMatchObject({ state: "running", total: 5, queued: 3, done: 2 });
     const tasks = s.leaseTasks("v", T0);
     expect(unitsOf(tasks)).toEqual(["a-u0", "a-u2", "a-u4"]);
-    const outcomes = tasks.map((t) => s.completeTask("v", t.taskId, t.index, T0));
-    expect(outcomes.map((o) => o.kind === "accepted" && o.jobDone)).toEqual([false, false, true]);
+    const outcomes = tasks.map((t) => s.completeTask("v", t.taskId, t.index, "d", T0));
+    expect(outcomes.map((o) => o.kind === "validated" && o.jobDone)).toEqual([false, false, true]);
     expect(s.jobState("a")).toBe("completed");
   });
 
   it("marks a job whose units are all done as completed at once", () => {
     const s = withVolunteers(["v"], 10);
-    const p = s.addJob(job("a", 3), T0, ["a-u0", "a-u1", "a-u2"]);
-    expect(p).toEqual({ jobId: "a", state: "completed", total: 3, queued: 0, running: 0, done: 3 });
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0 });
+    const { progress: p } = s.addJob(job("a", 3), T0, { done: ["a-u0", "a-u1", "a-u2"] });
+    expect(p).toEqual({ jobId: "a", state: "completed", total: 3, queued: 0, running: 0, done: 3, pending: 0, instancesReturned: 0 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
     expect(s.leaseTasks("v", T0)).toEqual([]);
-    expect(s.addJob(job("empty", 0), T0).state).toBe("completed");
+    expect(s.addJob(job("empty", 0), T0).progress.state).toBe("completed");
   });
 
   it("rejects done ids that are not units of the job", () => {
     const s = new Scheduler();
-    expect(() => s.addJob(job("a", 2), T0, ["b-u0"])).toThrow(/not in the job/);
-    expect(s.jobState("a")).toBeUndefined();
+    expect(() => s.addJob(job("a", 2), T0, { done: ["b-u0"] })).toThrow(/not in the job/);
+    // The pre-replication form, a bare list of done units, still works.
+    expect(s.addJob(job("a", 2), T0, new Set(["a-u1"])).progress).toMatchObject({ queued: 1, done: 1 });
   });
 });
 
 describe("volunteers", () => {
   it("rejects re-adding a connected volunteer and invalid windows", () => {
     const s = withVolunteers(["v"]);
-    expect(() => s.addVolunteer("v", { window: 2 })).toThrow(/already connected/);
-    expect(() => s.addVolunteer("w", { window: -1 })).toThrow(RangeError);
-    expect(() => s.addVolunteer("w", { window: 1.5 })).toThrow(RangeError);
+    expect(() => s.addVolunteer("v", conn("v", 2))).toThrow(/already connected/);
+    expect(() => s.addVolunteer("w", conn("w", -1))).toThrow(RangeError);
+    expect(() => s.addVolunteer("w", conn("w", 1.5))).toThrow(RangeError);
     expect(() => s.setWindow("v", Number.NaN)).toThrow(RangeError);
     expect(() => s.setWindow("nobody", 3)).toThrow(/unknown volunteer/);
     expect(s.stats().volunteers).toBe(1);
@@ -130,9 +143,9 @@ describe("volunteers", () => {
     s.setWindow("v", 1);
     expect(s.heldBy("v")).toHaveLength(4);
     expect(s.leaseTasks("v", T0)).toEqual([]);
-    for (const t of tasks.slice(0, 3)) s.completeTask("v", t.taskId, null, T0);
+    for (const t of tasks.slice(0, 3)) s.completeTask("v", t.taskId, null, "d", T0);
     expect(s.leaseTasks("v", T0)).toEqual([]); // holds 1 = window
-    s.completeTask("v", tasks[3]!.taskId, null, T0);
+    s.completeTask("v", tasks[3]!.taskId, null, "d", T0);
     expect(s.leaseTasks("v", T0)).toHaveLength(1);
   });
 
@@ -142,7 +155,7 @@ describe("volunteers", () => {
     const [ta] = s.leaseTasks("a", T0);
     s.leaseTasks("b", T0);
     expect(s.hungryVolunteers()).toEqual(["c"]);
-    s.completeTask("a", ta!.taskId, null, T0);
+    s.completeTask("a", ta!.taskId, null, "d", T0);
     expect(s.hungryVolunteers()).toEqual(["c", "a"]);
     s.removeVolunteer("c", T0);
     expect(s.hungryVolunteers()).toEqual(["a"]);
@@ -157,7 +170,7 @@ describe("leaseTasks", () => {
     expect(first).toHaveLength(3);
     expect(s.leaseTasks("v", T0)).toEqual([]);
     expect(s.heldBy("v")).toEqual(first.map((t) => t.taskId));
-    s.completeTask("v", first[0]!.taskId, 1, T0);
+    s.completeTask("v", first[0]!.taskId, 1, "d", T0);
     const refill = s.leaseTasks("v", T0);
     expect(refill).toHaveLength(1);
     expect(s.heldBy("v")).toHaveLength(3);
@@ -195,6 +208,8 @@ describe("leaseTasks", () => {
       unitId: "a-u0",
       index: 0,
       volunteerId: "v",
+      host: "host-v",
+      account: "anon:v",
       deadline: T0 + 5007,
     });
     expect(s.jobOf(t!.taskId)).toBe("a");
@@ -217,14 +232,14 @@ describe("leaseTasks", () => {
     const before = new Scheduler({ epoch: "e1" });
     const after = new Scheduler({ epoch: "e2" });
     for (const s of [before, after]) {
-      s.addVolunteer("v", { window: 1 });
+      s.addVolunteer("v", conn("v", 1));
       s.addJob(job("a", 1), T0);
     }
     const [t1] = before.leaseTasks("v", T0);
     const [t2] = after.leaseTasks("v", T0);
     expect(t1!.taskId).toContain("e1");
     expect(t1!.taskId).not.toBe(t2!.taskId);
-    expect(after.completeTask("v", t1!.taskId, 0, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(after.completeTask("v", t1!.taskId, 0, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
   });
 });
 
@@ -274,13 +289,17 @@ describe("completeTask", () => {
     const s = withVolunteers(["v"], 1);
     s.addJob(job("a", 3), T0);
     const [t] = s.leaseTasks("v", T0);
-    expect(s.completeTask("v", t!.taskId, { pi: 3.14 }, T0 + 10)).toEqual({
-      kind: "accepted",
+    expect(s.completeTask("v", t!.taskId, { pi: 3.14 }, "d", T0 + 10)).toEqual({
+      kind: "validated",
       jobId: "a",
       unitId: "a-u0",
       index: 0,
       work: 10,
-      output: { pi: 3.14 },
+      taskId: t!.taskId,
+      canonical: { pi: 3.14 },
+      valid: [{ taskId: t!.taskId, volunteer: "v", host: "host-v", account: "anon:v", output: { pi: 3.14 }, digest: "d", turnaroundMs: 10 }],
+      invalid: [],
+      revoked: [],
       jobDone: false,
     });
     expect(s.heldBy("v")).toEqual([]);
@@ -297,20 +316,22 @@ describe("completeTask", () => {
     const results = [];
     for (const t of mine) {
       expect(s.jobState("a")).toBe("running");
-      results.push(s.completeTask(holder(t.taskId), t.taskId, t.index, T0));
+      results.push(s.completeTask(holder(t.taskId), t.taskId, t.index, "d", T0));
     }
     // Leasing fills 4 slots from a,other,a,other: a has one unit left to lease.
     expect(mine).toHaveLength(2);
-    expect(results.map((r) => r.kind === "accepted" && r.jobDone)).toEqual([false, false]);
+    expect(results.map((r) => r.kind === "validated" && r.jobDone)).toEqual([false, false]);
     const [last] = s.leaseTasks("v", T0, 1);
     expect(last!.jobId).toBe("a");
     const before = s.stats().runningJobs;
-    expect(s.completeTask("v", last!.taskId, 2, T0)).toMatchObject({ kind: "accepted", jobDone: true });
+    expect(s.completeTask("v", last!.taskId, 2, "d", T0)).toMatchObject({ kind: "validated", jobDone: true });
     expect(s.jobState("a")).toBe("completed");
-    expect(s.progress("a")).toEqual({ jobId: "a", state: "completed", total: 3, queued: 0, running: 0, done: 3 });
+    expect(s.progress("a")).toEqual({
+      jobId: "a", state: "completed", total: 3, queued: 0, running: 0, done: 3, pending: 0, instancesReturned: 3,
+    });
     expect(s.stats().runningJobs).toBe(before - 1);
     // The duplicate is stale and does not complete anything again.
-    expect(s.completeTask("v", last!.taskId, 2, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("v", last!.taskId, 2, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(s.stats().runningJobs).toBe(before - 1);
     expect(s.progress("a")!.done).toBe(3);
   });
@@ -319,7 +340,7 @@ describe("completeTask", () => {
     const s = withVolunteers(["v"], 5);
     s.addJob(job("a", 1), T0);
     const [t] = s.leaseTasks("v", T0);
-    s.completeTask("v", t!.taskId, 0, T0);
+    s.completeTask("v", t!.taskId, 0, "d", T0);
     s.addJob(job("b", 2), T0);
     expect(jobsOf(s.leaseTasks("v", T0))).toEqual(["b", "b"]);
   });
@@ -328,7 +349,7 @@ describe("completeTask", () => {
     const s = withVolunteers(["v"], 1);
     s.addJob(job("a", 1, { leaseMs: 100 }), T0);
     const [t] = s.leaseTasks("v", T0);
-    expect(s.completeTask("v", t!.taskId, 0, T0 + 5000)).toMatchObject({ kind: "accepted", jobDone: true });
+    expect(s.completeTask("v", t!.taskId, 0, "d", T0 + 5000)).toMatchObject({ kind: "validated", jobDone: true });
     expect(s.expireLeases(T0 + 5000)).toEqual([]);
   });
 });
@@ -345,7 +366,7 @@ describe("stale results change nothing", () => {
   it("rejects an unknown task id", () => {
     const { s, snap } = setup();
     const before = snap();
-    expect(s.completeTask("v", "no-such-task", 1, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("v", "no-such-task", 1, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(s.failTask("v", "no-such-task", "x", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(snap()).toEqual(before);
     expect(s.jobError("a")).toBeUndefined();
@@ -354,20 +375,20 @@ describe("stale results change nothing", () => {
   it("rejects a result from a volunteer that does not hold the task", () => {
     const { s, tv, snap } = setup();
     const before = snap();
-    expect(s.completeTask("w", tv[0]!.taskId, 1, T0)).toEqual({ kind: "stale", reason: "not-holder" });
+    expect(s.completeTask("w", tv[0]!.taskId, 1, "d", T0)).toEqual({ kind: "stale", reason: "not-holder" });
     expect(s.failTask("w", tv[0]!.taskId, "x", T0)).toEqual({ kind: "stale", reason: "not-holder" });
-    expect(s.completeTask("ghost", tv[0]!.taskId, 1, T0)).toEqual({ kind: "stale", reason: "not-holder" });
+    expect(s.completeTask("ghost", tv[0]!.taskId, 1, "d", T0)).toEqual({ kind: "stale", reason: "not-holder" });
     expect(snap()).toEqual(before);
     expect(s.jobError("a")).toBeUndefined();
     // The rightful holder still can.
-    expect(s.completeTask("v", tv[0]!.taskId, 1, T0).kind).toBe("accepted");
+    expect(s.completeTask("v", tv[0]!.taskId, 1, "d", T0).kind).toBe("validated");
   });
 
   it("rejects a duplicate result", () => {
     const { s, tv, snap } = setup();
-    expect(s.completeTask("v", tv[0]!.taskId, 1, T0).kind).toBe("accepted");
+    expect(s.completeTask("v", tv[0]!.taskId, 1, "d", T0).kind).toBe("validated");
     const before = snap();
-    expect(s.completeTask("v", tv[0]!.taskId, 1, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("v", tv[0]!.taskId, 1, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(s.failTask("v", tv[0]!.taskId, "late error", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(snap()).toEqual(before);
     expect(s.progress("a")!.done).toBe(1);
@@ -390,9 +411,9 @@ describe("lease expiry", () => {
     expect(again!.deadline).toBe(T0 + 2001);
 
     const before = observe(s, ["a"], ["slow", "fast"]);
-    expect(s.completeTask("slow", old!.taskId, "late", T0 + 1002)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("slow", old!.taskId, "late", "d", T0 + 1002)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(observe(s, ["a"], ["slow", "fast"])).toEqual(before);
-    expect(s.completeTask("fast", again!.taskId, "ok", T0 + 1003)).toMatchObject({ kind: "accepted", unitId: "a-u0" });
+    expect(s.completeTask("fast", again!.taskId, "ok", "d", T0 + 1003)).toMatchObject({ kind: "validated", unitId: "a-u0" });
   });
 
   it("expires exactly the leases due, earliest first, and frees their windows", () => {
@@ -404,7 +425,7 @@ describe("lease expiry", () => {
     expect(late).toEqual([]);
     expect(tasks).toHaveLength(6);
     const done = tasks.find((t) => t.jobId === "short")!;
-    s.completeTask("v", done.taskId, 0, T0);
+    s.completeTask("v", done.taskId, 0, "d", T0);
 
     const expired = s.expireLeases(T0 + 1000);
     expect(expired.map((e) => e.jobId)).toEqual(["short", "short"]);
@@ -430,7 +451,7 @@ describe("lease expiry", () => {
     s.addJob(job("a", 50_000, { leaseMs: 1000 }), T0);
     const tasks = s.leaseTasks("v", T0);
     // Complete all but every 1000th; the heap must drop the completed entries lazily.
-    for (let i = 0; i < tasks.length; i++) if (i % 1000 !== 0) s.completeTask("v", tasks[i]!.taskId, i, T0);
+    for (let i = 0; i < tasks.length; i++) if (i % 1000 !== 0) s.completeTask("v", tasks[i]!.taskId, i, "d", T0);
     expect(s.nextDeadline()).toBe(T0 + 1000);
     const expired = s.expireLeases(T0 + 1000);
     expect(expired).toHaveLength(50);
@@ -448,7 +469,7 @@ describe("nextDeadline", () => {
     s.addJob(job("quick", 2, { leaseMs: 1000 }), T0);
     const [a, b] = s.leaseTasks("v", T0, 2); // slow-u0, quick-u0
     expect(s.nextDeadline()).toBe(T0 + 1000);
-    s.completeTask("v", b!.taskId, 0, T0);
+    s.completeTask("v", b!.taskId, 0, "d", T0);
     expect(s.nextDeadline()).toBe(T0 + 3000);
     const [c] = s.leaseTasks("v", T0 + 500, 1); // slow-u1
     const [d] = s.leaseTasks("v", T0 + 600, 1); // quick-u1
@@ -457,7 +478,7 @@ describe("nextDeadline", () => {
     expect(s.nextDeadline()).toBe(T0 + 1600);
     expect(s.expireLeases(T0 + 1600).map((e) => e.taskId)).toEqual([d!.taskId]);
     expect(s.nextDeadline()).toBe(T0 + 3000);
-    s.completeTask("v", a!.taskId, 0, T0);
+    s.completeTask("v", a!.taskId, 0, "d", T0);
     expect(s.nextDeadline()).toBe(T0 + 3500);
     s.cancelJob("slow");
     expect(s.nextDeadline()).toBeUndefined();
@@ -470,7 +491,7 @@ describe("removeVolunteer", () => {
     s.addJob(job("a", 10), T0);
     const held = s.leaseTasks("v", T0);
     expect(s.removeVolunteer("v", T0 + 5)).toEqual(held.map((t) => t.taskId));
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 10, leased: 0, runningJobs: 1 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 10, leased: 0, runningJobs: 1, pendingResults: 0 });
     expect(unitsOf(s.leaseTasks("w", T0 + 6))).toEqual(["a-u0", "a-u1", "a-u2"]);
   });
 
@@ -480,9 +501,9 @@ describe("removeVolunteer", () => {
     const held = s.leaseTasks("v", T0);
     s.removeVolunteer("v", T0);
     expect(s.removeVolunteer("v", T0)).toEqual([]);
-    expect(s.completeTask("v", held[0]!.taskId, 0, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("v", held[0]!.taskId, 0, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     expect(s.nextDeadline()).toBeUndefined();
-    s.addVolunteer("v", { window: 1 });
+    s.addVolunteer("v", conn("v", 1));
     expect(s.heldBy("v")).toEqual([]);
     expect(unitsOf(s.leaseTasks("v", T0))).toEqual(["a-u0"]);
     expect(s.progress("a")).toMatchObject({ queued: 3, running: 1, done: 0 });
@@ -505,11 +526,11 @@ describe("cancelJob", () => {
     expect(dropped.find((d) => d.taskId === tw[0]!.taskId)?.volunteerId).toBe("w");
     expect(s.jobState("a")).toBe("cancelled");
     expect(s.progress("a")).toMatchObject({ state: "cancelled", queued: 0, running: 0, done: 0 });
-    expect(s.stats()).toEqual({ volunteers: 2, queued: 8, leased: 2, runningJobs: 1 });
+    expect(s.stats()).toEqual({ volunteers: 2, queued: 8, leased: 2, runningJobs: 1, pendingResults: 0 });
     expect(jobsOf(s.leaseTasks("v", T0))).toEqual(["b"]);
     for (const t of aTasks) {
       const holder = tv.includes(t) ? "v" : "w";
-      expect(s.completeTask(holder, t.taskId, 0, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+      expect(s.completeTask(holder, t.taskId, 0, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     }
     expect(s.progress("a")!.done).toBe(0);
   });
@@ -518,7 +539,7 @@ describe("cancelJob", () => {
     const s = withVolunteers(["v"], 1);
     s.addJob(job("a", 1), T0);
     const [t] = s.leaseTasks("v", T0);
-    s.completeTask("v", t!.taskId, 0, T0);
+    s.completeTask("v", t!.taskId, 0, "d", T0);
     expect(s.cancelJob("a")).toEqual([]);
     expect(s.jobState("a")).toBe("completed");
     s.addJob(job("b", 3), T0);
@@ -536,7 +557,7 @@ describe("cancelJob", () => {
     s.cancelJob("a");
     expect(s.removeVolunteer("v", T0)).toEqual([]);
     expect(s.expireLeases(T0 + 100)).toEqual([]);
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
   });
 });
 
@@ -549,6 +570,9 @@ describe("failTask", () => {
       kind: "error-recorded",
       jobId: "a",
       unitId: "a-u0",
+      taskId: t!.taskId,
+      host: "host-v",
+      account: "anon:v",
       requeued: true,
       jobFailed: false,
       dropped: [],
@@ -576,6 +600,9 @@ describe("failTask", () => {
       kind: "error-recorded",
       jobId: "a",
       unitId: "a-u0",
+      taskId: bad!.taskId,
+      host: "host-w",
+      account: "anon:w",
       requeued: false,
       jobFailed: true,
       dropped: [{ taskId: other.taskId, volunteerId: "v", jobId: "a", unitId: other.unitId }],
@@ -584,7 +611,7 @@ describe("failTask", () => {
     expect(s.jobError("a")).toBe("second");
     expect(s.progress("a")).toMatchObject({ queued: 0, running: 0 });
     expect(s.stats().runningJobs).toBe(1);
-    expect(s.completeTask("v", other.taskId, 0, T0)).toEqual({ kind: "stale", reason: "unknown-task" });
+    expect(s.completeTask("v", other.taskId, 0, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
     // v got its a-lease taken away, so it has one free slot, and only b can fill it.
     expect(jobsOf(s.leaseTasks("v", T0))).toEqual(["b"]);
     expect(s.progress("b")).toMatchObject({ queued: 3, running: 3 });
@@ -605,7 +632,7 @@ describe("failTask", () => {
     s.addJob(job("a", 2, { maxErrors: 1 }), T0);
     const [t] = s.leaseTasks("v", T0);
     expect(s.failTask("v", t!.taskId, "nope", T0)).toMatchObject({ jobFailed: true, requeued: false });
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
   });
 });
 
@@ -624,7 +651,7 @@ describe("removeJob", () => {
     const [fresh] = s.leaseTasks("v", T0);
     expect(fresh!.unitId).toBe(old!.unitId);
     expect(fresh!.taskId).not.toBe(old!.taskId);
-    expect(s.completeTask("v", old!.taskId, 0, T0).kind).toBe("stale");
+    expect(s.completeTask("v", old!.taskId, 0, "d", T0).kind).toBe("stale");
     expect(s.progress("a")!.done).toBe(0);
   });
 });
@@ -716,14 +743,14 @@ describe("randomized operations keep the counters true", () => {
           const spec = job(id, n, { leaseMs: 50 + Math.floor(rand() * 400), maxErrors: 1 + Math.floor(rand() * 3) });
           const done = spec.units.filter(() => rand() < 0.15).map((u) => u.id);
           for (const u of done) accepted.add(u);
-          const p = s.addJob(spec, now, done);
+          const { progress: p } = s.addJob(spec, now, { done });
           if (p.state === "completed") completions.set(id, 1);
           jobIds.push(id);
           totals.set(id, n);
         } else if (r < 0.12 || volunteers.size === 0) {
           const id = `v${nextVol++}`;
           const w = Math.floor(rand() * 5);
-          s.addVolunteer(id, { window: w });
+          s.addVolunteer(id, conn(id, w));
           volunteers.set(id, w);
         } else if (r < 0.15) {
           const held = s.heldBy(vol!);
@@ -745,17 +772,17 @@ describe("randomized operations keep the counters true", () => {
           const taskId = pick(s.heldBy(vol!));
           if (taskId !== undefined) {
             const wrong = rand() < 0.1 ? pick([...volunteers.keys()].filter((v) => v !== vol)) : undefined;
-            const o = s.completeTask(wrong ?? vol!, taskId, 0, now);
+            const o = s.completeTask(wrong ?? vol!, taskId, 0, "d", now);
             if (wrong) expect(o).toEqual({ kind: "stale", reason: "not-holder" });
             else {
-              expect(o.kind).toBe("accepted");
-              if (o.kind === "accepted") {
+              expect(o.kind).toBe("validated");
+              if (o.kind === "validated") {
                 expect(accepted.has(o.unitId)).toBe(false);
                 accepted.add(o.unitId);
                 everAccepted++;
                 if (o.jobDone) completions.set(o.jobId, (completions.get(o.jobId) ?? 0) + 1);
               }
-              expect(s.completeTask(vol!, taskId, 0, now).kind).toBe("stale");
+              expect(s.completeTask(vol!, taskId, 0, "d", now).kind).toBe("stale");
             }
           }
         } else if (r < 0.8) {

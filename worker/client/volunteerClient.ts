@@ -32,8 +32,12 @@ export interface VolunteerSnapshot {
   connection: ConnectionState;
   account?: string;
   signedIn: boolean;
+  /** Results the server recorded since start(). */
   tasksDone: number;
-  /** Millicredits acknowledged by the server since start(). */
+  /** Results validated by quorum, and found invalid, since start(). */
+  validated: number;
+  invalid: number;
+  /** Millicredits paid for validated results since start(). */
   earned: number;
   currentJobs: string[];
   workers: WorkerInfo[];
@@ -57,7 +61,9 @@ export class VolunteerClient {
   private flushQueued = false;
   private retry = 0;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
-  private snap: VolunteerSnapshot = { connection: "stopped", signedIn: false, tasksDone: 0, earned: 0, currentJobs: [], workers: [] };
+  private snap: VolunteerSnapshot = {
+    connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, currentJobs: [], workers: [],
+  };
 
   constructor(private readonly opts: VolunteerClientOptions) {
     this.threads = opts.threads;
@@ -78,7 +84,7 @@ export class VolunteerClient {
     this.pool = this.opts.createPool(this.threads);
     if (this.paused) this.pool.pause();
     this.pool.onChange(() => this.update({}));
-    this.snap = { ...this.snap, tasksDone: 0, earned: 0, lastError: undefined };
+    this.snap = { ...this.snap, tasksDone: 0, validated: 0, invalid: 0, earned: 0, lastError: undefined };
     this.open();
   }
 
@@ -171,7 +177,14 @@ export class VolunteerClient {
         this.update({ currentJobs: [...new Set(this.running.values())] });
         break;
       case "ack":
-        this.update({ tasksDone: this.snap.tasksDone + msg.accepted.length, earned: this.snap.earned + msg.credits });
+        this.update({ tasksDone: this.snap.tasksDone + msg.accepted.length });
+        break;
+      case "credit":
+        this.update({
+          validated: this.snap.validated + msg.valid.length,
+          invalid: this.snap.invalid + msg.invalid.length,
+          earned: this.snap.earned + msg.credits,
+        });
         break;
       case "revoke":
         for (const id of msg.taskIds) this.revoked.add(id);

@@ -3,7 +3,7 @@ import { z } from "zod";
 // The volunteer wire protocol: JSON text frames over a raw WebSocket at VOLUNTEER_WS_PATH.
 // Both ends import these schemas; the server validates every frame it receives.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const VOLUNTEER_WS_PATH = "/ws/volunteer";
 
 const id = z.string().min(1).max(200);
@@ -59,8 +59,10 @@ export interface WireTask {
 export type ServerMessage =
   | { type: "welcome"; protocol: number; volunteerId: string; account: string; signedIn: boolean; window: number }
   | { type: "tasks"; tasks: WireTask[] }
-  /** Results durably recorded: accepted ones earned `credits` millicredits in total. */
-  | { type: "ack"; accepted: string[]; rejected: Array<{ taskId: string; reason: string }>; credits: number }
+  /** Results durably recorded (accepted) or refused; accepted ones still await validation. */
+  | { type: "ack"; accepted: string[]; rejected: Array<{ taskId: string; reason: string }> }
+  /** Validation settled some of this volunteer's results: valid ones earned `credits` millicredits. */
+  | { type: "credit"; valid: string[]; invalid: string[]; credits: number }
   /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
   | { type: "revoke"; taskIds: string[]; reason: string }
   | { type: "error"; code: string; message: string };

@@ -25,6 +25,8 @@ export function SubmitForm() {
   const [kernel, setKernel] = useState("mandelbrot");
   const [chunks, setChunks] = useState("16");
   const [values, setValues] = useState<Record<string, string>>({});
+  const [replicas, setReplicas] = useState("2");
+  const [adaptive, setAdaptive] = useState(true);
   const spec = kernels.data?.find((k) => k.name === kernel);
   const fields = Object.entries(spec?.params.properties ?? {}) as Array<[string, Field]>;
 
@@ -34,8 +36,8 @@ export function SubmitForm() {
       const raw = values[`${kernel}.${name}`];
       if (raw !== undefined && raw.trim() !== "") params[name] = Number(raw);
     }
-    return { kernel, chunks: Number(chunks), params };
-  }, [kernel, chunks, values, fields]);
+    return { kernel, chunks: Number(chunks), params, replication: { replicas: Number(replicas), adaptive } };
+  }, [kernel, chunks, values, fields, replicas, adaptive]);
   const debounced = useDebounced(input, 250);
   const estimate = useQuery({ ...trpc.jobs.estimate.queryOptions(debounced), retry: false, enabled: !!spec });
   const balance = useQuery(trpc.account.balance.queryOptions());
@@ -82,14 +84,26 @@ export function SubmitForm() {
           chunks
           <input name="chunks" type="number" min={1} step={1} required value={chunks} onChange={(e) => setChunks(e.target.value)} />
         </label>
+        <label>
+          replicas
+          <input name="replicas" type="number" min={1} max={10} step={1} required value={replicas} onChange={(e) => setReplicas(e.target.value)} />
+        </label>
       </div>
+      <label className="check">
+        <input type="checkbox" checked={adaptive} onChange={(e) => setAdaptive(e.target.checked)} />
+        Adaptive replication: hosts with a long record of valid results may compute a unit alone (with random spot checks)
+      </label>
+      <p className="hint">
+        Each unit is computed by {replicas === "1" ? "one volunteer" : `${replicas} different volunteers`} and accepted when
+        {replicas === "1" ? " it comes back" : " enough of them agree"}; you pay for each validated copy.
+      </p>
       <div className="estimate" aria-live="polite">
         {estimate.error ? (
           <span className="error">{estimate.error.message}</span>
         ) : estimate.data ? (
           <span>
             Estimated cost <strong data-testid="estimate">{credits(estimate.data.estimate)} credits</strong> for about{" "}
-            {duration(estimate.data.cpuSeconds)} of CPU in {estimate.data.chunks} units
+            {duration(estimate.data.cpuSeconds)} of CPU in {estimate.data.chunks} units, ×{estimate.data.quorum} for replication (at most)
             {balance.data !== undefined && <> · your balance {credits(balance.data)}</>}
           </span>
         ) : (

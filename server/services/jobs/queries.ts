@@ -9,6 +9,7 @@ export interface Viewer {
 const jobColumns = {
   id: true, ownerId: true, kernel: true, params: true, chunks: true, state: true, price: true, estimate: true,
   cost: true, unitsDone: true, error: true, createdAt: true, finishedAt: true,
+  replicas: true, quorum: true, maxReplicas: true, adaptive: true, tolerance: true,
 } as const;
 
 async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
@@ -26,8 +27,20 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     total: job.chunks, done: job.unitsDone, queued: 0, running: 0, throughput: 0, etaSeconds: job.state === "running" ? null : 0,
   };
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
+  const [states, base] = await Promise.all([
+    deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
+    deps.db.workUnit.aggregate({ where: { jobId, done: true }, _sum: { pay: true } }),
+  ]);
+  const count = (state: string) => states.find((s) => s.state === state)?._count._all ?? 0;
+  const { replicas, quorum, maxReplicas, adaptive, tolerance, ...rest } = job;
+  const baseCost = base._sum.pay ?? 0;
   return {
-    ...job,
+    ...rest,
+    replication: { replicas, quorum, maxReplicas, adaptive, tolerance: tolerance ? (JSON.parse(tolerance) as { relative: number; absolute: number }) : null },
+    results: { valid: count("valid"), invalid: count("invalid"), errors: count("error"), pending: count("pending") },
+    /** What the validated units would cost computed once; cost / baseCost is the replication overhead. */
+    baseCost,
+    overhead: baseCost ? job.cost / baseCost : null,
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
     params: JSON.parse(job.params) as Record<string, unknown>,
@@ -43,7 +56,7 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
     orderBy: { createdAt: "desc" },
     take: opts.limit,
   });
-  return jobs.map((j) => ({ ...j, params: JSON.parse(j.params) as Record<string, unknown>, done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone }));
+  return jobs.map(({ tolerance: _t, ...j }) => ({ ...j, params: JSON.parse(j.params) as Record<string, unknown>, done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone }));
 }
 
 /** The merged result as JSON text, or null while the job has none. */

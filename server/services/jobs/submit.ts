@@ -7,15 +7,37 @@ import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 import type { AppDeps } from "../deps";
 
+export const replicationSchema = z
+  .object({
+    /** R: instances of each unit computed by different volunteers. */
+    replicas: z.number().int().min(1, "At least 1 replica.").max(10, "At most 10 replicas.").default(2),
+    /** Q: agreeing results needed; by default 2, or a majority when R > 2. */
+    quorum: z.number().int().min(1).max(10).optional(),
+    /** M: most instances ever issued for one unit, after disagreements and errors. */
+    maxReplicas: z.number().int().min(1).max(20).optional(),
+    /** Let hosts with a long record of valid results compute units alone (with spot checks). */
+    adaptive: z.boolean().default(true),
+    /** Compare floating-point outputs within a tolerance instead of exactly. */
+    tolerance: z.object({ relative: z.number().min(0).max(0.1), absolute: z.number().min(0).max(1e6).default(0) }).optional(),
+  })
+  .transform((r) => {
+    const quorum = r.quorum ?? (r.replicas <= 2 ? r.replicas : Math.floor(r.replicas / 2) + 1);
+    return { ...r, quorum, maxReplicas: r.maxReplicas ?? Math.min(20, r.replicas + 3) };
+  })
+  .refine((r) => r.quorum <= r.replicas, { message: "The quorum cannot exceed the number of replicas." })
+  .refine((r) => r.replicas <= r.maxReplicas, { message: "maxReplicas must be at least the number of replicas." });
+
 export const submitInputSchema = z.object({
   kernel: z.string().min(1).max(64),
   params: z.record(z.string(), z.unknown()).default({}),
   chunks: z.number().int("The chunk count must be a whole number.").min(1, "A job needs at least 1 chunk."),
+  replication: replicationSchema.prefault({}),
 });
 export type SubmitInput = z.infer<typeof submitInputSchema>;
 
 interface Plan {
   kernel: Kernel;
+  replication: SubmitInput["replication"];
   params: Record<string, unknown>;
   units: Array<{ input: unknown; work: number; pay: number }>;
   /** Millicredits per reference CPU-second. */
@@ -49,14 +71,18 @@ export function planJob(deps: Pick<AppDeps, "env">, input: SubmitInput): Plan {
     // Paid per unit on the estimated work, not the volunteer's own (untrusted) timing.
     pay: Math.max(1, Math.ceil((u.work * price) / 1000)),
   }));
-  const estimate = units.reduce((s, u) => s + u.pay, 0);
-  return { kernel, params, units, price, estimate };
+  // The most a job can cost: every unit paid to a full quorum of volunteers.
+  const estimate = units.reduce((s, u) => s + u.pay, 0) * input.replication.quorum;
+  return { kernel, params, units, price, estimate, replication: input.replication };
 }
 
 export function estimateJob(deps: Pick<AppDeps, "env">, input: SubmitInput) {
   const plan = planJob(deps, input);
   const work = plan.units.reduce((s, u) => s + u.work, 0);
-  return { kernel: plan.kernel.name, chunks: plan.units.length, cpuSeconds: work / 1000, price: plan.price, estimate: plan.estimate };
+  return {
+    kernel: plan.kernel.name, chunks: plan.units.length, cpuSeconds: work / 1000, price: plan.price, estimate: plan.estimate,
+    replicas: plan.replication.replicas, quorum: plan.replication.quorum,
+  };
 }
 
 export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
@@ -70,6 +96,8 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
         data: {
           id, ownerId, kernel: plan.kernel.name, params: JSON.stringify(plan.params), chunks: units.length,
           price: plan.price, estimate: plan.estimate, leaseMs,
+          replicas: plan.replication.replicas, quorum: plan.replication.quorum, maxReplicas: plan.replication.maxReplicas,
+          adaptive: plan.replication.adaptive, tolerance: plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null,
         },
         select: { id: true },
       });
@@ -90,6 +118,16 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
   deps.coordinator.addJob({
     id, kernel: plan.kernel.name, params: plan.params, leaseMs, maxErrors: 3,
     units: units.map((u) => ({ id: u.id, index: u.idx, input: u.input, work: u.work })),
+    ...replicationSpec(plan.replication),
   }, ownerId, new Map(units.map((u) => [u.id, u.pay])));
   return { id, estimate: plan.estimate, chunks: units.length };
+}
+
+/** The scheduler's view of a job's replication settings (also rebuilt from a job row at recovery). */
+export function replicationSpec(r: { replicas: number; quorum: number; maxReplicas: number; adaptive: boolean; tolerance?: { relative: number; absolute: number } | null }) {
+  return {
+    replication: { target: r.replicas, quorum: r.quorum, maxInstances: r.maxReplicas },
+    adaptive: r.adaptive,
+    comparator: r.tolerance ? { kind: "tolerance" as const, ...r.tolerance } : { kind: "exact" as const },
+  };
 }

@@ -44,6 +44,14 @@ export function JobView({ id }: { id: string }) {
         <p className="hint">
           Submitted {when(job.createdAt)} · parameters <code>{JSON.stringify(job.params)}</code>
         </p>
+        <p className="hint" data-testid="replication">
+          Replication: {job.replication.replicas} {job.replication.replicas === 1 ? "copy" : "copies"} per unit, quorum{" "}
+          {job.replication.quorum}, at most {job.replication.maxReplicas}
+          {job.replication.adaptive ? ", adaptive" : ""}
+          {job.replication.tolerance ? `, tolerance ${job.replication.tolerance.relative}` : ", exact comparison"} · results{" "}
+          {job.results.valid} valid, {job.results.invalid} invalid, {job.results.errors} errors, {job.results.pending} awaiting a quorum ·
+          overhead {job.overhead === null ? "—" : `${job.overhead.toFixed(2)}×`} (you pay for each validated copy)
+        </p>
         {job.error && <p className="error">{job.error}</p>}
         {job.state === "running" && cluster.data?.volunteers === 0 && (
           <p className="notice">

@@ -1,0 +1,106 @@
+import type { Scheduler } from "../scheduler";
+import type { ReliabilityRecord } from "../scheduler/types";
+import type { ReliabilityRow } from "../services/jobs/persist";
+import { hostKey } from "../services/volunteers/reliability";
+
+export interface BanPolicy {
+  /** Invalid results in a row (no valid one in between) that ban a host or account. */
+  afterInvalid: number;
+  hours: number;
+}
+
+/**
+ * What the coordinator adds to the scheduler's reliability records: invalid results in a
+ * row and bans. Produces the rows to persist, keyed "host:<id>" or by ledger account.
+ */
+export class ReliabilityBook {
+  private readonly extra = new Map<string, { consecutiveInvalid: number; bannedUntil: Date | null; banReason: string | null }>();
+
+  constructor(private readonly scheduler: Scheduler, private readonly policy: BanPolicy) {}
+
+  /** Seeds what the database knows about a host or account (first sight wins, like the scheduler). */
+  seed(row: ReliabilityRow) {
+    if (!this.extra.has(row.id)) {
+      this.extra.set(row.id, { consecutiveInvalid: row.consecutiveInvalid, bannedUntil: row.bannedUntil, banReason: row.banReason });
+    }
+  }
+
+  setBan(id: string, until: Date | null, reason: string | null) {
+    const e = this.extraOf(id);
+    e.bannedUntil = until;
+    e.banReason = reason;
+    if (!until) e.consecutiveInvalid = 0;
+  }
+
+  /**
+   * Records a validation's verdicts; returns the ids newly banned by the policy, with the
+   * rows to persist for every host and account involved.
+   */
+  verdicts(valid: Array<{ host: string; account: string }>, invalid: Array<{ host: string; account: string }>, now: Date) {
+    const touched = new Set<string>();
+    for (const r of valid) {
+      for (const id of [hostKey(r.host), r.account]) {
+        this.extraOf(id).consecutiveInvalid = 0;
+        touched.add(id);
+      }
+    }
+    const banned: string[] = [];
+    for (const r of invalid) {
+      for (const id of [hostKey(r.host), r.account]) {
+        const e = this.extraOf(id);
+        e.consecutiveInvalid++;
+        touched.add(id);
+        if (e.consecutiveInvalid >= this.policy.afterInvalid && !(e.bannedUntil && e.bannedUntil > now)) {
+          e.bannedUntil = new Date(now.getTime() + this.policy.hours * 3600_000);
+          e.banReason = `${e.consecutiveInvalid} invalid results in a row`;
+          banned.push(id);
+        }
+      }
+    }
+    return { banned, rows: [...touched].map((id) => this.row(id)) };
+  }
+
+  /** A ban in force on any of these ids. */
+  activeBan(ids: string[], now: Date) {
+    for (const id of ids) {
+      const e = this.extra.get(id);
+      if (e?.bannedUntil && e.bannedUntil > now) return { id, until: e.bannedUntil, reason: e.banReason ?? "banned" };
+    }
+    return null;
+  }
+
+  rows(ids: string[]): ReliabilityRow[] {
+    return ids.map((id) => this.row(id));
+  }
+
+  private row(id: string): ReliabilityRow {
+    const rec: ReliabilityRecord | undefined = id.startsWith("host:")
+      ? this.scheduler.hostRecord(id.slice("host:".length))
+      : this.scheduler.accountRecord(id);
+    const e = this.extraOf(id);
+    return {
+      id,
+      consecutiveValid: rec?.consecutiveValid ?? 0,
+      valid: rec?.valid ?? 0,
+      invalid: rec?.invalid ?? 0,
+      errors: rec?.errors ?? 0,
+      turnaroundMsTotal: rec?.turnaroundMsTotal ?? 0,
+      turnaroundCount: rec?.turnaroundCount ?? 0,
+      ...e,
+    };
+  }
+
+  private extraOf(id: string) {
+    let e = this.extra.get(id);
+    if (!e) this.extra.set(id, (e = { consecutiveInvalid: 0, bannedUntil: null, banReason: null }));
+    return e;
+  }
+}
+
+/** The scheduler's part of a stored row. */
+export function toRecord(row: ReliabilityRow): ReliabilityRecord {
+  return {
+    consecutiveValid: row.consecutiveValid, valid: row.valid, invalid: row.invalid, errors: row.errors,
+    turnaroundMsTotal: row.turnaroundMsTotal, turnaroundCount: row.turnaroundCount,
+  };
+}
