@@ -37,7 +37,7 @@ export function VolunteerTable() {
               <tr key={v.id} data-testid={`volunteer-${v.id}`}>
                 <td><code>{v.id}</code>{v.name ? <div className="hint">{v.name}</div> : null}</td>
                 <td>{v.email ?? <span className="hint">anonymous</span>}</td>
-                <td>{v.onlineThreads ? `${v.onlineThreads} threads` : "—"}</td>
+                <td>{v.onlineThreads ? `${v.onlineThreads} thread${v.onlineThreads > 1 ? "s" : ""}` : "—"}</td>
                 <td className="num">{v.tasksDone}</td>
                 <td className="num">{credits(v.earned)}</td>
                 <td className="num">{v.host.valid}</td>

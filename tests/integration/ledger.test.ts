@@ -45,14 +45,14 @@ describe("credit ledger", () => {
     expect(await balanceOf(db, escrowAccount("j1"))).toBe(0);
   });
 
-  it("stays balanced through a thousand random grants, holds, payouts, refunds and claims", async () => {
+  it("stays balanced through 2,500 random grants, holds, payouts, refunds and claims", async () => {
     let seed = 42;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
     const users = ["u1", "u2", "u3", "u4"].map(userAccount);
     const anons = ["v1", "v2"].map(anonAccount);
     const escrows = ["j1", "j2", "j3"].map(escrowAccount);
     let refused = 0;
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 2500; i++) {
       const amount = 1 + rand(5000);
       const user = users[rand(users.length)];
       const escrow = escrows[rand(escrows.length)];
