@@ -16,6 +16,7 @@ import { Throughput } from "./progress";
 import { send, windowFor, type VolunteerConn } from "./connection";
 import { outputDigest } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
+import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 
 interface JobMeta {
   ownerId: string;
@@ -34,6 +35,7 @@ export interface CoordinatorOptions {
   commitIntervalMs: number;
   banPolicy: BanPolicy;
   log?: (msg: string) => void;
+  observer?: CoordinatorObserver;
   /** Injected for tests; the core scheduler never reads a clock itself. */
   now?: () => number;
 }
@@ -59,17 +61,39 @@ export class Coordinator extends EventEmitter {
   private leaseTimerAt = Infinity;
   private connSeq = 0;
   private closed = false;
+  private readonly observer: CoordinatorObserver;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.setMaxListeners(0);
     this.now = opts.now ?? Date.now;
+    this.observer = opts.observer ?? noObserver;
     this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
-    this.writer = new GroupCommitter((ops) => persistBatch(opts.db, opts.blobs, ops), {
-      intervalMs: opts.commitIntervalMs,
-      maxBatch: 500,
-      onError: (e) => this.log(`commit failed, will retry: ${(e as Error).message}`),
-    });
+    this.writer = new GroupCommitter(
+      async (ops) => {
+        const started = performance.now();
+        await persistBatch(opts.db, opts.blobs, ops);
+        this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
+      },
+      {
+        intervalMs: opts.commitIntervalMs,
+        maxBatch: 500,
+        onError: (e) => {
+          this.observer.commitFailed();
+          this.log(`commit failed, will retry: ${(e as Error).message}`);
+        },
+      },
+    );
+  }
+
+  /** Units waiting and instances running per running job, for the dashboard's queue chart. */
+  queues() {
+    const out: Array<{ jobId: string; kernel: string; queued: number; running: number; done: number; total: number }> = [];
+    for (const [jobId, meta] of this.jobs) {
+      const p = this.scheduler.progress(jobId);
+      if (p && p.state === "running") out.push({ jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
+    }
+    return out;
   }
 
   private log(msg: string) {
@@ -217,6 +241,7 @@ export class Coordinator extends EventEmitter {
 
     ws.on("message", (data, isBinary) => {
       const reject = (code: string, message: string) => {
+        this.observer.messageRejected();
         send(ws, { type: "error", code, message });
         if (++bad >= MAX_BAD_MESSAGES) ws.close(1008, "too many invalid messages");
       };
@@ -315,6 +340,7 @@ export class Coordinator extends EventEmitter {
         if (out && !out.success) error = `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}`;
       }
       if (error !== undefined) {
+        this.observer.taskError();
         rejected.push({ taskId: r.taskId, reason: error });
         this.errored(this.scheduler.failTask(conn.key, r.taskId, error, now), error);
         continue;
@@ -322,6 +348,7 @@ export class Coordinator extends EventEmitter {
       const output = (r as { output: unknown }).output;
       const digest = outputDigest(output);
       const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
+      this.observer.resultReceived(turnaroundMs);
       const outcome = this.scheduler.completeTask(conn.key, r.taskId, output, digest, now);
       if (outcome.kind === "stale") {
         rejected.push({ taskId: r.taskId, reason: outcome.reason });
@@ -375,6 +402,7 @@ export class Coordinator extends EventEmitter {
     const valid = o.valid.map((r, i) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: i < paid ? pay : 0, volunteer: r.volunteer }));
     const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: r.volunteer }));
     const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
+    this.observer.validated(valid.length, invalid.length);
     const commit = this.writer.enqueue({ type: "validated", jobId: o.jobId, unitId: o.unitId, canonical: o.canonical, valid, invalid });
     void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
@@ -409,6 +437,7 @@ export class Coordinator extends EventEmitter {
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
     await this.writer.enqueue({ type: "finish", jobId, state, error });
+    this.observer.jobFinished(state);
     this.scheduler.removeJob(jobId);
     this.jobs.delete(jobId);
     this.log(`job ${jobId} ${state}`);
@@ -420,6 +449,7 @@ export class Coordinator extends EventEmitter {
   private dispatch(conn: VolunteerConn) {
     const leased = this.scheduler.leaseTasks(conn.key, this.now());
     if (!leased.length) return;
+    this.observer.dispatched(leased.length);
     send(conn.ws, { type: "tasks", tasks: leased.map(toWire) });
     this.armLeaseTimer();
   }
