@@ -21,6 +21,11 @@ export interface UnitRecord {
   done: boolean;
   /** Errors reported by volunteers for this unit, across all its instances. */
   errors: number;
+  /**
+   * Hosts and accounts that reported an error on this unit. With replication they never
+   * get it again, so one volunteer's errors cannot use up the unit's maxErrors alone.
+   */
+  erroredBy: Array<{ host: string; account: string }> | undefined;
   /** Live task instances, on distinct hosts and accounts. */
   instances: TaskRecord[];
   /** Results received and not yet validated; allocated on the first one. */

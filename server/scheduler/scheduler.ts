@@ -181,6 +181,7 @@ export class Scheduler {
         job,
         done: false,
         errors: 0,
+        erroredBy: undefined,
         instances: [],
         results: undefined,
         best: 0,
@@ -436,6 +437,7 @@ export class Scheduler {
     const { job, unit } = task;
     unit.errors++;
     job.returned++;
+    if (job.target > 1) (unit.erroredBy ??= []).push({ host: v.host, account: v.account });
     chargeError(v.hostRecord);
     chargeError(v.accountRecord);
     job.lastError = error;
@@ -908,6 +910,13 @@ function eligible(u: UnitRecord, v: VolunteerRecord): boolean {
     for (let i = 0; i < results.length; i++) {
       const r = results[i] as UnitResult;
       if (r.host === v.host || r.account === v.account) return false;
+    }
+  }
+  const errored = u.erroredBy;
+  if (errored !== undefined) {
+    for (let i = 0; i < errored.length; i++) {
+      const e = errored[i]!;
+      if (e.host === v.host || e.account === v.account) return false;
     }
   }
   return true;

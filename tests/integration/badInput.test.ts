@@ -38,7 +38,8 @@ describe("the volunteer WebSocket rejects bad input without side effects", () =>
     cleanups.push(() => holder.close());
     holder.hello(1);
     expect(await holder.next("welcome")).toMatchObject({ protocol: PROTOCOL_VERSION, window: 2, signedIn: false });
-    const jobA = await api.jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 } });
+    // One replica: the point is a job whose only leases sit with the holder, not validation.
+    const jobA = await api.jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 }, replication: { replicas: 1 } });
     await waitFor(() => holder.tasks().length === 2, 5000, "the holder to get both units of job A");
     const [taskA1, taskA2] = holder.tasks();
     expect(taskA1.jobId).toBe(jobA.id);
@@ -89,7 +90,6 @@ describe("the volunteer WebSocket rejects bad input without side effects", () =>
     expect(ack).toEqual({
       type: "ack",
       accepted: [],
-      credits: 0,
       rejected: [
         { taskId: taskA1.taskId, reason: "not-holder" },
         { taskId: "nope#1", reason: "unknown-task" },
@@ -146,7 +146,7 @@ describe("the volunteer WebSocket rejects bad input without side effects", () =>
     expect(coordinator.volunteers().map((v) => v.volunteerId)).toContain(good.identity.volunteerId);
 
     // The good volunteer kept working: it completes a job submitted now.
-    const jobB = await api.jobs.submit.mutate({ kernel: "pi", chunks: 4, params: { samples: 4_000_000 } });
+    const jobB = await api.jobs.submit.mutate({ kernel: "pi", chunks: 4, params: { samples: 4_000_000 }, replication: { replicas: 1 } });
     await waitFor(async () => (await jobState(jobB.id)) === "completed", 20_000, "job B to complete");
     const unitsB = await db.workUnit.findMany({ where: { jobId: jobB.id }, select: { volunteerId: true } });
     expect(unitsB.every((u) => u.volunteerId === good.identity.volunteerId)).toBe(true);

@@ -6,12 +6,13 @@ import {
   createUserWithKey, runCli, startCliVolunteer, startTestServer, waitFor, waitForVolunteer,
   type CliVolunteer, type TestServer,
 } from "../helpers/server";
+import { expectSettledJob } from "../helpers/settlement";
 
-// 40 units of 20M samples: ~100 ms of CPU each, ~4 CPU-seconds in all, so with three
-// single-thread volunteers on two cores the job runs for a few seconds: long enough to kill
-// a volunteer in the middle of it.
+// 40 units of 10M samples: ~50 ms of CPU each, computed twice (two replicas), ~4 CPU-seconds
+// in all, so with three single-thread volunteers on two cores the job runs for a few seconds:
+// long enough to kill a volunteer in the middle of it.
 const CHUNKS = 40;
-const SAMPLES = 800_000_000;
+const SAMPLES = 400_000_000;
 
 describe("the compute loop: CLI consumer, three headless volunteers, one killed mid-job", () => {
   let srv: TestServer;
@@ -26,7 +27,7 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     await srv?.close();
   });
 
-  it("completes a pi job correctly, re-queues the dead volunteer's leases and balances the books", async () => {
+  it("completes a pi job correctly with two agreeing replicas per unit, re-queues the dead volunteer's leases and balances the books", async () => {
     const { db, coordinator, env } = srv.deps;
     const { user, apiKey } = await createUserWithKey(srv.deps, "consumer@example.com");
     const starter = Math.round(env.STARTER_CREDITS * MILLI);
@@ -38,14 +39,17 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     for (const c of conns) expect(c).toMatchObject({ userId: null, agent: "node", threads: 1 });
     const ids = volunteers.map((v) => v.identity.volunteerId);
 
+    // Default replication (two replicas, quorum of two). Adaptive replication is off so that
+    // every unit really is computed twice: with it, a volunteer with ten valid results in a
+    // row may compute units alone, which this job (27 results per volunteer) would reach.
     const submit = runCli(
-      ["submit", "pi", "--chunks", String(CHUNKS), "--params", JSON.stringify({ samples: SAMPLES }), "--wait", "--json", "--url", srv.url],
+      ["submit", "pi", "--chunks", String(CHUNKS), "--params", JSON.stringify({ samples: SAMPLES }), "--no-adaptive", "--wait", "--json", "--url", srv.url],
       { TABGRID_API_KEY: apiKey },
     );
 
     const job = await waitFor(() => db.job.findFirst({ where: { ownerId: user.id }, select: { id: true } }), 20_000, "the job row");
 
-    // Kill one volunteer once some units are done, while it holds a full window of leases.
+    // Kill one volunteer once some units are validated, while it holds a full window of leases.
     const victim = volunteers[0];
     const victimId = victim.identity.volunteerId;
     const atKill = await waitFor(
@@ -80,7 +84,11 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     expect(res.stderr).toBe("");
     expect(res.code).toBe(0);
     const out = JSON.parse(res.stdout.trim());
-    expect(out).toMatchObject({ id: job.id, status: "completed", kernel: "pi", chunks: CHUNKS, done: CHUNKS, error: null });
+    expect(out).toMatchObject({
+      id: job.id, status: "completed", kernel: "pi", chunks: CHUNKS, done: CHUNKS, error: null,
+      replication: { replicas: 2, quorum: 2, adaptive: false },
+      results: { valid: 2 * CHUNKS, invalid: 0, errors: 0, pending: 0 },
+    });
     expect(Math.abs(out.result.estimate - Math.PI)).toBeLessThan(0.001);
     expect(out.result.samples).toBe(SAMPLES);
     expect(out.result.inside).toBe(Math.round((out.result.estimate * SAMPLES) / 4));
@@ -88,36 +96,43 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
     // Results are acknowledged before the job is finished in the same or a later batch.
     await coordinator.drain();
     const row = await db.job.findUniqueOrThrow({ where: { id: job.id } });
-    expect(row.state).toBe("completed");
-    expect(row.unitsDone).toBe(CHUNKS);
+    expect(row).toMatchObject({ state: "completed", unitsDone: CHUNKS, replicas: 2, quorum: 2 });
     expect(row.finishedAt).not.toBeNull();
 
-    // Every unit has exactly one accepted result, from one of our volunteers.
-    const units = await db.workUnit.findMany({ where: { jobId: job.id }, select: { id: true, done: true, volunteerId: true, pay: true } });
-    expect(units).toHaveLength(CHUNKS);
-    for (const u of units) {
-      expect(u.done).toBe(true);
-      expect(ids).toContain(u.volunteerId);
+    // Every unit was validated by exactly two agreeing results from two different volunteers
+    // (of ours), each paid once; the job's result merges the validated outputs.
+    const settled = await expectSettledJob(db, job.id, { exactQuorum: true });
+    expect(settled.units).toHaveLength(CHUNKS);
+    expect(settled.results).toHaveLength(2 * CHUNKS);
+    for (const r of settled.results) {
+      expect(r.state).toBe("valid");
+      expect(ids).toContain(r.volunteerId);
+      expect(r.accountId).toBe(anonAccount(r.volunteerId));
     }
+    expect(settled.units.reduce((s, u) => s + JSON.parse(u.output!).inside, 0)).toBe(out.result.inside);
+    const hostsOf = (unitId: string) => settled.results.filter((r) => r.unitId === unitId).map((r) => r.volunteerId);
+
     const vrows = await db.volunteer.findMany({ where: { id: { in: ids } }, select: { id: true, tasksDone: true, earned: true, userId: true } });
     expect(vrows).toHaveLength(3);
-    expect(vrows.reduce((s, v) => s + v.tasksDone, 0)).toBe(CHUNKS);
+    expect(vrows.reduce((s, v) => s + v.tasksDone, 0)).toBe(2 * CHUNKS);
     for (const v of vrows) {
       expect(v.userId).toBeNull();
-      expect(v.tasksDone).toBe(units.filter((u) => u.volunteerId === v.id).length);
+      const mine = settled.results.filter((r) => r.volunteerId === v.id);
+      expect(v.tasksDone).toBe(mine.length);
+      expect(v.earned).toBe(mine.reduce((s, r) => s + r.paid, 0));
     }
-    // The units the victim held when it died were computed again, elsewhere (at most the one
-    // it was computing could have reached the server before the kill).
-    const redone = units.filter((u) => atKill.held.includes(u.id) && u.volunteerId !== victimId);
+    // The units the victim held when it died were computed again, by the two survivors (at
+    // most the one it was computing could have reached the server before the kill).
+    const redone = atKill.held.filter((unitId) => !hostsOf(unitId).includes(victimId));
     expect(redone.length).toBeGreaterThanOrEqual(atKill.held.length - 1);
     const survivors = ids.slice(1);
-    expect(units.filter((u) => survivors.includes(u.volunteerId!)).length).toBeGreaterThanOrEqual(CHUNKS - atKill.done - 1);
+    for (const unitId of redone) expect(hostsOf(unitId).sort()).toEqual([...survivors].sort());
 
-    // Money: the consumer paid exactly the payouts, escrow is empty, volunteers hold the rest.
+    // Money: the consumer paid exactly the payouts (two per unit), escrow is empty, volunteers hold the rest.
     const audit = await auditLedger(db);
     expect(audit).toMatchObject({ ok: true, total: 0, unbalancedTx: [], driftedAccounts: [], negativeAccounts: [] });
-    const unitPay = units.reduce((s, u) => s + u.pay, 0);
-    expect(row.cost).toBe(unitPay);
+    const unitPay = settled.units.reduce((s, u) => s + u.pay, 0);
+    expect(row.cost).toBe(2 * unitPay);
     expect(row.cost).toBe(row.estimate);
     expect(out.cost).toBeCloseTo(row.cost / MILLI, 6);
     const payouts = await db.ledgerEntry.aggregate({ where: { jobId: job.id, kind: "payout", amount: { gt: 0 } }, _sum: { amount: true } });
@@ -161,7 +176,9 @@ describe("a volunteer that goes silent", () => {
     cleanups.push(() => silent.close());
     silent.hello(1);
     await silent.next("welcome");
-    const job = await trpc(srv.url, apiKey).jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 } });
+    // One replica: this is about the lease deadline, and the silent volunteer's host may not
+    // take a second replica of the units it sits on.
+    const job = await trpc(srv.url, apiKey).jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 }, replication: { replicas: 1 } });
     await waitFor(() => silent.tasks().length === 2, 5000, "the silent volunteer to get both units");
     const taken = silent.tasks();
     expect(taken.every((t) => t.deadline - Date.now() <= 1000)).toBe(true);
@@ -185,7 +202,9 @@ describe("a volunteer that goes silent", () => {
       { type: "results", results: taken.map((t) => ({ taskId: t.taskId, output: { inside: 785_000, samples: 1_000_000 } })) },
       "ack",
     );
-    expect(late).toEqual({ type: "ack", accepted: [], credits: 0, rejected: taken.map((t) => ({ taskId: t.taskId, reason: "unknown-task" })) });
+    expect(late).toEqual({ type: "ack", accepted: [], rejected: taken.map((t) => ({ taskId: t.taskId, reason: "unknown-task" })) });
+    await coordinator.drain();
+    expect(silent.messages.filter((m) => m.type === "credit")).toEqual([]);
     expect(silent.tasks()).toHaveLength(2);
 
     const units = await db.workUnit.findMany({ where: { jobId: job.id }, select: { volunteerId: true } });
@@ -193,6 +212,8 @@ describe("a volunteer that goes silent", () => {
     const row = await db.job.findUniqueOrThrow({ where: { id: job.id } });
     expect(await balanceOf(db, anonAccount(worker.identity.volunteerId))).toBe(row.cost);
     expect(await balanceOf(db, anonAccount(silent.identity.volunteerId))).toBe(0);
+    expect(await db.result.count({ where: { volunteerId: silent.identity.volunteerId } })).toBe(0);
+    await expectSettledJob(db, job.id, { exactQuorum: true });
     expect((await auditLedger(db)).ok).toBe(true);
   });
 });

@@ -912,3 +912,22 @@ describe("randomized operations with replication keep the counters true", () => 
     });
   }
 });
+
+describe("errors under replication", () => {
+  it("never gives a unit back to a host or account that reported an error on it", () => {
+    const s = new Scheduler({ epoch: "e" });
+    s.addJob(
+      { id: "j", kernel: "k", params: {}, leaseMs: 1000, maxErrors: 3, units: [{ id: "u", index: 0, input: 0, work: 1 }], replication: { target: 2, quorum: 2, maxInstances: 6 } },
+      0,
+    );
+    s.addVolunteer("bad", { window: 4, host: "hb", account: "ab" });
+    s.addVolunteer("bad2", { window: 4, host: "hb2", account: "ab" }); // another host of the same account
+    const [t] = s.leaseTasks("bad", 0);
+    expect(s.failTask("bad", t!.taskId, "I refuse", 1)).toMatchObject({ kind: "error-recorded", requeued: true, jobFailed: false });
+    expect(s.leaseTasks("bad", 2)).toEqual([]);
+    expect(s.leaseTasks("bad2", 2)).toEqual([]);
+    s.addVolunteer("good", { window: 4, host: "hg", account: "ag" });
+    expect(s.leaseTasks("good", 3).map((x) => x.unitId)).toEqual(["u"]);
+    expect(s.jobState("j")).toBe("running");
+  });
+});

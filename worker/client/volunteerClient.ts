@@ -154,7 +154,9 @@ export class VolunteerClient {
       this.outbox = [];
       if (this.stopped) return;
       const reason = ev.reason || `connection closed (${ev.code})`;
-      this.update({ connection: "disconnected", currentJobs: [], lastError: ev.code === 1000 ? this.snap.lastError : reason });
+      // A refusal (1008) follows an error message that says more than the close reason.
+      const keep = ev.code === 1000 || (ev.code === 1008 && this.snap.lastError);
+      this.update({ connection: "disconnected", currentJobs: [], lastError: keep ? this.snap.lastError : reason });
       if (this.opts.reconnect === false || ev.code === 1008) {
         this.opts.log?.(`disconnected: ${reason}`);
         return;

@@ -1,0 +1,168 @@
+import WebSocket from "ws";
+import { VolunteerClient, type SocketLike, type VolunteerSnapshot } from "../../worker/client/volunteerClient";
+import { WorkerPool, type PoolWorker } from "../../worker/runtime/pool";
+import { runTask, type TaskResult, type TaskRun } from "../../worker/runtime/runTask";
+import { getKernel } from "../../worker/kernels";
+import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
+import { newIdentity, waitFor, type VolunteerIdentity } from "./server";
+
+// In-process volunteers: the real VolunteerClient over a real `ws` socket, with a real
+// WorkerPool whose workers run the real kernels on this thread (no thread start-up cost), so
+// a test can field a dozen volunteers, cheat with some of them and cut their sockets at will.
+
+/** What a volunteer's worker does with a task: `runTask` for an honest one. */
+export type Compute = (task: TaskRun) => TaskResult;
+
+export const honest: Compute = runTask;
+
+/**
+ * A pi cheater: computes the unit, then reports `inside` off by `delta` (still a well-formed
+ * output, so only replication can catch it). Cheaters with the same delta agree with each other.
+ */
+export function piCheater(delta: number): Compute {
+  return (task) => {
+    const r = runTask(task);
+    const out = r.output as { inside: number; samples: number };
+    const inside = Math.min(out.samples, Math.max(0, out.inside + delta));
+    if (inside === out.inside) throw new Error("piCheater: delta has no effect on this unit");
+    return { ...r, output: { ...out, inside } };
+  };
+}
+
+export interface FleetVolunteerOptions {
+  name?: string;
+  identity?: VolunteerIdentity;
+  /** Sent as a bearer token on the upgrade, as `tabgrid volunteer --api-key` does. */
+  apiKey?: string;
+  threads?: number;
+  /** Reconnect with backoff after the socket drops (default true). */
+  reconnect?: boolean;
+  compute?: Compute;
+}
+
+export interface FleetVolunteer {
+  name: string;
+  identity: VolunteerIdentity;
+  client: VolunteerClient;
+  /** Outputs this volunteer computed (sent or not). */
+  computed: number;
+  /** Sockets opened so far (1 + reconnections). */
+  connections: number;
+  logs: string[];
+  snapshot(): VolunteerSnapshot;
+  /** Cuts the socket with no close handshake, as a crashed machine or a lost network does. */
+  cut(): void;
+  /** Cuts the socket and never comes back. */
+  kill(): void;
+  stop(): void;
+  /** Resolves once the server welcomed the current connection. */
+  connected(timeoutMs?: number): Promise<VolunteerSnapshot>;
+}
+
+export function wsUrl(httpUrl: string) {
+  return `${httpUrl.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
+}
+
+/** A pool of `threads` in-process workers running `compute`, one task per macrotask. */
+function inProcessPool(threads: number, compute: Compute, onComputed: () => void): WorkerPool {
+  const factory = (): PoolWorker => {
+    let dead = false;
+    return {
+      api: {
+        run: (task) =>
+          new Promise<TaskResult>((resolve, reject) => {
+            // A macrotask, so sockets and the server (in-process too) get their turn between tasks.
+            setImmediate(() => {
+              if (dead) return;
+              try {
+                const r = compute(task);
+                onComputed();
+                resolve(r);
+              } catch (e) {
+                reject(e);
+              }
+            });
+          }),
+      },
+      terminate: () => {
+        dead = true;
+      },
+    };
+  };
+  return new WorkerPool(factory, { threads });
+}
+
+export function startVolunteer(url: string, opts: FleetVolunteerOptions = {}): FleetVolunteer {
+  const identity = opts.identity ?? newIdentity();
+  let socket: WebSocket | undefined;
+  const logs: string[] = [];
+  const v: FleetVolunteer = {
+    name: opts.name ?? identity.volunteerId,
+    identity,
+    client: undefined as unknown as VolunteerClient,
+    computed: 0,
+    connections: 0,
+    logs,
+    snapshot: () => v.client.snapshot(),
+    cut: () => socket?.terminate(),
+    kill: () => {
+      socket?.terminate();
+      v.client.stop();
+    },
+    stop: () => v.client.stop(),
+    connected: (timeoutMs = 10_000) =>
+      waitFor(() => {
+        const s = v.client.snapshot();
+        return s.connection === "connected" ? s : undefined;
+      }, timeoutMs, `volunteer ${v.name} to be welcomed`),
+  };
+  v.client = new VolunteerClient({
+    url: wsUrl(url),
+    ...identity,
+    threads: opts.threads ?? 1,
+    agent: "node",
+    name: v.name,
+    reconnect: opts.reconnect ?? true,
+    connect: (u) => {
+      v.connections++;
+      socket = new WebSocket(u, { headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {} });
+      return socket as unknown as SocketLike;
+    },
+    createPool: (n) => inProcessPool(n, opts.compute ?? honest, () => v.computed++),
+    log: (m) => logs.push(m),
+  });
+  v.client.start();
+  return v;
+}
+
+/** Starts `n` volunteers (named `${prefix}-i`) and waits until the server welcomed each. */
+export async function startFleet(url: string, n: number, opts: FleetVolunteerOptions & { prefix?: string } = {}) {
+  const fleet = Array.from({ length: n }, (_, i) => startVolunteer(url, { ...opts, name: `${opts.prefix ?? "vol"}-${i}` }));
+  await Promise.all(fleet.map((v) => v.connected()));
+  return fleet;
+}
+
+/**
+ * What a job must come out as: the kernel's own split, run and reduce, in this process, on
+ * the parameters as submitted (give seeded kernels a seed: the server only picks one when
+ * none is given).
+ */
+export function computeLocally(kernelName: string, params: Record<string, unknown>, chunks: number) {
+  const kernel = getKernel(kernelName);
+  if (!kernel) throw new Error(`no kernel ${kernelName}`);
+  const p = kernel.params.parse(params);
+  const outputs = kernel.split(p, chunks).map((u) => kernel.run(p, u.input));
+  return { outputs, result: kernel.reduce(p, outputs) as unknown };
+}
+
+/** A small seeded PRNG (mulberry32), so "random" fault schedules replay identically. */
+export function seededRandom(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
