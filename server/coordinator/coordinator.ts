@@ -266,6 +266,9 @@ export class Coordinator extends EventEmitter {
         return;
       }
       if (!conn) return reject("bad-message", "send hello first");
+      // Dropped (banned, or gone while its hello was pending): the socket is closing and what
+      // it still sends is moot; the scheduler no longer knows it (setWindow would throw).
+      if (!this.conns.has(conn.key)) return;
       if (msg.type === "capacity") {
         conn.threads = msg.threads;
         this.scheduler.setWindow(conn.key, windowFor(msg.threads));
