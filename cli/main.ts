@@ -4,6 +4,7 @@ import { describeError } from "./client";
 import { submit, job, status } from "./commands/jobs";
 import { volunteer } from "./commands/volunteer";
 import { admin } from "./commands/admin";
+import { watch } from "./commands/watch";
 
 const USAGE = `tabgrid: volunteer computing from the command line
 
@@ -13,15 +14,19 @@ const USAGE = `tabgrid: volunteer computing from the command line
   tabgrid job ID [--wait] [--json]
   tabgrid status [--json]
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]
+  tabgrid watch --url URL [--interval S] [--failures N] [--timeout S] [--webhook URL ...]
+                [--webhook-format slack|alertmanager] [--email-to ADDR ...] [--smtp URL] [--once] [--json]
 
 Kernels: pi, mandelbrot, primes. --url and --api-key default to TABGRID_URL
-(http://localhost:3000) and TABGRID_API_KEY. admin works on DATABASE_URL directly.`;
+(http://localhost:3000) and TABGRID_API_KEY. admin works on DATABASE_URL directly.
+watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
+down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch };
 
 const [name, ...argv] = process.argv.slice(2);
 let code = 0;
-if (!name || name === "help" || name === "--help" || name === "-h") {
+if (!name || name === "help" || name === "--help" || name === "-h" || argv.includes("--help") || argv.includes("-h")) {
   console.log(USAGE);
 } else if (!commands[name]) {
   console.error(`tabgrid: unknown command "${name}"\n\n${USAGE}`);

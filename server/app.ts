@@ -13,6 +13,9 @@ import { contextFromRequest } from "./api/trpc";
 import { identify } from "./auth/session";
 import { health } from "./http/health";
 import { serveResult } from "./http/results";
+import { serveMetrics } from "./http/metrics";
+import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
+import { startAlerting } from "./monitoring/alerts/manager";
 import type { AppDeps } from "./services/deps";
 import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
 
@@ -30,16 +33,22 @@ export interface RunningServer {
  * socket, health and results are mounted here, before Next's handler, so there is exactly
  * one scheduler in memory. `ui: false` skips Next (API-only tests start in well under a second).
  */
-export async function startServer(env: Env, opts: { ui: boolean; log?: (m: string) => void }): Promise<RunningServer> {
+export async function startServer(
+  env: Env,
+  opts: { ui: boolean; log?: (m: string) => void; /** Tests shorten the sampler's minute or inject its clock. */ monitoring?: MonitoringOptions },
+): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => console.log(m));
   const db = createPrisma(env.DATABASE_URL);
   await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
+  const monitor = createMonitoring({ db, env, log, ...opts.monitoring });
   const coordinator = new Coordinator({
-    db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log,
+    db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
   });
-  const deps: AppDeps = { db, env, blobs, coordinator };
+  const monitoring = await monitor.start(coordinator);
+  const deps: AppDeps = { db, env, blobs, coordinator, monitoring };
+  const alerting = env.TABGRID_ALERTS === "on" ? startAlerting(deps, monitoring.sampler, { log }) : undefined;
   await coordinator.recover();
 
   const createContext = contextFromRequest(deps);
@@ -65,6 +74,7 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
     try {
       if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
       if (pathname === "/api/health") return await health(db, res);
+      if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
       if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
       if (nextHandler) return nextHandler(req, res);
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));
@@ -125,6 +135,8 @@ export async function startServer(env: Env, opts: { ui: boolean; log?: (m: strin
       trpcWs.broadcastReconnectNotification();
       for (const ws of volunteerWss.clients) ws.close(1001, "server shutting down");
       for (const ws of trpcWss.clients) ws.close(1001, "server shutting down");
+      await alerting?.stop();
+      await monitoring.sampler.stop();
       await coordinator.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

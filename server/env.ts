@@ -21,6 +21,18 @@ const schema = z.object({
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(5),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),
+  // Alerting (server/monitoring/alerts). "off" leaves rules, channels and history in place but
+  // evaluates nothing (a second instance on the same database, or tests driving their own).
+  TABGRID_ALERTS: z.enum(["on", "off"]).default("on"),
+  // Email channels send through this relay: smtp://user:pass@host:587, or smtps://… for TLS.
+  SMTP_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^smtps?:\/\/[^/]/, "must look like smtp://user:pass@host:587").optional()),
+  ALERT_EMAIL_FROM: z.string().min(3).default("tabgrid@localhost"),
+  // At most this many notifications per minute to any one channel (in-app counts as one), so a storm can't flood it.
+  ALERT_NOTIFY_PER_MINUTE: z.coerce.number().int().min(1).default(20),
+  /** Seconds between dashboard samples (a fraction is allowed, for tests). */
+  METRICS_INTERVAL_SECONDS: z.coerce.number().min(0.01).max(3600).default(5),
+  /** If set, GET /api/metrics requires `Authorization: Bearer <token>`; unset (or empty), it is open. */
+  METRICS_TOKEN: z.string().optional().transform((t) => t || undefined),
   NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
 });
 

@@ -2,7 +2,9 @@
 import Link from "next/link";
 import { usePathname } from "next/navigation";
 import { signOut, useSession } from "next-auth/react";
+import { useQuery } from "@tanstack/react-query";
 import { useVolunteer } from "./VolunteerProvider";
+import { useTRPC } from "./trpc";
 
 const links = [
   { href: "/jobs", label: "Jobs" },
@@ -14,13 +16,16 @@ export function Nav() {
   const path = usePathname();
   const { data: session, status } = useSession();
   const volunteer = useVolunteer();
+  const trpc = useTRPC();
+  const isAdmin = (session?.user as { role?: string } | undefined)?.role === "admin";
+  const unread = useQuery({ ...trpc.alerts.unreadCount.queryOptions(), enabled: isAdmin, refetchInterval: 15_000 });
   return (
     <header className="nav">
       <Link href="/" className="brand">
         <span className="logo">▦</span> Tabgrid
       </Link>
       <nav>
-        {[...links, ...((session?.user as { role?: string } | undefined)?.role === "admin" ? [{ href: "/admin", label: "Admin" }] : [])].map((l) => (
+        {[...links, ...(isAdmin ? [{ href: "/admin", label: "Admin" }] : [])].map((l) => (
           <Link key={l.href} href={l.href} className={path.startsWith(l.href) ? "active" : ""}>
             {l.label}
           </Link>
@@ -29,6 +34,11 @@ export function Nav() {
       {volunteer.running && (
         <Link href="/volunteer" className="computing" title="This tab is volunteering">
           ● computing · {volunteer.snap?.tasksDone ?? 0} tasks
+        </Link>
+      )}
+      {isAdmin && !!unread.data?.count && (
+        <Link href="/admin/alerts" className="bell" title="Unread alert notifications">
+          ⚠ {unread.data.count} alert{unread.data.count > 1 ? "s" : ""}
         </Link>
       )}
       <div className="who">

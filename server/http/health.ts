@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { Db } from "../store/prisma";
+import { version } from "../monitoring/version";
 
 const started = Date.now();
 
@@ -13,5 +14,5 @@ export async function health(db: Db, res: ServerResponse) {
   }
   const ok = database === "ok";
   res.writeHead(ok ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
-  res.end(JSON.stringify({ status: ok ? "ok" : "error", database, uptimeSeconds: Math.round((Date.now() - started) / 1000) }));
+  res.end(JSON.stringify({ status: ok ? "ok" : "error", version, database, uptimeSeconds: Math.round((Date.now() - started) / 1000) }));
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { router, adminProcedure } from "../trpc";
 import { banVolunteer, listVolunteers, unbanVolunteer } from "../../services/volunteers/admin";
+import { listAllJobs } from "../../services/jobs/adminJobs";
 
 export const adminRouter = router({
   volunteers: adminProcedure
@@ -9,5 +10,14 @@ export const adminRouter = router({
   ban: adminProcedure
     .input(z.object({ id: z.string().min(3).max(100), hours: z.number().positive().max(24 * 365), reason: z.string().trim().min(1).max(200) }))
     .mutation(({ ctx, input }) => banVolunteer(ctx.deps, input)),
+  jobs: adminProcedure
+    .input(
+      z.object({
+        search: z.string().max(100).optional(),
+        state: z.enum(["running", "completed", "failed", "cancelled"]).optional(),
+        limit: z.number().int().min(1).max(500).default(100),
+      }).default({ limit: 100 }),
+    )
+    .query(({ ctx, input }) => listAllJobs(ctx.deps, input)),
   unban: adminProcedure.input(z.object({ id: z.string().min(3).max(100) })).mutation(({ ctx, input }) => unbanVolunteer(ctx.deps, input.id)),
 });

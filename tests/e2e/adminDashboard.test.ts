@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
+import { trpc, trpcError } from "../helpers/clients";
+import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+
+async function signIn(page: Page, email: string, password: string, next: string) {
+  await page.goto(`/signin?callbackUrl=${encodeURIComponent(next)}`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.locator("form").getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`**${next}`);
+}
+
+/** The drawn line of a chart: changes whenever new samples arrive. */
+const linePath = (page: Page, chart: string) =>
+  page.getByTestId(chart).locator(".recharts-line-curve").first().getAttribute("d");
+
+// An admin watches the dashboard's charts move while a job runs; other users are refused.
+describe("admin dashboard", () => {
+  let server: TestServer;
+  let browser: Browser;
+  let volunteers: CliVolunteer[] = [];
+
+  beforeAll(async () => {
+    server = await startTestServer({ TABGRID_UI: "on", METRICS_INTERVAL_SECONDS: "0.5" });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await Promise.all(volunteers.map((v) => v.stop()));
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("shows live charts that update while a job runs", async () => {
+    const admin = await createUserWithKey(server.deps, "admin@example.com"); // the first account is the admin
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await signIn(page, admin.user.email, admin.password, "/admin");
+    await page.getByTestId("dashboard").waitFor();
+    // A flat line has no height, so wait for the path to exist rather than to be "visible".
+    await page.getByTestId("chart-throughput").locator(".recharts-line-curve").first().waitFor({ state: "attached" });
+    expect(await page.getByTestId("tile-volunteers").textContent()).toBe("0");
+
+    volunteers = [startCliVolunteer(server.url, 1, { dir: server.dir }), startCliVolunteer(server.url, 1, { dir: server.dir })];
+    await waitFor(() => server.deps.coordinator.volunteers().length === 2, 30_000, "two volunteers");
+    const job = await trpc(server.url, admin.apiKey).jobs.submit.mutate({ kernel: "primes", chunks: 60, params: { to: 1_200_000_000 } });
+
+    // The tiles and the charts follow the job as it runs.
+    await page.getByTestId("tile-volunteers").filter({ hasText: "2" }).waitFor({ timeout: 15_000 });
+    await waitFor(async () => Number(await page.getByTestId("tile-results").textContent()) > 0, 30_000, "a non-zero results rate on the dashboard");
+    const before = await linePath(page, "chart-throughput");
+    const samplesBefore = Number((await page.getByTestId("sample-count").textContent())!.split(" ")[0]);
+    await waitFor(async () => (await linePath(page, "chart-throughput")) !== before, 10_000, "the throughput chart to redraw");
+    expect(Number((await page.getByTestId("sample-count").textContent())!.split(" ")[0])).toBeGreaterThan(samplesBefore);
+    await keepScreenshot(page, "e2e-admin-dashboard");
+
+    await waitFor(async () => (await server.deps.db.job.findUnique({ where: { id: job.id } }))?.state === "completed", 60_000, "the job to finish");
+    // The sampled history (what the charts draw) saw the work: results and both volunteers.
+    const history = server.deps.monitoring.sampler.history();
+    expect(Math.max(...history.map((s) => s.values.results_per_second))).toBeGreaterThan(0);
+    expect(Math.max(...history.map((s) => s.values.volunteers))).toBe(2);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it("refuses the dashboard and its API to non-admins", async () => {
+    const user = await createUserWithKey(server.deps, "someone@example.com");
+    const context = await browser.newContext({ baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const page = await context.newPage();
+    await signIn(page, user.user.email, user.password, "/admin");
+    await page.getByTestId("admin-refused").waitFor();
+    expect(await page.getByTestId("dashboard").count()).toBe(0);
+    await keepScreenshot(page, "e2e-admin-refused");
+    expect(await trpcError(trpc(server.url, user.apiKey).monitoring.history.query({ minutes: 60 }))).toMatchObject({ code: "FORBIDDEN", httpStatus: 403 });
+    expect(await trpcError(trpc(server.url, user.apiKey).alerts.rules.query())).toMatchObject({ code: "FORBIDDEN" });
+    expect(await trpcError(trpc(server.url).admin.volunteers.query({ limit: 5 }))).toMatchObject({ code: "UNAUTHORIZED" });
+    await context.close();
+  });
+});
