@@ -1,0 +1,42 @@
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+import { checkExpression } from "../../../worker/interactive/calc";
+import { InteractiveError } from "../../coordinator/interactive";
+import { RateLimiter } from "./rateLimit";
+
+export interface CalcAnswer {
+  expression: string;
+  value: number;
+  /** The operations the volunteer ran, in order ("3 + 4 = 7"). */
+  ops: string[];
+  volunteerId: string;
+  /** Milliseconds from routing to the answer. */
+  ms: number;
+}
+
+// One limiter per running server (tests run several in one process).
+const limiters = new WeakMap<object, { user: RateLimiter; anonymous: RateLimiter }>();
+
+/** False when the caller (a user, or all anonymous callers together) asked too often. */
+export function calcAllowed(deps: AppDeps, userId: string | null): boolean {
+  let l = limiters.get(deps.coordinator);
+  if (!l) limiters.set(deps.coordinator, (l = { user: new RateLimiter(20, 60), anonymous: new RateLimiter(50, 150) }));
+  return userId ? l.user.take(userId) : l.anonymous.take("anonymous");
+}
+
+/**
+ * Evaluates an arithmetic expression on a volunteer. Malformed expressions are refused here,
+ * before anything is routed; the volunteer's evaluation reports math errors (division by zero).
+ * Routing failures (no volunteers, no answer) stay InteractiveErrors for the router to map.
+ */
+export async function evaluateExpression(deps: AppDeps, expression: string): Promise<CalcAnswer> {
+  const problem = checkExpression(expression);
+  if (problem) throw new UserError("BAD_REQUEST", problem);
+  try {
+    const r = await deps.coordinator.interactive.run("calc", { expression });
+    return { expression, value: r.value, ops: r.ops, volunteerId: r.volunteerId, ms: Math.round(r.ms * 100) / 100 };
+  } catch (e) {
+    if (e instanceof InteractiveError && e.code === "evaluation") throw new UserError("BAD_REQUEST", e.message);
+    throw e;
+  }
+}
