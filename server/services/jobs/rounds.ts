@@ -1,0 +1,143 @@
+import { getKernel } from "../../../worker/kernels";
+import type { Kernel, RoundRecord } from "../../../worker/kernels/types";
+import type { BlobStore } from "../../store/blobs";
+import type { Db } from "../../store/prisma";
+import type { Tx } from "../credits/ledger";
+
+// Iterative jobs (kernels with `rounds`): each round is a set of WorkUnit rows of the job
+// with that round number, and a JobRound row with the state its units start from. The
+// coordinator runs a round as a scheduler job of its own (roundJobId); when every unit is
+// validated, completeRound steps the state and either creates the next round or ends the job.
+
+/** Results above this size go to the blob store instead of the job row (as merge.ts does). */
+const INLINE_RESULT_BYTES = 64 * 1024;
+
+/** The scheduler's id for one round of an iterative job. */
+export function roundJobId(jobId: string, round: number): string {
+  return `${jobId}~r${round}`;
+}
+
+/** A work unit's id: `${jobId}.${idx}` for one-shot jobs, `${jobId}.r${round}.${idx}` for rounds. */
+export function roundUnitId(jobId: string, round: number, idx: number): string {
+  return round ? `${jobId}.r${round}.${idx}` : `${jobId}.${idx}`;
+}
+
+/** The first round of an iterative kernel's job: its initial state and unit inputs. */
+export function firstRound(kernel: Kernel, params: unknown, chunks: number) {
+  const rounds = kernel.rounds;
+  if (!rounds) return undefined;
+  const state = rounds.init(params) as unknown;
+  return { state, maxRounds: rounds.maxRounds(params), units: rounds.splitRound(params, state, chunks) };
+}
+
+/** Records the start of a round, in the transaction that creates its units. */
+export async function startRound(tx: Tx, jobId: string, round: number, state: unknown, startedAt = new Date()) {
+  await tx.jobRound.create({ data: { jobId, round, state: JSON.stringify(state), startedAt }, select: { jobId: true } });
+}
+
+/** The round a running job is in: its last started round, or 0 for a one-shot job. */
+export async function currentRound(db: Db, jobId: string): Promise<number> {
+  const row = await db.jobRound.findFirst({ where: { jobId }, orderBy: { round: "desc" }, select: { round: true } });
+  return row?.round ?? 0;
+}
+
+export type RoundOutcome =
+  /** The next round's units are stored: run them. */
+  | { kind: "next"; round: number; units: Array<{ id: string; index: number; input: unknown; work: number; pay: number }> }
+  /** The job converged or ran out of rounds: its result. */
+  | { kind: "done"; result: string | null; resultBlob: string | null }
+  | { kind: "failed"; error: string };
+
+function history(rows: Array<{ round: number; metric: number | null; latencyMs: number | null; stats: string | null }>): RoundRecord[] {
+  return rows.map((r) => ({ round: r.round, metric: r.metric, latencyMs: r.latencyMs, ...(r.stats ? { stats: JSON.parse(r.stats) as Record<string, number> } : {}) }));
+}
+
+/**
+ * Every unit of `round` is validated (and committed): runs the kernel's step on their
+ * outputs, records the round, and stores the next round's units, all in one transaction, or
+ * computes the job's result. Safe to call again for a round already stepped (after a
+ * restart): the stored step is reused.
+ */
+export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number): Promise<RoundOutcome> {
+  const { db } = deps;
+  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true } });
+  const rounds = getKernel(job.kernel)?.rounds;
+  if (!rounds) return { kind: "failed", error: `kernel ${job.kernel} does not run in rounds` };
+  const params = JSON.parse(job.params) as unknown;
+  const row = await db.jobRound.findUnique({ where: { jobId_round: { jobId, round } } });
+  if (!row) return { kind: "failed", error: `round ${round} was never started` };
+
+  let next: unknown;
+  if (row.finishedAt) {
+    next = JSON.parse(row.next!);
+    if (!row.done) return nextRound(db, jobId, round + 1);
+  } else {
+    const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, output: true, done: true, pay: true }, orderBy: { idx: "asc" } });
+    if (!units.length || units.some((u) => !u.done)) return { kind: "failed", error: `round ${round} ended before every unit had a validated result` };
+    let step: ReturnType<typeof rounds.step>;
+    let inputs: ReturnType<typeof rounds.splitRound> = [];
+    try {
+      step = rounds.step(params, JSON.parse(row.state), units.map((u) => JSON.parse(u.output!) as unknown), round);
+      if (!step.done && round < rounds.maxRounds(params)) inputs = rounds.splitRound(params, step.state, units.length);
+    } catch (e) {
+      return { kind: "failed", error: `Round ${round} could not be completed: ${(e as Error).message}` };
+    }
+    const done = inputs.length === 0;
+    // Later rounds are paid as the first was, so the escrow (rounds × first round) covers them.
+    if (!done && inputs.length !== units.length) return { kind: "failed", error: `round ${round + 1} split into ${inputs.length} units, not ${units.length}` };
+    const finishedAt = new Date();
+    await db.$transaction(async (tx) => {
+      const { count } = await tx.jobRound.updateMany({
+        where: { jobId, round, finishedAt: null },
+        data: {
+          finishedAt, latencyMs: finishedAt.getTime() - row.startedAt.getTime(), done, next: JSON.stringify(step.state),
+          metric: Number.isFinite(step.metric) ? step.metric : null, stats: step.stats ? JSON.stringify(step.stats) : null,
+        },
+      });
+      if (count === 0 || done) return;
+      await tx.workUnit.createMany({
+        data: inputs.map((u, idx) => ({
+          id: roundUnitId(jobId, round + 1, idx), jobId, round: round + 1, idx, input: JSON.stringify(u.input), work: Math.round(u.work), pay: units[idx].pay,
+        })),
+      });
+      await startRound(tx, jobId, round + 1, step.state, finishedAt);
+    });
+    if (!done) return nextRound(db, jobId, round + 1);
+    next = step.state;
+  }
+
+  const rows = await db.jobRound.findMany({ where: { jobId }, select: { round: true, metric: true, latencyMs: true, stats: true }, orderBy: { round: "asc" } });
+  let json: string;
+  try {
+    json = JSON.stringify(rounds.finish(params, next, history(rows)) ?? null);
+  } catch (e) {
+    return { kind: "failed", error: `Could not make the result: ${(e as Error).message}` };
+  }
+  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { kind: "done", result: null, resultBlob: await deps.blobs.put(json) };
+  return { kind: "done", result: json, resultBlob: null };
+}
+
+async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOutcome> {
+  const units = await db.workUnit.findMany({ where: { jobId, round }, select: { id: true, idx: true, input: true, work: true, pay: true }, orderBy: { idx: "asc" } });
+  if (!units.length) return { kind: "failed", error: `round ${round} has no units` };
+  return { kind: "next", round, units: units.map((u) => ({ id: u.id, index: u.idx, input: JSON.parse(u.input) as unknown, work: u.work, pay: u.pay })) };
+}
+
+/** The most rounds a job of this kernel may run, or null for a one-shot kernel. */
+export function maxRoundsOf(kernel: string, params: string): number | null {
+  const rounds = getKernel(kernel)?.rounds;
+  return rounds ? rounds.maxRounds(JSON.parse(params)) : null;
+}
+
+/** Each round of a job so far, for the job page (empty for a one-shot job). */
+export async function jobRounds(db: Db, jobId: string) {
+  const rows = await db.jobRound.findMany({
+    where: { jobId },
+    select: { round: true, metric: true, latencyMs: true, stats: true, startedAt: true, finishedAt: true },
+    orderBy: { round: "asc" },
+  });
+  return rows.map((r) => ({
+    round: r.round, startedAt: r.startedAt, finishedAt: r.finishedAt, latencyMs: r.latencyMs, metric: r.metric,
+    stats: r.stats ? (JSON.parse(r.stats) as Record<string, number>) : {},
+  }));
+}
