@@ -5,14 +5,18 @@ import { submit, job, status } from "./commands/jobs";
 import { volunteer } from "./commands/volunteer";
 import { admin } from "./commands/admin";
 import { watch } from "./commands/watch";
+import { calc } from "./commands/calc";
 
 const USAGE = `tabgrid: volunteer computing from the command line
 
   tabgrid volunteer [--url URL] [--threads N] [--throttle 0.5] [--api-key KEY] [--identity FILE]
   tabgrid submit KERNEL --chunks N [--params JSON] [--wait] [--json]
-                 [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive]
-  tabgrid job ID [--wait] [--json]
+                 [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive] [--output FILE]
+  tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N)
+                 [--chunks N] [--merge concat|reduce] [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
+  tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE]
   tabgrid status [--json]
+  tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]
   tabgrid watch --url URL [--interval S] [--failures N] [--timeout S] [--webhook URL ...]
                 [--webhook-format slack|alertmanager] [--email-to ADDR ...] [--smtp URL] [--once] [--json]
@@ -22,7 +26,7 @@ Kernels: pi, mandelbrot, primes. --url and --api-key default to TABGRID_URL
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
 down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch, calc };
 
 const [name, ...argv] = process.argv.slice(2);
 let code = 0;

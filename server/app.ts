@@ -13,6 +13,8 @@ import { contextFromRequest } from "./api/trpc";
 import { identify } from "./auth/session";
 import { health } from "./http/health";
 import { serveResult } from "./http/results";
+import { serveUploads } from "./http/uploads";
+import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
@@ -75,7 +77,9 @@ export async function startServer(
       if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
       if (pathname === "/api/health") return await health(db, res);
       if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
+      if (await serveSandbox(req, res, pathname)) return;
       if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
+      if (pathname.startsWith("/api/") && (await serveUploads(deps, req, res, new URL(url, "http://localhost")))) return;
       if (nextHandler) return nextHandler(req, res);
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));
     } catch (e) {

@@ -1,7 +1,8 @@
 "use client";
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 import { VolunteerClient, type SocketLike, type VolunteerSnapshot } from "../../worker/client/volunteerClient";
-import { createBrowserPool } from "../../worker/browser/pool";
+import { createBrowserVolunteerPool } from "../../worker/browser/sandboxVolunteerPool";
+import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
 import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./volunteerSettings";
 
@@ -78,10 +79,13 @@ function useVolunteerState() {
   function start() {
     if (!identity || !settings || client.current) return;
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${VOLUNTEER_WS_PATH}`;
+    const blobs = new BlobCache(location.origin);
     const c = new VolunteerClient({
       url, ...identity, threads: settings.threads, agent: "browser", name: navigator.userAgent.slice(0, 100),
       connect: (u) => new WebSocket(u) as unknown as SocketLike,
-      createPool: (threads) => createBrowserPool({ threads, throttle: settings.throttle }),
+      // Built-in kernels in Web Workers; uploaded programs in workers of a sandboxed iframe.
+      createPool: (threads) => createBrowserVolunteerPool({ threads, throttle: settings.throttle }),
+      prepare: (task) => prepareTask(task, blobs),
     });
     c.subscribe(setSnap);
     c.setPaused(pausedBy !== null);

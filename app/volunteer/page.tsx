@@ -6,6 +6,7 @@ import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../_components/trpc";
 import { credits } from "../_components/format";
 import { useVolunteer } from "../_components/VolunteerProvider";
+import { CalcLog } from "./CalcLog";
 
 export default function VolunteerPage() {
   const trpc = useTRPC();
@@ -109,6 +110,7 @@ export default function VolunteerPage() {
           )}
         </div>
       </div>
+      <CalcLog entries={snap?.interactiveLog ?? []} />
     </div>
   );
 }

@@ -1,5 +1,7 @@
 import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import fs from "node:fs";
 import { apiClient } from "../client";
+import { uploadFile } from "../upload";
 
 type Client = ReturnType<typeof apiClient>;
 type Job = Awaited<ReturnType<Client["jobs"]["get"]["query"]>>;
@@ -15,16 +17,20 @@ async function waitFor(api: Client, id: string, onProgress?: (j: Job) => void): 
   }
 }
 
-async function report(api: Client, job: Job, json: boolean) {
+async function report(api: Client, job: Job, json: boolean, outputFile?: string) {
   const result = job.state === "completed" ? await api.jobs.result.query({ id: job.id }) : null;
+  if (outputFile && result !== null) fs.writeFileSync(outputFile, JSON.stringify(result));
   const out = {
     id: job.id, status: job.state, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
     estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, replication: job.replication, results: job.results, result,
+    // Iterative jobs: each round's latency and converging metric.
+    ...(job.round !== null ? { round: job.round, rounds: job.rounds.map((r) => ({ round: r.round, latencyMs: r.latencyMs, metric: r.metric, ...r.stats })) } : {}),
   };
   if (json) {
     console.log(JSON.stringify(out));
   } else {
     console.log(`job ${job.id}: ${job.state}, ${job.progress.done}/${job.chunks} units, cost ${out.cost} of ${out.estimate} credits held`);
+    if (job.round !== null) console.log(`rounds: ${job.round} of at most ${job.maxRounds}; metric ${job.rounds.map((r) => (r.metric === null ? "—" : r.metric.toPrecision(3))).join(" → ")}`);
     if (job.error) console.log(`error: ${job.error}`);
     if (result !== null) console.log(`result: ${summarize(result)}`);
   }
@@ -45,11 +51,14 @@ export async function submit(argv: string[]): Promise<number> {
     ...connectionOptions, chunks: { type: "string" }, params: { type: "string" }, wait: { type: "boolean", default: false },
     replicas: { type: "string" }, quorum: { type: "string" }, "max-replicas": { type: "string" }, tolerance: { type: "string" },
     "no-adaptive": { type: "boolean", default: false },
+    program: { type: "string" }, "input-json": { type: "string" }, range: { type: "string" }, lines: { type: "string" },
+    blocks: { type: "string" }, "block-size": { type: "string" }, merge: { type: "string" }, "time-limit": { type: "string" },
+    "cpu-seconds": { type: "string" }, output: { type: "string" },
   });
-  const kernel = positionals[0];
-  if (!kernel) throw new UsageError("name a kernel: tabgrid submit pi --chunks 8");
+  const kernel = values.program ? "program" : positionals[0];
+  if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
   const chunks = intOption(values.chunks, "chunks");
-  if (chunks === undefined) throw new UsageError("--chunks is required");
+  if (chunks === undefined && !values.program) throw new UsageError("--chunks is required");
   let params: Record<string, unknown> = {};
   if (values.params !== undefined) {
     try {
@@ -70,20 +79,54 @@ export async function submit(argv: string[]): Promise<number> {
   };
   const conn = connection(values);
   const api = apiClient(conn);
-  const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication });
+  const program = values.program ? await programOptions(conn, values) : {};
+  const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program });
   if (!values.json) console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held)`);
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");
-  return report(api, job, values.json!);
+  return report(api, job, values.json!, values.output);
+}
+
+/** Uploads the program (and data file) and describes how its input is split. */
+async function programOptions(conn: { url: string; apiKey?: string }, v: Record<string, string | boolean | undefined>) {
+  const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
+  if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
+  let input: unknown;
+  if (v["input-json"] !== undefined) {
+    let items: unknown;
+    try {
+      items = JSON.parse(fs.readFileSync(String(v["input-json"]), "utf8"));
+    } catch (e) {
+      throw new UsageError(`--input-json must be a file holding a JSON array: ${(e as Error).message}`);
+    }
+    if (!Array.isArray(items)) throw new UsageError("--input-json must hold a JSON array (one element per unit)");
+    input = { mode: "json", items };
+  } else if (v.range !== undefined) {
+    const m = /^(-?\d+):(-?\d+)$/.exec(String(v.range));
+    if (!m) throw new UsageError("--range is START:END, e.g. 0:1000000");
+    input = { mode: "range", start: Number(m[1]), end: Number(m[2]) };
+  } else if (v.lines !== undefined) {
+    input = { mode: "lines", data: (await uploadFile(conn, "data", String(v.lines))).hash };
+  } else {
+    const blockBytes = intOption(v["block-size"] as string | undefined, "block-size");
+    if (!blockBytes) throw new UsageError("--blocks needs --block-size BYTES");
+    input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
+  }
+  const program = await uploadFile(conn, "programs", String(v.program));
+  const merge = v.merge === undefined ? "concat" : String(v.merge);
+  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
+  const num = (name: string) => (v[name] === undefined ? undefined : Number(v[name]));
+  return { program: program.hash, input, merge, timeLimitSeconds: num("time-limit"), cpuSecondsPerUnit: num("cpu-seconds") } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...connectionOptions, wait: { type: "boolean", default: false } });
+  const { values, positionals } = parse(argv, { ...connectionOptions, wait: { type: "boolean", default: false }, output: { type: "string" }, units: { type: "string" } });
   const id = positionals[0];
   if (!id) throw new UsageError("name a job id: tabgrid job <id>");
   const api = apiClient(connection(values));
   const j = values.wait ? await waitFor(api, id, progressLine(values.json!)) : await api.jobs.get.query({ id });
-  return report(api, j, values.json!);
+  if (values.units) fs.writeFileSync(values.units, JSON.stringify(await api.jobs.unitOutputs.query({ id })));
+  return report(api, j, values.json!, values.output);
 }
 
 export async function status(argv: string[]): Promise<number> {

@@ -7,6 +7,7 @@ import { parse, connection, connectionOptions, intOption, UsageError } from "../
 import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerClient";
 import { createNodePool } from "../../worker/node/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
+import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
 
 interface Identity {
   volunteerId: string;
@@ -38,6 +39,7 @@ export async function volunteer(argv: string[]): Promise<number> {
   if (!(throttle > 0 && throttle <= 1)) throw new UsageError("--throttle is the share of time to compute, between 0 and 1 (e.g. 0.5)");
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
   const wsUrl = `${conn.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
+  const blobs = new BlobCache(conn.url);
 
   const client = new VolunteerClient({
     url: wsUrl,
@@ -48,6 +50,9 @@ export async function volunteer(argv: string[]): Promise<number> {
     connect: (u) => new WebSocket(u, { headers: conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {} }) as unknown as SocketLike,
     createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 } }),
     log: (m) => console.error(`[volunteer] ${m}`),
+    // Load per core of the whole machine (not just our threads); the busy share counts too.
+    systemLoad: () => Math.min(1, os.loadavg()[0] / os.availableParallelism()),
+    prepare: (task) => prepareTask(task, blobs),
   });
   let last = 0;
   client.subscribe((s) => {

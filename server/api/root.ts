@@ -5,6 +5,7 @@ import { clusterRouter } from "./routers/cluster";
 import { adminRouter } from "./routers/admin";
 import { alertsRouter } from "./routers/alerts";
 import { monitoringRouter } from "./routers/monitoring";
+import { calcRouter } from "./routers/calc";
 
 export const appRouter = router({
   jobs: jobsRouter,
@@ -13,6 +14,7 @@ export const appRouter = router({
   admin: adminRouter,
   alerts: alertsRouter,
   monitoring: monitoringRouter,
+  calc: calcRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -2,25 +2,35 @@ import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
 import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, TaskAssignment, UnitFailedOutcome, ValidatedOutcome } from "../scheduler/types";
-import { getKernel } from "../../worker/kernels";
+import type { ZodType } from "zod";
+import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
 import { GroupCommitter } from "../store/groupCommit";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import { persistBatch, type PersistOp } from "../services/jobs/persist";
+import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
+import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
 import { registerVolunteer } from "../services/volunteers/volunteers";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
 import { send, windowFor, type VolunteerConn } from "./connection";
+import { InteractiveRouter } from "./interactive";
 import { outputDigest } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 
 interface JobMeta {
+  /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
+  jobId: string;
+  /** The round (from 1) of an iterative job; 0 for a one-shot job. */
+  round: number;
+  spec: JobSpec;
   ownerId: string;
   kernel: string;
+  output: ZodType | undefined;
   /** Millicredits paid per valid result, by unit. */
   pays: Map<string, number>;
   /** Valid results paid per unit (more agreeing results than this are not paid). */
@@ -53,7 +63,20 @@ export class Coordinator extends EventEmitter {
   readonly scheduler = new Scheduler({ epoch: Date.now().toString(36) });
   private readonly book: ReliabilityBook;
   private readonly conns = new Map<string, VolunteerConn>();
+  /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
+  readonly interactive = new InteractiveRouter({
+    candidates: () => [...this.conns.values()].map((c) => ({ key: c.key, volunteerId: c.volunteerId, threads: c.threads })),
+    leased: (key) => this.scheduler.heldBy(key).length,
+    send: (key, msg) => {
+      const c = this.conns.get(key);
+      if (!c || c.ws.readyState !== c.ws.OPEN) return false;
+      send(c.ws, msg);
+      return true;
+    },
+  });
   private readonly jobs = new Map<string, JobMeta>();
+  /** Iterative jobs by database id: the scheduler job of their current round. */
+  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
   private readonly writer: GroupCommitter<PersistOp>;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
@@ -72,7 +95,7 @@ export class Coordinator extends EventEmitter {
     this.writer = new GroupCommitter(
       async (ops) => {
         const started = performance.now();
-        await persistBatch(opts.db, opts.blobs, ops);
+        await persistBatch(opts.db, ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
       },
       {
@@ -91,7 +114,7 @@ export class Coordinator extends EventEmitter {
     const out: Array<{ jobId: string; kernel: string; queued: number; running: number; done: number; total: number }> = [];
     for (const [jobId, meta] of this.jobs) {
       const p = this.scheduler.progress(jobId);
-      if (p && p.state === "running") out.push({ jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
+      if (p && p.state === "running") out.push({ jobId: meta.jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
     }
     return out;
   }
@@ -124,13 +147,15 @@ export class Coordinator extends EventEmitter {
       orderBy: { createdAt: "asc" },
     });
     for (const job of jobs) {
+      // An iterative job resumes its current round (0 for a one-shot job: all its units).
+      const round = await currentRound(db, job.id);
       const units = await db.workUnit.findMany({
-        where: { jobId: job.id },
+        where: { jobId: job.id, round },
         select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
         orderBy: { idx: "asc" },
       });
       const pending = await db.result.findMany({
-        where: { jobId: job.id, state: "pending" },
+        where: { jobId: job.id, state: "pending", unit: { round } },
         select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
         orderBy: { receivedAt: "asc" },
       });
@@ -149,32 +174,51 @@ export class Coordinator extends EventEmitter {
         job.ownerId,
         new Map(units.map((u) => [u.id, u.pay])),
         { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
+        round,
       );
     }
     if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
     return jobs.length;
   }
 
-  addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }) {
-    this.jobs.set(spec.id, { ownerId, kernel: spec.kernel, pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
+  /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
+  addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
+    const jobId = spec.id;
+    if (round) {
+      spec = { ...spec, id: roundJobId(jobId, round) };
+      this.rounds.set(jobId, { schedulerId: spec.id });
+    }
+    this.jobs.set(spec.id, { jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
     const { outcomes } = this.scheduler.addJob(spec, this.now(), recovered);
     for (const o of outcomes) this.decided(o);
     if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
       void this.finish(spec.id, "completed");
     }
     this.dispatchAll();
-    this.emit("job", spec.id);
+    this.emit("job", jobId);
   }
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
   async cancelJob(jobId: string): Promise<boolean> {
-    if (this.scheduler.jobState(jobId) !== "running") return false;
-    this.revoke(this.scheduler.cancelJob(jobId), "job cancelled");
-    await this.finish(jobId, "cancelled");
+    const live = this.rounds.get(jobId);
+    if (live?.ending) {
+      // Between two rounds: once the step is stored no next round starts (or, if one just
+      // did, it is cancelled below).
+      live.cancel = true;
+      await live.ending;
+      await this.cancelJob(jobId);
+      return true;
+    }
+    const id = live?.schedulerId ?? jobId;
+    if (this.scheduler.jobState(id) !== "running") return false;
+    this.revoke(this.scheduler.cancelJob(id), "job cancelled");
+    await this.finish(id, "cancelled");
     return true;
   }
 
+  /** A job's progress (an iterative job's: its current round's). */
   progress(jobId: string) {
+    jobId = this.rounds.get(jobId)?.schedulerId ?? jobId;
     const p = this.scheduler.progress(jobId);
     const meta = this.jobs.get(jobId);
     if (!p || !meta) return undefined;
@@ -240,6 +284,8 @@ export class Coordinator extends EventEmitter {
     }, HELLO_TIMEOUT_MS);
 
     ws.on("message", (data, isBinary) => {
+      // Shutting down: the commit queue is closed; what was not acknowledged is computed again.
+      if (this.closed) return;
       const reject = (code: string, message: string) => {
         this.observer.messageRejected();
         send(ws, { type: "error", code, message });
@@ -273,6 +319,10 @@ export class Coordinator extends EventEmitter {
         conn.threads = msg.threads;
         this.scheduler.setWindow(conn.key, windowFor(msg.threads));
         this.dispatch(conn);
+      } else if (msg.type === "load") {
+        this.interactive.report(conn.key, msg);
+      } else if (msg.type === "interactive-result") {
+        this.interactive.answer(conn.key, msg);
       } else {
         this.results(conn, msg.results);
       }
@@ -318,6 +368,7 @@ export class Coordinator extends EventEmitter {
 
   private drop(conn: VolunteerConn) {
     if (!this.conns.delete(conn.key)) return;
+    this.interactive.forget(conn.key);
     const requeued = this.scheduler.removeVolunteer(conn.key, this.now());
     this.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
     this.emit("volunteers");
@@ -339,7 +390,7 @@ export class Coordinator extends EventEmitter {
       const meta = this.jobs.get(task.jobId)!;
       let error = "error" in r ? r.error : undefined;
       if (error === undefined) {
-        const out = getKernel(meta.kernel)?.output.safeParse((r as { output: unknown }).output);
+        const out = meta.output?.safeParse((r as { output: unknown }).output);
         if (out && !out.success) error = `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}`;
       }
       if (error !== undefined) {
@@ -359,7 +410,7 @@ export class Coordinator extends EventEmitter {
       }
       // The raw result first: a restart must find it even if its unit is not decided yet.
       const commit = this.writer.enqueue({
-        type: "result", taskId: r.taskId, jobId: task.jobId, unitId: task.unitId, host: conn.volunteerId,
+        type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,
         account: conn.accountId, output, digest, turnaroundMs,
       });
       recorded.push({ taskId: r.taskId, commit });
@@ -380,7 +431,8 @@ export class Coordinator extends EventEmitter {
   private errored(outcome: ReturnType<Scheduler["failTask"]>, error: string) {
     if (outcome.kind !== "error-recorded") return;
     const o = outcome as ErrorOutcome;
-    void this.writer.enqueue({ type: "error", taskId: o.taskId, jobId: o.jobId, unitId: o.unitId, host: o.host, account: o.account, error });
+    const jobId = this.jobs.get(o.jobId)?.jobId ?? o.jobId;
+    void this.writer.enqueue({ type: "error", taskId: o.taskId, jobId, unitId: o.unitId, host: o.host, account: o.account, error });
     void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(o.host), o.account]) });
     if (o.jobFailed) {
       this.revoke(o.dropped, "job failed");
@@ -388,7 +440,7 @@ export class Coordinator extends EventEmitter {
     } else if (o.requeued) {
       this.dispatchAll();
     }
-    this.emit("job", o.jobId);
+    this.emit("job", jobId);
   }
 
   /** A unit was decided: persist the verdicts and payouts, tell the volunteers, move on. */
@@ -406,7 +458,7 @@ export class Coordinator extends EventEmitter {
     const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: r.volunteer }));
     const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
     this.observer.validated(valid.length, invalid.length);
-    const commit = this.writer.enqueue({ type: "validated", jobId: o.jobId, unitId: o.unitId, canonical: o.canonical, valid, invalid });
+    const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonical: o.canonical, valid, invalid });
     void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
     commit.then(() => {
@@ -418,7 +470,7 @@ export class Coordinator extends EventEmitter {
         this.log(`banned ${id}: ${ban?.reason}`);
         if (ban) this.kick(id, ban.until, ban.reason);
       }
-      this.emit("job", o.jobId);
+      this.emit("job", meta.jobId);
     });
     if (o.jobDone) void this.finish(o.jobId, "completed");
     if (o.revoked.length) this.dispatchAll();
@@ -439,12 +491,57 @@ export class Coordinator extends EventEmitter {
   }
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
-    await this.writer.enqueue({ type: "finish", jobId, state, error });
+    const meta = this.jobs.get(jobId);
+    if (meta?.round) {
+      const live = this.rounds.get(meta.jobId)!;
+      return (live.ending ??= this.endRound(jobId, meta, live, state, error));
+    }
+    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
+    if (state === "completed") {
+      // Merge outside the commit queue's transaction (a program's reduce may take seconds),
+      // once every validated output of the job is committed.
+      await this.writer.drain();
+      const merged = await mergeJobResult(this.opts, jobId);
+      end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
+      state = end.state;
+    }
+    await this.writer.enqueue(end);
     this.observer.jobFinished(state);
     this.scheduler.removeJob(jobId);
     this.jobs.delete(jobId);
     this.log(`job ${jobId} ${state}`);
     this.emit("job", jobId);
+  }
+
+  /**
+   * A round of an iterative job ended. Completed: once its outputs are committed, the
+   * kernel's step runs and the next round starts, or the job ends with its result.
+   * Otherwise (failed, cancelled) the whole job ends so.
+   */
+  private async endRound(id: string, meta: JobMeta, live: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
+    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
+    if (state === "completed") {
+      await this.writer.drain();
+      const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => ({ kind: "failed" as const, error: e.message }));
+      // Shutting down: the next start resumes from what the step stored.
+      if (this.closed) return;
+      if (outcome.kind === "next" && !live.cancel) {
+        this.scheduler.removeJob(id);
+        this.jobs.delete(id);
+        const units = outcome.units;
+        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round);
+        return;
+      }
+      if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
+      else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
+    }
+    await this.writer.enqueue(end);
+    this.observer.jobFinished(end.state);
+    this.scheduler.removeJob(id);
+    this.jobs.delete(id);
+    this.rounds.delete(meta.jobId);
+    this.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
+    this.emit("job", meta.jobId);
   }
 
   // ---- dispatch and leases ----------------------------------------------------------
@@ -499,6 +596,7 @@ export class Coordinator extends EventEmitter {
   /** Commits what is queued and stops; sockets are closed by the HTTP server. */
   async close() {
     this.closed = true;
+    this.interactive.close();
     clearTimeout(this.leaseTimer);
     await this.writer.close();
   }

@@ -177,7 +177,7 @@ describe("tRPC over HTTP rejects bad submissions with readable errors", () => {
     const before = await count();
 
     const cases: Array<[unknown, RegExp]> = [
-      [{ kernel: "nope", chunks: 2 }, /^Unknown kernel "nope"\. Available: pi, mandelbrot, primes\.$/],
+      [{ kernel: "nope", chunks: 2 }, /^Unknown kernel "nope"\. Available: pi, mandelbrot, primes, kmeans\.$/],
       [{ kernel: "constructor", chunks: 2 }, /^Unknown kernel "constructor"/],
       [{ kernel: "pi", chunks: 0 }, /^chunks: A job needs at least 1 chunk\.$/],
       [{ kernel: "pi", chunks: -5 }, /^chunks: A job needs at least 1 chunk\.$/],
@@ -251,7 +251,7 @@ describe("the CLI and accounts reject bad input", () => {
     ]);
     expect(unknown.code).toBe(1);
     expect(unknown.stdout).toBe("");
-    expect(unknown.stderr.trim()).toBe('tabgrid submit: Unknown kernel "nope". Available: pi, mandelbrot, primes.');
+    expect(unknown.stderr.trim()).toBe('tabgrid submit: Unknown kernel "nope". Available: pi, mandelbrot, primes, kmeans.');
     expect(notANumber.code).toBe(2);
     expect(notANumber.stderr.trim()).toBe('tabgrid submit: --chunks must be a whole number (got "abc")');
     expect(badParams.code).toBe(2);

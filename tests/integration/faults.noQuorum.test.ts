@@ -49,7 +49,7 @@ describe("a unit that cannot reach its quorum", () => {
     expect(idx).toBeLessThan(CHUNKS);
 
     // That unit got three results from three hosts and accounts, three different answers; none counts.
-    const unit = await db.workUnit.findUniqueOrThrow({ where: { jobId_idx: { jobId: id, idx } }, select: { id: true, done: true, output: true } });
+    const unit = await db.workUnit.findUniqueOrThrow({ where: { jobId_round_idx: { jobId: id, round: 0, idx } }, select: { id: true, done: true, output: true } });
     expect(unit).toMatchObject({ done: false, output: null });
     const rows = await db.result.findMany({ where: { unitId: unit.id }, select: { volunteerId: true, accountId: true, digest: true, state: true, paid: true } });
     expect(rows).toHaveLength(3);

@@ -41,7 +41,7 @@ function pixels(data: string): Uint16Array {
 
 describe("kernel registry", () => {
   it("finds built-in kernels by name and nothing else", () => {
-    expect(Object.keys(kernels).sort()).toEqual(["mandelbrot", "pi", "primes"]);
+    expect(Object.keys(kernels).sort()).toEqual(["kmeans", "mandelbrot", "pi", "primes"]);
     expect(getKernel("pi")).toBe(pi);
     expect(getKernel("constructor")).toBeUndefined();
     expect(() => runTask({ kernel: "nope", params: {}, input: {} })).toThrow(/Unknown kernel "nope"/);

@@ -1,5 +1,7 @@
 import type { WorkerPool, WorkerInfo } from "../runtime/pool";
+import type { TaskRun } from "../runtime/runTask";
 import { PROTOCOL_VERSION, type ServerMessage, type TaskResult, type WireTask } from "../protocol/messages";
+import { answerInteractive, appendLog, LoadReporter, type InteractiveLogEntry } from "../interactive/volunteer";
 
 /** The bits of the WebSocket API both the browser's WebSocket and Node's `ws` provide. */
 export interface SocketLike {
@@ -23,7 +25,11 @@ export interface VolunteerClientOptions {
   createPool(threads: number): WorkerPool;
   /** Reconnect after a dropped connection (not after stop()). */
   reconnect?: boolean;
+  /** Fetches what a task needs (program code, input blobs) before it runs; default: run as sent. */
+  prepare?: (task: WireTask) => Promise<TaskRun & { timeoutMs?: number }>;
   log?: (msg: string) => void;
+  /** Machine-wide CPU load 0..1 (Node: load average per core); the busy share of workers if higher, or alone. */
+  systemLoad?: () => number;
 }
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "stopped";
@@ -42,6 +48,8 @@ export interface VolunteerSnapshot {
   currentJobs: string[];
   workers: WorkerInfo[];
   lastError?: string;
+  /** Interactive tasks answered (newest last, at most INTERACTIVE_LOG_LIMIT). */
+  interactiveLog: InteractiveLogEntry[];
 }
 
 /**
@@ -62,8 +70,12 @@ export class VolunteerClient {
   private retry = 0;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
   private snap: VolunteerSnapshot = {
-    connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, currentJobs: [], workers: [],
+    connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, currentJobs: [], workers: [], interactiveLog: [],
   };
+  private readonly loads = new LoadReporter({
+    measure: () => this.measureLoad(),
+    send: (m) => this.ws?.readyState === 1 && this.ws.send(JSON.stringify(m)),
+  });
 
   constructor(private readonly opts: VolunteerClientOptions) {
     this.threads = opts.threads;
@@ -83,7 +95,10 @@ export class VolunteerClient {
     this.stopped = false;
     this.pool = this.opts.createPool(this.threads);
     if (this.paused) this.pool.pause();
-    this.pool.onChange(() => this.update({}));
+    this.pool.onChange(() => {
+      this.update({});
+      this.loads.changed();
+    });
     this.snap = { ...this.snap, tasksDone: 0, validated: 0, invalid: 0, earned: 0, lastError: undefined };
     this.open();
   }
@@ -91,6 +106,7 @@ export class VolunteerClient {
   /** Stops at once: workers are terminated mid-task and the socket closes (leases return to the queue). */
   stop() {
     this.stopped = true;
+    this.loads.stop();
     this.outbox = [];
     this.running.clear();
     this.pool?.terminate();
@@ -147,6 +163,7 @@ export class VolunteerClient {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
+      this.loads.stop();
       // Whatever runs now was leased on that socket; the server has already re-queued it,
       // and finish() drops results of tasks no longer in `running`.
       this.running.clear();
@@ -173,7 +190,16 @@ export class VolunteerClient {
         this.retry = 0;
         this.opts.log?.(`connected as ${msg.volunteerId} (${msg.signedIn ? "signed in" : "anonymous"}), window ${msg.window}`);
         this.update({ connection: "connected", account: msg.account, signedIn: msg.signedIn, lastError: undefined });
+        this.loads.start();
         break;
+      case "interactive": {
+        // Trivial, trusted code: answered here and now, never queued behind the pool's tasks.
+        const { reply, entry } = answerInteractive(msg);
+        if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(reply));
+        this.opts.log?.(entry.line);
+        this.update({ interactiveLog: appendLog(this.snap.interactiveLog, entry) });
+        break;
+      }
       case "tasks":
         for (const t of msg.tasks) this.runTask(t);
         this.update({ currentJobs: [...new Set(this.running.values())] });
@@ -202,7 +228,8 @@ export class VolunteerClient {
     const pool = this.pool;
     if (!pool) return;
     this.running.set(t.taskId, t.jobId);
-    pool.run({ kernel: t.kernel, params: t.params, input: t.input }, `${t.kernel} · ${t.jobId.slice(0, 8)}`).then(
+    const prepared = this.opts.prepare ? this.opts.prepare(t) : Promise.resolve({ kernel: t.kernel, params: t.params, input: t.input });
+    prepared.then(({ timeoutMs, ...run }: TaskRun & { timeoutMs?: number }) => pool.run(run, `${t.kernel} · ${t.jobId.slice(0, 8)}`, { timeoutMs })).then(
       (r) => this.finish(t.taskId, { taskId: t.taskId, output: r.output, ms: r.ms }),
       (e: Error) => {
         if (e?.name === "AbortError") return;
@@ -229,6 +256,12 @@ export class VolunteerClient {
     if (!this.outbox.length || this.ws?.readyState !== 1) return;
     this.ws.send(JSON.stringify({ type: "results", results: this.outbox }));
     this.outbox = [];
+  }
+
+  private measureLoad() {
+    const workers = this.pool?.states() ?? [];
+    const busy = workers.length ? workers.filter((w) => w.state === "busy").length / workers.length : 0;
+    return { cpu: Math.max(busy, this.opts.systemLoad?.() ?? 0), inFlight: this.running.size };
   }
 
   private update(patch: Partial<VolunteerSnapshot>) {

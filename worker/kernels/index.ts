@@ -1,3 +1,4 @@
+import { kmeans } from "./kmeans";
 import { mandelbrot } from "./mandelbrot";
 import { pi } from "./pi";
 import { primes } from "./primes";
@@ -9,6 +10,7 @@ export const kernels: Record<string, Kernel> = {
   [pi.name]: pi,
   [mandelbrot.name]: mandelbrot,
   [primes.name]: primes,
+  [kmeans.name]: kmeans,
 };
 
 export function getKernel(name: string): Kernel | undefined {

@@ -39,11 +39,31 @@ export const resultsSchema = z.object({
   results: z.array(taskResultSchema).min(1).max(10000),
 });
 
-export const clientMessageSchema = z.discriminatedUnion("type", [helloSchema, capacitySchema, resultsSchema]);
+/** How busy the volunteer is (every second or two, and on big changes): routes interactive tasks. */
+export const loadSchema = z.object({
+  type: z.literal("load"),
+  /** Share of the CPU in use, 0..1 (browser: busy workers; node: load average per core, or busy share). */
+  cpu: z.number().min(0).max(1),
+  /** Tasks the volunteer holds (running or waiting). */
+  inFlight: z.number().int().min(0).max(100_000),
+});
+
+/** The answer to an "interactive" message: a value (with the operations run) or an error. */
+export const interactiveResultSchema = z.object({
+  type: z.literal("interactive-result"),
+  id,
+  value: z.unknown().optional(),
+  ops: z.array(z.string().max(500)).max(2000).optional(),
+  error: z.string().max(2000).optional(),
+});
+
+export const clientMessageSchema = z.discriminatedUnion("type", [helloSchema, capacitySchema, resultsSchema, loadSchema, interactiveResultSchema]);
 
 export type Hello = z.infer<typeof helloSchema>;
 export type TaskResult = z.infer<typeof taskResultSchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
+export type LoadReport = z.infer<typeof loadSchema>;
+export type InteractiveResult = z.infer<typeof interactiveResultSchema>;
 
 // ---- server → volunteer -------------------------------------------------------------
 
@@ -65,7 +85,9 @@ export type ServerMessage =
   | { type: "credit"; valid: string[]; invalid: string[]; credits: number }
   /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
   | { type: "revoke"; taskIds: string[]; reason: string }
-  | { type: "error"; code: string; message: string };
+  | { type: "error"; code: string; message: string }
+  /** A small task to answer at once, outside the task window (reply: "interactive-result"). */
+  | { type: "interactive"; id: string; kernel: "calc"; input: unknown };
 
 /** Parses one frame, returning a readable reason instead of throwing. */
 export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage } | { ok: false; error: string } {

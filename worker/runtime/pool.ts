@@ -2,7 +2,8 @@ import type { TaskResult, TaskRun } from "./runTask";
 
 /** One worker as the pool sees it; the browser wraps a Web Worker, Node a worker thread. */
 export interface PoolWorker {
-  api: { run(t: TaskRun): Promise<TaskResult> };
+  /** `onProgress` (optional) receives the task's own progress reports, 0..1. */
+  api: { run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> };
   terminate(): void;
 }
 export type WorkerFactory = () => PoolWorker;
@@ -11,6 +12,15 @@ export interface PoolOptions {
   threads: number;
   /** Share of time each worker spends computing, 0.05..1 (default 1: never rests). */
   throttle?: number;
+}
+
+export interface RunOptions {
+  /**
+   * Wall-clock limit for this task, counted from when a worker starts it (not while it
+   * queues). On expiry the worker is terminated (whatever it is doing, infinite loops
+   * included) and replaced, and the task rejects with "time limit of N s exceeded".
+   */
+  timeoutMs?: number;
 }
 
 export type WorkerState = "idle" | "busy" | "resting" | "paused";
@@ -22,11 +32,14 @@ export interface WorkerInfo {
   task?: string;
   /** Tasks this slot completed successfully. */
   done: number;
+  /** The running task's last progress report (0..1), if it sent any. */
+  progress?: number;
 }
 
 interface Job {
   task: TaskRun;
   label: string;
+  timeoutMs?: number;
   resolve(r: TaskResult): void;
   reject(e: unknown): void;
 }
@@ -40,6 +53,9 @@ interface Slot {
   /** Leaves the pool when its running task ends (setThreads shrank the pool). */
   retiring: boolean;
   timer?: ReturnType<typeof setTimeout>;
+  /** Fires when the running task's time limit passes. */
+  deadline?: ReturnType<typeof setTimeout>;
+  progress?: number;
   restStart: number;
   lastMs: number;
 }
@@ -54,6 +70,14 @@ function clampThrottle(x: number): number {
 function abortError(): Error {
   const e = new Error("Worker pool terminated");
   e.name = "AbortError";
+  return e;
+}
+
+/** "time limit of 30 s exceeded" (0.25 s, 1.5 s: as many decimals as the limit has, up to 3). */
+export function timeLimitError(timeoutMs: number): Error {
+  const s = Number((timeoutMs / 1000).toFixed(3));
+  const e = new Error(`time limit of ${s} s exceeded`);
+  e.name = "TimeLimitError";
   return e;
 }
 
@@ -97,10 +121,14 @@ export class WorkerPool {
     return this.queue.length;
   }
 
-  run(task: TaskRun, label: string = task.kernel): Promise<TaskResult> {
+  run(task: TaskRun, label: string = task.kernel, opts: RunOptions = {}): Promise<TaskResult> {
     if (this.terminated) return Promise.reject(abortError());
+    const timeoutMs = opts.timeoutMs;
+    if (timeoutMs !== undefined && !(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+      return Promise.reject(new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`));
+    }
     return new Promise<TaskResult>((resolve, reject) => {
-      this.queue.push({ task, label, resolve, reject });
+      this.queue.push({ task, label, timeoutMs, resolve, reject });
       this.pump();
     });
   }
@@ -182,6 +210,7 @@ export class WorkerPool {
     this.queue = [];
     for (const s of slots) {
       clearTimeout(s.timer);
+      clearTimeout(s.deadline);
       this.stopWorker(s.worker);
       s.job?.reject(abortError());
       s.job = undefined;
@@ -195,6 +224,7 @@ export class WorkerPool {
       id: s.id,
       state: s.state === "idle" && this.isPaused ? "paused" : s.state,
       ...(s.job ? { task: s.job.label } : {}),
+      ...(s.job && s.progress !== undefined ? { progress: s.progress } : {}),
       done: s.done,
     }));
   }
@@ -223,11 +253,21 @@ export class WorkerPool {
   private start(slot: Slot, job: Job): void {
     slot.state = "busy";
     slot.job = job;
+    slot.progress = undefined;
     const worker = slot.worker;
     const t0 = performance.now();
+    if (job.timeoutMs !== undefined) {
+      // finish() replaces the worker of a failed task, which is what stops the runaway one.
+      slot.deadline = setTimeout(() => this.finish(slot, worker, job, job.timeoutMs!, { error: timeLimitError(job.timeoutMs!) }), job.timeoutMs);
+    }
+    const onProgress = (fraction: number) => {
+      if (slot.job !== job || slot.worker !== worker || !Number.isFinite(fraction)) return;
+      slot.progress = Math.min(1, Math.max(0, fraction));
+      this.emit();
+    };
     let result: Promise<TaskResult>;
     try {
-      result = worker.api.run(job.task);
+      result = worker.api.run(job.task, onProgress);
     } catch (e) {
       result = Promise.reject(e);
     }
@@ -248,6 +288,9 @@ export class WorkerPool {
     // After terminate() the job was already rejected and the slot is gone.
     if (this.terminated || slot.job !== job || slot.worker !== worker) return;
     slot.job = undefined;
+    slot.progress = undefined;
+    clearTimeout(slot.deadline);
+    slot.deadline = undefined;
     if (failure) job.reject(failure.error);
     else {
       slot.done++;
@@ -299,6 +342,7 @@ export class WorkerPool {
 
   private remove(slot: Slot): void {
     clearTimeout(slot.timer);
+    clearTimeout(slot.deadline);
     this.slots = this.slots.filter((s) => s !== slot);
     this.stopWorker(slot.worker);
   }

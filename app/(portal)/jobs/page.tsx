@@ -1,6 +1,8 @@
 "use client";
 import { SubmitForm } from "./SubmitForm";
 import { JobList } from "./JobList";
+import { ProgramForm } from "./ProgramForm";
+import { CalcBox } from "./CalcBox";
 import { useRequireSignIn } from "../../_components/useRequireSignIn";
 
 export default function JobsPage() {
@@ -8,7 +10,11 @@ export default function JobsPage() {
   if (!ready) return null;
   return (
     <div className="two-col">
-      <SubmitForm />
+      <div className="stack">
+        <SubmitForm />
+        <ProgramForm />
+        <CalcBox />
+      </div>
       <JobList />
     </div>
   );

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
-import { cancelJob, getJob, jobResultJson, listJobs } from "../../services/jobs/queries";
+import { cancelJob, getJob, jobResultJson, listJobs, unitOutputs } from "../../services/jobs/queries";
 import { changes } from "../changes";
 
 interface ParamsSchema {
@@ -29,6 +29,7 @@ export const jobsRouter = router({
     const json = await jobResultJson(ctx.deps, ctx.user, input.id);
     return json === null ? null : (JSON.parse(json) as unknown);
   }),
+  unitOutputs: protectedProcedure.input(jobId).query(({ ctx, input }) => unitOutputs(ctx.deps, ctx.user, input.id)),
   cancel: protectedProcedure.input(jobId).mutation(({ ctx, input }) => cancelJob(ctx.deps, ctx.user, input.id)),
   /** Live job snapshots until the job ends; the first one is sent at once. */
   watch: protectedProcedure.input(jobId).subscription(async function* ({ ctx, input, signal }) {

@@ -1,5 +1,3 @@
-import { getKernel } from "../../../worker/kernels";
-import type { BlobStore } from "../../store/blobs";
 import type { Db } from "../../store/prisma";
 import { postTransaction, balanceOf, type Tx } from "../credits/ledger";
 import { escrowAccount, userAccount } from "../credits/accounts";
@@ -33,10 +31,8 @@ export type PersistOp =
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
   | { type: "validated"; jobId: string; unitId: string; canonical: unknown; valid: ResultRef[]; invalid: ResultRef[] }
   | { type: "reliability"; rows: ReliabilityRow[] }
-  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string };
-
-/** Results above this size go to the blob store instead of the job row. */
-const INLINE_RESULT_BYTES = 64 * 1024;
+  /** A job ended; a completed one carries its merged result (computed before the commit). */
+  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null };
 
 /**
  * Writes one group-commit batch in a single transaction, in order: received results,
@@ -45,7 +41,7 @@ const INLINE_RESULT_BYTES = 64 * 1024;
  * changes (a unit already done, a result already decided), so replaying a batch after a
  * crash never pays twice.
  */
-export async function persistBatch(db: Db, blobs: BlobStore, ops: PersistOp[]): Promise<void> {
+export async function persistBatch(db: Db, ops: PersistOp[]): Promise<void> {
   await db.$transaction(async (tx) => {
     const now = new Date();
     const payouts = new Map<string, Array<{ accountId: string; amount: number }>>();
@@ -121,30 +117,14 @@ export async function persistBatch(db: Db, blobs: BlobStore, ops: PersistOp[]): 
     for (const row of reliability.values()) {
       await tx.reliability.upsert({ where: { id: row.id }, create: row, update: row, select: { id: true } });
     }
-    for (const end of finished) await finishJob(tx, blobs, end.jobId, end);
+    for (const end of finished) await finishJob(tx, end.jobId, end);
   }, { timeout: 60_000 });
 }
 
-async function finishJob(tx: Tx, blobs: BlobStore, jobId: string, end: { state: string; error?: string }) {
-  const job = await tx.job.findUnique({ where: { id: jobId }, select: { ownerId: true, kernel: true, params: true, state: true } });
+async function finishJob(tx: Tx, jobId: string, end: Extract<PersistOp, { type: "finish" }>) {
+  const job = await tx.job.findUnique({ where: { id: jobId }, select: { ownerId: true, state: true } });
   if (!job || job.state !== "running") return;
-  let result: string | undefined;
-  let resultBlob: string | undefined;
-  let state = end.state;
-  let error = end.error;
-  if (state === "completed") {
-    try {
-      const units = await tx.workUnit.findMany({ where: { jobId }, select: { output: true, done: true }, orderBy: { idx: "asc" } });
-      if (units.some((u) => !u.done)) throw new Error("job ended before every unit had a validated result");
-      const kernel = getKernel(job.kernel)!;
-      const json = JSON.stringify(kernel.reduce(JSON.parse(job.params), units.map((u) => JSON.parse(u.output!))));
-      if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) resultBlob = await blobs.put(json);
-      else result = json;
-    } catch (e) {
-      state = "failed";
-      error = `Could not merge the results: ${(e as Error).message}`;
-    }
-  }
+  const { state, error, result = null, resultBlob = null } = end;
   // Results still waiting for a quorum will never be paid: they are settled as unneeded.
   await tx.result.updateMany({ where: { jobId, state: "pending" }, data: { state: "unneeded", decidedAt: new Date() } });
   const left = await balanceOf(tx, escrowAccount(jobId));

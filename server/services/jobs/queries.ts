@@ -1,5 +1,6 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
+import { jobRounds, maxRoundsOf } from "./rounds";
 
 export interface Viewer {
   id: string;
@@ -23,14 +24,17 @@ async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const job = await ownedJob(deps, viewer, jobId);
   const live = deps.coordinator.progress(jobId);
-  const progress = live ?? {
-    total: job.chunks, done: job.unitsDone, queued: 0, running: 0, throughput: 0, etaSeconds: job.state === "running" ? null : 0,
-  };
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
-  const [states, base] = await Promise.all([
+  const [states, base, rounds] = await Promise.all([
     deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
     deps.db.workUnit.aggregate({ where: { jobId, done: true }, _sum: { pay: true } }),
+    jobRounds(deps.db, jobId),
   ]);
+  // An iterative job's progress is its current round's: every round before it is done.
+  const progress = live ?? {
+    total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, rounds.length - 1), queued: 0, running: 0, throughput: 0,
+    etaSeconds: job.state === "running" ? null : 0,
+  };
   const count = (state: string) => states.find((s) => s.state === state)?._count._all ?? 0;
   const { replicas, quorum, maxReplicas, adaptive, tolerance, ...rest } = job;
   const baseCost = base._sum.pay ?? 0;
@@ -44,6 +48,10 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
     params: JSON.parse(job.params) as Record<string, unknown>,
+    /** Iterative jobs: the current (or last) round, the most rounds, and each round so far. */
+    round: rounds.at(-1)?.round ?? null,
+    maxRounds: maxRoundsOf(job.kernel, job.params),
+    rounds,
     progress: { total: progress.total, done: progress.done, queued: progress.queued, running: progress.running, throughput: progress.throughput, etaSeconds: progress.etaSeconds },
     durationMs,
   };
@@ -52,11 +60,15 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: number }) {
   const jobs = await deps.db.job.findMany({
     where: { ownerId: viewer.id },
-    select: jobColumns,
+    select: { ...jobColumns, _count: { select: { rounds: true } } },
     orderBy: { createdAt: "desc" },
     take: opts.limit,
   });
-  return jobs.map(({ tolerance: _t, ...j }) => ({ ...j, params: JSON.parse(j.params) as Record<string, unknown>, done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone }));
+  // An iterative job counts its current round's units (the rounds before it are all done).
+  return jobs.map(({ tolerance: _t, _count, ...j }) => ({
+    ...j, params: JSON.parse(j.params) as Record<string, unknown>,
+    done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
+  }));
 }
 
 /** The merged result as JSON text, or null while the job has none. */
@@ -73,4 +85,11 @@ export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
   await deps.coordinator.cancelJob(jobId);
   return getJob(deps, viewer, jobId);
+}
+
+/** Each validated unit's output, in unit order (units still running are left out). */
+export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) {
+  await ownedJob(deps, viewer, jobId);
+  const units = await deps.db.workUnit.findMany({ where: { jobId, done: true }, select: { idx: true, round: true, output: true }, orderBy: [{ round: "asc" }, { idx: "asc" }] });
+  return units.map((u) => ({ index: u.idx, ...(u.round ? { round: u.round } : {}), output: JSON.parse(u.output!) as unknown }));
 }

@@ -6,6 +6,9 @@ import { InsufficientCredits, postTransaction } from "../credits/ledger";
 import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 import type { AppDeps } from "../deps";
+import { programInputSchema, splitProgramInput } from "../programs/split";
+import { getProgram } from "../programs/programs";
+import { firstRound, roundUnitId, startRound } from "./rounds";
 
 export const replicationSchema = z
   .object({
@@ -28,25 +31,46 @@ export const replicationSchema = z
   .refine((r) => r.replicas <= r.maxReplicas, { message: "maxReplicas must be at least the number of replicas." });
 
 export const submitInputSchema = z.object({
+  /** A built-in kernel, or "program" for an uploaded program. */
   kernel: z.string().min(1).max(64),
   params: z.record(z.string(), z.unknown()).default({}),
-  chunks: z.number().int("The chunk count must be a whole number.").min(1, "A job needs at least 1 chunk."),
+  /** Units to cut the work into (for a program's JSON or block input the input decides). */
+  chunks: z.number().int("The chunk count must be a whole number.").min(1, "A job needs at least 1 chunk.").optional(),
   replication: replicationSchema.prefault({}),
+  /** For kernel "program": the uploaded program's sha256, its input and how outputs merge. */
+  program: z.string().regex(/^[0-9a-f]{64}$/, "A program is named by its sha256 (64 hex digits).").optional(),
+  input: programInputSchema.optional(),
+  merge: z.enum(["concat", "reduce"]).default("concat"),
+  /** Wall-clock limit per task; a task that runs longer fails (and is retried elsewhere). */
+  timeLimitSeconds: z.number().positive().max(3600).optional(),
+  /** The consumer's estimate of one unit's CPU time, for pricing a program's units. */
+  cpuSecondsPerUnit: z.number().positive().max(3600).default(1),
 });
 export type SubmitInput = z.infer<typeof submitInputSchema>;
 
 interface Plan {
-  kernel: Kernel;
+  kernel: Pick<Kernel, "name">;
   replication: SubmitInput["replication"];
   params: Record<string, unknown>;
   units: Array<{ input: unknown; work: number; pay: number }>;
   /** Millicredits per reference CPU-second. */
   price: number;
   estimate: number;
+  /** An iterative kernel's job: its first round's state, and the most rounds the escrow covers. */
+  rounds?: { state: unknown; maxRounds: number };
 }
 
-/** Validates a submission and prices it, without side effects (the portal's estimate uses it too). */
+/** Prices units: each is paid on its estimated work, never on a volunteer's own timing. */
+function price(deps: Pick<AppDeps, "env">, units: Array<{ input: unknown; work: number }>, quorum: number) {
+  const perSecond = Math.round(deps.env.PRICE_PER_CPU_SECOND * MILLI);
+  const priced = units.map((u) => ({ ...u, pay: Math.max(1, Math.ceil((u.work * perSecond) / 1000)) }));
+  // The most a job can cost: every unit paid to a full quorum of volunteers.
+  return { units: priced, price: perSecond, estimate: priced.reduce((s, u) => s + u.pay, 0) * quorum };
+}
+
+/** Validates a built-in kernel submission and prices it, without side effects. */
 export function planJob(deps: Pick<AppDeps, "env">, input: SubmitInput): Plan {
+  if (input.kernel === "program") throw new UserError("BAD_REQUEST", "Program jobs are planned with planProgramJob.");
   const kernel = getKernel(input.kernel);
   if (!kernel) {
     throw new UserError("BAD_REQUEST", `Unknown kernel "${input.kernel}". Available: ${Object.keys(kernels).join(", ")}.`);
@@ -62,34 +86,79 @@ export function planJob(deps: Pick<AppDeps, "env">, input: SubmitInput): Plan {
     params.seed = crypto.randomInt(0, 2 ** 31);
   }
   const maxChunks = Math.min(deps.env.MAX_CHUNKS, kernel.maxChunks(params));
+  if (input.chunks === undefined) throw new UserError("BAD_REQUEST", "Give a chunk count.");
   if (input.chunks > maxChunks) {
     throw new UserError("BAD_REQUEST", `Too many chunks: ${input.chunks}. This ${kernel.name} job can be split into at most ${maxChunks}.`);
   }
-  const price = Math.round(deps.env.PRICE_PER_CPU_SECOND * MILLI);
-  const units = kernel.split(params, input.chunks).map((u) => ({
-    ...u,
-    // Paid per unit on the estimated work, not the volunteer's own (untrusted) timing.
-    pay: Math.max(1, Math.ceil((u.work * price) / 1000)),
-  }));
-  // The most a job can cost: every unit paid to a full quorum of volunteers.
-  const estimate = units.reduce((s, u) => s + u.pay, 0) * input.replication.quorum;
-  return { kernel, params, units, price, estimate, replication: input.replication };
+  const first = firstRound(kernel, params, input.chunks);
+  const priced = price(deps, first?.units ?? kernel.split(params, input.chunks), input.replication.quorum);
+  // An iterative job holds enough for every round it may run; what it does not use is refunded.
+  const rounds = first && { state: first.state, maxRounds: first.maxRounds };
+  return { kernel, params, ...priced, estimate: priced.estimate * (rounds?.maxRounds ?? 1), rounds, replication: input.replication };
 }
 
-export function estimateJob(deps: Pick<AppDeps, "env">, input: SubmitInput) {
-  const plan = planJob(deps, input);
-  const work = plan.units.reduce((s, u) => s + u.work, 0);
+/**
+ * Validates a program submission: the program exists, its input splits into units (file
+ * chunks are stored as blobs), and a reduce merge needs a program that exports reduce.
+ * The task parameters volunteers receive name the program by hash and carry the limits.
+ */
+export async function planProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput): Promise<Plan & { programHash: string }> {
+  if (!input.program || !input.input) throw new UserError("BAD_REQUEST", "A program job needs `program` (its sha256) and `input`.");
+  const program = await getProgram(deps, input.program);
+  if (input.merge === "reduce" && !program.hasReduce) {
+    throw new UserError("BAD_REQUEST", `Program ${program.name} exports no reduce: merge its outputs with "concat" instead.`);
+  }
+  const replication = { ...input.replication };
+  if (!replication.tolerance && program.comparator?.kind === "tolerance") {
+    replication.tolerance = { relative: program.comparator.relative ?? 0, absolute: program.comparator.absolute ?? 0 };
+  }
+  const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
+  const inputs = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
+  const params = {
+    program: { hash: program.hash, kind: program.kind, script: program.scriptHash },
+    params: input.params,
+    limits: { timeMs, memoryMb: deps.env.WASM_MEMORY_LIMIT_MB },
+  };
+  const work = input.cpuSecondsPerUnit * 1000;
   return {
-    kernel: plan.kernel.name, chunks: plan.units.length, cpuSeconds: work / 1000, price: plan.price, estimate: plan.estimate,
+    kernel: { name: "program" }, params, ...price(deps, inputs.map((i) => ({ input: i, work })), replication.quorum),
+    replication, programHash: program.hash,
+  };
+}
+
+export async function estimateJob(deps: AppDeps, input: SubmitInput) {
+  const plan = input.kernel === "program" ? await estimateProgramJob(deps, input) : planJob(deps, input);
+  const maxRounds = (plan as { rounds?: Plan["rounds"] }).rounds?.maxRounds;
+  const work = plan.units.reduce((s, u) => s + u.work, 0) * (maxRounds ?? 1);
+  return {
+    kernel: plan.kernel.name, chunks: plan.units.length, cpuSeconds: work / 1000, price: plan.price, estimate: plan.estimate, maxRounds,
     replicas: plan.replication.replicas, quorum: plan.replication.quorum,
   };
 }
 
+/** A program job's price without storing anything (chunk blobs are only cut at submit). */
+async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
+  const spec = input.input;
+  let n: number;
+  if (!spec) throw new UserError("BAD_REQUEST", "A program job needs an input.");
+  else if (spec.mode === "json") n = spec.items.length;
+  else if (spec.mode === "blocks") {
+    const file = await deps.db.dataFile.findUnique({ where: { hash: spec.data }, select: { size: true } });
+    if (!file) throw new UserError("NOT_FOUND", `No data file ${spec.data}: upload it first.`);
+    n = Math.ceil(file.size / spec.blockBytes);
+  } else if (input.chunks === undefined) throw new UserError("BAD_REQUEST", "Give a chunk count.");
+  else n = input.chunks;
+  const units = Array.from({ length: n }, () => ({ input: null, work: input.cpuSecondsPerUnit * 1000 }));
+  return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(deps, units, input.replication.quorum) };
+}
+
 export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
-  const plan = planJob(deps, input);
+  const plan = input.kernel === "program" ? await planProgramJob(deps, ownerId, input) : planJob(deps, input);
+  const programHash = "programHash" in plan ? (plan.programHash as string) : null;
   const id = `j${crypto.randomBytes(9).toString("base64url").replace(/[-_]/g, "x")}`;
   const leaseMs = Math.round(deps.env.LEASE_SECONDS * 1000);
-  const units = plan.units.map((u, idx) => ({ id: `${id}.${idx}`, idx, ...u }));
+  const round = plan.rounds ? 1 : 0;
+  const units = plan.units.map((u, idx) => ({ id: roundUnitId(id, round, idx), idx, ...u }));
   try {
     await deps.db.$transaction(async (tx) => {
       await tx.job.create({
@@ -98,12 +167,16 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
           price: plan.price, estimate: plan.estimate, leaseMs,
           replicas: plan.replication.replicas, quorum: plan.replication.quorum, maxReplicas: plan.replication.maxReplicas,
           adaptive: plan.replication.adaptive, tolerance: plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null,
+          ...(programHash
+            ? { programHash, inputMode: input.input!.mode, merge: input.merge, timeLimitMs: (plan.params as { limits: { timeMs: number } }).limits.timeMs }
+            : {}),
         },
         select: { id: true },
       });
       await tx.workUnit.createMany({
-        data: units.map((u) => ({ id: u.id, jobId: id, idx: u.idx, input: JSON.stringify(u.input), work: Math.round(u.work), pay: u.pay })),
+        data: units.map((u) => ({ id: u.id, jobId: id, idx: u.idx, round, input: JSON.stringify(u.input), work: Math.round(u.work), pay: u.pay })),
       });
+      if (plan.rounds) await startRound(tx, id, round, plan.rounds.state);
       await postTransaction(tx, "hold", [
         { accountId: userAccount(ownerId), amount: -plan.estimate },
         { accountId: escrowAccount(id), amount: plan.estimate },
@@ -119,7 +192,7 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
     id, kernel: plan.kernel.name, params: plan.params, leaseMs, maxErrors: 3,
     units: units.map((u) => ({ id: u.id, index: u.idx, input: u.input, work: u.work })),
     ...replicationSpec(plan.replication),
-  }, ownerId, new Map(units.map((u) => [u.id, u.pay])));
+  }, ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, round);
   return { id, estimate: plan.estimate, chunks: units.length };
 }
 

@@ -5,6 +5,7 @@ import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../../../_components/trpc";
 import { credits, duration, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
+import { RoundsCard } from "./RoundsCard";
 
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
@@ -64,11 +65,20 @@ export function JobView({ id }: { id: string }) {
         )}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>
+      {job.round !== null && (
+        <RoundsCard
+          rounds={job.rounds} maxRounds={job.maxRounds} running={job.state === "running"}
+          epsilon={typeof job.params.epsilon === "number" ? job.params.epsilon : undefined}
+        />
+      )}
       {job.state === "completed" && (
         <div className="card">
           <div className="row spread">
             <h2>Result</h2>
-            <a className="button" href={`/api/jobs/${id}/result.json`} download>Download JSON</a>
+            <div className="row">
+              <a className="button" href={`/api/jobs/${id}/units.json`} download>Per-unit outputs</a>
+              <a className="button" href={`/api/jobs/${id}/result.json`} download>Download JSON</a>
+            </div>
           </div>
           {!result.data ? (
             <p>Loading result…</p>

@@ -1,0 +1,21 @@
+import fs from "node:fs";
+import path from "node:path";
+import { UsageError } from "./args";
+
+/** POSTs a file to /api/programs or /api/data and returns the server's JSON answer. */
+export async function uploadFile(conn: { url: string; apiKey?: string }, kind: "programs" | "data", file: string): Promise<{ hash: string; name: string; size: number }> {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const res = await fetch(`${conn.url}/api/${kind}?name=${encodeURIComponent(path.basename(file))}`, {
+    method: "POST",
+    headers: { "content-type": "application/octet-stream", ...(conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {}) },
+    body: new Uint8Array(bytes),
+  });
+  const body = (await res.json().catch(() => ({}))) as { error?: string; hash: string; name: string; size: number };
+  if (!res.ok) throw new Error(body.error ?? `upload of ${file} failed with HTTP ${res.status}`);
+  return body;
+}

@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AppDeps } from "../services/deps";
+import { identify } from "../auth/session";
+import { UserError } from "../services/errors";
+import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
+import { BodyTooLarge, readBody } from "./body";
+
+function reply(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * POST /api/programs?name=… and POST /api/data?name=… (raw bytes in the body, signed in or
+ * with an API key): programs and data files are stored content-addressed. GET
+ * /api/blobs/<sha256> serves stored bytes to volunteers: a hash is a capability, and
+ * anything a task needs is by nature shown to the volunteer computing it.
+ */
+export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+  const path = url.pathname;
+  if (req.method === "GET" && path.startsWith("/api/blobs/")) {
+    const hash = path.slice("/api/blobs/".length);
+    if (!isSha256(hash)) return reply(res, 400, { error: "Blobs are named by their sha256 (64 hex digits)." }), true;
+    let bytes: Buffer;
+    try {
+      bytes = await deps.blobs.get(hash);
+    } catch {
+      return reply(res, 404, { error: `No blob ${hash}.` }), true;
+    }
+    res.writeHead(200, {
+      "content-type": "application/octet-stream",
+      "content-length": bytes.length,
+      // Content-addressed: the bytes behind a hash never change.
+      "cache-control": "public, max-age=31536000, immutable",
+      "x-content-type-options": "nosniff",
+    });
+    res.end(bytes);
+    return true;
+  }
+  if (req.method !== "POST" || (path !== "/api/programs" && path !== "/api/data")) return false;
+  const who = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
+  if (!who.user) return reply(res, 401, { error: who.error ?? "Sign in (or pass an API key) to upload." }), true;
+  const limit = path === "/api/programs" ? deps.env.MAX_PROGRAM_BYTES : deps.env.MAX_DATA_BYTES;
+  try {
+    const bytes = await readBody(req, limit);
+    if (bytes.length === 0) return reply(res, 400, { error: "The upload is empty." }), true;
+    const upload = { name: url.searchParams.get("name") ?? "", bytes };
+    const body = path === "/api/programs" ? await createProgram(deps, who.user.id, upload) : await createDataFile(deps, who.user.id, upload);
+    reply(res, 201, body);
+  } catch (e) {
+    if (e instanceof BodyTooLarge) reply(res, 413, { error: e.message });
+    else if (e instanceof UserError) reply(res, e.code === "NOT_FOUND" ? 404 : 400, { error: e.message });
+    else throw e;
+  }
+  return true;
+}

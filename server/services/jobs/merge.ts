@@ -1,0 +1,51 @@
+import { getKernel } from "../../../worker/kernels";
+import { reduceOutputs } from "../../../worker/sandbox/reduceOnServer";
+import type { BlobStore } from "../../store/blobs";
+import type { Db } from "../../store/prisma";
+
+/** Results above this size go to the blob store instead of the job row. */
+const INLINE_RESULT_BYTES = 64 * 1024;
+
+export type Merged = { result: string | null; resultBlob: string | null } | { error: string };
+
+/**
+ * The job's merged result from its validated unit outputs, in unit order: a built-in
+ * kernel's reduce; for a program, the outputs concatenated (a JSON array, or the bytes of a
+ * WASM program's outputs end to end) or merged by the program's own reduce, which runs
+ * sandboxed (QuickJS for JS, a time-limited thread for WASM): never as plain server code.
+ */
+export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: string): Promise<Merged> {
+  const job = await deps.db.job.findUniqueOrThrow({
+    where: { id: jobId },
+    select: { kernel: true, params: true, merge: true, timeLimitMs: true, program: { select: { kind: true, hash: true, scriptHash: true } } },
+  });
+  const units = await deps.db.workUnit.findMany({ where: { jobId }, select: { output: true, done: true }, orderBy: { idx: "asc" } });
+  if (units.some((u) => !u.done)) return { error: "the job ended before every unit had a validated result" };
+  const outputs = units.map((u) => JSON.parse(u.output!) as unknown);
+  const params = JSON.parse(job.params) as Record<string, unknown>;
+  let value: unknown;
+  try {
+    if (!job.program) {
+      value = getKernel(job.kernel)!.reduce(params, outputs);
+    } else if (job.merge === "reduce") {
+      const code = await deps.blobs.get(job.program.kind === "js" ? job.program.scriptHash! : job.program.hash);
+      ({ result: value } = await reduceOutputs({
+        kind: job.program.kind as "js" | "wasm",
+        code: job.program.kind === "js" ? code.toString("utf8") : new Uint8Array(code),
+        outputs,
+        params: (params as { params?: unknown }).params ?? {},
+        timeMs: job.timeLimitMs ?? 30_000,
+        memoryMb: (params as { limits?: { memoryMb?: number } }).limits?.memoryMb ?? 256,
+      }));
+    } else if (job.program.kind === "wasm") {
+      value = { b64: Buffer.concat(outputs.map((o) => Buffer.from((o as { b64: string }).b64, "base64"))).toString("base64") };
+    } else {
+      value = outputs;
+    }
+  } catch (e) {
+    return { error: `Could not merge the results: ${(e as Error).message}` };
+  }
+  const json = JSON.stringify(value ?? null);
+  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await deps.blobs.put(json) };
+  return { result: json, resultBlob: null };
+}

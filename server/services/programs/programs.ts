@@ -1,0 +1,76 @@
+import crypto from "node:crypto";
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+import { compileJsProgram, inspectWasm } from "../../../worker/sandbox/compileJs";
+
+const WASM_MAGIC = Buffer.from([0x00, 0x61, 0x73, 0x6d]);
+export const isSha256 = (s: string) => /^[0-9a-f]{64}$/.test(s);
+
+/**
+ * Stores an uploaded program under the sha256 of its bytes, after checking it: a JS module
+ * is compiled into the self-contained script volunteers run (syntax errors, imports and a
+ * missing `run` are refused); a WASM module must follow the ABI and cap its memory.
+ * Uploading the same bytes again returns the stored program.
+ */
+export async function createProgram(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
+  const hash = crypto.createHash("sha256").update(upload.bytes).digest("hex");
+  const existing = await deps.db.program.findUnique({ where: { hash } });
+  if (existing) return view(existing);
+  const name = upload.name.slice(0, 200) || "program";
+  let data: { kind: string; scriptHash: string | null; exports: string[]; hasReduce: boolean; comparator: string | null };
+  try {
+    if (upload.bytes.subarray(0, 4).equals(WASM_MAGIC)) {
+      const info = inspectWasm(new Uint8Array(upload.bytes), deps.env.WASM_MEMORY_LIMIT_MB * 1024 * 1024);
+      data = { kind: "wasm", scriptHash: null, exports: info.exports, hasReduce: info.hasReduce, comparator: null };
+    } else {
+      const text = upload.bytes.toString("utf8");
+      if (text.includes("\uFFFD")) throw new Error("a program is a JavaScript module (UTF-8 text) or a WebAssembly module");
+      const compiled = await compileJsProgram(text);
+      const scriptHash = await deps.blobs.put(compiled.script);
+      data = {
+        kind: "js", scriptHash, exports: compiled.exports, hasReduce: compiled.exports.includes("reduce"),
+        comparator: compiled.comparator ? JSON.stringify(compiled.comparator) : null,
+      };
+    }
+  } catch (e) {
+    throw new UserError("BAD_REQUEST", `Invalid program: ${(e as Error).message}`);
+  }
+  await deps.blobs.put(upload.bytes);
+  const row = await deps.db.program.upsert({
+    where: { hash },
+    create: { hash, name, size: upload.bytes.length, ownerId, ...data, exports: JSON.stringify(data.exports) },
+    update: {},
+  });
+  return view(row);
+}
+
+function view(row: { hash: string; kind: string; name: string; size: number; exports: string; hasReduce: boolean; comparator: string | null; createdAt: Date }) {
+  return {
+    hash: row.hash, kind: row.kind as "js" | "wasm", name: row.name, size: row.size, exports: JSON.parse(row.exports) as string[],
+    hasReduce: row.hasReduce, comparator: row.comparator ? (JSON.parse(row.comparator) as { kind: string; relative?: number; absolute?: number }) : null,
+    createdAt: row.createdAt,
+  };
+}
+
+export async function getProgram(deps: AppDeps, hash: string) {
+  if (!isSha256(hash)) throw new UserError("BAD_REQUEST", "A program is named by the sha256 of its bytes (64 hex digits).");
+  const row = await deps.db.program.findUnique({ where: { hash } });
+  if (!row) throw new UserError("NOT_FOUND", `No program ${hash}. Upload it first.`);
+  return { ...view(row), scriptHash: row.scriptHash };
+}
+
+export async function listPrograms(deps: AppDeps, ownerId: string) {
+  const rows = await deps.db.program.findMany({ where: { ownerId }, orderBy: { createdAt: "desc" }, take: 100 });
+  return rows.map(view);
+}
+
+/** Stores an uploaded data file (to be split into unit inputs at submit). */
+export async function createDataFile(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
+  const hash = await deps.blobs.put(upload.bytes);
+  const row = await deps.db.dataFile.upsert({
+    where: { hash },
+    create: { hash, name: upload.name.slice(0, 200) || "data", size: upload.bytes.length, ownerId },
+    update: {},
+  });
+  return { hash: row.hash, name: row.name, size: row.size };
+}

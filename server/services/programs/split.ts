@@ -1,0 +1,83 @@
+import { z } from "zod";
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+import { isSha256 } from "./programs";
+
+const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
+
+/** How a program job's input is cut into units. */
+export const programInputSchema = z.discriminatedUnion("mode", [
+  /** One unit per element. */
+  z.object({ mode: z.literal("json"), items: z.array(z.unknown()).min(1, "Give at least one item.") }),
+  /** [start, end) cut into `chunks` contiguous ranges: each unit gets { start, end }. */
+  z.object({ mode: z.literal("range"), start: z.number().int(), end: z.number().int() }),
+  /** An uploaded text file cut into `chunks` units of whole lines. */
+  z.object({ mode: z.literal("lines"), data: hash }),
+  /** An uploaded file cut into blocks of `blockBytes` bytes: one unit per block. */
+  z.object({ mode: z.literal("blocks"), data: hash, blockBytes: z.number().int().min(1).max(64 * 1024 * 1024) }),
+]);
+export type ProgramInput = z.infer<typeof programInputSchema>;
+
+/** A unit's input as volunteers receive it: inline, or a blob they fetch by hash. */
+export type UnitInput = { value: unknown } | { blob: string; encoding: "text" | "bytes" };
+
+/** Inline inputs above this size are stored as blobs instead of travelling in task frames. */
+const INLINE_LIMIT = 16 * 1024;
+
+async function inline(deps: AppDeps, value: unknown): Promise<UnitInput> {
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new UserError("BAD_REQUEST", "Input items must be JSON values.");
+  return json.length <= INLINE_LIMIT ? { value } : { blob: await deps.blobs.put(json), encoding: "text" };
+}
+
+async function dataFile(deps: AppDeps, ownerId: string, h: string) {
+  const row = await deps.db.dataFile.findUnique({ where: { hash: h }, select: { ownerId: true } });
+  if (!row || row.ownerId !== ownerId) throw new UserError("NOT_FOUND", `No data file ${h}: upload it first.`);
+  return deps.blobs.get(h);
+}
+
+/** Splits a program job's input into unit inputs (storing chunk blobs as needed). */
+export async function splitProgramInput(deps: AppDeps, ownerId: string, input: ProgramInput, chunks: number | undefined, maxUnits: number): Promise<UnitInput[]> {
+  const check = (n: number) => {
+    if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
+    return n;
+  };
+  const need = () => {
+    if (chunks === undefined) throw new UserError("BAD_REQUEST", `Give a chunk count for ${input.mode} input.`);
+    return check(chunks);
+  };
+  switch (input.mode) {
+    case "json":
+      check(input.items.length);
+      return Promise.all(input.items.map((v) => inline(deps, v)));
+    case "range": {
+      const n = need();
+      const size = input.end - input.start;
+      if (size < n) throw new UserError("BAD_REQUEST", `The range [${input.start}, ${input.end}) has fewer numbers than the ${n} chunks asked for.`);
+      return Array.from({ length: n }, (_, i) => ({
+        value: { start: input.start + Math.floor((size * i) / n), end: input.start + Math.floor((size * (i + 1)) / n) },
+      }));
+    }
+    case "lines": {
+      const n = need();
+      const text = (await dataFile(deps, ownerId, input.data)).toString("utf8");
+      const lines = text.split(/\r?\n/);
+      if (lines.length && lines[lines.length - 1] === "") lines.pop();
+      if (lines.length < n) throw new UserError("BAD_REQUEST", `The file has ${lines.length} lines, fewer than the ${n} chunks asked for.`);
+      const out: UnitInput[] = [];
+      for (let i = 0; i < n; i++) {
+        const part = lines.slice(Math.floor((lines.length * i) / n), Math.floor((lines.length * (i + 1)) / n)).join("\n");
+        out.push({ blob: await deps.blobs.put(part), encoding: "text" });
+      }
+      return out;
+    }
+    case "blocks": {
+      const bytes = await dataFile(deps, ownerId, input.data);
+      const n = check(Math.ceil(bytes.length / input.blockBytes));
+      if (n === 0) throw new UserError("BAD_REQUEST", "The data file is empty.");
+      const out: UnitInput[] = [];
+      for (let i = 0; i < n; i++) out.push({ blob: await deps.blobs.put(bytes.subarray(i * input.blockBytes, (i + 1) * input.blockBytes)), encoding: "bytes" });
+      return out;
+    }
+  }
+}

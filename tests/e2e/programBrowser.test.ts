@@ -1,0 +1,60 @@
+import fs from "node:fs";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser } from "playwright-core";
+import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { trpc } from "../helpers/clients";
+import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+
+// An uploaded WASM program (and a JS one) computed end to end by a volunteer tab in
+// Chromium: the tab fetches the program and input blobs and runs them in its sandbox.
+describe("uploaded programs on a browser volunteer", () => {
+  let server: TestServer;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [path.join(repoRoot, "scripts", "build-examples.mjs")], { cwd: repoRoot });
+    server = await startTestServer({ TABGRID_UI: "on" });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("computes a WASM job over byte blocks and a JS job over a range in the volunteer tab", async () => {
+    const user = await createUserWithKey(server.deps, "wasm@example.com");
+    const post = async (kind: string, body: Uint8Array, name: string) =>
+      (await fetch(`${server.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body })).json();
+    const wasm = await post("programs", fs.readFileSync(path.join(repoRoot, "examples", "wasm", "bytesum.wasm")), "bytesum.wasm");
+    const collatz = await post("programs", fs.readFileSync(path.join(repoRoot, "examples", "js", "collatz.js")), "collatz.js");
+    const bytes = new Uint8Array(Array.from({ length: 50_000 }, (_, i) => (i * 31) % 251));
+    const data = await post("data", bytes, "data.bin");
+
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: server.url.replace("127.0.0.1", "localhost") })).newPage();
+    const errors = collectPageErrors(page);
+    await page.goto("/volunteer");
+    await page.getByRole("button", { name: "Start" }).click();
+    await page.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+
+    const api = trpc(server.url, user.apiKey);
+    const one = { replicas: 1 };
+    const a = await api.jobs.submit.mutate({ kernel: "program", program: wasm.hash, input: { mode: "blocks", data: data.hash, blockBytes: 8192 }, merge: "reduce", replication: one });
+    const b = await api.jobs.submit.mutate({ kernel: "program", program: collatz.hash, input: { mode: "range", start: 1, end: 3000 }, chunks: 5, merge: "reduce", replication: one });
+    for (const id of [a.id, b.id]) {
+      await waitFor(async () => ["completed", "failed"].includes((await api.jobs.get.query({ id })).state), 60_000, `job ${id} in the browser`);
+      const job = await api.jobs.get.query({ id });
+      expect(job.state, job.error ?? "").toBe("completed");
+    }
+    const sum = Buffer.from(((await api.jobs.result.query({ id: a.id })) as { b64: string }).b64, "base64");
+    expect(sum.readBigUInt64LE(0)).toBe(BigInt(bytes.reduce((s, x) => s + x, 0)));
+    expect(sum.readBigUInt64LE(8)).toBe(50_000n);
+    expect(await api.jobs.result.query({ id: b.id })).toEqual({ start: 2919, steps: 216 });
+    expect((await api.jobs.unitOutputs.query({ id: a.id })).length).toBe(7);
+
+    await page.getByTestId("tasks-done").filter({ hasText: "12" }).waitFor({ timeout: 10_000 });
+    await keepScreenshot(page, "e2e-program-volunteer");
+    expect(errors).toEqual([]);
+  });
+});

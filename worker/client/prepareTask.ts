@@ -1,0 +1,89 @@
+import type { TaskRun } from "../runtime/runTask";
+import type { WireTask } from "../protocol/messages";
+
+/** What the server puts in a program task's params. */
+export interface ProgramTaskParams {
+  program: { hash: string; kind: "js" | "wasm"; script: string | null };
+  params: unknown;
+  limits: { timeMs: number; memoryMb: number };
+}
+
+type UnitInput = { value: unknown } | { blob: string; encoding: "text" | "bytes" };
+
+const hex = (buf: ArrayBuffer) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+/**
+ * Content-addressed blobs (programs, input chunks) fetched once and kept by hash, checked
+ * against their sha256 so a tampered download is refused. Least recently used go first.
+ */
+export class BlobCache {
+  private readonly entries = new Map<string, Promise<Uint8Array>>();
+  private sizes = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly baseUrl: string, private readonly maxBytes = 64 * 1024 * 1024, private readonly headers: Record<string, string> = {}) {}
+
+  get(hash: string): Promise<Uint8Array> {
+    const hit = this.entries.get(hash);
+    if (hit) {
+      this.entries.delete(hash);
+      this.entries.set(hash, hit);
+      return hit;
+    }
+    const p = this.fetch(hash);
+    this.entries.set(hash, p);
+    p.then(
+      (bytes) => this.account(hash, bytes.length),
+      () => this.entries.delete(hash),
+    );
+    return p;
+  }
+
+  private async fetch(hash: string): Promise<Uint8Array> {
+    const res = await fetch(`${this.baseUrl}/api/blobs/${hash}`, { headers: this.headers });
+    if (!res.ok) throw new Error(`could not fetch blob ${hash.slice(0, 12)}: HTTP ${res.status}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (hex(await crypto.subtle.digest("SHA-256", bytes)) !== hash) throw new Error(`blob ${hash.slice(0, 12)} does not match its hash`);
+    return bytes;
+  }
+
+  private account(hash: string, size: number) {
+    this.sizes.set(hash, size);
+    this.total += size;
+    for (const old of this.entries.keys()) {
+      if (this.total <= this.maxBytes || old === hash) break;
+      this.total -= this.sizes.get(old) ?? 0;
+      this.sizes.delete(old);
+      this.entries.delete(old);
+    }
+  }
+}
+
+/**
+ * Turns a wire task into what a worker runs: built-in kernels as they are; a program task
+ * with its code and input fetched (cached by hash), so the sandboxed worker needs no network.
+ */
+export async function prepareTask(task: WireTask, blobs: BlobCache): Promise<TaskRun & { timeoutMs?: number }> {
+  if (task.kernel !== "program") return { kernel: task.kernel, params: task.params, input: task.input };
+  const p = task.params as ProgramTaskParams;
+  const codeBytes = await blobs.get(p.program.kind === "js" ? p.program.script! : p.program.hash);
+  const spec = task.input as UnitInput;
+  let input: unknown;
+  if ("value" in spec) input = spec.value;
+  else {
+    const bytes = await blobs.get(spec.blob);
+    input = spec.encoding === "bytes" ? bytes : new TextDecoder().decode(bytes);
+  }
+  return {
+    kernel: "program",
+    params: {
+      kind: p.program.kind, hash: p.program.hash,
+      code: p.program.kind === "js" ? new TextDecoder().decode(codeBytes) : codeBytes,
+      params: p.params, memoryLimitBytes: p.limits.memoryMb * 1024 * 1024,
+      // A JSON string element and a chunk of text are both strings: WASM gets JSON text for one.
+      inputKind: "value" in spec ? "json" : spec.encoding,
+    },
+    input,
+    timeoutMs: p.limits.timeMs,
+  };
+}

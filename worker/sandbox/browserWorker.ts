@@ -1,0 +1,117 @@
+// The runner: the code of each Web Worker inside the sandbox iframe (see hostPage.ts). It is
+// bundled by esbuild into one classic script (server/http/sandbox.ts serves it at
+// SANDBOX_RUNNER_PATH), handed to the iframe as text and started from a blob: URL.
+//
+// Messages (relayed verbatim by the iframe):
+//   in:  { type: "run", id, req: ProgramRequest }
+//   out: { type: "ready" } once, then per task { type: "progress", id, fraction } …
+//        and { type: "done", id, output, ms } or { type: "fail", id, message }
+//
+// A JS program runs in this worker's own realm (evaluated with importScripts of a blob: URL,
+// which the CSP allows; eval and new Function are refused). It could therefore tamper with
+// this runner, which is why a worker that ran a JS program never runs a different program
+// (routingPool.ts, dedicatedProgramWorker). What it cannot do is leave the sandbox: no
+// network (CSP connect-src 'none', script-src without any URL source), an opaque origin (no
+// cookies or storage of the app), and no nested workers (removed below).
+
+import { PROGRAM_GLOBAL, type ProgramRequest } from "./abi";
+import { runProgram, throttleProgress, type JsHost } from "./runProgram";
+
+const scope = self as unknown as DedicatedWorkerGlobalScope & Record<string, unknown>;
+const post = scope.postMessage.bind(scope);
+const loadScript = scope.importScripts.bind(scope);
+
+// Nested workers would let one task use more threads than the volunteer gave.
+for (const name of ["Worker", "SharedWorker"]) {
+  try {
+    delete scope[name];
+  } catch {
+    // not configurable here: nothing to remove
+  }
+}
+
+function describe(e: unknown): string {
+  try {
+    if (e && typeof e === "object" && typeof (e as Error).message === "string") {
+      const { name, message, stack } = e as Error;
+      const m = typeof stack === "string" ? /blob:[^\s)]*?:(\d+):(\d+)/.exec(stack) : null;
+      const where = m ? ` (at line ${m[1]}, column ${m[2]} of the compiled program)` : "";
+      return `${typeof name === "string" && name ? name : "Error"}: ${message}${where}`;
+    }
+    return `a non-Error value was thrown: ${String(e)}`;
+  } catch {
+    return "the program threw something that cannot be described";
+  }
+}
+
+const jsHost: JsHost = {
+  async call(req) {
+    // As in Node's vm context: JS programs get no WebAssembly (this worker will never run a
+    // WASM program again once it ran JS, see dedicatedProgramWorker).
+    delete scope.WebAssembly;
+    delete scope.SharedArrayBuffer;
+    delete scope[PROGRAM_GLOBAL];
+    const url = URL.createObjectURL(new Blob([req.script], { type: "text/javascript" }));
+    try {
+      loadScript(url);
+    } catch (e) {
+      throw new Error(`the program failed while loading: ${describe(e)}`);
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+    const ns = scope[PROGRAM_GLOBAL] as Record<string, unknown> | undefined;
+    const f = ns?.[req.fn];
+    if (typeof f !== "function") throw new Error(req.fn === "run" ? "the program does not export a run function" : "the program does not export reduce");
+    const ctx = { params: req.params ?? null, progress: throttleProgress(req.onProgress ?? (() => {})) };
+    let value: unknown;
+    try {
+      value = await (f as (a: unknown, c: unknown) => unknown).call(ns, req.argKind === "json" ? (req.arg ?? null) : req.arg, ctx);
+    } catch (e) {
+      throw new Error(describe(e));
+    }
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value === undefined ? null : value);
+    } catch (e) {
+      throw new Error(`the output is not JSON-serialisable: ${describe(e)}`);
+    }
+    return typeof json === "string" ? json : "null";
+  },
+};
+
+let current: number | undefined;
+
+const fail = (id: number, message: string) => {
+  if (current !== id) return;
+  current = undefined;
+  post({ type: "fail", id, message });
+};
+
+// An exception thrown later by the program (a timer callback) fails its task, as in Node.
+scope.addEventListener("error", (ev) => {
+  ev.preventDefault();
+  if (current !== undefined) fail(current, describe(ev.error ?? new Error(ev.message)));
+});
+scope.addEventListener("unhandledrejection", (ev) => ev.preventDefault());
+
+scope.onmessage = (ev: MessageEvent) => {
+  const m = ev.data as { type?: string; id?: number; req?: ProgramRequest } | null;
+  if (!m || m.type !== "run" || typeof m.id !== "number" || !m.req) return;
+  const id = m.id;
+  current = id;
+  runProgram(m.req, {
+    jsHost,
+    onProgress: (fraction) => {
+      if (current === id) post({ type: "progress", id, fraction });
+    },
+  }).then(
+    (r) => {
+      if (current !== id) return;
+      current = undefined;
+      post({ type: "done", id, output: r.output, ms: r.ms });
+    },
+    (e: unknown) => fail(id, e instanceof Error ? e.message : String(e)),
+  );
+};
+
+post({ type: "ready" });

@@ -1,0 +1,150 @@
+// Evaluates a compiled JS program inside QuickJS (an interpreter compiled to WebAssembly):
+// the server's sandbox for a program's reduce and for reading its comparator. Nothing of the
+// host is exposed: the program sees ECMAScript built-ins, the ABI's polyfills, and strings
+// the host put in; it hands back JSON text. Memory is capped by QuickJS's allocator limit,
+// time by an interrupt handler polled while the interpreter runs.
+
+import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle } from "quickjs-emscripten";
+import { formatMiB, MiB, PROGRAM_GLOBAL } from "./abi";
+import { POLYFILL_SOURCE } from "./polyfills";
+import { timeLimitError } from "../runtime/pool";
+
+export interface QuickJsEval {
+  script: string;
+  /** Strings set as globals before the program is evaluated. */
+  globals?: Record<string, string>;
+  /** Evaluated after the program; must give (or resolve to) a JSON text string. */
+  expression: string;
+  timeMs: number;
+  memoryMb: number;
+}
+
+function dumpError(ctx: QuickJSContext, handle: QuickJSHandle): string {
+  const e = ctx.dump(handle) as unknown;
+  if (e && typeof e === "object" && typeof (e as { message?: unknown }).message === "string") {
+    const { name, message } = e as { name?: string; message: string };
+    return `${name || "Error"}: ${message}`;
+  }
+  return `a non-Error value was thrown: ${JSON.stringify(e) ?? String(e)}`;
+}
+
+/** Room for QuickJS's own code and data beside the program's heap, in the WASM memory. */
+const QUICKJS_OVERHEAD_MB = 16;
+
+/**
+ * Runs one evaluation in a fresh QuickJS module and runtime; returns the JSON text it
+ * produced. QuickJS's allocator limit is approximate (this build cannot measure the blocks
+ * it frees), so the module also gets a WebAssembly memory whose maximum is the limit plus a
+ * little: whatever the accounting says, the interpreter cannot take more than that.
+ */
+export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
+  const memoryBytes = req.memoryMb * MiB;
+  const maximum = Math.max(256, Math.ceil((memoryBytes + QUICKJS_OVERHEAD_MB * MiB) / 65536));
+  const wasmMemory = new WebAssembly.Memory({ initial: 256, maximum });
+  const QuickJS = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory }));
+  const runtime = QuickJS.newRuntime();
+  runtime.setMemoryLimit(memoryBytes);
+  runtime.setMaxStackSize(1024 * 1024);
+  const deadline = Date.now() + req.timeMs;
+  let interrupted = false;
+  runtime.setInterruptHandler(() => {
+    if (Date.now() > deadline) interrupted = true;
+    return interrupted;
+  });
+  const ctx = runtime.newContext();
+  const explain = (message: string): Error => {
+    if (interrupted) return timeLimitError(req.timeMs);
+    if (/out of memory/i.test(message)) return new Error(`memory limit of ${formatMiB(memoryBytes)} exceeded`);
+    if (/stack overflow/i.test(message)) return new Error(`${message} (stack overflow)`);
+    return new Error(message);
+  };
+  const evaluate = (code: string, filename: string): QuickJSHandle => {
+    const r = ctx.evalCode(code, filename);
+    if (r.error) {
+      const message = dumpError(ctx, r.error);
+      r.error.dispose();
+      throw explain(message);
+    }
+    return r.value;
+  };
+  try {
+    for (const [name, value] of Object.entries(req.globals ?? {})) {
+      const h = ctx.newString(value);
+      ctx.setProp(ctx.global, name, h);
+      h.dispose();
+    }
+    evaluate(POLYFILL_SOURCE, "polyfills.js").dispose();
+    try {
+      evaluate(req.script, "program.js").dispose();
+    } catch (e) {
+      throw interrupted || /memory limit/.test((e as Error).message) ? e : new Error(`the program failed while loading: ${(e as Error).message}`);
+    }
+    const result = evaluate(req.expression, "tabgrid.js");
+    try {
+      for (;;) {
+        const state = ctx.getPromiseState(result);
+        if (state.type === "fulfilled") {
+          const text = ctx.dump(state.value) as unknown;
+          if (!state.notAPromise) state.value.dispose();
+          if (typeof text !== "string") throw new Error("the evaluation did not produce JSON text");
+          return text;
+        }
+        if (state.type === "rejected") {
+          const message = dumpError(ctx, state.error);
+          state.error.dispose();
+          throw explain(message);
+        }
+        const jobs = runtime.executePendingJobs();
+        if (jobs.error) {
+          const message = dumpError(ctx, jobs.error);
+          jobs.error.dispose();
+          throw explain(message);
+        }
+        if (jobs.value === 0) throw new Error("the program's promise never settled (QuickJS has no timers or I/O to wait for)");
+      }
+    } finally {
+      result.dispose();
+    }
+  } finally {
+    try {
+      ctx.dispose();
+      runtime.dispose();
+    } catch {
+      // After an interrupt or out-of-memory QuickJS may refuse to free cleanly; the thread running us is about to end anyway.
+    }
+  }
+}
+
+/** `reduce(outputs, { params })` of a compiled JS program, in QuickJS. */
+export function reduceInQuickJS(req: { script: string; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }): Promise<string> {
+  return evalInQuickJS({
+    script: req.script,
+    globals: { __tabgridOutputs: JSON.stringify(req.outputs), __tabgridParams: JSON.stringify(req.params ?? null) },
+    expression: `(function () {
+      var ns = globalThis[${JSON.stringify(PROGRAM_GLOBAL)}];
+      if (!ns || typeof ns.reduce !== "function") throw new Error("the program does not export reduce");
+      var outputs = JSON.parse(globalThis.__tabgridOutputs), params = JSON.parse(globalThis.__tabgridParams);
+      delete globalThis.__tabgridOutputs; delete globalThis.__tabgridParams;
+      return Promise.resolve(ns.reduce(outputs, { params: params, progress: function () {} })).then(function (v) {
+        var s = JSON.stringify(v === undefined ? null : v);
+        return typeof s === "string" ? s : "null";
+      });
+    })()`,
+    timeMs: req.timeMs,
+    memoryMb: req.memoryMb,
+  });
+}
+
+/** The JSON text of a compiled program's `comparator` export (evaluating its top level). */
+export function comparatorInQuickJS(req: { script: string; timeMs: number; memoryMb: number }): Promise<string> {
+  return evalInQuickJS({
+    script: req.script,
+    expression: `(function () {
+      var c = globalThis[${JSON.stringify(PROGRAM_GLOBAL)}].comparator;
+      var s = JSON.stringify(c === undefined ? null : c);
+      return typeof s === "string" ? s : "null";
+    })()`,
+    timeMs: req.timeMs,
+    memoryMb: req.memoryMb,
+  });
+}

@@ -1,0 +1,90 @@
+// The coordinator merges a program job's unit outputs with the program's own reduce. That is
+// consumer code running on the server, so it never runs unsandboxed: a JS reduce runs in
+// QuickJS (memory limit, interrupt at the time limit, no host API), a WASM reduce as
+// WebAssembly without imports (sandboxed by construction), both inside a one-shot worker
+// thread with a V8 heap limit that is terminated if it outlives the time limit.
+
+import { Worker } from "node:worker_threads";
+import type { ProgramKind } from "./abi";
+import { timeLimitError } from "../runtime/pool";
+import { threadTarget } from "../node/threadTarget";
+
+export type ServerSandboxRequest =
+  | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
+  | { op: "comparator"; script: string; timeMs: number; memoryMb: number };
+
+export interface ReduceRequest {
+  kind: ProgramKind;
+  /** JS: the compiled script (compileJsProgram's `script`); WASM: the module's bytes. */
+  code: string | Uint8Array;
+  /** The units' outputs in unit order (JS: JSON values; WASM: `{ b64 }`). */
+  outputs: unknown[];
+  /** The job's parameters (`ctx.params`). */
+  params: unknown;
+  /** Wall-clock limit of the reduce itself. */
+  timeMs: number;
+  /** Memory limit (QuickJS allocator limit for JS; the WASM module's declared maximum must fit in it). */
+  memoryMb: number;
+}
+
+export interface ReduceResult {
+  /** JS: the JSON value reduce returned; WASM: `{ b64 }`. */
+  result: unknown;
+  ms: number;
+}
+
+const entry = new URL("./serverThread.ts", import.meta.url);
+/** Starting the thread (loading QuickJS, or tsx in development) is not the program's time. */
+const STARTUP_LIMIT_MS = 30_000;
+/** QuickJS interrupts itself at the limit; the thread is terminated only if that fails. */
+const QUICKJS_GRACE_MS = 2_000;
+const HEAP_OVERHEAD_MB = 64;
+
+/** Runs one request in a fresh thread. Exported for compileJs (comparator) and tests. */
+export function runServerSandbox(req: ServerSandboxRequest): Promise<unknown> {
+  return runInThread(req).then((r) => r.value);
+}
+
+function runInThread(req: ServerSandboxRequest): Promise<{ value: unknown; ms: number }> {
+  if (!(req.timeMs > 0) || !(req.memoryMb > 0)) return Promise.reject(new RangeError("timeMs and memoryMb must be positive"));
+  const target = threadTarget(entry);
+  return new Promise((resolve, reject) => {
+    const w = new Worker(target.url, {
+      workerData: { ...target.workerData, request: req },
+      execArgv: [],
+      resourceLimits: { maxOldGenerationSizeMb: req.memoryMb + HEAP_OVERHEAD_MB },
+    });
+    let settled = false;
+    const settle = (err: Error | null, value?: { value: unknown; ms: number }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      void w.terminate();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    let timer = setTimeout(() => settle(new Error("the sandbox thread did not start in time")), STARTUP_LIMIT_MS);
+    w.on("message", (m: { type: string; value?: unknown; ms?: number; message?: string }) => {
+      if (m?.type === "started") {
+        clearTimeout(timer);
+        const limit = req.timeMs + (req.op === "comparator" || req.kind === "js" ? QUICKJS_GRACE_MS : 0);
+        timer = setTimeout(() => settle(timeLimitError(req.timeMs)), limit);
+      } else if (m?.type === "done") settle(null, { value: m.value, ms: m.ms ?? 0 });
+      else if (m?.type === "fail") settle(new Error(m.message ?? "the program failed"));
+    });
+    w.on("error", (e: Error & { code?: string }) => {
+      settle(e.code === "ERR_WORKER_OUT_OF_MEMORY" ? new Error(`memory limit of ${req.memoryMb} MiB exceeded`) : e);
+    });
+    w.on("exit", (code) => settle(new Error(`the sandbox thread exited (code ${code}) without an answer`)));
+  });
+}
+
+/**
+ * Merges outputs with the program's reduce, sandboxed (see the top of this file). Rejects with
+ * an Error whose message is fit for the consumer: the program's own exception, "time limit of
+ * N s exceeded", "memory limit of N MiB exceeded", "the program does not export reduce".
+ */
+export async function reduceOutputs(req: ReduceRequest): Promise<ReduceResult> {
+  const r = await runInThread({ op: "reduce", ...req });
+  return { result: r.value, ms: r.ms };
+}

@@ -1,0 +1,97 @@
+// Routes each task of a volunteer to the right kind of worker: built-in kernels to the
+// ordinary (trusted) workers, consumer programs (`kernel: "program"`) to sandboxed ones.
+// Routing happens per pool slot rather than between two pools, so a volunteer with N threads
+// never computes more than N tasks at once, whatever the mix, and throttling, pausing, the
+// per-task time limit and worker replacement are the generic WorkerPool's own.
+
+import { WorkerPool, type PoolOptions, type PoolWorker, type WorkerFactory } from "../runtime/pool";
+import type { TaskResult, TaskRun } from "../runtime/runTask";
+import { isProgramParams, PROGRAM_KERNEL, type ProgramRunParams } from "./abi";
+
+export interface RoutingPoolOptions extends PoolOptions {
+  /** Makes a worker for built-in kernels (created with its slot). */
+  kernels: WorkerFactory;
+  /** Makes a sandboxed worker for programs (created when the slot first runs one). */
+  programs: WorkerFactory;
+}
+
+/** One slot's worker: a kernel worker and, once needed, a program worker beside it. */
+export function routingWorker(kernels: WorkerFactory, programs: WorkerFactory): PoolWorker {
+  const kernel = kernels();
+  let program: PoolWorker | undefined;
+  return {
+    api: {
+      run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
+        if (t.kernel === PROGRAM_KERNEL) {
+          program ??= programs();
+          return program.api.run(t, onProgress);
+        }
+        return kernel.api.run(t, onProgress);
+      },
+    },
+    terminate() {
+      kernel.terminate();
+      program?.terminate();
+    },
+  };
+}
+
+/**
+ * A WorkerPool (what VolunteerClient drives) whose slots route kernels and programs to
+ * different workers. `run(task, label, { timeoutMs })` applies to both; a timed-out or
+ * crashed slot is replaced with fresh workers of both kinds.
+ */
+export function createRoutingPool(opts: RoutingPoolOptions): WorkerPool {
+  return new WorkerPool(() => routingWorker(opts.kernels, opts.programs), opts);
+}
+
+/** A one-thread WorkerPool seen as a single worker (to reuse a pool's worker plumbing). */
+export function poolAsWorker(pool: WorkerPool): PoolWorker {
+  return {
+    api: { run: (t) => pool.run(t) },
+    terminate: () => pool.terminate(),
+  };
+}
+
+export interface DedicatedProgramWorkerOptions {
+  /** Starts a sandboxed worker suited to this program task (e.g. its heap sized from the memory limit). */
+  start(p: ProgramRunParams): PoolWorker;
+  /** Whether a worker started for `a` has the right limits for `b` (default: yes). */
+  sameLimits?(a: ProgramRunParams, b: ProgramRunParams): boolean;
+}
+
+/**
+ * A program worker that is never shared between programs once it has run JavaScript: a JS
+ * program runs in the worker's own realm (browser) and could leave something behind (a
+ * patched built-in, a hooked message handler) for the next program, another consumer's,
+ * to trip over. So a worker that ran JS program X runs X only; any other program, or a task
+ * needing other limits, gets a fresh worker. WASM instances cannot touch their worker, so
+ * WASM-only workers serve any WASM program. The code is sent only when the worker does not
+ * already have it (the worker caches it by hash).
+ */
+export function dedicatedProgramWorker(opts: DedicatedProgramWorkerOptions): PoolWorker {
+  let current: { worker: PoolWorker; started: ProgramRunParams; jsHash?: string; lastHash?: string } | undefined;
+  const stop = () => {
+    current?.worker.terminate();
+    current = undefined;
+  };
+  return {
+    api: {
+      run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
+        if (!isProgramParams(t.params)) {
+          return Promise.reject(new Error("not a program task: its params need kind, hash and memoryLimitBytes"));
+        }
+        const p = t.params;
+        if (current && ((current.jsHash !== undefined && current.jsHash !== p.hash) || !(opts.sameLimits?.(current.started, p) ?? true))) stop();
+        current ??= { worker: opts.start(p), started: p };
+        const needsCode = current.lastHash !== p.hash;
+        if (needsCode && p.code === undefined) return Promise.reject(new Error(`program ${p.hash.slice(0, 12)} was sent without its code`));
+        if (p.kind === "js") current.jsHash = p.hash;
+        current.lastHash = p.hash;
+        const params: ProgramRunParams = needsCode ? p : { ...p, code: undefined };
+        return current.worker.api.run({ ...t, params }, onProgress);
+      },
+    },
+    terminate: stop,
+  };
+}

@@ -1,0 +1,246 @@
+// Runs one unit of a consumer's program INSIDE a sandboxed worker: a Web Worker in the
+// sandbox iframe (browser) or a worker thread (Node). The same code serves both; only how a
+// JS script is evaluated differs, and that is the JsHost the caller passes in (a same-realm
+// importScripts in the browser worker, a fresh node:vm context in a Node thread).
+// No imports of Node or DOM APIs here: this file is bundled into the browser runner.
+
+import { decodeBase64, encodeBase64 } from "../kernels/base64";
+import { inputKindOf, type B64Output, type InputKind, type ProgramKind, type ProgramRequest } from "./abi";
+import { checkWasmAbi, readWasmInfo } from "./wasmInfo";
+
+/** Evaluates a compiled JS program (compileJsProgram's script) and calls one of its exports. */
+export interface JsHost {
+  /**
+   * Evaluates `script` afresh, calls `fn(arg, ctx)` and returns the JSON text of what it
+   * returned (or resolved to). Rejects with an Error whose message is fit for the consumer.
+   */
+  call(req: {
+    script: string;
+    hash: string;
+    fn: "run" | "reduce";
+    arg: unknown;
+    /** How `arg` is given to the program: "json" values cross as JSON text. */
+    argKind: InputKind;
+    params: unknown;
+    memoryLimitBytes: number;
+    onProgress?: (fraction: number) => void;
+  }): Promise<string>;
+}
+
+export interface ProgramResult {
+  output: unknown;
+  /** Compute time in milliseconds, measured in the worker. */
+  ms: number;
+}
+
+export interface RunProgramOptions {
+  /** Required for JS programs. */
+  jsHost?: JsHost;
+  onProgress?: (fraction: number) => void;
+}
+
+// ---- code cache: a task may leave `code` out when this worker already has it ----------
+
+const CODE_CACHE = 4;
+const codes = new Map<string, string | Uint8Array>();
+
+function codeFor(kind: ProgramKind, hash: string, code: string | Uint8Array | undefined): string | Uint8Array {
+  if (code === undefined) {
+    const cached = codes.get(hash);
+    if (cached === undefined) throw new Error(`program ${hash.slice(0, 12)} was sent without its code and this worker does not have it`);
+    code = cached;
+  } else {
+    codes.delete(hash);
+    codes.set(hash, code);
+    for (const k of codes.keys()) {
+      if (codes.size <= CODE_CACHE) break;
+      codes.delete(k);
+    }
+  }
+  if (kind === "js" && typeof code !== "string") throw new Error("a JS program's code must be its compiled script text");
+  if (kind === "wasm" && !(code instanceof Uint8Array)) throw new Error("a WASM program's code must be its bytes");
+  return code;
+}
+
+// ---- WebAssembly ------------------------------------------------------------------------
+
+interface WasmExports {
+  memory: WebAssembly.Memory;
+  alloc(len: number): number;
+  run(ptr: number, len: number): number;
+  result_len(): number;
+  reduce?(ptr: number, len: number): number;
+}
+
+const modules = new Map<string, Promise<WebAssembly.Module>>();
+
+/** Compiles once per hash (and memory limit), after checking the module against the ABI and the limit. */
+function wasmModule(hash: string, bytes: Uint8Array, memoryLimitBytes: number): Promise<WebAssembly.Module> {
+  const key = `${hash}:${memoryLimitBytes}`;
+  let m = modules.get(key);
+  if (!m) {
+    m = (async () => {
+      checkWasmAbi(readWasmInfo(bytes), memoryLimitBytes);
+      return WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+    })();
+    modules.set(key, m);
+    m.catch(() => modules.delete(key));
+    for (const k of modules.keys()) {
+      if (modules.size <= CODE_CACHE) break;
+      modules.delete(k);
+    }
+  }
+  return m;
+}
+
+class ProgramAbort extends Error {}
+
+/** A fresh instance per task: memory starts clean, nothing leaks from one unit to the next. */
+async function instantiate(module: WebAssembly.Module): Promise<WasmExports> {
+  const imports = {
+    env: {
+      abort(_msg: number, _file: number, line: number, column: number) {
+        throw new ProgramAbort(`the program called abort (line ${line >>> 0}, column ${column >>> 0})`);
+      },
+    },
+  };
+  const instance = await WebAssembly.instantiate(module, imports);
+  return instance.exports as unknown as WasmExports;
+}
+
+/** Copies `bytes` in through alloc, calls `fn(ptr, len)`, copies result_len() bytes out. */
+function callWasm(ex: WasmExports, fn: "run" | "reduce", bytes: Uint8Array): Uint8Array {
+  const ptr = ex.alloc(bytes.length) >>> 0;
+  let mem = new Uint8Array(ex.memory.buffer);
+  if (ptr + bytes.length > mem.length) throw new Error(`alloc(${bytes.length}) returned ${ptr}, outside the program's memory (${mem.length} bytes)`);
+  mem.set(bytes, ptr);
+  const outPtr = ex[fn]!(ptr, bytes.length) >>> 0;
+  const outLen = ex.result_len() >>> 0;
+  mem = new Uint8Array(ex.memory.buffer); // run may have grown (and so replaced) the buffer
+  if (outPtr + outLen > mem.length) {
+    throw new Error(`${fn} returned ${outLen} bytes at ${outPtr}, outside the program's memory (${mem.length} bytes)`);
+  }
+  return mem.slice(outPtr, outPtr + outLen);
+}
+
+function wasmError(e: unknown): Error {
+  if (e instanceof ProgramAbort) return new Error(e.message);
+  if (e instanceof WebAssembly.RuntimeError) return new Error(`WebAssembly trap: ${e.message}`);
+  if (e instanceof RangeError && /memory|allocation/i.test(e.message)) return new Error(`memory limit exceeded: ${e.message}`);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+const utf8 = new TextEncoder();
+
+function inputBytes(input: unknown, kind: InputKind): Uint8Array {
+  if (kind === "bytes") {
+    if (!(input instanceof Uint8Array)) throw new Error("a bytes input must be a Uint8Array");
+    return input;
+  }
+  if (kind === "text") {
+    if (typeof input !== "string") throw new Error("a text input must be a string");
+    return utf8.encode(input);
+  }
+  return utf8.encode(JSON.stringify(input ?? null));
+}
+
+/** `[u32 LE length][bytes]…` of the outputs, for a WASM reduce. */
+export function frameOutputs(outputs: unknown[]): Uint8Array {
+  const parts = outputs.map((o, i) => {
+    if (!o || typeof o !== "object" || typeof (o as B64Output).b64 !== "string") throw new Error(`output ${i} is not a WASM program's output ({ b64 })`);
+    return decodeBase64((o as B64Output).b64);
+  });
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const p of parts) {
+    view.setUint32(o, p.length, true);
+    out.set(p, o + 4);
+    o += 4 + p.length;
+  }
+  return out;
+}
+
+// ---- entry points -------------------------------------------------------------------------
+
+function parseOutput(json: string): unknown {
+  return JSON.parse(json) as unknown;
+}
+
+/** Computes one unit: `{ output, ms }`, or rejects with an Error for the consumer. */
+export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = {}): Promise<ProgramResult> {
+  const code = codeFor(req.kind, req.hash, req.code);
+  const kind = inputKindOf(req.input, req.inputKind);
+  if (req.kind === "wasm") {
+    const module = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
+    const bytes = inputBytes(req.input, kind);
+    const t0 = performance.now();
+    try {
+      const ex = await instantiate(module);
+      const out = callWasm(ex, "run", bytes);
+      return { output: { b64: encodeBase64(out) } satisfies B64Output, ms: performance.now() - t0 };
+    } catch (e) {
+      throw wasmError(e);
+    }
+  }
+  if (!opts.jsHost) throw new Error("this worker cannot run JS programs (no JS host)");
+  const t0 = performance.now();
+  const json = await opts.jsHost.call({
+    script: code as string, hash: req.hash, fn: "run", arg: req.input, argKind: kind,
+    params: req.params, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
+  });
+  return { output: parseOutput(json), ms: performance.now() - t0 };
+}
+
+export interface ReduceRequest {
+  kind: ProgramKind;
+  hash: string;
+  code?: string | Uint8Array;
+  /** The units' outputs, in unit order. */
+  outputs: unknown[];
+  params: unknown;
+  memoryLimitBytes: number;
+}
+
+/**
+ * Merges outputs with the program's reduce: the WASM path runs here (WebAssembly without
+ * imports is sandboxed by construction); the JS path needs a JsHost (the server uses QuickJS
+ * instead, see reduceOnServer.ts).
+ */
+export async function reduceProgram(req: ReduceRequest, opts: RunProgramOptions = {}): Promise<{ result: unknown; ms: number }> {
+  const code = codeFor(req.kind, req.hash, req.code);
+  if (req.kind === "wasm") {
+    const module = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
+    if (!WebAssembly.Module.exports(module).some((e) => e.name === "reduce" && e.kind === "function")) {
+      throw new Error("the program does not export reduce");
+    }
+    const framed = frameOutputs(req.outputs);
+    const t0 = performance.now();
+    try {
+      const ex = await instantiate(module);
+      const out = callWasm(ex, "reduce", framed);
+      return { result: { b64: encodeBase64(out) } satisfies B64Output, ms: performance.now() - t0 };
+    } catch (e) {
+      throw wasmError(e);
+    }
+  }
+  if (!opts.jsHost) throw new Error("this worker cannot run JS programs (no JS host)");
+  const t0 = performance.now();
+  const json = await opts.jsHost.call({
+    script: code as string, hash: req.hash, fn: "reduce", arg: req.outputs, argKind: "json",
+    params: req.params, memoryLimitBytes: req.memoryLimitBytes,
+  });
+  return { result: parseOutput(json), ms: performance.now() - t0 };
+}
+
+/** Rate-limits progress reports: at most one per `everyMs`, always the latest value. */
+export function throttleProgress(send: (fraction: number) => void, everyMs = 100): (fraction: number) => void {
+  let last = -Infinity;
+  return (fraction: number) => {
+    if (typeof fraction !== "number" || !Number.isFinite(fraction)) return;
+    const now = Date.now();
+    if (now - last < everyMs) return;
+    last = now;
+    send(Math.min(1, Math.max(0, fraction)));
+  };
+}

@@ -1,0 +1,30 @@
+// One-shot worker thread of the server's sandbox (reduceOnServer.ts): runs a JS program's
+// reduce or reads its comparator in QuickJS, or runs a WASM program's reduce, then exits.
+// A thread of its own, so that a runaway program costs the coordinator neither its event
+// loop nor its memory: the parent terminates it at the time limit, V8 at the heap limit.
+import { parentPort, workerData } from "node:worker_threads";
+import { comparatorInQuickJS, reduceInQuickJS } from "./quickjs";
+import { reduceProgram } from "./runProgram";
+import type { ServerSandboxRequest } from "./reduceOnServer";
+
+const req = (workerData as { request: ServerSandboxRequest }).request;
+const port = parentPort!;
+
+async function main(): Promise<unknown> {
+  if (req.op === "comparator") return JSON.parse(await comparatorInQuickJS({ script: req.script, timeMs: req.timeMs, memoryMb: req.memoryMb }));
+  if (req.kind === "js") {
+    if (typeof req.code !== "string") throw new Error("a JS program's code must be its compiled script");
+    return JSON.parse(await reduceInQuickJS({ script: req.code, outputs: req.outputs, params: req.params, timeMs: req.timeMs, memoryMb: req.memoryMb }));
+  }
+  const { result } = await reduceProgram({
+    kind: "wasm", hash: "server-reduce", code: req.code, outputs: req.outputs, params: req.params, memoryLimitBytes: req.memoryMb * 1024 * 1024,
+  });
+  return result;
+}
+
+port.postMessage({ type: "started" });
+const t0 = performance.now();
+main().then(
+  (value) => port.postMessage({ type: "done", value, ms: performance.now() - t0 }),
+  (e: unknown) => port.postMessage({ type: "fail", message: e instanceof Error ? e.message : String(e) }),
+);

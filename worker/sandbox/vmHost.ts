@@ -1,0 +1,290 @@
+// The Node volunteer's JsHost: evaluates a JS program in a fresh `node:vm` context per task,
+// inside a worker thread (worker/node/thread.ts) that has V8 heap limits and is terminated by
+// the pool when the task's wall-clock limit passes.
+//
+// What the context holds: the ECMAScript built-ins of a new realm (no `process`, `require`,
+// `Buffer`, `fetch`, `WebSocket`, file or network API: Node adds none of those to a vm
+// context), string code generation refused (`eval`, `new Function`), WebAssembly and
+// SharedArrayBuffer removed, and the ABI's small globals (timers, TextEncoder/TextDecoder,
+// console, performance.now) implemented inside the context. The host (this file) talks to
+// it through one function that only accepts and returns primitives, and inputs and outputs
+// cross as JSON text, a string or bytes copied into a context-made Uint8Array, so no object
+// of the host realm is ever reachable from the program: a host object would hand it the
+// host's `Function` constructor (`obj.constructor.constructor("return process")()`), which
+// generates code in the host realm where nothing forbids it.
+//
+// The limits of this boundary, stated plainly: node:vm is not a security mechanism in
+// Node's own words. It keeps honest-but-buggy and casually malicious code away from the
+// host, but a V8 or Node bug that leaks a host object (there have been some; `import()` is
+// one such path, which is why scripts containing it are refused here) gives the program the
+// volunteer's process, with the volunteer's user rights and network. The browser sandbox
+// (an opaque-origin iframe under a no-network CSP) is the strong one; people running the
+// headless volunteer for strangers' programs should run it as an unprivileged user or in a
+// container without credentials. Memory: the thread's V8 heap is capped by resourceLimits,
+// but ArrayBuffer memory lives outside the heap, so the context's ArrayBuffer and
+// typed-array constructors (and the few methods that allocate without going through them)
+// are wrapped to refuse allocations that would take the thread's external memory past the
+// task's limit.
+
+import v8 from "node:v8";
+import vm from "node:vm";
+import { formatMiB, hasDynamicImport, PROGRAM_GLOBAL } from "./abi";
+import { POLYFILL_SOURCE } from "./polyfills";
+import { throttleProgress, type JsHost } from "./runProgram";
+
+type Host = (op: string, a?: unknown, b?: unknown) => unknown;
+
+interface ContextApi {
+  allocInput(n: number): Uint8Array;
+  call(fn: string, argKind: string, arg: unknown, paramsJson: string): void;
+  fire(id: number): void;
+  describe(e: unknown): string;
+}
+
+// Evaluated first in every new context, before any program code: it captures the intrinsics
+// it relies on, so a program that tampers with built-ins can only confuse itself.
+const BOOTSTRAP_SOURCE = String.raw`(function (host, limit, limitText, programGlobal) {
+  "use strict";
+  const g = globalThis;
+  const RApply = Reflect.apply, RConstruct = Reflect.construct, defineProperty = Object.defineProperty;
+  const ProxyCtor = Proxy, Uint8 = Uint8Array, StringCtor = String, MapCtor = Map, RangeErrorCtor = RangeError, TypeErrorCtor = TypeError;
+  const mapGet = Map.prototype.get, mapSet = Map.prototype.set, mapDelete = Map.prototype.delete;
+  const stringify = JSON.stringify, parse = JSON.parse;
+  const PromiseCtor = Promise, promiseResolve = Promise.resolve, then = Promise.prototype.then;
+  const strIndexOf = String.prototype.indexOf, strSplit = String.prototype.split, strMatch = String.prototype.match;
+  // A host error (a stack overflow that happens to strike inside the host function) must
+  // never reach the program: it would carry the host realm's constructors.
+  const callHost = (op, a, b) => { try { return host(op, a, b); } catch (_) { return undefined; } };
+
+  delete g.WebAssembly;
+  delete g.SharedArrayBuffer;
+
+  // ---- ArrayBuffer memory is outside the V8 heap limit: count it against the task's limit
+  let count = 0;
+  const overLimit = (n) => { const ext = callHost("external"); return typeof ext === "number" && ext + n > limit; };
+  const refuse = () => { throw new RangeErrorCtor("memory limit of " + limitText + " exceeded (array buffers)"); };
+  const before = (n) => { if (n >= 65536 && overLimit(n)) refuse(); };
+  const after = () => { if ((++count & 63) === 0 && overLimit(0)) refuse(); };
+  const wrapCtor = (C, bytesOf) => {
+    const P = new ProxyCtor(C, {
+      construct(target, args, newTarget) {
+        const n = bytesOf(args);
+        if (n > 0) before(n);
+        const r = RConstruct(target, args, newTarget === P ? target : newTarget);
+        after();
+        return r;
+      },
+    });
+    defineProperty(C.prototype, "constructor", { value: P, writable: true, configurable: true, enumerable: false });
+    defineProperty(g, C.name, { value: P, writable: true, configurable: true, enumerable: false });
+  };
+  const wrapMethod = (proto, name, bytesOf) => {
+    const f = proto[name];
+    if (typeof f !== "function") return;
+    const w = { [name](...args) { before(bytesOf(this, args)); const r = RApply(f, this, args); after(); return r; } }[name];
+    defineProperty(proto, name, { value: w, writable: true, configurable: true, enumerable: false });
+  };
+  const num = (x) => (typeof x === "number" && x > 0 ? x : 0);
+  wrapCtor(ArrayBuffer, (a) => num(a[0]));
+  wrapMethod(ArrayBuffer.prototype, "resize", (self, a) => num(a[0]));
+  wrapMethod(ArrayBuffer.prototype, "transfer", (self, a) => num(a[0]));
+  wrapMethod(ArrayBuffer.prototype, "transferToFixedLength", (self, a) => num(a[0]));
+  const typed = ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array", "Uint32Array",
+    "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array", "Float16Array"];
+  for (const name of typed) {
+    const C = g[name];
+    if (typeof C !== "function") continue;
+    const bpe = C.BYTES_PER_ELEMENT;
+    wrapCtor(C, (a) => num(a[0]) * bpe);
+  }
+  // These copy a typed array without going through its (wrapped) constructor.
+  const TypedProto = Object.getPrototypeOf(Uint8.prototype);
+  for (const name of ["toReversed", "toSorted", "with"]) wrapMethod(TypedProto, name, (self) => num(self.byteLength));
+
+  // ---- the ABI's globals
+  const timers = new MapCtor();
+  let nextTimer = 1;
+  let failed = false;
+  const describe = (e) => {
+    try {
+      if (e !== null && (typeof e === "object" || typeof e === "function")) {
+        const name = e.name, message = e.message, stack = e.stack;
+        if (typeof message === "string") {
+          let where = "";
+          if (typeof stack === "string") {
+            const m = RApply(strMatch, stack, [/program\.js:(\d+):(\d+)/]);
+            if (m) where = " (at line " + m[1] + ", column " + m[2] + " of the compiled program)";
+          }
+          return (typeof name === "string" && name ? name : "Error") + ": " + message + where;
+        }
+      }
+      return "a non-Error value was thrown: " + StringCtor(e);
+    } catch (_) {
+      return "the program threw something that cannot be described";
+    }
+  };
+  const fail = (e) => { if (!failed) { failed = true; callHost("fail", describe(e)); } };
+  defineProperty(g, "setTimeout", { writable: true, configurable: true, value: function setTimeout(fn, ms, ...args) {
+    if (typeof fn !== "function") throw new TypeErrorCtor("setTimeout needs a function (strings are not evaluated)");
+    const id = nextTimer++;
+    RApply(mapSet, timers, [id, [fn, args]]);
+    callHost("setTimer", id, +ms || 0);
+    return id;
+  } });
+  defineProperty(g, "clearTimeout", { writable: true, configurable: true, value: function clearTimeout(id) {
+    if (RApply(mapDelete, timers, [id])) callHost("clearTimer", id);
+  } });
+  defineProperty(g, "queueMicrotask", { writable: true, configurable: true, value: function queueMicrotask(fn) {
+    if (typeof fn !== "function") throw new TypeErrorCtor("queueMicrotask needs a function");
+    RApply(then, RApply(promiseResolve, PromiseCtor, []), [() => { try { fn(); } catch (e) { fail(e); } }]);
+  } });
+  defineProperty(g, "performance", { writable: true, configurable: true, value: { now: () => { const t = callHost("now"); return typeof t === "number" ? t : 0; } } });
+
+  let input;
+  return {
+    allocInput(n) { input = new Uint8(n); return input; },
+    describe,
+    fire(id) {
+      const t = RApply(mapGet, timers, [id]);
+      if (!t) return;
+      RApply(mapDelete, timers, [id]);
+      try { RApply(t[0], undefined, t[1]); } catch (e) { fail(e); }
+    },
+    call(fn, argKind, arg, paramsJson) {
+      try {
+        const ns = g[programGlobal];
+        const f = ns == null ? undefined : ns[fn];
+        if (typeof f !== "function") { callHost("fail", fn === "run" ? "the program does not export a run function" : "the program does not export reduce"); return; }
+        const value = argKind === "json" ? parse(arg) : argKind === "bytes" ? input : arg;
+        const ctx = { params: parse(paramsJson), progress: (fraction) => { callHost("progress", +fraction); } };
+        const p = RApply(promiseResolve, PromiseCtor, [RApply(f, ns, [value, ctx])]);
+        RApply(then, p, [
+          (v) => {
+            let s;
+            try { s = stringify(v === undefined ? null : v); } catch (e) { if (!failed) { failed = true; callHost("fail", "the output is not JSON-serialisable: " + describe(e)); } return; }
+            if (!failed) { failed = true; callHost("done", typeof s === "string" ? s : "null"); }
+          },
+          fail,
+        ]);
+      } catch (e) {
+        fail(e);
+      }
+    },
+  };
+})`;
+
+const bootstrapScript = new vm.Script(BOOTSTRAP_SOURCE, { filename: "tabgrid-bootstrap.js" });
+const polyfillScript = new vm.Script(POLYFILL_SOURCE, { filename: "tabgrid-polyfills.js" });
+
+const SCRIPT_CACHE = 4;
+const scripts = new Map<string, vm.Script>();
+
+function programScript(hash: string, source: string): vm.Script {
+  const key = `${hash}:${source.length}`;
+  let s = scripts.get(key);
+  if (!s) {
+    if (hasDynamicImport(source)) throw new Error("the program uses import(), which is not available to programs");
+    // A syntax error here is a host SyntaxError (compilation happens in the host): safe to throw.
+    s = new vm.Script(source, { filename: "program.js" });
+    scripts.set(key, s);
+    for (const k of scripts.keys()) {
+      if (scripts.size <= SCRIPT_CACHE) break;
+      scripts.delete(k);
+    }
+  }
+  return s;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A JsHost evaluating each call in a new vm context (fresh module state for every task). */
+export function createVmJsHost(): JsHost {
+  return {
+    call(req) {
+      return new Promise<string>((resolve, reject) => {
+        let settled = false;
+        const timers = new Map<number, ReturnType<typeof setTimeout>>();
+        const progress = req.onProgress ? throttleProgress(req.onProgress) : undefined;
+        let api: ContextApi | undefined;
+        const finish = (ok: boolean, value: string) => {
+          if (settled) return;
+          settled = true;
+          for (const t of timers.values()) clearTimeout(t);
+          timers.clear();
+          if (ok) resolve(value);
+          else reject(new Error(value));
+        };
+        // Only primitives in, only primitives out, never throws.
+        const host: Host = (op, a, b) => {
+          try {
+            switch (op) {
+              case "external":
+                return v8.getHeapStatistics().external_memory;
+              case "now":
+                return performance.now();
+              case "progress":
+                if (typeof a === "number") progress?.(a);
+                return undefined;
+              case "setTimer":
+                if (typeof a === "number" && typeof b === "number" && !settled) {
+                  const ms = Math.min(Math.max(0, b), MAX_TIMER_MS);
+                  timers.set(a, setTimeout(() => {
+                    timers.delete(a);
+                    if (settled) return;
+                    try {
+                      api!.fire(a);
+                    } catch {
+                      // fire() catches the program's errors itself; nothing else can arrive here.
+                    }
+                  }, ms));
+                }
+                return undefined;
+              case "clearTimer":
+                if (typeof a === "number") {
+                  clearTimeout(timers.get(a));
+                  timers.delete(a);
+                }
+                return undefined;
+              case "done":
+                if (typeof a === "string") finish(true, a);
+                return undefined;
+              case "fail":
+                finish(false, typeof a === "string" ? a : "the program failed");
+                return undefined;
+              default:
+                return undefined;
+            }
+          } catch {
+            return undefined;
+          }
+        };
+        try {
+          const script = programScript(req.hash, req.script);
+          const context = vm.createContext(Object.create(null), {
+            name: "tabgrid program",
+            codeGeneration: { strings: false, wasm: false },
+          });
+          const boot = bootstrapScript.runInContext(context) as (h: Host, limit: number, limitText: string, global: string) => ContextApi;
+          api = boot(host, req.memoryLimitBytes, formatMiB(req.memoryLimitBytes), PROGRAM_GLOBAL);
+          polyfillScript.runInContext(context);
+          // Before any program code runs, so the context's Uint8Array is still pristine.
+          if (req.argKind === "bytes") {
+            if (!(req.arg instanceof Uint8Array)) throw new Error("a bytes input must be a Uint8Array");
+            api.allocInput(req.arg.length).set(req.arg);
+          }
+          try {
+            script.runInContext(context, { displayErrors: false });
+          } catch (e) {
+            // The program's own exception is an object of the context: only describe() touches it.
+            finish(false, `the program failed while loading: ${e instanceof Error ? e.message : api.describe(e)}`);
+            return;
+          }
+          const arg = req.argKind === "json" ? JSON.stringify(req.arg ?? null) : req.argKind === "text" ? String(req.arg) : null;
+          api.call(req.fn, req.argKind, arg, JSON.stringify(req.params ?? null));
+        } catch (e) {
+          finish(false, e instanceof Error ? e.message : String(e));
+        }
+      });
+    },
+  };
+}
