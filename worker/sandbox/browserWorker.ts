@@ -50,7 +50,9 @@ const jsHost: JsHost = {
     // WASM program again once it ran JS, see dedicatedProgramWorker).
     delete scope.WebAssembly;
     delete scope.SharedArrayBuffer;
-    delete scope[PROGRAM_GLOBAL];
+    // The compiled script declares the global with `var`, which makes it non-configurable
+    // after the first run (delete would throw in strict code): overwrite it instead.
+    scope[PROGRAM_GLOBAL] = undefined;
     const url = URL.createObjectURL(new Blob([req.script], { type: "text/javascript" }));
     try {
       loadScript(url);
