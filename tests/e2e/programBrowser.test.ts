@@ -26,7 +26,7 @@ describe("uploaded programs on a browser volunteer", () => {
   it("computes a WASM job over byte blocks and a JS job over a range in the volunteer tab", async () => {
     const user = await createUserWithKey(server.deps, "wasm@example.com");
     const post = async (kind: string, body: Uint8Array, name: string) =>
-      (await fetch(`${server.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body })).json();
+      (await fetch(`${server.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: new Uint8Array(body) })).json();
     const wasm = await post("programs", fs.readFileSync(path.join(repoRoot, "examples", "wasm", "bytesum.wasm")), "bytesum.wasm");
     const collatz = await post("programs", fs.readFileSync(path.join(repoRoot, "examples", "js", "collatz.js")), "collatz.js");
     const bytes = new Uint8Array(Array.from({ length: 50_000 }, (_, i) => (i * 31) % 251));
