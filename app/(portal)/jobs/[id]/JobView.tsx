@@ -43,7 +43,11 @@ export function JobView({ id }: { id: string }) {
           <div><dt>Cost / held</dt><dd>{credits(job.cost)} / {credits(job.estimate)}</dd></div>
         </dl>
         <p className="hint">
-          Submitted {when(job.createdAt)} · parameters <code>{JSON.stringify(job.params)}</code>
+          Submitted {when(job.createdAt)} · {"program" in job.params ? (
+            <>program <code>{String((job.params.program as { hash: string }).hash).slice(0, 16)}…</code> · parameters <code>{JSON.stringify(job.params.params)}</code></>
+          ) : (
+            <>parameters <code>{JSON.stringify(job.params)}</code></>
+          )}
         </p>
         <p className="hint" data-testid="replication">
           Replication: {job.replication.replicas} {job.replication.replicas === 1 ? "copy" : "copies"} per unit, quorum{" "}
