@@ -155,14 +155,4 @@ export function computeLocally(kernelName: string, params: Record<string, unknow
   return { outputs, result: kernel.reduce(p, outputs) as unknown };
 }
 
-/** A small seeded PRNG (mulberry32), so "random" fault schedules replay identically. */
-export function seededRandom(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "./random";

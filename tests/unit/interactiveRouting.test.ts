@@ -5,18 +5,8 @@ import {
 import type { ServerMessage } from "../../worker/protocol/messages";
 import { runInteractive } from "../../worker/interactive";
 import { RateLimiter } from "../../server/services/calc/rateLimit";
+import { seededRandom } from "../helpers/random";
 
-/** mulberry32: a seeded random, so every run picks the same pairs. */
-function seeded(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Replays the given numbers, then repeats the last. */
 function scripted(...values: number[]) {
@@ -69,7 +59,7 @@ class FakeHost implements InteractiveHost {
 
 function setup(opts: { random?: () => number; timeoutMs?: number } = {}) {
   const host = new FakeHost();
-  const router = new InteractiveRouter(host, { random: opts.random ?? seeded(1), timeoutMs: opts.timeoutMs ?? 1000 });
+  const router = new InteractiveRouter(host, { random: opts.random ?? seededRandom(1), timeoutMs: opts.timeoutMs ?? 1000 });
   host.router = router;
   return { host, router };
 }
@@ -87,7 +77,7 @@ describe("power of two choices", () => {
         expect(j).toBeGreaterThanOrEqual(0);
         expect(Math.max(i, j)).toBeLessThan(n);
       }
-      const random = seeded(n);
+      const random = seededRandom(n);
       for (let k = 0; k < 2000; k++) {
         const [i, j] = pickPair(n, random);
         expect(i).not.toBe(j);
@@ -96,7 +86,7 @@ describe("power of two choices", () => {
   });
 
   it("draws pairs uniformly: every volunteer is offered about as often", () => {
-    const random = seeded(7);
+    const random = seededRandom(7);
     const offered = new Array(5).fill(0);
     for (let k = 0; k < 10_000; k++) for (const i of pickPair(5, random)) offered[i]++;
     for (const c of offered) expect(Math.abs(c - 4000)).toBeLessThan(250);
@@ -121,7 +111,7 @@ describe("power of two choices", () => {
   });
 
   it("picks the less loaded of two volunteers every time, from their reports and leases", () => {
-    const { host, router } = setup({ random: seeded(3) });
+    const { host, router } = setup({ random: seededRandom(3) });
     host.add("busy", 2);
     host.add("idle", 2);
     router.report("busy", { cpu: 0.9, inFlight: 0 });
@@ -142,7 +132,7 @@ describe("power of two choices", () => {
   });
 
   it("spreads a burst over equal stale reports instead of herding (100 picks, 10 volunteers)", async () => {
-    const { host, router } = setup({ random: seeded(42), timeoutMs: 60_000 });
+    const { host, router } = setup({ random: seededRandom(42), timeoutMs: 60_000 });
     for (let i = 0; i < 10; i++) {
       host.add(`v${i}`, 1, "silent");
       router.report(`v${i}`, { cpu: 0.3, inFlight: 0 });
@@ -158,7 +148,7 @@ describe("power of two choices", () => {
   });
 
   it("does not herd onto one stale minimum either", async () => {
-    const { host, router } = setup({ random: seeded(9), timeoutMs: 60_000 });
+    const { host, router } = setup({ random: seededRandom(9), timeoutMs: 60_000 });
     for (let i = 0; i < 10; i++) {
       host.add(`v${i}`, 1, "silent");
       // v0 reported the lowest load once and has not reported since.

@@ -9,6 +9,7 @@ import type {
   TaskAssignment,
   ValidatedOutcome,
 } from "../../server/scheduler/index.js";
+import { seededRandom as mulberry32 } from "../helpers/random";
 
 const T0 = 1_700_000_000_000;
 const EXACT: Comparator = { kind: "exact" };
@@ -692,18 +693,6 @@ describe("recovery", () => {
     expect(s.jobState("j")).toBeUndefined();
   });
 });
-
-/** Small seeded PRNG so the randomized tests are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface RandomizedConfig {
   /** R = Q = 2, no adaptive replication, cheaters share one account: nothing wrong may be validated. */

@@ -3,6 +3,7 @@ import { Scheduler } from "../../server/scheduler/index.js";
 import type { JobSpec, TaskAssignment, VolunteerId, VolunteerInfo } from "../../server/scheduler/index.js";
 import { Deque } from "../../server/scheduler/deque.js";
 import { LeaseHeap } from "../../server/scheduler/leaseHeap.js";
+import { seededRandom as mulberry32 } from "../helpers/random";
 
 const T0 = 1_700_000_000_000;
 
@@ -704,18 +705,6 @@ describe("internals", () => {
     expect(heap.peekKey()).toBeUndefined();
   });
 });
-
-/** Small seeded PRNG so the randomized test is reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("randomized operations keep the counters true", () => {
   for (const seed of [1, 2, 3, 42, 2024]) {

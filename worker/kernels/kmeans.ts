@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Kernel, RoundRecord } from "./types";
+import { fmix32 } from "./hash";
 
 // k-means clustering as an iterative job. The data set is generated from the seed (k true
 // centres on a jittered grid, plus noise), so a unit carries only a range of point indices
@@ -80,16 +81,6 @@ export interface KmeansResult {
   metrics: Array<number | null>;
   /** Sum of squared distances to the nearest centroid, in the last round. */
   inertia: number | null;
-}
-
-/** murmur3's finaliser: a cheap bijective 32-bit mix. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** A counter-based stream of 32-bit words, one stream per (seed, stream) pair. */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Kernel } from "./types";
+import { fmix32 } from "./hash";
 
 /** Reference CPU-ms per sample (xoshiro128**, 2 draws per sample; ~5 ns on Node 20). */
 export const PI_MS_PER_SAMPLE = 5e-6;
@@ -35,16 +36,6 @@ export interface PiResult {
   estimate: number;
   inside: number;
   samples: number;
-}
-
-/** murmur3's finaliser: a cheap bijective 32-bit mix. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** Splits a non-negative safe integer into its low and high 32-bit words. */
