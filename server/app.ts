@@ -14,6 +14,8 @@ import { identify } from "./auth/session";
 import { health } from "./http/health";
 import { serveResult } from "./http/results";
 import { serveUploads } from "./http/uploads";
+import { serveAdMedia } from "./http/adMedia";
+import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
@@ -52,6 +54,7 @@ export async function startServer(
   const deps: AppDeps = { db, env, blobs, coordinator, monitoring };
   const alerting = env.TABGRID_ALERTS === "on" ? startAlerting(deps, monitoring.sampler, { log }) : undefined;
   await coordinator.recover();
+  await ensureDefaultCreative(deps);
 
   const createContext = contextFromRequest(deps);
   const trpc = createHTTPHandler({ router: appRouter, createContext, basePath: "/api/trpc/", maxBodySize: 1024 * 1024 });
@@ -79,6 +82,7 @@ export async function startServer(
       if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
       if (await serveSandbox(req, res, pathname)) return;
       if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
+      if (pathname.startsWith("/api/ads/media") && (await serveAdMedia(deps, req, res, pathname))) return;
       if (pathname.startsWith("/api/") && (await serveUploads(deps, req, res, new URL(url, "http://localhost")))) return;
       if (nextHandler) return nextHandler(req, res);
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));

@@ -37,6 +37,15 @@ const schema = z.object({
   METRICS_INTERVAL_SECONDS: z.coerce.number().min(0.01).max(3600).default(5),
   /** If set, GET /api/metrics requires `Authorization: Bearer <token>`; unset (or empty), it is open. */
   METRICS_TOKEN: z.string().optional().transform((t) => t || undefined),
+  // Watch an ad for credits (server/services/ads).
+  ADS_DAILY_CAP_PER_ACCOUNT: z.coerce.number().int().min(0).default(10),
+  ADS_DAILY_CAP_PER_IP: z.coerce.number().int().min(0).default(20),
+  ADS_MAX_MEDIA_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  /** The default house ad created on a fresh install: its reward (credits) and length (seconds). */
+  ADS_DEFAULT_REWARD_CREDITS: z.coerce.number().min(0).default(1),
+  ADS_DEFAULT_SECONDS: z.coerce.number().int().min(1).max(600).default(15),
+  /** "1": the client IP is the first hop of X-Forwarded-For (behind a reverse proxy); otherwise the socket address. */
+  TRUST_PROXY: z.enum(["0", "1"]).default("0"),
   NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
 });
 

@@ -9,6 +9,7 @@ import { useTRPC } from "./trpc";
 const links = [
   { href: "/jobs", label: "Jobs" },
   { href: "/volunteer", label: "Volunteer" },
+  { href: "/leaderboard", label: "Leaderboard" },
   { href: "/account", label: "Account" },
 ];
 

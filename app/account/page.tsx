@@ -5,9 +5,11 @@ import { useTRPC } from "../_components/trpc";
 import { credits, when } from "../_components/format";
 import { useRequireSignIn } from "../_components/useRequireSignIn";
 import { ApiKeys } from "./ApiKeys";
+import { TeamAndHistory } from "./TeamAndHistory";
+import { WatchAd } from "./WatchAd";
 
 const KIND_LABEL: Record<string, string> = {
-  grant: "Grant", hold: "Held for a job", payout: "Earned computing", refund: "Unused escrow refunded", claim: "Claimed from a volunteer id",
+  grant: "Grant", hold: "Held for a job", payout: "Earned computing", refund: "Unused escrow refunded", claim: "Claimed from a volunteer id", ad: "Watched an ad",
 };
 
 export default function AccountPage() {
@@ -20,8 +22,10 @@ export default function AccountPage() {
       <div className="card">
         <h2>Balance</h2>
         <p className="balance" data-testid="account-balance">{ledger.data ? credits(ledger.data.balance) : "…"} credits</p>
-        <p className="hint">Credits pay for jobs; you earn them by volunteering on the <Link href="/volunteer">volunteer page</Link>.</p>
+        <p className="hint">Credits pay for jobs; you earn them by volunteering on the <Link href="/volunteer">volunteer page</Link>, or by watching an ad.</p>
       </div>
+      <WatchAd />
+      <TeamAndHistory />
       <div className="two-col">
         <ApiKeys />
         <div className="card">

@@ -10,6 +10,8 @@ const tabs = [
   { href: "/admin/jobs", label: "Jobs" },
   { href: "/admin/volunteers", label: "Volunteers" },
   { href: "/admin/alerts", label: "Alerts" },
+  { href: "/admin/pricing", label: "Pricing" },
+  { href: "/admin/ads", label: "Ads" },
 ];
 
 export default function AdminLayout({ children }: { children: ReactNode }) {

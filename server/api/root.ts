@@ -6,6 +6,10 @@ import { adminRouter } from "./routers/admin";
 import { alertsRouter } from "./routers/alerts";
 import { monitoringRouter } from "./routers/monitoring";
 import { calcRouter } from "./routers/calc";
+import { pricingRouter } from "./routers/pricing";
+import { leaderboardRouter } from "./routers/leaderboard";
+import { teamsRouter } from "./routers/teams";
+import { adsRouter } from "./routers/ads";
 
 export const appRouter = router({
   jobs: jobsRouter,
@@ -15,6 +19,10 @@ export const appRouter = router({
   alerts: alertsRouter,
   monitoring: monitoringRouter,
   calc: calcRouter,
+  pricing: pricingRouter,
+  leaderboard: leaderboardRouter,
+  teams: teamsRouter,
+  ads: adsRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -10,18 +10,31 @@ export interface Context {
   user: SessionUser | null;
   /** Set when the caller presented credentials that are wrong (e.g. a revoked API key). */
   authError?: string;
+  /** The caller's IP address (for per-IP limits such as the daily ad cap). */
+  ip: string;
 }
 
 /** The one context builder; tests call it directly with a user of their choosing. */
-export function createContextInner(deps: AppDeps, user: SessionUser | null, authError?: string): Context {
-  return { deps, user, authError };
+export function createContextInner(deps: AppDeps, user: SessionUser | null, authError?: string, ip = "local"): Context {
+  return { deps, user, authError, ip };
+}
+
+/** The client's address: the first X-Forwarded-For hop when TRUST_PROXY=1, else the socket's. */
+export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const xff = req.headers["x-forwarded-for"];
+    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
+    if (first) return first;
+  }
+  const addr = req.socket?.remoteAddress ?? "unknown";
+  return addr.startsWith("::ffff:") ? addr.slice(7) : addr;
 }
 
 /** HTTP and WebSocket wrappers: both read the caller from the request (cookie or bearer key). */
 export function contextFromRequest(deps: AppDeps) {
   return async ({ req }: { req: IncomingMessage }) => {
     const id = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
-    return createContextInner(deps, id.user, id.error);
+    return createContextInner(deps, id.user, id.error, clientIp(req, deps.env.TRUST_PROXY === "1"));
   };
 }
 

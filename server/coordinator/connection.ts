@@ -14,6 +14,8 @@ export interface VolunteerConn {
   /** Millicredits earned on this socket (acknowledged). */
   earned: number;
   tasksDone: number;
+  /** Host speed vs the reference machine (clamped): its CPU-ms × this = reference CPU-ms. */
+  benchmark: number;
   ws: WebSocket;
 }
 

@@ -3,6 +3,7 @@ import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
 import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, TaskAssignment, UnitFailedOutcome, ValidatedOutcome } from "../scheduler/types";
 import type { ZodType } from "zod";
+import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
 import { GroupCommitter } from "../store/groupCommit";
@@ -338,7 +339,8 @@ export class Coordinator extends EventEmitter {
     if (msg.protocol !== PROTOCOL_VERSION) {
       throw new Error(`protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
-    await registerVolunteer(this.opts.db, { volunteerId: msg.volunteerId, token: msg.token, userId, name: msg.name });
+    const benchmark = clampBenchmark(msg.benchmark);
+    await registerVolunteer(this.opts.db, { volunteerId: msg.volunteerId, token: msg.token, userId, name: msg.name, benchmark });
     const accountId = userId ? userAccount(userId) : anonAccount(msg.volunteerId);
     const host = hostKey(msg.volunteerId);
     const records = await loadRecords(this.opts.db, [host, accountId]);
@@ -348,7 +350,7 @@ export class Coordinator extends EventEmitter {
     const conn: VolunteerConn = {
       key: `${msg.volunteerId}~${++this.connSeq}`,
       volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
-      connectedAt: this.now(), earned: 0, tasksDone: 0, ws,
+      connectedAt: this.now(), earned: 0, tasksDone: 0, benchmark, ws,
     };
     if (ws.readyState !== ws.OPEN || this.closed) return conn;
     this.conns.set(conn.key, conn);
@@ -412,6 +414,8 @@ export class Coordinator extends EventEmitter {
       const commit = this.writer.enqueue({
         type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,
         account: conn.accountId, output, digest, turnaroundMs,
+        // Measured work, for calibration and display only: payment uses the unit's estimate.
+        ...("ms" in r && typeof r.ms === "number" ? { cpuMs: r.ms, workMs: r.ms * conn.benchmark } : {}),
       });
       recorded.push({ taskId: r.taskId, commit });
       if (outcome.kind === "pending") {

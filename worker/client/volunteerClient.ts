@@ -1,6 +1,7 @@
 import type { WorkerPool, WorkerInfo } from "../runtime/pool";
 import type { TaskRun } from "../runtime/runTask";
 import { PROTOCOL_VERSION, type ServerMessage, type TaskResult, type WireTask } from "../protocol/messages";
+import { measureBenchmark } from "./benchmark";
 import { answerInteractive, appendLog, LoadReporter, type InteractiveLogEntry } from "../interactive/volunteer";
 
 /** The bits of the WebSocket API both the browser's WebSocket and Node's `ws` provide. */
@@ -30,6 +31,8 @@ export interface VolunteerClientOptions {
   log?: (msg: string) => void;
   /** Machine-wide CPU load 0..1 (Node: load average per core); the busy share of workers if higher, or alone. */
   systemLoad?: () => number;
+  /** This host's benchmark score, or how to measure it (default: measureBenchmark, once). */
+  benchmark?: number | (() => number);
 }
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "stopped";
@@ -68,6 +71,7 @@ export class VolunteerClient {
   private outbox: TaskResult[] = [];
   private flushQueued = false;
   private retry = 0;
+  private benchmark: number | undefined;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
   private snap: VolunteerSnapshot = {
     connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, currentJobs: [], workers: [], interactiveLog: [],
@@ -135,6 +139,12 @@ export class VolunteerClient {
     this.sendCapacity();
   }
 
+  /** Measured on the first connection only: a reconnect should not stall on it. */
+  private benchmarkScore(): number {
+    const b = this.opts.benchmark;
+    return (this.benchmark ??= typeof b === "number" ? b : (b ?? measureBenchmark)());
+  }
+
   private sendCapacity() {
     if (this.ws?.readyState === 1) this.ws.send(JSON.stringify({ type: "capacity", threads: this.paused ? 0 : this.threads }));
   }
@@ -147,6 +157,7 @@ export class VolunteerClient {
       ws.send(JSON.stringify({
         type: "hello", protocol: PROTOCOL_VERSION, volunteerId: this.opts.volunteerId, token: this.opts.token,
         threads: this.paused ? 0 : this.threads, agent: this.opts.agent, name: this.opts.name,
+        benchmark: this.benchmarkScore(),
       }));
     };
     ws.onmessage = (ev) => {

@@ -22,6 +22,11 @@ export const helloSchema = z.object({
   threads: z.number().int().min(0).max(256),
   agent: z.enum(["browser", "node"]).default("browser"),
   name: z.string().max(100).optional(),
+  /**
+   * Host speed relative to the reference machine (1.0), from worker/client/benchmark.ts.
+   * Self-reported, so the server clamps it and it never decides what anyone is paid.
+   */
+  benchmark: z.number().positive().max(1e6).optional(),
 });
 
 export const capacitySchema = z.object({

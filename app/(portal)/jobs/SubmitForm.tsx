@@ -4,6 +4,7 @@ import { useRouter } from "next/navigation";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
 import { credits, duration } from "../../_components/format";
+import { WatchAd } from "../../account/WatchAd";
 
 type Field = { type?: string; default?: unknown; minimum?: number; maximum?: number };
 
@@ -110,7 +111,8 @@ export function SubmitForm() {
           <span className="hint">Estimating…</span>
         )}
       </div>
-      {short && <p className="error">Your balance is too low for this job: volunteer for a while to earn credits, or make it smaller.</p>}
+      {short && <p className="error">Your balance is too low for this job: volunteer for a while to earn credits, watch an ad, or make it smaller.</p>}
+      {short && <WatchAd compact />}
       {submit.error && <p className="error" role="alert">{submit.error.message}</p>}
       <button type="submit" className="primary" disabled={submit.isPending || !!estimate.error}>
         {submit.isPending ? "Submitting…" : "Submit job"}

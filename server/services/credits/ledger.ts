@@ -5,7 +5,7 @@ import { accountKind } from "./accounts";
 /** A Prisma client or an open transaction: ledger writes compose into the caller's transaction. */
 export type Tx = Prisma.TransactionClient;
 
-export type EntryKind = "grant" | "hold" | "payout" | "refund" | "claim";
+export type EntryKind = "grant" | "hold" | "payout" | "refund" | "claim" | "ad";
 
 export interface Posting {
   accountId: string;

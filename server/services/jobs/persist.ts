@@ -26,7 +26,7 @@ export interface ReliabilityRow {
 
 export type PersistOp =
   /** A returned result, before it is validated: committed before the volunteer's ack. */
-  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; output: unknown; digest: string; turnaroundMs: number }
+  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; output: unknown; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
   | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string }
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
   | { type: "validated"; jobId: string; unitId: string; canonical: unknown; valid: ResultRef[]; invalid: ResultRef[] }
@@ -60,7 +60,7 @@ export async function persistBatch(db: Db, ops: PersistOp[]): Promise<void> {
             data: {
               id: op.taskId, jobId: op.jobId, unitId: op.unitId, volunteerId: op.host, accountId: op.account,
               ...(op.type === "result"
-                ? { output: JSON.stringify(op.output), digest: op.digest, state: "pending", turnaroundMs: Math.round(op.turnaroundMs) }
+                ? { output: JSON.stringify(op.output), digest: op.digest, state: "pending", turnaroundMs: Math.round(op.turnaroundMs), cpuMs: op.cpuMs === undefined ? null : Math.round(op.cpuMs), workMs: op.workMs ?? null }
                 : { error: op.error, state: "error", decidedAt: now }),
             },
             select: { id: true },

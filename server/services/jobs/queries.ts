@@ -25,10 +25,11 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const job = await ownedJob(deps, viewer, jobId);
   const live = deps.coordinator.progress(jobId);
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
-  const [states, base, rounds] = await Promise.all([
+  const [states, base, rounds, work] = await Promise.all([
     deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
     deps.db.workUnit.aggregate({ where: { jobId, done: true }, _sum: { pay: true } }),
     jobRounds(deps.db, jobId),
+    jobWork(deps, jobId),
   ]);
   // An iterative job's progress is its current round's: every round before it is done.
   const progress = live ?? {
@@ -48,6 +49,8 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
     params: JSON.parse(job.params) as Record<string, unknown>,
+    /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
+    work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
     /** Iterative jobs: the current (or last) round, the most rounds, and each round so far. */
     round: rounds.at(-1)?.round ?? null,
     maxRounds: maxRoundsOf(job.kernel, job.params),
@@ -92,4 +95,24 @@ export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) 
   await ownedJob(deps, viewer, jobId);
   const units = await deps.db.workUnit.findMany({ where: { jobId, done: true }, select: { idx: true, round: true, output: true }, orderBy: [{ round: "asc" }, { idx: "asc" }] });
   return units.map((u) => ({ index: u.idx, ...(u.round ? { round: u.round } : {}), output: JSON.parse(u.output!) as unknown }));
+}
+
+/**
+ * The job's work in reference CPU-ms over its valid results: estimated (each result counts
+ * its unit's `work`), and measured (the hosts' reported CPU time × their benchmark score)
+ * with the estimate of the same measured results, so the two compare like for like.
+ */
+export async function jobWork(deps: AppDeps, jobId: string) {
+  const [row] = await deps.db.$queryRaw<Array<{ results: bigint | number; estimatedMs: number | null; measured: bigint | number; measuredMs: number | null; estimatedMeasuredMs: number | null }>>`
+    SELECT COUNT(*) AS results, SUM(u.work) AS estimatedMs, COUNT(r.workMs) AS measured, SUM(r.workMs) AS measuredMs,
+           SUM(CASE WHEN r.workMs IS NULL THEN 0 ELSE u.work END) AS estimatedMeasuredMs
+    FROM "Result" r JOIN "WorkUnit" u ON u.id = r.unitId
+    WHERE r.jobId = ${jobId} AND r.state = 'valid'`;
+  return {
+    validResults: Number(row?.results ?? 0),
+    estimatedMs: Number(row?.estimatedMs ?? 0),
+    measuredResults: Number(row?.measured ?? 0),
+    measuredMs: Number(row?.measuredMs ?? 0),
+    estimatedMeasuredMs: Number(row?.estimatedMeasuredMs ?? 0),
+  };
 }

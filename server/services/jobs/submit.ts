@@ -8,6 +8,7 @@ import { UserError } from "../errors";
 import type { AppDeps } from "../deps";
 import { programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
+import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId, startRound } from "./rounds";
 
 export const replicationSchema = z
@@ -61,15 +62,15 @@ interface Plan {
 }
 
 /** Prices units: each is paid on its estimated work, never on a volunteer's own timing. */
-function price(deps: Pick<AppDeps, "env">, units: Array<{ input: unknown; work: number }>, quorum: number) {
-  const perSecond = Math.round(deps.env.PRICE_PER_CPU_SECOND * MILLI);
+function price(creditsPerSecond: number, units: Array<{ input: unknown; work: number }>, quorum: number) {
+  const perSecond = Math.round(creditsPerSecond * MILLI);
   const priced = units.map((u) => ({ ...u, pay: Math.max(1, Math.ceil((u.work * perSecond) / 1000)) }));
   // The most a job can cost: every unit paid to a full quorum of volunteers.
   return { units: priced, price: perSecond, estimate: priced.reduce((s, u) => s + u.pay, 0) * quorum };
 }
 
 /** Validates a built-in kernel submission and prices it, without side effects. */
-export function planJob(deps: Pick<AppDeps, "env">, input: SubmitInput): Plan {
+export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitInput): Promise<Plan> {
   if (input.kernel === "program") throw new UserError("BAD_REQUEST", "Program jobs are planned with planProgramJob.");
   const kernel = getKernel(input.kernel);
   if (!kernel) {
@@ -91,7 +92,7 @@ export function planJob(deps: Pick<AppDeps, "env">, input: SubmitInput): Plan {
     throw new UserError("BAD_REQUEST", `Too many chunks: ${input.chunks}. This ${kernel.name} job can be split into at most ${maxChunks}.`);
   }
   const first = firstRound(kernel, params, input.chunks);
-  const priced = price(deps, first?.units ?? kernel.split(params, input.chunks), input.replication.quorum);
+  const priced = price(await pricePerCpuSecond(deps), first?.units ?? kernel.split(params, input.chunks), input.replication.quorum);
   // An iterative job holds enough for every round it may run; what it does not use is refunded.
   const rounds = first && { state: first.state, maxRounds: first.maxRounds };
   return { kernel, params, ...priced, estimate: priced.estimate * (rounds?.maxRounds ?? 1), rounds, replication: input.replication };
@@ -121,13 +122,13 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   };
   const work = input.cpuSecondsPerUnit * 1000;
   return {
-    kernel: { name: "program" }, params, ...price(deps, inputs.map((i) => ({ input: i, work })), replication.quorum),
+    kernel: { name: "program" }, params, ...price(await pricePerCpuSecond(deps), inputs.map((i) => ({ input: i, work })), replication.quorum),
     replication, programHash: program.hash,
   };
 }
 
 export async function estimateJob(deps: AppDeps, input: SubmitInput) {
-  const plan = input.kernel === "program" ? await estimateProgramJob(deps, input) : planJob(deps, input);
+  const plan = input.kernel === "program" ? await estimateProgramJob(deps, input) : await planJob(deps, input);
   const maxRounds = (plan as { rounds?: Plan["rounds"] }).rounds?.maxRounds;
   const work = plan.units.reduce((s, u) => s + u.work, 0) * (maxRounds ?? 1);
   return {
@@ -149,11 +150,11 @@ async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   } else if (input.chunks === undefined) throw new UserError("BAD_REQUEST", "Give a chunk count.");
   else n = input.chunks;
   const units = Array.from({ length: n }, () => ({ input: null, work: input.cpuSecondsPerUnit * 1000 }));
-  return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(deps, units, input.replication.quorum) };
+  return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(await pricePerCpuSecond(deps), units, input.replication.quorum) };
 }
 
 export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
-  const plan = input.kernel === "program" ? await planProgramJob(deps, ownerId, input) : planJob(deps, input);
+  const plan = input.kernel === "program" ? await planProgramJob(deps, ownerId, input) : await planJob(deps, input);
   const programHash = "programHash" in plan ? (plan.programHash as string) : null;
   const id = `j${crypto.randomBytes(9).toString("base64url").replace(/[-_]/g, "x")}`;
   const leaseMs = Math.round(deps.env.LEASE_SECONDS * 1000);

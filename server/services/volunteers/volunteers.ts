@@ -13,12 +13,12 @@ const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex"
  */
 export async function registerVolunteer(
   db: Db,
-  v: { volunteerId: string; token: string; userId: string | null; name?: string },
+  v: { volunteerId: string; token: string; userId: string | null; name?: string; benchmark?: number },
 ) {
   const tokenHash = sha256(v.token);
   const existing = await db.volunteer.findUnique({ where: { id: v.volunteerId }, select: { tokenHash: true, userId: true } });
   if (!existing) {
-    await db.volunteer.create({ data: { id: v.volunteerId, tokenHash, userId: v.userId, name: v.name } });
+    await db.volunteer.create({ data: { id: v.volunteerId, tokenHash, userId: v.userId, name: v.name, benchmarkScore: v.benchmark ?? 1 } });
     return;
   }
   if (!crypto.timingSafeEqual(Buffer.from(existing.tokenHash), Buffer.from(tokenHash))) {
@@ -26,7 +26,7 @@ export async function registerVolunteer(
   }
   await db.volunteer.update({
     where: { id: v.volunteerId },
-    data: { lastSeenAt: new Date(), ...(v.userId ? { userId: v.userId } : {}), ...(v.name ? { name: v.name } : {}) },
+    data: { lastSeenAt: new Date(), ...(v.userId ? { userId: v.userId } : {}), ...(v.name ? { name: v.name } : {}), ...(v.benchmark ? { benchmarkScore: v.benchmark } : {}) },
     select: { id: true },
   });
   if (v.userId) await claimAnonymousCredits(db, v.userId, v.volunteerId);

@@ -6,6 +6,7 @@ import { useTRPC } from "../../../_components/trpc";
 import { credits, duration, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
+import { CostCard } from "./CostCard";
 
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
@@ -69,6 +70,7 @@ export function JobView({ id }: { id: string }) {
         )}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>
+      <CostCard job={job} />
       {job.round !== null && (
         <RoundsCard
           rounds={job.rounds} maxRounds={job.maxRounds} running={job.state === "running"}

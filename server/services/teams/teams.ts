@@ -1,0 +1,34 @@
+import { z } from "zod";
+import type { Db } from "../../store/prisma";
+import { UserError } from "../errors";
+
+export const teamNameSchema = z.string().trim().min(2, "A team name has at least 2 characters.").max(40, "At most 40 characters.");
+
+export async function listTeams(db: Db) {
+  const teams = await db.team.findMany({ orderBy: { name: "asc" }, take: 500, select: { id: true, name: true, _count: { select: { members: true } } } });
+  return teams.map((t) => ({ id: t.id, name: t.name, members: t._count.members }));
+}
+
+export async function myTeam(db: Db, userId: string) {
+  const u = await db.user.findUnique({ where: { id: userId }, select: { team: { select: { id: true, name: true } } } });
+  return u?.team ?? null;
+}
+
+/** Creates a team and puts its creator in it (leaving any team they were in). */
+export async function createTeam(db: Db, userId: string, name: string) {
+  if (await db.team.findUnique({ where: { name }, select: { id: true } })) throw new UserError("CONFLICT", `A team named "${name}" exists: join it instead.`);
+  const team = await db.team.create({ data: { name, members: { connect: { id: userId } } }, select: { id: true, name: true } });
+  return team;
+}
+
+export async function joinTeam(db: Db, userId: string, teamId: string) {
+  const team = await db.team.findUnique({ where: { id: teamId }, select: { id: true, name: true } });
+  if (!team) throw new UserError("NOT_FOUND", "No such team.");
+  await db.user.update({ where: { id: userId }, data: { teamId }, select: { id: true } });
+  return team;
+}
+
+export async function leaveTeam(db: Db, userId: string) {
+  await db.user.update({ where: { id: userId }, data: { teamId: null }, select: { id: true } });
+  return null;
+}
