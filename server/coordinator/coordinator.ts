@@ -504,7 +504,7 @@ export class Coordinator extends EventEmitter {
     if (state === "completed") {
       // Merge outside the commit queue's transaction (a program's reduce may take seconds),
       // once every validated output of the job is committed.
-      await this.writer.drain();
+      await this.writer.committedSoFar();
       const merged = await mergeJobResult(this.opts, jobId);
       end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
       state = end.state;
@@ -525,7 +525,7 @@ export class Coordinator extends EventEmitter {
   private async endRound(id: string, meta: JobMeta, live: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
     let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
     if (state === "completed") {
-      await this.writer.drain();
+      await this.writer.committedSoFar();
       const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => ({ kind: "failed" as const, error: e.message }));
       // Shutting down: the next start resumes from what the step stored.
       if (this.closed) return;

@@ -11,6 +11,8 @@ export class GroupCommitter<T> {
   private running: Promise<void> | undefined;
   private failures = 0;
   private closed = false;
+  /** Settles once the most recently enqueued item (and so every earlier one) is committed. */
+  private last: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly commit: (items: T[]) => Promise<void>,
@@ -19,11 +21,21 @@ export class GroupCommitter<T> {
 
   enqueue(item: T): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the commit queue is closed"));
-    return new Promise((resolve) => {
+    const committed = new Promise<void>((resolve) => {
       this.pending.push({ item, resolve });
       if (this.pending.length >= this.opts.maxBatch) this.kick(0);
       else this.kick(this.opts.intervalMs);
     });
+    this.last = committed;
+    return committed;
+  }
+
+  /**
+   * Resolves when everything enqueued so far is committed (batches commit in order). Unlike
+   * drain(), it does not wait for items enqueued later, so it ends under sustained load.
+   */
+  committedSoFar(): Promise<void> {
+    return this.last;
   }
 
   get size(): number {

@@ -55,3 +55,23 @@ describe("GroupCommitter", () => {
     await expect(gc.enqueue(3)).rejects.toThrow(/closed/);
   });
 });
+
+describe("GroupCommitter.committedSoFar", () => {
+  it("waits for what was enqueued before it, not for what comes after", async () => {
+    const committed: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gc = new GroupCommitter<number>(async (items) => {
+      if (items.includes(2)) await gate; // the second batch stays open until released
+      committed.push(...items);
+    }, { intervalMs: 1, maxBatch: 1 });
+    void gc.enqueue(1);
+    const barrier = gc.committedSoFar();
+    void gc.enqueue(2);
+    await barrier;
+    expect(committed).toEqual([1]);
+    release();
+    await gc.drain();
+    expect(committed).toEqual([1, 2]);
+  });
+});
