@@ -28,7 +28,12 @@ export async function userForApiKey(db: Db, key: string): Promise<KeyUser | null
     select: { id: true, revokedAt: true, user: { select: { id: true, email: true, role: true } } },
   });
   if (!row || row.revokedAt) return null;
-  await db.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: new Date() }, select: { id: true } });
+  // The CLI polls every half second: record use at most once a minute, not a write per call.
+  const now = new Date();
+  await db.apiKey.updateMany({
+    where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: new Date(now.getTime() - 60_000) } }] },
+    data: { lastUsedAt: now },
+  });
   return row.user;
 }
 

@@ -1,19 +1,12 @@
 import type { Db } from "../../store/prisma";
-import type { AlertRuleSpec, Comparison, Severity } from "./engine";
+import type { AlertRuleSpec } from "./engine";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-export interface DefaultRule {
-  name: string;
-  metric: string;
-  comparison: Comparison;
-  threshold: number;
-  hysteresis: number;
-  forSeconds: number;
-  severity: Severity;
+export type DefaultRule = Pick<AlertRuleSpec, "name" | "metric" | "comparison" | "threshold" | "hysteresis" | "forSeconds" | "severity"> & {
   description: string;
-}
+};
 
 /** What a fresh install watches. Seeded once, when the AlertRule table is empty. */
 export const DEFAULT_RULES: DefaultRule[] = [
