@@ -23,7 +23,7 @@ const schema = z.object({
   TASK_TIME_LIMIT_SECONDS: z.coerce.number().positive().max(3600).default(30),
   WASM_MEMORY_LIMIT_MB: z.coerce.number().int().min(1).max(4096).default(256),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
-  COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(5),
+  COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(0),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),
   // Alerting (server/monitoring/alerts). "off" leaves rules, channels and history in place but
   // evaluates nothing (a second instance on the same database, or tests driving their own).

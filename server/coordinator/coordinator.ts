@@ -52,6 +52,13 @@ export interface CoordinatorOptions {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/**
+ * Backpressure: when this many operations wait for the database, no new task goes out until
+ * the backlog is under the low mark. Memory stays bounded when SQLite is the bottleneck, and
+ * what volunteers are computing still comes back and is committed.
+ */
+const COMMIT_BACKLOG_HIGH = 30_000;
+const COMMIT_BACKLOG_LOW = 10_000;
 const MAX_BAD_MESSAGES = 20;
 
 /**
@@ -85,6 +92,8 @@ export class Coordinator extends EventEmitter {
   private leaseTimerAt = Infinity;
   private connSeq = 0;
   private closed = false;
+  /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
+  private backlogged = false;
   private readonly observer: CoordinatorObserver;
 
   constructor(private readonly opts: CoordinatorOptions) {
@@ -98,10 +107,14 @@ export class Coordinator extends EventEmitter {
         const started = performance.now();
         await persistBatch(opts.db, ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
+        if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
+          this.backlogged = false;
+          setImmediate(() => this.dispatchAll());
+        }
       },
       {
         intervalMs: opts.commitIntervalMs,
-        maxBatch: 500,
+        maxBatch: 5000,
         onError: (e) => {
           this.observer.commitFailed();
           this.log(`commit failed, will retry: ${(e as Error).message}`);
@@ -551,6 +564,11 @@ export class Coordinator extends EventEmitter {
   // ---- dispatch and leases ----------------------------------------------------------
 
   private dispatch(conn: VolunteerConn) {
+    if (this.backlogged || this.writer.size > COMMIT_BACKLOG_HIGH) {
+      if (!this.backlogged) this.observer.shed("dispatch-paused");
+      this.backlogged = true;
+      return;
+    }
     const leased = this.scheduler.leaseTasks(conn.key, this.now());
     if (!leased.length) return;
     this.observer.dispatched(leased.length);

@@ -123,6 +123,8 @@ export class IntervalCounters implements CoordinatorObserver {
   commitFailed() {
     this.c.commitFailures++;
   }
+  /** Shedding is counted for Prometheus only (tabgrid_load_shed_total); the dashboard has no series for it. */
+  shed() {}
 
   take(): IntervalCounts {
     const counts: IntervalCounts = {

@@ -11,5 +11,6 @@ export function fanOut(...observers: CoordinatorObserver[]): CoordinatorObserver
     messageRejected: () => observers.forEach((o) => o.messageRejected()),
     commitSucceeded: (items, seconds) => observers.forEach((o) => o.commitSucceeded(items, seconds)),
     commitFailed: () => observers.forEach((o) => o.commitFailed()),
+    shed: (reason, count) => observers.forEach((o) => o.shed(reason, count)),
   };
 }

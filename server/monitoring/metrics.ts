@@ -1,6 +1,6 @@
 import fs from "node:fs/promises";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { CoordinatorObserver } from "./observer";
+import { SHED_REASONS, type CoordinatorObserver, type ShedReason } from "./observer";
 import type { ClusterSource } from "./sampler";
 import type { Sample } from "./series";
 import { version } from "./version";
@@ -37,6 +37,7 @@ export class PromMetrics implements CoordinatorObserver {
   private readonly commitOpsTotal: Counter;
   private readonly commitFailuresTotal: Counter;
   private readonly rejectedTotal: Counter;
+  private readonly shedTotal: Counter<"reason">;
 
   constructor() {
     const registers = [this.registry];
@@ -106,6 +107,8 @@ export class PromMetrics implements CoordinatorObserver {
     });
     this.commitOpsTotal = new Counter({ name: "tabgrid_commit_operations_total", help: "Operations (results, verdicts, payouts…) committed.", registers });
     this.commitFailuresTotal = new Counter({ name: "tabgrid_commit_failures_total", help: "Group commits that failed (and were retried).", registers });
+    this.shedTotal = new Counter({ name: "tabgrid_load_shed_total", help: "Work turned away or put off under overload, by reason.", labelNames: ["reason"], registers });
+    for (const reason of SHED_REASONS) this.shedTotal.inc({ reason }, 0);
     this.rejectedTotal = new Counter({ name: "tabgrid_volunteer_messages_rejected_total", help: "Frames from volunteers refused (bad JSON, wrong shape, out of order).", registers });
   }
 
@@ -143,5 +146,8 @@ export class PromMetrics implements CoordinatorObserver {
   }
   commitFailed() {
     this.commitFailuresTotal.inc();
+  }
+  shed(reason: ShedReason, count = 1) {
+    this.shedTotal.inc({ reason }, count);
   }
 }

@@ -15,9 +15,20 @@ export interface CoordinatorObserver {
   messageRejected(): void;
   commitSucceeded(items: number, seconds: number): void;
   commitFailed(): void;
+  /** Work the server turned away or put off to protect itself (see ShedReason). */
+  shed(reason: ShedReason, count?: number): void;
 }
+
+/**
+ * - dispatch-paused: no new tasks went out while too many results waited for the database.
+ * - connection-refused: a volunteer socket over the connection limit was closed at once.
+ * - frame-too-large: a frame over MAX_WS_MESSAGE_BYTES closed its socket.
+ * - submission-throttled: a consumer over the submission rate was told to retry later.
+ */
+export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-large" | "submission-throttled";
+export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled"];
 
 export const noObserver: CoordinatorObserver = {
   dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {},
-  messageRejected() {}, commitSucceeded() {}, commitFailed() {},
+  messageRejected() {}, commitSucceeded() {}, commitFailed() {}, shed() {},
 };

@@ -1,6 +1,8 @@
 import crypto from "node:crypto";
 import type { Prisma } from "../../../generated/prisma/client";
+import type { Database as Conn } from "better-sqlite3";
 import { accountKind } from "./accounts";
+import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 
 /** A Prisma client or an open transaction: ledger writes compose into the caller's transaction. */
 export type Tx = Prisma.TransactionClient;
@@ -31,18 +33,9 @@ export async function postTransaction(
   postings: Posting[],
   opts: { jobId?: string; memo?: string } = {},
 ): Promise<string> {
-  const merged = new Map<string, number>();
-  for (const p of postings) {
-    if (!Number.isSafeInteger(p.amount)) throw new Error(`ledger amounts are integers (got ${p.amount})`);
-    merged.set(p.accountId, (merged.get(p.accountId) ?? 0) + p.amount);
-  }
-  let sum = 0;
-  for (const amount of merged.values()) sum += amount;
-  if (sum !== 0) throw new Error(`unbalanced ${kind} transaction (sum ${sum})`);
-
+  const moves = balancedMoves(kind, postings);
   const txId = crypto.randomUUID();
-  for (const [accountId, amount] of merged) {
-    if (amount === 0) continue;
+  for (const [accountId, amount] of moves) {
     await tx.account.upsert({ where: { id: accountId }, create: { id: accountId, kind: accountKind(accountId) }, update: {} });
     if (amount < 0 && accountKind(accountId) !== "system") {
       const { count } = await tx.account.updateMany({
@@ -58,11 +51,56 @@ export async function postTransaction(
     }
   }
   await tx.ledgerEntry.createMany({
-    data: [...merged]
-      .filter(([, amount]) => amount !== 0)
-      .map(([accountId, amount]) => ({ txId, accountId, amount, kind, jobId: opts.jobId, memo: opts.memo })),
+    data: moves.map(([accountId, amount]) => ({ txId, accountId, amount, kind, jobId: opts.jobId, memo: opts.memo })),
   });
   return txId;
+}
+
+/**
+ * The same posting inside the group commit's synchronous write transaction (see
+ * store/sqliteGate.ts), where a payout may credit a thousand volunteers at once: accounts,
+ * balances and entries go in multi-row statements.
+ */
+export function postTransactionSync(
+  gate: SqliteGate,
+  conn: Conn,
+  kind: EntryKind,
+  postings: Posting[],
+  opts: { jobId?: string; memo?: string } = {},
+): string {
+  const moves = balancedMoves(kind, postings);
+  const txId = crypto.randomUUID();
+  const at = sqlTime(new Date());
+  gate.bulk(conn, `INSERT INTO "Account" ("id", "kind", "createdAt") VALUES {values} ON CONFLICT ("id") DO NOTHING`, moves.map(([id]) => [id, accountKind(id), at]));
+  const credits: Array<[string, number]> = [];
+  for (const [accountId, amount] of moves) {
+    if (amount < 0 && accountKind(accountId) !== "system") {
+      const { changes } = gate.statement(conn, `UPDATE "Account" SET "balance" = "balance" + ? WHERE "id" = ? AND "balance" >= ?`).run(amount, accountId, -amount);
+      if (changes === 0) {
+        const acc = gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(accountId) as { balance: number } | undefined;
+        throw new InsufficientCredits(-amount, acc?.balance ?? 0);
+      }
+    } else credits.push([accountId, amount]);
+  }
+  if (credits.length) {
+    gate.bulk(conn, `UPDATE "Account" SET "balance" = "balance" + v.column2 FROM (VALUES {values}) AS v WHERE "Account"."id" = v.column1`, credits);
+  }
+  gate.bulk(conn, `INSERT INTO "LedgerEntry" ("txId", "accountId", "amount", "kind", "jobId", "memo", "createdAt") VALUES {values}`,
+    moves.map(([accountId, amount]) => [txId, accountId, amount, kind, opts.jobId ?? null, opts.memo ?? null, at]));
+  return txId;
+}
+
+/** Merges postings by account and checks they balance; drops zero moves. */
+function balancedMoves(kind: EntryKind, postings: Posting[]): Array<[string, number]> {
+  const merged = new Map<string, number>();
+  for (const p of postings) {
+    if (!Number.isSafeInteger(p.amount)) throw new Error(`ledger amounts are integers (got ${p.amount})`);
+    merged.set(p.accountId, (merged.get(p.accountId) ?? 0) + p.amount);
+  }
+  let sum = 0;
+  for (const amount of merged.values()) sum += amount;
+  if (sum !== 0) throw new Error(`unbalanced ${kind} transaction (sum ${sum})`);
+  return [...merged].filter(([, amount]) => amount !== 0);
 }
 
 export async function balanceOf(tx: Tx, accountId: string): Promise<number> {

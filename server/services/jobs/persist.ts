@@ -1,5 +1,7 @@
-import type { Db } from "../../store/prisma";
-import { postTransaction, balanceOf, type Tx } from "../credits/ledger";
+import type { Database as Conn } from "better-sqlite3";
+import { sqliteGate, type Db } from "../../store/prisma";
+import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
+import { postTransaction, postTransactionSync, balanceOf, type Posting, type Tx } from "../credits/ledger";
 import { escrowAccount, userAccount } from "../credits/accounts";
 
 export interface ResultRef {
@@ -36,89 +38,107 @@ export type PersistOp =
 
 /**
  * Writes one group-commit batch in a single transaction, in order: received results,
- * validations with their payouts out of each job's escrow, reliability records and job
- * endings (reduce, refund of the unused escrow). Every step is guarded by the state it
- * changes (a unit already done, a result already decided), so replaying a batch after a
- * crash never pays twice.
+ * validations with their payouts out of each job's escrow, and reliability records; then
+ * job endings (reduce, refund of the unused escrow), each in a transaction of its own.
+ * Every step is guarded by the state it changes (a result already stored, a unit already
+ * done, a job no longer running), so replaying a batch after a crash never pays twice.
+ * The batch itself is a few multi-row statements run synchronously on the database
+ * connection (see store/sqliteGate.ts): thousands of results cost milliseconds.
  */
 export async function persistBatch(db: Db, ops: PersistOp[]): Promise<void> {
-  await db.$transaction(async (tx) => {
-    const now = new Date();
-    const payouts = new Map<string, Array<{ accountId: string; amount: number }>>();
-    const volunteers = new Map<string, { tasks: number; earned: number }>();
-    const jobCounts = new Map<string, { units: number; cost: number }>();
-    const reliability = new Map<string, ReliabilityRow>();
-    const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
+  const gate = await sqliteGate(db);
+  const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
+  const rest: PersistOp[] = [];
+  for (const op of ops) (op.type === "finish" ? finished : rest).push(op);
+  if (rest.length) await gate.write((conn) => writeBatch(gate, conn, rest));
+  for (const end of finished) await db.$transaction((tx) => finishJob(tx, end.jobId, end), { timeout: 60_000 });
+}
 
-    for (const op of ops) {
-      switch (op.type) {
-        case "result":
-        case "error": {
-          const exists = await tx.result.findUnique({ where: { id: op.taskId }, select: { id: true } });
-          if (exists) break;
-          await tx.result.create({
-            data: {
-              id: op.taskId, jobId: op.jobId, unitId: op.unitId, volunteerId: op.host, accountId: op.account,
-              ...(op.type === "result"
-                ? { output: JSON.stringify(op.output), digest: op.digest, state: "pending", turnaroundMs: Math.round(op.turnaroundMs), cpuMs: op.cpuMs === undefined ? null : Math.round(op.cpuMs), workMs: op.workMs ?? null }
-                : { error: op.error, state: "error", decidedAt: now }),
-            },
-            select: { id: true },
-          });
-          break;
-        }
-        case "validated": {
-          const { count } = await tx.workUnit.updateMany({
-            where: { id: op.unitId, done: false },
-            data: { done: true, output: JSON.stringify(op.canonical), volunteerId: op.valid[0]?.host, completedAt: now },
-          });
-          if (count === 0) break;
-          for (const r of op.valid) {
-            await tx.result.updateMany({ where: { id: r.taskId }, data: { state: "valid", paid: r.pay, decidedAt: now } });
-          }
-          if (op.invalid.length) {
-            await tx.result.updateMany({ where: { id: { in: op.invalid.map((r) => r.taskId) } }, data: { state: "invalid", decidedAt: now } });
-          }
-          const list = payouts.get(op.jobId) ?? [];
-          let cost = 0;
-          for (const r of op.valid) {
-            list.push({ accountId: r.account, amount: r.pay });
-            const v = volunteers.get(r.host) ?? { tasks: 0, earned: 0 };
-            v.tasks++;
-            v.earned += r.pay;
-            volunteers.set(r.host, v);
-            cost += r.pay;
-          }
-          payouts.set(op.jobId, list);
-          const j = jobCounts.get(op.jobId) ?? { units: 0, cost: 0 };
-          j.units++;
-          j.cost += cost;
-          jobCounts.set(op.jobId, j);
-          break;
-        }
-        case "reliability":
-          for (const row of op.rows) reliability.set(row.id, row);
-          break;
-        case "finish":
-          finished.push(op);
-          break;
-      }
+function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
+  const at = sqlTime(new Date());
+  const results: unknown[][] = [];
+  const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
+  const reliability = new Map<string, ReliabilityRow>();
+  for (const op of ops) {
+    switch (op.type) {
+      case "result":
+        results.push([
+          op.taskId, op.jobId, op.unitId, op.host, op.account, JSON.stringify(op.output), op.digest, null, "pending",
+          Math.round(op.turnaroundMs), op.cpuMs === undefined ? null : Math.round(op.cpuMs), op.workMs ?? null, at, null,
+        ]);
+        break;
+      case "error":
+        results.push([op.taskId, op.jobId, op.unitId, op.host, op.account, null, null, op.error, "error", 0, null, null, at, at]);
+        break;
+      case "validated":
+        validated.push(op);
+        break;
+      case "reliability":
+        for (const row of op.rows) reliability.set(row.id, row);
+        break;
     }
-    for (const [jobId, list] of payouts) {
-      const total = list.reduce((s, p) => s + p.amount, 0);
-      if (total > 0) await postTransaction(tx, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId });
+  }
+  if (results.length) {
+    gate.bulk(conn, `INSERT INTO "Result" ("id", "jobId", "unitId", "volunteerId", "accountId", "output", "digest", "error", "state",
+      "turnaroundMs", "cpuMs", "workMs", "receivedAt", "decidedAt") VALUES {values} ON CONFLICT ("id") DO NOTHING`, results);
+  }
+  if (validated.length) settle(gate, conn, validated, at);
+  if (reliability.size) {
+    gate.bulk(conn, `INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
+      "turnaroundMsTotal", "turnaroundCount", "bannedUntil", "banReason", "updatedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET
+      "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid", "valid" = excluded."valid",
+      "invalid" = excluded."invalid", "errors" = excluded."errors", "turnaroundMsTotal" = excluded."turnaroundMsTotal",
+      "turnaroundCount" = excluded."turnaroundCount", "bannedUntil" = excluded."bannedUntil", "banReason" = excluded."banReason",
+      "updatedAt" = excluded."updatedAt"`, [...reliability.values()].map((r) => [
+      r.id, r.consecutiveValid, r.consecutiveInvalid, r.valid, r.invalid, r.errors, r.turnaroundMsTotal, r.turnaroundCount,
+      r.bannedUntil ? sqlTime(r.bannedUntil) : null, r.banReason, at,
+    ]));
+  }
+}
+
+/** Marks units done (only those not done yet), settles their results and pays the valid ones. */
+function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp, { type: "validated" }>>, at: string) {
+  const fresh = gate.bulk<{ id: string }>(conn, `UPDATE "WorkUnit" SET "done" = 1, "output" = v.column2, "volunteerId" = v.column3,
+    "completedAt" = v.column4 FROM (VALUES {values}) AS v WHERE "WorkUnit"."id" = v.column1 AND "WorkUnit"."done" = 0
+    RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, JSON.stringify(op.canonical), op.valid[0]?.host ?? null, at]));
+  const done = new Set(fresh.map((r) => r.id));
+  const verdicts: unknown[][] = [];
+  const payouts = new Map<string, Posting[]>();
+  const volunteers = new Map<string, { tasks: number; earned: number }>();
+  const jobCounts = new Map<string, { units: number; cost: number }>();
+  for (const op of validated) {
+    if (!done.delete(op.unitId)) continue;
+    const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
+    let cost = 0;
+    for (const r of op.valid) {
+      verdicts.push([r.taskId, "valid", r.pay, at]);
+      list.push({ accountId: r.account, amount: r.pay });
+      const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
+      v.tasks++;
+      v.earned += r.pay;
+      cost += r.pay;
     }
-    for (const [id, v] of volunteers) {
-      await tx.volunteer.updateMany({ where: { id }, data: { tasksDone: { increment: v.tasks }, earned: { increment: v.earned } } });
-    }
-    for (const [id, j] of jobCounts) {
-      await tx.job.update({ where: { id }, data: { unitsDone: { increment: j.units }, cost: { increment: j.cost } }, select: { id: true } });
-    }
-    for (const row of reliability.values()) {
-      await tx.reliability.upsert({ where: { id: row.id }, create: row, update: row, select: { id: true } });
-    }
-    for (const end of finished) await finishJob(tx, end.jobId, end);
-  }, { timeout: 60_000 });
+    for (const r of op.invalid) verdicts.push([r.taskId, "invalid", 0, at]);
+    const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;
+    j.units++;
+    j.cost += cost;
+  }
+  if (verdicts.length) {
+    gate.bulk(conn, `UPDATE "Result" SET "state" = v.column2, "paid" = v.column3, "decidedAt" = v.column4
+      FROM (VALUES {values}) AS v WHERE "Result"."id" = v.column1`, verdicts);
+  }
+  for (const [jobId, list] of payouts) {
+    const total = list.reduce((s, p) => s + p.amount, 0);
+    if (total > 0) postTransactionSync(gate, conn, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId });
+  }
+  if (volunteers.size) {
+    gate.bulk(conn, `UPDATE "Volunteer" SET "tasksDone" = "tasksDone" + v.column2, "earned" = "earned" + v.column3
+      FROM (VALUES {values}) AS v WHERE "Volunteer"."id" = v.column1`, [...volunteers].map(([id, v]) => [id, v.tasks, v.earned]));
+  }
+  if (jobCounts.size) {
+    gate.bulk(conn, `UPDATE "Job" SET "unitsDone" = "unitsDone" + v.column2, "cost" = "cost" + v.column3
+      FROM (VALUES {values}) AS v WHERE "Job"."id" = v.column1`, [...jobCounts].map(([id, j]) => [id, j.units, j.cost]));
+  }
 }
 
 async function finishJob(tx: Tx, jobId: string, end: Extract<PersistOp, { type: "finish" }>) {
