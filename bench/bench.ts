@@ -1,0 +1,299 @@
+import { parseArgs } from "node:util";
+import { apiClient } from "../cli/client";
+import { Fleet } from "./lib/fleet";
+import { ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
+import { startBenchServer, type BenchServer } from "./lib/server";
+import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
+import { fmt, reportMeta, table, writeReport } from "./lib/report";
+
+// `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
+// interactive latency of a real server process, measured from many headless volunteers over
+// real WebSockets. `-- --short` is the few-second version that runs inside `npm test`.
+
+const { values: opts } = parseArgs({
+  options: {
+    short: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    /** Another checkout's server (same protocol), to measure a before and an after in one run. */
+    root: { type: "string" },
+    ui: { type: "string", default: "on" },
+    seconds: { type: "string" },
+    /** Writes the server's CPU profile (.cpuprofile, for Chrome DevTools) into this directory. */
+    profile: { type: "string" },
+  },
+});
+const SHORT = opts.short;
+const PHASE_S = Number(opts.seconds ?? (SHORT ? 1 : 5));
+const THREADS = 4;
+const plan = SHORT
+  ? { counts: [1, 10, 50], loads: [0.5], efficiency: [10, 50], tasksPerThread: 5, calcPerSecond: 10 }
+  : { counts: [1, 10, 100, 1000], loads: [0.25, 0.5, 0.75], efficiency: [10, 100, 1000], tasksPerThread: 20, calcPerSecond: 15 };
+const TASK_MS = 100;
+const OVERHEAD_VOLUNTEERS = 100;
+const JOB_MAX_UNITS = 10_000;
+
+const log = (m: string) => (opts.json ? process.stderr : process.stdout).write(`${m}\n`);
+
+interface Phase {
+  name: string;
+  startS: number;
+  endS: number;
+  usage: PhaseUsage;
+}
+
+async function main() {
+  const started = new Date();
+  const server = await startBenchServer({
+    ui: opts.ui !== "off", root: opts.root,
+    nodeArgs: opts.profile ? ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`] : [],
+  });
+  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
+  const idleRssMb = readRssMb(server.pid) ?? NaN;
+  const sampler = new ProcessSampler(server.pid, server.url, SHORT ? 250 : 500).start();
+  const t0 = performance.now();
+  const api = apiClient({ url: server.url, apiKey: server.apiKey });
+  const fleet = new Fleet(server.url);
+  const phases: Phase[] = [];
+  const phase = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
+    const from = sampler.mark();
+    const startS = (performance.now() - t0) / 1000;
+    // At least one sample inside every phase, however short.
+    const out = await body();
+    await sleep(SHORT ? 260 : 510);
+    phases.push({ name, startS: round(startS), endS: round((performance.now() - t0) / 1000), usage: sampler.usage(from) });
+    return out;
+  };
+
+  // ---- work supply ----
+  let submitted = 0;
+  const jobIds: string[] = [];
+  const submitMs: number[] = [];
+  async function submit(units: number) {
+    for (let left = units; left > 0; left -= JOB_MAX_UNITS) {
+      const chunks = Math.min(JOB_MAX_UNITS, left);
+      const at = performance.now();
+      const job = await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
+      submitMs.push(performance.now() - at);
+      jobIds.push(job.id);
+      submitted += chunks;
+    }
+  }
+  async function ensureQueued(n: number) {
+    const queued = submitted - fleet.totalReceived;
+    if (queued < n) await submit(n - queued);
+  }
+  async function cancelAll() {
+    await Promise.all(jobIds.splice(0).map((id) => api.jobs.cancel.mutate({ id }).catch(() => undefined)));
+    submitted = fleet.totalReceived;
+  }
+
+  // ---- 1. dispatch throughput, trivial tasks ----
+  const throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; acked: number; seconds: number; series: Array<[number, number]>; usage?: PhaseUsage }> = [];
+  let best = 0;
+  let rssIdle1000: number | null = null;
+  let connectSeconds: Record<string, number> = {};
+  for (const n of plan.counts) {
+    const more = n - fleet.volunteers.length;
+    if (more > 0) {
+      const at = performance.now();
+      await fleet.connect(more, { threads: THREADS, paused: true });
+      connectSeconds[String(n)] = round((performance.now() - at) / 1000, 2);
+      if (n === 1000) {
+        await sleep(1000);
+        rssIdle1000 = readRssMb(server.pid) ?? null;
+      }
+    }
+    await ensureQueued(Math.max(30_000, best * 1.5) * PHASE_S + n * THREADS * 4);
+    const r = await phase(`dispatch, ${n} volunteer${n > 1 ? "s" : ""}`, async () => {
+      fleet.run({ kind: "greedy" }, { active: n, threads: THREADS });
+      const start = performance.now();
+      await sleep(PHASE_S * 1000);
+      fleet.pause();
+      const end = performance.now();
+      const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
+      return { volunteers: n, threads: THREADS, acked, seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
+    });
+    r satisfies object;
+    throughput.push({ ...r, usage: phases.at(-1)!.usage });
+    best = Math.max(best, r.tasksPerSecond);
+    log(`dispatch ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s (${r.acked} durable results in ${r.seconds} s)`);
+    if (fleet.stats.errors.length) log(`  volunteer errors: ${fleet.stats.errors.slice(0, 3).join("; ")}`);
+  }
+
+  // ---- 2. overhead, open model, at fractions of the peak ----
+  const overhead: Array<{ load: number; volunteers: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary; histogram: ReturnType<typeof histogram> }> = [];
+  const active = Math.min(OVERHEAD_VOLUNTEERS, fleet.volunteers.length);
+  for (const load of plan.loads) {
+    const rate = best * load;
+    await ensureQueued(rate * (PHASE_S + 2) + active * THREADS * 4);
+    const r = await phase(`overhead at ${Math.round(load * 100)}% of peak`, async () => {
+      const periodMs = (active / rate) * 1000;
+      fleet.run({ kind: "paced", periodMs }, { active, threads: THREADS });
+      const start = performance.now();
+      await sleep(PHASE_S * 1000);
+      const end = performance.now();
+      fleet.stopSlots();
+      // Give what was started its acknowledgement; what never got one counts until now.
+      const wait = performance.now() + 2000;
+      while (performance.now() < wait && fleet.volunteers.some((v) => v.started.size)) await sleep(5);
+      const late = performance.now();
+      const samples = fleet.stats.overheadsMs.slice();
+      for (const v of fleet.volunteers) {
+        for (const at of v.started.values()) samples.push(late - at);
+        for (const w of v.waiting) samples.push(late - w.at);
+      }
+      fleet.pause();
+      if (process.env.BENCH_DEBUG) log(JSON.stringify({ received: fleet.stats.received, acked: fleet.stats.acked, overheads: fleet.stats.overheadsMs.length, errors: fleet.stats.errors.slice(0, 3) }));
+      const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
+      return { load, volunteers: active, targetPerSecond: Math.round(rate), achievedPerSecond: Math.round(acked / ((end - start) / 1000)), summary: summarize(samples), histogram: histogram(samples) };
+    });
+    overhead.push(r);
+    log(`overhead at ${Math.round(load * 100)}% of peak (${fmt(r.targetPerSecond, 0)} tasks/s over ${active} volunteers): p50 ${fmt(r.summary.p50, 2)} ms, p95 ${fmt(r.summary.p95, 2)}, p99 ${fmt(r.summary.p99, 2)}, max ${fmt(r.summary.max, 2)} (${r.summary.count} tasks)`);
+  }
+  await cancelAll();
+  await sleep(300);
+
+  // ---- 3. parallel efficiency, 100 ms tasks ----
+  const efficiency: Array<{ volunteers: number; tasks: number; idealSeconds: number; makespanSeconds: number; efficiency: number; jobSeconds: number | null; usage?: PhaseUsage }> = [];
+  for (const n of plan.efficiency) {
+    if (fleet.volunteers.length < n) await fleet.connect(n - fleet.volunteers.length, { threads: 1, paused: true });
+    const tasks = n * plan.tasksPerThread;
+    const before = jobIds.length;
+    await submit(tasks);
+    const mine = jobIds.slice(before);
+    const r = await phase(`efficiency, ${n} volunteers, ${TASK_MS} ms tasks`, async () => {
+      fleet.run({ kind: "timed", ms: TASK_MS }, { active: n, threads: 1 });
+      const start = performance.now();
+      const deadline = start + (plan.tasksPerThread * TASK_MS) * 5 + 30_000;
+      while (fleet.stats.acked < tasks && performance.now() < deadline) await sleep(5);
+      const last = fleet.stats.ackTimes.at(-1)?.[0] ?? performance.now();
+      const makespan = (last - start) / 1000;
+      // The consumer's view: until every job reads as completed.
+      let jobSeconds: number | null = null;
+      for (;;) {
+        const states = await Promise.all(mine.map((id) => api.jobs.get.query({ id }).then((j) => j.state)));
+        if (states.every((s) => s === "completed")) {
+          jobSeconds = round((performance.now() - start) / 1000, 3);
+          break;
+        }
+        if (performance.now() > deadline) break;
+        await sleep(20);
+      }
+      fleet.pause();
+      const ideal = (plan.tasksPerThread * TASK_MS) / 1000;
+      return { volunteers: n, tasks: fleet.stats.acked, idealSeconds: ideal, makespanSeconds: round(makespan, 3), efficiency: round(fleet.stats.acked === tasks ? ideal / makespan : 0, 4), jobSeconds };
+    });
+    jobIds.splice(before);
+    efficiency.push({ ...r, usage: phases.at(-1)!.usage });
+    log(`efficiency ${n} volunteers × ${plan.tasksPerThread} tasks of ${TASK_MS} ms: ${fmt(r.efficiency * 100, 1)}% (makespan ${r.makespanSeconds} s, ideal ${r.idealSeconds} s; jobs completed after ${r.jobSeconds ?? "–"} s)`);
+  }
+
+  // ---- 4. interactive calc round trip, open model ----
+  const calc = await phase("interactive calc", async () => {
+    fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
+    const n = plan.calcPerSecond * PHASE_S;
+    const interval = 1000 / plan.calcPerSecond;
+    const start = performance.now();
+    const latencies: number[] = [];
+    let failed = 0;
+    await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const at = start + i * interval;
+      await sleep(Math.max(0, at - performance.now()));
+      try {
+        await api.calc.evaluate.mutate({ expression: `${i} * (3 + 4) / 7` });
+        latencies.push(performance.now() - at);
+      } catch {
+        failed++;
+      }
+    }));
+    fleet.pause();
+    return { requests: n, perSecond: plan.calcPerSecond, failed, summary: summarize(latencies) };
+  });
+  log(`interactive calc at ${calc.perSecond}/s: p50 ${fmt(calc.summary.p50, 2)} ms, p99 ${fmt(calc.summary.p99, 2)} ms, max ${fmt(calc.summary.max, 2)} ms (${calc.failed} failed)`);
+
+  sampler.stop();
+  const alive = server.alive();
+  const volunteerErrors = fleet.stats.errors.length;
+  await fleet.close();
+  await server.stop();
+
+  // ---- results ----
+  const peak = throughput.reduce((a, b) => (b.tasksPerSecond > a.tasksPerSecond ? b : a));
+  const half = overhead.find((o) => o.load === 0.5) ?? overhead[0];
+  const eff1000 = efficiency.find((e) => e.volunteers === 1000);
+  const max = Math.max(...plan.counts, ...plan.efficiency);
+  const rss1000 = max >= 1000 ? Math.max(rssIdle1000 ?? 0, ...phases.filter((p) => /1000 volunteers/.test(p.name)).map((p) => p.usage.rssMbMax)) : null;
+  const summary = {
+    dispatch_tasks_per_s: peak.tasksPerSecond,
+    dispatch_peak_volunteers: peak.volunteers,
+    overhead_p50_ms: round(half.summary.p50, 3),
+    overhead_p99_ms: round(half.summary.p99, 3),
+    overhead_max_ms: round(half.summary.max, 3),
+    efficiency_1000_volunteers: eff1000?.efficiency ?? null,
+    efficiency_by_volunteers: Object.fromEntries(efficiency.map((e) => [e.volunteers, e.efficiency])),
+    server_rss_mb_1000_volunteers: rss1000 === null ? null : round(rss1000, 1),
+    server_rss_mb_idle: round(idleRssMb, 1),
+    server_rss_mb_max: round(Math.max(...phases.map((p) => p.usage.rssMbMax)), 1),
+    calc_p50_ms: round(calc.summary.p50, 2),
+    calc_p99_ms: round(calc.summary.p99, 2),
+    job_submit_p50_ms: round(summarize(submitMs).p50, 1),
+    server_alive: alive,
+    volunteer_errors: volunteerErrors,
+  };
+  const targets = [
+    { target: "dispatch throughput, trivial tasks", goal: "≥ 20,000 tasks/s", value: `${fmt(summary.dispatch_tasks_per_s, 0)} tasks/s`, met: summary.dispatch_tasks_per_s >= 20_000 },
+    { target: "p99 overhead at half of peak", goal: "≤ 5 ms", value: `${fmt(summary.overhead_p99_ms, 2)} ms`, met: summary.overhead_p99_ms <= 5 },
+    { target: "efficiency, 1,000 volunteers, 100 ms tasks", goal: "≥ 90%", value: eff1000 ? `${fmt(eff1000.efficiency * 100, 1)}%` : "not run", met: eff1000 ? eff1000.efficiency >= 0.9 : null },
+    { target: "server RSS with 1,000 volunteers", goal: "< 200 MB", value: rss1000 === null ? "not run" : `${fmt(rss1000, 0)} MB`, met: rss1000 === null ? null : rss1000 < 200 },
+  ];
+  const meta = reportMeta("bench", SHORT ? "short" : "full", started, `npm run bench${SHORT ? " -- --short" : ""}`);
+  const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
+  const report = { summary, targets, throughput, overhead, efficiency, calc, phases, timeline, submitMs: summarize(submitMs), connectSeconds, ui: opts.ui };
+  const md = markdown(meta, report);
+  const files = writeReport(meta, report, md);
+  if (opts.json) process.stdout.write(JSON.stringify({ ...summary, report: files.json }) + "\n");
+  else log(`\n${md}\nreport: ${files.md}`);
+}
+
+function markdown(meta: ReturnType<typeof reportMeta>, r: {
+  summary: Record<string, unknown>; targets: Array<{ target: string; goal: string; value: string; met: boolean | null }>;
+  throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; usage?: PhaseUsage }>;
+  overhead: Array<{ load: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary }>;
+  efficiency: Array<{ volunteers: number; tasks: number; idealSeconds: number; makespanSeconds: number; efficiency: number; jobSeconds: number | null; usage?: PhaseUsage }>;
+  calc: { perSecond: number; requests: number; failed: number; summary: Summary };
+  phases: Phase[];
+}): string {
+  const u = (x?: PhaseUsage) => (x ? [fmt(x.cpuPercentMean, 0), fmt(x.rssMbMax, 0), fmt(x.lagP99MsMax, 1)] : ["–", "–", "–"]);
+  return [
+    `# Benchmark (${meta.mode}) — ${meta.startedAt}`,
+    "",
+    `Commit ${meta.commit ?? "unknown"} · ${meta.machine.cpus} cores (${meta.machine.cpuModel}) · Node ${meta.machine.node} · ${meta.durationSeconds} s · \`${meta.command}\``,
+    "",
+    "## Targets",
+    table(["target", "goal", "measured", "met"], r.targets.map((t) => [t.target, t.goal, t.value, t.met === null ? "–" : t.met ? "yes" : "no"])),
+    "",
+    "## Dispatch throughput (trivial tasks, every result durably committed before its ack)",
+    table(["volunteers", "threads each", "tasks/s", "server CPU %", "RSS MB", "loop lag p99 ms"], r.throughput.map((t) => [t.volunteers, t.threads, fmt(t.tasksPerSecond, 0), ...u(t.usage)])),
+    "",
+    "## Dispatch-to-result overhead (open model, from each task's scheduled start to its durable ack)",
+    table(["load", "target tasks/s", "achieved", "p50 ms", "p95 ms", "p99 ms", "max ms", "tasks"], r.overhead.map((o) => [`${Math.round(o.load * 100)}%`, fmt(o.targetPerSecond, 0), fmt(o.achievedPerSecond, 0), fmt(o.summary.p50, 2), fmt(o.summary.p95, 2), fmt(o.summary.p99, 2), fmt(o.summary.max, 2), o.summary.count])),
+    "",
+    "## Parallel efficiency (100 ms tasks, one thread per volunteer)",
+    table(["volunteers", "tasks", "ideal s", "makespan s", "efficiency", "jobs completed after s", "server CPU %", "RSS MB", "loop lag p99 ms"], r.efficiency.map((e) => [e.volunteers, e.tasks, e.idealSeconds, e.makespanSeconds, `${fmt(e.efficiency * 100, 1)}%`, e.jobSeconds ?? "–", ...u(e.usage)])),
+    "",
+    "## Interactive calc round trip (open model)",
+    `${r.calc.requests} requests at ${r.calc.perSecond}/s: p50 ${fmt(r.calc.summary.p50, 2)} ms, p95 ${fmt(r.calc.summary.p95, 2)} ms, p99 ${fmt(r.calc.summary.p99, 2)} ms, max ${fmt(r.calc.summary.max, 2)} ms, ${r.calc.failed} failed.`,
+    "",
+    "## Server per phase",
+    table(["phase", "from s", "to s", "CPU % mean", "CPU % max", "RSS MB max", "loop lag p99 ms (max)", "loop lag max ms"], r.phases.map((p) => [p.name, p.startS, p.endS, fmt(p.usage.cpuPercentMean, 0), fmt(p.usage.cpuPercentMax, 0), fmt(p.usage.rssMbMax, 0), fmt(p.usage.lagP99MsMax, 1), fmt(p.usage.lagMaxMs, 1)])),
+    "",
+  ].join("\n");
+}
+
+main().then(
+  () => process.exit(0),
+  (e: Error) => {
+    console.error(`bench failed: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,110 @@
+import fs from "node:fs";
+
+// Watches the server process from outside: CPU and RSS from /proc (Linux), event-loop delay
+// from the server's own /api/metrics (prom-client resets its event-loop histogram at every
+// scrape, so each sample covers the time since the previous one).
+
+export interface ProcessSample {
+  /** Seconds since the sampler started. */
+  t: number;
+  /** CPU used since the previous sample, % of one core. */
+  cpuPercent: number;
+  rssMb: number;
+  lagP99Ms: number;
+  lagMaxMs: number;
+}
+
+export interface PhaseUsage {
+  cpuPercentMean: number;
+  cpuPercentMax: number;
+  rssMbMax: number;
+  rssMbEnd: number;
+  lagP99MsMax: number;
+  lagMaxMs: number;
+}
+
+const TICKS = 100; // USER_HZ on Linux
+
+function readCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which may itself hold spaces and parentheses.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+export function readRssMb(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readLag(url: string): Promise<{ p99: number; max: number }> {
+  const text = await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) => r.text(), () => "");
+  const get = (name: string) => Number(new RegExp(`^${name} ([0-9.eE+-]+)$`, "m").exec(text)?.[1] ?? NaN) * 1000;
+  return { p99: get("nodejs_eventloop_lag_p99_seconds"), max: get("nodejs_eventloop_lag_max_seconds") };
+}
+
+export class ProcessSampler {
+  readonly samples: ProcessSample[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = performance.now();
+  private lastCpu: number;
+  private lastAt = performance.now();
+
+  constructor(private readonly pid: number, private readonly url: string, private readonly everyMs = 500) {
+    this.lastCpu = readCpuSeconds(pid) ?? 0;
+  }
+
+  start() {
+    const tick = async () => {
+      const lag = await readLag(this.url);
+      const cpu = readCpuSeconds(this.pid);
+      const now = performance.now();
+      if (cpu !== undefined) {
+        this.samples.push({
+          t: (now - this.started) / 1000,
+          cpuPercent: (100 * (cpu - this.lastCpu)) / ((now - this.lastAt) / 1000),
+          rssMb: readRssMb(this.pid) ?? NaN,
+          lagP99Ms: lag.p99,
+          lagMaxMs: lag.max,
+        });
+        this.lastCpu = cpu;
+        this.lastAt = now;
+      }
+      this.timer = setTimeout(tick, this.everyMs);
+    };
+    this.timer = setTimeout(tick, this.everyMs);
+    return this;
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+  }
+
+  /** Marks where a phase starts (an index into samples). */
+  mark(): number {
+    return this.samples.length;
+  }
+
+  usage(from: number, to = this.samples.length): PhaseUsage {
+    const s = this.samples.slice(from, to);
+    const num = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
+    const max = (xs: number[]) => (num(xs).length ? Math.max(...num(xs)) : NaN);
+    const cpu = num(s.map((x) => x.cpuPercent));
+    return {
+      cpuPercentMean: cpu.length ? cpu.reduce((a, b) => a + b, 0) / cpu.length : NaN,
+      cpuPercentMax: max(cpu),
+      rssMbMax: max(s.map((x) => x.rssMb)),
+      rssMbEnd: s.at(-1)?.rssMb ?? readRssMb(this.pid) ?? NaN,
+      lagP99MsMax: max(s.map((x) => x.lagP99Ms)),
+      lagMaxMs: max(s.map((x) => x.lagMaxMs)),
+    };
+  }
+}
