@@ -24,6 +24,13 @@ const schema = z.object({
   WASM_MEMORY_LIMIT_MB: z.coerce.number().int().min(1).max(4096).default(256),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(0),
+  // Overload protection (see docs/performance.md). Sockets over the cap are refused at once.
+  MAX_VOLUNTEER_CONNECTIONS: z.coerce.number().int().min(1).default(20_000),
+  /** Job submissions per consumer: sustained rate per second, and the burst allowed above it. */
+  SUBMISSIONS_PER_SECOND: z.coerce.number().positive().default(20),
+  SUBMISSION_BURST: z.coerce.number().int().min(1).default(60),
+  /** Where `npm run bench` and `npm run stress` write their reports, and /admin/reports reads them. */
+  REPORTS_DIR: z.string().default("./reports"),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),
   // Alerting (server/monitoring/alerts). "off" leaves rules, channels and history in place but
   // evaluates nothing (a second instance on the same database, or tests driving their own).

@@ -345,7 +345,11 @@ export class Coordinator extends EventEmitter {
       clearTimeout(helloTimer);
       if (conn) this.drop(conn);
     });
-    ws.on("error", () => ws.terminate());
+    ws.on("error", (e: Error & { code?: string }) => {
+      // ws closes the socket (1009) on a frame over MAX_WS_MESSAGE_BYTES before we see it.
+      if (e.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") this.observer.shed("frame-too-large");
+      ws.terminate();
+    });
   }
 
   private async hello(ws: WebSocket, msg: Hello, userId: string | null): Promise<VolunteerConn> {
