@@ -10,6 +10,7 @@ import { pricingRouter } from "./routers/pricing";
 import { leaderboardRouter } from "./routers/leaderboard";
 import { teamsRouter } from "./routers/teams";
 import { adsRouter } from "./routers/ads";
+import { reportsRouter } from "./routers/reports";
 
 export const appRouter = router({
   jobs: jobsRouter,
@@ -23,6 +24,7 @@ export const appRouter = router({
   leaderboard: leaderboardRouter,
   teams: teamsRouter,
   ads: adsRouter,
+  reports: reportsRouter,
 });
 
 export type AppRouter = typeof appRouter;
