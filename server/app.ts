@@ -94,6 +94,9 @@ export async function startServer(
   });
 
   const volunteerWss = new WebSocketServer({ noServer: true, maxPayload: env.MAX_WS_MESSAGE_BYTES });
+  // Sockets over MAX_VOLUNTEER_CONNECTIONS are upgraded here only to be closed; untracked, so
+  // they never count against the cap.
+  const refusedWss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 1024 });
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
   const heartbeat = setInterval(() => {
@@ -111,6 +114,18 @@ export async function startServer(
       const who = await identify(db, req, env.NEXTAUTH_SECRET).catch((e: Error) => ({ user: null, error: e.message }));
       if (who.error) {
         socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${who.error}\n`);
+        return;
+      }
+      // Checked after the await above and right before handleUpgrade, which adds the socket to
+      // `clients` synchronously, so a burst cannot slip past the cap. The refusal is a close
+      // frame (1013, try again later) rather than an HTTP error: browsers only report a code.
+      if (volunteerWss.clients.size >= env.MAX_VOLUNTEER_CONNECTIONS) {
+        monitor.observer.shed("connection-refused");
+        refusedWss.handleUpgrade(req, socket, head, (ws) => {
+          ws.close(1013, "too many volunteers connected; try again later");
+          // A client that ignores the close frame would otherwise hold its socket for 30 s.
+          setTimeout(() => ws.terminate(), 1000).unref();
+        });
         return;
       }
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
