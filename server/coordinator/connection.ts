@@ -19,8 +19,20 @@ export interface VolunteerConn {
   ws: WebSocket;
 }
 
+/**
+ * A socket whose unsent output has grown past this is not reading (a stalled tab, a hostile
+ * client): it is cut off rather than buffered for without bound, and its leases are re-queued.
+ */
+export const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
 export function send(ws: WebSocket, msg: ServerMessage) {
-  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+  if (ws.readyState !== ws.OPEN) return;
+  if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+    // terminate, not close: a close frame would only queue behind what it does not read.
+    ws.terminate();
+    return;
+  }
+  ws.send(JSON.stringify(msg));
 }
 
 /** Prefetch window: two tasks per thread keeps every worker busy across a round trip. */

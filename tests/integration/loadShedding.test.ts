@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { RawVolunteer } from "../helpers/clients";
-import { startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { MAX_BUFFERED_BYTES } from "../../server/coordinator/connection";
+import { RawVolunteer, trpc } from "../helpers/clients";
+import { createUserWithKey, sleep, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
 
 // Overload protection, each proven against a real server over real sockets: the volunteer
 // connection cap, cutting off a volunteer that stops reading, and the per-consumer submission
@@ -58,5 +59,44 @@ describe("MAX_VOLUNTEER_CONNECTIONS", () => {
     expect(await c.next("welcome")).toMatchObject({ type: "welcome" });
     expect(c.closed).toBeUndefined();
     expect(await shed(srv.url, "connection-refused")).toBe(2);
+  });
+});
+
+describe("a volunteer that stops reading its socket", () => {
+  it("is cut off once the server holds more than MAX_BUFFERED_BYTES for it, and its leases go to others", async () => {
+    const srv = await server({});
+    const { apiKey } = await createUserWithKey(srv.deps, "consumer@example.com");
+    const api = trpc(srv.url, apiKey);
+    const slow = await volunteer(srv.url, 4);
+    await slow.next("welcome");
+    const { id } = await api.jobs.submit.mutate({ kernel: "pi", chunks: 6, params: { samples: 60_000 }, replication: { replicas: 1, adaptive: false } });
+    await waitFor(() => slow.tasks().length === 6, 5000, "the slow volunteer to lease every unit");
+    const held = slow.tasks().length;
+
+    // It stops reading, and sends results for tasks that do not exist: each frame is answered
+    // by an ack that rejects every one of them, about as large as the frame.
+    slow.ws.pause();
+    const bogus = JSON.stringify({ type: "results", results: Array.from({ length: 10_000 }, (_, i) => ({ taskId: `${"x".repeat(180)}${i}`, output: 0 })) });
+    const ackBytes = 10_000 * (200 + `,"reason":"unknown-task"`.length + 12);
+    const gone = () => !srv.deps.coordinator.volunteers().some((v) => v.volunteerId === slow.identity.volunteerId);
+    let sent = 0;
+    // Up to four times the limit (kernel socket buffers take their share first); then it failed.
+    while (!gone() && sent * ackBytes < 4 * MAX_BUFFERED_BYTES + 32 * 2 ** 20) {
+      slow.send(bogus);
+      sent++;
+      await sleep(30);
+    }
+    await waitFor(gone, 5000, "the server to drop the volunteer that does not read");
+    expect(sent * ackBytes).toBeGreaterThan(MAX_BUFFERED_BYTES);
+    expect(srv.logs.some((l) => l.includes(`left; ${held} task(s) re-queued`))).toBe(true);
+
+    // Terminated, not closed politely: the client finds a reset connection once it reads again.
+    slow.ws.resume();
+    expect((await slow.waitClosed(5000)).code).toBe(1006);
+
+    // Its units are computed by someone else and the job completes.
+    const good = startCliVolunteer(srv.url, 2, { dir: srv.dir, name: "good" });
+    cleanups.push(() => good.stop());
+    await waitFor(async () => (await srv.deps.db.job.findUnique({ where: { id }, select: { state: true } }))?.state === "completed", 30_000, "the job to complete");
   });
 });
