@@ -20,6 +20,7 @@ import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
+import { limitSubmissions } from "./services/jobs/submissionRate";
 import type { AppDeps } from "./services/deps";
 import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
 
@@ -51,6 +52,7 @@ export async function startServer(
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
   });
   const monitoring = await monitor.start(coordinator);
+  limitSubmissions(coordinator, env, monitor.observer);
   const deps: AppDeps = { db, env, blobs, coordinator, monitoring };
   const alerting = env.TABGRID_ALERTS === "on" ? startAlerting(deps, monitoring.sampler, { log }) : undefined;
   await coordinator.recover();

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_BUFFERED_BYTES } from "../../server/coordinator/connection";
-import { RawVolunteer, trpc } from "../helpers/clients";
+import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 import { createUserWithKey, sleep, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
 
 // Overload protection, each proven against a real server over real sockets: the volunteer
@@ -98,5 +98,31 @@ describe("a volunteer that stops reading its socket", () => {
     const good = startCliVolunteer(srv.url, 2, { dir: srv.dir, name: "good" });
     cleanups.push(() => good.stop());
     await waitFor(async () => (await srv.deps.db.job.findUnique({ where: { id }, select: { state: true } }))?.state === "completed", 30_000, "the job to complete");
+  });
+});
+
+describe("SUBMISSIONS_PER_SECOND and SUBMISSION_BURST", () => {
+  it("answer TOO_MANY_REQUESTS to a consumer over its rate, and to no one else", async () => {
+    const srv = await server({ SUBMISSIONS_PER_SECOND: "2", SUBMISSION_BURST: "3" });
+    const flooder = trpc(srv.url, (await createUserWithKey(srv.deps, "flooder@example.com")).apiKey);
+    const other = trpc(srv.url, (await createUserWithKey(srv.deps, "other@example.com")).apiKey);
+    const job = { kernel: "pi", chunks: 1, params: { samples: 10_000 }, replication: { replicas: 1 } };
+
+    for (let i = 0; i < 3; i++) await flooder.jobs.submit.mutate(job);
+    const e = await trpcError(flooder.jobs.submit.mutate(job));
+    expect(e).toMatchObject({ code: "TOO_MANY_REQUESTS", httpStatus: 429 });
+    expect(e.message).toBe("Too many job submissions: at most 2 a second (3 at once) per account. Wait a moment and try again.");
+    expect(await shed(srv.url, "submission-throttled")).toBe(1);
+
+    // The limit is per account: another consumer submits as usual meanwhile.
+    await other.jobs.submit.mutate(job);
+    // Nothing was stored for the refused call.
+    expect(await srv.deps.db.job.count()).toBe(4);
+
+    // The bucket refills at the sustained rate.
+    await sleep(600);
+    await flooder.jobs.submit.mutate(job);
+    expect(await srv.deps.db.job.count()).toBe(5);
+    expect(await shed(srv.url, "submission-throttled")).toBe(1);
   });
 });

@@ -1,8 +1,10 @@
 import { z } from "zod";
+import { TRPCError } from "@trpc/server";
 import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
 import { cancelJob, getJob, jobResultJson, listJobs, unitOutputs } from "../../services/jobs/queries";
+import { submissionAllowed } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
 
 interface ParamsSchema {
@@ -20,7 +22,16 @@ export const jobsRouter = router({
     })),
   ),
   estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
-  submit: protectedProcedure.input(submitInputSchema).mutation(({ ctx, input }) => submitJob(ctx.deps, ctx.user.id, input)),
+  submit: protectedProcedure.input(submitInputSchema).mutation(({ ctx, input }) => {
+    if (!submissionAllowed(ctx.deps, ctx.user.id)) {
+      const { SUBMISSIONS_PER_SECOND: rate, SUBMISSION_BURST: burst } = ctx.deps.env;
+      throw new TRPCError({
+        code: "TOO_MANY_REQUESTS",
+        message: `Too many job submissions: at most ${rate} a second (${burst} at once) per account. Wait a moment and try again.`,
+      });
+    }
+    return submitJob(ctx.deps, ctx.user.id, input);
+  }),
   list: protectedProcedure
     .input(z.object({ limit: z.number().int().min(1).max(200).default(50) }).default({ limit: 50 }))
     .query(({ ctx, input }) => listJobs(ctx.deps, ctx.user, input)),
