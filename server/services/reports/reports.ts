@@ -114,7 +114,7 @@ function headline(kind: ReportKind, json: Record<string, unknown>): ReportListIt
       if (largest === undefined || typeof by?.[String(largest)] !== "number") return [];
       return [{ label: `efficiency, ${largest.toLocaleString("en-US")} volunteers`, value: (by[String(largest)] as number) * 100, unit }];
     }
-    if (value === undefined || !(value === null || ["number", "string", "boolean"].includes(typeof value))) return [];
+    if (typeof value !== "number" && typeof value !== "boolean") return [];
     if (unit === "%" && typeof value === "number") value *= 100;
     return [{ label, value: value as Scalar, unit }];
   });

@@ -17,20 +17,26 @@ const flag = z.boolean().nullable().catch(null);
 /** An object whose fields all fall back on their own: anything that is not an object reads as {}. */
 const obj = <S extends z.ZodRawShape>(shape: S) => z.preprocess((v) => (isObject(v) ? v : {}), z.object(shape));
 
+/** A list item: must be an object (anything else is dropped), its fields fall back on their own. */
+const entry = <S extends z.ZodRawShape>(shape: S) => z.object(shape);
+
 /** A list that keeps the items that parse and drops the rest. */
 const list = <T extends z.ZodType>(item: T) =>
-  z.unknown().transform((v) => (Array.isArray(v) ? v : []).flatMap((i) => {
+  z.preprocess((v) => (Array.isArray(v) ? v : []), z.array(z.unknown())).transform((v) => v.flatMap((i) => {
     const r = item.safeParse(i);
     return r.success ? [r.data as z.output<T>] : [];
   }));
 
 /** Only the scalar entries of an object (a summary also holds nested objects). */
-const scalars = z.unknown().transform((v) =>
-  Object.fromEntries(Object.entries(isObject(v) ? v : {}).filter(([, x]) => isScalar(x))) as Record<string, Scalar>);
+const scalars = z.preprocess((v) => (isObject(v) ? v : {}), z.record(z.string(), z.unknown())).transform((v) =>
+  Object.fromEntries(Object.entries(v).filter(([, x]) => isScalar(x))) as Record<string, Scalar>);
 
 /** Only the finite numbers of an object: one point of a series. */
-const numbers = z.unknown().transform((v) =>
-  Object.fromEntries(Object.entries(isObject(v) ? v : {}).filter(([, x]) => typeof x === "number" && Number.isFinite(x))) as Record<string, number>);
+const numbers = z.preprocess((v) => (isObject(v) ? v : {}), z.record(z.string(), z.unknown())).transform((v) =>
+  Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === "number" && Number.isFinite(x))) as Record<string, number>);
+
+/** A series: points of numbers (non-objects and empty points dropped). */
+const points = list(numbers).transform((ps) => ps.filter((p) => Object.keys(p).length > 0));
 
 export const metaSchema = obj({
   kind: optText,
@@ -44,35 +50,36 @@ export const metaSchema = obj({
 
 const usage = obj({ cpuPercentMean: num, cpuPercentMax: num, rssMbMax: num, rssMbEnd: num, lagP99MsMax: num, lagMaxMs: num });
 const latency = obj({ count: num, p50: num, p95: num, p99: num, max: num });
-const target = obj({
+const target = entry({
   target: text,
   goal: text,
   value: z.union([z.string(), z.number()]).transform(String).catch(""),
   met: flag,
 });
-const phase = obj({ name: text, startS: num, endS: num, usage });
-const timelinePoint = obj({ t: num, cpuPercent: num, rssMb: num, lagP99Ms: num, lagMaxMs: num });
+const phase = entry({ name: text, startS: num, endS: num, usage });
+const timelinePoint = entry({ t: num, cpuPercent: num, rssMb: num, lagP99Ms: num, lagMaxMs: num });
 
 export const benchSchema = obj({
   meta: metaSchema,
   summary: scalars,
   targets: list(target),
-  throughput: list(obj({
+  throughput: list(entry({
     volunteers: num,
     threads: num,
     tasksPerSecond: num,
+    seconds: num,
     series: list(z.tuple([z.number(), z.number()])),
     usage,
   })),
-  overhead: list(obj({
+  overhead: list(entry({
     load: num,
     volunteers: num,
     targetPerSecond: num,
     achievedPerSecond: num,
     summary: latency,
-    histogram: list(obj({ upToMs: num, count: num })),
+    histogram: list(entry({ upToMs: num, count: num })),
   })),
-  efficiency: list(obj({ volunteers: num, tasks: num, idealSeconds: num, makespanSeconds: num, efficiency: num, jobSeconds: num })),
+  efficiency: list(entry({ volunteers: num, tasks: num, idealSeconds: num, makespanSeconds: num, efficiency: num, jobSeconds: num })),
   calc: obj({ requests: num, perSecond: num, failed: num, summary: latency }),
   phases: list(phase),
   timeline: list(timelinePoint),
@@ -84,16 +91,16 @@ export const stressSchema = obj({
   /** Load shed by reason (summary.shed). */
   shed: numbers,
   targets: list(target),
-  scenarios: list(obj({
+  scenarios: list(entry({
     name: text,
     description: text,
     passed: flag,
     findings: list(z.string()),
     stats: scalars,
     /** Points keyed by `t` (seconds) or `step`, plus whatever the scenario measured. */
-    series: list(numbers),
+    series: points,
   })),
-  health: obj({ probes: num, failures: num, p50Ms: num, p99Ms: num, maxMs: num, series: list(numbers) }),
+  health: obj({ probes: num, failures: num, p50Ms: num, p99Ms: num, maxMs: num, series: points }),
   phases: list(phase),
   timeline: list(timelinePoint),
 });
