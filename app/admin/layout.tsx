@@ -12,6 +12,7 @@ const tabs = [
   { href: "/admin/alerts", label: "Alerts" },
   { href: "/admin/pricing", label: "Pricing" },
   { href: "/admin/ads", label: "Ads" },
+  { href: "/admin/reports", label: "Reports" },
 ];
 
 export default function AdminLayout({ children }: { children: ReactNode }) {
