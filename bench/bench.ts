@@ -285,7 +285,7 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
     `${r.calc.requests} requests at ${r.calc.perSecond}/s: p50 ${fmt(r.calc.summary.p50, 2)} ms, p95 ${fmt(r.calc.summary.p95, 2)} ms, p99 ${fmt(r.calc.summary.p99, 2)} ms, max ${fmt(r.calc.summary.max, 2)} ms, ${r.calc.failed} failed.`,
     "",
     "## Server per phase",
-    table(["phase", "from s", "to s", "CPU % mean", "CPU % max", "RSS MB max", "loop lag p99 ms (max)", "loop lag max ms"], r.phases.map((p) => [p.name, p.startS, p.endS, fmt(p.usage.cpuPercentMean, 0), fmt(p.usage.cpuPercentMax, 0), fmt(p.usage.rssMbMax, 0), fmt(p.usage.lagP99MsMax, 1), fmt(p.usage.lagMaxMs, 1)])),
+    table(["phase", "from s", "to s", "CPU % mean", "CPU % max", "RSS MB max", "loop lag p99 ms (max)", "loop lag max ms", "load generator CPU %"], r.phases.map((p) => [p.name, p.startS, p.endS, fmt(p.usage.cpuPercentMean, 0), fmt(p.usage.cpuPercentMax, 0), fmt(p.usage.rssMbMax, 0), fmt(p.usage.lagP99MsMax, 1), fmt(p.usage.lagMaxMs, 1), fmt(p.usage.clientCpuPercentMean, 0)])),
     "",
   ].join("\n");
 }

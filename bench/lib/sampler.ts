@@ -12,6 +12,8 @@ export interface ProcessSample {
   rssMb: number;
   lagP99Ms: number;
   lagMaxMs: number;
+  /** This (load generator) process's CPU over the same interval, % of one core. */
+  clientCpuPercent: number;
 }
 
 export interface PhaseUsage {
@@ -21,6 +23,7 @@ export interface PhaseUsage {
   rssMbEnd: number;
   lagP99MsMax: number;
   lagMaxMs: number;
+  clientCpuPercentMean: number;
 }
 
 const TICKS = 100; // USER_HZ on Linux
@@ -57,6 +60,7 @@ export class ProcessSampler {
   private readonly started = performance.now();
   private lastCpu: number;
   private lastAt = performance.now();
+  private lastClient = process.cpuUsage();
 
   constructor(private readonly pid: number, private readonly url: string, private readonly everyMs = 500) {
     this.lastCpu = readCpuSeconds(pid) ?? 0;
@@ -67,8 +71,12 @@ export class ProcessSampler {
       const lag = await readLag(this.url);
       const cpu = readCpuSeconds(this.pid);
       const now = performance.now();
+      const client = process.cpuUsage();
+      const clientUs = client.user - this.lastClient.user + client.system - this.lastClient.system;
+      this.lastClient = client;
       if (cpu !== undefined) {
         this.samples.push({
+          clientCpuPercent: (100 * clientUs / 1e6) / ((now - this.lastAt) / 1000),
           t: (now - this.started) / 1000,
           cpuPercent: (100 * (cpu - this.lastCpu)) / ((now - this.lastAt) / 1000),
           rssMb: readRssMb(this.pid) ?? NaN,
@@ -98,6 +106,7 @@ export class ProcessSampler {
     const num = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
     const max = (xs: number[]) => (num(xs).length ? Math.max(...num(xs)) : NaN);
     const cpu = num(s.map((x) => x.cpuPercent));
+    const client = num(s.map((x) => x.clientCpuPercent));
     return {
       cpuPercentMean: cpu.length ? cpu.reduce((a, b) => a + b, 0) / cpu.length : NaN,
       cpuPercentMax: max(cpu),
@@ -105,6 +114,7 @@ export class ProcessSampler {
       rssMbEnd: s.at(-1)?.rssMb ?? readRssMb(this.pid) ?? NaN,
       lagP99MsMax: max(s.map((x) => x.lagP99Ms)),
       lagMaxMs: max(s.map((x) => x.lagMaxMs)),
+      clientCpuPercentMean: client.length ? client.reduce((a, b) => a + b, 0) / client.length : NaN,
     };
   }
 }

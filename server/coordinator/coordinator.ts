@@ -7,6 +7,8 @@ import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
 import { GroupCommitter } from "../store/groupCommit";
+import { DbWriter } from "../store/dbWriter";
+import { sqliteGate } from "../store/prisma";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import { persistBatch, type PersistOp } from "../services/jobs/persist";
@@ -17,7 +19,8 @@ import { registerVolunteer } from "../services/volunteers/volunteers";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
-import { send, windowFor, type VolunteerConn } from "./connection";
+import { send as sendNow, windowFor, type VolunteerConn } from "./connection";
+import { corkForTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
 import { outputDigest } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
@@ -50,6 +53,11 @@ export interface CoordinatorOptions {
   /** Injected for tests; the core scheduler never reads a clock itself. */
   now?: () => number;
 }
+
+const send: typeof sendNow = (ws, msg) => {
+  corkForTurn(ws);
+  sendNow(ws, msg);
+};
 
 const HELLO_TIMEOUT_MS = 10_000;
 /**
@@ -86,6 +94,7 @@ export class Coordinator extends EventEmitter {
   /** Iterative jobs by database id: the scheduler job of their current round. */
   private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
   private readonly writer: GroupCommitter<PersistOp>;
+  private dbWriter: DbWriter | undefined;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
   private leaseTimer: NodeJS.Timeout | undefined;
@@ -105,7 +114,8 @@ export class Coordinator extends EventEmitter {
     this.writer = new GroupCommitter(
       async (ops) => {
         const started = performance.now();
-        await persistBatch(opts.db, ops);
+        this.dbWriter ??= new DbWriter((await sqliteGate(opts.db)).file);
+        await persistBatch(opts.db, this.dbWriter, ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
         if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
           this.backlogged = false;
@@ -625,6 +635,7 @@ export class Coordinator extends EventEmitter {
     this.interactive.close();
     clearTimeout(this.leaseTimer);
     await this.writer.close();
+    await this.dbWriter?.close();
   }
 
   /** For tests: wait until everything decided so far is committed. */

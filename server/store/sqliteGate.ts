@@ -30,6 +30,12 @@ export class SqliteGate {
     return !!this.conn;
   }
 
+  /** The database file the connection has open. */
+  get file(): string {
+    if (!this.conn) throw new Error("the database connection is not open yet");
+    return this.conn.name;
+  }
+
   /**
    * Runs `fn` in a write transaction as soon as no Prisma transaction is open (at once if
    * none is). `fn` must be synchronous; if it throws, the transaction rolls back.
@@ -52,6 +58,12 @@ export class SqliteGate {
         w.reject(e);
       }
     }
+  }
+
+  /** Runs synchronous reads on the connection (WAL: they see the last commit and block no one). */
+  read<T>(fn: (conn: Conn) => T): T {
+    if (!this.conn) throw new Error("the database connection is not open yet");
+    return fn(this.conn);
   }
 
   /** A cached statement (Prisma's connection returns BigInts by default; these return numbers). */
@@ -111,8 +123,11 @@ interface FactoryLike {
 
 /**
  * Wraps the better-sqlite3 adapter factory so the gate gets its connection and hears when
- * each Prisma transaction ends. Relies on the adapter keeping the connection in `client`
- * and on commit()/rollback() releasing its transaction lock (true of 6.19).
+ * each Prisma transaction ends, and so Prisma transactions begin IMMEDIATE: with the database
+ * writer thread committing every few milliseconds on a connection of its own, a deferred
+ * transaction that read first would fail to upgrade to a write (SQLITE_BUSY_SNAPSHOT); an
+ * immediate one waits for the write lock (busy timeout) and then cannot be invalidated.
+ * Relies on the adapter keeping its connection in `client` (true of 6.19).
  */
 export function gateAdapter<F extends FactoryLike>(factory: F, gate: SqliteGate): F {
   const connect = factory.connect.bind(factory);
@@ -123,16 +138,26 @@ export function gateAdapter<F extends FactoryLike>(factory: F, gate: SqliteGate)
     }
     gate.attach(adapter.client);
     const start = adapter.startTransaction.bind(adapter);
+    // One Prisma transaction at a time on the connection, as the adapter's own lock does.
+    let last: Promise<void> = Promise.resolve();
     adapter.startTransaction = async (isolationLevel?: string) => {
-      const tx = await start(isolationLevel);
-      const end = (f: () => Promise<void>) => () => {
-        const done = f();
+      if (isolationLevel && isolationLevel !== "SERIALIZABLE") return start(isolationLevel);
+      const prev = last;
+      let release!: () => void;
+      last = new Promise<void>((r) => (release = r));
+      await prev;
+      try {
+        adapter.client.prepare("BEGIN IMMEDIATE").run();
+      } catch (e) {
+        release();
+        throw e;
+      }
+      const end = async () => {
+        release();
         gate.released();
-        return done;
       };
-      tx.commit = end(tx.commit.bind(tx));
-      tx.rollback = end(tx.rollback.bind(tx));
-      return tx;
+      // Queries run on the adapter itself (same connection); only the ending differs.
+      return Object.assign(Object.create(adapter) as TxLike, { options: { usePhantomQuery: false }, commit: end, rollback: end });
     };
     return adapter;
   };

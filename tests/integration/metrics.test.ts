@@ -24,7 +24,7 @@ const parsePrometheus = createRequire(import.meta.url)("parse-prometheus-text-fo
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 /** Label names Tabgrid's own families may use: each takes a handful of fixed values. */
-const ALLOWED_LABELS = new Set(["outcome", "state", "version", "le"]);
+const ALLOWED_LABELS = new Set(["outcome", "state", "version", "le", "reason"]);
 const TABGRID_FAMILIES = {
   tabgrid_build_info: "GAUGE",
   tabgrid_volunteers: "GAUGE",

@@ -1,0 +1,142 @@
+import type { Database as Conn } from "better-sqlite3";
+import { escrowAccount } from "../credits/accounts";
+import { postTransactionSync, type Posting } from "../credits/ledger";
+import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
+
+// The group commit's SQL: plain synchronous statements on a better-sqlite3 connection, with
+// no Prisma at run time, so the database writer thread (store/dbWriterThread.ts) can load it.
+
+export interface ResultRef {
+  taskId: string;
+  host: string;
+  account: string;
+  /** Millicredits paid for this result (0 for a valid result beyond the quorum). */
+  pay: number;
+}
+
+export interface ReliabilityRow {
+  /** "host:<volunteerId>" or a ledger account id. */
+  id: string;
+  consecutiveValid: number;
+  consecutiveInvalid: number;
+  valid: number;
+  invalid: number;
+  errors: number;
+  turnaroundMsTotal: number;
+  turnaroundCount: number;
+  bannedUntil: Date | null;
+  banReason: string | null;
+}
+
+export type PersistOp =
+  /** A returned result, before it is validated: committed before the volunteer's ack. */
+  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; output: unknown; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
+  | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string }
+  /** A unit reached quorum: its valid results are paid out of the job's escrow. */
+  | { type: "validated"; jobId: string; unitId: string; canonical: unknown; valid: ResultRef[]; invalid: ResultRef[] }
+  | { type: "reliability"; rows: ReliabilityRow[] }
+  /** A job ended; a completed one carries its merged result (computed before the commit). */
+  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null };
+
+/** Writes results, validations with payouts, and reliability rows; call inside a write transaction. */
+export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
+  const at = sqlTime(new Date());
+  // Result rows by task id; columns as in the INSERT below (8 = state, 9 = paid, 14 = decidedAt).
+  const results = new Map<string, unknown[]>();
+  const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
+  const reliability = new Map<string, ReliabilityRow>();
+  for (const op of ops) {
+    switch (op.type) {
+      case "result":
+        results.set(op.taskId, [
+          op.taskId, op.jobId, op.unitId, op.host, op.account, JSON.stringify(op.output), op.digest, null, "pending", 0,
+          Math.round(op.turnaroundMs), op.cpuMs === undefined ? null : Math.round(op.cpuMs), op.workMs ?? null, at, null,
+        ]);
+        break;
+      case "error":
+        results.set(op.taskId, [op.taskId, op.jobId, op.unitId, op.host, op.account, null, null, op.error, "error", 0, 0, null, null, at, at]);
+        break;
+      case "validated":
+        validated.push(op);
+        break;
+      case "reliability":
+        for (const row of op.rows) reliability.set(row.id, row);
+        break;
+    }
+  }
+  // Units first: a result decided in this same batch (always, without replication) is then
+  // written once in its final state instead of inserted and updated.
+  if (validated.length) settle(gate, conn, validated, results, at);
+  if (results.size) {
+    gate.bulk(conn, `INSERT INTO "Result" ("id", "jobId", "unitId", "volunteerId", "accountId", "output", "digest", "error", "state", "paid",
+      "turnaroundMs", "cpuMs", "workMs", "receivedAt", "decidedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET "state" = excluded."state",
+      "paid" = excluded."paid", "decidedAt" = excluded."decidedAt" WHERE excluded."state" <> 'pending'`, [...results.values()]);
+  }
+  if (reliability.size) {
+    gate.bulk(conn, `INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
+      "turnaroundMsTotal", "turnaroundCount", "bannedUntil", "banReason", "updatedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET
+      "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid", "valid" = excluded."valid",
+      "invalid" = excluded."invalid", "errors" = excluded."errors", "turnaroundMsTotal" = excluded."turnaroundMsTotal",
+      "turnaroundCount" = excluded."turnaroundCount", "bannedUntil" = excluded."bannedUntil", "banReason" = excluded."banReason",
+      "updatedAt" = excluded."updatedAt"`, [...reliability.values()].map((r) => [
+      r.id, r.consecutiveValid, r.consecutiveInvalid, r.valid, r.invalid, r.errors, r.turnaroundMsTotal, r.turnaroundCount,
+      r.bannedUntil ? sqlTime(new Date(r.bannedUntil)) : null, r.banReason, at,
+    ]));
+  }
+}
+
+/**
+ * Marks units done (only those not done yet), settles their results and pays the valid ones.
+ * Verdicts on results still to be inserted (`incoming`) are written into those rows.
+ */
+function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp, { type: "validated" }>>, incoming: Map<string, unknown[]>, at: string) {
+  const fresh = gate.bulk<{ id: string }>(conn, `UPDATE "WorkUnit" SET "done" = 1, "output" = v.column2, "volunteerId" = v.column3,
+    "completedAt" = v.column4 FROM (VALUES {values}) AS v WHERE "WorkUnit"."id" = v.column1 AND "WorkUnit"."done" = 0
+    RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, JSON.stringify(op.canonical), op.valid[0]?.host ?? null, at]));
+  const done = new Set(fresh.map((r) => r.id));
+  const verdicts: unknown[][] = [];
+  const verdict = (taskId: string, state: string, paid: number) => {
+    const row = incoming.get(taskId);
+    if (!row) return verdicts.push([taskId, state, paid, at]);
+    row[8] = state;
+    row[9] = paid;
+    row[14] = at;
+  };
+  const payouts = new Map<string, Posting[]>();
+  const volunteers = new Map<string, { tasks: number; earned: number }>();
+  const jobCounts = new Map<string, { units: number; cost: number }>();
+  for (const op of validated) {
+    if (!done.delete(op.unitId)) continue;
+    const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
+    let cost = 0;
+    for (const r of op.valid) {
+      verdict(r.taskId, "valid", r.pay);
+      list.push({ accountId: r.account, amount: r.pay });
+      const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
+      v.tasks++;
+      v.earned += r.pay;
+      cost += r.pay;
+    }
+    for (const r of op.invalid) verdict(r.taskId, "invalid", 0);
+    const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;
+    j.units++;
+    j.cost += cost;
+  }
+  if (verdicts.length) {
+    gate.bulk(conn, `UPDATE "Result" SET "state" = v.column2, "paid" = v.column3, "decidedAt" = v.column4
+      FROM (VALUES {values}) AS v WHERE "Result"."id" = v.column1`, verdicts);
+  }
+  for (const [jobId, list] of payouts) {
+    const total = list.reduce((s, p) => s + p.amount, 0);
+    if (total > 0) postTransactionSync(gate, conn, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId });
+  }
+  if (volunteers.size) {
+    gate.bulk(conn, `UPDATE "Volunteer" SET "tasksDone" = "tasksDone" + v.column2, "earned" = "earned" + v.column3
+      FROM (VALUES {values}) AS v WHERE "Volunteer"."id" = v.column1`, [...volunteers].map(([id, v]) => [id, v.tasks, v.earned]));
+  }
+  if (jobCounts.size) {
+    gate.bulk(conn, `UPDATE "Job" SET "unitsDone" = "unitsDone" + v.column2, "cost" = "cost" + v.column3
+      FROM (VALUES {values}) AS v WHERE "Job"."id" = v.column1`, [...jobCounts].map(([id, j]) => [id, j.units, j.cost]));
+  }
+}
+

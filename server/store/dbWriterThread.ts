@@ -1,0 +1,29 @@
+import { parentPort, workerData } from "node:worker_threads";
+import Database from "better-sqlite3";
+import { writeBatch, type PersistOp } from "../services/jobs/batchSql";
+import { SqliteGate } from "./sqliteGate";
+
+// The database writer thread: its own connection to the SQLite file, writing each group-
+// commit batch in one BEGIN IMMEDIATE transaction. Waiting for the write lock (held for a
+// moment by a Prisma transaction on the main thread) blocks only this thread.
+
+const { file, busyTimeoutMs } = workerData as { file: string; busyTimeoutMs: number };
+const conn = new Database(file, { timeout: busyTimeoutMs });
+conn.pragma("journal_mode = WAL");
+const gate = new SqliteGate();
+gate.attach(conn);
+const write = conn.transaction((ops: PersistOp[]) => writeBatch(gate, conn, ops));
+
+parentPort!.on("message", (msg: { id: number; ops: string } | { close: true }) => {
+  if ("close" in msg) {
+    conn.close();
+    parentPort!.close();
+    return;
+  }
+  try {
+    write.immediate(JSON.parse(msg.ops) as PersistOp[]);
+    parentPort!.postMessage({ id: msg.id });
+  } catch (e) {
+    parentPort!.postMessage({ id: msg.id, error: (e as Error).message });
+  }
+});
