@@ -38,6 +38,8 @@ export class Throughput {
     if (this.head < 0) this.head = bucket;
     if (bucket <= this.head) return;
     const n = this.counts.length;
+    // A silence longer than the window: what comes next starts a new span.
+    if (bucket - this.head >= n) this.first = Infinity;
     for (let b = this.head + 1, k = 0; b <= bucket && k < n; b++, k++) this.counts[b % n] = 0;
     this.head = bucket;
   }
