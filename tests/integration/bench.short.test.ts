@@ -1,0 +1,52 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { repoRoot } from "../helpers/server";
+
+// `npm run bench -- --short` end to end, so the benchmark cannot rot: a real server process,
+// headless volunteers over real WebSockets, a report written. Figures are checked for sanity
+// only; the speed targets live in the full run (`npm run bench`, docs/performance.md).
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-test-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, REPORTS_DIR: dir };
+  for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete env[k];
+  return new Promise((resolve) => {
+    execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off"], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+describe("npm run bench -- --short", () => {
+  it("measures every phase against a live server and writes a JSON and a Markdown report", async () => {
+    const run = await runBench();
+    expect(run.code, run.stderr).toBe(0);
+    const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+    expect(summary.server_alive).toBe(true);
+    expect(summary.volunteer_errors).toBe(0);
+    expect(summary.dispatch_tasks_per_s).toBeGreaterThan(100);
+    expect(summary.overhead_p99_ms).toBeGreaterThan(0);
+    expect(summary.overhead_p99_ms).toBeGreaterThanOrEqual(summary.overhead_p50_ms);
+    // Every 100 ms task finished, in well under twice the ideal time.
+    for (const e of Object.values(summary.efficiency_by_volunteers) as number[]) expect(e).toBeGreaterThan(0.5);
+    expect(summary.calc_p50_ms).toBeGreaterThan(0);
+    expect(summary.server_rss_mb_idle).toBeGreaterThan(10);
+    // The full-run figures are keys too (null: the short run has no 1,000 volunteers).
+    expect(summary).toHaveProperty("efficiency_1000_volunteers", null);
+    expect(summary).toHaveProperty("server_rss_mb_1000_volunteers", null);
+
+    expect(path.dirname(summary.report)).toBe(dir);
+    const report = JSON.parse(fs.readFileSync(summary.report, "utf8"));
+    expect(report.meta).toMatchObject({ kind: "bench", mode: "short" });
+    expect(report.throughput.map((t: { volunteers: number }) => t.volunteers)).toEqual([1, 10, 50]);
+    expect(report.overhead[0].summary.count).toBeGreaterThan(100);
+    expect(report.timeline.length).toBeGreaterThan(5);
+    const md = fs.readFileSync(summary.report.replace(/\.json$/, ".md"), "utf8");
+    expect(md).toMatch(/## Targets/);
+    expect(md).toMatch(/## Dispatch-to-result overhead/);
+  }, 180_000);
+});
