@@ -144,7 +144,10 @@ export async function startServer(
     }
   });
 
-  await new Promise<void>((resolve) => server.listen(env.PORT, env.HOST, resolve));
+  // Node's default accept backlog (511) overflows when thousands of volunteers reconnect at
+  // once (after a restart): the kernel drops their SYNs and they retry 1, 3, 7 s later. The
+  // kernel caps this at net.core.somaxconn (4096 on current Linux).
+  await new Promise<void>((resolve) => server.listen({ port: env.PORT, host: env.HOST, backlog: 4096 }, resolve));
   const port = (server.address() as { port: number }).port;
   const url = `http://127.0.0.1:${port}`;
   // next-auth builds its callback URLs from this; read per request, so setting it now is in time.
