@@ -112,3 +112,19 @@ async function createConsumer(databaseUrl: string): Promise<string> {
     await db.$disconnect();
   }
 }
+
+/**
+ * `n` more consumers with API keys on a running bench server, e.g. to spread submissions over
+ * accounts that each have their own rate limit. Keys are returned in order.
+ */
+export async function createConsumers(server: Pick<BenchServer, "dir">, n: number, prefix = "consumer"): Promise<string[]> {
+  const db = createPrisma(`file:${path.join(server.dir, "tabgrid.db")}`);
+  try {
+    return await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const user = await createUser(db, { email: `${prefix}-${i}@tabgrid.local`, password: "bench password 1234" }, 1_000_000_000 * MILLI);
+      return (await createApiKey(db, user.id, "benchmark")).key;
+    }));
+  } finally {
+    await db.$disconnect();
+  }
+}

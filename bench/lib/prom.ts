@@ -1,0 +1,42 @@
+import { SHED_REASONS, type ShedReason } from "../../server/monitoring/observer";
+
+// The few server figures the stress scenarios compare before and after, read from /api/metrics
+// as any Prometheus scraper would.
+
+export interface ServerCounters {
+  shed: Record<ShedReason, number>;
+  messagesRejected: number;
+  /** Volunteer sockets open right now (after hello). */
+  connections: number;
+  tasksQueued: number;
+  tasksRunning: number;
+  jobsRunning: number;
+  /** Group commits so far and the seconds they took in all: how busy the database writer was. */
+  commits: number;
+  commitSeconds: number;
+}
+
+export async function scrapeCounters(url: string): Promise<ServerCounters> {
+  const res = await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET /api/metrics answered ${res.status}`);
+  const text = await res.text();
+  const value = (series: string) => {
+    const m = new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} ([0-9.eE+-]+)$`, "m").exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  return {
+    shed: Object.fromEntries(SHED_REASONS.map((r) => [r, value(`tabgrid_load_shed_total{reason="${r}"}`)])) as Record<ShedReason, number>,
+    messagesRejected: value("tabgrid_volunteer_messages_rejected_total"),
+    connections: value("tabgrid_volunteer_connections"),
+    tasksQueued: value("tabgrid_tasks_queued"),
+    tasksRunning: value("tabgrid_tasks_running"),
+    jobsRunning: value("tabgrid_jobs_running"),
+    commits: value("tabgrid_commit_duration_seconds_count"),
+    commitSeconds: value("tabgrid_commit_duration_seconds_sum"),
+  };
+}
+
+/** What moved between two scrapes: counters as differences, gauges as they stand in `after`. */
+export function shedBetween(before: ServerCounters, after: ServerCounters): Record<ShedReason, number> {
+  return Object.fromEntries(SHED_REASONS.map((r) => [r, after.shed[r] - before.shed[r]])) as Record<ShedReason, number>;
+}
