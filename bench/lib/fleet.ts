@@ -30,6 +30,8 @@ export interface FleetStats {
   errors: string[];
   /** Overheads (ms) of paced tasks: durable ack minus scheduled start. */
   overheadsMs: number[];
+  /** The scheduled start (performance.now) of each of overheadsMs, in the same order. */
+  overheadSlots: number[];
   /** Time of each ack frame's arrival (ms, performance.now) and how many results it accepted. */
   ackTimes: Array<[number, number]>;
 }
@@ -120,6 +122,7 @@ class SimVolunteer {
           if (at === undefined) continue;
           this.started.delete(id);
           stats.overheadsMs.push(now - at);
+          stats.overheadSlots.push(at);
         }
       }
     } else if (msg.type === "interactive") {
@@ -190,7 +193,7 @@ export class Fleet {
   private pacer: NodeJS.Timeout | undefined;
 
   static emptyStats(): FleetStats {
-    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], ackTimes: [] };
+    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], overheadSlots: [], ackTimes: [] };
   }
 
   constructor(private readonly url: string) {}

@@ -101,6 +101,9 @@ export class Coordinator extends EventEmitter {
   private leaseTimerAt = Infinity;
   private connSeq = 0;
   private closed = false;
+  /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
+  private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
+  private creditsFlush = false;
   /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
   private backlogged = false;
   private readonly observer: CoordinatorObserver;
@@ -162,6 +165,9 @@ export class Coordinator extends EventEmitter {
    */
   async recover(): Promise<number> {
     const db = this.opts.db;
+    // The writer thread starts now, not on the first result (it takes a few hundred ms).
+    this.dbWriter ??= new DbWriter((await sqliteGate(db)).file);
+    await this.dbWriter.ready();
     const jobs = await db.job.findMany({
       where: { state: "running" },
       select: {
@@ -508,17 +514,27 @@ export class Coordinator extends EventEmitter {
   }
 
   /** Tells each volunteer (still connected) which of its results were paid or found invalid. */
+  /**
+   * Tells each volunteer (still connected) which of its results were paid or found invalid.
+   * Verdicts of one commit are gathered and sent as one message per volunteer at the end of
+   * the turn, not one per unit.
+   */
   private credit(valid: Array<{ taskId: string; pay: number; volunteer?: string }>, invalid: Array<{ taskId: string; volunteer?: string }>) {
-    const byConn = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
-    const entry = (key: string) => byConn.get(key) ?? byConn.set(key, { valid: [], invalid: [], credits: 0 }).get(key)!;
+    const entry = (key: string) => this.creditsOut.get(key) ?? this.creditsOut.set(key, { valid: [], invalid: [], credits: 0 }).get(key)!;
     for (const r of valid) if (r.volunteer) (entry(r.volunteer).valid.push(r.taskId), (entry(r.volunteer).credits += r.pay));
     for (const r of invalid) if (r.volunteer) entry(r.volunteer).invalid.push(r.taskId);
-    for (const [key, c] of byConn) {
-      const conn = this.conns.get(key);
-      if (!conn) continue;
-      conn.earned += c.credits;
-      send(conn.ws, { type: "credit", ...c });
-    }
+    if (this.creditsFlush || !this.creditsOut.size) return;
+    this.creditsFlush = true;
+    setImmediate(() => {
+      this.creditsFlush = false;
+      for (const [key, c] of this.creditsOut) {
+        const conn = this.conns.get(key);
+        if (!conn) continue;
+        conn.earned += c.credits;
+        send(conn.ws, { type: "credit", ...c });
+      }
+      this.creditsOut.clear();
+    });
   }
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {

@@ -27,6 +27,11 @@ export class DbWriter {
     });
   }
 
+  /** Starts the thread (if it is not running) and waits until it has the database open. */
+  ready(): Promise<void> {
+    return this.write([]);
+  }
+
   private start(): Worker {
     const target = threadTarget(new URL("./dbWriterThread.ts", import.meta.url));
     const w = new Worker(target.url, { workerData: { ...target.workerData, file: this.file, busyTimeoutMs: this.busyTimeoutMs }, execArgv: [] });

@@ -10,6 +10,7 @@ import { SqliteGate } from "./sqliteGate";
 const { file, busyTimeoutMs } = workerData as { file: string; busyTimeoutMs: number };
 const conn = new Database(file, { timeout: busyTimeoutMs });
 conn.pragma("journal_mode = WAL");
+if (process.env.TABGRID_WAC) conn.pragma(`wal_autocheckpoint = ${process.env.TABGRID_WAC}`);
 const gate = new SqliteGate();
 gate.attach(conn);
 const write = conn.transaction((ops: PersistOp[]) => writeBatch(gate, conn, ops));

@@ -13,7 +13,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-test-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, REPORTS_DIR: dir };
+  const env: Record<string, string | undefined> = { ...process.env, REPORTS_DIR: dir };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete env[k];
   return new Promise((resolve) => {
     execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off"], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
