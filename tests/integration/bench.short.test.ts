@@ -13,8 +13,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-test-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: Record<string, string | undefined> = { ...process.env, REPORTS_DIR: dir };
-  for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete env[k];
+  const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: dir };
+  for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete (env as Record<string, unknown>)[k];
   return new Promise((resolve) => {
     execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off"], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
