@@ -41,7 +41,7 @@ const plan = SHORT
       hostile: { clients: 3, takers: 4, takerThreads: 4, takerJobChunks: 48, honest: 10, readerThreads: 8, flood: 200, floodConcurrency: 32, steadyPerSecond: 5, steadySeconds: 2 },
     }
   : {
-      submit: { rates: [10, 20, 40, 80, 160, 320, 640, 1280], stepS: 5, consumers: 130, volunteers: 100, chunks: 20, pastKnee: 1 },
+      submit: { rates: [10, 20, 40, 80, 160, 320, 640, 1280], stepS: 10, consumers: 130, volunteers: 100, chunks: 20, pastKnee: 1 },
       ramp: [250, 500, 1000, 2000],
       burst: 5000, pastCap: 200,
       leaseSeconds: 5,
@@ -71,7 +71,6 @@ interface Phase {
   usage: PhaseUsage;
 }
 
-const pct = (part: number, whole: number) => (whole ? `${fmt((100 * part) / whole, 1)}%` : "–");
 const ms = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? null : round(x, 1));
 const trpcCode = (e: unknown) => (e instanceof TRPCClientError ? ((e.data as { code?: string } | undefined)?.code ?? null) : null);
 const isTimeout = (e: unknown) => /abort|timeout/i.test(`${(e as Error).name} ${(e as Error).message} ${String((e as { cause?: unknown }).cause)}`);
@@ -108,12 +107,12 @@ async function main() {
   /** Probe failures and the slowest answers while a phase ran. */
   const probesDuring = (fromS: number, toS: number) => {
     const points = prober.between(fromS, toS);
-    const failed = prober.failures.filter((f) => f.t >= fromS && f.t < toS);
+    const failed = points.filter((p) => p.healthMs === null || p.adminMs === null);
     const max = (xs: Array<number | null>) => Math.max(0, ...xs.filter((x): x is number => x !== null));
     return { probes: points.length, failures: failed.length, healthMaxMs: round(max(points.map((p) => p.healthMs)), 1), adminMaxMs: round(max(points.map((p) => p.adminMs)), 1) };
   };
 
-  // ---- work bookkeeping: every job this run submits, so the end can cancel what is left ----
+  // ---- helpers over the server's own figures ----
   async function waitIdle(timeoutMs: number): Promise<ServerCounters> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
@@ -122,12 +121,12 @@ async function main() {
       await sleep(100);
     }
   }
+  /** Cancels every job still running (as the admin), so the next scenario starts from an empty queue. */
   async function cancelRunning() {
-    let cancelled = 0;
-    for (;;) {
+    for (let round = 0; round < 20; round++) {
       const running = await admin.admin.jobs.query({ state: "running", limit: 500 });
-      if (!running.length) return cancelled;
-      await Promise.all(running.map((j) => admin.jobs.cancel.mutate({ id: j.id }).then(() => cancelled++, () => undefined)));
+      if (!running.length) return;
+      await Promise.all(running.map((j) => admin.jobs.cancel.mutate({ id: j.id }).catch(() => undefined)));
     }
   }
   async function waitConnections(atMost: number, timeoutMs = 20_000) {
@@ -217,7 +216,8 @@ async function main() {
       const clientCpu = (100 * (cpu.user + cpu.system)) / 1e6 / ((r.endS - r.startS) || 1);
       const accepted = r.ok / r.spanS;
       const c1 = await scrapeCounters(server.url);
-      // Share of the step the database writer was committing (group commits run one at a time).
+      // Time spent in group commits per second of the step: near or over 1, the database writer
+      // is the bottleneck (over 1 when commits overlap).
       const writerBusy = (c1.commitSeconds - c0.commitSeconds) / (r.endS - r.startS || 1);
       const idle = await waitIdle(SHORT ? 2000 : 10_000);
       const point = {
@@ -225,7 +225,7 @@ async function main() {
         p50Ms: round(r.summary.p50, 1), p99Ms: round(r.summary.p99, 1), maxMs: round(r.summary.max, 1),
         serverCpuPercent: round(r.usage.cpuPercentMean, 0), serverLagP99Ms: round(r.usage.lagP99MsMax, 1), serverRssMb: round(r.usage.rssMbMax, 0),
         clientCpuPercent: round(clientCpu, 0), clientLagP99Ms: round(lag.percentile(99) / 1e6, 1), backlogTasks: idle.tasksQueued,
-        writerBusyPercent: round(100 * writerBusy, 0), commitsPerSecond: round((c1.commits - c0.commits) / (r.endS - r.startS || 1), 0),
+        commitMsPerSecond: round(1000 * writerBusy, 0), commitsPerSecond: round((c1.commits - c0.commits) / (r.endS - r.startS || 1), 0),
         dispatchPaused: c1.shed["dispatch-paused"] - c0.shed["dispatch-paused"],
       };
       steps.push(point);
@@ -244,11 +244,11 @@ async function main() {
       }
       // The first step not served is the knee: say what ran out.
       if (r.throttled > 0.05 * r.n) limitedBy = `the per-account submission limit (${r.throttled} of ${r.n} answered TOO_MANY_REQUESTS over ${consumers} accounts)`;
-      else if (writerBusy >= 0.75 && writerBusy * 100 >= r.usage.cpuPercentMean) limitedBy = `the database writer: group commits (results, and each finished job's settlement) ran ${fmt(100 * writerBusy, 0)}% of the time, ${fmt(point.commitsPerSecond, 0)} a second, with the server's CPU at ${fmt(r.usage.cpuPercentMean, 0)}%; submissions and acknowledgements wait for it`;
-      else if (r.usage.cpuPercentMean >= 75) limitedBy = `the server's one event loop: ${fmt(r.usage.cpuPercentMean, 0)}% of a core on average (loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms), with the database writer committing ${fmt(100 * writerBusy, 0)}% of the time; each submission is a write transaction, ${chunks} tasks to dispatch and commit, and a settlement when the job ends`;
+      else if (writerBusy >= 0.75 && writerBusy * 100 >= r.usage.cpuPercentMean) limitedBy = `the database writer: group commits (results, and each finished job's settlement) took ${fmt(1000 * writerBusy, 0)} ms per second, ${fmt(point.commitsPerSecond, 0)} commits a second, with the server's CPU at ${fmt(r.usage.cpuPercentMean, 0)}%; submissions and acknowledgements wait for it`;
+      else if (r.usage.cpuPercentMean >= 75) limitedBy = `the server's one event loop: ${fmt(r.usage.cpuPercentMean, 0)}% of a core on average (loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms), with group commits taking ${fmt(1000 * writerBusy, 0)} ms per second; each submission is a write transaction, ${chunks} tasks to dispatch and commit, and a settlement when the job ends`;
       else if (point.clientLagP99Ms > 50 || clientCpu >= 85) limitedBy = `the load generator itself (this process: ${fmt(clientCpu, 0)}% CPU, event-loop lag p99 ${fmt(point.clientLagP99Ms, 0)} ms) on a machine it shares with the server`;
       else if (r.errors.length + r.timeouts) limitedBy = `failed submissions (${r.errors.length} errors, ${r.timeouts} timeouts)`;
-      else limitedBy = `latency, with neither the server's CPU (${fmt(r.usage.cpuPercentMean, 0)}%) nor its database writer (${fmt(100 * writerBusy, 0)}% busy) saturated: p99 ${fmt(r.summary.p99, 0)} ms, server loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms`;
+      else limitedBy = `latency, with neither the server's CPU (${fmt(r.usage.cpuPercentMean, 0)}%) nor its database writer (commits ${fmt(1000 * writerBusy, 0)} ms per second) saturated: p99 ${fmt(r.summary.p99, 0)} ms, server loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms`;
       kneeAt = rate;
       if (beyond++ >= pastKnee) break;
     }
@@ -751,8 +751,8 @@ function markdown(
       "## Submission ramp (open model)",
       ramp.description,
       "",
-      table(["offered/s", "accepted/s", "throttled", "errors", "p50 ms", "p99 ms", "max ms", "server CPU %", "server lag p99 ms", "DB writer busy %", "commits/s", "client CPU %", "client lag p99 ms", "tasks left queued"],
-        ramp.series.map((p) => [p.offered, fmt(p.accepted, 1), p.throttled, p.errors + p.timeouts, fmt(p.p50Ms, 1), fmt(p.p99Ms, 1), fmt(p.maxMs, 0), fmt(p.serverCpuPercent, 0), fmt(p.serverLagP99Ms, 1), fmt(p.writerBusyPercent, 0), fmt(p.commitsPerSecond, 0), fmt(p.clientCpuPercent, 0), fmt(p.clientLagP99Ms, 1), p.backlogTasks])),
+      table(["offered/s", "accepted/s", "throttled", "errors", "p50 ms", "p99 ms", "max ms", "server CPU %", "server lag p99 ms", "commit ms per s", "commits/s", "client CPU %", "client lag p99 ms", "tasks left queued"],
+        ramp.series.map((p) => [p.offered, fmt(p.accepted, 1), p.throttled, p.errors + p.timeouts, fmt(p.p50Ms, 1), fmt(p.p99Ms, 1), fmt(p.maxMs, 0), fmt(p.serverCpuPercent, 0), fmt(p.serverLagP99Ms, 1), fmt(p.commitMsPerSecond, 0), fmt(p.commitsPerSecond, 0), fmt(p.clientCpuPercent, 0), fmt(p.clientLagP99Ms, 1), p.backlogTasks])),
       "",
     );
   }
