@@ -20,7 +20,7 @@ import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
 import { send as sendNow, windowFor, type VolunteerConn } from "./connection";
-import { corkForTurn } from "./cork";
+import { atEndOfTurn, corkForTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
 import { outputDigest } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
@@ -414,7 +414,9 @@ export class Coordinator extends EventEmitter {
 
   private results(conn: VolunteerConn, results: TaskResult[]) {
     const now = this.now();
-    const recorded: Array<{ taskId: string; commit: Promise<void> }> = [];
+    const recorded: string[] = [];
+    // Batches commit in order: once the last result of this frame is durable, all are.
+    let lastCommit: Promise<void> | undefined;
     const rejected: Array<{ taskId: string; reason: string }> = [];
     for (const r of results) {
       const task = this.scheduler.task(r.taskId);
@@ -450,7 +452,8 @@ export class Coordinator extends EventEmitter {
         // Measured work, for calibration and display only: payment uses the unit's estimate.
         ...("ms" in r && typeof r.ms === "number" ? { cpuMs: r.ms, workMs: r.ms * conn.benchmark } : {}),
       });
-      recorded.push({ taskId: r.taskId, commit });
+      recorded.push(r.taskId);
+      lastCommit = commit;
       if (outcome.kind === "pending") {
         if (outcome.requeued) this.dispatchAll();
       } else {
@@ -459,9 +462,9 @@ export class Coordinator extends EventEmitter {
     }
     // Keep the window full now; the acknowledgement follows once the results are durable.
     this.dispatch(conn);
-    Promise.all(recorded.map((a) => a.commit)).then(() => {
+    (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
-      send(conn.ws, { type: "ack", accepted: recorded.map((a) => a.taskId), rejected });
+      send(conn.ws, { type: "ack", accepted: recorded, rejected });
     });
   }
 
@@ -525,7 +528,7 @@ export class Coordinator extends EventEmitter {
     for (const r of invalid) if (r.volunteer) entry(r.volunteer).invalid.push(r.taskId);
     if (this.creditsFlush || !this.creditsOut.size) return;
     this.creditsFlush = true;
-    setImmediate(() => {
+    atEndOfTurn(() => {
       this.creditsFlush = false;
       for (const [key, c] of this.creditsOut) {
         const conn = this.conns.get(key);

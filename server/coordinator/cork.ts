@@ -6,7 +6,20 @@ import type { WebSocket } from "ws";
 // segment, instead of one each. The socket is uncorked at the end of the turn.
 
 const corked = new Set<Socket>();
+const beforeUncork: Array<() => void> = [];
 let flushing = false;
+
+/** Runs `fn` at the end of this turn, just before the corked sockets are written (so what it sends joins them). */
+export function atEndOfTurn(fn: () => void) {
+  beforeUncork.push(fn);
+  schedule();
+}
+
+function schedule() {
+  if (flushing) return;
+  flushing = true;
+  setImmediate(uncorkAll);
+}
 
 export function corkForTurn(ws: WebSocket) {
   // ws keeps the net.Socket here; without it (closed, or another implementation) send plainly.
@@ -14,14 +27,12 @@ export function corkForTurn(ws: WebSocket) {
   if (!socket || corked.has(socket) || socket.destroyed) return;
   socket.cork();
   corked.add(socket);
-  if (!flushing) {
-    flushing = true;
-    setImmediate(uncorkAll);
-  }
+  schedule();
 }
 
 function uncorkAll() {
   flushing = false;
+  for (const fn of beforeUncork.splice(0)) fn();
   for (const socket of corked) socket.uncork();
   corked.clear();
 }

@@ -7,8 +7,18 @@
  * bigger the batches, with no added latency when it is quiet. A failed commit is retried
  * with backoff; items are never dropped and keep their order.
  */
+/** Up to maxBatch items that will commit together, sharing one promise (no allocation per item). */
+interface Segment<T> {
+  items: T[];
+  done: Promise<void>;
+  resolve: () => void;
+}
+
 export class GroupCommitter<T> {
-  private pending: Array<{ item: T; resolve: () => void }> = [];
+  private segments: Array<Segment<T>> = [];
+  private count = 0;
+  /** The segment being committed right now: nothing joins it. */
+  private writing: Segment<T> | undefined;
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private timerIsImmediate = false;
   private running: Promise<void> | undefined;
@@ -24,13 +34,17 @@ export class GroupCommitter<T> {
 
   enqueue(item: T): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the commit queue is closed"));
-    const committed = new Promise<void>((resolve) => {
-      this.pending.push({ item, resolve });
-      if (this.pending.length >= this.opts.maxBatch) this.kick(0);
-      else this.kick(this.opts.intervalMs);
-    });
-    this.last = committed;
-    return committed;
+    let seg = this.segments.at(-1);
+    if (!seg || seg.items.length >= this.opts.maxBatch || seg === this.writing) {
+      seg = fresh<T>();
+      this.segments.push(seg);
+    }
+    seg.items.push(item);
+    this.count++;
+    this.last = seg.done;
+    if (seg.items.length >= this.opts.maxBatch) this.kick(0);
+    else this.kick(this.opts.intervalMs);
+    return seg.done;
   }
 
   /**
@@ -42,12 +56,12 @@ export class GroupCommitter<T> {
   }
 
   get size(): number {
-    return this.pending.length;
+    return this.count;
   }
 
   /** Commits everything queued so far (used at shutdown and by tests). */
   async drain(): Promise<void> {
-    while (this.pending.length || this.running) {
+    while (this.count || this.running) {
       if (this.running) await this.running;
       else await this.flush();
     }
@@ -80,21 +94,32 @@ export class GroupCommitter<T> {
   }
 
   private async flush(): Promise<void> {
-    if (this.running || !this.pending.length) return;
-    const batch = this.pending.splice(0, this.opts.maxBatch);
+    if (this.running || !this.count) return;
+    // The head segment is the batch; it leaves the queue only once committed, and what is
+    // enqueued meanwhile starts a segment of its own (see enqueue).
+    const seg = this.segments[0];
+    this.writing = seg;
     this.running = (async () => {
       try {
-        await this.commit(batch.map((b) => b.item));
+        await this.commit(seg.items);
         this.failures = 0;
-        for (const b of batch) b.resolve();
+        this.segments.shift();
+        this.count -= seg.items.length;
+        seg.resolve();
       } catch (e) {
-        this.pending.unshift(...batch);
         this.failures++;
         this.opts.onError?.(e);
       }
     })();
     await this.running;
     this.running = undefined;
-    if (this.pending.length) this.kick(this.failures ? Math.min(5000, 50 * 2 ** this.failures) : 0);
+    this.writing = undefined;
+    if (this.count) this.kick(this.failures ? Math.min(5000, 50 * 2 ** this.failures) : 0);
   }
+}
+
+function fresh<T>(): Segment<T> {
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => (resolve = r));
+  return { items: [], done, resolve };
 }
