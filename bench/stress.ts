@@ -92,7 +92,24 @@ async function main() {
   const sampler = new ProcessSampler(server.pid, server.url, SHORT ? 250 : 500).start();
   const prober = new Prober(server.url, server.apiKey, t0).start();
   const admin = apiClient({ url: server.url, apiKey: server.apiKey });
-  const countersBefore = await scrapeCounters(server.url);
+  /**
+   * The server's counters, retried for up to a minute: an overloaded server may take longer than
+   * one scrape's timeout to answer, and that is a finding (the probes record it), not a reason
+   * to abandon the run. `at` is when they were read.
+   */
+  const counters = async (): Promise<ServerCounters & { at: number }> => {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      try {
+        const c = await scrapeCounters(server.url);
+        return { ...c, at: performance.now() };
+      } catch (e) {
+        if (performance.now() > deadline || !server.alive()) throw e;
+        await sleep(250);
+      }
+    }
+  };
+  const countersBefore = await counters();
   const phases: Phase[] = [];
   const phase = async <T>(name: string, body: () => Promise<T>): Promise<T & { usage: PhaseUsage; startS: number; endS: number }> => {
     const from = sampler.mark();
@@ -116,7 +133,7 @@ async function main() {
   async function waitIdle(timeoutMs: number): Promise<ServerCounters> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const c = await scrapeCounters(server.url);
+      const c = await counters();
       if ((c.tasksQueued === 0 && c.tasksRunning === 0) || performance.now() > deadline) return c;
       await sleep(100);
     }
@@ -131,7 +148,7 @@ async function main() {
   }
   async function waitConnections(atMost: number, timeoutMs = 20_000) {
     const deadline = performance.now() + timeoutMs;
-    while ((await scrapeCounters(server.url)).connections > atMost && performance.now() < deadline) await sleep(50);
+    while ((await counters()).connections > atMost && performance.now() < deadline) await sleep(50);
   }
 
   const scenarios: Scenario[] = [];
@@ -168,93 +185,99 @@ async function main() {
     /** The first step not served, and how many were run past it (full mode shows one more). */
     let kneeAt: number | null = null;
     let beyond = 0;
-    for (const rate of rates) {
-      const n = Math.max(1, Math.round(rate * stepS));
-      lag.reset();
-      lag.enable();
-      const cpu0 = process.cpuUsage();
-      const c0 = await scrapeCounters(server.url);
-      const r = await phase(`submissions at ${rate}/s`, async () => {
-        const results: Array<{ latencyMs: number; doneAt: number; outcome: "ok" | "throttled" | "error" | "timeout"; error?: string }> = [];
-        const start = performance.now() + 10;
-        const inFlight: Array<Promise<void>> = [];
-        // Open model: each request leaves at its scheduled time whatever the earlier ones are
-        // doing, and its latency counts from that time (no coordinated omission).
-        await new Promise<void>((resolve) => {
-          let i = 0;
-          const tick = () => {
-            const now = performance.now();
-            while (i < n && start + (i * 1000) / rate <= now) {
-              const at = start + (i * 1000) / rate;
-              const client = clients[seq++ % clients.length];
-              i++;
-              inFlight.push(client.jobs.submit.mutate(input, { signal: AbortSignal.timeout(10_000) }).then(
-                () => void results.push({ latencyMs: performance.now() - at, doneAt: performance.now(), outcome: "ok" }),
-                (e: unknown) => void results.push({
-                  latencyMs: performance.now() - at, doneAt: performance.now(),
-                  outcome: trpcCode(e) === "TOO_MANY_REQUESTS" ? "throttled" : isTimeout(e) ? "timeout" : "error", error: (e as Error).message,
-                }),
-              ));
-            }
-            if (i < n) setTimeout(tick, 1);
-            else resolve();
+    try {
+      for (const rate of rates) {
+        const n = Math.max(1, Math.round(rate * stepS));
+        lag.reset();
+        lag.enable();
+        const cpu0 = process.cpuUsage();
+        const c0 = await counters();
+        const r = await phase(`submissions at ${rate}/s`, async () => {
+          const results: Array<{ latencyMs: number; doneAt: number; outcome: "ok" | "throttled" | "error" | "timeout"; error?: string }> = [];
+          const start = performance.now() + 10;
+          const inFlight: Array<Promise<void>> = [];
+          // Open model: each request leaves at its scheduled time whatever the earlier ones are
+          // doing, and its latency counts from that time (no coordinated omission).
+          await new Promise<void>((resolve) => {
+            let i = 0;
+            const tick = () => {
+              const now = performance.now();
+              while (i < n && start + (i * 1000) / rate <= now) {
+                const at = start + (i * 1000) / rate;
+                const client = clients[seq++ % clients.length];
+                i++;
+                inFlight.push(client.jobs.submit.mutate(input, { signal: AbortSignal.timeout(10_000) }).then(
+                  () => void results.push({ latencyMs: performance.now() - at, doneAt: performance.now(), outcome: "ok" }),
+                  (e: unknown) => void results.push({
+                    latencyMs: performance.now() - at, doneAt: performance.now(),
+                    outcome: trpcCode(e) === "TOO_MANY_REQUESTS" ? "throttled" : isTimeout(e) ? "timeout" : "error", error: (e as Error).message,
+                  }),
+                ));
+              }
+              if (i < n) setTimeout(tick, 1);
+              else resolve();
+            };
+            tick();
+          });
+          await Promise.all(inFlight);
+          const ok = results.filter((x) => x.outcome === "ok");
+          const spanS = Math.max(stepS, ((ok.length ? Math.max(...ok.map((x) => x.doneAt)) : start) - start) / 1000);
+          return {
+            n, ok: ok.length, spanS, summary: summarize(results.map((x) => x.latencyMs)),
+            throttled: results.filter((x) => x.outcome === "throttled").length,
+            timeouts: results.filter((x) => x.outcome === "timeout").length,
+            errors: results.filter((x) => x.outcome === "error"),
           };
-          tick();
         });
-        await Promise.all(inFlight);
-        const ok = results.filter((x) => x.outcome === "ok");
-        const spanS = Math.max(stepS, ((ok.length ? Math.max(...ok.map((x) => x.doneAt)) : start) - start) / 1000);
-        return {
-          n, ok: ok.length, spanS, summary: summarize(results.map((x) => x.latencyMs)),
-          throttled: results.filter((x) => x.outcome === "throttled").length,
-          timeouts: results.filter((x) => x.outcome === "timeout").length,
-          errors: results.filter((x) => x.outcome === "error"),
+        lag.disable();
+        const cpu = process.cpuUsage(cpu0);
+        const clientCpu = (100 * (cpu.user + cpu.system)) / 1e6 / ((r.endS - r.startS) || 1);
+        const accepted = r.ok / r.spanS;
+        const c1 = await counters();
+        // Time spent in group commits per second of the step: near or over 1, the database writer
+        // is the bottleneck (over 1 when commits overlap).
+        const between = (c1.at - c0.at) / 1000;
+        const writerBusy = (c1.commitSeconds - c0.commitSeconds) / between;
+        const probes = probesDuring(r.startS, r.endS);
+        const idle = await waitIdle(SHORT ? 2000 : 10_000);
+        const point = {
+          step: rate, offered: rate, accepted: round(accepted, 1), requests: r.n, ok: r.ok, throttled: r.throttled, errors: r.errors.length, timeouts: r.timeouts,
+          p50Ms: round(r.summary.p50, 1), p99Ms: round(r.summary.p99, 1), maxMs: round(r.summary.max, 1),
+          serverCpuPercent: round(r.usage.cpuPercentMean, 0), serverLagP99Ms: round(r.usage.lagP99MsMax, 1), serverRssMb: round(r.usage.rssMbMax, 0),
+          clientCpuPercent: round(clientCpu, 0), clientLagP99Ms: round(lag.percentile(99) / 1e6, 1), backlogTasks: idle.tasksQueued,
+          commitMsPerSecond: round(1000 * writerBusy, 0), commitsPerSecond: round((c1.commits - c0.commits) / between, 0),
+          probeFailures: probes.failures, healthMaxMs: probes.healthMaxMs,
+          dispatchPaused: c1.shed["dispatch-paused"] - c0.shed["dispatch-paused"],
         };
-      });
-      lag.disable();
-      const cpu = process.cpuUsage(cpu0);
-      const clientCpu = (100 * (cpu.user + cpu.system)) / 1e6 / ((r.endS - r.startS) || 1);
-      const accepted = r.ok / r.spanS;
-      const c1 = await scrapeCounters(server.url);
-      // Time spent in group commits per second of the step: near or over 1, the database writer
-      // is the bottleneck (over 1 when commits overlap).
-      const writerBusy = (c1.commitSeconds - c0.commitSeconds) / (r.endS - r.startS || 1);
-      const idle = await waitIdle(SHORT ? 2000 : 10_000);
-      const point = {
-        step: rate, offered: rate, accepted: round(accepted, 1), requests: r.n, ok: r.ok, throttled: r.throttled, errors: r.errors.length, timeouts: r.timeouts,
-        p50Ms: round(r.summary.p50, 1), p99Ms: round(r.summary.p99, 1), maxMs: round(r.summary.max, 1),
-        serverCpuPercent: round(r.usage.cpuPercentMean, 0), serverLagP99Ms: round(r.usage.lagP99MsMax, 1), serverRssMb: round(r.usage.rssMbMax, 0),
-        clientCpuPercent: round(clientCpu, 0), clientLagP99Ms: round(lag.percentile(99) / 1e6, 1), backlogTasks: idle.tasksQueued,
-        commitMsPerSecond: round(1000 * writerBusy, 0), commitsPerSecond: round((c1.commits - c0.commits) / (r.endS - r.startS || 1), 0),
-        dispatchPaused: c1.shed["dispatch-paused"] - c0.shed["dispatch-paused"],
-      };
-      steps.push(point);
-      const served = accepted >= 0.9 * rate && r.summary.p99 <= SANE_P99_MS;
-      log(`submissions at ${rate}/s: accepted ${fmt(accepted, 1)}/s, ${r.throttled} throttled, ${r.errors.length + r.timeouts} failed, p50 ${fmt(r.summary.p50, 1)} ms, p99 ${fmt(r.summary.p99, 1)} ms (server CPU ${fmt(r.usage.cpuPercentMean, 0)}%, client CPU ${fmt(clientCpu, 0)}%)${served ? "" : " — past the knee"}`);
-      if (r.errors.length) stepFindings.push(`At ${rate}/s, ${r.errors.length} submissions failed: ${[...new Set(r.errors.map((e) => e.error))].slice(0, 3).join("; ")}.`);
-      if (idle.tasksQueued > 0) stepFindings.push(`After the ${rate}/s step the volunteers had not caught up: ${fmt(idle.tasksQueued, 0)} tasks still queued.`);
-      if (served && !limitedBy) {
-        ramp.saturation = rate;
-        ramp.p99AtSaturation = round(r.summary.p99, 1);
-        continue;
+        steps.push(point);
+        const served = accepted >= 0.9 * rate && r.summary.p99 <= SANE_P99_MS;
+        log(`submissions at ${rate}/s: accepted ${fmt(accepted, 1)}/s, ${r.throttled} throttled, ${r.errors.length + r.timeouts} failed, p50 ${fmt(r.summary.p50, 1)} ms, p99 ${fmt(r.summary.p99, 1)} ms (server CPU ${fmt(r.usage.cpuPercentMean, 0)}%, client CPU ${fmt(clientCpu, 0)}%)${served ? "" : " — past the knee"}`);
+        if (r.errors.length) stepFindings.push(`At ${rate}/s, ${r.errors.length} submissions failed: ${[...new Set(r.errors.map((e) => e.error))].slice(0, 3).join("; ")}.`);
+        if (idle.tasksQueued > 0) stepFindings.push(`After the ${rate}/s step the volunteers had not caught up: ${fmt(idle.tasksQueued, 0)} tasks still queued.`);
+        if (served && !limitedBy) {
+          ramp.saturation = rate;
+          ramp.p99AtSaturation = round(r.summary.p99, 1);
+          continue;
+        }
+        if (limitedBy) {
+          if (++beyond > pastKnee) break;
+          continue;
+        }
+        // The first step not served is the knee: say what ran out.
+        if (r.throttled > 0.05 * r.n) limitedBy = `the per-account submission limit (${r.throttled} of ${r.n} answered TOO_MANY_REQUESTS over ${consumers} accounts)`;
+        else if (writerBusy >= 0.75 && writerBusy * 100 >= r.usage.cpuPercentMean) limitedBy = `the database writer: group commits (results, and each finished job's settlement) took ${fmt(1000 * writerBusy, 0)} ms per second, ${fmt(point.commitsPerSecond, 0)} commits a second, with the server's CPU at ${fmt(r.usage.cpuPercentMean, 0)}%; submissions and acknowledgements wait for it`;
+        else if (r.usage.cpuPercentMean >= 75) limitedBy = `the server's one event loop: ${fmt(r.usage.cpuPercentMean, 0)}% of a core on average (loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms), with group commits taking ${fmt(1000 * writerBusy, 0)} ms per second; each submission is a write transaction, ${chunks} tasks to dispatch and commit, and a settlement when the job ends`;
+        else if (point.clientLagP99Ms > 50 || clientCpu >= 85) limitedBy = `the load generator itself (this process: ${fmt(clientCpu, 0)}% CPU, event-loop lag p99 ${fmt(point.clientLagP99Ms, 0)} ms) on a machine it shares with the server`;
+        else if (r.errors.length + r.timeouts) limitedBy = `failed submissions (${r.errors.length} errors, ${r.timeouts} timeouts)`;
+        else limitedBy = `latency, with neither the server's CPU (${fmt(r.usage.cpuPercentMean, 0)}%) nor its database writer (commits ${fmt(1000 * writerBusy, 0)} ms per second) saturated: p99 ${fmt(r.summary.p99, 0)} ms, server loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms`;
+        kneeAt = rate;
+        if (beyond++ >= pastKnee) break;
       }
-      if (limitedBy) {
-        if (++beyond > pastKnee) break;
-        continue;
-      }
-      // The first step not served is the knee: say what ran out.
-      if (r.throttled > 0.05 * r.n) limitedBy = `the per-account submission limit (${r.throttled} of ${r.n} answered TOO_MANY_REQUESTS over ${consumers} accounts)`;
-      else if (writerBusy >= 0.75 && writerBusy * 100 >= r.usage.cpuPercentMean) limitedBy = `the database writer: group commits (results, and each finished job's settlement) took ${fmt(1000 * writerBusy, 0)} ms per second, ${fmt(point.commitsPerSecond, 0)} commits a second, with the server's CPU at ${fmt(r.usage.cpuPercentMean, 0)}%; submissions and acknowledgements wait for it`;
-      else if (r.usage.cpuPercentMean >= 75) limitedBy = `the server's one event loop: ${fmt(r.usage.cpuPercentMean, 0)}% of a core on average (loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms), with group commits taking ${fmt(1000 * writerBusy, 0)} ms per second; each submission is a write transaction, ${chunks} tasks to dispatch and commit, and a settlement when the job ends`;
-      else if (point.clientLagP99Ms > 50 || clientCpu >= 85) limitedBy = `the load generator itself (this process: ${fmt(clientCpu, 0)}% CPU, event-loop lag p99 ${fmt(point.clientLagP99Ms, 0)} ms) on a machine it shares with the server`;
-      else if (r.errors.length + r.timeouts) limitedBy = `failed submissions (${r.errors.length} errors, ${r.timeouts} timeouts)`;
-      else limitedBy = `latency, with neither the server's CPU (${fmt(r.usage.cpuPercentMean, 0)}%) nor its database writer (commits ${fmt(1000 * writerBusy, 0)} ms per second) saturated: p99 ${fmt(r.summary.p99, 0)} ms, server loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms`;
-      kneeAt = rate;
-      if (beyond++ >= pastKnee) break;
+    } finally {
+      fleet.pause();
+      await fleet.close();
+      await cancelRunning();
     }
-    fleet.pause();
-    await fleet.close();
-    await cancelRunning();
     const top = steps.find((p) => p.step === kneeAt) ?? steps.at(-1)!;
     const kneeReached = limitedBy !== "";
     const after = steps.filter((p) => kneeAt !== null && p.step > kneeAt);
@@ -267,6 +290,11 @@ async function main() {
       ...after.map((p) => `Past the knee, at ${p.step}/s offered: ${fmt(p.accepted, 0)}/s accepted, ${p.throttled} throttled, ${p.errors + p.timeouts} failed, p99 ${fmt(p.p99Ms, 0)} ms.`),
       ...stepFindings,
     ];
+    const overloaded = steps.filter((p) => p.timeouts > 0 || p.probeFailures > 0);
+    if (overloaded.length) {
+      const worst = overloaded.reduce((a, b) => (b.timeouts + b.probeFailures > a.timeouts + a.probeFailures ? b : a));
+      findings.push(`Weakness: nothing sheds submissions past the knee. At ${worst.step}/s offered, requests queued until ${worst.timeouts} of ${worst.requests} gave up after 10 s (p99 ${fmt(worst.p99Ms, 0)} ms) and ${worst.probeFailures} health/admin probes went unanswered (slowest health ${fmt(worst.healthMaxMs / 1000, 1)} s). A server-wide limit on submissions in flight, answering at once with TOO_MANY_REQUESTS, would keep latency bounded and the server responsive.`);
+    }
     return {
       name: "submission ramp",
       description: `Open-model job submissions (pi, ${chunks} chunks, one replica) doubling every ${stepS} s from ${rates[0]}/s over ${consumers} accounts, computed by ${volunteers} headless volunteers × ${THREADS} threads. A step is served when ≥ 90% of the offered rate is accepted with p99 ≤ ${SANE_P99_MS} ms.`,
@@ -298,7 +326,7 @@ async function main() {
         open.push(...volunteers);
         const seconds = (performance.now() - at) / 1000;
         await sleep(500);
-        const c = await scrapeCounters(server.url);
+        const c = await counters();
         return { outcomes, seconds, connections: c.connections, rssMb: readRssMb(server.pid) ?? NaN };
       });
       const welcomed = r.outcomes.filter((o) => o.welcomed);
@@ -341,14 +369,16 @@ async function main() {
   await run("connection burst", async () => {
     await waitConnections(0);
     await sleep(200);
-    const before = await scrapeCounters(server.url);
+    const before = await counters();
+    // Anything still open (a scenario that could not clean up) takes places under the cap.
+    const openBefore = before.connections;
     const rssBefore = readRssMb(server.pid) ?? NaN;
     const r = await phase(`burst of ${plan.burst} connections`, async () => {
       const at = performance.now();
       const { volunteers, outcomes } = await openIdle(server.url, plan.burst, { prefix: "burst", timeoutMs: 90_000 });
       const lastWelcome = Math.max(at, ...volunteers.map((v) => v.welcomedAt ?? at));
       await sleep(300);
-      return { volunteers, outcomes, seconds: (lastWelcome - at) / 1000, rssMb: readRssMb(server.pid) ?? NaN, connections: (await scrapeCounters(server.url)).connections };
+      return { volunteers, outcomes, seconds: (lastWelcome - at) / 1000, rssMb: readRssMb(server.pid) ?? NaN, connections: (await counters()).connections };
     });
     const probes = probesDuring(r.startS, r.endS);
     const accepted = r.outcomes.filter((o) => o.welcomed).length;
@@ -375,14 +405,14 @@ async function main() {
     await sleep(100);
     const again = await openIdle(server.url, leaving, { prefix: "again", timeoutMs: 10_000 });
     const againWelcomed = again.outcomes.filter((o) => o.welcomed).length;
-    const after = await scrapeCounters(server.url);
+    const after = await counters();
     const shedRefused = after.shed["connection-refused"] - before.shed["connection-refused"];
     await closeAll([...r.volunteers, ...over.volunteers, ...again.volunteers]);
     log(`past the cap (${plan.burst}): ${overRefused.length} of ${plan.pastCap} refused with 1013; after ${leaving} left, ${againWelcomed} of ${leaving} got in; connection-refused counted ${shedRefused}`);
 
     const findings = [
       `${fmt(accepted, 0)} of ${fmt(plan.burst, 0)} volunteers opened at once were welcomed within ${fmt(r.seconds, 2)} s (connect→welcome p50 ${fmt(hs.p50, 0)} ms, p99 ${fmt(hs.p99, 0)} ms); RSS ${fmt(rssBefore, 0)} → ${fmt(r.rssMb, 0)} MB.`,
-      codes.size ? `Not welcomed: ${[...codes].map(([c, k]) => `${k} × ${c}`).join(", ")}.` : "No socket of the burst was refused or failed.",
+      codes.size ? `Not welcomed: ${[...codes].map(([c, k]) => `${k} × ${c}`).join(", ")}${openBefore ? ` (${openBefore} volunteers were still connected before the burst)` : ""}.` : "No socket of the burst was refused or failed.",
       `Health and admin probes during the burst: ${probes.failures} failures of ${probes.probes}, slowest /api/health ${fmt(probes.healthMaxMs, 0)} ms, slowest admin data ${fmt(probes.adminMaxMs, 0)} ms.`,
       ...(Math.max(probes.healthMaxMs, probes.adminMaxMs) > SANE_P99_MS
         ? [`Weakness: /api/health and the admin data were held up to ${fmt(Math.max(probes.healthMaxMs, probes.adminMaxMs) / 1000, 1)} s while the hellos were handled. Each hello makes a few Prisma queries (the volunteer row, its reliability records) on a synchronous SQLite driver, so a burst of them runs back to back and everything else waits; the server's CPU was at ${fmt(r.usage.cpuPercentMean, 0)}% on average (max ${fmt(r.usage.cpuPercentMax, 0)}%).`]
@@ -395,7 +425,7 @@ async function main() {
       passed: accepted === plan.burst && overRefused.length === plan.pastCap && againWelcomed === leaving && shedRefused === overRefused.length + refused && probes.failures === 0,
       findings,
       stats: {
-        connections: plan.burst, accepted, refused, not_welcomed: plan.burst - accepted, seconds: round(r.seconds, 2),
+        connections: plan.burst, open_before: openBefore, accepted, refused, not_welcomed: plan.burst - accepted, seconds: round(r.seconds, 2),
         connect_p50_ms: round(hs.p50, 1), connect_p99_ms: round(hs.p99, 1), rss_mb_before: round(rssBefore, 0), rss_mb_after: round(r.rssMb, 0), rss_mb_max: round(r.usage.rssMbMax, 0),
         cap: plan.burst, past_cap: plan.pastCap, past_cap_refused_1013: overRefused.length, refusal_reason: overRefused[0]?.closed?.reason ?? null,
         rejoined: againWelcomed, shed_connection_refused: shedRefused,
@@ -419,7 +449,7 @@ async function main() {
   };
 
   await run("hostile: oversized frames", async () => {
-    const before = await scrapeCounters(server.url);
+    const before = await counters();
     const r = await phase("oversized frames", async () => {
       // Only the header of a frame too large: the server refuses it before reading any payload.
       const announced = await Promise.all(Array.from({ length: h.clients }, () => announceFrame(server.url, MAX_WS_MESSAGE_BYTES + 1)));
@@ -430,7 +460,7 @@ async function main() {
       for (const c of clients) c.send(frame);
       return { announced, closed: await Promise.all(clients.map((c) => c.waitClosed(10_000))), replies: clients.reduce((s, c) => s + c.messages.length, 0) };
     });
-    const after = await scrapeCounters(server.url);
+    const after = await counters();
     const with1009 = r.announced.filter((c) => "code" in c && c.code === 1009).length;
     const wholeCodes = r.closed.map((c) => c?.code ?? null);
     const shed = after.shed["frame-too-large"] - before.shed["frame-too-large"];
@@ -454,7 +484,7 @@ async function main() {
   });
 
   await run("hostile: garbage frames", async () => {
-    const before = await scrapeCounters(server.url);
+    const before = await counters();
     const r = await phase("garbage frames", async () => {
       const clients = Array.from({ length: h.clients }, () => new ProbeVolunteer(server.url, { prefix: "junk", hello: false }));
       await Promise.all(clients.map((c) => c.opened()));
@@ -462,7 +492,7 @@ async function main() {
       const closed = await Promise.all(clients.map((c) => c.waitClosed(10_000)));
       return { closed, errors: clients.map((c) => c.count("error")) };
     });
-    const after = await scrapeCounters(server.url);
+    const after = await counters();
     const closed1008 = r.closed.filter((c) => c?.code === 1008).length;
     const rejected = after.messagesRejected - before.messagesRejected;
     const errorFrames = r.errors.reduce((a, b) => a + b, 0);
@@ -587,7 +617,7 @@ async function main() {
     const [flooderKey, steadyKey] = await createConsumers(server, 2, "flood");
     const flooder = apiClient({ url: server.url, apiKey: flooderKey });
     const steady = apiClient({ url: server.url, apiKey: steadyKey });
-    const before = await scrapeCounters(server.url);
+    const before = await counters();
     const r = await phase("submission flood", async () => {
       const flood = { ok: 0, throttled: 0, failed: 0, messages: new Set<string>() };
       let next = 0;
@@ -625,7 +655,7 @@ async function main() {
       await Promise.all([...Array.from({ length: h.floodConcurrency }, worker), steadyRun]);
       return { flood, seconds: (performance.now() - at) / 1000, steady: summarize(steadyLatencies), steadyFailed };
     });
-    const after = await scrapeCounters(server.url);
+    const after = await counters();
     const probes = probesDuring(r.startS, r.endS);
     const shed = after.shed["submission-throttled"] - before.shed["submission-throttled"];
     const message = [...r.flood.messages][0] ?? null;
@@ -649,7 +679,7 @@ async function main() {
   });
 
   // ---- the end ----
-  const endCounters = server.alive() ? await scrapeCounters(server.url).catch(() => undefined) : undefined;
+  const endCounters = server.alive() ? await counters().catch(() => undefined) : undefined;
   honest.pause();
   await honest.close().catch(() => undefined);
   if (server.alive()) await cancelRunning().catch(() => undefined);
@@ -727,7 +757,9 @@ function markdown(
     "",
     "## Verdict",
     `- Server ${s.server_alive ? "**stayed up**" : "**died**"}; /api/health and the admin dashboard's data were probed ${r.health.probes} times (every 250 ms): **${r.health.failures} failed**, health p50 ${fmt(r.health.p50Ms, 1)} ms / p99 ${fmt(r.health.p99Ms, 1)} ms / max ${fmt(r.health.maxMs, 0)} ms, admin data p99 ${fmt(extra.adminMs.p99, 1)} ms / max ${fmt(extra.adminMs.max, 0)} ms.`,
-    `- Saturation: **${s.saturation_submissions_per_s ?? "–"} job submissions/s** (p99 ${fmt(s.submit_p99_ms_at_saturation as number, 0)} ms)${ramp?.stats.knee_reached ? `; limited by ${ramp.stats.limited_by}` : ramp ? " — not reached, the knee is higher" : ""}.`,
+    !ramp || !("knee_reached" in ramp.stats)
+      ? "- Saturation: the submission ramp did not finish (see below)."
+      : `- Saturation: **${s.saturation_submissions_per_s ?? "–"} job submissions/s** (p99 ${fmt(s.submit_p99_ms_at_saturation as number, 0)} ms)${ramp.stats.knee_reached ? `; limited by ${ramp.stats.limited_by}` : " — not reached, the knee is higher"}.`,
     `- Connections: ramped to ${fmt(s.connections_ramp_max as number, 0)}; a burst of ${fmt(s.burst_connections as number, 0)} at once: ${fmt(s.burst_accepted as number, 0)} welcomed in ${fmt(s.burst_seconds as number, 2)} s, ${fmt(s.burst_refused as number, 0)} refused.`,
     `- Server RSS at most ${fmt(s.server_rss_mb_max as number, 0)} MB. Scenarios passed: ${s.scenarios_passed} of ${s.scenarios_run}.`,
     "",
@@ -772,7 +804,19 @@ function markdown(
     if (stats.length) lines.push(table(["figure", "value"], stats.map(([k, v]) => [k, cell(v)])), "");
   }
   if (extra.failures.length) {
-    lines.push("## Probe failures", table(["t s", "what", "error"], extra.failures.slice(0, 20).map((f) => [fmt(f.t, 2), f.what, f.error])), "");
+    // Consecutive failed probes (250 ms apart) as one outage.
+    const outages: Array<{ from: number; to: number; health: number; admin: number; error: string }> = [];
+    for (const f of extra.failures.slice().sort((a, b) => a.t - b.t)) {
+      const last = outages.at(-1);
+      if (last && f.t - last.to <= 0.6) last.to = f.t;
+      else outages.push({ from: f.t, to: f.t, health: 0, admin: 0, error: f.error });
+      outages.at(-1)![f.what]++;
+    }
+    lines.push(
+      "## Probe failures",
+      table(["from s", "to s", "/api/health failed", "admin data failed", "first error"], outages.map((o) => [fmt(o.from, 2), fmt(o.to, 2), o.health, o.admin, o.error])),
+      "",
+    );
   }
   lines.push(
     "## Server per phase",
