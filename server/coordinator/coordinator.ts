@@ -460,10 +460,15 @@ export class Coordinator extends EventEmitter {
         this.decided(outcome);
       }
     }
-    // Keep the window full now; the acknowledgement follows once the results are durable.
-    this.dispatch(conn);
+    // A volunteer left with less than a task per thread is refilled now, so no thread idles.
+    // Otherwise the refill waits for the results to be durable and leaves with the
+    // acknowledgement (one write instead of two): the rest of the prefetch window covers the
+    // commit's millisecond or two, and dispatch does not outrun the database.
+    const window = windowFor(conn.threads);
+    if (window - this.scheduler.freeSlots(conn.key) < conn.threads) this.dispatch(conn);
     (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
+      if (this.conns.has(conn.key)) this.dispatch(conn);
       send(conn.ws, { type: "ack", accepted: recorded, rejected });
     });
   }

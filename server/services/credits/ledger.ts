@@ -71,19 +71,21 @@ export function postTransactionSync(
   const moves = balancedMoves(kind, postings);
   const txId = crypto.randomUUID();
   const at = sqlTime(new Date());
-  gate.bulk(conn, `INSERT INTO "Account" ("id", "kind", "createdAt") VALUES {values} ON CONFLICT ("id") DO NOTHING`, moves.map(([id]) => [id, accountKind(id), at]));
-  const credits: Array<[string, number]> = [];
+  const credits: unknown[][] = [];
   for (const [accountId, amount] of moves) {
     if (amount < 0 && accountKind(accountId) !== "system") {
+      gate.statement(conn, `INSERT INTO "Account" ("id", "kind", "createdAt") VALUES (?, ?, ?) ON CONFLICT ("id") DO NOTHING`).run(accountId, accountKind(accountId), at);
       const { changes } = gate.statement(conn, `UPDATE "Account" SET "balance" = "balance" + ? WHERE "id" = ? AND "balance" >= ?`).run(amount, accountId, -amount);
       if (changes === 0) {
         const acc = gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(accountId) as { balance: number } | undefined;
         throw new InsufficientCredits(-amount, acc?.balance ?? 0);
       }
-    } else credits.push([accountId, amount]);
+    } else credits.push([accountId, accountKind(accountId), amount, at]);
   }
+  // Credits (and system debits) in one upsert: a volunteer's account is created on its first payout.
   if (credits.length) {
-    gate.bulk(conn, `UPDATE "Account" SET "balance" = "balance" + v.column2 FROM (VALUES {values}) AS v WHERE "Account"."id" = v.column1`, credits);
+    gate.bulk(conn, `INSERT INTO "Account" ("id", "kind", "balance", "createdAt") VALUES {values}
+      ON CONFLICT ("id") DO UPDATE SET "balance" = "balance" + excluded."balance"`, credits);
   }
   gate.bulk(conn, `INSERT INTO "LedgerEntry" ("txId", "accountId", "amount", "kind", "jobId", "memo", "createdAt") VALUES {values}`,
     moves.map(([accountId, amount]) => [txId, accountId, amount, kind, opts.jobId ?? null, opts.memo ?? null, at]));
