@@ -10,8 +10,6 @@ import { SqliteGate } from "./sqliteGate";
 const { file, busyTimeoutMs } = workerData as { file: string; busyTimeoutMs: number };
 const conn = new Database(file, { timeout: busyTimeoutMs });
 conn.pragma("journal_mode = WAL");
-if (process.env.TABGRID_WAC) conn.pragma(`wal_autocheckpoint = ${process.env.TABGRID_WAC}`);
-if (process.env.TABGRID_CACHE) conn.pragma(`cache_size = ${process.env.TABGRID_CACHE}`);
 const gate = new SqliteGate();
 gate.attach(conn);
 const write = conn.transaction((ops: PersistOp[]) => writeBatch(gate, conn, ops));
