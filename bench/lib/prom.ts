@@ -14,6 +14,8 @@ export interface ServerCounters {
   /** Group commits so far and the seconds they took in all: how busy the database writer was. */
   commits: number;
   commitSeconds: number;
+  /** V8 heap in use: unlike RSS, it comes down again after a peak, so it shows what connections cost. */
+  heapUsedMb: number;
 }
 
 export async function scrapeCounters(url: string): Promise<ServerCounters> {
@@ -33,6 +35,7 @@ export async function scrapeCounters(url: string): Promise<ServerCounters> {
     jobsRunning: value("tabgrid_jobs_running"),
     commits: value("tabgrid_commit_duration_seconds_count"),
     commitSeconds: value("tabgrid_commit_duration_seconds_sum"),
+    heapUsedMb: value("nodejs_heap_size_used_bytes") / 2 ** 20,
   };
 }
 
