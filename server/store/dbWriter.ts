@@ -1,5 +1,7 @@
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { threadTarget } from "../../worker/node/threadTarget";
+import * as esbuild from "esbuild";
 import type { PersistOp } from "../services/jobs/batchSql";
 
 /**
@@ -9,14 +11,14 @@ import type { PersistOp } from "../services/jobs/batchSql";
  * a fresh thread is started for the next.
  */
 export class DbWriter {
-  private worker: Worker | undefined;
+  private worker: Promise<Worker> | undefined;
   private seq = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
 
   constructor(private readonly file: string, private readonly busyTimeoutMs = 30_000) {}
 
-  write(ops: PersistOp[]): Promise<void> {
-    const worker = (this.worker ??= this.start());
+  async write(ops: PersistOp[]): Promise<void> {
+    const worker = await (this.worker ??= this.start());
     const id = ++this.seq;
     // Referenced while a batch is out, so the process waits for it; idle, it keeps nothing alive.
     if (!this.pending.size) worker.ref();
@@ -32,9 +34,9 @@ export class DbWriter {
     return this.write([]);
   }
 
-  private start(): Worker {
-    const target = threadTarget(new URL("./dbWriterThread.ts", import.meta.url));
-    const w = new Worker(target.url, { workerData: { ...target.workerData, file: this.file, busyTimeoutMs: this.busyTimeoutMs }, execArgv: [] });
+  private async start(): Promise<Worker> {
+    const w = new Worker(await threadCode(), { eval: true, workerData: { file: this.file, busyTimeoutMs: this.busyTimeoutMs } });
+    const me = this.worker;
     w.on("message", (m: { id: number; error?: string }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
@@ -43,7 +45,7 @@ export class DbWriter {
       else p?.reject(new Error(m.error));
     });
     const fail = (e: Error) => {
-      if (this.worker === w) this.worker = undefined;
+      if (this.worker === me) this.worker = undefined;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
     };
@@ -55,9 +57,10 @@ export class DbWriter {
 
   /** Stops the thread once what was sent is written. */
   async close() {
-    const w = this.worker;
-    if (!w) return;
+    const started = this.worker;
+    if (!started) return;
     this.worker = undefined;
+    const w = await started;
     await Promise.allSettled([...this.pending.values()].map((p) => new Promise<void>((r) => {
       const { resolve, reject } = p;
       p.resolve = () => (resolve(), r());
@@ -67,4 +70,26 @@ export class DbWriter {
     w.postMessage({ close: true });
     await exited;
   }
+}
+
+let code: Promise<string> | undefined;
+
+/**
+ * The thread's code, bundled once per process into one CommonJS script run with `eval`:
+ * a thread that loaded the TypeScript sources through tsx would cost ~35 MB of memory, this
+ * one ~15. better-sqlite3 (a native addon) stays outside, required by its absolute path.
+ */
+function threadCode(): Promise<string> {
+  return (code ??= (async () => {
+    const sqlite = createRequire(import.meta.url).resolve("better-sqlite3");
+    const out = await esbuild.build({
+      entryPoints: [fileURLToPath(new URL("./dbWriterThread.ts", import.meta.url))],
+      bundle: true, platform: "node", format: "cjs", target: "node20", write: false, logLevel: "silent",
+      plugins: [{ name: "native-addon", setup: (b) => b.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: sqlite, external: true })) }],
+    });
+    return out.outputFiles[0].text;
+  })().catch((e: Error) => {
+    code = undefined; // the next attempt builds again
+    throw e;
+  }));
 }
