@@ -42,7 +42,9 @@ interface Slot {
 
 class SimVolunteer {
   ws!: WebSocket;
-  buffer: WireTask[] = [];
+  buffer: Array<WireTask & { arrivedAt?: number }> = [];
+  /** Timed: when each idle thread's last task ended on paper. */
+  freeAt: number[] = [];
   busy = 0;
   outbox: TaskResult[] = [];
   flushQueued = false;
@@ -89,6 +91,7 @@ class SimVolunteer {
   /** New capacity; tasks still buffered from the previous run are answered (after it, so none come back). */
   setThreads(n: number) {
     this.threads = n;
+    this.freeAt = [];
     this.waiting = [];
     this.started.clear();
     if (this.ws.readyState !== WebSocket.OPEN) return;
@@ -107,7 +110,8 @@ class SimVolunteer {
         for (const t of msg.tasks) this.outbox.push(compute(t));
         this.flush();
       } else {
-        this.buffer.push(...msg.tasks);
+        const arrivedAt = performance.now();
+        for (const t of msg.tasks) this.buffer.push({ ...t, arrivedAt });
         if (mode.kind === "timed") this.startTimed(mode.ms);
         else this.serveWaiting();
       }
@@ -135,15 +139,25 @@ class SimVolunteer {
     }
   }
 
+  /**
+   * Each thread runs one task at a time for `ms`. A task starts when its thread's previous
+   * task ended on paper (or when it arrived, if later), not when this process got round to
+   * that task's timer: a real worker thread goes on computing while its page is busy, so the
+   * load generator's own event-loop delays do not pile up into the measured time.
+   */
   startTimed(ms: number) {
+    const now = performance.now();
     while (this.busy < this.threads && this.buffer.length) {
       const t = this.buffer.shift()!;
       this.busy++;
+      const free = this.freeAt.shift() ?? now;
+      const end = Math.max(free, t.arrivedAt ?? now) + ms;
       setTimeout(() => {
         this.busy--;
+        this.freeAt.push(end);
         this.queue(compute(t));
         this.startTimed(ms);
-      }, ms);
+      }, Math.max(0, end - performance.now()));
     }
   }
 
