@@ -592,7 +592,7 @@ async function main() {
           sent++;
         }
         rssMax = Math.max(rssMax, readRssMb(server.pid) ?? 0);
-        await sleep(20);
+        await sleep(1);
       }
       const waitLeft = performance.now() + 5000;
       while (requeued === null && performance.now() < waitLeft) {
@@ -618,7 +618,7 @@ async function main() {
           ? `Cut off after ${fmt(r.sentMb, 0)} MB sent (${r.sent} frames, ${fmt(r.cutOffS, 1)} s) once more than ${MAX_BUFFERED_BYTES / 2 ** 20} MB waited for it; the client saw close ${r.closed?.code ?? "–"}${r.closed?.code === 1006 ? " (terminated, no close frame)" : ""}. Its ${r.requeued} leases were re-queued and the job ${completed ? "completed" : `is ${r.state}`}.`
           : `Not cut off after ${fmt(r.sentMb, 0)} MB sent: the server kept buffering for a client that does not read.`,
         `Server RSS ${fmt(r.rssBefore, 0)} MB before, ${fmt(r.rssMax, 0)} MB at most while it buffered, ${fmt(r.rssAfter, 0)} MB after.`,
-        "Weakness: results for unknown tasks are echoed back one by one in the ack, so a client can make the server write about as much as it sends; the buffer cap bounds it per socket, not per client. Slow consumers cut off are not counted in tabgrid_load_shed_total (there is no reason for it yet).",
+        "Results for unknown tasks are echoed back in the ack (up to 512 a frame; a frame with more is refused as bad), so a client can make the server write about as much as it sends; the buffer cap bounds it per socket. Slow consumers cut off are not counted in tabgrid_load_shed_total (there is no reason for it yet).",
       ],
       stats: {
         tasks_held: r.held, frames_sent: r.sent, mb_sent: round(r.sentMb, 1), cut_off: cut, cut_off_seconds: round(r.cutOffS, 2), close_code: r.closed?.code ?? null,

@@ -15,7 +15,7 @@ import { persistBatch, type PersistOp } from "../services/jobs/persist";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
 import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
-import { registerVolunteer } from "../services/volunteers/volunteers";
+import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services/volunteers/volunteers";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
@@ -68,6 +68,8 @@ const HELLO_TIMEOUT_MS = 10_000;
 const COMMIT_BACKLOG_HIGH = 30_000;
 const COMMIT_BACKLOG_LOW = 10_000;
 const MAX_BAD_MESSAGES = 20;
+/** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
+const STRANGER_RESULTS_ALLOWED = 512;
 
 /**
  * The live side of the server: owns the scheduler, the volunteer sockets and the group
@@ -101,6 +103,8 @@ export class Coordinator extends EventEmitter {
   private leaseTimerAt = Infinity;
   private connSeq = 0;
   private closed = false;
+  /** Volunteer ids whose first hello is not committed yet, with their token hash. */
+  private readonly registering = new Map<string, string>();
   /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
   private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
   private creditsFlush = false;
@@ -134,6 +138,11 @@ export class Coordinator extends EventEmitter {
         },
       },
     );
+  }
+
+  /** Operations waiting for the database (results, verdicts, payouts…). */
+  commitBacklog(): number {
+    return this.writer.size;
   }
 
   /** Units waiting and instances running per running job, for the dashboard's queue chart. */
@@ -354,7 +363,10 @@ export class Coordinator extends EventEmitter {
       } else if (msg.type === "interactive-result") {
         this.interactive.answer(conn.key, msg);
       } else {
-        this.results(conn, msg.results);
+        // More results for tasks it does not hold than it could ever have been sent: refused as
+        // a bad frame (and not echoed back one by one), so junk cannot buy server work.
+        const strangers = this.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
+        if (strangers > STRANGER_RESULTS_ALLOWED) reject("bad-message", `${strangers} results for tasks this volunteer does not hold`);
       }
     });
     ws.on("close", () => {
@@ -362,8 +374,14 @@ export class Coordinator extends EventEmitter {
       if (conn) this.drop(conn);
     });
     ws.on("error", (e: Error & { code?: string }) => {
-      // ws closes the socket (1009) on a frame over MAX_WS_MESSAGE_BYTES before we see it.
-      if (e.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") this.observer.shed("frame-too-large");
+      if (e.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+        // ws has sent the close (1009) for a frame over MAX_WS_MESSAGE_BYTES: let the client
+        // read it (terminating now would reset the connection and lose the code), but not wait
+        // for an answer for long.
+        this.observer.shed("frame-too-large");
+        setTimeout(() => ws.terminate(), 1000).unref();
+        return;
+      }
       ws.terminate();
     });
   }
@@ -373,7 +391,16 @@ export class Coordinator extends EventEmitter {
       throw new Error(`protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
     const benchmark = clampBenchmark(msg.benchmark);
-    await registerVolunteer(this.opts.db, { volunteerId: msg.volunteerId, token: msg.token, userId, name: msg.name, benchmark });
+    const db = this.opts.db;
+    const { tokenHash, existed } = await checkVolunteer(db, msg, this.registering);
+    // Its row goes through the group commit (a burst of hellos is a few batches, off the event
+    // loop) and is durable before the welcome; until then the id is held here, so a second
+    // hello with another token is refused all the same.
+    if (!existed) this.registering.set(msg.volunteerId, tokenHash);
+    await this.writer.enqueue({ type: "volunteer", ...volunteerRow({ volunteerId: msg.volunteerId, userId, name: msg.name, benchmark }, tokenHash) })
+      .finally(() => this.registering.delete(msg.volunteerId));
+    // Signed in: what this id earned while anonymous moves to the account.
+    if (userId && existed) await claimAnonymousCredits(db, userId, msg.volunteerId);
     const accountId = userId ? userAccount(userId) : anonAccount(msg.volunteerId);
     const host = hostKey(msg.volunteerId);
     const records = await loadRecords(this.opts.db, [host, accountId]);
@@ -412,8 +439,10 @@ export class Coordinator extends EventEmitter {
 
   // ---- results and validation ---------------------------------------------------------
 
-  private results(conn: VolunteerConn, results: TaskResult[]) {
+  /** Records a frame of results; returns how many were for tasks this volunteer does not hold. */
+  private results(conn: VolunteerConn, results: TaskResult[], echoAtMost: number): number {
     const now = this.now();
+    let strangers = 0;
     const recorded: string[] = [];
     // Batches commit in order: once the last result of this frame is durable, all are.
     let lastCommit: Promise<void> | undefined;
@@ -421,7 +450,8 @@ export class Coordinator extends EventEmitter {
     for (const r of results) {
       const task = this.scheduler.task(r.taskId);
       if (!task || task.volunteerId !== conn.key) {
-        rejected.push({ taskId: r.taskId, reason: task ? "not-holder" : "unknown-task" });
+        // Usually a result that crossed a revoke or a lease expiry: it is told so.
+        if (++strangers <= echoAtMost) rejected.push({ taskId: r.taskId, reason: task ? "not-holder" : "unknown-task" });
         continue;
       }
       const meta = this.jobs.get(task.jobId)!;
@@ -469,8 +499,9 @@ export class Coordinator extends EventEmitter {
     (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
       if (this.conns.has(conn.key)) this.dispatch(conn);
-      send(conn.ws, { type: "ack", accepted: recorded, rejected });
+      if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
     });
+    return strangers;
   }
 
   private errored(outcome: ReturnType<Scheduler["failTask"]>, error: string) {

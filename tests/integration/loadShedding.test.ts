@@ -76,15 +76,16 @@ describe("a volunteer that stops reading its socket", () => {
     // It stops reading, and sends results for tasks that do not exist: each frame is answered
     // by an ack that rejects every one of them, about as large as the frame.
     slow.ws.pause();
-    const bogus = JSON.stringify({ type: "results", results: Array.from({ length: 10_000 }, (_, i) => ({ taskId: `${"x".repeat(180)}${i}`, output: 0 })) });
-    const ackBytes = 10_000 * (200 + `,"reason":"unknown-task"`.length + 12);
+    // (At most 512 of them a frame: a frame with more is refused as bad, not echoed.)
+    const bogus = JSON.stringify({ type: "results", results: Array.from({ length: 500 }, (_, i) => ({ taskId: `${"x".repeat(180)}${i}`, output: 0 })) });
+    const ackBytes = 500 * (200 + `,"reason":"unknown-task"`.length + 12);
     const gone = () => !srv.deps.coordinator.volunteers().some((v) => v.volunteerId === slow.identity.volunteerId);
     let sent = 0;
     // Up to four times the limit (kernel socket buffers take their share first); then it failed.
     while (!gone() && sent * ackBytes < 4 * MAX_BUFFERED_BYTES + 32 * 2 ** 20) {
       slow.send(bogus);
       sent++;
-      await sleep(30);
+      await sleep(1);
     }
     await waitFor(gone, 5000, "the server to drop the volunteer that does not read");
     expect(sent * ackBytes).toBeGreaterThan(MAX_BUFFERED_BYTES);
@@ -124,5 +125,29 @@ describe("SUBMISSIONS_PER_SECOND and SUBMISSION_BURST", () => {
     await flooder.jobs.submit.mutate(job);
     expect(await srv.deps.db.job.count()).toBe(5);
     expect(await shed(srv.url, "submission-throttled")).toBe(1);
+  });
+});
+
+describe("results for tasks a volunteer does not hold", () => {
+  it("are told back one by one in a normal frame, but a frame with more than it could ever hold is refused as bad, not echoed", async () => {
+    const srv = await server({});
+    const v = await volunteer(srv.url, 1);
+    await v.next("welcome");
+    const bogus = (n: number) => ({ type: "results", results: Array.from({ length: n }, (_, i) => ({ taskId: `nope-${i}`, output: 0 })) });
+
+    // A few stale results (crossed a revoke, say): each one is answered.
+    v.send(JSON.stringify(bogus(3)));
+    const ack = await v.next("ack");
+    expect(ack.rejected).toEqual([0, 1, 2].map((i) => ({ taskId: `nope-${i}`, reason: "unknown-task" })));
+
+    // 600 at once: an error for the frame, at most 512 echoed, and it counts towards the cut-off.
+    const before = v.messages.length;
+    v.send(JSON.stringify(bogus(600)));
+    const err = await v.next("error", before);
+    expect(err).toMatchObject({ code: "bad-message", message: "600 results for tasks this volunteer does not hold" });
+    const echoed = v.messages.slice(before).flatMap((m) => (m.type === "ack" ? m.rejected : []));
+    expect(echoed.length).toBeLessThanOrEqual(512);
+    for (let i = 0; i < 19; i++) v.send(JSON.stringify(bogus(600)));
+    expect((await v.waitClosed(5000)).code).toBe(1008);
   });
 });

@@ -189,7 +189,10 @@ export class VolunteerClient {
         this.opts.log?.(`disconnected: ${reason}`);
         return;
       }
-      const delay = Math.min(30_000, 500 * 2 ** this.retry++);
+      // Jittered, so a crowd cut off at once (a restart, a full server: 1013) does not come
+      // back in lockstep; a full server is given a few seconds at least.
+      const base = Math.min(30_000, 500 * 2 ** this.retry++);
+      const delay = Math.round(Math.max(ev.code === 1013 ? 3000 : 0, base) * (0.5 + Math.random()));
       this.opts.log?.(`disconnected (${reason}); reconnecting in ${delay} ms`);
       setTimeout(() => !this.stopped && !this.ws && this.open(), delay);
     };

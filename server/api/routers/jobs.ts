@@ -4,7 +4,7 @@ import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
 import { cancelJob, getJob, jobResultJson, listJobs, unitOutputs } from "../../services/jobs/queries";
-import { submissionAllowed } from "../../services/jobs/submissionRate";
+import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
 
 interface ParamsSchema {
@@ -22,7 +22,7 @@ export const jobsRouter = router({
     })),
   ),
   estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
-  submit: protectedProcedure.input(submitInputSchema).mutation(({ ctx, input }) => {
+  submit: protectedProcedure.input(submitInputSchema).mutation(async ({ ctx, input }) => {
     if (!submissionAllowed(ctx.deps, ctx.user.id)) {
       const { SUBMISSIONS_PER_SECOND: rate, SUBMISSION_BURST: burst } = ctx.deps.env;
       throw new TRPCError({
@@ -30,7 +30,9 @@ export const jobsRouter = router({
         message: `Too many job submissions: at most ${rate} a second (${burst} at once) per account. Wait a moment and try again.`,
       });
     }
-    return submitJob(ctx.deps, ctx.user.id, input);
+    const admitted = await admitSubmission(ctx.deps, () => submitJob(ctx.deps, ctx.user.id, input));
+    if (!admitted) throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: "The server is busy with other submissions. Try again in a moment." });
+    return admitted.value;
   }),
   list: protectedProcedure
     .input(z.object({ limit: z.number().int().min(1).max(200).default(50) }).default({ limit: 50 }))

@@ -35,6 +35,8 @@ export type PersistOp =
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
   | { type: "validated"; jobId: string; unitId: string; canonical: unknown; valid: ResultRef[]; invalid: ResultRef[] }
   | { type: "reliability"; rows: ReliabilityRow[] }
+  /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
+  | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
   | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null };
 
@@ -45,8 +47,14 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   const results = new Map<string, unknown[]>();
   const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
   const reliability = new Map<string, ReliabilityRow>();
+  const volunteers: unknown[][] = [];
   for (const op of ops) {
     switch (op.type) {
+      case "volunteer": {
+        const seen = sqlTime(new Date(op.at));
+        volunteers.push([op.id, op.tokenHash, op.userId, op.name, op.benchmark ?? 1, seen, seen]);
+        break;
+      }
       case "result":
         results.set(op.taskId, [
           op.taskId, op.jobId, op.unitId, op.host, op.account, JSON.stringify(op.output), op.digest, null, "pending", 0,
@@ -63,6 +71,12 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
         for (const row of op.rows) reliability.set(row.id, row);
         break;
     }
+  }
+  // Before the results: the payouts that follow may update these rows' counters.
+  if (volunteers.length) {
+    gate.bulk(conn, `INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "benchmarkScore", "createdAt", "lastSeenAt")
+      VALUES {values} ON CONFLICT ("id") DO UPDATE SET "lastSeenAt" = excluded."lastSeenAt", "benchmarkScore" = excluded."benchmarkScore",
+      "userId" = coalesce(excluded."userId", "Volunteer"."userId"), "name" = coalesce(excluded."name", "Volunteer"."name")`, volunteers);
   }
   // Units first: a result decided in this same batch (always, without replication) is then
   // written once in its final state instead of inserted and updated.

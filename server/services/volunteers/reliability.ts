@@ -1,4 +1,4 @@
-import type { Db } from "../../store/prisma";
+import { sqliteGate, type Db } from "../../store/prisma";
 import type { ReliabilityRow } from "../jobs/persist";
 
 /** Reliability rows are keyed "host:<volunteerId>" for hosts and by ledger account id for accounts. */
@@ -9,10 +9,18 @@ export const emptyRecord = (id: string): ReliabilityRow => ({
   turnaroundMsTotal: 0, turnaroundCount: 0, bannedUntil: null, banReason: null,
 });
 
+/** Reliability rows by id (empty records for ids never seen), read raw: hellos come in bursts. */
 export async function loadRecords(db: Db, ids: string[]): Promise<Map<string, ReliabilityRow>> {
-  const rows = await db.reliability.findMany({ where: { id: { in: ids } } });
   const out = new Map(ids.map((id) => [id, emptyRecord(id)]));
-  for (const { updatedAt: _, ...row } of rows) out.set(row.id, row);
+  const gate = await sqliteGate(db);
+  gate.read((conn) => {
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = gate.statement(conn, `SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors", "turnaroundMsTotal",
+        "turnaroundCount", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (${chunk.map(() => "?").join(", ")})`).all(...chunk) as Array<Omit<ReliabilityRow, "bannedUntil"> & { bannedUntil: string | null }>;
+      for (const r of rows) out.set(r.id, { ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null });
+    }
+  });
   return out;
 }
 

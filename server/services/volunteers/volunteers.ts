@@ -1,5 +1,5 @@
 import crypto from "node:crypto";
-import type { Db } from "../../store/prisma";
+import { sqliteGate, type Db } from "../../store/prisma";
 import { postTransaction, balanceOf } from "../credits/ledger";
 import { anonAccount, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
@@ -7,29 +7,26 @@ import { UserError } from "../errors";
 const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 
 /**
- * Records a volunteer id on first sight and checks its secret afterwards, so nobody can
- * pose as another volunteer to take its held credits. A signed-in connection links the id
- * to the account and moves any credits it earned anonymously there.
+ * Checks a connecting volunteer's secret against its id (nobody may pose as another
+ * volunteer to take its held credits), by a raw read: a burst of thousands of hellos must
+ * not queue behind the query engine. The row itself (created on first sight, refreshed
+ * after) is written by the caller through the group commit, off the event loop:
+ * `volunteerRow` builds that write.
  */
-export async function registerVolunteer(
-  db: Db,
-  v: { volunteerId: string; token: string; userId: string | null; name?: string; benchmark?: number },
-) {
+export async function checkVolunteer(db: Db, v: { volunteerId: string; token: string }, pending?: Map<string, string>) {
   const tokenHash = sha256(v.token);
-  const existing = await db.volunteer.findUnique({ where: { id: v.volunteerId }, select: { tokenHash: true, userId: true } });
-  if (!existing) {
-    await db.volunteer.create({ data: { id: v.volunteerId, tokenHash, userId: v.userId, name: v.name, benchmarkScore: v.benchmark ?? 1 } });
-    return;
-  }
-  if (!crypto.timingSafeEqual(Buffer.from(existing.tokenHash), Buffer.from(tokenHash))) {
+  const gate = await sqliteGate(db);
+  const row = gate.read((conn) => gate.statement(conn, `SELECT "tokenHash" FROM "Volunteer" WHERE "id" = ?`).get(v.volunteerId)) as { tokenHash: string } | undefined;
+  // A first hello still on its way to the database holds the id too.
+  const known = row?.tokenHash ?? pending?.get(v.volunteerId);
+  if (known !== undefined && !crypto.timingSafeEqual(Buffer.from(known), Buffer.from(tokenHash))) {
     throw new UserError("FORBIDDEN", "This volunteer id belongs to another client (wrong token). Start with a new id.");
   }
-  await db.volunteer.update({
-    where: { id: v.volunteerId },
-    data: { lastSeenAt: new Date(), ...(v.userId ? { userId: v.userId } : {}), ...(v.name ? { name: v.name } : {}), ...(v.benchmark ? { benchmarkScore: v.benchmark } : {}) },
-    select: { id: true },
-  });
-  if (v.userId) await claimAnonymousCredits(db, v.userId, v.volunteerId);
+  return { tokenHash, existed: !!row };
+}
+
+export function volunteerRow(v: { volunteerId: string; userId: string | null; name?: string; benchmark?: number }, tokenHash: string) {
+  return { id: v.volunteerId, tokenHash, userId: v.userId, name: v.name ?? null, benchmark: v.benchmark ?? null, at: new Date().toISOString() };
 }
 
 /** Moves credits a volunteer id earned while signed out to the user's account. */
