@@ -82,7 +82,7 @@ async function main() {
   }
   async function ensureQueued(n: number) {
     const queued = submitted - fleet.totalReceived;
-    if (queued < n) await submit(n - queued);
+    if (queued < n) await submit(Math.ceil(n - queued));
   }
   async function cancelAll() {
     await Promise.all(jobIds.splice(0).map((id) => api.jobs.cancel.mutate({ id }).catch(() => undefined)));

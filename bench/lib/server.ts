@@ -1,9 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createPrisma } from "../../server/store/prisma";
+import { freePort } from "./freePort";
 import { createUser } from "../../server/services/users/users";
 import { createApiKey } from "../../server/auth/apiKeys";
 import { MILLI } from "../../server/services/credits/accounts";
@@ -25,16 +25,6 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface BenchServerOptions {
   /** TABGRID_UI: the pages too (as deployed) or the API alone. */

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
@@ -10,16 +9,7 @@ import { repoRoot, TEST_SECRET, waitFor } from "./server";
 // the hard way and start it again on the same port and database.
 
 /** A port nobody listens on right now (the OS picks it; it is reused for restarts). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../../bench/lib/freePort";
 
 /** A temp directory with a fresh copy of the migrated template database. */
 export function tempDatabase() {
