@@ -57,6 +57,8 @@ async function main() {
   const fleet = new Fleet(server.url);
   const phases: Phase[] = [];
   const phase = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
+    // Each phase starts on a quiet server: what the previous one left in the commit queue is written first.
+    await drained(server.url);
     const from = sampler.mark();
     const startS = (performance.now() - t0) / 1000;
     // At least one sample inside every phase, however short.
@@ -264,6 +266,16 @@ async function main() {
   const files = writeReport(meta, report, md);
   if (opts.json) process.stdout.write(JSON.stringify({ ...summary, report: files.json }) + "\n");
   else log(`\n${md}\nreport: ${files.md}`);
+}
+
+/** Waits (at most 30 s) until the server's commit queue is empty. */
+async function drained(url: string) {
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline) {
+    const text = await fetch(`${url}/api/metrics`).then((r) => r.text(), () => "");
+    if (/^tabgrid_commit_queue_operations 0$/m.test(text)) return;
+    await sleep(100);
+  }
 }
 
 /** p99 overhead per 250 ms of scheduled time, as [seconds since the phase began, ms]. */

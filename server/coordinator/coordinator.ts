@@ -22,7 +22,7 @@ import { Throughput } from "./progress";
 import { send as sendNow, windowFor, type VolunteerConn } from "./connection";
 import { atEndOfTurn, corkForTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
-import { outputDigest } from "./digest";
+import { canonicalJson, digestOf } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 
@@ -103,6 +103,8 @@ export class Coordinator extends EventEmitter {
   private leaseTimerAt = Infinity;
   private connSeq = 0;
   private closed = false;
+  /** The last result's output and its canonical JSON (its unit is usually validated right after). */
+  private lastOutput: { value: unknown; json: string } | undefined;
   /** Volunteer ids whose first hello is not committed yet, with their token hash. */
   private readonly registering = new Map<string, string>();
   /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
@@ -467,7 +469,10 @@ export class Coordinator extends EventEmitter {
         continue;
       }
       const output = (r as { output: unknown }).output;
-      const digest = outputDigest(output);
+      // The canonical text is both what replicas are compared by and what is stored.
+      const outputJson = canonicalJson(output);
+      const digest = digestOf(outputJson);
+      this.lastOutput = { value: output, json: outputJson };
       const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
       this.observer.resultReceived(turnaroundMs);
       const outcome = this.scheduler.completeTask(conn.key, r.taskId, output, digest, now);
@@ -478,7 +483,7 @@ export class Coordinator extends EventEmitter {
       // The raw result first: a restart must find it even if its unit is not decided yet.
       const commit = this.writer.enqueue({
         type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,
-        account: conn.accountId, output, digest, turnaroundMs,
+        account: conn.accountId, outputJson, digest, turnaroundMs,
         // Measured work, for calibration and display only: payment uses the unit's estimate.
         ...("ms" in r && typeof r.ms === "number" ? { cpuMs: r.ms, workMs: r.ms * conn.benchmark } : {}),
       });
@@ -490,12 +495,13 @@ export class Coordinator extends EventEmitter {
         this.decided(outcome);
       }
     }
-    // A volunteer left with less than a task per thread is refilled now, so no thread idles.
-    // Otherwise the refill waits for the results to be durable and leaves with the
-    // acknowledgement (one write instead of two): the rest of the prefetch window covers the
-    // commit's millisecond or two, and dispatch does not outrun the database.
+    // A volunteer left with no task waiting behind the ones its threads run is refilled now,
+    // so no thread idles however long the commit takes. Otherwise the refill waits for the
+    // results to be durable and leaves with the acknowledgement (one write instead of two):
+    // the tasks still queued on the volunteer cover the commit, and dispatch does not outrun
+    // the database.
     const window = windowFor(conn.threads);
-    if (window - this.scheduler.freeSlots(conn.key) < conn.threads) this.dispatch(conn);
+    if (window - this.scheduler.freeSlots(conn.key) <= conn.threads) this.dispatch(conn);
     (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
       if (this.conns.has(conn.key)) this.dispatch(conn);
@@ -534,7 +540,10 @@ export class Coordinator extends EventEmitter {
     const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: r.volunteer }));
     const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
     this.observer.validated(valid.length, invalid.length);
-    const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonical: o.canonical, valid, invalid });
+    // Usually the output of the result that just came in, already serialised.
+    const last = this.lastOutput;
+    const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
+    const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
     void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
     commit.then(() => {

@@ -30,10 +30,10 @@ export interface ReliabilityRow {
 
 export type PersistOp =
   /** A returned result, before it is validated: committed before the volunteer's ack. */
-  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; output: unknown; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
+  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; outputJson: string; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
   | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string }
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
-  | { type: "validated"; jobId: string; unitId: string; canonical: unknown; valid: ResultRef[]; invalid: ResultRef[] }
+  | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[] }
   | { type: "reliability"; rows: ReliabilityRow[] }
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; benchmark: number | null; at: string }
@@ -57,7 +57,7 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
       }
       case "result":
         results.set(op.taskId, [
-          op.taskId, op.jobId, op.unitId, op.host, op.account, JSON.stringify(op.output), op.digest, null, "pending", 0,
+          op.taskId, op.jobId, op.unitId, op.host, op.account, op.outputJson, op.digest, null, "pending", 0,
           Math.round(op.turnaroundMs), op.cpuMs === undefined ? null : Math.round(op.cpuMs), op.workMs ?? null, at, null,
         ]);
         break;
@@ -106,7 +106,7 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
 function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp, { type: "validated" }>>, incoming: Map<string, unknown[]>, at: string) {
   const fresh = gate.bulk<{ id: string }>(conn, `UPDATE "WorkUnit" SET "done" = 1, "output" = v.column2, "volunteerId" = v.column3,
     "completedAt" = v.column4 FROM (VALUES {values}) AS v WHERE "WorkUnit"."id" = v.column1 AND "WorkUnit"."done" = 0
-    RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, JSON.stringify(op.canonical), op.valid[0]?.host ?? null, at]));
+    RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, op.canonicalJson, op.valid[0]?.host ?? null, at]));
   const done = new Set(fresh.map((r) => r.id));
   const verdicts: unknown[][] = [];
   const verdict = (taskId: string, state: string, paid: number) => {
