@@ -102,10 +102,37 @@ export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage 
   } catch {
     return { ok: false, error: "message is not valid JSON" };
   }
+  const fast = fastResults(json);
+  if (fast) return { ok: true, msg: fast };
   const parsed = clientMessageSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { ok: false, error: `invalid message: ${issue.path.join(".") || "(root)"}: ${issue.message}` };
   }
   return { ok: true, msg: parsed.data };
+}
+
+/**
+ * The `results` frame, tens of thousands a second under load, checked by hand with the same
+ * rules (and the same normalised shape) as resultsSchema. Anything it does not accept goes
+ * through the schema, which gives the reason.
+ */
+function fastResults(json: unknown): ClientMessage | undefined {
+  const frame = json as { type?: unknown; results?: unknown } | null;
+  if (!frame || frame.type !== "results" || !Array.isArray(frame.results)) return undefined;
+  const items = frame.results as unknown[];
+  if (items.length < 1 || items.length > 10000) return undefined;
+  const results: TaskResult[] = new Array(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const r = items[i] as { taskId?: unknown; output?: unknown; ms?: unknown; error?: unknown } | null;
+    if (!r || typeof r !== "object" || Array.isArray(r)) return undefined;
+    const taskId = r.taskId;
+    if (typeof taskId !== "string" || taskId.length < 1 || taskId.length > 200) return undefined;
+    // The schema's first branch needs the key `output` (any value) and a valid `ms` if given.
+    const outputOk = Object.hasOwn(r, "output") && (r.ms === undefined || (typeof r.ms === "number" && Number.isFinite(r.ms) && r.ms >= 0));
+    if (outputOk) results[i] = r.ms === undefined ? { taskId, output: r.output } : { taskId, output: r.output, ms: r.ms as number };
+    else if (typeof r.error === "string" && r.error.length <= 2000) results[i] = { taskId, error: r.error };
+    else return undefined;
+  }
+  return { type: "results", results };
 }
