@@ -124,7 +124,7 @@ export class Coordinator extends EventEmitter {
       async (ops) => {
         const started = performance.now();
         this.dbWriter ??= new DbWriter((await sqliteGate(opts.db)).file);
-        await persistBatch(opts.db, this.dbWriter, ops);
+        await persistBatch(this.dbWriter, ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
         if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
           this.backlogged = false;
@@ -140,6 +140,15 @@ export class Coordinator extends EventEmitter {
         },
       },
     );
+  }
+
+  /**
+   * Writes `ops` in a transaction of their own on the database writer thread, outside the
+   * group commit (a new job: its escrow hold may fail, and must fail alone).
+   */
+  async writeAlone(ops: PersistOp[]): Promise<void> {
+    this.dbWriter ??= new DbWriter((await sqliteGate(this.opts.db)).file);
+    await this.dbWriter.write(ops);
   }
 
   /** Operations waiting for the database (results, verdicts, payouts…). */

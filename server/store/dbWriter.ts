@@ -37,12 +37,12 @@ export class DbWriter {
   private async start(): Promise<Worker> {
     const w = new Worker(await threadCode(), { eval: true, workerData: { file: this.file, busyTimeoutMs: this.busyTimeoutMs } });
     const me = this.worker;
-    w.on("message", (m: { id: number; error?: string }) => {
+    w.on("message", (m: { id: number; error?: string; name?: string; needed?: number; available?: number }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (!this.pending.size) w.unref();
       if (m.error === undefined) p?.resolve();
-      else p?.reject(new Error(m.error));
+      else p?.reject(Object.assign(new Error(m.error), { name: m.name ?? "Error", needed: m.needed, available: m.available }));
     });
     const fail = (e: Error) => {
       if (this.worker === me) this.worker = undefined;

@@ -24,6 +24,8 @@ parentPort!.on("message", (msg: { id: number; ops: string } | { close: true }) =
     write.immediate(JSON.parse(msg.ops) as PersistOp[]);
     parentPort!.postMessage({ id: msg.id });
   } catch (e) {
-    parentPort!.postMessage({ id: msg.id, error: (e as Error).message });
+    // The error's name and figures cross the thread (InsufficientCredits: needed, available).
+    const { message, name, needed, available } = e as Error & { needed?: number; available?: number };
+    parentPort!.postMessage({ id: msg.id, error: message, name, needed, available });
   }
 });

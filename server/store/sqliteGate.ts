@@ -1,27 +1,19 @@
 import type Database from "better-sqlite3";
 
-// Synchronous write transactions on Prisma's own SQLite connection, for the coordinator's
-// group commit: a batch of thousands of results is a few cached multi-row statements inside
-// one BEGIN IMMEDIATE … COMMIT, with none of the query engine's per-query cost (~0.1–0.5 ms)
-// or per-parameter cost. Sharing Prisma's connection (rather than opening a second one)
-// means no SQLITE_BUSY between the two: a batch runs only when no Prisma transaction is open
-// on the connection, and being synchronous it never interleaves with one.
+// Raw, synchronous SQL on a better-sqlite3 connection, for the hot paths where the query
+// engine's per-query cost (~0.1–0.5 ms) and per-parameter cost would dominate: cached
+// statements and multi-row statements. The database writer thread (dbWriterThread.ts) writes
+// through one on its own connection; on the main thread one wraps Prisma's connection for raw
+// reads (a burst of hellos, a job's outputs), which in WAL mode block no one.
 
 type Conn = Database.Database;
 type Row = unknown[];
 
-interface Waiter {
-  run: (conn: Conn) => unknown;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-}
-
 export class SqliteGate {
   private conn: Conn | undefined;
-  private waiting: Waiter[] = [];
   private readonly statements = new Map<string, Database.Statement>();
 
-  /** Called by the adapter wrapper when Prisma opens its connection. */
+  /** The connection to work on (the adapter wrapper gives it Prisma's when Prisma connects). */
   attach(conn: Conn) {
     this.conn = conn;
   }
@@ -34,30 +26,6 @@ export class SqliteGate {
   get file(): string {
     if (!this.conn) throw new Error("the database connection is not open yet");
     return this.conn.name;
-  }
-
-  /**
-   * Runs `fn` in a write transaction as soon as no Prisma transaction is open (at once if
-   * none is). `fn` must be synchronous; if it throws, the transaction rolls back.
-   */
-  write<T>(fn: (conn: Conn) => T): Promise<T> {
-    if (!this.conn) return Promise.reject(new Error("the database connection is not open yet"));
-    const done = new Promise<T>((resolve, reject) => this.waiting.push({ run: fn, resolve: resolve as (v: unknown) => void, reject }));
-    this.released();
-    return done;
-  }
-
-  /** Runs queued writes, in order, while no Prisma transaction is open (called when one ends). */
-  released() {
-    const conn = this.conn;
-    while (conn && !conn.inTransaction && this.waiting.length) {
-      const w = this.waiting.shift()!;
-      try {
-        w.resolve(conn.transaction(w.run).immediate(conn));
-      } catch (e) {
-        w.reject(e);
-      }
-    }
   }
 
   /** Runs synchronous reads on the connection (WAL: they see the last commit and block no one). */
@@ -122,8 +90,8 @@ interface FactoryLike {
 }
 
 /**
- * Wraps the better-sqlite3 adapter factory so the gate gets its connection and hears when
- * each Prisma transaction ends, and so Prisma transactions begin IMMEDIATE: with the database
+ * Wraps the better-sqlite3 adapter factory so the gate gets Prisma's connection, and so
+ * Prisma transactions begin IMMEDIATE: with the database
  * writer thread committing every few milliseconds on a connection of its own, a deferred
  * transaction that read first would fail to upgrade to a write (SQLITE_BUSY_SNAPSHOT); an
  * immediate one waits for the write lock (busy timeout) and then cannot be invalidated.
@@ -152,10 +120,7 @@ export function gateAdapter<F extends FactoryLike>(factory: F, gate: SqliteGate)
         release();
         throw e;
       }
-      const end = async () => {
-        release();
-        gate.released();
-      };
+      const end = async () => release();
       // Queries run on the adapter itself (same connection); only the ending differs.
       return Object.assign(Object.create(adapter) as TxLike, { options: { usePhantomQuery: false }, commit: end, rollback: end });
     };

@@ -1,5 +1,5 @@
 import type { Database as Conn } from "better-sqlite3";
-import { escrowAccount } from "../credits/accounts";
+import { escrowAccount, userAccount } from "../credits/accounts";
 import { postTransactionSync, type Posting } from "../credits/ledger";
 import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 
@@ -35,12 +35,24 @@ export type PersistOp =
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
   | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[] }
   | { type: "reliability"; rows: ReliabilityRow[] }
+  /** A new job, written alone (its escrow hold may fail for want of credits): see submitJob. */
+  | { type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number }
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
   | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null };
 
-/** Writes results, validations with payouts, and reliability rows; call inside a write transaction. */
+/** The columns of a new Job row, in the INSERT's order (see submitJob). */
+export interface JobRow {
+  id: string; ownerId: string; kernel: string; params: string; chunks: number; price: number; estimate: number; leaseMs: number;
+  replicas: number; quorum: number; maxReplicas: number; adaptive: number; tolerance: string | null; programHash: string | null;
+  inputMode: string | null; merge: string | null; timeLimitMs: number | null;
+}
+
+/**
+ * Writes volunteers, results, validations with payouts, reliability rows, job endings and new
+ * jobs, in that order; call inside a write transaction.
+ */
 export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   const at = sqlTime(new Date());
   // Result rows by task id; columns as in the INSERT below (8 = state, 9 = paid, 14 = decidedAt).
@@ -48,8 +60,16 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
   const reliability = new Map<string, ReliabilityRow>();
   const volunteers: unknown[][] = [];
+  const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
+  const submitted: Array<Extract<PersistOp, { type: "submit" }>> = [];
   for (const op of ops) {
     switch (op.type) {
+      case "finish":
+        finished.push(op);
+        break;
+      case "submit":
+        submitted.push(op);
+        break;
       case "volunteer": {
         const seen = sqlTime(new Date(op.at));
         volunteers.push([op.id, op.tokenHash, op.userId, op.name, op.benchmark ?? 1, seen, seen]);
@@ -97,6 +117,48 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
       r.bannedUntil ? sqlTime(new Date(r.bannedUntil)) : null, r.banReason, at,
     ]));
   }
+  for (const end of finished) finishJob(gate, conn, end, at);
+  for (const sub of submitted) insertJob(gate, conn, sub, at);
+}
+
+/**
+ * Ends a job still running: results still waiting for a quorum will never be paid (settled as
+ * unneeded), the unused escrow goes back to the owner, and the job row takes its final state.
+ */
+function finishJob(gate: SqliteGate, conn: Conn, end: Extract<PersistOp, { type: "finish" }>, at: string) {
+  const job = gate.statement(conn, `SELECT "ownerId", "state" FROM "Job" WHERE "id" = ?`).get(end.jobId) as { ownerId: string; state: string } | undefined;
+  if (!job || job.state !== "running") return;
+  gate.statement(conn, `UPDATE "Result" SET "state" = 'unneeded', "decidedAt" = ? WHERE "jobId" = ? AND "state" = 'pending'`).run(at, end.jobId);
+  const escrow = gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(escrowAccount(end.jobId)) as { balance: number } | undefined;
+  const left = escrow?.balance ?? 0;
+  if (left > 0) {
+    postTransactionSync(gate, conn, "refund", [
+      { accountId: escrowAccount(end.jobId), amount: -left },
+      { accountId: userAccount(job.ownerId), amount: left },
+    ], { jobId: end.jobId, memo: "unused escrow returned" });
+  }
+  gate.statement(conn, `UPDATE "Job" SET "state" = ?, "error" = ?, "result" = ?, "resultBlob" = ?, "finishedAt" = ? WHERE "id" = ?`)
+    .run(end.state, end.error ?? null, end.result ?? null, end.resultBlob ?? null, at, end.jobId);
+}
+
+/** A new job: its row, its units, its first round (iterative kernels) and its escrow hold. */
+function insertJob(gate: SqliteGate, conn: Conn, s: Extract<PersistOp, { type: "submit" }>, at: string) {
+  const j = s.job;
+  gate.statement(conn, `INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
+    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "createdAt")
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, j.adaptive,
+    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, at,
+  );
+  gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
+    s.units.map(([id, idx, input, work, pay]) => [id, j.id, idx, s.round, input, work, pay]));
+  if (s.roundState !== null) {
+    gate.statement(conn, `INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES (?, ?, ?, ?)`).run(j.id, s.round, s.roundState, at);
+  }
+  postTransactionSync(gate, conn, "hold", [
+    { accountId: s.ownerAccount, amount: -s.estimate },
+    { accountId: s.escrow, amount: s.estimate },
+  ], { jobId: j.id, memo: `escrow for ${j.kernel} job` });
 }
 
 /**

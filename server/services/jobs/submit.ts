@@ -2,9 +2,7 @@ import crypto from "node:crypto";
 import { z } from "zod";
 import { getKernel, kernels } from "../../../worker/kernels";
 import type { Kernel } from "../../../worker/kernels/types";
-import { InsufficientCredits, postTransactionSync } from "../credits/ledger";
-import { sqliteGate } from "../../store/prisma";
-import { sqlTime } from "../../store/sqliteGate";
+import { InsufficientCredits } from "../credits/ledger";
 import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 import type { AppDeps } from "../deps";
@@ -163,35 +161,27 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
   const round = plan.rounds ? 1 : 0;
   const units = plan.units.map((u, idx) => ({ id: roundUnitId(id, round, idx), idx, ...u }));
   try {
-    // One synchronous write transaction (store/sqliteGate.ts): a 10,000-unit job is a few
-    // multi-row statements (~tens of ms) instead of a Prisma createMany (~1 s), and no
-    // interactive transaction holds the connection while the commit queue waits.
-    const gate = await sqliteGate(deps.db);
-    await gate.write((conn) => {
-      const at = sqlTime(new Date());
-      gate.statement(conn, `INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
-        "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "createdAt")
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
-        id, ownerId, plan.kernel.name, JSON.stringify(plan.params), units.length, plan.price, plan.estimate, leaseMs,
-        plan.replication.replicas, plan.replication.quorum, plan.replication.maxReplicas, plan.replication.adaptive ? 1 : 0,
-        plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null,
-        programHash, programHash ? input.input!.mode : null, programHash ? input.merge : null,
-        programHash ? (plan.params as { limits: { timeMs: number } }).limits.timeMs : null, at,
-      );
-      gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
-        units.map((u) => [u.id, id, u.idx, round, JSON.stringify(u.input), Math.round(u.work), u.pay]));
-      if (plan.rounds) {
-        gate.statement(conn, `INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES (?, ?, ?, ?)`)
-          .run(id, round, JSON.stringify(plan.rounds.state), at);
-      }
-      postTransactionSync(gate, conn, "hold", [
-        { accountId: userAccount(ownerId), amount: -plan.estimate },
-        { accountId: escrowAccount(id), amount: plan.estimate },
-      ], { jobId: id, memo: `escrow for ${plan.kernel.name} job` });
-    });
+    // One transaction on the database writer thread, which does every write under load: a
+    // 10,000-unit job is a few multi-row statements, and the event loop never waits on the
+    // database's write lock.
+    await deps.coordinator.writeAlone([{
+      type: "submit",
+      job: {
+        id, ownerId, kernel: plan.kernel.name, params: JSON.stringify(plan.params), chunks: units.length, price: plan.price,
+        estimate: plan.estimate, leaseMs, replicas: plan.replication.replicas, quorum: plan.replication.quorum,
+        maxReplicas: plan.replication.maxReplicas, adaptive: plan.replication.adaptive ? 1 : 0,
+        tolerance: plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null, programHash,
+        inputMode: programHash ? input.input!.mode : null, merge: programHash ? input.merge : null,
+        timeLimitMs: programHash ? (plan.params as { limits: { timeMs: number } }).limits.timeMs : null,
+      },
+      units: units.map((u) => [u.id, u.idx, JSON.stringify(u.input), Math.round(u.work), u.pay]),
+      round, roundState: plan.rounds ? JSON.stringify(plan.rounds.state) : null,
+      ownerAccount: userAccount(ownerId), escrow: escrowAccount(id), estimate: plan.estimate,
+    }]);
   } catch (e) {
-    if (e instanceof InsufficientCredits) {
-      throw new UserError("PAYMENT_REQUIRED", `${e.message} Volunteer some CPU time to earn credits, or submit fewer or smaller chunks.`);
+    // Thrown on the writer thread: it arrives by name, with its message.
+    if (e instanceof InsufficientCredits || (e as Error).name === "InsufficientCredits") {
+      throw new UserError("PAYMENT_REQUIRED", `${(e as Error).message} Volunteer some CPU time to earn credits, or submit fewer or smaller chunks.`);
     }
     throw e;
   }
