@@ -5,6 +5,7 @@ import { ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
 import { startBenchServer, type BenchServer } from "./lib/server";
 import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
+import { fetchMetrics, metricValue } from "./lib/prom";
 
 // `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
 // interactive latency of a real server process, measured from many headless volunteers over
@@ -113,7 +114,6 @@ async function main() {
       const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
       return { volunteers: n, threads: THREADS, acked, seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
     });
-    r satisfies object;
     throughput.push({ ...r, usage: phases.at(-1)!.usage });
     best = Math.max(best, r.tasksPerSecond);
     log(`dispatch ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s (${r.acked} durable results in ${r.seconds} s)`);
@@ -132,7 +132,7 @@ async function main() {
       const start = performance.now();
       await sleep(PHASE_S * 1000);
       const end = performance.now();
-      fleet.stopSlots();
+      fleet.stopPacing();
       // Give what was started its acknowledgement; what never got one counts until now.
       const wait = performance.now() + 2000;
       while (performance.now() < wait && fleet.volunteers.some((v) => v.started.size)) await sleep(5);
@@ -271,8 +271,8 @@ async function main() {
 async function drained(url: string) {
   const deadline = performance.now() + 30_000;
   while (performance.now() < deadline) {
-    const text = await fetch(`${url}/api/metrics`).then((r) => r.text(), () => "");
-    if (/^tabgrid_commit_queue_operations 0$/m.test(text)) return;
+    const text = await fetchMetrics(url).catch(() => "");
+    if (metricValue(text, "tabgrid_commit_queue_operations", NaN) === 0) return;
     await sleep(100);
   }
 }

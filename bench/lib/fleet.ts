@@ -261,11 +261,7 @@ export class Fleet {
   }
 
   /** Paced: no further slots (what was started still gets its ack). */
-  stopSlots() {
-    this.stopPacing();
-  }
-
-  private stopPacing() {
+  stopPacing() {
     clearTimeout(this.pacer);
     this.pacer = undefined;
   }

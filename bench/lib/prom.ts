@@ -18,14 +18,22 @@ export interface ServerCounters {
   heapUsedMb: number;
 }
 
-export async function scrapeCounters(url: string): Promise<ServerCounters> {
-  const res = await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(10_000) });
+/** One sample of an exposition text, by its full series name (labels included); `missing` if absent. */
+export function metricValue(text: string, series: string, missing = 0): number {
+  const m = new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} ([0-9.eE+-]+)$`, "m").exec(text);
+  return m ? Number(m[1]) : missing;
+}
+
+/** The server's /api/metrics text. */
+export async function fetchMetrics(url: string, timeoutMs = 10_000): Promise<string> {
+  const res = await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`GET /api/metrics answered ${res.status}`);
-  const text = await res.text();
-  const value = (series: string) => {
-    const m = new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} ([0-9.eE+-]+)$`, "m").exec(text);
-    return m ? Number(m[1]) : 0;
-  };
+  return res.text();
+}
+
+export async function scrapeCounters(url: string): Promise<ServerCounters> {
+  const text = await fetchMetrics(url);
+  const value = (series: string) => metricValue(text, series);
   return {
     shed: Object.fromEntries(SHED_REASONS.map((r) => [r, value(`tabgrid_load_shed_total{reason="${r}"}`)])) as Record<ShedReason, number>,
     messagesRejected: value("tabgrid_volunteer_messages_rejected_total"),

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { fetchMetrics, metricValue } from "./prom";
 
 // Watches the server process from outside: CPU and RSS from /proc (Linux), event-loop delay
 // from the server's own /api/metrics (prom-client resets its event-loop histogram at every
@@ -49,8 +50,8 @@ export function readRssMb(pid: number): number | undefined {
 }
 
 async function readLag(url: string): Promise<{ p99: number; max: number }> {
-  const text = await fetch(`${url}/api/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) => r.text(), () => "");
-  const get = (name: string) => Number(new RegExp(`^${name} ([0-9.eE+-]+)$`, "m").exec(text)?.[1] ?? NaN) * 1000;
+  const text = await fetchMetrics(url, 2000).catch(() => "");
+  const get = (name: string) => metricValue(text, name, NaN) * 1000;
   return { p99: get("nodejs_eventloop_lag_p99_seconds"), max: get("nodejs_eventloop_lag_max_seconds") };
 }
 

@@ -1,5 +1,6 @@
 import type { WebSocket } from "ws";
 import type { ServerMessage } from "../../worker/protocol/messages";
+import { corkForTurn } from "./cork";
 
 /** One volunteer socket after a successful hello. */
 export interface VolunteerConn {
@@ -32,6 +33,8 @@ export function send(ws: WebSocket, msg: ServerMessage) {
     ws.terminate();
     return;
   }
+  // Frames to one socket within an event-loop turn leave in one write (see cork.ts).
+  corkForTurn(ws);
   ws.send(JSON.stringify(msg));
 }
 

@@ -11,7 +11,7 @@ import { DbWriter } from "../store/dbWriter";
 import { sqliteGate } from "../store/prisma";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
-import { persistBatch, type PersistOp } from "../services/jobs/persist";
+import type { PersistOp } from "../services/jobs/batchSql";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
 import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
@@ -19,8 +19,8 @@ import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
-import { send as sendNow, windowFor, type VolunteerConn } from "./connection";
-import { atEndOfTurn, corkForTurn } from "./cork";
+import { send, windowFor, type VolunteerConn } from "./connection";
+import { atEndOfTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
 import { canonicalJson, digestOf } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
@@ -53,11 +53,6 @@ export interface CoordinatorOptions {
   /** Injected for tests; the core scheduler never reads a clock itself. */
   now?: () => number;
 }
-
-const send: typeof sendNow = (ws, msg) => {
-  corkForTurn(ws);
-  sendNow(ws, msg);
-};
 
 const HELLO_TIMEOUT_MS = 10_000;
 /**
@@ -123,8 +118,7 @@ export class Coordinator extends EventEmitter {
     this.writer = new GroupCommitter(
       async (ops) => {
         const started = performance.now();
-        this.dbWriter ??= new DbWriter((await sqliteGate(opts.db)).file);
-        await persistBatch(this.dbWriter, ops);
+        await (await this.dbWriterThread()).write(ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
         if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
           this.backlogged = false;
@@ -147,8 +141,12 @@ export class Coordinator extends EventEmitter {
    * group commit (a new job: its escrow hold may fail, and must fail alone).
    */
   async writeAlone(ops: PersistOp[]): Promise<void> {
-    this.dbWriter ??= new DbWriter((await sqliteGate(this.opts.db)).file);
-    await this.dbWriter.write(ops);
+    await (await this.dbWriterThread()).write(ops);
+  }
+
+  /** The database writer thread (started with the server by recover(), or on first use). */
+  private async dbWriterThread(): Promise<DbWriter> {
+    return (this.dbWriter ??= new DbWriter((await sqliteGate(this.opts.db)).file));
   }
 
   /** Operations waiting for the database (results, verdicts, payouts…). */
@@ -186,8 +184,7 @@ export class Coordinator extends EventEmitter {
   async recover(): Promise<number> {
     const db = this.opts.db;
     // The writer thread starts now, not on the first result (it takes a few hundred ms).
-    this.dbWriter ??= new DbWriter((await sqliteGate(db)).file);
-    await this.dbWriter.ready();
+    await (await this.dbWriterThread()).ready();
     const jobs = await db.job.findMany({
       where: { state: "running" },
       select: {

@@ -1,6 +1,6 @@
 import type { Scheduler } from "../scheduler";
 import type { ReliabilityRecord } from "../scheduler/types";
-import type { ReliabilityRow } from "../services/jobs/persist";
+import type { ReliabilityRow } from "../services/jobs/batchSql";
 import { hostKey } from "../services/volunteers/reliability";
 
 export interface BanPolicy {

@@ -14,6 +14,7 @@ export class DbWriter {
   private worker: Promise<Worker> | undefined;
   private seq = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private last: Promise<void> = Promise.resolve();
 
   constructor(private readonly file: string, private readonly busyTimeoutMs = 30_000) {}
 
@@ -22,11 +23,11 @@ export class DbWriter {
     const id = ++this.seq;
     // Referenced while a batch is out, so the process waits for it; idle, it keeps nothing alive.
     if (!this.pending.size) worker.ref();
-    return new Promise<void>((resolve, reject) => {
+    return (this.last = new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       // One string, not a structured clone of thousands of small objects (several times slower).
       worker.postMessage({ id, ops: JSON.stringify(ops) });
-    });
+    }));
   }
 
   /** Starts the thread (if it is not running) and waits until it has the database open. */
@@ -61,11 +62,8 @@ export class DbWriter {
     if (!started) return;
     this.worker = undefined;
     const w = await started;
-    await Promise.allSettled([...this.pending.values()].map((p) => new Promise<void>((r) => {
-      const { resolve, reject } = p;
-      p.resolve = () => (resolve(), r());
-      p.reject = (e) => (reject(e), r());
-    })));
+    // The thread answers in order: once the last write settles, every earlier one has.
+    await this.last.catch(() => undefined);
     const exited = new Promise((r) => w.once("exit", r));
     w.postMessage({ close: true });
     await exited;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_BUFFERED_BYTES } from "../../server/coordinator/connection";
+import { fetchMetrics, metricValue } from "../../bench/lib/prom";
 import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 import { createUserWithKey, sleep, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
 
@@ -18,14 +19,7 @@ async function server(env: Record<string, string>): Promise<TestServer> {
   return srv;
 }
 
-/** One sample of a Prometheus family from /api/metrics (0 when absent). */
-async function metric(url: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${url}/api/metrics`)).text();
-  const escaped = `${name}${labels}`.replace(/[{}"]/g, (c) => `\\${c}`);
-  const m = new RegExp(`^${escaped} ([0-9.eE+-]+)$`, "m").exec(text);
-  return m ? Number(m[1]) : 0;
-}
-const shed = (url: string, reason: string) => metric(url, "tabgrid_load_shed_total", `{reason="${reason}"}`);
+const shed = async (url: string, reason: string) => metricValue(await fetchMetrics(url), `tabgrid_load_shed_total{reason="${reason}"}`);
 
 async function volunteer(url: string, threads = 0) {
   const v = await RawVolunteer.connect(url);

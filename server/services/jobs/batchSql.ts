@@ -3,8 +3,12 @@ import { escrowAccount, userAccount } from "../credits/accounts";
 import { postTransactionSync, type Posting } from "../credits/ledger";
 import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 
-// The group commit's SQL: plain synchronous statements on a better-sqlite3 connection, with
-// no Prisma at run time, so the database writer thread (store/dbWriterThread.ts) can load it.
+// The group commit's SQL, run by the database writer thread (store/dbWriterThread.ts) in one
+// transaction per batch: volunteers, received results, validations with their payouts out of
+// each job's escrow, reliability records, job endings with the refund of unused escrow, and
+// new jobs. Every step is guarded by the state it changes (a result already stored, a unit
+// already done, a job no longer running), so replaying a batch after a crash never pays twice.
+// Plain synchronous statements on a better-sqlite3 connection, with no Prisma at run time.
 
 export interface ResultRef {
   taskId: string;
