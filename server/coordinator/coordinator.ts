@@ -331,6 +331,19 @@ export class Coordinator extends EventEmitter {
     }, HELLO_TIMEOUT_MS);
 
     ws.on("message", (data, isBinary) => {
+      try {
+        onMessage(data as Buffer, isBinary);
+      } catch (e) {
+        // Whatever one client's frame provokes stays with that client: it is told, its socket
+        // closed and its leases re-queued; the process and every other volunteer carry on.
+        this.observer.messageRejected();
+        this.log(`volunteer frame failed: ${(e as Error)?.message ?? String(e)}`.slice(0, 300));
+        send(ws, { type: "error", code: "internal", message: "this message could not be handled; the connection is closed" });
+        ws.close(1011, "message could not be handled");
+        if (conn) this.drop(conn);
+      }
+    });
+    const onMessage = (data: Buffer, isBinary: boolean) => {
       // Shutting down: the commit queue is closed; what was not acknowledged is computed again.
       if (this.closed) return;
       const reject = (code: string, message: string) => {
@@ -376,7 +389,7 @@ export class Coordinator extends EventEmitter {
         const strangers = this.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
         if (strangers > STRANGER_RESULTS_ALLOWED) reject("bad-message", `${strangers} results for tasks this volunteer does not hold`);
       }
-    });
+    };
     ws.on("close", () => {
       clearTimeout(helloTimer);
       if (conn) this.drop(conn);
@@ -512,7 +525,7 @@ export class Coordinator extends EventEmitter {
       conn.tasksDone += recorded.length;
       if (this.conns.has(conn.key)) this.dispatch(conn);
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
-    });
+    }).catch((e: Error) => this.log(`acknowledging results failed: ${e.message}`));
     return strangers;
   }
 
