@@ -13,7 +13,7 @@ import type { PersistOp } from "../services/jobs/batchSql";
 export class DbWriter {
   private worker: Promise<Worker> | undefined;
   private seq = 0;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (value?: unknown) => void; reject: (e: Error) => void }>();
   private last: Promise<void> = Promise.resolve();
 
   constructor(private readonly file: string, private readonly busyTimeoutMs = 30_000) {}
@@ -24,7 +24,7 @@ export class DbWriter {
     // Referenced while a batch is out, so the process waits for it; idle, it keeps nothing alive.
     if (!this.pending.size) worker.ref();
     return (this.last = new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve: () => resolve(), reject });
       // One string, not a structured clone of thousands of small objects (several times slower).
       worker.postMessage({ id, ops: JSON.stringify(ops) });
     }));
@@ -35,14 +35,25 @@ export class DbWriter {
     return this.write([]);
   }
 
+  /** The value of one setting (`PRAGMA name`) of the thread's connection, e.g. "synchronous". */
+  async setting(name: string): Promise<unknown> {
+    const worker = await (this.worker ??= this.start());
+    const id = ++this.seq;
+    if (!this.pending.size) worker.ref();
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ id, setting: name });
+    });
+  }
+
   private async start(): Promise<Worker> {
     const w = new Worker(await threadCode(), { eval: true, workerData: { file: this.file, busyTimeoutMs: this.busyTimeoutMs } });
     const me = this.worker;
-    w.on("message", (m: { id: number; error?: string; name?: string; needed?: number; available?: number }) => {
+    w.on("message", (m: { id: number; value?: unknown; error?: string; name?: string; needed?: number; available?: number }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (!this.pending.size) w.unref();
-      if (m.error === undefined) p?.resolve();
+      if (m.error === undefined) p?.resolve(m.value);
       else p?.reject(Object.assign(new Error(m.error), { name: m.name ?? "Error", needed: m.needed, available: m.available }));
     });
     const fail = (e: Error) => {

@@ -9,6 +9,18 @@ import type Database from "better-sqlite3";
 type Conn = Database.Database;
 type Row = unknown[];
 
+/**
+ * Settings of every connection that writes. `synchronous = FULL`: in WAL mode the WAL is
+ * synced at every commit, so an acknowledged commit survives an OS crash or power loss, not
+ * just a crash of this process. It must be set explicitly: better-sqlite3's SQLite is built
+ * with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, so a connection to a WAL database is NORMAL (synced
+ * only at checkpoints) unless told otherwise. Explicitly set, it also survives a later
+ * `journal_mode = WAL`.
+ */
+export function configureWriter(conn: Conn) {
+  conn.pragma("synchronous = FULL");
+}
+
 export class SqliteGate {
   private conn: Conn | undefined;
   private readonly statements = new Map<string, Database.Statement>();
@@ -104,6 +116,7 @@ export function gateAdapter<F extends FactoryLike>(factory: F, gate: SqliteGate)
     if (!adapter.client || typeof adapter.client.transaction !== "function") {
       throw new Error("unexpected SQLite adapter: no better-sqlite3 connection in `client`");
     }
+    configureWriter(adapter.client);
     gate.attach(adapter.client);
     const start = adapter.startTransaction.bind(adapter);
     // One Prisma transaction at a time on the connection, as the adapter's own lock does.
