@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { checkJsonBounds, VOLUNTEER_OUTPUT_LIMITS } from "./jsonBounds";
 
 // The volunteer wire protocol: JSON text frames over a raw WebSocket at VOLUNTEER_WS_PATH.
 // Both ends import these schemas; the server validates every frame it receives.
@@ -109,7 +110,30 @@ export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage 
     const issue = parsed.error.issues[0];
     return { ok: false, error: `invalid message: ${issue.path.join(".") || "(root)"}: ${issue.message}` };
   }
-  return { ok: true, msg: parsed.data };
+  const msg = parsed.data;
+  if (msg.type === "results") return { ok: true, msg: { type: "results", results: msg.results.map(bounded) } };
+  if (msg.type === "interactive-result" && msg.value !== undefined && checkJsonBounds(msg.value, VOLUNTEER_OUTPUT_LIMITS) !== null) {
+    // No number (all an interactive answer is) is over the bounds: the answer is malformed,
+    // and asked of another volunteer.
+    return { ok: true, msg: { ...msg, value: undefined } };
+  }
+  return { ok: true, msg };
+}
+
+/** Why an output is refused before anything walks it, or null when it is within bounds. */
+function outputProblem(output: unknown): string | null {
+  const why = checkJsonBounds(output, VOLUNTEER_OUTPUT_LIMITS);
+  return why === null ? null : `output refused: ${why}`;
+}
+
+/**
+ * An output over the bounds (VOLUNTEER_OUTPUT_LIMITS) becomes that task's error result, which
+ * counts against the volunteer; the other results of its frame stand.
+ */
+function bounded(r: TaskResult): TaskResult {
+  if (!("output" in r)) return r;
+  const why = outputProblem(r.output);
+  return why === null ? r : { taskId: r.taskId, error: why };
 }
 
 /**
@@ -130,7 +154,12 @@ function fastResults(json: unknown): ClientMessage | undefined {
     if (typeof taskId !== "string" || taskId.length < 1 || taskId.length > 200) return undefined;
     // The schema's first branch needs the key `output` (any value) and a valid `ms` if given.
     const outputOk = Object.hasOwn(r, "output") && (r.ms === undefined || (typeof r.ms === "number" && Number.isFinite(r.ms) && r.ms >= 0));
-    if (outputOk) results[i] = r.ms === undefined ? { taskId, output: r.output } : { taskId, output: r.output, ms: r.ms as number };
+    if (outputOk) {
+      const output = r.output;
+      const why = outputProblem(output);
+      if (why !== null) results[i] = { taskId, error: why };
+      else results[i] = r.ms === undefined ? { taskId, output } : { taskId, output, ms: r.ms as number };
+    }
     else if (typeof r.error === "string" && r.error.length <= 2000) results[i] = { taskId, error: r.error };
     else return undefined;
   }
