@@ -1,7 +1,10 @@
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
-import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, TaskAssignment, UnitFailedOutcome, ValidatedOutcome } from "../scheduler/types";
+import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, TaskAssignment, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
+import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
+import { Verifier } from "./verifier";
+import { networkOf } from "./network";
 import type { ZodType } from "zod";
 import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
@@ -52,6 +55,8 @@ export interface CoordinatorOptions {
   observer?: CoordinatorObserver;
   /** Injected for tests; the core scheduler never reads a clock itself. */
   now?: () => number;
+  /** Spot-checks, credibility and placement (see scheduler/credibility.ts); null turns them off. Default DEFAULT_TRUST. */
+  trust?: TrustPolicy | null;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -72,8 +77,13 @@ const STRANGER_RESULTS_ALLOWED = 512;
  * state changed, "volunteers" when the set of volunteers changed, and "tick" for either.
  */
 export class Coordinator extends EventEmitter {
-  // A fresh epoch per process keeps task ids from before a restart from matching new ones.
-  readonly scheduler = new Scheduler({ epoch: Date.now().toString(36) });
+  readonly scheduler: Scheduler;
+  /** The server's own recomputation of built-in kernels' units (spot-checks). */
+  private readonly verifier = new Verifier();
+  /** Spot-checks in progress, so tests and shutdown can wait for them. */
+  private readonly checking = new Set<Promise<void>>();
+  /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
+  private readonly reopening = new Set<string>();
   private readonly book: ReliabilityBook;
   private readonly conns = new Map<string, VolunteerConn>();
   /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
@@ -112,6 +122,9 @@ export class Coordinator extends EventEmitter {
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.setMaxListeners(0);
+    // A fresh epoch per process keeps task ids from before a restart from matching new ones.
+    const trust = opts.trust === undefined ? DEFAULT_TRUST : opts.trust ?? undefined;
+    this.scheduler = new Scheduler({ epoch: Date.now().toString(36), ...(trust ? { trust } : {}) });
     this.now = opts.now ?? Date.now;
     this.observer = opts.observer ?? noObserver;
     this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
@@ -183,17 +196,22 @@ export class Coordinator extends EventEmitter {
    */
   async recover(): Promise<number> {
     const db = this.opts.db;
-    // The writer thread starts now, not on the first result (it takes a few hundred ms).
-    await (await this.dbWriterThread()).ready();
-    const jobs = await db.job.findMany({
-      where: { state: "running" },
-      select: {
-        id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
-        maxReplicas: true, adaptive: true, tolerance: true,
-      },
-      orderBy: { createdAt: "asc" },
-    });
-    for (const job of jobs) {
+    // The writer thread starts now, not on the first result (it takes a few hundred ms), and
+    // so does the spot-checker's, so that the first check does not wait for it.
+    await Promise.all([(await this.dbWriterThread()).ready(), this.verifier.warmUp()]);
+    const jobs = await db.job.findMany({ where: { state: "running" }, select: Coordinator.jobColumns, orderBy: { createdAt: "asc" } });
+    for (const job of jobs) await this.loadJob(job);
+    if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
+    return jobs.length;
+  }
+
+  /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
+  private async loadJob(job: {
+    id: string; ownerId: string; kernel: string; params: string; leaseMs: number; replicas: number; quorum: number;
+    maxReplicas: number; adaptive: boolean; tolerance: string | null;
+  }) {
+    const db = this.opts.db;
+    {
       // An iterative job resumes its current round (0 for a one-shot job: all its units).
       const round = await currentRound(db, job.id);
       const units = await db.workUnit.findMany({
@@ -224,20 +242,25 @@ export class Coordinator extends EventEmitter {
         round,
       );
     }
-    if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
-    return jobs.length;
   }
+
+  private static readonly jobColumns = {
+    id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
+    maxReplicas: true, adaptive: true, tolerance: true,
+  } as const;
 
   /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
   addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
     const jobId = spec.id;
+    // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
+    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel) };
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });
     }
     this.jobs.set(spec.id, { jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
     const { outcomes } = this.scheduler.addJob(spec, this.now(), recovered);
-    for (const o of outcomes) this.decided(o);
+    for (const o of outcomes) this.outcome(o);
     if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
       void this.finish(spec.id, "completed");
     }
@@ -322,7 +345,7 @@ export class Coordinator extends EventEmitter {
   // ---- volunteer sockets ------------------------------------------------------------
 
   /** Takes over a freshly upgraded volunteer socket; `userId` comes from its session or API key. */
-  handleConnection(ws: WebSocket, identity: { userId: string | null }) {
+  handleConnection(ws: WebSocket, identity: { userId: string | null; address?: string }) {
     let conn: VolunteerConn | undefined;
     let bad = 0;
     let helloPending = false;
@@ -358,7 +381,7 @@ export class Coordinator extends EventEmitter {
       if (msg.type === "hello") {
         if (conn || helloPending) return reject("bad-message", "hello was already received");
         helloPending = true;
-        this.hello(ws, msg, identity.userId).then(
+        this.hello(ws, msg, identity.userId, identity.address).then(
           (c) => {
             clearTimeout(helloTimer);
             conn = c;
@@ -407,7 +430,7 @@ export class Coordinator extends EventEmitter {
     });
   }
 
-  private async hello(ws: WebSocket, msg: Hello, userId: string | null): Promise<VolunteerConn> {
+  private async hello(ws: WebSocket, msg: Hello, userId: string | null, address: string | undefined): Promise<VolunteerConn> {
     if (msg.protocol !== PROTOCOL_VERSION) {
       throw new Error(`protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
@@ -438,6 +461,7 @@ export class Coordinator extends EventEmitter {
     this.scheduler.addVolunteer(conn.key, {
       window: windowFor(msg.threads), host: msg.volunteerId, account: accountId,
       hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
+      speed: benchmark, network: networkOf(address),
     });
     send(ws, {
       type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
@@ -508,11 +532,7 @@ export class Coordinator extends EventEmitter {
       });
       recorded.push(r.taskId);
       lastCommit = commit;
-      if (outcome.kind === "pending") {
-        if (outcome.requeued) this.dispatchAll();
-      } else {
-        this.decided(outcome);
-      }
+      this.outcome(outcome);
     }
     // A volunteer left with no task waiting behind the ones its threads run is refilled now,
     // so no thread idles however long the commit takes. Otherwise the refill waits for the
@@ -544,8 +564,110 @@ export class Coordinator extends EventEmitter {
     this.emit("job", jobId);
   }
 
+  /** Acts on what the scheduler made of a result, a recovered result or a spot-check. */
+  private outcome(o: ResultOutcome | RecoveryOutcome) {
+    switch (o.kind) {
+      case "stale":
+        return;
+      case "pending":
+        if (o.requeued) this.dispatchAll();
+        return;
+      case "verify":
+        this.revoke(o.revoked, "unit already computed");
+        this.check(o);
+        return;
+      default:
+        this.decided(o);
+    }
+  }
+
+  /**
+   * Spot-check: the server recomputes the unit and the scheduler decides it by that answer.
+   * Hosts whose result disagrees with it are caught: banned with their accounts at once, and
+   * everything they returned is backtracked.
+   */
+  private check(o: VerifyOutcome) {
+    const done = (async () => {
+      let outcome: ResultOutcome | undefined;
+      let computed: Awaited<ReturnType<Verifier["recompute"]>> | undefined;
+      try {
+        computed = await this.verifier.recompute(o.kernel, o.params, o.input);
+      } catch (e) {
+        this.log(`spot-check of unit ${o.unitId} could not run (${(e as Error).message}); decided without it`);
+      }
+      if (this.closed) return;
+      if (computed) {
+        this.lastOutput = { value: computed.output, json: computed.json };
+        outcome = this.scheduler.checked(o.jobId, o.unitId, computed.output, computed.digest);
+      } else {
+        outcome = this.scheduler.uncheckable(o.jobId, o.unitId);
+      }
+      if (!outcome) return;
+      this.observer.spotChecked(outcome.kind === "validated" ? (outcome.caught?.length ?? 0) : 0);
+      const caught = outcome.kind === "validated" ? outcome.caught ?? [] : [];
+      // Banned before the verdicts are persisted, so the rows written with them carry the ban.
+      const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
+      const meta = this.jobs.get(o.jobId);
+      const reason = `failed a spot-check: a result for unit ${o.index} of job ${meta?.jobId ?? o.jobId} differs from the server's own computation`;
+      for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.book.setBan(id, until, reason);
+      this.outcome(outcome);
+      for (const r of caught) this.caught(r, until, reason);
+    })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
+    this.checking.add(done);
+    void done.finally(() => this.checking.delete(done));
+  }
+
+  /** A host proved to cheat: its sockets close, and everything it returned is backtracked. */
+  private caught(r: ResultRef, until: Date, reason: string) {
+    const ids = [hostKey(r.host), r.account];
+    this.log(`caught ${ids.join(" and ")}: ${reason}`);
+    void this.writer.enqueue({ type: "reliability", rows: this.book.rows(ids) });
+    for (const id of ids) this.kick(id, until, reason);
+    const done = this.backtrack(r.host, r.account, reason).catch((e: Error) => this.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`));
+    this.checking.add(done);
+    void done.finally(() => this.checking.delete(done));
+  }
+
+  /**
+   * Invalidates every result the host or account returned and reopens what they helped decide
+   * (backtrackSql.ts), then rebuilds the affected running jobs from the database.
+   */
+  private async backtrack(host: string, account: string, reason: string) {
+    // Its last results, and the verdicts on them, are in the database first.
+    await this.writer.committedSoFar();
+    const touched = await this.opts.db.result.findMany({
+      where: { OR: [{ volunteerId: host }, { accountId: account }], state: { in: ["valid", "pending"] } },
+      select: { jobId: true }, distinct: ["jobId"],
+    });
+    const jobIds = touched.map((t) => t.jobId);
+    for (const id of jobIds) this.reopening.add(id);
+    try {
+      // Units of those jobs that are running here stop being handed out while they are rebuilt.
+      for (const jobId of jobIds) {
+        if (this.rounds.has(jobId)) continue;
+        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
+      }
+      await this.writer.enqueue({ type: "backtrack", host, account, reason });
+      await this.writer.committedSoFar();
+      const reopened = await this.opts.db.job.findMany({ where: { id: { in: jobIds }, state: "running" }, select: Coordinator.jobColumns });
+      for (const jobId of jobIds) {
+        if (this.rounds.has(jobId) || !this.jobs.has(jobId)) continue;
+        this.scheduler.removeJob(jobId);
+        this.jobs.delete(jobId);
+      }
+      for (const job of reopened) {
+        if (this.rounds.has(job.id) || this.jobs.has(job.id)) continue;
+        await this.loadJob(job);
+        this.log(`job ${job.id} reopened: results of ${host} backtracked`);
+      }
+    } finally {
+      for (const id of jobIds) this.reopening.delete(id);
+    }
+    for (const id of jobIds) this.emit("job", id);
+  }
+
   /** A unit was decided: persist the verdicts and payouts, tell the volunteers, move on. */
-  private decided(o: ValidatedOutcome | UnitFailedOutcome | RecoveryOutcome) {
+  private decided(o: ValidatedOutcome | UnitFailedOutcome) {
     if (o.kind === "unit-failed") {
       this.log(`job ${o.jobId} failed: ${o.reason}`);
       this.revoke(o.dropped, "job failed");
@@ -565,6 +687,11 @@ export class Coordinator extends EventEmitter {
     const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
     void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
+    // A host on probation waits for verdicts on its results before it gets more work.
+    for (const r of o.valid.concat(o.invalid)) {
+      const c = r.volunteer !== undefined && this.scheduler.onProbation(r.volunteer) ? this.conns.get(r.volunteer) : undefined;
+      if (c) this.dispatch(c);
+    }
     commit.then(() => {
       meta.throughput.record(this.now());
       this.throughput.record(this.now());
@@ -618,6 +745,8 @@ export class Coordinator extends EventEmitter {
       const merged = await mergeJobResult(this.opts, jobId);
       end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
       state = end.state;
+      // A cheater was caught meanwhile and some units are being recomputed: not finished after all.
+      if (this.reopening.has(jobId)) return;
     }
     await this.writer.enqueue(end);
     this.observer.jobFinished(state);
@@ -716,13 +845,15 @@ export class Coordinator extends EventEmitter {
   async close() {
     this.closed = true;
     this.interactive.close();
+    this.verifier.close();
     clearTimeout(this.leaseTimer);
     await this.writer.close();
     await this.dbWriter?.close();
   }
 
   /** For tests: wait until everything decided so far is committed. */
-  drain() {
+  async drain() {
+    while (this.checking.size) await Promise.all([...this.checking]);
     return this.writer.drain();
   }
 }

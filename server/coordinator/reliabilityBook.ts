@@ -86,6 +86,7 @@ export class ReliabilityBook {
       errors: rec?.errors ?? 0,
       turnaroundMsTotal: rec?.turnaroundMsTotal ?? 0,
       turnaroundCount: rec?.turnaroundCount ?? 0,
+      spotChecks: rec?.spotChecks ?? 0,
       ...e,
     };
   }
@@ -102,5 +103,6 @@ export function toRecord(row: ReliabilityRow): ReliabilityRecord {
   return {
     consecutiveValid: row.consecutiveValid, valid: row.valid, invalid: row.invalid, errors: row.errors,
     turnaroundMsTotal: row.turnaroundMsTotal, turnaroundCount: row.turnaroundCount,
+    ...(row.spotChecks ? { spotChecks: row.spotChecks } : {}),
   };
 }

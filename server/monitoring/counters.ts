@@ -111,6 +111,9 @@ export class IntervalCounters implements CoordinatorObserver {
     this.c.validResults += valid;
     this.c.invalidResults += invalid;
   }
+  spotChecked() {
+    // Counted by Prometheus only (tabgrid_spot_checks_total); the dashboard shows validations.
+  }
   jobFinished(state: "completed" | "failed" | "cancelled") {
     this.c.jobsFinished[state]++;
   }

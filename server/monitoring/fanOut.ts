@@ -8,6 +8,7 @@ export function fanOut(...observers: CoordinatorObserver[]): CoordinatorObserver
     taskError: () => observers.forEach((o) => o.taskError()),
     validated: (valid, invalid) => observers.forEach((o) => o.validated(valid, invalid)),
     jobFinished: (state) => observers.forEach((o) => o.jobFinished(state)),
+    spotChecked: (caught) => observers.forEach((o) => o.spotChecked(caught)),
     messageRejected: () => observers.forEach((o) => o.messageRejected()),
     commitSucceeded: (items, seconds) => observers.forEach((o) => o.commitSucceeded(items, seconds)),
     commitFailed: () => observers.forEach((o) => o.commitFailed()),

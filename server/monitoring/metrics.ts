@@ -31,6 +31,8 @@ export class PromMetrics implements CoordinatorObserver {
   private readonly dispatchedTotal: Counter;
   private readonly results: Record<(typeof RESULT_OUTCOMES)[number], Counter.Internal>;
   private readonly validatedTotal: Counter;
+  private readonly spotChecksTotal: Counter;
+  private readonly caughtTotal: Counter;
   private readonly jobsFinished: Record<(typeof JOB_STATES)[number], Counter.Internal>;
   private readonly turnaround: Histogram;
   private readonly commitDuration: Histogram;
@@ -94,6 +96,8 @@ export class PromMetrics implements CoordinatorObserver {
     for (const outcome of RESULT_OUTCOMES) results.inc({ outcome }, 0);
     this.results = Object.fromEntries(RESULT_OUTCOMES.map((o) => [o, results.labels({ outcome: o })])) as PromMetrics["results"];
     this.validatedTotal = new Counter({ name: "tabgrid_units_validated_total", help: "Work units that reached their quorum.", registers });
+    this.spotChecksTotal = new Counter({ name: "tabgrid_spot_checks_total", help: "Units the server recomputed to check volunteers' results.", registers });
+    this.caughtTotal = new Counter({ name: "tabgrid_results_caught_total", help: "Results a spot-check proved wrong (their hosts were banned).", registers });
     const jobs = new Counter({ name: "tabgrid_jobs_finished_total", help: "Jobs that ended, by final state.", labelNames: ["state"], registers });
     for (const state of JOB_STATES) jobs.inc({ state }, 0);
     this.jobsFinished = Object.fromEntries(JOB_STATES.map((s) => [s, jobs.labels({ state: s })])) as PromMetrics["jobsFinished"];
@@ -133,6 +137,10 @@ export class PromMetrics implements CoordinatorObserver {
     this.validatedTotal.inc();
     if (valid) this.results.valid.inc(valid);
     if (invalid) this.results.invalid.inc(invalid);
+  }
+  spotChecked(caught: number) {
+    this.spotChecksTotal.inc();
+    if (caught) this.caughtTotal.inc(caught);
   }
   jobFinished(state: "completed" | "failed" | "cancelled") {
     this.jobsFinished[state].inc();

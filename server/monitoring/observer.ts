@@ -11,6 +11,8 @@ export interface CoordinatorObserver {
   /** A unit reached its quorum with these many valid and invalid results. */
   validated(valid: number, invalid: number): void;
   jobFinished(state: "completed" | "failed" | "cancelled"): void;
+  /** The server recomputed a unit (a spot-check); `caught` results disagreed with it. */
+  spotChecked(caught: number): void;
   /** A frame from a volunteer was refused (bad JSON, wrong shape, …). */
   messageRejected(): void;
   commitSucceeded(items: number, seconds: number): void;
@@ -29,6 +31,6 @@ export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-l
 export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled"];
 
 export const noObserver: CoordinatorObserver = {
-  dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {},
+  dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {}, spotChecked() {},
   messageRejected() {}, commitSucceeded() {}, commitFailed() {}, shed() {},
 };

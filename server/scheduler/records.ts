@@ -50,6 +50,8 @@ export interface UnitRecord {
   leasedOnce: boolean;
   /** Its only instance went to a host trusted by adaptive replication. */
   trusted: boolean;
+  /** Waiting for the server's recomputation (a "verify" outcome): no instances are issued. */
+  verifying: boolean;
 }
 
 export interface UnitResult {
@@ -74,6 +76,7 @@ export interface JobRecord {
   readonly quorum: number;
   readonly maxInstances: number;
   readonly adaptive: boolean;
+  readonly verifiable: boolean;
   readonly comparator: Comparator;
   state: JobState;
   /** Units by ascending index. */
@@ -100,6 +103,9 @@ export interface VolunteerRecord {
   readonly account: AccountId;
   readonly hostRecord: ReliabilityRecord;
   readonly accountRecord: ReliabilityRecord;
+  /** Benchmark speed relative to the reference machine. */
+  readonly speed: number;
+  readonly network: string | undefined;
   window: number;
   readonly held: Set<TaskRecord>;
 }

@@ -16,6 +16,8 @@ export function copyRecord(r: ReliabilityRecord): ReliabilityRecord {
     errors: r.errors,
     turnaroundMsTotal: r.turnaroundMsTotal,
     turnaroundCount: r.turnaroundCount,
+    ...(r.spotChecks ? { spotChecks: r.spotChecks } : {}),
+    ...(r.suspect ? { suspect: r.suspect } : {}),
   };
 }
 
@@ -39,4 +41,10 @@ export function chargeInvalid(r: ReliabilityRecord): void {
 export function chargeError(r: ReliabilityRecord): void {
   r.consecutiveValid = 0;
   r.errors++;
+}
+
+/** The server recomputed one of the host's results and found it right. */
+export function passSpotCheck(r: ReliabilityRecord): void {
+  r.spotChecks = (r.spotChecks ?? 0) + 1;
+  r.suspect = 0;
 }

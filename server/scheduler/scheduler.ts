@@ -3,7 +3,8 @@ import { JobRotation } from "./jobRotation.js";
 import { LeaseHeap } from "./leaseHeap.js";
 import { addAgreement, describeNoQuorum, quorumCentre, resultsAgree } from "./quorum.js";
 import type { JobRecord, TaskRecord, UnitRecord, UnitResult, VolunteerRecord } from "./records.js";
-import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord } from "./reliability.js";
+import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord, passSpotCheck } from "./reliability.js";
+import { established, groupCredibilities, hostCredibility, spotRate, type TrustPolicy } from "./credibility.js";
 import {
   DEFAULT_REPLICATION,
   type AccountId,
@@ -30,6 +31,7 @@ import {
   type UnitId,
   type ValidatedOutcome,
   type VolunteerId,
+  type VerifyOutcome,
   type VolunteerInfo,
 } from "./types.js";
 
@@ -48,6 +50,16 @@ export interface SchedulerOptions {
   spotCheckRate?: number;
   /** Units of one job looked at per lease when the first ones are not eligible for the volunteer. Default 64. */
   scanLimit?: number;
+  /**
+   * Credibility-based sabotage tolerance (see credibility.ts). Without it, a unit is decided
+   * by its quorum alone, as in BOINC. With it: units of verifiable jobs are spot-checked
+   * (always while their agreeing group is not credible enough, when their results disagree,
+   * and at random at a rate that falls with the hosts' verified record); the replicas of a
+   * unit do not all go to hosts without a verified record while a verified host is online;
+   * replicas go to different networks while several are online; adaptive replication only
+   * trusts hosts credible on their own.
+   */
+  trust?: TrustPolicy;
 }
 
 const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
@@ -86,6 +98,11 @@ export class Scheduler {
   private readonly adaptiveMinValid: number;
   private readonly spotCheckRate: number;
   private readonly scanLimit: number;
+  private readonly trust: TrustPolicy | undefined;
+  /** Connected volunteers whose host has a verified record (placement rule), counted lazily. */
+  private establishedOnline: number | undefined = 0;
+  /** Connected volunteers per network. */
+  private readonly networks = new Map<string, number>();
   private jobSeq = 0;
   private taskSeq = 0;
   private queuedCount = 0;
@@ -98,6 +115,7 @@ export class Scheduler {
     this.adaptiveMinValid = options.adaptiveMinValid ?? 10;
     this.spotCheckRate = options.spotCheckRate ?? 0.1;
     this.scanLimit = options.scanLimit ?? 64;
+    this.trust = options.trust;
     if (!(this.adaptiveMinValid >= 1)) throw new RangeError("adaptiveMinValid must be >= 1");
     if (!(this.spotCheckRate >= 0 && this.spotCheckRate <= 1)) throw new RangeError("spotCheckRate must be in [0, 1]");
     if (!(Number.isInteger(this.scanLimit) && this.scanLimit >= 1)) throw new RangeError("scanLimit must be an integer >= 1");
@@ -160,6 +178,7 @@ export class Scheduler {
       quorum,
       maxInstances,
       adaptive: spec.adaptive === true,
+      verifiable: spec.verifiable === true,
       comparator,
       state: "running",
       units: [],
@@ -191,6 +210,7 @@ export class Scheduler {
         queued: false,
         leasedOnce: false,
         trusted: false,
+        verifying: false,
       };
       job.units.push(unit);
       if (doneIds.has(u.id)) {
@@ -228,7 +248,7 @@ export class Scheduler {
     const outcomes: RecoveryOutcome[] = [];
     for (const unit of quorate) {
       const results = unit.results as UnitResult[];
-      outcomes.push(this.validate(unit, (results[results.length - 1] as UnitResult).taskId));
+      outcomes.push(this.decide(unit, (results[results.length - 1] as UnitResult).taskId));
     }
     if (hopeless) {
       const results = hopeless.results as UnitResult[];
@@ -288,11 +308,15 @@ export class Scheduler {
       account: info.account,
       hostRecord: recordIn(this.hostRecords, info.host, info.hostRecord),
       accountRecord: recordIn(this.accountRecords, info.account, info.accountRecord),
+      speed: info.speed !== undefined && info.speed > 0 ? info.speed : 1,
+      network: info.network,
       window: info.window,
       held: new Set(),
     };
     this.volunteers.set(id, v);
     this.updateHungry(v);
+    this.establishedOnline = undefined;
+    if (v.network !== undefined) this.networks.set(v.network, (this.networks.get(v.network) ?? 0) + 1);
   }
 
   /**
@@ -320,6 +344,12 @@ export class Scheduler {
     for (let i = held.length - 1; i >= 0; i--) this.lost((held[i] as TaskRecord).unit);
     this.volunteers.delete(id);
     this.hungry.delete(v);
+    this.establishedOnline = undefined;
+    if (v.network !== undefined) {
+      const n = (this.networks.get(v.network) ?? 1) - 1;
+      if (n > 0) this.networks.set(v.network, n);
+      else this.networks.delete(v.network);
+    }
     return held.map((t) => t.id);
   }
 
@@ -331,7 +361,7 @@ export class Scheduler {
   /** How many more tasks the volunteer may be given now (0 for an unknown volunteer). */
   freeSlots(volunteerId: VolunteerId): number {
     const v = this.volunteers.get(volunteerId);
-    return v ? Math.max(0, v.window - v.held.size) : 0;
+    return v ? Math.max(0, this.capacity(v)) : 0;
   }
 
   /**
@@ -342,6 +372,12 @@ export class Scheduler {
     const out: VolunteerId[] = [];
     for (const v of this.hungry) out.push(v.id);
     return out;
+  }
+
+  /** The volunteer's host has passed no spot-check yet, so its undecided results hold back its window. */
+  onProbation(volunteerId: VolunteerId): boolean {
+    const v = this.volunteers.get(volunteerId);
+    return !!v && !!this.trust && !established(v.hostRecord);
   }
 
   /** A copy of the host's record, as it stands now (undefined if never seen). */
@@ -367,7 +403,7 @@ export class Scheduler {
   leaseTasks(volunteerId: VolunteerId, now: number, max?: number): TaskAssignment[] {
     const v = this.volunteers.get(volunteerId);
     if (!v) return [];
-    let n = v.window - v.held.size;
+    let n = this.capacity(v);
     if (max !== undefined) n = Math.min(n, Math.floor(max));
     if (!(n > 0)) return [];
 
@@ -400,6 +436,8 @@ export class Scheduler {
     this.release(task, true);
     const { job, unit } = task;
     job.returned++;
+    const turnaroundMs = now - task.leasedAt;
+    if (this.trust) this.judgeTiming(v, unit, turnaroundMs);
     this.addResult(unit, {
       taskId,
       volunteer: v.id,
@@ -409,10 +447,12 @@ export class Scheduler {
       accountRecord: v.accountRecord,
       output,
       digest,
-      turnaroundMs: now - task.leasedAt,
+      turnaroundMs,
       agree: 1,
     });
-    if (unit.best >= unit.quorum) return this.validate(unit, taskId);
+    if (unit.best >= unit.quorum) return this.decide(unit, taskId);
+    // Results that disagree: the server settles it at once, instead of more replicas.
+    if (this.trust && job.verifiable && unit.best < (unit.results as UnitResult[]).length) return this.holdForCheck(unit, taskId);
     if (!this.canReachQuorum(unit)) return this.failUnit(unit, taskId);
     // The largest group still lacks (quorum - best) results: make sure that many are coming.
     const results = unit.results as UnitResult[];
@@ -457,6 +497,48 @@ export class Scheduler {
     }
     this.refresh(unit);
     return { ...base, requeued: unit.queued, jobFailed: false, dropped: [] };
+  }
+
+  /**
+   * The server's recomputation of a unit held by a "verify" outcome: results that agree with
+   * it are valid (and passed a spot-check), the others invalid and `caught`; the server's
+   * output is the unit's. Undefined when the unit is no longer waiting (its job ended).
+   */
+  checked(jobId: JobId, unitId: UnitId, output: unknown, digest: string): ValidatedOutcome | undefined {
+    const unit = this.verifyingUnit(jobId, unitId);
+    if (!unit) return undefined;
+    unit.verifying = false;
+    const truth: UnitResult = {
+      taskId: "server", volunteer: undefined, host: "", account: "", hostRecord: emptyRecord(), accountRecord: emptyRecord(),
+      output, digest, turnaroundMs: undefined, agree: 1,
+    };
+    const results = unit.results as UnitResult[];
+    const taskId = (results[results.length - 1] as UnitResult).taskId;
+    return this.validate(unit, taskId, (r) => resultsAgree(truth, r, unit.job.comparator), output);
+  }
+
+  /**
+   * The recomputation could not be had (it failed or timed out): the unit is decided as it
+   * would be without a check: by its quorum if it has one, else by more replicas.
+   */
+  uncheckable(jobId: JobId, unitId: UnitId): ResultOutcome | undefined {
+    const unit = this.verifyingUnit(jobId, unitId);
+    if (!unit) return undefined;
+    unit.verifying = false;
+    const results = unit.results as UnitResult[];
+    const taskId = (results[results.length - 1] as UnitResult).taskId;
+    if (unit.best >= unit.quorum) return this.validate(unit, taskId);
+    if (!this.canReachQuorum(unit)) return this.failUnit(unit, taskId);
+    unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
+    this.refresh(unit);
+    return { kind: "pending", jobId: unit.job.spec.id, unitId: unit.spec.id, taskId, requeued: unit.queued };
+  }
+
+  private verifyingUnit(jobId: JobId, unitId: UnitId): UnitRecord | undefined {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== "running") return undefined;
+    const unit = job.units.find((u) => u.spec.id === unitId);
+    return unit?.verifying ? unit : undefined;
   }
 
   /** Releases every lease with deadline <= now, earliest first, re-queueing its unit. */
@@ -608,6 +690,10 @@ export class Scheduler {
       best = Math.max(best, agree);
     }
     if (best !== u.best) fail(`unit ${id} best ${u.best}, recount ${best}`);
+    if (u.verifying) {
+      if (u.need !== 0 || u.queued || u.instances.length > 0 || results.length === 0) fail(`unit ${id} waits for a check but is not idle`);
+      return;
+    }
     if (u.best >= u.quorum) fail(`unit ${id} reached its quorum but is not validated`);
     if (!this.canReachQuorum(u)) fail(`unit ${id} cannot reach its quorum but the job runs`);
     if (u.errors >= job.spec.maxErrors) fail(`unit ${id} has ${u.errors} errors but the job runs`);
@@ -648,7 +734,7 @@ export class Scheduler {
       const u = q.popFront();
       if (u === undefined) break;
       if (u.done) continue; // stale entry: validated while queued
-      if (eligible(u, v)) {
+      if (eligible(u, v) && this.placeable(u, v)) {
         found = u;
         break;
       }
@@ -674,7 +760,7 @@ export class Scheduler {
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
     if (!unit.leasedOnce) {
       unit.leasedOnce = true;
-      if (job.adaptive && job.target > 1 && this.trusts(v.hostRecord)) {
+      if (job.adaptive && job.target > 1 && this.trusts(v.hostRecord) && this.credibleAlone(v.hostRecord)) {
         unit.trusted = true;
         unit.quorum = 1;
         unit.wanted = 1;
@@ -710,6 +796,104 @@ export class Scheduler {
     return n >= this.adaptiveMinValid && this.random() < 1 - 1 / n && this.random() >= this.spotCheckRate;
   }
 
+  /**
+   * Tasks the volunteer may take now. On probation (trust policy, no spot-check passed yet) a
+   * host's results awaiting a verdict count against its window too, so a newcomer that answers
+   * instantly with made-up results cannot run ahead of its first check.
+   */
+  private capacity(v: VolunteerRecord): number {
+    const n = v.window - v.held.size;
+    return this.trust && !established(v.hostRecord) ? n - (v.hostRecord.awaiting ?? 0) : n;
+  }
+
+  /** With a trust policy, adaptive replication only trusts a host credible enough on its own. */
+  private credibleAlone(r: ReliabilityRecord): boolean {
+    return !this.trust || hostCredibility(r, this.trust) >= this.trust.threshold;
+  }
+
+  /**
+   * Placement rules of the trust policy, on top of distinct hosts and accounts: the copy that
+   * would complete a quorum of hosts without a verified record waits for a verified host while
+   * one is online, and a unit avoids a network it already has a copy on while others are online.
+   */
+  private placeable(u: UnitRecord, v: VolunteerRecord): boolean {
+    if (!this.trust) return true;
+    const copies = u.instances.length + (u.results?.length ?? 0);
+    if (copies === 0) return true;
+    if (v.network !== undefined && this.networks.size > 1) {
+      for (const t of u.instances) if (t.volunteer.network === v.network) return false;
+    }
+    if (copies + 1 < u.quorum || established(v.hostRecord)) return true;
+    for (const t of u.instances) if (established(t.volunteer.hostRecord)) return true;
+    for (const r of u.results ?? []) if (established(r.hostRecord)) return true;
+    return this.establishedCount() === 0;
+  }
+
+  private establishedCount(): number {
+    if (this.establishedOnline === undefined) {
+      let n = 0;
+      for (const v of this.volunteers.values()) if (v.window > 0 && established(v.hostRecord)) n++;
+      this.establishedOnline = n;
+    }
+    return this.establishedOnline;
+  }
+
+  /** A result back faster than the host's benchmark allows for the unit's work: check the host. */
+  private judgeTiming(v: VolunteerRecord, unit: UnitRecord, turnaroundMs: number): void {
+    const trust = this.trust as TrustPolicy;
+    const expectedMs = unit.spec.work / v.speed;
+    if (expectedMs >= trust.minPlausibleMs && turnaroundMs < expectedMs * trust.plausibleShare) {
+      v.hostRecord.suspect = (v.hostRecord.suspect ?? 0) + 1;
+    }
+  }
+
+  /**
+   * The unit has its quorum. Without a trust policy, or for a job the server cannot recompute,
+   * it is validated. Otherwise it is held for a check when its agreeing group is not credible
+   * enough, or when a random spot-check falls on it (at the highest rate among its hosts).
+   */
+  private decide(unit: UnitRecord, taskId: TaskId): ValidatedOutcome | VerifyOutcome {
+    const trust = this.trust;
+    if (!trust || !unit.job.verifiable) return this.validate(unit, taskId);
+    const results = unit.results as UnitResult[];
+    const centre = quorumCentre(results);
+    const groups: UnitResult[][] = [];
+    for (const r of results) {
+      const g = groups.find((x) => resultsAgree(x[0] as UnitResult, r, unit.job.comparator));
+      if (g) g.push(r);
+      else groups.push([r]);
+    }
+    const cred = groupCredibilities(groups.map((g) => g.map((r) => hostCredibility(r.hostRecord, trust))));
+    const mine = groups.findIndex((g) => g.includes(centre) || resultsAgree(g[0] as UnitResult, centre, unit.job.comparator));
+    let rate = 0;
+    for (const r of results) if (resultsAgree(centre, r, unit.job.comparator)) rate = Math.max(rate, spotRate(r.hostRecord, trust));
+    // The threshold holds where the consumer asked for a quorum; without one, only spot-checks.
+    const credible = unit.job.quorum < 2 || (cred[mine] ?? 0) >= trust.threshold;
+    if (credible && !(this.random() < rate)) return this.validate(unit, taskId);
+    return this.holdForCheck(unit, taskId);
+  }
+
+  private holdForCheck(unit: UnitRecord, taskId: TaskId): VerifyOutcome {
+    const revoked: ExpiredLease[] = [];
+    while (unit.instances.length > 0) {
+      const t = unit.instances[unit.instances.length - 1] as TaskRecord;
+      revoked.push(leaseOf(t));
+      this.release(t, true);
+    }
+    unit.verifying = true;
+    unit.need = 0;
+    if (unit.queued) {
+      unit.queued = false;
+      unit.job.queuedUnits--;
+      this.queuedCount--;
+    }
+    const job = unit.job;
+    return {
+      kind: "verify", jobId: job.spec.id, unitId: unit.spec.id, index: unit.spec.index, taskId,
+      kernel: job.spec.kernel, params: job.spec.params, input: unit.spec.input, revoked,
+    };
+  }
+
   /** The trusted instance errored or was lost: back to R instances and quorum Q. */
   private distrust(unit: UnitRecord): void {
     unit.trusted = false;
@@ -725,7 +909,7 @@ export class Scheduler {
 
   /** Instances the unit should be issued now, within maxInstances. */
   private needOf(u: UnitRecord): number {
-    if (u.done) return 0;
+    if (u.done || u.verifying) return 0;
     const n = Math.min(u.wanted, u.job.maxInstances - u.errors) - (u.results?.length ?? 0) - u.instances.length;
     return n > 0 ? n : 0;
   }
@@ -737,7 +921,7 @@ export class Scheduler {
    */
   private refresh(unit: UnitRecord): void {
     const job = unit.job;
-    if (unit.done || job.state !== "running") return;
+    if (unit.done || unit.verifying || job.state !== "running") return;
     unit.need = this.needOf(unit);
     if (unit.need > 0 && !unit.queued) {
       unit.queued = true;
@@ -761,6 +945,7 @@ export class Scheduler {
       job.pendingUnits++;
     }
     addAgreement(unit, results, r, job.comparator);
+    r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 0) + 1;
     job.pendingResults++;
     this.pendingResultCount++;
   }
@@ -782,16 +967,23 @@ export class Scheduler {
   }
 
   /** The unit reached its quorum: settle records, revoke its other instances, maybe end the job. */
-  private validate(unit: UnitRecord, taskId: TaskId): ValidatedOutcome {
+  private validate(unit: UnitRecord, taskId: TaskId, checkedBy?: (r: UnitResult) => boolean, serverOutput?: unknown): ValidatedOutcome {
     const job = unit.job;
     const results = unit.results as UnitResult[];
     const centre = quorumCentre(results);
+    const isValid = checkedBy ?? ((r: UnitResult) => r === centre || resultsAgree(centre, r, job.comparator));
     const valid: ResultRef[] = [];
     const invalid: ResultRef[] = [];
     for (const r of results) {
-      if (r === centre || resultsAgree(centre, r, job.comparator)) {
+      r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
+      if (isValid(r)) {
         creditValid(r.hostRecord, r.turnaroundMs);
         creditValid(r.accountRecord, r.turnaroundMs);
+        if (checkedBy) {
+          passSpotCheck(r.hostRecord);
+          passSpotCheck(r.accountRecord);
+          if (r.hostRecord.spotChecks === 1) this.establishedOnline = undefined;
+        }
         valid.push(refOf(r));
       } else {
         chargeInvalid(r.hostRecord);
@@ -827,11 +1019,12 @@ export class Scheduler {
       index: unit.spec.index,
       work: unit.spec.work,
       taskId,
-      canonical: centre.output,
+      canonical: checkedBy ? serverOutput : centre.output,
       valid,
       invalid,
       revoked,
       jobDone,
+      ...(checkedBy ? { checked: true, caught: invalid } : {}),
     };
   }
 
@@ -863,6 +1056,9 @@ export class Scheduler {
 
   private endJob(job: JobRecord, state: Exclude<JobState, "running">): ExpiredLease[] {
     const dropped: ExpiredLease[] = [];
+    if (job.pendingResults > 0) {
+      for (const u of job.units) for (const r of u.done ? [] : u.results ?? []) r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
+    }
     for (const t of [...job.live]) {
       dropped.push(leaseOf(t));
       this.release(t, true);

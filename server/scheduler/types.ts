@@ -57,6 +57,12 @@ export interface JobSpec {
   adaptive?: boolean;
   /** Defaults to exact (digest equality). */
   comparator?: Comparator;
+  /**
+   * The server can recompute a unit itself (built-in kernels): with a trust policy, units
+   * whose agreeing group is not credible enough, disagreements and random spot-checks are
+   * settled by that recomputation (a "verify" outcome) instead of by more replicas.
+   */
+  verifiable?: boolean;
 }
 
 export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });
@@ -74,6 +80,12 @@ export interface ReliabilityRecord {
   /** Sum and count of lease-to-result times of valid results. */
   turnaroundMsTotal: number;
   turnaroundCount: number;
+  /** Spot-checks passed: results the server recomputed and found right (absent: 0). */
+  spotChecks?: number;
+  /** Implausibly fast results since the last passed spot-check (in memory only; absent: 0). */
+  suspect?: number;
+  /** Results returned and not yet decided (in memory only; absent: 0). */
+  awaiting?: number;
 }
 
 export interface VolunteerInfo {
@@ -85,6 +97,10 @@ export interface VolunteerInfo {
   hostRecord?: ReliabilityRecord;
   /** Stored record of the account, used only if the scheduler has not seen the account yet. */
   accountRecord?: ReliabilityRecord;
+  /** Host speed relative to the reference machine (its benchmark; default 1): judges how fast a result may plausibly come back. */
+  speed?: number;
+  /** The network the host connects from (e.g. an IPv4 /24): replicas of a unit go to different networks while several are online. */
+  network?: string;
 }
 
 /** What the coordinator sends to a volunteer for one leased task instance. */
@@ -150,6 +166,28 @@ export interface ValidatedOutcome {
   /** Other live instances of the unit, released: tell their volunteers to drop them. */
   revoked: ExpiredLease[];
   jobDone: boolean;
+  /** Decided by the server's own recomputation: `valid` passed a spot-check. */
+  checked?: boolean;
+  /** Results that a spot-check proved wrong: their hosts and accounts are to be banned. */
+  caught?: ResultRef[];
+}
+
+/**
+ * The unit needs the server's own recomputation before it is decided (its agreeing group is
+ * not credible enough, its results disagree, or a random spot-check fell on it). No more
+ * instances are issued meanwhile; answer with `checked` (or `uncheckable`).
+ */
+export interface VerifyOutcome {
+  kind: "verify";
+  jobId: JobId;
+  unitId: UnitId;
+  index: number;
+  taskId: TaskId;
+  kernel: string;
+  params: unknown;
+  input: unknown;
+  /** Other live instances of the unit, released: tell their volunteers to drop them. */
+  revoked: ExpiredLease[];
 }
 
 /**
@@ -169,7 +207,7 @@ export interface UnitFailedOutcome {
   dropped: ExpiredLease[];
 }
 
-export type ResultOutcome = StaleOutcome | PendingOutcome | ValidatedOutcome | UnitFailedOutcome;
+export type ResultOutcome = StaleOutcome | PendingOutcome | ValidatedOutcome | UnitFailedOutcome | VerifyOutcome;
 
 /** A kernel error was recorded against the unit, the host and the account. */
 export interface ErrorOutcome {
@@ -190,7 +228,7 @@ export interface ErrorOutcome {
 export type FailOutcome = StaleOutcome | ErrorOutcome;
 
 /** Outcomes of units decided while a job was being added (recovered results). */
-export type RecoveryOutcome = ValidatedOutcome | UnitFailedOutcome;
+export type RecoveryOutcome = ValidatedOutcome | UnitFailedOutcome | VerifyOutcome;
 
 /** A result received and persisted before a restart, but not yet validated. */
 export interface RecoveredResult {

@@ -7,7 +7,8 @@ import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 /** A Prisma client or an open transaction: ledger writes compose into the caller's transaction. */
 export type Tx = Prisma.TransactionClient;
 
-export type EntryKind = "grant" | "hold" | "payout" | "refund" | "claim" | "ad";
+/** reversal: credits paid for results later proved wrong, taken back (see jobs/backtrackSql.ts). */
+export type EntryKind = "grant" | "hold" | "payout" | "refund" | "claim" | "ad" | "reversal";
 
 export interface Posting {
   accountId: string;

@@ -2,6 +2,7 @@ import type { Database as Conn } from "better-sqlite3";
 import { escrowAccount, userAccount } from "../credits/accounts";
 import { postTransactionSync, type Posting } from "../credits/ledger";
 import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
+import { backtrackSql, type BacktrackOp } from "./backtrackSql";
 
 // The group commit's SQL, run by the database writer thread (store/dbWriterThread.ts) in one
 // transaction per batch: volunteers, received results, validations with their payouts out of
@@ -28,6 +29,8 @@ export interface ReliabilityRow {
   errors: number;
   turnaroundMsTotal: number;
   turnaroundCount: number;
+  /** Spot-checks passed: the host's verified record (its credibility). */
+  spotChecks: number;
   bannedUntil: Date | null;
   banReason: string | null;
 }
@@ -44,7 +47,8 @@ export type PersistOp =
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
-  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null };
+  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null }
+  | BacktrackOp;
 
 /** The columns of a new Job row, in the INSERT's order (see submitJob). */
 export interface JobRow {
@@ -66,8 +70,12 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   const volunteers: unknown[][] = [];
   const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
   const submitted: Array<Extract<PersistOp, { type: "submit" }>> = [];
+  const backtracks: BacktrackOp[] = [];
   for (const op of ops) {
     switch (op.type) {
+      case "backtrack":
+        backtracks.push(op);
+        break;
       case "finish":
         finished.push(op);
         break;
@@ -112,17 +120,19 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   }
   if (reliability.size) {
     gate.bulk(conn, `INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
-      "turnaroundMsTotal", "turnaroundCount", "bannedUntil", "banReason", "updatedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET
+      "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason", "updatedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET
       "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid", "valid" = excluded."valid",
       "invalid" = excluded."invalid", "errors" = excluded."errors", "turnaroundMsTotal" = excluded."turnaroundMsTotal",
-      "turnaroundCount" = excluded."turnaroundCount", "bannedUntil" = excluded."bannedUntil", "banReason" = excluded."banReason",
+      "turnaroundCount" = excluded."turnaroundCount", "spotChecks" = excluded."spotChecks", "bannedUntil" = excluded."bannedUntil", "banReason" = excluded."banReason",
       "updatedAt" = excluded."updatedAt"`, [...reliability.values()].map((r) => [
-      r.id, r.consecutiveValid, r.consecutiveInvalid, r.valid, r.invalid, r.errors, r.turnaroundMsTotal, r.turnaroundCount,
+      r.id, r.consecutiveValid, r.consecutiveInvalid, r.valid, r.invalid, r.errors, r.turnaroundMsTotal, r.turnaroundCount, r.spotChecks ?? 0,
       r.bannedUntil ? sqlTime(new Date(r.bannedUntil)) : null, r.banReason, at,
     ]));
   }
   for (const end of finished) finishJob(gate, conn, end, at);
   for (const sub of submitted) insertJob(gate, conn, sub, at);
+  // Last: it reads the verdicts and job endings written above.
+  for (const b of backtracks) backtrackSql(gate, conn, b, at);
 }
 
 /**
@@ -185,17 +195,29 @@ function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp
   const payouts = new Map<string, Posting[]>();
   const volunteers = new Map<string, { tasks: number; earned: number }>();
   const jobCounts = new Map<string, { units: number; cost: number }>();
+  // What each job's escrow still holds: a payout never overdraws it (after a backtrack whose
+  // reversal fell short, the last units of a job may be paid less).
+  const escrowLeft = new Map<string, number>();
+  const escrowOf = (jobId: string) => {
+    if (!escrowLeft.has(jobId)) {
+      const row = gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(escrowAccount(jobId)) as { balance: number } | undefined;
+      escrowLeft.set(jobId, row?.balance ?? 0);
+    }
+    return escrowLeft.get(jobId)!;
+  };
   for (const op of validated) {
     if (!done.delete(op.unitId)) continue;
     const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
     let cost = 0;
     for (const r of op.valid) {
-      verdict(r.taskId, "valid", r.pay);
-      list.push({ accountId: r.account, amount: r.pay });
+      const pay = Math.min(r.pay, escrowOf(op.jobId));
+      escrowLeft.set(op.jobId, escrowOf(op.jobId) - pay);
+      verdict(r.taskId, "valid", pay);
+      list.push({ accountId: r.account, amount: pay });
       const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
       v.tasks++;
-      v.earned += r.pay;
-      cost += r.pay;
+      v.earned += pay;
+      cost += pay;
     }
     for (const r of op.invalid) verdict(r.taskId, "invalid", 0);
     const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;

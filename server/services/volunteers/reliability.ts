@@ -6,7 +6,7 @@ export const hostKey = (volunteerId: string) => `host:${volunteerId}`;
 
 export const emptyRecord = (id: string): ReliabilityRow => ({
   id, consecutiveValid: 0, consecutiveInvalid: 0, valid: 0, invalid: 0, errors: 0,
-  turnaroundMsTotal: 0, turnaroundCount: 0, bannedUntil: null, banReason: null,
+  turnaroundMsTotal: 0, turnaroundCount: 0, spotChecks: 0, bannedUntil: null, banReason: null,
 });
 
 /** Reliability rows by id (empty records for ids never seen), read raw: hellos come in bursts. */
@@ -15,7 +15,7 @@ export async function loadRecords(db: Db, ids: string[]): Promise<Map<string, Re
   const gate = await sqliteGate(db);
   // The ids as one JSON parameter: one cached statement whatever their number.
   const rows = gate.read((conn) => gate.statement(conn, `SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
-    "turnaroundMsTotal", "turnaroundCount", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (SELECT "value" FROM json_each(?))`)
+    "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (SELECT "value" FROM json_each(?))`)
     .all(JSON.stringify(ids))) as Array<Omit<ReliabilityRow, "bannedUntil"> & { bannedUntil: string | null }>;
   for (const r of rows) out.set(r.id, { ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null });
   return out;
