@@ -32,14 +32,14 @@ export const CONSUMER_INPUT_LIMITS: JsonLimits = { maxDepth: JSON_MAX_DEPTH, max
 const count = (n: number) => n.toLocaleString("en-US");
 
 function scalarProblem(v: unknown, limits: JsonLimits): string | null {
-  if (typeof v === "string") return v.length > limits.maxStringLength ? `a string longer than ${count(limits.maxStringLength)} characters` : null;
+  if (typeof v === "string") return v.length > limits.maxStringLength ? `has a string longer than ${count(limits.maxStringLength)} characters` : null;
   // JSON has no Infinity, but JSON.parse reads 1e999 as one (and JSON.stringify writes it as null).
-  if (typeof v === "number") return Number.isFinite(v) ? null : `a number out of range (${v})`;
+  if (typeof v === "number") return Number.isFinite(v) ? null : `has a number out of range (${v})`;
   return null;
 }
 
-const tooDeep = (limits: JsonLimits) => `nested more than ${limits.maxDepth} levels deep`;
-const tooMany = (limits: JsonLimits) => `more than ${count(limits.maxNodes)} values`;
+const tooDeep = (limits: JsonLimits) => `is nested more than ${limits.maxDepth} levels deep`;
+const tooMany = (limits: JsonLimits) => `has more than ${count(limits.maxNodes)} values`;
 
 /**
  * Containers still to look into, each followed by its depth. One array for all calls: the
@@ -50,10 +50,10 @@ const tooMany = (limits: JsonLimits) => `more than ${count(limits.maxNodes)} val
 const stack: unknown[] = [];
 
 /**
- * Why `value` is over the limits (a phrase such as "nested more than 64 levels deep"), or
- * null when it is within them. Also refused: numbers that are not finite, and keys named
- * `__proto__` (JSON.parse makes them plain own properties, but a spread or Object.assign of
- * such an object into another sets that object's prototype instead).
+ * Why `value` is over the limits, as a phrase to follow its name ("is nested more than 64
+ * levels deep"), or null when it is within them. Also refused: numbers that are not finite,
+ * and keys named `__proto__` (JSON.parse makes them plain own properties, but a spread or
+ * Object.assign of such an object into another sets that object's prototype instead).
  */
 export function checkJsonBounds(value: unknown, limits: JsonLimits): string | null {
   if (value === null || typeof value !== "object") return scalarProblem(value, limits);
@@ -93,8 +93,8 @@ function walk(value: object, limits: JsonLimits, base: number): string | null {
       if (nodes > maxNodes) return tooMany(limits);
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i];
-        if (k === "__proto__") return 'a key named "__proto__"';
-        if (k.length > maxStringLength) return `a key longer than ${count(maxStringLength)} characters`;
+        if (k === "__proto__") return 'has a key named "__proto__"';
+        if (k.length > maxStringLength) return `has a key longer than ${count(maxStringLength)} characters`;
         const x: unknown = (v as Record<string, unknown>)[k];
         if (typeof x === "object") {
           if (x === null) continue;

@@ -123,7 +123,7 @@ export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage 
 /** Why an output is refused before anything walks it, or null when it is within bounds. */
 function outputProblem(output: unknown): string | null {
   const why = checkJsonBounds(output, VOLUNTEER_OUTPUT_LIMITS);
-  return why === null ? null : `output refused: ${why}`;
+  return why === null ? null : `output ${why}`;
 }
 
 /**
