@@ -2,6 +2,7 @@ import http from "node:http";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import type { TRPCError } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
@@ -59,7 +60,11 @@ export async function startServer(
   await ensureDefaultCreative(deps);
 
   const createContext = contextFromRequest(deps);
-  const trpc = createHTTPHandler({ router: appRouter, createContext, basePath: "/api/trpc/", maxBodySize: 1024 * 1024 });
+  // Clients get a generic message for an internal error (server/api/trpc.ts); the log gets it all.
+  const onError = ({ error, type, path }: { error: TRPCError; type: string; path?: string }) => {
+    if (error.code === "INTERNAL_SERVER_ERROR") log(`tRPC ${type} ${path ?? "?"} failed: ${error.cause?.stack ?? error.stack}`);
+  };
+  const trpc = createHTTPHandler({ router: appRouter, createContext, onError, basePath: "/api/trpc/", maxBodySize: 1024 * 1024 });
 
   let nextHandler: http.RequestListener | undefined;
   let nextUpgrade: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | undefined;
@@ -75,24 +80,31 @@ export async function startServer(
     nextUpgrade = app.getUpgradeHandler() as typeof nextUpgrade;
   }
 
-  const server = http.createServer(async (req, res) => {
+  const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
-    try {
-      if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
-      if (pathname === "/api/health") return await health(db, res);
-      if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
-      if (await serveSandbox(req, res, pathname)) return;
-      if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
-      if (pathname.startsWith("/api/ads/media") && (await serveAdMedia(deps, req, res, pathname))) return;
-      if (pathname.startsWith("/api/") && (await serveUploads(deps, req, res, new URL(url, "http://localhost")))) return;
-      if (nextHandler) return nextHandler(req, res);
-      res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));
-    } catch (e) {
-      log(`request ${req.method} ${pathname} failed: ${(e as Error).stack}`);
-      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: "Internal error" }));
-    }
+    if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
+    if (pathname === "/api/health") return await health(db, res, log);
+    if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
+    if (await serveSandbox(req, res, pathname)) return;
+    if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
+    if (pathname.startsWith("/api/ads/media") && (await serveAdMedia(deps, req, res, pathname))) return;
+    if (pathname.startsWith("/api/") && (await serveUploads(deps, req, res, new URL(url, "http://localhost")))) return;
+    if (nextHandler) return await nextHandler(req, res);
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Not found" }));
+  };
+  // A handler that throws (or rejects) answers a generic 500, never its message or stack, and
+  // never reaches the process; the log gets the details.
+  const server = http.createServer((req, res) => {
+    route(req, res).catch((e: unknown) => {
+      log(`request ${req.method} ${(req.url ?? "/").split("?")[0]} failed: ${(e as Error)?.stack ?? String(e)}`);
+      try {
+        if (!res.headersSent) res.writeHead(500, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify({ error: "Internal error" }));
+        else res.destroy(); // part of a body is out: cut it short rather than append to it
+      } catch {
+        res.destroy();
+      }
+    });
   });
 
   const volunteerWss = new WebSocketServer({ noServer: true, maxPayload: env.MAX_WS_MESSAGE_BYTES });
@@ -100,7 +112,7 @@ export async function startServer(
   // they never count against the cap.
   const refusedWss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 1024 });
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
-  const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
+  const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
   const heartbeat = setInterval(() => {
     // A volunteer that vanished without closing its socket loses its leases here.
     for (const ws of volunteerWss.clients) {
@@ -109,11 +121,17 @@ export async function startServer(
     }
   }, 30_000);
 
-  server.on("upgrade", async (req, socket, head) => {
+  const upgrade = async (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = (req.url ?? "/").split("?")[0];
-    socket.on("error", () => socket.destroy());
     if (pathname === VOLUNTEER_WS_PATH) {
-      const who = await identify(db, req, env.NEXTAUTH_SECRET).catch((e: Error) => ({ user: null, error: e.message }));
+      const who = await identify(db, req, env.NEXTAUTH_SECRET).catch((e: Error) => {
+        log(`volunteer upgrade: could not identify the caller: ${e.stack ?? e.message}`);
+        return null;
+      });
+      if (!who) {
+        socket.end("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nInternal error\n");
+        return;
+      }
       if (who.error) {
         socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${who.error}\n`);
         return;
@@ -142,6 +160,13 @@ export async function startServer(
     } else {
       socket.destroy();
     }
+  };
+  server.on("upgrade", (req, socket, head) => {
+    socket.on("error", () => socket.destroy());
+    upgrade(req, socket, head).catch((e: unknown) => {
+      log(`upgrade ${(req.url ?? "/").split("?")[0]} failed: ${(e as Error)?.stack ?? String(e)}`);
+      socket.destroy();
+    });
   });
 
   // Node's default accept backlog (511) overflows when thousands of volunteers reconnect at

@@ -38,26 +38,66 @@ export function contextFromRequest(deps: AppDeps) {
   };
 }
 
+/**
+ * Development mode (`npm run dev`, NODE_ENV=development) only: error answers carry their
+ * stack, and internal errors their real message. Everywhere else (`npm start`, `npm run
+ * serve`, tests) an answer names no file, query or stack; tRPC's own default would be
+ * development whenever NODE_ENV is not exactly "production", i.e. also when it is unset.
+ */
+export const exposeErrorDetails = process.env.NODE_ENV === "development";
+
+/** What a client is told about an error that is not its own (the server logs the real one). */
+export const INTERNAL_ERROR_MESSAGE = "Internal server error";
+
 const t = initTRPC.context<Context>().create({
+  isDev: exposeErrorDetails,
   errorFormatter({ shape, error }) {
     const zod = error.cause instanceof ZodError ? error.cause : null;
+    const internal = error.code === "INTERNAL_SERVER_ERROR";
     return {
       ...shape,
-      // A readable first problem for forms and the CLI, plus the full list.
-      message: zod ? zod.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`).join("; ") : shape.message,
+      // A readable first problem for forms and the CLI, plus the full list. An internal
+      // error's message may name files, SQL or a stack: the server logs it (onError in
+      // server/app.ts); the client gets a generic one.
+      message: zod
+        ? zod.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`).join("; ")
+        : internal && !exposeErrorDetails ? INTERNAL_ERROR_MESSAGE : shape.message,
+      // shape.data.stack is there only when isDev.
       data: { ...shape.data, zodIssues: zod?.issues ?? null },
     };
   },
 });
 
-/** Maps services' user-facing errors to tRPC codes; anything else stays an internal error. */
-const userErrors = t.middleware(async ({ next }) => {
-  const res = await next();
-  if (!res.ok && res.error.cause instanceof UserError) {
-    const e = res.error.cause;
-    const code = e.code === "PAYMENT_REQUIRED" ? "PAYMENT_REQUIRED" : e.code;
-    throw new TRPCError({ code, message: e.message, cause: e });
+/** A service's user-facing error as the tRPC error it stands for; anything else unchanged. */
+export function asTRPCError(e: unknown): unknown {
+  return e instanceof UserError ? new TRPCError({ code: e.code, message: e.message, cause: e }) : e;
+}
+
+const isAsyncIterable = (x: unknown): x is AsyncIterable<unknown> =>
+  typeof x === "object" && x !== null && typeof (x as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
+
+/** An async iterable whose failures are mapped like the procedures' (see userErrors). */
+async function* mapErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (e) {
+    throw asTRPCError(e);
   }
+}
+
+/**
+ * Maps services' user-facing errors to tRPC codes; anything else stays an internal error.
+ * A subscription's generator runs after the middlewares have returned, so its iterable is
+ * wrapped: a UserError thrown while it runs (jobs.watch of someone else's job: NOT_FOUND)
+ * keeps its code instead of becoming an internal error.
+ */
+const userErrors = t.middleware(async ({ type, next }) => {
+  const res = await next();
+  if (!res.ok) {
+    if (res.error.cause instanceof UserError) throw asTRPCError(res.error.cause);
+    return res;
+  }
+  if (type === "subscription" && isAsyncIterable(res.data)) return { ...res, data: mapErrors(res.data) };
   return res;
 });
 

@@ -1,0 +1,329 @@
+import net from "node:net";
+import { createTRPCClient, createWSClient, TRPCClientError, wsLink } from "@trpc/client";
+import WebSocket from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { appRouter, type AppRouter } from "../../server/api/root";
+import { INTERNAL_ERROR_MESSAGE } from "../../server/api/trpc";
+import { health } from "../../server/http/health";
+import type { Db } from "../../server/store/prisma";
+import { TRPC_WS_PATH } from "../../server/app";
+import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
+import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { trpc } from "../helpers/clients";
+
+// Issue 11, part 4: "Errors that tell no secrets". Error answers of a production server, over
+// HTTP and over tRPC's WebSocket, carry no stack and name no file of the server: an input
+// error, a NOT_FOUND, and internal errors provoked for real (a malformed session cookie that
+// the credentials check chokes on; a database table that has gone). The server logs the
+// details instead. jobs.watch of someone else's job answers NOT_FOUND, as jobs.get does.
+
+let srv: TestServer;
+let alice: Awaited<ReturnType<typeof createUserWithKey>>;
+let bob: Awaited<ReturnType<typeof createUserWithKey>>;
+let alicesJob: string;
+
+/** A cookie whose value is not valid percent-encoding: decoding it throws inside the server. */
+const BAD_COOKIE = "next-auth.session-token=%E0%A4%A";
+
+beforeAll(async () => {
+  // The production configuration, as `npm start` runs it.
+  srv = await startTestServer({ NODE_ENV: "production" });
+  alice = await createUserWithKey(srv.deps, "alice@example.com");
+  bob = await createUserWithKey(srv.deps, "bob@example.com");
+  // No volunteer is connected: the job stays running, which is all these tests need.
+  const job = await trpc(srv.url, alice.apiKey).jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2_000_000 }, replication: { replicas: 1 } });
+  alicesJob = job.id;
+});
+
+afterAll(async () => {
+  await srv?.close();
+});
+
+/** Whatever a client received must not give the server's insides away. */
+function expectNoSecrets(body: string) {
+  expect(body).not.toMatch(/"stack"/);
+  expect(body).not.toContain(repoRoot);
+  expect(body).not.toContain("/node_modules/");
+  expect(body).not.toMatch(/\.[cm]?[jt]sx?:\d/); // file.ts:12 of a stack frame
+  expect(body).not.toMatch(/\n\s+at /);
+}
+
+const auth = (key: string) => ({ authorization: `Bearer ${key}` });
+
+async function httpGet(path: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`${srv.url}${path}`, { headers });
+  const text = await res.text();
+  expectNoSecrets(text);
+  return { status: res.status, text, json: JSON.parse(text) as unknown };
+}
+
+/** GET /api/trpc/<path>?input=… (a tRPC query over plain HTTP, as httpLink sends it). */
+async function trpcHttp(path: string, input: unknown, headers: Record<string, string> = {}) {
+  const q = input === undefined ? "" : `?input=${encodeURIComponent(JSON.stringify(input))}`;
+  const r = await httpGet(`/api/trpc/${path}${q}`, headers);
+  const error = (r.json as { error?: { message: string; code: number; data: { code: string; httpStatus: number; stack?: string } } }).error;
+  return { status: r.status, error };
+}
+
+/** A raw tRPC WebSocket, recording every frame it receives (as text, to check, and parsed). */
+class TrpcSocket {
+  readonly frames: Array<{ id: number | null; error?: { message: string; data: { code: string; stack?: string } }; result?: { type: string; data?: unknown } }> = [];
+  closed = false;
+  private nextId = 1;
+  private constructor(readonly ws: WebSocket) {
+    ws.on("message", (data) => {
+      const text = data.toString();
+      expectNoSecrets(text);
+      this.frames.push(JSON.parse(text));
+    });
+    ws.on("close", () => (this.closed = true));
+    ws.on("error", () => {});
+  }
+
+  static async open(headers: Record<string, string> = {}) {
+    const ws = new WebSocket(`${srv.url.replace(/^http/, "ws")}${TRPC_WS_PATH}`, { headers });
+    // Listening before the socket opens: a frame may come right behind the handshake.
+    const socket = new TrpcSocket(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+    return socket;
+  }
+
+  /** Sends one call and returns its id. */
+  send(method: "query" | "mutation" | "subscription" | "subscription.stop", path: string, input?: unknown): number {
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ id, method, params: { path, input } }));
+    return id;
+  }
+
+  /** The first frame answering `id` that matches, waiting for it. */
+  answer(id: number | null, match: (f: TrpcSocket["frames"][number]) => boolean = () => true) {
+    return waitFor(() => this.frames.find((f) => f.id === id && match(f)), 5000, `an answer to call ${id}`, 5);
+  }
+
+  async call(method: "query" | "mutation" | "subscription", path: string, input?: unknown) {
+    return this.answer(this.send(method, path, input));
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+/** Renames a table away for the length of `body`: every query on it fails inside the server. */
+async function withoutTable<T>(table: string, body: () => Promise<T>): Promise<T> {
+  await srv.deps.db.$executeRawUnsafe(`ALTER TABLE "${table}" RENAME TO "${table}_moved_away"`);
+  try {
+    return await body();
+  } finally {
+    await srv.deps.db.$executeRawUnsafe(`ALTER TABLE "${table}_moved_away" RENAME TO "${table}"`);
+  }
+}
+
+describe("the production configuration", () => {
+  it("runs tRPC out of development mode (no stacks in error shapes)", () => {
+    expect(process.env.NODE_ENV).not.toBe("development");
+    expect(srv.deps.env.NODE_ENV).toBe("production");
+    expect(appRouter._def._config.isDev).toBe(false);
+  });
+});
+
+describe("tRPC over HTTP", () => {
+  it("an input error: BAD_REQUEST with the problem, no stack", async () => {
+    const r = await trpcHttp("jobs.get", { id: "" }, auth(bob.apiKey));
+    expect(r.status).toBe(400);
+    expect(r.error?.data.code).toBe("BAD_REQUEST");
+    expect(r.error?.message).toMatch(/^id: /);
+    expect(r.error?.data).not.toHaveProperty("stack");
+
+    const garbled = await httpGet(`/api/trpc/jobs.get?input=${encodeURIComponent("{not json")}`, auth(bob.apiKey));
+    expect(garbled.status).toBe(400);
+  });
+
+  it("someone else's job, an unknown procedure: NOT_FOUND, no stack", async () => {
+    const other = await trpcHttp("jobs.get", { id: alicesJob }, auth(bob.apiKey));
+    expect(other.status).toBe(404);
+    expect(other.error?.data.code).toBe("NOT_FOUND");
+    expect(other.error?.data).not.toHaveProperty("stack");
+    expect((await trpcHttp("jobs.get", { id: alicesJob }, auth(alice.apiKey))).status).toBe(200);
+
+    const unknown = await trpcHttp("jobs.launchMissiles", undefined, auth(bob.apiKey));
+    expect(unknown.status).toBe(404);
+    expect(unknown.error?.data.code).toBe("NOT_FOUND");
+  });
+
+  it("an internal error (the credentials check throws on a malformed cookie): a generic message, the details in the log", async () => {
+    const logged = srv.logs.length;
+    const r = await trpcHttp("cluster.status", undefined, { cookie: BAD_COOKIE });
+    expect(r.status).toBe(500);
+    expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
+    expect(r.error?.data).not.toHaveProperty("stack");
+    expect(JSON.stringify(r.error)).not.toMatch(/URI malformed/);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+  });
+
+  it("an internal error from the database: no SQL, no table, no file", async () => {
+    const logged = srv.logs.length;
+    const r = await withoutTable("Team", () => trpcHttp("teams.list", undefined, auth(bob.apiKey)));
+    expect(r.status).toBe(500);
+    expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
+    expect(JSON.stringify(r.error)).not.toMatch(/main\.Team|no such table|does not exist|SQLITE|prisma/i);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/teams\.list/);
+    // Back to normal once the table is back.
+    expect((await trpcHttp("teams.list", undefined, auth(bob.apiKey))).status).toBe(200);
+  });
+
+  it("a batch mixing a good call and failing ones answers each without secrets", async () => {
+    const input = encodeURIComponent(JSON.stringify({ 0: { id: alicesJob }, 1: { id: "" } }));
+    const r = await httpGet(`/api/trpc/jobs.get,jobs.get,cluster.status?batch=1&input=${input}`, auth(bob.apiKey));
+    const answers = r.json as Array<{ error?: { data: { code: string } } }>;
+    expect(answers.map((a) => a.error?.data.code ?? "ok")).toEqual(["NOT_FOUND", "BAD_REQUEST", "ok"]);
+  });
+});
+
+describe("tRPC over its WebSocket", () => {
+  it("an input error and a NOT_FOUND, with no stack", async () => {
+    const s = await TrpcSocket.open(auth(bob.apiKey));
+    try {
+      const bad = await s.call("query", "jobs.get", { id: "" });
+      expect(bad.error?.data.code).toBe("BAD_REQUEST");
+      expect(bad.error?.message).toMatch(/^id: /);
+      expect(bad.error?.data).not.toHaveProperty("stack");
+
+      const other = await s.call("query", "jobs.get", { id: alicesJob });
+      expect(other.error?.data.code).toBe("NOT_FOUND");
+      expect(other.error?.data).not.toHaveProperty("stack");
+    } finally {
+      s.close();
+    }
+  });
+
+  it("jobs.watch of someone else's job answers NOT_FOUND; of one's own, its snapshots", async () => {
+    const s = await TrpcSocket.open(auth(bob.apiKey));
+    try {
+      const other = await s.answer(s.send("subscription", "jobs.watch", { id: alicesJob }), (f) => !!f.error);
+      expect(other.error).toMatchObject({ data: { code: "NOT_FOUND" } });
+      expect(other.error?.message).not.toBe(INTERNAL_ERROR_MESSAGE);
+      expect(other.error?.data).not.toHaveProperty("stack");
+      const missing = await s.answer(s.send("subscription", "jobs.watch", { id: "no-such-job" }), (f) => !!f.error);
+      expect(missing.error).toMatchObject({ data: { code: "NOT_FOUND" } });
+    } finally {
+      s.close();
+    }
+
+    const own = await TrpcSocket.open(auth(alice.apiKey));
+    try {
+      const id = own.send("subscription", "jobs.watch", { id: alicesJob });
+      const first = await own.answer(id, (f) => f.result?.type === "data");
+      expect(first.result?.data).toMatchObject({ id: alicesJob, state: "running" });
+      expect(own.frames.filter((f) => f.error)).toEqual([]);
+      own.ws.send(JSON.stringify({ id, method: "subscription.stop" }));
+      await own.answer(id, (f) => f.result?.type === "stopped");
+    } finally {
+      own.close();
+    }
+  });
+
+  it("jobs.watch through the web client's own link: a TRPCClientError with code NOT_FOUND", async () => {
+    // What the job page uses (app/_components/trpc.ts), with the API key instead of a cookie.
+    class KeyedWebSocket extends WebSocket {
+      constructor(url: string | URL) {
+        super(url, { headers: auth(bob.apiKey) });
+      }
+    }
+    const wsClient = createWSClient({ url: `${srv.url.replace(/^http/, "ws")}${TRPC_WS_PATH}`, WebSocket: KeyedWebSocket as unknown as typeof globalThis.WebSocket });
+    const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient })] });
+    try {
+      const error = await new Promise<unknown>((resolve) => {
+        const sub = client.jobs.watch.subscribe({ id: alicesJob }, {
+          onData: () => resolve(new Error("got someone else's job")),
+          onError: (e) => {
+            sub.unsubscribe();
+            resolve(e);
+          },
+        });
+      });
+      expect(error).toBeInstanceOf(TRPCClientError);
+      expect((error as TRPCClientError<AppRouter>).data?.code).toBe("NOT_FOUND");
+      expect((error as TRPCClientError<AppRouter>).data).not.toHaveProperty("stack");
+    } finally {
+      await wsClient.close();
+    }
+  });
+
+  it("an internal error in a call: a generic message, the details in the log", async () => {
+    const s = await TrpcSocket.open(auth(bob.apiKey));
+    try {
+      const logged = srv.logs.length;
+      const r = await withoutTable("Team", () => s.call("query", "teams.list"));
+      expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
+      expect(JSON.stringify(r.error)).not.toMatch(/main\.Team|no such table|does not exist|SQLITE|prisma/i);
+      expect(srv.logs.slice(logged).join("\n")).toMatch(/teams\.list/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it("an internal error while making the connection's context: a generic message, then the socket closes", async () => {
+    const logged = srv.logs.length;
+    const s = await TrpcSocket.open({ cookie: BAD_COOKIE });
+    const r = await s.answer(null);
+    expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
+    expect(r.error?.data).not.toHaveProperty("stack");
+    await waitFor(() => s.closed, 5000, "the socket to close");
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+  });
+});
+
+describe("plain HTTP routes", () => {
+  it("a handler that throws answers a generic 500 JSON, and the server carries on", async () => {
+    const logged = srv.logs.length;
+    const r = await httpGet(`/api/jobs/${alicesJob}/result.json`, { cookie: BAD_COOKIE });
+    expect(r.status).toBe(500);
+    expect(r.json).toEqual({ error: "Internal error" });
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+    // Someone else's job: a plain 404.
+    const other = await httpGet(`/api/jobs/${alicesJob}/result.json`, auth(bob.apiKey));
+    expect(other.status).toBe(404);
+    expect((await httpGet("/api/health")).status).toBe(200);
+  });
+
+  it("the volunteer socket's upgrade: a generic 500, not the exception", async () => {
+    const logged = srv.logs.length;
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1", () => {
+        sock.write(
+          `GET ${VOLUNTEER_WS_PATH} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: ${BAD_COOKIE}\r\n\r\n`,
+        );
+      });
+      let out = "";
+      sock.setEncoding("utf8").on("data", (d: string) => (out += d));
+      sock.on("close", () => resolve(out));
+      sock.on("error", reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 500 /);
+    expectNoSecrets(reply);
+    expect(reply).not.toMatch(/URI malformed/);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+  });
+
+  it("/api/health names no database error, only that there is one", async () => {
+    const failing = { $queryRawUnsafe: () => Promise.reject(new Error(`SQLITE_CANTOPEN: unable to open ${repoRoot}/data/tabgrid.db`)) } as unknown as Db;
+    let status = 0;
+    let body = "";
+    const res = {
+      writeHead: (s: number) => void (status = s),
+      end: (b: string) => void (body = b),
+    } as unknown as Parameters<typeof health>[1];
+    const logs: string[] = [];
+    await health(failing, res, (m) => logs.push(m));
+    expect(status).toBe(503);
+    expect(JSON.parse(body)).toMatchObject({ status: "error", database: "error" });
+    expectNoSecrets(body);
+    expect(body).not.toMatch(/SQLITE/);
+    expect(logs.join("\n")).toMatch(/SQLITE_CANTOPEN/);
+  });
+});
