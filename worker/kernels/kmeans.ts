@@ -41,7 +41,9 @@ export const kmeansParams = z.object({
   maxRounds: z.number().int().min(1).max(100).default(20).describe("Most rounds before stopping"),
   /** Converged once no centroid moves more than this in a round. */
   epsilon: z.number().min(0).max(100).default(1e-4).describe("Converged when no centroid moves more than this"),
-});
+})
+  // A parameter it does not know is refused by name, not ignored (a typo would go unnoticed).
+  .strict();
 export type KmeansParams = z.infer<typeof kmeansParams>;
 
 export interface KmeansState {

@@ -26,7 +26,9 @@ export const mandelbrotParams = z.object({
   centerY: z.number().min(-4).max(4).default(0),
   /** Width of the view in the complex plane: 1e-12 (where doubles run out) .. 16. */
   scale: z.number().min(1e-12).max(16).default(3),
-});
+})
+  // A parameter it does not know is refused by name, not ignored (a typo would go unnoticed).
+  .strict();
 export type MandelbrotParams = z.infer<typeof mandelbrotParams>;
 
 export interface MandelbrotInput {

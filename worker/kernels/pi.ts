@@ -14,7 +14,9 @@ export const piParams = z.object({
   samples: z.number().int().min(1000).max(1e11).default(20_000_000),
   /** Random seed; the job service fills one at submit so replicas of a unit agree. */
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-});
+})
+  // A parameter it does not know is refused by name, not ignored (a typo would go unnoticed).
+  .strict();
 export type PiParams = z.infer<typeof piParams>;
 
 export interface PiInput {

@@ -22,6 +22,8 @@ export const primesParams = z
     /** Exclusive upper bound, <= 1e12, with 0 < to - from <= 1e10 (~25 reference CPU-seconds). */
     to: z.number().int().min(1).max(MAX_TO).default(50_000_000),
   })
+  // A parameter it does not know is refused by name, not ignored (a typo would go unnoticed).
+  .strict()
   .refine((p) => p.to > p.from, { message: "to must be greater than from", path: ["to"] })
   .refine((p) => p.to - p.from <= MAX_SPAN, { message: `to - from must be at most ${MAX_SPAN}`, path: ["to"] });
 export type PrimesParams = z.infer<typeof primesParams>;

@@ -5,6 +5,7 @@ import type { Kernel } from "../../../worker/kernels/types";
 import { InsufficientCredits } from "../credits/ledger";
 import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
+import { jsonObjectSchema } from "../jsonInput";
 import type { AppDeps } from "../deps";
 import { programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
@@ -34,7 +35,8 @@ export const replicationSchema = z
 export const submitInputSchema = z.object({
   /** A built-in kernel, or "program" for an uploaded program. */
   kernel: z.string().min(1).max(64),
-  params: z.record(z.string(), z.unknown()).default({}),
+  /** A kernel's parameters (checked against its schema, unknown ones refused), or a program's own. */
+  params: jsonObjectSchema.default({}),
   /** Units to cut the work into (for a program's JSON or block input the input decides). */
   chunks: z.number().int("The chunk count must be a whole number.").min(1, "A job needs at least 1 chunk.").optional(),
   replication: replicationSchema.prefault({}),
@@ -76,14 +78,23 @@ export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitIn
   if (!kernel) {
     throw new UserError("BAD_REQUEST", `Unknown kernel "${input.kernel}". Available: ${Object.keys(kernels).join(", ")}.`);
   }
+  const known = Object.keys((kernel.params as unknown as { shape: object }).shape);
   const parsed = kernel.params.safeParse(input.params);
   if (!parsed.success) {
+    // A misspelt or made-up parameter is named, rather than silently ignored.
+    const unknown = parsed.error.issues.find((i) => i.code === "unrecognized_keys");
+    if (unknown) {
+      const shown = unknown.keys.slice(0, 5).map((k) => JSON.stringify(k.length > 64 ? `${k.slice(0, 64)}…` : k));
+      if (unknown.keys.length > 5) shown.push(`and ${unknown.keys.length - 5} more`);
+      const names = `parameter${unknown.keys.length > 1 ? "s" : ""} ${shown.join(", ")}`;
+      throw new UserError("BAD_REQUEST", `Unknown ${kernel.name} ${names}. Its parameters are: ${known.join(", ")}.`);
+    }
     const i = parsed.error.issues[0];
     throw new UserError("BAD_REQUEST", `Invalid ${kernel.name} parameter ${i.path.join(".") || ""}: ${i.message}`.replace("  ", " "));
   }
   const params = { ...(parsed.data as Record<string, unknown>) };
   // Seeded kernels get a fixed seed at submit, so every replica of a unit computes the same thing.
-  if ("seed" in (kernel.params as unknown as { shape: object }).shape && params.seed === undefined) {
+  if (known.includes("seed") && params.seed === undefined) {
     params.seed = crypto.randomInt(0, 2 ** 31);
   }
   const maxChunks = Math.min(deps.env.MAX_CHUNKS, kernel.maxChunks(params));

@@ -2,13 +2,14 @@ import { z } from "zod";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { isSha256 } from "./programs";
+import { withinJsonBounds } from "../jsonInput";
 
 const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
 
 /** How a program job's input is cut into units. */
 export const programInputSchema = z.discriminatedUnion("mode", [
   /** One unit per element. */
-  z.object({ mode: z.literal("json"), items: z.array(z.unknown()).min(1, "Give at least one item.") }),
+  z.object({ mode: z.literal("json"), items: z.array(z.unknown()).min(1, "Give at least one item.").superRefine(withinJsonBounds) }),
   /** [start, end) cut into `chunks` contiguous ranges: each unit gets { start, end }. */
   z.object({ mode: z.literal("range"), start: z.number().int(), end: z.number().int() }),
   /** An uploaded text file cut into `chunks` units of whole lines. */
