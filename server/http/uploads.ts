@@ -3,10 +3,14 @@ import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { UserError } from "../services/errors";
 import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
-import { BodyTooLarge, readBody } from "./body";
+import { BodyInterrupted, BodyTooLarge, readBody } from "./body";
 
-function reply(res: ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+/**
+ * `close`: the request's body was not (all) read, as when an upload is refused; the connection
+ * closes after the answer rather than reading the rest only to throw it away.
+ */
+function reply(res: ServerResponse, status: number, body: unknown, close = false) {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...(close ? { connection: "close" } : {}) });
   res.end(JSON.stringify(body));
 }
 
@@ -39,7 +43,7 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
   }
   if (req.method !== "POST" || (path !== "/api/programs" && path !== "/api/data")) return false;
   const who = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
-  if (!who.user) return reply(res, 401, { error: who.error ?? "Sign in (or pass an API key) to upload." }), true;
+  if (!who.user) return reply(res, 401, { error: who.error ?? "Sign in (or pass an API key) to upload." }, true), true;
   const limit = path === "/api/programs" ? deps.env.MAX_PROGRAM_BYTES : deps.env.MAX_DATA_BYTES;
   try {
     const bytes = await readBody(req, limit);
@@ -48,7 +52,9 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     const body = path === "/api/programs" ? await createProgram(deps, who.user.id, upload) : await createDataFile(deps, who.user.id, upload);
     reply(res, 201, body);
   } catch (e) {
-    if (e instanceof BodyTooLarge) reply(res, 413, { error: e.message });
+    // Anything else is the server's own failure: server/app.ts answers 500 and logs it.
+    if (e instanceof BodyTooLarge) reply(res, 413, { error: e.message }, true);
+    else if (e instanceof BodyInterrupted) reply(res, 400, { error: e.message }, true);
     else if (e instanceof UserError) reply(res, e.code === "NOT_FOUND" ? 404 : 400, { error: e.message });
     else throw e;
   }
