@@ -16,6 +16,11 @@ const schema = z.object({
   PRICE_PER_CPU_SECOND: z.coerce.number().positive().default(1),
   BAN_AFTER_INVALID: z.coerce.number().int().min(1).default(3),
   BAN_HOURS: z.coerce.number().positive().default(24),
+  // Sabotage tolerance (docs/trust.md): server spot-checks of built-in kernels, credibility, probation, placement.
+  SPOT_CHECKS: z.enum(["on", "off"]).default("on"),
+  SPOT_CHECK_MIN_RATE: z.coerce.number().min(0).max(1).default(0.05),
+  TRUST_THRESHOLD: z.coerce.number().min(0).max(1).default(0.999),
+  TRUST_FAULT_RATE: z.coerce.number().gt(0).lt(1).default(0.2),
   LEASE_SECONDS: z.coerce.number().positive().default(60),
   MAX_CHUNKS: z.coerce.number().int().positive().default(10000),
   MAX_PROGRAM_BYTES: z.coerce.number().int().positive().default(5 * 1024 * 1024),

@@ -612,6 +612,13 @@ export class Coordinator extends EventEmitter {
       for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.book.setBan(id, until, reason);
       this.outcome(outcome);
       for (const r of caught) this.caught(r, until, reason);
+      // A host on probation got no work while its results awaited this verdict.
+      if (outcome.kind === "validated") {
+        for (const r of outcome.valid) {
+          const c = r.volunteer === undefined ? undefined : this.conns.get(r.volunteer);
+          if (c && this.scheduler.freeSlots(c.key) > 0) this.dispatch(c);
+        }
+      }
     })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
     this.checking.add(done);
     void done.finally(() => this.checking.delete(done));
@@ -677,8 +684,8 @@ export class Coordinator extends EventEmitter {
     const meta = this.jobs.get(o.jobId)!;
     const pay = meta.pays.get(o.unitId) ?? 0;
     const paid = Math.min(o.valid.length, meta.quorum);
-    const valid = o.valid.map((r, i) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: i < paid ? pay : 0, volunteer: r.volunteer }));
-    const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: r.volunteer }));
+    const valid = o.valid.map((r, i) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: i < paid ? pay : 0, volunteer: this.socketOf(r) }));
+    const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: this.socketOf(r) }));
     const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
     this.observer.validated(valid.length, invalid.length);
     // Usually the output of the result that just came in, already serialised.
@@ -687,11 +694,6 @@ export class Coordinator extends EventEmitter {
     const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
     void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
-    // A host on probation waits for verdicts on its results before it gets more work.
-    for (const r of o.valid.concat(o.invalid)) {
-      const c = r.volunteer !== undefined && this.scheduler.onProbation(r.volunteer) ? this.conns.get(r.volunteer) : undefined;
-      if (c) this.dispatch(c);
-    }
     commit.then(() => {
       meta.throughput.record(this.now());
       this.throughput.record(this.now());
@@ -707,7 +709,16 @@ export class Coordinator extends EventEmitter {
     if (o.revoked.length) this.dispatchAll();
   }
 
-  /** Tells each volunteer (still connected) which of its results were paid or found invalid. */
+  /**
+   * The socket to tell of a verdict: the one that sent the result or, for a result read back
+   * from the database (after a restart or a backtrack), the host's socket if it is connected.
+   */
+  private socketOf(r: ResultRef): string | undefined {
+    if (r.volunteer !== undefined) return r.volunteer;
+    for (const c of this.conns.values()) if (c.volunteerId === r.host) return c.key;
+    return undefined;
+  }
+
   /**
    * Tells each volunteer (still connected) which of its results were paid or found invalid.
    * Verdicts of one commit are gathered and sent as one message per volunteer at the end of

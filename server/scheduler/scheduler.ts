@@ -327,6 +327,7 @@ export class Scheduler {
     const v = this.volunteers.get(id);
     if (!v) throw new Error(`unknown volunteer ${id}`);
     checkWindow(window);
+    if ((v.window > 0) !== (window > 0)) this.establishedOnline = undefined;
     v.window = window;
     this.updateHungry(v);
   }

@@ -9,8 +9,8 @@ import { createUserWithKey, startTestServer, waitFor, type TestServer } from "..
 // Ten volunteers, two of which (20%) lose their connection abruptly at seeded random moments
 // of a job: one comes back each time (the client reconnects), the other is gone for good.
 // The job must come out exactly as computed here, with every unit's replicas on distinct hosts.
-const CHUNKS = 100;
-const PARAMS = { samples: CHUNKS * 2_000_000, seed: 20261121 };
+const CHUNKS = 200;
+const PARAMS = { samples: CHUNKS * 1_000_000, seed: 20261121 };
 const SEED = 7;
 
 describe("volunteer churn during a job", () => {

@@ -1,0 +1,224 @@
+import { describe, expect, it } from "vitest";
+import { Scheduler } from "../../server/scheduler/index.js";
+import { DEFAULT_TRUST, groupCredibilities, hostCredibility, spotRate, type TrustPolicy } from "../../server/scheduler/credibility.js";
+import type { JobSpec, ReliabilityRecord, ResultOutcome, TaskAssignment, VerifyOutcome } from "../../server/scheduler/index.js";
+
+// Sabotage tolerance in the pure scheduler: credibility, spot-checks held for the server's
+// recomputation, probation of newcomers, placement and the verdict of a check.
+
+const T0 = 1_700_000_000_000;
+const digest = (o: unknown) => JSON.stringify(o);
+const record = (partial: Partial<ReliabilityRecord> = {}): ReliabilityRecord => ({
+  consecutiveValid: 0, valid: 0, invalid: 0, errors: 0, turnaroundMsTotal: 0, turnaroundCount: 0, ...partial,
+});
+const verified = (k: number) => record({ spotChecks: k, valid: k, consecutiveValid: k });
+
+function job(id: string, units: number, o: { verifiable?: boolean; r?: number; q?: number; adaptive?: boolean; work?: number } = {}): JobSpec {
+  const r = o.r ?? 2;
+  return {
+    id, kernel: "pi", params: {}, leaseMs: 60_000, maxErrors: 3,
+    units: Array.from({ length: units }, (_, i) => ({ id: `${id}.${i}`, index: i, input: { i }, work: o.work ?? 1 })),
+    replication: { target: r, quorum: o.q ?? r, maxInstances: r + 3 }, adaptive: o.adaptive ?? false, verifiable: o.verifiable ?? true,
+  };
+}
+
+function cluster(trust: TrustPolicy | undefined = DEFAULT_TRUST, random = () => 0.99) {
+  const s = new Scheduler({ trust, random });
+  return {
+    s,
+    join(key: string, o: { hostRecord?: ReliabilityRecord; window?: number; network?: string; speed?: number } = {}) {
+      s.addVolunteer(key, { window: o.window ?? 4, host: `h-${key}`, account: `acct-${key}`, ...o });
+    },
+    lease: (key: string, max?: number) => s.leaseTasks(key, T0, max),
+    done: (key: string, t: TaskAssignment, output: unknown, at = T0 + 1000): ResultOutcome => s.completeTask(key, t.taskId, output, digest(output), at),
+  };
+}
+
+const asVerify = (o: ResultOutcome | undefined): VerifyOutcome => {
+  if (o?.kind !== "verify") throw new Error(`expected verify, got ${JSON.stringify(o)}`);
+  return o;
+};
+
+describe("credibility", () => {
+  it("grows with passed spot-checks as 1 - f/(k·e), from 1 - f for a newcomer", () => {
+    expect(hostCredibility(record(), DEFAULT_TRUST)).toBeCloseTo(0.8, 12);
+    expect(hostCredibility(verified(1), DEFAULT_TRUST)).toBeCloseTo(1 - 0.2 / Math.E, 12);
+    expect(hostCredibility(verified(10), DEFAULT_TRUST)).toBeGreaterThan(hostCredibility(verified(3), DEFAULT_TRUST));
+    // Agreed quorums count too, twenty for one check.
+    expect(hostCredibility(record({ valid: 40 }), DEFAULT_TRUST)).toBeCloseTo(hostCredibility(verified(2), DEFAULT_TRUST), 12);
+  });
+
+  it("of a group: two newcomers agreeing are not enough, two verified hosts are, a disagreement lowers it", () => {
+    const [fresh] = groupCredibilities([[0.8, 0.8]]);
+    expect(fresh).toBeCloseTo(0.64 / (0.04 + 0.64), 12);
+    expect(fresh).toBeLessThan(DEFAULT_TRUST.threshold);
+    const c = hostCredibility(verified(10), DEFAULT_TRUST);
+    expect(groupCredibilities([[c, c]])[0]).toBeGreaterThan(DEFAULT_TRUST.threshold);
+    const [a, b] = groupCredibilities([[c, c], [c]]);
+    expect(a).toBeLessThan(groupCredibilities([[c, c]])[0]!);
+    expect(a! + b!).toBeLessThanOrEqual(1);
+  });
+
+  it("spot-check rate: every result of a newcomer or a suspect, then 1/(1+k) down to the floor", () => {
+    expect(spotRate(record(), DEFAULT_TRUST)).toBe(1);
+    expect(spotRate(verified(3), DEFAULT_TRUST)).toBeCloseTo(0.25, 12);
+    expect(spotRate(verified(500), DEFAULT_TRUST)).toBe(DEFAULT_TRUST.minSpotRate);
+    expect(spotRate({ ...verified(500), suspect: 1 }, DEFAULT_TRUST)).toBe(1);
+  });
+});
+
+describe("scheduler with a trust policy", () => {
+  it("holds a unit of two newcomers for a check, and the check decides it: agreeing hosts pass, the others are caught", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1), T0);
+    c.join("a");
+    c.join("b");
+    c.join("m");
+    const [ta] = c.lease("a");
+    const [tm] = c.lease("m");
+    expect(c.lease("b")).toEqual([]); // distinct hosts: both copies are out
+    expect(c.done("a", ta!, { x: 1 }).kind).toBe("pending");
+    // The cheater disagrees: the server settles it at once rather than a third replica.
+    const v = asVerify(c.done("m", tm!, { x: 2 }));
+    expect(v).toMatchObject({ jobId: "j", unitId: "j.0", kernel: "pi", input: { i: 0 } });
+    expect(c.s.progress("j")).toMatchObject({ queued: 0, running: 0, done: 0, pending: 1 });
+    c.s.audit();
+    const out = c.s.checked("j", "j.0", { x: 1 }, digest({ x: 1 }))!;
+    expect(out).toMatchObject({ kind: "validated", checked: true, canonical: { x: 1 }, jobDone: true });
+    expect(out.valid.map((r) => r.host)).toEqual(["h-a"]);
+    expect(out.caught!.map((r) => r.host)).toEqual(["h-m"]);
+    expect(c.s.hostRecord("h-a")).toMatchObject({ spotChecks: 1, valid: 1 });
+    expect(c.s.hostRecord("h-m")).toMatchObject({ invalid: 1 });
+    expect(c.s.hostRecord("h-m")!.spotChecks).toBeUndefined();
+    c.s.audit();
+  });
+
+  it("a check that proves everyone wrong takes the server's output and pays no one", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1), T0);
+    c.join("a");
+    c.join("b");
+    const [ta] = c.lease("a");
+    const [tb] = c.lease("b");
+    c.done("a", ta!, { x: 9 });
+    asVerify(c.done("b", tb!, { x: 9 })); // two newcomers: not credible enough
+    const out = c.s.checked("j", "j.0", { x: 1 }, digest({ x: 1 }))!;
+    expect(out).toMatchObject({ canonical: { x: 1 }, valid: [] });
+    expect(out.caught!.map((r) => r.host).sort()).toEqual(["h-a", "h-b"]);
+  });
+
+  it("accepts two verified hosts' agreement unchecked unless a random spot-check falls on it", () => {
+    for (const [random, kind] of [[0.99, "validated"], [0.01, "verify"]] as const) {
+      const c = cluster(DEFAULT_TRUST, () => random);
+      c.s.addJob(job("j", 1), T0);
+      c.join("a", { hostRecord: verified(30) });
+      c.join("b", { hostRecord: verified(30) });
+      const [ta] = c.lease("a");
+      const [tb] = c.lease("b");
+      c.done("a", ta!, 1);
+      expect(c.done("b", tb!, 1).kind).toBe(kind);
+    }
+  });
+
+  it("a job the server cannot recompute is decided by its quorum, as without a policy", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1, { verifiable: false }), T0);
+    c.join("a");
+    c.join("b");
+    const [ta] = c.lease("a");
+    const [tb] = c.lease("b");
+    c.done("a", ta!, 1);
+    expect(c.done("b", tb!, 1).kind).toBe("validated");
+  });
+
+  it("uncheckable: a failed check decides the unit by its quorum", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1), T0);
+    c.join("a");
+    c.join("b");
+    const [ta] = c.lease("a");
+    const [tb] = c.lease("b");
+    c.done("a", ta!, 1);
+    asVerify(c.done("b", tb!, 1));
+    expect(c.s.uncheckable("j", "j.0")).toMatchObject({ kind: "validated", jobDone: true });
+    expect(c.s.checked("j", "j.0", 1, digest(1))).toBeUndefined();
+  });
+
+  it("probation: a newcomer's undecided results hold back its window until it passes a check", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 20), T0);
+    c.join("m", { window: 4 });
+    const first = c.lease("m");
+    expect(first).toHaveLength(4);
+    for (const t of first) c.done("m", t, 0);
+    // Four results wait for their replicas: nothing more until they are decided.
+    expect(c.s.onProbation("m")).toBe(true);
+    expect(c.lease("m")).toEqual([]);
+    expect(c.s.freeSlots("m")).toBe(0);
+    // An honest host completes one of them; the disagreement is checked and m is caught.
+    c.join("h");
+    const [th] = c.lease("h", 1);
+    asVerify(c.done("h", th!, 1));
+    c.s.checked("j", th!.unitId, 1, digest(1));
+    expect(c.s.onProbation("h")).toBe(false);
+    expect(c.lease("h").length).toBeGreaterThan(0); // verified: no probation
+    c.s.audit();
+  });
+
+  it("placement: the copy completing a quorum of newcomers waits for a verified host while one is online", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1), T0);
+    c.join("n1");
+    c.join("n2");
+    c.join("v", { hostRecord: verified(5) });
+    c.lease("n1");
+    expect(c.lease("n2")).toEqual([]); // would make a quorum of newcomers only
+    expect(c.lease("v")).toHaveLength(1);
+    // A verified host that takes no work (paused, window 0) is not "available".
+    c.s.setWindow("v", 0);
+    c.s.addJob(job("k", 1), T0);
+    c.lease("n1");
+    expect(c.lease("n2")).toHaveLength(1);
+    // With no verified host online, newcomers may pair (someone has to start).
+    const d = cluster();
+    d.s.addJob(job("j", 1), T0);
+    d.join("n1");
+    d.join("n2");
+    d.lease("n1");
+    expect(d.lease("n2")).toHaveLength(1);
+  });
+
+  it("placement: replicas avoid a network they are on while several networks are online", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1), T0);
+    c.join("a", { network: "10.0.0.0/24", hostRecord: verified(5) });
+    c.join("b", { network: "10.0.0.0/24", hostRecord: verified(5) });
+    c.join("c", { network: "10.0.1.0/24", hostRecord: verified(5) });
+    c.lease("a");
+    expect(c.lease("b")).toEqual([]);
+    expect(c.lease("c")).toHaveLength(1);
+  });
+
+  it("plausibility: a result faster than the host's benchmark allows makes its next results checked", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 2, { work: 1000 }), T0); // 1 s of reference work per unit
+    c.join("a", { hostRecord: verified(400), speed: 1 });
+    c.join("b", { hostRecord: verified(400), speed: 1 });
+    const [ta1, ta2] = c.lease("a", 2);
+    const [tb1, tb2] = c.lease("b", 2);
+    c.done("a", ta1!, 1, T0 + 900);
+    expect(c.done("b", tb1!, 1, T0 + 1200).kind).toBe("validated"); // credible, and plausible
+    c.done("b", tb2!, 2, T0 + 1300);
+    // Back after 5 ms for a second's work: implausible, so this unit is checked.
+    expect(c.done("a", ta2!, 2, T0 + 5).kind).toBe("verify");
+    expect(c.s.hostRecord("h-a")!.suspect).toBe(1);
+  });
+
+  it("adaptive replication trusts a host alone only when it is credible on its own", () => {
+    const c = cluster(DEFAULT_TRUST, () => 0.5);
+    c.s.addJob(job("j", 2, { adaptive: true }), T0);
+    c.join("streak", { hostRecord: record({ consecutiveValid: 50, valid: 50 }) }); // a long streak, never checked
+    const [t] = c.lease("streak", 1);
+    expect(c.done("streak", t!, 1).kind).toBe("pending"); // not trusted alone: waits for a replica
+  });
+});
