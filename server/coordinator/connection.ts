@@ -18,6 +18,8 @@ export interface VolunteerConn {
   /** Host speed vs the reference machine (clamped): its CPU-ms × this = reference CPU-ms. */
   benchmark: number;
   ws: WebSocket;
+  /** The ringer (known-answer task) this socket holds, if any. */
+  ringer?: string;
 }
 
 /**

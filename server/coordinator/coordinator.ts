@@ -5,6 +5,7 @@ import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutc
 import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
 import { Verifier } from "./verifier";
 import { networkOf } from "./network";
+import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
 import type { ZodType } from "zod";
 import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
@@ -82,6 +83,8 @@ export class Coordinator extends EventEmitter {
   private readonly verifier = new Verifier();
   /** Spot-checks in progress, so tests and shutdown can wait for them. */
   private readonly checking = new Set<Promise<void>>();
+  /** Ringers out, by task id: at most one per socket at a time. */
+  private readonly ringers = new Map<string, Ringer>();
   /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
   private readonly reopening = new Set<string>();
   private readonly book: ReliabilityBook;
@@ -475,6 +478,7 @@ export class Coordinator extends EventEmitter {
 
   private drop(conn: VolunteerConn) {
     if (!this.conns.delete(conn.key)) return;
+    if (conn.ringer) this.ringers.delete(conn.ringer);
     this.interactive.forget(conn.key);
     const requeued = this.scheduler.removeVolunteer(conn.key, this.now());
     this.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
@@ -493,6 +497,13 @@ export class Coordinator extends EventEmitter {
     let lastCommit: Promise<void> | undefined;
     const rejected: Array<{ taskId: string; reason: string }> = [];
     for (const r of results) {
+      const ringer = this.ringers.get(r.taskId);
+      if (ringer && ringer.conn === conn.key) {
+        this.ringers.delete(r.taskId);
+        recorded.push(r.taskId);
+        this.ringerAnswered(conn, r, ringer);
+        continue;
+      }
       const task = this.scheduler.task(r.taskId);
       if (!task || task.volunteerId !== conn.key) {
         // Usually a result that crossed a revoke or a lease expiry: it is told so.
@@ -620,6 +631,51 @@ export class Coordinator extends EventEmitter {
         }
       }
     })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
+    this.checking.add(done);
+    void done.finally(() => this.checking.delete(done));
+  }
+
+  /**
+   * Now and then, a host not trusted yet gets a ringer among its tasks: a unit of one of the
+   * jobs in the frame with an input the server computes itself meanwhile.
+   */
+  private maybeRinger(conn: VolunteerConn, tasks: WireTask[]) {
+    if (conn.ringer !== undefined || this.closed) return;
+    // Every frame while a host has passed no check yet (one ringer out at a time), then a share.
+    const spot = this.scheduler.spotRateOf(conn.key);
+    const rate = spot >= 1 ? 1 : spot * RINGER_SHARE;
+    if (!(rate > 0) || Math.random() >= rate) return;
+    const model = tasks[Math.floor(Math.random() * tasks.length)]!;
+    if (!Verifier.canCheck(model.kernel)) return;
+    const input = ringerInput(model.kernel, this.scheduler.sampleInput(model.jobId), Math.random);
+    if (input === undefined) return;
+    const taskId = this.scheduler.mintTaskId();
+    const expected = this.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
+    this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
+    conn.ringer = taskId;
+    insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
+  }
+
+  /** A ringer came back: right, it counts as a passed spot-check; wrong, the host is caught. */
+  private ringerAnswered(conn: VolunteerConn, r: TaskResult, ringer: Ringer) {
+    conn.ringer = undefined;
+    const done = (async () => {
+      const expected = await ringer.expected;
+      if (expected === undefined || this.closed || "error" in r) return;
+      const output = (r as { output: unknown }).output;
+      if (digestOf(canonicalJson(output)) === expected) {
+        this.observer.spotChecked(0);
+        this.scheduler.passedRinger(conn.key);
+        void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(conn.volunteerId), conn.accountId]) });
+        return;
+      }
+      this.observer.spotChecked(1);
+      const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
+      const meta = this.jobs.get(ringer.jobId);
+      const reason = `failed a spot-check: a known-answer ${ringer.kernel} task of job ${meta?.jobId ?? ringer.jobId} came back wrong`;
+      for (const id of [hostKey(conn.volunteerId), conn.accountId]) this.book.setBan(id, until, reason);
+      this.caught({ taskId: r.taskId, host: conn.volunteerId, account: conn.accountId, output, digest: "" }, until, reason);
+    })().catch((e: Error) => this.log(`checking a ringer failed: ${e.message}`));
     this.checking.add(done);
     void done.finally(() => this.checking.delete(done));
   }
@@ -809,7 +865,9 @@ export class Coordinator extends EventEmitter {
     const leased = this.scheduler.leaseTasks(conn.key, this.now());
     if (!leased.length) return;
     this.observer.dispatched(leased.length);
-    send(conn.ws, { type: "tasks", tasks: leased.map(toWire) });
+    const tasks = leased.map(toWire);
+    this.maybeRinger(conn, tasks);
+    send(conn.ws, { type: "tasks", tasks });
     this.armLeaseTimer();
   }
 

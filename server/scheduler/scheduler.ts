@@ -375,6 +375,37 @@ export class Scheduler {
     return out;
   }
 
+  /**
+   * A fresh task id. Ids say nothing of their unit (a volunteer cannot tell two replicas of
+   * one unit apart, nor a ringer from a real task), and ringers draw from the same sequence.
+   */
+  mintTaskId(): TaskId {
+    return `${this.taskPrefix}${(++this.taskSeq).toString(36)}`;
+  }
+
+  /** The share of its results that would be spot-checked now, for the host behind a socket (0 without a trust policy). */
+  spotRateOf(volunteerId: VolunteerId): number {
+    const v = this.volunteers.get(volunteerId);
+    return v && this.trust ? spotRate(v.hostRecord, this.trust) : 0;
+  }
+
+  /** The input of a random unit of a running job (for a ringer), if it has any. */
+  sampleInput(jobId: JobId): unknown {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== "running" || job.units.length === 0) return undefined;
+    return (job.units[Math.floor(this.random() * job.units.length)] as UnitRecord).spec.input;
+  }
+
+  /** A ringer (a known-answer task) came back right: it counts as a passed spot-check. */
+  passedRinger(volunteerId: VolunteerId): void {
+    const v = this.volunteers.get(volunteerId);
+    if (!v) return;
+    if (v.hostRecord.spotChecks === undefined || v.hostRecord.spotChecks === 0) this.establishedOnline = undefined;
+    passSpotCheck(v.hostRecord);
+    passSpotCheck(v.accountRecord);
+    this.updateHungry(v);
+  }
+
   /** The volunteer's host has passed no spot-check yet, so its undecided results hold back its window. */
   onProbation(volunteerId: VolunteerId): boolean {
     const v = this.volunteers.get(volunteerId);
@@ -767,7 +798,7 @@ export class Scheduler {
         unit.wanted = 1;
       }
     }
-    const id = `${unit.spec.id}#${this.taskPrefix}${(++this.taskSeq).toString(36)}`;
+    const id = this.mintTaskId();
     const deadline = now + job.spec.leaseMs;
     const task: TaskRecord = { id, job, unit, volunteer: v, leasedAt: now, deadline, live: true };
     this.tasks.set(id, task);
