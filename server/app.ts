@@ -10,7 +10,8 @@ import { createPrisma } from "./store/prisma";
 import { BlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
-import { contextFromRequest } from "./api/trpc";
+import { clientIp, contextFromRequest } from "./api/trpc";
+import { DEFAULT_TRUST } from "./scheduler/credibility";
 import { identify } from "./auth/session";
 import { health } from "./http/health";
 import { serveResult } from "./http/results";
@@ -51,6 +52,9 @@ export async function startServer(
   const coordinator = new Coordinator({
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
+    trust: env.SPOT_CHECKS === "on"
+      ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
+      : null,
   });
   const monitoring = await monitor.start(coordinator);
   limitSubmissions(coordinator, env, monitor.observer);
@@ -151,7 +155,7 @@ export async function startServer(
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
         (ws as { alive?: boolean }).alive = true;
         ws.on("pong", () => ((ws as { alive?: boolean }).alive = true));
-        coordinator.handleConnection(ws, { userId: who.user?.id ?? null });
+        coordinator.handleConnection(ws, { userId: who.user?.id ?? null, address: clientIp(req, env.TRUST_PROXY === "1") });
       });
     } else if (pathname === TRPC_WS_PATH) {
       trpcWss.handleUpgrade(req, socket, head, (ws) => trpcWss.emit("connection", ws, req));
