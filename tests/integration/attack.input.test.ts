@@ -22,7 +22,9 @@ let poller: NodeJS.Timeout | undefined;
 const sockets: RawVolunteer[] = [];
 
 beforeAll(async () => {
-  srv = await startTestServer({ MAX_PROGRAM_BYTES: "1048576" });
+  // Spot checks off: a new host then gets every unit at once (no probation, no known-answer
+  // tasks), so a hand-driven volunteer holds exactly the units it is to answer.
+  srv = await startTestServer({ MAX_PROGRAM_BYTES: "1048576", SPOT_CHECKS: "off" });
   consumer = await createUserWithKey(srv.deps, "target@example.com");
   // /api/health, every 50 ms, from first to last.
   const probe = () =>
