@@ -27,6 +27,7 @@ export function VolunteerTable() {
           <tr>
             <th>Volunteer</th><th>Account</th><th>Online</th><th className="num">Tasks</th><th className="num">Earned</th>
             <th className="num">Valid</th><th className="num">Invalid</th><th className="num">Errors</th><th className="num">In a row</th>
+            <th className="num" title="Spot-checks and known-answer tasks passed: the host's verified record">Checked</th>
             <th className="num">Turnaround</th><th>Last seen</th><th>Ban</th>
           </tr>
         </thead>
@@ -44,6 +45,7 @@ export function VolunteerTable() {
                 <td className={`num ${v.host.invalid ? "neg" : ""}`}>{v.host.invalid}</td>
                 <td className="num">{v.host.errors}</td>
                 <td className="num">{v.host.consecutiveValid}</td>
+                <td className="num">{v.host.spotChecks}</td>
                 <td className="num">{v.host.avgTurnaroundMs === null ? "—" : `${Math.round(v.host.avgTurnaroundMs)} ms`}</td>
                 <td>{when(v.lastSeenAt)}</td>
                 <td>

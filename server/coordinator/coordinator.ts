@@ -284,7 +284,7 @@ export class Coordinator extends EventEmitter {
     }
     const id = live?.schedulerId ?? jobId;
     if (this.scheduler.jobState(id) !== "running") return false;
-    this.revoke(this.scheduler.cancelJob(id), "job cancelled");
+    this.revoke([...this.scheduler.cancelJob(id), ...this.takeRingers(id)], "job cancelled");
     await this.finish(id, "cancelled");
     return true;
   }
@@ -403,7 +403,7 @@ export class Coordinator extends EventEmitter {
       if (!this.conns.has(conn.key)) return;
       if (msg.type === "capacity") {
         conn.threads = msg.threads;
-        this.scheduler.setWindow(conn.key, windowFor(msg.threads));
+        this.scheduler.setWindow(conn.key, windowOf(conn));
         this.dispatch(conn);
       } else if (msg.type === "load") {
         this.interactive.report(conn.key, msg);
@@ -639,12 +639,15 @@ export class Coordinator extends EventEmitter {
    * Now and then, a host not trusted yet gets a ringer among its tasks: a unit of one of the
    * jobs in the frame with an input the server computes itself meanwhile.
    */
-  private maybeRinger(conn: VolunteerConn, tasks: WireTask[]) {
-    if (conn.ringer !== undefined || this.closed) return;
+  private wantsRinger(conn: VolunteerConn): boolean {
+    if (conn.ringer !== undefined || this.closed) return false;
     // Every frame while a host has passed no check yet (one ringer out at a time), then a share.
     const spot = this.scheduler.spotRateOf(conn.key);
     const rate = spot >= 1 ? 1 : spot * RINGER_SHARE;
-    if (!(rate > 0) || Math.random() >= rate) return;
+    return rate > 0 && Math.random() < rate;
+  }
+
+  private addRinger(conn: VolunteerConn, tasks: WireTask[]) {
     const model = tasks[Math.floor(Math.random() * tasks.length)]!;
     if (!Verifier.canCheck(model.kernel)) return;
     const input = ringerInput(model.kernel, this.scheduler.sampleInput(model.jobId), Math.random);
@@ -653,12 +656,35 @@ export class Coordinator extends EventEmitter {
     const expected = this.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
     this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
     conn.ringer = taskId;
+    // It holds a place of the volunteer's window until it comes back.
+    this.scheduler.setWindow(conn.key, windowOf(conn));
     insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
+  }
+
+  /** The job of these ringers ended: they are taken back like its other tasks. */
+  private revokeRingers(jobId: string, reason: string) {
+    this.revoke(this.takeRingers(jobId), reason);
+  }
+
+  /** Forgets the job's ringers; returns them as leases to revoke. */
+  private takeRingers(jobId: string): ExpiredLease[] {
+    const out: ExpiredLease[] = [];
+    for (const [taskId, r] of this.ringers) {
+      if (r.jobId !== jobId) continue;
+      this.ringers.delete(taskId);
+      const conn = this.conns.get(r.conn);
+      if (!conn) continue;
+      conn.ringer = undefined;
+      this.scheduler.setWindow(conn.key, windowOf(conn));
+      out.push({ taskId, volunteerId: conn.key, jobId, unitId: "" });
+    }
+    return out;
   }
 
   /** A ringer came back: right, it counts as a passed spot-check; wrong, the host is caught. */
   private ringerAnswered(conn: VolunteerConn, r: TaskResult, ringer: Ringer) {
     conn.ringer = undefined;
+    this.scheduler.setWindow(conn.key, windowOf(conn));
     const done = (async () => {
       const expected = await ringer.expected;
       if (expected === undefined || this.closed || "error" in r) return;
@@ -799,6 +825,7 @@ export class Coordinator extends EventEmitter {
   }
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
+    this.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
     const meta = this.jobs.get(jobId);
     if (meta?.round) {
       const live = this.rounds.get(meta.jobId)!;
@@ -862,11 +889,14 @@ export class Coordinator extends EventEmitter {
       this.backlogged = true;
       return;
     }
-    const leased = this.scheduler.leaseTasks(conn.key, this.now());
+    // A ringer takes one of the frame's places, so the frame is as long as it would be without.
+    const free = this.scheduler.freeSlots(conn.key);
+    const ring = free >= 2 && this.wantsRinger(conn);
+    const leased = this.scheduler.leaseTasks(conn.key, this.now(), ring ? free - 1 : undefined);
     if (!leased.length) return;
     this.observer.dispatched(leased.length);
     const tasks = leased.map(toWire);
-    this.maybeRinger(conn, tasks);
+    if (ring) this.addRinger(conn, tasks);
     send(conn.ws, { type: "tasks", tasks });
     this.armLeaseTimer();
   }
@@ -929,4 +959,9 @@ export class Coordinator extends EventEmitter {
 
 function toWire(t: TaskAssignment): WireTask {
   return { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
+}
+
+/** The volunteer's window, less the place its ringer holds. */
+function windowOf(conn: VolunteerConn): number {
+  return Math.max(0, windowFor(conn.threads) - (conn.ringer ? 1 : 0));
 }

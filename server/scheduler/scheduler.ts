@@ -540,6 +540,7 @@ export class Scheduler {
     const unit = this.verifyingUnit(jobId, unitId);
     if (!unit) return undefined;
     unit.verifying = false;
+    this.markChecking(unit, -1);
     const truth: UnitResult = {
       taskId: "server", volunteer: undefined, host: "", account: "", hostRecord: emptyRecord(), accountRecord: emptyRecord(),
       output, digest, turnaroundMs: undefined, agree: 1,
@@ -557,6 +558,7 @@ export class Scheduler {
     const unit = this.verifyingUnit(jobId, unitId);
     if (!unit) return undefined;
     unit.verifying = false;
+    this.markChecking(unit, -1);
     const results = unit.results as UnitResult[];
     const taskId = (results[results.length - 1] as UnitResult).taskId;
     if (unit.best >= unit.quorum) return this.validate(unit, taskId);
@@ -564,6 +566,11 @@ export class Scheduler {
     unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
     this.refresh(unit);
     return { kind: "pending", jobId: unit.job.spec.id, unitId: unit.spec.id, taskId, requeued: unit.queued };
+  }
+
+  /** Counts the unit's results as under a check (delta 1) or no longer (delta -1) on their hosts. */
+  private markChecking(unit: UnitRecord, delta: 1 | -1): void {
+    for (const r of unit.results ?? []) r.hostRecord.checking = (r.hostRecord.checking ?? 0) + delta;
   }
 
   private verifyingUnit(jobId: JobId, unitId: UnitId): UnitRecord | undefined {
@@ -829,13 +836,15 @@ export class Scheduler {
   }
 
   /**
-   * Tasks the volunteer may take now. On probation (trust policy, no spot-check passed yet) a
-   * host's results awaiting a verdict count against its window too, so a newcomer that answers
-   * instantly with made-up results cannot run ahead of its first check.
+   * Tasks the volunteer may take now. On probation (trust policy, no spot-check passed yet), or
+   * while the server checks one of its results, a host's results awaiting a verdict count
+   * against its window too: a host that answers instantly with made-up results cannot run
+   * ahead of the check that will catch it.
    */
   private capacity(v: VolunteerRecord): number {
     const n = v.window - v.held.size;
-    return this.trust && !established(v.hostRecord) ? n - (v.hostRecord.awaiting ?? 0) : n;
+    const r = v.hostRecord;
+    return this.trust && (!established(r) || (r.checking ?? 0) > 0) ? n - (r.awaiting ?? 0) : n;
   }
 
   /** With a trust policy, adaptive replication only trusts a host credible enough on its own. */
@@ -898,7 +907,13 @@ export class Scheduler {
     const cred = groupCredibilities(groups.map((g) => g.map((r) => hostCredibility(r.hostRecord, trust))));
     const mine = groups.findIndex((g) => g.includes(centre) || resultsAgree(g[0] as UnitResult, centre, unit.job.comparator));
     let rate = 0;
-    for (const r of results) if (resultsAgree(centre, r, unit.job.comparator)) rate = Math.max(rate, spotRate(r.hostRecord, trust));
+    // Random checks, and at least one every 1/minSpotRate results of each host, so that a
+    // sleeper with a long record is still checked within a bounded number of results.
+    const every = trust.minSpotRate > 0 ? Math.ceil(1 / trust.minSpotRate) : Infinity;
+    for (const r of results) {
+      if (!resultsAgree(centre, r, unit.job.comparator)) continue;
+      rate = Math.max(rate, (r.hostRecord.sinceCheck ?? 0) >= every ? 1 : spotRate(r.hostRecord, trust));
+    }
     // The threshold holds where the consumer asked for a quorum; without one, only spot-checks.
     const credible = unit.job.quorum < 2 || (cred[mine] ?? 0) >= trust.threshold;
     if (credible && !(this.random() < rate)) return this.validate(unit, taskId);
@@ -913,6 +928,7 @@ export class Scheduler {
       this.release(t, true);
     }
     unit.verifying = true;
+    this.markChecking(unit, 1);
     unit.need = 0;
     if (unit.queued) {
       unit.queued = false;
@@ -978,6 +994,7 @@ export class Scheduler {
     }
     addAgreement(unit, results, r, job.comparator);
     r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 0) + 1;
+    r.hostRecord.sinceCheck = (r.hostRecord.sinceCheck ?? 0) + 1;
     job.pendingResults++;
     this.pendingResultCount++;
   }
@@ -1089,7 +1106,11 @@ export class Scheduler {
   private endJob(job: JobRecord, state: Exclude<JobState, "running">): ExpiredLease[] {
     const dropped: ExpiredLease[] = [];
     if (job.pendingResults > 0) {
-      for (const u of job.units) for (const r of u.done ? [] : u.results ?? []) r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
+      for (const u of job.units) {
+        if (u.done) continue;
+        if (u.verifying) this.markChecking(u, -1);
+        for (const r of u.results ?? []) r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
+      }
     }
     for (const t of [...job.live]) {
       dropped.push(leaseOf(t));

@@ -86,6 +86,10 @@ export interface ReliabilityRecord {
   suspect?: number;
   /** Results returned and not yet decided (in memory only; absent: 0). */
   awaiting?: number;
+  /** Of those, results in units the server is checking now (in memory only; absent: 0). */
+  checking?: number;
+  /** Results since the last passed spot-check (in memory only; absent: 0). */
+  sinceCheck?: number;
 }
 
 export interface VolunteerInfo {

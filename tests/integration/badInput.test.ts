@@ -17,7 +17,8 @@ let consumer: Awaited<ReturnType<typeof createUserWithKey>>;
 const cleanups: Array<() => unknown> = [];
 
 beforeAll(async () => {
-  srv = await startTestServer({ MAX_WS_MESSAGE_BYTES: String(MAX_WS) });
+  // Hand-driven volunteers count their tasks exactly: no ringers or probation (see attack.*.test.ts).
+  srv = await startTestServer({ MAX_WS_MESSAGE_BYTES: String(MAX_WS), SPOT_CHECKS: "off" });
   consumer = await createUserWithKey(srv.deps, "consumer@example.com");
 });
 

@@ -71,7 +71,7 @@ describe("colluding cheaters under one account", () => {
     // Every cheater result was found invalid and paid nothing: one proved wrong was enough for a ban.
     const cheaterIds = cheaters.map((c) => c.identity.volunteerId);
     const cheaterRows = await db.result.findMany({ where: { jobId: id, volunteerId: { in: cheaterIds } }, select: { state: true, paid: true, accountId: true } });
-    expect(cheaterRows.length).toBeGreaterThanOrEqual(1);
+    // (None at all when a ringer caught them before their real results were recorded.)
     for (const r of cheaterRows) expect(r).toEqual({ state: "invalid", paid: 0, accountId: userAccount(mallory.user.id) });
     expect(job.results.invalid).toBe(cheaterRows.length);
     // A unit the server settled has one valid result (the honest one); the others two.
@@ -92,12 +92,11 @@ describe("colluding cheaters under one account", () => {
     // Banned for BAN_HOURS: the account, and the host whose result the server proved wrong.
     const rec = await db.reliability.findUniqueOrThrow({ where: { id: userAccount(mallory.user.id) } });
     expect(rec.bannedUntil!.getTime()).toBeGreaterThan(Date.now() + (env.BAN_HOURS - 1) * 3600_000);
-    expect(rec.banReason).toMatch(/^failed a spot-check: a result for unit \d+ of job \w+ differs from the server's own computation$/);
+    expect(rec.banReason).toMatch(/^failed a spot-check: (a result for unit \d+ of job \w+ differs from the server's own computation|a known-answer pi task of job \w+ came back wrong)$/);
     expect(rec.valid).toBe(0);
     expect(rec.spotChecks).toBe(0);
-    expect(rec.invalid).toBeGreaterThanOrEqual(1);
     const hostRecs = await db.reliability.findMany({ where: { id: { in: cheaterIds.map(hostKey) } }, select: { valid: true, invalid: true, bannedUntil: true } });
-    expect(hostRecs.some((h) => h.invalid >= 1 && h.bannedUntil && h.bannedUntil.getTime() > Date.now())).toBe(true);
+    expect(hostRecs.some((h) => h.bannedUntil && h.bannedUntil.getTime() > Date.now())).toBe(true);
     expect(hostRecs.every((h) => h.valid === 0)).toBe(true);
 
     // Their sockets were closed with a "banned" error, and they did not come back.

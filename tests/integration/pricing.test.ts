@@ -10,7 +10,8 @@ let consumer: Awaited<ReturnType<typeof createUserWithKey>>;
 const cleanups: Array<() => unknown> = [];
 
 beforeAll(async () => {
-  srv = await startTestServer({ PRICE_PER_CPU_SECOND: "1" });
+  // Hand-driven volunteers count their tasks exactly: no ringers or probation (see attack.*.test.ts).
+  srv = await startTestServer({ PRICE_PER_CPU_SECOND: "1", SPOT_CHECKS: "off" });
   admin = await createUserWithKey(srv.deps, "root@example.com"); // the first account is admin
   consumer = await createUserWithKey(srv.deps, "consumer@example.com");
 });
