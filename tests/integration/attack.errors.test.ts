@@ -16,13 +16,15 @@ import { trpc } from "../helpers/clients";
 // error, a NOT_FOUND, and internal errors provoked for real (a malformed session cookie that
 // the credentials check chokes on; a database table that has gone). The server logs the
 // details instead. jobs.watch of someone else's job answers NOT_FOUND, as jobs.get does.
+// Internal errors are provoked by taking a table away for a moment (the API keys' table makes
+// the credentials check itself fail), and a malformed session cookie is thrown at every door.
 
 let srv: TestServer;
 let alice: Awaited<ReturnType<typeof createUserWithKey>>;
 let bob: Awaited<ReturnType<typeof createUserWithKey>>;
 let alicesJob: string;
 
-/** A cookie whose value is not valid percent-encoding: decoding it throws inside the server. */
+/** A session cookie whose value is not valid percent-encoding. */
 const BAD_COOKIE = "next-auth.session-token=%E0%A4%A";
 
 beforeAll(async () => {
@@ -154,14 +156,20 @@ describe("tRPC over HTTP", () => {
     expect(unknown.error?.data.code).toBe("NOT_FOUND");
   });
 
-  it("an internal error (the credentials check throws on a malformed cookie): a generic message, the details in the log", async () => {
+  it("an internal error while identifying the caller: a generic message, the details in the log", async () => {
     const logged = srv.logs.length;
-    const r = await trpcHttp("cluster.status", undefined, { cookie: BAD_COOKIE });
+    const r = await withoutTable("ApiKey", () => trpcHttp("cluster.status", undefined, auth(bob.apiKey)));
     expect(r.status).toBe(500);
     expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
     expect(r.error?.data).not.toHaveProperty("stack");
-    expect(JSON.stringify(r.error)).not.toMatch(/URI malformed/);
-    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+    expect(JSON.stringify(r.error)).not.toMatch(/ApiKey|does not exist|SQLITE|prisma/i);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/ApiKey/);
+  });
+
+  it("a malformed session cookie gets no exception text back", async () => {
+    const r = await trpcHttp("cluster.status", undefined, { cookie: BAD_COOKIE });
+    expect(JSON.stringify(r)).not.toMatch(/URI malformed/);
+    if (r.error) expect(r.error.message).toBe(INTERNAL_ERROR_MESSAGE);
   });
 
   it("an internal error from the database: no SQL, no table, no file", async () => {
@@ -268,22 +276,44 @@ describe("tRPC over its WebSocket", () => {
 
   it("an internal error while making the connection's context: a generic message, then the socket closes", async () => {
     const logged = srv.logs.length;
-    const s = await TrpcSocket.open({ cookie: BAD_COOKIE });
+    const s = await withoutTable("ApiKey", async () => {
+      const socket = await TrpcSocket.open(auth(bob.apiKey));
+      await socket.answer(null);
+      return socket;
+    });
     const r = await s.answer(null);
     expect(r.error).toMatchObject({ message: INTERNAL_ERROR_MESSAGE, data: { code: "INTERNAL_SERVER_ERROR" } });
     expect(r.error?.data).not.toHaveProperty("stack");
+    expect(JSON.stringify(r.error)).not.toMatch(/ApiKey|does not exist|SQLITE|prisma/i);
     await waitFor(() => s.closed, 5000, "the socket to close");
-    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/ApiKey/);
+  });
+
+  it("a malformed session cookie gets no exception text back", async () => {
+    const s = await TrpcSocket.open({ cookie: BAD_COOKIE });
+    try {
+      const id = s.send("query", "cluster.status");
+      await waitFor(() => s.closed || s.frames.some((f) => f.id === id), 5000, "an answer or the socket to close");
+      expect(JSON.stringify(s.frames)).not.toMatch(/URI malformed/);
+      for (const f of s.frames) if (f.error?.data.code === "INTERNAL_SERVER_ERROR") expect(f.error.message).toBe(INTERNAL_ERROR_MESSAGE);
+    } finally {
+      s.close();
+    }
   });
 });
 
 describe("plain HTTP routes", () => {
   it("a handler that throws answers a generic 500 JSON, and the server carries on", async () => {
     const logged = srv.logs.length;
-    const r = await httpGet(`/api/jobs/${alicesJob}/result.json`, { cookie: BAD_COOKIE });
+    const r = await withoutTable("AdCreative", () => httpGet(`/api/ads/media/${"a".repeat(64)}`));
     expect(r.status).toBe(500);
     expect(r.json).toEqual({ error: "Internal error" });
-    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/AdCreative/);
+    // The same route with its table back: a plain 404.
+    expect((await httpGet(`/api/ads/media/${"a".repeat(64)}`)).status).toBe(404);
+    // A malformed cookie on a download: no exception text, whatever the status.
+    const download = await httpGet(`/api/jobs/${alicesJob}/result.json`, { cookie: BAD_COOKIE });
+    expect(download.text).not.toMatch(/URI malformed/);
     // Someone else's job: a plain 404.
     const other = await httpGet(`/api/jobs/${alicesJob}/result.json`, auth(bob.apiKey));
     expect(other.status).toBe(404);
@@ -291,23 +321,32 @@ describe("plain HTTP routes", () => {
   });
 
   it("the volunteer socket's upgrade: a generic 500, not the exception", async () => {
-    const logged = srv.logs.length;
-    const reply = await new Promise<string>((resolve, reject) => {
+    const upgrade = (header: string) => new Promise<string>((resolve, reject) => {
       const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1", () => {
         sock.write(
           `GET ${VOLUNTEER_WS_PATH} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: ${BAD_COOKIE}\r\n\r\n`,
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${header}\r\n\r\n`,
         );
       });
       let out = "";
-      sock.setEncoding("utf8").on("data", (d: string) => (out += d));
+      sock.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+        // An accepted upgrade stays open: its status line is all this test needs.
+        if (out.startsWith("HTTP/1.1 101")) sock.destroy();
+      });
       sock.on("close", () => resolve(out));
       sock.on("error", reject);
     });
+    const logged = srv.logs.length;
+    const reply = await withoutTable("ApiKey", () => upgrade(`Authorization: Bearer ${bob.apiKey}`));
     expect(reply).toMatch(/^HTTP\/1\.1 500 /);
     expectNoSecrets(reply);
-    expect(reply).not.toMatch(/URI malformed/);
-    expect(srv.logs.slice(logged).join("\n")).toMatch(/URI malformed/);
+    expect(reply).not.toMatch(/ApiKey|does not exist|SQLITE|prisma/i);
+    expect(srv.logs.slice(logged).join("\n")).toMatch(/ApiKey/);
+
+    const cookie = await upgrade(`Cookie: ${BAD_COOKIE}`);
+    expectNoSecrets(cookie);
+    expect(cookie).not.toMatch(/URI malformed/);
   });
 
   it("/api/health names no database error, only that there is one", async () => {
