@@ -148,6 +148,9 @@ async function runScenario(sc: Scenario) {
   );
   const ledger = await auditLedger(db);
   const health = await fetch(`${srv.url}/api/health`).then((r) => r.status, () => 0);
+  // The server's own work: units it recomputed (spot-checks and ringers).
+  const metrics = await fetch(`${srv.url}/api/metrics`).then((r) => r.text(), () => "");
+  const spotChecks = Number(/^tabgrid_spot_checks_total (\S+)$/m.exec(metrics)?.[1] ?? NaN);
   let auditError: string | undefined;
   try {
     coordinator.scheduler.audit();
@@ -173,6 +176,7 @@ async function runScenario(sc: Scenario) {
       `job ${job.state}${job.error ? ` (${job.error})` : ""}${timedOut ? " (TIMED OUT)" : ""} in ${(jobMs / 1000).toFixed(1)} s, result ${resultRight ? "right" : "WRONG"} | ` +
       `wrong units ${wrongUnits}/${units.length} | ` +
       `redundancy ${redundancy.toFixed(2)} (${results.length} results; honest ${honestResults.length} [${honestPerHost.join(" ")}], colluders ${results.length - honestResults.length}) | ` +
+      `server spot-checks and ringers ${spotChecks} (${(spotChecks / units.length).toFixed(2)} per unit) | ` +
       `${cheaterFigures} | ` +
       `ledger ${ledger.ok ? "ok" : `NOT ok ${JSON.stringify(ledger)}`}, scheduler audit ${auditError ? `FAILED: ${auditError}` : "ok"}, health ${health} | ` +
       `scenario ${((Date.now() - t0) / 1000).toFixed(1)} s`,
