@@ -2,6 +2,7 @@ import { parse, connection, connectionOptions, intOption, UsageError } from "../
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
+import { checkJsonBounds, CONSUMER_INPUT_LIMITS } from "../../worker/protocol/jsonBounds";
 
 type Client = ReturnType<typeof apiClient>;
 type Job = Awaited<ReturnType<Client["jobs"]["get"]["query"]>>;
@@ -67,6 +68,9 @@ export async function submit(argv: string[]): Promise<number> {
       throw new UsageError(`--params must be a JSON object (got ${values.params})`);
     }
     if (typeof params !== "object" || params === null || Array.isArray(params)) throw new UsageError("--params must be a JSON object");
+    // Checked here too, so that the reason is the server's and not a stack overflow of our own.
+    const why = checkJsonBounds(params, CONSUMER_INPUT_LIMITS);
+    if (why) throw new UsageError(`--params ${why}`);
   }
   const tolerance = values.tolerance === undefined ? undefined : Number(values.tolerance);
   if (tolerance !== undefined && !(tolerance >= 0)) throw new UsageError("--tolerance is a relative tolerance such as 1e-9");
@@ -100,6 +104,8 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
       throw new UsageError(`--input-json must be a file holding a JSON array: ${(e as Error).message}`);
     }
     if (!Array.isArray(items)) throw new UsageError("--input-json must hold a JSON array (one element per unit)");
+    const why = checkJsonBounds(items, CONSUMER_INPUT_LIMITS);
+    if (why) throw new UsageError(`--input-json ${why}`);
     input = { mode: "json", items };
   } else if (v.range !== undefined) {
     const m = /^(-?\d+):(-?\d+)$/.exec(String(v.range));

@@ -2,7 +2,9 @@ import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pi, type PiInput } from "../../worker/kernels/pi";
 import type { WireTask } from "../../worker/protocol/messages";
-import { createUserWithKey, sleep, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import fs from "node:fs";
+import path from "node:path";
+import { createUserWithKey, runCli, sleep, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 
 // No message may kill the server: hostile values at each entry point (a volunteer's results
@@ -243,6 +245,20 @@ describe("tRPC inputs", () => {
     const res = await fetch(`${srv.url}/api/trpc/jobs.estimate?input=${input}`);
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe("input.items: is nested more than 64 levels deep");
+  });
+
+  it("the CLI gives the same reason for a deep --input-json or --params, instead of a stack overflow of its own", async () => {
+    const file = path.join(srv.dir, "deep.json");
+    fs.writeFileSync(file, `[1,${deep(100_000)}]`);
+    fs.writeFileSync(path.join(srv.dir, "echo.js"), "export function run(input) { return input; }");
+    const env = { TABGRID_URL: srv.url, TABGRID_API_KEY: consumer.apiKey };
+    const r = await runCli(["submit", "--program", path.join(srv.dir, "echo.js"), "--input-json", file], env);
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr).toContain("--input-json is nested more than 64 levels deep");
+    expect(r.stderr).not.toMatch(/Maximum call stack|RangeError/);
+    const p = await runCli(["submit", "pi", "--chunks", "2", "--params", `{"samples":${deepObject(5000)}}`], env);
+    expect(p.code, p.stderr).not.toBe(0);
+    expect(p.stderr).toContain("--params is nested more than 64 levels deep");
   });
 
   it("answer 4xx for hostile ad heartbeats", async () => {

@@ -1,6 +1,7 @@
 import type { WorkerPool, WorkerInfo } from "../runtime/pool";
 import type { TaskRun } from "../runtime/runTask";
 import { PROTOCOL_VERSION, type ServerMessage, type TaskResult, type WireTask } from "../protocol/messages";
+import { checkJsonBounds, VOLUNTEER_OUTPUT_LIMITS } from "../protocol/jsonBounds";
 import { measureBenchmark } from "./benchmark";
 import { answerInteractive, appendLog, LoadReporter, type InteractiveLogEntry } from "../interactive/volunteer";
 
@@ -255,7 +256,10 @@ export class VolunteerClient {
   private finish(taskId: string, result: TaskResult) {
     const wasRunning = this.running.delete(taskId);
     if (this.revoked.delete(taskId) || !wasRunning) return;
-    this.outbox.push(result);
+    // An output the server would refuse (too deep, too big) is reported as this task's error
+    // here: serialising it could throw and take the whole frame of results with it.
+    const why = "output" in result ? checkJsonBounds(result.output, VOLUNTEER_OUTPUT_LIMITS) : null;
+    this.outbox.push(why ? { taskId: result.taskId, error: `output ${why}` } : result);
     // Results finishing in the same turn travel in one frame. A microtask, not a timer:
     // browsers throttle timers in background tabs to once a second or less.
     if (!this.flushQueued) {
