@@ -75,5 +75,101 @@ export const POLYFILL_SOURCE = String.raw`(function (g) {
     return parts.join("");
   };
   def("TextDecoder", TextDecoder);
+
+  // structuredClone, as browsers have it: plain data, Date, RegExp, Map, Set, ArrayBuffer and
+  // views (a buffer shared by several views stays shared), errors and primitive wrappers, with
+  // cycles; functions, symbols and other host things throw a DataCloneError. No transfer list.
+  // Everything it makes is made here, in the sandbox, so it counts against the task's memory.
+  function DataCloneError(message) {
+    var e = new Error(message);
+    Object.defineProperty(e, "name", { value: "DataCloneError", writable: true, configurable: true, enumerable: false });
+    return e;
+  }
+  var slot = function (getter) { return function (x) { try { getter.call(x); return true; } catch (_) { return false; } }; };
+  var protoGetter = function (proto, key) { var d = Object.getOwnPropertyDescriptor(proto, key); return d && d.get; };
+  var isArrayBuffer = slot(protoGetter(ArrayBuffer.prototype, "byteLength"));
+  var isMap = slot(protoGetter(Map.prototype, "size"));
+  var isSet = slot(protoGetter(Set.prototype, "size"));
+  var isDate = slot(Date.prototype.getTime);
+  var isRegExp = slot(protoGetter(RegExp.prototype, "source"));
+  var typedTag = protoGetter(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag);
+  var wrappers = [[Boolean, Boolean.prototype.valueOf], [Number, Number.prototype.valueOf], [String, String.prototype.valueOf]];
+  if (typeof BigInt === "function") wrappers.push([BigInt, BigInt.prototype.valueOf]);
+  var errorCtors = { Error: Error, EvalError: EvalError, RangeError: RangeError, ReferenceError: ReferenceError, SyntaxError: SyntaxError, TypeError: TypeError, URIError: URIError };
+  var tagOf = function (x) { return Object.prototype.toString.call(x); };
+  // An own data property even for a key such as "__proto__".
+  var put = function (o, k, v) { Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true }); };
+  function structuredClone(value, options) {
+    if (options !== undefined && options !== null && options.transfer !== undefined && options.transfer.length > 0) {
+      throw DataCloneError("structuredClone: a transfer list is not supported here");
+    }
+    var seen = new Map();
+    var copyBuffer = function (b) {
+      var out = b.resizable ? new ArrayBuffer(b.byteLength, { maxByteLength: b.maxByteLength }) : new ArrayBuffer(b.byteLength);
+      new Uint8Array(out).set(new Uint8Array(b));
+      return out;
+    };
+    var clone = function (v) {
+      var t = typeof v;
+      if (t === "symbol") throw DataCloneError("structuredClone: " + String(v) + " could not be cloned");
+      if (t === "function") throw DataCloneError("structuredClone: a function could not be cloned");
+      if (v === null || t !== "object") return v;
+      if (seen.has(v)) return seen.get(v);
+      var out, i, keys;
+      if (Array.isArray(v)) {
+        out = new Array(v.length);
+        seen.set(v, out);
+        keys = Object.keys(v);
+        for (i = 0; i < keys.length; i++) put(out, keys[i], clone(v[keys[i]]));
+        return out;
+      }
+      if (isArrayBuffer(v)) { out = copyBuffer(v); seen.set(v, out); return out; }
+      if (ArrayBuffer.isView(v)) {
+        var buffer = clone(v.buffer);
+        var name = typedTag.call(v);
+        out = name ? new g[name](buffer, v.byteOffset, v.length) : new DataView(buffer, v.byteOffset, v.byteLength);
+        seen.set(v, out);
+        return out;
+      }
+      if (isDate(v)) { out = new Date(v.getTime()); seen.set(v, out); return out; }
+      if (isRegExp(v)) { out = new RegExp(v.source, v.flags); seen.set(v, out); return out; }
+      if (isMap(v)) {
+        out = new Map();
+        seen.set(v, out);
+        var entries = [];
+        v.forEach(function (val, key) { entries.push([key, val]); });
+        for (i = 0; i < entries.length; i++) out.set(clone(entries[i][0]), clone(entries[i][1]));
+        return out;
+      }
+      if (isSet(v)) {
+        out = new Set();
+        seen.set(v, out);
+        var items = [];
+        v.forEach(function (val) { items.push(val); });
+        for (i = 0; i < items.length; i++) out.add(clone(items[i]));
+        return out;
+      }
+      for (i = 0; i < wrappers.length; i++) {
+        if (slot(wrappers[i][1])(v)) { out = Object(wrappers[i][1].call(v)); seen.set(v, out); return out; }
+      }
+      var tag = tagOf(v);
+      if (tag === "[object Error]") {
+        var ctor = errorCtors[v.name] || Error;
+        out = new ctor(v.message === undefined ? undefined : String(v.message));
+        seen.set(v, out);
+        if (typeof v.stack === "string") Object.defineProperty(out, "stack", { value: v.stack, writable: true, configurable: true, enumerable: false });
+        return out;
+      }
+      if (tag !== "[object Object]" && tag !== "[object Arguments]") throw DataCloneError("structuredClone: " + tag + " could not be cloned");
+      out = {};
+      seen.set(v, out);
+      keys = Object.keys(v);
+      for (i = 0; i < keys.length; i++) put(out, keys[i], clone(v[keys[i]]));
+      return out;
+    };
+    if (arguments.length === 0) throw new TypeError("structuredClone: 1 argument required, but only 0 present");
+    return clone(value);
+  }
+  def("structuredClone", structuredClone);
 })(globalThis);
 `;
