@@ -4,7 +4,7 @@
  * A job is either a built-in kernel or a *program* the consumer uploads: a JavaScript ES
  * module or a WebAssembly module. Programs are untrusted. Volunteers run them only inside
  * Web Workers (in a sandboxed, opaque-origin iframe whose Content-Security-Policy forbids
- * any network access) or Node worker threads (a bare `node:vm` context), with a wall-clock
+ * any network access) or Node child processes (a bare `node:vm` context), with a wall-clock
  * limit and a memory limit per task; the server runs a program's `reduce` inside QuickJS
  * (JS) or a worker thread (WASM). Neither can reach the network, the file system, cookies
  * or the page that hosts them.
@@ -39,17 +39,20 @@
  * - Guaranteed globals: the ECMAScript built-ins (without `eval`/`new Function`, which are
  *   refused, and without `WebAssembly`/`SharedArrayBuffer`: upload a WASM program instead),
  *   plus `console` (output is not collected), `setTimeout`/`clearTimeout`, `queueMicrotask`,
- *   `performance.now()` and UTF-8 `TextEncoder`/`TextDecoder`. Browsers have more, but
+ *   `performance.now()`, UTF-8 `TextEncoder`/`TextDecoder` and `structuredClone` (no
+ *   transfer list). Stack traces show the program's own frames only, and
+ *   `Error.prepareStackTrace` is not called on Node volunteers. Browsers have more, but
  *   anything that reaches the network (`fetch`, `XMLHttpRequest`, `WebSocket`,
  *   `importScripts` of a URL) is blocked, and there are no nested workers.
  * - Limits: each task has a wall-clock limit (it includes starting a fresh worker, about
  *   0.2 s on Node volunteers, less in browsers) and a memory limit. On Node volunteers the
- *   V8 heap and ArrayBuffer memory are each capped at the limit; in browsers a program that
- *   exhausts memory crashes the sandbox (taking the tasks running beside it with it), which
- *   fails its task and restarts the sandbox. Exceeding a limit fails the task with
- *   "time limit of N s exceeded", "memory limit of N MiB exceeded …" or (browser) "the
- *   sandbox stopped responding: its process crashed, most likely because a program
- *   exhausted its memory".
+ *   kernel limits the program process's memory (heap, ArrayBuffers and WASM memory alike:
+ *   worker/node/programProcess.ts), or where it cannot, the V8 heap and ArrayBuffer memory
+ *   are each capped at the limit; in browsers a program that exhausts memory crashes the
+ *   sandbox (taking the tasks running beside it with it), which fails its task and restarts
+ *   the sandbox. Exceeding a limit fails the task with "time limit of N s exceeded", "memory
+ *   limit of N MiB exceeded" or (browser) "the sandbox stopped responding: its process
+ *   crashed, most likely because a program exhausted its memory".
  * - `comparator` must be a plain constant object: it is read once, on upload, by evaluating
  *   the module in QuickJS.
  * - `reduce` runs on the server in QuickJS (an interpreter: plain ECMAScript, no timers, a
@@ -71,7 +74,8 @@
  * Input bytes: the UTF-8 JSON text of a JSON or range input, the UTF-8 text of a line
  * chunk, the raw bytes of a block. The output is bytes, carried as `{ b64: "<base64>" }`.
  * A fresh instance (fresh memory) is made for every task. A trap (`unreachable`, an out of
- * bounds access, a failed `memory.grow` turned into a trap) fails the task.
+ * bounds access, a failed `memory.grow` turned into a trap) fails the task; when the memory
+ * could not grow because of the task's limit, with "memory limit of N MiB exceeded".
  */
 
 /** `TaskRun.kernel` of a program task. */
@@ -145,6 +149,17 @@ export function formatMiB(bytes: number): string {
   const mib = bytes / MiB;
   return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }
+
+/** How a task that ran out of memory fails, whatever ran out and however it was noticed. */
+export function memoryLimitMessage(memoryLimitBytes: number): string {
+  return `memory limit of ${formatMiB(memoryLimitBytes)} exceeded`;
+}
+
+/**
+ * The RangeError messages with which V8 refuses memory (a refused ArrayBuffer, resize or
+ * WebAssembly memory): seen when the process's memory limit is reached.
+ */
+export const ALLOCATION_FAILURE = /allocation failed|out of memory|could not allocate|cannot allocate|unable to grow/i;
 
 /**
  * A dynamic import() would reach Node's module loader from a vm context, and the errors it

@@ -5,7 +5,7 @@
 // No imports of Node or DOM APIs here: this file is bundled into the browser runner.
 
 import { decodeBase64, encodeBase64 } from "../kernels/base64";
-import { inputKindOf, type B64Output, type InputKind, type ProgramKind, type ProgramRequest } from "./abi";
+import { ALLOCATION_FAILURE, inputKindOf, memoryLimitMessage, WASM_PAGE, type B64Output, type InputKind, type ProgramKind, type ProgramRequest } from "./abi";
 import { checkWasmAbi, readWasmInfo } from "./wasmInfo";
 
 /** Evaluates a compiled JS program (compileJsProgram's script) and calls one of its exports. */
@@ -72,16 +72,22 @@ interface WasmExports {
   reduce?(ptr: number, len: number): number;
 }
 
-const modules = new Map<string, Promise<WebAssembly.Module>>();
+interface CompiledWasm {
+  module: WebAssembly.Module;
+  /** The exported memory's declared maximum, in bytes (at most the task's memory limit). */
+  maxBytes: number;
+}
+
+const modules = new Map<string, Promise<CompiledWasm>>();
 
 /** Compiles once per hash (and memory limit), after checking the module against the ABI and the limit. */
-function wasmModule(hash: string, bytes: Uint8Array, memoryLimitBytes: number): Promise<WebAssembly.Module> {
+function wasmModule(hash: string, bytes: Uint8Array, memoryLimitBytes: number): Promise<CompiledWasm> {
   const key = `${hash}:${memoryLimitBytes}`;
   let m = modules.get(key);
   if (!m) {
     m = (async () => {
-      checkWasmAbi(readWasmInfo(bytes), memoryLimitBytes);
-      return WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+      const { maxMemoryBytes } = checkWasmAbi(readWasmInfo(bytes), memoryLimitBytes);
+      return { module: await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>), maxBytes: maxMemoryBytes };
     })();
     modules.set(key, m);
     m.catch(() => modules.delete(key));
@@ -123,10 +129,45 @@ function callWasm(ex: WasmExports, fn: "run" | "reduce", bytes: Uint8Array): Uin
   return mem.slice(outPtr, outPtr + outLen);
 }
 
-function wasmError(e: unknown): Error {
+/**
+ * Whether a program that failed had run out of memory. Its memory is near the task's limit
+ * (when its declared maximum is that limit: within a 16th of it, as a grow the program needed
+ * would not fit), or it cannot grow by one more page although below its own maximum (the
+ * process's memory limit refused it). A program stopped by a maximum it declared below the
+ * task's limit fails with its own error. The page grown to find out is harmless: the
+ * instance is dropped.
+ */
+function outOfMemory(memory: WebAssembly.Memory, maxBytes: number, memoryLimitBytes: number): boolean {
+  const size = memory.buffer.byteLength;
+  if (maxBytes >= memoryLimitBytes && size + Math.max(WASM_PAGE, memoryLimitBytes / 16) > memoryLimitBytes) return true;
+  if (size + WASM_PAGE > maxBytes) return false;
+  try {
+    memory.grow(1);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The consumer's error for a failed WASM call. A refused allocation, or a trap or abort of the
+ * kind a failed `memory.grow` leads to (unreachable, an access out of bounds) while the
+ * memory cannot grow, is the memory limit.
+ */
+function wasmError(e: unknown, memoryLimitBytes: number, ex?: WasmExports, maxBytes = memoryLimitBytes): Error {
+  const trap = e instanceof WebAssembly.RuntimeError;
+  if (e instanceof RangeError && ALLOCATION_FAILURE.test(e.message)) return new Error(memoryLimitMessage(memoryLimitBytes));
+  if (ex && (e instanceof ProgramAbort || (trap && /unreachable|out of bounds/i.test(e.message)))) {
+    let full = false;
+    try {
+      full = outOfMemory(ex.memory, maxBytes, memoryLimitBytes);
+    } catch {
+      // A memory we cannot even look at tells us nothing.
+    }
+    if (full) return new Error(memoryLimitMessage(memoryLimitBytes));
+  }
   if (e instanceof ProgramAbort) return new Error(e.message);
-  if (e instanceof WebAssembly.RuntimeError) return new Error(`WebAssembly trap: ${e.message}`);
-  if (e instanceof RangeError && /memory|allocation/i.test(e.message)) return new Error(`memory limit exceeded: ${e.message}`);
+  if (trap) return new Error(`WebAssembly trap: ${e.message}`);
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -172,15 +213,16 @@ export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = 
   const code = codeFor(req.kind, req.hash, req.code);
   const kind = inputKindOf(req.input, req.inputKind);
   if (req.kind === "wasm") {
-    const module = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
+    const { module, maxBytes } = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
     const bytes = inputBytes(req.input, kind);
     const t0 = performance.now();
+    let ex: WasmExports | undefined;
     try {
-      const ex = await instantiate(module);
+      ex = await instantiate(module);
       const out = callWasm(ex, "run", bytes);
       return { output: { b64: encodeBase64(out) } satisfies B64Output, ms: performance.now() - t0 };
     } catch (e) {
-      throw wasmError(e);
+      throw wasmError(e, req.memoryLimitBytes, ex, maxBytes);
     }
   }
   if (!opts.jsHost) throw new Error("this worker cannot run JS programs (no JS host)");
@@ -210,18 +252,19 @@ export interface ReduceRequest {
 export async function reduceProgram(req: ReduceRequest, opts: RunProgramOptions = {}): Promise<{ result: unknown; ms: number }> {
   const code = codeFor(req.kind, req.hash, req.code);
   if (req.kind === "wasm") {
-    const module = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
+    const { module, maxBytes } = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
     if (!WebAssembly.Module.exports(module).some((e) => e.name === "reduce" && e.kind === "function")) {
       throw new Error("the program does not export reduce");
     }
     const framed = frameOutputs(req.outputs);
     const t0 = performance.now();
+    let ex: WasmExports | undefined;
     try {
-      const ex = await instantiate(module);
+      ex = await instantiate(module);
       const out = callWasm(ex, "reduce", framed);
       return { result: { b64: encodeBase64(out) } satisfies B64Output, ms: performance.now() - t0 };
     } catch (e) {
-      throw wasmError(e);
+      throw wasmError(e, req.memoryLimitBytes, ex, maxBytes);
     }
   }
   if (!opts.jsHost) throw new Error("this worker cannot run JS programs (no JS host)");
