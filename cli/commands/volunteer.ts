@@ -5,7 +5,7 @@ import path from "node:path";
 import WebSocket from "ws";
 import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
 import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerClient";
-import { createNodePool } from "../../worker/node/pool";
+import { createNodePool, programSandbox } from "../../worker/node/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
 import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
 
@@ -61,6 +61,7 @@ export async function volunteer(argv: string[]): Promise<number> {
   });
   client.start();
   console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url}; Ctrl-C to stop`);
+  console.error(`[volunteer] ${programSandbox().description}`);
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
   });

@@ -5,23 +5,33 @@ import { WorkerPool, type PoolOptions, type PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { formatMiB, MiB, type ProgramRunParams } from "../sandbox/abi";
 import { createRoutingPool, dedicatedProgramWorker } from "../sandbox/routingPool";
+import { scrubError } from "./hostPaths";
+import { findMemoryLimiter, startProgramProcess, type MemoryLimiter } from "./programProcess";
 import { threadTarget } from "./threadTarget";
 
 export type { PoolOptions, WorkerInfo, WorkerState } from "../runtime/pool";
 export { WorkerPool } from "../runtime/pool";
 
+/** Where consumer programs run: child processes under a kernel memory limit, or worker threads. */
+export type ProgramIsolation = "process" | "thread";
+
 export interface NodePoolOptions extends PoolOptions {
   /** Per-thread V8 heap limits of kernel threads, so a runaway kernel kills its thread and not the volunteer. */
   resourceLimits?: ResourceLimits;
+  /**
+   * Where programs run (default: "process" where the kernel can limit a process's memory,
+   * i.e. on Linux, else "thread"). "process" where that is not possible throws.
+   */
+  programIsolation?: ProgramIsolation;
 }
 
 const kernelEntry = new URL("./thread.ts", import.meta.url);
 const programEntry = new URL("./programThread.ts", import.meta.url);
 
 /**
- * V8 heap a program thread gets beyond the program's own limit: the thread's modules and
- * the vm context's built-ins (a few MiB) with room to spare, so that "memory limit of 64 MiB"
- * means the program's data and not the runtime's.
+ * V8 heap a program thread or process gets beyond the program's own limit: the runtime's
+ * modules and the vm context's built-ins (a few MiB) with room to spare, so that "memory limit
+ * of 64 MiB" means the program's data and not the runtime's.
  */
 export const PROGRAM_HEAP_OVERHEAD_MB = 32;
 
@@ -31,10 +41,10 @@ export function programHeapMb(memoryLimitBytes: number): number {
 
 type RunApi = { run(t: TaskRun): Promise<TaskResult> };
 
-function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string): PoolWorker {
+function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string, execArgv: string[] = []): PoolWorker {
   const target = threadTarget(entry);
   // execArgv is not inherited: the parent's may hold flags a thread refuses, or test-runner hooks.
-  const w = new Worker(target.url, { workerData: target.workerData, execArgv: [], ...(resourceLimits ? { resourceLimits } : {}) });
+  const w = new Worker(target.url, { workerData: target.workerData, execArgv, ...(resourceLimits ? { resourceLimits } : {}) });
   const api = wrap<RunApi>(nodeEndpoint(w));
   // comlink never settles a call whose thread died (uncaught error, heap limit): do it here.
   const inFlight = new Set<(e: unknown) => void>();
@@ -47,7 +57,7 @@ function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, wha
     if (typeof m?.tabgridProgress === "number") progress?.(m.tabgridProgress);
   });
   w.on("error", (e: Error & { code?: string }) => {
-    if (e.code === "ERR_WORKER_OUT_OF_MEMORY") fail(new Error(`memory limit${limitText ? ` of ${limitText}` : ""} exceeded: ${e.message}`));
+    if (e.code === "ERR_WORKER_OUT_OF_MEMORY") fail(new Error(limitText ? `memory limit of ${limitText} exceeded` : `memory limit exceeded: ${e.message}`));
     else fail(e);
   });
   w.on("exit", (code) => fail(new Error(`${what} thread exited with code ${code}`)));
@@ -79,27 +89,65 @@ export function startKernelThread(resourceLimits?: ResourceLimits): PoolWorker {
   return startThread(kernelEntry, resourceLimits, "Kernel");
 }
 
-/** A thread for consumer programs, its V8 heap sized from the program's memory limit. */
+/**
+ * A thread for consumer programs, its V8 heap sized from the program's memory limit: the
+ * fallback where program processes are not available (ArrayBuffer memory is then counted by
+ * wrapping the allocating constructors, which a program can get around).
+ */
 export function startProgramThread(memoryLimitBytes: number): PoolWorker {
-  return startThread(programEntry, { maxOldGenerationSizeMb: programHeapMb(memoryLimitBytes) }, "Program", formatMiB(memoryLimitBytes));
+  // --expose-internals: the isolate's stack-trace callback (stackCallback.ts).
+  return startThread(programEntry, { maxOldGenerationSizeMb: programHeapMb(memoryLimitBytes) }, "Program", formatMiB(memoryLimitBytes), ["--expose-internals", "--no-warnings"]);
+}
+
+/** A child process for consumer programs, its memory limited by the kernel (programProcess.ts). */
+export function startProgramProcessFor(memoryLimitBytes: number, limiter: MemoryLimiter): PoolWorker {
+  return startProgramProcess({ memoryLimitBytes, heapMb: programHeapMb(memoryLimitBytes), limiter });
+}
+
+/** Failures of a program worker leave the volunteer without host paths in their messages. */
+function scrubbed(worker: PoolWorker): PoolWorker {
+  return {
+    api: { run: (t, onProgress) => worker.api.run(t, onProgress).catch((e: unknown) => Promise.reject(scrubError(e))) },
+    terminate: () => worker.terminate(),
+  };
+}
+
+/** How this machine runs programs: what `createNodePool` picks for `programIsolation`. */
+export function programSandbox(isolation?: ProgramIsolation): { isolation: ProgramIsolation; limiter?: MemoryLimiter; description: string } {
+  const limiter = isolation === "thread" ? undefined : findMemoryLimiter();
+  if (isolation === "process" && !limiter) {
+    throw new Error("program processes need Linux 4.7 or newer (a memory limit the kernel enforces on mappings) with prlimit or /bin/sh");
+  }
+  if (limiter) {
+    return {
+      isolation: "process", limiter,
+      description: `programs run in child processes whose memory the kernel limits (RLIMIT_DATA, set with ${limiter.kind === "prlimit" ? "prlimit" : "ulimit -d"})`,
+    };
+  }
+  return {
+    isolation: "thread",
+    description: "programs run in worker threads: their JS heap is limited, their ArrayBuffer memory only counted as well as wrapping the constructors allows (no per-process memory limit here)",
+  };
 }
 
 /**
  * The headless volunteer's pool: `threads` slots, each running built-in kernels on a kernel
  * thread and consumer programs (`kernel: "program"`, params as ProgramRunParams) on a
- * separate program thread, started when first needed and restarted when a task needs a
- * different memory limit or a different JS program (worker/sandbox/routingPool.ts). Give
- * `run` a `timeoutMs` to bound a task's wall-clock time.
+ * separate program process (or thread, see `programSandbox`), started when first needed and
+ * restarted when a task needs a different memory limit or a different JS program
+ * (worker/sandbox/routingPool.ts). Give `run` a `timeoutMs` to bound a task's wall-clock time.
  */
 export function createNodePool(opts: NodePoolOptions): WorkerPool {
+  const { limiter } = programSandbox(opts.programIsolation);
   return createRoutingPool({
     threads: opts.threads,
     throttle: opts.throttle,
     kernels: () => startKernelThread(opts.resourceLimits),
     programs: () =>
       dedicatedProgramWorker({
-        start: (p: ProgramRunParams) => startProgramThread(p.memoryLimitBytes),
-        sameLimits: (a, b) => programHeapMb(a.memoryLimitBytes) === programHeapMb(b.memoryLimitBytes),
+        start: (p: ProgramRunParams) => scrubbed(limiter ? startProgramProcessFor(p.memoryLimitBytes, limiter) : startProgramThread(p.memoryLimitBytes)),
+        sameLimits: (a, b) => a.memoryLimitBytes === b.memoryLimitBytes,
       }),
   });
 }
+

@@ -1,0 +1,100 @@
+// Entry of a program process: the child process in which the headless volunteer runs
+// consumers' programs (worker/node/programProcess.ts starts it, under a kernel memory limit,
+// and kills it at a task's time limit). It is not loaded from a file: the parent bundles it
+// and sends the bundle over the IPC channel, and it is evaluated under a neutral name, so no
+// host file path exists in this process for a stack trace to show.
+//
+// JS programs run in a fresh node:vm context per task (worker/sandbox/vmHost.ts says what
+// that does and does not protect), WASM programs as WebAssembly instances without imports.
+//
+// Messages: parent → child `{ type: "run", id, task }`; child → parent `{ type: "ready" }`
+// once, then per task `{ type: "progress", id, fraction }`, `{ type: "done", id, result }` or
+// `{ type: "fail", id, message }`.
+import v8 from "node:v8";
+import vm from "node:vm";
+import type { TaskRun } from "../runtime/runTask";
+import { isProgramParams, PROGRAM_KERNEL } from "../sandbox/abi";
+import { runProgram } from "../sandbox/runProgram";
+import { createVmJsHost } from "../sandbox/vmHost";
+import { isolateStackCallback } from "./stackCallback";
+
+export type ChildRequest = { type: "run"; id: number; task: TaskRun };
+export type ChildReply =
+  | { type: "ready"; stackCallback: boolean }
+  | { type: "progress"; id: number; fraction: number }
+  | { type: "done"; id: number; result: { output: unknown; ms: number } }
+  | { type: "fail"; id: number; message: string };
+
+const send = (m: ChildReply) => {
+  try {
+    process.send?.(m);
+  } catch {
+    // The parent is gone: "disconnect" ends this process.
+  }
+};
+
+/**
+ * A full garbage collection, to run between tasks. The kernel's limit counts memory the last
+ * task left for the collector as much as live memory, and while V8 retries a refused
+ * ArrayBuffer after collecting, some of its own allocations (compiler zones, GC work lists)
+ * end the process instead: so a task must not start behind its predecessor's garbage. The
+ * function comes from a throwaway context; programs' contexts get no `gc`.
+ */
+function collector(): () => void {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    v8.setFlagsFromString("--no-expose-gc");
+    if (typeof gc === "function") return gc;
+  } catch {
+    // No collector: tasks start behind whatever their predecessors left.
+  }
+  return () => {};
+}
+
+const gc = collector();
+const inUse = () => {
+  const h = v8.getHeapStatistics();
+  return h.used_heap_size + h.external_memory;
+};
+/**
+ * Collect once tasks grew memory by a quarter of the task's limit (at least 16 MiB) since the
+ * last collection: after every task that used much of its limit, every few hundred tiny ones.
+ * Each task's growth is measured from its own start, because right after a collection the
+ * freed ArrayBuffers are still counted until V8's background sweeper has released them.
+ */
+const collectAfter = (memoryLimitBytes: number) => Math.max(16 * 1024 * 1024, memoryLimitBytes / 4);
+let grown = 0;
+function collectIfGrown(since: number, memoryLimitBytes: number) {
+  grown += Math.max(0, inUse() - since);
+  if (grown < collectAfter(memoryLimitBytes)) return;
+  gc();
+  grown = 0;
+}
+
+const installStackFormatter = isolateStackCallback(require);
+const jsHost = createVmJsHost({ installStackFormatter });
+
+// As in a browser worker, a promise the program leaves rejected is not fatal.
+process.on("unhandledRejection", () => {});
+// Without its parent this process has nothing to do.
+process.on("disconnect", () => process.exit(0));
+
+process.on("message", (m: ChildRequest) => {
+  if (!m || m.type !== "run" || typeof m.id !== "number") return;
+  const { id, task } = m;
+  const fail = (e: unknown) => send({ type: "fail", id, message: e instanceof Error ? e.message : String(e) });
+  try {
+    const params = task.params;
+    if (task.kernel !== PROGRAM_KERNEL || !isProgramParams(params)) throw new Error("this process runs program tasks only");
+    const onProgress = (fraction: number) => send({ type: "progress", id, fraction });
+    const before = inUse();
+    runProgram({ ...params, input: task.input }, { jsHost, onProgress })
+      .then((result) => send({ type: "done", id, result }), fail)
+      .finally(() => collectIfGrown(before, params.memoryLimitBytes));
+  } catch (e) {
+    fail(e);
+  }
+});
+
+send({ type: "ready", stackCallback: installStackFormatter !== undefined });
