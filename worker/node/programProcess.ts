@@ -263,7 +263,15 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
         }
       });
       childSource().then(
-        (source) => c.send({ type: "code", source }, (e) => e && reject(e)),
+        (source) => {
+          // A process that already died has no channel: "close" says why.
+          if (!c.connected) return;
+          try {
+            c.send({ type: "code", source }, (e) => e && reject(e));
+          } catch (e) {
+            reject(e);
+          }
+        },
         (e: Error) => {
           reject(new Error(`could not prepare the program process: ${e.message}`));
           c.kill("SIGKILL");
@@ -284,6 +292,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
               const id = nextId++;
               pending.set(id, { resolve, reject, onProgress });
               const request: ChildRequest = { type: "run", id, task: t };
+              // send() throws at once on a closed channel, and reports other failures later.
               child.send(request, (e) => {
                 if (!e) return;
                 pending.delete(id);
