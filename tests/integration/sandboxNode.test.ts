@@ -1,21 +1,26 @@
-// Consumer programs on the headless volunteer's pool: real worker threads, real node:vm
-// contexts, real heap limits. Every failure must stay inside its own task: the pool replaces
-// the thread and the next task computes.
+// Consumer programs on the headless volunteer's pool: real program processes (worker threads
+// where those are not available, and in the fallback's own tests), real node:vm contexts,
+// real memory limits. Every failure must stay inside its own task: the pool replaces the
+// process and the next task computes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNodePool } from "../../worker/node/pool";
-import type { WorkerPool } from "../../worker/runtime/pool";
+import { createNodePool, programSandbox, startProgramProcessFor } from "../../worker/node/pool";
+import { WorkerPool } from "../../worker/runtime/pool";
 import type { TaskRun } from "../../worker/runtime/runTask";
 import { MiB, type ProgramKind } from "../../worker/sandbox/abi";
 import { compileJsProgram } from "../../worker/sandbox/compileJs";
-import { fromB64, JS, WAT, wat } from "../unit/sandboxPrograms";
+import { fromB64, hostPathsIn, JS, MEMORY_HOGS, UNDER_64_MIB, WAT, wat } from "../unit/sandboxPrograms";
 
 const scripts: Record<string, string> = {};
 const wasm: Record<string, Uint8Array> = {};
 let pool: WorkerPool;
+const linux = process.platform === "linux";
+const LIMIT = /^memory limit of 64 MiB exceeded$/;
 
 beforeAll(async () => {
   for (const [name, src] of Object.entries(JS)) scripts[name] = (await compileJsProgram(src)).script;
-  for (const name of ["reverse", "traps", "loops", "growsPastMax"] as const) wasm[name] = await wat(WAT[name]);
+  for (const [name, src] of Object.entries(MEMORY_HOGS)) scripts[name] = (await compileJsProgram(src)).script;
+  scripts.under64 = (await compileJsProgram(UNDER_64_MIB)).script;
+  for (const name of ["reverse", "traps", "loops", "growsPastMax", "growsToLimit", "fillsLimit"] as const) wasm[name] = await wat(WAT[name]);
   pool = createNodePool({ threads: 2 });
 });
 afterAll(() => pool?.terminate());
@@ -31,15 +36,19 @@ function program(kind: ProgramKind, name: string, input: unknown, opts: { memory
   };
 }
 
-const run = (t: TaskRun, timeoutMs = 10_000) => pool.run(t, "test", { timeoutMs });
+const run = (t: TaskRun, timeoutMs = 10_000, on = pool) => on.run(t, "test", { timeoutMs });
 
 /** The failure stays in its task: a good program computes right after, on the same pool. */
-async function expectContained(failing: Promise<unknown>, message: string | RegExp) {
+async function expectContained(failing: Promise<unknown>, message: string | RegExp, on = pool) {
   await expect(failing).rejects.toThrow(message);
-  await expect(run(program("js", "good", { n: 5 }))).resolves.toMatchObject({ output: { double: 10 } });
+  await expect(run(program("js", "good", { n: 5 }), 10_000, on)).resolves.toMatchObject({ output: { double: 10 } });
 }
 
-describe("JS programs in worker threads", () => {
+describe("JS programs in the volunteer's sandbox", () => {
+  it.runIf(linux)("runs them in program processes under a kernel memory limit on Linux", () => {
+    expect(programSandbox()).toMatchObject({ isolation: "process", limiter: { kind: expect.stringMatching(/^(prlimit|ulimit)$/) } });
+  });
+
   it("computes run(input, ctx) with the job's params, and async programs with timers", async () => {
     const r = await run(program("js", "good", { n: 21 }, { params: { scale: 3 } }));
     expect(r.output).toEqual({ double: 42, scale: 3, text: "héllo" });
@@ -69,7 +78,7 @@ describe("JS programs in worker threads", () => {
 
   it("stops a program that hoards array buffers (outside the V8 heap)", async () => {
     const before = process.memoryUsage.rss();
-    await expectContained(run(program("js", "bufferHog", null, { memoryMb: 64 }), 30_000), "RangeError: memory limit of 64 MiB exceeded (array buffers)");
+    await expectContained(run(program("js", "bufferHog", null, { memoryMb: 64 }), 30_000), LIMIT);
     expect(process.memoryUsage.rss() - before).toBeLessThan(1024 * MiB);
   });
 
@@ -99,7 +108,7 @@ describe("JS programs in worker threads", () => {
   });
 });
 
-describe("WASM programs in worker threads", () => {
+describe("WASM programs in the volunteer's sandbox", () => {
   it("copies the input in, runs, and returns the output bytes as base64", async () => {
     const r = await run(program("wasm", "reverse", "hello"));
     expect(new TextDecoder().decode(fromB64((r.output as { b64: string }).b64))).toBe("olleh");
@@ -131,5 +140,98 @@ describe("kernels and programs share the pool", () => {
     expect(k.output).toMatchObject({ inside: expect.any(Number) });
     expect(p.output).toMatchObject({ double: 2 });
     expect(pool.states().length).toBe(2);
+  });
+});
+
+// Issue 11, part 3: the memory limit holds whatever the program allocates with. Each form
+// fails with the same message, naming the limit, and the same pool computes the next task.
+describe.runIf(linux)("memory limits that hold (program processes)", () => {
+  for (const name of Object.keys(MEMORY_HOGS)) {
+    it(`fails ${name} at the limit, and the volunteer goes on`, async () => {
+      await expectContained(run(program("js", name, null, { memoryMb: 64 }), 60_000), LIMIT);
+    });
+  }
+
+  it("fails a WASM program whose memory.grow goes past the limit", async () => {
+    await expectContained(run(program("wasm", "growsToLimit", "x", { memoryMb: 64 }), 60_000), LIMIT);
+  });
+
+  it("lets programs under the limit succeed, again and again in the same process", async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await run(program("js", "under64", null, { memoryMb: 64 }), 60_000);
+      expect(r.output).toBeGreaterThan(48 * MiB);
+    }
+    await expect(run(program("wasm", "fillsLimit", "x", { memoryMb: 64 }), 60_000)).resolves.toMatchObject({ output: { b64: "" } });
+  });
+
+  it("holds with the shell's ulimit -d where prlimit is missing", async () => {
+    const shellPool = new WorkerPool(() => startProgramProcessFor(64 * MiB, { kind: "ulimit", shell: "/bin/sh" }), { threads: 1 });
+    try {
+      for (const name of ["typedArrayFromTypedArray", "structuredClone", "arrayFrom"]) {
+        await expectContained(run(program("js", name, null, { memoryMb: 64 }), 60_000, shellPool), LIMIT, shellPool);
+      }
+      await expect(run(program("js", "under64", null, { memoryMb: 64 }), 60_000, shellPool)).resolves.toMatchObject({ output: expect.any(Number) });
+    } finally {
+      shellPool.terminate();
+    }
+  });
+});
+
+describe("the worker-thread fallback (no per-process memory limit)", () => {
+  let threads: WorkerPool;
+  beforeAll(() => {
+    threads = createNodePool({ threads: 1, programIsolation: "thread" });
+  });
+  afterAll(() => threads?.terminate());
+
+  // Only the ArrayBuffer forms: a single huge heap allocation (Array.from({ length: 1e8 }))
+  // can end the whole process despite a thread's heap limit, which is why processes are preferred.
+  it("counts ArrayBuffer memory by wrapping, with the same message", async () => {
+    for (const name of ["typedArrayFromTypedArray", "arrayBuffer", "slice", "structuredClone", "growingBuffers"]) {
+      await expectContained(run(program("js", name, null, { memoryMb: 64 }), 60_000, threads), LIMIT, threads);
+    }
+    await expect(run(program("js", "under64", null, { memoryMb: 64 }), 60_000, threads)).resolves.toMatchObject({ output: expect.any(Number) });
+  });
+});
+
+// Issue 11, part 4: a program learns no host path, and no failure reported to the server
+// carries one.
+describe("host paths stay on the host", () => {
+  const findings = (output: unknown) => hostPathsIn(JSON.stringify(output));
+
+  it("shows a program nothing of the host in stack traces, call sites, or errors however obtained", async () => {
+    const r = await run(program("js", "stackProbe", null), 60_000);
+    const seen = r.output as Record<string, unknown>;
+    expect(findings(seen)).toEqual([]);
+    expect(JSON.stringify(seen)).not.toMatch(/node:|tabgrid-|file:|\.ts\b/);
+    // The program's own frames are still there, and a structured-call-site formatter gets a string.
+    expect(seen.plain).toMatch(/^Error: plain\n {4}at .*program\.js:\d+:\d+/);
+    expect(typeof seen.structured).toBe("string");
+    expect(seen.timer).toMatch(/^Error: timer\n {4}at .*program\.js/);
+    // Whatever a stack overflow threw at the program belongs to the program's realm.
+    if (linux) expect(seen.realmsOfCaughtErrors).toEqual([]);
+  });
+
+  it("shows a program nothing of the host in the worker-thread fallback either", async () => {
+    const threads = createNodePool({ threads: 1, programIsolation: "thread" });
+    try {
+      const r = await run(program("js", "stackProbe", null), 60_000, threads);
+      expect(findings(r.output)).toEqual([]);
+      expect(JSON.stringify(r.output)).not.toMatch(/node:|tabgrid-|file:|\.ts\b/);
+    } finally {
+      threads.terminate();
+    }
+  });
+
+  it("reports failures without host paths", async () => {
+    const failure = async (t: Promise<unknown>) => ((await t.then(() => undefined, (e: Error) => e)) as Error).message;
+    const stack = await failure(run(program("js", "throwsStack", null)));
+    expect(stack).toMatch(/^Error: what I saw: Error: inner\n {4}at .*program\.js.* \(at line \d+, column \d+ of the compiled program\)$/s);
+    expect(hostPathsIn(stack)).toEqual([]);
+    const paths = await failure(run(program("js", "throwsPath", null)));
+    expect(paths).toMatch(/^Error: cannot open <path> or <path> or <path> \(at line \d+, column \d+ of the compiled program\)$/);
+    for (const message of [stack, paths, await failure(run(program("js", "throws", null))), await failure(run(program("wasm", "traps", "x")))]) {
+      expect(hostPathsIn(message)).toEqual([]);
+    }
   });
 });
