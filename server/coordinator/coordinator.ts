@@ -85,6 +85,9 @@ export class Coordinator extends EventEmitter {
   private readonly checking = new Set<Promise<void>>();
   /** Ringers out, by task id: at most one per socket at a time. */
   private readonly ringers = new Map<string, Ringer>();
+  /** Hosts caught and backtracked by this process, and the backtrack running now (one at a time). */
+  private readonly backtracked = new Set<string>();
+  private backtracking: Promise<void> = Promise.resolve();
   /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
   private readonly reopening = new Set<string>();
   private readonly book: ReliabilityBook;
@@ -708,6 +711,8 @@ export class Coordinator extends EventEmitter {
 
   /** A host proved to cheat: its sockets close, and everything it returned is backtracked. */
   private caught(r: ResultRef, until: Date, reason: string) {
+    // Caught again on another of its results still in a check: already banned and backtracked.
+    if (this.backtracked.has(r.host)) return;
     const ids = [hostKey(r.host), r.account];
     this.log(`caught ${ids.join(" and ")}: ${reason}`);
     void this.writer.enqueue({ type: "reliability", rows: this.book.rows(ids) });
@@ -719,9 +724,18 @@ export class Coordinator extends EventEmitter {
 
   /**
    * Invalidates every result the host or account returned and reopens what they helped decide
-   * (backtrackSql.ts), then rebuilds the affected running jobs from the database.
+   * (backtrackSql.ts), then rebuilds the affected running jobs from the database. Once per
+   * host (it is banned: nothing it sends later counts), one backtrack at a time.
    */
-  private async backtrack(host: string, account: string, reason: string) {
+  private backtrack(host: string, account: string, reason: string): Promise<void> {
+    if (this.backtracked.has(host)) return Promise.resolve();
+    this.backtracked.add(host);
+    const run = this.backtracking.then(() => this.backtrackNow(host, account, reason));
+    this.backtracking = run.catch(() => undefined);
+    return run;
+  }
+
+  private async backtrackNow(host: string, account: string, reason: string) {
     // Its last results, and the verdicts on them, are in the database first.
     await this.writer.committedSoFar();
     const touched = await this.opts.db.result.findMany({
@@ -741,6 +755,8 @@ export class Coordinator extends EventEmitter {
       const reopened = await this.opts.db.job.findMany({ where: { id: { in: jobIds }, state: "running" }, select: Coordinator.jobColumns });
       for (const jobId of jobIds) {
         if (this.rounds.has(jobId) || !this.jobs.has(jobId)) continue;
+        // Still running if it was reloaded after the cancel above (by a finishing race).
+        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
         this.scheduler.removeJob(jobId);
         this.jobs.delete(jobId);
       }
@@ -839,13 +855,16 @@ export class Coordinator extends EventEmitter {
       const merged = await mergeJobResult(this.opts, jobId);
       end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
       state = end.state;
-      // A cheater was caught meanwhile and some units are being recomputed: not finished after all.
-      if (this.reopening.has(jobId)) return;
+      // A cheater was caught meanwhile and the job is being rebuilt (backtrack): not finished after all.
+      if (this.reopening.has(jobId) || this.jobs.get(jobId) !== meta) return;
     }
     await this.writer.enqueue(end);
     this.observer.jobFinished(state);
-    this.scheduler.removeJob(jobId);
-    this.jobs.delete(jobId);
+    // Unless a backtrack reopened and reloaded it in the meantime.
+    if (this.jobs.get(jobId) === meta) {
+      this.scheduler.removeJob(jobId);
+      this.jobs.delete(jobId);
+    }
     this.log(`job ${jobId} ${state}`);
     this.emit("job", jobId);
   }

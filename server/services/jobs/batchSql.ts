@@ -131,8 +131,15 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   }
   for (const end of finished) finishJob(gate, conn, end, at);
   for (const sub of submitted) insertJob(gate, conn, sub, at);
-  // Last: it reads the verdicts and job endings written above.
-  for (const b of backtracks) backtrackSql(gate, conn, b, at);
+  // Last: it reads the verdicts and job endings written above. In a savepoint of its own: a
+  // backtrack that fails is undone alone and logged, and never holds back the batch around it.
+  for (const b of backtracks) {
+    try {
+      conn.transaction(() => backtrackSql(gate, conn, b, at))();
+    } catch (e) {
+      console.error(`backtracking ${b.host} failed: ${(e as Error).message}`);
+    }
+  }
 }
 
 /**
