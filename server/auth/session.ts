@@ -15,7 +15,16 @@ function parseCookies(header: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (header ?? "").split(";")) {
     const eq = part.indexOf("=");
-    if (eq > 0) out[part.slice(0, eq).trim()] = decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq <= 0) continue;
+    const raw = part.slice(eq + 1).trim();
+    // A malformed escape (%E0%A4%A) is a cookie we cannot read, not a server error.
+    let value = raw;
+    try {
+      value = decodeURIComponent(raw);
+    } catch {
+      /* kept as sent */
+    }
+    out[part.slice(0, eq).trim()] = value;
   }
   return out;
 }

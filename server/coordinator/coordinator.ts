@@ -29,6 +29,7 @@ import { InteractiveRouter } from "./interactive";
 import { canonicalJson, digestOf } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
+import { UserError } from "../services/errors";
 
 interface JobMeta {
   /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
@@ -394,6 +395,14 @@ export class Coordinator extends EventEmitter {
             if (ws.readyState !== ws.OPEN) this.drop(c);
           },
           (e: Error) => {
+            // Refusals (protocol, token, ban) are told as they are; anything else is the
+            // server's trouble: logged, and the client told to try again later.
+            if (!(e instanceof UserError)) {
+              this.log(`hello of a volunteer failed: ${e.stack ?? e.message}`);
+              send(ws, { type: "error", code: "unavailable", message: "the server could not register this volunteer; try again later" });
+              ws.close(1011, "try again later");
+              return;
+            }
             send(ws, { type: "error", code: "hello-refused", message: e.message });
             ws.close(1008, e.message.slice(0, 120));
           },
@@ -438,7 +447,7 @@ export class Coordinator extends EventEmitter {
 
   private async hello(ws: WebSocket, msg: Hello, userId: string | null, address: string | undefined): Promise<VolunteerConn> {
     if (msg.protocol !== PROTOCOL_VERSION) {
-      throw new Error(`protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+      throw new UserError("BAD_REQUEST", `protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
     const benchmark = clampBenchmark(msg.benchmark);
     const db = this.opts.db;
@@ -456,7 +465,7 @@ export class Coordinator extends EventEmitter {
     const records = await loadRecords(this.opts.db, [host, accountId]);
     for (const row of records.values()) this.book.seed(row);
     const ban = this.book.activeBan([host, accountId], new Date(this.now()));
-    if (ban) throw new Error(`banned until ${ban.until.toISOString()}: ${ban.reason}`);
+    if (ban) throw new UserError("FORBIDDEN", `banned until ${ban.until.toISOString()}: ${ban.reason}`);
     const conn: VolunteerConn = {
       key: `${msg.volunteerId}~${++this.connSeq}`,
       volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
@@ -502,9 +511,19 @@ export class Coordinator extends EventEmitter {
     for (const r of results) {
       const ringer = this.ringers.get(r.taskId);
       if (ringer && ringer.conn === conn.key) {
+        // Answered as a real task would be: an error or a malformed output is rejected with
+        // its reason, anything else accepted (and judged once the server's answer is ready).
         this.ringers.delete(r.taskId);
-        recorded.push(r.taskId);
-        this.ringerAnswered(conn, r, ringer);
+        const error = "error" in r ? r.error : this.outputError(this.jobs.get(ringer.jobId), (r as { output: unknown }).output);
+        if (error !== undefined) {
+          this.observer.taskError();
+          rejected.push({ taskId: r.taskId, reason: error });
+          conn.ringer = undefined;
+          this.scheduler.setWindow(conn.key, windowOf(conn));
+        } else {
+          recorded.push(r.taskId);
+          this.ringerAnswered(conn, r, ringer);
+        }
         continue;
       }
       const task = this.scheduler.task(r.taskId);
@@ -514,11 +533,7 @@ export class Coordinator extends EventEmitter {
         continue;
       }
       const meta = this.jobs.get(task.jobId)!;
-      let error = "error" in r ? r.error : undefined;
-      if (error === undefined) {
-        const out = meta.output?.safeParse((r as { output: unknown }).output);
-        if (out && !out.success) error = `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}`;
-      }
+      const error = "error" in r ? r.error : this.outputError(meta, (r as { output: unknown }).output);
       if (error !== undefined) {
         this.observer.taskError();
         rejected.push({ taskId: r.taskId, reason: error });
@@ -561,6 +576,12 @@ export class Coordinator extends EventEmitter {
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
     }).catch((e: Error) => this.log(`acknowledging results failed: ${e.message}`));
     return strangers;
+  }
+
+  /** Why an output does not fit its kernel's output schema, if it does not. */
+  private outputError(meta: JobMeta | undefined, output: unknown): string | undefined {
+    const out = meta?.output?.safeParse(output);
+    return out && !out.success ? `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}` : undefined;
   }
 
   private errored(outcome: ReturnType<Scheduler["failTask"]>, error: string) {
@@ -690,7 +711,7 @@ export class Coordinator extends EventEmitter {
     this.scheduler.setWindow(conn.key, windowOf(conn));
     const done = (async () => {
       const expected = await ringer.expected;
-      if (expected === undefined || this.closed || "error" in r) return;
+      if (expected === undefined || this.closed) return;
       const output = (r as { output: unknown }).output;
       if (digestOf(canonicalJson(output)) === expected) {
         this.observer.spotChecked(0);
@@ -878,7 +899,11 @@ export class Coordinator extends EventEmitter {
     let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
     if (state === "completed") {
       await this.writer.committedSoFar();
-      const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => ({ kind: "failed" as const, error: e.message }));
+      const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => {
+        // The kernel's step is the server's own code: its failure is logged, not shown as is.
+        this.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
+        return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };
+      });
       // Shutting down: the next start resumes from what the step stored.
       if (this.closed) return;
       if (outcome.kind === "next" && !live.cancel) {

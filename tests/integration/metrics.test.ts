@@ -142,7 +142,8 @@ describe("/api/metrics and the dashboard samples of a running server", () => {
   let listeningSince = 0;
 
   beforeAll(async () => {
-    srv = await startTestServer({ METRICS_INTERVAL_SECONDS: "0.1" });
+    // Hand-driven volunteers count their tasks exactly: no ringers or probation (see attack.*.test.ts).
+    srv = await startTestServer({ METRICS_INTERVAL_SECONDS: "0.1", SPOT_CHECKS: "off" });
     srv.deps.monitoring.sampler.on("sample", (s) => samples.push(s));
     listeningSince = Date.now();
   });

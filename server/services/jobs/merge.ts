@@ -30,7 +30,11 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
     if (!job.program) {
       value = getKernel(job.kernel)!.reduce(params, outputs);
     } else if (job.merge === "reduce") {
-      const code = await deps.blobs.get(job.program.kind === "js" ? job.program.scriptHash! : job.program.hash);
+      const code = await deps.blobs.get(job.program.kind === "js" ? job.program.scriptHash! : job.program.hash).catch((e: Error) => {
+        // The store's own trouble (its message names files on the server) is not the consumer's.
+        console.error(`merging job ${jobId}: reading the program failed: ${e.message}`);
+        throw new Error("the program could not be read back (internal error)");
+      });
       ({ result: value } = await reduceOutputs({
         kind: job.program.kind as "js" | "wasm",
         code: job.program.kind === "js" ? code.toString("utf8") : new Uint8Array(code),
