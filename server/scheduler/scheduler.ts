@@ -921,25 +921,35 @@ export class Scheduler {
   }
 
   private holdForCheck(unit: UnitRecord, taskId: TaskId): VerifyOutcome {
+    const revoked = this.releaseInstances(unit);
+    unit.verifying = true;
+    this.markChecking(unit, 1);
+    unit.need = 0;
+    this.dequeue(unit);
+    const job = unit.job;
+    return {
+      kind: "verify", jobId: job.spec.id, unitId: unit.spec.id, index: unit.spec.index, taskId,
+      kernel: job.spec.kernel, params: job.spec.params, input: unit.spec.input, revoked,
+    };
+  }
+
+  /** Releases the unit's live instances; returns them, for their volunteers to be told. */
+  private releaseInstances(unit: UnitRecord): ExpiredLease[] {
     const revoked: ExpiredLease[] = [];
     while (unit.instances.length > 0) {
       const t = unit.instances[unit.instances.length - 1] as TaskRecord;
       revoked.push(leaseOf(t));
       this.release(t, true);
     }
-    unit.verifying = true;
-    this.markChecking(unit, 1);
-    unit.need = 0;
-    if (unit.queued) {
-      unit.queued = false;
-      unit.job.queuedUnits--;
-      this.queuedCount--;
-    }
-    const job = unit.job;
-    return {
-      kind: "verify", jobId: job.spec.id, unitId: unit.spec.id, index: unit.spec.index, taskId,
-      kernel: job.spec.kernel, params: job.spec.params, input: unit.spec.input, revoked,
-    };
+    return revoked;
+  }
+
+  /** Takes a unit out of the queue's count; its deque entry goes stale and is dropped when a lease meets it. */
+  private dequeue(unit: UnitRecord): void {
+    if (!unit.queued) return;
+    unit.queued = false;
+    unit.job.queuedUnits--;
+    this.queuedCount--;
   }
 
   /** The trusted instance errored or was lost: back to R instances and quorum Q. */
@@ -1040,21 +1050,11 @@ export class Scheduler {
         invalid.push(refOf(r));
       }
     }
-    const revoked: ExpiredLease[] = [];
-    while (unit.instances.length > 0) {
-      const t = unit.instances[unit.instances.length - 1] as TaskRecord;
-      revoked.push(leaseOf(t));
-      this.release(t, true);
-    }
+    const revoked = this.releaseInstances(unit);
     unit.done = true;
     unit.need = 0;
     unit.results = undefined;
-    if (unit.queued) {
-      // Its deque entry goes stale and is dropped when a lease meets it.
-      unit.queued = false;
-      job.queuedUnits--;
-      this.queuedCount--;
-    }
+    this.dequeue(unit);
     job.pendingUnits--;
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
