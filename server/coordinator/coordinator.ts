@@ -641,10 +641,9 @@ export class Coordinator extends EventEmitter {
       this.observer.spotChecked(outcome.kind === "validated" ? (outcome.caught?.length ?? 0) : 0);
       const caught = outcome.kind === "validated" ? outcome.caught ?? [] : [];
       // Banned before the verdicts are persisted, so the rows written with them carry the ban.
-      const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
       const meta = this.jobs.get(o.jobId);
       const reason = `failed a spot-check: a result for unit ${o.index} of job ${meta?.jobId ?? o.jobId} differs from the server's own computation`;
-      for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.book.setBan(id, until, reason);
+      const until = this.banCaught(caught, reason);
       this.outcome(outcome);
       for (const r of caught) this.caught(r, until, reason);
       // A host on probation got no work while its results awaited this verdict.
@@ -655,8 +654,7 @@ export class Coordinator extends EventEmitter {
         }
       }
     })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
-    this.checking.add(done);
-    void done.finally(() => this.checking.delete(done));
+    this.track(done);
   }
 
   /**
@@ -720,14 +718,28 @@ export class Coordinator extends EventEmitter {
         return;
       }
       this.observer.spotChecked(1);
-      const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
       const meta = this.jobs.get(ringer.jobId);
       const reason = `failed a spot-check: a known-answer ${ringer.kernel} task of job ${meta?.jobId ?? ringer.jobId} came back wrong`;
-      for (const id of [hostKey(conn.volunteerId), conn.accountId]) this.book.setBan(id, until, reason);
-      this.caught({ taskId: r.taskId, host: conn.volunteerId, account: conn.accountId, output, digest: "" }, until, reason);
+      const ref = { taskId: r.taskId, host: conn.volunteerId, account: conn.accountId, output, digest: "" };
+      this.caught(ref, this.banCaught([ref], reason), reason);
     })().catch((e: Error) => this.log(`checking a ringer failed: ${e.message}`));
-    this.checking.add(done);
-    void done.finally(() => this.checking.delete(done));
+    this.track(done);
+  }
+
+  /**
+   * Bans the hosts and accounts of results proved wrong in the book at once, before any row of
+   * the verdict is persisted (those rows then carry the ban); returns when the bans end.
+   */
+  private banCaught(caught: ResultRef[], reason: string): Date {
+    const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
+    for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.book.setBan(id, until, reason);
+    return until;
+  }
+
+  /** Work of the trust policy in flight (checks, backtracks), which drain() waits for. */
+  private track(work: Promise<void>) {
+    this.checking.add(work);
+    void work.finally(() => this.checking.delete(work));
   }
 
   /** A host proved to cheat: its sockets close, and everything it returned is backtracked. */
@@ -738,9 +750,7 @@ export class Coordinator extends EventEmitter {
     this.log(`caught ${ids.join(" and ")}: ${reason}`);
     void this.writer.enqueue({ type: "reliability", rows: this.book.rows(ids) });
     for (const id of ids) this.kick(id, until, reason);
-    const done = this.backtrack(r.host, r.account, reason).catch((e: Error) => this.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`));
-    this.checking.add(done);
-    void done.finally(() => this.checking.delete(done));
+    this.track(this.backtrack(r.host, r.account, reason).catch((e: Error) => this.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`)));
   }
 
   /**

@@ -400,10 +400,15 @@ export class Scheduler {
   passedRinger(volunteerId: VolunteerId): void {
     const v = this.volunteers.get(volunteerId);
     if (!v) return;
-    if (v.hostRecord.spotChecks === undefined || v.hostRecord.spotChecks === 0) this.establishedOnline = undefined;
-    passSpotCheck(v.hostRecord);
-    passSpotCheck(v.accountRecord);
+    this.passCheck(v.hostRecord, v.accountRecord);
     this.updateHungry(v);
+  }
+
+  /** A host (and its account) passed a spot-check or a ringer; its first makes it established. */
+  private passCheck(host: ReliabilityRecord, account: ReliabilityRecord): void {
+    passSpotCheck(host);
+    passSpotCheck(account);
+    if (host.spotChecks === 1) this.establishedOnline = undefined;
   }
 
   /** The volunteer's host has passed no spot-check yet, so its undecided results hold back its window. */
@@ -1039,9 +1044,7 @@ export class Scheduler {
         creditValid(r.hostRecord, r.turnaroundMs);
         creditValid(r.accountRecord, r.turnaroundMs);
         if (checkedBy) {
-          passSpotCheck(r.hostRecord);
-          passSpotCheck(r.accountRecord);
-          if (r.hostRecord.spotChecks === 1) this.establishedOnline = undefined;
+          this.passCheck(r.hostRecord, r.accountRecord);
         }
         valid.push(refOf(r));
       } else {

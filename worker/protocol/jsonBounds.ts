@@ -73,19 +73,23 @@ function walk(value: object, limits: JsonLimits, base: number): string | null {
   let v: object = value;
   let inner = 2;
   let nodes = 1;
+  /** One child of the container at hand: pushed if a container, judged if a scalar. */
+  const child = (x: unknown): string | null => {
+    if (typeof x === "object") {
+      if (x === null) return null;
+      if (inner > maxDepth) return tooDeep(limits);
+      stack.push(x, inner);
+      return null;
+    }
+    return (typeof x === "string" ? x.length > maxStringLength : typeof x === "number" && !Number.isFinite(x)) ? scalarProblem(x, limits) : null;
+  };
   for (;;) {
     if (Array.isArray(v)) {
       nodes += v.length;
       if (nodes > maxNodes) return tooMany(limits);
       for (let i = 0; i < v.length; i++) {
-        const x: unknown = v[i];
-        if (typeof x === "object") {
-          if (x === null) continue;
-          if (inner > maxDepth) return tooDeep(limits);
-          stack.push(x, inner);
-        } else if (typeof x === "string" ? x.length > maxStringLength : typeof x === "number" && !Number.isFinite(x)) {
-          return scalarProblem(x, limits);
-        }
+        const why = child(v[i]);
+        if (why) return why;
       }
     } else {
       const keys = Object.keys(v);
@@ -95,14 +99,8 @@ function walk(value: object, limits: JsonLimits, base: number): string | null {
         const k = keys[i];
         if (k === "__proto__") return 'has a key named "__proto__"';
         if (k.length > maxStringLength) return `has a key longer than ${count(maxStringLength)} characters`;
-        const x: unknown = (v as Record<string, unknown>)[k];
-        if (typeof x === "object") {
-          if (x === null) continue;
-          if (inner > maxDepth) return tooDeep(limits);
-          stack.push(x, inner);
-        } else if (typeof x === "string" ? x.length > maxStringLength : typeof x === "number" && !Number.isFinite(x)) {
-          return scalarProblem(x, limits);
-        }
+        const why = child((v as Record<string, unknown>)[k]);
+        if (why) return why;
       }
     }
     if (stack.length === base) return null;
