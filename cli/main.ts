@@ -14,7 +14,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
                  [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive] [--output FILE]
   tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N)
                  [--chunks N] [--merge concat|reduce] [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
-  tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE]
+  tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE] [--accept-unconfirmed] [--replicas R [--quorum Q]]
   tabgrid status [--json]
   tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]

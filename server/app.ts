@@ -52,6 +52,7 @@ export async function startServer(
   const coordinator = new Coordinator({
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
+    errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
     trust: env.SPOT_CHECKS === "on"
       ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
       : null,

@@ -22,6 +22,8 @@ const schema = z.object({
   TRUST_THRESHOLD: z.coerce.number().min(0).max(1).default(0.999),
   TRUST_FAULT_RATE: z.coerce.number().gt(0).lt(1).default(0.2),
   LEASE_SECONDS: z.coerce.number().positive().default(60),
+  /** A unit that errored on every volunteer online that may take it fails its job after this long with no other coming. */
+  ERROR_WAIT_SECONDS: z.coerce.number().min(0).default(15),
   MAX_CHUNKS: z.coerce.number().int().positive().default(10000),
   MAX_PROGRAM_BYTES: z.coerce.number().int().positive().default(5 * 1024 * 1024),
   MAX_DATA_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),

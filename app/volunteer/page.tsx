@@ -58,6 +58,14 @@ export default function VolunteerPage() {
           <div><dt>Tasks queued</dt><dd>{cluster.data?.tasksQueued ?? "—"}</dd></div>
         </dl>
         {pausedBy && running && <p className="hint">Paused because {pausedBy}.</p>}
+        {running && (snap?.waiting ?? 0) > 0 && (
+          <p className="notice" data-testid="volunteer-waiting">
+            {snap!.waiting} of your results {snap!.waiting === 1 ? "waits" : "wait"} for a volunteer from another account to
+            confirm {snap!.waiting === 1 ? "it" : "them"}: every unit of those jobs needs copies from different accounts, and
+            no other volunteer online may compute one. They are validated, and paid, once one comes. (Your own jobs need no
+            confirmation: what your machines compute for them counts at once.)
+          </p>
+        )}
         {snap?.lastError && <p className="error">{snap.lastError}</p>}
         {signedIn && (held.data?.held ?? 0) > 0 && (
           <p>

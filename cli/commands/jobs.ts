@@ -22,7 +22,9 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
   const result = job.state === "completed" ? await api.jobs.result.query({ id: job.id }) : null;
   if (outputFile && result !== null) fs.writeFileSync(outputFile, JSON.stringify(result));
   const out = {
-    id: job.id, status: job.state, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
+    id: job.id, status: job.status, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
+    // Results that wait for a copy no volunteer online may compute (see `job ID --accept-unconfirmed`).
+    waiting: job.progress.waiting,
     estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, replication: job.replication, results: job.results, result,
     // Iterative jobs: each round's latency and converging metric.
     ...(job.round !== null ? { round: job.round, rounds: job.rounds.map((r) => ({ round: r.round, latencyMs: r.latencyMs, metric: r.metric, ...r.stats })) } : {}),
@@ -30,7 +32,13 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
   if (json) {
     console.log(JSON.stringify(out));
   } else {
-    console.log(`job ${job.id}: ${job.state}, ${job.progress.done}/${job.chunks} units, cost ${out.cost} of ${out.estimate} credits held`);
+    console.log(`job ${job.id}: ${job.status}, ${job.progress.done}/${job.chunks} units, cost ${out.cost} of ${out.estimate} credits held`);
+    if (job.state === "running" && job.progress.waiting) {
+      const n = job.progress.waiting.results;
+      console.log(`${n} result${n === 1 ? " waits" : "s wait"} for a volunteer from another account to confirm ${n === 1 ? "it" : "them"}.`);
+      console.log(`  take them as they are: tabgrid job ${job.id} --accept-unconfirmed`);
+      if (job.replication.replicas > 1) console.log(`  or need one copy per unit: tabgrid job ${job.id} --replicas 1`);
+    }
     if (job.round !== null) console.log(`rounds: ${job.round} of at most ${job.maxRounds}; metric ${job.rounds.map((r) => (r.metric === null ? "—" : r.metric.toPrecision(3))).join(" → ")}`);
     if (job.error) console.log(`error: ${job.error}`);
     if (result !== null) console.log(`result: ${summarize(result)}`);
@@ -44,7 +52,7 @@ function summarize(result: unknown): string {
 }
 
 const progressLine = (json: boolean) => (j: Job) => {
-  if (!json && process.stderr.isTTY) process.stderr.write(`\r${j.progress.done}/${j.progress.total} units done, ${j.progress.throughput.toFixed(1)}/s   `);
+  if (!json && process.stderr.isTTY) process.stderr.write(`\r${j.progress.done}/${j.progress.total} units done, ${j.progress.throughput === null ? "—" : j.progress.throughput.toFixed(1)}/s   `);
 };
 
 export async function submit(argv: string[]): Promise<number> {
@@ -126,10 +134,24 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
 }
 
 export async function job(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...connectionOptions, wait: { type: "boolean", default: false }, output: { type: "string" }, units: { type: "string" } });
+  const { values, positionals } = parse(argv, {
+    ...connectionOptions, wait: { type: "boolean", default: false }, output: { type: "string" }, units: { type: "string" },
+    "accept-unconfirmed": { type: "boolean", default: false }, replicas: { type: "string" }, quorum: { type: "string" },
+  });
   const id = positionals[0];
   if (!id) throw new UsageError("name a job id: tabgrid job <id>");
   const api = apiClient(connection(values));
+  // The owner's ways out of a quorum that the volunteers online cannot form.
+  if (values.replicas !== undefined || values.quorum !== undefined) {
+    const replicas = intOption(values.replicas, "replicas");
+    if (replicas === undefined) throw new UsageError("--quorum needs --replicas R");
+    const { decided } = await api.jobs.setReplication.mutate({ id, replicas, quorum: intOption(values.quorum, "quorum") });
+    if (!values.json) console.error(`replication set to ${replicas}; ${decided} unit${decided === 1 ? "" : "s"} decided at once`);
+  }
+  if (values["accept-unconfirmed"]) {
+    const { accepted } = await api.jobs.acceptUnconfirmed.mutate({ id });
+    if (!values.json) console.error(`accepted the unconfirmed results of ${accepted} unit${accepted === 1 ? "" : "s"}`);
+  }
   const j = values.wait ? await waitFor(api, id, progressLine(values.json!)) : await api.jobs.get.query({ id });
   if (values.units) fs.writeFileSync(values.units, JSON.stringify(await api.jobs.unitOutputs.query({ id })));
   return report(api, j, values.json!, values.output);

@@ -20,6 +20,8 @@ export interface VolunteerConn {
   ws: WebSocket;
   /** The ringer (known-answer task) this socket holds, if any. */
   ringer?: string;
+  /** What it was last told of its results that wait for a copy nobody online may compute. */
+  toldWaiting?: number;
 }
 
 /**

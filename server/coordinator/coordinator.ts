@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
-import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, TaskAssignment, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
+import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, SweepReport, TaskAssignment, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
 import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
 import { Verifier } from "./verifier";
 import { networkOf } from "./network";
@@ -59,7 +59,12 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Spot-checks, credibility and placement (see scheduler/credibility.ts); null turns them off. Default DEFAULT_TRUST. */
   trust?: TrustPolicy | null;
+  /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
+  errorWaitMs?: number;
 }
+
+/** How often the scheduler is swept for work that waits on volunteers who are not online. */
+const SWEEP_MS = 1000;
 
 const HELLO_TIMEOUT_MS = 10_000;
 /**
@@ -125,6 +130,9 @@ export class Coordinator extends EventEmitter {
   /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
   private backlogged = false;
   private readonly observer: CoordinatorObserver;
+  /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
+  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
+  private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -154,6 +162,41 @@ export class Coordinator extends EventEmitter {
         },
       },
     );
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  /**
+   * Finds work that waits on volunteers who are not online (see Scheduler.sweep): jobs whose
+   * wait changed are re-announced, volunteers are told how many of their results wait, and
+   * jobs whose unit errored on every volunteer that could take it fail.
+   */
+  private sweep() {
+    if (this.closed) return;
+    const before = this.waits;
+    const now = this.sweepNow();
+    this.waits = now;
+    for (const f of now.failed) {
+      this.log(`job ${f.jobId} failed: ${f.reason}`);
+      this.revoke([...f.dropped, ...this.takeRingers(f.jobId)], "job failed");
+      void this.finish(f.jobId, "failed", f.reason);
+    }
+    for (const id of new Set([...before.waits.keys(), ...now.waits.keys()])) {
+      const a = before.waits.get(id);
+      const b = now.waits.get(id);
+      if (a?.results !== b?.results || a?.units !== b?.units) this.emit("job", this.jobs.get(id)?.jobId ?? id);
+    }
+    for (const c of this.conns.values()) {
+      const n = now.hostWaits.get(c.volunteerId) ?? 0;
+      if ((c.toldWaiting ?? 0) !== n) {
+        c.toldWaiting = n;
+        send(c.ws, { type: "waiting", results: n });
+      }
+    }
+  }
+
+  private sweepNow(): SweepReport {
+    return this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
   }
 
   /**
@@ -260,7 +303,7 @@ export class Coordinator extends EventEmitter {
   addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
     const jobId = spec.id;
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
-    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel) };
+    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });
@@ -299,9 +342,52 @@ export class Coordinator extends EventEmitter {
     const p = this.scheduler.progress(jobId);
     const meta = this.jobs.get(jobId);
     if (!p || !meta) return undefined;
-    const rate = meta.throughput.rate(this.now());
     const left = p.total - p.done;
-    return { ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate > 0 ? left / rate : null };
+    // Nothing computing it: no rate to speak of, and no end in sight until a volunteer comes.
+    const rate = p.running > 0 ? meta.throughput.rate(this.now()) : null;
+    const wait = this.waits.waits.get(jobId);
+    return {
+      ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate ? left / rate : null,
+      /** Results waiting for a copy that no volunteer online may compute (another account's). */
+      waiting: wait && wait.results > 0 ? wait : null,
+    };
+  }
+
+  /**
+   * The owner accepts the results that wait for a quorum (see Scheduler.acceptPending).
+   * Returns how many units that decided.
+   */
+  acceptUnconfirmed(jobId: string): number {
+    const id = this.rounds.get(jobId)?.schedulerId ?? jobId;
+    const outcomes = this.scheduler.acceptPending(id);
+    for (const o of outcomes) this.outcome(o);
+    if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
+    this.waits = this.sweepNow();
+    this.emit("job", jobId);
+    return outcomes.length;
+  }
+
+  /**
+   * Lowers (or raises) the replication of a running job: `replicas` copies per unit, `quorum`
+   * of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
+   */
+  async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
+    const id = this.rounds.get(jobId)?.schedulerId ?? jobId;
+    const meta = this.jobs.get(id);
+    if (!meta || this.scheduler.jobState(id) !== "running") return 0;
+    const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
+    const replication = { target: replicas, quorum, maxInstances };
+    await this.opts.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
+    if (this.scheduler.jobState(id) !== "running") return 0;
+    meta.spec = { ...meta.spec, replication };
+    meta.quorum = quorum;
+    const outcomes = this.scheduler.setReplication(id, replication);
+    for (const o of outcomes) this.outcome(o);
+    this.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
+    this.waits = this.sweepNow();
+    this.dispatchAll();
+    this.emit("job", jobId);
+    return outcomes.length;
   }
 
   /** The public cluster summary (CLI `status`, volunteer page). */
@@ -508,6 +594,7 @@ export class Coordinator extends EventEmitter {
     // Batches commit in order: once the last result of this frame is durable, all are.
     let lastCommit: Promise<void> | undefined;
     const rejected: Array<{ taskId: string; reason: string }> = [];
+    const waiting = new Set<string>();
     for (const r of results) {
       const ringer = this.ringers.get(r.taskId);
       if (ringer && ringer.conn === conn.key) {
@@ -561,6 +648,8 @@ export class Coordinator extends EventEmitter {
       });
       recorded.push(r.taskId);
       lastCommit = commit;
+      // A result that waits for its quorum changes the job's counts once it is stored.
+      if (outcome.kind !== "validated") waiting.add(meta.jobId);
       this.outcome(outcome);
     }
     // A volunteer left with no task waiting behind the ones its threads run is refilled now,
@@ -574,6 +663,7 @@ export class Coordinator extends EventEmitter {
       conn.tasksDone += recorded.length;
       if (this.conns.has(conn.key)) this.dispatch(conn);
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
+      for (const id of waiting) this.emit("job", id);
     }).catch((e: Error) => this.log(`acknowledging results failed: ${e.message}`));
     return strangers;
   }
@@ -812,16 +902,22 @@ export class Coordinator extends EventEmitter {
     }
     const meta = this.jobs.get(o.jobId)!;
     const pay = meta.pays.get(o.unitId) ?? 0;
-    const paid = Math.min(o.valid.length, meta.quorum);
-    const valid = o.valid.map((r, i) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: i < paid ? pay : 0, volunteer: this.socketOf(r) }));
+    // At most a quorum of valid results is paid, and never the owner's own: they would pay themselves.
+    let unpaid = meta.quorum;
+    const owner = meta.spec.owner;
+    const valid = o.valid.map((r) => {
+      const paid = r.account !== owner && unpaid > 0 ? (unpaid--, pay) : 0;
+      return { taskId: r.taskId, host: r.host, account: r.account, pay: paid, volunteer: this.socketOf(r) };
+    });
     const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: this.socketOf(r) }));
-    const verdicts = this.book.verdicts(valid, invalid, new Date(this.now()));
+    // The owner's decisions prove nothing about anybody: no record, streak or ban moves.
+    const verdicts = o.byOwner ? { rows: [], banned: [] } : this.book.verdicts(valid, invalid, new Date(this.now()));
     this.observer.validated(valid.length, invalid.length);
     // Usually the output of the result that just came in, already serialised.
     const last = this.lastOutput;
     const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
     const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
-    void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
+    if (verdicts.rows.length) void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
     this.revoke(o.revoked, "unit already validated");
     commit.then(() => {
       meta.throughput.record(this.now());
@@ -1000,6 +1096,7 @@ export class Coordinator extends EventEmitter {
     this.interactive.close();
     this.verifier.close();
     clearTimeout(this.leaseTimer);
+    clearInterval(this.sweepTimer);
     await this.writer.close();
     await this.dbWriter?.close();
   }

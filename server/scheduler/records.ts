@@ -22,8 +22,8 @@ export interface UnitRecord {
   /** Errors reported by volunteers for this unit, across all its instances. */
   errors: number;
   /**
-   * Hosts and accounts that reported an error on this unit. With replication they never
-   * get it again, so one volunteer's errors cannot use up the unit's maxErrors alone.
+   * Hosts and accounts that reported an error on this unit. They never get it again, so its
+   * maxErrors counts distinct hosts, and one volunteer's errors cannot fail a job alone.
    */
   erroredBy: Array<{ host: string; account: string }> | undefined;
   /** Live task instances, on distinct hosts and accounts. */
@@ -52,6 +52,10 @@ export interface UnitRecord {
   trusted: boolean;
   /** Waiting for the server's recomputation (a "verify" outcome): no instances are issued. */
   verifying: boolean;
+  /** The last error a volunteer reported for it. */
+  lastError?: string;
+  /** Since when (ms) it has errored and no volunteer online may take it (see sweep()). */
+  stalledSince?: number;
 }
 
 export interface UnitResult {
@@ -72,9 +76,10 @@ export interface JobRecord {
   readonly spec: JobSpec;
   /** Submission order, for the round-robin. */
   readonly seq: number;
-  readonly target: number;
-  readonly quorum: number;
-  readonly maxInstances: number;
+  /** Replication in force; the owner may lower it while the job runs. */
+  target: number;
+  quorum: number;
+  maxInstances: number;
   readonly adaptive: boolean;
   readonly verifiable: boolean;
   readonly comparator: Comparator;

@@ -21,7 +21,9 @@ import {
   type RecoveredState,
   type RecoveryOutcome,
   type ReliabilityRecord,
+  type ReplicationSpec,
   type ResultOutcome,
+  type SweepReport,
   type ResultRef,
   type SchedulerStats,
   type TaskAssignment,
@@ -475,7 +477,7 @@ export class Scheduler {
     job.returned++;
     const turnaroundMs = now - task.leasedAt;
     if (this.trust) this.judgeTiming(v, unit, turnaroundMs);
-    this.addResult(unit, {
+    const result: UnitResult = {
       taskId,
       volunteer: v.id,
       host: v.host,
@@ -486,7 +488,10 @@ export class Scheduler {
       digest,
       turnaroundMs,
       agree: 1,
-    });
+    };
+    this.addResult(unit, result);
+    // The owner's own machine: its answer is the unit's, for the owner's own job.
+    if (job.spec.owner === v.account) return this.validate(unit, taskId, { by: "owner", truth: result });
     if (unit.best >= unit.quorum) return this.decide(unit, taskId);
     // Results that disagree: the server settles it at once, instead of more replicas.
     if (this.trust && job.verifiable && unit.best < (unit.results as UnitResult[]).length) return this.holdForCheck(unit, taskId);
@@ -514,10 +519,11 @@ export class Scheduler {
     const { job, unit } = task;
     unit.errors++;
     job.returned++;
-    if (job.target > 1) (unit.erroredBy ??= []).push({ host: v.host, account: v.account });
+    (unit.erroredBy ??= []).push({ host: v.host, account: v.account });
     chargeError(v.hostRecord);
     chargeError(v.accountRecord);
-    job.lastError = error;
+    unit.lastError = error;
+    job.lastError = describeErrors(unit, error);
     if (unit.trusted) this.distrust(unit);
     const base = {
       kind: "error-recorded",
@@ -552,7 +558,7 @@ export class Scheduler {
     };
     const results = unit.results as UnitResult[];
     const taskId = (results[results.length - 1] as UnitResult).taskId;
-    return this.validate(unit, taskId, (r) => resultsAgree(truth, r, unit.job.comparator), output);
+    return this.validate(unit, taskId, { by: "server", truth });
   }
 
   /**
@@ -571,6 +577,104 @@ export class Scheduler {
     unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
     this.refresh(unit);
     return { kind: "pending", jobId: unit.job.spec.id, unitId: unit.spec.id, taskId, requeued: unit.queued };
+  }
+
+  // ---- what the owner may do, and what waits --------------------------------------------
+
+  /**
+   * The owner accepts the results that wait for a quorum: each such unit is decided by its
+   * largest group of agreeing results, as the owner's own decision (records untouched; see
+   * ValidatedOutcome.byOwner). Units held for a server check are left to it.
+   */
+  acceptPending(jobId: JobId): ValidatedOutcome[] {
+    const job = this.jobs.get(jobId);
+    if (!job || job.state !== "running") return [];
+    const out: ValidatedOutcome[] = [];
+    for (const unit of job.units) {
+      if (unit.done || unit.verifying || !unit.results) continue;
+      const results = unit.results;
+      out.push(this.validate(unit, (results[results.length - 1] as UnitResult).taskId, { by: "owner", truth: quorumCentre(results) }));
+      if (job.state !== "running") break;
+    }
+    return out;
+  }
+
+  /**
+   * Changes the replication of a running job (the owner lowering it, typically): units whose
+   * results already reach the new quorum are decided now (as a quorum would decide them, so
+   * possibly by a spot-check), the others want only what they now lack.
+   */
+  setReplication(jobId: JobId, replication: ReplicationSpec): Array<ValidatedOutcome | VerifyOutcome> {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new Error(`unknown job ${jobId}`);
+    const { target, quorum, maxInstances } = replication;
+    if (![target, quorum, maxInstances].every(Number.isInteger) || !(1 <= quorum && quorum <= target && target <= maxInstances)) {
+      throw new RangeError(`replication needs integers 1 <= quorum <= target <= maxInstances, got ${quorum}, ${target}, ${maxInstances}`);
+    }
+    if (job.state !== "running") return [];
+    job.target = target;
+    job.quorum = quorum;
+    job.maxInstances = maxInstances;
+    const out: Array<ValidatedOutcome | VerifyOutcome> = [];
+    for (const unit of job.units) {
+      if (unit.done || unit.verifying || unit.trusted) continue;
+      unit.quorum = quorum;
+      const results = unit.results;
+      if (results && unit.best >= quorum) {
+        out.push(this.decide(unit, (results[results.length - 1] as UnitResult).taskId));
+        if (job.state !== "running") break;
+        continue;
+      }
+      unit.wanted = results ? Math.max(target, results.length + quorum - unit.best) : target;
+      unit.need = this.needOf(unit);
+      if (unit.need === 0) this.dequeue(unit);
+      else this.refresh(unit);
+    }
+    return out;
+  }
+
+  /**
+   * Looks for work that waits on volunteers who are not online: results whose unit needs a
+   * copy that no connected volunteer may compute (all of them are of an account that already
+   * has one, usually the only one online), and units that errored on every volunteer online
+   * that may take them. Such a unit fails its job once it has waited `errorWaitMs`: fewer
+   * hosts than maxErrors are enough when no other is there to try. O(undecided units ×
+   * volunteers looked at until one may take the unit): called about once a second.
+   */
+  sweep(now: number, errorWaitMs: number): SweepReport {
+    const report: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
+    const online: VolunteerRecord[] = [];
+    for (const v of this.volunteers.values()) if (v.window > 0) online.push(v);
+    const takers = (u: UnitRecord) => online.some((v) => eligible(u, v) && this.placeable(u, v));
+    for (const job of this.jobs.values()) {
+      if (job.state !== "running" || (job.pendingUnits === 0 && job.queuedUnits === 0)) continue;
+      for (const unit of job.units) {
+        if (unit.done || unit.verifying || unit.need === 0 || unit.instances.length > 0) {
+          unit.stalledSince = undefined;
+          continue;
+        }
+        if (!unit.results && unit.errors === 0) continue;
+        if (takers(unit)) {
+          unit.stalledSince = undefined;
+          continue;
+        }
+        if (unit.errors > 0 && online.length > 0) {
+          unit.stalledSince ??= now;
+          if (now - unit.stalledSince >= errorWaitMs) {
+            job.lastError = `${describeErrors(unit, unit.lastError ?? "error")}, and no other volunteer online may take it`;
+            report.failed.push({ jobId: job.spec.id, unitId: unit.spec.id, reason: job.lastError, dropped: this.endJob(job, "failed") });
+            break;
+          }
+        }
+        if (!unit.results) continue;
+        const w = report.waits.get(job.spec.id) ?? { units: 0, results: 0 };
+        w.units++;
+        w.results += unit.results.length;
+        report.waits.set(job.spec.id, w);
+        for (const r of unit.results) report.hostWaits.set(r.host, (report.hostWaits.get(r.host) ?? 0) + 1);
+      }
+    }
+    return report;
   }
 
   /** Counts the unit's results as under a check (delta 1) or no longer (delta -1) on their hosts. */
@@ -777,7 +881,7 @@ export class Scheduler {
     for (let scanned = 0; scanned < this.scanLimit; scanned++) {
       const u = q.popFront();
       if (u === undefined) break;
-      if (u.done) continue; // stale entry: validated while queued
+      if (u.done || !u.queued) continue; // stale entry: validated, or held for a check, while queued
       if (eligible(u, v) && this.placeable(u, v)) {
         found = u;
         break;
@@ -804,7 +908,9 @@ export class Scheduler {
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
     if (!unit.leasedOnce) {
       unit.leasedOnce = true;
-      if (job.adaptive && job.target > 1 && this.trusts(v.hostRecord) && this.credibleAlone(v.hostRecord)) {
+      // The owner's own host computes the unit alone; so may a host adaptive replication trusts.
+      const own = job.spec.owner === v.account;
+      if (job.target > 1 && (own || (job.adaptive && this.trusts(v.hostRecord) && this.credibleAlone(v.hostRecord)))) {
         unit.trusted = true;
         unit.quorum = 1;
         unit.wanted = 1;
@@ -1030,26 +1136,32 @@ export class Scheduler {
     };
   }
 
-  /** The unit reached its quorum: settle records, revoke its other instances, maybe end the job. */
-  private validate(unit: UnitRecord, taskId: TaskId, checkedBy?: (r: UnitResult) => boolean, serverOutput?: unknown): ValidatedOutcome {
+  /**
+   * The unit is decided: by its quorum, or (`judge`) by the server's recomputation or by the
+   * owner. Settles records (not for the owner's decisions: they prove nothing to the platform),
+   * revokes its other instances, maybe ends the job.
+   */
+  private validate(unit: UnitRecord, taskId: TaskId, judge?: { by: "server" | "owner"; truth: UnitResult }): ValidatedOutcome {
     const job = unit.job;
     const results = unit.results as UnitResult[];
-    const centre = quorumCentre(results);
-    const isValid = checkedBy ?? ((r: UnitResult) => r === centre || resultsAgree(centre, r, job.comparator));
+    const centre = judge?.truth ?? quorumCentre(results);
+    const byOwner = judge?.by === "owner";
     const valid: ResultRef[] = [];
     const invalid: ResultRef[] = [];
     for (const r of results) {
       r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
-      if (isValid(r)) {
-        creditValid(r.hostRecord, r.turnaroundMs);
-        creditValid(r.accountRecord, r.turnaroundMs);
-        if (checkedBy) {
-          this.passCheck(r.hostRecord, r.accountRecord);
+      if (r === centre || resultsAgree(centre, r, job.comparator)) {
+        if (!byOwner) {
+          creditValid(r.hostRecord, r.turnaroundMs);
+          creditValid(r.accountRecord, r.turnaroundMs);
         }
+        if (judge?.by === "server") this.passCheck(r.hostRecord, r.accountRecord);
         valid.push(refOf(r));
       } else {
-        chargeInvalid(r.hostRecord);
-        chargeInvalid(r.accountRecord);
+        if (!byOwner) {
+          chargeInvalid(r.hostRecord);
+          chargeInvalid(r.accountRecord);
+        }
         invalid.push(refOf(r));
       }
     }
@@ -1071,12 +1183,13 @@ export class Scheduler {
       index: unit.spec.index,
       work: unit.spec.work,
       taskId,
-      canonical: checkedBy ? serverOutput : centre.output,
+      canonical: centre.output,
       valid,
       invalid,
       revoked,
       jobDone,
-      ...(checkedBy ? { checked: true, caught: invalid } : {}),
+      ...(judge?.by === "server" ? { checked: true, caught: invalid } : {}),
+      ...(byOwner ? { byOwner: true } : {}),
     };
   }
 
@@ -1182,6 +1295,12 @@ function recordIn<K>(map: Map<K, ReliabilityRecord>, key: K, seed: ReliabilityRe
     map.set(key, r);
   }
   return r;
+}
+
+/** A unit's errors, for its job's error: the program's (or kernel's) own message first. */
+function describeErrors(unit: UnitRecord, error: string): string {
+  const hosts = unit.erroredBy?.length ?? unit.errors;
+  return `${error} (unit ${unit.spec.index} failed on ${hosts} host${hosts === 1 ? "" : "s"})`;
 }
 
 function refOf(r: UnitResult): ResultRef {

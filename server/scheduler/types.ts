@@ -63,6 +63,12 @@ export interface JobSpec {
    * settled by that recomputation (a "verify" outcome) instead of by more replicas.
    */
   verifiable?: boolean;
+  /**
+   * The account that submitted the job. A consumer trusts their own machines: a result from a
+   * host of this account decides its unit alone (no second copy, no spot-check), and the
+   * owner pays nobody for it.
+   */
+  owner?: AccountId;
 }
 
 export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });
@@ -174,6 +180,12 @@ export interface ValidatedOutcome {
   checked?: boolean;
   /** Results that a spot-check proved wrong: their hosts and accounts are to be banned. */
   caught?: ResultRef[];
+  /**
+   * Decided by the job's owner (a result of one of the owner's hosts, or the owner accepting
+   * unconfirmed results): nobody's record changed; `invalid` are not paid, and not held
+   * against their hosts either, since the platform proved nothing.
+   */
+  byOwner?: boolean;
 }
 
 /**
@@ -230,6 +242,26 @@ export interface ErrorOutcome {
 }
 
 export type FailOutcome = StaleOutcome | ErrorOutcome;
+
+/** Results that wait for a copy no volunteer online may compute (another account's, usually). */
+export interface QuorumWait {
+  /** Units waiting so. */
+  units: number;
+  /** Their results. */
+  results: number;
+}
+
+/** What sweep() found: quorum waits by job and by host, and jobs it failed. */
+export interface SweepReport {
+  waits: Map<JobId, QuorumWait>;
+  /** Results of each host that wait so. */
+  hostWaits: Map<HostId, number>;
+  /**
+   * Jobs failed because a unit errored on every host online that may take it, and no other
+   * came for `errorWaitMs`; like an ErrorOutcome with jobFailed.
+   */
+  failed: Array<{ jobId: JobId; unitId: UnitId; reason: string; dropped: ExpiredLease[] }>;
+}
 
 /** Outcomes of units decided while a job was being added (recovered results). */
 export type RecoveryOutcome = ValidatedOutcome | UnitFailedOutcome | VerifyOutcome;

@@ -397,7 +397,7 @@ describe("instances, errors and expiry", () => {
     expect(o).toMatchObject({ kind: "error-recorded", requeued: false, jobFailed: true });
     expect(o.kind === "error-recorded" && o.dropped.map((d) => d.taskId)).toEqual([b0!.taskId]);
     expect(s.jobState("j")).toBe("failed");
-    expect(s.jobError("j")).toBe("boom again");
+    expect(s.jobError("j")).toBe("boom again (unit 0 failed on 2 hosts)");
   });
 
   it("counts errors toward maxInstances: a unit that can no longer reach quorum fails the job", () => {

@@ -264,7 +264,7 @@ describe("fair dispatch", () => {
   });
 
   it("lets a job whose queue emptied rejoin at its submission place", () => {
-    const s = withVolunteers(["v"], 20);
+    const s = withVolunteers(["v", "w"], 20);
     s.addJob(job("a", 10), T0);
     s.addJob(job("b", 1), T0);
     s.addJob(job("c", 10), T0);
@@ -272,7 +272,9 @@ describe("fair dispatch", () => {
     expect(jobsOf(first)).toEqual(["a", "b", "c", "a", "c"]);
     const bTask = first.find((t) => t.jobId === "b")!;
     expect(s.failTask("v", bTask.taskId, "boom", T0)).toMatchObject({ kind: "error-recorded", requeued: true });
-    expect(jobsOf(s.leaseTasks("v", T0, 4))).toEqual(["a", "b", "c", "a"]);
+    // The host it errored on does not get it again; another does, in b's place.
+    expect(jobsOf(s.leaseTasks("v", T0, 2))).toEqual(["a", "c"]);
+    expect(jobsOf(s.leaseTasks("w", T0, 3))).toEqual(["a", "b", "c"]);
   });
 
   it("hands out a newly submitted job's units within one round", () => {
@@ -578,10 +580,12 @@ describe("failTask", () => {
       jobFailed: false,
       dropped: [],
     });
-    expect(s.jobError("a")).toBe("RangeError: bad input");
+    expect(s.jobError("a")).toBe("RangeError: bad input (unit 0 failed on 1 host)");
     expect(s.progress("a")).toMatchObject({ state: "running", queued: 4, running: 1, done: 0 });
-    // a-u0 is back ahead of a-u2.
-    expect(unitsOf(s.leaseTasks("v", T0))).toEqual(["a-u0"]);
+    // a-u0 is back ahead of a-u2, for another host: the one it errored on does not get it again.
+    expect(unitsOf(s.leaseTasks("v", T0))).toEqual(["a-u2"]);
+    s.addVolunteer("w", { window: 2, host: "host-w", account: "anon:w" });
+    expect(unitsOf(s.leaseTasks("w", T0))).toEqual(["a-u0", "a-u3"]);
   });
 
   it("fails the job when one unit reaches maxErrors, dropping the other leases", () => {
@@ -609,7 +613,7 @@ describe("failTask", () => {
       dropped: [{ taskId: other.taskId, volunteerId: "v", jobId: "a", unitId: other.unitId }],
     });
     expect(s.jobState("a")).toBe("failed");
-    expect(s.jobError("a")).toBe("second");
+    expect(s.jobError("a")).toBe("second (unit 0 failed on 2 hosts)");
     expect(s.progress("a")).toMatchObject({ queued: 0, running: 0 });
     expect(s.stats().runningJobs).toBe(1);
     expect(s.completeTask("v", other.taskId, 0, "d", T0)).toEqual({ kind: "stale", reason: "unknown-task" });
@@ -625,7 +629,7 @@ describe("failTask", () => {
       expect(s.failTask("v", t.taskId, `err ${t.unitId}`, T0)).toMatchObject({ requeued: true, jobFailed: false });
     }
     expect(s.jobState("a")).toBe("running");
-    expect(s.jobError("a")).toBe("err a-u2");
+    expect(s.jobError("a")).toBe("err a-u2 (unit 2 failed on 1 host)");
   });
 
   it("fails at the first error when maxErrors is 1", () => {

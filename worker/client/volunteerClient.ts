@@ -49,6 +49,8 @@ export interface VolunteerSnapshot {
   invalid: number;
   /** Millicredits paid for validated results since start(). */
   earned: number;
+  /** Of its results awaiting a quorum, those no volunteer online may confirm (another account's copy is needed). */
+  waiting: number;
   currentJobs: string[];
   workers: WorkerInfo[];
   lastError?: string;
@@ -75,7 +77,7 @@ export class VolunteerClient {
   private benchmark: number | undefined;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
   private snap: VolunteerSnapshot = {
-    connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, currentJobs: [], workers: [], interactiveLog: [],
+    connection: "stopped", signedIn: false, tasksDone: 0, validated: 0, invalid: 0, earned: 0, waiting: 0, currentJobs: [], workers: [], interactiveLog: [],
   };
   private readonly loads = new LoadReporter({
     measure: () => this.measureLoad(),
@@ -104,7 +106,7 @@ export class VolunteerClient {
       this.update({});
       this.loads.changed();
     });
-    this.snap = { ...this.snap, tasksDone: 0, validated: 0, invalid: 0, earned: 0, lastError: undefined };
+    this.snap = { ...this.snap, tasksDone: 0, validated: 0, invalid: 0, earned: 0, waiting: 0, lastError: undefined };
     this.open();
   }
 
@@ -228,6 +230,9 @@ export class VolunteerClient {
           invalid: this.snap.invalid + msg.invalid.length,
           earned: this.snap.earned + msg.credits,
         });
+        break;
+      case "waiting":
+        this.update({ waiting: msg.results });
         break;
       case "revoke":
         for (const id of msg.taskIds) this.revoked.add(id);

@@ -89,6 +89,11 @@ export type ServerMessage =
   | { type: "ack"; accepted: string[]; rejected: Array<{ taskId: string; reason: string }> }
   /** Validation settled some of this volunteer's results: valid ones earned `credits` millicredits. */
   | { type: "credit"; valid: string[]; invalid: string[]; credits: number }
+  /**
+   * How many of this host's results wait for a copy that no volunteer online may compute (one
+   * from another account, usually): sent when it changes.
+   */
+  | { type: "waiting"; results: number }
   /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
   | { type: "revoke"; taskIds: string[]; reason: string }
   | { type: "error"; code: string; message: string }

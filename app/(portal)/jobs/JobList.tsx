@@ -23,7 +23,10 @@ export function JobList() {
               <tr key={j.id}>
                 <td><Link href={`/jobs/${j.id}`}>{j.id}</Link></td>
                 <td>{j.kernel}</td>
-                <td><span className={`badge ${j.state}`}>{j.state}</span></td>
+                <td>
+                  <span className={`badge ${j.status}`}>{j.status}</span>
+                  {j.error && <div className="error small" data-testid="job-list-error">{j.error}</div>}
+                </td>
                 <td>{j.done}/{j.chunks}</td>
                 <td>{credits(j.state === "running" ? j.estimate : j.cost)}</td>
                 <td>{when(j.createdAt)}</td>

@@ -6,7 +6,11 @@ export const clusterRouter = router({
   /** Cluster snapshot on every change, at most twice a second. */
   watch: publicProcedure.subscription(async function* ({ ctx, signal }) {
     const updates = changes(ctx.deps.coordinator, "tick", () => true, { signal, minGapMs: 500 });
-    yield ctx.deps.coordinator.status();
-    for await (const _ of updates) yield ctx.deps.coordinator.status();
+    try {
+      yield ctx.deps.coordinator.status();
+      for await (const _ of updates) yield ctx.deps.coordinator.status();
+    } finally {
+      updates.close();
+    }
   }),
 });

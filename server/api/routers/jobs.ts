@@ -3,7 +3,7 @@ import { TRPCError } from "@trpc/server";
 import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
-import { cancelJob, getJob, jobResultJson, listJobs, unitOutputs } from "../../services/jobs/queries";
+import { acceptUnconfirmed, cancelJob, getJob, jobResultJson, listJobs, setReplication, unitOutputs } from "../../services/jobs/queries";
 import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
 
@@ -44,16 +44,27 @@ export const jobsRouter = router({
   }),
   unitOutputs: protectedProcedure.input(jobId).query(({ ctx, input }) => unitOutputs(ctx.deps, ctx.user, input.id)),
   cancel: protectedProcedure.input(jobId).mutation(({ ctx, input }) => cancelJob(ctx.deps, ctx.user, input.id)),
+  /** Take the results that wait for a confirming copy as they are. */
+  acceptUnconfirmed: protectedProcedure.input(jobId).mutation(({ ctx, input }) => acceptUnconfirmed(ctx.deps, ctx.user, input.id)),
+  /** Lower the copies per unit (and the quorum) of a running job. */
+  setReplication: protectedProcedure
+    .input(jobId.extend({ replicas: z.number().int().min(1).max(10), quorum: z.number().int().min(1).max(10).optional() }))
+    .mutation(({ ctx, input }) => setReplication(ctx.deps, ctx.user, input)),
   /** Live job snapshots until the job ends; the first one is sent at once. */
   watch: protectedProcedure.input(jobId).subscription(async function* ({ ctx, input, signal }) {
+    // Listening before the first read: a change between the two is not missed.
     const updates = changes(ctx.deps.coordinator, "job", (id: string) => id === input.id, { signal, minGapMs: 200 });
-    let job = await getJob(ctx.deps, ctx.user, input.id);
-    yield job;
-    if (job.state !== "running") return;
-    for await (const _ of updates) {
-      job = await getJob(ctx.deps, ctx.user, input.id);
+    try {
+      let job = await getJob(ctx.deps, ctx.user, input.id);
       yield job;
       if (job.state !== "running") return;
+      for await (const _ of updates) {
+        job = await getJob(ctx.deps, ctx.user, input.id);
+        yield job;
+        if (job.state !== "running") return;
+      }
+    } finally {
+      updates.close();
     }
   }),
 });

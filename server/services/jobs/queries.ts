@@ -33,8 +33,10 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   ]);
   // An iterative job's progress is its current round's: every round before it is done.
   const progress = live ?? {
-    total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, rounds.length - 1), queued: 0, running: 0, throughput: 0,
-    etaSeconds: job.state === "running" ? null : 0,
+    total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, rounds.length - 1), queued: 0, running: 0,
+    // Ended: units (of every round) over the time from submission to the end.
+    throughput: job.state === "running" || durationMs <= 0 ? null : job.unitsDone / (durationMs / 1000),
+    etaSeconds: job.state === "running" ? null : 0, waiting: null,
   };
   const count = (state: string) => states.find((s) => s.state === state)?._count._all ?? 0;
   const { replicas, quorum, maxReplicas, adaptive, tolerance, ...rest } = job;
@@ -48,6 +50,10 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     overhead: baseCost ? job.cost / baseCost : null,
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
+    /** The viewer submitted it (an admin may look at others' jobs, but not act for their owner). */
+    ownedByViewer: job.ownerId === viewer.id,
+    /** What a person is told: a running job that no volunteer computes right now is "queued". */
+    status: displayStatus(job.state, live),
     params: JSON.parse(job.params) as Record<string, unknown>,
     /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
     work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
@@ -55,7 +61,13 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     round: rounds.at(-1)?.round ?? null,
     maxRounds: maxRoundsOf(job.kernel, job.params),
     rounds,
-    progress: { total: progress.total, done: progress.done, queued: progress.queued, running: progress.running, throughput: progress.throughput, etaSeconds: progress.etaSeconds },
+    progress: {
+      total: progress.total, done: progress.done, queued: progress.queued, running: progress.running,
+      /** Units per second: recent while the job runs (null while nothing computes it), overall once it ended. */
+      throughput: progress.throughput, etaSeconds: progress.etaSeconds,
+      /** Results that wait for a copy no volunteer online may compute (one from another account). */
+      waiting: progress.waiting,
+    },
     durationMs,
   };
 }
@@ -68,10 +80,18 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
     take: opts.limit,
   });
   // An iterative job counts its current round's units (the rounds before it are all done).
-  return jobs.map(({ tolerance: _t, _count, ...j }) => ({
-    ...j, params: JSON.parse(j.params) as Record<string, unknown>,
-    done: deps.coordinator.progress(j.id)?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
-  }));
+  return jobs.map(({ tolerance: _t, _count, ...j }) => {
+    const live = deps.coordinator.progress(j.id);
+    return {
+      ...j, params: JSON.parse(j.params) as Record<string, unknown>, status: displayStatus(j.state, live),
+      done: live?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
+    };
+  });
+}
+
+/** A running job that no volunteer computes right now reads "queued"; an ended one, its state. */
+function displayStatus(state: string, live: { running: number } | undefined): string {
+  return state === "running" && !(live && live.running > 0) ? "queued" : state;
 }
 
 /** The merged result as JSON text, or null while the job has none. */
@@ -88,6 +108,35 @@ export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
   await deps.coordinator.cancelJob(jobId);
   return getJob(deps, viewer, jobId);
+}
+
+/**
+ * The owner takes the results that wait for a quorum as they are (see
+ * Coordinator.acceptUnconfirmed): for a job whose confirming volunteers are not coming.
+ */
+export async function acceptUnconfirmed(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const job = await ownedJob(deps, viewer, jobId);
+  if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may accept its unconfirmed results.");
+  if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
+  const accepted = deps.coordinator.acceptUnconfirmed(jobId);
+  await deps.coordinator.drain();
+  return { accepted, job: await getJob(deps, viewer, jobId) };
+}
+
+/** The owner changes how many copies of each unit the running job needs (and how many must agree). */
+export async function setReplication(deps: AppDeps, viewer: Viewer, input: { id: string; replicas: number; quorum?: number }) {
+  const job = await ownedJob(deps, viewer, input.id);
+  if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may change its replication.");
+  if (job.state !== "running") throw new UserError("CONFLICT", `Job ${input.id} has already ended (${job.state}).`);
+  const quorum = input.quorum ?? input.replicas;
+  if (quorum > input.replicas) throw new UserError("BAD_REQUEST", `The quorum (${quorum}) cannot exceed the copies per unit (${input.replicas}).`);
+  if (input.replicas > job.replicas) {
+    // More copies than the escrow was sized for could run out of it.
+    throw new UserError("BAD_REQUEST", `A running job's replication can only be lowered (it has ${job.replicas} copies per unit).`);
+  }
+  const decided = await deps.coordinator.setReplication(input.id, input.replicas, quorum);
+  await deps.coordinator.drain();
+  return { decided, job: await getJob(deps, viewer, input.id) };
 }
 
 /** Each validated unit's output, in unit order (units still running are left out). */

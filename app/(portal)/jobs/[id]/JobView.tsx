@@ -7,6 +7,7 @@ import { credits, duration, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
 import { CostCard } from "./CostCard";
+import { QuorumWait } from "./QuorumWait";
 
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
@@ -30,7 +31,7 @@ export function JobView({ id }: { id: string }) {
           <h2>
             {job.kernel} job <code>{job.id}</code>
           </h2>
-          <span className={`badge ${job.state}`} data-testid="job-state">{job.state}</span>
+          <span className={`badge ${job.status}`} data-testid="job-state">{job.status}</span>
         </div>
         <div className="progress" aria-label="progress">
           <div style={{ width: `${pct}%` }} />
@@ -39,8 +40,8 @@ export function JobView({ id }: { id: string }) {
           <div><dt>Done</dt><dd data-testid="units-done">{p.done} / {p.total}</dd></div>
           <div><dt>Running</dt><dd>{p.running}</dd></div>
           <div><dt>Queued</dt><dd>{p.queued}</dd></div>
-          <div><dt>Throughput</dt><dd>{p.throughput.toFixed(1)} units/s</dd></div>
-          <div><dt>{ended ? "Took" : "ETA"}</dt><dd>{ended ? duration(job.durationMs / 1000) : duration(p.etaSeconds)}</dd></div>
+          <div><dt>Throughput</dt><dd data-testid="throughput">{p.throughput === null ? "—" : `${p.throughput.toFixed(1)} units/s`}</dd></div>
+          <div><dt>{ended ? "Took" : "ETA"}</dt><dd data-testid="eta">{ended ? duration(job.durationMs / 1000) : duration(p.etaSeconds)}</dd></div>
           <div><dt>Cost / held</dt><dd>{credits(job.cost)} / {credits(job.estimate)}</dd></div>
         </dl>
         <p className="hint">
@@ -58,7 +59,10 @@ export function JobView({ id }: { id: string }) {
           {job.results.valid} valid, {job.results.invalid} invalid, {job.results.errors} errors, {job.results.pending} awaiting a quorum ·
           overhead {job.overhead === null ? "—" : `${job.overhead.toFixed(2)}×`} (you pay for each validated copy)
         </p>
-        {job.error && <p className="error">{job.error}</p>}
+        {job.error && <p className="error" data-testid="job-error">{job.error}</p>}
+        {job.state === "running" && p.waiting && (
+          <QuorumWait id={id} waiting={p.waiting} replicas={job.replication.replicas} owner={job.ownedByViewer} />
+        )}
         {job.state === "running" && cluster.data?.volunteers === 0 && (
           <p className="notice">
             No volunteers are online, so nothing is computing this job yet. Open <Link href="/volunteer">the volunteer
