@@ -50,7 +50,7 @@ export async function expectSettledJob(db: Db, jobId: string, opts: { exactQuoru
   const payouts = await db.ledgerEntry.groupBy({ by: ["accountId"], where: { jobId, kind: "payout", amount: { gt: 0 } }, _sum: { amount: true } });
   expect(new Map(payouts.map((p) => [p.accountId, p._sum.amount]))).toEqual(paidByAccount);
   const fromEscrow = await db.ledgerEntry.aggregate({ where: { jobId, kind: "payout", accountId: escrowAccount(jobId) }, _sum: { amount: true } });
-  expect(-(fromEscrow._sum.amount ?? 0)).toBe(cost);
+  expect(-(fromEscrow._sum.amount ?? 0) || 0).toBe(cost);
   expect(await balanceOf(db, escrowAccount(jobId))).toBe(0);
   return { job, units, results, paidByAccount };
 }
