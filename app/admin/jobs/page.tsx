@@ -37,7 +37,9 @@ export default function AdminJobsPage() {
               <td>{j.owner}</td>
               <td>{j.kernel}</td>
               <td><span className={`badge ${j.state}`} title={j.error ?? ""}>{j.state}</span></td>
-              <td className="num">{j.done}/{j.chunks}</td>
+              <td className="num nowrap" data-testid="job-done" title={j.round ? `${j.chunks} units per round${j.maxRounds ? `, at most ${j.maxRounds} rounds` : ""}` : undefined}>
+                {j.round ? `round ${j.round} · ` : ""}{j.done}/{j.chunks}
+              </td>
               <td className="num">{j.queued}</td>
               <td className="num">{j.running}</td>
               <td>{j.replicas}× / q{j.quorum}</td>
