@@ -70,7 +70,9 @@ describe("program pricing", () => {
     // Each unit paid to exactly its quorum of valid results, at the unit's pay; the escrow empty.
     const settledProgram = await expectSettledJob(srv.deps.db, out.id, { exactQuorum: true });
     const settledKernel = await expectSettledJob(srv.deps.db, kernelId, { exactQuorum: true });
-    expect(settledProgram.units.map((u) => [u.work, u.pay])).toEqual(settledKernel.units.map((u) => [u.work, u.pay]));
+    const unitsOf = (jobId: string) => srv.deps.db.workUnit.findMany({ where: { jobId }, select: { work: true, pay: true }, orderBy: { idx: "asc" } });
+    expect(await unitsOf(out.id)).toEqual(Array(4).fill({ work: 5, pay: perResult }));
+    expect(await unitsOf(kernelId)).toEqual(await unitsOf(out.id));
     expect(settledProgram.job.cost).toBe(expected);
     expect(settledKernel.job.cost).toBe(expected);
     // The whole hold was spent: nothing to refund, and the owner paid exactly the two costs.

@@ -191,7 +191,9 @@ export function ProgramForm() {
           />
         </label>
       </div>
-      <p className="hint" data-testid="trial">{trialText(trial, !!program)}</p>
+      <p className="hint" data-testid="trial" data-cpu-seconds={trial.state === "done" && trial.ok ? trial.cpuSeconds : undefined}>
+        {trialText(trial, !!program)}
+      </p>
       {(mode === "lines" || mode === "blocks") && (
         <label>
           Data file
