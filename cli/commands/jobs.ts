@@ -68,6 +68,7 @@ export async function submit(argv: string[]): Promise<number> {
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
   const chunks = intOption(values.chunks, "chunks");
   if (chunks === undefined && !values.program) throw new UsageError("--chunks is required");
+  if (values["cpu-seconds"] !== undefined && !values.program) throw new UsageError("--cpu-seconds prices a --program job's units; a kernel estimates its own work");
   let params: Record<string, unknown> = {};
   if (values.params !== undefined) {
     try {
@@ -93,7 +94,10 @@ export async function submit(argv: string[]): Promise<number> {
   const api = apiClient(conn);
   const program = values.program ? await programOptions(conn, values) : {};
   const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program });
-  if (!values.json) console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held)`);
+  if (!values.json) {
+    console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held until it ends; the unused part is refunded)`);
+    if (values.program && values["cpu-seconds"] === undefined) console.error("priced at 1 reference CPU-second per unit: give --cpu-seconds S for your program's own figure");
+  }
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");
   return report(api, job, values.json!, values.output);
@@ -101,6 +105,16 @@ export async function submit(argv: string[]): Promise<number> {
 
 /** Uploads the program (and data file) and describes how its input is split. */
 async function programOptions(conn: { url: string; apiKey?: string }, v: Record<string, string | boolean | undefined>) {
+  const seconds = (name: string, max: number) => {
+    if (v[name] === undefined) return undefined;
+    const n = Number(v[name]);
+    if (!(n > 0 && n <= max)) throw new UsageError(`--${name} is a number of seconds above 0 and at most ${max} (got ${v[name]})`);
+    return n;
+  };
+  // Checked before anything is uploaded.
+  const limits = { timeLimitSeconds: seconds("time-limit", 3600), cpuSecondsPerUnit: seconds("cpu-seconds", 3600) };
+  const merge = v.merge === undefined ? "concat" : String(v.merge);
+  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
   const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
   let input: unknown;
@@ -127,10 +141,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  const merge = v.merge === undefined ? "concat" : String(v.merge);
-  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
-  const num = (name: string) => (v[name] === undefined ? undefined : Number(v[name]));
-  return { program: program.hash, input, merge, timeLimitSeconds: num("time-limit"), cpuSecondsPerUnit: num("cpu-seconds") } as never;
+  return { program: program.hash, input, merge, ...limits } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

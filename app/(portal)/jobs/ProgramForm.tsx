@@ -1,10 +1,13 @@
 "use client";
-import { useState, type FormEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { useRouter } from "next/navigation";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
+import { EstimateCard, useDebounced, useEstimate } from "./EstimateCard";
+import { MIN_CPU_SECONDS, proposedCpuSeconds, seconds } from "./estimateText";
+import { firstUnitInput, trialRun, type TrialOutcome } from "./trialRun";
 
-type Uploaded = { hash: string; name: string; size: number; kind?: string; exports?: string[]; hasReduce?: boolean };
+type Uploaded = { hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean };
 type Mode = "json" | "range" | "lines" | "blocks";
 
 /** Sends a file to /api/programs or /api/data (the session cookie authenticates it). */
@@ -15,15 +18,61 @@ async function upload(kind: "programs" | "data", file: File): Promise<Uploaded> 
   return body;
 }
 
+type Trial = { state: "idle" } | { state: "running" } | ({ state: "done" } & TrialOutcome);
+type Fields = { items: string; start: string; end: string; chunks: string; blockBytes: string; params: string; timeLimit: string; replicas: string };
+
+/**
+ * The submission the form describes, or why it cannot describe one yet. `estimate` is what
+ * `jobs.estimate` is asked: a JSON array is counted rather than sent (a long one would not
+ * fit in a query's URL), as a range of as many units, which the server prices the same.
+ */
+function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploaded | null, cpuSeconds: string, merge: "concat" | "reduce") {
+  const cpu = Number(cpuSeconds);
+  if (!(cpu >= MIN_CPU_SECONDS && cpu <= 3600)) return { problem: `CPU-seconds per unit is a number from ${MIN_CPU_SECONDS} to 3600.` };
+  let params: unknown;
+  try {
+    params = JSON.parse(f.params || "{}");
+  } catch (err) {
+    return { problem: `Check the params JSON: ${(err as Error).message}` };
+  }
+  let input: Record<string, unknown>;
+  let counted: Record<string, unknown> | undefined;
+  if (mode === "json") {
+    let items: unknown;
+    try {
+      items = JSON.parse(f.items);
+    } catch (err) {
+      return { problem: `Check the JSON array: ${(err as Error).message}` };
+    }
+    if (!Array.isArray(items) || items.length === 0) return { problem: "The JSON input must be an array with at least one element (one per unit)." };
+    input = { mode, items };
+    counted = { kernel: "program", input: { mode: "range", start: 0, end: items.length }, chunks: items.length };
+  } else if (mode === "range") input = { mode, start: Number(f.start), end: Number(f.end) };
+  else if (!data) return { problem: "Choose the data file to see the estimate." };
+  else input = mode === "lines" ? { mode, data: data.hash } : { mode, data: data.hash, blockBytes: Number(f.blockBytes) };
+  const common = {
+    kernel: "program", program: program?.hash, params, merge, timeLimitSeconds: Number(f.timeLimit),
+    replication: { replicas: Number(f.replicas) }, cpuSecondsPerUnit: cpu,
+  };
+  const chunks = mode === "range" || mode === "lines" ? Number(f.chunks) : undefined;
+  const submit = { ...common, input, chunks };
+  return { submit, estimate: counted ? { ...common, ...counted } : submit };
+}
+
 export function ProgramForm() {
   const trpc = useTRPC();
   const router = useRouter();
   const queryClient = useQueryClient();
   const [program, setProgram] = useState<Uploaded | null>(null);
   const [data, setData] = useState<Uploaded | null>(null);
+  const [dataFile, setDataFile] = useState<File | null>(null);
   const [mode, setMode] = useState<Mode>("range");
-  const [f, setF] = useState({ items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2" });
+  const [f, setF] = useState<Fields>({ items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2" });
   const [merge, setMerge] = useState<"concat" | "reduce">("concat");
+  const [cpuSeconds, setCpuSeconds] = useState("1");
+  // Once the user types a figure of their own, trial runs no longer overwrite it.
+  const cpuTouched = useRef(false);
+  const [trial, setTrial] = useState<Trial>({ state: "idle" });
   const [error, setError] = useState<string | null>(null);
   const submit = useMutation(
     trpc.jobs.submit.mutationOptions({
@@ -33,6 +82,36 @@ export function ProgramForm() {
       },
     }),
   );
+  const described = useMemo(() => describe(program, mode, f, data, cpuSeconds, merge), [program, mode, f, data, cpuSeconds, merge]);
+  const estimate = useEstimate((described.estimate ?? null) as Parameters<typeof useEstimate>[0]);
+
+  // A trial run of the first unit whenever the program or that unit changes.
+  const latest = useRef({ mode, f, dataFile });
+  latest.current = { mode, f, dataFile };
+  const unitKey = mode === "json" ? f.items : mode === "range" ? `${f.start}:${f.end}:${f.chunks}` : mode === "lines" ? f.chunks : f.blockBytes;
+  const trialKey = useDebounced(program ? JSON.stringify([program.hash, mode, unitKey, f.params, dataFile?.name, dataFile?.size]) : null, 400);
+  useEffect(() => {
+    if (!trialKey || !program) return;
+    let cancelled = false;
+    setTrial({ state: "running" });
+    (async () => {
+      const { mode, f, dataFile } = latest.current;
+      let outcome: TrialOutcome;
+      try {
+        const unit = await firstUnitInput(mode, f, dataFile);
+        outcome = await trialRun(program, unit, JSON.parse(f.params || "{}"));
+      } catch (e) {
+        outcome = { ok: false, reason: (e as Error).message };
+      }
+      if (cancelled) return;
+      setTrial({ state: "done", ...outcome });
+      const measured = outcome.ok ? outcome.cpuSeconds : outcome.atLeast;
+      if (measured !== undefined && !cpuTouched.current) setCpuSeconds(String(proposedCpuSeconds(measured)));
+    })();
+    return () => {
+      cancelled = true;
+    };
+  }, [trialKey, program]);
 
   async function onFile(kind: "programs" | "data", file: File | undefined) {
     setError(null);
@@ -42,7 +121,10 @@ export function ProgramForm() {
       if (kind === "programs") {
         setProgram(up);
         setMerge(up.hasReduce ? "reduce" : "concat");
-      } else setData(up);
+      } else {
+        setData(up);
+        setDataFile(file);
+      }
     } catch (e) {
       setError((e as Error).message);
     }
@@ -51,21 +133,8 @@ export function ProgramForm() {
   function onSubmit(e: FormEvent) {
     e.preventDefault();
     setError(null);
-    try {
-      const params = JSON.parse(f.params || "{}");
-      const input =
-        mode === "json" ? { mode, items: JSON.parse(f.items) }
-        : mode === "range" ? { mode, start: Number(f.start), end: Number(f.end) }
-        : mode === "lines" ? { mode, data: data?.hash ?? "" }
-        : { mode, data: data?.hash ?? "", blockBytes: Number(f.blockBytes) };
-      submit.mutate({
-        kernel: "program", program: program!.hash, input: input as never, params, merge,
-        chunks: mode === "range" || mode === "lines" ? Number(f.chunks) : undefined,
-        timeLimitSeconds: Number(f.timeLimit), replication: { replicas: Number(f.replicas) },
-      });
-    } catch (err) {
-      setError(`Check the JSON fields: ${(err as Error).message}`);
-    }
+    if (!described.submit) return setError(described.problem ?? "Check the form.");
+    submit.mutate(described.submit as never);
   }
 
   const field = (k: keyof typeof f, label: string, props: Record<string, unknown> = {}) => (
@@ -111,7 +180,20 @@ export function ProgramForm() {
         {mode === "blocks" && field("blockBytes", "block bytes", { type: "number", min: 1 })}
         {field("timeLimit", "time limit (s)", { type: "number", min: 1 })}
         {field("replicas", "replicas", { type: "number", min: 1, max: 10 })}
+        <label>
+          CPU-seconds per unit
+          <input
+            name="cpuSeconds" type="number" min={MIN_CPU_SECONDS} max={3600} step="any" required value={cpuSeconds}
+            onChange={(e) => {
+              cpuTouched.current = true;
+              setCpuSeconds(e.target.value);
+            }}
+          />
+        </label>
       </div>
+      <p className="hint" data-testid="trial" data-cpu-seconds={trial.state === "done" && trial.ok ? trial.cpuSeconds : undefined}>
+        {trialText(trial, !!program)}
+      </p>
       {(mode === "lines" || mode === "blocks") && (
         <label>
           Data file
@@ -127,10 +209,23 @@ export function ProgramForm() {
           <option value="reduce" disabled={program ? !program.hasReduce : false}>with the program&apos;s reduce</option>
         </select>
       </label>
+      {described.problem ? <p className="error">{described.problem}</p> : <EstimateCard state={estimate} testId="program-estimate" />}
       {(error || submit.error) && <p className="error" role="alert">{error ?? submit.error?.message}</p>}
-      <button type="submit" className="primary" disabled={!program || submit.isPending}>
+      <button type="submit" className="primary" disabled={!program || submit.isPending || !!described.problem || !!estimate.blocked}>
         {submit.isPending ? "Submitting…" : "Submit program job"}
       </button>
     </form>
   );
+}
+
+/** What the trial run found, in the words the form shows under the CPU-seconds field. */
+function trialText(trial: Trial, uploaded: boolean): string {
+  const priced = "Units are priced on this figure, in reference CPU-seconds (a second on a machine of benchmark score 1).";
+  if (!uploaded) return `Upload the program to time it on the first unit in your browser. ${priced}`;
+  if (trial.state === "idle" || trial.state === "running") return "Timing a trial run of the first unit on your machine…";
+  if (trial.ok) {
+    return `Measured on your machine: ${seconds(trial.ms / 1000)} for the first unit (${seconds(trial.cpuSeconds)} of reference CPU at your benchmark score of ${trial.benchmark.toFixed(2)}). ${priced}`;
+  }
+  const floor = trial.atLeast === undefined ? "" : ` It takes at least ${seconds(trial.atLeast)} of reference CPU.`;
+  return `No trial run: ${trial.reason.replace(/\.$/, "")}.${floor} Set the CPU-seconds per unit yourself. ${priced}`;
 }

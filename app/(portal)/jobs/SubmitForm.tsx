@@ -1,22 +1,11 @@
 "use client";
-import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { useMemo, useState, type FormEvent } from "react";
 import { useRouter } from "next/navigation";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
-import { credits, duration } from "../../_components/format";
-import { WatchAd } from "../../account/WatchAd";
+import { EstimateCard, useEstimate } from "./EstimateCard";
 
 type Field = { type?: string; default?: unknown; minimum?: number; maximum?: number };
-
-/** Debounces a value so typing in the form doesn't send an estimate per keystroke. */
-function useDebounced<T>(value: T, ms: number): T {
-  const [v, setV] = useState(value);
-  useEffect(() => {
-    const t = setTimeout(() => setV(value), ms);
-    return () => clearTimeout(t);
-  }, [value, ms]);
-  return v;
-}
 
 export function SubmitForm() {
   const trpc = useTRPC();
@@ -39,9 +28,7 @@ export function SubmitForm() {
     }
     return { kernel, chunks: Number(chunks), params, replication: { replicas: Number(replicas), adaptive } };
   }, [kernel, chunks, values, fields, replicas, adaptive]);
-  const debounced = useDebounced(input, 250);
-  const estimate = useQuery({ ...trpc.jobs.estimate.queryOptions(debounced), retry: false, enabled: !!spec });
-  const balance = useQuery(trpc.account.balance.queryOptions());
+  const estimate = useEstimate(spec ? input : null);
   const submit = useMutation(
     trpc.jobs.submit.mutationOptions({
       onSuccess: async (job) => {
@@ -56,7 +43,6 @@ export function SubmitForm() {
     submit.mutate(input);
   }
 
-  const short = estimate.data && balance.data !== undefined && estimate.data.estimate > balance.data;
   return (
     <form className="card stack" onSubmit={onSubmit} aria-label="Submit a job">
       <h2>New job</h2>
@@ -94,27 +80,9 @@ export function SubmitForm() {
         <input type="checkbox" checked={adaptive} onChange={(e) => setAdaptive(e.target.checked)} />
         Adaptive replication: hosts with a long record of valid results may compute a unit alone (with random spot checks)
       </label>
-      <p className="hint">
-        Each unit is computed by {replicas === "1" ? "one volunteer" : `${replicas} different volunteers`} and accepted when
-        {replicas === "1" ? " it comes back" : " enough of them agree"}; you pay for each validated copy.
-      </p>
-      <div className="estimate" aria-live="polite">
-        {estimate.error ? (
-          <span className="error">{estimate.error.message}</span>
-        ) : estimate.data ? (
-          <span>
-            Estimated cost <strong data-testid="estimate">{credits(estimate.data.estimate)} credits</strong> for about{" "}
-            {duration(estimate.data.cpuSeconds)} of CPU in {estimate.data.chunks} units, ×{estimate.data.quorum} for replication (at most)
-            {balance.data !== undefined && <> · your balance {credits(balance.data)}</>}
-          </span>
-        ) : (
-          <span className="hint">Estimating…</span>
-        )}
-      </div>
-      {short && <p className="error">Your balance is too low for this job: volunteer for a while to earn credits, watch an ad, or make it smaller.</p>}
-      {short && <WatchAd compact />}
+      <EstimateCard state={estimate} testId="estimate" />
       {submit.error && <p className="error" role="alert">{submit.error.message}</p>}
-      <button type="submit" className="primary" disabled={submit.isPending || !!estimate.error}>
+      <button type="submit" className="primary" disabled={submit.isPending || !!estimate.blocked}>
         {submit.isPending ? "Submitting…" : "Submit job"}
       </button>
     </form>

@@ -144,22 +144,33 @@ export async function estimateJob(deps: AppDeps, input: SubmitInput) {
   const work = plan.units.reduce((s, u) => s + u.work, 0) * (maxRounds ?? 1);
   return {
     kernel: plan.kernel.name, chunks: plan.units.length, cpuSeconds: work / 1000, price: plan.price, estimate: plan.estimate, maxRounds,
-    replicas: plan.replication.replicas, quorum: plan.replication.quorum,
+    replicas: plan.replication.replicas, quorum: plan.replication.quorum, adaptive: plan.replication.adaptive,
   };
 }
 
-/** A program job's price without storing anything (chunk blobs are only cut at submit). */
+/**
+ * A program job's price without storing anything (chunk blobs are only cut at submit): the
+ * same units and the same price as planProgramJob, counted from the input's description.
+ */
 async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   const spec = input.input;
-  let n: number;
   if (!spec) throw new UserError("BAD_REQUEST", "A program job needs an input.");
-  else if (spec.mode === "json") n = spec.items.length;
+  if (input.program) await getProgram(deps, input.program);
+  const need = () => {
+    if (input.chunks === undefined) throw new UserError("BAD_REQUEST", `Give a chunk count for ${spec.mode} input.`);
+    return input.chunks;
+  };
+  let n: number;
+  if (spec.mode === "json") n = spec.items.length;
   else if (spec.mode === "blocks") {
     const file = await deps.db.dataFile.findUnique({ where: { hash: spec.data }, select: { size: true } });
     if (!file) throw new UserError("NOT_FOUND", `No data file ${spec.data}: upload it first.`);
     n = Math.ceil(file.size / spec.blockBytes);
-  } else if (input.chunks === undefined) throw new UserError("BAD_REQUEST", "Give a chunk count.");
-  else n = input.chunks;
+  } else if (spec.mode === "range") {
+    n = need();
+    if (spec.end - spec.start < n) throw new UserError("BAD_REQUEST", `The range [${spec.start}, ${spec.end}) has fewer numbers than the ${n} chunks asked for.`);
+  } else n = need();
+  if (n > deps.env.MAX_CHUNKS) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${deps.env.MAX_CHUNKS}.`);
   const units = Array.from({ length: n }, () => ({ input: null, work: input.cpuSecondsPerUnit * 1000 }));
   return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(await pricePerCpuSecond(deps), units, input.replication.quorum) };
 }

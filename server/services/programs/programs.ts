@@ -44,9 +44,10 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
   return view(row);
 }
 
-function view(row: { hash: string; kind: string; name: string; size: number; exports: string; hasReduce: boolean; comparator: string | null; createdAt: Date }) {
+function view(row: { hash: string; kind: string; name: string; size: number; scriptHash: string | null; exports: string; hasReduce: boolean; comparator: string | null; createdAt: Date }) {
   return {
-    hash: row.hash, kind: row.kind as "js" | "wasm", name: row.name, size: row.size, exports: JSON.parse(row.exports) as string[],
+    // The compiled script's blob (JS), which the jobs page fetches to time a trial run.
+    hash: row.hash, kind: row.kind as "js" | "wasm", scriptHash: row.scriptHash, name: row.name, size: row.size, exports: JSON.parse(row.exports) as string[],
     hasReduce: row.hasReduce, comparator: row.comparator ? (JSON.parse(row.comparator) as { kind: string; relative?: number; absolute?: number }) : null,
     createdAt: row.createdAt,
   };
@@ -56,7 +57,7 @@ export async function getProgram(deps: AppDeps, hash: string) {
   if (!isSha256(hash)) throw new UserError("BAD_REQUEST", "A program is named by the sha256 of its bytes (64 hex digits).");
   const row = await deps.db.program.findUnique({ where: { hash } });
   if (!row) throw new UserError("NOT_FOUND", `No program ${hash}. Upload it first.`);
-  return { ...view(row), scriptHash: row.scriptHash };
+  return view(row);
 }
 
 export async function listPrograms(deps: AppDeps, ownerId: string) {
