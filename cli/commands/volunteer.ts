@@ -41,6 +41,7 @@ export async function volunteer(argv: string[]): Promise<number> {
   const chosenName = values.name === undefined ? undefined : hostNameSchema.safeParse(values.name);
   if (chosenName && !chosenName.success) throw new UsageError(`--name: ${chosenName.error.issues[0].message}`);
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
+  const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
   const wsUrl = `${conn.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
   const blobs = new BlobCache(conn.url);
 
@@ -49,7 +50,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     ...id,
     threads,
     agent: "node",
-    name: chosenName?.data ?? cliHostName(process.platform, id.volunteerId),
+    name,
     nameChosen: chosenName !== undefined,
     connect: (u) => new WebSocket(u, { headers: conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {} }) as unknown as SocketLike,
     createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 } }),
@@ -64,7 +65,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     last = s.tasksDone;
   });
   client.start();
-  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url}; Ctrl-C to stop`);
+  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url} as "${name}"; Ctrl-C to stop`);
   console.error(`[volunteer] ${programSandbox().description}`);
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
