@@ -1,4 +1,4 @@
-import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import { parse, connection, connectionOptions, positiveIntOption, secondsOption, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
@@ -58,7 +58,7 @@ export async function submit(argv: string[]): Promise<number> {
   });
   const kernel = values.program ? "program" : positionals[0];
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
-  const chunks = intOption(values.chunks, "chunks");
+  const chunks = positiveIntOption(values.chunks, "chunks");
   if (chunks === undefined && !values.program) throw new UsageError("--chunks is required");
   let params: Record<string, unknown> = {};
   if (values.params !== undefined) {
@@ -75,9 +75,9 @@ export async function submit(argv: string[]): Promise<number> {
   const tolerance = values.tolerance === undefined ? undefined : Number(values.tolerance);
   if (tolerance !== undefined && !(tolerance >= 0)) throw new UsageError("--tolerance is a relative tolerance such as 1e-9");
   const replication = {
-    replicas: intOption(values.replicas, "replicas"),
-    quorum: intOption(values.quorum, "quorum"),
-    maxReplicas: intOption(values["max-replicas"], "max-replicas"),
+    replicas: positiveIntOption(values.replicas, "replicas"),
+    quorum: positiveIntOption(values.quorum, "quorum"),
+    maxReplicas: positiveIntOption(values["max-replicas"], "max-replicas"),
     adaptive: !values["no-adaptive"],
     ...(tolerance !== undefined ? { tolerance: { relative: tolerance, absolute: 0 } } : {}),
   };
@@ -95,6 +95,11 @@ export async function submit(argv: string[]): Promise<number> {
 async function programOptions(conn: { url: string; apiKey?: string }, v: Record<string, string | boolean | undefined>) {
   const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
+  // Every option is checked before anything is uploaded.
+  const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit");
+  const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds");
+  const merge = v.merge === undefined ? "concat" : String(v.merge);
+  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
   let input: unknown;
   if (v["input-json"] !== undefined) {
     let items: unknown;
@@ -114,15 +119,12 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   } else if (v.lines !== undefined) {
     input = { mode: "lines", data: (await uploadFile(conn, "data", String(v.lines))).hash };
   } else {
-    const blockBytes = intOption(v["block-size"] as string | undefined, "block-size");
-    if (!blockBytes) throw new UsageError("--blocks needs --block-size BYTES");
+    const blockBytes = positiveIntOption(v["block-size"] as string | undefined, "block-size");
+    if (blockBytes === undefined) throw new UsageError("--blocks needs --block-size BYTES");
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  const merge = v.merge === undefined ? "concat" : String(v.merge);
-  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
-  const num = (name: string) => (v[name] === undefined ? undefined : Number(v[name]));
-  return { program: program.hash, input, merge, timeLimitSeconds: num("time-limit"), cpuSecondsPerUnit: num("cpu-seconds") } as never;
+  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

@@ -1,6 +1,7 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { jobRounds, maxRoundsOf } from "./rounds";
+import { programJobError } from "../programs/programErrors";
 
 export interface Viewer {
   id: string;
@@ -48,6 +49,8 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     overhead: baseCost ? job.cost / baseCost : null,
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
+    // A program's error says where in the uploaded file it happened.
+    error: job.error && job.kernel === "program" ? await programJobError(deps, job.id, job.error) : job.error,
     params: JSON.parse(job.params) as Record<string, unknown>,
     /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
     work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
