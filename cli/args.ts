@@ -3,9 +3,27 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 /** A mistake in how the command was called: printed with usage, exit code 2. */
 export class UsageError extends Error {}
 
+/**
+ * A value option followed by a negative number (`--range -5:5`, `--tolerance -1`) takes it as
+ * its value: parseArgs alone would call it ambiguous, as if the number were a flag.
+ */
+function joinNegativeValues(argv: string[], options: NonNullable<ParseArgsConfig["options"]>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (arg.startsWith("--") && options[arg.slice(2)]?.type === "string" && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T) {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -14,7 +32,22 @@ export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(argv: s
 export function intOption(value: string | undefined, name: string, fallback?: number): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n)) throw new UsageError(`--${name} must be a whole number (got "${value}")`);
+  if (value.trim() === "" || !Number.isInteger(n)) throw new UsageError(`--${name} must be a whole number (got "${value}")`);
+  return n;
+}
+
+/** A count or size that must be at least `min` (1 unless said): `--block-size 0` says so. */
+export function positiveIntOption(value: string | undefined, name: string, min = 1): number | undefined {
+  const n = intOption(value, name);
+  if (n !== undefined && n < min) throw new UsageError(`--${name} must be a whole number of at least ${min} (got "${value}")`);
+  return n;
+}
+
+/** A positive number of seconds (may have a fraction): `--time-limit 0` says so. */
+export function secondsOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a number of seconds above 0 (got "${value}")`);
   return n;
 }
 

@@ -9,7 +9,7 @@ import { calc } from "./commands/calc";
 
 const USAGE = `tabgrid: volunteer computing from the command line
 
-  tabgrid volunteer [--url URL] [--threads N] [--throttle 0.5] [--api-key KEY] [--identity FILE]
+  tabgrid volunteer [--url URL] [--threads N] [--throttle 0.5] [--api-key KEY] [--identity FILE] [--name NAME]
   tabgrid submit KERNEL --chunks N [--params JSON] [--wait] [--json]
                  [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive] [--output FILE]
   tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N)

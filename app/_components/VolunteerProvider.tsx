@@ -3,6 +3,7 @@ import { createContext, useContext, useEffect, useRef, useState, type ReactNode 
 import { VolunteerClient, type SocketLike, type VolunteerSnapshot } from "../../worker/client/volunteerClient";
 import { createBrowserVolunteerPool } from "../../worker/browser/sandboxVolunteerPool";
 import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
+import { browserHostName } from "../../worker/client/hostName";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
 import { loadIdentity, loadSettings, saveSettings, type VolunteerSettings } from "./volunteerSettings";
 
@@ -81,7 +82,7 @@ function useVolunteerState() {
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${VOLUNTEER_WS_PATH}`;
     const blobs = new BlobCache(location.origin);
     const c = new VolunteerClient({
-      url, ...identity, threads: settings.threads, agent: "browser", name: navigator.userAgent.slice(0, 100),
+      url, ...identity, threads: settings.threads, agent: "browser", name: browserHostName(navigator.userAgent, identity.volunteerId),
       connect: (u) => new WebSocket(u) as unknown as SocketLike,
       // Built-in kernels in Web Workers; uploaded programs in workers of a sandboxed iframe.
       createPool: (threads) => createBrowserVolunteerPool({ threads, throttle: settings.throttle }),

@@ -5,7 +5,7 @@ import { Bar, BarChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxi
 import { useTRPC } from "../_components/trpc";
 import { credits } from "../_components/format";
 
-/** The signed-in user's team, their credits earned per day (30 days) and their hosts. */
+/** The signed-in user's team and their credits earned per day (30 days); their hosts are in Hosts.tsx. */
 export function TeamAndHistory() {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
@@ -50,19 +50,6 @@ export function TeamAndHistory() {
           </>
         )}
         {error && <p className="error">{error.message}</p>}
-        <h3>Your hosts</h3>
-        {history.data?.hosts.length ? (
-          <table>
-            <thead><tr><th>Host</th><th className="num">Benchmark</th><th className="num">Validated (30 d)</th><th className="num">Validated</th><th className="num">Earned</th></tr></thead>
-            <tbody>
-              {history.data.hosts.map((h) => (
-                <tr key={h.id}><td>{h.name}</td><td className="num">{h.benchmarkScore.toFixed(2)}×</td><td className="num">{h.validatedRecent}</td><td className="num">{h.validated}</td><td className="num">{credits(h.earned)}</td></tr>
-              ))}
-            </tbody>
-          </table>
-        ) : (
-          <p className="hint">No hosts yet: volunteer while signed in.</p>
-        )}
       </div>
       <div className="card" data-testid="history-card">
         <h2>Credits earned, last 30 days</h2>

@@ -5,6 +5,7 @@ import { useTRPC } from "../_components/trpc";
 import { credits, when } from "../_components/format";
 import { useRequireSignIn } from "../_components/useRequireSignIn";
 import { ApiKeys } from "./ApiKeys";
+import { Hosts } from "./Hosts";
 import { TeamAndHistory } from "./TeamAndHistory";
 import { WatchAd } from "./WatchAd";
 
@@ -26,6 +27,7 @@ export default function AccountPage() {
       </div>
       <WatchAd />
       <TeamAndHistory />
+      <Hosts />
       <div className="two-col">
         <ApiKeys />
         <div className="card">

@@ -25,7 +25,7 @@ export function VolunteerTable() {
       <table>
         <thead>
           <tr>
-            <th>Volunteer</th><th>Account</th><th>Online</th><th className="num">Tasks</th><th className="num">Earned</th>
+            <th>Host</th><th>Account</th><th>Online</th><th className="num">Tasks</th><th className="num">Earned</th>
             <th className="num">Valid</th><th className="num">Invalid</th><th className="num">Errors</th><th className="num">In a row</th>
             <th className="num" title="Spot-checks and known-answer tasks passed: the host's verified record">Checked</th>
             <th className="num">Turnaround</th><th>Last seen</th><th>Ban</th>
@@ -36,7 +36,7 @@ export function VolunteerTable() {
             const hostBanned = banned(v.host.bannedUntil);
             return (
               <tr key={v.id} data-testid={`volunteer-${v.id}`}>
-                <td><code>{v.id}</code>{v.name ? <div className="hint">{v.name}</div> : null}</td>
+                <td>{v.name}<div className="hint"><code>{v.id}</code></div></td>
                 <td>{v.email ?? <span className="hint">anonymous</span>}</td>
                 <td>{v.onlineThreads ? `${v.onlineThreads} thread${v.onlineThreads > 1 ? "s" : ""}` : "—"}</td>
                 <td className="num">{v.tasksDone}</td>

@@ -1,4 +1,4 @@
-import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import { parse, connection, connectionOptions, positiveIntOption, secondsOption, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
@@ -66,7 +66,7 @@ export async function submit(argv: string[]): Promise<number> {
   });
   const kernel = values.program ? "program" : positionals[0];
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
-  const chunks = intOption(values.chunks, "chunks");
+  const chunks = positiveIntOption(values.chunks, "chunks");
   if (chunks === undefined && !values.program) throw new UsageError("--chunks is required");
   if (values["cpu-seconds"] !== undefined && !values.program) throw new UsageError("--cpu-seconds prices a --program job's units; a kernel estimates its own work");
   let params: Record<string, unknown> = {};
@@ -84,9 +84,9 @@ export async function submit(argv: string[]): Promise<number> {
   const tolerance = values.tolerance === undefined ? undefined : Number(values.tolerance);
   if (tolerance !== undefined && !(tolerance >= 0)) throw new UsageError("--tolerance is a relative tolerance such as 1e-9");
   const replication = {
-    replicas: intOption(values.replicas, "replicas"),
-    quorum: intOption(values.quorum, "quorum"),
-    maxReplicas: intOption(values["max-replicas"], "max-replicas"),
+    replicas: positiveIntOption(values.replicas, "replicas"),
+    quorum: positiveIntOption(values.quorum, "quorum"),
+    maxReplicas: positiveIntOption(values["max-replicas"], "max-replicas"),
     adaptive: !values["no-adaptive"],
     ...(tolerance !== undefined ? { tolerance: { relative: tolerance, absolute: 0 } } : {}),
   };
@@ -105,18 +105,13 @@ export async function submit(argv: string[]): Promise<number> {
 
 /** Uploads the program (and data file) and describes how its input is split. */
 async function programOptions(conn: { url: string; apiKey?: string }, v: Record<string, string | boolean | undefined>) {
-  const seconds = (name: string, max: number) => {
-    if (v[name] === undefined) return undefined;
-    const n = Number(v[name]);
-    if (!(n > 0 && n <= max)) throw new UsageError(`--${name} is a number of seconds above 0 and at most ${max} (got ${v[name]})`);
-    return n;
-  };
-  // Checked before anything is uploaded.
-  const limits = { timeLimitSeconds: seconds("time-limit", 3600), cpuSecondsPerUnit: seconds("cpu-seconds", 3600) };
-  const merge = v.merge === undefined ? "concat" : String(v.merge);
-  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
   const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
+  // Every option is checked before anything is uploaded.
+  const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit");
+  const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds");
+  const merge = v.merge === undefined ? "concat" : String(v.merge);
+  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
   let input: unknown;
   if (v["input-json"] !== undefined) {
     let items: unknown;
@@ -136,12 +131,12 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   } else if (v.lines !== undefined) {
     input = { mode: "lines", data: (await uploadFile(conn, "data", String(v.lines))).hash };
   } else {
-    const blockBytes = intOption(v["block-size"] as string | undefined, "block-size");
-    if (!blockBytes) throw new UsageError("--blocks needs --block-size BYTES");
+    const blockBytes = positiveIntOption(v["block-size"] as string | undefined, "block-size");
+    if (blockBytes === undefined) throw new UsageError("--blocks needs --block-size BYTES");
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  return { program: program.hash, input, merge, ...limits } as never;
+  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

@@ -8,6 +8,7 @@ import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerC
 import { createNodePool, programSandbox } from "../../worker/node/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
 import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
+import { cliHostName, hostNameSchema } from "../../worker/client/hostName";
 
 interface Identity {
   volunteerId: string;
@@ -37,7 +38,10 @@ export async function volunteer(argv: string[]): Promise<number> {
   if (threads < 1 || threads > 256) throw new UsageError("--threads must be between 1 and 256");
   const throttle = values.throttle === undefined ? 1 : Number(values.throttle);
   if (!(throttle > 0 && throttle <= 1)) throw new UsageError("--throttle is the share of time to compute, between 0 and 1 (e.g. 0.5)");
+  const chosenName = values.name === undefined ? undefined : hostNameSchema.safeParse(values.name);
+  if (chosenName && !chosenName.success) throw new UsageError(`--name: ${chosenName.error.issues[0].message}`);
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
+  const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
   const wsUrl = `${conn.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
   const blobs = new BlobCache(conn.url);
 
@@ -46,7 +50,8 @@ export async function volunteer(argv: string[]): Promise<number> {
     ...id,
     threads,
     agent: "node",
-    name: values.name ?? os.hostname(),
+    name,
+    nameChosen: chosenName !== undefined,
     connect: (u) => new WebSocket(u, { headers: conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {} }) as unknown as SocketLike,
     createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 } }),
     log: (m) => console.error(`[volunteer] ${m}`),
@@ -60,7 +65,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     last = s.tasksDone;
   });
   client.start();
-  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url}; Ctrl-C to stop`);
+  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url} as "${name}"; Ctrl-C to stop`);
   console.error(`[volunteer] ${programSandbox().description}`);
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());

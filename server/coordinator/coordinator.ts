@@ -542,7 +542,7 @@ export class Coordinator extends EventEmitter {
     // loop) and is durable before the welcome; until then the id is held here, so a second
     // hello with another token is refused all the same.
     if (!existed) this.registering.set(msg.volunteerId, tokenHash);
-    await this.writer.enqueue({ type: "volunteer", ...volunteerRow({ volunteerId: msg.volunteerId, userId, name: msg.name, benchmark }, tokenHash) })
+    await this.writer.enqueue({ type: "volunteer", ...volunteerRow({ ...msg, userId, benchmark }, tokenHash) })
       .finally(() => this.registering.delete(msg.volunteerId));
     // Signed in: what this id earned while anonymous moves to the account.
     if (userId && existed) await claimAnonymousCredits(db, userId, msg.volunteerId);

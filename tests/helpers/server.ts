@@ -159,13 +159,15 @@ export interface CliVolunteer extends ChildProcess {
 export function startCliVolunteer(
   url: string,
   threads: number,
-  opts: { apiKey?: string; identity?: VolunteerIdentity; name?: string; dir?: string } = {},
+  opts: { apiKey?: string; identity?: VolunteerIdentity; name?: string | null; dir?: string } = {},
 ): CliVolunteer {
   const identity = opts.identity ?? newIdentity();
   const dir = opts.dir ?? os.tmpdir();
   const idFile = path.join(dir, `volunteer-${identity.volunteerId}.json`);
   fs.writeFileSync(idFile, JSON.stringify(identity));
-  const args = ["volunteer", "--url", url, "--threads", String(threads), "--identity", idFile, "--name", opts.name ?? "it-volunteer"];
+  const args = ["volunteer", "--url", url, "--threads", String(threads), "--identity", idFile];
+  // null: no --name, the volunteer names itself.
+  if (opts.name !== null) args.push("--name", opts.name ?? "it-volunteer");
   if (opts.apiKey) args.push("--api-key", opts.apiKey);
   const child = spawnCli(args, {}) as CliVolunteer;
   let out = "";

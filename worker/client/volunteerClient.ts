@@ -23,6 +23,8 @@ export interface VolunteerClientOptions {
   threads: number;
   agent: "browser" | "node";
   name?: string;
+  /** The owner chose `name` (`--name`): it replaces a name chosen on /account. */
+  nameChosen?: boolean;
   connect(url: string): SocketLike;
   createPool(threads: number): WorkerPool;
   /** Reconnect after a dropped connection (not after stop()). */
@@ -160,6 +162,7 @@ export class VolunteerClient {
       ws.send(JSON.stringify({
         type: "hello", protocol: PROTOCOL_VERSION, volunteerId: this.opts.volunteerId, token: this.opts.token,
         threads: this.paused ? 0 : this.threads, agent: this.opts.agent, name: this.opts.name,
+        ...(this.opts.nameChosen ? { nameChosen: true } : {}),
         benchmark: this.benchmarkScore(),
       }));
     };

@@ -22,7 +22,10 @@ export const helloSchema = z.object({
   /** Worker threads; the server sizes the prefetch window from it. 0 = paused. */
   threads: z.number().int().min(0).max(256),
   agent: z.enum(["browser", "node"]).default("browser"),
+  /** The host's name (worker/client/hostName.ts): a default for what it is, or one its owner chose. */
   name: z.string().max(100).optional(),
+  /** The owner chose `name` (`tabgrid volunteer --name`): it replaces a name chosen on /account. */
+  nameChosen: z.boolean().optional(),
   /**
    * Host speed relative to the reference machine (1.0), from worker/client/benchmark.ts.
    * Self-reported, so the server clamps it and it never decides what anyone is paid.

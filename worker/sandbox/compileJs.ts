@@ -13,9 +13,13 @@ export interface CompiledJsProgram {
   exports: string[];
   /** The module's `comparator` export, when it has one. */
   comparator?: Comparator;
+  /** Source map (JSON) from the script back to the uploaded file: errors are located in it (programErrors.ts). */
+  sourceMap: string;
 }
 
 export interface CompileOptions {
+  /** The uploaded file's name, for messages (`myprog.js:3:5: …`); "program.js" if none. */
+  fileName?: string;
   /** Limits for evaluating the module to read `comparator` (QuickJS, in a worker thread). */
   comparatorTimeMs?: number;
 }
@@ -28,16 +32,27 @@ export class ProgramError extends Error {
   }
 }
 
-const SOURCE_FILE = "program.js";
+/** The file name the script has where it runs (vmHost.ts, browserWorker.ts, quickjs.ts look for it). */
+export const SCRIPT_FILE = "program.js";
 
-function where(loc: { line: number; column: number } | null | undefined): string {
-  return loc ? `${SOURCE_FILE}:${loc.line}:${loc.column + 1}: ` : "";
+/**
+ * An uploaded file's name as messages show it: its last path segment, in letters, digits,
+ * dots, dashes and underscores (others become "_"), at most 80 characters; "program.js" if
+ * nothing is left.
+ */
+export function programFileName(name: string | undefined): string {
+  const base = (name ?? "").split(/[\\/]/).pop()!.replace(/[^A-Za-z0-9._-]/g, "_").slice(-80);
+  return /[A-Za-z0-9]/.test(base) ? base : SCRIPT_FILE;
 }
 
-function buildFailure(e: unknown): ProgramError {
+function where(file: string, loc: { line: number; column: number } | null | undefined): string {
+  return loc ? `${file}:${loc.line}:${loc.column + 1}: ` : "";
+}
+
+function buildFailure(e: unknown, file: string): ProgramError {
   const errors = (e as { errors?: esbuild.Message[] }).errors;
   if (!errors?.length) return new ProgramError(`the program could not be compiled: ${(e as Error).message}`);
-  const lines = errors.slice(0, 5).map((m) => `${where(m.location)}${m.text}`);
+  const lines = errors.slice(0, 5).map((m) => `${where(file, m.location)}${m.text}`);
   if (errors.length > 5) lines.push(`… and ${errors.length - 5} more errors`);
   return new ProgramError(lines.join("\n"));
 }
@@ -83,10 +98,11 @@ function checkComparator(value: unknown): Comparator {
  */
 export async function compileJsProgram(source: string, opts: CompileOptions = {}): Promise<CompiledJsProgram> {
   if (typeof source !== "string" || !source.trim()) throw new ProgramError("the program is empty");
+  const file = programFileName(opts.fileName);
   let esm: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     esm = await esbuild.build({
-      stdin: { contents: source, sourcefile: SOURCE_FILE, loader: "js" },
+      stdin: { contents: source, sourcefile: file, loader: "js" },
       bundle: true,
       write: false,
       format: "esm",
@@ -95,21 +111,25 @@ export async function compileJsProgram(source: string, opts: CompileOptions = {}
       // The script is a classic one (an IIFE): say so here, where locations are the source's.
       supported: { "top-level-await": false },
       metafile: true,
+      // Inline, so that the transform below carries it on to the script.
+      sourcemap: "inline",
+      outfile: "program.mjs",
       logLevel: "silent",
       legalComments: "none",
       plugins: [selfContained],
     });
   } catch (e) {
-    throw buildFailure(e);
+    throw buildFailure(e, file);
   }
   const meta = Object.values(esm.metafile.outputs)[0];
   const exports = [...(meta?.exports ?? [])];
   const meta_ = /\bimport\s*\.\s*meta\b/.exec(source);
   if (meta_ && esm.outputFiles[0].text.includes("import.meta")) {
-    throw new ProgramError(`${where(lineColumn(source, meta_.index))}import.meta is not available to programs`);
+    throw new ProgramError(`${where(file, lineColumn(source, meta_.index))}import.meta is not available to programs`);
   }
 
   let script: string;
+  let sourceMap: string;
   try {
     const iife = await esbuild.transform(esm.outputFiles[0].text, {
       format: "iife",
@@ -117,23 +137,26 @@ export async function compileJsProgram(source: string, opts: CompileOptions = {}
       target: "es2022",
       logLevel: "silent",
       legalComments: "none",
-      sourcefile: SOURCE_FILE,
+      sourcefile: SCRIPT_FILE,
+      sourcemap: "external",
+      sourcesContent: false,
     });
     script = iife.code;
+    sourceMap = iife.map;
   } catch (e) {
-    throw buildFailure(e);
+    throw buildFailure(e, file);
   }
   if (hasDynamicImport(script)) {
     const m = /(^|[^\w$.])import\s*\(/.exec(source);
     const loc = m ? lineColumn(source, m.index + m[1].length) : null;
-    throw new ProgramError(`${where(loc)}import() is not allowed: a program must be self-contained`);
+    throw new ProgramError(`${where(file, loc)}import() is not allowed: a program must be self-contained`);
   }
   if (!exports.includes("run")) {
     throw new ProgramError(
       `the program does not export a function named run (add: export function run(input, ctx) { … })${exports.length ? `; it exports ${exports.join(", ")}` : ""}`,
     );
   }
-  const out: CompiledJsProgram = { script, exports };
+  const out: CompiledJsProgram = { script, exports, sourceMap };
   if (exports.includes("comparator")) {
     let value: unknown;
     try {

@@ -4,7 +4,7 @@ import { createUser, emailSchema, passwordSchema } from "../../services/users/us
 import { createApiKey, listApiKeys, revokeApiKey } from "../../auth/apiKeys";
 import { statement } from "../../services/credits/statement";
 import { userAccount, MILLI } from "../../services/credits/accounts";
-import { claimVolunteer, volunteerSummary } from "../../services/volunteers/volunteers";
+import { claimVolunteer, renameHost, userHosts, volunteerSummary } from "../../services/volunteers/volunteers";
 import { volunteerIdSchema, volunteerTokenSchema } from "../../../worker/protocol/messages";
 import { UserError } from "../../services/errors";
 
@@ -29,6 +29,12 @@ export const accountRouter = router({
   volunteer: publicProcedure
     .input(z.object({ volunteerId: volunteerIdSchema }))
     .query(({ ctx, input }) => volunteerSummary(ctx.deps.db, input.volunteerId)),
+  /** The user's hosts (volunteer ids that compute for this account), with their names. */
+  hosts: protectedProcedure.query(({ ctx }) => userHosts(ctx.deps.db, ctx.user.id)),
+  /** Names one of the user's hosts; the service says what is wrong with a name. */
+  renameHost: protectedProcedure
+    .input(z.object({ volunteerId: volunteerIdSchema, name: z.string().max(1000) }))
+    .mutation(({ ctx, input }) => renameHost(ctx.deps.db, ctx.user.id, input.volunteerId, input.name)),
   claimVolunteer: protectedProcedure
     .input(z.object({ volunteerId: volunteerIdSchema, token: volunteerTokenSchema }))
     .mutation(({ ctx, input }) => claimVolunteer(ctx.deps.db, ctx.user.id, input.volunteerId, input.token)),

@@ -45,7 +45,7 @@ export type PersistOp =
   /** A new job, written alone (its escrow hold may fail for want of credits): see submitJob. */
   | { type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number }
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
-  | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; benchmark: number | null; at: string }
+  | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; nameChosen?: boolean; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
   | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null }
   | BacktrackOp;
@@ -84,7 +84,7 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
         break;
       case "volunteer": {
         const seen = sqlTime(new Date(op.at));
-        volunteers.push([op.id, op.tokenHash, op.userId, op.name, op.benchmark ?? 1, seen, seen]);
+        volunteers.push([op.id, op.tokenHash, op.userId, op.name, op.nameChosen ? 1 : 0, op.benchmark ?? 1, seen, seen]);
         break;
       }
       case "result":
@@ -106,9 +106,12 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   }
   // Before the results: the payouts that follow may update these rows' counters.
   if (volunteers.length) {
-    gate.bulk(conn, `INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "benchmarkScore", "createdAt", "lastSeenAt")
+    // A default name never replaces one the owner chose (on /account, or with --name).
+    gate.bulk(conn, `INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "nameChosen", "benchmarkScore", "createdAt", "lastSeenAt")
       VALUES {values} ON CONFLICT ("id") DO UPDATE SET "lastSeenAt" = excluded."lastSeenAt", "benchmarkScore" = excluded."benchmarkScore",
-      "userId" = coalesce(excluded."userId", "Volunteer"."userId"), "name" = coalesce(excluded."name", "Volunteer"."name")`, volunteers);
+      "userId" = coalesce(excluded."userId", "Volunteer"."userId"),
+      "name" = CASE WHEN excluded."nameChosen" OR NOT "Volunteer"."nameChosen" THEN coalesce(excluded."name", "Volunteer"."name") ELSE "Volunteer"."name" END,
+      "nameChosen" = ("Volunteer"."nameChosen" OR excluded."nameChosen")`, volunteers);
   }
   // Units first: a result decided in this same batch (always, without replication) is then
   // written once in its final state instead of inserted and updated.

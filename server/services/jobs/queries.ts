@@ -1,6 +1,7 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { jobRounds, maxRoundsOf } from "./rounds";
+import { programJobError } from "../programs/programErrors";
 
 export interface Viewer {
   id: string;
@@ -54,6 +55,8 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     ownedByViewer: job.ownerId === viewer.id,
     /** What a person is told: a running job that no volunteer computes right now is "queued". */
     status: displayStatus(job.state, live),
+    // A program's error says where in the uploaded file it happened.
+    error: job.error && job.kernel === "program" ? await programJobError(deps, job.id, job.error) : job.error,
     params: JSON.parse(job.params) as Record<string, unknown>,
     /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
     work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
@@ -80,13 +83,15 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
     take: opts.limit,
   });
   // An iterative job counts its current round's units (the rounds before it are all done).
-  return jobs.map(({ tolerance: _t, _count, ...j }) => {
+  return Promise.all(jobs.map(async ({ tolerance: _t, _count, ...j }) => {
     const live = deps.coordinator.progress(j.id);
     return {
       ...j, params: JSON.parse(j.params) as Record<string, unknown>, status: displayStatus(j.state, live),
       done: live?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
+      // As on the job page: a program's error names the place in the uploaded file.
+      error: j.error && j.kernel === "program" ? await programJobError(deps, j.id, j.error) : j.error,
     };
-  });
+  }));
 }
 
 /** A running job that no volunteer computes right now reads "queued"; an ended one, its state. */

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Db } from "../../store/prisma";
 import { userAccount } from "../credits/accounts";
+import { browserHostName } from "../../../worker/client/hostName";
 
 // Public leaderboards and a user's own history. Public rows carry no email: a host shows
 // the name its owner gave it (masked if it looks like an email) or "anonymous <id prefix>",
@@ -26,8 +27,15 @@ export function maskEmail(s: string): string {
   return at < 0 ? s : `${s.slice(0, Math.min(1, at))}•••`;
 }
 
+/** A host's name; rows written before hosts had names hold a user agent, shown as the name it makes. */
+export function readableHostName(v: { id: string; name: string | null }) {
+  if (!v.name) return `anonymous ${v.id.slice(0, 6)}`;
+  return v.name.startsWith("Mozilla/") ? browserHostName(v.name, v.id) : v.name;
+}
+
+/** The name the public sees: an email typed as a name is masked. */
 export function hostDisplayName(v: { id: string; name: string | null }) {
-  return v.name ? maskEmail(v.name) : `anonymous ${v.id.slice(0, 6)}`;
+  return maskEmail(readableHostName(v));
 }
 
 interface Row { credits: number; validated: number }

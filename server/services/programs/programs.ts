@@ -17,18 +17,19 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
   const existing = await deps.db.program.findUnique({ where: { hash } });
   if (existing) return view(existing);
   const name = upload.name.slice(0, 200) || "program";
-  let data: { kind: string; scriptHash: string | null; exports: string[]; hasReduce: boolean; comparator: string | null };
+  let data: { kind: string; scriptHash: string | null; sourceMapHash: string | null; exports: string[]; hasReduce: boolean; comparator: string | null };
   try {
     if (upload.bytes.subarray(0, 4).equals(WASM_MAGIC)) {
       const info = inspectWasm(new Uint8Array(upload.bytes), deps.env.WASM_MEMORY_LIMIT_MB * 1024 * 1024);
-      data = { kind: "wasm", scriptHash: null, exports: info.exports, hasReduce: info.hasReduce, comparator: null };
+      data = { kind: "wasm", scriptHash: null, sourceMapHash: null, exports: info.exports, hasReduce: info.hasReduce, comparator: null };
     } else {
       const text = upload.bytes.toString("utf8");
       if (text.includes("\uFFFD")) throw new Error("a program is a JavaScript module (UTF-8 text) or a WebAssembly module");
-      const compiled = await compileJsProgram(text);
+      const compiled = await compileJsProgram(text, { fileName: name });
       const scriptHash = await deps.blobs.put(compiled.script);
+      const sourceMapHash = await deps.blobs.put(compiled.sourceMap);
       data = {
-        kind: "js", scriptHash, exports: compiled.exports, hasReduce: compiled.exports.includes("reduce"),
+        kind: "js", scriptHash, sourceMapHash, exports: compiled.exports, hasReduce: compiled.exports.includes("reduce"),
         comparator: compiled.comparator ? JSON.stringify(compiled.comparator) : null,
       };
     }

@@ -2,6 +2,7 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { emptyRecord, hostKey } from "./reliability";
 import { anonAccount, userAccount } from "../credits/accounts";
+import { readableHostName } from "../leaderboard/leaderboard";
 
 /** Volunteers with their reliability records and whether they are online, for the admin. */
 export async function listVolunteers(deps: AppDeps, opts: { search?: string; limit: number }) {
@@ -21,7 +22,7 @@ export async function listVolunteers(deps: AppDeps, opts: { search?: string; lim
     const host = byId.get(hostKey(r.id)) ?? { ...emptyRecord(hostKey(r.id)), updatedAt: null };
     const account = byId.get(accountIds[i]) ?? { ...emptyRecord(accountIds[i]), updatedAt: null };
     return {
-      id: r.id, name: r.name, email: r.user?.email ?? null, tasksDone: r.tasksDone, earned: r.earned, lastSeenAt: r.lastSeenAt,
+      id: r.id, name: readableHostName(r), email: r.user?.email ?? null, tasksDone: r.tasksDone, earned: r.earned, lastSeenAt: r.lastSeenAt,
       onlineThreads: online.get(r.id) ?? 0,
       host: { ...host, avgTurnaroundMs: host.turnaroundCount ? host.turnaroundMsTotal / host.turnaroundCount : null },
       account,

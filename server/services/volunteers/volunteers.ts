@@ -3,6 +3,8 @@ import { sqliteGate, type Db } from "../../store/prisma";
 import { postTransaction, balanceOf } from "../credits/ledger";
 import { anonAccount, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
+import { helloHostName, hostNameSchema } from "../../../worker/client/hostName";
+import { readableHostName } from "../leaderboard/leaderboard";
 
 const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 
@@ -25,8 +27,17 @@ export async function checkVolunteer(db: Db, v: { volunteerId: string; token: st
   return { tokenHash, existed: !!row };
 }
 
-export function volunteerRow(v: { volunteerId: string; userId: string | null; name?: string; benchmark?: number }, tokenHash: string) {
-  return { id: v.volunteerId, tokenHash, userId: v.userId, name: v.name ?? null, benchmark: v.benchmark ?? null, at: new Date().toISOString() };
+/**
+ * A default name (from what the host is) never replaces a name its owner chose on /account
+ * or with `--name` (the row's `nameChosen`, kept by the upsert in batchSql.ts).
+ */
+export function volunteerRow(
+  v: { volunteerId: string; userId: string | null; agent?: "browser" | "node"; name?: string; nameChosen?: boolean; benchmark?: number },
+  tokenHash: string,
+) {
+  const name = helloHostName(v);
+  const nameChosen = !!v.nameChosen && name === v.name?.trim();
+  return { id: v.volunteerId, tokenHash, userId: v.userId, name, nameChosen, benchmark: v.benchmark ?? null, at: new Date().toISOString() };
 }
 
 /** Moves credits a volunteer id earned while signed out to the user's account. */
@@ -56,4 +67,27 @@ export async function volunteerSummary(db: Db, volunteerId: string) {
   const row = await db.volunteer.findUnique({ where: { id: volunteerId }, select: { tasksDone: true, earned: true, userId: true } });
   if (!row) return null;
   return { ...row, held: await balanceOf(db, anonAccount(volunteerId)) };
+}
+
+/** The signed-in user's hosts, most recently seen first. */
+export async function userHosts(db: Db, userId: string) {
+  const rows = await db.volunteer.findMany({
+    where: { userId },
+    select: { id: true, name: true, nameChosen: true, tasksDone: true, earned: true, benchmarkScore: true, lastSeenAt: true },
+    orderBy: { lastSeenAt: "desc" },
+    take: 200,
+  });
+  return rows.map((r) => ({ ...r, name: readableHostName(r) }));
+}
+
+/**
+ * Renames one of the user's hosts. The name is theirs from then on: the host's next hello
+ * does not replace it with its default name (only `tabgrid volunteer --name` does).
+ */
+export async function renameHost(db: Db, userId: string, volunteerId: string, rawName: string) {
+  const parsed = hostNameSchema.safeParse(rawName);
+  if (!parsed.success) throw new UserError("BAD_REQUEST", parsed.error.issues[0].message);
+  const { count } = await db.volunteer.updateMany({ where: { id: volunteerId, userId }, data: { name: parsed.data, nameChosen: true } });
+  if (count === 0) throw new UserError("NOT_FOUND", `You have no host ${volunteerId}: only a host's owner may rename it.`);
+  return { id: volunteerId, name: parsed.data };
 }
