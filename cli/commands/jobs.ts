@@ -149,9 +149,9 @@ export async function job(argv: string[]): Promise<number> {
   const api = apiClient(connection(values));
   // The owner's ways out of a quorum that the volunteers online cannot form.
   if (values.replicas !== undefined || values.quorum !== undefined) {
-    const replicas = intOption(values.replicas, "replicas");
+    const replicas = positiveIntOption(values.replicas, "replicas");
     if (replicas === undefined) throw new UsageError("--quorum needs --replicas R");
-    const { decided } = await api.jobs.setReplication.mutate({ id, replicas, quorum: intOption(values.quorum, "quorum") });
+    const { decided } = await api.jobs.setReplication.mutate({ id, replicas, quorum: positiveIntOption(values.quorum, "quorum") });
     if (!values.json) console.error(`replication set to ${replicas}; ${decided} unit${decided === 1 ? "" : "s"} decided at once`);
   }
   if (values["accept-unconfirmed"]) {
