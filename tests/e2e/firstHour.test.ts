@@ -113,7 +113,7 @@ describe("the first hour in the browser", () => {
 
     await portal.getByRole("button", { name: "Accept the unconfirmed results" }).click();
     await waitFor(async () => (await server.deps.db.workUnit.count({ where: { jobId, done: true } })) === dbPending, 10_000, "the accepted units");
-    expect(await portal.getByTestId("quorum-wait").count()).toBe(0);
+    await waitFor(async () => (await portal.getByTestId("quorum-wait").count()) === 0, 5000, "the notice to go");
     await strangerContext.close();
   });
 
