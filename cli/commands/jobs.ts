@@ -1,4 +1,4 @@
-import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import { parse, connection, connectionOptions, intOption, plural, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
@@ -30,7 +30,7 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
   if (json) {
     console.log(JSON.stringify(out));
   } else {
-    console.log(`job ${job.id}: ${job.state}, ${job.progress.done}/${job.chunks} units, cost ${out.cost} of ${out.estimate} credits held`);
+    console.log(`job ${job.id}: ${job.state}, ${job.progress.done}/${plural(job.chunks, "unit")}, cost ${out.cost} of ${plural(out.estimate, "credit")} held`);
     if (job.round !== null) console.log(`rounds: ${job.round} of at most ${job.maxRounds}; metric ${job.rounds.map((r) => (r.metric === null ? "—" : r.metric.toPrecision(3))).join(" → ")}`);
     if (job.error) console.log(`error: ${job.error}`);
     if (result !== null) console.log(`result: ${summarize(result)}`);
@@ -85,7 +85,7 @@ export async function submit(argv: string[]): Promise<number> {
   const api = apiClient(conn);
   const program = values.program ? await programOptions(conn, values) : {};
   const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program });
-  if (!values.json) console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held)`);
+  if (!values.json) console.error(`submitted job ${created.id} (${plural(created.chunks, "unit")}, ${plural(created.estimate / 1000, "credit")} held)`);
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");
   return report(api, job, values.json!, values.output);
@@ -140,7 +140,7 @@ export async function status(argv: string[]): Promise<number> {
   const s = await apiClient(connection(values)).cluster.status.query();
   if (values.json) console.log(JSON.stringify(s));
   else {
-    console.log(`volunteers online: ${s.volunteers} (${s.threads} threads on ${s.connections} connections)`);
+    console.log(`volunteers online: ${s.volunteers} (${plural(s.threads, "thread")} on ${plural(s.connections, "connection")})`);
     console.log(`tasks queued: ${s.tasksQueued}, running: ${s.tasksRunning}, jobs running: ${s.jobsRunning}`);
     console.log(`throughput: ${s.tasksPerSecond.toFixed(1)} tasks/s`);
   }

@@ -3,7 +3,8 @@ import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
 import { when } from "../../_components/format";
-import { formatValue } from "../../../server/monitoring/alerts/format";
+import { formatValue, thresholdUnit } from "../../../server/monitoring/alerts/format";
+import { SERIES } from "../../../server/monitoring/series";
 
 type Rule = NonNullable<ReturnType<typeof useRules>["data"]>[number];
 const useRules = () => {
@@ -24,12 +25,20 @@ function RuleEditor({ rule, onDone }: { rule: Rule; onDone: () => void }) {
       id: rule.id, threshold: Number(f.threshold), hysteresis: Number(f.hysteresis), forSeconds: Number(f.forSeconds), repeatMinutes: Number(f.repeatMinutes),
     });
   }
+  const unit = thresholdUnit(rule.metric);
+  const fields = [
+    { key: "threshold", label: `Threshold${unit ? ` (${unit})` : ""}`, shows: formatValue(rule.metric, Number(f.threshold)) },
+    { key: "hysteresis", label: `Hysteresis${unit ? ` (${unit})` : ""}`, shows: `±${formatValue(rule.metric, Number(f.hysteresis), { suffix: false })}` },
+    { key: "forSeconds", label: "For (seconds)", shows: null },
+    { key: "repeatMinutes", label: "Repeat every (minutes)", shows: null },
+  ] as const;
   return (
-    <form className="row" onSubmit={save} aria-label={`edit ${rule.name}`}>
-      {(["threshold", "hysteresis", "forSeconds", "repeatMinutes"] as const).map((k) => (
-        <label key={k}>
-          {k}
-          <input type="number" step="any" value={f[k]} onChange={(e) => setF({ ...f, [k]: e.target.value })} style={{ width: 110 }} />
+    <form className="row rule-editor" onSubmit={save} aria-label={`edit ${rule.name}`}>
+      {fields.map(({ key, label, shows }) => (
+        <label key={key}>
+          {label}
+          <input type="number" step="any" value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} style={{ width: 130 }} />
+          {shows && f[key] !== "" && Number.isFinite(Number(f[key])) && <span className="hint">= {shows}</span>}
         </label>
       ))}
       <button type="submit" className="primary" disabled={update.isPending}>Save</button>
@@ -70,7 +79,7 @@ export function RulesCard() {
               </td>
               <td className="nowrap">
                 <code>{r.metric} {r.comparison} {formatValue(r.metric, r.threshold)}</code>
-                <div className="hint">for {r.forSeconds} s · ±{formatValue(r.metric, r.hysteresis)} · repeat {r.repeatMinutes} min</div>
+                <div className="hint">for {r.forSeconds} s · hysteresis ±{formatValue(r.metric, r.hysteresis, { suffix: false })} · repeats every {r.repeatMinutes} min</div>
               </td>
               <td>
                 <span className={`badge ${r.state === "firing" ? "failed" : r.state === "pending" ? "cancelled" : "completed"}`}>
@@ -107,16 +116,32 @@ function NewRuleForm({ onCreated }: { onCreated: () => void }) {
     e.preventDefault();
     create.mutate({ name: f.name, metric: f.metric as never, comparison: f.comparison, threshold: Number(f.threshold), forSeconds: Number(f.forSeconds) });
   }
+  const unit = thresholdUnit(f.metric);
   return (
-    <form className="row" onSubmit={submit} aria-label="new rule">
-      <input placeholder="New rule name" value={f.name} onChange={(e) => setF({ ...f, name: e.target.value })} required />
-      <input placeholder="metric" value={f.metric} onChange={(e) => setF({ ...f, metric: e.target.value })} style={{ width: 170 }} aria-label="metric" />
-      <select value={f.comparison} onChange={(e) => setF({ ...f, comparison: e.target.value as ">" | "<" })} aria-label="comparison">
-        <option value=">">&gt;</option>
-        <option value="<">&lt;</option>
-      </select>
-      <input type="number" step="any" value={f.threshold} onChange={(e) => setF({ ...f, threshold: e.target.value })} style={{ width: 110 }} aria-label="threshold" />
-      <input type="number" value={f.forSeconds} onChange={(e) => setF({ ...f, forSeconds: e.target.value })} style={{ width: 90 }} aria-label="for seconds" />
+    <form className="row rule-editor" onSubmit={submit} aria-label="new rule">
+      <label>Name <input value={f.name} onChange={(e) => setF({ ...f, name: e.target.value })} required placeholder="e.g. long queue" /></label>
+      <label>
+        Metric
+        <input value={f.metric} onChange={(e) => setF({ ...f, metric: e.target.value })} style={{ width: 190 }} list="alert-metrics" />
+        <datalist id="alert-metrics">
+          {Object.entries(SERIES).map(([k, text]) => <option key={k} value={k}>{text}</option>)}
+        </datalist>
+      </label>
+      <label>
+        Fires when
+        <select value={f.comparison} onChange={(e) => setF({ ...f, comparison: e.target.value as ">" | "<" })}>
+          <option value=">">above</option>
+          <option value="<">below</option>
+        </select>
+      </label>
+      <label>
+        Threshold{unit ? ` (${unit})` : ""}
+        <input type="number" step="any" value={f.threshold} onChange={(e) => setF({ ...f, threshold: e.target.value })} style={{ width: 130 }} />
+      </label>
+      <label>
+        For (seconds)
+        <input type="number" value={f.forSeconds} onChange={(e) => setF({ ...f, forSeconds: e.target.value })} style={{ width: 110 }} />
+      </label>
       <button type="submit" disabled={create.isPending}>Add rule</button>
       {create.error && <span className="error">{create.error.message}</span>}
     </form>

@@ -7,6 +7,7 @@ import { credits, duration, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
 import { CostCard } from "./CostCard";
+import { ConfirmButton } from "../../../_components/ConfirmButton";
 
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
@@ -66,7 +67,7 @@ export function JobView({ id }: { id: string }) {
           </p>
         )}
         {job.state === "running" && (
-          <button onClick={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</button>
+          <ConfirmButton question="Really cancel this job?" onConfirm={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</ConfirmButton>
         )}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>
