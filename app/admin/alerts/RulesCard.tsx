@@ -2,7 +2,7 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
-import { when } from "../../_components/format";
+import { duration, when } from "../../_components/format";
 import { formatValue, thresholdUnit } from "../../../server/monitoring/alerts/format";
 import { SERIES } from "../../../server/monitoring/series";
 
@@ -29,15 +29,15 @@ function RuleEditor({ rule, onDone }: { rule: Rule; onDone: () => void }) {
   const fields = [
     { key: "threshold", label: `Threshold${unit ? ` (${unit})` : ""}`, shows: formatValue(rule.metric, Number(f.threshold)) },
     { key: "hysteresis", label: `Hysteresis${unit ? ` (${unit})` : ""}`, shows: `±${formatValue(rule.metric, Number(f.hysteresis), { suffix: false })}` },
-    { key: "forSeconds", label: "For (seconds)", shows: null },
-    { key: "repeatMinutes", label: "Repeat every (minutes)", shows: null },
+    { key: "forSeconds", label: "For (seconds)", shows: duration(Number(f.forSeconds)) },
+    { key: "repeatMinutes", label: "Repeat every (minutes)", shows: duration(Number(f.repeatMinutes) * 60) },
   ] as const;
   return (
     <form className="row rule-editor" onSubmit={save} aria-label={`edit ${rule.name}`}>
       {fields.map(({ key, label, shows }) => (
         <label key={key}>
           {label}
-          <input type="number" step="any" value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} style={{ width: 130 }} />
+          <input type="number" step="any" value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} style={{ width: 130 }} autoFocus={key === "threshold"} />
           {shows && f[key] !== "" && Number.isFinite(Number(f[key])) && <span className="hint">= {shows}</span>}
         </label>
       ))}
@@ -59,6 +59,7 @@ export function RulesCard() {
   const enable = useMutation(trpc.alerts.enableRule.mutationOptions({ onSuccess: refresh }));
   const remove = useMutation(trpc.alerts.deleteRule.mutationOptions({ onSuccess: refresh }));
   const error = silence.error ?? unsilence.error ?? enable.error ?? remove.error;
+  const editingRule = rules.data?.find((r) => r.id === editing);
 
   return (
     <div className="card stack">
@@ -72,10 +73,9 @@ export function RulesCard() {
         <tbody>
           {rules.data?.map((r) => (
             <tr key={r.id} data-testid={`rule-${r.name}`}>
-              <td>
+              <td style={{ minWidth: 200 }}>
                 <strong>{r.name}</strong>
                 {r.description ? <div className="hint">{r.description}</div> : null}
-                {editing === r.id && <RuleEditor rule={r} onDone={() => (setEditing(null), refresh())} />}
               </td>
               <td className="nowrap">
                 <code>{r.metric} {r.comparison} {formatValue(r.metric, r.threshold)}</code>
@@ -90,7 +90,7 @@ export function RulesCard() {
               <td className="num" data-testid="rule-value">{r.lastValue === null ? "—" : formatValue(r.metric, r.lastValue)}</td>
               <td>{r.severity}</td>
               <td className="nowrap">
-                <button className="link" onClick={() => setEditing(editing === r.id ? null : r.id)}>Edit</button>{" · "}
+                <button className="link" onClick={() => setEditing(editing === r.id ? null : r.id)} aria-expanded={editing === r.id}>Edit</button>{" · "}
                 {r.silenced ? (
                   <button className="link" onClick={() => unsilence.mutate({ id: r.id })}>Unsilence</button>
                 ) : (
@@ -103,6 +103,13 @@ export function RulesCard() {
           ))}
         </tbody>
       </table>
+      {editingRule && (
+        // Below the table rather than in its row, so that it is in view on a phone too.
+        <div className="estimate stack" key={editingRule.id}>
+          <strong>Edit “{editingRule.name}”</strong>
+          <RuleEditor rule={editingRule} onDone={() => (setEditing(null), refresh())} />
+        </div>
+      )}
       <NewRuleForm onCreated={refresh} />
     </div>
   );
