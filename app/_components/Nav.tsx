@@ -27,6 +27,7 @@ export function Nav() {
   const trpc = useTRPC();
   const isAdmin = (session?.user as { role?: string } | undefined)?.role === "admin";
   const unread = useQuery({ ...trpc.alerts.unreadCount.queryOptions(), enabled: isAdmin, refetchInterval: 15_000 });
+  const showBell = isAdmin && !!unread.data?.count;
   const [openOn, setOpenOn] = useState<string | null>(null);
   const open = openOn === path;
   // A link to the page already shown does not change the path: close on any link click.
@@ -44,15 +45,19 @@ export function Nav() {
       <Link href="/" className="brand">
         <span className="logo">▦</span> Tabgrid
       </Link>
-      {volunteer.running && (
-        <Link href="/volunteer" className="computing" title="This tab is volunteering">
-          ● computing · {plural(volunteer.snap?.tasksDone ?? 0, "task")}
-        </Link>
-      )}
-      {isAdmin && !!unread.data?.count && (
-        <Link href="/admin/alerts" className="bell" title="Unread alert notifications">
-          ⚠ {plural(unread.data.count, "alert")}
-        </Link>
+      {(volunteer.running || showBell) && (
+        <div className="status">
+          {volunteer.running && (
+            <Link href="/volunteer" className="computing" title="This tab is volunteering">
+              ● computing · {plural(volunteer.snap?.tasksDone ?? 0, "task")}
+            </Link>
+          )}
+          {showBell && (
+            <Link href="/admin/alerts" className="bell" title="Unread alert notifications">
+              ⚠ {plural(unread.data!.count, "alert")}
+            </Link>
+          )}
+        </div>
       )}
       <button
         type="button" id="menu-button" className="menu-button" aria-expanded={open} aria-controls="site-menu"

@@ -192,6 +192,11 @@ describe("every page on a phone", () => {
       await editor.getByLabel("Threshold (count)").waitFor();
       await keepScreenshot(page, "e2e-phone-390-rule-editor");
       expect(await page.getByRole("form", { name: "new rule" }).getByLabel("For (seconds)").inputValue()).toBe("60");
+      // A ratio reads as a percentage next to its raw number.
+      await page.getByTestId("rule-Low free disk").getByRole("button", { name: "Edit" }).click();
+      const disk = page.getByRole("form", { name: "edit Low free disk" });
+      expect(await disk.getByLabel("Threshold (fraction, 0.1 = 10%)").inputValue()).toBe("0.1");
+      await disk.getByText("= 10% of the data volume").waitFor();
 
       // Cancelling a job asks first: No leaves it running, Yes cancels it.
       await page.goto(`/jobs/${running.id}`);
@@ -216,6 +221,14 @@ describe("every page on a phone", () => {
       await row.getByRole("button", { name: "Yes" }).click();
       await row.getByRole("button", { name: "Unban" }).waitFor();
       await waitFor(bannedUntil, 5000, "the ban to be stored");
+      // While the tab volunteers, the bar says so on a line of its own, still within the screen.
+      await page.goto("/volunteer");
+      await page.getByRole("button", { name: "Start" }).click();
+      await page.getByRole("link", { name: /computing · 0 tasks/ }).waitFor();
+      const bar = await overflow(page);
+      expect(bar.scrollWidth, bar.culprits.join("; ")).toBeLessThanOrEqual(bar.clientWidth);
+      await keepScreenshot(page, "e2e-phone-390-volunteering");
+      await page.getByRole("button", { name: "Stop" }).click();
       expect(errors).toEqual([]);
 
       // On a wide screen the links stay in the bar and there is no Menu button.

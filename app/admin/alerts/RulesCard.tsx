@@ -38,11 +38,14 @@ function RuleEditor({ rule, onDone }: { rule: Rule; onDone: () => void }) {
         <label key={key}>
           {label}
           <input type="number" step="any" value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} style={{ width: 130 }} autoFocus={key === "threshold"} />
-          {shows && f[key] !== "" && Number.isFinite(Number(f[key])) && <span className="hint">= {shows}</span>}
+          {/* What the raw number means, when that says more than the number itself ("0.1" → "10% of the data volume"). */}
+          {f[key] !== "" && Number.isFinite(Number(f[key])) && shows.replace(/^±/, "").split(" ")[0] !== f[key] && <span className="hint">= {shows}</span>}
         </label>
       ))}
-      <button type="submit" className="primary" disabled={update.isPending}>Save</button>
-      <button type="button" onClick={onDone}>Cancel</button>
+      <div className="row">
+        <button type="submit" className="primary" disabled={update.isPending}>Save</button>
+        <button type="button" onClick={onDone}>Cancel</button>
+      </div>
       {update.error && <span className="error">{update.error.message}</span>}
     </form>
   );
