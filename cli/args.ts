@@ -62,3 +62,6 @@ export function connection(values: { url?: string; "api-key"?: string }) {
   if (!/^https?:\/\//.test(url)) throw new UsageError(`--url must start with http:// or https:// (got "${url}")`);
   return { url, apiKey: values["api-key"] ?? process.env.TABGRID_API_KEY };
 }
+
+/** A count with its noun, singular only for exactly one: "1 unit", "3 units", "0.5 credits". */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -2,6 +2,14 @@
 export const credits = (millicredits: number) =>
   (millicredits / 1000).toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: 3 });
 
+/** A count with its noun, singular only for exactly one: "1 task", "0 tasks", "2.5 credits". */
+export function plural(n: number, one: string, many = `${one}s`, shown: string = String(n)): string {
+  return `${shown} ${n === 1 ? one : many}`;
+}
+
+/** Millicredits with their noun: 1000 → "1 credit", 1500 → "1.5 credits". */
+export const creditCount = (millicredits: number) => plural(millicredits / 1000, "credit", "credits", credits(millicredits));
+
 export function duration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
   if (seconds < 1) return "<1 s";
@@ -10,4 +18,27 @@ export function duration(seconds: number | null | undefined): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-export const when = (d: Date | string) => new Date(d).toLocaleString();
+// The browser's language and time zone. These pages are client components that render dates
+// only once their data has loaded, after hydration, so the server's locale never shows.
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dateTimeSeconds = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+/** A moment as the user reads dates, e.g. "21 Nov 2026, 10:17" or "Nov 21, 2026, 10:17 AM". */
+export function when(d: Date | string | number, opts: { seconds?: boolean } = {}): string {
+  const date = new Date(d);
+  if (Number.isNaN(date.getTime())) return String(d);
+  return (opts.seconds ? dateTimeSeconds : dateTime).format(date);
+}
+
+/** The time of day only, for things that happened in the last hours. */
+export function clockTime(d: Date | string | number): string {
+  const date = new Date(d);
+  return Number.isNaN(date.getTime()) ? String(d) : timeOnly.format(date);
+}
+
+/** A UTC calendar day ("2026-11-21") as the user writes a short date, e.g. "Nov 21". */
+export function shortDay(day: string): string {
+  const date = new Date(`${day}T00:00:00Z`);
+  return Number.isNaN(date.getTime()) ? day : date.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+}

@@ -3,7 +3,7 @@ import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Bar, BarChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import { useTRPC } from "../_components/trpc";
-import { credits } from "../_components/format";
+import { creditCount, credits, plural, shortDay } from "../_components/format";
 
 /** The signed-in user's team and their credits earned per day (30 days); their hosts are in Hosts.tsx. */
 export function TeamAndHistory() {
@@ -18,7 +18,7 @@ export function TeamAndHistory() {
   const join = useMutation(trpc.teams.join.mutationOptions({ onSuccess: refresh }));
   const leave = useMutation(trpc.teams.leave.mutationOptions({ onSuccess: refresh }));
   const error = create.error ?? join.error ?? leave.error;
-  const rows = history.data?.days.map((d) => ({ day: d.day.slice(5), credits: d.credits / 1000 })) ?? [];
+  const rows = history.data?.days.map((d) => ({ day: shortDay(d.day), credits: d.credits / 1000 })) ?? [];
   return (
     <div className="two-col">
       <div className="card" data-testid="team-card">
@@ -53,14 +53,14 @@ export function TeamAndHistory() {
       </div>
       <div className="card" data-testid="history-card">
         <h2>Credits earned, last 30 days</h2>
-        <p className="hint">{history.data ? `${credits(history.data.total)} credits in all (UTC days)` : "…"}</p>
+        <p className="hint">{history.data ? `${creditCount(history.data.total)} in all (UTC days)` : "…"}</p>
         <div style={{ width: "100%", height: 220 }}>
           <ResponsiveContainer>
             <BarChart data={rows}>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis dataKey="day" fontSize={11} />
               <YAxis fontSize={11} />
-              <Tooltip formatter={(v) => [`${v} credits`, "Earned"]} />
+              <Tooltip formatter={(v) => [plural(Number(v), "credit"), "Earned"]} />
               <Bar dataKey="credits" fill="#2563eb" />
             </BarChart>
           </ResponsiveContainer>

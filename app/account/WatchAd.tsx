@@ -2,7 +2,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../_components/trpc";
-import { credits } from "../_components/format";
+import { creditCount } from "../_components/format";
 
 type Started = {
   sessionId: string;
@@ -90,7 +90,7 @@ export function WatchAd({ compact = false }: { compact?: boolean }) {
       const r = await claim.mutateAsync({ sessionId: ad.sessionId });
       session.current = null;
       setAd(null);
-      setMessage({ error: false, text: `Thanks for watching: ${credits(r.reward)} credits added. Your balance is ${credits(r.balance)} credits.` });
+      setMessage({ error: false, text: `Thanks for watching: ${creditCount(r.reward)} added. Your balance is ${creditCount(r.balance)}.` });
       await queryClient.invalidateQueries({ queryKey: trpc.account.pathKey() });
     } catch (e) {
       setMessage({ error: true, text: (e as Error).message });
@@ -131,7 +131,7 @@ export function WatchAd({ compact = false }: { compact?: boolean }) {
             <p data-testid="ad-countdown">Done: claim your reward.</p>
           )}
           <div className="row">
-            <button type="button" onClick={onClaim} disabled={remaining > 0 || claim.isPending}>Claim {credits(ad.reward)} credits</button>
+            <button type="button" onClick={onClaim} disabled={remaining > 0 || claim.isPending}>Claim {creditCount(ad.reward)}</button>
             <button type="button" className="link" onClick={onClose}>Close</button>
           </div>
         </div>

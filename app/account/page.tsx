@@ -2,7 +2,7 @@
 import Link from "next/link";
 import { useQuery } from "@tanstack/react-query";
 import { useTRPC } from "../_components/trpc";
-import { credits, when } from "../_components/format";
+import { creditCount, credits, when } from "../_components/format";
 import { useRequireSignIn } from "../_components/useRequireSignIn";
 import { ApiKeys } from "./ApiKeys";
 import { Hosts } from "./Hosts";
@@ -22,7 +22,7 @@ export default function AccountPage() {
     <div className="stack">
       <div className="card">
         <h2>Balance</h2>
-        <p className="balance" data-testid="account-balance">{ledger.data ? credits(ledger.data.balance) : "…"} credits</p>
+        <p className="balance" data-testid="account-balance">{ledger.data ? creditCount(ledger.data.balance) : "… credits"}</p>
         <p className="hint">Credits pay for jobs; you earn them by volunteering on the <Link href="/volunteer">volunteer page</Link>, or by watching an ad.</p>
       </div>
       <WatchAd />

@@ -1,5 +1,6 @@
 "use client";
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { clockTime } from "../_components/format";
 
 export type Row = { at: number } & Record<string, number>;
 
@@ -25,7 +26,7 @@ export function SeriesChart(props: {
           <CartesianGrid stroke="#eef0f3" />
           <XAxis dataKey="at" type="number" scale="time" domain={["dataMin", "dataMax"]} tickFormatter={clock} minTickGap={40} fontSize={11} />
           <YAxis tickFormatter={format} width={76} fontSize={11} allowDecimals={!props.integer} />
-          <Tooltip labelFormatter={(t) => new Date(Number(t)).toLocaleTimeString()} formatter={(v) => format(Number(v))} />
+          <Tooltip labelFormatter={(t) => clockTime(Number(t))} formatter={(v) => format(Number(v))} />
           <Legend wrapperStyle={{ fontSize: 12 }} />
           {props.series.map((s, i) => (
             <Line key={s.key} dataKey={s.key} name={s.name} stroke={COLORS[i % COLORS.length]} dot={false} isAnimationActive={false} strokeWidth={1.6} />

@@ -3,6 +3,7 @@ import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../_components/trpc";
 import { credits, when } from "../_components/format";
+import { ConfirmButton } from "../_components/ConfirmButton";
 
 export function VolunteerTable() {
   const trpc = useTRPC();
@@ -55,9 +56,10 @@ export function VolunteerTable() {
                       <button className="link" onClick={() => unban.mutate({ id: v.host.id })}>Unban</button>
                     </>
                   ) : (
-                    <button className="link" onClick={() => ban.mutate({ id: v.host.id, hours: 24, reason: "banned from the admin page" })}>
+                    <ConfirmButton className="link" question="Really ban this host for 24 h?" disabled={ban.isPending}
+                      onConfirm={() => ban.mutate({ id: v.host.id, hours: 24, reason: "banned from the admin page" })}>
                       Ban 24 h
-                    </button>
+                    </ConfirmButton>
                   )}
                 </td>
               </tr>

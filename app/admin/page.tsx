@@ -4,7 +4,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { BarChart, Bar, ResponsiveContainer, XAxis, YAxis, Tooltip, Legend, CartesianGrid } from "recharts";
 import { useTRPC } from "../_components/trpc";
-import { duration } from "../_components/format";
+import { duration, plural } from "../_components/format";
 import { SeriesChart, bytes, ms, type Row } from "./SeriesChart";
 import type { Sample } from "../../server/monitoring/series";
 
@@ -47,7 +47,7 @@ export default function AdminDashboard() {
         <div className="tile"><dt>Free disk</dt><dd>{now ? `${bytes(now.disk_free_bytes)} (${(now.disk_free_ratio * 100).toFixed(0)}%)` : "—"}</dd></div>
         <div className="tile"><dt>Uptime</dt><dd>{now ? duration(now.uptime_seconds) : "—"}</dd></div>
       </dl>
-      <p className="hint" data-testid="sample-count">{rows.length} samples · updated live</p>
+      <p className="hint" data-testid="sample-count">{plural(rows.length, "sample")} · updated live</p>
       <div className="charts">
         <SeriesChart testId="chart-volunteers" title="Volunteers and threads online" rows={rows}
           series={[{ key: "volunteers", name: "volunteers" }, { key: "threads", name: "threads" }]} format={(v) => v.toFixed(0)} integer />

@@ -4,7 +4,7 @@ import { useSession } from "next-auth/react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../_components/trpc";
-import { credits } from "../_components/format";
+import { creditCount, credits } from "../_components/format";
 import { useVolunteer } from "../_components/VolunteerProvider";
 import { CalcLog } from "./CalcLog";
 
@@ -69,7 +69,7 @@ export default function VolunteerPage() {
         {snap?.lastError && <p className="error">{snap.lastError}</p>}
         {signedIn && (held.data?.held ?? 0) > 0 && (
           <p>
-            This browser holds {credits(held.data!.held)} credits earned while signed out.{" "}
+            This browser holds {creditCount(held.data!.held)} earned while signed out.{" "}
             <button onClick={() => claim.mutate(identity)}>Claim them</button>
           </p>
         )}

@@ -1,4 +1,4 @@
-import { parse, connection, connectionOptions, positiveIntOption, secondsOption, UsageError } from "../args";
+import { parse, connection, connectionOptions, plural, positiveIntOption, secondsOption, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
@@ -32,7 +32,7 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
   if (json) {
     console.log(JSON.stringify(out));
   } else {
-    console.log(`job ${job.id}: ${job.status}, ${job.progress.done}/${job.chunks} units, cost ${out.cost} of ${out.estimate} credits held`);
+    console.log(`job ${job.id}: ${job.status}, ${job.progress.done}/${plural(job.chunks, "unit")}, cost ${out.cost} of ${plural(out.estimate, "credit")} held`);
     if (job.state === "running" && job.progress.waiting) {
       const n = job.progress.waiting.results;
       console.log(`${n} result${n === 1 ? " waits" : "s wait"} for a volunteer from another account to confirm ${n === 1 ? "it" : "them"}.`);
@@ -95,7 +95,7 @@ export async function submit(argv: string[]): Promise<number> {
   const program = values.program ? await programOptions(conn, values) : {};
   const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program });
   if (!values.json) {
-    console.error(`submitted job ${created.id} (${created.chunks} units, ${created.estimate / 1000} credits held until it ends; the unused part is refunded)`);
+    console.error(`submitted job ${created.id} (${plural(created.chunks, "unit")}, ${plural(created.estimate / 1000, "credit")} held until it ends; the unused part is refunded)`);
     if (values.program && values["cpu-seconds"] === undefined) console.error("priced at 1 reference CPU-second per unit: give --cpu-seconds S for your program's own figure");
   }
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
@@ -168,7 +168,7 @@ export async function status(argv: string[]): Promise<number> {
   const s = await apiClient(connection(values)).cluster.status.query();
   if (values.json) console.log(JSON.stringify(s));
   else {
-    console.log(`volunteers online: ${s.volunteers} (${s.threads} threads on ${s.connections} connections)`);
+    console.log(`volunteers online: ${s.volunteers} (${plural(s.threads, "thread")} on ${plural(s.connections, "connection")})`);
     console.log(`tasks queued: ${s.tasksQueued}, running: ${s.tasksRunning}, jobs running: ${s.jobsRunning}`);
     console.log(`throughput: ${s.tasksPerSecond.toFixed(1)} tasks/s`);
   }

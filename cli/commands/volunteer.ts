@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import WebSocket from "ws";
-import { parse, connection, connectionOptions, intOption, UsageError } from "../args";
+import { parse, connection, connectionOptions, intOption, plural, UsageError } from "../args";
 import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerClient";
 import { createNodePool, programSandbox } from "../../worker/node/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
@@ -61,17 +61,17 @@ export async function volunteer(argv: string[]): Promise<number> {
   });
   let last = 0;
   client.subscribe((s) => {
-    if (s.tasksDone !== last && s.tasksDone % 10 === 0) console.error(`[volunteer] ${s.tasksDone} tasks done, ${s.earned / 1000} credits earned`);
+    if (s.tasksDone !== last && s.tasksDone % 10 === 0) console.error(`[volunteer] ${plural(s.tasksDone, "task")} done, ${plural(s.earned / 1000, "credit")} earned`);
     last = s.tasksDone;
   });
   client.start();
-  console.error(`[volunteer] ${threads} thread(s) computing for ${conn.url} as "${name}"; Ctrl-C to stop`);
+  console.error(`[volunteer] ${plural(threads, "thread")} computing for ${conn.url} as "${name}"; Ctrl-C to stop`);
   console.error(`[volunteer] ${programSandbox().description}`);
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
   });
   const s = client.snapshot();
   client.stop();
-  console.error(`[volunteer] stopped after ${s.tasksDone} tasks, ${s.earned / 1000} credits earned`);
+  console.error(`[volunteer] stopped after ${plural(s.tasksDone, "task")}, ${plural(s.earned / 1000, "credit")} earned`);
   return 0;
 }

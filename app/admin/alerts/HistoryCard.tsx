@@ -17,7 +17,7 @@ export function HistoryCard() {
           <tbody>
             {events.data.items.map((e) => (
               <tr key={e.id}>
-                <td className="nowrap">{when(e.at)}</td>
+                <td className="nowrap">{when(e.at, { seconds: true })}</td>
                 <td>{e.name}</td>
                 <td><span className={`badge ${BADGE[e.state] ?? ""}`}>{e.state}</span></td>
                 <td>{e.message}</td>

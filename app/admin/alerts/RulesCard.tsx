@@ -2,8 +2,9 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
-import { when } from "../../_components/format";
-import { formatValue } from "../../../server/monitoring/alerts/format";
+import { duration, when } from "../../_components/format";
+import { formatValue, thresholdUnit } from "../../../server/monitoring/alerts/format";
+import { SERIES } from "../../../server/monitoring/series";
 
 type Rule = NonNullable<ReturnType<typeof useRules>["data"]>[number];
 const useRules = () => {
@@ -24,16 +25,27 @@ function RuleEditor({ rule, onDone }: { rule: Rule; onDone: () => void }) {
       id: rule.id, threshold: Number(f.threshold), hysteresis: Number(f.hysteresis), forSeconds: Number(f.forSeconds), repeatMinutes: Number(f.repeatMinutes),
     });
   }
+  const unit = thresholdUnit(rule.metric);
+  const fields = [
+    { key: "threshold", label: `Threshold${unit ? ` (${unit})` : ""}`, shows: formatValue(rule.metric, Number(f.threshold)) },
+    { key: "hysteresis", label: `Hysteresis${unit ? ` (${unit})` : ""}`, shows: `±${formatValue(rule.metric, Number(f.hysteresis), { suffix: false })}` },
+    { key: "forSeconds", label: "For (seconds)", shows: duration(Number(f.forSeconds)) },
+    { key: "repeatMinutes", label: "Repeat every (minutes)", shows: duration(Number(f.repeatMinutes) * 60) },
+  ] as const;
   return (
-    <form className="row" onSubmit={save} aria-label={`edit ${rule.name}`}>
-      {(["threshold", "hysteresis", "forSeconds", "repeatMinutes"] as const).map((k) => (
-        <label key={k}>
-          {k}
-          <input type="number" step="any" value={f[k]} onChange={(e) => setF({ ...f, [k]: e.target.value })} style={{ width: 110 }} />
+    <form className="row rule-editor" onSubmit={save} aria-label={`edit ${rule.name}`}>
+      {fields.map(({ key, label, shows }) => (
+        <label key={key}>
+          {label}
+          <input type="number" step="any" value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} style={{ width: 130 }} autoFocus={key === "threshold"} />
+          {/* What the raw number means, when that says more than the number itself ("0.1" → "10% of the data volume"). */}
+          {f[key] !== "" && Number.isFinite(Number(f[key])) && shows.replace(/^±/, "").split(" ")[0] !== f[key] && <span className="hint">= {shows}</span>}
         </label>
       ))}
-      <button type="submit" className="primary" disabled={update.isPending}>Save</button>
-      <button type="button" onClick={onDone}>Cancel</button>
+      <div className="row">
+        <button type="submit" className="primary" disabled={update.isPending}>Save</button>
+        <button type="button" onClick={onDone}>Cancel</button>
+      </div>
       {update.error && <span className="error">{update.error.message}</span>}
     </form>
   );
@@ -50,6 +62,7 @@ export function RulesCard() {
   const enable = useMutation(trpc.alerts.enableRule.mutationOptions({ onSuccess: refresh }));
   const remove = useMutation(trpc.alerts.deleteRule.mutationOptions({ onSuccess: refresh }));
   const error = silence.error ?? unsilence.error ?? enable.error ?? remove.error;
+  const editingRule = rules.data?.find((r) => r.id === editing);
 
   return (
     <div className="card stack">
@@ -63,14 +76,13 @@ export function RulesCard() {
         <tbody>
           {rules.data?.map((r) => (
             <tr key={r.id} data-testid={`rule-${r.name}`}>
-              <td>
+              <td style={{ minWidth: 200 }}>
                 <strong>{r.name}</strong>
                 {r.description ? <div className="hint">{r.description}</div> : null}
-                {editing === r.id && <RuleEditor rule={r} onDone={() => (setEditing(null), refresh())} />}
               </td>
               <td className="nowrap">
                 <code>{r.metric} {r.comparison} {formatValue(r.metric, r.threshold)}</code>
-                <div className="hint">for {r.forSeconds} s · ±{formatValue(r.metric, r.hysteresis)} · repeat {r.repeatMinutes} min</div>
+                <div className="hint">for {r.forSeconds} s · hysteresis ±{formatValue(r.metric, r.hysteresis, { suffix: false })} · repeats every {r.repeatMinutes} min</div>
               </td>
               <td>
                 <span className={`badge ${r.state === "firing" ? "failed" : r.state === "pending" ? "cancelled" : "completed"}`}>
@@ -81,7 +93,7 @@ export function RulesCard() {
               <td className="num" data-testid="rule-value">{r.lastValue === null ? "—" : formatValue(r.metric, r.lastValue)}</td>
               <td>{r.severity}</td>
               <td className="nowrap">
-                <button className="link" onClick={() => setEditing(editing === r.id ? null : r.id)}>Edit</button>{" · "}
+                <button className="link" onClick={() => setEditing(editing === r.id ? null : r.id)} aria-expanded={editing === r.id}>Edit</button>{" · "}
                 {r.silenced ? (
                   <button className="link" onClick={() => unsilence.mutate({ id: r.id })}>Unsilence</button>
                 ) : (
@@ -94,6 +106,13 @@ export function RulesCard() {
           ))}
         </tbody>
       </table>
+      {editingRule && (
+        // Below the table rather than in its row, so that it is in view on a phone too.
+        <div className="estimate stack" key={editingRule.id}>
+          <strong>Edit “{editingRule.name}”</strong>
+          <RuleEditor rule={editingRule} onDone={() => (setEditing(null), refresh())} />
+        </div>
+      )}
       <NewRuleForm onCreated={refresh} />
     </div>
   );
@@ -107,16 +126,32 @@ function NewRuleForm({ onCreated }: { onCreated: () => void }) {
     e.preventDefault();
     create.mutate({ name: f.name, metric: f.metric as never, comparison: f.comparison, threshold: Number(f.threshold), forSeconds: Number(f.forSeconds) });
   }
+  const unit = thresholdUnit(f.metric);
   return (
-    <form className="row" onSubmit={submit} aria-label="new rule">
-      <input placeholder="New rule name" value={f.name} onChange={(e) => setF({ ...f, name: e.target.value })} required />
-      <input placeholder="metric" value={f.metric} onChange={(e) => setF({ ...f, metric: e.target.value })} style={{ width: 170 }} aria-label="metric" />
-      <select value={f.comparison} onChange={(e) => setF({ ...f, comparison: e.target.value as ">" | "<" })} aria-label="comparison">
-        <option value=">">&gt;</option>
-        <option value="<">&lt;</option>
-      </select>
-      <input type="number" step="any" value={f.threshold} onChange={(e) => setF({ ...f, threshold: e.target.value })} style={{ width: 110 }} aria-label="threshold" />
-      <input type="number" value={f.forSeconds} onChange={(e) => setF({ ...f, forSeconds: e.target.value })} style={{ width: 90 }} aria-label="for seconds" />
+    <form className="row rule-editor" onSubmit={submit} aria-label="new rule">
+      <label>Name <input value={f.name} onChange={(e) => setF({ ...f, name: e.target.value })} required placeholder="e.g. long queue" /></label>
+      <label>
+        Metric
+        <input value={f.metric} onChange={(e) => setF({ ...f, metric: e.target.value })} style={{ width: 190 }} list="alert-metrics" />
+        <datalist id="alert-metrics">
+          {Object.entries(SERIES).map(([k, text]) => <option key={k} value={k}>{text}</option>)}
+        </datalist>
+      </label>
+      <label>
+        Fires when
+        <select value={f.comparison} onChange={(e) => setF({ ...f, comparison: e.target.value as ">" | "<" })}>
+          <option value=">">above</option>
+          <option value="<">below</option>
+        </select>
+      </label>
+      <label>
+        Threshold{unit ? ` (${unit})` : ""}
+        <input type="number" step="any" value={f.threshold} onChange={(e) => setF({ ...f, threshold: e.target.value })} style={{ width: 130 }} />
+      </label>
+      <label>
+        For (seconds)
+        <input type="number" value={f.forSeconds} onChange={(e) => setF({ ...f, forSeconds: e.target.value })} style={{ width: 110 }} />
+      </label>
       <button type="submit" disabled={create.isPending}>Add rule</button>
       {create.error && <span className="error">{create.error.message}</span>}
     </form>

@@ -14,7 +14,8 @@ export default function PricingPage() {
     <div className="card">
       <h2>Pricing</h2>
       <p>
-        Current price: <strong data-testid="price">{pricing.data ? pricing.data.pricePerCpuSecond : "…"}</strong> credits per reference
+        Current price: <strong data-testid="price">{pricing.data ? pricing.data.pricePerCpuSecond : "…"}</strong>{" "}
+        {pricing.data?.pricePerCpuSecond === 1 ? "credit" : "credits"} per reference
         CPU-second (RCS){pricing.data?.updatedAt ? `, set ${when(pricing.data.updatedAt)}` : ` (the default, PRICE_PER_CPU_SECOND = ${pricing.data?.defaultPrice ?? "…"})`}.
       </p>
       <form

@@ -3,7 +3,7 @@ import { Suspense } from "react";
 import { useSearchParams } from "next/navigation";
 import { useQuery } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
-import { when } from "../../_components/format";
+import { plural, when } from "../../_components/format";
 import { ReportList } from "./ReportList";
 import { BenchReport } from "./BenchReport";
 import { StressReport } from "./StressReport";
@@ -47,7 +47,7 @@ function Reports() {
         ) : (
           <>
             <ReportList reports={reports} selected={selected} />
-            {list.data.notListed > 0 && <p className="hint">{list.data.notListed} older reports are not listed.</p>}
+            {list.data.notListed > 0 && <p className="hint">{plural(list.data.notListed, "older report")} {list.data.notListed === 1 ? "is" : "are"} not listed.</p>}
           </>
         )}
       </div>

@@ -161,3 +161,13 @@ export function alertMessage(rule: MessageRule, state: "pending" | "firing" | "r
     }
   }
 }
+
+const INPUT_UNITS: Record<Unit, string> = {
+  ratio: "fraction, 0.1 = 10%", percent: "%", bytes: "bytes", ms: "ms", seconds: "seconds", rate: "per second",
+  count: "count", number: "", flag: "1 = on, 0 = off",
+};
+
+/** What a rule's raw threshold for `metric` is measured in, for form labels: "bytes", "ms". */
+export function thresholdUnit(metric: string): string {
+  return INPUT_UNITS[formatOf(metric).unit];
+}

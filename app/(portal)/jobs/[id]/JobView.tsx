@@ -8,6 +8,7 @@ import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
 import { CostCard } from "./CostCard";
 import { QuorumWait } from "./QuorumWait";
+import { ConfirmButton } from "../../../_components/ConfirmButton";
 
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
@@ -70,7 +71,7 @@ export function JobView({ id }: { id: string }) {
           </p>
         )}
         {job.state === "running" && (
-          <button onClick={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</button>
+          <ConfirmButton question="Really cancel this job?" onConfirm={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</ConfirmButton>
         )}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>
