@@ -44,10 +44,12 @@ export function positiveIntOption(value: string | undefined, name: string, min =
 }
 
 /** A positive number of seconds (may have a fraction): `--time-limit 0` says so. */
-export function secondsOption(value: string | undefined, name: string): number | undefined {
+export function secondsOption(value: string | undefined, name: string, max = Infinity): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a number of seconds above 0 (got "${value}")`);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0 || n > max) {
+    throw new UsageError(`--${name} must be a number of seconds above 0${max < Infinity ? ` and at most ${max}` : ""} (got "${value}")`);
+  }
   return n;
 }
 

@@ -108,8 +108,8 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
   // Every option is checked before anything is uploaded.
-  const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit");
-  const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds");
+  const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit", 3600);
+  const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds", 3600);
   const merge = v.merge === undefined ? "concat" : String(v.merge);
   if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
   let input: unknown;

@@ -195,6 +195,17 @@ export class Coordinator extends EventEmitter {
     }
   }
 
+  private sweepQueued = false;
+
+  private sweepSoon() {
+    if (this.sweepQueued) return;
+    this.sweepQueued = true;
+    setImmediate(() => {
+      this.sweepQueued = false;
+      this.sweep();
+    });
+  }
+
   private sweepNow(): SweepReport {
     return this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
   }
@@ -234,6 +245,8 @@ export class Coordinator extends EventEmitter {
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     // Any change to jobs or volunteers is also a change to the cluster summary.
     if (event !== "tick") super.emit("tick");
+    // Volunteers came or went: who may confirm what changed at once, not at the next sweep.
+    if (event === "volunteers") this.sweepSoon();
     return super.emit(event, ...args);
   }
 

@@ -80,6 +80,10 @@ describe("every page on a phone", () => {
     await waitForVolunteer(server.deps, volunteer.identity.volunteerId);
     const done = await api.jobs.submit.mutate({ kernel: "kmeans", chunks: 4, params: { k: 3, seed: 2 }, replication: { replicas: 1, quorum: 1 } });
     await waitFor(async () => (await api.jobs.get.query({ id: done.id })).state === "completed", 60_000, "the k-means job to finish");
+    // The admin's host earns from someone else's job (its own jobs pay it nothing): a payout on /account.
+    const neighbour = trpc(server.url, (await createUserWithKey(server.deps, "neighbour@example.com")).apiKey);
+    const paid = await neighbour.jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 1_000_000 }, replication: { replicas: 1, quorum: 1 } });
+    await waitFor(async () => (await neighbour.jobs.get.query({ id: paid.id })).state === "completed", 60_000, "the neighbour's job to finish");
     await volunteer.stop();
     await waitFor(() => server.deps.coordinator.volunteers().length === 0, 10_000, "the volunteer to leave");
     const running = await api.jobs.submit.mutate({ kernel: "pi", chunks: 4, params: { samples: 1_000_000 } });

@@ -52,8 +52,8 @@ describe("tabgrid submit --program", () => {
       [["--range", "0:10", "--chunks", "0"], '--chunks must be a whole number of at least 1 (got "0")'],
       [["--range", "0:10", "--chunks", "-2"], '--chunks must be a whole number of at least 1 (got "-2")'],
       [["--range", "0:10", "--replicas", "0"], '--replicas must be a whole number of at least 1 (got "0")'],
-      [["--range", "0:10", "--time-limit", "0"], '--time-limit must be a number of seconds above 0 (got "0")'],
-      [["--range", "0:10", "--cpu-seconds", "soon"], '--cpu-seconds must be a number of seconds above 0 (got "soon")'],
+      [["--range", "0:10", "--time-limit", "0"], '--time-limit must be a number of seconds above 0 and at most 3600 (got "0")'],
+      [["--range", "0:10", "--cpu-seconds", "soon"], '--cpu-seconds must be a number of seconds above 0 and at most 3600 (got "soon")'],
       [["--range", "5"], "--range is START:END, e.g. 0:1000000"],
     ];
     for (const [args, message] of cases) {

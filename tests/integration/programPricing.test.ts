@@ -125,7 +125,7 @@ describe("program pricing", () => {
     for (const bad of ["0", "-1", "abc", "3601"]) {
       const r = await cli(["submit", "--program", collatz, "--range", "1:100", "--chunks", "2", `--cpu-seconds=${bad}`]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain(`--cpu-seconds is a number of seconds above 0 and at most 3600 (got ${bad})`);
+      expect(r.stderr).toContain(`--cpu-seconds must be a number of seconds above 0 and at most 3600 (got "${bad}")`);
     }
     const kernelJob = await cli(["submit", "pi", "--chunks", "2", "--cpu-seconds", "1"]);
     expect(kernelJob.code).toBe(2);
