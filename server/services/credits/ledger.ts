@@ -17,7 +17,7 @@ export interface Posting {
 
 export class InsufficientCredits extends Error {
   constructor(public readonly needed: number, public readonly available: number) {
-    super(`Not enough credits: this needs ${needed / 1000} credits and the balance is ${available / 1000}.`);
+    super(`Not enough credits: this needs ${needed / 1000} credit${needed === 1000 ? "" : "s"} and the balance is ${available / 1000}.`);
     this.name = "InsufficientCredits";
   }
 }

@@ -36,7 +36,7 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const progress = live ?? {
     total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, rounds.length - 1), queued: 0, running: 0,
     // Ended: units (of every round) over the time from submission to the end.
-    throughput: job.state === "running" || durationMs <= 0 ? null : job.unitsDone / (durationMs / 1000),
+    throughput: job.state === "running" || durationMs <= 0 || job.unitsDone === 0 ? null : job.unitsDone / (durationMs / 1000),
     etaSeconds: job.state === "running" ? null : 0, waiting: null,
   };
   const count = (state: string) => states.find((s) => s.state === state)?._count._all ?? 0;
