@@ -65,6 +65,7 @@ export interface CoordinatorOptions {
 
 /** How often the scheduler is swept for work that waits on volunteers who are not online. */
 const SWEEP_MS = 1000;
+const SWEEP_SOON_MS = 50;
 
 const HELLO_TIMEOUT_MS = 10_000;
 /**
@@ -197,13 +198,14 @@ export class Coordinator extends EventEmitter {
 
   private sweepQueued = false;
 
+  /** A sweep shortly (a burst of joins or departures makes one sweep, not one each). */
   private sweepSoon() {
     if (this.sweepQueued) return;
     this.sweepQueued = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.sweepQueued = false;
       this.sweep();
-    });
+    }, SWEEP_SOON_MS).unref();
   }
 
   private sweepNow(): SweepReport {
