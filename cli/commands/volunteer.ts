@@ -60,9 +60,16 @@ export async function volunteer(argv: string[]): Promise<number> {
     prepare: (task) => prepareTask(task, blobs),
   });
   let last = 0;
+  let waiting = 0;
   client.subscribe((s) => {
     if (s.tasksDone !== last && s.tasksDone % 10 === 0) console.error(`[volunteer] ${plural(s.tasksDone, "task")} done, ${plural(s.earned / 1000, "credit")} earned`);
     last = s.tasksDone;
+    if (s.waiting !== waiting) {
+      waiting = s.waiting;
+      // Said once per change: results that nobody online may confirm are neither lost nor paid yet.
+      if (waiting > 0) console.error(`[volunteer] ${plural(waiting, "result")} of yours ${waiting === 1 ? "waits" : "wait"} for a volunteer from another account to confirm ${waiting === 1 ? "it" : "them"}`);
+      else console.error("[volunteer] none of your results waits for confirmation any more");
+    }
   });
   client.start();
   console.error(`[volunteer] ${plural(threads, "thread")} computing for ${conn.url} as "${name}"; Ctrl-C to stop`);

@@ -41,6 +41,19 @@ describe("a lone newcomer's own machine", () => {
     expect(await balanceOf(db, escrowAccount(out.id))).toBe(0);
     await expectSettledJob(db, out.id);
   });
+
+  it("tells a CLI volunteer of another account when its results wait for a confirming copy", async () => {
+    await volunteer?.stop();
+    const owner = await createUserWithKey(srv.deps, "owner@example.com");
+    const helper = await createUserWithKey(srv.deps, "helper@example.com");
+    volunteer = startCliVolunteer(srv.url, 2, { apiKey: helper.apiKey, dir: srv.dir });
+    await waitForVolunteer(srv.deps, volunteer.identity.volunteerId);
+    const { id } = await trpc(srv.url, owner.apiKey).jobs.submit.mutate({ kernel: "pi", chunks: 2 } as never);
+    await waitFor(() => volunteer!.output().includes("2 results of yours wait for a volunteer from another account to confirm them"), 20_000, "the volunteer to be told");
+    const accepted = await runCli(["job", id, "--accept-unconfirmed", "--json", "--url", srv.url], { TABGRID_API_KEY: owner.apiKey });
+    expect(JSON.parse(accepted.stdout)).toMatchObject({ status: "completed", done: 2 });
+    await waitFor(() => volunteer!.output().includes("none of your results waits for confirmation any more"), 5000, "the volunteer to be told again");
+  });
 });
 
 describe("a quorum nobody online can complete", () => {
