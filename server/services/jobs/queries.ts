@@ -48,7 +48,8 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     results: { valid: count("valid"), invalid: count("invalid"), errors: count("error"), pending: count("pending") },
     /** What the validated units would cost computed once; cost / baseCost is the replication overhead. */
     baseCost,
-    overhead: baseCost ? job.cost / baseCost : null,
+    // Nothing paid (the owner's own machines computed it): no overhead to speak of.
+    overhead: baseCost && job.cost ? job.cost / baseCost : null,
     // The database is the truth about endings; the live view can be a few ms ahead of it.
     state: job.state,
     /** The viewer submitted it (an admin may look at others' jobs, but not act for their owner). */
