@@ -4,18 +4,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { createUserWithKey, repoRoot, startTestServer, type TestServer } from "../helpers/server";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 const BENCH = "bench-2026-11-21T10-17-25Z";
 const STRESS = "stress-2026-11-21T11-02-10Z";
-
-async function signIn(page: Page, email: string, password: string, next: string) {
-  await page.goto(`/signin?callbackUrl=${encodeURIComponent(next)}`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.locator("form").getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`**${next}`);
-}
 
 /** A chart has drawn when its svg holds bars or a line. */
 async function drawn(page: Page, testId: string) {

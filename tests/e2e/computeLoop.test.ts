@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { startTestServer, waitFor, type TestServer } from "../helpers/server";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signUp } from "../helpers/browser";
 import { auditLedger } from "../../server/services/credits/ledger";
 import { userAccount } from "../../server/services/credits/accounts";
 
@@ -30,12 +30,7 @@ describe("compute loop in the browser", () => {
   it("signs up, volunteers, computes a Mandelbrot job and pays the volunteer", async () => {
     const portal = await context.newPage();
     const portalErrors = collectPageErrors(portal);
-    await portal.goto("/signin");
-    await portal.getByRole("button", { name: "Create account" }).first().click();
-    await portal.getByLabel("Email").fill("ada@example.com");
-    await portal.getByLabel("Password").fill("analytical-engine");
-    await portal.locator("form").getByRole("button", { name: "Create account" }).click();
-    await portal.waitForURL("**/jobs");
+    await signUp(portal, "ada@example.com", "analytical-engine");
     await expect(portal.getByRole("heading", { name: "New job" }).isVisible()).resolves.toBe(true);
 
     const volunteer: Page = await context.newPage();

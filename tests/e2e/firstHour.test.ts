@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { startTestServer, waitFor, type TestServer } from "../helpers/server";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signUp } from "../helpers/browser";
 import { createApiKey } from "../../server/auth/apiKeys";
 import { trpc } from "../helpers/clients";
 import { balanceOf } from "../../server/services/credits/ledger";
@@ -46,12 +46,7 @@ describe("the first hour in the browser", () => {
   it("one account, one tab: the newcomer's job completes", async () => {
     portal = await me.newPage();
     errors.push(collectPageErrors(portal));
-    await portal.goto("/signin");
-    await portal.getByRole("button", { name: "Create account" }).first().click();
-    await portal.getByLabel("Email").fill("newcomer@example.com");
-    await portal.getByLabel("Password").fill("first-hour-password");
-    await portal.locator("form").getByRole("button", { name: "Create account" }).click();
-    await portal.waitForURL("**/jobs");
+    await signUp(portal, "newcomer@example.com", "first-hour-password");
 
     volunteer = await me.newPage();
     errors.push(collectPageErrors(volunteer));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
 import { startTestServer, waitFor, type TestServer } from "../helpers/server";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signUp } from "../helpers/browser";
 
 // Chromium volunteers while signed in: its host is named after the browser and OS, and the
 // owner renames it on /account.
@@ -24,12 +24,7 @@ describe("host names in the browser", () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL });
     const page = await context.newPage();
     const errors = collectPageErrors(page);
-    await page.goto("/signin");
-    await page.getByRole("button", { name: "Create account" }).first().click();
-    await page.getByLabel("Email").fill("hosts@example.com");
-    await page.getByLabel("Password").fill("many-hosts-123");
-    await page.locator("form").getByRole("button", { name: "Create account" }).click();
-    await page.waitForURL("**/jobs");
+    await signUp(page, "hosts@example.com", "many-hosts-123");
 
     await page.goto("/volunteer");
     await page.getByRole("button", { name: "Start" }).click();

@@ -2,15 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
-
-async function signIn(page: Page, email: string, password: string, next: string) {
-  await page.goto(`/signin?callbackUrl=${encodeURIComponent(next)}`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.locator("form").getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`**${next}`);
-}
+import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 const numberAttr = async (page: Page, selector: string, attr: string) =>
   Promise.all((await page.locator(selector).all()).map(async (el) => Number(await el.getAttribute(attr))));

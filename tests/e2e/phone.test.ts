@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { createUserWithKey, repoRoot, startCliVolunteer, startTestServer, waitFor, waitForVolunteer, type CliVolunteer, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 const BENCH = "bench-2026-11-21T10-17-25Z";
 const STRESS = "stress-2026-11-21T11-02-10Z";
@@ -15,14 +15,6 @@ const ISO = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 /** The locale and time zone the browser runs in, so the dates it shows are known in advance. */
 const LOCALE = "en-GB";
 const TIME_ZONE = "Europe/Paris";
-
-async function signIn(page: Page, email: string, password: string, next: string) {
-  await page.goto(`/signin?callbackUrl=${encodeURIComponent(next)}`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.locator("form").getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`**${next}`);
-}
 
 /**
  * How far the page reaches past the window, and the elements that stick out furthest, to name

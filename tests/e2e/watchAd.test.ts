@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
 import { startTestServer, type TestServer } from "../helpers/server";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signUp } from "../helpers/browser";
 import { auditLedger } from "../../server/services/credits/ledger";
 import { userAccount } from "../../server/services/credits/accounts";
 
@@ -26,12 +26,7 @@ describe("watch an ad in the browser", () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL });
     const page = await context.newPage();
     const errors = collectPageErrors(page);
-    await page.goto("/signin");
-    await page.getByRole("button", { name: "Create account" }).first().click();
-    await page.getByLabel("Email").fill("viewer@example.com");
-    await page.getByLabel("Password").fill("watching-ads-123");
-    await page.locator("form").getByRole("button", { name: "Create account" }).click();
-    await page.waitForURL("**/jobs");
+    await signUp(page, "viewer@example.com", "watching-ads-123");
 
     await page.goto("/account");
     const balance = page.getByTestId("account-balance");

@@ -40,3 +40,22 @@ export function collectPageErrors(page: Page): string[] {
   page.on("pageerror", (e) => errors.push(e.message));
   return errors;
 }
+
+/** Signs in through the form and waits for the page it leads to. */
+export async function signIn(page: Page, email: string, password: string, next: string) {
+  await page.goto(`/signin?callbackUrl=${encodeURIComponent(next)}`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.locator("form").getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`**${next}`);
+}
+
+/** Creates an account through the form, as a newcomer does; lands on /jobs signed in. */
+export async function signUp(page: Page, email: string, password: string) {
+  await page.goto("/signin");
+  await page.getByRole("button", { name: "Create account" }).first().click();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.locator("form").getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL("**/jobs");
+}
