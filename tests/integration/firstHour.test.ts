@@ -125,6 +125,30 @@ describe("a quorum nobody online can complete", () => {
     await waitFor(() => bob.messages.slice(-5).some((m) => m.type === "waiting" && m.results === 0), 5000, "bob told nothing waits");
   });
 
+  it("refuses bad or foreign requests to end the wait, changing nothing", async () => {
+    const { api, id } = await waitingJob(2);
+    const before = await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { replicas: true, quorum: true, state: true } });
+    const reason = (p: Promise<unknown>) => p.then(() => "accepted", (e: Error) => e.message);
+    expect(await reason(api.jobs.setReplication.mutate({ id, replicas: 3 }))).toBe("A running job's replication can only be lowered (it has 2 copies per unit).");
+    expect(await reason(api.jobs.setReplication.mutate({ id, replicas: 0 }))).toMatch(/replicas/);
+    expect(await reason(api.jobs.setReplication.mutate({ id, replicas: 1.5 } as never))).toMatch(/replicas/);
+    expect(await reason(api.jobs.setReplication.mutate({ id: "nope", replicas: 1 }))).toBe("No job nope.");
+    // An admin may look at anyone's job, but not decide for its owner.
+    const admin = await createUserWithKey(srv.deps, "second-admin@example.com");
+    await srv.deps.db.user.update({ where: { id: admin.user.id }, data: { role: "admin" } });
+    const adminKey = admin.apiKey;
+    expect((await trpc(srv.url, adminKey).jobs.get.query({ id })).id).toBe(id);
+    expect(await reason(trpc(srv.url, adminKey).jobs.acceptUnconfirmed.mutate({ id }))).toBe("Only the job's owner may accept its unconfirmed results.");
+    expect(await reason(trpc(srv.url, adminKey).jobs.setReplication.mutate({ id, replicas: 1 }))).toBe("Only the job's owner may change its replication.");
+    expect(await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { replicas: true, quorum: true, state: true } })).toEqual(before);
+    expect((await api.jobs.get.query({ id })).results).toMatchObject({ valid: 0, pending: 2 });
+    // The CLI says what is wrong with a bad number before asking the server.
+    const cli = await runCli(["job", id, "--replicas", "0", "--url", srv.url], { TABGRID_API_KEY: alice.apiKey });
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/--replicas/);
+    await api.jobs.cancel.mutate({ id });
+  });
+
   it("ends when the owner lowers the replication of the running job", async () => {
     const { id } = await waitingJob(3);
     await waitFor(async () => (await trpc(srv.url, alice.apiKey).jobs.get.query({ id })).progress.waiting, 5000, "the wait");
