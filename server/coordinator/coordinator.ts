@@ -175,7 +175,7 @@ export class Coordinator extends EventEmitter {
   private sweep() {
     if (this.closed) return;
     const before = this.waits;
-    const now = this.sweepNow();
+    const now = this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
     this.waits = now;
     for (const f of now.failed) {
       this.log(`job ${f.jobId} failed: ${f.reason}`);
@@ -208,9 +208,7 @@ export class Coordinator extends EventEmitter {
     }, SWEEP_SOON_MS).unref();
   }
 
-  private sweepNow(): SweepReport {
-    return this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
-  }
+
 
   /**
    * Writes `ops` in a transaction of their own on the database writer thread, outside the
@@ -377,14 +375,14 @@ export class Coordinator extends EventEmitter {
     const outcomes = this.scheduler.acceptPending(id);
     for (const o of outcomes) this.outcome(o);
     if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
-    this.waits = this.sweepNow();
+    this.sweep();
     this.emit("job", jobId);
     return outcomes.length;
   }
 
   /**
-   * Lowers (or raises) the replication of a running job: `replicas` copies per unit, `quorum`
-   * of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
+   * Changes the replication of a running job (the owner lowers it): `replicas` copies per
+   * unit, `quorum` of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
    */
   async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
     const id = this.rounds.get(jobId)?.schedulerId ?? jobId;
@@ -399,7 +397,7 @@ export class Coordinator extends EventEmitter {
     const outcomes = this.scheduler.setReplication(id, replication);
     for (const o of outcomes) this.outcome(o);
     this.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
-    this.waits = this.sweepNow();
+    this.sweep();
     this.dispatchAll();
     this.emit("job", jobId);
     return outcomes.length;
