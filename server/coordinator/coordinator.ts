@@ -349,9 +349,14 @@ export class Coordinator extends EventEmitter {
     return true;
   }
 
+  /** The scheduler's id for a job: an iterative job's current round. */
+  private schedulerIdOf(jobId: string): string {
+    return this.rounds.get(jobId)?.schedulerId ?? jobId;
+  }
+
   /** A job's progress (an iterative job's: its current round's). */
   progress(jobId: string) {
-    jobId = this.rounds.get(jobId)?.schedulerId ?? jobId;
+    jobId = this.schedulerIdOf(jobId);
     const p = this.scheduler.progress(jobId);
     const meta = this.jobs.get(jobId);
     if (!p || !meta) return undefined;
@@ -371,7 +376,7 @@ export class Coordinator extends EventEmitter {
    * Returns how many units that decided.
    */
   acceptUnconfirmed(jobId: string): number {
-    const id = this.rounds.get(jobId)?.schedulerId ?? jobId;
+    const id = this.schedulerIdOf(jobId);
     const outcomes = this.scheduler.acceptPending(id);
     for (const o of outcomes) this.outcome(o);
     if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
@@ -385,7 +390,7 @@ export class Coordinator extends EventEmitter {
    * unit, `quorum` of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
    */
   async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
-    const id = this.rounds.get(jobId)?.schedulerId ?? jobId;
+    const id = this.schedulerIdOf(jobId);
     const meta = this.jobs.get(id);
     if (!meta || this.scheduler.jobState(id) !== "running") return 0;
     const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);

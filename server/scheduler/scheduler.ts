@@ -143,11 +143,7 @@ export class Scheduler {
       throw new RangeError(`job ${spec.id}: maxErrors must be an integer >= 1`);
     }
     const { target, quorum, maxInstances } = spec.replication ?? DEFAULT_REPLICATION;
-    if (![target, quorum, maxInstances].every(Number.isInteger) || !(1 <= quorum && quorum <= target && target <= maxInstances)) {
-      throw new RangeError(
-        `job ${spec.id}: replication needs integers 1 <= quorum <= target <= maxInstances, got quorum ${quorum}, target ${target}, maxInstances ${maxInstances}`,
-      );
-    }
+    checkReplication(spec.id, { target, quorum, maxInstances });
     const comparator = spec.comparator ?? EXACT;
     checkComparator(spec.id, comparator);
 
@@ -248,14 +244,8 @@ export class Scheduler {
     if (job.queue.size > 0) this.rotation.add(job);
 
     const outcomes: RecoveryOutcome[] = [];
-    for (const unit of quorate) {
-      const results = unit.results as UnitResult[];
-      outcomes.push(this.decide(unit, (results[results.length - 1] as UnitResult).taskId));
-    }
-    if (hopeless) {
-      const results = hopeless.results as UnitResult[];
-      outcomes.push(this.failUnit(hopeless, (results[results.length - 1] as UnitResult).taskId));
-    }
+    for (const unit of quorate) outcomes.push(this.decide(unit, lastTaskId(unit)));
+    if (hopeless) outcomes.push(this.failUnit(hopeless, lastTaskId(hopeless)));
     return { progress: this.snapshot(job), outcomes };
   }
 
@@ -556,9 +546,7 @@ export class Scheduler {
       taskId: "server", volunteer: undefined, host: "", account: "", hostRecord: emptyRecord(), accountRecord: emptyRecord(),
       output, digest, turnaroundMs: undefined, agree: 1,
     };
-    const results = unit.results as UnitResult[];
-    const taskId = (results[results.length - 1] as UnitResult).taskId;
-    return this.validate(unit, taskId, { by: "server", truth });
+    return this.validate(unit, lastTaskId(unit), { by: "server", truth });
   }
 
   /**
@@ -571,7 +559,7 @@ export class Scheduler {
     unit.verifying = false;
     this.markChecking(unit, -1);
     const results = unit.results as UnitResult[];
-    const taskId = (results[results.length - 1] as UnitResult).taskId;
+    const taskId = lastTaskId(unit);
     if (unit.best >= unit.quorum) return this.validate(unit, taskId);
     if (!this.canReachQuorum(unit)) return this.failUnit(unit, taskId);
     unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
@@ -592,8 +580,7 @@ export class Scheduler {
     const out: ValidatedOutcome[] = [];
     for (const unit of job.units) {
       if (unit.done || unit.verifying || !unit.results) continue;
-      const results = unit.results;
-      out.push(this.validate(unit, (results[results.length - 1] as UnitResult).taskId, { by: "owner", truth: quorumCentre(results) }));
+      out.push(this.validate(unit, lastTaskId(unit), { by: "owner", truth: quorumCentre(unit.results) }));
       if (job.state !== "running") break;
     }
     return out;
@@ -607,10 +594,8 @@ export class Scheduler {
   setReplication(jobId: JobId, replication: ReplicationSpec): Array<ValidatedOutcome | VerifyOutcome> {
     const job = this.jobs.get(jobId);
     if (!job) throw new Error(`unknown job ${jobId}`);
+    checkReplication(jobId, replication);
     const { target, quorum, maxInstances } = replication;
-    if (![target, quorum, maxInstances].every(Number.isInteger) || !(1 <= quorum && quorum <= target && target <= maxInstances)) {
-      throw new RangeError(`replication needs integers 1 <= quorum <= target <= maxInstances, got ${quorum}, ${target}, ${maxInstances}`);
-    }
     if (job.state !== "running") return [];
     job.target = target;
     job.quorum = quorum;
@@ -621,7 +606,7 @@ export class Scheduler {
       unit.quorum = quorum;
       const results = unit.results;
       if (results && unit.best >= quorum) {
-        out.push(this.decide(unit, (results[results.length - 1] as UnitResult).taskId));
+        out.push(this.decide(unit, lastTaskId(unit)));
         if (job.state !== "running") break;
         continue;
       }
@@ -1312,6 +1297,20 @@ function refOf(r: UnitResult): ResultRef {
 
 function leaseOf(t: TaskRecord): ExpiredLease {
   return { taskId: t.id, volunteerId: t.volunteer.id, jobId: t.job.spec.id, unitId: t.unit.spec.id };
+}
+
+/** The result whose arrival decides the unit: its last one. */
+function lastTaskId(unit: UnitRecord): TaskId {
+  const results = unit.results as UnitResult[];
+  return (results[results.length - 1] as UnitResult).taskId;
+}
+
+function checkReplication(jobId: JobId, { target, quorum, maxInstances }: ReplicationSpec): void {
+  if (![target, quorum, maxInstances].every(Number.isInteger) || !(1 <= quorum && quorum <= target && target <= maxInstances)) {
+    throw new RangeError(
+      `job ${jobId}: replication needs integers 1 <= quorum <= target <= maxInstances, got quorum ${quorum}, target ${target}, maxInstances ${maxInstances}`,
+    );
+  }
 }
 
 function checkWindow(window: number): void {

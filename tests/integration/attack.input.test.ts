@@ -70,6 +70,21 @@ async function uploadProgram(source: string) {
 const resultRow = (taskId: string) => srv.deps.db.result.findUnique({ where: { id: taskId }, select: { state: true, error: true, output: true } });
 const jobState = async (id: string) => (await srv.deps.db.job.findUnique({ where: { id }, select: { state: true } }))?.state;
 
+/** A fresh honest volunteer answers every task of the job it is sent (by `answer`) until the job completes. */
+async function computeHonestly(id: string, answer: (t: WireTask) => unknown, what: string) {
+  const honest = await volunteer(4);
+  const done = new Set<string>();
+  await waitFor(async () => {
+    const fresh = honest.tasks().filter((t) => t.jobId === id && !done.has(t.taskId));
+    if (fresh.length) {
+      for (const t of fresh) done.add(t.taskId);
+      honest.send({ type: "results", results: fresh.map((t) => ({ taskId: t.taskId, output: answer(t) })) });
+    }
+    return (await jobState(id)) === "completed";
+  }, 20_000, what);
+  return honest;
+}
+
 /** Sends one results frame (each result as JSON text) and returns its acknowledgement. */
 const answer = (v: RawVolunteer, results: string[]) => v.request(`{"type":"results","results":[${results.join(",")}]}`, "ack");
 
@@ -108,16 +123,7 @@ describe("a volunteer's results frame", () => {
 
     // It leaves; an honest volunteer computes every unit and the job completes as if nothing happened.
     await attacker.close();
-    const honest = await volunteer(4);
-    const done = new Set<string>();
-    await waitFor(async () => {
-      const fresh = mine(honest).filter((t) => !done.has(t.taskId));
-      if (fresh.length) {
-        for (const t of fresh) done.add(t.taskId);
-        honest.send({ type: "results", results: fresh.map((t) => ({ taskId: t.taskId, output: pi.run(pi.params.parse(t.params), t.input as PiInput) })) });
-      }
-      return (await jobState(id)) === "completed";
-    }, 20_000, "the pi job to complete");
+    const honest = await computeHonestly(id, (t) => pi.run(pi.params.parse(t.params), t.input as PiInput), "the pi job to complete");
     const result = (await api.jobs.result.query({ id })) as { estimate: number; samples: number };
     expect(result.samples).toBe(7000);
     expect(Math.abs(result.estimate - Math.PI)).toBeLessThan(0.2);
@@ -163,16 +169,7 @@ describe("a volunteer's results frame", () => {
     expect(await resultRow(tasks[5].taskId)).toMatchObject({ state: "valid", output: "5" });
 
     await attacker.close();
-    const honest = await volunteer(4);
-    const done = new Set<string>();
-    await waitFor(async () => {
-      const fresh = mine(honest).filter((t) => !done.has(t.taskId));
-      if (fresh.length) {
-        for (const t of fresh) done.add(t.taskId);
-        honest.send({ type: "results", results: fresh.map((t) => ({ taskId: t.taskId, output: item(t) })) });
-      }
-      return (await jobState(id)) === "completed";
-    }, 20_000, "the program job to complete");
+    const honest = await computeHonestly(id, item, "the program job to complete");
     expect(await api.jobs.result.query({ id })).toEqual([0, 1, 2, 3, 4, 5]);
     await honest.close();
   });

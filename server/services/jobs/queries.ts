@@ -56,8 +56,7 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     ownedByViewer: job.ownerId === viewer.id,
     /** What a person is told: a running job that no volunteer computes right now is "queued". */
     status: displayStatus(job.state, live),
-    // A program's error says where in the uploaded file it happened.
-    error: job.error && job.kernel === "program" ? await programJobError(deps, job.id, job.error) : job.error,
+    error: await shownError(deps, job),
     params: JSON.parse(job.params) as Record<string, unknown>,
     /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
     work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
@@ -89,10 +88,14 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
     return {
       ...j, params: JSON.parse(j.params) as Record<string, unknown>, status: displayStatus(j.state, live),
       done: live?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
-      // As on the job page: a program's error names the place in the uploaded file.
-      error: j.error && j.kernel === "program" ? await programJobError(deps, j.id, j.error) : j.error,
+      error: await shownError(deps, j),
     };
   }));
+}
+
+/** A job's error as people see it: a program's names the place in the uploaded file. */
+function shownError(deps: AppDeps, job: { id: string; kernel: string; error: string | null }) {
+  return job.error && job.kernel === "program" ? programJobError(deps, job.id, job.error) : job.error;
 }
 
 /** A running job that no volunteer computes right now reads "queued"; an ended one, its state. */
@@ -109,9 +112,16 @@ export async function jobResultJson(deps: AppDeps, viewer: Viewer, jobId: string
   return null;
 }
 
-export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+/** The job, which must still run; with `ownerOnly`, only its owner may act on it (not an admin). */
+async function runningJob(deps: AppDeps, viewer: Viewer, jobId: string, ownerOnly?: string) {
   const job = await ownedJob(deps, viewer, jobId);
+  if (ownerOnly && job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", `Only the job's owner may ${ownerOnly}.`);
   if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
+  return job;
+}
+
+export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+  await runningJob(deps, viewer, jobId);
   await deps.coordinator.cancelJob(jobId);
   return getJob(deps, viewer, jobId);
 }
@@ -121,9 +131,7 @@ export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
  * Coordinator.acceptUnconfirmed): for a job whose confirming volunteers are not coming.
  */
 export async function acceptUnconfirmed(deps: AppDeps, viewer: Viewer, jobId: string) {
-  const job = await ownedJob(deps, viewer, jobId);
-  if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may accept its unconfirmed results.");
-  if (job.state !== "running") throw new UserError("CONFLICT", `Job ${jobId} has already ended (${job.state}).`);
+  await runningJob(deps, viewer, jobId, "accept its unconfirmed results");
   const accepted = deps.coordinator.acceptUnconfirmed(jobId);
   await deps.coordinator.drain();
   return { accepted, job: await getJob(deps, viewer, jobId) };
@@ -131,9 +139,7 @@ export async function acceptUnconfirmed(deps: AppDeps, viewer: Viewer, jobId: st
 
 /** The owner changes how many copies of each unit the running job needs (and how many must agree). */
 export async function setReplication(deps: AppDeps, viewer: Viewer, input: { id: string; replicas: number; quorum?: number }) {
-  const job = await ownedJob(deps, viewer, input.id);
-  if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may change its replication.");
-  if (job.state !== "running") throw new UserError("CONFLICT", `Job ${input.id} has already ended (${job.state}).`);
+  const job = await runningJob(deps, viewer, input.id, "change its replication");
   const quorum = input.quorum ?? input.replicas;
   if (quorum > input.replicas) throw new UserError("BAD_REQUEST", `The quorum (${quorum}) cannot exceed the copies per unit (${input.replicas}).`);
   if (input.replicas > job.replicas) {
