@@ -29,6 +29,7 @@ const INPUT_FILES = [
   "tsconfig.json",
   "prisma.config.ts",
   path.join("prisma", "schema.prisma"),
+  path.join("prisma", "postgres", "schema.prisma"),
 ];
 /** Root files matched by name: Next's and PostCSS's configuration, and the .env files Next loads. */
 const INPUT_ROOT_PATTERN = /^(next\.config\.|postcss\.config\.|\.env$|\.env\.)/;
@@ -106,7 +107,9 @@ export function inspectOutputs(root) {
   } catch {}
   const missing = [];
   if (!buildId) missing.push(".next/BUILD_ID");
-  if (!fs.existsSync(path.join(root, "generated", "prisma", "client.ts"))) missing.push("generated/prisma/client.ts");
+  for (const client of ["prisma", "prisma-pg"]) {
+    if (!fs.existsSync(path.join(root, "generated", client, "client.ts"))) missing.push(`generated/${client}/client.ts`);
+  }
   const wats = [];
   walk(root, "examples", wats);
   for (const wat of wats.filter((f) => f.endsWith(".wat"))) {
@@ -153,7 +156,7 @@ function main() {
   console.log(`Building… (${decision.reason})`);
   fs.rmSync(path.join(root, STAMP), { force: true });
   const bin = (name) => path.join(root, "node_modules", ".bin", name);
-  run(root, bin("prisma"), ["generate"]);
+  run(root, "npm", ["run", "--silent", "db:generate"]);
   run(root, process.execPath, [path.join(root, "scripts", "build-examples.mjs")]);
   run(root, bin("next"), ["build"], { ...process.env, NEXT_TELEMETRY_DISABLED: "1" });
   // Sources edited during the build leave no stamp, so the next start builds them.

@@ -11,8 +11,7 @@ import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
 import { GroupCommitter } from "../store/groupCommit";
-import { DbWriter } from "../store/dbWriter";
-import { sqliteGate } from "../store/prisma";
+import { hotStore } from "../store/hotStore";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
@@ -114,7 +113,6 @@ export class Coordinator extends EventEmitter {
   /** Iterative jobs by database id: the scheduler job of their current round. */
   private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
   private readonly writer: GroupCommitter<PersistOp>;
-  private dbWriter: DbWriter | undefined;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
   private leaseTimer: NodeJS.Timeout | undefined;
@@ -147,7 +145,7 @@ export class Coordinator extends EventEmitter {
     this.writer = new GroupCommitter(
       async (ops) => {
         const started = performance.now();
-        await (await this.dbWriterThread()).write(ops);
+        await hotStore(this.opts.db).write(ops);
         this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
         if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
           this.backlogged = false;
@@ -215,12 +213,7 @@ export class Coordinator extends EventEmitter {
    * group commit (a new job: its escrow hold may fail, and must fail alone).
    */
   async writeAlone(ops: PersistOp[]): Promise<void> {
-    await (await this.dbWriterThread()).write(ops);
-  }
-
-  /** The database writer thread (started with the server by recover(), or on first use). */
-  private async dbWriterThread(): Promise<DbWriter> {
-    return (this.dbWriter ??= new DbWriter((await sqliteGate(this.opts.db)).file));
+    await hotStore(this.opts.db).write(ops);
   }
 
   /** Operations waiting for the database (results, verdicts, payouts…). */
@@ -261,7 +254,7 @@ export class Coordinator extends EventEmitter {
     const db = this.opts.db;
     // The writer thread starts now, not on the first result (it takes a few hundred ms), and
     // so does the spot-checker's, so that the first check does not wait for it.
-    await Promise.all([(await this.dbWriterThread()).ready(), this.verifier.warmUp()]);
+    await Promise.all([hotStore(this.opts.db).ready(), this.verifier.warmUp()]);
     const jobs = await db.job.findMany({ where: { state: "running" }, select: Coordinator.jobColumns, orderBy: { createdAt: "asc" } });
     for (const job of jobs) await this.loadJob(job);
     if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
@@ -1116,7 +1109,7 @@ export class Coordinator extends EventEmitter {
     clearTimeout(this.leaseTimer);
     clearInterval(this.sweepTimer);
     await this.writer.close();
-    await this.dbWriter?.close();
+    await hotStore(this.opts.db).close();
   }
 
   /** For tests: wait until everything decided so far is committed. */

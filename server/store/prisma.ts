@@ -1,25 +1,65 @@
+import type pg from "pg";
 import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
+import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "../../generated/prisma/client";
-import { databaseFile } from "./databaseUrl";
+import { PrismaClient as PgPrismaClient } from "../../generated/prisma-pg/client";
+import { databaseFile, databaseKind, DEFAULT_DATABASE_URL, type DatabaseKind } from "./databaseUrl";
 import { gateAdapter, SqliteGate } from "./sqliteGate";
+import { createPool } from "./postgres/pool";
 
+/**
+ * The Prisma client. Both providers' clients are generated from one model source
+ * (scripts/prisma-schemas.mjs), so they have the same models and queries; the SQLite one's
+ * type stands for both.
+ */
 export type Db = PrismaClient;
 
-const gates = new WeakMap<Db, SqliteGate>();
+interface Engine {
+  kind: DatabaseKind;
+  gate?: SqliteGate;
+  pool?: pg.Pool;
+}
 
-export function createPrisma(url?: string): Db {
+const engines = new WeakMap<Db, Engine>();
+
+export function createPrisma(url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL): Db {
+  if (databaseKind(url) === "postgres") {
+    const pool = createPool(url);
+    // One pool for Prisma and the raw hot path; Prisma's $disconnect ends it.
+    const db = new PgPrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }) as unknown as Db;
+    engines.set(db, { kind: "postgres", pool });
+    return db;
+  }
   const gate = new SqliteGate();
   const db = new PrismaClient({ adapter: gateAdapter(new PrismaBetterSQLite3({ url: databaseFile(url) }), gate) });
-  gates.set(db, gate);
+  engines.set(db, { kind: "sqlite", gate });
   return db;
+}
+
+function engineOf(db: Db): Engine {
+  const e = engines.get(db);
+  if (!e) throw new Error("this Prisma client was not made by createPrisma");
+  return e;
+}
+
+/** Which engine this client talks to. */
+export function dbKind(db: Db): DatabaseKind {
+  return engineOf(db).kind;
 }
 
 /** Synchronous batch writes on the client's own connection (see sqliteGate.ts); connects first if needed. */
 export async function sqliteGate(db: Db): Promise<SqliteGate> {
-  const gate = gates.get(db);
-  if (!gate) throw new Error("this Prisma client was not made by createPrisma");
+  const gate = engineOf(db).gate;
+  if (!gate) throw new Error("this is not a SQLite database");
   if (!gate.attached) await db.$connect();
   return gate;
+}
+
+/** The PostgreSQL pool Prisma uses, for the hot path's raw SQL. */
+export function pgPool(db: Db): pg.Pool {
+  const pool = engineOf(db).pool;
+  if (!pool) throw new Error("this is not a PostgreSQL database");
+  return pool;
 }
 
 const cache = globalThis as unknown as { tabgridPrisma?: Db };

@@ -3,13 +3,13 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { inject } from "vitest";
 import { parseEnv } from "../../server/env";
 import { startServer } from "../../server/app";
 import type { AppDeps } from "../../server/services/deps";
 import { createUser } from "../../server/services/users/users";
 import { createApiKey } from "../../server/auth/apiKeys";
 import { MILLI } from "../../server/services/credits/accounts";
+import { freshDatabase } from "./testDb";
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
 const bin = path.join(repoRoot, "bin", "tabgrid.js");
@@ -28,21 +28,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-function templateDb(): string {
-  const file = inject("templateDb") ?? process.env.TABGRID_TEMPLATE_DB;
-  if (!file || !fs.existsSync(file)) throw new Error("no template database: run through vitest with tests/globalSetup.ts");
-  return file;
-}
-
 /**
  * A real server (API only, no Next) on a free port, on a fresh copy of the migrated template
- * database in its own temp directory.
+ * database (SQLite, or PostgreSQL with TEST_DATABASE_URL: see testDb.ts), with its own temp directory.
  */
 export async function startTestServer(overrides: Record<string, string> = {}): Promise<TestServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-it-"));
-  const dbFile = path.join(dir, "tabgrid.db");
-  fs.copyFileSync(templateDb(), dbFile);
-  const databaseUrl = `file:${dbFile}`;
+  const fresh = await freshDatabase();
+  const { dir, databaseUrl } = fresh;
   const env = parseEnv({
     PORT: "0",
     HOST: "127.0.0.1",
@@ -73,7 +65,7 @@ export async function startTestServer(overrides: Record<string, string> = {}): P
       if (closed) return;
       closed = true;
       await server.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      await fresh.remove();
     },
   };
 }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { inject } from "vitest";
+import { freshDatabase } from "./testDb";
 import { repoRoot, TEST_SECRET, waitFor } from "./server";
 
 // The server as its own process (`node --import tsx server/index.ts`), for tests that kill it
@@ -11,14 +11,9 @@ import { repoRoot, TEST_SECRET, waitFor } from "./server";
 /** A port nobody listens on right now (the OS picks it; it is reused for restarts). */
 export { freePort } from "../../bench/lib/freePort";
 
-/** A temp directory with a fresh copy of the migrated template database. */
+/** A temp directory and a fresh copy of the migrated template database (see testDb.ts). */
 export function tempDatabase() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-proc-"));
-  const file = path.join(dir, "tabgrid.db");
-  const template = inject("templateDb") ?? process.env.TABGRID_TEMPLATE_DB;
-  if (!template) throw new Error("no template database: run through vitest with tests/globalSetup.ts");
-  fs.copyFileSync(template, file);
-  return { dir, databaseUrl: `file:${file}`, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+  return freshDatabase("tabgrid-proc-");
 }
 
 export interface ServerProcess {

@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DbWriter } from "../../server/store/dbWriter";
+import { hotStore } from "../../server/store/hotStore";
+import type { SqliteHotStore } from "../../server/store/sqliteHotStore";
 import { createPrisma, sqliteGate } from "../../server/store/prisma";
 import { startTestServer, type TestServer } from "../helpers/server";
 
@@ -24,8 +25,8 @@ afterAll(async () => {
 });
 
 /** The server's own writer thread (the coordinator starts it in recover()). */
-function writerOf(s: TestServer): Promise<DbWriter> {
-  return (s.deps.coordinator as unknown as { dbWriterThread(): Promise<DbWriter> }).dbWriterThread();
+function writerOf(s: TestServer): SqliteHotStore {
+  return hotStore(s.deps.db) as SqliteHotStore;
 }
 
 describe("every SQLite connection that writes commits with synchronous=FULL", () => {

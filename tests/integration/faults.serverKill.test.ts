@@ -19,13 +19,13 @@ const PARAMS = { samples: CHUNKS * 2_000_000, seed: 31337 };
 const STARTER_CREDITS = 100;
 
 describe("the server killed with SIGKILL mid-job", () => {
-  let tmp: ReturnType<typeof tempDatabase>;
+  let tmp: Awaited<ReturnType<typeof tempDatabase>>;
   let db: Db;
   const servers: ServerProcess[] = [];
   let fleet: FleetVolunteer[] = [];
 
   beforeAll(async () => {
-    tmp = tempDatabase();
+    tmp = await tempDatabase();
     db = createPrisma(tmp.databaseUrl);
     await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   });
@@ -33,7 +33,7 @@ describe("the server killed with SIGKILL mid-job", () => {
     for (const v of fleet) v.stop();
     for (const s of servers) await s.stop();
     await db?.$disconnect();
-    tmp?.remove();
+    await tmp?.remove();
   });
 
   it("recovers the job: committed results are kept, nothing is paid twice, the result is unchanged", async () => {

@@ -182,14 +182,14 @@ describe("iterative k-means jobs", () => {
 });
 
 describe("an iterative job across a server restart", () => {
-  let tmp: ReturnType<typeof tempDatabase>;
+  let tmp: Awaited<ReturnType<typeof tempDatabase>>;
   let db: Db;
   const servers: RunningServer[] = [];
   let fleet: FleetVolunteer[] = [];
   const logs: string[] = [];
 
   beforeAll(async () => {
-    tmp = tempDatabase();
+    tmp = await tempDatabase();
     db = createPrisma(tmp.databaseUrl);
     await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   });
@@ -197,7 +197,7 @@ describe("an iterative job across a server restart", () => {
     for (const v of fleet) v.stop();
     for (const s of servers) await s.close().catch(() => {});
     await db?.$disconnect();
-    tmp?.remove();
+    await tmp?.remove();
   });
 
   it("resumes the current round from what was stored and converges to the same centroids", async () => {

@@ -1,4 +1,5 @@
-import { sqliteGate, type Db } from "../../store/prisma";
+import type { Db } from "../../store/prisma";
+import { hotStore } from "../../store/hotStore";
 import type { ReliabilityRow } from "../jobs/batchSql";
 
 /** Reliability rows are keyed "host:<volunteerId>" for hosts and by ledger account id for accounts. */
@@ -12,12 +13,7 @@ export const emptyRecord = (id: string): ReliabilityRow => ({
 /** Reliability rows by id (empty records for ids never seen), read raw: hellos come in bursts. */
 export async function loadRecords(db: Db, ids: string[]): Promise<Map<string, ReliabilityRow>> {
   const out = new Map(ids.map((id) => [id, emptyRecord(id)]));
-  const gate = await sqliteGate(db);
-  // The ids as one JSON parameter: one cached statement whatever their number.
-  const rows = gate.read((conn) => gate.statement(conn, `SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
-    "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (SELECT "value" FROM json_each(?))`)
-    .all(JSON.stringify(ids))) as Array<Omit<ReliabilityRow, "bannedUntil"> & { bannedUntil: string | null }>;
-  for (const r of rows) out.set(r.id, { ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null });
+  for (const r of await hotStore(db).reliabilityRows(ids)) out.set(r.id, r);
   return out;
 }
 

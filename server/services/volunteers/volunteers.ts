@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
-import { sqliteGate, type Db } from "../../store/prisma";
+import type { Db } from "../../store/prisma";
+import { hotStore } from "../../store/hotStore";
 import { postTransaction, balanceOf } from "../credits/ledger";
 import { anonAccount, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
@@ -17,14 +18,13 @@ const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex"
  */
 export async function checkVolunteer(db: Db, v: { volunteerId: string; token: string }, pending?: Map<string, string>) {
   const tokenHash = sha256(v.token);
-  const gate = await sqliteGate(db);
-  const row = gate.read((conn) => gate.statement(conn, `SELECT "tokenHash" FROM "Volunteer" WHERE "id" = ?`).get(v.volunteerId)) as { tokenHash: string } | undefined;
+  const stored = await hotStore(db).volunteerTokenHash(v.volunteerId);
   // A first hello still on its way to the database holds the id too.
-  const known = row?.tokenHash ?? pending?.get(v.volunteerId);
+  const known = stored ?? pending?.get(v.volunteerId);
   if (known !== undefined && !crypto.timingSafeEqual(Buffer.from(known), Buffer.from(tokenHash))) {
     throw new UserError("FORBIDDEN", "This volunteer id belongs to another client (wrong token). Start with a new id.");
   }
-  return { tokenHash, existed: !!row };
+  return { tokenHash, existed: stored !== undefined };
 }
 
 /**

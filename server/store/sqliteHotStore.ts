@@ -1,0 +1,59 @@
+import type { PersistOp, ReliabilityRow } from "../services/jobs/batchSql";
+import { DbWriter } from "./dbWriter";
+import type { HotStore } from "./hotStore";
+import { sqliteGate, type Db } from "./prisma";
+
+/**
+ * SQLite: batches are written on the database writer thread (dbWriter.ts), reads are raw and
+ * synchronous on Prisma's own connection (in WAL mode they see the last commit and block no one).
+ */
+export class SqliteHotStore implements HotStore {
+  readonly kind = "sqlite" as const;
+  private writer: DbWriter | undefined;
+
+  constructor(private readonly db: Db) {}
+
+  private async thread(): Promise<DbWriter> {
+    return (this.writer ??= new DbWriter((await sqliteGate(this.db)).file));
+  }
+
+  async ready() {
+    await (await this.thread()).ready();
+  }
+
+  async write(ops: PersistOp[]): Promise<void> {
+    await (await this.thread()).write(ops);
+  }
+
+  /** The writer thread's value of a connection setting (tests check durability settings). */
+  async setting(name: string): Promise<unknown> {
+    return (await this.thread()).setting(name);
+  }
+
+  async unitOutputs(jobId: string) {
+    const gate = await sqliteGate(this.db);
+    const rows = gate.read((conn) => gate.statement(conn, `SELECT "output", "done" FROM "WorkUnit" WHERE "jobId" = ? ORDER BY "idx"`).all(jobId)) as Array<{ output: string | null; done: number }>;
+    return rows.map((r) => ({ output: r.output, done: !!r.done }));
+  }
+
+  async volunteerTokenHash(volunteerId: string) {
+    const gate = await sqliteGate(this.db);
+    const row = gate.read((conn) => gate.statement(conn, `SELECT "tokenHash" FROM "Volunteer" WHERE "id" = ?`).get(volunteerId)) as { tokenHash: string } | undefined;
+    return row?.tokenHash;
+  }
+
+  async reliabilityRows(ids: string[]): Promise<ReliabilityRow[]> {
+    const gate = await sqliteGate(this.db);
+    // The ids as one JSON parameter: one cached statement whatever their number.
+    const rows = gate.read((conn) => gate.statement(conn, `SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
+      "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (SELECT "value" FROM json_each(?))`)
+      .all(JSON.stringify(ids))) as Array<Omit<ReliabilityRow, "bannedUntil"> & { bannedUntil: string | null }>;
+    return rows.map((r) => ({ ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null }));
+  }
+
+  async close() {
+    const w = this.writer;
+    this.writer = undefined;
+    await w?.close();
+  }
+}

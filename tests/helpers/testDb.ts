@@ -1,0 +1,67 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { inject } from "vitest";
+
+// The database a test runs on. SQLite by default: a copy of the migrated template file in a
+// temp directory. With TEST_DATABASE_URL=postgres://… (an account that may create
+// databases), a PostgreSQL database cloned from the migrated template database
+// (`CREATE DATABASE … TEMPLATE`), dropped again by `remove()`.
+
+export interface TestDatabase {
+  databaseUrl: string;
+  /** A directory of the test's own (blobs, identity files; the SQLite file lives here too). */
+  dir: string;
+  remove(): Promise<void>;
+}
+
+/** Which engine the tests run on. */
+export const testEngine = (): "sqlite" | "postgres" => (/^postgres(ql)?:\/\//.test(process.env.TEST_DATABASE_URL ?? "") ? "postgres" : "sqlite");
+
+function template(): string {
+  const t = inject("templateDb") ?? process.env.TABGRID_TEMPLATE_DB;
+  if (!t) throw new Error("no template database: run through vitest with tests/globalSetup.ts");
+  return t;
+}
+
+/** `url` with its database name replaced. */
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Runs one statement as the administrator of TEST_DATABASE_URL's server. */
+export async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function freshDatabase(prefix = "tabgrid-it-"): Promise<TestDatabase> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const rmDir = () => fs.rmSync(dir, { recursive: true, force: true });
+  if (testEngine() === "sqlite") {
+    const file = path.join(dir, "tabgrid.db");
+    fs.copyFileSync(template(), file);
+    return { databaseUrl: `file:${file}`, dir, remove: async () => rmDir() };
+  }
+  // Named after the run's template (`<run>_tpl`), so the run's teardown finds what a killed test left.
+  const tpl = new URL(template()).pathname.slice(1);
+  const name = `${tpl.replace(/_tpl$/, "")}_t_${crypto.randomBytes(6).toString("hex")}`;
+  await adminQuery(`CREATE DATABASE "${name}" TEMPLATE "${tpl}"`);
+  return {
+    databaseUrl: withDatabase(process.env.TEST_DATABASE_URL!, name),
+    dir,
+    async remove() {
+      rmDir();
+      await adminQuery(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    },
+  };
+}
