@@ -29,6 +29,7 @@ beforeEach(() => {
   write("tests/unit/a.test.ts", "// a test\n");
   write("docs/a.md", "# docs\n");
   write("generated/prisma/client.ts", "// generated\n");
+  write("generated/prisma-pg/client.ts", "// generated\n");
   write(".next/BUILD_ID", "build-1");
 });
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -122,8 +123,9 @@ describe("the decision to build", () => {
     expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing examples/wasm/sum.wasm" });
     write("examples/wasm/sum.wasm", "\0asm");
     fs.rmSync(path.join(root, "generated"), { recursive: true });
-    expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing generated/prisma/client.ts" });
+    expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing generated/prisma/client.ts, generated/prisma-pg/client.ts" });
     write("generated/prisma/client.ts", "");
+    write("generated/prisma-pg/client.ts", "");
     fs.rmSync(path.join(root, ".next/BUILD_ID"));
     expect(decideNow(stamp).build).toBe(true);
     write(".next/BUILD_ID", "build-2");
