@@ -6,7 +6,7 @@ import type { TRPCError } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
-import { createPrisma } from "./store/prisma";
+import { createPrisma, dbKind } from "./store/prisma";
 import { BlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
@@ -46,7 +46,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => console.log(m));
   const db = createPrisma(env.DATABASE_URL);
-  await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
+  if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
   const monitor = createMonitoring({ db, env, log, ...opts.monitoring });
   const coordinator = new Coordinator({

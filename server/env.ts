@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
 import { z } from "zod";
-import { DEFAULT_DATABASE_URL, databaseFile } from "./store/databaseUrl";
+import { DEFAULT_DATABASE_URL, databaseFile, databaseKind } from "./store/databaseUrl";
 
 // Parsed once at start-up; every default makes `npm start` work on a fresh machine.
 const schema = z.object({
@@ -72,7 +72,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     throw new Error(`Invalid environment:\n${lines.join("\n")}`);
   }
   const env = parsed.data;
-  databaseFile(env.DATABASE_URL);
+  if (databaseKind(env.DATABASE_URL) === "sqlite") databaseFile(env.DATABASE_URL);
   fs.mkdirSync(env.DATA_DIR, { recursive: true });
   return {
     ...env,
