@@ -282,7 +282,7 @@ async function main() {
     }
     // Jobs the server created, against submissions the clients saw succeed: the difference was
     // carried out after its client had given up (nothing else has submitted yet).
-    const db = createPrisma(`file:${path.join(server.dir, "tabgrid.db")}`);
+    const db = createPrisma(server.databaseUrl);
     const jobsCreated = await db.job.count().finally(() => db.$disconnect());
     const okTotal = steps.reduce((s, p) => s + p.ok, 0);
     const top = steps.find((p) => p.step === kneeAt) ?? steps.at(-1)!;

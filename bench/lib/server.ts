@@ -1,7 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 import { createPrisma } from "../../server/store/prisma";
 import { freePort } from "./freePort";
 import { createUser } from "../../server/services/users/users";
@@ -9,7 +11,8 @@ import { createApiKey } from "../../server/auth/apiKeys";
 import { MILLI } from "../../server/services/credits/accounts";
 
 // The server under test: a real `server/index.ts` process on a free port with its own SQLite
-// file in a temp directory, migrated like a fresh install, and a consumer with an API key.
+// file in a temp directory (or its own PostgreSQL database), migrated like a fresh install,
+// and a consumer with an API key.
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
 
@@ -18,6 +21,7 @@ export interface BenchServer {
   pid: number;
   apiKey: string;
   dir: string;
+  databaseUrl: string;
   child: ChildProcess;
   /** Everything it printed (the last 64 kB). */
   output(): string;
@@ -34,12 +38,19 @@ export interface BenchServerOptions {
   root?: string;
   /** Extra node flags for the server (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /**
+   * A PostgreSQL server (postgres://… of an account that may create databases) to run on, in a
+   * database of the run's own, dropped at stop; default: a SQLite file in the temp directory.
+   */
+  postgresUrl?: string;
 }
 
 export async function startBenchServer(opts: BenchServerOptions = {}): Promise<BenchServer> {
   const root = opts.root ?? repoRoot;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-"));
-  const databaseUrl = `file:${path.join(dir, "tabgrid.db")}`;
+  const pgName = `tabgrid_bench_${crypto.randomBytes(4).toString("hex")}`;
+  if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `CREATE DATABASE "${pgName}"`);
+  const databaseUrl = opts.postgresUrl ? withDatabase(opts.postgresUrl, pgName) : `file:${path.join(dir, "tabgrid.db")}`;
   const env = {} as NodeJS.ProcessEnv;
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith("TABGRID_") && k !== "DATABASE_URL" && k !== "NODE_OPTIONS" && !k.startsWith("VITEST")) env[k] = v;
@@ -76,7 +87,7 @@ export async function startBenchServer(opts: BenchServerOptions = {}): Promise<B
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    url, pid: child.pid!, apiKey, dir, child,
+    url, pid: child.pid!, apiKey, dir, child, databaseUrl,
     output: () => out,
     alive: () => child.exitCode === null && child.signalCode === null,
     async stop() {
@@ -89,8 +100,25 @@ export async function startBenchServer(opts: BenchServerOptions = {}): Promise<B
         clearTimeout(timer);
       }
       fs.rmSync(dir, { recursive: true, force: true });
+      if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `DROP DATABASE IF EXISTS "${pgName}" WITH (FORCE)`);
     },
   };
+}
+
+function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function adminQuery(url: string, sql: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }
 
 async function createConsumer(databaseUrl: string): Promise<string> {
@@ -107,8 +135,8 @@ async function createConsumer(databaseUrl: string): Promise<string> {
  * `n` more consumers with API keys on a running bench server, e.g. to spread submissions over
  * accounts that each have their own rate limit. Keys are returned in order.
  */
-export async function createConsumers(server: Pick<BenchServer, "dir">, n: number, prefix = "consumer"): Promise<string[]> {
-  const db = createPrisma(`file:${path.join(server.dir, "tabgrid.db")}`);
+export async function createConsumers(server: Pick<BenchServer, "databaseUrl">, n: number, prefix = "consumer"): Promise<string[]> {
+  const db = createPrisma(server.databaseUrl);
   try {
     return await Promise.all(Array.from({ length: n }, async (_, i) => {
       const user = await createUser(db, { email: `${prefix}-${i}@tabgrid.local`, password: "bench password 1234" }, 1_000_000_000 * MILLI);
