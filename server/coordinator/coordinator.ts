@@ -10,9 +10,7 @@ import type { ZodType } from "zod";
 import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
-import { GroupCommitter } from "../store/groupCommit";
-import { DbWriter } from "../store/dbWriter";
-import { sqliteGate } from "../store/prisma";
+import type { DbWriter } from "../store/dbWriter";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
@@ -29,6 +27,7 @@ import { InteractiveRouter } from "./interactive";
 import { canonicalJson, digestOf } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
+import { Commit } from "./commit";
 import { UserError } from "../services/errors";
 
 interface JobMeta {
@@ -113,8 +112,7 @@ export class Coordinator extends EventEmitter {
   private readonly jobs = new Map<string, JobMeta>();
   /** Iterative jobs by database id: the scheduler job of their current round. */
   private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
-  private readonly writer: GroupCommitter<PersistOp>;
-  private dbWriter: DbWriter | undefined;
+  private readonly commit: Commit;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
   private leaseTimer: NodeJS.Timeout | undefined;
@@ -144,25 +142,15 @@ export class Coordinator extends EventEmitter {
     this.now = opts.now ?? Date.now;
     this.observer = opts.observer ?? noObserver;
     this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
-    this.writer = new GroupCommitter(
-      async (ops) => {
-        const started = performance.now();
-        await (await this.dbWriterThread()).write(ops);
-        this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
+    this.commit = new Commit(opts.db, {
+      intervalMs: opts.commitIntervalMs, observer: this.observer, log: (msg) => this.log(msg),
+      committed: () => {
         if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
           this.backlogged = false;
           setImmediate(() => this.dispatchAll());
         }
       },
-      {
-        intervalMs: opts.commitIntervalMs,
-        maxBatch: 5000,
-        onError: (e) => {
-          this.observer.commitFailed();
-          this.log(`commit failed, will retry: ${(e as Error).message}`);
-        },
-      },
-    );
+    });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
   }
@@ -210,17 +198,19 @@ export class Coordinator extends EventEmitter {
 
 
 
-  /**
-   * Writes `ops` in a transaction of their own on the database writer thread, outside the
-   * group commit (a new job: its escrow hold may fail, and must fail alone).
-   */
-  async writeAlone(ops: PersistOp[]): Promise<void> {
-    await (await this.dbWriterThread()).write(ops);
+  /** Writes `ops` in a transaction of their own, outside the group commit (see Commit.writeAlone). */
+  writeAlone(ops: PersistOp[]): Promise<void> {
+    return this.commit.writeAlone(ops);
   }
 
-  /** The database writer thread (started with the server by recover(), or on first use). */
-  private async dbWriterThread(): Promise<DbWriter> {
-    return (this.dbWriter ??= new DbWriter((await sqliteGate(this.opts.db)).file));
+  /** The database writer thread; durability.test.ts checks its connection's settings. */
+  private dbWriterThread(): Promise<DbWriter> {
+    return this.commit.writerThread();
+  }
+
+  /** The group commit's queue (see commit.ts). */
+  private get writer() {
+    return this.commit.queue;
   }
 
   /** Operations waiting for the database (results, verdicts, payouts…). */
@@ -261,7 +251,7 @@ export class Coordinator extends EventEmitter {
     const db = this.opts.db;
     // The writer thread starts now, not on the first result (it takes a few hundred ms), and
     // so does the spot-checker's, so that the first check does not wait for it.
-    await Promise.all([(await this.dbWriterThread()).ready(), this.verifier.warmUp()]);
+    await Promise.all([this.commit.ready(), this.verifier.warmUp()]);
     const jobs = await db.job.findMany({ where: { state: "running" }, select: Coordinator.jobColumns, orderBy: { createdAt: "asc" } });
     for (const job of jobs) await this.loadJob(job);
     if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
@@ -1115,8 +1105,7 @@ export class Coordinator extends EventEmitter {
     this.verifier.close();
     clearTimeout(this.leaseTimer);
     clearInterval(this.sweepTimer);
-    await this.writer.close();
-    await this.dbWriter?.close();
+    await this.commit.close();
   }
 
   /** For tests: wait until everything decided so far is committed. */
