@@ -1,15 +1,14 @@
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
-import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, SweepReport, TaskAssignment, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
+import type { ErrorOutcome, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
 import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
 import { Verifier } from "./verifier";
 import { networkOf } from "./network";
-import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
-import type { ZodType } from "zod";
+import type { Ringer } from "./ringers";
 import { clampBenchmark } from "../../worker/client/benchmark";
 import { outputSchemaFor } from "../services/programs/outputs";
-import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
+import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult } from "../../worker/protocol/messages";
 import type { DbWriter } from "../store/dbWriter";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
@@ -21,31 +20,16 @@ import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { Throughput } from "./progress";
-import { send, windowFor, type VolunteerConn } from "./connection";
+import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
 import { atEndOfTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
 import { canonicalJson, digestOf } from "./digest";
 import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 import { Commit } from "./commit";
+import { Dispatcher } from "./dispatch";
+import type { JobMeta, Live } from "./live";
 import { UserError } from "../services/errors";
-
-interface JobMeta {
-  /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
-  jobId: string;
-  /** The round (from 1) of an iterative job; 0 for a one-shot job. */
-  round: number;
-  spec: JobSpec;
-  ownerId: string;
-  kernel: string;
-  output: ZodType | undefined;
-  /** Millicredits paid per valid result, by unit. */
-  pays: Map<string, number>;
-  /** Valid results paid per unit (more agreeing results than this are not paid). */
-  quorum: number;
-  leaseMs: number;
-  throughput: Throughput;
-}
 
 export interface CoordinatorOptions {
   db: Db;
@@ -62,18 +46,7 @@ export interface CoordinatorOptions {
   errorWaitMs?: number;
 }
 
-/** How often the scheduler is swept for work that waits on volunteers who are not online. */
-const SWEEP_MS = 1000;
-const SWEEP_SOON_MS = 50;
-
 const HELLO_TIMEOUT_MS = 10_000;
-/**
- * Backpressure: when this many operations wait for the database, no new task goes out until
- * the backlog is under the low mark. Memory stays bounded when SQLite is the bottleneck, and
- * what volunteers are computing still comes back and is committed.
- */
-const COMMIT_BACKLOG_HIGH = 30_000;
-const COMMIT_BACKLOG_LOW = 10_000;
 const MAX_BAD_MESSAGES = 20;
 /** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
 const STRANGER_RESULTS_ALLOWED = 512;
@@ -89,15 +62,12 @@ export class Coordinator extends EventEmitter {
   private readonly verifier = new Verifier();
   /** Spot-checks in progress, so tests and shutdown can wait for them. */
   private readonly checking = new Set<Promise<void>>();
-  /** Ringers out, by task id: at most one per socket at a time. */
-  private readonly ringers = new Map<string, Ringer>();
   /** Hosts caught and backtracked by this process, and the backtrack running now (one at a time). */
   private readonly backtracked = new Set<string>();
   private backtracking: Promise<void> = Promise.resolve();
   /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
   private readonly reopening = new Set<string>();
   private readonly book: ReliabilityBook;
-  private readonly conns = new Map<string, VolunteerConn>();
   /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
   readonly interactive = new InteractiveRouter({
     candidates: () => [...this.conns.values()].map((c) => ({ key: c.key, volunteerId: c.volunteerId, threads: c.threads })),
@@ -109,16 +79,12 @@ export class Coordinator extends EventEmitter {
       return true;
     },
   });
-  private readonly jobs = new Map<string, JobMeta>();
   /** Iterative jobs by database id: the scheduler job of their current round. */
   private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
   private readonly commit: Commit;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private leaseTimerAt = Infinity;
   private connSeq = 0;
-  private closed = false;
   /** The last result's output and its canonical JSON (its unit is usually validated right after). */
   private lastOutput: { value: unknown; json: string } | undefined;
   /** Volunteer ids whose first hello is not committed yet, with their token hash. */
@@ -126,12 +92,9 @@ export class Coordinator extends EventEmitter {
   /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
   private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
   private creditsFlush = false;
-  /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
-  private backlogged = false;
   private readonly observer: CoordinatorObserver;
-  /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
-  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
-  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly live: Live;
+  private readonly dispatcher: Dispatcher;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -142,61 +105,31 @@ export class Coordinator extends EventEmitter {
     this.now = opts.now ?? Date.now;
     this.observer = opts.observer ?? noObserver;
     this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
+    this.live = {
+      scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: this.observer,
+      now: this.now, log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
+    };
     this.commit = new Commit(opts.db, {
-      intervalMs: opts.commitIntervalMs, observer: this.observer, log: (msg) => this.log(msg),
-      committed: () => {
-        if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
-          this.backlogged = false;
-          setImmediate(() => this.dispatchAll());
-        }
-      },
+      intervalMs: opts.commitIntervalMs, observer: this.observer, log: (msg) => this.log(msg), committed: () => this.dispatcher.committed(),
     });
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    this.dispatcher = new Dispatcher(this.live, {
+      verifier: this.verifier, backlog: () => this.writer.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
+      failJob: (jobId, reason) => void this.finish(jobId, "failed", reason),
+    });
   }
 
-  /**
-   * Finds work that waits on volunteers who are not online (see Scheduler.sweep): jobs whose
-   * wait changed are re-announced, volunteers are told how many of their results wait, and
-   * jobs whose unit errored on every volunteer that could take it fail.
-   */
-  private sweep() {
-    if (this.closed) return;
-    const before = this.waits;
-    const now = this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
-    this.waits = now;
-    for (const f of now.failed) {
-      this.log(`job ${f.jobId} failed: ${f.reason}`);
-      this.revoke([...f.dropped, ...this.takeRingers(f.jobId)], "job failed");
-      void this.finish(f.jobId, "failed", f.reason);
-    }
-    for (const id of new Set([...before.waits.keys(), ...now.waits.keys()])) {
-      const a = before.waits.get(id);
-      const b = now.waits.get(id);
-      if (a?.results !== b?.results || a?.units !== b?.units) this.emit("job", this.jobs.get(id)?.jobId ?? id);
-    }
-    for (const c of this.conns.values()) {
-      const n = now.hostWaits.get(c.volunteerId) ?? 0;
-      if ((c.toldWaiting ?? 0) !== n) {
-        c.toldWaiting = n;
-        send(c.ws, { type: "waiting", results: n });
-      }
-    }
+  /** The running jobs, the volunteers online and whether it is shutting down, as its parts share them (live.ts). */
+  private get jobs() {
+    return this.live.jobs;
   }
 
-  private sweepQueued = false;
-
-  /** A sweep shortly (a burst of joins or departures makes one sweep, not one each). */
-  private sweepSoon() {
-    if (this.sweepQueued) return;
-    this.sweepQueued = true;
-    setTimeout(() => {
-      this.sweepQueued = false;
-      this.sweep();
-    }, SWEEP_SOON_MS).unref();
+  private get conns() {
+    return this.live.conns;
   }
 
-
+  private get closed() {
+    return this.live.closed;
+  }
 
   /** Writes `ops` in a transaction of their own, outside the group commit (see Commit.writeAlone). */
   writeAlone(ops: PersistOp[]): Promise<void> {
@@ -236,7 +169,7 @@ export class Coordinator extends EventEmitter {
     // Any change to jobs or volunteers is also a change to the cluster summary.
     if (event !== "tick") super.emit("tick");
     // Volunteers came or went: who may confirm what changed at once, not at the next sweep.
-    if (event === "volunteers") this.sweepSoon();
+    if (event === "volunteers") this.dispatcher.sweepSoon();
     return super.emit(event, ...args);
   }
 
@@ -317,7 +250,7 @@ export class Coordinator extends EventEmitter {
     if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
       void this.finish(spec.id, "completed");
     }
-    this.dispatchAll();
+    this.dispatcher.dispatchAll();
     this.emit("job", jobId);
   }
 
@@ -334,7 +267,7 @@ export class Coordinator extends EventEmitter {
     }
     const id = live?.schedulerId ?? jobId;
     if (this.scheduler.jobState(id) !== "running") return false;
-    this.revoke([...this.scheduler.cancelJob(id), ...this.takeRingers(id)], "job cancelled");
+    this.dispatcher.revoke([...this.scheduler.cancelJob(id), ...this.dispatcher.takeRingers(id)], "job cancelled");
     await this.finish(id, "cancelled");
     return true;
   }
@@ -353,7 +286,7 @@ export class Coordinator extends EventEmitter {
     const left = p.total - p.done;
     // Nothing computing it: no rate to speak of, and no end in sight until a volunteer comes.
     const rate = p.running > 0 ? meta.throughput.rate(this.now()) : null;
-    const wait = this.waits.waits.get(jobId);
+    const wait = this.dispatcher.waitOf(jobId);
     return {
       ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate ? left / rate : null,
       /** Results waiting for a copy that no volunteer online may compute (another account's). */
@@ -370,7 +303,7 @@ export class Coordinator extends EventEmitter {
     const outcomes = this.scheduler.acceptPending(id);
     for (const o of outcomes) this.outcome(o);
     if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
-    this.sweep();
+    this.dispatcher.sweep();
     this.emit("job", jobId);
     return outcomes.length;
   }
@@ -392,8 +325,8 @@ export class Coordinator extends EventEmitter {
     const outcomes = this.scheduler.setReplication(id, replication);
     for (const o of outcomes) this.outcome(o);
     this.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
-    this.sweep();
-    this.dispatchAll();
+    this.dispatcher.sweep();
+    this.dispatcher.dispatchAll();
     this.emit("job", jobId);
     return outcomes.length;
   }
@@ -510,7 +443,7 @@ export class Coordinator extends EventEmitter {
       if (msg.type === "capacity") {
         conn.threads = msg.threads;
         this.scheduler.setWindow(conn.key, windowOf(conn));
-        this.dispatch(conn);
+        this.dispatcher.dispatch(conn);
       } else if (msg.type === "load") {
         this.interactive.report(conn.key, msg);
       } else if (msg.type === "interactive-result") {
@@ -578,18 +511,18 @@ export class Coordinator extends EventEmitter {
     });
     this.log(`volunteer ${conn.key} joined (${msg.agent}, ${msg.threads} threads${userId ? ", signed in" : ""})`);
     this.emit("volunteers");
-    this.dispatch(conn);
+    this.dispatcher.dispatch(conn);
     return conn;
   }
 
   private drop(conn: VolunteerConn) {
     if (!this.conns.delete(conn.key)) return;
-    if (conn.ringer) this.ringers.delete(conn.ringer);
+    this.dispatcher.forgetRinger(conn);
     this.interactive.forget(conn.key);
     const requeued = this.scheduler.removeVolunteer(conn.key, this.now());
     this.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
     this.emit("volunteers");
-    if (requeued.length) this.dispatchAll();
+    if (requeued.length) this.dispatcher.dispatchAll();
   }
 
   // ---- results and validation ---------------------------------------------------------
@@ -604,11 +537,10 @@ export class Coordinator extends EventEmitter {
     const rejected: Array<{ taskId: string; reason: string }> = [];
     const waiting = new Set<string>();
     for (const r of results) {
-      const ringer = this.ringers.get(r.taskId);
-      if (ringer && ringer.conn === conn.key) {
+      const ringer = this.dispatcher.returnedRinger(conn, r.taskId);
+      if (ringer) {
         // Answered as a real task would be: an error or a malformed output is rejected with
         // its reason, anything else accepted (and judged once the server's answer is ready).
-        this.ringers.delete(r.taskId);
         const error = "error" in r ? r.error : this.outputError(this.jobs.get(ringer.jobId), (r as { output: unknown }).output);
         if (error !== undefined) {
           this.observer.taskError();
@@ -666,10 +598,10 @@ export class Coordinator extends EventEmitter {
     // the tasks still queued on the volunteer cover the commit, and dispatch does not outrun
     // the database.
     const window = windowFor(conn.threads);
-    if (window - this.scheduler.freeSlots(conn.key) <= conn.threads) this.dispatch(conn);
+    if (window - this.scheduler.freeSlots(conn.key) <= conn.threads) this.dispatcher.dispatch(conn);
     (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
-      if (this.conns.has(conn.key)) this.dispatch(conn);
+      if (this.conns.has(conn.key)) this.dispatcher.dispatch(conn);
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
       for (const id of waiting) this.emit("job", id);
     }).catch((e: Error) => this.log(`acknowledging results failed: ${e.message}`));
@@ -689,10 +621,10 @@ export class Coordinator extends EventEmitter {
     void this.writer.enqueue({ type: "error", taskId: o.taskId, jobId, unitId: o.unitId, host: o.host, account: o.account, error });
     void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(o.host), o.account]) });
     if (o.jobFailed) {
-      this.revoke(o.dropped, "job failed");
+      this.dispatcher.revoke(o.dropped, "job failed");
       void this.finish(o.jobId, "failed", this.scheduler.jobError(o.jobId));
     } else if (o.requeued) {
-      this.dispatchAll();
+      this.dispatcher.dispatchAll();
     }
     this.emit("job", jobId);
   }
@@ -703,10 +635,10 @@ export class Coordinator extends EventEmitter {
       case "stale":
         return;
       case "pending":
-        if (o.requeued) this.dispatchAll();
+        if (o.requeued) this.dispatcher.dispatchAll();
         return;
       case "verify":
-        this.revoke(o.revoked, "unit already computed");
+        this.dispatcher.revoke(o.revoked, "unit already computed");
         this.check(o);
         return;
       default:
@@ -748,57 +680,11 @@ export class Coordinator extends EventEmitter {
       if (outcome.kind === "validated") {
         for (const r of outcome.valid) {
           const c = r.volunteer === undefined ? undefined : this.conns.get(r.volunteer);
-          if (c && this.scheduler.freeSlots(c.key) > 0) this.dispatch(c);
+          if (c && this.scheduler.freeSlots(c.key) > 0) this.dispatcher.dispatch(c);
         }
       }
     })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
     this.track(done);
-  }
-
-  /**
-   * Now and then, a host not trusted yet gets a ringer among its tasks: a unit of one of the
-   * jobs in the frame with an input the server computes itself meanwhile.
-   */
-  private wantsRinger(conn: VolunteerConn): boolean {
-    if (conn.ringer !== undefined || this.closed) return false;
-    // Every frame while a host has passed no check yet (one ringer out at a time), then a share.
-    const spot = this.scheduler.spotRateOf(conn.key);
-    const rate = spot >= 1 ? 1 : spot * RINGER_SHARE;
-    return rate > 0 && Math.random() < rate;
-  }
-
-  private addRinger(conn: VolunteerConn, tasks: WireTask[]) {
-    const model = tasks[Math.floor(Math.random() * tasks.length)]!;
-    if (!Verifier.canCheck(model.kernel)) return;
-    const input = ringerInput(model.kernel, this.scheduler.sampleInput(model.jobId), Math.random);
-    if (input === undefined) return;
-    const taskId = this.scheduler.mintTaskId();
-    const expected = this.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
-    this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
-    conn.ringer = taskId;
-    // It holds a place of the volunteer's window until it comes back.
-    this.scheduler.setWindow(conn.key, windowOf(conn));
-    insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
-  }
-
-  /** The job of these ringers ended: they are taken back like its other tasks. */
-  private revokeRingers(jobId: string, reason: string) {
-    this.revoke(this.takeRingers(jobId), reason);
-  }
-
-  /** Forgets the job's ringers; returns them as leases to revoke. */
-  private takeRingers(jobId: string): ExpiredLease[] {
-    const out: ExpiredLease[] = [];
-    for (const [taskId, r] of this.ringers) {
-      if (r.jobId !== jobId) continue;
-      this.ringers.delete(taskId);
-      const conn = this.conns.get(r.conn);
-      if (!conn) continue;
-      conn.ringer = undefined;
-      this.scheduler.setWindow(conn.key, windowOf(conn));
-      out.push({ taskId, volunteerId: conn.key, jobId, unitId: "" });
-    }
-    return out;
   }
 
   /** A ringer came back: right, it counts as a passed spot-check; wrong, the host is caught. */
@@ -877,7 +763,7 @@ export class Coordinator extends EventEmitter {
       // Units of those jobs that are running here stop being handed out while they are rebuilt.
       for (const jobId of jobIds) {
         if (this.rounds.has(jobId)) continue;
-        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
+        if (this.scheduler.jobState(jobId) === "running") this.dispatcher.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
       }
       await this.writer.enqueue({ type: "backtrack", host, account, reason });
       await this.writer.committedSoFar();
@@ -885,7 +771,7 @@ export class Coordinator extends EventEmitter {
       for (const jobId of jobIds) {
         if (this.rounds.has(jobId) || !this.jobs.has(jobId)) continue;
         // Still running if it was reloaded after the cancel above (by a finishing race).
-        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
+        if (this.scheduler.jobState(jobId) === "running") this.dispatcher.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
         this.scheduler.removeJob(jobId);
         this.jobs.delete(jobId);
       }
@@ -904,7 +790,7 @@ export class Coordinator extends EventEmitter {
   private decided(o: ValidatedOutcome | UnitFailedOutcome) {
     if (o.kind === "unit-failed") {
       this.log(`job ${o.jobId} failed: ${o.reason}`);
-      this.revoke(o.dropped, "job failed");
+      this.dispatcher.revoke(o.dropped, "job failed");
       void this.finish(o.jobId, "failed", o.reason);
       return;
     }
@@ -926,7 +812,7 @@ export class Coordinator extends EventEmitter {
     const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
     const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
     if (verdicts.rows.length) void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
-    this.revoke(o.revoked, "unit already validated");
+    this.dispatcher.revoke(o.revoked, "unit already validated");
     commit.then(() => {
       meta.throughput.record(this.now());
       this.throughput.record(this.now());
@@ -939,7 +825,7 @@ export class Coordinator extends EventEmitter {
       this.emit("job", meta.jobId);
     });
     if (o.jobDone) void this.finish(o.jobId, "completed");
-    if (o.revoked.length) this.dispatchAll();
+    if (o.revoked.length) this.dispatcher.dispatchAll();
   }
 
   /**
@@ -976,7 +862,7 @@ export class Coordinator extends EventEmitter {
   }
 
   private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
-    this.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
+    this.dispatcher.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
     const meta = this.jobs.get(jobId);
     if (meta?.round) {
       const live = this.rounds.get(meta.jobId)!;
@@ -1039,72 +925,12 @@ export class Coordinator extends EventEmitter {
     this.emit("job", meta.jobId);
   }
 
-  // ---- dispatch and leases ----------------------------------------------------------
-
-  private dispatch(conn: VolunteerConn) {
-    if (this.backlogged || this.writer.size > COMMIT_BACKLOG_HIGH) {
-      if (!this.backlogged) this.observer.shed("dispatch-paused");
-      this.backlogged = true;
-      return;
-    }
-    // A ringer takes one of the frame's places, so the frame is as long as it would be without.
-    const free = this.scheduler.freeSlots(conn.key);
-    const ring = free >= 2 && this.wantsRinger(conn);
-    const leased = this.scheduler.leaseTasks(conn.key, this.now(), ring ? free - 1 : undefined);
-    if (!leased.length) return;
-    this.observer.dispatched(leased.length);
-    const tasks = leased.map(toWire);
-    if (ring) this.addRinger(conn, tasks);
-    send(conn.ws, { type: "tasks", tasks });
-    this.armLeaseTimer();
-  }
-
-  private dispatchAll() {
-    for (const key of this.scheduler.hungryVolunteers()) {
-      if (this.scheduler.stats().queued === 0) break;
-      const conn = this.conns.get(key);
-      if (conn) this.dispatch(conn);
-    }
-  }
-
-  private revoke(freed: ExpiredLease[], reason: string) {
-    const byVolunteer = new Map<string, string[]>();
-    for (const f of freed) {
-      const list = byVolunteer.get(f.volunteerId) ?? [];
-      list.push(f.taskId);
-      byVolunteer.set(f.volunteerId, list);
-    }
-    for (const [key, taskIds] of byVolunteer) {
-      const conn = this.conns.get(key);
-      if (conn) send(conn.ws, { type: "revoke", taskIds, reason });
-    }
-  }
-
-  private armLeaseTimer() {
-    const next = this.scheduler.nextDeadline();
-    if (next === undefined || next >= this.leaseTimerAt || this.closed) return;
-    clearTimeout(this.leaseTimer);
-    this.leaseTimerAt = next;
-    this.leaseTimer = setTimeout(() => {
-      this.leaseTimerAt = Infinity;
-      const expired = this.scheduler.expireLeases(this.now());
-      if (expired.length) {
-        this.log(`${expired.length} lease(s) expired`);
-        this.revoke(expired, "lease deadline passed");
-        this.dispatchAll();
-      }
-      this.armLeaseTimer();
-    }, Math.max(0, next - this.now()) + 5);
-    this.leaseTimer.unref();
-  }
-
   /** Commits what is queued and stops; sockets are closed by the HTTP server. */
   async close() {
-    this.closed = true;
+    this.live.closed = true;
     this.interactive.close();
     this.verifier.close();
-    clearTimeout(this.leaseTimer);
-    clearInterval(this.sweepTimer);
+    this.dispatcher.stop();
     await this.commit.close();
   }
 
@@ -1115,11 +941,3 @@ export class Coordinator extends EventEmitter {
   }
 }
 
-function toWire(t: TaskAssignment): WireTask {
-  return { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
-}
-
-/** The volunteer's window, less the place its ringer holds. */
-function windowOf(conn: VolunteerConn): number {
-  return Math.max(0, windowFor(conn.threads) - (conn.ringer ? 1 : 0));
-}
