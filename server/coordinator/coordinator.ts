@@ -7,15 +7,11 @@ import { Verifier } from "./verifier";
 import { networkOf } from "./network";
 import type { Ringer } from "./ringers";
 import { clampBenchmark } from "../../worker/client/benchmark";
-import { outputSchemaFor } from "../services/programs/outputs";
 import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult } from "../../worker/protocol/messages";
 import type { DbWriter } from "../store/dbWriter";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
-import { mergeJobResult } from "../services/jobs/merge";
-import { replicationSpec } from "../services/jobs/submit";
-import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
 import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services/volunteers/volunteers";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
@@ -28,6 +24,7 @@ import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 import { Commit } from "./commit";
 import { Dispatcher } from "./dispatch";
+import { JobLifecycle } from "./jobLifecycle";
 import type { JobMeta, Live } from "./live";
 import { UserError } from "../services/errors";
 
@@ -65,8 +62,6 @@ export class Coordinator extends EventEmitter {
   /** Hosts caught and backtracked by this process, and the backtrack running now (one at a time). */
   private readonly backtracked = new Set<string>();
   private backtracking: Promise<void> = Promise.resolve();
-  /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
-  private readonly reopening = new Set<string>();
   private readonly book: ReliabilityBook;
   /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
   readonly interactive = new InteractiveRouter({
@@ -79,8 +74,6 @@ export class Coordinator extends EventEmitter {
       return true;
     },
   });
-  /** Iterative jobs by database id: the scheduler job of their current round. */
-  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
   private readonly commit: Commit;
   private readonly now: () => number;
   private readonly throughput = new Throughput();
@@ -95,6 +88,7 @@ export class Coordinator extends EventEmitter {
   private readonly observer: CoordinatorObserver;
   private readonly live: Live;
   private readonly dispatcher: Dispatcher;
+  private readonly lifecycle: JobLifecycle;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
@@ -114,7 +108,11 @@ export class Coordinator extends EventEmitter {
     });
     this.dispatcher = new Dispatcher(this.live, {
       verifier: this.verifier, backlog: () => this.writer.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
-      failJob: (jobId, reason) => void this.finish(jobId, "failed", reason),
+      failJob: (jobId, reason) => void this.lifecycle.finish(jobId, "failed", reason),
+    });
+    this.lifecycle = new JobLifecycle(this.live, {
+      db: opts.db, blobs: opts.blobs, commit: this.commit, dispatch: this.dispatcher, book: this.book, verifier: this.verifier,
+      outcome: (o) => this.outcome(o),
     });
   }
 
@@ -153,12 +151,7 @@ export class Coordinator extends EventEmitter {
 
   /** Units waiting and instances running per running job, for the dashboard's queue chart. */
   queues() {
-    const out: Array<{ jobId: string; kernel: string; queued: number; running: number; done: number; total: number }> = [];
-    for (const [jobId, meta] of this.jobs) {
-      const p = this.scheduler.progress(jobId);
-      if (p && p.state === "running") out.push({ jobId: meta.jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
-    }
-    return out;
+    return this.lifecycle.queues();
   }
 
   private log(msg: string) {
@@ -175,160 +168,34 @@ export class Coordinator extends EventEmitter {
 
   // ---- jobs -------------------------------------------------------------------------
 
-  /**
-   * Rebuilds the queue from the database after a start: validated units stay done, results
-   * that awaited a quorum count again, and everything else (including what was leased) is
-   * queued anew.
-   */
-  async recover(): Promise<number> {
-    const db = this.opts.db;
-    // The writer thread starts now, not on the first result (it takes a few hundred ms), and
-    // so does the spot-checker's, so that the first check does not wait for it.
-    await Promise.all([this.commit.ready(), this.verifier.warmUp()]);
-    const jobs = await db.job.findMany({ where: { state: "running" }, select: Coordinator.jobColumns, orderBy: { createdAt: "asc" } });
-    for (const job of jobs) await this.loadJob(job);
-    if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
-    return jobs.length;
+  /** Rebuilds the queue from the database after a start; returns how many running jobs it loaded. */
+  recover(): Promise<number> {
+    return this.lifecycle.recover();
   }
-
-  /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
-  private async loadJob(job: {
-    id: string; ownerId: string; kernel: string; params: string; leaseMs: number; replicas: number; quorum: number;
-    maxReplicas: number; adaptive: boolean; tolerance: string | null;
-  }) {
-    const db = this.opts.db;
-    {
-      // An iterative job resumes its current round (0 for a one-shot job: all its units).
-      const round = await currentRound(db, job.id);
-      const units = await db.workUnit.findMany({
-        where: { jobId: job.id, round },
-        select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
-        orderBy: { idx: "asc" },
-      });
-      const pending = await db.result.findMany({
-        where: { jobId: job.id, state: "pending", unit: { round } },
-        select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
-        orderBy: { receivedAt: "asc" },
-      });
-      const records = await loadRecords(db, [...new Set(pending.flatMap((p) => [hostKey(p.volunteerId), p.accountId]))]);
-      for (const row of records.values()) this.book.seed(row);
-      const recovered: RecoveredResult[] = pending.map((p) => ({
-        unitId: p.unitId, taskId: p.id, host: p.volunteerId, account: p.accountId, output: JSON.parse(p.output ?? "null"),
-        digest: p.digest ?? "", hostRecord: toRecord(records.get(hostKey(p.volunteerId))!), accountRecord: toRecord(records.get(p.accountId)!),
-      }));
-      this.addJob(
-        {
-          id: job.id, kernel: job.kernel, params: JSON.parse(job.params), leaseMs: job.leaseMs, maxErrors: 3,
-          units: units.map((u) => ({ id: u.id, index: u.idx, input: JSON.parse(u.input), work: u.work })),
-          ...replicationSpec({ ...job, tolerance: job.tolerance ? JSON.parse(job.tolerance) : null }),
-        },
-        job.ownerId,
-        new Map(units.map((u) => [u.id, u.pay])),
-        { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
-        round,
-      );
-    }
-  }
-
-  private static readonly jobColumns = {
-    id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
-    maxReplicas: true, adaptive: true, tolerance: true,
-  } as const;
 
   /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
   addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
-    const jobId = spec.id;
-    // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
-    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
-    if (round) {
-      spec = { ...spec, id: roundJobId(jobId, round) };
-      this.rounds.set(jobId, { schedulerId: spec.id });
-    }
-    this.jobs.set(spec.id, { jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
-    const { outcomes } = this.scheduler.addJob(spec, this.now(), recovered);
-    for (const o of outcomes) this.outcome(o);
-    if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
-      void this.finish(spec.id, "completed");
-    }
-    this.dispatcher.dispatchAll();
-    this.emit("job", jobId);
+    this.lifecycle.addJob(spec, ownerId, pays, recovered, round);
   }
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
-  async cancelJob(jobId: string): Promise<boolean> {
-    const live = this.rounds.get(jobId);
-    if (live?.ending) {
-      // Between two rounds: once the step is stored no next round starts (or, if one just
-      // did, it is cancelled below).
-      live.cancel = true;
-      await live.ending;
-      await this.cancelJob(jobId);
-      return true;
-    }
-    const id = live?.schedulerId ?? jobId;
-    if (this.scheduler.jobState(id) !== "running") return false;
-    this.dispatcher.revoke([...this.scheduler.cancelJob(id), ...this.dispatcher.takeRingers(id)], "job cancelled");
-    await this.finish(id, "cancelled");
-    return true;
-  }
-
-  /** The scheduler's id for a job: an iterative job's current round. */
-  private schedulerIdOf(jobId: string): string {
-    return this.rounds.get(jobId)?.schedulerId ?? jobId;
+  cancelJob(jobId: string): Promise<boolean> {
+    return this.lifecycle.cancelJob(jobId);
   }
 
   /** A job's progress (an iterative job's: its current round's). */
   progress(jobId: string) {
-    jobId = this.schedulerIdOf(jobId);
-    const p = this.scheduler.progress(jobId);
-    const meta = this.jobs.get(jobId);
-    if (!p || !meta) return undefined;
-    const left = p.total - p.done;
-    // Nothing computing it: no rate to speak of, and no end in sight until a volunteer comes.
-    const rate = p.running > 0 ? meta.throughput.rate(this.now()) : null;
-    const wait = this.dispatcher.waitOf(jobId);
-    return {
-      ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate ? left / rate : null,
-      /** Results waiting for a copy that no volunteer online may compute (another account's). */
-      waiting: wait && wait.results > 0 ? wait : null,
-    };
+    return this.lifecycle.progress(jobId);
   }
 
-  /**
-   * The owner accepts the results that wait for a quorum (see Scheduler.acceptPending).
-   * Returns how many units that decided.
-   */
+  /** The owner accepts the results that wait for a quorum; returns how many units that decided. */
   acceptUnconfirmed(jobId: string): number {
-    const id = this.schedulerIdOf(jobId);
-    const outcomes = this.scheduler.acceptPending(id);
-    for (const o of outcomes) this.outcome(o);
-    if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
-    this.dispatcher.sweep();
-    this.emit("job", jobId);
-    return outcomes.length;
+    return this.lifecycle.acceptUnconfirmed(jobId);
   }
 
-  /**
-   * Changes the replication of a running job (the owner lowers it): `replicas` copies per
-   * unit, `quorum` of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
-   */
-  async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
-    const id = this.schedulerIdOf(jobId);
-    const meta = this.jobs.get(id);
-    if (!meta || this.scheduler.jobState(id) !== "running") return 0;
-    const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
-    const replication = { target: replicas, quorum, maxInstances };
-    await this.opts.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
-    if (this.scheduler.jobState(id) !== "running") return 0;
-    meta.spec = { ...meta.spec, replication };
-    meta.quorum = quorum;
-    const outcomes = this.scheduler.setReplication(id, replication);
-    for (const o of outcomes) this.outcome(o);
-    this.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
-    this.dispatcher.sweep();
-    this.dispatcher.dispatchAll();
-    this.emit("job", jobId);
-    return outcomes.length;
+  /** The owner changes a running job's replication; returns how many units that decided. */
+  setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
+    return this.lifecycle.setReplication(jobId, replicas, quorum);
   }
 
   /** The public cluster summary (CLI `status`, volunteer page). */
@@ -622,7 +489,7 @@ export class Coordinator extends EventEmitter {
     void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(o.host), o.account]) });
     if (o.jobFailed) {
       this.dispatcher.revoke(o.dropped, "job failed");
-      void this.finish(o.jobId, "failed", this.scheduler.jobError(o.jobId));
+      void this.lifecycle.finish(o.jobId, "failed", this.scheduler.jobError(o.jobId));
     } else if (o.requeued) {
       this.dispatcher.dispatchAll();
     }
@@ -757,33 +624,11 @@ export class Coordinator extends EventEmitter {
       where: { OR: [{ volunteerId: host }, { accountId: account }], state: { in: ["valid", "pending"] } },
       select: { jobId: true }, distinct: ["jobId"],
     });
-    const jobIds = touched.map((t) => t.jobId);
-    for (const id of jobIds) this.reopening.add(id);
-    try {
-      // Units of those jobs that are running here stop being handed out while they are rebuilt.
-      for (const jobId of jobIds) {
-        if (this.rounds.has(jobId)) continue;
-        if (this.scheduler.jobState(jobId) === "running") this.dispatcher.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
-      }
+    const rewrite = async () => {
       await this.writer.enqueue({ type: "backtrack", host, account, reason });
       await this.writer.committedSoFar();
-      const reopened = await this.opts.db.job.findMany({ where: { id: { in: jobIds }, state: "running" }, select: Coordinator.jobColumns });
-      for (const jobId of jobIds) {
-        if (this.rounds.has(jobId) || !this.jobs.has(jobId)) continue;
-        // Still running if it was reloaded after the cancel above (by a finishing race).
-        if (this.scheduler.jobState(jobId) === "running") this.dispatcher.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
-        this.scheduler.removeJob(jobId);
-        this.jobs.delete(jobId);
-      }
-      for (const job of reopened) {
-        if (this.rounds.has(job.id) || this.jobs.has(job.id)) continue;
-        await this.loadJob(job);
-        this.log(`job ${job.id} reopened: results of ${host} backtracked`);
-      }
-    } finally {
-      for (const id of jobIds) this.reopening.delete(id);
-    }
-    for (const id of jobIds) this.emit("job", id);
+    };
+    await this.lifecycle.reopen(touched.map((t) => t.jobId), rewrite, `results of ${host} backtracked`);
   }
 
   /** A unit was decided: persist the verdicts and payouts, tell the volunteers, move on. */
@@ -791,7 +636,7 @@ export class Coordinator extends EventEmitter {
     if (o.kind === "unit-failed") {
       this.log(`job ${o.jobId} failed: ${o.reason}`);
       this.dispatcher.revoke(o.dropped, "job failed");
-      void this.finish(o.jobId, "failed", o.reason);
+      void this.lifecycle.finish(o.jobId, "failed", o.reason);
       return;
     }
     const meta = this.jobs.get(o.jobId)!;
@@ -824,7 +669,7 @@ export class Coordinator extends EventEmitter {
       }
       this.emit("job", meta.jobId);
     });
-    if (o.jobDone) void this.finish(o.jobId, "completed");
+    if (o.jobDone) void this.lifecycle.finish(o.jobId, "completed");
     if (o.revoked.length) this.dispatcher.dispatchAll();
   }
 
@@ -859,70 +704,6 @@ export class Coordinator extends EventEmitter {
       }
       this.creditsOut.clear();
     });
-  }
-
-  private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
-    this.dispatcher.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
-    const meta = this.jobs.get(jobId);
-    if (meta?.round) {
-      const live = this.rounds.get(meta.jobId)!;
-      return (live.ending ??= this.endRound(jobId, meta, live, state, error));
-    }
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
-    if (state === "completed") {
-      // Merge outside the commit queue's transaction (a program's reduce may take seconds),
-      // once every validated output of the job is committed.
-      await this.writer.committedSoFar();
-      const merged = await mergeJobResult(this.opts, jobId);
-      end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
-      state = end.state;
-      // A cheater was caught meanwhile and the job is being rebuilt (backtrack): not finished after all.
-      if (this.reopening.has(jobId) || this.jobs.get(jobId) !== meta) return;
-    }
-    await this.writer.enqueue(end);
-    this.observer.jobFinished(state);
-    // Unless a backtrack reopened and reloaded it in the meantime.
-    if (this.jobs.get(jobId) === meta) {
-      this.scheduler.removeJob(jobId);
-      this.jobs.delete(jobId);
-    }
-    this.log(`job ${jobId} ${state}`);
-    this.emit("job", jobId);
-  }
-
-  /**
-   * A round of an iterative job ended. Completed: once its outputs are committed, the
-   * kernel's step runs and the next round starts, or the job ends with its result.
-   * Otherwise (failed, cancelled) the whole job ends so.
-   */
-  private async endRound(id: string, meta: JobMeta, live: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
-    if (state === "completed") {
-      await this.writer.committedSoFar();
-      const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => {
-        // The kernel's step is the server's own code: its failure is logged, not shown as is.
-        this.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
-        return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };
-      });
-      // Shutting down: the next start resumes from what the step stored.
-      if (this.closed) return;
-      if (outcome.kind === "next" && !live.cancel) {
-        this.scheduler.removeJob(id);
-        this.jobs.delete(id);
-        const units = outcome.units;
-        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round);
-        return;
-      }
-      if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
-      else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
-    }
-    await this.writer.enqueue(end);
-    this.observer.jobFinished(end.state);
-    this.scheduler.removeJob(id);
-    this.jobs.delete(id);
-    this.rounds.delete(meta.jobId);
-    this.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
-    this.emit("job", meta.jobId);
   }
 
   /** Commits what is queued and stops; sockets are closed by the HTTP server. */
