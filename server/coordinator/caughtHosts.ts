@@ -46,7 +46,8 @@ export class CaughtHosts {
     this.live.log(`caught ${ids.join(" and ")}: ${reason}`);
     void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows(ids) });
     for (const id of ids) this.deps.kick(id, until, reason);
-    return this.backtrack(r.host, r.account, reason).catch((e: Error) => this.live.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`));
+    const failed = (e: Error) => this.live.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`);
+    return this.backtrack(r.host, r.account, reason).catch(failed);
   }
 
   /**

@@ -65,14 +65,16 @@ export class Coordinator extends EventEmitter {
     const trust = opts.trust === undefined ? DEFAULT_TRUST : opts.trust ?? undefined;
     this.scheduler = new Scheduler({ epoch: Date.now().toString(36), ...(trust ? { trust } : {}) });
     const live: Live = (this.live = {
-      scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: opts.observer ?? noObserver,
-      now: opts.now ?? Date.now, log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
+      scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: opts.observer ?? noObserver, now: opts.now ?? Date.now,
+      log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
     });
     const { db, blobs } = opts;
     const verifier = this.verifier;
     const book = new ReliabilityBook(this.scheduler, opts.banPolicy);
     // Built from the bottom up; what goes back up does so through the closures over parts built later.
-    const commit = new Commit(db, { intervalMs: opts.commitIntervalMs, observer: live.observer, log: live.log, committed: () => dispatch.committed() });
+    const commit = new Commit(db, {
+      intervalMs: opts.commitIntervalMs, observer: live.observer, log: live.log, committed: () => dispatch.committed(),
+    });
     const queue = commit.queue;
     const dispatch = new Dispatcher(live, {
       verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
