@@ -35,7 +35,11 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
     }, JOB_NEWS_MS);
   };
   coordinator.on("job", onJob);
+  const onWork = (jobId: string) => cluster.bus.publish("work", jobId);
+  coordinator.on("work", onWork);
   const offs = [
+    // New work somewhere: claim some if this node's volunteers are hungry.
+    cluster.bus.subscribe("work", () => coordinator.wakeSlices()),
     cluster.bus.subscribe("jobs", (ids) => {
       if (!Array.isArray(ids)) return;
       relaying = true;
@@ -61,6 +65,7 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
     presence,
     async stop() {
       coordinator.off("job", onJob);
+      coordinator.off("work", onWork);
       clearTimeout(timer);
       for (const off of offs) off();
       await presence.close();

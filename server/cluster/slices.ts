@@ -50,8 +50,10 @@ export async function claimSlices(pool: pg.Pool, nodeId: string, max: number, le
 /** Renews this node's leases on `ids`; returns the ids it still holds (the others were lost). */
 export async function renewSlices(pool: pg.Pool, nodeId: string, ids: string[], leaseMs: number): Promise<Set<string>> {
   if (!ids.length) return new Set();
+  // Only slices of running jobs: a job that ended on another node (failed, cancelled) is dropped here too.
   const { rows } = await pool.query<{ id: string }>(`UPDATE "Slice" SET "leaseUntil" = ${NOW} + $3 * interval '1 millisecond'
-    WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND NOT "done" RETURNING "id"`, [nodeId, ids, leaseMs]);
+    WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND NOT "done"
+      AND "jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "id"`, [nodeId, ids, leaseMs]);
   return new Set(rows.map((r) => r.id));
 }
 
@@ -69,4 +71,13 @@ export async function releaseSlices(pool: pg.Pool, nodeId: string) {
 export async function heartbeat(pool: pg.Pool, nodeId: string, url: string) {
   await pool.query(`INSERT INTO "Node" ("id", "url", "startedAt", "heartbeatAt") VALUES ($1, $2, ${NOW}, ${NOW})
     ON CONFLICT ("id") DO UPDATE SET "url" = excluded."url", "heartbeatAt" = excluded."heartbeatAt"`, [nodeId, url]);
+}
+
+/** A slice this node made and holds from the start (an iterative job's next round). */
+export async function startedSlice(pool: pg.Pool, nodeId: string, s: Omit<SliceRow, "epoch">, leaseMs: number): Promise<SliceRow> {
+  const { rows } = await pool.query<SliceRow>(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last", "owner", "leaseUntil", "epoch")
+    VALUES ($1, $2, $3, $4, $5, $6, ${NOW} + $7 * interval '1 millisecond', 1)
+    ON CONFLICT ("id") DO UPDATE SET "owner" = excluded."owner", "leaseUntil" = excluded."leaseUntil", "epoch" = "Slice"."epoch" + 1
+    RETURNING "id", "jobId", "round", "first", "last", "epoch"`, [s.id, s.jobId, s.round, s.first, s.last, nodeId, leaseMs]);
+  return rows[0];
 }

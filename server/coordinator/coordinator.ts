@@ -17,6 +17,7 @@ import { JobLifecycle } from "./jobLifecycle";
 import { Dispatcher } from "./dispatch";
 import { Commit } from "./commit";
 import type { Live } from "./live";
+import { SliceHolder, type SliceHolderOptions } from "./sliceHolder";
 
 export interface CoordinatorOptions {
   db: Db;
@@ -31,6 +32,11 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy | null;
   /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
   errorWaitMs?: number;
+  /**
+   * Cluster mode (PostgreSQL and Redis, several nodes): this node dispatches only the slices of
+   * work it claims (sliceHolder.ts) instead of every running job.
+   */
+  cluster?: Omit<SliceHolderOptions, "url"> & { url: () => string };
 }
 
 /**
@@ -56,13 +62,17 @@ export class Coordinator extends EventEmitter {
   private readonly lifecycle: JobLifecycle;
   private readonly pipeline: ResultPipeline;
   private readonly edge: VolunteerEdge;
+  /** Cluster mode only: the slices of work this node holds. */
+  private readonly holder: SliceHolder | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.setMaxListeners(0);
     // A fresh epoch per process keeps task ids from before a restart from matching new ones.
     const trust = opts.trust === undefined ? DEFAULT_TRUST : opts.trust ?? undefined;
-    this.scheduler = new Scheduler({ epoch: Date.now().toString(36), ...(trust ? { trust } : {}) });
+    // In a cluster the node's id is in it too, so task ids never collide between nodes.
+    const epoch = opts.cluster ? `${opts.cluster.nodeId}.${Date.now().toString(36)}` : Date.now().toString(36);
+    this.scheduler = new Scheduler({ epoch, ...(trust ? { trust } : {}) });
     const live: Live = (this.live = {
       scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: opts.observer ?? noObserver, now: opts.now ?? Date.now,
       log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
@@ -79,7 +89,12 @@ export class Coordinator extends EventEmitter {
       verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
       failJob: (jobId, reason) => void lifecycle.finish(jobId, "failed", reason),
     });
-    const lifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o) });
+    const slices = opts.cluster && {
+      done: (id: string): Promise<void> => holder!.done(id),
+      roundStarted: (jobId: string, round: number, units: number): Promise<string> => holder!.roundStarted(jobId, round, units),
+    };
+    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), ...(slices ? { slices } : {}) });
+    const holder: SliceHolder | undefined = opts.cluster ? new SliceHolder(live, lifecycle, opts.cluster) : undefined;
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
@@ -90,6 +105,7 @@ export class Coordinator extends EventEmitter {
     this.lifecycle = lifecycle;
     this.pipeline = pipeline;
     this.edge = edge;
+    this.holder = holder;
     this.interactive = edge.interactive;
   }
 
@@ -115,8 +131,12 @@ export class Coordinator extends EventEmitter {
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     // Any change to jobs or volunteers is also a change to the cluster summary.
     if (event !== "tick") super.emit("tick");
-    // Volunteers came or went: who may confirm what changed at once, not at the next sweep.
-    if (event === "volunteers") this.dispatcher.sweepSoon();
+    // Volunteers came or went: who may confirm what changed at once, not at the next sweep;
+    // in a cluster, a node with more volunteers may take more work.
+    if (event === "volunteers") {
+      this.dispatcher.sweepSoon();
+      this.holder?.wake();
+    }
     return super.emit(event, ...args);
   }
 
@@ -124,12 +144,37 @@ export class Coordinator extends EventEmitter {
 
   /** Rebuilds the queue from the database after a start; returns how many running jobs it loaded. */
   recover(): Promise<number> {
-    return this.lifecycle.recover();
+    if (!this.holder) return this.lifecycle.recover();
+    // A node of a cluster loads no job of its own accord: it claims slices when its volunteers are hungry.
+    return this.lifecycle.recover({ load: false }).then(() => {
+      this.holder!.start();
+      return 0;
+    });
   }
 
-  /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
+  /**
+   * Adds a new job, or (with `round`) one round of an iterative job, as a scheduler job of
+   * its own. In a cluster the job is in the database already, cut into slices: this node
+   * claims what its volunteers can take, and the other nodes hear of it ("work").
+   */
   addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
+    if (this.holder) {
+      this.holder.wake();
+      this.emit("work", spec.id);
+      this.emit("job", spec.id);
+      return;
+    }
     this.lifecycle.addJob(spec, ownerId, pays, recovered, round);
+  }
+
+  /** Cluster mode: new work was submitted on another node; claim some if this node's volunteers are hungry. */
+  wakeSlices() {
+    this.holder?.wake();
+  }
+
+  /** Cluster mode: the slices this node holds (none otherwise). */
+  slices() {
+    return this.holder?.slices() ?? [];
   }
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
@@ -194,6 +239,8 @@ export class Coordinator extends EventEmitter {
     this.verifier.close();
     this.dispatcher.stop();
     await this.commit.close();
+    // Once what it computed is committed, its slices go back for the other nodes at once.
+    await this.holder?.stop();
   }
 
   /** For tests: wait until everything decided so far is committed. */

@@ -24,6 +24,15 @@ export interface LifecycleDeps {
   verifier: Verifier;
   /** Hands what the scheduler made of recovered results, or of an owner's decision, to the result pipeline. */
   outcome(o: ResultOutcome | RecoveryOutcome): void;
+  /**
+   * Cluster mode: this node dispatches only the slices it holds (sliceHolder.ts). A slice
+   * whose units are all decided is given up here; a new round is held by the node that
+   * started it.
+   */
+  slices?: {
+    done(sliceId: string): Promise<void>;
+    roundStarted(jobId: string, round: number, units: number): Promise<string>;
+  };
 }
 
 type JobRow = {
@@ -54,28 +63,43 @@ export class JobLifecycle {
    * that awaited a quorum count again, and everything else (including what was leased) is
    * queued anew.
    */
-  async recover(): Promise<number> {
+  async recover(opts: { load?: boolean } = {}): Promise<number> {
     // The writer thread starts now, not on the first result (it takes a few hundred ms), and
     // so does the spot-checker's, so that the first check does not wait for it.
     await Promise.all([this.deps.commit.ready(), this.deps.verifier.warmUp()]);
+    if (opts.load === false) return 0;
     const jobs = await this.deps.db.job.findMany({ where: { state: "running" }, select: jobColumns, orderBy: { createdAt: "asc" } });
     for (const job of jobs) await this.loadJob(job);
     if (jobs.length) this.live.log(`recovered ${jobs.length} running job(s)`);
     return jobs.length;
   }
 
+  /**
+   * Cluster mode: loads a slice this node just claimed, rebuilt from the durable results as
+   * recover() rebuilds a job. False if it is stale (a round that has ended) or the job has ended.
+   */
+  async loadSlice(slice: { id: string; jobId: string; round: number; first: number; last: number }): Promise<boolean> {
+    const job = await this.deps.db.job.findUnique({ where: { id: slice.jobId }, select: { ...jobColumns, state: true } });
+    if (!job || job.state !== "running") return false;
+    if (slice.round > 0 && (await currentRound(this.deps.db, job.id)) !== slice.round) return false;
+    await this.loadJob(job, slice);
+    return true;
+  }
+
   /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
-  private async loadJob(job: JobRow) {
+  private async loadJob(job: JobRow, slice?: { id: string; round: number; first: number; last: number }) {
     const db = this.deps.db;
     // An iterative job resumes its current round (0 for a one-shot job: all its units).
-    const round = await currentRound(db, job.id);
+    const round = slice ? slice.round : await currentRound(db, job.id);
+    // A slice of a one-shot job: its units only.
+    const range = slice && !slice.round ? { idx: { gte: slice.first, lt: slice.last } } : {};
     const units = await db.workUnit.findMany({
-      where: { jobId: job.id, round },
+      where: { jobId: job.id, round, ...range },
       select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
       orderBy: { idx: "asc" },
     });
     const pending = await db.result.findMany({
-      where: { jobId: job.id, state: "pending", unit: { round } },
+      where: { jobId: job.id, state: "pending", unit: { round, ...range } },
       select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
       orderBy: { receivedAt: "asc" },
     });
@@ -95,11 +119,19 @@ export class JobLifecycle {
       new Map(units.map((u) => [u.id, u.pay])),
       { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
       round,
+      slice && !slice.round ? slice : undefined,
+      slice?.id,
     );
   }
 
-  /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
-  addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
+  /**
+   * Adds a job, or (with `round`) one round of an iterative job, or (with `part`) the slice of
+   * a job's units from `part.first`, as a scheduler job of its own.
+   */
+  addJob(
+    spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0,
+    part?: { first: number }, slice?: string,
+  ) {
     const { scheduler, jobs } = this.live;
     const jobId = spec.id;
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
@@ -107,8 +139,13 @@ export class JobLifecycle {
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });
+    } else if (part) {
+      spec = { ...spec, id: `${jobId}@${part.first}` };
     }
-    jobs.set(spec.id, { jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
+    jobs.set(spec.id, {
+      jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays,
+      quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
+    });
     const { outcomes } = scheduler.addJob(spec, this.live.now(), recovered);
     for (const o of outcomes) this.deps.outcome(o);
     if (scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
@@ -129,22 +166,45 @@ export class JobLifecycle {
       await this.cancelJob(jobId);
       return true;
     }
-    const id = current?.schedulerId ?? jobId;
     const { scheduler } = this.live;
-    if (scheduler.jobState(id) !== "running") return false;
-    this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], "job cancelled");
-    await this.finish(id, "cancelled");
+    const ids = this.schedulerIdsOf(jobId).filter((id) => scheduler.jobState(id) === "running");
+    if (!ids.length) return false;
+    for (const id of ids) this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], "job cancelled");
+    await Promise.all(ids.map((id) => this.finish(id, "cancelled")));
     return true;
   }
 
-  /** The scheduler's id for a job: an iterative job's current round. */
-  private schedulerIdOf(jobId: string): string {
-    return this.rounds.get(jobId)?.schedulerId ?? jobId;
+  /**
+   * Cluster mode: a slice this node no longer holds (its lease was lost, or the job ended
+   * elsewhere) stops here at once; its volunteers' tasks are taken back.
+   */
+  dropSlice(schedulerId: string, why: string) {
+    const { scheduler, jobs } = this.live;
+    const meta = jobs.get(schedulerId);
+    if (!meta) return;
+    if (scheduler.jobState(schedulerId) === "running") this.deps.dispatch.revoke([...scheduler.cancelJob(schedulerId), ...this.deps.dispatch.takeRingers(schedulerId)], why);
+    scheduler.removeJob(schedulerId);
+    jobs.delete(schedulerId);
+    if (meta.round) this.rounds.delete(meta.jobId);
+    this.live.emit("job", meta.jobId);
   }
 
-  /** A job's progress (an iterative job's: its current round's). */
+  /** The scheduler jobs of a job here: its current round, or its slices (cluster mode), or itself. */
+  private schedulerIdsOf(jobId: string): string[] {
+    const round = this.rounds.get(jobId);
+    if (round) return [round.schedulerId];
+    const ids: string[] = [];
+    for (const [id, meta] of this.live.jobs) if (meta.jobId === jobId && !meta.round) ids.push(id);
+    return ids.length ? ids : [jobId];
+  }
+
+  /** A job's progress (an iterative job's: its current round's; in cluster mode, of the slices held here). */
   progress(jobId: string) {
-    jobId = this.schedulerIdOf(jobId);
+    const ids = this.schedulerIdsOf(jobId);
+    return ids.length > 1 ? this.slicesProgress(ids) : this.progressOf(ids[0]);
+  }
+
+  private progressOf(jobId: string) {
     const p = this.live.scheduler.progress(jobId);
     const meta = this.live.jobs.get(jobId);
     if (!p || !meta) return undefined;
@@ -157,6 +217,29 @@ export class JobLifecycle {
       /** Results waiting for a copy that no volunteer online may compute (another account's). */
       waiting: wait && wait.results > 0 ? wait : null,
     };
+  }
+
+  /** The sum over several slices of one job held here. */
+  private slicesProgress(ids: string[]) {
+    let sum: NonNullable<ReturnType<JobLifecycle["progressOf"]>> | undefined;
+    for (const id of ids) {
+      const p = this.progressOf(id);
+      if (!p) continue;
+      if (!sum) sum = { ...p };
+      else {
+        sum.total += p.total;
+        sum.done += p.done;
+        sum.queued += p.queued;
+        sum.running += p.running;
+        sum.throughput = sum.throughput === null && p.throughput === null ? null : (sum.throughput ?? 0) + (p.throughput ?? 0);
+        if (p.waiting) sum.waiting = sum.waiting ? { ...sum.waiting, results: sum.waiting.results + p.waiting.results } : p.waiting;
+      }
+    }
+    if (sum) {
+      const left = sum.total - sum.done;
+      sum.etaSeconds = left === 0 ? 0 : sum.throughput ? left / sum.throughput : null;
+    }
+    return sum;
   }
 
   /** Units waiting and instances running per running job, for the dashboard's queue chart. */
@@ -174,8 +257,7 @@ export class JobLifecycle {
    * Returns how many units that decided.
    */
   acceptUnconfirmed(jobId: string): number {
-    const id = this.schedulerIdOf(jobId);
-    const outcomes = this.live.scheduler.acceptPending(id);
+    const outcomes = this.schedulerIdsOf(jobId).flatMap((id) => this.live.scheduler.acceptPending(id));
     for (const o of outcomes) this.deps.outcome(o);
     if (outcomes.length) this.live.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
     this.deps.dispatch.sweep();
@@ -189,16 +271,20 @@ export class JobLifecycle {
    */
   async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
     const { scheduler } = this.live;
-    const id = this.schedulerIdOf(jobId);
-    const meta = this.live.jobs.get(id);
-    if (!meta || scheduler.jobState(id) !== "running") return 0;
+    const ids = this.schedulerIdsOf(jobId);
+    const meta = this.live.jobs.get(ids[0]);
+    if (!meta || scheduler.jobState(ids[0]) !== "running") return 0;
     const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
     const replication = { target: replicas, quorum, maxInstances };
     await this.deps.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
-    if (scheduler.jobState(id) !== "running") return 0;
-    meta.spec = { ...meta.spec, replication };
-    meta.quorum = quorum;
-    const outcomes = scheduler.setReplication(id, replication);
+    const outcomes = [];
+    for (const id of ids) {
+      const m = this.live.jobs.get(id);
+      if (!m || scheduler.jobState(id) !== "running") continue;
+      m.spec = { ...m.spec, replication };
+      m.quorum = quorum;
+      outcomes.push(...scheduler.setReplication(id, replication));
+    }
     for (const o of outcomes) this.deps.outcome(o);
     this.live.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
     this.deps.dispatch.sweep();
@@ -250,6 +336,7 @@ export class JobLifecycle {
       const current = this.rounds.get(meta.jobId)!;
       return (current.ending ??= this.endRound(jobId, meta, current, state, error));
     }
+    if (meta?.slice) return this.endSlice(jobId, meta, state, error);
     const queue = this.deps.commit.queue;
     let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
     if (state === "completed") {
@@ -274,6 +361,48 @@ export class JobLifecycle {
   }
 
   /**
+   * Cluster mode: a slice held here ended. Completed, it is given up (nobody claims it again)
+   * and, if every unit of the job is now done, this node finishes the job: whichever node
+   * commits the last units sees the count complete, and the job row's lock makes the end (and
+   * the refund of the escrow) happen once however many nodes try. Failed or cancelled, the
+   * whole job ends so, and the other nodes drop their slices when they renew.
+   */
+  private async endSlice(id: string, meta: JobMeta, state: "completed" | "failed" | "cancelled", error?: string) {
+    const { scheduler, jobs } = this.live;
+    const queue = this.deps.commit.queue;
+    if (state === "completed") {
+      await queue.committedSoFar();
+      await this.deps.slices!.done(meta.slice!);
+    } else {
+      await queue.enqueue({ type: "finish", jobId: meta.jobId, state, error });
+      for (const other of this.schedulerIdsOf(meta.jobId)) if (other !== id) this.dropSlice(other, `job ${state}`);
+    }
+    if (jobs.get(id) === meta) {
+      scheduler.removeJob(id);
+      jobs.delete(id);
+    }
+    if (state === "completed") await this.finishIfAllDone(meta.jobId);
+    else {
+      this.live.observer.jobFinished(state);
+      this.live.log(`job ${meta.jobId} ${state}`);
+    }
+    this.live.emit("job", meta.jobId);
+  }
+
+  /** Cluster mode: ends a job whose units are all done (by any node), once. */
+  private async finishIfAllDone(jobId: string) {
+    const job = await this.deps.db.job.findUnique({ where: { id: jobId }, select: { state: true, unitsDone: true, chunks: true } });
+    if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
+    const merged = await mergeJobResult(this.deps, jobId);
+    const end: Extract<PersistOp, { type: "finish" }> = "error" in merged
+      ? { type: "finish", jobId, state: "failed", error: merged.error }
+      : { type: "finish", jobId, state: "completed", ...merged };
+    await this.deps.commit.queue.enqueue(end);
+    this.live.observer.jobFinished(end.state);
+    this.live.log(`job ${jobId} ${end.state}`);
+  }
+
+  /**
    * A round of an iterative job ended. Completed: once its outputs are committed, the
    * kernel's step runs and the next round starts, or the job ends with its result.
    * Otherwise (failed, cancelled) the whole job ends so.
@@ -295,13 +424,17 @@ export class JobLifecycle {
         scheduler.removeJob(id);
         jobs.delete(id);
         const units = outcome.units;
-        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round);
+        // Cluster mode: the node that ends a round holds the next one.
+        const slice = this.deps.slices && (await this.deps.slices.roundStarted(meta.jobId, outcome.round, units.length));
+        if (meta.slice) await this.deps.slices?.done(meta.slice);
+        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round, undefined, slice);
         return;
       }
       if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
       else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
     }
     await queue.enqueue(end);
+    if (meta.slice) await this.deps.slices?.done(meta.slice);
     this.live.observer.jobFinished(end.state);
     scheduler.removeJob(id);
     jobs.delete(id);

@@ -20,6 +20,8 @@ export interface JobMeta {
   quorum: number;
   leaseMs: number;
   throughput: Throughput;
+  /** Cluster mode: the slice (server/cluster/slices.ts) this scheduler job is, if it is one. */
+  slice?: string;
 }
 
 /**

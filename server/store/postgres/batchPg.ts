@@ -3,6 +3,7 @@ import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import { mergeReliability, type PersistOp, type ReliabilityWrite, type ResultRef } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
+import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
 import type { Posting } from "../../services/credits/ledger";
 
 // The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
@@ -172,6 +173,8 @@ async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, a
   if (s.roundState !== null) {
     await c.query(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]);
   }
+  // Cluster mode's unit of dispatch (server/cluster/slices.ts): an iterative job's round is one slice.
+  await insertSlices(c, slicesOf(j.id, s.round, u.length, s.round > 0 ? u.length : SLICE_UNITS));
   await postTransactionPg(c, "hold", [
     { accountId: s.ownerAccount, amount: -s.estimate },
     { accountId: s.escrow, amount: s.estimate },
