@@ -17,10 +17,8 @@ import type { TestDatabase } from "../helpers/testDb";
 // been written one at a time: each unit paid once, counters that add up, one refund. This runs
 // on PostgreSQL whichever engine the run is on (SQLite has a single writer).
 //
-// Two lock orders of batchPg.ts deadlock today (KNOWN BUGS, see the `.fails` tests below). The
-// tests that meet them write a failed batch again, as the group commit does, and check that
-// nothing was lost or done twice; the `.fails` ones, without that retry, fail for passing once
-// the lock order is fixed.
+// Some tests write a failed batch again, as the group commit does, and check that nothing is
+// lost or done twice; the "without a deadlock" ones allow no retry at all.
 
 /** Throws (the file fails) on a PostgreSQL run whose server does not answer. */
 const pgMissing = await postgresUnavailable();
@@ -291,19 +289,6 @@ describe.skipIf(!!pgMissing)("several writers committing at once on one PostgreS
     return { retried };
   }
 
-  /**
-   * For the `.fails` tests: they are expected to fail on a deadlock, and only on one. Any other
-   * failure is logged and swallowed, so that the test is reported (as passing where it should fail).
-   */
-  async function deadlocksOnly(run: () => Promise<unknown>) {
-    try {
-      await run();
-    } catch (e) {
-      if (lastFailures.length && lastFailures.every((f) => f.includes("40P01 deadlock detected"))) throw e;
-      console.error("this test should fail on a deadlock only, and failed otherwise:", e, lastFailures);
-    }
-  }
-
   it("verdicts on different units of the same jobs, one unit decided by all, two writers ending the jobs: each unit paid once, one refund", async () => {
     const { retried } = await campaign({ name: "v", rounds: 12, hellos: false, oppositeEnds: false, retries: 0 });
     expect(retried).toEqual([]);
@@ -317,23 +302,15 @@ describe.skipIf(!!pgMissing)("several writers committing at once on one PostgreS
     await endRaces("e", 8, 20);
   });
 
-  // KNOWN BUG, batchPg.ts: a batch locks the Volunteer rows of its hellos first
-  // (upsertVolunteers), then its jobs (settle: SELECT … FROM "Job" … FOR UPDATE), then the
-  // Volunteer rows of the hosts it pays (UPDATE "Volunteer" … "tasksDone"). A batch with a
-  // hello of host H waits for the jobs another batch holds, which waits for H's row: PostgreSQL
-  // aborts one of them (40P01 deadlock detected), here in about half the batches. The group
-  // commit writes a failed batch again, so nothing is lost, but each deadlock costs
-  // deadlock_timeout (1 s by default) and an error. Once fixed, this fails for passing: drop `.fails`.
-  it.fails("hellos in the same batches as verdicts, without a deadlock", async () => {
-    await deadlocksOnly(() => campaign({ name: "h", rounds: 3, hellos: true, oppositeEnds: false, retries: 0 }));
+  // A batch locks every job it decides units of or ends first, in id order, and only then
+  // volunteers, accounts and results: hellos, verdicts and endings in any order never deadlock.
+  it("hellos in the same batches as verdicts, without a deadlock", async () => {
+    const { retried } = await campaign({ name: "h", rounds: 3, hellos: true, oppositeEnds: false, retries: 0 });
+    expect(retried).toEqual([]);
   });
 
-  // KNOWN BUG, batchPg.ts: finishJob locks each job's row (SELECT … FOR UPDATE) in the order
-  // of the batch's finish ops, while settle locks the jobs it pays out of in id order. A batch
-  // ending job b then job a and one deciding units of both (a, then b) wait on each other.
-  // Once fixed (e.g. every job a batch touches locked up front, in id order), drop `.fails`.
-  it.fails("jobs ended in opposite orders while their units are decided, without a deadlock", async () => {
-    await deadlocksOnly(() => endRaces("d", 8, 0));
+  it("jobs ended in opposite orders while their units are decided, without a deadlock", async () => {
+    await endRaces("d", 8, 0);
   });
 });
 
