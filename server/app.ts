@@ -6,7 +6,8 @@ import type { TRPCError } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
-import { createPrisma } from "./store/prisma";
+import { createPrisma, dbKind } from "./store/prisma";
+import { redactUrl } from "./store/databaseUrl";
 import { BlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
@@ -46,7 +47,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => console.log(m));
   const db = createPrisma(env.DATABASE_URL);
-  await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
+  // SQLite: readers never wait for the writer (the mode is kept in the file). PostgreSQL needs nothing of the kind.
+  if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
   const monitor = createMonitoring({ db, env, log, ...opts.monitoring });
   const coordinator = new Coordinator({
@@ -182,7 +184,7 @@ export async function startServer(
   const url = `http://127.0.0.1:${port}`;
   // next-auth builds its callback URLs from this; read per request, so setting it now is in time.
   process.env.NEXTAUTH_URL = env.PUBLIC_URL ?? `http://localhost:${port}`;
-  log(`Tabgrid listening on http://localhost:${port} (database ${env.DATABASE_URL}${opts.ui ? "" : ", API only"})`);
+  log(`Tabgrid listening on http://localhost:${port} (database ${redactUrl(env.DATABASE_URL)}${opts.ui ? "" : ", API only"})`);
 
   return {
     url,
