@@ -79,7 +79,8 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
   const jobs = await deps.db.job.findMany({
     where: { ownerId: viewer.id },
     select: { ...jobColumns, _count: { select: { rounds: true } } },
-    orderBy: { createdAt: "desc" },
+    // Jobs of the same millisecond by id (cuids grow): PostgreSQL keeps no insertion order for ties.
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: opts.limit,
   });
   // An iterative job counts its current round's units (the rounds before it are all done).
