@@ -1,4 +1,3 @@
-import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { TRPCClientError } from "@trpc/client";
@@ -282,7 +281,7 @@ async function main() {
     }
     // Jobs the server created, against submissions the clients saw succeed: the difference was
     // carried out after its client had given up (nothing else has submitted yet).
-    const db = createPrisma(`file:${path.join(server.dir, "tabgrid.db")}`);
+    const db = createPrisma(server.databaseUrl);
     const jobsCreated = await db.job.count().finally(() => db.$disconnect());
     const okTotal = steps.reduce((s, p) => s + p.ok, 0);
     const top = steps.find((p) => p.step === kneeAt) ?? steps.at(-1)!;
