@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../helpers/server";
+import { testEngine } from "../helpers/testDb";
 
 // `npm run bench -- --short` end to end, so the benchmark cannot rot: a real server process,
 // headless volunteers over real WebSockets, a report written. Figures are checked for sanity
@@ -13,7 +14,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-test-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: dir };
+  // On PostgreSQL, the bench's server gets a scratch database of the tests' server (bench/lib/server.ts).
+  const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: dir, ...(testEngine() === "postgres" ? { BENCH_DATABASE_URL: process.env.TEST_DATABASE_URL } : {}) };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete (env as Record<string, unknown>)[k];
   return new Promise((resolve) => {
     execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off"], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>

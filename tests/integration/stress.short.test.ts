@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../helpers/server";
+import { testEngine } from "../helpers/testDb";
 
 // `npm run stress -- --short` end to end: its own server process, the overload scenarios and the
 // report, as a user runs it. The figures vary with the machine; what must hold is that the
@@ -21,7 +22,8 @@ interface Scenario {
 }
 
 function runStress(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: reportsDir };
+  // On PostgreSQL, the stress's server gets a scratch database of the tests' server (bench/lib/server.ts).
+  const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: reportsDir, ...(testEngine() === "postgres" ? { BENCH_DATABASE_URL: process.env.TEST_DATABASE_URL } : {}) };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS" || k.startsWith("TABGRID_")) delete env[k];
   const child = spawn("npx", ["tsx", "bench/stress.ts", "--short", "--json"], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
