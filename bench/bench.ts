@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { apiClient } from "../cli/client";
 import { Fleet } from "./lib/fleet";
-import { ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
+import { postgresCpuSeconds, ProcessSampler, readCpuSeconds, readRssMb, type PhaseUsage } from "./lib/sampler";
 import { startBenchServer, type BenchServer } from "./lib/server";
 import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
@@ -21,8 +21,12 @@ const { values: opts } = parseArgs({
     seconds: { type: "string" },
     /** Writes the server's CPU profile (.cpuprofile, for Chrome DevTools) into this directory. */
     profile: { type: "string" },
+    /** sqlite (a file, the default) or postgres (a database of the run's own on --pg-url). */
+    db: { type: "string", default: "sqlite" },
+    "pg-url": { type: "string", default: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
   },
 });
+if (opts.db !== "sqlite" && opts.db !== "postgres") throw new Error(`--db is sqlite or postgres (got ${opts.db})`);
 const SHORT = opts.short;
 const PHASE_S = Number(opts.seconds ?? (SHORT ? 1 : 5));
 const THREADS = 4;
@@ -47,10 +51,10 @@ interface Phase {
 async function main() {
   const started = new Date();
   const server = await startBenchServer({
-    ui: opts.ui !== "off", root: opts.root,
+    ui: opts.ui !== "off", root: opts.root, postgresUrl: opts.db === "postgres" ? opts["pg-url"] : undefined,
     nodeArgs: opts.profile ? ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`] : [],
   });
-  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
+  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}, ${opts.db}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
   const idleRssMb = readRssMb(server.pid) ?? NaN;
   const sampler = new ProcessSampler(server.pid, server.url, SHORT ? 250 : 500).start();
   const t0 = performance.now();
@@ -93,7 +97,7 @@ async function main() {
   }
 
   // ---- 1. dispatch throughput, trivial tasks ----
-  const throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; acked: number; seconds: number; series: Array<[number, number]>; usage?: PhaseUsage }> = [];
+  const throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; acked: number; seconds: number; series: Array<[number, number]>; usage?: PhaseUsage; cpuMsPerTask: number }> = [];
   let best = 0;
   // Every volunteer connects first (paused), before any work: what the connections alone cost.
   const fleetSize = Math.max(...plan.counts, ...plan.efficiency);
@@ -105,6 +109,7 @@ async function main() {
   log(`${fleetSize} volunteers connected in ${connectSeconds} s; server RSS ${fmt(rssConnected)} MB`);
   for (const n of plan.counts) {
     await ensureQueued(Math.max(30_000, best * 1.5) * PHASE_S + n * THREADS * 4);
+    const cpu0 = cpuSecondsNow();
     const r = await phase(`dispatch, ${n} volunteer${n > 1 ? "s" : ""}`, async () => {
       fleet.run({ kind: "greedy" }, { active: n, threads: THREADS });
       const start = performance.now();
@@ -114,7 +119,9 @@ async function main() {
       const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
       return { volunteers: n, threads: THREADS, acked, seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
     });
-    throughput.push({ ...r, usage: phases.at(-1)!.usage });
+    // CPU of the server, and of PostgreSQL when it is the database, over the phase and what it committed after.
+    const cpuMsPerTask = r.acked ? round(((cpuSecondsNow() - cpu0) * 1000) / r.acked, 4) : NaN;
+    throughput.push({ ...r, usage: phases.at(-1)!.usage, cpuMsPerTask });
     best = Math.max(best, r.tasksPerSecond);
     log(`dispatch ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s (${r.acked} durable results in ${r.seconds} s)`);
     if (fleet.stats.errors.length) log(`  volunteer errors: ${fleet.stats.errors.slice(0, 3).join("; ")}`);
@@ -222,6 +229,9 @@ async function main() {
 
   sampler.stop();
   const alive = server.alive();
+  function cpuSecondsNow() {
+    return (readCpuSeconds(server.pid) ?? NaN) + (opts.db === "postgres" ? postgresCpuSeconds() : 0);
+  }
   const volunteerErrors = fleet.stats.errors.length;
   await fleet.close();
   await server.stop();
@@ -233,6 +243,10 @@ async function main() {
   const max = Math.max(...plan.counts, ...plan.efficiency);
   const rss1000 = max >= 1000 ? Math.max(rssConnected, ...phases.filter((p) => /1000 volunteers/.test(p.name)).map((p) => p.usage.rssMbMax)) : null;
   const summary = {
+    db: opts.db,
+    nodes: 1,
+    /** Server CPU (plus PostgreSQL's) per durable result in the peak dispatch phase. */
+    cpu_ms_per_task: peak.cpuMsPerTask,
     dispatch_tasks_per_s: peak.tasksPerSecond,
     dispatch_peak_volunteers: peak.volunteers,
     overhead_p50_ms: round(half.summary.p50, 3),

@@ -6,6 +6,7 @@
 // committed one is stale (the unit tests run it).
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 const root = path.resolve(import.meta.dirname, "..");
 const source = path.join(root, "prisma", "schema.prisma");
@@ -26,14 +27,18 @@ export function postgresSchema(text) {
   );
 }
 
-const want = postgresSchema(fs.readFileSync(source, "utf8"));
-if (process.argv.includes("--check")) {
-  const have = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : "";
-  if (have !== want) {
-    console.error("prisma/postgres/schema.prisma is stale: run `node scripts/prisma-schemas.mjs`");
-    process.exit(1);
+function main() {
+  const want = postgresSchema(fs.readFileSync(source, "utf8"));
+  if (process.argv.includes("--check")) {
+    const have = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : "";
+    if (have !== want) {
+      console.error("prisma/postgres/schema.prisma is stale: run `node scripts/prisma-schemas.mjs`");
+      process.exit(1);
+    }
+  } else {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.writeFileSync(target, want);
   }
-} else {
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.writeFileSync(target, want);
 }
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();

@@ -7,7 +7,6 @@ import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
 import { createPrisma, dbKind } from "./store/prisma";
-import { redactUrl } from "./store/databaseUrl";
 import { BlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
@@ -24,6 +23,9 @@ import { serveMetrics } from "./http/metrics";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
 import { limitSubmissions } from "./services/jobs/submissionRate";
+import { startCluster } from "./cluster/cluster";
+import { shareWithCluster } from "./cluster/share";
+import { redactUrl } from "./store/databaseUrl";
 import type { AppDeps } from "./services/deps";
 import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
 
@@ -60,9 +62,23 @@ export async function startServer(
       : null,
   });
   const monitoring = await monitor.start(coordinator);
-  limitSubmissions(coordinator, env, monitor.observer);
-  const deps: AppDeps = { db, env, blobs, coordinator, monitoring };
-  const alerting = env.TABGRID_ALERTS === "on" ? startAlerting(deps, monitoring.sampler, { log }) : undefined;
+  const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
+  let listeningAt = "";
+  const shared = shareWithCluster(cluster, coordinator, { url: () => listeningAt, log });
+  limitSubmissions(coordinator, env, monitor.observer, cluster);
+  const deps: AppDeps = { db, env, blobs, coordinator, monitoring, cluster, presence: shared.presence };
+  // One node evaluates the alert rules at a time (alone, this one), so an incident is notified once.
+  let alerting: ReturnType<typeof startAlerting> | undefined;
+  const alertLeader = env.TABGRID_ALERTS === "on" ? cluster.leader("alerts") : undefined;
+  alertLeader?.onChange((leading) => {
+    if (leading && !alerting) {
+      alerting = startAlerting(deps, monitoring.sampler, { log });
+      if (cluster.mode === "cluster") log(`[cluster] ${cluster.nodeId} evaluates the alert rules`);
+    } else if (!leading && alerting) {
+      void alerting.stop();
+      alerting = undefined;
+    }
+  });
   await coordinator.recover();
   await ensureDefaultCreative(deps);
 
@@ -91,7 +107,7 @@ export async function startServer(
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
     if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
-    if (pathname === "/api/health") return await health(db, res, log);
+    if (pathname === "/api/health") return await health(db, cluster, res, log);
     if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
     if (await serveSandbox(req, res, pathname)) return;
     if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
@@ -184,7 +200,9 @@ export async function startServer(
   const url = `http://127.0.0.1:${port}`;
   // next-auth builds its callback URLs from this; read per request, so setting it now is in time.
   process.env.NEXTAUTH_URL = env.PUBLIC_URL ?? `http://localhost:${port}`;
-  log(`Tabgrid listening on http://localhost:${port} (database ${redactUrl(env.DATABASE_URL)}${opts.ui ? "" : ", API only"})`);
+  listeningAt = env.PUBLIC_URL ?? `http://localhost:${port}`;
+  const where = cluster.mode === "cluster" ? `, node ${cluster.nodeId} of a cluster` : "";
+  log(`Tabgrid listening on http://localhost:${port} (database ${redactUrl(env.DATABASE_URL)}${where}${opts.ui ? "" : ", API only"})`);
 
   return {
     url,
@@ -195,9 +213,12 @@ export async function startServer(
       trpcWs.broadcastReconnectNotification();
       for (const ws of volunteerWss.clients) ws.close(1001, "server shutting down");
       for (const ws of trpcWss.clients) ws.close(1001, "server shutting down");
+      await alertLeader?.close();
       await alerting?.stop();
+      await shared.stop();
       await monitoring.sampler.stop();
       await coordinator.close();
+      await cluster.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await db.$disconnect();

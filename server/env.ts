@@ -40,6 +40,13 @@ const schema = z.object({
   /** Where `npm run bench` and `npm run stress` write their reports, and /admin/reports reads them. */
   REPORTS_DIR: z.string().default("./reports"),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),
+  // Cluster mode (docs/scaling.md): with REDIS_URL (and a PostgreSQL DATABASE_URL), nodes share
+  // messages, rate budgets, presence and duties through Redis. NODE_ID names this node (default:
+  // host, process id and a random part).
+  REDIS_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^rediss?:\/\/./, "must look like redis://host:6379").optional()),
+  /** Starts every Redis key and channel of this cluster, so several clusters may share one Redis. */
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("tabgrid:"),
+  NODE_ID: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, dots, dashes and underscores, at most 64").optional()),
   // Alerting (server/monitoring/alerts). "off" leaves rules, channels and history in place but
   // evaluates nothing (a second instance on the same database, or tests driving their own).
   TABGRID_ALERTS: z.enum(["on", "off"]).default("on"),
@@ -82,6 +89,14 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     throw new Error(`Invalid environment:\n${lines.join("\n")}`);
   }
   const env = parsed.data;
+  if (env.REDIS_URL) {
+    if (databaseKind(env.DATABASE_URL) !== "postgres") {
+      throw new Error("Invalid environment:\n  REDIS_URL: cluster mode needs a PostgreSQL DATABASE_URL that every node shares (a SQLite file belongs to one machine)");
+    }
+    if (!env.NEXTAUTH_SECRET) {
+      throw new Error("Invalid environment:\n  NEXTAUTH_SECRET: required in cluster mode (REDIS_URL is set): every node must sign sessions with the same secret, or a session from one node is refused by the others");
+    }
+  }
   // A SQLite file's folder is created now, so a fresh checkout starts without setup.
   if (databaseKind(env.DATABASE_URL) === "sqlite") databaseFile(env.DATABASE_URL);
   fs.mkdirSync(env.DATA_DIR, { recursive: true });

@@ -29,7 +29,7 @@ export interface PhaseUsage {
 
 const TICKS = 100; // USER_HZ on Linux
 
-function readCpuSeconds(pid: number): number | undefined {
+export function readCpuSeconds(pid: number): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name, which may itself hold spaces and parentheses.
@@ -38,6 +38,26 @@ function readCpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU seconds used so far by the database server's processes (every process named
+ * `postgres` on this machine: the server under test's backends, and whatever else uses that
+ * PostgreSQL meanwhile). SQLite works inside the Tabgrid process, PostgreSQL outside it: a
+ * fair CPU-per-task figure adds this.
+ */
+export function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "postgres") continue;
+    } catch {
+      continue;
+    }
+    total += readCpuSeconds(Number(entry)) ?? 0;
+  }
+  return total;
 }
 
 export function readRssMb(pid: number): number | undefined {

@@ -5,16 +5,14 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { createPrisma } from "../../server/store/prisma";
-import { databaseKind } from "../../server/store/databaseUrl";
 import { freePort } from "./freePort";
 import { createUser } from "../../server/services/users/users";
 import { createApiKey } from "../../server/auth/apiKeys";
 import { MILLI } from "../../server/services/credits/accounts";
 
 // The server under test: a real `server/index.ts` process on a free port with its own SQLite
-// file in a temp directory, migrated like a fresh install, and a consumer with an API key.
-// With BENCH_DATABASE_URL=postgres://… (an account that may create databases) it runs on a
-// scratch PostgreSQL database of that server instead, dropped when the server stops.
+// file in a temp directory (or its own PostgreSQL database), migrated like a fresh install,
+// and a consumer with an API key.
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
 
@@ -23,7 +21,6 @@ export interface BenchServer {
   pid: number;
   apiKey: string;
   dir: string;
-  /** The server's database (for a client of the bench's own). */
   databaseUrl: string;
   child: ChildProcess;
   /** Everything it printed (the last 64 kB). */
@@ -41,13 +38,19 @@ export interface BenchServerOptions {
   root?: string;
   /** Extra node flags for the server (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /**
+   * A PostgreSQL server (postgres://… of an account that may create databases) to run on, in a
+   * database of the run's own, dropped at stop; default: a SQLite file in the temp directory.
+   */
+  postgresUrl?: string;
 }
 
 export async function startBenchServer(opts: BenchServerOptions = {}): Promise<BenchServer> {
   const root = opts.root ?? repoRoot;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-"));
-  const database = await scratchDatabase(dir);
-  const databaseUrl = database.url;
+  const pgName = `tabgrid_bench_${crypto.randomBytes(4).toString("hex")}`;
+  if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `CREATE DATABASE "${pgName}"`);
+  const databaseUrl = opts.postgresUrl ? withDatabase(opts.postgresUrl, pgName) : `file:${path.join(dir, "tabgrid.db")}`;
   const env = {} as NodeJS.ProcessEnv;
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith("TABGRID_") && k !== "DATABASE_URL" && k !== "NODE_OPTIONS" && !k.startsWith("VITEST")) env[k] = v;
@@ -61,16 +64,8 @@ export async function startBenchServer(opts: BenchServerOptions = {}): Promise<B
     TABGRID_ALERTS: "off",
     ...opts.env,
   });
-  let apiKey: string;
-  try {
-    execFileSync(process.execPath, [path.join(root, "node_modules/prisma/build/index.js"), "migrate", "deploy"], { cwd: root, env, stdio: "pipe" });
-    apiKey = await createConsumer(databaseUrl);
-  } catch (e) {
-    // A scratch PostgreSQL database would outlive the run.
-    await database.drop();
-    fs.rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  execFileSync(process.execPath, [path.join(root, "node_modules/prisma/build/index.js"), "migrate", "deploy"], { cwd: root, env, stdio: "pipe" });
+  const apiKey = await createConsumer(databaseUrl);
 
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), "--import", "tsx", "server/index.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -82,21 +77,17 @@ export async function startBenchServer(opts: BenchServerOptions = {}): Promise<B
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) {
-      await database.drop();
-      throw new Error(`the server exited during start-up:\n${out}`);
-    }
+    if (child.exitCode !== null) throw new Error(`the server exited during start-up:\n${out}`);
     const ok = await fetch(`${url}/api/health`).then((r) => r.ok, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      await database.drop();
       throw new Error(`the server did not answer /api/health within 60 s:\n${out}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    url, pid: child.pid!, apiKey, dir, databaseUrl, child,
+    url, pid: child.pid!, apiKey, dir, child, databaseUrl,
     output: () => out,
     alive: () => child.exitCode === null && child.signalCode === null,
     async stop() {
@@ -108,30 +99,26 @@ export async function startBenchServer(opts: BenchServerOptions = {}): Promise<B
         await exited;
         clearTimeout(timer);
       }
-      await database.drop();
       fs.rmSync(dir, { recursive: true, force: true });
+      if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `DROP DATABASE IF EXISTS "${pgName}" WITH (FORCE)`);
     },
   };
 }
 
-/** A new, empty database: a SQLite file in `dir`, or one on BENCH_DATABASE_URL's PostgreSQL server. */
-async function scratchDatabase(dir: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const admin = process.env.BENCH_DATABASE_URL;
-  if (!admin || databaseKind(admin) === "sqlite") return { url: `file:${path.join(dir, "tabgrid.db")}`, drop: async () => {} };
-  const name = `tabgrid_bench_${crypto.randomBytes(6).toString("hex")}`;
-  const run = async (sql: string) => {
-    const client = new pg.Client({ connectionString: admin });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await run(`CREATE DATABASE "${name}"`);
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
+function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function adminQuery(url: string, sql: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }
 
 async function createConsumer(databaseUrl: string): Promise<string> {

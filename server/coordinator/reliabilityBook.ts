@@ -1,6 +1,6 @@
 import type { Scheduler } from "../scheduler";
 import type { ReliabilityRecord } from "../scheduler/types";
-import type { ReliabilityRow } from "../services/jobs/batchSql";
+import type { ReliabilityCounters, ReliabilityRow, ReliabilityWrite } from "../services/jobs/batchSql";
 import { hostKey } from "../services/volunteers/reliability";
 
 export interface BanPolicy {
@@ -15,11 +15,18 @@ export interface BanPolicy {
  */
 export class ReliabilityBook {
   private readonly extra = new Map<string, { consecutiveInvalid: number; bannedUntil: Date | null; banReason: string | null }>();
+  /**
+   * The counters as last written (or as read from the database): rows go out as increments
+   * from these, so coordinators that count the same host or account at once never overwrite
+   * each other's counts.
+   */
+  private readonly written = new Map<string, ReliabilityCounters>();
 
   constructor(private readonly scheduler: Scheduler, private readonly policy: BanPolicy) {}
 
   /** Seeds what the database knows about a host or account (first sight wins, like the scheduler). */
   seed(row: ReliabilityRow) {
+    if (!this.written.has(row.id)) this.written.set(row.id, countersOf(row));
     if (!this.extra.has(row.id)) {
       this.extra.set(row.id, { consecutiveInvalid: row.consecutiveInvalid, bannedUntil: row.bannedUntil, banReason: row.banReason });
     }
@@ -57,7 +64,7 @@ export class ReliabilityBook {
         }
       }
     }
-    return { banned, rows: [...touched].map((id) => this.row(id)) };
+    return { banned, rows: this.rows([...touched]) };
   }
 
   /** A ban in force on any of these ids. */
@@ -69,11 +76,21 @@ export class ReliabilityBook {
     return null;
   }
 
-  rows(ids: string[]): ReliabilityRow[] {
+  rows(ids: string[]): ReliabilityWrite[] {
     return ids.map((id) => this.row(id));
   }
 
-  private row(id: string): ReliabilityRow {
+  /** The row to write: streaks and bans as they are now, counters as increments since the last write. */
+  private row(id: string): ReliabilityWrite {
+    const now = this.current(id);
+    const before = this.written.get(id) ?? ZERO;
+    const after = countersOf(now);
+    this.written.set(id, after);
+    const add = Object.fromEntries(COUNTERS.map((k) => [k, after[k] - before[k]])) as unknown as ReliabilityCounters;
+    return { id, consecutiveValid: now.consecutiveValid, consecutiveInvalid: now.consecutiveInvalid, bannedUntil: now.bannedUntil, banReason: now.banReason, add };
+  }
+
+  private current(id: string): ReliabilityRow {
     const rec: ReliabilityRecord | undefined = id.startsWith("host:")
       ? this.scheduler.hostRecord(id.slice("host:".length))
       : this.scheduler.accountRecord(id);
@@ -96,6 +113,13 @@ export class ReliabilityBook {
     if (!e) this.extra.set(id, (e = { consecutiveInvalid: 0, bannedUntil: null, banReason: null }));
     return e;
   }
+}
+
+const COUNTERS = ["valid", "invalid", "errors", "turnaroundMsTotal", "turnaroundCount", "spotChecks"] as const;
+const ZERO: ReliabilityCounters = { valid: 0, invalid: 0, errors: 0, turnaroundMsTotal: 0, turnaroundCount: 0, spotChecks: 0 };
+
+function countersOf(r: ReliabilityRow): ReliabilityCounters {
+  return { valid: r.valid, invalid: r.invalid, errors: r.errors, turnaroundMsTotal: r.turnaroundMsTotal, turnaroundCount: r.turnaroundCount, spotChecks: r.spotChecks ?? 0 };
 }
 
 /** The scheduler's part of a stored row. */

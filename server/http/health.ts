@@ -1,14 +1,19 @@
 import type { ServerResponse } from "node:http";
 import type { Db } from "../store/prisma";
+import { dbKind } from "../store/prisma";
+import type { Cluster } from "../cluster/cluster";
 import { version } from "../monitoring/version";
 
 const started = Date.now();
 
 /**
- * Liveness plus a database round trip: 200 when both answer, 503 otherwise. The answer says
- * only "error" for a database that fails (it is public); the log gets the reason.
+ * Liveness plus this node's view of what it depends on: a database round trip (200 when it
+ * answers, 503 otherwise) and, in cluster mode, a Redis ping. Without Redis a node still serves
+ * its own volunteers, so a failing Redis makes it "degraded", not down. The answer says only
+ * "error" for a part that fails (it is public); the log gets the reason.
  */
-export async function health(db: Db, res: ServerResponse, log: (m: string) => void = console.error) {
+export async function health(db: Db, cluster: Cluster, res: ServerResponse, log: (m: string) => void = console.error) {
+  const engine = safely(() => dbKind(db));
   let ok = true;
   try {
     await db.$queryRawUnsafe("SELECT 1");
@@ -16,6 +21,22 @@ export async function health(db: Db, res: ServerResponse, log: (m: string) => vo
     ok = false;
     log(`health: the database did not answer: ${(e as Error)?.message ?? String(e)}`);
   }
+  const redis = await cluster.redisHealth();
+  if (redis !== null && redis !== "ok") log(`health: Redis did not answer: ${redis}`);
+  const status = !ok ? "error" : redis !== null && redis !== "ok" ? "degraded" : "ok";
   res.writeHead(ok ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
-  res.end(JSON.stringify({ status: ok ? "ok" : "error", version, database: ok ? "ok" : "error", uptimeSeconds: Math.round((Date.now() - started) / 1000) }));
+  res.end(JSON.stringify({
+    status, version, node: cluster.nodeId, mode: cluster.mode,
+    database: ok ? "ok" : "error", databaseEngine: engine,
+    ...(redis !== null ? { redis: redis === "ok" ? "ok" : "error" } : {}),
+    uptimeSeconds: Math.round((Date.now() - started) / 1000),
+  }));
+}
+
+function safely<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
 }

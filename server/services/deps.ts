@@ -3,6 +3,8 @@ import type { Db } from "../store/prisma";
 import type { BlobStore } from "../store/blobs";
 import type { Coordinator } from "../coordinator/coordinator";
 import type { Monitoring } from "../monitoring/monitoring";
+import type { Cluster } from "../cluster/cluster";
+import type { Presence } from "../cluster/presence";
 
 /** What services need from the running server; tests build one with a real database. */
 export interface AppDeps {
@@ -12,4 +14,8 @@ export interface AppDeps {
   coordinator: Coordinator;
   /** Dashboard samples (`sampler.history()`, `latest()`, "sample" events) and the Prometheus registry. */
   monitoring: Monitoring;
+  /** What this node shares with the other nodes of its cluster (all local when it is alone). */
+  cluster: Cluster;
+  /** The nodes of the cluster with their volunteers (this node alone without Redis). */
+  presence: Presence;
 }

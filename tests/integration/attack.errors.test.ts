@@ -4,6 +4,7 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appRouter, type AppRouter } from "../../server/api/root";
 import { INTERNAL_ERROR_MESSAGE } from "../../server/api/trpc";
+import { startCluster } from "../../server/cluster/cluster";
 import { health } from "../../server/http/health";
 import type { Db } from "../../server/store/prisma";
 import { TRPC_WS_PATH } from "../../server/app";
@@ -356,9 +357,9 @@ describe("plain HTTP routes", () => {
     const res = {
       writeHead: (s: number) => void (status = s),
       end: (b: string) => void (body = b),
-    } as unknown as Parameters<typeof health>[1];
+    } as unknown as Parameters<typeof health>[2];
     const logs: string[] = [];
-    await health(failing, res, (m) => logs.push(m));
+    await health(failing, startCluster({ log: () => {} }), res, (m) => logs.push(m));
     expect(status).toBe(503);
     expect(JSON.parse(body)).toMatchObject({ status: "error", database: "error" });
     expectNoSecrets(body);

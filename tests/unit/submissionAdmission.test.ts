@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { admitSubmission } from "../../server/services/jobs/submissionRate";
+import { startCluster } from "../../server/cluster/cluster";
 import type { AppDeps } from "../../server/services/deps";
 
 // The server-wide guard on job submissions: at most 32 in progress, and none while the
@@ -7,7 +8,9 @@ import type { AppDeps } from "../../server/services/deps";
 // server in tests/integration/loadShedding.test.ts.)
 
 function deps(backlog: () => number) {
-  return { coordinator: { commitBacklog: backlog }, env: { SUBMISSIONS_PER_SECOND: 20, SUBMISSION_BURST: 60 } } as unknown as Pick<AppDeps, "coordinator" | "env">;
+  return {
+    coordinator: { commitBacklog: backlog }, env: { SUBMISSIONS_PER_SECOND: 20, SUBMISSION_BURST: 60 }, cluster: startCluster({ log: () => {} }),
+  } as unknown as Pick<AppDeps, "coordinator" | "env" | "cluster">;
 }
 
 describe("admitSubmission", () => {

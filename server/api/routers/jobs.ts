@@ -23,7 +23,7 @@ export const jobsRouter = router({
   ),
   estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
   submit: protectedProcedure.input(submitInputSchema).mutation(async ({ ctx, input }) => {
-    if (!submissionAllowed(ctx.deps, ctx.user.id)) {
+    if (!(await submissionAllowed(ctx.deps, ctx.user.id))) {
       const { SUBMISSIONS_PER_SECOND: rate, SUBMISSION_BURST: burst } = ctx.deps.env;
       throw new TRPCError({
         code: "TOO_MANY_REQUESTS",

@@ -2,7 +2,7 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { checkExpression } from "../../../worker/interactive/calc";
 import { InteractiveError } from "../../coordinator/interactive";
-import { RateLimiter } from "./rateLimit";
+import type { SharedLimiter } from "../../cluster/limiter";
 
 export interface CalcAnswer {
   expression: string;
@@ -15,12 +15,15 @@ export interface CalcAnswer {
 }
 
 // One limiter per running server (tests run several in one process).
-const limiters = new WeakMap<object, { user: RateLimiter; anonymous: RateLimiter }>();
+const limiters = new WeakMap<object, { user: SharedLimiter; anonymous: SharedLimiter }>();
 
 /** False when the caller (a user, or all anonymous callers together) asked too often. */
-export function calcAllowed(deps: AppDeps, userId: string | null): boolean {
+export function calcAllowed(deps: AppDeps, userId: string | null): Promise<boolean> {
   let l = limiters.get(deps.coordinator);
-  if (!l) limiters.set(deps.coordinator, (l = { user: new RateLimiter(20, 60), anonymous: new RateLimiter(50, 150) }));
+  if (!l) {
+    l = { user: deps.cluster.limiter("calc", 20, 60), anonymous: deps.cluster.limiter("calc-anonymous", 50, 150) };
+    limiters.set(deps.coordinator, l);
+  }
   return userId ? l.user.take(userId) : l.anonymous.take("anonymous");
 }
 

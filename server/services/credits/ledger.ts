@@ -94,7 +94,7 @@ export function postTransactionSync(
 }
 
 /** Merges postings by account and checks they balance; drops zero moves. */
-function balancedMoves(kind: EntryKind, postings: Posting[]): Array<[string, number]> {
+export function balancedMoves(kind: EntryKind, postings: Posting[]): Array<[string, number]> {
   const merged = new Map<string, number>();
   for (const p of postings) {
     if (!Number.isSafeInteger(p.amount)) throw new Error(`ledger amounts are integers (got ${p.amount})`);

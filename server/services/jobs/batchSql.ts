@@ -35,13 +35,23 @@ export interface ReliabilityRow {
   banReason: string | null;
 }
 
+/** The counters of a reliability row, which only ever grow. */
+export type ReliabilityCounters = Pick<ReliabilityRow, "valid" | "invalid" | "errors" | "turnaroundMsTotal" | "turnaroundCount" | "spotChecks">;
+
+/**
+ * A reliability row to write: streaks as they are now, counters as increments (`add`), so
+ * that writers counting the same host at once never overwrite each other's counts. A ban
+ * only ever extends (lifting one is an admin's write of its own).
+ */
+export type ReliabilityWrite = Pick<ReliabilityRow, "id" | "consecutiveValid" | "consecutiveInvalid" | "bannedUntil" | "banReason"> & { add: ReliabilityCounters };
+
 export type PersistOp =
   /** A returned result, before it is validated: committed before the volunteer's ack. */
   | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; outputJson: string; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
   | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string }
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
   | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[] }
-  | { type: "reliability"; rows: ReliabilityRow[] }
+  | { type: "reliability"; rows: ReliabilityWrite[] }
   /** A new job, written alone (its escrow hold may fail for want of credits): see submitJob. */
   | { type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number }
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
@@ -66,7 +76,7 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   // Result rows by task id; columns as in the INSERT below (8 = state, 9 = paid, 14 = decidedAt).
   const results = new Map<string, unknown[]>();
   const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
-  const reliability = new Map<string, ReliabilityRow>();
+  const reliability = new Map<string, ReliabilityWrite>();
   const volunteers: unknown[][] = [];
   const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
   const submitted: Array<Extract<PersistOp, { type: "submit" }>> = [];
@@ -100,7 +110,7 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
         validated.push(op);
         break;
       case "reliability":
-        for (const row of op.rows) reliability.set(row.id, row);
+        for (const row of op.rows) reliability.set(row.id, mergeReliability(reliability.get(row.id), row));
         break;
     }
   }
@@ -124,12 +134,15 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   if (reliability.size) {
     gate.bulk(conn, `INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
       "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason", "updatedAt") VALUES {values} ON CONFLICT ("id") DO UPDATE SET
-      "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid", "valid" = excluded."valid",
-      "invalid" = excluded."invalid", "errors" = excluded."errors", "turnaroundMsTotal" = excluded."turnaroundMsTotal",
-      "turnaroundCount" = excluded."turnaroundCount", "spotChecks" = excluded."spotChecks", "bannedUntil" = excluded."bannedUntil", "banReason" = excluded."banReason",
+      "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid",
+      "valid" = "Reliability"."valid" + excluded."valid", "invalid" = "Reliability"."invalid" + excluded."invalid",
+      "errors" = "Reliability"."errors" + excluded."errors", "turnaroundMsTotal" = "Reliability"."turnaroundMsTotal" + excluded."turnaroundMsTotal",
+      "turnaroundCount" = "Reliability"."turnaroundCount" + excluded."turnaroundCount", "spotChecks" = "Reliability"."spotChecks" + excluded."spotChecks",
+      "banReason" = CASE WHEN excluded."bannedUntil" > coalesce("Reliability"."bannedUntil", '') THEN excluded."banReason" ELSE "Reliability"."banReason" END,
+      "bannedUntil" = CASE WHEN excluded."bannedUntil" > coalesce("Reliability"."bannedUntil", '') THEN excluded."bannedUntil" ELSE "Reliability"."bannedUntil" END,
       "updatedAt" = excluded."updatedAt"`, [...reliability.values()].map((r) => [
-      r.id, r.consecutiveValid, r.consecutiveInvalid, r.valid, r.invalid, r.errors, r.turnaroundMsTotal, r.turnaroundCount, r.spotChecks ?? 0,
-      r.bannedUntil ? sqlTime(new Date(r.bannedUntil)) : null, r.banReason, at,
+      r.id, r.consecutiveValid, r.consecutiveInvalid, r.add.valid, r.add.invalid, r.add.errors, r.add.turnaroundMsTotal, r.add.turnaroundCount,
+      r.add.spotChecks, r.bannedUntil ? sqlTime(new Date(r.bannedUntil)) : null, r.banReason, at,
     ]));
   }
   for (const end of finished) finishJob(gate, conn, end, at);
@@ -143,6 +156,14 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
       console.error(`backtracking ${b.host} failed: ${(e as Error).message}`);
     }
   }
+}
+
+/** Two writes of one row in a batch: the later streaks and ban, the increments summed. */
+export function mergeReliability(a: ReliabilityWrite | undefined, b: ReliabilityWrite): ReliabilityWrite {
+  if (!a) return b;
+  const add = { ...b.add };
+  for (const k of Object.keys(add) as Array<keyof ReliabilityCounters>) add[k] += a.add[k];
+  return { ...b, add };
 }
 
 /**
@@ -186,13 +207,13 @@ function insertJob(gate: SqliteGate, conn: Conn, s: Extract<PersistOp, { type: "
 }
 
 /**
- * Marks units done (only those not done yet), settles their results and pays the valid ones.
+ * Marks units done (only those not done yet, of jobs still running), settles their results and pays the valid ones.
  * Verdicts on results still to be inserted (`incoming`) are written into those rows.
  */
 function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp, { type: "validated" }>>, incoming: Map<string, unknown[]>, at: string) {
   const fresh = gate.bulk<{ id: string }>(conn, `UPDATE "WorkUnit" SET "done" = 1, "output" = v.column2, "volunteerId" = v.column3,
     "completedAt" = v.column4 FROM (VALUES {values}) AS v WHERE "WorkUnit"."id" = v.column1 AND "WorkUnit"."done" = 0
-    RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, op.canonicalJson, op.valid[0]?.host ?? null, at]));
+    AND "WorkUnit"."jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, op.canonicalJson, op.valid[0]?.host ?? null, at]));
   const done = new Set(fresh.map((r) => r.id));
   const verdicts: unknown[][] = [];
   const verdict = (taskId: string, state: string, paid: number) => {

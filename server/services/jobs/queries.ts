@@ -124,6 +124,8 @@ async function runningJob(deps: AppDeps, viewer: Viewer, jobId: string, ownerOnl
 export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   await runningJob(deps, viewer, jobId);
   await deps.coordinator.cancelJob(jobId);
+  // Wherever its units are being computed.
+  deps.cluster.bus.publish("cancel", jobId);
   return getJob(deps, viewer, jobId);
 }
 

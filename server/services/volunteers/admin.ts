@@ -18,8 +18,11 @@ export async function listVolunteers(deps: AppDeps, opts: { search?: string; lim
   const accountIds = rows.map((r) => (r.userId ? userAccount(r.userId) : anonAccount(r.id)));
   const records = await deps.db.reliability.findMany({ where: { id: { in: [...rows.map((r) => hostKey(r.id)), ...accountIds] } } });
   const byId = new Map(records.map((r) => [r.id, r]));
+  // Online on any node of the cluster (this one alone without Redis).
   const online = new Map<string, number>();
-  for (const c of deps.coordinator.volunteers()) online.set(c.volunteerId, (online.get(c.volunteerId) ?? 0) + c.threads);
+  for (const node of await deps.presence.nodes()) {
+    for (const c of node.volunteers) online.set(c.volunteerId, (online.get(c.volunteerId) ?? 0) + c.threads);
+  }
   return rows.map((r, i) => {
     const host = byId.get(hostKey(r.id)) ?? { ...emptyRecord(hostKey(r.id)), updatedAt: null };
     const account = byId.get(accountIds[i]) ?? { ...emptyRecord(accountIds[i]), updatedAt: null };
@@ -36,11 +39,15 @@ export async function listVolunteers(deps: AppDeps, opts: { search?: string; lim
 export async function banVolunteer(deps: AppDeps, input: { id: string; hours: number; reason: string }) {
   if (!/^(host|user|anon):/.test(input.id)) throw new UserError("BAD_REQUEST", "Ban a host (host:<volunteer id>) or an account (user:… or anon:…).");
   const until = new Date(Date.now() + input.hours * 3600_000);
-  await deps.coordinator.ban(input.id, until, `${input.reason} (by an admin)`);
+  const reason = `${input.reason} (by an admin)`;
+  await deps.coordinator.ban(input.id, until, reason);
+  // Its sockets on the other nodes are closed too.
+  deps.cluster.bus.publish("ban", { id: input.id, until: until.toISOString(), reason });
   return { id: input.id, until };
 }
 
 export async function unbanVolunteer(deps: AppDeps, id: string) {
   await deps.coordinator.unban(id);
+  deps.cluster.bus.publish("unban", id);
   return { id };
 }

@@ -1,9 +1,258 @@
 import type pg from "pg";
-import type { PersistOp } from "../../services/jobs/batchSql";
+import { escrowAccount, userAccount } from "../../services/credits/accounts";
+import { mergeReliability, type PersistOp, type ReliabilityWrite, type ResultRef } from "../../services/jobs/batchSql";
+import { backtrackPg } from "./backtrackPg";
+import { postTransactionPg } from "./ledgerPg";
+import type { Posting } from "../../services/credits/ledger";
 
-/** The group commit's batch on PostgreSQL: see batchSql.ts for what each op means. */
-export async function writeBatchPg(client: pg.PoolClient, ops: PersistOp[]): Promise<void> {
-  void client;
-  void ops;
-  throw new Error("not written yet");
+// The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
+// order as batchSql.ts (SQLite), read that file for what each op means. Rows go as arrays
+// through `unnest`, so a batch of a thousand results is a handful of statements.
+//
+// Several coordinators may commit at once, so what SQLite's single writer made safe is made
+// explicit here: a job's escrow row is locked (FOR UPDATE) before it pays or refunds, a unit
+// is paid only while its job runs and only once (`NOT "done"`), a job ends only from running
+// (its row locked, state re-checked), and counters are incremented, never written from memory.
+// Rows of one table are touched in id order, so two batches never wait on each other in a circle.
+
+type Client = pg.PoolClient;
+
+/** Timestamps as UTC wall time: the columns are `timestamp(3)` without a zone, as Prisma writes them. */
+const pgTime = (d: Date) => d.toISOString().replace("Z", "");
+
+export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
+  const at = pgTime(new Date());
+  const results = new Map<string, ResultRow>();
+  const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
+  const reliability = new Map<string, ReliabilityWrite>();
+  const volunteers = new Map<string, Extract<PersistOp, { type: "volunteer" }>>();
+  const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
+  const submitted: Array<Extract<PersistOp, { type: "submit" }>> = [];
+  const backtracks: Array<Extract<PersistOp, { type: "backtrack" }>> = [];
+  for (const op of ops) {
+    switch (op.type) {
+      case "backtrack":
+        backtracks.push(op);
+        break;
+      case "finish":
+        finished.push(op);
+        break;
+      case "submit":
+        submitted.push(op);
+        break;
+      case "volunteer":
+        // One row per id: a key twice in one INSERT … ON CONFLICT is an error here.
+        volunteers.set(op.id, op);
+        break;
+      case "result":
+        results.set(op.taskId, {
+          id: op.taskId, jobId: op.jobId, unitId: op.unitId, host: op.host, account: op.account, output: op.outputJson, digest: op.digest,
+          error: null, state: "pending", paid: 0, turnaroundMs: Math.round(op.turnaroundMs), cpuMs: op.cpuMs === undefined ? null : Math.round(op.cpuMs),
+          workMs: op.workMs ?? null, receivedAt: at, decidedAt: null,
+        });
+        break;
+      case "error":
+        results.set(op.taskId, {
+          id: op.taskId, jobId: op.jobId, unitId: op.unitId, host: op.host, account: op.account, output: null, digest: null, error: op.error,
+          state: "error", paid: 0, turnaroundMs: 0, cpuMs: null, workMs: null, receivedAt: at, decidedAt: at,
+        });
+        break;
+      case "validated":
+        validated.push(op);
+        break;
+      case "reliability":
+        for (const row of op.rows) reliability.set(row.id, mergeReliability(reliability.get(row.id), row));
+        break;
+    }
+  }
+  if (volunteers.size) await upsertVolunteers(c, [...volunteers.values()].sort((a, b) => cmp(a.id, b.id)));
+  if (validated.length) await settle(c, validated, results, at);
+  if (results.size) await upsertResults(c, [...results.values()].sort((a, b) => cmp(a.id, b.id)));
+  if (reliability.size) await upsertReliability(c, [...reliability.values()].sort((a, b) => cmp(a.id, b.id)), at);
+  for (const end of finished) await finishJob(c, end, at);
+  for (const sub of submitted) await insertJob(c, sub, at);
+  for (const b of backtracks) {
+    // In a savepoint of its own: a backtrack that fails is undone alone and logged.
+    await c.query("SAVEPOINT backtrack");
+    try {
+      await backtrackPg(c, b, at);
+      await c.query("RELEASE SAVEPOINT backtrack");
+    } catch (e) {
+      await c.query("ROLLBACK TO SAVEPOINT backtrack");
+      console.error(`backtracking ${b.host} failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+interface ResultRow {
+  id: string; jobId: string; unitId: string; host: string; account: string; output: string | null; digest: string | null; error: string | null;
+  state: string; paid: number; turnaroundMs: number; cpuMs: number | null; workMs: number | null; receivedAt: string; decidedAt: string | null;
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const col = <T, K extends keyof T>(rows: T[], k: K) => rows.map((r) => r[k]);
+
+async function upsertVolunteers(c: Client, rows: Array<Extract<PersistOp, { type: "volunteer" }>>) {
+  const seen = rows.map((r) => pgTime(new Date(r.at)));
+  // A default name never replaces one the owner chose (on /account, or with --name).
+  await c.query(`INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "nameChosen", "benchmarkScore", "createdAt", "lastSeenAt")
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::float8[], $7::timestamp[], $7::timestamp[])
+    ON CONFLICT ("id") DO UPDATE SET "lastSeenAt" = excluded."lastSeenAt", "benchmarkScore" = excluded."benchmarkScore",
+    "userId" = coalesce(excluded."userId", "Volunteer"."userId"),
+    "name" = CASE WHEN excluded."nameChosen" OR NOT "Volunteer"."nameChosen" THEN coalesce(excluded."name", "Volunteer"."name") ELSE "Volunteer"."name" END,
+    "nameChosen" = ("Volunteer"."nameChosen" OR excluded."nameChosen")`,
+  [col(rows, "id"), col(rows, "tokenHash"), col(rows, "userId"), col(rows, "name"), rows.map((r) => !!r.nameChosen), rows.map((r) => r.benchmark ?? 1), seen]);
+}
+
+async function upsertResults(c: Client, rows: ResultRow[]) {
+  await c.query(`INSERT INTO "Result" ("id", "jobId", "unitId", "volunteerId", "accountId", "output", "digest", "error", "state", "paid",
+    "turnaroundMs", "cpuMs", "workMs", "receivedAt", "decidedAt")
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[],
+      $11::int4[], $12::int4[], $13::float8[], $14::timestamp[], $15::timestamp[])
+    ON CONFLICT ("id") DO UPDATE SET "state" = excluded."state", "paid" = excluded."paid", "decidedAt" = excluded."decidedAt"
+    WHERE excluded."state" <> 'pending'`,
+  [col(rows, "id"), col(rows, "jobId"), col(rows, "unitId"), col(rows, "host"), col(rows, "account"), col(rows, "output"), col(rows, "digest"),
+    col(rows, "error"), col(rows, "state"), col(rows, "paid"), col(rows, "turnaroundMs"), col(rows, "cpuMs"), col(rows, "workMs"),
+    col(rows, "receivedAt"), col(rows, "decidedAt")]);
+}
+
+async function upsertReliability(c: Client, rows: ReliabilityWrite[], at: string) {
+  const a = (k: keyof ReliabilityWrite["add"]) => rows.map((r) => r.add[k]);
+  // Counters add up; streaks are the writer's; a ban only ever extends.
+  await c.query(`INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
+    "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason", "updatedAt")
+    SELECT v.*, $12::timestamp FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], $7::float8[], $8::int4[],
+      $9::int4[], $10::timestamp[], $11::text[]) AS v
+    ON CONFLICT ("id") DO UPDATE SET
+    "consecutiveValid" = excluded."consecutiveValid", "consecutiveInvalid" = excluded."consecutiveInvalid",
+    "valid" = "Reliability"."valid" + excluded."valid", "invalid" = "Reliability"."invalid" + excluded."invalid",
+    "errors" = "Reliability"."errors" + excluded."errors", "turnaroundMsTotal" = "Reliability"."turnaroundMsTotal" + excluded."turnaroundMsTotal",
+    "turnaroundCount" = "Reliability"."turnaroundCount" + excluded."turnaroundCount", "spotChecks" = "Reliability"."spotChecks" + excluded."spotChecks",
+    "banReason" = CASE WHEN excluded."bannedUntil" > coalesce("Reliability"."bannedUntil", '-infinity') THEN excluded."banReason" ELSE "Reliability"."banReason" END,
+    "bannedUntil" = greatest("Reliability"."bannedUntil", excluded."bannedUntil"),
+    "updatedAt" = excluded."updatedAt"`,
+  [col(rows, "id"), col(rows, "consecutiveValid"), col(rows, "consecutiveInvalid"), a("valid"), a("invalid"), a("errors"), a("turnaroundMsTotal"),
+    a("turnaroundCount"), a("spotChecks"), rows.map((r) => (r.bannedUntil ? pgTime(new Date(r.bannedUntil)) : null)), col(rows, "banReason"), at]);
+}
+
+/**
+ * Ends a job still running, under a lock on its row (another coordinator may be ending it too):
+ * results still waiting for a quorum are settled as unneeded, the unused escrow goes back to
+ * the owner, and the job row takes its final state.
+ */
+async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>, at: string) {
+  const { rows } = await c.query<{ ownerId: string; state: string }>(`SELECT "ownerId", "state" FROM "Job" WHERE "id" = $1 FOR UPDATE`, [end.jobId]);
+  const job = rows[0];
+  if (!job || job.state !== "running") return;
+  await c.query(`UPDATE "Result" SET "state" = 'unneeded', "decidedAt" = $1 WHERE "jobId" = $2 AND "state" = 'pending'`, [at, end.jobId]);
+  const left = (await lockBalances(c, [escrowAccount(end.jobId)])).get(escrowAccount(end.jobId)) ?? 0;
+  if (left > 0) {
+    await postTransactionPg(c, "refund", [
+      { accountId: escrowAccount(end.jobId), amount: -left },
+      { accountId: userAccount(job.ownerId), amount: left },
+    ], { jobId: end.jobId, memo: "unused escrow returned" }, at);
+  }
+  await c.query(`UPDATE "Job" SET "state" = $1, "error" = $2, "result" = $3, "resultBlob" = $4, "finishedAt" = $5 WHERE "id" = $6`,
+    [end.state, end.error ?? null, end.result ?? null, end.resultBlob ?? null, at, end.jobId]);
+}
+
+/** A new job: its row, its units, its first round (iterative kernels) and its escrow hold. */
+async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, at: string) {
+  const j = s.job;
+  await c.query(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
+    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "createdAt")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`, [
+    j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, !!j.adaptive,
+    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, at,
+  ]);
+  const u = s.units;
+  await c.query(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")
+    SELECT v.id, $1, v.idx, $2, v.input, v.work, v.pay FROM unnest($3::text[], $4::int4[], $5::text[], $6::int4[], $7::int8[]) AS v(id, idx, input, work, pay)`,
+  [j.id, s.round, u.map((x) => x[0]), u.map((x) => x[1]), u.map((x) => x[2]), u.map((x) => x[3]), u.map((x) => x[4])]);
+  if (s.roundState !== null) {
+    await c.query(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]);
+  }
+  await postTransactionPg(c, "hold", [
+    { accountId: s.ownerAccount, amount: -s.estimate },
+    { accountId: s.escrow, amount: s.estimate },
+  ], { jobId: j.id, memo: `escrow for ${j.kernel} job` }, at);
+}
+
+/** Locks accounts' rows (in id order) and returns their balances. */
+export async function lockBalances(c: Client, ids: string[]): Promise<Map<string, number>> {
+  const { rows } = await c.query<{ id: string; balance: number }>(
+    `SELECT "id", "balance" FROM "Account" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [[...new Set(ids)]]);
+  return new Map(rows.map((r) => [r.id, r.balance]));
+}
+
+/**
+ * Marks units done (only those not done yet, of jobs still running), settles their results and
+ * pays the valid ones out of their jobs' escrow, which is locked first: two coordinators paying
+ * out of one escrow never both see what only one of them may spend.
+ */
+async function settle(c: Client, validated: Array<Extract<PersistOp, { type: "validated" }>>, incoming: Map<string, ResultRow>, at: string) {
+  const byUnit = [...validated].sort((a, b) => cmp(a.unitId, b.unitId));
+  // Jobs, then their escrows: the order finishJob takes them in too.
+  const { rows: running } = await c.query<{ id: string }>(`SELECT "id" FROM "Job" WHERE "id" = ANY($1::text[]) AND "state" = 'running' ORDER BY "id" FOR UPDATE`,
+    [[...new Set(byUnit.map((op) => op.jobId))]]);
+  const escrows = await lockBalances(c, running.map((j) => escrowAccount(j.id)));
+  const { rows: fresh } = await c.query<{ id: string }>(`UPDATE "WorkUnit" AS u SET "done" = true, "output" = v.output, "volunteerId" = v.host, "completedAt" = $4
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, output, host)
+    WHERE u."id" = v.id AND NOT u."done" AND u."jobId" = ANY($5::text[])
+    RETURNING u."id"`, [byUnit.map((op) => op.unitId), byUnit.map((op) => op.canonicalJson), byUnit.map((op) => op.valid[0]?.host ?? null), at, running.map((j) => j.id)]);
+  const done = new Set(fresh.map((r) => r.id));
+  const verdicts: Array<[string, string, number]> = [];
+  const verdict = (taskId: string, state: string, paid: number) => {
+    const row = incoming.get(taskId);
+    if (!row) return verdicts.push([taskId, state, paid]);
+    row.state = state;
+    row.paid = paid;
+    row.decidedAt = at;
+  };
+  const payouts = new Map<string, Posting[]>();
+  const volunteers = new Map<string, { tasks: number; earned: number }>();
+  const jobCounts = new Map<string, { units: number; cost: number }>();
+  const escrowOf = (jobId: string) => escrows.get(escrowAccount(jobId)) ?? 0;
+  for (const op of validated) {
+    if (!done.delete(op.unitId)) continue;
+    const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
+    let cost = 0;
+    for (const r of op.valid as ResultRef[]) {
+      // A payout never overdraws the escrow (after a backtrack whose reversal fell short).
+      const pay = Math.min(r.pay, escrowOf(op.jobId));
+      escrows.set(escrowAccount(op.jobId), escrowOf(op.jobId) - pay);
+      verdict(r.taskId, "valid", pay);
+      list.push({ accountId: r.account, amount: pay });
+      const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
+      v.tasks++;
+      v.earned += pay;
+      cost += pay;
+    }
+    for (const r of op.invalid) verdict(r.taskId, "invalid", 0);
+    const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;
+    j.units++;
+    j.cost += cost;
+  }
+  if (verdicts.length) {
+    verdicts.sort((a, b) => cmp(a[0], b[0]));
+    await c.query(`UPDATE "Result" AS r SET "state" = v.state, "paid" = v.paid, "decidedAt" = $4
+      FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(id, state, paid) WHERE r."id" = v.id`,
+    [verdicts.map((v) => v[0]), verdicts.map((v) => v[1]), verdicts.map((v) => v[2]), at]);
+  }
+  for (const [jobId, list] of [...payouts].sort((a, b) => cmp(a[0], b[0]))) {
+    const total = list.reduce((s, p) => s + p.amount, 0);
+    if (total > 0) await postTransactionPg(c, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId }, at);
+  }
+  if (volunteers.size) {
+    const v = [...volunteers].sort((a, b) => cmp(a[0], b[0]));
+    await c.query(`UPDATE "Volunteer" AS x SET "tasksDone" = x."tasksDone" + v.tasks, "earned" = x."earned" + v.earned
+      FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, tasks, earned) WHERE x."id" = v.id`,
+    [v.map((e) => e[0]), v.map((e) => e[1].tasks), v.map((e) => e[1].earned)]);
+  }
+  if (jobCounts.size) {
+    const j = [...jobCounts].sort((a, b) => cmp(a[0], b[0]));
+    await c.query(`UPDATE "Job" AS x SET "unitsDone" = x."unitsDone" + v.units, "cost" = x."cost" + v.cost
+      FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, units, cost) WHERE x."id" = v.id`,
+    [j.map((e) => e[0]), j.map((e) => e[1].units), j.map((e) => e[1].cost)]);
+  }
 }

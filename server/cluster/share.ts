@@ -1,0 +1,69 @@
+import type { Coordinator } from "../coordinator/coordinator";
+import type { Cluster } from "./cluster";
+import type { NodeSnapshot } from "./presence";
+
+/** How often, at most, one job's changes are announced to the other nodes. */
+const JOB_NEWS_MS = 250;
+
+/**
+ * Connects this node's coordinator to the other nodes: job changes (coalesced, so a page on
+ * any node follows a job computed anywhere), cancels, bans and lifted bans. The node that
+ * takes an action applies it itself and publishes it; the others apply what they hear.
+ * Returns the presence snapshot of this node and a stop function.
+ */
+export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opts: { url: () => string; log: (m: string) => void }) {
+  const startedAt = Date.now();
+  const snapshot = (): NodeSnapshot => ({
+    id: cluster.nodeId, url: opts.url(), startedAt, at: Date.now(),
+    status: coordinator.status(),
+    volunteers: coordinator.volunteers().map(({ key: _key, ...v }) => ({ ...v, agent: v.agent ?? "unknown" })),
+  });
+  const presence = cluster.presence(snapshot);
+  if (cluster.mode === "single") return { presence, stop: async () => presence.close() };
+
+  const news = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+  // Set while a change heard from another node is re-emitted here, so it is not sent back.
+  let relaying = false;
+  const onJob = (jobId: string) => {
+    if (relaying) return;
+    news.add(jobId);
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      cluster.bus.publish("jobs", [...news]);
+      news.clear();
+    }, JOB_NEWS_MS);
+  };
+  coordinator.on("job", onJob);
+  const offs = [
+    cluster.bus.subscribe("jobs", (ids) => {
+      if (!Array.isArray(ids)) return;
+      relaying = true;
+      try {
+        for (const id of ids) if (typeof id === "string") coordinator.emit("job", id);
+      } finally {
+        relaying = false;
+      }
+    }),
+    cluster.bus.subscribe("cancel", (jobId) => {
+      if (typeof jobId === "string") coordinator.cancelJob(jobId).catch((e: Error) => opts.log(`[cluster] cancel of ${jobId} failed: ${e.message}`));
+    }),
+    cluster.bus.subscribe("ban", (m) => {
+      const b = m as { id?: unknown; until?: unknown; reason?: unknown };
+      if (typeof b.id !== "string" || typeof b.until !== "string" || typeof b.reason !== "string") return;
+      coordinator.ban(b.id, new Date(b.until), b.reason).catch((e: Error) => opts.log(`[cluster] ban of ${b.id} failed: ${e.message}`));
+    }),
+    cluster.bus.subscribe("unban", (id) => {
+      if (typeof id === "string") coordinator.unban(id).catch((e: Error) => opts.log(`[cluster] unban of ${id} failed: ${e.message}`));
+    }),
+  ];
+  return {
+    presence,
+    async stop() {
+      coordinator.off("job", onJob);
+      clearTimeout(timer);
+      for (const off of offs) off();
+      await presence.close();
+    },
+  };
+}
