@@ -1,4 +1,3 @@
-import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { TRPCClientError } from "@trpc/client";
@@ -27,10 +26,17 @@ const { values: opts } = parseArgs({
     short: { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     ui: { type: "string", default: "on" },
+    /** sqlite (a file, the default) or postgres (a database of the run's own on --pg-url), as in bench.ts. */
+    db: { type: "string", default: "sqlite" },
+    "pg-url": { type: "string", default: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
   },
 });
 if (opts.ui !== "on" && opts.ui !== "off") {
   console.error(`--ui takes "on" or "off", not "${opts.ui}"`);
+  process.exit(2);
+}
+if (opts.db !== "sqlite" && opts.db !== "postgres") {
+  console.error(`--db takes "sqlite" or "postgres", not "${opts.db}"`);
   process.exit(2);
 }
 const SHORT = opts.short;
@@ -81,6 +87,7 @@ async function main() {
   const started = new Date();
   const server = await startBenchServer({
     ui: opts.ui !== "off",
+    postgresUrl: opts.db === "postgres" ? opts["pg-url"] : undefined,
     env: {
       // Short leases, so leases that are never returned expire within the run.
       LEASE_SECONDS: String(plan.leaseSeconds),
@@ -89,7 +96,7 @@ async function main() {
       MAX_WS_MESSAGE_BYTES: String(MAX_WS_MESSAGE_BYTES),
     },
   });
-  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
+  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}, ${opts.db}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
   const t0 = performance.now();
   const sampler = new ProcessSampler(server.pid, server.url, SHORT ? 250 : 500).start();
   const prober = new Prober(server.url, server.apiKey, t0).start();
@@ -710,6 +717,7 @@ async function main() {
   const failedProbes = health.filter((p) => p.healthMs === null || p.adminMs === null).length;
   const shed = endCounters ? shedBetween(countersBefore, endCounters) : null;
   const summary = {
+    db: opts.db,
     saturation_submissions_per_s: ramp.saturation,
     submit_p99_ms_at_saturation: ramp.p99AtSaturation,
     connections_ramp_max: connectionsRampMax,
@@ -728,7 +736,7 @@ async function main() {
     scenarios_passed: scenarios.filter((s) => s.passed).length,
     scenarios_run: scenarios.length,
   };
-  const meta = reportMeta("stress", SHORT ? "short" : "full", started, `npm run stress${SHORT ? " -- --short" : ""}${opts.ui === "off" ? " -- --ui off" : ""}`);
+  const meta = reportMeta("stress", SHORT ? "short" : "full", started, `npm run stress${SHORT ? " -- --short" : ""}${opts.ui === "off" ? " -- --ui off" : ""}${opts.db === "postgres" ? " -- --db postgres" : ""}`);
   const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
   const report = {
     summary,

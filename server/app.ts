@@ -49,6 +49,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => console.log(m));
   const db = createPrisma(env.DATABASE_URL);
+  // SQLite: readers never wait for the writer (the mode is kept in the file). PostgreSQL needs nothing of the kind.
   if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
   const monitor = createMonitoring({ db, env, log, ...opts.monitoring });

@@ -8,7 +8,8 @@ import { DEFAULT_DATABASE_URL, databaseFile, databaseKind } from "./store/databa
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default("0.0.0.0"),
-  DATABASE_URL: z.string().default(DEFAULT_DATABASE_URL),
+  // A SQLite file, or a PostgreSQL database (postgres://user:password@host:5432/name).
+  DATABASE_URL: z.string().default(DEFAULT_DATABASE_URL).refine(isDatabaseUrl, "must be a SQLite file: URL (file:./data/tabgrid.db) or a postgres:// URL"),
   DATA_DIR: z.string().default("./data"),
   PUBLIC_URL: z.string().url().optional(),
   NEXTAUTH_SECRET: z.string().min(16).optional(),
@@ -72,6 +73,15 @@ const schema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
 });
 
+function isDatabaseUrl(url: string): boolean {
+  try {
+    databaseKind(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export type Env = z.infer<typeof schema> & { NEXTAUTH_SECRET: string };
 
 export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
@@ -89,6 +99,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       throw new Error("Invalid environment:\n  NEXTAUTH_SECRET: required in cluster mode (REDIS_URL is set): every node must sign sessions with the same secret, or a session from one node is refused by the others");
     }
   }
+  // A SQLite file's folder is created now, so a fresh checkout starts without setup.
   if (databaseKind(env.DATABASE_URL) === "sqlite") databaseFile(env.DATABASE_URL);
   fs.mkdirSync(env.DATA_DIR, { recursive: true });
   return {

@@ -41,7 +41,7 @@ export function listApiKeys(db: Db, userId: string) {
   return db.apiKey.findMany({
     where: { userId, revokedAt: null },
     select: { id: true, name: true, prefix: true, createdAt: true, lastUsedAt: true },
-    orderBy: { createdAt: "desc" },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
   });
 }
 

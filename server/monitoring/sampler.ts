@@ -174,7 +174,7 @@ export class MonitoringSampler extends EventEmitter<{ sample: [Sample] }> {
     const rows = await this.opts.db.metricSample.findMany({
       where: { at: { gte: new Date(sinceMs), ...(untilMs < Infinity ? { lt: new Date(untilMs) } : {}) } },
       select: { at: true, values: true },
-      orderBy: { at: "asc" },
+      orderBy: [{ at: "asc" }, { id: "asc" }],
     });
     return rows.map((r) => ({ at: r.at.getTime(), values: completeValues(parseValues(r.values)) }));
   }

@@ -12,9 +12,9 @@ export function databaseKind(url = process.env.DATABASE_URL || DEFAULT_DATABASE_
   throw new Error(`DATABASE_URL must be a SQLite file: URL or a postgres:// URL (got ${JSON.stringify(redactUrl(url))})`);
 }
 
-/** A URL fit for a log or an error: its password replaced. */
+/** A URL fit for a log or an error: its password (user:password@, or ?password=) replaced. */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, "$1***@");
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, "$1***@").replace(/([?&]password=)[^&#]*/gi, "$1***");
 }
 
 /**

@@ -341,16 +341,17 @@ describe("alerting: rules, channels and notifications", () => {
 
   it("refuses everyone but admins", async () => {
     const asUser = trpc(srv.url, user.apiKey);
+    // One call at a time: a refusal that arrived before its turn would be an unhandled rejection.
     for (const call of [
-      asUser.alerts.rules.query(),
-      asUser.alerts.channels.query(),
-      asUser.alerts.events.query({ limit: 5 }),
-      asUser.alerts.unreadCount.query(),
-      asUser.alerts.silence.mutate({ id: ruleId, minutes: 5 }),
-      asUser.alerts.createChannel.mutate({ kind: "webhook", name: "sneaky", url: "https://example.com/hook" }),
-      asUser.alerts.testChannel.mutate({ id: channelIds.slack }),
+      () => asUser.alerts.rules.query(),
+      () => asUser.alerts.channels.query(),
+      () => asUser.alerts.events.query({ limit: 5 }),
+      () => asUser.alerts.unreadCount.query(),
+      () => asUser.alerts.silence.mutate({ id: ruleId, minutes: 5 }),
+      () => asUser.alerts.createChannel.mutate({ kind: "webhook", name: "sneaky", url: "https://example.com/hook" }),
+      () => asUser.alerts.testChannel.mutate({ id: channelIds.slack }),
     ]) {
-      expect(await trpcError(call)).toMatchObject({ code: "FORBIDDEN", httpStatus: 403 });
+      expect(await trpcError(call())).toMatchObject({ code: "FORBIDDEN", httpStatus: 403 });
     }
     expect(await trpcError(trpc(srv.url).alerts.rules.query())).toMatchObject({ code: "UNAUTHORIZED" });
     expect((await api.alerts.channels.query()).some((c) => c.name === "sneaky")).toBe(false);

@@ -200,8 +200,9 @@ describe("tRPC over HTTP rejects bad submissions with readable errors", () => {
 
   it("answers a wrong API key with 401 'Invalid API key.', even on public procedures", async () => {
     const wrong = trpc(srv.url, "tg_this-key-does-not-exist");
-    for (const call of [wrong.jobs.submit.mutate({ kernel: "pi", chunks: 1 }), wrong.cluster.status.query(), wrong.account.me.query()]) {
-      expect(await trpcError(call)).toEqual({ code: "UNAUTHORIZED", httpStatus: 401, message: "Invalid API key." });
+    // One call at a time: a refusal that arrived before its turn would be an unhandled rejection.
+    for (const call of [() => wrong.jobs.submit.mutate({ kernel: "pi", chunks: 1 }), () => wrong.cluster.status.query(), () => wrong.account.me.query()]) {
+      expect(await trpcError(call())).toEqual({ code: "UNAUTHORIZED", httpStatus: 401, message: "Invalid API key." });
     }
     const res = await fetch(`${srv.url}/api/trpc/account.balance`, { headers: { authorization: "Bearer not-even-the-prefix" } });
     expect(res.status).toBe(401);

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../helpers/server";
+import { testEngine } from "../helpers/testDb";
 
 // `npm run bench -- --short` end to end, so the benchmark cannot rot: a real server process,
 // headless volunteers over real WebSockets, a report written. Figures are checked for sanity
@@ -12,11 +13,14 @@ import { repoRoot } from "../helpers/server";
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-test-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+// On PostgreSQL, the bench's server runs on a database of its own on the tests' server.
+const dbArgs = testEngine() === "postgres" ? ["--db", "postgres", "--pg-url", process.env.TEST_DATABASE_URL!] : [];
+
 function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: dir };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete (env as Record<string, unknown>)[k];
   return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off"], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
+    execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off", ...dbArgs], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
   });
 }
@@ -27,6 +31,7 @@ describe("npm run bench -- --short", () => {
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
     expect(summary.server_alive).toBe(true);
+    expect(summary.db).toBe(testEngine());
     expect(summary.volunteer_errors).toBe(0);
     expect(summary.dispatch_tasks_per_s).toBeGreaterThan(100);
     expect(summary.overhead_p99_ms).toBeGreaterThan(0);

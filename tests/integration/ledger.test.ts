@@ -1,28 +1,24 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
 import { createPrisma, type Db } from "../../server/store/prisma";
 import { auditLedger, InsufficientCredits, postTransaction, balanceOf } from "../../server/services/credits/ledger";
 import { SYSTEM_GRANTS, anonAccount, escrowAccount, userAccount } from "../../server/services/credits/accounts";
+import { freshDatabase, skipFsync, type TestDatabase } from "../helpers/testDb";
 
-// The ledger on a real SQLite file: random operations keep the books balanced, and a refused
+// The ledger on a real database: random operations keep the books balanced, and a refused
 // debit changes nothing.
 describe("credit ledger", () => {
   let db: Db;
-  let dir: string;
+  let fresh: TestDatabase;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-ledger-"));
-    fs.copyFileSync(inject("templateDb"), path.join(dir, "db.sqlite"));
-    db = createPrisma(`file:${path.join(dir, "db.sqlite")}`);
+    fresh = await freshDatabase("tabgrid-ledger-");
+    db = createPrisma(fresh.databaseUrl);
     // Durability is not what this test is about; skipping fsync keeps a thousand commits fast.
-    await db.$executeRawUnsafe("PRAGMA synchronous = OFF");
+    await skipFsync(fresh, db);
   });
   afterAll(async () => {
-    await db.$disconnect();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await db?.$disconnect();
+    await fresh?.remove();
   });
 
   it("rejects unbalanced transactions and non-integer amounts", async () => {

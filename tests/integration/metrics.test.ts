@@ -1,8 +1,6 @@
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { createRequire } from "node:module";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEnv } from "../../server/env";
 import { startServer, type RunningServer } from "../../server/app";
 import { completeValues } from "../../server/monitoring/history";
@@ -11,6 +9,7 @@ import { SERIES, type Sample } from "../../server/monitoring/series";
 import { getKernel } from "../../worker/kernels";
 import { RawVolunteer, trpc } from "../helpers/clients";
 import { createUserWithKey, startTestServer, TEST_SECRET, waitFor, type TestServer } from "../helpers/server";
+import { freshDatabase, type TestDatabase } from "../helpers/testDb";
 
 // The package ships no types: its output, as far as these tests read it.
 interface Family {
@@ -276,22 +275,21 @@ describe("METRICS_TOKEN", () => {
 });
 
 describe("metric history across a restart", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-metrics-"));
-  const file = path.join(dir, "tabgrid.db");
+  let fresh: TestDatabase;
   const MINUTE_MS = 250; // a shortened "minute", injected into the server's sampler
   const running: RunningServer[] = [];
 
-  beforeAll(() => {
-    fs.copyFileSync(inject("templateDb"), file);
+  beforeAll(async () => {
+    fresh = await freshDatabase("tabgrid-metrics-");
   });
   afterAll(async () => {
     await Promise.all(running.map((s) => s.close().catch(() => undefined)));
-    fs.rmSync(dir, { recursive: true, force: true });
+    await fresh?.remove();
   });
 
   async function start() {
     const env = parseEnv({
-      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: `file:${file}`, DATA_DIR: dir, COMMIT_INTERVAL_MS: "2",
+      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: fresh.databaseUrl, DATA_DIR: fresh.dir, COMMIT_INTERVAL_MS: "2",
       TABGRID_UI: "off", NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", METRICS_INTERVAL_SECONDS: "0.05",
     });
     const server = await startServer(env, { ui: false, log: () => {}, monitoring: { minuteMs: MINUTE_MS } });
@@ -322,7 +320,7 @@ describe("metric history across a restart", () => {
     await first.close();
     running.splice(running.indexOf(first), 1);
     // What the first run left behind, including the minute it was in when it stopped.
-    const check = createPrisma(`file:${file}`);
+    const check = createPrisma(fresh.databaseUrl);
     const saved = await check.metricSample.findMany({ orderBy: { at: "asc" } });
     await check.$disconnect();
     const stored = saved.map((r) => ({ at: r.at.getTime(), values: completeValues(JSON.parse(r.values)) }));

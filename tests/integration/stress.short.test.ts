@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../helpers/server";
+import { testEngine } from "../helpers/testDb";
 
 // `npm run stress -- --short` end to end: its own server process, the overload scenarios and the
 // report, as a user runs it. The figures vary with the machine; what must hold is that the
@@ -23,7 +24,9 @@ interface Scenario {
 function runStress(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: reportsDir };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS" || k.startsWith("TABGRID_")) delete env[k];
-  const child = spawn("npx", ["tsx", "bench/stress.ts", "--short", "--json"], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  // On PostgreSQL, the stress's server runs on a database of its own on the tests' server.
+  const db = testEngine() === "postgres" ? ["--db", "postgres", "--pg-url", process.env.TEST_DATABASE_URL!] : [];
+  const child = spawn("npx", ["tsx", "bench/stress.ts", "--short", "--json", ...db], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -47,6 +50,7 @@ describe("npm run stress -- --short", () => {
     const summary = JSON.parse(lines[0]) as Record<string, unknown> & { shed: Record<string, number>; report: string };
 
     expect(summary.server_alive).toBe(true);
+    expect(summary.db).toBe(testEngine());
     expect(summary.health_probes).toBeGreaterThan(20);
     expect(summary.health_failures).toBe(0);
     expect(summary.saturation_submissions_per_s).toBeGreaterThan(0);

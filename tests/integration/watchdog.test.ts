@@ -1,12 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
 import { repoRoot, runCli, TEST_SECRET, waitFor } from "../helpers/server";
+import { freshDatabase, type TestDatabase } from "../helpers/testDb";
 
 // `tabgrid watch` against a real server process: killed (SIGKILL) it reports "down" to a
 // webhook, restarted on the same port it reports "recovered".
@@ -77,7 +75,7 @@ async function healthy(url: string): Promise<boolean> {
 }
 
 describe("tabgrid watch", () => {
-  let dir: string;
+  let fresh: TestDatabase;
   let port: number;
   let url: string;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -92,13 +90,11 @@ describe("tabgrid watch", () => {
   };
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-watch-"));
-    const dbFile = path.join(dir, "tabgrid.db");
-    fs.copyFileSync(inject("templateDb"), dbFile);
+    fresh = await freshDatabase("tabgrid-watch-");
     [port, receiver] = await Promise.all([freePort(), startReceiver()]);
     url = `http://127.0.0.1:${port}`;
     serverEnv = childEnv({
-      TABGRID_UI: "off", TABGRID_ALERTS: "off", PORT: String(port), HOST: "127.0.0.1", DATABASE_URL: `file:${dbFile}`, DATA_DIR: dir,
+      TABGRID_UI: "off", TABGRID_ALERTS: "off", PORT: String(port), HOST: "127.0.0.1", DATABASE_URL: fresh.databaseUrl, DATA_DIR: fresh.dir,
       NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test",
     });
   });
@@ -107,7 +103,7 @@ describe("tabgrid watch", () => {
     for (const c of children) killGroup(c, "SIGKILL");
     await Promise.all(children.map(exited));
     await receiver?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await fresh?.remove();
   });
 
   it("notifies when the server goes down and again when it is back", async () => {

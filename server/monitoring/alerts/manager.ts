@@ -119,7 +119,7 @@ export function startAlerting(deps: AppDeps, source: SampleSource, opts: Alertin
         id: true, name: true, metric: true, comparison: true, threshold: true, hysteresis: true, forSeconds: true,
         repeatMinutes: true, severity: true, silencedUntil: true, description: true,
       },
-      orderBy: { createdAt: "asc" },
+      orderBy: [{ createdAt: "asc" }, { id: "asc" }],
     });
     const added = engine.setRules(rows.map(ruleSpec));
     for (const id of added) await restore(id);

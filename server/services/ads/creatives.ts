@@ -32,7 +32,7 @@ export const creativeUpdate = z.object({
 });
 
 export async function listCreatives(deps: AppDeps) {
-  return deps.db.adCreative.findMany({ orderBy: { createdAt: "asc" } });
+  return deps.db.adCreative.findMany({ orderBy: [{ createdAt: "asc" }, { id: "asc" }] });
 }
 
 export async function createCreative(deps: AppDeps, input: CreativeInput) {

@@ -31,7 +31,7 @@ async function find(deps: AppDeps, id: string): Promise<ChannelRow> {
 }
 
 export async function listChannels(deps: AppDeps) {
-  const rows = await deps.db.notificationChannel.findMany({ select: channelSelect, orderBy: { createdAt: "asc" } });
+  const rows = await deps.db.notificationChannel.findMany({ select: channelSelect, orderBy: [{ createdAt: "asc" }, { id: "asc" }] });
   return rows.map(view);
 }
 

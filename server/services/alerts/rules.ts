@@ -33,7 +33,7 @@ async function mutate<T>(deps: AppDeps, id: string | null, name: string | undefi
  * "firing"; null for disabled rules or when alerting is not running in this process).
  */
 export async function listRules(deps: AppDeps) {
-  const rows = await deps.db.alertRule.findMany({ select: ruleSelect, orderBy: { createdAt: "asc" } });
+  const rows = await deps.db.alertRule.findMany({ select: ruleSelect, orderBy: [{ createdAt: "asc" }, { id: "asc" }] });
   const states = runningManager(deps.db)?.states();
   const now = Date.now();
   return rows.map((r) => {

@@ -3,18 +3,21 @@ import { maxRoundsOf } from "./rounds";
 
 /** Every job, newest first, searchable by id, kernel or owner email, for the admin. */
 export async function listAllJobs(deps: AppDeps, opts: { search?: string; state?: string; limit: number }) {
+  // `contains` ignores case on SQLite (LIKE) but not on PostgreSQL, whose `mode: "insensitive"`
+  // the shared client type lacks: emails are stored in lower case, so the search is too;
+  // kernel names are lower case already.
   const search = opts.search?.trim();
   const jobs = await deps.db.job.findMany({
     where: {
       ...(opts.state ? { state: opts.state } : {}),
-      ...(search ? { OR: [{ id: { contains: search } }, { kernel: { contains: search } }, { owner: { email: { contains: search } } }] } : {}),
+      ...(search ? { OR: [{ id: { contains: search } }, { kernel: { contains: search } }, { owner: { email: { contains: search.toLowerCase() } } }] } : {}),
     },
     select: {
       id: true, kernel: true, state: true, chunks: true, unitsDone: true, estimate: true, cost: true, replicas: true,
       quorum: true, error: true, createdAt: true, finishedAt: true, params: true, owner: { select: { email: true } },
       _count: { select: { rounds: true } },
     },
-    orderBy: { createdAt: "desc" },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: opts.limit,
   });
   // An iterative job's chunks are its units per round, and its units done count every round:

@@ -79,7 +79,8 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
   const jobs = await deps.db.job.findMany({
     where: { ownerId: viewer.id },
     select: { ...jobColumns, _count: { select: { rounds: true } } },
-    orderBy: { createdAt: "desc" },
+    // Jobs of the same millisecond by id (cuids grow): PostgreSQL keeps no insertion order for ties.
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: opts.limit,
   });
   // An iterative job counts its current round's units (the rounds before it are all done).
@@ -166,11 +167,17 @@ export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) 
  * with the estimate of the same measured results, so the two compare like for like.
  */
 export async function jobWork(deps: AppDeps, jobId: string) {
-  const [row] = await deps.db.$queryRaw<Array<{ results: bigint | number; estimatedMs: number | null; measured: bigint | number; measuredMs: number | null; estimatedMeasuredMs: number | null }>>`
-    SELECT COUNT(*) AS results, SUM(u.work) AS estimatedMs, COUNT(r.workMs) AS measured, SUM(r.workMs) AS measuredMs,
-           SUM(CASE WHEN r.workMs IS NULL THEN 0 ELSE u.work END) AS estimatedMeasuredMs
-    FROM "Result" r JOIN "WorkUnit" u ON u.id = r.unitId
-    WHERE r.jobId = ${jobId} AND r.state = 'valid'`;
+  // One statement for both engines: quoted names (PostgreSQL folds unquoted ones to lower
+  // case), and every aggregate cast to a double, which both read as a plain number (PostgreSQL's
+  // COUNT and SUM of an integer are bigint).
+  const [row] = await deps.db.$queryRaw<Array<{ results: number; estimatedMs: number | null; measured: number; measuredMs: number | null; estimatedMeasuredMs: number | null }>>`
+    SELECT CAST(COUNT(*) AS DOUBLE PRECISION) AS "results",
+           CAST(SUM(u."work") AS DOUBLE PRECISION) AS "estimatedMs",
+           CAST(COUNT(r."workMs") AS DOUBLE PRECISION) AS "measured",
+           CAST(SUM(r."workMs") AS DOUBLE PRECISION) AS "measuredMs",
+           CAST(SUM(CASE WHEN r."workMs" IS NULL THEN 0 ELSE u."work" END) AS DOUBLE PRECISION) AS "estimatedMeasuredMs"
+    FROM "Result" r JOIN "WorkUnit" u ON u."id" = r."unitId"
+    WHERE r."jobId" = ${jobId} AND r."state" = 'valid'`;
   return {
     validResults: Number(row?.results ?? 0),
     estimatedMs: Number(row?.estimatedMs ?? 0),

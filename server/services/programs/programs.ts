@@ -62,7 +62,7 @@ export async function getProgram(deps: AppDeps, hash: string) {
 }
 
 export async function listPrograms(deps: AppDeps, ownerId: string) {
-  const rows = await deps.db.program.findMany({ where: { ownerId }, orderBy: { createdAt: "desc" }, take: 100 });
+  const rows = await deps.db.program.findMany({ where: { ownerId }, orderBy: [{ createdAt: "desc" }, { hash: "asc" }], take: 100 });
   return rows.map(view);
 }
 

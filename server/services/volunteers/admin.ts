@@ -6,11 +6,13 @@ import { readableHostName } from "../leaderboard/leaderboard";
 
 /** Volunteers with their reliability records and whether they are online, for the admin. */
 export async function listVolunteers(deps: AppDeps, opts: { search?: string; limit: number }) {
+  // `contains` ignores case on SQLite (LIKE) but not on PostgreSQL (see adminJobs.ts): emails
+  // are stored in lower case, so the search is too; host names match as typed there.
   const search = opts.search?.trim();
   const rows = await deps.db.volunteer.findMany({
-    where: search ? { OR: [{ id: { contains: search } }, { name: { contains: search } }, { user: { email: { contains: search } } }] } : {},
+    where: search ? { OR: [{ id: { contains: search } }, { name: { contains: search } }, { user: { email: { contains: search.toLowerCase() } } }] } : {},
     select: { id: true, name: true, userId: true, tasksDone: true, earned: true, lastSeenAt: true, user: { select: { email: true } } },
-    orderBy: { lastSeenAt: "desc" },
+    orderBy: [{ lastSeenAt: "desc" }, { id: "asc" }],
     take: opts.limit,
   });
   const accountIds = rows.map((r) => (r.userId ? userAccount(r.userId) : anonAccount(r.id)));

@@ -74,7 +74,7 @@ export async function userHosts(db: Db, userId: string) {
   const rows = await db.volunteer.findMany({
     where: { userId },
     select: { id: true, name: true, nameChosen: true, tasksDone: true, earned: true, benchmarkScore: true, lastSeenAt: true },
-    orderBy: { lastSeenAt: "desc" },
+    orderBy: [{ lastSeenAt: "desc" }, { id: "asc" }],
     take: 200,
   });
   return rows.map((r) => ({ ...r, name: readableHostName(r) }));
