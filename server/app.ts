@@ -67,7 +67,7 @@ export async function startServer(
   const monitoring = await monitor.start(coordinator);
   const shared = shareWithCluster(cluster, coordinator, { url: () => listeningAt, log });
   limitSubmissions(coordinator, env, monitor.observer, cluster);
-  const deps: AppDeps = { db, env, blobs, coordinator, monitoring, cluster, presence: shared.presence };
+  const deps: AppDeps = { db, env, blobs, coordinator, monitoring, cluster, presence: shared.presence, ...(shared.elsewhere ? { elsewhere: shared.elsewhere } : {}) };
   // One node evaluates the alert rules at a time (alone, this one), so an incident is notified once.
   let alerting: ReturnType<typeof startAlerting> | undefined;
   const alertLeader = env.TABGRID_ALERTS === "on" ? cluster.leader("alerts") : undefined;

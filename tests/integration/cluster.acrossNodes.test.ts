@@ -106,6 +106,14 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     expect(await trpcError(submit(a))).toMatchObject({ code: "TOO_MANY_REQUESTS" });
   });
 
+  it("a calculation asked of node A, which has no volunteer, is computed by the one on node B", async () => {
+    const answer = await trpc(a.url).calc.evaluate.mutate({ expression: "2*(3+4)/5" });
+    expect(answer).toMatchObject({ value: 2.8, volunteerId: volunteer.identity.volunteerId });
+    // A malformed expression is refused before anything is routed; a math error comes back as such.
+    expect(await trpcError(trpc(a.url).calc.evaluate.mutate({ expression: "2*(" }))).toMatchObject({ code: "BAD_REQUEST" });
+    expect(await trpcError(trpc(a.url).calc.evaluate.mutate({ expression: "1/0" }))).toMatchObject({ code: "BAD_REQUEST" });
+  });
+
   it("a ban issued on node A cuts the host on node B at once", async () => {
     await trpc(a.url, admin.apiKey).admin.ban.mutate({ id: `host:${volunteer.identity.volunteerId}`, hours: 1, reason: "test" });
     await waitFor(() => b.deps.coordinator.volunteers().length === 0, 5000, "node B to close the banned host's socket");
