@@ -83,6 +83,8 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     const { mode, nodes } = await api.admin.nodes.query();
     expect(mode).toBe("cluster");
     expect(nodes.map((n) => [n.id, n.health, n.volunteers])).toEqual([["node-a", "up", 0], ["node-b", "up", 1]]);
+    // The public summary (CLI `status`, the volunteer page) is the whole cluster's.
+    expect(await trpc(a.url).cluster.status.query()).toMatchObject({ nodes: 2, volunteers: 1, threads: 2 });
   });
 
   it("a cancel on node A stops node B's tasks", async () => {

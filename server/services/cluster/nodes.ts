@@ -48,3 +48,21 @@ export async function listNodes(deps: Pick<AppDeps, "db" | "cluster" | "presence
   });
   return { mode: deps.cluster.mode, nodes };
 }
+
+/**
+ * The public cluster summary (CLI `status`, the volunteer page): this node's, or in a cluster
+ * the sum over every node (each as it last told the others, this one as it is now).
+ */
+export async function clusterStatus(deps: Pick<AppDeps, "db" | "cluster" | "presence" | "coordinator">) {
+  const own = deps.coordinator.status();
+  if (deps.cluster.mode === "single") return { ...own, nodes: 1 };
+  const nodes = await deps.presence.nodes();
+  const sum = (k: string) => nodes.reduce((s, n) => s + Number((n.id === deps.cluster.nodeId ? (own as Record<string, number>)[k] : n.status[k]) ?? 0), 0);
+  const volunteers = new Set(nodes.flatMap((n) => n.volunteers.map((v) => v.volunteerId)));
+  return {
+    volunteers: volunteers.size, connections: sum("connections"), threads: sum("threads"), tasksQueued: sum("tasksQueued"), tasksRunning: sum("tasksRunning"),
+    // A job's slices may be spread over nodes: the database counts each job once.
+    jobsRunning: await deps.db.job.count({ where: { state: "running" } }),
+    tasksPerSecond: sum("tasksPerSecond"), pendingCommits: sum("pendingCommits"), nodes: nodes.length,
+  };
+}
