@@ -76,6 +76,21 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     expect(seen.filter((s) => s.unitsDone > 0 && s.unitsDone < 300).length, JSON.stringify(seen)).toBeGreaterThan(0);
   });
 
+  it("an iterative job (k-means) submitted on node A runs its rounds through node B to the end", async () => {
+    const api = trpc(a.url, consumer.apiKey);
+    const { id } = await api.jobs.submit.mutate({ kernel: "kmeans", chunks: 6, params: { seed: 2024, k: 6, spread: 3, points: 30_000 }, replication: { replicas: 1, adaptive: false } });
+    await waitFor(async () => (await api.jobs.get.query({ id })).state !== "running", 60_000, "the k-means job to end");
+    const job = await api.jobs.get.query({ id });
+    expect(job.state).toBe("completed");
+    const rounds = await a.deps.db.jobRound.findMany({ where: { jobId: id }, orderBy: { round: "asc" } });
+    expect(rounds.length).toBeGreaterThanOrEqual(2);
+    expect(rounds.at(-1)!.done).toBe(true);
+    // Each round was one slice, held by node B, and none is left to claim.
+    const slices = await a.deps.db.slice.findMany({ where: { jobId: id } });
+    expect(slices.map((x) => x.round).sort((p, q) => p - q)).toEqual(rounds.map((r) => r.round));
+    expect(slices.every((x) => x.done && x.owner === "node-b")).toBe(true);
+  });
+
   it("the admin page on node A lists the volunteer on node B, and both nodes", async () => {
     const api = trpc(a.url, admin.apiKey);
     const rows = await api.admin.volunteers.query({ limit: 10 });
