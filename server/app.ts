@@ -52,8 +52,8 @@ export async function startServer(
   // SQLite: readers never wait for the writer (the mode is kept in the file). PostgreSQL needs nothing of the kind.
   if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
-  const monitor = createMonitoring({ db, env, log, ...opts.monitoring });
   const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
+  const monitor = createMonitoring({ db, env, log, ...(cluster.mode === "cluster" ? { node: cluster.nodeId } : {}), ...opts.monitoring });
   let listeningAt = "";
   const coordinator = new Coordinator({
     ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000 } } : {}),
