@@ -53,12 +53,12 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     });
     const wsClient = createWSClient({ url: `${a.url.replace(/^http/, "ws")}${TRPC_WS_PATH}`, WebSocket: KeyedWebSocket as unknown as typeof globalThis.WebSocket });
     const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient })] });
-    const seen: Array<{ state: string; unitsDone: number }> = [];
+    const seen: Array<{ state: string; status: string; unitsDone: number; total: number }> = [];
     try {
       await new Promise<void>((resolve, reject) => {
         const sub = client.jobs.watch.subscribe({ id }, {
           onData: (job) => {
-            seen.push({ state: job.state, unitsDone: job.unitsDone });
+            seen.push({ state: job.state, status: job.status, unitsDone: job.unitsDone, total: job.progress.total });
             if (job.state !== "running") {
               sub.unsubscribe();
               resolve();
@@ -72,8 +72,11 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     }
     // Node A never held a slice of it: B computed it all, and A's page saw it happen.
     expect(a.deps.coordinator.slices()).toEqual([]);
-    expect(seen.at(-1)).toEqual({ state: "completed", unitsDone: 300 });
-    expect(seen.filter((s) => s.unitsDone > 0 && s.unitsDone < 300).length, JSON.stringify(seen)).toBeGreaterThan(0);
+    expect(seen.at(-1)).toEqual({ state: "completed", status: "completed", unitsDone: 300, total: 300 });
+    // Half way, A shows the whole job as running (B holds its slices), not "queued".
+    const midway = seen.filter((s) => s.unitsDone > 0 && s.unitsDone < 300);
+    expect(midway.length, JSON.stringify(seen)).toBeGreaterThan(0);
+    expect(midway.every((s) => s.status === "running" && s.total === 300), JSON.stringify(midway)).toBe(true);
   });
 
   it("an iterative job (k-means) submitted on node A runs its rounds through node B to the end", async () => {
