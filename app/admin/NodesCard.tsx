@@ -30,6 +30,7 @@ export function NodesCard() {
             ))}
           </tbody>
       </table>
+      {nodes.data?.mode === "cluster" && <p className="hint">The tiles and charts on this page are this node&apos;s own; each node records its own samples.</p>}
     </div>
   );
 }
