@@ -72,8 +72,18 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
         relaying = false;
       }
     }),
+    // Cancelled on another node (which wrote the end): this node's slices of it stop.
     cluster.bus.subscribe("cancel", (jobId) => {
-      if (typeof jobId === "string") coordinator.cancelJob(jobId).catch((e: Error) => opts.log(`[cluster] cancel of ${jobId} failed: ${e.message}`));
+      if (typeof jobId === "string") coordinator.dropJob(jobId);
+    }),
+    // The owner's changes to a running job, made on another node, for the slices held here.
+    cluster.bus.subscribe("accept-unconfirmed", (jobId) => {
+      if (typeof jobId === "string") coordinator.acceptUnconfirmed(jobId);
+    }),
+    cluster.bus.subscribe("set-replication", (m) => {
+      const r = m as { jobId?: unknown; replicas?: unknown; quorum?: unknown };
+      if (typeof r.jobId !== "string" || !Number.isInteger(r.replicas) || !Number.isInteger(r.quorum)) return;
+      coordinator.setReplication(r.jobId, r.replicas as number, r.quorum as number).catch((e: Error) => opts.log(`[cluster] replication of ${r.jobId}: ${e.message}`));
     }),
     cluster.bus.subscribe("ban", (m) => {
       const b = m as { id?: unknown; until?: unknown; reason?: unknown };

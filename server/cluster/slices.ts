@@ -81,3 +81,14 @@ export async function startedSlice(pool: pg.Pool, nodeId: string, s: Omit<SliceR
     RETURNING "id", "jobId", "round", "first", "last", "epoch"`, [s.id, s.jobId, s.round, s.first, s.last, nodeId, leaseMs]);
   return rows[0];
 }
+
+/**
+ * After a backtrack reopened units of these jobs: every slice of a running one-shot job with a
+ * unit not done is claimable again, and taken from its holder (whose view of it is stale).
+ */
+export async function reopenSlices(pool: pg.Pool, jobIds: string[]) {
+  if (!jobIds.length) return;
+  await pool.query(`UPDATE "Slice" s SET "done" = false, "owner" = NULL, "leaseUntil" = NULL
+    WHERE s."jobId" = ANY($1::text[]) AND s."round" = 0 AND EXISTS (
+      SELECT 1 FROM "WorkUnit" u WHERE u."jobId" = s."jobId" AND u."round" = 0 AND u."idx" >= s."first" AND u."idx" < s."last" AND NOT u."done")`, [jobIds]);
+}

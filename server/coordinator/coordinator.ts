@@ -92,6 +92,7 @@ export class Coordinator extends EventEmitter {
     const slices = opts.cluster && {
       done: (id: string): Promise<void> => holder!.done(id),
       roundStarted: (jobId: string, round: number, units: number): Promise<string> => holder!.roundStarted(jobId, round, units),
+      reopened: (jobIds: string[]): Promise<void> => holder!.reopened(jobIds),
     };
     const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), ...(slices ? { slices } : {}) });
     const holder: SliceHolder | undefined = opts.cluster ? new SliceHolder(live, lifecycle, opts.cluster) : undefined;
@@ -170,6 +171,11 @@ export class Coordinator extends EventEmitter {
   /** Cluster mode: new work was submitted on another node; claim some if this node's volunteers are hungry. */
   wakeSlices() {
     this.holder?.wake();
+  }
+
+  /** Cluster mode: another node ended this job; its slices here stop. */
+  dropJob(jobId: string) {
+    this.lifecycle.dropJob(jobId, "job ended on another node");
   }
 
   /** Cluster mode: the slices this node holds (none otherwise). */

@@ -32,6 +32,8 @@ export interface LifecycleDeps {
   slices?: {
     done(sliceId: string): Promise<void>;
     roundStarted(jobId: string, round: number, units: number): Promise<string>;
+    /** Units of these jobs were reopened (a backtrack): their slices are claimable again. */
+    reopened(jobIds: string[]): Promise<void>;
   };
 }
 
@@ -168,6 +170,16 @@ export class JobLifecycle {
     }
     const { scheduler } = this.live;
     const ids = this.schedulerIdsOf(jobId).filter((id) => scheduler.jobState(id) === "running");
+    if (this.deps.slices) {
+      // Cluster: this node ends the job whether it holds some of it or none; the nodes that hold
+      // its slices drop them when they hear of it, or at their next renewal.
+      this.dropJob(jobId, "job cancelled");
+      await this.deps.commit.queue.enqueue({ type: "finish", jobId, state: "cancelled" });
+      this.live.observer.jobFinished("cancelled");
+      this.live.log(`job ${jobId} cancelled`);
+      this.live.emit("job", jobId);
+      return true;
+    }
     if (!ids.length) return false;
     for (const id of ids) this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], "job cancelled");
     await Promise.all(ids.map((id) => this.finish(id, "cancelled")));
@@ -187,6 +199,11 @@ export class JobLifecycle {
     jobs.delete(schedulerId);
     if (meta.round) this.rounds.delete(meta.jobId);
     this.live.emit("job", meta.jobId);
+  }
+
+  /** Cluster mode: every slice of the job held here stops (the job ended on another node). */
+  dropJob(jobId: string, why: string) {
+    for (const id of this.schedulerIdsOf(jobId)) if (this.live.jobs.get(id)?.slice) this.dropSlice(id, why);
   }
 
   /** The scheduler jobs of a job here: its current round, or its slices (cluster mode), or itself. */
@@ -273,10 +290,13 @@ export class JobLifecycle {
     const { scheduler } = this.live;
     const ids = this.schedulerIdsOf(jobId);
     const meta = this.live.jobs.get(ids[0]);
-    if (!meta || scheduler.jobState(ids[0]) !== "running") return 0;
-    const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
+    const held = !!meta && scheduler.jobState(ids[0]) === "running";
+    // In a cluster the job's slices may all be on other nodes: the change is stored here all the same.
+    const row = held || !this.deps.slices ? null : await this.deps.db.job.findUnique({ where: { id: jobId }, select: { state: true, maxReplicas: true } });
+    if (!held && row?.state !== "running") return 0;
+    const maxInstances = Math.max(replicas, meta?.spec.replication?.maxInstances ?? row?.maxReplicas ?? replicas);
     const replication = { target: replicas, quorum, maxInstances };
-    await this.deps.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
+    await this.deps.db.job.update({ where: { id: jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
     const outcomes = [];
     for (const id of ids) {
       const m = this.live.jobs.get(id);
@@ -302,6 +322,21 @@ export class JobLifecycle {
     const { scheduler, jobs } = this.live;
     const { dispatch } = this.deps;
     for (const id of jobIds) this.reopening.add(id);
+    if (this.deps.slices) {
+      // Cluster: the jobs' slices held here stop; once the results are rewritten, the slices
+      // with units to decide again go back to the pool (their holders elsewhere lose them at
+      // their next renewal) and are rebuilt by whichever nodes claim them.
+      try {
+        for (const jobId of jobIds) this.dropJob(jobId, "job is being re-checked");
+        await rewrite();
+        await this.deps.slices.reopened(jobIds);
+        this.live.log(`job(s) ${jobIds.join(", ")} reopened: ${why}`);
+      } finally {
+        for (const id of jobIds) this.reopening.delete(id);
+      }
+      for (const id of jobIds) this.live.emit("job", id);
+      return;
+    }
     try {
       // Units of those jobs that are running here stop being handed out while they are rebuilt.
       for (const jobId of jobIds) {

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { claimSlices, heartbeat, releaseSlices, renewSlices, sliceDone, startedSlice, SLICE_UNITS, type SliceRow } from "../cluster/slices";
+import { claimSlices, heartbeat, releaseSlices, renewSlices, reopenSlices, sliceDone, startedSlice, SLICE_UNITS, type SliceRow } from "../cluster/slices";
 import { windowFor } from "./connection";
 import type { JobLifecycle } from "./jobLifecycle";
 import type { Live } from "./live";
@@ -128,6 +128,13 @@ export class SliceHolder {
     const row = await startedSlice(this.opts.pool, this.opts.nodeId, { id: `${jobId}:${round}:0`, jobId, round, first: 0, last: units }, this.opts.leaseMs);
     this.held.set(row.id, row);
     return row.id;
+  }
+
+  /** A backtrack reopened units of these jobs: their slices go back to the pool, to be rebuilt. */
+  async reopened(jobIds: string[]) {
+    for (const [id, row] of [...this.held]) if (jobIds.includes(row.jobId)) this.held.delete(id);
+    await reopenSlices(this.opts.pool, jobIds);
+    this.wake();
   }
 
   private async releaseAll(why: string) {

@@ -139,4 +139,13 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     await waitFor(() => b.deps.coordinator.volunteers().length === 0, 5000, "node B to close the banned host's socket");
     await waitFor(() => /banned/i.test(volunteer.output()), 5000, "the volunteer to be told");
   });
+
+  it("a job no node computes (no volunteer left) is cancelled from node A, its escrow returned", async () => {
+    const api = trpc(a.url, consumer.apiKey);
+    const { id } = await api.jobs.submit.mutate({ kernel: "pi", chunks: 50, params: { samples: 50_000 }, replication: { replicas: 1, adaptive: false } });
+    expect((await api.jobs.get.query({ id })).status).toBe("queued");
+    const cancelled = await api.jobs.cancel.mutate({ id });
+    expect(cancelled.state).toBe("cancelled");
+    expect((await a.deps.db.account.findUniqueOrThrow({ where: { id: `escrow:${id}` } })).balance).toBe(0);
+  });
 });

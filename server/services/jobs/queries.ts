@@ -161,6 +161,8 @@ export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 export async function acceptUnconfirmed(deps: AppDeps, viewer: Viewer, jobId: string) {
   await runningJob(deps, viewer, jobId, "accept its unconfirmed results");
   const accepted = deps.coordinator.acceptUnconfirmed(jobId);
+  // In a cluster, the nodes that hold its other slices do the same for theirs.
+  deps.cluster.bus.publish("accept-unconfirmed", jobId);
   await deps.coordinator.drain();
   return { accepted, job: await getJob(deps, viewer, jobId) };
 }
@@ -175,6 +177,7 @@ export async function setReplication(deps: AppDeps, viewer: Viewer, input: { id:
     throw new UserError("BAD_REQUEST", `A running job's replication can only be lowered (it has ${job.replicas} copies per unit).`);
   }
   const decided = await deps.coordinator.setReplication(input.id, input.replicas, quorum);
+  deps.cluster.bus.publish("set-replication", { jobId: input.id, replicas: input.replicas, quorum });
   await deps.coordinator.drain();
   return { decided, job: await getJob(deps, viewer, input.id) };
 }
