@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Db } from "../../store/prisma";
+import { dbKind, type Db } from "../../store/prisma";
 import { hashPassword, verifyPassword } from "../../auth/password";
 import { postTransaction } from "../credits/ledger";
 import { SYSTEM_GRANTS, userAccount } from "../credits/accounts";
@@ -10,6 +10,9 @@ export const passwordSchema = z
   .string()
   .min(8, "Passwords need at least 8 characters.")
   .max(200, "Passwords are at most 200 characters.");
+
+/** PostgreSQL advisory lock held by a transaction that creates an account (any number unique to it). */
+const CREATE_USER_LOCK = 0x7ab9_0001;
 
 export interface NewUser {
   email: string;
@@ -28,6 +31,9 @@ export async function createUser(db: Db, input: NewUser, starterMillicredits: nu
   const passwordHash = await hashPassword(password);
   try {
     return await db.$transaction(async (tx) => {
+      // SQLite runs one write transaction at a time; PostgreSQL runs sign-ups side by side, and
+      // several could each count no users and all become admin: they take turns here.
+      if (dbKind(db) === "postgres") await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${CREATE_USER_LOCK})`);
       const first = (await tx.user.count()) === 0;
       const user = await tx.user.create({
         data: { email, passwordHash, role: first || input.admin ? "admin" : "user" },
