@@ -22,7 +22,8 @@ const USAGE = `tabgrid: volunteer computing from the command line
                 [--webhook-format slack|alertmanager] [--email-to ADDR ...] [--smtp URL] [--once] [--json]
 
 Kernels: pi, mandelbrot, primes. --url and --api-key default to TABGRID_URL
-(http://localhost:3000) and TABGRID_API_KEY. admin works on DATABASE_URL directly.
+(http://localhost:3000) and TABGRID_API_KEY; volunteer --url may list the nodes of a cluster,
+comma-separated, tried in turn after each disconnect. admin works on DATABASE_URL directly.
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
 down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 

@@ -6,7 +6,7 @@ import type { TRPCError } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
-import { createPrisma, dbKind } from "./store/prisma";
+import { createPrisma, dbKind, pgPool } from "./store/prisma";
 import { BlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
@@ -52,8 +52,11 @@ export async function startServer(
   // SQLite: readers never wait for the writer (the mode is kept in the file). PostgreSQL needs nothing of the kind.
   if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
   const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
-  const monitor = createMonitoring({ db, env, log, ...opts.monitoring });
+  const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
+  const monitor = createMonitoring({ db, env, log, ...(cluster.mode === "cluster" ? { node: cluster.nodeId } : {}), ...opts.monitoring });
+  let listeningAt = "";
   const coordinator = new Coordinator({
+    ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000 } } : {}),
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
@@ -62,11 +65,9 @@ export async function startServer(
       : null,
   });
   const monitoring = await monitor.start(coordinator);
-  const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
-  let listeningAt = "";
   const shared = shareWithCluster(cluster, coordinator, { url: () => listeningAt, log });
   limitSubmissions(coordinator, env, monitor.observer, cluster);
-  const deps: AppDeps = { db, env, blobs, coordinator, monitoring, cluster, presence: shared.presence };
+  const deps: AppDeps = { db, env, blobs, coordinator, monitoring, cluster, presence: shared.presence, ...(shared.elsewhere ? { elsewhere: shared.elsewhere } : {}) };
   // One node evaluates the alert rules at a time (alone, this one), so an incident is notified once.
   let alerting: ReturnType<typeof startAlerting> | undefined;
   const alertLeader = env.TABGRID_ALERTS === "on" ? cluster.leader("alerts") : undefined;

@@ -44,6 +44,8 @@ const schema = z.object({
   // messages, rate budgets, presence and duties through Redis. NODE_ID names this node (default:
   // host, process id and a random part).
   REDIS_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^rediss?:\/\/./, "must look like redis://host:6379").optional()),
+  /** Cluster mode: a node that stops renewing its slices of work loses them to other nodes after this long. */
+  SLICE_LEASE_SECONDS: z.coerce.number().min(1).max(300).default(10),
   /** Starts every Redis key and channel of this cluster, so several clusters may share one Redis. */
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("tabgrid:"),
   NODE_ID: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, dots, dashes and underscores, at most 64").optional()),

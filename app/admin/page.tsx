@@ -7,6 +7,7 @@ import { useTRPC } from "../_components/trpc";
 import { duration, plural } from "../_components/format";
 import { SeriesChart, bytes, ms, type Row } from "./SeriesChart";
 import type { Sample } from "../../server/monitoring/series";
+import { NodesCard } from "./NodesCard";
 
 const HOUR = 3600_000;
 
@@ -48,6 +49,7 @@ export default function AdminDashboard() {
         <div className="tile"><dt>Uptime</dt><dd>{now ? duration(now.uptime_seconds) : "—"}</dd></div>
       </dl>
       <p className="hint" data-testid="sample-count">{plural(rows.length, "sample")} · updated live</p>
+      <NodesCard />
       <div className="charts">
         <SeriesChart testId="chart-volunteers" title="Volunteers and threads online" rows={rows}
           series={[{ key: "volunteers", name: "volunteers" }, { key: "threads", name: "threads" }]} format={(v) => v.toFixed(0)} integer />

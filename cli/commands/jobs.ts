@@ -170,7 +170,7 @@ export async function status(argv: string[]): Promise<number> {
   else {
     console.log(`volunteers online: ${s.volunteers} (${plural(s.threads, "thread")} on ${plural(s.connections, "connection")})`);
     console.log(`tasks queued: ${s.tasksQueued}, running: ${s.tasksRunning}, jobs running: ${s.jobsRunning}`);
-    console.log(`throughput: ${s.tasksPerSecond.toFixed(1)} tasks/s`);
+    console.log(`throughput: ${s.tasksPerSecond.toFixed(1)} tasks/s${s.nodes > 1 ? ` (${plural(s.nodes, "node")} of a cluster)` : ""}`);
   }
   return 0;
 }

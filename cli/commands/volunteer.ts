@@ -33,7 +33,10 @@ export async function volunteer(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     ...connectionOptions, threads: { type: "string" }, throttle: { type: "string" }, identity: { type: "string" }, name: { type: "string" },
   });
-  const conn = connection(values);
+  // Several servers (the nodes of a cluster, comma-separated): tried in turn after each disconnect.
+  const urls = (values.url ?? process.env.TABGRID_URL ?? "").split(",").map((u) => u.trim()).filter(Boolean);
+  const conns = (urls.length ? urls : [undefined]).map((url) => connection({ ...values, url }));
+  const conn = conns[0];
   const threads = intOption(values.threads, "threads", Math.max(1, os.availableParallelism() - 1))!;
   if (threads < 1 || threads > 256) throw new UsageError("--threads must be between 1 and 256");
   const throttle = values.throttle === undefined ? 1 : Number(values.throttle);
@@ -42,11 +45,12 @@ export async function volunteer(argv: string[]): Promise<number> {
   if (chosenName && !chosenName.success) throw new UsageError(`--name: ${chosenName.error.issues[0].message}`);
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
   const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
-  const wsUrl = `${conn.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`;
-  const blobs = new BlobCache(conn.url);
+  const wsUrls = conns.map((c) => `${c.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`);
+  // Blobs come from the node connected now (every node of a cluster serves them all).
+  const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url);
 
-  const client = new VolunteerClient({
-    url: wsUrl,
+  const client: VolunteerClient = new VolunteerClient({
+    url: wsUrls,
     ...id,
     threads,
     agent: "node",
@@ -72,7 +76,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     }
   });
   client.start();
-  console.error(`[volunteer] ${plural(threads, "thread")} computing for ${conn.url} as "${name}"; Ctrl-C to stop`);
+  console.error(`[volunteer] ${plural(threads, "thread")} computing for ${conns.map((c) => c.url).join(" or ")} as "${name}"; Ctrl-C to stop`);
   console.error(`[volunteer] ${programSandbox().description}`);
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());

@@ -1,6 +1,11 @@
 import type { Coordinator } from "../coordinator/coordinator";
 import type { Cluster } from "./cluster";
 import type { NodeSnapshot } from "./presence";
+import { NodeRpc } from "./rpc";
+import { InteractiveError, type InteractiveErrorCode, type InteractiveOutcome } from "../coordinator/interactive";
+
+/** Longer than the asked node's own tries (two volunteers, 3 s each). */
+const FORWARD_TIMEOUT_MS = 8000;
 
 /** How often, at most, one job's changes are announced to the other nodes. */
 const JOB_NEWS_MS = 250;
@@ -19,7 +24,25 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
     volunteers: coordinator.volunteers().map(({ key: _key, ...v }) => ({ ...v, agent: v.agent ?? "unknown" })),
   });
   const presence = cluster.presence(snapshot);
-  if (cluster.mode === "single") return { presence, stop: async () => presence.close() };
+  if (cluster.mode === "single") return { presence, elsewhere: undefined, stop: async () => presence.close() };
+
+  // Interactive tasks: a node without volunteers hands a calculation to one that has some.
+  const rpc = new NodeRpc(cluster.bus, cluster.nodeId);
+  rpc.serve("calc", (input) => coordinator.interactive.run("calc", input));
+  const elsewhere = {
+    async calc(input: { expression: string }): Promise<InteractiveOutcome> {
+      const others = (await presence.nodes()).filter((n) => n.id !== cluster.nodeId && n.volunteers.length > 0);
+      if (!others.length) throw new InteractiveError("no-volunteers", "no volunteers are connected to any node to compute this; try again when one joins");
+      // The node with the most threads online.
+      const node = others.reduce((best, n) => (threads(n) > threads(best) ? n : best));
+      try {
+        return (await rpc.call(node.id, "calc", input, FORWARD_TIMEOUT_MS)) as InteractiveOutcome;
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        throw new InteractiveError((["no-volunteers", "timeout", "evaluation", "closed"].includes(code ?? "") ? code : "timeout") as InteractiveErrorCode, (e as Error).message);
+      }
+    },
+  };
 
   const news = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
@@ -35,7 +58,11 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
     }, JOB_NEWS_MS);
   };
   coordinator.on("job", onJob);
+  const onWork = (jobId: string) => cluster.bus.publish("work", jobId);
+  coordinator.on("work", onWork);
   const offs = [
+    // New work somewhere: claim some if this node's volunteers are hungry.
+    cluster.bus.subscribe("work", () => coordinator.wakeSlices()),
     cluster.bus.subscribe("jobs", (ids) => {
       if (!Array.isArray(ids)) return;
       relaying = true;
@@ -59,11 +86,16 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
   ];
   return {
     presence,
+    elsewhere,
     async stop() {
+      rpc.close();
       coordinator.off("job", onJob);
+      coordinator.off("work", onWork);
       clearTimeout(timer);
       for (const off of offs) off();
       await presence.close();
     },
   };
 }
+
+const threads = (n: NodeSnapshot) => n.volunteers.reduce((s, v) => s + v.threads, 0);

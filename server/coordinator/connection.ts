@@ -44,3 +44,8 @@ export function send(ws: WebSocket, msg: ServerMessage) {
 
 /** Prefetch window: two tasks per thread keeps every worker busy across a round trip. */
 export const windowFor = (threads: number) => threads * 2;
+
+/** The volunteer's window, less the place its ringer holds. */
+export function windowOf(conn: VolunteerConn): number {
+  return Math.max(0, windowFor(conn.threads) - (conn.ringer ? 1 : 0));
+}

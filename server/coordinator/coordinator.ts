@@ -1,51 +1,23 @@
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
 import { Scheduler } from "../scheduler";
-import type { ErrorOutcome, ExpiredLease, JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, ResultRef, SweepReport, TaskAssignment, UnitFailedOutcome, ValidatedOutcome, VerifyOutcome } from "../scheduler/types";
+import type { JobSpec, RecoveredResult } from "../scheduler/types";
 import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
-import { Verifier } from "./verifier";
-import { networkOf } from "./network";
-import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
-import type { ZodType } from "zod";
-import { clampBenchmark } from "../../worker/client/benchmark";
-import { outputSchemaFor } from "../services/programs/outputs";
-import { PROTOCOL_VERSION, parseClientMessage, type Hello, type TaskResult, type WireTask } from "../../worker/protocol/messages";
-import { GroupCommitter } from "../store/groupCommit";
-import { hotStore } from "../store/hotStore";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
-import { mergeJobResult } from "../services/jobs/merge";
-import { replicationSpec } from "../services/jobs/submit";
-import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
-import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services/volunteers/volunteers";
-import { hostKey, loadRecords } from "../services/volunteers/reliability";
-import { anonAccount, userAccount } from "../services/credits/accounts";
-import { Throughput } from "./progress";
-import { send, windowFor, type VolunteerConn } from "./connection";
-import { atEndOfTurn } from "./cork";
-import { InteractiveRouter } from "./interactive";
-import { canonicalJson, digestOf } from "./digest";
-import { ReliabilityBook, toRecord, type BanPolicy } from "./reliabilityBook";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
-import { UserError } from "../services/errors";
-
-interface JobMeta {
-  /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
-  jobId: string;
-  /** The round (from 1) of an iterative job; 0 for a one-shot job. */
-  round: number;
-  spec: JobSpec;
-  ownerId: string;
-  kernel: string;
-  output: ZodType | undefined;
-  /** Millicredits paid per valid result, by unit. */
-  pays: Map<string, number>;
-  /** Valid results paid per unit (more agreeing results than this are not paid). */
-  quorum: number;
-  leaseMs: number;
-  throughput: Throughput;
-}
+import type { InteractiveRouter } from "./interactive";
+import { Verifier } from "./verifier";
+import { ReliabilityBook, type BanPolicy } from "./reliabilityBook";
+import { VolunteerEdge } from "./edge";
+import { ResultPipeline, type Notices } from "./resultPipeline";
+import { CaughtHosts } from "./caughtHosts";
+import { JobLifecycle } from "./jobLifecycle";
+import { Dispatcher } from "./dispatch";
+import { Commit } from "./commit";
+import type { Live } from "./live";
+import { SliceHolder, type SliceHolderOptions } from "./sliceHolder";
 
 export interface CoordinatorOptions {
   db: Db;
@@ -60,175 +32,96 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy | null;
   /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
   errorWaitMs?: number;
+  /**
+   * Cluster mode (PostgreSQL and Redis, several nodes): this node dispatches only the slices of
+   * work it claims (sliceHolder.ts) instead of every running job.
+   */
+  cluster?: Omit<SliceHolderOptions, "url"> & { url: () => string };
 }
-
-/** How often the scheduler is swept for work that waits on volunteers who are not online. */
-const SWEEP_MS = 1000;
-const SWEEP_SOON_MS = 50;
-
-const HELLO_TIMEOUT_MS = 10_000;
-/**
- * Backpressure: when this many operations wait for the database, no new task goes out until
- * the backlog is under the low mark. Memory stays bounded when SQLite is the bottleneck, and
- * what volunteers are computing still comes back and is committed.
- */
-const COMMIT_BACKLOG_HIGH = 30_000;
-const COMMIT_BACKLOG_LOW = 10_000;
-const MAX_BAD_MESSAGES = 20;
-/** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
-const STRANGER_RESULTS_ALLOWED = 512;
 
 /**
  * The live side of the server: owns the scheduler, the volunteer sockets and the group
  * commit of results, validations and payouts. Emits "job" (jobId) when a job's progress or
  * state changed, "volunteers" when the set of volunteers changed, and "tick" for either.
+ *
+ * It only wires its parts together, each of which hands work one way, down this list:
+ * edge.ts (the sockets) → resultPipeline.ts (results to verdicts and payouts) → caughtHosts.ts
+ * (cheaters and backtracking) → jobLifecycle.ts (jobs, rounds, their end) → dispatch.ts (leases,
+ * ringers, the sweep) → commit.ts (the group commit). What goes back up does so through
+ * callbacks set here.
  */
 export class Coordinator extends EventEmitter {
   readonly scheduler: Scheduler;
+  /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
+  readonly interactive: InteractiveRouter;
+  private readonly live: Live;
   /** The server's own recomputation of built-in kernels' units (spot-checks). */
   private readonly verifier = new Verifier();
-  /** Spot-checks in progress, so tests and shutdown can wait for them. */
-  private readonly checking = new Set<Promise<void>>();
-  /** Ringers out, by task id: at most one per socket at a time. */
-  private readonly ringers = new Map<string, Ringer>();
-  /** Hosts caught and backtracked by this process, and the backtrack running now (one at a time). */
-  private readonly backtracked = new Set<string>();
-  private backtracking: Promise<void> = Promise.resolve();
-  /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
-  private readonly reopening = new Set<string>();
-  private readonly book: ReliabilityBook;
-  private readonly conns = new Map<string, VolunteerConn>();
-  /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
-  readonly interactive = new InteractiveRouter({
-    candidates: () => [...this.conns.values()].map((c) => ({ key: c.key, volunteerId: c.volunteerId, threads: c.threads })),
-    leased: (key) => this.scheduler.heldBy(key).length,
-    send: (key, msg) => {
-      const c = this.conns.get(key);
-      if (!c || c.ws.readyState !== c.ws.OPEN) return false;
-      send(c.ws, msg);
-      return true;
-    },
-  });
-  private readonly jobs = new Map<string, JobMeta>();
-  /** Iterative jobs by database id: the scheduler job of their current round. */
-  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
-  private readonly writer: GroupCommitter<PersistOp>;
-  private readonly now: () => number;
-  private readonly throughput = new Throughput();
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private leaseTimerAt = Infinity;
-  private connSeq = 0;
-  private closed = false;
-  /** The last result's output and its canonical JSON (its unit is usually validated right after). */
-  private lastOutput: { value: unknown; json: string } | undefined;
-  /** Volunteer ids whose first hello is not committed yet, with their token hash. */
-  private readonly registering = new Map<string, string>();
-  /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
-  private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
-  private creditsFlush = false;
-  /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
-  private backlogged = false;
-  private readonly observer: CoordinatorObserver;
-  /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
-  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
-  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly commit: Commit;
+  private readonly dispatcher: Dispatcher;
+  private readonly lifecycle: JobLifecycle;
+  private readonly pipeline: ResultPipeline;
+  private readonly edge: VolunteerEdge;
+  /** Cluster mode only: the slices of work this node holds. */
+  private readonly holder: SliceHolder | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
     this.setMaxListeners(0);
     // A fresh epoch per process keeps task ids from before a restart from matching new ones.
     const trust = opts.trust === undefined ? DEFAULT_TRUST : opts.trust ?? undefined;
-    this.scheduler = new Scheduler({ epoch: Date.now().toString(36), ...(trust ? { trust } : {}) });
-    this.now = opts.now ?? Date.now;
-    this.observer = opts.observer ?? noObserver;
-    this.book = new ReliabilityBook(this.scheduler, opts.banPolicy);
-    this.writer = new GroupCommitter(
-      async (ops) => {
-        const started = performance.now();
-        await hotStore(this.opts.db).write(ops);
-        this.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
-        if (this.backlogged && this.writer.size < COMMIT_BACKLOG_LOW) {
-          this.backlogged = false;
-          setImmediate(() => this.dispatchAll());
-        }
-      },
-      {
-        intervalMs: opts.commitIntervalMs,
-        maxBatch: 5000,
-        onError: (e) => {
-          this.observer.commitFailed();
-          this.log(`commit failed, will retry: ${(e as Error).message}`);
-        },
-      },
-    );
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    // In a cluster the node's id is in it too, so task ids never collide between nodes.
+    const epoch = opts.cluster ? `${opts.cluster.nodeId}.${Date.now().toString(36)}` : Date.now().toString(36);
+    this.scheduler = new Scheduler({ epoch, ...(trust ? { trust } : {}) });
+    const live: Live = (this.live = {
+      scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: opts.observer ?? noObserver, now: opts.now ?? Date.now,
+      log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
+    });
+    const { db, blobs } = opts;
+    const verifier = this.verifier;
+    const book = new ReliabilityBook(this.scheduler, opts.banPolicy);
+    // Built from the bottom up; what goes back up does so through the closures over parts built later.
+    const commit = new Commit(db, {
+      intervalMs: opts.commitIntervalMs, observer: live.observer, log: live.log, committed: () => dispatch.committed(),
+    });
+    const queue = commit.queue;
+    const dispatch = new Dispatcher(live, {
+      verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
+      failJob: (jobId, reason) => void lifecycle.finish(jobId, "failed", reason),
+    });
+    const slices = opts.cluster && {
+      done: (id: string): Promise<void> => holder!.done(id),
+      roundStarted: (jobId: string, round: number, units: number): Promise<string> => holder!.roundStarted(jobId, round, units),
+    };
+    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), ...(slices ? { slices } : {}) });
+    const holder: SliceHolder | undefined = opts.cluster ? new SliceHolder(live, lifecycle, opts.cluster) : undefined;
+    const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
+    const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
+    const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
+    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, notices });
+    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book });
+    this.commit = commit;
+    this.dispatcher = dispatch;
+    this.lifecycle = lifecycle;
+    this.pipeline = pipeline;
+    this.edge = edge;
+    this.holder = holder;
+    this.interactive = edge.interactive;
   }
 
-  /**
-   * Finds work that waits on volunteers who are not online (see Scheduler.sweep): jobs whose
-   * wait changed are re-announced, volunteers are told how many of their results wait, and
-   * jobs whose unit errored on every volunteer that could take it fail.
-   */
-  private sweep() {
-    if (this.closed) return;
-    const before = this.waits;
-    const now = this.scheduler.sweep(this.now(), this.opts.errorWaitMs ?? 15_000);
-    this.waits = now;
-    for (const f of now.failed) {
-      this.log(`job ${f.jobId} failed: ${f.reason}`);
-      this.revoke([...f.dropped, ...this.takeRingers(f.jobId)], "job failed");
-      void this.finish(f.jobId, "failed", f.reason);
-    }
-    for (const id of new Set([...before.waits.keys(), ...now.waits.keys()])) {
-      const a = before.waits.get(id);
-      const b = now.waits.get(id);
-      if (a?.results !== b?.results || a?.units !== b?.units) this.emit("job", this.jobs.get(id)?.jobId ?? id);
-    }
-    for (const c of this.conns.values()) {
-      const n = now.hostWaits.get(c.volunteerId) ?? 0;
-      if ((c.toldWaiting ?? 0) !== n) {
-        c.toldWaiting = n;
-        send(c.ws, { type: "waiting", results: n });
-      }
-    }
-  }
-
-  private sweepQueued = false;
-
-  /** A sweep shortly (a burst of joins or departures makes one sweep, not one each). */
-  private sweepSoon() {
-    if (this.sweepQueued) return;
-    this.sweepQueued = true;
-    setTimeout(() => {
-      this.sweepQueued = false;
-      this.sweep();
-    }, SWEEP_SOON_MS).unref();
-  }
-
-
-
-  /**
-   * Writes `ops` in a transaction of their own on the database writer thread, outside the
-   * group commit (a new job: its escrow hold may fail, and must fail alone).
-   */
-  async writeAlone(ops: PersistOp[]): Promise<void> {
-    await hotStore(this.opts.db).write(ops);
+  /** Writes `ops` in a transaction of their own, outside the group commit (see Commit.writeAlone). */
+  writeAlone(ops: PersistOp[]): Promise<void> {
+    return this.commit.writeAlone(ops);
   }
 
   /** Operations waiting for the database (results, verdicts, payouts…). */
   commitBacklog(): number {
-    return this.writer.size;
+    return this.commit.queue.size;
   }
 
   /** Units waiting and instances running per running job, for the dashboard's queue chart. */
   queues() {
-    const out: Array<{ jobId: string; kernel: string; queued: number; running: number; done: number; total: number }> = [];
-    for (const [jobId, meta] of this.jobs) {
-      const p = this.scheduler.progress(jobId);
-      if (p && p.state === "running") out.push({ jobId: meta.jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
-    }
-    return out;
+    return this.lifecycle.queues();
   }
 
   private log(msg: string) {
@@ -238,892 +131,121 @@ export class Coordinator extends EventEmitter {
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     // Any change to jobs or volunteers is also a change to the cluster summary.
     if (event !== "tick") super.emit("tick");
-    // Volunteers came or went: who may confirm what changed at once, not at the next sweep.
-    if (event === "volunteers") this.sweepSoon();
+    // Volunteers came or went: who may confirm what changed at once, not at the next sweep;
+    // in a cluster, a node with more volunteers may take more work.
+    if (event === "volunteers") {
+      this.dispatcher.sweepSoon();
+      this.holder?.wake();
+    }
     return super.emit(event, ...args);
   }
 
-  // ---- jobs -------------------------------------------------------------------------
+  // ---- jobs (jobLifecycle.ts) ---------------------------------------------------------
+
+  /** Rebuilds the queue from the database after a start; returns how many running jobs it loaded. */
+  recover(): Promise<number> {
+    if (!this.holder) return this.lifecycle.recover();
+    // A node of a cluster loads no job of its own accord: it claims slices when its volunteers are hungry.
+    return this.lifecycle.recover({ load: false }).then(() => {
+      this.holder!.start();
+      return 0;
+    });
+  }
 
   /**
-   * Rebuilds the queue from the database after a start: validated units stay done, results
-   * that awaited a quorum count again, and everything else (including what was leased) is
-   * queued anew.
+   * Adds a new job, or (with `round`) one round of an iterative job, as a scheduler job of
+   * its own. In a cluster the job is in the database already, cut into slices: this node
+   * claims what its volunteers can take, and the other nodes hear of it ("work").
    */
-  async recover(): Promise<number> {
-    const db = this.opts.db;
-    // The writer thread starts now, not on the first result (it takes a few hundred ms), and
-    // so does the spot-checker's, so that the first check does not wait for it.
-    await Promise.all([hotStore(this.opts.db).ready(), this.verifier.warmUp()]);
-    const jobs = await db.job.findMany({ where: { state: "running" }, select: Coordinator.jobColumns, orderBy: { createdAt: "asc" } });
-    for (const job of jobs) await this.loadJob(job);
-    if (jobs.length) this.log(`recovered ${jobs.length} running job(s)`);
-    return jobs.length;
-  }
-
-  /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
-  private async loadJob(job: {
-    id: string; ownerId: string; kernel: string; params: string; leaseMs: number; replicas: number; quorum: number;
-    maxReplicas: number; adaptive: boolean; tolerance: string | null;
-  }) {
-    const db = this.opts.db;
-    {
-      // An iterative job resumes its current round (0 for a one-shot job: all its units).
-      const round = await currentRound(db, job.id);
-      const units = await db.workUnit.findMany({
-        where: { jobId: job.id, round },
-        select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
-        orderBy: { idx: "asc" },
-      });
-      const pending = await db.result.findMany({
-        where: { jobId: job.id, state: "pending", unit: { round } },
-        select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
-        orderBy: { receivedAt: "asc" },
-      });
-      const records = await loadRecords(db, [...new Set(pending.flatMap((p) => [hostKey(p.volunteerId), p.accountId]))]);
-      for (const row of records.values()) this.book.seed(row);
-      const recovered: RecoveredResult[] = pending.map((p) => ({
-        unitId: p.unitId, taskId: p.id, host: p.volunteerId, account: p.accountId, output: JSON.parse(p.output ?? "null"),
-        digest: p.digest ?? "", hostRecord: toRecord(records.get(hostKey(p.volunteerId))!), accountRecord: toRecord(records.get(p.accountId)!),
-      }));
-      this.addJob(
-        {
-          id: job.id, kernel: job.kernel, params: JSON.parse(job.params), leaseMs: job.leaseMs, maxErrors: 3,
-          units: units.map((u) => ({ id: u.id, index: u.idx, input: JSON.parse(u.input), work: u.work })),
-          ...replicationSpec({ ...job, tolerance: job.tolerance ? JSON.parse(job.tolerance) : null }),
-        },
-        job.ownerId,
-        new Map(units.map((u) => [u.id, u.pay])),
-        { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
-        round,
-      );
-    }
-  }
-
-  private static readonly jobColumns = {
-    id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
-    maxReplicas: true, adaptive: true, tolerance: true,
-  } as const;
-
-  /** Adds a job, or (with `round`) one round of an iterative job, as a scheduler job of its own. */
   addJob(spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0) {
-    const jobId = spec.id;
-    // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
-    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
-    if (round) {
-      spec = { ...spec, id: roundJobId(jobId, round) };
-      this.rounds.set(jobId, { schedulerId: spec.id });
+    if (this.holder) {
+      this.holder.wake();
+      this.emit("work", spec.id);
+      this.emit("job", spec.id);
+      return;
     }
-    this.jobs.set(spec.id, { jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays, quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput() });
-    const { outcomes } = this.scheduler.addJob(spec, this.now(), recovered);
-    for (const o of outcomes) this.outcome(o);
-    if (this.scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
-      void this.finish(spec.id, "completed");
-    }
-    this.dispatchAll();
-    this.emit("job", jobId);
+    this.lifecycle.addJob(spec, ownerId, pays, recovered, round);
+  }
+
+  /** Cluster mode: new work was submitted on another node; claim some if this node's volunteers are hungry. */
+  wakeSlices() {
+    this.holder?.wake();
+  }
+
+  /** Cluster mode: the slices this node holds (none otherwise). */
+  slices() {
+    return this.holder?.slices() ?? [];
   }
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
-  async cancelJob(jobId: string): Promise<boolean> {
-    const live = this.rounds.get(jobId);
-    if (live?.ending) {
-      // Between two rounds: once the step is stored no next round starts (or, if one just
-      // did, it is cancelled below).
-      live.cancel = true;
-      await live.ending;
-      await this.cancelJob(jobId);
-      return true;
-    }
-    const id = live?.schedulerId ?? jobId;
-    if (this.scheduler.jobState(id) !== "running") return false;
-    this.revoke([...this.scheduler.cancelJob(id), ...this.takeRingers(id)], "job cancelled");
-    await this.finish(id, "cancelled");
-    return true;
-  }
-
-  /** The scheduler's id for a job: an iterative job's current round. */
-  private schedulerIdOf(jobId: string): string {
-    return this.rounds.get(jobId)?.schedulerId ?? jobId;
+  cancelJob(jobId: string): Promise<boolean> {
+    return this.lifecycle.cancelJob(jobId);
   }
 
   /** A job's progress (an iterative job's: its current round's). */
   progress(jobId: string) {
-    jobId = this.schedulerIdOf(jobId);
-    const p = this.scheduler.progress(jobId);
-    const meta = this.jobs.get(jobId);
-    if (!p || !meta) return undefined;
-    const left = p.total - p.done;
-    // Nothing computing it: no rate to speak of, and no end in sight until a volunteer comes.
-    const rate = p.running > 0 ? meta.throughput.rate(this.now()) : null;
-    const wait = this.waits.waits.get(jobId);
-    return {
-      ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate ? left / rate : null,
-      /** Results waiting for a copy that no volunteer online may compute (another account's). */
-      waiting: wait && wait.results > 0 ? wait : null,
-    };
+    return this.lifecycle.progress(jobId);
   }
 
-  /**
-   * The owner accepts the results that wait for a quorum (see Scheduler.acceptPending).
-   * Returns how many units that decided.
-   */
+  /** The owner accepts the results that wait for a quorum; returns how many units that decided. */
   acceptUnconfirmed(jobId: string): number {
-    const id = this.schedulerIdOf(jobId);
-    const outcomes = this.scheduler.acceptPending(id);
-    for (const o of outcomes) this.outcome(o);
-    if (outcomes.length) this.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
-    this.sweep();
-    this.emit("job", jobId);
-    return outcomes.length;
+    return this.lifecycle.acceptUnconfirmed(jobId);
   }
 
-  /**
-   * Changes the replication of a running job (the owner lowers it): `replicas` copies per
-   * unit, `quorum` of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
-   */
-  async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
-    const id = this.schedulerIdOf(jobId);
-    const meta = this.jobs.get(id);
-    if (!meta || this.scheduler.jobState(id) !== "running") return 0;
-    const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
-    const replication = { target: replicas, quorum, maxInstances };
-    await this.opts.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
-    if (this.scheduler.jobState(id) !== "running") return 0;
-    meta.spec = { ...meta.spec, replication };
-    meta.quorum = quorum;
-    const outcomes = this.scheduler.setReplication(id, replication);
-    for (const o of outcomes) this.outcome(o);
-    this.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
-    this.sweep();
-    this.dispatchAll();
-    this.emit("job", jobId);
-    return outcomes.length;
+  /** The owner changes a running job's replication; returns how many units that decided. */
+  setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
+    return this.lifecycle.setReplication(jobId, replicas, quorum);
   }
+
+  // ---- volunteers (edge.ts) -----------------------------------------------------------
 
   /** The public cluster summary (CLI `status`, volunteer page). */
   status() {
     const s = this.scheduler.stats();
     const ids = new Set<string>();
     let threads = 0;
-    for (const c of this.conns.values()) {
+    for (const c of this.live.conns.values()) {
       ids.add(c.volunteerId);
       threads += c.threads;
     }
     return {
-      volunteers: ids.size, connections: this.conns.size, threads, tasksQueued: s.queued, tasksRunning: s.leased,
-      jobsRunning: s.runningJobs, tasksPerSecond: this.throughput.rate(this.now()), pendingCommits: this.writer.size,
+      volunteers: ids.size, connections: this.live.conns.size, threads, tasksQueued: s.queued, tasksRunning: s.leased,
+      jobsRunning: s.runningJobs, tasksPerSecond: this.pipeline.throughput.rate(this.live.now()), pendingCommits: this.commit.queue.size,
     };
   }
 
   volunteers() {
-    return [...this.conns.values()].map((c) => ({
-      key: c.key, volunteerId: c.volunteerId, userId: c.userId, agent: c.agent, threads: c.threads,
-      connectedAt: c.connectedAt, tasksDone: c.tasksDone, earned: c.earned, held: this.scheduler.heldBy(c.key).length,
-    }));
+    return this.edge.volunteers();
   }
-
-  // ---- bans ---------------------------------------------------------------------------
 
   /** Bans a host ("host:<volunteerId>") or an account until `until`, closing its sockets. */
-  async ban(id: string, until: Date, reason: string) {
-    this.book.setBan(id, until, reason);
-    await this.opts.db.reliability.upsert({ where: { id }, create: { id, bannedUntil: until, banReason: reason }, update: { bannedUntil: until, banReason: reason } });
-    this.kick(id, until, reason);
+  ban(id: string, until: Date, reason: string): Promise<void> {
+    return this.edge.ban(id, until, reason);
   }
 
-  async unban(id: string) {
-    this.book.setBan(id, null, null);
-    await this.opts.db.reliability.upsert({ where: { id }, create: { id }, update: { bannedUntil: null, banReason: null, consecutiveInvalid: 0 } });
+  unban(id: string): Promise<void> {
+    return this.edge.unban(id);
   }
-
-  private kick(id: string, until: Date, reason: string) {
-    for (const c of this.conns.values()) {
-      if (hostKey(c.volunteerId) !== id && c.accountId !== id) continue;
-      send(c.ws, { type: "error", code: "banned", message: `Banned until ${until.toISOString()}: ${reason}` });
-      c.ws.close(1008, "banned");
-      this.drop(c);
-    }
-  }
-
-  // ---- volunteer sockets ------------------------------------------------------------
 
   /** Takes over a freshly upgraded volunteer socket; `userId` comes from its session or API key. */
   handleConnection(ws: WebSocket, identity: { userId: string | null; address?: string }) {
-    let conn: VolunteerConn | undefined;
-    let bad = 0;
-    let helloPending = false;
-    const helloTimer = setTimeout(() => {
-      if (!conn) ws.close(1008, "expected a hello message");
-    }, HELLO_TIMEOUT_MS);
-
-    ws.on("message", (data, isBinary) => {
-      try {
-        onMessage(data as Buffer, isBinary);
-      } catch (e) {
-        // Whatever one client's frame provokes stays with that client: it is told, its socket
-        // closed and its leases re-queued; the process and every other volunteer carry on.
-        this.observer.messageRejected();
-        this.log(`volunteer frame failed: ${(e as Error)?.message ?? String(e)}`.slice(0, 300));
-        send(ws, { type: "error", code: "internal", message: "this message could not be handled; the connection is closed" });
-        ws.close(1011, "message could not be handled");
-        if (conn) this.drop(conn);
-      }
-    });
-    const onMessage = (data: Buffer, isBinary: boolean) => {
-      // Shutting down: the commit queue is closed; what was not acknowledged is computed again.
-      if (this.closed) return;
-      const reject = (code: string, message: string) => {
-        this.observer.messageRejected();
-        send(ws, { type: "error", code, message });
-        if (++bad >= MAX_BAD_MESSAGES) ws.close(1008, "too many invalid messages");
-      };
-      if (isBinary) return reject("bad-message", "frames must be JSON text");
-      const parsed = parseClientMessage(data.toString());
-      if (!parsed.ok) return reject("bad-message", parsed.error);
-      const msg = parsed.msg;
-      if (msg.type === "hello") {
-        if (conn || helloPending) return reject("bad-message", "hello was already received");
-        helloPending = true;
-        this.hello(ws, msg, identity.userId, identity.address).then(
-          (c) => {
-            clearTimeout(helloTimer);
-            conn = c;
-            if (ws.readyState !== ws.OPEN) this.drop(c);
-          },
-          (e: Error) => {
-            // Refusals (protocol, token, ban) are told as they are; anything else is the
-            // server's trouble: logged, and the client told to try again later.
-            if (!(e instanceof UserError)) {
-              this.log(`hello of a volunteer failed: ${e.stack ?? e.message}`);
-              send(ws, { type: "error", code: "unavailable", message: "the server could not register this volunteer; try again later" });
-              ws.close(1011, "try again later");
-              return;
-            }
-            send(ws, { type: "error", code: "hello-refused", message: e.message });
-            ws.close(1008, e.message.slice(0, 120));
-          },
-        );
-        return;
-      }
-      if (!conn) return reject("bad-message", "send hello first");
-      // Dropped (banned, or gone while its hello was pending): the socket is closing and what
-      // it still sends is moot; the scheduler no longer knows it (setWindow would throw).
-      if (!this.conns.has(conn.key)) return;
-      if (msg.type === "capacity") {
-        conn.threads = msg.threads;
-        this.scheduler.setWindow(conn.key, windowOf(conn));
-        this.dispatch(conn);
-      } else if (msg.type === "load") {
-        this.interactive.report(conn.key, msg);
-      } else if (msg.type === "interactive-result") {
-        this.interactive.answer(conn.key, msg);
-      } else {
-        // More results for tasks it does not hold than it could ever have been sent: refused as
-        // a bad frame (and not echoed back one by one), so junk cannot buy server work.
-        const strangers = this.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
-        if (strangers > STRANGER_RESULTS_ALLOWED) reject("bad-message", `${strangers} results for tasks this volunteer does not hold`);
-      }
-    };
-    ws.on("close", () => {
-      clearTimeout(helloTimer);
-      if (conn) this.drop(conn);
-    });
-    ws.on("error", (e: Error & { code?: string }) => {
-      if (e.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
-        // ws has sent the close (1009) for a frame over MAX_WS_MESSAGE_BYTES: let the client
-        // read it (terminating now would reset the connection and lose the code), but not wait
-        // for an answer for long.
-        this.observer.shed("frame-too-large");
-        setTimeout(() => ws.terminate(), 1000).unref();
-        return;
-      }
-      ws.terminate();
-    });
-  }
-
-  private async hello(ws: WebSocket, msg: Hello, userId: string | null, address: string | undefined): Promise<VolunteerConn> {
-    if (msg.protocol !== PROTOCOL_VERSION) {
-      throw new UserError("BAD_REQUEST", `protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
-    }
-    const benchmark = clampBenchmark(msg.benchmark);
-    const db = this.opts.db;
-    const { tokenHash, existed } = await checkVolunteer(db, msg, this.registering);
-    // Its row goes through the group commit (a burst of hellos is a few batches, off the event
-    // loop) and is durable before the welcome; until then the id is held here, so a second
-    // hello with another token is refused all the same.
-    if (!existed) this.registering.set(msg.volunteerId, tokenHash);
-    await this.writer.enqueue({ type: "volunteer", ...volunteerRow({ ...msg, userId, benchmark }, tokenHash) })
-      .finally(() => this.registering.delete(msg.volunteerId));
-    // Signed in: what this id earned while anonymous moves to the account.
-    if (userId && existed) await claimAnonymousCredits(db, userId, msg.volunteerId);
-    const accountId = userId ? userAccount(userId) : anonAccount(msg.volunteerId);
-    const host = hostKey(msg.volunteerId);
-    const records = await loadRecords(this.opts.db, [host, accountId]);
-    for (const row of records.values()) this.book.seed(row);
-    const ban = this.book.activeBan([host, accountId], new Date(this.now()));
-    if (ban) throw new UserError("FORBIDDEN", `banned until ${ban.until.toISOString()}: ${ban.reason}`);
-    const conn: VolunteerConn = {
-      key: `${msg.volunteerId}~${++this.connSeq}`,
-      volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
-      connectedAt: this.now(), earned: 0, tasksDone: 0, benchmark, ws,
-    };
-    if (ws.readyState !== ws.OPEN || this.closed) return conn;
-    this.conns.set(conn.key, conn);
-    this.scheduler.addVolunteer(conn.key, {
-      window: windowFor(msg.threads), host: msg.volunteerId, account: accountId,
-      hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
-      speed: benchmark, network: networkOf(address),
-    });
-    send(ws, {
-      type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
-      signedIn: !!userId, window: windowFor(msg.threads),
-    });
-    this.log(`volunteer ${conn.key} joined (${msg.agent}, ${msg.threads} threads${userId ? ", signed in" : ""})`);
-    this.emit("volunteers");
-    this.dispatch(conn);
-    return conn;
-  }
-
-  private drop(conn: VolunteerConn) {
-    if (!this.conns.delete(conn.key)) return;
-    if (conn.ringer) this.ringers.delete(conn.ringer);
-    this.interactive.forget(conn.key);
-    const requeued = this.scheduler.removeVolunteer(conn.key, this.now());
-    this.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
-    this.emit("volunteers");
-    if (requeued.length) this.dispatchAll();
-  }
-
-  // ---- results and validation ---------------------------------------------------------
-
-  /** Records a frame of results; returns how many were for tasks this volunteer does not hold. */
-  private results(conn: VolunteerConn, results: TaskResult[], echoAtMost: number): number {
-    const now = this.now();
-    let strangers = 0;
-    const recorded: string[] = [];
-    // Batches commit in order: once the last result of this frame is durable, all are.
-    let lastCommit: Promise<void> | undefined;
-    const rejected: Array<{ taskId: string; reason: string }> = [];
-    const waiting = new Set<string>();
-    for (const r of results) {
-      const ringer = this.ringers.get(r.taskId);
-      if (ringer && ringer.conn === conn.key) {
-        // Answered as a real task would be: an error or a malformed output is rejected with
-        // its reason, anything else accepted (and judged once the server's answer is ready).
-        this.ringers.delete(r.taskId);
-        const error = "error" in r ? r.error : this.outputError(this.jobs.get(ringer.jobId), (r as { output: unknown }).output);
-        if (error !== undefined) {
-          this.observer.taskError();
-          rejected.push({ taskId: r.taskId, reason: error });
-          conn.ringer = undefined;
-          this.scheduler.setWindow(conn.key, windowOf(conn));
-        } else {
-          recorded.push(r.taskId);
-          this.ringerAnswered(conn, r, ringer);
-        }
-        continue;
-      }
-      const task = this.scheduler.task(r.taskId);
-      if (!task || task.volunteerId !== conn.key) {
-        // Usually a result that crossed a revoke or a lease expiry: it is told so.
-        if (++strangers <= echoAtMost) rejected.push({ taskId: r.taskId, reason: task ? "not-holder" : "unknown-task" });
-        continue;
-      }
-      const meta = this.jobs.get(task.jobId)!;
-      const error = "error" in r ? r.error : this.outputError(meta, (r as { output: unknown }).output);
-      if (error !== undefined) {
-        this.observer.taskError();
-        rejected.push({ taskId: r.taskId, reason: error });
-        this.errored(this.scheduler.failTask(conn.key, r.taskId, error, now), error);
-        continue;
-      }
-      const output = (r as { output: unknown }).output;
-      // The canonical text is both what replicas are compared by and what is stored.
-      const outputJson = canonicalJson(output);
-      const digest = digestOf(outputJson);
-      this.lastOutput = { value: output, json: outputJson };
-      const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
-      this.observer.resultReceived(turnaroundMs);
-      const outcome = this.scheduler.completeTask(conn.key, r.taskId, output, digest, now);
-      if (outcome.kind === "stale") {
-        rejected.push({ taskId: r.taskId, reason: outcome.reason });
-        continue;
-      }
-      // The raw result first: a restart must find it even if its unit is not decided yet.
-      const commit = this.writer.enqueue({
-        type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,
-        account: conn.accountId, outputJson, digest, turnaroundMs,
-        // Measured work, for calibration and display only: payment uses the unit's estimate.
-        ...("ms" in r && typeof r.ms === "number" ? { cpuMs: r.ms, workMs: r.ms * conn.benchmark } : {}),
-      });
-      recorded.push(r.taskId);
-      lastCommit = commit;
-      // A result that waits for its quorum changes the job's counts once it is stored.
-      if (outcome.kind !== "validated") waiting.add(meta.jobId);
-      this.outcome(outcome);
-    }
-    // A volunteer left with no task waiting behind the ones its threads run is refilled now,
-    // so no thread idles however long the commit takes. Otherwise the refill waits for the
-    // results to be durable and leaves with the acknowledgement (one write instead of two):
-    // the tasks still queued on the volunteer cover the commit, and dispatch does not outrun
-    // the database.
-    const window = windowFor(conn.threads);
-    if (window - this.scheduler.freeSlots(conn.key) <= conn.threads) this.dispatch(conn);
-    (lastCommit ?? Promise.resolve()).then(() => {
-      conn.tasksDone += recorded.length;
-      if (this.conns.has(conn.key)) this.dispatch(conn);
-      if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
-      for (const id of waiting) this.emit("job", id);
-    }).catch((e: Error) => this.log(`acknowledging results failed: ${e.message}`));
-    return strangers;
-  }
-
-  /** Why an output does not fit its kernel's output schema, if it does not. */
-  private outputError(meta: JobMeta | undefined, output: unknown): string | undefined {
-    const out = meta?.output?.safeParse(output);
-    return out && !out.success ? `invalid output: ${out.error.issues[0].path.join(".")}: ${out.error.issues[0].message}` : undefined;
-  }
-
-  private errored(outcome: ReturnType<Scheduler["failTask"]>, error: string) {
-    if (outcome.kind !== "error-recorded") return;
-    const o = outcome as ErrorOutcome;
-    const jobId = this.jobs.get(o.jobId)?.jobId ?? o.jobId;
-    void this.writer.enqueue({ type: "error", taskId: o.taskId, jobId, unitId: o.unitId, host: o.host, account: o.account, error });
-    void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(o.host), o.account]) });
-    if (o.jobFailed) {
-      this.revoke(o.dropped, "job failed");
-      void this.finish(o.jobId, "failed", this.scheduler.jobError(o.jobId));
-    } else if (o.requeued) {
-      this.dispatchAll();
-    }
-    this.emit("job", jobId);
-  }
-
-  /** Acts on what the scheduler made of a result, a recovered result or a spot-check. */
-  private outcome(o: ResultOutcome | RecoveryOutcome) {
-    switch (o.kind) {
-      case "stale":
-        return;
-      case "pending":
-        if (o.requeued) this.dispatchAll();
-        return;
-      case "verify":
-        this.revoke(o.revoked, "unit already computed");
-        this.check(o);
-        return;
-      default:
-        this.decided(o);
-    }
-  }
-
-  /**
-   * Spot-check: the server recomputes the unit and the scheduler decides it by that answer.
-   * Hosts whose result disagrees with it are caught: banned with their accounts at once, and
-   * everything they returned is backtracked.
-   */
-  private check(o: VerifyOutcome) {
-    const done = (async () => {
-      let outcome: ResultOutcome | undefined;
-      let computed: Awaited<ReturnType<Verifier["recompute"]>> | undefined;
-      try {
-        computed = await this.verifier.recompute(o.kernel, o.params, o.input);
-      } catch (e) {
-        this.log(`spot-check of unit ${o.unitId} could not run (${(e as Error).message}); decided without it`);
-      }
-      if (this.closed) return;
-      if (computed) {
-        this.lastOutput = { value: computed.output, json: computed.json };
-        outcome = this.scheduler.checked(o.jobId, o.unitId, computed.output, computed.digest);
-      } else {
-        outcome = this.scheduler.uncheckable(o.jobId, o.unitId);
-      }
-      if (!outcome) return;
-      this.observer.spotChecked(outcome.kind === "validated" ? (outcome.caught?.length ?? 0) : 0);
-      const caught = outcome.kind === "validated" ? outcome.caught ?? [] : [];
-      // Banned before the verdicts are persisted, so the rows written with them carry the ban.
-      const meta = this.jobs.get(o.jobId);
-      const reason = `failed a spot-check: a result for unit ${o.index} of job ${meta?.jobId ?? o.jobId} differs from the server's own computation`;
-      const until = this.banCaught(caught, reason);
-      this.outcome(outcome);
-      for (const r of caught) this.caught(r, until, reason);
-      // A host on probation got no work while its results awaited this verdict.
-      if (outcome.kind === "validated") {
-        for (const r of outcome.valid) {
-          const c = r.volunteer === undefined ? undefined : this.conns.get(r.volunteer);
-          if (c && this.scheduler.freeSlots(c.key) > 0) this.dispatch(c);
-        }
-      }
-    })().catch((e: Error) => this.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
-    this.track(done);
-  }
-
-  /**
-   * Now and then, a host not trusted yet gets a ringer among its tasks: a unit of one of the
-   * jobs in the frame with an input the server computes itself meanwhile.
-   */
-  private wantsRinger(conn: VolunteerConn): boolean {
-    if (conn.ringer !== undefined || this.closed) return false;
-    // Every frame while a host has passed no check yet (one ringer out at a time), then a share.
-    const spot = this.scheduler.spotRateOf(conn.key);
-    const rate = spot >= 1 ? 1 : spot * RINGER_SHARE;
-    return rate > 0 && Math.random() < rate;
-  }
-
-  private addRinger(conn: VolunteerConn, tasks: WireTask[]) {
-    const model = tasks[Math.floor(Math.random() * tasks.length)]!;
-    if (!Verifier.canCheck(model.kernel)) return;
-    const input = ringerInput(model.kernel, this.scheduler.sampleInput(model.jobId), Math.random);
-    if (input === undefined) return;
-    const taskId = this.scheduler.mintTaskId();
-    const expected = this.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
-    this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
-    conn.ringer = taskId;
-    // It holds a place of the volunteer's window until it comes back.
-    this.scheduler.setWindow(conn.key, windowOf(conn));
-    insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
-  }
-
-  /** The job of these ringers ended: they are taken back like its other tasks. */
-  private revokeRingers(jobId: string, reason: string) {
-    this.revoke(this.takeRingers(jobId), reason);
-  }
-
-  /** Forgets the job's ringers; returns them as leases to revoke. */
-  private takeRingers(jobId: string): ExpiredLease[] {
-    const out: ExpiredLease[] = [];
-    for (const [taskId, r] of this.ringers) {
-      if (r.jobId !== jobId) continue;
-      this.ringers.delete(taskId);
-      const conn = this.conns.get(r.conn);
-      if (!conn) continue;
-      conn.ringer = undefined;
-      this.scheduler.setWindow(conn.key, windowOf(conn));
-      out.push({ taskId, volunteerId: conn.key, jobId, unitId: "" });
-    }
-    return out;
-  }
-
-  /** A ringer came back: right, it counts as a passed spot-check; wrong, the host is caught. */
-  private ringerAnswered(conn: VolunteerConn, r: TaskResult, ringer: Ringer) {
-    conn.ringer = undefined;
-    this.scheduler.setWindow(conn.key, windowOf(conn));
-    const done = (async () => {
-      const expected = await ringer.expected;
-      if (expected === undefined || this.closed) return;
-      const output = (r as { output: unknown }).output;
-      if (digestOf(canonicalJson(output)) === expected) {
-        this.observer.spotChecked(0);
-        this.scheduler.passedRinger(conn.key);
-        void this.writer.enqueue({ type: "reliability", rows: this.book.rows([hostKey(conn.volunteerId), conn.accountId]) });
-        return;
-      }
-      this.observer.spotChecked(1);
-      const meta = this.jobs.get(ringer.jobId);
-      const reason = `failed a spot-check: a known-answer ${ringer.kernel} task of job ${meta?.jobId ?? ringer.jobId} came back wrong`;
-      const ref = { taskId: r.taskId, host: conn.volunteerId, account: conn.accountId, output, digest: "" };
-      this.caught(ref, this.banCaught([ref], reason), reason);
-    })().catch((e: Error) => this.log(`checking a ringer failed: ${e.message}`));
-    this.track(done);
-  }
-
-  /**
-   * Bans the hosts and accounts of results proved wrong in the book at once, before any row of
-   * the verdict is persisted (those rows then carry the ban); returns when the bans end.
-   */
-  private banCaught(caught: ResultRef[], reason: string): Date {
-    const until = new Date(this.now() + this.opts.banPolicy.hours * 3600_000);
-    for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.book.setBan(id, until, reason);
-    return until;
-  }
-
-  /** Work of the trust policy in flight (checks, backtracks), which drain() waits for. */
-  private track(work: Promise<void>) {
-    this.checking.add(work);
-    void work.finally(() => this.checking.delete(work));
-  }
-
-  /** A host proved to cheat: its sockets close, and everything it returned is backtracked. */
-  private caught(r: ResultRef, until: Date, reason: string) {
-    // Caught again on another of its results still in a check: already banned and backtracked.
-    if (this.backtracked.has(r.host)) return;
-    const ids = [hostKey(r.host), r.account];
-    this.log(`caught ${ids.join(" and ")}: ${reason}`);
-    void this.writer.enqueue({ type: "reliability", rows: this.book.rows(ids) });
-    for (const id of ids) this.kick(id, until, reason);
-    this.track(this.backtrack(r.host, r.account, reason).catch((e: Error) => this.log(`backtracking ${r.host} failed: ${e.stack ?? e.message}`)));
-  }
-
-  /**
-   * Invalidates every result the host or account returned and reopens what they helped decide
-   * (backtrackSql.ts), then rebuilds the affected running jobs from the database. Once per
-   * host (it is banned: nothing it sends later counts), one backtrack at a time.
-   */
-  private backtrack(host: string, account: string, reason: string): Promise<void> {
-    if (this.backtracked.has(host)) return Promise.resolve();
-    this.backtracked.add(host);
-    const run = this.backtracking.then(() => this.backtrackNow(host, account, reason));
-    this.backtracking = run.catch(() => undefined);
-    return run;
-  }
-
-  private async backtrackNow(host: string, account: string, reason: string) {
-    // Its last results, and the verdicts on them, are in the database first.
-    await this.writer.committedSoFar();
-    const touched = await this.opts.db.result.findMany({
-      where: { OR: [{ volunteerId: host }, { accountId: account }], state: { in: ["valid", "pending"] } },
-      select: { jobId: true }, distinct: ["jobId"],
-    });
-    const jobIds = touched.map((t) => t.jobId);
-    for (const id of jobIds) this.reopening.add(id);
-    try {
-      // Units of those jobs that are running here stop being handed out while they are rebuilt.
-      for (const jobId of jobIds) {
-        if (this.rounds.has(jobId)) continue;
-        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
-      }
-      await this.writer.enqueue({ type: "backtrack", host, account, reason });
-      await this.writer.committedSoFar();
-      const reopened = await this.opts.db.job.findMany({ where: { id: { in: jobIds }, state: "running" }, select: Coordinator.jobColumns });
-      for (const jobId of jobIds) {
-        if (this.rounds.has(jobId) || !this.jobs.has(jobId)) continue;
-        // Still running if it was reloaded after the cancel above (by a finishing race).
-        if (this.scheduler.jobState(jobId) === "running") this.revoke(this.scheduler.cancelJob(jobId), "job is being re-checked");
-        this.scheduler.removeJob(jobId);
-        this.jobs.delete(jobId);
-      }
-      for (const job of reopened) {
-        if (this.rounds.has(job.id) || this.jobs.has(job.id)) continue;
-        await this.loadJob(job);
-        this.log(`job ${job.id} reopened: results of ${host} backtracked`);
-      }
-    } finally {
-      for (const id of jobIds) this.reopening.delete(id);
-    }
-    for (const id of jobIds) this.emit("job", id);
-  }
-
-  /** A unit was decided: persist the verdicts and payouts, tell the volunteers, move on. */
-  private decided(o: ValidatedOutcome | UnitFailedOutcome) {
-    if (o.kind === "unit-failed") {
-      this.log(`job ${o.jobId} failed: ${o.reason}`);
-      this.revoke(o.dropped, "job failed");
-      void this.finish(o.jobId, "failed", o.reason);
-      return;
-    }
-    const meta = this.jobs.get(o.jobId)!;
-    const pay = meta.pays.get(o.unitId) ?? 0;
-    // At most a quorum of valid results is paid, and never the owner's own: they would pay themselves.
-    let unpaid = meta.quorum;
-    const owner = meta.spec.owner;
-    const valid = o.valid.map((r) => {
-      const paid = r.account !== owner && unpaid > 0 ? (unpaid--, pay) : 0;
-      return { taskId: r.taskId, host: r.host, account: r.account, pay: paid, volunteer: this.socketOf(r) };
-    });
-    const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: this.socketOf(r) }));
-    // The owner's decisions prove nothing about anybody: no record, streak or ban moves.
-    const verdicts = o.byOwner ? { rows: [], banned: [] } : this.book.verdicts(valid, invalid, new Date(this.now()));
-    this.observer.validated(valid.length, invalid.length);
-    // Usually the output of the result that just came in, already serialised.
-    const last = this.lastOutput;
-    const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
-    const commit = this.writer.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
-    if (verdicts.rows.length) void this.writer.enqueue({ type: "reliability", rows: verdicts.rows });
-    this.revoke(o.revoked, "unit already validated");
-    commit.then(() => {
-      meta.throughput.record(this.now());
-      this.throughput.record(this.now());
-      this.credit(valid, invalid);
-      for (const id of verdicts.banned) {
-        const ban = this.book.activeBan([id], new Date(this.now()));
-        this.log(`banned ${id}: ${ban?.reason}`);
-        if (ban) this.kick(id, ban.until, ban.reason);
-      }
-      this.emit("job", meta.jobId);
-    });
-    if (o.jobDone) void this.finish(o.jobId, "completed");
-    if (o.revoked.length) this.dispatchAll();
-  }
-
-  /**
-   * The socket to tell of a verdict: the one that sent the result or, for a result read back
-   * from the database (after a restart or a backtrack), the host's socket if it is connected.
-   */
-  private socketOf(r: ResultRef): string | undefined {
-    if (r.volunteer !== undefined) return r.volunteer;
-    for (const c of this.conns.values()) if (c.volunteerId === r.host) return c.key;
-    return undefined;
-  }
-
-  /**
-   * Tells each volunteer (still connected) which of its results were paid or found invalid.
-   * Verdicts of one commit are gathered and sent as one message per volunteer at the end of
-   * the turn, not one per unit.
-   */
-  private credit(valid: Array<{ taskId: string; pay: number; volunteer?: string }>, invalid: Array<{ taskId: string; volunteer?: string }>) {
-    const entry = (key: string) => this.creditsOut.get(key) ?? this.creditsOut.set(key, { valid: [], invalid: [], credits: 0 }).get(key)!;
-    for (const r of valid) if (r.volunteer) (entry(r.volunteer).valid.push(r.taskId), (entry(r.volunteer).credits += r.pay));
-    for (const r of invalid) if (r.volunteer) entry(r.volunteer).invalid.push(r.taskId);
-    if (this.creditsFlush || !this.creditsOut.size) return;
-    this.creditsFlush = true;
-    atEndOfTurn(() => {
-      this.creditsFlush = false;
-      for (const [key, c] of this.creditsOut) {
-        const conn = this.conns.get(key);
-        if (!conn) continue;
-        conn.earned += c.credits;
-        send(conn.ws, { type: "credit", ...c });
-      }
-      this.creditsOut.clear();
-    });
-  }
-
-  private async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
-    this.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
-    const meta = this.jobs.get(jobId);
-    if (meta?.round) {
-      const live = this.rounds.get(meta.jobId)!;
-      return (live.ending ??= this.endRound(jobId, meta, live, state, error));
-    }
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
-    if (state === "completed") {
-      // Merge outside the commit queue's transaction (a program's reduce may take seconds),
-      // once every validated output of the job is committed.
-      await this.writer.committedSoFar();
-      const merged = await mergeJobResult(this.opts, jobId);
-      end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
-      state = end.state;
-      // A cheater was caught meanwhile and the job is being rebuilt (backtrack): not finished after all.
-      if (this.reopening.has(jobId) || this.jobs.get(jobId) !== meta) return;
-    }
-    await this.writer.enqueue(end);
-    this.observer.jobFinished(state);
-    // Unless a backtrack reopened and reloaded it in the meantime.
-    if (this.jobs.get(jobId) === meta) {
-      this.scheduler.removeJob(jobId);
-      this.jobs.delete(jobId);
-    }
-    this.log(`job ${jobId} ${state}`);
-    this.emit("job", jobId);
-  }
-
-  /**
-   * A round of an iterative job ended. Completed: once its outputs are committed, the
-   * kernel's step runs and the next round starts, or the job ends with its result.
-   * Otherwise (failed, cancelled) the whole job ends so.
-   */
-  private async endRound(id: string, meta: JobMeta, live: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
-    if (state === "completed") {
-      await this.writer.committedSoFar();
-      const outcome = await completeRound(this.opts, meta.jobId, meta.round).catch((e: Error) => {
-        // The kernel's step is the server's own code: its failure is logged, not shown as is.
-        this.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
-        return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };
-      });
-      // Shutting down: the next start resumes from what the step stored.
-      if (this.closed) return;
-      if (outcome.kind === "next" && !live.cancel) {
-        this.scheduler.removeJob(id);
-        this.jobs.delete(id);
-        const units = outcome.units;
-        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round);
-        return;
-      }
-      if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
-      else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
-    }
-    await this.writer.enqueue(end);
-    this.observer.jobFinished(end.state);
-    this.scheduler.removeJob(id);
-    this.jobs.delete(id);
-    this.rounds.delete(meta.jobId);
-    this.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
-    this.emit("job", meta.jobId);
-  }
-
-  // ---- dispatch and leases ----------------------------------------------------------
-
-  private dispatch(conn: VolunteerConn) {
-    if (this.backlogged || this.writer.size > COMMIT_BACKLOG_HIGH) {
-      if (!this.backlogged) this.observer.shed("dispatch-paused");
-      this.backlogged = true;
-      return;
-    }
-    // A ringer takes one of the frame's places, so the frame is as long as it would be without.
-    const free = this.scheduler.freeSlots(conn.key);
-    const ring = free >= 2 && this.wantsRinger(conn);
-    const leased = this.scheduler.leaseTasks(conn.key, this.now(), ring ? free - 1 : undefined);
-    if (!leased.length) return;
-    this.observer.dispatched(leased.length);
-    const tasks = leased.map(toWire);
-    if (ring) this.addRinger(conn, tasks);
-    send(conn.ws, { type: "tasks", tasks });
-    this.armLeaseTimer();
-  }
-
-  private dispatchAll() {
-    for (const key of this.scheduler.hungryVolunteers()) {
-      if (this.scheduler.stats().queued === 0) break;
-      const conn = this.conns.get(key);
-      if (conn) this.dispatch(conn);
-    }
-  }
-
-  private revoke(freed: ExpiredLease[], reason: string) {
-    const byVolunteer = new Map<string, string[]>();
-    for (const f of freed) {
-      const list = byVolunteer.get(f.volunteerId) ?? [];
-      list.push(f.taskId);
-      byVolunteer.set(f.volunteerId, list);
-    }
-    for (const [key, taskIds] of byVolunteer) {
-      const conn = this.conns.get(key);
-      if (conn) send(conn.ws, { type: "revoke", taskIds, reason });
-    }
-  }
-
-  private armLeaseTimer() {
-    const next = this.scheduler.nextDeadline();
-    if (next === undefined || next >= this.leaseTimerAt || this.closed) return;
-    clearTimeout(this.leaseTimer);
-    this.leaseTimerAt = next;
-    this.leaseTimer = setTimeout(() => {
-      this.leaseTimerAt = Infinity;
-      const expired = this.scheduler.expireLeases(this.now());
-      if (expired.length) {
-        this.log(`${expired.length} lease(s) expired`);
-        this.revoke(expired, "lease deadline passed");
-        this.dispatchAll();
-      }
-      this.armLeaseTimer();
-    }, Math.max(0, next - this.now()) + 5);
-    this.leaseTimer.unref();
+    this.edge.handleConnection(ws, identity);
   }
 
   /** Commits what is queued and stops; sockets are closed by the HTTP server. */
   async close() {
-    this.closed = true;
+    this.live.closed = true;
     this.interactive.close();
     this.verifier.close();
-    clearTimeout(this.leaseTimer);
-    clearInterval(this.sweepTimer);
-    await this.writer.close();
-    await hotStore(this.opts.db).close();
+    this.dispatcher.stop();
+    await this.commit.close();
+    // Once what it computed is committed, its slices go back for the other nodes at once.
+    await this.holder?.stop();
   }
 
   /** For tests: wait until everything decided so far is committed. */
   async drain() {
-    while (this.checking.size) await Promise.all([...this.checking]);
-    return this.writer.drain();
+    await this.pipeline.settled();
+    return this.commit.queue.drain();
   }
-}
-
-function toWire(t: TaskAssignment): WireTask {
-  return { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
-}
-
-/** The volunteer's window, less the place its ringer holds. */
-function windowOf(conn: VolunteerConn): number {
-  return Math.max(0, windowFor(conn.threads) - (conn.ringer ? 1 : 0));
 }

@@ -16,7 +16,7 @@ export interface Monitoring {
 }
 
 /** Sampler settings that tests shorten (a minute of 300 ms, their own clock). */
-export type MonitoringOptions = Partial<Pick<SamplerOptions, "intervalMs" | "minuteMs" | "bufferMs" | "retentionMs" | "pruneEveryMs" | "now" | "system">>;
+export type MonitoringOptions = Partial<Pick<SamplerOptions, "intervalMs" | "minuteMs" | "bufferMs" | "retentionMs" | "pruneEveryMs" | "now" | "system" | "node">>;
 
 /**
  * Two steps because of a cycle: the coordinator needs the observer when it is built, and the

@@ -38,6 +38,8 @@ export interface SamplerOptions {
   now?: () => number;
   system?: SystemSource;
   log?: (m: string) => void;
+  /** Cluster mode: the node whose samples these are (each node records and shows its own). */
+  node?: string;
 }
 
 export const MINUTE_MS = 60_000;
@@ -172,7 +174,7 @@ export class MonitoringSampler extends EventEmitter<{ sample: [Sample] }> {
   /** Minute averages from the database, for ranges longer than the in-memory hour (up to 7 days). */
   async storedMinutes(sinceMs: number, untilMs = Infinity): Promise<Sample[]> {
     const rows = await this.opts.db.metricSample.findMany({
-      where: { at: { gte: new Date(sinceMs), ...(untilMs < Infinity ? { lt: new Date(untilMs) } : {}) } },
+      where: { node: this.opts.node ?? "", at: { gte: new Date(sinceMs), ...(untilMs < Infinity ? { lt: new Date(untilMs) } : {}) } },
       select: { at: true, values: true },
       orderBy: [{ at: "asc" }, { id: "asc" }],
     });
@@ -220,7 +222,7 @@ export class MonitoringSampler extends EventEmitter<{ sample: [Sample] }> {
 
   private async write(minute: Sample) {
     try {
-      await this.opts.db.metricSample.create({ data: { at: new Date(minute.at), values: JSON.stringify(minute.values) } });
+      await this.opts.db.metricSample.create({ data: { at: new Date(minute.at), values: JSON.stringify(minute.values), node: this.opts.node ?? "" } });
     } catch (e) {
       this.writeErrors++;
       this.log(`could not save metric history: ${(e as Error).message}`);

@@ -5,6 +5,7 @@ import type { Coordinator } from "../coordinator/coordinator";
 import type { Monitoring } from "../monitoring/monitoring";
 import type { Cluster } from "../cluster/cluster";
 import type { Presence } from "../cluster/presence";
+import type { InteractiveOutcome } from "../coordinator/interactive";
 
 /** What services need from the running server; tests build one with a real database. */
 export interface AppDeps {
@@ -18,4 +19,6 @@ export interface AppDeps {
   cluster: Cluster;
   /** The nodes of the cluster with their volunteers (this node alone without Redis). */
   presence: Presence;
+  /** Cluster mode: interactive tasks handed to another node when this one has no volunteers. */
+  elsewhere?: { calc(input: { expression: string }): Promise<InteractiveOutcome> };
 }

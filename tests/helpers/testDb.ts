@@ -67,6 +67,44 @@ export async function freshDatabase(prefix = "tabgrid-it-"): Promise<TestDatabas
   };
 }
 
+const POSTGRES_ADMIN = () => process.env.TEST_DATABASE_URL && testEngine() === "postgres" ? process.env.TEST_DATABASE_URL : "postgres://postgres@127.0.0.1:5432/postgres";
+
+/**
+ * A fresh, migrated PostgreSQL database whatever engine the run is on (cluster mode needs one):
+ * a clone of the run's template on a PostgreSQL run, else created and migrated here (slower).
+ */
+export async function freshPostgres(prefix = "tabgrid-pg-"): Promise<TestDatabase> {
+  if (testEngine() === "postgres") return freshDatabase(prefix);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const name = `tabgrid_pg_${crypto.randomBytes(6).toString("hex")}`;
+  const admin = POSTGRES_ADMIN();
+  const run = async (sql: string) => {
+    const client = new pg.Client({ connectionString: admin });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(`CREATE DATABASE "${name}"`);
+  const databaseUrl = withDatabase(admin, name);
+  const { execFileSync } = await import("node:child_process");
+  try {
+    execFileSync("npx", ["prisma", "migrate", "deploy"], { cwd: path.resolve(import.meta.dirname, "../.."), env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: "pipe", timeout: 110_000 });
+  } catch (e) {
+    await run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    throw e;
+  }
+  return {
+    databaseUrl, dir,
+    async remove() {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    },
+  };
+}
+
 /**
  * Commits that do not wait for the disk, for a test about something else (a thousand commits
  * go several times faster). Call it before the client's first query: SQLite's setting is the

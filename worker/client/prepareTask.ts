@@ -21,7 +21,8 @@ export class BlobCache {
   private sizes = new Map<string, number>();
   private total = 0;
 
-  constructor(private readonly baseUrl: string, private readonly maxBytes = 64 * 1024 * 1024, private readonly headers: Record<string, string> = {}) {}
+  /** `baseUrl`: a server, or a function naming the one connected now (any node of a cluster serves every blob). */
+  constructor(private readonly baseUrl: string | (() => string), private readonly maxBytes = 64 * 1024 * 1024, private readonly headers: Record<string, string> = {}) {}
 
   get(hash: string): Promise<Uint8Array> {
     const hit = this.entries.get(hash);
@@ -40,7 +41,8 @@ export class BlobCache {
   }
 
   private async fetch(hash: string): Promise<Uint8Array> {
-    const res = await fetch(`${this.baseUrl}/api/blobs/${hash}`, { headers: this.headers });
+    const base = typeof this.baseUrl === "function" ? this.baseUrl() : this.baseUrl;
+    const res = await fetch(`${base}/api/blobs/${hash}`, { headers: this.headers });
     if (!res.ok) throw new Error(`could not fetch blob ${hash.slice(0, 12)}: HTTP ${res.status}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (hex(await crypto.subtle.digest("SHA-256", bytes)) !== hash) throw new Error(`blob ${hash.slice(0, 12)} does not match its hash`);

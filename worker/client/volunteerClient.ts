@@ -17,7 +17,8 @@ export interface SocketLike {
 }
 
 export interface VolunteerClientOptions {
-  url: string;
+  /** The server's volunteer socket; several (the nodes of a cluster) are tried in turn after each disconnect. */
+  url: string | string[];
   volunteerId: string;
   token: string;
   threads: number;
@@ -144,6 +145,14 @@ export class VolunteerClient {
     this.sendCapacity();
   }
 
+  /** Which of the servers to connect to now (the next one after each disconnect). */
+  private urlTurn = 0;
+
+  currentUrl(): string {
+    const urls = Array.isArray(this.opts.url) ? this.opts.url : [this.opts.url];
+    return urls[this.urlTurn % urls.length];
+  }
+
   /** Measured on the first connection only: a reconnect should not stall on it. */
   private benchmarkScore(): number {
     const b = this.opts.benchmark;
@@ -156,7 +165,7 @@ export class VolunteerClient {
 
   private open() {
     this.update({ connection: "connecting" });
-    const ws = this.opts.connect(this.opts.url);
+    const ws = this.opts.connect(this.currentUrl());
     this.ws = ws;
     ws.onopen = () => {
       ws.send(JSON.stringify({
@@ -197,6 +206,8 @@ export class VolunteerClient {
       }
       // Jittered, so a crowd cut off at once (a restart, a full server: 1013) does not come
       // back in lockstep; a full server is given a few seconds at least.
+      // The next node of a cluster, if there are several: this one may be the one that went down.
+      this.urlTurn++;
       const base = Math.min(30_000, 500 * 2 ** this.retry++);
       const delay = Math.round(Math.max(ev.code === 1013 ? 3000 : 0, base) * (0.5 + Math.random()));
       this.opts.log?.(`disconnected (${reason}); reconnecting in ${delay} ms`);

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { router, adminProcedure } from "../trpc";
 import { banVolunteer, listVolunteers, unbanVolunteer } from "../../services/volunteers/admin";
 import { listAllJobs } from "../../services/jobs/adminJobs";
+import { listNodes } from "../../services/cluster/nodes";
 
 export const adminRouter = router({
   volunteers: adminProcedure
@@ -19,5 +20,7 @@ export const adminRouter = router({
       }).default({ limit: 100 }),
     )
     .query(({ ctx, input }) => listAllJobs(ctx.deps, input)),
+  /** The nodes of the cluster, each with its volunteers, slices and health (one node alone). */
+  nodes: adminProcedure.query(({ ctx }) => listNodes(ctx.deps)),
   unban: adminProcedure.input(z.object({ id: z.string().min(3).max(100) })).mutation(({ ctx, input }) => unbanVolunteer(ctx.deps, input.id)),
 });

@@ -1,7 +1,8 @@
 import type { AdCreative } from "../../../generated/prisma/client";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
-import { postTransaction } from "../credits/ledger";
+import { postTransaction, type Tx } from "../credits/ledger";
+import { dbKind } from "../../store/prisma";
 import { SYSTEM_GRANTS, userAccount, toCredits } from "../credits/accounts";
 import { resolveVast } from "./vast";
 
@@ -35,14 +36,24 @@ async function playable(c: AdCreative): Promise<PlayableCreative> {
 
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? "" : "s"}`;
 
-async function checkCaps(deps: AppDeps, userId: string, ip: string, now: Date) {
+/**
+ * Inside the claim's transaction, so two claims at once cannot both pass at the cap: SQLite's
+ * transactions run one at a time; on PostgreSQL (several nodes) the account's and the address's
+ * claims take turns on advisory locks held until the transaction ends.
+ */
+async function checkCaps(deps: AppDeps, tx: Tx, userId: string, ip: string, now: Date) {
+  if (dbKind(deps.db) === "postgres") {
+    for (const key of [`ad-claim:user:${userId}`, `ad-claim:ip:${ip}`].sort()) {
+      await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext($1))", key);
+    }
+  }
   const since = new Date(now.getTime() - DAY_MS);
   const { ADS_DAILY_CAP_PER_ACCOUNT: perAccount, ADS_DAILY_CAP_PER_IP: perIp } = deps.env;
-  const mine = await deps.db.adSession.count({ where: { userId, state: "claimed", claimedAt: { gte: since } } });
+  const mine = await tx.adSession.count({ where: { userId, state: "claimed", claimedAt: { gte: since } } });
   if (mine >= perAccount) {
     throw new UserError("FORBIDDEN", `Daily limit reached: this account has been paid for ${plural(mine, "ad")} in the last 24 hours (the limit is ${perAccount}). Come back tomorrow.`);
   }
-  const fromIp = await deps.db.adSession.count({ where: { ip, state: "claimed", claimedAt: { gte: since } } });
+  const fromIp = await tx.adSession.count({ where: { ip, state: "claimed", claimedAt: { gte: since } } });
   if (fromIp >= perIp) {
     throw new UserError("FORBIDDEN", `Daily limit reached: ${plural(fromIp, "ad")} have been paid to this network address in the last 24 hours (the limit is ${perIp}). Come back tomorrow.`);
   }
@@ -64,7 +75,8 @@ export async function startAd(deps: AppDeps, userId: string, ip: string) {
     }
     await db.adSession.updateMany({ where: { userId, state: "open" }, data: { state: "abandoned" } });
   }
-  await checkCaps(deps, userId, ip, now);
+  // Early, so a capped viewer is not shown an ad it cannot be paid for; the claim checks again.
+  await checkCaps(deps, db, userId, ip, now);
 
   const creatives = await db.adCreative.findMany({ where: { active: true } });
   // Random order; the first that resolves is shown.
@@ -154,8 +166,8 @@ export async function claimAd(deps: AppDeps, userId: string, sessionId: string) 
   if (p.remainingSeconds > 0) {
     throw new UserError("BAD_REQUEST", `Too early: ${p.remainingSeconds} s of the ad still to watch (time only counts while the tab is visible and focused).`);
   }
-  await checkCaps(deps, userId, s.ip, now);
   return deps.db.$transaction(async (tx) => {
+    await checkCaps(deps, tx, userId, s.ip, now);
     const { count } = await tx.adSession.updateMany({ where: { id: s.id, state: "open" }, data: { state: "claimed", claimedAt: now } });
     if (count === 0) throw new UserError("CONFLICT", closedMessage("claimed"));
     if (s.reward > 0) {

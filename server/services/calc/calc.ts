@@ -36,7 +36,10 @@ export async function evaluateExpression(deps: AppDeps, expression: string): Pro
   const problem = checkExpression(expression);
   if (problem) throw new UserError("BAD_REQUEST", problem);
   try {
-    const r = await deps.coordinator.interactive.run("calc", { expression });
+    // In a cluster, a node without volunteers of its own asks one that has some.
+    const r = deps.elsewhere && deps.coordinator.volunteers().length === 0
+      ? await deps.elsewhere.calc({ expression })
+      : await deps.coordinator.interactive.run("calc", { expression });
     return { expression, value: r.value, ops: r.ops, volunteerId: r.volunteerId, ms: Math.round(r.ms * 100) / 100 };
   } catch (e) {
     if (e instanceof InteractiveError && e.code === "evaluation") throw new UserError("BAD_REQUEST", e.message);

@@ -31,7 +31,7 @@ interface Row {
 export function backtrackSql(gate: SqliteGate, conn: Conn, op: BacktrackOp, at: string) {
   const rows = gate.statement(conn, `SELECT r."id", r."jobId", r."unitId", r."paid", r."state", r."accountId", r."volunteerId",
     u."round", j."state" AS "jobState", j."ownerId" FROM "Result" r JOIN "WorkUnit" u ON u."id" = r."unitId" JOIN "Job" j ON j."id" = r."jobId"
-    WHERE (r."volunteerId" = ? OR r."accountId" = ?) AND r."state" IN ('valid', 'pending')`).all(op.host, op.account) as Row[];
+    WHERE (r."volunteerId" = ? OR r."accountId" = ?) AND r."state" IN ('valid', 'pending') ORDER BY r."id"`).all(op.host, op.account) as Row[];
   if (!rows.length) return;
   const invalidate = gate.statement(conn, `UPDATE "Result" SET "state" = 'invalid', "paid" = 0, "error" = ?, "decidedAt" = ? WHERE "id" = ?`);
   const balances = new Map<string, number>();

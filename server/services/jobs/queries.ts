@@ -24,7 +24,8 @@ async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 /** A job with live progress from the coordinator while it runs, else from the database. */
 export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const job = await ownedJob(deps, viewer, jobId);
-  const live = deps.coordinator.progress(jobId);
+  // In a cluster this node may hold some of the job's slices, or none: the job's progress is the database's.
+  const live = deps.cluster.mode === "cluster" ? await clusterProgress(deps, job) : deps.coordinator.progress(jobId);
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
   const [states, base, rounds, work] = await Promise.all([
     deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
@@ -85,7 +86,7 @@ export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: num
   });
   // An iterative job counts its current round's units (the rounds before it are all done).
   return Promise.all(jobs.map(async ({ tolerance: _t, _count, ...j }) => {
-    const live = deps.coordinator.progress(j.id);
+    const live = deps.cluster.mode === "cluster" ? await clusterProgress(deps, j) : deps.coordinator.progress(j.id);
     return {
       ...j, params: JSON.parse(j.params) as Record<string, unknown>, status: displayStatus(j.state, live),
       done: live?.done ?? j.unitsDone - j.chunks * Math.max(0, _count.rounds - 1),
@@ -100,8 +101,32 @@ function shownError(deps: AppDeps, job: { id: string; kernel: string; error: str
 }
 
 /** A running job that no volunteer computes right now reads "queued"; an ended one, its state. */
-function displayStatus(state: string, live: { running: number } | undefined): string {
-  return state === "running" && !(live && live.running > 0) ? "queued" : state;
+/** How a running job's progress looks from any node of a cluster (undefined once it ended). */
+async function clusterProgress(deps: AppDeps, job: { id: string; state: string; chunks: number; unitsDone: number }) {
+  if (job.state !== "running") return undefined;
+  const local = deps.coordinator.progress(job.id);
+  const now = Date.now();
+  const [held, recent, rounds] = await Promise.all([
+    deps.db.slice.count({ where: { jobId: job.id, done: false, leaseUntil: { gt: new Date(now) } } }),
+    // Units every node validated over the last 10 s: the cluster's throughput, not this node's.
+    deps.db.workUnit.count({ where: { jobId: job.id, done: true, completedAt: { gte: new Date(now - 10_000) } } }),
+    deps.db.jobRound.count({ where: { jobId: job.id } }),
+  ]);
+  const done = job.unitsDone - job.chunks * Math.max(0, rounds - 1);
+  const throughput = held > 0 && recent > 0 ? recent / 10 : null;
+  const left = job.chunks - done;
+  return {
+    total: job.chunks, done, queued: Math.max(0, left - (local?.running ?? 0)),
+    // Instances running on this node; how many elsewhere, only those nodes know.
+    running: local?.running ?? 0,
+    /** A node holds a slice of it: it is being computed somewhere. */
+    computing: held > 0,
+    throughput, etaSeconds: left === 0 ? 0 : throughput ? left / throughput : null, waiting: local?.waiting ?? null,
+  };
+}
+
+function displayStatus(state: string, live: { running: number; computing?: boolean } | undefined): string {
+  return state === "running" && !(live && (live.running > 0 || live.computing)) ? "queued" : state;
 }
 
 /** The merged result as JSON text, or null while the job has none. */

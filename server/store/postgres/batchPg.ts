@@ -3,6 +3,7 @@ import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import { mergeReliability, type PersistOp, type ReliabilityWrite, type ResultRef } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
+import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
 import type { Posting } from "../../services/credits/ledger";
 
 // The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
@@ -41,8 +42,9 @@ export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
         submitted.push(op);
         break;
       case "volunteer":
-        // One row per id: a key twice in one INSERT … ON CONFLICT is an error here.
-        volunteers.set(op.id, op);
+        // One row per id (a key twice in one INSERT … ON CONFLICT is an error here), merged as
+        // the two upserts one after the other would leave it.
+        volunteers.set(op.id, mergeVolunteer(volunteers.get(op.id), op));
         break;
       case "result":
         results.set(op.taskId, {
@@ -65,6 +67,10 @@ export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
         break;
     }
   }
+  // Every job the batch decides units of or ends is locked first, in id order: after this the
+  // batch takes rows of other tables only, so two batches never wait on each other in a circle.
+  const jobIds = [...new Set([...validated.map((v) => v.jobId), ...finished.map((f) => f.jobId)])].sort(cmp);
+  if (jobIds.length) await c.query(`SELECT 1 FROM "Job" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [jobIds]);
   if (volunteers.size) await upsertVolunteers(c, [...volunteers.values()].sort((a, b) => cmp(a.id, b.id)));
   if (validated.length) await settle(c, validated, results, at);
   if (results.size) await upsertResults(c, [...results.values()].sort((a, b) => cmp(a.id, b.id)));
@@ -87,6 +93,18 @@ export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
 interface ResultRow {
   id: string; jobId: string; unitId: string; host: string; account: string; output: string | null; digest: string | null; error: string | null;
   state: string; paid: number; turnaroundMs: number; cpuMs: number | null; workMs: number | null; receivedAt: string; decidedAt: string | null;
+}
+
+type VolunteerOp = Extract<PersistOp, { type: "volunteer" }>;
+
+/** Two hellos of one volunteer in a batch: as the second upsert would leave the first's row. */
+function mergeVolunteer(a: VolunteerOp | undefined, b: VolunteerOp): VolunteerOp {
+  if (!a) return b;
+  const chosen = b.nameChosen || !a.nameChosen;
+  return {
+    ...b, tokenHash: a.tokenHash, userId: b.userId ?? a.userId,
+    name: chosen ? (b.name ?? a.name) : a.name, nameChosen: !!(a.nameChosen || b.nameChosen),
+  };
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -172,6 +190,8 @@ async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, a
   if (s.roundState !== null) {
     await c.query(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]);
   }
+  // Cluster mode's unit of dispatch (server/cluster/slices.ts): an iterative job's round is one slice.
+  await insertSlices(c, slicesOf(j.id, s.round, u.length, s.round > 0 ? u.length : SLICE_UNITS));
   await postTransactionPg(c, "hold", [
     { accountId: s.ownerAccount, amount: -s.estimate },
     { accountId: s.escrow, amount: s.estimate },

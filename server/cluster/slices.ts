@@ -1,0 +1,83 @@
+import type pg from "pg";
+
+// Work partitioning between the nodes of a cluster (PostgreSQL): a job round's units are cut
+// into slices, and a node dispatches only the slices it holds. Leases are timed by the
+// database's clock, so nodes with skewed clocks agree on who holds what.
+
+/** Units per slice: big enough that claiming costs nothing per unit, small enough to spread a job over nodes. */
+export const SLICE_UNITS = 256;
+
+export interface SliceRow {
+  id: string;
+  jobId: string;
+  round: number;
+  first: number;
+  last: number;
+  epoch: number;
+}
+
+const NOW = `(now() AT TIME ZONE 'UTC')`;
+
+/** The slices of a round of `units` units, as rows for an INSERT. */
+export function slicesOf(jobId: string, round: number, units: number, size = SLICE_UNITS): Array<Omit<SliceRow, "epoch">> {
+  const out: Array<Omit<SliceRow, "epoch">> = [];
+  for (let first = 0; first < units; first += size) out.push({ id: `${jobId}:${round}:${first}`, jobId, round, first, last: Math.min(units, first + size) });
+  return out;
+}
+
+export async function insertSlices(c: pg.ClientBase, rows: Array<Omit<SliceRow, "epoch">>) {
+  if (!rows.length) return;
+  await c.query(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last")
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::int4[]) ON CONFLICT ("id") DO NOTHING`,
+  [rows.map((r) => r.id), rows.map((r) => r.jobId), rows.map((r) => r.round), rows.map((r) => r.first), rows.map((r) => r.last)]);
+}
+
+/**
+ * Claims up to `max` slices nobody holds (never claimed, or their lease ran out: their node
+ * died or let go), oldest jobs first. SKIP LOCKED: nodes claiming at once take different slices
+ * instead of waiting on each other. Each claim bumps the slice's epoch.
+ */
+export async function claimSlices(pool: pg.Pool, nodeId: string, max: number, leaseMs: number): Promise<SliceRow[]> {
+  const { rows } = await pool.query<SliceRow>(`WITH c AS (
+      SELECT s."id" FROM "Slice" s JOIN "Job" j ON j."id" = s."jobId"
+      WHERE NOT s."done" AND j."state" = 'running' AND (s."leaseUntil" IS NULL OR s."leaseUntil" < ${NOW})
+      ORDER BY j."createdAt", j."id", s."round", s."first" LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+    UPDATE "Slice" s SET "owner" = $1, "leaseUntil" = ${NOW} + $3 * interval '1 millisecond', "epoch" = s."epoch" + 1
+    FROM c WHERE s."id" = c."id" RETURNING s."id", s."jobId", s."round", s."first", s."last", s."epoch"`, [nodeId, max, leaseMs]);
+  return rows;
+}
+
+/** Renews this node's leases on `ids`; returns the ids it still holds (the others were lost). */
+export async function renewSlices(pool: pg.Pool, nodeId: string, ids: string[], leaseMs: number): Promise<Set<string>> {
+  if (!ids.length) return new Set();
+  // Only slices of running jobs: a job that ended on another node (failed, cancelled) is dropped here too.
+  const { rows } = await pool.query<{ id: string }>(`UPDATE "Slice" SET "leaseUntil" = ${NOW} + $3 * interval '1 millisecond'
+    WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND NOT "done"
+      AND "jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "id"`, [nodeId, ids, leaseMs]);
+  return new Set(rows.map((r) => r.id));
+}
+
+/** A slice whose units are all decided: nobody needs to claim it again. */
+export async function sliceDone(pool: pg.Pool, nodeId: string, id: string) {
+  await pool.query(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2`, [id, nodeId]);
+}
+
+/** Gives slices back at once (a node shutting down), so others need not wait for the lease. */
+export async function releaseSlices(pool: pg.Pool, nodeId: string) {
+  await pool.query(`UPDATE "Slice" SET "leaseUntil" = NULL, "owner" = NULL WHERE "owner" = $1 AND NOT "done"`, [nodeId]);
+}
+
+/** This node is alive; returns nothing. The admin page lists nodes by their heartbeat. */
+export async function heartbeat(pool: pg.Pool, nodeId: string, url: string) {
+  await pool.query(`INSERT INTO "Node" ("id", "url", "startedAt", "heartbeatAt") VALUES ($1, $2, ${NOW}, ${NOW})
+    ON CONFLICT ("id") DO UPDATE SET "url" = excluded."url", "heartbeatAt" = excluded."heartbeatAt"`, [nodeId, url]);
+}
+
+/** A slice this node made and holds from the start (an iterative job's next round). */
+export async function startedSlice(pool: pg.Pool, nodeId: string, s: Omit<SliceRow, "epoch">, leaseMs: number): Promise<SliceRow> {
+  const { rows } = await pool.query<SliceRow>(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last", "owner", "leaseUntil", "epoch")
+    VALUES ($1, $2, $3, $4, $5, $6, ${NOW} + $7 * interval '1 millisecond', 1)
+    ON CONFLICT ("id") DO UPDATE SET "owner" = excluded."owner", "leaseUntil" = excluded."leaseUntil", "epoch" = "Slice"."epoch" + 1
+    RETURNING "id", "jobId", "round", "first", "last", "epoch"`, [s.id, s.jobId, s.round, s.first, s.last, nodeId, leaseMs]);
+  return rows[0];
+}

@@ -1,0 +1,57 @@
+import { GroupCommitter } from "../store/groupCommit";
+import { hotStore, type HotStore } from "../store/hotStore";
+import type { Db } from "../store/prisma";
+import type { PersistOp } from "../services/jobs/batchSql";
+import type { CoordinatorObserver } from "../monitoring/observer";
+
+/**
+ * Where the result pipeline's writes land: results, verdicts, payouts, registrations and job
+ * endings queue on one group committer, whose batches the hot store writes in order (SQLite's
+ * writer thread, or one PostgreSQL transaction each: server/store/hotStore.ts).
+ */
+export class Commit {
+  readonly queue: GroupCommitter<PersistOp>;
+  private readonly store: HotStore;
+
+  constructor(
+    db: Db,
+    opts: { intervalMs: number; observer: CoordinatorObserver; log: (msg: string) => void; committed: () => void },
+  ) {
+    this.store = hotStore(db);
+    this.queue = new GroupCommitter(
+      async (ops) => {
+        const started = performance.now();
+        await this.store.write(ops);
+        opts.observer.commitSucceeded(ops.length, (performance.now() - started) / 1000);
+        opts.committed();
+      },
+      {
+        intervalMs: opts.intervalMs,
+        maxBatch: 5000,
+        onError: (e) => {
+          opts.observer.commitFailed();
+          opts.log(`commit failed, will retry: ${(e as Error).message}`);
+        },
+      },
+    );
+  }
+
+  /**
+   * Writes `ops` in a transaction of their own, outside the group commit (a new job: its
+   * escrow hold may fail, and must fail alone).
+   */
+  async writeAlone(ops: PersistOp[]): Promise<void> {
+    await this.store.write(ops);
+  }
+
+  /** Opens what writes now rather than on the first result (SQLite's thread takes a few hundred ms). */
+  async ready(): Promise<void> {
+    await this.store.ready();
+  }
+
+  /** Commits what is queued, then stops what writes. */
+  async close() {
+    await this.queue.close();
+    await this.store.close();
+  }
+}

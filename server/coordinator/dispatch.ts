@@ -1,0 +1,236 @@
+import type { ExpiredLease, SweepReport, TaskAssignment } from "../scheduler/types";
+import type { WireTask } from "../../worker/protocol/messages";
+import { Verifier } from "./verifier";
+import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
+import { send, windowOf, type VolunteerConn } from "./connection";
+import type { Live } from "./live";
+
+/** How often the scheduler is swept for work that waits on volunteers who are not online. */
+const SWEEP_MS = 1000;
+const SWEEP_SOON_MS = 50;
+
+/**
+ * Backpressure: when this many operations wait for the database, no new task goes out until
+ * the backlog is under the low mark. Memory stays bounded when SQLite is the bottleneck, and
+ * what volunteers are computing still comes back and is committed.
+ */
+const COMMIT_BACKLOG_HIGH = 30_000;
+const COMMIT_BACKLOG_LOW = 10_000;
+
+export interface DispatchDeps {
+  verifier: Verifier;
+  /** Operations waiting for the database. */
+  backlog(): number;
+  /** How long a unit that errored on every volunteer online that may take it waits for another. */
+  errorWaitMs: number;
+  /** The sweep failed a job (its unit errored on every volunteer that may take it). */
+  failJob(jobId: string, reason: string): void;
+}
+
+/**
+ * Work going out: tasks leased to volunteers (with a ringer now and then), leases taken back
+ * when they expire or their unit no longer needs them, dispatch held while the commit backlog
+ * is high, and the sweep for work that waits on volunteers who are not online.
+ */
+export class Dispatcher {
+  /** Ringers out, by task id: at most one per socket at a time. */
+  private readonly ringers = new Map<string, Ringer>();
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private leaseTimerAt = Infinity;
+  /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
+  private backlogged = false;
+  /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
+  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
+  private readonly sweepTimer: NodeJS.Timeout;
+  private sweepQueued = false;
+
+  constructor(private readonly live: Live, private readonly deps: DispatchDeps) {
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  dispatch(conn: VolunteerConn) {
+    const { scheduler, observer } = this.live;
+    if (this.backlogged || this.deps.backlog() > COMMIT_BACKLOG_HIGH) {
+      if (!this.backlogged) observer.shed("dispatch-paused");
+      this.backlogged = true;
+      return;
+    }
+    // A ringer takes one of the frame's places, so the frame is as long as it would be without.
+    const free = scheduler.freeSlots(conn.key);
+    const ring = free >= 2 && this.wantsRinger(conn);
+    const leased = scheduler.leaseTasks(conn.key, this.live.now(), ring ? free - 1 : undefined);
+    if (!leased.length) return;
+    observer.dispatched(leased.length);
+    const tasks = leased.map(toWire);
+    if (ring) this.addRinger(conn, tasks);
+    send(conn.ws, { type: "tasks", tasks });
+    this.armLeaseTimer();
+  }
+
+  dispatchAll() {
+    for (const key of this.live.scheduler.hungryVolunteers()) {
+      if (this.live.scheduler.stats().queued === 0) break;
+      const conn = this.live.conns.get(key);
+      if (conn) this.dispatch(conn);
+    }
+  }
+
+  /** A batch was committed: dispatch held back by the backlog resumes once it is low again. */
+  committed() {
+    if (this.backlogged && this.deps.backlog() < COMMIT_BACKLOG_LOW) {
+      this.backlogged = false;
+      setImmediate(() => this.dispatchAll());
+    }
+  }
+
+  revoke(freed: ExpiredLease[], reason: string) {
+    const byVolunteer = new Map<string, string[]>();
+    for (const f of freed) {
+      const list = byVolunteer.get(f.volunteerId) ?? [];
+      list.push(f.taskId);
+      byVolunteer.set(f.volunteerId, list);
+    }
+    for (const [key, taskIds] of byVolunteer) {
+      const conn = this.live.conns.get(key);
+      if (conn) send(conn.ws, { type: "revoke", taskIds, reason });
+    }
+  }
+
+  private armLeaseTimer() {
+    const { scheduler } = this.live;
+    const next = scheduler.nextDeadline();
+    if (next === undefined || next >= this.leaseTimerAt || this.live.closed) return;
+    clearTimeout(this.leaseTimer);
+    this.leaseTimerAt = next;
+    this.leaseTimer = setTimeout(() => {
+      this.leaseTimerAt = Infinity;
+      const expired = scheduler.expireLeases(this.live.now());
+      if (expired.length) {
+        this.live.log(`${expired.length} lease(s) expired`);
+        this.revoke(expired, "lease deadline passed");
+        this.dispatchAll();
+      }
+      this.armLeaseTimer();
+    }, Math.max(0, next - this.live.now()) + 5);
+    this.leaseTimer.unref();
+  }
+
+  // ---- ringers ------------------------------------------------------------------------
+
+  /**
+   * Now and then, a host not trusted yet gets a ringer among its tasks: a unit of one of the
+   * jobs in the frame with an input the server computes itself meanwhile.
+   */
+  private wantsRinger(conn: VolunteerConn): boolean {
+    if (conn.ringer !== undefined || this.live.closed) return false;
+    // Every frame while a host has passed no check yet (one ringer out at a time), then a share.
+    const spot = this.live.scheduler.spotRateOf(conn.key);
+    const rate = spot >= 1 ? 1 : spot * RINGER_SHARE;
+    return rate > 0 && Math.random() < rate;
+  }
+
+  private addRinger(conn: VolunteerConn, tasks: WireTask[]) {
+    const { scheduler } = this.live;
+    const model = tasks[Math.floor(Math.random() * tasks.length)]!;
+    if (!Verifier.canCheck(model.kernel)) return;
+    const input = ringerInput(model.kernel, scheduler.sampleInput(model.jobId), Math.random);
+    if (input === undefined) return;
+    const taskId = scheduler.mintTaskId();
+    const expected = this.deps.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
+    this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
+    conn.ringer = taskId;
+    // It holds a place of the volunteer's window until it comes back.
+    scheduler.setWindow(conn.key, windowOf(conn));
+    insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
+  }
+
+  /** The ringer `taskId` if this socket holds it, taken back (it came back as a result). */
+  returnedRinger(conn: VolunteerConn, taskId: string): Ringer | undefined {
+    const ringer = this.ringers.get(taskId);
+    if (!ringer || ringer.conn !== conn.key) return undefined;
+    this.ringers.delete(taskId);
+    return ringer;
+  }
+
+  /** The socket is gone, and so is the ringer it held. */
+  forgetRinger(conn: VolunteerConn) {
+    if (conn.ringer) this.ringers.delete(conn.ringer);
+  }
+
+  /** The job of these ringers ended: they are taken back like its other tasks. */
+  revokeRingers(jobId: string, reason: string) {
+    this.revoke(this.takeRingers(jobId), reason);
+  }
+
+  /** Forgets the job's ringers; returns them as leases to revoke. */
+  takeRingers(jobId: string): ExpiredLease[] {
+    const out: ExpiredLease[] = [];
+    for (const [taskId, r] of this.ringers) {
+      if (r.jobId !== jobId) continue;
+      this.ringers.delete(taskId);
+      const conn = this.live.conns.get(r.conn);
+      if (!conn) continue;
+      conn.ringer = undefined;
+      this.live.scheduler.setWindow(conn.key, windowOf(conn));
+      out.push({ taskId, volunteerId: conn.key, jobId, unitId: "" });
+    }
+    return out;
+  }
+
+  // ---- the sweep ----------------------------------------------------------------------
+
+  /**
+   * Finds work that waits on volunteers who are not online (see Scheduler.sweep): jobs whose
+   * wait changed are re-announced, volunteers are told how many of their results wait, and
+   * jobs whose unit errored on every volunteer that could take it fail.
+   */
+  sweep() {
+    const live = this.live;
+    if (live.closed) return;
+    const before = this.waits;
+    const now = live.scheduler.sweep(live.now(), this.deps.errorWaitMs);
+    this.waits = now;
+    for (const f of now.failed) {
+      live.log(`job ${f.jobId} failed: ${f.reason}`);
+      this.revoke([...f.dropped, ...this.takeRingers(f.jobId)], "job failed");
+      this.deps.failJob(f.jobId, f.reason);
+    }
+    for (const id of new Set([...before.waits.keys(), ...now.waits.keys()])) {
+      const a = before.waits.get(id);
+      const b = now.waits.get(id);
+      if (a?.results !== b?.results || a?.units !== b?.units) live.emit("job", live.jobs.get(id)?.jobId ?? id);
+    }
+    for (const c of live.conns.values()) {
+      const n = now.hostWaits.get(c.volunteerId) ?? 0;
+      if ((c.toldWaiting ?? 0) !== n) {
+        c.toldWaiting = n;
+        send(c.ws, { type: "waiting", results: n });
+      }
+    }
+  }
+
+  /** A sweep shortly (a burst of joins or departures makes one sweep, not one each). */
+  sweepSoon() {
+    if (this.sweepQueued) return;
+    this.sweepQueued = true;
+    setTimeout(() => {
+      this.sweepQueued = false;
+      this.sweep();
+    }, SWEEP_SOON_MS).unref();
+  }
+
+  /** What the last sweep found waiting in this scheduler job. */
+  waitOf(schedulerJobId: string) {
+    return this.waits.waits.get(schedulerJobId);
+  }
+
+  stop() {
+    clearTimeout(this.leaseTimer);
+    clearInterval(this.sweepTimer);
+  }
+}
+
+function toWire(t: TaskAssignment): WireTask {
+  return { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
+}

@@ -1,0 +1,259 @@
+import type { WebSocket } from "ws";
+import { clampBenchmark } from "../../worker/client/benchmark";
+import { PROTOCOL_VERSION, parseClientMessage, type Hello } from "../../worker/protocol/messages";
+import type { GroupCommitter } from "../store/groupCommit";
+import type { Db } from "../store/prisma";
+import type { PersistOp } from "../services/jobs/batchSql";
+import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services/volunteers/volunteers";
+import { hostKey, loadRecords } from "../services/volunteers/reliability";
+import { anonAccount, userAccount } from "../services/credits/accounts";
+import { UserError } from "../services/errors";
+import { networkOf } from "./network";
+import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
+import { atEndOfTurn } from "./cork";
+import { InteractiveRouter } from "./interactive";
+import { toRecord, type ReliabilityBook } from "./reliabilityBook";
+import type { Notices, ResultPipeline } from "./resultPipeline";
+import type { Dispatcher } from "./dispatch";
+import type { Live } from "./live";
+
+const HELLO_TIMEOUT_MS = 10_000;
+const MAX_BAD_MESSAGES = 20;
+/** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
+const STRANGER_RESULTS_ALLOWED = 512;
+
+export interface EdgeDeps {
+  db: Db;
+  queue: GroupCommitter<PersistOp>;
+  dispatch: Dispatcher;
+  pipeline: ResultPipeline;
+  book: ReliabilityBook;
+}
+
+/**
+ * The volunteer sockets: frames are parsed and refused here, a hello becomes a volunteer the
+ * scheduler knows, results go down the result pipeline, and what the pipeline decides comes
+ * back up as credits, and as kicks for the banned.
+ */
+export class VolunteerEdge implements Notices {
+  /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
+  readonly interactive: InteractiveRouter;
+  private connSeq = 0;
+  /** Volunteer ids whose first hello is not committed yet, with their token hash. */
+  private readonly registering = new Map<string, string>();
+  /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
+  private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
+  private creditsFlush = false;
+
+  constructor(private readonly live: Live, private readonly deps: EdgeDeps) {
+    this.interactive = new InteractiveRouter({
+      candidates: () => [...live.conns.values()].map((c) => ({ key: c.key, volunteerId: c.volunteerId, threads: c.threads })),
+      leased: (key) => live.scheduler.heldBy(key).length,
+      send: (key, msg) => {
+        const c = live.conns.get(key);
+        if (!c || c.ws.readyState !== c.ws.OPEN) return false;
+        send(c.ws, msg);
+        return true;
+      },
+    });
+  }
+
+  /** Takes over a freshly upgraded volunteer socket; `userId` comes from its session or API key. */
+  handleConnection(ws: WebSocket, identity: { userId: string | null; address?: string }) {
+    const { observer } = this.live;
+    let conn: VolunteerConn | undefined;
+    let bad = 0;
+    let helloPending = false;
+    const helloTimer = setTimeout(() => {
+      if (!conn) ws.close(1008, "expected a hello message");
+    }, HELLO_TIMEOUT_MS);
+
+    ws.on("message", (data, isBinary) => {
+      try {
+        onMessage(data as Buffer, isBinary);
+      } catch (e) {
+        // Whatever one client's frame provokes stays with that client: it is told, its socket
+        // closed and its leases re-queued; the process and every other volunteer carry on.
+        observer.messageRejected();
+        this.live.log(`volunteer frame failed: ${(e as Error)?.message ?? String(e)}`.slice(0, 300));
+        send(ws, { type: "error", code: "internal", message: "this message could not be handled; the connection is closed" });
+        ws.close(1011, "message could not be handled");
+        if (conn) this.drop(conn);
+      }
+    });
+    const onMessage = (data: Buffer, isBinary: boolean) => {
+      // Shutting down: the commit queue is closed; what was not acknowledged is computed again.
+      if (this.live.closed) return;
+      const reject = (code: string, message: string) => {
+        observer.messageRejected();
+        send(ws, { type: "error", code, message });
+        if (++bad >= MAX_BAD_MESSAGES) ws.close(1008, "too many invalid messages");
+      };
+      if (isBinary) return reject("bad-message", "frames must be JSON text");
+      const parsed = parseClientMessage(data.toString());
+      if (!parsed.ok) return reject("bad-message", parsed.error);
+      const msg = parsed.msg;
+      if (msg.type === "hello") {
+        if (conn || helloPending) return reject("bad-message", "hello was already received");
+        helloPending = true;
+        this.hello(ws, msg, identity.userId, identity.address).then(
+          (c) => {
+            clearTimeout(helloTimer);
+            conn = c;
+            if (ws.readyState !== ws.OPEN) this.drop(c);
+          },
+          (e: Error) => {
+            // Refusals (protocol, token, ban) are told as they are; anything else is the
+            // server's trouble: logged, and the client told to try again later.
+            if (!(e instanceof UserError)) {
+              this.live.log(`hello of a volunteer failed: ${e.stack ?? e.message}`);
+              send(ws, { type: "error", code: "unavailable", message: "the server could not register this volunteer; try again later" });
+              ws.close(1011, "try again later");
+              return;
+            }
+            send(ws, { type: "error", code: "hello-refused", message: e.message });
+            ws.close(1008, e.message.slice(0, 120));
+          },
+        );
+        return;
+      }
+      if (!conn) return reject("bad-message", "send hello first");
+      // Dropped (banned, or gone while its hello was pending): the socket is closing and what
+      // it still sends is moot; the scheduler no longer knows it (setWindow would throw).
+      if (!this.live.conns.has(conn.key)) return;
+      if (msg.type === "capacity") {
+        conn.threads = msg.threads;
+        this.live.scheduler.setWindow(conn.key, windowOf(conn));
+        this.deps.dispatch.dispatch(conn);
+      } else if (msg.type === "load") {
+        this.interactive.report(conn.key, msg);
+      } else if (msg.type === "interactive-result") {
+        this.interactive.answer(conn.key, msg);
+      } else {
+        // More results for tasks it does not hold than it could ever have been sent: refused as
+        // a bad frame (and not echoed back one by one), so junk cannot buy server work.
+        const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
+        if (strangers > STRANGER_RESULTS_ALLOWED) reject("bad-message", `${strangers} results for tasks this volunteer does not hold`);
+      }
+    };
+    ws.on("close", () => {
+      clearTimeout(helloTimer);
+      if (conn) this.drop(conn);
+    });
+    ws.on("error", (e: Error & { code?: string }) => {
+      if (e.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+        // ws has sent the close (1009) for a frame over MAX_WS_MESSAGE_BYTES: let the client
+        // read it (terminating now would reset the connection and lose the code), but not wait
+        // for an answer for long.
+        observer.shed("frame-too-large");
+        setTimeout(() => ws.terminate(), 1000).unref();
+        return;
+      }
+      ws.terminate();
+    });
+  }
+
+  private async hello(ws: WebSocket, msg: Hello, userId: string | null, address: string | undefined): Promise<VolunteerConn> {
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      throw new UserError("BAD_REQUEST", `protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+    }
+    const { db, book } = this.deps;
+    const benchmark = clampBenchmark(msg.benchmark);
+    const { tokenHash, existed } = await checkVolunteer(db, msg, this.registering);
+    // Its row goes through the group commit (a burst of hellos is a few batches, off the event
+    // loop) and is durable before the welcome; until then the id is held here, so a second
+    // hello with another token is refused all the same.
+    if (!existed) this.registering.set(msg.volunteerId, tokenHash);
+    await this.deps.queue.enqueue({ type: "volunteer", ...volunteerRow({ ...msg, userId, benchmark }, tokenHash) })
+      .finally(() => this.registering.delete(msg.volunteerId));
+    // Signed in: what this id earned while anonymous moves to the account.
+    if (userId && existed) await claimAnonymousCredits(db, userId, msg.volunteerId);
+    const accountId = userId ? userAccount(userId) : anonAccount(msg.volunteerId);
+    const host = hostKey(msg.volunteerId);
+    const records = await loadRecords(db, [host, accountId]);
+    for (const row of records.values()) book.seed(row);
+    const ban = book.activeBan([host, accountId], new Date(this.live.now()));
+    if (ban) throw new UserError("FORBIDDEN", `banned until ${ban.until.toISOString()}: ${ban.reason}`);
+    const conn: VolunteerConn = {
+      key: `${msg.volunteerId}~${++this.connSeq}`,
+      volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
+      connectedAt: this.live.now(), earned: 0, tasksDone: 0, benchmark, ws,
+    };
+    if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
+    this.live.conns.set(conn.key, conn);
+    this.live.scheduler.addVolunteer(conn.key, {
+      window: windowFor(msg.threads), host: msg.volunteerId, account: accountId,
+      hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
+      speed: benchmark, network: networkOf(address),
+    });
+    send(ws, {
+      type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
+      signedIn: !!userId, window: windowFor(msg.threads),
+    });
+    this.live.log(`volunteer ${conn.key} joined (${msg.agent}, ${msg.threads} threads${userId ? ", signed in" : ""})`);
+    this.live.emit("volunteers");
+    this.deps.dispatch.dispatch(conn);
+    return conn;
+  }
+
+  private drop(conn: VolunteerConn) {
+    if (!this.live.conns.delete(conn.key)) return;
+    this.deps.dispatch.forgetRinger(conn);
+    this.interactive.forget(conn.key);
+    const requeued = this.live.scheduler.removeVolunteer(conn.key, this.live.now());
+    this.live.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
+    this.live.emit("volunteers");
+    if (requeued.length) this.deps.dispatch.dispatchAll();
+  }
+
+  /**
+   * Tells each volunteer (still connected) which of its results were paid or found invalid.
+   * Verdicts of one commit are gathered and sent as one message per volunteer at the end of
+   * the turn, not one per unit.
+   */
+  credit(valid: Array<{ taskId: string; pay: number; volunteer?: string }>, invalid: Array<{ taskId: string; volunteer?: string }>) {
+    const entry = (key: string) => this.creditsOut.get(key) ?? this.creditsOut.set(key, { valid: [], invalid: [], credits: 0 }).get(key)!;
+    for (const r of valid) if (r.volunteer) (entry(r.volunteer).valid.push(r.taskId), (entry(r.volunteer).credits += r.pay));
+    for (const r of invalid) if (r.volunteer) entry(r.volunteer).invalid.push(r.taskId);
+    if (this.creditsFlush || !this.creditsOut.size) return;
+    this.creditsFlush = true;
+    atEndOfTurn(() => {
+      this.creditsFlush = false;
+      for (const [key, c] of this.creditsOut) {
+        const conn = this.live.conns.get(key);
+        if (!conn) continue;
+        conn.earned += c.credits;
+        send(conn.ws, { type: "credit", ...c });
+      }
+      this.creditsOut.clear();
+    });
+  }
+
+  /** Bans a host ("host:<volunteerId>") or an account until `until`, closing its sockets. */
+  async ban(id: string, until: Date, reason: string) {
+    this.deps.book.setBan(id, until, reason);
+    await this.deps.db.reliability.upsert({ where: { id }, create: { id, bannedUntil: until, banReason: reason }, update: { bannedUntil: until, banReason: reason } });
+    this.kick(id, until, reason);
+  }
+
+  async unban(id: string) {
+    this.deps.book.setBan(id, null, null);
+    await this.deps.db.reliability.upsert({ where: { id }, create: { id }, update: { bannedUntil: null, banReason: null, consecutiveInvalid: 0 } });
+  }
+
+  kick(id: string, until: Date, reason: string) {
+    for (const c of this.live.conns.values()) {
+      if (hostKey(c.volunteerId) !== id && c.accountId !== id) continue;
+      send(c.ws, { type: "error", code: "banned", message: `Banned until ${until.toISOString()}: ${reason}` });
+      c.ws.close(1008, "banned");
+      this.drop(c);
+    }
+  }
+
+  volunteers() {
+    return [...this.live.conns.values()].map((c) => ({
+      key: c.key, volunteerId: c.volunteerId, userId: c.userId, agent: c.agent, threads: c.threads,
+      connectedAt: c.connectedAt, tasksDone: c.tasksDone, earned: c.earned, held: this.live.scheduler.heldBy(c.key).length,
+    }));
+  }
+}

@@ -1,0 +1,445 @@
+import type { JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome } from "../scheduler/types";
+import type { BlobStore } from "../store/blobs";
+import type { Db } from "../store/prisma";
+import type { PersistOp } from "../services/jobs/batchSql";
+import { mergeJobResult } from "../services/jobs/merge";
+import { replicationSpec } from "../services/jobs/submit";
+import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
+import { hostKey, loadRecords } from "../services/volunteers/reliability";
+import { userAccount } from "../services/credits/accounts";
+import { outputSchemaFor } from "../services/programs/outputs";
+import { Verifier } from "./verifier";
+import { Throughput } from "./progress";
+import { toRecord, type ReliabilityBook } from "./reliabilityBook";
+import type { Commit } from "./commit";
+import type { Dispatcher } from "./dispatch";
+import type { JobMeta, Live } from "./live";
+
+export interface LifecycleDeps {
+  db: Db;
+  blobs: BlobStore;
+  commit: Commit;
+  dispatch: Dispatcher;
+  book: ReliabilityBook;
+  verifier: Verifier;
+  /** Hands what the scheduler made of recovered results, or of an owner's decision, to the result pipeline. */
+  outcome(o: ResultOutcome | RecoveryOutcome): void;
+  /**
+   * Cluster mode: this node dispatches only the slices it holds (sliceHolder.ts). A slice
+   * whose units are all decided is given up here; a new round is held by the node that
+   * started it.
+   */
+  slices?: {
+    done(sliceId: string): Promise<void>;
+    roundStarted(jobId: string, round: number, units: number): Promise<string>;
+  };
+}
+
+type JobRow = {
+  id: string; ownerId: string; kernel: string; params: string; leaseMs: number; replicas: number; quorum: number;
+  maxReplicas: number; adaptive: boolean; tolerance: string | null;
+};
+
+const jobColumns = {
+  id: true, ownerId: true, kernel: true, params: true, leaseMs: true, replicas: true, quorum: true,
+  maxReplicas: true, adaptive: true, tolerance: true,
+} as const;
+
+/**
+ * A job from its start to its end: loaded into the scheduler (new, recovered after a start,
+ * or rebuilt after a backtrack), its rounds, what its owner may change while it runs, and its
+ * end (merged, then finished through the group commit).
+ */
+export class JobLifecycle {
+  /** Iterative jobs by database id: the scheduler job of their current round. */
+  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
+  /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
+  private readonly reopening = new Set<string>();
+
+  constructor(private readonly live: Live, private readonly deps: LifecycleDeps) {}
+
+  /**
+   * Rebuilds the queue from the database after a start: validated units stay done, results
+   * that awaited a quorum count again, and everything else (including what was leased) is
+   * queued anew.
+   */
+  async recover(opts: { load?: boolean } = {}): Promise<number> {
+    // The writer thread starts now, not on the first result (it takes a few hundred ms), and
+    // so does the spot-checker's, so that the first check does not wait for it.
+    await Promise.all([this.deps.commit.ready(), this.deps.verifier.warmUp()]);
+    if (opts.load === false) return 0;
+    const jobs = await this.deps.db.job.findMany({ where: { state: "running" }, select: jobColumns, orderBy: { createdAt: "asc" } });
+    for (const job of jobs) await this.loadJob(job);
+    if (jobs.length) this.live.log(`recovered ${jobs.length} running job(s)`);
+    return jobs.length;
+  }
+
+  /**
+   * Cluster mode: loads a slice this node just claimed, rebuilt from the durable results as
+   * recover() rebuilds a job. False if it is stale (a round that has ended) or the job has ended.
+   */
+  async loadSlice(slice: { id: string; jobId: string; round: number; first: number; last: number }): Promise<boolean> {
+    const job = await this.deps.db.job.findUnique({ where: { id: slice.jobId }, select: { ...jobColumns, state: true } });
+    if (!job || job.state !== "running") return false;
+    if (slice.round > 0 && (await currentRound(this.deps.db, job.id)) !== slice.round) return false;
+    await this.loadJob(job, slice);
+    return true;
+  }
+
+  /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
+  private async loadJob(job: JobRow, slice?: { id: string; round: number; first: number; last: number }) {
+    const db = this.deps.db;
+    // An iterative job resumes its current round (0 for a one-shot job: all its units).
+    const round = slice ? slice.round : await currentRound(db, job.id);
+    // A slice of a one-shot job: its units only.
+    const range = slice && !slice.round ? { idx: { gte: slice.first, lt: slice.last } } : {};
+    const units = await db.workUnit.findMany({
+      where: { jobId: job.id, round, ...range },
+      select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
+      orderBy: { idx: "asc" },
+    });
+    const pending = await db.result.findMany({
+      where: { jobId: job.id, state: "pending", unit: { round, ...range } },
+      select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
+      orderBy: { receivedAt: "asc" },
+    });
+    const records = await loadRecords(db, [...new Set(pending.flatMap((p) => [hostKey(p.volunteerId), p.accountId]))]);
+    for (const row of records.values()) this.deps.book.seed(row);
+    const recovered: RecoveredResult[] = pending.map((p) => ({
+      unitId: p.unitId, taskId: p.id, host: p.volunteerId, account: p.accountId, output: JSON.parse(p.output ?? "null"),
+      digest: p.digest ?? "", hostRecord: toRecord(records.get(hostKey(p.volunteerId))!), accountRecord: toRecord(records.get(p.accountId)!),
+    }));
+    this.addJob(
+      {
+        id: job.id, kernel: job.kernel, params: JSON.parse(job.params), leaseMs: job.leaseMs, maxErrors: 3,
+        units: units.map((u) => ({ id: u.id, index: u.idx, input: JSON.parse(u.input), work: u.work })),
+        ...replicationSpec({ ...job, tolerance: job.tolerance ? JSON.parse(job.tolerance) : null }),
+      },
+      job.ownerId,
+      new Map(units.map((u) => [u.id, u.pay])),
+      { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
+      round,
+      slice && !slice.round ? slice : undefined,
+      slice?.id,
+    );
+  }
+
+  /**
+   * Adds a job, or (with `round`) one round of an iterative job, or (with `part`) the slice of
+   * a job's units from `part.first`, as a scheduler job of its own.
+   */
+  addJob(
+    spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0,
+    part?: { first: number }, slice?: string,
+  ) {
+    const { scheduler, jobs } = this.live;
+    const jobId = spec.id;
+    // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
+    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
+    if (round) {
+      spec = { ...spec, id: roundJobId(jobId, round) };
+      this.rounds.set(jobId, { schedulerId: spec.id });
+    } else if (part) {
+      spec = { ...spec, id: `${jobId}@${part.first}` };
+    }
+    jobs.set(spec.id, {
+      jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays,
+      quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
+    });
+    const { outcomes } = scheduler.addJob(spec, this.live.now(), recovered);
+    for (const o of outcomes) this.deps.outcome(o);
+    if (scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {
+      void this.finish(spec.id, "completed");
+    }
+    this.deps.dispatch.dispatchAll();
+    this.live.emit("job", jobId);
+  }
+
+  /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
+  async cancelJob(jobId: string): Promise<boolean> {
+    const current = this.rounds.get(jobId);
+    if (current?.ending) {
+      // Between two rounds: once the step is stored no next round starts (or, if one just
+      // did, it is cancelled below).
+      current.cancel = true;
+      await current.ending;
+      await this.cancelJob(jobId);
+      return true;
+    }
+    const { scheduler } = this.live;
+    const ids = this.schedulerIdsOf(jobId).filter((id) => scheduler.jobState(id) === "running");
+    if (!ids.length) return false;
+    for (const id of ids) this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], "job cancelled");
+    await Promise.all(ids.map((id) => this.finish(id, "cancelled")));
+    return true;
+  }
+
+  /**
+   * Cluster mode: a slice this node no longer holds (its lease was lost, or the job ended
+   * elsewhere) stops here at once; its volunteers' tasks are taken back.
+   */
+  dropSlice(schedulerId: string, why: string) {
+    const { scheduler, jobs } = this.live;
+    const meta = jobs.get(schedulerId);
+    if (!meta) return;
+    if (scheduler.jobState(schedulerId) === "running") this.deps.dispatch.revoke([...scheduler.cancelJob(schedulerId), ...this.deps.dispatch.takeRingers(schedulerId)], why);
+    scheduler.removeJob(schedulerId);
+    jobs.delete(schedulerId);
+    if (meta.round) this.rounds.delete(meta.jobId);
+    this.live.emit("job", meta.jobId);
+  }
+
+  /** The scheduler jobs of a job here: its current round, or its slices (cluster mode), or itself. */
+  private schedulerIdsOf(jobId: string): string[] {
+    const round = this.rounds.get(jobId);
+    if (round) return [round.schedulerId];
+    const ids: string[] = [];
+    for (const [id, meta] of this.live.jobs) if (meta.jobId === jobId && !meta.round) ids.push(id);
+    return ids.length ? ids : [jobId];
+  }
+
+  /** A job's progress (an iterative job's: its current round's; in cluster mode, of the slices held here). */
+  progress(jobId: string) {
+    const ids = this.schedulerIdsOf(jobId);
+    return ids.length > 1 ? this.slicesProgress(ids) : this.progressOf(ids[0]);
+  }
+
+  private progressOf(jobId: string) {
+    const p = this.live.scheduler.progress(jobId);
+    const meta = this.live.jobs.get(jobId);
+    if (!p || !meta) return undefined;
+    const left = p.total - p.done;
+    // Nothing computing it: no rate to speak of, and no end in sight until a volunteer comes.
+    const rate = p.running > 0 ? meta.throughput.rate(this.live.now()) : null;
+    const wait = this.deps.dispatch.waitOf(jobId);
+    return {
+      ...p, throughput: rate, etaSeconds: left === 0 ? 0 : rate ? left / rate : null,
+      /** Results waiting for a copy that no volunteer online may compute (another account's). */
+      waiting: wait && wait.results > 0 ? wait : null,
+    };
+  }
+
+  /** The sum over several slices of one job held here. */
+  private slicesProgress(ids: string[]) {
+    let sum: NonNullable<ReturnType<JobLifecycle["progressOf"]>> | undefined;
+    for (const id of ids) {
+      const p = this.progressOf(id);
+      if (!p) continue;
+      if (!sum) sum = { ...p };
+      else {
+        sum.total += p.total;
+        sum.done += p.done;
+        sum.queued += p.queued;
+        sum.running += p.running;
+        sum.throughput = sum.throughput === null && p.throughput === null ? null : (sum.throughput ?? 0) + (p.throughput ?? 0);
+        if (p.waiting) sum.waiting = sum.waiting ? { ...sum.waiting, results: sum.waiting.results + p.waiting.results } : p.waiting;
+      }
+    }
+    if (sum) {
+      const left = sum.total - sum.done;
+      sum.etaSeconds = left === 0 ? 0 : sum.throughput ? left / sum.throughput : null;
+    }
+    return sum;
+  }
+
+  /** Units waiting and instances running per running job, for the dashboard's queue chart. */
+  queues() {
+    const out: Array<{ jobId: string; kernel: string; queued: number; running: number; done: number; total: number }> = [];
+    for (const [jobId, meta] of this.live.jobs) {
+      const p = this.live.scheduler.progress(jobId);
+      if (p && p.state === "running") out.push({ jobId: meta.jobId, kernel: meta.kernel, queued: p.queued, running: p.running, done: p.done, total: p.total });
+    }
+    return out;
+  }
+
+  /**
+   * The owner accepts the results that wait for a quorum (see Scheduler.acceptPending).
+   * Returns how many units that decided.
+   */
+  acceptUnconfirmed(jobId: string): number {
+    const outcomes = this.schedulerIdsOf(jobId).flatMap((id) => this.live.scheduler.acceptPending(id));
+    for (const o of outcomes) this.deps.outcome(o);
+    if (outcomes.length) this.live.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
+    this.deps.dispatch.sweep();
+    this.live.emit("job", jobId);
+    return outcomes.length;
+  }
+
+  /**
+   * Changes the replication of a running job (the owner lowers it): `replicas` copies per
+   * unit, `quorum` of them agreeing. Stored first, so a restart keeps it; returns the units it decided.
+   */
+  async setReplication(jobId: string, replicas: number, quorum: number): Promise<number> {
+    const { scheduler } = this.live;
+    const ids = this.schedulerIdsOf(jobId);
+    const meta = this.live.jobs.get(ids[0]);
+    if (!meta || scheduler.jobState(ids[0]) !== "running") return 0;
+    const maxInstances = Math.max(replicas, meta.spec.replication?.maxInstances ?? replicas);
+    const replication = { target: replicas, quorum, maxInstances };
+    await this.deps.db.job.update({ where: { id: meta.jobId }, data: { replicas, quorum, maxReplicas: maxInstances } });
+    const outcomes = [];
+    for (const id of ids) {
+      const m = this.live.jobs.get(id);
+      if (!m || scheduler.jobState(id) !== "running") continue;
+      m.spec = { ...m.spec, replication };
+      m.quorum = quorum;
+      outcomes.push(...scheduler.setReplication(id, replication));
+    }
+    for (const o of outcomes) this.deps.outcome(o);
+    this.live.log(`job ${jobId}: replication set to ${replicas} (quorum ${quorum})`);
+    this.deps.dispatch.sweep();
+    this.deps.dispatch.dispatchAll();
+    this.live.emit("job", jobId);
+    return outcomes.length;
+  }
+
+  /**
+   * Rebuilds the running jobs among `jobIds` after `rewrite` changed their results in the
+   * database (a backtrack). Their units stop being handed out meanwhile, and a completion
+   * racing with it is not written.
+   */
+  async reopen(jobIds: string[], rewrite: () => Promise<void>, why: string) {
+    const { scheduler, jobs } = this.live;
+    const { dispatch } = this.deps;
+    for (const id of jobIds) this.reopening.add(id);
+    try {
+      // Units of those jobs that are running here stop being handed out while they are rebuilt.
+      for (const jobId of jobIds) {
+        if (this.rounds.has(jobId)) continue;
+        if (scheduler.jobState(jobId) === "running") dispatch.revoke(scheduler.cancelJob(jobId), "job is being re-checked");
+      }
+      await rewrite();
+      const reopened = await this.deps.db.job.findMany({ where: { id: { in: jobIds }, state: "running" }, select: jobColumns });
+      for (const jobId of jobIds) {
+        if (this.rounds.has(jobId) || !jobs.has(jobId)) continue;
+        // Still running if it was reloaded after the cancel above (by a finishing race).
+        if (scheduler.jobState(jobId) === "running") dispatch.revoke(scheduler.cancelJob(jobId), "job is being re-checked");
+        scheduler.removeJob(jobId);
+        jobs.delete(jobId);
+      }
+      for (const job of reopened) {
+        if (this.rounds.has(job.id) || jobs.has(job.id)) continue;
+        await this.loadJob(job);
+        this.live.log(`job ${job.id} reopened: ${why}`);
+      }
+    } finally {
+      for (const id of jobIds) this.reopening.delete(id);
+    }
+    for (const id of jobIds) this.live.emit("job", id);
+  }
+
+  async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
+    const { scheduler, jobs } = this.live;
+    this.deps.dispatch.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
+    const meta = jobs.get(jobId);
+    if (meta?.round) {
+      const current = this.rounds.get(meta.jobId)!;
+      return (current.ending ??= this.endRound(jobId, meta, current, state, error));
+    }
+    if (meta?.slice) return this.endSlice(jobId, meta, state, error);
+    const queue = this.deps.commit.queue;
+    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
+    if (state === "completed") {
+      // Merge outside the commit queue's transaction (a program's reduce may take seconds),
+      // once every validated output of the job is committed.
+      await queue.committedSoFar();
+      const merged = await mergeJobResult(this.deps, jobId);
+      end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
+      state = end.state;
+      // A cheater was caught meanwhile and the job is being rebuilt (backtrack): not finished after all.
+      if (this.reopening.has(jobId) || jobs.get(jobId) !== meta) return;
+    }
+    await queue.enqueue(end);
+    this.live.observer.jobFinished(state);
+    // Unless a backtrack reopened and reloaded it in the meantime.
+    if (jobs.get(jobId) === meta) {
+      scheduler.removeJob(jobId);
+      jobs.delete(jobId);
+    }
+    this.live.log(`job ${jobId} ${state}`);
+    this.live.emit("job", jobId);
+  }
+
+  /**
+   * Cluster mode: a slice held here ended. Completed, it is given up (nobody claims it again)
+   * and, if every unit of the job is now done, this node finishes the job: whichever node
+   * commits the last units sees the count complete, and the job row's lock makes the end (and
+   * the refund of the escrow) happen once however many nodes try. Failed or cancelled, the
+   * whole job ends so, and the other nodes drop their slices when they renew.
+   */
+  private async endSlice(id: string, meta: JobMeta, state: "completed" | "failed" | "cancelled", error?: string) {
+    const { scheduler, jobs } = this.live;
+    const queue = this.deps.commit.queue;
+    if (state === "completed") {
+      await queue.committedSoFar();
+      await this.deps.slices!.done(meta.slice!);
+    } else {
+      await queue.enqueue({ type: "finish", jobId: meta.jobId, state, error });
+      for (const other of this.schedulerIdsOf(meta.jobId)) if (other !== id) this.dropSlice(other, `job ${state}`);
+    }
+    if (jobs.get(id) === meta) {
+      scheduler.removeJob(id);
+      jobs.delete(id);
+    }
+    if (state === "completed") await this.finishIfAllDone(meta.jobId);
+    else {
+      this.live.observer.jobFinished(state);
+      this.live.log(`job ${meta.jobId} ${state}`);
+    }
+    this.live.emit("job", meta.jobId);
+  }
+
+  /** Cluster mode: ends a job whose units are all done (by any node), once. */
+  private async finishIfAllDone(jobId: string) {
+    const job = await this.deps.db.job.findUnique({ where: { id: jobId }, select: { state: true, unitsDone: true, chunks: true } });
+    if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
+    const merged = await mergeJobResult(this.deps, jobId);
+    const end: Extract<PersistOp, { type: "finish" }> = "error" in merged
+      ? { type: "finish", jobId, state: "failed", error: merged.error }
+      : { type: "finish", jobId, state: "completed", ...merged };
+    await this.deps.commit.queue.enqueue(end);
+    this.live.observer.jobFinished(end.state);
+    this.live.log(`job ${jobId} ${end.state}`);
+  }
+
+  /**
+   * A round of an iterative job ended. Completed: once its outputs are committed, the
+   * kernel's step runs and the next round starts, or the job ends with its result.
+   * Otherwise (failed, cancelled) the whole job ends so.
+   */
+  private async endRound(id: string, meta: JobMeta, current: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
+    const { scheduler, jobs } = this.live;
+    const queue = this.deps.commit.queue;
+    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
+    if (state === "completed") {
+      await queue.committedSoFar();
+      const outcome = await completeRound(this.deps, meta.jobId, meta.round).catch((e: Error) => {
+        // The kernel's step is the server's own code: its failure is logged, not shown as is.
+        this.live.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
+        return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };
+      });
+      // Shutting down: the next start resumes from what the step stored.
+      if (this.live.closed) return;
+      if (outcome.kind === "next" && !current.cancel) {
+        scheduler.removeJob(id);
+        jobs.delete(id);
+        const units = outcome.units;
+        // Cluster mode: the node that ends a round holds the next one.
+        const slice = this.deps.slices && (await this.deps.slices.roundStarted(meta.jobId, outcome.round, units.length));
+        if (meta.slice) await this.deps.slices?.done(meta.slice);
+        this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round, undefined, slice);
+        return;
+      }
+      if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
+      else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
+    }
+    await queue.enqueue(end);
+    if (meta.slice) await this.deps.slices?.done(meta.slice);
+    this.live.observer.jobFinished(end.state);
+    scheduler.removeJob(id);
+    jobs.delete(id);
+    this.rounds.delete(meta.jobId);
+    this.live.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
+    this.live.emit("job", meta.jobId);
+  }
+}

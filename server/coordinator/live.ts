@@ -1,0 +1,46 @@
+import type { ZodType } from "zod";
+import type { Scheduler } from "../scheduler";
+import type { JobSpec } from "../scheduler/types";
+import type { CoordinatorObserver } from "../monitoring/observer";
+import type { VolunteerConn } from "./connection";
+import type { Throughput } from "./progress";
+
+export interface JobMeta {
+  /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
+  jobId: string;
+  /** The round (from 1) of an iterative job; 0 for a one-shot job. */
+  round: number;
+  spec: JobSpec;
+  ownerId: string;
+  kernel: string;
+  output: ZodType | undefined;
+  /** Millicredits paid per valid result, by unit. */
+  pays: Map<string, number>;
+  /** Valid results paid per unit (more agreeing results than this are not paid). */
+  quorum: number;
+  leaseMs: number;
+  throughput: Throughput;
+  /** Cluster mode: the slice (server/cluster/slices.ts) this scheduler job is, if it is one. */
+  slice?: string;
+}
+
+/**
+ * What every part of the coordinator shares: the scheduler, the jobs it runs and the
+ * volunteers online. The Coordinator makes one and hands it to each part.
+ */
+export interface Live {
+  readonly scheduler: Scheduler;
+  /** By scheduler job id (each round of an iterative job is a scheduler job of its own). */
+  readonly jobs: Map<string, JobMeta>;
+  /** Sockets after their hello, by scheduler key. */
+  readonly conns: Map<string, VolunteerConn>;
+  readonly observer: CoordinatorObserver;
+  /** Injected for tests; the core scheduler never reads a clock itself. */
+  now(): number;
+  log(msg: string): void;
+  /** The Coordinator's events (see there). */
+  emit(event: "job", jobId: string): void;
+  emit(event: "volunteers"): void;
+  /** Shutting down: the commit queue is closing, so nothing new starts. */
+  closed: boolean;
+}
