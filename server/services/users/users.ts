@@ -11,9 +11,6 @@ export const passwordSchema = z
   .min(8, "Passwords need at least 8 characters.")
   .max(200, "Passwords are at most 200 characters.");
 
-/** PostgreSQL advisory lock held by a transaction that creates an account (any number unique to it). */
-const CREATE_USER_LOCK = 0x7ab9_0001;
-
 export interface NewUser {
   email: string;
   password: string;
@@ -33,7 +30,8 @@ export async function createUser(db: Db, input: NewUser, starterMillicredits: nu
     return await db.$transaction(async (tx) => {
       // SQLite runs one write transaction at a time; PostgreSQL runs sign-ups side by side, and
       // several could each count no users and all become admin: they take turns here.
-      if (dbKind(db) === "postgres") await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${CREATE_USER_LOCK})`);
+      // (An advisory lock named as the ad claims name theirs, held until the transaction ends.)
+      if (dbKind(db) === "postgres") await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext($1))", "create-user");
       const first = (await tx.user.count()) === 0;
       const user = await tx.user.create({
         data: { email, passwordHash, role: first || input.admin ? "admin" : "user" },
