@@ -13,7 +13,11 @@ export interface SystemReading {
   heapTotalBytes: number;
   /** Event-loop delay since the previous reading, 99th percentile. */
   eventLoopLagMs: number;
-  /** Space available to this (unprivileged) process where DATA_DIR lives. */
+  /**
+   * Space available to this (unprivileged) process where DATA_DIR lives: blobs and uploads, and
+   * with the default DATABASE_URL the SQLite file. A PostgreSQL database's disk is its server's,
+   * not watched from here.
+   */
   diskFreeBytes: number;
   diskTotalBytes: number;
   /** Whether `SELECT 1` answered. */

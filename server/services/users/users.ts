@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Db } from "../../store/prisma";
+import { dbKind, type Db } from "../../store/prisma";
 import { hashPassword, verifyPassword } from "../../auth/password";
 import { postTransaction } from "../credits/ledger";
 import { SYSTEM_GRANTS, userAccount } from "../credits/accounts";
@@ -28,6 +28,10 @@ export async function createUser(db: Db, input: NewUser, starterMillicredits: nu
   const passwordHash = await hashPassword(password);
   try {
     return await db.$transaction(async (tx) => {
+      // SQLite runs one write transaction at a time; PostgreSQL runs sign-ups side by side, and
+      // several could each count no users and all become admin: they take turns here.
+      // (An advisory lock named as the ad claims name theirs, held until the transaction ends.)
+      if (dbKind(db) === "postgres") await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext($1))", "create-user");
       const first = (await tx.user.count()) === 0;
       const user = await tx.user.create({
         data: { email, passwordHash, role: first || input.admin ? "admin" : "user" },
