@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { TRPCClientError } from "@trpc/client";
 import { apiClient } from "../cli/client";
 import { Fleet } from "./lib/fleet";
 import { CpuMeter, pidsNamed, postgresPids, ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
@@ -113,10 +114,28 @@ async function main() {
     for (let left = units; left > 0; left -= JOB_MAX_UNITS) {
       const chunks = Math.min(JOB_MAX_UNITS, left);
       const at = performance.now();
-      const job = await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
+      const job = await submitOne(chunks);
       submitMs.push(performance.now() - at);
       jobIds.push(job.id);
       submitted += chunks;
+    }
+  }
+  let submitRetries = 0;
+  /**
+   * One job; a submission shed as TOO_MANY_REQUESTS (the server-wide admission limit, e.g. while
+   * a commit backlog drains on a loaded machine) is tried again for up to 60 s.
+   */
+  async function submitOne(chunks: number) {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      try {
+        return await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
+      } catch (e) {
+        const code = e instanceof TRPCClientError ? (e.data as { code?: string } | undefined)?.code : undefined;
+        if (code !== "TOO_MANY_REQUESTS" || performance.now() > deadline) throw e;
+        submitRetries++;
+        await sleep(250);
+      }
     }
   }
   async function ensureQueued(n: number) {
@@ -338,7 +357,7 @@ async function main() {
   ];
   const meta = reportMeta("bench", SHORT ? "short" : "full", started, `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`);
   const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), dbCpuPercent: round(s.dbCpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
-  const report = { summary, targets, throughput, overhead, efficiency, calc, phases, timeline, submitMs: summarize(submitMs), connectSeconds, ui: opts.ui };
+  const report = { summary, targets, throughput, overhead, efficiency, calc, phases, timeline, submitMs: summarize(submitMs), submitRetries, connectSeconds, ui: opts.ui };
   const md = markdown(meta, report);
   const files = writeReport(meta, report, md);
   if (opts.json) process.stdout.write(JSON.stringify({ ...summary, report: files.json }) + "\n");
