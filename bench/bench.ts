@@ -73,6 +73,8 @@ async function main() {
     nodes: NODES, redisUrl: CLUSTER ? opts["redis-url"] : undefined,
     nodeArgs: opts.profile ? ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`] : [],
   });
+  // A run that fails half way still stops its servers and drops its database and Redis keys.
+  stopOnFailure = () => cluster.stop();
   const nodes = cluster.nodes;
   // Jobs are submitted, and calc asked, through the first node; in a cluster the others claim slices of the work.
   const server = nodes[0];
@@ -306,6 +308,7 @@ async function main() {
   const alive = nodes.every((n) => n.alive());
   const volunteerErrors = fleet.stats.errors.length;
   await fleet.close();
+  stopOnFailure = undefined;
   await cluster.stop();
 
   // ---- results ----
@@ -428,10 +431,13 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
   ].join("\n");
 }
 
+let stopOnFailure: (() => Promise<void>) | undefined;
+
 main().then(
   () => process.exit(0),
-  (e: Error) => {
+  async (e: Error) => {
     console.error(`bench failed: ${e.stack ?? e.message}`);
+    await stopOnFailure?.().catch(() => undefined);
     process.exit(1);
   },
 );
