@@ -1,8 +1,9 @@
 import { parseArgs } from "node:util";
+import { TRPCClientError } from "@trpc/client";
 import { apiClient } from "../cli/client";
 import { Fleet } from "./lib/fleet";
-import { postgresCpuSeconds, ProcessSampler, readCpuSeconds, readRssMb, type PhaseUsage } from "./lib/sampler";
-import { startBenchServer, type BenchServer } from "./lib/server";
+import { CpuMeter, pidsNamed, postgresPids, ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
+import { startBenchCluster } from "./lib/server";
 import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
 import { fetchMetrics, metricValue } from "./lib/prom";
@@ -10,6 +11,8 @@ import { fetchMetrics, metricValue } from "./lib/prom";
 // `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
 // interactive latency of a real server process, measured from many headless volunteers over
 // real WebSockets. `-- --short` is the few-second version that runs inside `npm test`.
+// `-- --db postgres --nodes N`: N server processes of one cluster (PostgreSQL and Redis), the
+// volunteers spread over them, the jobs submitted through the first.
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,9 +27,24 @@ const { values: opts } = parseArgs({
     /** sqlite (a file, the default) or postgres (a database of the run's own on --pg-url). */
     db: { type: "string", default: "sqlite" },
     "pg-url": { type: "string", default: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
+    /** Server processes; more than one is cluster mode (--db postgres, Redis at --redis-url). */
+    nodes: { type: "string", default: "1" },
+    /** Cluster mode (slices, Redis) even with one node, to see what it costs by itself. */
+    cluster: { type: "boolean", default: false },
+    "redis-url": { type: "string", default: process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379" },
   },
 });
-if (opts.db !== "sqlite" && opts.db !== "postgres") throw new Error(`--db is sqlite or postgres (got ${opts.db})`);
+const fail = (m: string): never => {
+  console.error(`npm run bench: ${m}`);
+  process.exit(2);
+};
+if (opts.db !== "sqlite" && opts.db !== "postgres") fail(`--db is sqlite or postgres (got ${opts.db})`);
+const NODES = Number(opts.nodes);
+if (!Number.isInteger(NODES) || NODES < 1 || NODES > 16) fail(`--nodes is a whole number from 1 to 16 (got ${opts.nodes})`);
+const CLUSTER = NODES > 1 || opts.cluster;
+if (CLUSTER && opts.db !== "postgres") {
+  fail(`${NODES > 1 ? `--nodes ${NODES}` : "--cluster"} needs --db postgres: several nodes share one PostgreSQL database (a SQLite file belongs to one process)`);
+}
 const SHORT = opts.short;
 const PHASE_S = Number(opts.seconds ?? (SHORT ? 1 : 5));
 const THREADS = 4;
@@ -50,20 +68,37 @@ interface Phase {
 
 async function main() {
   const started = new Date();
-  const server = await startBenchServer({
+  const cluster = await startBenchCluster({
     ui: opts.ui !== "off", root: opts.root, postgresUrl: opts.db === "postgres" ? opts["pg-url"] : undefined,
+    nodes: NODES, redisUrl: CLUSTER ? opts["redis-url"] : undefined,
     nodeArgs: opts.profile ? ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`] : [],
   });
-  log(`server ${server.url} (pid ${server.pid}, UI ${opts.ui}, ${opts.db}) up; RSS ${fmt(readRssMb(server.pid))} MB`);
-  const idleRssMb = readRssMb(server.pid) ?? NaN;
-  const sampler = new ProcessSampler(server.pid, server.url, SHORT ? 250 : 500).start();
+  // A run that fails half way still stops its servers and drops its database and Redis keys.
+  stopOnFailure = () => cluster.stop();
+  const nodes = cluster.nodes;
+  // Jobs are submitted, and calc asked, through the first node; in a cluster the others claim slices of the work.
+  const server = nodes[0];
+  const pids = nodes.map((n) => n.pid);
+  const urls = nodes.map((n) => n.url);
+  /** The largest RSS of any node (the per-process figure the RSS targets are about). */
+  const rssMb = () => Math.max(...pids.map((pid) => readRssMb(pid) ?? NaN).filter(Number.isFinite));
+  for (const n of nodes) log(`server ${n.nodeId ? `${n.nodeId} ` : ""}${n.url} (pid ${n.pid}, UI ${opts.ui}, ${opts.db}${CLUSTER ? `, cluster ${cluster.redisPrefix}` : ""}) up; RSS ${fmt(readRssMb(n.pid))} MB`);
+  const idleRssMb = rssMb();
+  // CPU of the servers, of PostgreSQL (when it is the database: its backends for this run's
+  // database and its shared processes) and of Redis (cluster mode; shared with whatever else uses it).
+  const nodeCpu = new CpuMeter(() => pids);
+  const dbCpu = opts.db === "postgres" ? new CpuMeter(() => postgresPids(cluster.databaseName ?? undefined)) : undefined;
+  const redisCpu = CLUSTER ? new CpuMeter(() => pidsNamed("redis-server")) : undefined;
+  const cpuNow = () => ({ nodes: nodeCpu.read(), db: dbCpu?.read() ?? 0, redis: redisCpu?.read() ?? 0 });
+  cpuNow();
+  const sampler = new ProcessSampler(pids, urls, SHORT ? 250 : 500, dbCpu).start();
   const t0 = performance.now();
-  const api = apiClient({ url: server.url, apiKey: server.apiKey });
-  const fleet = new Fleet(server.url);
+  const api = apiClient({ url: server.url, apiKey: cluster.apiKey });
+  const fleet = new Fleet(urls);
   const phases: Phase[] = [];
   const phase = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
     // Each phase starts on a quiet server: what the previous one left in the commit queue is written first.
-    await drained(server.url);
+    await Promise.all(urls.map(drained));
     const from = sampler.mark();
     const startS = (performance.now() - t0) / 1000;
     // At least one sample inside every phase, however short.
@@ -81,10 +116,28 @@ async function main() {
     for (let left = units; left > 0; left -= JOB_MAX_UNITS) {
       const chunks = Math.min(JOB_MAX_UNITS, left);
       const at = performance.now();
-      const job = await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
+      const job = await submitOne(chunks);
       submitMs.push(performance.now() - at);
       jobIds.push(job.id);
       submitted += chunks;
+    }
+  }
+  let submitRetries = 0;
+  /**
+   * One job; a submission shed as TOO_MANY_REQUESTS (the server-wide admission limit, e.g. while
+   * a commit backlog drains on a loaded machine) is tried again for up to 60 s.
+   */
+  async function submitOne(chunks: number) {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      try {
+        return await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
+      } catch (e) {
+        const code = e instanceof TRPCClientError ? (e.data as { code?: string } | undefined)?.code : undefined;
+        if (code !== "TOO_MANY_REQUESTS" || performance.now() > deadline) throw e;
+        submitRetries++;
+        await sleep(250);
+      }
     }
   }
   async function ensureQueued(n: number) {
@@ -92,12 +145,29 @@ async function main() {
     if (queued < n) await submit(Math.ceil(n - queued));
   }
   async function cancelAll() {
-    await Promise.all(jobIds.splice(0).map((id) => api.jobs.cancel.mutate({ id }).catch(() => undefined)));
+    let left = jobIds.splice(0);
+    for (let attempt = 1; left.length; attempt++) {
+      const states = await Promise.all(left.map((id) => api.jobs.cancel.mutate({ id }).then((j) => j.state, () => "unknown")));
+      left = left.filter((_, i) => states[i] === "running");
+      if (!left.length || !CLUSTER || attempt === 60) break;
+      // Cluster mode: a job no node holds a slice of stays running when cancelled (no node has
+      // it to stop). Let the nodes claim some of the oldest such job, then cancel it again.
+      fleet.run({ kind: "greedy" }, { active: fleet.volunteers.length, threads: THREADS });
+      await sleep(300);
+      fleet.pause();
+    }
+    if (left.length) log(`  ${left.length} job(s) still running after cancelling: ${left.join(", ")}`);
     submitted = fleet.totalReceived;
   }
 
   // ---- 1. dispatch throughput, trivial tasks ----
-  const throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; acked: number; seconds: number; series: Array<[number, number]>; usage?: PhaseUsage; cpuMsPerTask: number }> = [];
+  const throughput: Array<{
+    volunteers: number; threads: number; tasksPerSecond: number; acked: number; seconds: number; series: Array<[number, number]>; usage?: PhaseUsage;
+    /** Server (every node's) plus database CPU per durable result; the database's and Redis's parts apart. */
+    cpuMsPerTask: number; dbCpuMsPerTask: number | null; redisCpuMsPerTask: number | null;
+    /** Durable results per node (cluster: volunteers are spread round-robin, node 1 first). */
+    ackedByNode: number[];
+  }> = [];
   let best = 0;
   // Every volunteer connects first (paused), before any work: what the connections alone cost.
   const fleetSize = Math.max(...plan.counts, ...plan.efficiency);
@@ -105,11 +175,11 @@ async function main() {
   await fleet.connect(fleetSize, { threads: THREADS, paused: true });
   const connectSeconds = round((performance.now() - connectStart) / 1000, 2);
   await sleep(1000);
-  const rssConnected = readRssMb(server.pid) ?? NaN;
+  const rssConnected = rssMb();
   log(`${fleetSize} volunteers connected in ${connectSeconds} s; server RSS ${fmt(rssConnected)} MB`);
   for (const n of plan.counts) {
     await ensureQueued(Math.max(30_000, best * 1.5) * PHASE_S + n * THREADS * 4);
-    const cpu0 = cpuSecondsNow();
+    const cpu0 = cpuNow();
     const r = await phase(`dispatch, ${n} volunteer${n > 1 ? "s" : ""}`, async () => {
       fleet.run({ kind: "greedy" }, { active: n, threads: THREADS });
       const start = performance.now();
@@ -117,13 +187,19 @@ async function main() {
       fleet.pause();
       const end = performance.now();
       const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
-      return { volunteers: n, threads: THREADS, acked, seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
+      return { volunteers: n, threads: THREADS, acked, ackedByNode: [...fleet.stats.ackedByNode], seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
     });
-    // CPU of the server, and of PostgreSQL when it is the database, over the phase and what it committed after.
-    const cpuMsPerTask = r.acked ? round(((cpuSecondsNow() - cpu0) * 1000) / r.acked, 4) : NaN;
-    throughput.push({ ...r, usage: phases.at(-1)!.usage, cpuMsPerTask });
+    // CPU of the servers, and of PostgreSQL when it is the database, over the phase and what it committed after.
+    const cpu1 = cpuNow();
+    const perTask = (s: number) => (r.acked ? round((s * 1000) / r.acked, 4) : NaN);
+    const dbMs = perTask(cpu1.db - cpu0.db);
+    const cpuMsPerTask = perTask(cpu1.nodes - cpu0.nodes) + (dbCpu ? dbMs : 0);
+    throughput.push({
+      ...r, usage: phases.at(-1)!.usage, cpuMsPerTask: round(cpuMsPerTask, 4),
+      dbCpuMsPerTask: dbCpu ? dbMs : null, redisCpuMsPerTask: redisCpu ? perTask(cpu1.redis - cpu0.redis) : null,
+    });
     best = Math.max(best, r.tasksPerSecond);
-    log(`dispatch ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s (${r.acked} durable results in ${r.seconds} s)`);
+    log(`dispatch ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s (${r.acked} durable results in ${r.seconds} s${NODES > 1 ? `; by node ${r.ackedByNode.join(" / ")}` : ""}); ${fmt(cpuMsPerTask, 3)} CPU ms per task`);
     if (fleet.stats.errors.length) log(`  volunteer errors: ${fleet.stats.errors.slice(0, 3).join("; ")}`);
   }
 
@@ -205,6 +281,7 @@ async function main() {
   }
 
   // ---- 4. interactive calc round trip, open model ----
+  // Asked of node 1, which answers with its own volunteers: the first of the fleet is on it.
   const calc = await phase("interactive calc", async () => {
     fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
     const n = plan.calcPerSecond * PHASE_S;
@@ -228,13 +305,11 @@ async function main() {
   log(`interactive calc at ${calc.perSecond}/s: p50 ${fmt(calc.summary.p50, 2)} ms, p99 ${fmt(calc.summary.p99, 2)} ms, max ${fmt(calc.summary.max, 2)} ms (${calc.failed} failed)`);
 
   sampler.stop();
-  const alive = server.alive();
-  function cpuSecondsNow() {
-    return (readCpuSeconds(server.pid) ?? NaN) + (opts.db === "postgres" ? postgresCpuSeconds() : 0);
-  }
+  const alive = nodes.every((n) => n.alive());
   const volunteerErrors = fleet.stats.errors.length;
   await fleet.close();
-  await server.stop();
+  stopOnFailure = undefined;
+  await cluster.stop();
 
   // ---- results ----
   const peak = throughput.reduce((a, b) => (b.tasksPerSecond > a.tasksPerSecond ? b : a));
@@ -244,10 +319,20 @@ async function main() {
   const rss1000 = max >= 1000 ? Math.max(rssConnected, ...phases.filter((p) => /1000 volunteers/.test(p.name)).map((p) => p.usage.rssMbMax)) : null;
   const summary = {
     db: opts.db,
-    nodes: 1,
-    /** Server CPU (plus PostgreSQL's) per durable result in the peak dispatch phase. */
+    nodes: NODES,
+    /** Cluster mode: Redis, slices (always with several nodes). */
+    cluster: CLUSTER,
+    /** Server CPU, every node's (plus PostgreSQL's), per durable result in the peak dispatch phase. */
     cpu_ms_per_task: peak.cpuMsPerTask,
+    /** Durable results per CPU-second of the servers and the database in that phase: throughput per core. */
+    dispatch_tasks_per_cpu_s: peak.cpuMsPerTask > 0 ? Math.round(1000 / peak.cpuMsPerTask) : null,
+    /** PostgreSQL's part of cpu_ms_per_task (null with SQLite, which runs inside the server). */
+    db_cpu_ms_per_task: peak.dbCpuMsPerTask,
+    /** Redis's CPU per task in that phase, not in cpu_ms_per_task (cluster mode; null otherwise). */
+    redis_cpu_ms_per_task: peak.redisCpuMsPerTask,
     dispatch_tasks_per_s: peak.tasksPerSecond,
+    /** The peak phase's durable results per node. */
+    dispatch_acked_by_node: peak.ackedByNode,
     dispatch_peak_volunteers: peak.volunteers,
     overhead_p50_ms: round(half.summary.p50, 3),
     overhead_p99_ms: round(half.summary.p99, 3),
@@ -274,8 +359,8 @@ async function main() {
     { target: "server RSS, most while working with 1,000 volunteers", goal: "< 200 MB", value: rss1000 === null ? "not run" : `${fmt(rss1000, 0)} MB`, met: rss1000 === null ? null : rss1000 < 200 },
   ];
   const meta = reportMeta("bench", SHORT ? "short" : "full", started, `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`);
-  const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
-  const report = { summary, targets, throughput, overhead, efficiency, calc, phases, timeline, submitMs: summarize(submitMs), connectSeconds, ui: opts.ui };
+  const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), dbCpuPercent: round(s.dbCpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
+  const report = { summary, targets, throughput, overhead, efficiency, calc, phases, timeline, submitMs: summarize(submitMs), submitRetries, connectSeconds, ui: opts.ui };
   const md = markdown(meta, report);
   const files = writeReport(meta, report, md);
   if (opts.json) process.stdout.write(JSON.stringify({ ...summary, report: files.json }) + "\n");
@@ -304,7 +389,7 @@ function overheadSeries(slots: number[], overheads: number[], start: number): Ar
 
 function markdown(meta: ReturnType<typeof reportMeta>, r: {
   summary: Record<string, unknown>; targets: Array<{ target: string; goal: string; value: string; met: boolean | null }>;
-  throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; usage?: PhaseUsage }>;
+  throughput: Array<{ volunteers: number; threads: number; tasksPerSecond: number; usage?: PhaseUsage; cpuMsPerTask: number; dbCpuMsPerTask: number | null; redisCpuMsPerTask: number | null; ackedByNode: number[] }>;
   overhead: Array<{ load: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary; warmup: Summary }>;
   efficiency: Array<{ volunteers: number; tasks: number; idealSeconds: number; makespanSeconds: number; efficiency: number; jobSeconds: number | null; usage?: PhaseUsage }>;
   calc: { perSecond: number; requests: number; failed: number; summary: Summary };
@@ -316,11 +401,20 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
     "",
     `Commit ${meta.commit ?? "unknown"} · ${meta.machine.cpus} cores (${meta.machine.cpuModel}) · Node ${meta.machine.node} · ${meta.durationSeconds} s · \`${meta.command}\``,
     "",
+    `Database ${opts.db}; ${NODES} server process${NODES > 1 ? "es" : ""}${CLUSTER ? " in cluster mode (PostgreSQL and Redis; volunteers spread round-robin, jobs and calc through node 1)" : ""}.` +
+      (NODES > 1 ? " Server CPU is every node's, summed; RSS and loop lag the largest of any node." : ""),
+    "",
     "## Targets",
     table(["target", "goal", "measured", "met"], r.targets.map((t) => [t.target, t.goal, t.value, t.met === null ? "–" : t.met ? "yes" : "no"])),
     "",
     "## Dispatch throughput (trivial tasks, every result durably committed before its ack)",
-    table(["volunteers", "threads each", "tasks/s", "server CPU %", "RSS MB", "loop lag p99 ms"], r.throughput.map((t) => [t.volunteers, t.threads, fmt(t.tasksPerSecond, 0), ...u(t.usage)])),
+    table(
+      ["volunteers", "threads each", "tasks/s", "CPU ms per task (servers + database)", "database CPU ms per task", "server CPU %", "RSS MB", "loop lag p99 ms", ...(NODES > 1 ? ["results by node"] : [])],
+      r.throughput.map((t) => [
+        t.volunteers, t.threads, fmt(t.tasksPerSecond, 0), fmt(t.cpuMsPerTask, 3), t.dbCpuMsPerTask === null ? "–" : fmt(t.dbCpuMsPerTask, 3), ...u(t.usage),
+        ...(NODES > 1 ? [t.ackedByNode.join(" / ")] : []),
+      ]),
+    ),
     "",
     `## Dispatch-to-result overhead (open model, from each task's scheduled start to its durable ack; the first ${WARMUP_MS} ms of each phase is warm-up, reported apart)`,
     table(["load", "target tasks/s", "achieved", "p50 ms", "p95 ms", "p99 ms", "max ms", "tasks", "warm-up p99 ms"], r.overhead.map((o) => [`${Math.round(o.load * 100)}%`, fmt(o.targetPerSecond, 0), fmt(o.achievedPerSecond, 0), fmt(o.summary.p50, 2), fmt(o.summary.p95, 2), fmt(o.summary.p99, 2), fmt(o.summary.max, 2), o.summary.count, fmt(o.warmup.p99, 1)])),
@@ -332,15 +426,18 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
     `${r.calc.requests} requests at ${r.calc.perSecond}/s: p50 ${fmt(r.calc.summary.p50, 2)} ms, p95 ${fmt(r.calc.summary.p95, 2)} ms, p99 ${fmt(r.calc.summary.p99, 2)} ms, max ${fmt(r.calc.summary.max, 2)} ms, ${r.calc.failed} failed.`,
     "",
     "## Server per phase",
-    table(["phase", "from s", "to s", "CPU % mean", "CPU % max", "RSS MB max", "loop lag p99 ms (max)", "loop lag max ms", "load generator CPU %"], r.phases.map((p) => [p.name, p.startS, p.endS, fmt(p.usage.cpuPercentMean, 0), fmt(p.usage.cpuPercentMax, 0), fmt(p.usage.rssMbMax, 0), fmt(p.usage.lagP99MsMax, 1), fmt(p.usage.lagMaxMs, 1), fmt(p.usage.clientCpuPercentMean, 0)])),
+    table(["phase", "from s", "to s", "CPU % mean", "CPU % max", "database CPU % mean", "RSS MB max", "loop lag p99 ms (max)", "loop lag max ms", "load generator CPU %"], r.phases.map((p) => [p.name, p.startS, p.endS, fmt(p.usage.cpuPercentMean, 0), fmt(p.usage.cpuPercentMax, 0), fmt(p.usage.dbCpuPercentMean, 0), fmt(p.usage.rssMbMax, 0), fmt(p.usage.lagP99MsMax, 1), fmt(p.usage.lagMaxMs, 1), fmt(p.usage.clientCpuPercentMean, 0)])),
     "",
   ].join("\n");
 }
 
+let stopOnFailure: (() => Promise<void>) | undefined;
+
 main().then(
   () => process.exit(0),
-  (e: Error) => {
+  async (e: Error) => {
     console.error(`bench failed: ${e.stack ?? e.message}`);
+    await stopOnFailure?.().catch(() => undefined);
     process.exit(1);
   },
 );

@@ -34,6 +34,8 @@ export interface FleetStats {
   overheadSlots: number[];
   /** Time of each ack frame's arrival (ms, performance.now) and how many results it accepted. */
   ackTimes: Array<[number, number]>;
+  /** Results accepted by each server the fleet is spread over (one entry per URL, in order). */
+  ackedByNode: number[];
 }
 
 interface Slot {
@@ -59,6 +61,8 @@ class SimVolunteer {
     readonly id: string,
     readonly token: string,
     public threads: number,
+    /** Which of the fleet's URLs it is connected to. */
+    readonly node: number,
   ) {}
 
   connect(url: string, paused: boolean): Promise<void> {
@@ -118,6 +122,7 @@ class SimVolunteer {
     } else if (msg.type === "ack") {
       const now = performance.now();
       stats.acked += msg.accepted.length;
+      stats.ackedByNode[this.node] += msg.accepted.length;
       stats.rejected += msg.rejected.length;
       stats.ackTimes.push([now, msg.accepted.length]);
       if (this.started.size) {
@@ -206,21 +211,33 @@ export class Fleet {
   totalReceived = 0;
   private pacer: NodeJS.Timeout | undefined;
 
-  static emptyStats(): FleetStats {
-    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], overheadSlots: [], ackTimes: [] };
+  private readonly urls: string[];
+
+  static emptyStats(nodes = 1): FleetStats {
+    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], overheadSlots: [], ackTimes: [], ackedByNode: new Array<number>(nodes).fill(0) };
   }
 
-  constructor(private readonly url: string) {}
+  /**
+   * The volunteers of one server, or of the nodes of a cluster: with several URLs they are
+   * spread round-robin (the first on the first URL, the second on the second, …), so the first
+   * `n` volunteers of any run are spread as evenly as they can be.
+   */
+  constructor(url: string | string[]) {
+    this.urls = ([] as string[]).concat(url);
+    if (!this.urls.length) throw new Error("a fleet needs a server URL");
+    this.stats = Fleet.emptyStats(this.urls.length);
+  }
 
   /** Opens `n` more volunteer sockets (at most `parallel` handshakes at a time), paused or not. */
   async connect(n: number, opts: { threads: number; paused?: boolean; parallel?: number }) {
     const batch: SimVolunteer[] = [];
     for (let i = 0; i < n; i++) {
-      batch.push(new SimVolunteer(this, `bench-${crypto.randomBytes(6).toString("hex")}`, crypto.randomBytes(18).toString("base64url"), opts.threads));
+      const node = (this.volunteers.length + i) % this.urls.length;
+      batch.push(new SimVolunteer(this, `bench-${crypto.randomBytes(6).toString("hex")}`, crypto.randomBytes(18).toString("base64url"), opts.threads, node));
     }
     const parallel = opts.parallel ?? 100;
     for (let i = 0; i < batch.length; i += parallel) {
-      await Promise.all(batch.slice(i, i + parallel).map((v) => v.connect(this.url, !!opts.paused)));
+      await Promise.all(batch.slice(i, i + parallel).map((v) => v.connect(this.urls[v.node], !!opts.paused)));
     }
     this.volunteers.push(...batch);
     this.stats.connected = this.volunteers.length;
@@ -233,7 +250,7 @@ export class Fleet {
   run(mode: ExecMode, opts: { active: number; threads: number }) {
     this.stopPacing();
     this.mode = mode;
-    this.stats = { ...Fleet.emptyStats(), connected: this.volunteers.length };
+    this.stats = { ...Fleet.emptyStats(this.urls.length), connected: this.volunteers.length };
     this.volunteers.forEach((v, i) => v.setThreads(i < opts.active ? opts.threads : 0));
     if (mode.kind === "paced") this.pace(mode.periodMs, this.volunteers.slice(0, opts.active));
   }

@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Redis } from "ioredis";
 import pg from "pg";
 import { createPrisma } from "../../server/store/prisma";
 import { freePort } from "./freePort";
@@ -12,20 +13,40 @@ import { MILLI } from "../../server/services/credits/accounts";
 
 // The server under test: a real `server/index.ts` process on a free port with its own SQLite
 // file in a temp directory (or its own PostgreSQL database), migrated like a fresh install,
-// and a consumer with an API key.
+// and a consumer with an API key. Or several such processes, the nodes of one cluster on one
+// PostgreSQL database and one Redis key prefix of the run's own.
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
 
-export interface BenchServer {
+export interface BenchNode {
   url: string;
   pid: number;
-  apiKey: string;
-  dir: string;
-  databaseUrl: string;
+  /** NODE_ID in cluster mode (node-1, node-2, …), else null. */
+  nodeId: string | null;
   child: ChildProcess;
   /** Everything it printed (the last 64 kB). */
   output(): string;
   alive(): boolean;
+}
+
+export interface BenchServer extends BenchNode {
+  apiKey: string;
+  dir: string;
+  databaseUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Several server processes of one cluster (one PostgreSQL database, one Redis prefix). */
+export interface BenchCluster {
+  nodes: BenchNode[];
+  /** A consumer's key, valid on every node (one database). */
+  apiKey: string;
+  dir: string;
+  databaseUrl: string;
+  /** The scratch database's name (PostgreSQL), to tell its backends from others'. */
+  databaseName: string | null;
+  /** The Redis key prefix of this run's cluster, or null without cluster mode. */
+  redisPrefix: string | null;
   stop(): Promise<void>;
 }
 
@@ -45,64 +66,150 @@ export interface BenchServerOptions {
   postgresUrl?: string;
 }
 
+export interface BenchClusterOptions extends BenchServerOptions {
+  /** How many server processes (default 1). */
+  nodes?: number;
+  /**
+   * Cluster mode (REDIS_URL, REDIS_PREFIX, NODE_ID): a Redis the nodes share, with a key prefix
+   * of the run's own, deleted at stop. Needs postgresUrl. Required for more than one node.
+   */
+  redisUrl?: string;
+}
+
+/** One server process, as `npm start` runs it. */
 export async function startBenchServer(opts: BenchServerOptions = {}): Promise<BenchServer> {
+  const cluster = await startBenchCluster({ ...opts, nodes: 1, redisUrl: undefined });
+  const node = cluster.nodes[0];
+  return { ...node, output: node.output, alive: node.alive, apiKey: cluster.apiKey, dir: cluster.dir, databaseUrl: cluster.databaseUrl, stop: cluster.stop };
+}
+
+/**
+ * `nodes` server processes on one database, migrated like a fresh install, with a consumer
+ * and an API key. In cluster mode they share the database, Redis (under a prefix of the run's
+ * own), DATA_DIR and NEXTAUTH_SECRET, as `npm run cluster` starts them; each has its NODE_ID.
+ */
+export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise<BenchCluster> {
   const root = opts.root ?? repoRoot;
+  const count = opts.nodes ?? 1;
+  if (count > 1 && !opts.redisUrl) throw new Error("several nodes need cluster mode (a Redis URL)");
+  if (opts.redisUrl && !opts.postgresUrl) throw new Error("cluster mode needs PostgreSQL (a SQLite file belongs to one process)");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-bench-"));
-  const pgName = `tabgrid_bench_${crypto.randomBytes(4).toString("hex")}`;
+  const runId = crypto.randomBytes(4).toString("hex");
+  const pgName = `tabgrid_bench_${runId}`;
+  const redisPrefix = opts.redisUrl ? `tabgrid-bench-${runId}:` : null;
   if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `CREATE DATABASE "${pgName}"`);
   const databaseUrl = opts.postgresUrl ? withDatabase(opts.postgresUrl, pgName) : `file:${path.join(dir, "tabgrid.db")}`;
   const env = {} as NodeJS.ProcessEnv;
   for (const [k, v] of Object.entries(process.env)) {
-    if (!k.startsWith("TABGRID_") && k !== "DATABASE_URL" && k !== "NODE_OPTIONS" && !k.startsWith("VITEST")) env[k] = v;
+    if (!k.startsWith("TABGRID_") && !k.startsWith("REDIS_") && k !== "NODE_ID" && k !== "DATABASE_URL" && k !== "NODE_OPTIONS" && !k.startsWith("VITEST")) env[k] = v;
   }
-  const port = await freePort();
   Object.assign(env, {
-    PORT: String(port), HOST: "127.0.0.1", DATABASE_URL: databaseUrl, DATA_DIR: path.join(dir, "data"),
+    HOST: "127.0.0.1", DATABASE_URL: databaseUrl, DATA_DIR: path.join(dir, "data"),
     NEXTAUTH_SECRET: "tabgrid-bench-secret-0123456789abcdef", TABGRID_UI: opts.ui === false ? "off" : "on",
     NODE_ENV: "production", STARTER_CREDITS: "1000000000", MAX_CHUNKS: "10000", METRICS_INTERVAL_SECONDS: "1",
     // Alert rules would page about the load we make on purpose.
     TABGRID_ALERTS: "off",
+    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, REDIS_PREFIX: redisPrefix! } : {}),
     ...opts.env,
   });
-  execFileSync(process.execPath, [path.join(root, "node_modules/prisma/build/index.js"), "migrate", "deploy"], { cwd: root, env, stdio: "pipe" });
-  const apiKey = await createConsumer(databaseUrl);
+  const nodes: BenchNode[] = [];
+  const cleanUp = async () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `DROP DATABASE IF EXISTS "${pgName}" WITH (FORCE)`);
+    if (opts.redisUrl) await deleteRedisKeys(opts.redisUrl, redisPrefix!).catch(() => undefined);
+  };
+  let apiKey: string;
+  try {
+    execFileSync(process.execPath, [path.join(root, "node_modules/prisma/build/index.js"), "migrate", "deploy"], { cwd: root, env, stdio: "pipe" });
+    apiKey = await createConsumer(databaseUrl);
+    const ports: number[] = [];
+    while (ports.length < count) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
+    const started = await Promise.allSettled(ports.map(async (port, i) => {
+      const nodeId = opts.redisUrl ? `node-${i + 1}` : null;
+      const node = await startNode(root, {
+        ...env, PORT: String(port), ...(nodeId ? { NODE_ID: nodeId, PUBLIC_URL: `http://127.0.0.1:${port}` } : {}),
+      }, port, nodeId, opts.nodeArgs ?? [], (n) => nodes.push(n));
+      return node;
+    }));
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    // In the order of their NODE_ID: node 1 first.
+    nodes.splice(0, nodes.length, ...started.map((r) => (r as PromiseFulfilledResult<BenchNode>).value));
+  } catch (e) {
+    await Promise.all(nodes.map((n) => stopNode(n)));
+    await cleanUp().catch(() => undefined);
+    throw e;
+  }
+  return {
+    nodes, apiKey, dir, databaseUrl, databaseName: opts.postgresUrl ? pgName : null, redisPrefix,
+    async stop() {
+      await Promise.all(nodes.map((n) => stopNode(n)));
+      await cleanUp();
+    },
+  };
+}
 
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), "--import", "tsx", "server/index.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+const exitHooks = new Map<ChildProcess, () => void>();
+
+async function startNode(root: string, env: NodeJS.ProcessEnv, port: number, nodeId: string | null, nodeArgs: string[], spawned: (n: BenchNode) => void): Promise<BenchNode> {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "server/index.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const keep = (d: string) => (out = (out + d).slice(-65_536));
   child.stdout!.setEncoding("utf8").on("data", keep);
   child.stderr!.setEncoding("utf8").on("data", keep);
   const onExit = () => child.kill("SIGKILL");
   process.once("exit", onExit);
+  exitHooks.set(child, onExit);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the server exited during start-up:\n${out}`);
-    const ok = await fetch(`${url}/api/health`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`the server did not answer /api/health within 60 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url, pid: child.pid!, apiKey, dir, child, databaseUrl,
+  const node: BenchNode = {
+    url, pid: child.pid!, nodeId, child,
     output: () => out,
     alive: () => child.exitCode === null && child.signalCode === null,
-    async stop() {
-      process.off("exit", onExit);
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-      if (opts.postgresUrl) await adminQuery(opts.postgresUrl, `DROP DATABASE IF EXISTS "${pgName}" WITH (FORCE)`);
-    },
   };
+  spawned(node);
+  const name = nodeId ? `node ${nodeId}` : "the server";
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited during start-up:\n${out}`);
+    const ok = await fetch(`${url}/api/health`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`${name} did not answer /api/health within 60 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return node;
+}
+
+async function stopNode(node: BenchNode) {
+  const { child } = node;
+  const onExit = exitHooks.get(child);
+  if (onExit) process.off("exit", onExit);
+  exitHooks.delete(child);
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Deletes every key of a run's cluster (presence, leader locks, rate budgets) from the shared Redis. */
+async function deleteRedisKeys(url: string, prefix: string) {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
 }
 
 function withDatabase(url: string, name: string): string {
