@@ -145,18 +145,10 @@ async function main() {
     if (queued < n) await submit(Math.ceil(n - queued));
   }
   async function cancelAll() {
-    let left = jobIds.splice(0);
-    for (let attempt = 1; left.length; attempt++) {
-      const states = await Promise.all(left.map((id) => api.jobs.cancel.mutate({ id }).then((j) => j.state, () => "unknown")));
-      left = left.filter((_, i) => states[i] === "running");
-      if (!left.length || !CLUSTER || attempt === 60) break;
-      // Cluster mode: a job no node holds a slice of stays running when cancelled (no node has
-      // it to stop). Let the nodes claim some of the oldest such job, then cancel it again.
-      fleet.run({ kind: "greedy" }, { active: fleet.volunteers.length, threads: THREADS });
-      await sleep(300);
-      fleet.pause();
-    }
-    if (left.length) log(`  ${left.length} job(s) still running after cancelling: ${left.join(", ")}`);
+    const left = jobIds.splice(0);
+    const states = await Promise.all(left.map((id) => api.jobs.cancel.mutate({ id }).then((j) => j.state, () => "unknown")));
+    const running = left.filter((_, i) => states[i] === "running");
+    if (running.length) log(`  ${running.length} job(s) still running after cancelling: ${running.join(", ")}`);
     submitted = fleet.totalReceived;
   }
 

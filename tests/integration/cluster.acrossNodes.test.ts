@@ -92,7 +92,7 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     const slices = await a.deps.db.slice.findMany({ where: { jobId: id } });
     expect(slices.map((x) => x.round).sort((p, q) => p - q)).toEqual(rounds.map((r) => r.round));
     expect(slices.every((x) => x.done && x.owner === "node-b")).toBe(true);
-  });
+  }, 120_000);
 
   it("the admin page on node A lists the volunteer on node B, and both nodes", async () => {
     const api = trpc(a.url, admin.apiKey);

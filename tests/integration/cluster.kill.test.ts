@@ -105,5 +105,5 @@ describe("a cluster of two coordinators, one killed mid-job", () => {
       const later = await db.result.count({ where: { jobId: id, volunteerId: v.identity.volunteerId, receivedAt: { gt: new Date(killedAt) } } });
       expect(later, `results of ${v.identity.volunteerId} after the kill`).toBeGreaterThan(0);
     }
-  });
+  }, 240_000);
 });
