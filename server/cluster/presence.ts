@@ -27,7 +27,7 @@ export function lonePresence(snapshot: () => NodeSnapshot): Presence {
 export class RedisPresence implements Presence {
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly snapshot: () => NodeSnapshot, private readonly everyMs = 2000, private readonly ttlMs = 10_000) {
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly snapshot: () => NodeSnapshot, everyMs = 2000, private readonly ttlMs = 10_000) {
     this.timer = setInterval(() => void this.refresh(), everyMs);
     this.timer.unref();
     void this.refresh();

@@ -1,8 +1,9 @@
 import type { Database as Conn } from "better-sqlite3";
 import { escrowAccount, userAccount } from "../credits/accounts";
-import { postTransactionSync, type Posting } from "../credits/ledger";
+import { postTransactionSync } from "../credits/ledger";
 import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 import { backtrackSql, type BacktrackOp } from "./backtrackSql";
+import { planSettlement } from "./settlement";
 
 // The group commit's SQL, run by the database writer thread (store/dbWriterThread.ts) in one
 // transaction per batch: volunteers, received results, validations with their payouts out of
@@ -214,47 +215,21 @@ function settle(gate: SqliteGate, conn: Conn, validated: Array<Extract<PersistOp
   const fresh = gate.bulk<{ id: string }>(conn, `UPDATE "WorkUnit" SET "done" = 1, "output" = v.column2, "volunteerId" = v.column3,
     "completedAt" = v.column4 FROM (VALUES {values}) AS v WHERE "WorkUnit"."id" = v.column1 AND "WorkUnit"."done" = 0
     AND "WorkUnit"."jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "WorkUnit"."id" AS id`, validated.map((op) => [op.unitId, op.canonicalJson, op.valid[0]?.host ?? null, at]));
-  const done = new Set(fresh.map((r) => r.id));
   const verdicts: unknown[][] = [];
-  const verdict = (taskId: string, state: string, paid: number) => {
-    const row = incoming.get(taskId);
-    if (!row) return verdicts.push([taskId, state, paid, at]);
-    row[8] = state;
-    row[9] = paid;
-    row[14] = at;
-  };
-  const payouts = new Map<string, Posting[]>();
-  const volunteers = new Map<string, { tasks: number; earned: number }>();
-  const jobCounts = new Map<string, { units: number; cost: number }>();
-  // What each job's escrow still holds: a payout never overdraws it (after a backtrack whose
-  // reversal fell short, the last units of a job may be paid less).
-  const escrowLeft = new Map<string, number>();
-  const escrowOf = (jobId: string) => {
-    if (!escrowLeft.has(jobId)) {
-      const row = gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(escrowAccount(jobId)) as { balance: number } | undefined;
-      escrowLeft.set(jobId, row?.balance ?? 0);
+  const escrowOf = (jobId: string) =>
+    (gate.statement(conn, `SELECT "balance" FROM "Account" WHERE "id" = ?`).get(escrowAccount(jobId)) as { balance: number } | undefined)?.balance ?? 0;
+  const plan = planSettlement(validated, new Set(fresh.map((r) => r.id)), escrowOf);
+  for (const v of plan.verdicts) {
+    // Verdicts on results still to be inserted go into those rows.
+    const row = incoming.get(v.taskId);
+    if (!row) verdicts.push([v.taskId, v.state, v.paid, at]);
+    else {
+      row[8] = v.state;
+      row[9] = v.paid;
+      row[14] = at;
     }
-    return escrowLeft.get(jobId)!;
-  };
-  for (const op of validated) {
-    if (!done.delete(op.unitId)) continue;
-    const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
-    let cost = 0;
-    for (const r of op.valid) {
-      const pay = Math.min(r.pay, escrowOf(op.jobId));
-      escrowLeft.set(op.jobId, escrowOf(op.jobId) - pay);
-      verdict(r.taskId, "valid", pay);
-      list.push({ accountId: r.account, amount: pay });
-      const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
-      v.tasks++;
-      v.earned += pay;
-      cost += pay;
-    }
-    for (const r of op.invalid) verdict(r.taskId, "invalid", 0);
-    const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;
-    j.units++;
-    j.cost += cost;
   }
+  const { payouts, volunteers, jobs: jobCounts } = plan;
   if (verdicts.length) {
     gate.bulk(conn, `UPDATE "Result" SET "state" = v.column2, "paid" = v.column3, "decidedAt" = v.column4
       FROM (VALUES {values}) AS v WHERE "Result"."id" = v.column1`, verdicts);

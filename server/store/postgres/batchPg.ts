@@ -1,10 +1,10 @@
 import type pg from "pg";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
-import { mergeReliability, type PersistOp, type ReliabilityWrite, type ResultRef } from "../../services/jobs/batchSql";
+import { mergeReliability, type PersistOp, type ReliabilityWrite } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
+import { planSettlement } from "../../services/jobs/settlement";
 import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
-import type { Posting } from "../../services/credits/ledger";
 
 // The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
 // order as batchSql.ts (SQLite), read that file for what each op means. Rows go as arrays
@@ -220,39 +220,19 @@ async function settle(c: Client, validated: Array<Extract<PersistOp, { type: "va
     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, output, host)
     WHERE u."id" = v.id AND NOT u."done" AND u."jobId" = ANY($5::text[])
     RETURNING u."id"`, [byUnit.map((op) => op.unitId), byUnit.map((op) => op.canonicalJson), byUnit.map((op) => op.valid[0]?.host ?? null), at, running.map((j) => j.id)]);
-  const done = new Set(fresh.map((r) => r.id));
+  const plan = planSettlement(validated, new Set(fresh.map((r) => r.id)), (jobId) => escrows.get(escrowAccount(jobId)) ?? 0);
   const verdicts: Array<[string, string, number]> = [];
-  const verdict = (taskId: string, state: string, paid: number) => {
-    const row = incoming.get(taskId);
-    if (!row) return verdicts.push([taskId, state, paid]);
-    row.state = state;
-    row.paid = paid;
-    row.decidedAt = at;
-  };
-  const payouts = new Map<string, Posting[]>();
-  const volunteers = new Map<string, { tasks: number; earned: number }>();
-  const jobCounts = new Map<string, { units: number; cost: number }>();
-  const escrowOf = (jobId: string) => escrows.get(escrowAccount(jobId)) ?? 0;
-  for (const op of validated) {
-    if (!done.delete(op.unitId)) continue;
-    const list = payouts.get(op.jobId) ?? payouts.set(op.jobId, []).get(op.jobId)!;
-    let cost = 0;
-    for (const r of op.valid as ResultRef[]) {
-      // A payout never overdraws the escrow (after a backtrack whose reversal fell short).
-      const pay = Math.min(r.pay, escrowOf(op.jobId));
-      escrows.set(escrowAccount(op.jobId), escrowOf(op.jobId) - pay);
-      verdict(r.taskId, "valid", pay);
-      list.push({ accountId: r.account, amount: pay });
-      const v = volunteers.get(r.host) ?? volunteers.set(r.host, { tasks: 0, earned: 0 }).get(r.host)!;
-      v.tasks++;
-      v.earned += pay;
-      cost += pay;
+  for (const v of plan.verdicts) {
+    // Verdicts on results still to be inserted go into those rows.
+    const row = incoming.get(v.taskId);
+    if (!row) verdicts.push([v.taskId, v.state, v.paid]);
+    else {
+      row.state = v.state;
+      row.paid = v.paid;
+      row.decidedAt = at;
     }
-    for (const r of op.invalid) verdict(r.taskId, "invalid", 0);
-    const j = jobCounts.get(op.jobId) ?? jobCounts.set(op.jobId, { units: 0, cost: 0 }).get(op.jobId)!;
-    j.units++;
-    j.cost += cost;
   }
+  const { payouts, volunteers, jobs: jobCounts } = plan;
   if (verdicts.length) {
     verdicts.sort((a, b) => cmp(a[0], b[0]));
     await c.query(`UPDATE "Result" AS r SET "state" = v.state, "paid" = v.paid, "decidedAt" = $4
