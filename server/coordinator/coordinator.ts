@@ -252,6 +252,8 @@ export class Coordinator extends EventEmitter {
   /** For tests: wait until everything decided so far is committed. */
   async drain() {
     await this.pipeline.settled();
+    // A job whose last unit was just decided ends after its merge: wait for that too.
+    await this.lifecycle.settled();
     return this.commit.queue.drain();
   }
 }

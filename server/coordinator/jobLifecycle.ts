@@ -363,7 +363,22 @@ export class JobLifecycle {
     for (const id of jobIds) this.live.emit("job", id);
   }
 
-  async finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
+  /** Job endings under way (a merge can take a while): drain() waits for them. */
+  private readonly ending = new Set<Promise<void>>();
+
+  /** Resolves once every job ending started so far is written. */
+  async settled() {
+    while (this.ending.size) await Promise.allSettled([...this.ending]);
+  }
+
+  finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string): Promise<void> {
+    const p = this.end(jobId, state, error);
+    this.ending.add(p);
+    void p.catch(() => undefined).finally(() => this.ending.delete(p));
+    return p;
+  }
+
+  private async end(jobId: string, state: "completed" | "failed" | "cancelled", error?: string) {
     const { scheduler, jobs } = this.live;
     this.deps.dispatch.revokeRingers(jobId, state === "completed" ? "unit already validated" : `job ${state}`);
     const meta = jobs.get(jobId);
