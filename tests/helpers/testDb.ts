@@ -34,9 +34,9 @@ export function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-/** Runs one statement as the administrator of TEST_DATABASE_URL's server. */
-export async function adminQuery(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+/** Runs one statement as the administrator of a PostgreSQL server (TEST_DATABASE_URL's by default). */
+export async function adminQuery(sql: string, url = process.env.TEST_DATABASE_URL): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query(sql);
@@ -78,15 +78,7 @@ export async function freshPostgres(prefix = "tabgrid-pg-"): Promise<TestDatabas
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const name = `tabgrid_pg_${crypto.randomBytes(6).toString("hex")}`;
   const admin = POSTGRES_ADMIN();
-  const run = async (sql: string) => {
-    const client = new pg.Client({ connectionString: admin });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const run = (sql: string) => adminQuery(sql, admin);
   await run(`CREATE DATABASE "${name}"`);
   const databaseUrl = withDatabase(admin, name);
   const { execFileSync } = await import("node:child_process");
