@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { prepared } from "../store/postgres/prepared";
 
 // Work partitioning between the nodes of a cluster (PostgreSQL): a job round's units are cut
 // into slices, and a node dispatches only the slices it holds. Leases are timed by the
@@ -27,23 +28,26 @@ export function slicesOf(jobId: string, round: number, units: number, size = SLI
 
 export async function insertSlices(c: pg.ClientBase, rows: Array<Omit<SliceRow, "epoch">>) {
   if (!rows.length) return;
-  await c.query(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last")
+  await c.query(prepared(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last")
     SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::int4[]) ON CONFLICT ("id") DO NOTHING`,
-  [rows.map((r) => r.id), rows.map((r) => r.jobId), rows.map((r) => r.round), rows.map((r) => r.first), rows.map((r) => r.last)]);
+  [rows.map((r) => r.id), rows.map((r) => r.jobId), rows.map((r) => r.round), rows.map((r) => r.first), rows.map((r) => r.last)]));
 }
 
 /**
  * Claims up to `max` slices nobody holds (never claimed, or their lease ran out: their node
- * died or let go), oldest jobs first. SKIP LOCKED: nodes claiming at once take different slices
- * instead of waiting on each other. Each claim bumps the slice's epoch.
+ * died or let go), oldest jobs first, but jobs no other node is computing before those another
+ * node is: every commit of a node takes its jobs' rows, so nodes on different jobs commit side
+ * by side where nodes on one job would queue for its row. SKIP LOCKED: nodes claiming at once
+ * take different slices instead of waiting on each other. Each claim bumps the slice's epoch.
  */
 export async function claimSlices(pool: pg.Pool, nodeId: string, max: number, leaseMs: number): Promise<SliceRow[]> {
-  const { rows } = await pool.query<SliceRow>(`WITH c AS (
+  const { rows } = await pool.query<SliceRow>(prepared(`WITH c AS (
       SELECT s."id" FROM "Slice" s JOIN "Job" j ON j."id" = s."jobId"
       WHERE NOT s."done" AND j."state" = 'running' AND (s."leaseUntil" IS NULL OR s."leaseUntil" < ${NOW})
-      ORDER BY j."createdAt", j."id", s."round", s."first" LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+      ORDER BY EXISTS (SELECT 1 FROM "Slice" o WHERE o."jobId" = s."jobId" AND o."owner" <> $1 AND NOT o."done" AND o."leaseUntil" >= ${NOW}),
+        j."createdAt", j."id", s."round", s."first" LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
     UPDATE "Slice" s SET "owner" = $1, "leaseUntil" = ${NOW} + $3 * interval '1 millisecond', "epoch" = s."epoch" + 1
-    FROM c WHERE s."id" = c."id" RETURNING s."id", s."jobId", s."round", s."first", s."last", s."epoch"`, [nodeId, max, leaseMs]);
+    FROM c WHERE s."id" = c."id" RETURNING s."id", s."jobId", s."round", s."first", s."last", s."epoch"`, [nodeId, max, leaseMs]));
   return rows;
 }
 
@@ -51,34 +55,34 @@ export async function claimSlices(pool: pg.Pool, nodeId: string, max: number, le
 export async function renewSlices(pool: pg.Pool, nodeId: string, ids: string[], leaseMs: number): Promise<Set<string>> {
   if (!ids.length) return new Set();
   // Only slices of running jobs: a job that ended on another node (failed, cancelled) is dropped here too.
-  const { rows } = await pool.query<{ id: string }>(`UPDATE "Slice" SET "leaseUntil" = ${NOW} + $3 * interval '1 millisecond'
+  const { rows } = await pool.query<{ id: string }>(prepared(`UPDATE "Slice" SET "leaseUntil" = ${NOW} + $3 * interval '1 millisecond'
     WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND NOT "done"
-      AND "jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "id"`, [nodeId, ids, leaseMs]);
+      AND "jobId" IN (SELECT "id" FROM "Job" WHERE "state" = 'running') RETURNING "id"`, [nodeId, ids, leaseMs]));
   return new Set(rows.map((r) => r.id));
 }
 
 /** A slice whose units are all decided: nobody needs to claim it again. */
 export async function sliceDone(pool: pg.Pool, nodeId: string, id: string) {
-  await pool.query(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2`, [id, nodeId]);
+  await pool.query(prepared(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2`, [id, nodeId]));
 }
 
 /** Gives slices back at once (a node shutting down), so others need not wait for the lease. */
 export async function releaseSlices(pool: pg.Pool, nodeId: string) {
-  await pool.query(`UPDATE "Slice" SET "leaseUntil" = NULL, "owner" = NULL WHERE "owner" = $1 AND NOT "done"`, [nodeId]);
+  await pool.query(prepared(`UPDATE "Slice" SET "leaseUntil" = NULL, "owner" = NULL WHERE "owner" = $1 AND NOT "done"`, [nodeId]));
 }
 
 /** This node is alive; returns nothing. The admin page lists nodes by their heartbeat. */
 export async function heartbeat(pool: pg.Pool, nodeId: string, url: string) {
-  await pool.query(`INSERT INTO "Node" ("id", "url", "startedAt", "heartbeatAt") VALUES ($1, $2, ${NOW}, ${NOW})
-    ON CONFLICT ("id") DO UPDATE SET "url" = excluded."url", "heartbeatAt" = excluded."heartbeatAt"`, [nodeId, url]);
+  await pool.query(prepared(`INSERT INTO "Node" ("id", "url", "startedAt", "heartbeatAt") VALUES ($1, $2, ${NOW}, ${NOW})
+    ON CONFLICT ("id") DO UPDATE SET "url" = excluded."url", "heartbeatAt" = excluded."heartbeatAt"`, [nodeId, url]));
 }
 
 /** A slice this node made and holds from the start (an iterative job's next round). */
 export async function startedSlice(pool: pg.Pool, nodeId: string, s: Omit<SliceRow, "epoch">, leaseMs: number): Promise<SliceRow> {
-  const { rows } = await pool.query<SliceRow>(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last", "owner", "leaseUntil", "epoch")
+  const { rows } = await pool.query<SliceRow>(prepared(`INSERT INTO "Slice" ("id", "jobId", "round", "first", "last", "owner", "leaseUntil", "epoch")
     VALUES ($1, $2, $3, $4, $5, $6, ${NOW} + $7 * interval '1 millisecond', 1)
     ON CONFLICT ("id") DO UPDATE SET "owner" = excluded."owner", "leaseUntil" = excluded."leaseUntil", "epoch" = "Slice"."epoch" + 1
-    RETURNING "id", "jobId", "round", "first", "last", "epoch"`, [s.id, s.jobId, s.round, s.first, s.last, nodeId, leaseMs]);
+    RETURNING "id", "jobId", "round", "first", "last", "epoch"`, [s.id, s.jobId, s.round, s.first, s.last, nodeId, leaseMs]));
   return rows[0];
 }
 
@@ -88,7 +92,7 @@ export async function startedSlice(pool: pg.Pool, nodeId: string, s: Omit<SliceR
  */
 export async function reopenSlices(pool: pg.Pool, jobIds: string[]) {
   if (!jobIds.length) return;
-  await pool.query(`UPDATE "Slice" s SET "done" = false, "owner" = NULL, "leaseUntil" = NULL
+  await pool.query(prepared(`UPDATE "Slice" s SET "done" = false, "owner" = NULL, "leaseUntil" = NULL
     WHERE s."jobId" = ANY($1::text[]) AND s."round" = 0 AND EXISTS (
-      SELECT 1 FROM "WorkUnit" u WHERE u."jobId" = s."jobId" AND u."round" = 0 AND u."idx" >= s."first" AND u."idx" < s."last" AND NOT u."done")`, [jobIds]);
+      SELECT 1 FROM "WorkUnit" u WHERE u."jobId" = s."jobId" AND u."round" = 0 AND u."idx" >= s."first" AND u."idx" < s."last" AND NOT u."done")`, [jobIds]));
 }

@@ -1,6 +1,7 @@
 import type { JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome } from "../scheduler/types";
 import type { BlobStore } from "../store/blobs";
-import type { Db } from "../store/prisma";
+import { dbKind, pgPool, type Db } from "../store/prisma";
+import { readJobPg, readUnitsPg, type UnitRange } from "../store/postgres/jobRows";
 import type { PersistOp } from "../services/jobs/batchSql";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
@@ -81,7 +82,7 @@ export class JobLifecycle {
    * recover() rebuilds a job. False if it is stale (a round that has ended) or the job has ended.
    */
   async loadSlice(slice: { id: string; jobId: string; round: number; first: number; last: number }): Promise<boolean> {
-    const job = await this.deps.db.job.findUnique({ where: { id: slice.jobId }, select: { ...jobColumns, state: true } });
+    const job = await readJobPg(pgPool(this.deps.db), slice.jobId);
     if (!job || job.state !== "running") return false;
     if (slice.round > 0 && (await currentRound(this.deps.db, job.id)) !== slice.round) return false;
     await this.loadJob(job, slice);
@@ -94,17 +95,7 @@ export class JobLifecycle {
     // An iterative job resumes its current round (0 for a one-shot job: all its units).
     const round = slice ? slice.round : await currentRound(db, job.id);
     // A slice of a one-shot job: its units only.
-    const range = slice && !slice.round ? { idx: { gte: slice.first, lt: slice.last } } : {};
-    const units = await db.workUnit.findMany({
-      where: { jobId: job.id, round, ...range },
-      select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
-      orderBy: { idx: "asc" },
-    });
-    const pending = await db.result.findMany({
-      where: { jobId: job.id, state: "pending", unit: { round, ...range } },
-      select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
-      orderBy: { receivedAt: "asc" },
-    });
+    const { units, pending } = await this.readUnits(job.id, round, slice && !slice.round ? slice : undefined);
     const records = await loadRecords(db, [...new Set(pending.flatMap((p) => [hostKey(p.volunteerId), p.accountId]))]);
     for (const row of records.values()) this.deps.book.seed(row);
     const recovered: RecoveredResult[] = pending.map((p) => ({
@@ -124,6 +115,26 @@ export class JobLifecycle {
       slice && !slice.round ? slice : undefined,
       slice?.id,
     );
+  }
+
+  /** The round's units (of a slice's range) and their results awaiting a quorum; plain SQL on PostgreSQL (jobRows.ts). */
+  private async readUnits(jobId: string, round: number, range?: UnitRange) {
+    const db = this.deps.db;
+    if (dbKind(db) === "postgres") return readUnitsPg(pgPool(db), jobId, round, range);
+    const idx = range ? { idx: { gte: range.first, lt: range.last } } : {};
+    const [units, pending] = await Promise.all([
+      db.workUnit.findMany({
+        where: { jobId, round, ...idx },
+        select: { id: true, idx: true, input: true, work: true, pay: true, done: true },
+        orderBy: { idx: "asc" },
+      }),
+      db.result.findMany({
+        where: { jobId, state: "pending", unit: { round, ...idx } },
+        select: { id: true, unitId: true, volunteerId: true, accountId: true, output: true, digest: true },
+        orderBy: { receivedAt: "asc" },
+      }),
+    ]);
+    return { units, pending };
   }
 
   /**
@@ -441,7 +452,7 @@ export class JobLifecycle {
 
   /** Cluster mode: ends a job whose units are all done (by any node), once. */
   private async finishIfAllDone(jobId: string) {
-    const job = await this.deps.db.job.findUnique({ where: { id: jobId }, select: { state: true, unitsDone: true, chunks: true } });
+    const job = await readJobPg(pgPool(this.deps.db), jobId);
     if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
     const merged = await mergeJobResult(this.deps, jobId);
     const end: Extract<PersistOp, { type: "finish" }> = "error" in merged

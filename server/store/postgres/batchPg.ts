@@ -1,9 +1,10 @@
 import type pg from "pg";
+import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import { mergeReliability, type PersistOp, type ReliabilityWrite } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
-import { planSettlement } from "../../services/jobs/settlement";
+import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
 import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
 
 // The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
@@ -19,17 +20,27 @@ import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
 type Client = pg.PoolClient;
 
 /** Timestamps as UTC wall time: the columns are `timestamp(3)` without a zone, as Prisma writes them. */
-const pgTime = (d: Date) => d.toISOString().replace("Z", "");
+export const pgTime = (d: Date) => d.toISOString().replace("Z", "");
 
-export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
-  const at = pgTime(new Date());
+/** A batch's ops by kind, merged as writing them one after the other would leave the rows. */
+export interface Collected {
+  results: Map<string, ResultRow>;
+  validated: Array<Extract<PersistOp, { type: "validated" }>>;
+  reliability: Map<string, ReliabilityWrite>;
+  volunteers: Map<string, VolunteerOp>;
+  finished: Array<Extract<PersistOp, { type: "finish" }>>;
+  submitted: Array<Extract<PersistOp, { type: "submit" }>>;
+  backtracks: Array<Extract<PersistOp, { type: "backtrack" }>>;
+}
+
+export function collect(ops: PersistOp[], at: string): Collected {
   const results = new Map<string, ResultRow>();
-  const validated: Array<Extract<PersistOp, { type: "validated" }>> = [];
+  const validated: Collected["validated"] = [];
   const reliability = new Map<string, ReliabilityWrite>();
-  const volunteers = new Map<string, Extract<PersistOp, { type: "volunteer" }>>();
-  const finished: Array<Extract<PersistOp, { type: "finish" }>> = [];
-  const submitted: Array<Extract<PersistOp, { type: "submit" }>> = [];
-  const backtracks: Array<Extract<PersistOp, { type: "backtrack" }>> = [];
+  const volunteers = new Map<string, VolunteerOp>();
+  const finished: Collected["finished"] = [];
+  const submitted: Collected["submitted"] = [];
+  const backtracks: Collected["backtracks"] = [];
   for (const op of ops) {
     switch (op.type) {
       case "backtrack":
@@ -67,10 +78,21 @@ export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
         break;
     }
   }
+  return { results, validated, reliability, volunteers, finished, submitted, backtracks };
+}
+
+/**
+ * Any batch, every row lock taken up front in one order (the jobs, then their escrows). The
+ * common batch of results goes through fastBatchPg.ts first and comes here only when that
+ * one meets a job ending or an escrow running short.
+ */
+export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
+  const at = pgTime(new Date());
+  const { results, validated, reliability, volunteers, finished, submitted, backtracks } = collect(ops, at);
   // Every job the batch decides units of or ends is locked first, in id order: after this the
   // batch takes rows of other tables only, so two batches never wait on each other in a circle.
   const jobIds = [...new Set([...validated.map((v) => v.jobId), ...finished.map((f) => f.jobId)])].sort(cmp);
-  if (jobIds.length) await c.query(`SELECT 1 FROM "Job" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [jobIds]);
+  if (jobIds.length) await c.query(prepared(`SELECT 1 FROM "Job" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [jobIds]));
   if (volunteers.size) await upsertVolunteers(c, [...volunteers.values()].sort((a, b) => cmp(a.id, b.id)));
   if (validated.length) await settle(c, validated, results, at);
   if (results.size) await upsertResults(c, [...results.values()].sort((a, b) => cmp(a.id, b.id)));
@@ -90,7 +112,7 @@ export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
   }
 }
 
-interface ResultRow {
+export interface ResultRow {
   id: string; jobId: string; unitId: string; host: string; account: string; output: string | null; digest: string | null; error: string | null;
   state: string; paid: number; turnaroundMs: number; cpuMs: number | null; workMs: number | null; receivedAt: string; decidedAt: string | null;
 }
@@ -107,23 +129,23 @@ function mergeVolunteer(a: VolunteerOp | undefined, b: VolunteerOp): VolunteerOp
   };
 }
 
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+export const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const col = <T, K extends keyof T>(rows: T[], k: K) => rows.map((r) => r[k]);
 
-async function upsertVolunteers(c: Client, rows: Array<Extract<PersistOp, { type: "volunteer" }>>) {
+export async function upsertVolunteers(c: Client, rows: Array<Extract<PersistOp, { type: "volunteer" }>>) {
   const seen = rows.map((r) => pgTime(new Date(r.at)));
   // A default name never replaces one the owner chose (on /account, or with --name).
-  await c.query(`INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "nameChosen", "benchmarkScore", "createdAt", "lastSeenAt")
+  await c.query(prepared(`INSERT INTO "Volunteer" ("id", "tokenHash", "userId", "name", "nameChosen", "benchmarkScore", "createdAt", "lastSeenAt")
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::float8[], $7::timestamp[], $7::timestamp[])
     ON CONFLICT ("id") DO UPDATE SET "lastSeenAt" = excluded."lastSeenAt", "benchmarkScore" = excluded."benchmarkScore",
     "userId" = coalesce(excluded."userId", "Volunteer"."userId"),
     "name" = CASE WHEN excluded."nameChosen" OR NOT "Volunteer"."nameChosen" THEN coalesce(excluded."name", "Volunteer"."name") ELSE "Volunteer"."name" END,
     "nameChosen" = ("Volunteer"."nameChosen" OR excluded."nameChosen")`,
-  [col(rows, "id"), col(rows, "tokenHash"), col(rows, "userId"), col(rows, "name"), rows.map((r) => !!r.nameChosen), rows.map((r) => r.benchmark ?? 1), seen]);
+  [col(rows, "id"), col(rows, "tokenHash"), col(rows, "userId"), col(rows, "name"), rows.map((r) => !!r.nameChosen), rows.map((r) => r.benchmark ?? 1), seen]));
 }
 
-async function upsertResults(c: Client, rows: ResultRow[]) {
-  await c.query(`INSERT INTO "Result" ("id", "jobId", "unitId", "volunteerId", "accountId", "output", "digest", "error", "state", "paid",
+export async function upsertResults(c: Client, rows: ResultRow[]) {
+  await c.query(prepared(`INSERT INTO "Result" ("id", "jobId", "unitId", "volunteerId", "accountId", "output", "digest", "error", "state", "paid",
     "turnaroundMs", "cpuMs", "workMs", "receivedAt", "decidedAt")
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[],
       $11::int4[], $12::int4[], $13::float8[], $14::timestamp[], $15::timestamp[])
@@ -131,13 +153,13 @@ async function upsertResults(c: Client, rows: ResultRow[]) {
     WHERE excluded."state" <> 'pending'`,
   [col(rows, "id"), col(rows, "jobId"), col(rows, "unitId"), col(rows, "host"), col(rows, "account"), col(rows, "output"), col(rows, "digest"),
     col(rows, "error"), col(rows, "state"), col(rows, "paid"), col(rows, "turnaroundMs"), col(rows, "cpuMs"), col(rows, "workMs"),
-    col(rows, "receivedAt"), col(rows, "decidedAt")]);
+    col(rows, "receivedAt"), col(rows, "decidedAt")]));
 }
 
-async function upsertReliability(c: Client, rows: ReliabilityWrite[], at: string) {
+export async function upsertReliability(c: Client, rows: ReliabilityWrite[], at: string) {
   const a = (k: keyof ReliabilityWrite["add"]) => rows.map((r) => r.add[k]);
   // Counters add up; streaks are the writer's; a ban only ever extends.
-  await c.query(`INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
+  await c.query(prepared(`INSERT INTO "Reliability" ("id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
     "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason", "updatedAt")
     SELECT v.*, $12::timestamp FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], $7::float8[], $8::int4[],
       $9::int4[], $10::timestamp[], $11::text[]) AS v
@@ -150,7 +172,7 @@ async function upsertReliability(c: Client, rows: ReliabilityWrite[], at: string
     "bannedUntil" = greatest("Reliability"."bannedUntil", excluded."bannedUntil"),
     "updatedAt" = excluded."updatedAt"`,
   [col(rows, "id"), col(rows, "consecutiveValid"), col(rows, "consecutiveInvalid"), a("valid"), a("invalid"), a("errors"), a("turnaroundMsTotal"),
-    a("turnaroundCount"), a("spotChecks"), rows.map((r) => (r.bannedUntil ? pgTime(new Date(r.bannedUntil)) : null)), col(rows, "banReason"), at]);
+    a("turnaroundCount"), a("spotChecks"), rows.map((r) => (r.bannedUntil ? pgTime(new Date(r.bannedUntil)) : null)), col(rows, "banReason"), at]));
 }
 
 /**
@@ -159,10 +181,10 @@ async function upsertReliability(c: Client, rows: ReliabilityWrite[], at: string
  * the owner, and the job row takes its final state.
  */
 async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>, at: string) {
-  const { rows } = await c.query<{ ownerId: string; state: string }>(`SELECT "ownerId", "state" FROM "Job" WHERE "id" = $1 FOR UPDATE`, [end.jobId]);
+  const { rows } = await c.query<{ ownerId: string; state: string }>(prepared(`SELECT "ownerId", "state" FROM "Job" WHERE "id" = $1 FOR UPDATE`, [end.jobId]));
   const job = rows[0];
   if (!job || job.state !== "running") return;
-  await c.query(`UPDATE "Result" SET "state" = 'unneeded', "decidedAt" = $1 WHERE "jobId" = $2 AND "state" = 'pending'`, [at, end.jobId]);
+  await c.query(prepared(`UPDATE "Result" SET "state" = 'unneeded', "decidedAt" = $1 WHERE "jobId" = $2 AND "state" = 'pending'`, [at, end.jobId]));
   const left = (await lockBalances(c, [escrowAccount(end.jobId)])).get(escrowAccount(end.jobId)) ?? 0;
   if (left > 0) {
     await postTransactionPg(c, "refund", [
@@ -170,25 +192,25 @@ async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>,
       { accountId: userAccount(job.ownerId), amount: left },
     ], { jobId: end.jobId, memo: "unused escrow returned" }, at);
   }
-  await c.query(`UPDATE "Job" SET "state" = $1, "error" = $2, "result" = $3, "resultBlob" = $4, "finishedAt" = $5 WHERE "id" = $6`,
-    [end.state, end.error ?? null, end.result ?? null, end.resultBlob ?? null, at, end.jobId]);
+  await c.query(prepared(`UPDATE "Job" SET "state" = $1, "error" = $2, "result" = $3, "resultBlob" = $4, "finishedAt" = $5 WHERE "id" = $6`,
+    [end.state, end.error ?? null, end.result ?? null, end.resultBlob ?? null, at, end.jobId]));
 }
 
 /** A new job: its row, its units, its first round (iterative kernels) and its escrow hold. */
 async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
-  await c.query(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
+  await c.query(prepared(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
     "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "createdAt")
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`, [
     j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, !!j.adaptive,
     j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, at,
-  ]);
+  ]));
   const u = s.units;
-  await c.query(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")
+  await c.query(prepared(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")
     SELECT v.id, $1, v.idx, $2, v.input, v.work, v.pay FROM unnest($3::text[], $4::int4[], $5::text[], $6::int4[], $7::int8[]) AS v(id, idx, input, work, pay)`,
-  [j.id, s.round, u.map((x) => x[0]), u.map((x) => x[1]), u.map((x) => x[2]), u.map((x) => x[3]), u.map((x) => x[4])]);
+  [j.id, s.round, u.map((x) => x[0]), u.map((x) => x[1]), u.map((x) => x[2]), u.map((x) => x[3]), u.map((x) => x[4])]));
   if (s.roundState !== null) {
-    await c.query(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]);
+    await c.query(prepared(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]));
   }
   // Cluster mode's unit of dispatch (server/cluster/slices.ts): an iterative job's round is one slice.
   await insertSlices(c, slicesOf(j.id, s.round, u.length, s.round > 0 ? u.length : SLICE_UNITS));
@@ -213,17 +235,37 @@ export async function lockBalances(c: Client, ids: string[]): Promise<Map<string
 async function settle(c: Client, validated: Array<Extract<PersistOp, { type: "validated" }>>, incoming: Map<string, ResultRow>, at: string) {
   const byUnit = [...validated].sort((a, b) => cmp(a.unitId, b.unitId));
   // Jobs, then their escrows: the order finishJob takes them in too.
-  const { rows: running } = await c.query<{ id: string }>(`SELECT "id" FROM "Job" WHERE "id" = ANY($1::text[]) AND "state" = 'running' ORDER BY "id" FOR UPDATE`,
-    [[...new Set(byUnit.map((op) => op.jobId))]]);
+  const { rows: running } = await c.query<{ id: string }>(prepared(`SELECT "id" FROM "Job" WHERE "id" = ANY($1::text[]) AND "state" = 'running' ORDER BY "id" FOR UPDATE`,
+    [[...new Set(byUnit.map((op) => op.jobId))]]));
   const escrows = await lockBalances(c, running.map((j) => escrowAccount(j.id)));
-  const { rows: fresh } = await c.query<{ id: string }>(`UPDATE "WorkUnit" AS u SET "done" = true, "output" = v.output, "volunteerId" = v.host, "completedAt" = $4
+  const { rows: fresh } = await c.query<{ id: string }>(prepared(`UPDATE "WorkUnit" AS u SET "done" = true, "output" = v.output, "volunteerId" = v.host, "completedAt" = $4
     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, output, host)
     WHERE u."id" = v.id AND NOT u."done" AND u."jobId" = ANY($5::text[])
-    RETURNING u."id"`, [byUnit.map((op) => op.unitId), byUnit.map((op) => op.canonicalJson), byUnit.map((op) => op.valid[0]?.host ?? null), at, running.map((j) => j.id)]);
+    RETURNING u."id"`, [byUnit.map((op) => op.unitId), byUnit.map((op) => op.canonicalJson), byUnit.map((op) => op.valid[0]?.host ?? null), at, running.map((j) => j.id)]));
   const plan = planSettlement(validated, new Set(fresh.map((r) => r.id)), (jobId) => escrows.get(escrowAccount(jobId)) ?? 0);
+  const { payouts, volunteers, jobs: jobCounts } = plan;
+  await writeVerdicts(c, plan, incoming, at);
+  for (const [jobId, list] of [...payouts].sort((a, b) => cmp(a[0], b[0]))) {
+    const total = list.reduce((s, p) => s + p.amount, 0);
+    if (total > 0) await postTransactionPg(c, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId }, at);
+  }
+  await addVolunteerCounts(c, plan);
+  if (jobCounts.size) {
+    const j = [...jobCounts].sort((a, b) => cmp(a[0], b[0]));
+    await c.query(prepared(`UPDATE "Job" AS x SET "unitsDone" = x."unitsDone" + v.units, "cost" = x."cost" + v.cost
+      FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, units, cost) WHERE x."id" = v.id`,
+    [j.map((e) => e[0]), j.map((e) => e[1].units), j.map((e) => e[1].cost)]));
+  }
+}
+
+/**
+ * The plan's verdicts: those on results of this batch go into their rows before they are
+ * inserted, the others are updated in place (queued on the connection: its error, if any,
+ * fails the statements after it and the batch).
+ */
+export function writeVerdicts(c: Client, plan: SettlementPlan, incoming: Map<string, ResultRow>, at: string): Promise<unknown> | undefined {
   const verdicts: Array<[string, string, number]> = [];
   for (const v of plan.verdicts) {
-    // Verdicts on results still to be inserted go into those rows.
     const row = incoming.get(v.taskId);
     if (!row) verdicts.push([v.taskId, v.state, v.paid]);
     else {
@@ -232,27 +274,18 @@ async function settle(c: Client, validated: Array<Extract<PersistOp, { type: "va
       row.decidedAt = at;
     }
   }
-  const { payouts, volunteers, jobs: jobCounts } = plan;
-  if (verdicts.length) {
-    verdicts.sort((a, b) => cmp(a[0], b[0]));
-    await c.query(`UPDATE "Result" AS r SET "state" = v.state, "paid" = v.paid, "decidedAt" = $4
-      FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(id, state, paid) WHERE r."id" = v.id`,
-    [verdicts.map((v) => v[0]), verdicts.map((v) => v[1]), verdicts.map((v) => v[2]), at]);
-  }
-  for (const [jobId, list] of [...payouts].sort((a, b) => cmp(a[0], b[0]))) {
-    const total = list.reduce((s, p) => s + p.amount, 0);
-    if (total > 0) await postTransactionPg(c, "payout", [{ accountId: escrowAccount(jobId), amount: -total }, ...list], { jobId }, at);
-  }
-  if (volunteers.size) {
-    const v = [...volunteers].sort((a, b) => cmp(a[0], b[0]));
-    await c.query(`UPDATE "Volunteer" AS x SET "tasksDone" = x."tasksDone" + v.tasks, "earned" = x."earned" + v.earned
-      FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, tasks, earned) WHERE x."id" = v.id`,
-    [v.map((e) => e[0]), v.map((e) => e[1].tasks), v.map((e) => e[1].earned)]);
-  }
-  if (jobCounts.size) {
-    const j = [...jobCounts].sort((a, b) => cmp(a[0], b[0]));
-    await c.query(`UPDATE "Job" AS x SET "unitsDone" = x."unitsDone" + v.units, "cost" = x."cost" + v.cost
-      FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, units, cost) WHERE x."id" = v.id`,
-    [j.map((e) => e[0]), j.map((e) => e[1].units), j.map((e) => e[1].cost)]);
-  }
+  if (!verdicts.length) return;
+  verdicts.sort((a, b) => cmp(a[0], b[0]));
+  return c.query(prepared(`UPDATE "Result" AS r SET "state" = v.state, "paid" = v.paid, "decidedAt" = $4
+    FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(id, state, paid) WHERE r."id" = v.id`,
+  [verdicts.map((v) => v[0]), verdicts.map((v) => v[1]), verdicts.map((v) => v[2]), at]));
+}
+
+/** Each paid volunteer's tasks and earnings. */
+export function addVolunteerCounts(c: Client, plan: SettlementPlan): Promise<unknown> | undefined {
+  if (!plan.volunteers.size) return;
+  const v = [...plan.volunteers].sort((a, b) => cmp(a[0], b[0]));
+  return c.query(prepared(`UPDATE "Volunteer" AS x SET "tasksDone" = x."tasksDone" + v.tasks, "earned" = x."earned" + v.earned
+    FROM unnest($1::text[], $2::int4[], $3::int8[]) AS v(id, tasks, earned) WHERE x."id" = v.id`,
+  [v.map((e) => e[0]), v.map((e) => e[1].tasks), v.map((e) => e[1].earned)]));
 }

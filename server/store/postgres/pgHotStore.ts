@@ -3,10 +3,14 @@ import type { HotStore } from "../hotStore";
 import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
 import { writeBatchPg } from "./batchPg";
+import { fastPathFits, writeBatchFastPg } from "./fastBatchPg";
+
+const DEADLOCK = "40P01";
 
 /**
  * PostgreSQL: each batch is one transaction on a pooled connection, with multi-row statements
- * over arrays (`unnest`) so a thousand results cost a handful of round trips. Several writers
+ * over arrays (`unnest`) so a thousand results cost a handful of round trips: three for the
+ * common batch of results (fastBatchPg.ts), more under locks taken first for the rest. Several writers
  * (coordinators) may commit at once; batchPg.ts says how each step stays right under that.
  */
 export class PgHotStore implements HotStore {
@@ -20,7 +24,18 @@ export class PgHotStore implements HotStore {
 
   async write(ops: PersistOp[]): Promise<void> {
     if (!ops.length) return;
-    await inTransaction(pgPool(this.db), (client) => writeBatchPg(client, ops));
+    const pool = pgPool(this.db);
+    if (fastPathFits(ops) && (await writeBatchFastPg(pool, ops))) return;
+    // Batches of other nodes take rows in the same order, so a deadlock is rare (a volunteer on
+    // two nodes at once, a job ending as another node pays out of it); PostgreSQL then fails one
+    // side, which is simply written again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await inTransaction(pool, (client) => writeBatchPg(client, ops));
+      } catch (e) {
+        if ((e as { code?: string }).code !== DEADLOCK || attempt >= 3) throw e;
+      }
+    }
   }
 
   async unitOutputs(jobId: string) {
