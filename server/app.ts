@@ -1,5 +1,4 @@
 import http from "node:http";
-import path from "node:path";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { TRPCError } from "@trpc/server";
@@ -7,7 +6,7 @@ import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import type { Env } from "./env";
 import { createPrisma, dbKind, pgPool } from "./store/prisma";
-import { BlobStore } from "./store/blobs";
+import { createBlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
 import { clientIp, contextFromRequest } from "./api/trpc";
@@ -48,10 +47,17 @@ export async function startServer(
   opts: { ui: boolean; log?: (m: string) => void; /** Tests shorten the sampler's minute or inject its clock. */ monitoring?: MonitoringOptions },
 ): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => console.log(m));
+  // A blob store that does not answer now (no such bucket, refused credentials, a wrong
+  // endpoint) is a configuration to fix: refuse to start rather than fail the first upload.
+  const blobs = await createBlobStore(env);
+  const blobsAnswer = await blobs.check();
+  if (blobsAnswer !== "ok") {
+    await blobs.close();
+    throw new Error(`The blob store (${blobs.describe()}) does not answer: ${blobsAnswer}`);
+  }
   const db = createPrisma(env.DATABASE_URL);
   // SQLite: readers never wait for the writer (the mode is kept in the file). PostgreSQL needs nothing of the kind.
   if (dbKind(db) === "sqlite") await db.$executeRawUnsafe("PRAGMA journal_mode = WAL");
-  const blobs = new BlobStore(path.join(env.DATA_DIR, "blobs"));
   const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
   const monitor = createMonitoring({ db, env, log, ...(cluster.mode === "cluster" ? { node: cluster.nodeId } : {}), ...opts.monitoring });
   let listeningAt = "";
@@ -108,7 +114,7 @@ export async function startServer(
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
     if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
-    if (pathname === "/api/health") return await health(db, cluster, res, log);
+    if (pathname === "/api/health") return await health(db, cluster, blobs, res, log);
     if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
     if (await serveSandbox(req, res, pathname)) return;
     if (req.method === "GET" && (await serveResult(deps, req, res, pathname))) return;
@@ -203,7 +209,7 @@ export async function startServer(
   process.env.NEXTAUTH_URL = env.PUBLIC_URL ?? `http://localhost:${port}`;
   listeningAt = env.PUBLIC_URL ?? `http://localhost:${port}`;
   const where = cluster.mode === "cluster" ? `, node ${cluster.nodeId} of a cluster` : "";
-  log(`Tabgrid listening on http://localhost:${port} (database ${redactUrl(env.DATABASE_URL)}${where}${opts.ui ? "" : ", API only"})`);
+  log(`Tabgrid listening on http://localhost:${port} (database ${redactUrl(env.DATABASE_URL)}, blobs in ${blobs.describe()}${where}${opts.ui ? "" : ", API only"})`);
 
   return {
     url,
@@ -223,6 +229,7 @@ export async function startServer(
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await db.$disconnect();
+      await blobs.close();
     },
   };
 }

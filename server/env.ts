@@ -3,6 +3,10 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { z } from "zod";
 import { DEFAULT_DATABASE_URL, databaseFile, databaseKind } from "./store/databaseUrl";
+import { parseBlobStore } from "./store/blobConfig";
+
+/** An empty variable counts as unset (`FOO=` in a unit file or a compose file). */
+const unsetIfEmpty = (v: unknown) => (v === "" ? undefined : v);
 
 // Parsed once at start-up; every default makes `npm start` work on a fresh machine.
 const schema = z.object({
@@ -11,6 +15,26 @@ const schema = z.object({
   // A SQLite file, or a PostgreSQL database (postgres://user:password@host:5432/name).
   DATABASE_URL: z.string().default(DEFAULT_DATABASE_URL).refine(isDatabaseUrl, "must be a SQLite file: URL (file:./data/tabgrid.db) or a postgres:// URL"),
   DATA_DIR: z.string().default("./data"),
+  // Blobs (docs/scaling.md): unset or "directory" is DATA_DIR/blobs; s3://bucket/optional/prefix
+  // an S3-compatible bucket. S3_ENDPOINT names a server other than AWS (MinIO, R2, Ceph…);
+  // path-style URLs (http://host/bucket/key) are the default with an endpoint.
+  BLOB_STORE: z.preprocess(unsetIfEmpty, z.string().optional()).superRefine((v, ctx) => {
+    try {
+      parseBlobStore(v);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
+  }),
+  S3_ENDPOINT: z.preprocess(
+    unsetIfEmpty,
+    z.string().regex(/^https?:\/\/[^/?#@\s]+(\/[^?#@\s]*)?$/, "must be an http:// or https:// URL such as http://minio.internal:9000, without credentials").optional(),
+  ),
+  S3_REGION: z.preprocess(unsetIfEmpty, z.string().regex(/^[a-z0-9-]{1,32}$/, "must be a region name such as us-east-1 (auto for R2)").default("us-east-1")),
+  S3_FORCE_PATH_STYLE: z.preprocess(unsetIfEmpty, z.enum(["true", "false", "1", "0"], "must be true or false").optional()).transform((v) => (v === undefined ? undefined : v === "true" || v === "1")),
+  // The S3 store's credentials when both are set; otherwise the AWS SDK's own chain.
+  AWS_ACCESS_KEY_ID: z.preprocess(unsetIfEmpty, z.string().optional()),
+  AWS_SECRET_ACCESS_KEY: z.preprocess(unsetIfEmpty, z.string().optional()),
+  AWS_SESSION_TOKEN: z.preprocess(unsetIfEmpty, z.string().optional()),
   PUBLIC_URL: z.string().url().optional(),
   NEXTAUTH_SECRET: z.string().min(16).optional(),
   STARTER_CREDITS: z.coerce.number().min(0).default(100),
@@ -97,6 +121,16 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     }
     if (!env.NEXTAUTH_SECRET) {
       throw new Error("Invalid environment:\n  NEXTAUTH_SECRET: required in cluster mode (REDIS_URL is set): every node must sign sessions with the same secret, or a session from one node is refused by the others");
+    }
+  }
+  if (parseBlobStore(env.BLOB_STORE).kind === "s3") {
+    if (Boolean(env.AWS_ACCESS_KEY_ID) !== Boolean(env.AWS_SECRET_ACCESS_KEY)) {
+      throw new Error(`Invalid environment:\n  ${env.AWS_ACCESS_KEY_ID ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID"}: the S3 blob store needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (the AWS credential chain)`);
+    }
+  } else {
+    // Blobs would silently stay on this machine's disk while the operator believes they are shared.
+    for (const name of ["S3_ENDPOINT", "S3_FORCE_PATH_STYLE"] as const) {
+      if (env[name] !== undefined) throw new Error(`Invalid environment:\n  ${name}: set, but BLOB_STORE is not an s3:// URL, so blobs would go to DATA_DIR/blobs; set BLOB_STORE=s3://bucket/prefix, or unset ${name}`);
     }
   }
   // A SQLite file's folder is created now, so a fresh checkout starts without setup.

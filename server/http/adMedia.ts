@@ -3,6 +3,7 @@ import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { isSha256 } from "../services/programs/programs";
 import { MEDIA_TYPE } from "../services/ads/creatives";
+import { isMissingBlob } from "../store/blobs";
 import { BodyTooLarge, readBody } from "./body";
 
 function reply(res: ServerResponse, status: number, body: unknown) {
@@ -20,12 +21,13 @@ export async function serveAdMedia(deps: AppDeps, req: IncomingMessage, res: Ser
   if (req.method === "GET" && pathname.startsWith("/api/ads/media/")) {
     const hash = pathname.slice("/api/ads/media/".length);
     const creative = isSha256(hash) ? await deps.db.adCreative.findFirst({ where: { mediaHash: hash }, select: { mimeType: true } }) : null;
+    if (!creative?.mimeType) return reply(res, 404, { error: "No such ad media." }), true;
     let bytes: Buffer;
     try {
-      if (!creative?.mimeType) throw new Error("no creative");
       bytes = await deps.blobs.get(hash);
-    } catch {
-      return reply(res, 404, { error: "No such ad media." }), true;
+    } catch (e) {
+      if (isMissingBlob(e)) return reply(res, 404, { error: "No such ad media." }), true;
+      throw e;
     }
     res.writeHead(200, {
       "content-type": creative.mimeType,

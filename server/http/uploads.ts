@@ -3,6 +3,7 @@ import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { UserError } from "../services/errors";
 import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
+import { isMissingBlob } from "../store/blobs";
 import { BodyInterrupted, BodyTooLarge, readBody } from "./body";
 
 /**
@@ -28,8 +29,10 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     let bytes: Buffer;
     try {
       bytes = await deps.blobs.get(hash);
-    } catch {
-      return reply(res, 404, { error: `No blob ${hash}.` }), true;
+    } catch (e) {
+      // Any other failure (the store is away) is the server's: a 500, logged by server/app.ts.
+      if (isMissingBlob(e)) return reply(res, 404, { error: `No blob ${hash}.` }), true;
+      throw e;
     }
     res.writeHead(200, {
       "content-type": "application/octet-stream",

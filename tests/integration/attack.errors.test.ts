@@ -357,9 +357,10 @@ describe("plain HTTP routes", () => {
     const res = {
       writeHead: (s: number) => void (status = s),
       end: (b: string) => void (body = b),
-    } as unknown as Parameters<typeof health>[2];
+    } as unknown as Parameters<typeof health>[3];
     const logs: string[] = [];
-    await health(failing, startCluster({ log: () => {} }), res, (m) => logs.push(m));
+    const blobs = { kind: "directory" as const, check: async () => "ok" };
+    await health(failing, startCluster({ log: () => {} }), blobs, res, (m) => logs.push(m));
     expect(status).toBe(503);
     expect(JSON.parse(body)).toMatchObject({ status: "error", database: "error" });
     expectNoSecrets(body);

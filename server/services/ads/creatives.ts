@@ -3,6 +3,7 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { fromCredits } from "../credits/accounts";
 import { isSha256 } from "../programs/programs";
+import { isMissingBlob } from "../../store/blobs";
 
 export const MEDIA_TYPE = /^(image\/(png|jpeg|gif|webp|svg\+xml)|video\/(mp4|webm|ogg))$/;
 
@@ -40,8 +41,9 @@ export async function createCreative(deps: AppDeps, input: CreativeInput) {
     if (!MEDIA_TYPE.test(input.mimeType)) throw new UserError("BAD_REQUEST", `Unsupported media type ${input.mimeType}.`);
     try {
       await deps.blobs.get(input.mediaHash);
-    } catch {
-      throw new UserError("BAD_REQUEST", "The uploaded media was not found; upload it again.");
+    } catch (e) {
+      if (isMissingBlob(e)) throw new UserError("BAD_REQUEST", "The uploaded media was not found; upload it again.");
+      throw e;
     }
   }
   return deps.db.adCreative.create({
