@@ -201,13 +201,9 @@ export class ResultPipeline {
       const until = this.deps.caught.ban(caught, reason);
       this.outcome(outcome);
       for (const r of caught) this.caught(r, until, reason);
-      // A host on probation got no work while its results awaited this verdict.
-      if (outcome.kind === "validated") {
-        for (const r of outcome.valid) {
-          const c = r.volunteer === undefined ? undefined : this.live.conns.get(r.volunteer);
-          if (c && scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
-        }
-      }
+      // A host got no new work while its results awaited this verdict (on probation, and while
+      // the check ran): nothing else offers it work now, so this does.
+      if (outcome.kind === "validated") this.offerWork(outcome.valid.map((r) => r.host));
     })().catch((e: Error) => this.live.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
     this.track(done);
   }
@@ -234,6 +230,19 @@ export class ResultPipeline {
       this.caught(ref, this.deps.caught.ban([ref], reason), reason);
     })().catch((e: Error) => this.live.log(`checking a ringer failed: ${e.message}`));
     this.track(done);
+  }
+
+  /**
+   * Offers work to every socket of these hosts that has room for it now. By host, not by the
+   * socket a result names: results read back from the database (after a restart, or after a
+   * backtrack rebuilt their job) name none, and a host may have several sockets.
+   */
+  private offerWork(hosts: string[]) {
+    if (!hosts.length) return;
+    const wanted = new Set(hosts);
+    for (const c of this.live.conns.values()) {
+      if (wanted.has(c.volunteerId) && this.live.scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
+    }
   }
 
   private caught(r: ResultRef, until: Date, reason: string) {
