@@ -221,6 +221,8 @@ export class ResultPipeline {
         observer.spotChecked(0);
         scheduler.passedRinger(conn.key);
         void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(conn.volunteerId), conn.accountId]) });
+        // Off probation: its results awaiting a verdict no longer hold back its window.
+        if (this.live.conns.has(conn.key) && scheduler.freeSlots(conn.key) > 0) this.deps.dispatch.dispatch(conn);
         return;
       }
       observer.spotChecked(1);
@@ -302,6 +304,22 @@ export class ResultPipeline {
     });
     if (o.jobDone) void this.deps.lifecycle.finish(o.jobId, "completed");
     if (o.revoked.length) dispatch.dispatchAll();
+    else if (!o.checked) this.offerProbation(o.taskId, [...valid, ...invalid]);
+  }
+
+  /**
+   * A host on probation may start units again once one of its results is decided, and nothing
+   * else offers it work: the partner of the result that decided the unit is offered it here.
+   * (That result's own socket is refilled with its acknowledgement, and a check's verdict
+   * offers work in check().)
+   */
+  private offerProbation(decidedBy: string, results: Array<{ taskId: string; volunteer?: string }>) {
+    const { scheduler } = this.live;
+    for (const r of results) {
+      if (r.taskId === decidedBy || r.volunteer === undefined) continue;
+      const c = this.live.conns.get(r.volunteer);
+      if (c && scheduler.onProbation(c.key) && scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
+    }
   }
 
   /**
