@@ -182,6 +182,7 @@ export class Scheduler {
       units: [],
       queue: new Deque<UnitRecord>(specs.length - doneIds.size),
       queuedUnits: 0,
+      queuedStarted: 0,
       live: new Set(),
       done: 0,
       pendingUnits: 0,
@@ -232,8 +233,12 @@ export class Scheduler {
       }
       unit.need = this.needOf(unit);
       unit.queued = true;
-      if (pending) started.push(unit);
-      else job.queue.pushBack(unit);
+      if (pending) {
+        started.push(unit);
+        job.queuedStarted++;
+      } else {
+        job.queue.pushBack(unit);
+      }
       job.queuedUnits++;
     }
     // Results wait on these units' copies (and, on probation, hold back their hosts' windows
@@ -776,15 +781,18 @@ export class Scheduler {
       if (isRunning && jobPending !== job.pendingResults) fail(`job ${id} pending results ${job.pendingResults}, recount ${jobPending}`);
       const seen = new Set<UnitRecord>();
       let inQueue = 0;
+      let started = 0;
       for (const u of job.queue) {
         if (u.job !== job) fail(`unit ${u.spec.id} queued under another job`);
         if (u.done) continue; // stale entry of a unit validated while queued
         if (!u.queued || seen.has(u)) fail(`unit ${u.spec.id} queued wrongly`);
         seen.add(u);
         inQueue++;
+        if (u.results) started++;
       }
       if (isRunning) {
         if (inQueue !== job.queuedUnits) fail(`job ${id} queued ${job.queuedUnits}, recount ${inQueue}`);
+        if (started !== job.queuedStarted) fail(`job ${id} queued with results ${job.queuedStarted}, recount ${started}`);
         for (const u of job.units) if (!u.done && u.queued !== seen.has(u)) fail(`unit ${u.spec.id} queued flag`);
       }
       queued += job.queuedUnits;
@@ -870,6 +878,7 @@ export class Scheduler {
    * this one keeps its place at the head, so the next volunteers take its other replicas.
    */
   private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number, fresh: boolean): TaskAssignment | undefined {
+    if (!fresh && job.queuedStarted === 0) return undefined;
     const q = job.queue;
     const skipped = this.skipped;
     let found: UnitRecord | undefined;
@@ -891,6 +900,7 @@ export class Scheduler {
       } else {
         found.queued = false;
         job.queuedUnits--;
+        if (found.results) job.queuedStarted--;
         this.queuedCount--;
       }
     }
@@ -1066,6 +1076,7 @@ export class Scheduler {
     if (!unit.queued) return;
     unit.queued = false;
     unit.job.queuedUnits--;
+    if (unit.results) unit.job.queuedStarted--;
     this.queuedCount--;
   }
 
@@ -1102,6 +1113,7 @@ export class Scheduler {
       unit.queued = true;
       job.queue.pushFront(unit);
       job.queuedUnits++;
+      if (unit.results) job.queuedStarted++;
       this.queuedCount++;
       this.rotation.add(job);
     }
@@ -1118,6 +1130,7 @@ export class Scheduler {
     if (results === undefined) {
       unit.results = results = [];
       job.pendingUnits++;
+      if (unit.queued) job.queuedStarted++;
     }
     addAgreement(unit, results, r, job.comparator);
     r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 0) + 1;
@@ -1172,10 +1185,10 @@ export class Scheduler {
       }
     }
     const revoked = this.releaseInstances(unit);
+    this.dequeue(unit);
     unit.done = true;
     unit.need = 0;
     unit.results = undefined;
-    this.dequeue(unit);
     job.pendingUnits--;
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
@@ -1240,6 +1253,7 @@ export class Scheduler {
     }
     this.queuedCount -= job.queuedUnits;
     job.queuedUnits = 0;
+    job.queuedStarted = 0;
     job.queue.clear();
     this.rotation.remove(job);
     this.pendingResultCount -= job.pendingResults;

@@ -56,6 +56,7 @@ function runToEnd(c: ReturnType<typeof cluster>, keys: string[]): string {
         if (o.kind === "verify") c.s.checked("j", o.unitId, 1, digest(1));
       }
     }
+    c.s.audit();
   }
   return c.s.jobState("j") ?? "unknown";
 }
