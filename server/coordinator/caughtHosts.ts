@@ -31,10 +31,15 @@ export class CaughtHosts {
   /**
    * Bans the hosts and accounts of results proved wrong in the book at once, before any row of
    * the verdict is persisted (those rows then carry the ban); returns when the bans end.
+   * A host caught again (a ringer and a check, or two checks, of its results in flight at
+   * once) keeps the ban of its first proof: the one logged and backtracked.
    */
   ban(caught: ResultRef[], reason: string): Date {
     const until = new Date(this.live.now() + this.deps.banHours * 3600_000);
-    for (const r of caught) for (const id of [hostKey(r.host), r.account]) this.deps.book.setBan(id, until, reason);
+    for (const r of caught) {
+      if (this.backtracked.has(r.host)) continue;
+      for (const id of [hostKey(r.host), r.account]) this.deps.book.setBan(id, until, reason);
+    }
     return until;
   }
 

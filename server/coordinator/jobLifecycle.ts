@@ -289,6 +289,8 @@ export class JobLifecycle {
     for (const o of outcomes) this.deps.outcome(o);
     if (outcomes.length) this.live.log(`job ${jobId}: the owner accepted ${outcomes.length} unconfirmed unit(s)`);
     this.deps.dispatch.sweep();
+    // Hosts on probation whose results these decided may start units again.
+    this.deps.dispatch.dispatchAll();
     this.live.emit("job", jobId);
     return outcomes.length;
   }
@@ -383,6 +385,9 @@ export class JobLifecycle {
   }
 
   finish(jobId: string, state: "completed" | "failed" | "cancelled", error?: string): Promise<void> {
+    // The job's undecided results no longer hold back their hosts' windows (probation): the
+    // other jobs' work goes to them. (A completed job's results were each decided already.)
+    if (state !== "completed") this.deps.dispatch.dispatchAll();
     const p = this.end(jobId, state, error);
     this.ending.add(p);
     void p.catch(() => undefined).finally(() => this.ending.delete(p));

@@ -201,13 +201,9 @@ export class ResultPipeline {
       const until = this.deps.caught.ban(caught, reason);
       this.outcome(outcome);
       for (const r of caught) this.caught(r, until, reason);
-      // A host on probation got no work while its results awaited this verdict.
-      if (outcome.kind === "validated") {
-        for (const r of outcome.valid) {
-          const c = r.volunteer === undefined ? undefined : this.live.conns.get(r.volunteer);
-          if (c && scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
-        }
-      }
+      // A host got no new work while its results awaited this verdict (on probation, and while
+      // the check ran): nothing else offers it work now, so this does.
+      if (outcome.kind === "validated") this.offerWork(outcome.valid.map((r) => r.host));
     })().catch((e: Error) => this.live.log(`spot-check of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
     this.track(done);
   }
@@ -225,6 +221,8 @@ export class ResultPipeline {
         observer.spotChecked(0);
         scheduler.passedRinger(conn.key);
         void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(conn.volunteerId), conn.accountId]) });
+        // Off probation: its results awaiting a verdict no longer hold back its window.
+        if (this.live.conns.has(conn.key) && scheduler.freeSlots(conn.key) > 0) this.deps.dispatch.dispatch(conn);
         return;
       }
       observer.spotChecked(1);
@@ -234,6 +232,19 @@ export class ResultPipeline {
       this.caught(ref, this.deps.caught.ban([ref], reason), reason);
     })().catch((e: Error) => this.live.log(`checking a ringer failed: ${e.message}`));
     this.track(done);
+  }
+
+  /**
+   * Offers work to every socket of these hosts that has room for it now. By host, not by the
+   * socket a result names: results read back from the database (after a restart, or after a
+   * backtrack rebuilt their job) name none, and a host may have several sockets.
+   */
+  private offerWork(hosts: string[]) {
+    if (!hosts.length) return;
+    const wanted = new Set(hosts);
+    for (const c of this.live.conns.values()) {
+      if (wanted.has(c.volunteerId) && this.live.scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
+    }
   }
 
   private caught(r: ResultRef, until: Date, reason: string) {
@@ -293,6 +304,22 @@ export class ResultPipeline {
     });
     if (o.jobDone) void this.deps.lifecycle.finish(o.jobId, "completed");
     if (o.revoked.length) dispatch.dispatchAll();
+    else if (!o.checked) this.offerProbation(o.taskId, [...valid, ...invalid]);
+  }
+
+  /**
+   * A host on probation may start units again once one of its results is decided, and nothing
+   * else offers it work: the partner of the result that decided the unit is offered it here.
+   * (That result's own socket is refilled with its acknowledgement, and a check's verdict
+   * offers work in check().)
+   */
+  private offerProbation(decidedBy: string, results: Array<{ taskId: string; volunteer?: string }>) {
+    const { scheduler } = this.live;
+    for (const r of results) {
+      if (r.taskId === decidedBy || r.volunteer === undefined) continue;
+      const c = this.live.conns.get(r.volunteer);
+      if (c && scheduler.onProbation(c.key) && scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
+    }
   }
 
   /**

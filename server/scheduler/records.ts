@@ -90,6 +90,8 @@ export interface JobRecord {
   readonly queue: Deque<UnitRecord>;
   /** Units in the queue that are not stale. */
   queuedUnits: number;
+  /** Of those, units that already hold results: all a host on probation with a full window may take. */
+  queuedStarted: number;
   /** Live instances of this job's units, so cancelling does not scan every unit. */
   readonly live: Set<TaskRecord>;
   done: number;

@@ -182,6 +182,7 @@ export class Scheduler {
       units: [],
       queue: new Deque<UnitRecord>(specs.length - doneIds.size),
       queuedUnits: 0,
+      queuedStarted: 0,
       live: new Set(),
       done: 0,
       pendingUnits: 0,
@@ -191,6 +192,8 @@ export class Scheduler {
       inRotation: false,
     };
     const quorate: UnitRecord[] = [];
+    /** Units holding recovered results: queued first (see below). */
+    const started: UnitRecord[] = [];
     let hopeless: UnitRecord | undefined;
     for (const u of specs) {
       const unit: UnitRecord = {
@@ -230,9 +233,17 @@ export class Scheduler {
       }
       unit.need = this.needOf(unit);
       unit.queued = true;
-      job.queue.pushBack(unit);
+      if (pending) {
+        started.push(unit);
+        job.queuedStarted++;
+      } else {
+        job.queue.pushBack(unit);
+      }
       job.queuedUnits++;
     }
+    // Results wait on these units' copies (and, on probation, hold back their hosts' windows
+    // meanwhile): they go first, as a unit that gets a result goes back to the front.
+    for (let i = started.length - 1; i >= 0; i--) job.queue.pushFront(started[i] as UnitRecord);
     this.jobs.set(spec.id, job);
 
     if (job.done === job.units.length) {
@@ -351,7 +362,11 @@ export class Scheduler {
     return v ? [...v.held].map((t) => t.id) : [];
   }
 
-  /** How many more tasks the volunteer may be given now (0 for an unknown volunteer). */
+  /**
+   * How many more tasks the volunteer may be given now, of any unit (0 for an unknown
+   * volunteer). A host on probation may get more than that: copies of units that already hold
+   * others' results, up to its window (see capacity).
+   */
   freeSlots(volunteerId: VolunteerId): number {
     const v = this.volunteers.get(volunteerId);
     return v ? Math.max(0, this.capacity(v)) : 0;
@@ -403,7 +418,7 @@ export class Scheduler {
     if (host.spotChecks === 1) this.establishedOnline = undefined;
   }
 
-  /** The volunteer's host has passed no spot-check yet, so its undecided results hold back its window. */
+  /** The volunteer's host has passed no spot-check yet, so its undecided results hold back the units it may start. */
   onProbation(volunteerId: VolunteerId): boolean {
     const v = this.volunteers.get(volunteerId);
     return !!v && !!this.trust && !established(v.hostRecord);
@@ -432,7 +447,7 @@ export class Scheduler {
   leaseTasks(volunteerId: VolunteerId, now: number, max?: number): TaskAssignment[] {
     const v = this.volunteers.get(volunteerId);
     if (!v) return [];
-    let n = this.capacity(v);
+    let n = this.capacity(v, true);
     if (max !== undefined) n = Math.min(n, Math.floor(max));
     if (!(n > 0)) return [];
 
@@ -441,7 +456,7 @@ export class Scheduler {
     let misses = 0;
     while (out.length < n && misses < this.rotation.size) {
       const job = this.rotation.next() as JobRecord;
-      const task = this.leaseFrom(job, v, now);
+      const task = this.leaseFrom(job, v, now, this.capacity(v) > 0);
       if (task) {
         out.push(task);
         misses = 0;
@@ -766,15 +781,18 @@ export class Scheduler {
       if (isRunning && jobPending !== job.pendingResults) fail(`job ${id} pending results ${job.pendingResults}, recount ${jobPending}`);
       const seen = new Set<UnitRecord>();
       let inQueue = 0;
+      let started = 0;
       for (const u of job.queue) {
         if (u.job !== job) fail(`unit ${u.spec.id} queued under another job`);
         if (u.done) continue; // stale entry of a unit validated while queued
         if (!u.queued || seen.has(u)) fail(`unit ${u.spec.id} queued wrongly`);
         seen.add(u);
         inQueue++;
+        if (u.results) started++;
       }
       if (isRunning) {
         if (inQueue !== job.queuedUnits) fail(`job ${id} queued ${job.queuedUnits}, recount ${inQueue}`);
+        if (started !== job.queuedStarted) fail(`job ${id} queued with results ${job.queuedStarted}, recount ${started}`);
         for (const u of job.units) if (!u.done && u.queued !== seen.has(u)) fail(`unit ${u.spec.id} queued flag`);
       }
       queued += job.queuedUnits;
@@ -855,11 +873,12 @@ export class Scheduler {
 
   /**
    * Leases one instance of the first unit of the job that the volunteer may take, looking
-   * at most `scanLimit` units down the queue. Units passed over keep their order, and a
-   * unit that still needs instances after this one keeps its place at the head, so the
-   * next volunteers take its other replicas.
+   * at most `scanLimit` units down the queue; without `fresh`, only units that already hold
+   * results. Units passed over keep their order, and a unit that still needs instances after
+   * this one keeps its place at the head, so the next volunteers take its other replicas.
    */
-  private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number): TaskAssignment | undefined {
+  private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number, fresh: boolean): TaskAssignment | undefined {
+    if (!fresh && job.queuedStarted === 0) return undefined;
     const q = job.queue;
     const skipped = this.skipped;
     let found: UnitRecord | undefined;
@@ -867,7 +886,7 @@ export class Scheduler {
       const u = q.popFront();
       if (u === undefined) break;
       if (u.done || !u.queued) continue; // stale entry: validated, or held for a check, while queued
-      if (eligible(u, v) && this.placeable(u, v)) {
+      if ((fresh || u.results !== undefined) && eligible(u, v) && this.placeable(u, v)) {
         found = u;
         break;
       }
@@ -881,6 +900,7 @@ export class Scheduler {
       } else {
         found.queued = false;
         job.queuedUnits--;
+        if (found.results) job.queuedStarted--;
         this.queuedCount--;
       }
     }
@@ -932,15 +952,26 @@ export class Scheduler {
   }
 
   /**
-   * Tasks the volunteer may take now. On probation (trust policy, no spot-check passed yet), or
-   * while the server checks one of its results, a host's results awaiting a verdict count
-   * against its window too: a host that answers instantly with made-up results cannot run
-   * ahead of the check that will catch it.
+   * Tasks the volunteer may take now: of any unit, or (`started`) of units that already hold
+   * results. On probation (trust policy, no spot-check passed yet), or while the server checks
+   * one of its results, a host's results awaiting a verdict count against its window too: a
+   * host that answers instantly with made-up results cannot run ahead of the check that will
+   * catch it.
+   *
+   * On probation that holds back only the units it starts. A copy of a unit that already holds
+   * results starts nothing: its result joins those and takes the unit to its verdict (at once
+   * with a quorum of two: a check, for a newcomer's). Held back too, such copies deadlock a
+   * fleet of newcomers whose windows are full of results waiting for each other's copies (as
+   * after a reload, when the leases of those copies are gone). While one of its results is
+   * being checked, a host waits for that verdict (it comes, and the coordinator offers the
+   * host work again then).
    */
-  private capacity(v: VolunteerRecord): number {
+  private capacity(v: VolunteerRecord, started = false): number {
     const n = v.window - v.held.size;
+    if (!this.trust) return n;
     const r = v.hostRecord;
-    return this.trust && (!established(r) || (r.checking ?? 0) > 0) ? n - (r.awaiting ?? 0) : n;
+    const checking = (r.checking ?? 0) > 0;
+    return checking || (!started && !established(r)) ? n - (r.awaiting ?? 0) : n;
   }
 
   /** With a trust policy, adaptive replication only trusts a host credible enough on its own. */
@@ -1045,6 +1076,7 @@ export class Scheduler {
     if (!unit.queued) return;
     unit.queued = false;
     unit.job.queuedUnits--;
+    if (unit.results) unit.job.queuedStarted--;
     this.queuedCount--;
   }
 
@@ -1081,6 +1113,7 @@ export class Scheduler {
       unit.queued = true;
       job.queue.pushFront(unit);
       job.queuedUnits++;
+      if (unit.results) job.queuedStarted++;
       this.queuedCount++;
       this.rotation.add(job);
     }
@@ -1097,6 +1130,7 @@ export class Scheduler {
     if (results === undefined) {
       unit.results = results = [];
       job.pendingUnits++;
+      if (unit.queued) job.queuedStarted++;
     }
     addAgreement(unit, results, r, job.comparator);
     r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 0) + 1;
@@ -1151,10 +1185,10 @@ export class Scheduler {
       }
     }
     const revoked = this.releaseInstances(unit);
+    this.dequeue(unit);
     unit.done = true;
     unit.need = 0;
     unit.results = undefined;
-    this.dequeue(unit);
     job.pendingUnits--;
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
@@ -1219,6 +1253,7 @@ export class Scheduler {
     }
     this.queuedCount -= job.queuedUnits;
     job.queuedUnits = 0;
+    job.queuedStarted = 0;
     job.queue.clear();
     this.rotation.remove(job);
     this.pendingResultCount -= job.pendingResults;

@@ -6,7 +6,6 @@ import { RawVolunteer, trpc } from "../helpers/clients";
 import { computeLocally, piCheater, startVolunteer, type FleetVolunteer } from "../helpers/fleet";
 import { expectSettledJob } from "../helpers/settlement";
 import { createUserWithKey, startTestServer, waitFor, type TestServer } from "../helpers/server";
-import { testEngine } from "../helpers/testDb";
 
 // Two cheaters in eight volunteers, colluding: they run under one account and return the
 // same wrong answer, so two of them on one unit would make a quorum. The rule that a unit
@@ -17,13 +16,7 @@ import { testEngine } from "../helpers/testDb";
 const CHUNKS = 60;
 const PARAMS = { samples: CHUNKS * 500_000, seed: 424242 };
 
-// KNOWN ISSUE, PostgreSQL only (about 1 run in 3): after the second cheater's backtrack reloads
-// the job, the honest newcomers' recovered results awaiting a quorum count against their
-// windows (Scheduler.capacity, probation), every host is at or over its window, and nothing is
-// dispatched again: the job never ends. PostgreSQL's asynchronous commit timing makes it show.
-// Skipped on that engine until the probation rule stops counting results that wait only for a
-// partner after a reload; on SQLite it runs as before.
-describe.skipIf(testEngine() === "postgres")("colluding cheaters under one account", () => {
+describe("colluding cheaters under one account", () => {
   let srv: TestServer;
   let admin: Awaited<ReturnType<typeof createUserWithKey>>;
   const fleet: FleetVolunteer[] = [];

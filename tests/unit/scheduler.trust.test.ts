@@ -39,6 +39,39 @@ const asVerify = (o: ResultOutcome | undefined): VerifyOutcome => {
   return o;
 };
 
+/**
+ * Runs job "j" on the volunteers `keys`, all honest (every output 1), with an instant server
+ * check: each round every volunteer takes what it may, then returns everything it holds.
+ * Returns the job's final state, or "stalled" when, with no lease out and no check running,
+ * nobody got a task while the job still runs.
+ */
+function runToEnd(c: ReturnType<typeof cluster>, keys: string[]): string {
+  for (let round = 0; round < 1000 && c.s.jobState("j") === "running"; round++) {
+    let held = 0;
+    for (const k of keys) held += c.lease(k).length + c.s.heldBy(k).length;
+    if (held === 0) return "stalled";
+    for (const k of keys) {
+      for (const taskId of c.s.heldBy(k)) {
+        const o = c.s.completeTask(k, taskId, 1, digest(1), T0 + 1000);
+        if (o.kind === "verify") c.s.checked("j", o.unitId, 1, digest(1));
+      }
+    }
+    c.s.audit();
+  }
+  return c.s.jobState("j") ?? "unknown";
+}
+
+function mulberry32(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 describe("credibility", () => {
   it("grows with passed spot-checks as 1 - f/(k·e), from 1 - f for a newcomer", () => {
     expect(hostCredibility(record(), DEFAULT_TRUST)).toBeCloseTo(0.8, 12);
@@ -162,6 +195,81 @@ describe("scheduler with a trust policy", () => {
     c.s.checked("j", th!.unitId, 1, digest(1));
     expect(c.s.onProbation("h")).toBe(false);
     expect(c.lease("h").length).toBeGreaterThan(0); // verified: no probation
+    c.s.audit();
+  });
+
+  it("probation: results read back after a reload that wait for a partner do not stall a fleet of newcomers", () => {
+    // As after a backtrack or a restart: the leases are gone, each newcomer's window is full
+    // (or more than full) of results waiting for a second copy, and no verified host is online.
+    const c = cluster();
+    c.join("a", { window: 2 });
+    c.join("b", { window: 2 });
+    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}-${key}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
+    const { outcomes } = c.s.addJob(job("j", 8), T0, { pending: [pending(0, "a"), pending(1, "a"), pending(2, "a"), pending(3, "b"), pending(4, "b")] });
+    expect(outcomes).toEqual([]);
+    expect(c.s.onProbation("a") && c.s.onProbation("b")).toBe(true);
+    // The rule still holds back new units, but not the partner copies that bring those results to a verdict.
+    const forA = c.lease("a");
+    const forB = c.lease("b");
+    expect(forA.map((t) => t.unitId).sort()).toEqual(["j.3", "j.4"]);
+    expect(forB.map((t) => t.unitId).sort()).toEqual(["j.0", "j.1"]);
+    c.s.audit();
+    // The first completes a quorum of two newcomers: checked, and the check lets both go on.
+    const v = asVerify(c.done("a", forA[0]!, 1));
+    expect(c.s.checked("j", v.unitId, 1, digest(1))).toMatchObject({ kind: "validated", checked: true });
+    expect(c.s.onProbation("a") || c.s.onProbation("b")).toBe(false);
+    expect(c.s.freeSlots("a")).toBe(1);
+    expect(runToEnd(c, ["a", "b"])).toBe("completed");
+    c.s.audit();
+  });
+
+  it("probation: units holding results read back after a reload are queued first, so a full window finds its partner copies", () => {
+    // Past the units a lease looks at, a newcomer whose window is full would find nothing.
+    const s = new Scheduler({ trust: DEFAULT_TRUST, random: () => 0.99, scanLimit: 2 });
+    for (const k of ["a", "b"]) s.addVolunteer(k, { window: 1, host: `h-${k}`, account: `acct-${k}` });
+    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
+    s.addJob(job("j", 10), T0, { pending: [pending(8, "a"), pending(9, "b")] });
+    expect(s.leaseTasks("a", T0).map((t) => t.unitId)).toEqual(["j.9"]);
+    expect(s.leaseTasks("b", T0).map((t) => t.unitId)).toEqual(["j.8"]);
+    s.audit();
+  });
+
+  it("probation: a fleet of newcomers never stalls on results that wait for a copy one of them may compute", () => {
+    // Random reloads of a job whose results are scattered over newcomers with small windows:
+    // whenever no lease is out and no check runs, some volunteer gets a task until the job ends.
+    for (let seed = 1; seed <= 40; seed++) {
+      const rand = mulberry32(seed);
+      const c = cluster();
+      const keys = ["a", "b", "c", "d"].slice(0, 2 + Math.floor(rand() * 3));
+      for (const k of keys) c.join(k, { window: 1 + Math.floor(rand() * 2) });
+      const pending = [];
+      for (let u = 0; u < 12; u++) {
+        if (rand() < 0.6) {
+          const k = keys[Math.floor(rand() * keys.length)]!;
+          pending.push({ unitId: `j.${u}`, taskId: `old-${u}`, host: `h-${k}`, account: `acct-${k}`, output: 1, digest: digest(1) });
+        }
+      }
+      const { outcomes } = c.s.addJob(job("j", 12), T0, { pending });
+      expect(outcomes).toEqual([]);
+      expect(runToEnd(c, keys), `seed ${seed}`).toBe("completed");
+      c.s.audit();
+    }
+  });
+
+  it("probation: while the server checks one of its results, a host waits for the verdict, partner copies included", () => {
+    const c = cluster();
+    c.join("a", { window: 2 });
+    c.join("b", { window: 2 });
+    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}-${key}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
+    // j.0 has its quorum of two newcomers at once: it is held for a check.
+    const { outcomes } = c.s.addJob(job("j", 4), T0, { pending: [pending(0, "a"), pending(0, "b"), pending(1, "a"), pending(2, "b")] });
+    expect(outcomes.map((o) => o.kind)).toEqual(["verify"]);
+    expect(c.lease("a")).toEqual([]);
+    expect(c.lease("b")).toEqual([]);
+    // The verdict: both passed a check, and both may work again.
+    c.s.checked("j", "j.0", 1, digest(1));
+    expect(c.s.freeSlots("a")).toBe(2);
+    expect(c.lease("a").map((t) => t.unitId)).toContain("j.2");
     c.s.audit();
   });
 
