@@ -41,6 +41,18 @@ describe("credit ledger", () => {
     expect(await balanceOf(db, escrowAccount("j1"))).toBe(0);
   });
 
+  // PostgreSQL runs these side by side: every one finds the account missing and creates it.
+  it("credits an account that does not exist yet from 20 transactions at once", async () => {
+    const fresh = userAccount("racer");
+    await Promise.all(Array.from({ length: 20 }, () =>
+      db.$transaction((tx) => postTransaction(tx, "grant", [{ accountId: SYSTEM_GRANTS, amount: -100 }, { accountId: fresh, amount: 100 }]))));
+    expect(await balanceOf(db, fresh)).toBe(2000);
+    expect(await db.ledgerEntry.count({ where: { accountId: fresh } })).toBe(20);
+    const { createdAt } = await db.account.findUniqueOrThrow({ where: { id: fresh } });
+    expect(Math.abs(createdAt.getTime() - Date.now())).toBeLessThan(60_000);
+    expect(await auditLedger(db)).toMatchObject({ ok: true, total: 0 });
+  });
+
   it("stays balanced through 2,500 random grants, holds, payouts, refunds and claims", async () => {
     let seed = 42;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);

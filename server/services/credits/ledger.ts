@@ -37,7 +37,9 @@ export async function postTransaction(
   const moves = balancedMoves(kind, postings);
   const txId = crypto.randomUUID();
   for (const [accountId, amount] of moves) {
-    await tx.account.upsert({ where: { id: accountId }, create: { id: accountId, kind: accountKind(accountId) }, update: {} });
+    // Not Prisma's upsert, which may select then insert: two transactions crediting a new
+    // account side by side (PostgreSQL) would both insert, and the second fail on the key.
+    await tx.$executeRaw`INSERT INTO "Account" ("id", "kind", "createdAt") VALUES (${accountId}, ${accountKind(accountId)}, ${new Date()}) ON CONFLICT ("id") DO NOTHING`;
     if (amount < 0 && accountKind(accountId) !== "system") {
       const { count } = await tx.account.updateMany({
         where: { id: accountId, balance: { gte: -amount } },
