@@ -40,9 +40,16 @@ export function volunteerRow(
   return { id: v.volunteerId, tokenHash, userId: v.userId, name, nameChosen, benchmark: v.benchmark ?? null, at: new Date().toISOString() };
 }
 
-/** Moves credits a volunteer id earned while signed out to the user's account. */
+/**
+ * Moves credits a volunteer id earned while signed out to the user's account. Two hellos of
+ * one volunteer (two tabs, two nodes) may claim at once: each first locks the anon account's
+ * row with a no-op write (PostgreSQL's row lock; SQLite's one writer), then reads its balance
+ * under that lock, so the second sees what the first left (nothing) instead of failing its debit.
+ */
 export async function claimAnonymousCredits(db: Db, userId: string, volunteerId: string): Promise<number> {
   return db.$transaction(async (tx) => {
+    const { count } = await tx.account.updateMany({ where: { id: anonAccount(volunteerId) }, data: { balance: { increment: 0 } } });
+    if (count === 0) return 0;
     const held = await balanceOf(tx, anonAccount(volunteerId));
     if (held <= 0) return 0;
     await postTransaction(tx, "claim", [
