@@ -47,6 +47,15 @@ export function dbKind(db: Db): DatabaseKind {
   return engineOf(db).kind;
 }
 
+/**
+ * A `contains` filter that ignores case on both engines. SQLite's LIKE already does (for
+ * ASCII); PostgreSQL's needs `mode: "insensitive"` (ILIKE), which exists only in the
+ * PostgreSQL client's types, hence the cast to the shared (SQLite) filter type.
+ */
+export function containsAnyCase(db: Db, text: string): { contains: string } {
+  return dbKind(db) === "postgres" ? ({ contains: text, mode: "insensitive" } as { contains: string }) : { contains: text };
+}
+
 /** Synchronous batch writes on the client's own connection (see sqliteGate.ts); connects first if needed. */
 export async function sqliteGate(db: Db): Promise<SqliteGate> {
   const gate = engineOf(db).gate;

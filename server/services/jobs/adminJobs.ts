@@ -1,16 +1,15 @@
 import type { AppDeps } from "../deps";
 import { maxRoundsOf } from "./rounds";
+import { containsAnyCase } from "../../store/prisma";
 
 /** Every job, newest first, searchable by id, kernel or owner email, for the admin. */
 export async function listAllJobs(deps: AppDeps, opts: { search?: string; state?: string; limit: number }) {
-  // `contains` ignores case on SQLite (LIKE) but not on PostgreSQL, whose `mode: "insensitive"`
-  // the shared client type lacks: emails are stored in lower case, so the search is too;
-  // kernel names are lower case already.
   const search = opts.search?.trim();
+  const like = search ? containsAnyCase(deps.db, search) : undefined;
   const jobs = await deps.db.job.findMany({
     where: {
       ...(opts.state ? { state: opts.state } : {}),
-      ...(search ? { OR: [{ id: { contains: search } }, { kernel: { contains: search } }, { owner: { email: { contains: search.toLowerCase() } } }] } : {}),
+      ...(like ? { OR: [{ id: like }, { kernel: like }, { owner: { email: like } }] } : {}),
     },
     select: {
       id: true, kernel: true, state: true, chunks: true, unitsDone: true, estimate: true, cost: true, replicas: true,

@@ -3,14 +3,14 @@ import { UserError } from "../errors";
 import { emptyRecord, hostKey } from "./reliability";
 import { anonAccount, userAccount } from "../credits/accounts";
 import { readableHostName } from "../leaderboard/leaderboard";
+import { containsAnyCase } from "../../store/prisma";
 
 /** Volunteers with their reliability records and whether they are online, for the admin. */
 export async function listVolunteers(deps: AppDeps, opts: { search?: string; limit: number }) {
-  // `contains` ignores case on SQLite (LIKE) but not on PostgreSQL (see adminJobs.ts): emails
-  // are stored in lower case, so the search is too; host names match as typed there.
   const search = opts.search?.trim();
+  const like = search ? containsAnyCase(deps.db, search) : undefined;
   const rows = await deps.db.volunteer.findMany({
-    where: search ? { OR: [{ id: { contains: search } }, { name: { contains: search } }, { user: { email: { contains: search.toLowerCase() } } }] } : {},
+    where: like ? { OR: [{ id: like }, { name: like }, { user: { email: like } }] } : {},
     select: { id: true, name: true, userId: true, tasksDone: true, earned: true, lastSeenAt: true, user: { select: { email: true } } },
     orderBy: [{ lastSeenAt: "desc" }, { id: "asc" }],
     take: opts.limit,
