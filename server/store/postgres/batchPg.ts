@@ -260,8 +260,7 @@ async function settle(c: Client, validated: Array<Extract<PersistOp, { type: "va
 
 /**
  * The plan's verdicts: those on results of this batch go into their rows before they are
- * inserted, the others are updated in place (queued on the connection: its error, if any,
- * fails the statements after it and the batch).
+ * inserted (so call this before upsertResults), the others are updated in place.
  */
 export function writeVerdicts(c: Client, plan: SettlementPlan, incoming: Map<string, ResultRow>, at: string): Promise<unknown> | undefined {
   const verdicts: Array<[string, string, number]> = [];

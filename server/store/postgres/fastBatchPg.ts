@@ -7,10 +7,10 @@ import type { PersistOp } from "../../services/jobs/batchSql";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
 import { addVolunteerCounts, cmp, collect, pgTime, upsertReliability, upsertResults, upsertVolunteers, writeVerdicts } from "./batchPg";
 
-// The common batch (results, verdicts, payouts, reliability, hellos) in three round trips,
-// with the rows other nodes also write (the jobs' counters, the escrows, the paid accounts)
-// taken only in the last statements before COMMIT. Several nodes paying out of one job then
-// hold its row for a commit's time each, not for a dozen round trips to a busy event loop.
+// The common batch (results, verdicts, payouts, reliability, hellos), with the rows other
+// nodes write too (the jobs' counters, the escrows, the paid accounts) taken only by the last
+// statements before COMMIT. Several nodes paying out of one job then hold its row for three
+// statements and a commit each, not for a dozen statements to a busy event loop.
 //
 // Nothing is locked while the plan is made, so its two premises are checked where the rows
 // are written: each job still runs (its counters' UPDATE finds it running) and no escrow goes
@@ -33,8 +33,7 @@ export async function writeBatchFastPg(pool: pg.Pool, ops: PersistOp[]): Promise
   const c = await pool.connect();
   let open = false;
   try {
-    // Round trip 1: queued together (the driver sends each as the one before it completes).
-    const first: Array<Promise<unknown> | undefined> = [c.query("BEGIN")];
+    await c.query("BEGIN");
     open = true;
     // The Volunteer rows this batch greets or pays, in id order before anything else: taken in
     // two statements over different sets (hellos now, counters later) they could cross another
@@ -42,36 +41,31 @@ export async function writeBatchFastPg(pool: pg.Pool, ops: PersistOp[]): Promise
     // meets another batch greeting the same new volunteer.)
     const greetedOrPaid = new Set(volunteers.keys());
     for (const op of validated) for (const r of op.valid) greetedOrPaid.add(r.host);
-    if (greetedOrPaid.size) first.push(c.query(prepared(`SELECT 1 FROM "Volunteer" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [[...greetedOrPaid].sort(cmp)])));
-    if (volunteers.size) first.push(upsertVolunteers(c, [...volunteers.values()].sort((a, b) => cmp(a.id, b.id))));
+    if (greetedOrPaid.size) await c.query(prepared(`SELECT 1 FROM "Volunteer" WHERE "id" = ANY($1::text[]) ORDER BY "id" FOR UPDATE`, [[...greetedOrPaid].sort(cmp)]));
+    if (volunteers.size) await upsertVolunteers(c, [...volunteers.values()].sort((a, b) => cmp(a.id, b.id)));
     let plan: SettlementPlan | undefined;
     if (validated.length) {
       const byUnit = [...validated].sort((a, b) => cmp(a.unitId, b.unitId));
       const jobIds = [...new Set(byUnit.map((op) => op.jobId))].sort(cmp);
-      const fresh = c.query<{ id: string }>(prepared(`UPDATE "WorkUnit" AS u SET "done" = true, "output" = v.output, "volunteerId" = v.host, "completedAt" = $4
+      // Units of running jobs, and the escrows' balances, read without locking the jobs' rows.
+      const done = await c.query<{ id: string }>(prepared(`UPDATE "WorkUnit" AS u SET "done" = true, "output" = v.output, "volunteerId" = v.host, "completedAt" = $4
         FROM unnest($1::text[], $2::text[], $3::text[]) AS v(id, output, host)
         WHERE u."id" = v.id AND NOT u."done" AND u."jobId" IN (SELECT "id" FROM "Job" WHERE "id" = ANY($5::text[]) AND "state" = 'running')
         RETURNING u."id"`, [byUnit.map((op) => op.unitId), byUnit.map((op) => op.canonicalJson), byUnit.map((op) => op.valid[0]?.host ?? null), at, jobIds]));
-      const escrows = c.query<{ id: string; balance: number }>(prepared(`SELECT "id", "balance" FROM "Account" WHERE "id" = ANY($1::text[])`, [jobIds.map(escrowAccount)]));
-      const [done, balances] = await Promise.all([fresh, escrows, ...first]);
+      const balances = await c.query<{ id: string; balance: number }>(prepared(`SELECT "id", "balance" FROM "Account" WHERE "id" = ANY($1::text[])`, [jobIds.map(escrowAccount)]));
       const balance = new Map(balances.rows.map((r) => [r.id, r.balance]));
       // An escrow not there yet is one this path cannot debit: batchPg.ts decides.
       if (jobIds.some((j) => !balance.has(escrowAccount(j)))) return await rollback(c);
       plan = planSettlement(validated, new Set(done.rows.map((r) => r.id)), (jobId) => balance.get(escrowAccount(jobId)) ?? 0);
-    } else await Promise.all(first);
-
-    // Round trip 2: the rows of this node first, then the shared ones, the jobs' before the accounts'.
-    const second: Array<Promise<unknown> | undefined> = [];
-    if (plan) second.push(writeVerdicts(c, plan, results, at));
-    if (results.size) second.push(upsertResults(c, [...results.values()].sort((a, b) => cmp(a.id, b.id))));
-    if (reliability.size) second.push(upsertReliability(c, [...reliability.values()].sort((a, b) => cmp(a.id, b.id)), at));
-    let shared: Promise<boolean> | undefined;
-    if (plan) {
-      second.push(addVolunteerCounts(c, plan));
-      shared = writeShared(c, plan, at);
     }
-    const [ok] = await Promise.all([shared ?? true, ...second]);
-    if (!ok) return await rollback(c);
+    // The rows of this node first, then the shared ones, the jobs' before the accounts'.
+    if (plan) await writeVerdicts(c, plan, results, at);
+    if (results.size) await upsertResults(c, [...results.values()].sort((a, b) => cmp(a.id, b.id)));
+    if (reliability.size) await upsertReliability(c, [...reliability.values()].sort((a, b) => cmp(a.id, b.id)), at);
+    if (plan) {
+      await addVolunteerCounts(c, plan);
+      if (!(await writeShared(c, plan, at))) return await rollback(c);
+    }
     await c.query("COMMIT");
     open = false;
     return true;
@@ -94,17 +88,18 @@ export async function writeBatchFastPg(pool: pg.Pool, ops: PersistOp[]): Promise
 }
 
 /**
- * The jobs' counters, the accounts' balances and the payouts' ledger entries, queued in that
- * order. True when every job was still running and no escrow went below zero.
+ * The jobs' counters, the accounts' balances and the payouts' ledger entries, in that order.
+ * False (to roll back) when a job no longer runs or an escrow would go below zero.
  */
-function writeShared(c: Client, plan: SettlementPlan, at: string): Promise<boolean> {
+async function writeShared(c: Client, plan: SettlementPlan, at: string): Promise<boolean> {
   const jobs = [...plan.jobs].sort((a, b) => cmp(a[0], b[0]));
   const counted = jobs.length
-    ? c.query(prepared(`UPDATE "Job" AS x SET "unitsDone" = x."unitsDone" + v.units, "cost" = x."cost" + v.cost
+    ? await c.query(prepared(`UPDATE "Job" AS x SET "unitsDone" = x."unitsDone" + v.units, "cost" = x."cost" + v.cost
         FROM (SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[]) AS t(id, units, cost) ORDER BY id) AS v
         WHERE x."id" = v.id AND x."state" = 'running' RETURNING x."id"`,
       [jobs.map((e) => e[0]), jobs.map((e) => e[1].units), jobs.map((e) => e[1].cost)]))
-    : Promise.resolve({ rowCount: 0 });
+    : { rowCount: 0 };
+  if (counted.rowCount !== jobs.length) return false;
   const deltas = new Map<string, number>();
   const entries = { tx: [] as string[], account: [] as string[], amount: [] as number[], job: [] as string[] };
   for (const [jobId, list] of [...plan.payouts].sort((a, b) => cmp(a[0], b[0]))) {
@@ -123,16 +118,17 @@ function writeShared(c: Client, plan: SettlementPlan, at: string): Promise<boole
   // In id order (INSERT … SELECT … ORDER BY takes the rows in that order), so two batches never
   // wait on each other in a circle; a volunteer's account is created on its first payout.
   const moved = moves.length
-    ? c.query(prepared(`INSERT INTO "Account" ("id", "kind", "balance", "createdAt")
+    ? await c.query(prepared(`INSERT INTO "Account" ("id", "kind", "balance", "createdAt")
         SELECT v.id, v.kind, v.amount, $4::timestamp FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(id, kind, amount) ORDER BY v.id
         ON CONFLICT ("id") DO UPDATE SET "balance" = "Account"."balance" + excluded."balance"
         WHERE "Account"."kind" = 'system' OR "Account"."balance" + excluded."balance" >= 0 RETURNING "id"`,
       [moves.map((m) => m[0]), moves.map((m) => accountKind(m[0])), moves.map((m) => m[1]), at]))
-    : Promise.resolve({ rowCount: 0 });
-  const entered = entries.tx.length
-    ? c.query(prepared(`INSERT INTO "LedgerEntry" ("txId", "accountId", "amount", "kind", "jobId", "createdAt")
+    : { rowCount: 0 };
+  if (moved.rowCount !== moves.length) return false;
+  if (entries.tx.length) {
+    await c.query(prepared(`INSERT INTO "LedgerEntry" ("txId", "accountId", "amount", "kind", "jobId", "createdAt")
         SELECT v.tx, v.account, v.amount, 'payout', v.job, $5::timestamp FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS v(tx, account, amount, job)`,
-      [entries.tx, entries.account, entries.amount, entries.job, at]))
-    : undefined;
-  return Promise.all([counted, moved, entered]).then(([j, a]) => j.rowCount === jobs.length && a.rowCount === moves.length);
+      [entries.tx, entries.account, entries.amount, entries.job, at]));
+  }
+  return true;
 }

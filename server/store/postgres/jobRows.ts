@@ -28,18 +28,13 @@ export async function readJobPg(pool: pg.Pool, id: string): Promise<JobRowPg | n
 export async function readUnitsPg(pool: pg.Pool, jobId: string, round: number, range?: UnitRange): Promise<{ units: UnitRowPg[]; pending: PendingRowPg[] }> {
   const from = range?.first ?? 0;
   const to = range?.last ?? 2 ** 31 - 1;
-  const c = await pool.connect();
-  try {
-    // Queued on one connection: the driver sends the second as the first completes.
-    const [units, pending] = await Promise.all([
-      c.query<UnitRowPg>(prepared(`SELECT "id", "idx", "input", "work", "pay", "done" FROM "WorkUnit"
-        WHERE "jobId" = $1 AND "round" = $2 AND "idx" >= $3 AND "idx" < $4 ORDER BY "idx"`, [jobId, round, from, to])),
-      c.query<PendingRowPg>(prepared(`SELECT r."id", r."unitId", r."volunteerId", r."accountId", r."output", r."digest" FROM "Result" r
-        JOIN "WorkUnit" u ON u."id" = r."unitId"
-        WHERE r."jobId" = $1 AND r."state" = 'pending' AND u."round" = $2 AND u."idx" >= $3 AND u."idx" < $4 ORDER BY r."receivedAt"`, [jobId, round, from, to])),
-    ]);
-    return { units: units.rows, pending: pending.rows };
-  } finally {
-    c.release();
-  }
+  // Side by side on two connections of the pool.
+  const [units, pending] = await Promise.all([
+    pool.query<UnitRowPg>(prepared(`SELECT "id", "idx", "input", "work", "pay", "done" FROM "WorkUnit"
+      WHERE "jobId" = $1 AND "round" = $2 AND "idx" >= $3 AND "idx" < $4 ORDER BY "idx"`, [jobId, round, from, to])),
+    pool.query<PendingRowPg>(prepared(`SELECT r."id", r."unitId", r."volunteerId", r."accountId", r."output", r."digest" FROM "Result" r
+      JOIN "WorkUnit" u ON u."id" = r."unitId"
+      WHERE r."jobId" = $1 AND r."state" = 'pending' AND u."round" = $2 AND u."idx" >= $3 AND u."idx" < $4 ORDER BY r."receivedAt"`, [jobId, round, from, to])),
+  ]);
+  return { units: units.rows, pending: pending.rows };
 }

@@ -9,9 +9,9 @@ const DEADLOCK = "40P01";
 
 /**
  * PostgreSQL: each batch is one transaction on a pooled connection, with multi-row statements
- * over arrays (`unnest`) so a thousand results cost a handful of round trips: three for the
- * common batch of results (fastBatchPg.ts), more under locks taken first for the rest. Several writers
- * (coordinators) may commit at once; batchPg.ts says how each step stays right under that.
+ * over arrays (`unnest`) so a thousand results cost a handful of statements. Several writers
+ * (coordinators) may commit at once: the common batch of results takes the rows they share
+ * last (fastBatchPg.ts), any other batch locks its jobs and escrows first (batchPg.ts).
  */
 export class PgHotStore implements HotStore {
   readonly kind = "postgres" as const;
