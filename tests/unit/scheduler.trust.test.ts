@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Scheduler } from "../../server/scheduler/index.js";
 import { DEFAULT_TRUST, groupCredibilities, hostCredibility, spotRate, type TrustPolicy } from "../../server/scheduler/credibility.js";
 import type { JobSpec, ReliabilityRecord, ResultOutcome, TaskAssignment, VerifyOutcome } from "../../server/scheduler/index.js";
+import { seededRandom } from "../helpers/random";
 
 // Sabotage tolerance in the pure scheduler: credibility, spot-checks held for the server's
 // recomputation, probation of newcomers, placement and the verdict of a check.
@@ -59,17 +60,6 @@ function runToEnd(c: ReturnType<typeof cluster>, keys: string[]): string {
     c.s.audit();
   }
   return c.s.jobState("j") ?? "unknown";
-}
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("credibility", () => {
@@ -238,7 +228,7 @@ describe("scheduler with a trust policy", () => {
     // Random reloads of a job whose results are scattered over newcomers with small windows:
     // whenever no lease is out and no check runs, some volunteer gets a task until the job ends.
     for (let seed = 1; seed <= 40; seed++) {
-      const rand = mulberry32(seed);
+      const rand = seededRandom(seed);
       const c = cluster();
       const keys = ["a", "b", "c", "d"].slice(0, 2 + Math.floor(rand() * 3));
       for (const k of keys) c.join(k, { window: 1 + Math.floor(rand() * 2) });
