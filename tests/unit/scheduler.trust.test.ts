@@ -62,6 +62,9 @@ function runToEnd(c: ReturnType<typeof cluster>, keys: string[]): string {
   return c.s.jobState("j") ?? "unknown";
 }
 
+/** A result of newcomer `key` on unit `unit` of job "j", read back from the database (as after a reload). */
+const recovered = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}-${key}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
+
 describe("credibility", () => {
   it("grows with passed spot-checks as 1 - f/(k·e), from 1 - f for a newcomer", () => {
     expect(hostCredibility(record(), DEFAULT_TRUST)).toBeCloseTo(0.8, 12);
@@ -194,8 +197,7 @@ describe("scheduler with a trust policy", () => {
     const c = cluster();
     c.join("a", { window: 2 });
     c.join("b", { window: 2 });
-    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}-${key}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
-    const { outcomes } = c.s.addJob(job("j", 8), T0, { pending: [pending(0, "a"), pending(1, "a"), pending(2, "a"), pending(3, "b"), pending(4, "b")] });
+    const { outcomes } = c.s.addJob(job("j", 8), T0, { pending: [recovered(0, "a"), recovered(1, "a"), recovered(2, "a"), recovered(3, "b"), recovered(4, "b")] });
     expect(outcomes).toEqual([]);
     expect(c.s.onProbation("a") && c.s.onProbation("b")).toBe(true);
     // The rule still holds back new units, but not the partner copies that bring those results to a verdict.
@@ -217,8 +219,7 @@ describe("scheduler with a trust policy", () => {
     // Past the units a lease looks at, a newcomer whose window is full would find nothing.
     const s = new Scheduler({ trust: DEFAULT_TRUST, random: () => 0.99, scanLimit: 2 });
     for (const k of ["a", "b"]) s.addVolunteer(k, { window: 1, host: `h-${k}`, account: `acct-${k}` });
-    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
-    s.addJob(job("j", 10), T0, { pending: [pending(8, "a"), pending(9, "b")] });
+    s.addJob(job("j", 10), T0, { pending: [recovered(8, "a"), recovered(9, "b")] });
     expect(s.leaseTasks("a", T0).map((t) => t.unitId)).toEqual(["j.9"]);
     expect(s.leaseTasks("b", T0).map((t) => t.unitId)).toEqual(["j.8"]);
     s.audit();
@@ -250,9 +251,8 @@ describe("scheduler with a trust policy", () => {
     const c = cluster();
     c.join("a", { window: 2 });
     c.join("b", { window: 2 });
-    const pending = (unit: number, key: string) => ({ unitId: `j.${unit}`, taskId: `old-${unit}-${key}`, host: `h-${key}`, account: `acct-${key}`, output: 1, digest: digest(1) });
     // j.0 has its quorum of two newcomers at once: it is held for a check.
-    const { outcomes } = c.s.addJob(job("j", 4), T0, { pending: [pending(0, "a"), pending(0, "b"), pending(1, "a"), pending(2, "b")] });
+    const { outcomes } = c.s.addJob(job("j", 4), T0, { pending: [recovered(0, "a"), recovered(0, "b"), recovered(1, "a"), recovered(2, "b")] });
     expect(outcomes.map((o) => o.kind)).toEqual(["verify"]);
     expect(c.lease("a")).toEqual([]);
     expect(c.lease("b")).toEqual([]);

@@ -71,12 +71,10 @@ export async function writeBatchFastPg(pool: pg.Pool, ops: PersistOp[]): Promise
     return true;
   } catch (e) {
     if (open) await c.query("ROLLBACK").catch(() => undefined);
-    open = false;
     // A deadlock with another node's batch: the locked path settles it, in its one order.
     if ((e as { code?: string }).code === "40P01") return false;
     throw e;
   } finally {
-    if (open) await c.query("ROLLBACK").catch(() => undefined);
     c.release();
   }
 
