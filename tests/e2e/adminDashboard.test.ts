@@ -1,12 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 import { trpc, trpcError } from "../helpers/clients";
 import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
-
-/** The drawn line of a chart: changes whenever new samples arrive. */
-const linePath = (page: Page, chart: string) =>
-  page.getByTestId(chart).locator(".recharts-line-curve").first().getAttribute("d");
 
 // An admin watches the dashboard's charts move while a job runs; other users are refused.
 describe("admin dashboard", () => {
@@ -42,10 +38,18 @@ describe("admin dashboard", () => {
     // The tiles and the charts follow the job as it runs.
     await page.getByTestId("tile-volunteers").filter({ hasText: "2" }).waitFor({ timeout: 15_000 });
     await waitFor(async () => Number(await page.getByTestId("tile-results").textContent()) > 0, 30_000, "a non-zero results rate on the dashboard");
-    const before = await linePath(page, "chart-throughput");
-    const samplesBefore = Number((await page.getByTestId("sample-count").textContent())!.split(" ")[0]);
-    await waitFor(async () => (await linePath(page, "chart-throughput")) !== before, 10_000, "the throughput chart to redraw");
-    expect(Number((await page.getByTestId("sample-count").textContent())!.split(" ")[0])).toBeGreaterThan(samplesBefore);
+    // Line and sample count are read in one step: a sample landing between two reads would
+    // otherwise pair a new count with the old line.
+    const chartState = () => page.evaluate(() => ({
+      line: document.querySelector('[data-testid="chart-throughput"] .recharts-line-curve')?.getAttribute("d") ?? null,
+      samples: Number(document.querySelector('[data-testid="sample-count"]')?.textContent?.split(" ")[0]),
+    }));
+    const before = await chartState();
+    expect(before.line).toMatch(/^M/);
+    await waitFor(async () => {
+      const now = await chartState();
+      return now.samples > before.samples && now.line !== before.line;
+    }, 10_000, "a new sample and the throughput chart redrawn with it");
     await keepScreenshot(page, "e2e-admin-dashboard");
 
     await waitFor(async () => (await server.deps.db.job.findUnique({ where: { id: job.id } }))?.state === "completed", 60_000, "the job to finish");
