@@ -62,7 +62,7 @@ export async function startServer(
   const monitor = createMonitoring({ db, env, log, ...(cluster.mode === "cluster" ? { node: cluster.nodeId } : {}), ...opts.monitoring });
   let listeningAt = "";
   const coordinator = new Coordinator({
-    ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000 } } : {}),
+    ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000, claimEveryMs: env.SLICE_CLAIM_SECONDS * 1000 } } : {}),
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,

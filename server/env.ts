@@ -70,6 +70,11 @@ const schema = z.object({
   REDIS_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^rediss?:\/\/./, "must look like redis://host:6379").optional()),
   /** Cluster mode: a node that stops renewing its slices of work loses them to other nodes after this long. */
   SLICE_LEASE_SECONDS: z.coerce.number().min(1).max(300).default(10),
+  /**
+   * Cluster mode: how often a node whose volunteers are hungry looks for unclaimed work with no
+   * news of it. News (a job submitted, a slice ended, the queue running low) claims at once.
+   */
+  SLICE_CLAIM_SECONDS: z.coerce.number().min(0.1).max(300).default(1),
   /** Starts every Redis key and channel of this cluster, so several clusters may share one Redis. */
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("tabgrid:"),
   NODE_ID: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, dots, dashes and underscores, at most 64").optional()),

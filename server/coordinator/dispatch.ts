@@ -25,6 +25,8 @@ export interface DispatchDeps {
   errorWaitMs: number;
   /** The sweep failed a job (its unit errored on every volunteer that may take it). */
   failJob(jobId: string, reason: string): void;
+  /** Cluster mode: tasks left the queue; the slice holder claims more if it runs low. */
+  leased?(): void;
 }
 
 /**
@@ -60,6 +62,7 @@ export class Dispatcher {
     const free = scheduler.freeSlots(conn.key);
     const ring = free >= 2 && this.wantsRinger(conn);
     const leased = scheduler.leaseTasks(conn.key, this.live.now(), ring ? free - 1 : undefined);
+    this.deps.leased?.();
     if (!leased.length) return;
     observer.dispatched(leased.length);
     const tasks = leased.map(toWire);
