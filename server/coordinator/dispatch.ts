@@ -27,6 +27,8 @@ export interface DispatchDeps {
   failJob(jobId: string, reason: string): void;
   /** Cluster mode: tasks left the queue; the slice holder claims more if it runs low. */
   leased?(): void;
+  /** Cluster mode: a volunteer's threads changed. */
+  capacity?(): void;
 }
 
 /**
@@ -62,8 +64,8 @@ export class Dispatcher {
     const free = scheduler.freeSlots(conn.key);
     const ring = free >= 2 && this.wantsRinger(conn);
     const leased = scheduler.leaseTasks(conn.key, this.live.now(), ring ? free - 1 : undefined);
-    this.deps.leased?.();
     if (!leased.length) return;
+    this.deps.leased?.();
     observer.dispatched(leased.length);
     const tasks = leased.map(toWire);
     if (ring) this.addRinger(conn, tasks);
@@ -77,6 +79,11 @@ export class Dispatcher {
       const conn = this.live.conns.get(key);
       if (conn) this.dispatch(conn);
     }
+  }
+
+  /** A volunteer offers more or fewer threads: in a cluster, the node may want more work. */
+  capacityChanged() {
+    this.deps.capacity?.();
   }
 
   /** A batch was committed: dispatch held back by the backlog resumes once it is low again. */

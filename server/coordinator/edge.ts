@@ -125,6 +125,7 @@ export class VolunteerEdge implements Notices {
         conn.threads = msg.threads;
         this.live.scheduler.setWindow(conn.key, windowOf(conn));
         this.deps.dispatch.dispatch(conn);
+        this.deps.dispatch.capacityChanged();
       } else if (msg.type === "load") {
         this.interactive.report(conn.key, msg);
       } else if (msg.type === "interactive-result") {

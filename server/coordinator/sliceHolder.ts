@@ -53,7 +53,7 @@ export class SliceHolder {
     this.wake();
   }
 
-  /** Claims now (new work was submitted, a volunteer came, a slice ended): at most one pass at a time. */
+  /** Claims now (new work was submitted, a volunteer came or offers more threads, a slice ended): at most one pass at a time. */
   wake() {
     if (this.claiming) {
       this.again = true;

@@ -70,4 +70,20 @@ describe("a node of a cluster claims ahead of its volunteers", () => {
     await waitFor(() => node.deps.coordinator.slices().length === 0, 10_000, "the node to give its finished slices up");
     await v.close();
   });
+
+  it("claims when a connected volunteer starts offering threads", async () => {
+    const v = await RawVolunteer.connect(node.url);
+    v.hello(0); // connected, computing nothing yet: the node has no reason to claim
+    await v.next("welcome");
+    const { id } = await trpc(node.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 10, params: { samples: 10_000, seed: 2 }, replication: { replicas: 1, adaptive: false },
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(node.deps.coordinator.slices().map((s) => s.id)).not.toContain(`${id}:0:0`);
+    v.send({ type: "capacity", threads: 2 });
+    // A slice's tasks carry its scheduler job's id, the job's id and the slice's first unit.
+    await waitFor(() => v.tasks().some((t) => t.jobId === `${id}@0`), 10_000, "tasks once the volunteer offers threads");
+    expect(node.deps.coordinator.slices().map((s) => s.id)).toContain(`${id}:0:0`);
+    await v.close();
+  });
 });
