@@ -88,7 +88,7 @@ export class Coordinator extends EventEmitter {
     const dispatch = new Dispatcher(live, {
       verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
       failJob: (jobId, reason) => void lifecycle.finish(jobId, "failed", reason),
-      ...(opts.cluster ? { leased: () => holder!.leased(), capacity: () => holder!.wake() } : {}),
+      ...(opts.cluster ? { leased: () => holder!.leased(), capacity: () => holder!.capacityChanged() } : {}),
     });
     const slices = opts.cluster && {
       done: (id: string): Promise<void> => holder!.done(id),

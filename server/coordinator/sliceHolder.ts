@@ -17,6 +17,8 @@ export interface SliceHolderOptions {
 
 /** Claim when fewer tasks than this many windows of this node's volunteers are queued. */
 const HUNGER_WINDOWS = 4;
+/** Threads offered or withdrawn within this long make one claim: a socket changing them all the time cannot make a query of each. */
+const CAPACITY_CLAIM_MS = 50;
 /** A node without volunteers this long gives its slices back for others to compute. */
 const IDLE_RELEASE_MS = 5000;
 
@@ -37,6 +39,7 @@ export class SliceHolder {
   private lowWater = 0;
   /** The last claim found fewer slices than it asked for: no claim on dispatch until news of work. */
   private dry = false;
+  private capacityTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly live: Live, private readonly lifecycle: JobLifecycle, private readonly opts: SliceHolderOptions) {}
 
@@ -53,7 +56,7 @@ export class SliceHolder {
     this.wake();
   }
 
-  /** Claims now (new work was submitted, a volunteer came or offers more threads, a slice ended): at most one pass at a time. */
+  /** Claims now (new work was submitted, a volunteer came, a slice ended): at most one pass at a time. */
   wake() {
     if (this.claiming) {
       this.again = true;
@@ -77,6 +80,14 @@ export class SliceHolder {
   leased() {
     if (this.dry || this.claiming || this.live.scheduler.stats().queued >= this.lowWater) return;
     this.wake();
+  }
+
+  /** A volunteer offers more or fewer threads: claim shortly, once for every change in that time. */
+  capacityChanged() {
+    this.capacityTimer ??= setTimeout(() => {
+      this.capacityTimer = undefined;
+      this.wake();
+    }, CAPACITY_CLAIM_MS);
   }
 
   /** Slice ids held now, for the admin page. */
@@ -165,6 +176,7 @@ export class SliceHolder {
   async stop() {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.capacityTimer);
     await this.claiming;
     this.held.clear();
     await releaseSlices(this.opts.pool, this.opts.nodeId).catch(() => undefined);
