@@ -148,7 +148,7 @@ describe("watch an ad for credits", () => {
     expect(e.message).toMatch(/already watching an ad \(in another tab\?\)/);
     // Racing starts: only one session stays open.
     await api.ads.cancel.mutate({ sessionId: first.sessionId });
-    await Promise.allSettled([api.ads.start.mutate(), api.ads.start.mutate(), api.ads.start.mutate()]);
+    await Promise.allSettled(Array.from({ length: 6 }, () => api.ads.start.mutate()));
     expect(await server.deps.db.adSession.count({ where: { userId: user.id, state: "open" } })).toBe(1);
     // A session that went quiet is abandoned by the next start, and can't be claimed.
     const open = await server.deps.db.adSession.findFirstOrThrow({ where: { userId: user.id, state: "open" } });

@@ -64,17 +64,22 @@ async function checkCaps(deps: AppDeps, tx: Tx, userId: string, ip: string, now:
  * is abandoned), daily caps per account and per IP, then an active creative at random (a
  * VAST tag that fails is skipped for another creative).
  */
+const ALREADY_WATCHING = "You are already watching an ad (in another tab?). Finish it there, or wait 15 seconds after closing it.";
+
+/** Refuses while the user's open session is alive; abandons one that went quiet. */
+async function closeStaleOrRefuse(db: Pick<Tx, "adSession">, userId: string, now: Date) {
+  const open = await db.adSession.findFirst({ where: { userId, state: "open" }, orderBy: { openedAt: "desc" } });
+  if (!open) return;
+  const last = (open.lastBeatAt ?? open.openedAt).getTime();
+  if (now.getTime() - last < SESSION_ALIVE_MS) throw new UserError("CONFLICT", ALREADY_WATCHING);
+  await db.adSession.updateMany({ where: { userId, state: "open" }, data: { state: "abandoned" } });
+}
+
 export async function startAd(deps: AppDeps, userId: string, ip: string) {
   const { db } = deps;
   const now = new Date();
-  const open = await db.adSession.findFirst({ where: { userId, state: "open" }, orderBy: { openedAt: "desc" } });
-  if (open) {
-    const last = (open.lastBeatAt ?? open.openedAt).getTime();
-    if (now.getTime() - last < SESSION_ALIVE_MS) {
-      throw new UserError("CONFLICT", "You are already watching an ad (in another tab?). Finish it there, or wait 15 seconds after closing it.");
-    }
-    await db.adSession.updateMany({ where: { userId, state: "open" }, data: { state: "abandoned" } });
-  }
+  // Early, so a second tab is refused before a creative is fetched; checked again under the lock below.
+  await closeStaleOrRefuse(db, userId, now);
   // Early, so a capped viewer is not shown an ad it cannot be paid for; the claim checks again.
   await checkCaps(deps, db, userId, ip, now);
 
@@ -96,18 +101,16 @@ export async function startAd(deps: AppDeps, userId: string, ip: string) {
   if (!chosen) throw new UserError("NOT_FOUND", "No ads are available right now. Try again later.");
 
   const session = await db.$transaction(async (tx) => {
+    // Starts of one user take turns on the user's row (a no-op write: PostgreSQL's row lock,
+    // SQLite's one writer), so of two tabs starting at once the second sees the first's session.
+    await tx.$executeRaw`UPDATE "User" SET "id" = "id" WHERE "id" = ${userId}`;
+    await closeStaleOrRefuse(tx, userId, now);
     const s = await tx.adSession.create({
       data: { userId, creativeId: chosen.row.id, ip, state: "open", requiredSeconds: chosen.play.durationSeconds, reward: chosen.row.reward, openedAt: now, lastBeatAt: now },
     });
     await tx.adCreative.update({ where: { id: chosen.row.id }, data: { views: { increment: 1 } } });
     return s;
   });
-  // Two starts racing past the check above: the earliest session wins, the other is refused.
-  const openNow = await db.adSession.findMany({ where: { userId, state: "open" }, orderBy: [{ openedAt: "asc" }, { id: "asc" }], select: { id: true } });
-  if (openNow.length > 1 && openNow[0].id !== session.id) {
-    await db.adSession.update({ where: { id: session.id }, data: { state: "abandoned" } });
-    throw new UserError("CONFLICT", "You are already watching an ad (in another tab?). Finish it there, or wait 15 seconds after closing it.");
-  }
   return { sessionId: session.id, creative: chosen.play, reward: session.reward, requiredSeconds: session.requiredSeconds };
 }
 
