@@ -69,12 +69,17 @@ describe("a cluster seen in the browser", () => {
     await onB.getByTestId("nodes").getByText("node-b (this one)").waitFor({ timeout: 20_000 });
     await onB.close();
 
-    // A job submitted through node B, computed by node B's volunteer, followed on node A.
+    // A job submitted through node B, computed by node B's volunteer, followed on node A. The
+    // volunteer leaves first and comes back once node A's page shows the job waiting: a job
+    // this small can end before a page loads, and then the page would prove nothing live.
+    await volunteer.stop();
     const { id } = await trpc(b.url, key).jobs.submit.mutate({
       kernel: "pi", chunks: 400, params: { samples: 400 * 400_000 }, replication: { replicas: 1, adaptive: false },
     });
     await page.goto(`/jobs/${id}`);
-    await page.getByTestId("job-state").filter({ hasText: "running" }).waitFor({ timeout: 20_000 });
+    await page.getByTestId("job-state").filter({ hasText: "queued" }).waitFor({ timeout: 20_000 });
+    expect(await page.getByTestId("units-done").textContent()).toBe("0 / 400");
+    volunteer = startCliVolunteer(b.url, 2, { name: "on-node-b", dir: pg.dir });
     await page.getByTestId("job-state").filter({ hasText: "completed" }).waitFor({ timeout: 60_000 });
     expect(await page.getByTestId("units-done").textContent()).toBe("400 / 400");
     await page.getByTestId("result").waitFor();
