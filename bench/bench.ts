@@ -14,26 +14,50 @@ import { fetchMetrics, metricValue } from "./lib/prom";
 // `-- --db postgres --nodes N`: N server processes of one cluster (PostgreSQL and Redis), the
 // volunteers spread over them, the jobs submitted through the first.
 
-const { values: opts } = parseArgs({
-  options: {
-    short: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    /** Another checkout's server (same protocol), to measure a before and an after in one run. */
-    root: { type: "string" },
-    ui: { type: "string", default: "on" },
-    seconds: { type: "string" },
-    /** Writes the server's CPU profile (.cpuprofile, for Chrome DevTools) into this directory. */
-    profile: { type: "string" },
-    /** sqlite (a file, the default) or postgres (a database of the run's own on --pg-url). */
-    db: { type: "string", default: "sqlite" },
-    "pg-url": { type: "string", default: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
-    /** Server processes; more than one is cluster mode (--db postgres, Redis at --redis-url). */
-    nodes: { type: "string", default: "1" },
-    /** Cluster mode (slices, Redis) even with one node, to see what it costs by itself. */
-    cluster: { type: "boolean", default: false },
-    "redis-url": { type: "string", default: process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379" },
-  },
-});
+const USAGE = `npm run bench -- [options]
+  --short              a few seconds a phase (as npm test runs it)
+  --seconds S          seconds per phase
+  --json               one JSON object on stdout, the log on stderr
+  --ui on|off          the server's pages (default on)
+  --db sqlite|postgres the database (default sqlite; postgres: a database of the run's own on --pg-url)
+  --pg-url URL         PostgreSQL server (default BENCH_PG_URL or the local one)
+  --nodes N            N server processes of one cluster (needs --db postgres and Redis)
+  --cluster            cluster mode with one node
+  --redis-url URL      Redis for cluster mode (default BENCH_REDIS_URL or the local one)
+  --root DIR           drive another checkout's server, for a before and after
+  --profile DIR        write the server's CPU profile into DIR`;
+const options = {
+  help: { type: "boolean", short: "h", default: false },
+  short: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  /** Another checkout's server (same protocol), to measure a before and an after in one run. */
+  root: { type: "string" },
+  ui: { type: "string", default: "on" },
+  seconds: { type: "string" },
+  /** Writes the server's CPU profile (.cpuprofile, for Chrome DevTools) into this directory. */
+  profile: { type: "string" },
+  /** sqlite (a file, the default) or postgres (a database of the run's own on --pg-url). */
+  db: { type: "string", default: "sqlite" },
+  "pg-url": { type: "string", default: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
+  /** Server processes; more than one is cluster mode (--db postgres, Redis at --redis-url). */
+  nodes: { type: "string", default: "1" },
+  /** Cluster mode (slices, Redis) even with one node, to see what it costs by itself. */
+  cluster: { type: "boolean", default: false },
+  "redis-url": { type: "string", default: process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379" },
+} as const;
+// A bad flag gets a line and the usage, not a stack trace.
+const { values: opts } = (() => {
+  try {
+    return parseArgs({ options });
+  } catch (e) {
+    console.error(`npm run bench: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+if (opts.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const fail = (m: string): never => {
   console.error(`npm run bench: ${m}`);
   process.exit(2);
@@ -47,6 +71,8 @@ if (CLUSTER && opts.db !== "postgres") {
 }
 const SHORT = opts.short;
 const PHASE_S = Number(opts.seconds ?? (SHORT ? 1 : 5));
+if (!(PHASE_S > 0 && PHASE_S <= 3600)) fail(`--seconds is a number of seconds from 0 to 3,600 (got ${opts.seconds})`);
+if (opts.ui !== "on" && opts.ui !== "off") fail(`--ui is on or off (got ${opts.ui})`);
 const THREADS = 4;
 const plan = SHORT
   ? { counts: [1, 10, 50], loads: [0.5], efficiency: [10, 50], tasksPerThread: 5, calcPerSecond: 10 }

@@ -16,11 +16,11 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 // On PostgreSQL, the bench's server runs on a database of its own on the tests' server.
 const dbArgs = testEngine() === "postgres" ? ["--db", "postgres", "--pg-url", process.env.TEST_DATABASE_URL!] : [];
 
-function runBench(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runBench(args = ["--short", "--json", "--ui", "off", ...dbArgs]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, REPORTS_DIR: dir };
   for (const k of Object.keys(env)) if (k.startsWith("VITEST") || k === "NODE_OPTIONS") delete (env as Record<string, unknown>)[k];
   return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", "--short", "--json", "--ui", "off", ...dbArgs], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
+    execFile(process.execPath, ["--import", "tsx", "bench/bench.ts", ...args], { cwd: repoRoot, env, timeout: 150_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
   });
 }
@@ -54,4 +54,16 @@ describe("npm run bench -- --short", () => {
     expect(md).toMatch(/## Targets/);
     expect(md).toMatch(/## Dispatch-to-result overhead/);
   }, 180_000);
+
+  it("answers a bad flag with the usage and exit status 2, before starting anything", async () => {
+    for (const args of [["--nope"], ["--seconds", "soon"], ["--ui", "maybe"], ["--nodes", "2"]]) {
+      const run = await runBench(args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr).toMatch(/^npm run bench: /);
+      expect(run.stderr).not.toMatch(/\bat .*\.ts:\d+/); // no stack trace
+    }
+    const help = await runBench(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--nodes N/);
+  });
 });
