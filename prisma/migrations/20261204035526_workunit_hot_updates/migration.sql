@@ -1,0 +1,3 @@
+-- DropIndex
+DROP INDEX "WorkUnit_jobId_done_idx";
+
