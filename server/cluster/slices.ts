@@ -41,11 +41,17 @@ export async function insertSlices(c: pg.ClientBase, rows: Array<Omit<SliceRow, 
  * take different slices instead of waiting on each other. Each claim bumps the slice's epoch.
  */
 export async function claimSlices(pool: pg.Pool, nodeId: string, max: number, leaseMs: number): Promise<SliceRow[]> {
+  // The first `max` jobs with a slice to claim, in that order, then their slices: sorting
+  // every claimable slice of every running job cost 2-3 ms a claim once a few hundred queued.
   const { rows } = await pool.query<SliceRow>(prepared(`WITH c AS (
-      SELECT s."id" FROM "Slice" s JOIN "Job" j ON j."id" = s."jobId"
-      WHERE NOT s."done" AND j."state" = 'running' AND (s."leaseUntil" IS NULL OR s."leaseUntil" < ${NOW})
-      ORDER BY EXISTS (SELECT 1 FROM "Slice" o WHERE o."jobId" = s."jobId" AND o."owner" <> $1 AND NOT o."done" AND o."leaseUntil" >= ${NOW}),
-        j."createdAt", j."id", s."round", s."first" LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+      SELECT s."id" FROM "Slice" s JOIN (
+          SELECT j."id", j."createdAt",
+            j."id" IN (SELECT o."jobId" FROM "Slice" o WHERE o."owner" <> $1 AND NOT o."done" AND o."leaseUntil" >= ${NOW}) AS "elsewhere"
+          FROM "Job" j WHERE j."state" = 'running'
+            AND EXISTS (SELECT 1 FROM "Slice" f WHERE f."jobId" = j."id" AND NOT f."done" AND (f."leaseUntil" IS NULL OR f."leaseUntil" < ${NOW}))
+          ORDER BY 3, 2, 1 LIMIT $2) j ON s."jobId" = j."id"
+      WHERE NOT s."done" AND (s."leaseUntil" IS NULL OR s."leaseUntil" < ${NOW})
+      ORDER BY j."elsewhere", j."createdAt", j."id", s."round", s."first" LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
     UPDATE "Slice" s SET "owner" = $1, "leaseUntil" = ${NOW} + $3 * interval '1 millisecond', "epoch" = s."epoch" + 1
     FROM c WHERE s."id" = c."id" RETURNING s."id", s."jobId", s."round", s."first", s."last", s."epoch"`, [nodeId, max, leaseMs]));
   return rows;
