@@ -19,6 +19,26 @@ export interface SliceRow {
 
 const NOW = `(now() AT TIME ZONE 'UTC')`;
 
+/** The least a job is cut into per live node, and the smallest slice worth a claim. */
+const SLICES_PER_NODE = 2;
+const MIN_SLICE_UNITS = 16;
+
+/**
+ * Units per slice of a new one-shot job: 256, or fewer when the cluster has several nodes,
+ * so that a small job is cut into at least two slices per node and spreads over every node's
+ * volunteers (one slice of 250 units is computed by one node's volunteers alone).
+ */
+export function sliceUnitsFor(units: number, nodes: number): number {
+  if (nodes <= 1) return SLICE_UNITS;
+  return Math.max(MIN_SLICE_UNITS, Math.min(SLICE_UNITS, Math.ceil(units / (nodes * SLICES_PER_NODE))));
+}
+
+/** Nodes that heartbeat lately (every 2 s; a node silent for 10 s is down). */
+export async function liveNodes(c: pg.ClientBase): Promise<number> {
+  const { rows } = await c.query<{ n: number }>(prepared(`SELECT count(*)::int AS "n" FROM "Node" WHERE "heartbeatAt" > ${NOW} - interval '10 seconds'`, []));
+  return rows[0]?.n ?? 0;
+}
+
 /** The slices of a round of `units` units, as rows for an INSERT. */
 export function slicesOf(jobId: string, round: number, units: number, size = SLICE_UNITS): Array<Omit<SliceRow, "epoch">> {
   const out: Array<Omit<SliceRow, "epoch">> = [];

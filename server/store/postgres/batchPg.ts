@@ -5,7 +5,7 @@ import { mergeReliability, type PersistOp, type ReliabilityWrite } from "../../s
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
-import { insertSlices, slicesOf, SLICE_UNITS } from "../../cluster/slices";
+import { insertSlices, liveNodes, sliceUnitsFor, slicesOf } from "../../cluster/slices";
 
 // The group commit's batch on PostgreSQL, in one transaction: the same steps, guards and
 // order as batchSql.ts (SQLite), read that file for what each op means. Rows go as arrays
@@ -213,7 +213,7 @@ async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, a
     await c.query(prepared(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [j.id, s.round, s.roundState, at]));
   }
   // Cluster mode's unit of dispatch (server/cluster/slices.ts): an iterative job's round is one slice.
-  await insertSlices(c, slicesOf(j.id, s.round, u.length, s.round > 0 ? u.length : SLICE_UNITS));
+  await insertSlices(c, slicesOf(j.id, s.round, u.length, s.round > 0 ? u.length : sliceUnitsFor(u.length, await liveNodes(c))));
   await postTransactionPg(c, "hold", [
     { accountId: s.ownerAccount, amount: -s.estimate },
     { accountId: s.escrow, amount: s.estimate },
