@@ -455,10 +455,24 @@ export class JobLifecycle {
     this.live.emit("job", meta.jobId);
   }
 
+  /** Cluster mode: jobs this node is merging and finishing. */
+  private readonly finishing = new Map<string, Promise<void>>();
+
   /** Cluster mode: ends a job whose units are all done (by any node), once. */
   private async finishIfAllDone(jobId: string) {
     const job = await readJobPg(pgPool(this.deps.db), jobId);
     if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
+    // Several slices of a job often end in one batch, and each then sees every unit done until
+    // the finish commits: they share one merge of the job rather than each reading it again.
+    let finishing = this.finishing.get(jobId);
+    if (!finishing) {
+      finishing = this.mergeAndFinish(jobId).finally(() => this.finishing.delete(jobId));
+      this.finishing.set(jobId, finishing);
+    }
+    return finishing;
+  }
+
+  private async mergeAndFinish(jobId: string) {
     const merged = await mergeJobResult(this.deps, jobId);
     const end: Extract<PersistOp, { type: "finish" }> = "error" in merged
       ? { type: "finish", jobId, state: "failed", error: merged.error }
