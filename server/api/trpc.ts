@@ -12,6 +12,8 @@ export interface Context {
   authError?: string;
   /** The caller's IP address (for per-IP limits such as the daily ad cap). */
   ip: string;
+  /** An HTTP call's Idempotency-Key header (jobs.submit); never a WebSocket's, whose headers are the connection's. */
+  idempotencyKey?: string;
 }
 
 /** The one context builder; tests call it directly with a user of their choosing. */
@@ -34,7 +36,10 @@ export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
 export function contextFromRequest(deps: AppDeps) {
   return async ({ req }: { req: IncomingMessage }) => {
     const id = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
-    return createContextInner(deps, id.user, id.error, clientIp(req, deps.env.TRUST_PROXY === "1"));
+    const ctx = createContextInner(deps, id.user, id.error, clientIp(req, deps.env.TRUST_PROXY === "1"));
+    const key = req.headers["idempotency-key"];
+    if (typeof key === "string" && !req.headers.upgrade) ctx.idempotencyKey = key;
+    return ctx;
   };
 }
 

@@ -2,7 +2,8 @@ import { z } from "zod";
 import { TRPCError } from "@trpc/server";
 import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
-import { estimateJob, submitInputSchema, submitJob } from "../../services/jobs/submit";
+import { estimateJob, submitInputSchema, submitJobOnce, type SubmitInput } from "../../services/jobs/submit";
+import { idempotencyKeySchema } from "../../services/jobs/idempotency";
 import { acceptUnconfirmed, cancelJob, getJob, jobResultJson, listJobs, setReplication, unitOutputs } from "../../services/jobs/queries";
 import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
@@ -12,6 +13,17 @@ interface ParamsSchema {
 }
 
 const jobId = z.object({ id: z.string().min(1).max(64) });
+
+/** The Idempotency-Key header as the submission's key; with the field too, both must agree. */
+function withHeaderKey(input: SubmitInput, header: string | undefined): SubmitInput {
+  if (header === undefined) return input;
+  const key = idempotencyKeySchema.safeParse(header);
+  if (!key.success) throw new TRPCError({ code: "BAD_REQUEST", message: `Idempotency-Key header: ${key.error.issues[0]!.message}` });
+  if (input.idempotencyKey !== undefined && input.idempotencyKey !== key.data) {
+    throw new TRPCError({ code: "BAD_REQUEST", message: "The Idempotency-Key header and the idempotencyKey field differ: send one key." });
+  }
+  return { ...input, idempotencyKey: key.data };
+}
 
 export const jobsRouter = router({
   kernels: publicProcedure.query(() =>
@@ -23,6 +35,7 @@ export const jobsRouter = router({
   ),
   estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
   submit: protectedProcedure.input(submitInputSchema).mutation(async ({ ctx, input }) => {
+    input = withHeaderKey(input, ctx.idempotencyKey);
     if (!(await submissionAllowed(ctx.deps, ctx.user.id))) {
       const { SUBMISSIONS_PER_SECOND: rate, SUBMISSION_BURST: burst } = ctx.deps.env;
       throw new TRPCError({
@@ -30,7 +43,7 @@ export const jobsRouter = router({
         message: `Too many job submissions: at most ${rate} a second (${burst} at once) per account. Wait a moment and try again.`,
       });
     }
-    const admitted = await admitSubmission(ctx.deps, () => submitJob(ctx.deps, ctx.user.id, input));
+    const admitted = await admitSubmission(ctx.deps, () => submitJobOnce(ctx.deps, ctx.user.id, input));
     if (!admitted) throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: "The server is busy with other submissions. Try again in a moment." });
     return admitted.value;
   }),

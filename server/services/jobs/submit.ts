@@ -1,3 +1,4 @@
+import { idempotencyKeySchema, requestHash, submitOnce } from "./idempotency";
 import crypto from "node:crypto";
 import { z } from "zod";
 import { getKernel, kernels } from "../../../worker/kernels";
@@ -48,6 +49,8 @@ export const submitInputSchema = z.object({
   timeLimitSeconds: z.number().positive().max(3600).optional(),
   /** The consumer's estimate of one unit's CPU time, for pricing a program's units. */
   cpuSecondsPerUnit: z.number().positive().max(3600).default(1),
+  /** The client's key for this submission (or the Idempotency-Key header): a repeat returns the first job. */
+  idempotencyKey: idempotencyKeySchema.optional(),
 });
 export type SubmitInput = z.infer<typeof submitInputSchema>;
 
@@ -175,7 +178,15 @@ async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(await pricePerCpuSecond(deps), units, input.replication.quorum) };
 }
 
-export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
+/** A submission, once per idempotency key when it has one (see idempotency.ts). */
+export async function submitJobOnce(deps: AppDeps, ownerId: string, input: SubmitInput) {
+  const { idempotencyKey: key, ...submission } = input;
+  if (!key) return { ...(await submitJob(deps, ownerId, input)), replayed: false };
+  const hash = requestHash(submission);
+  return submitOnce(deps, ownerId, key, hash, () => submitJob(deps, ownerId, input, { idempotencyKey: key, requestHash: hash }));
+}
+
+export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput, idempotency?: { idempotencyKey: string; requestHash: string }) {
   const plan = input.kernel === "program" ? await planProgramJob(deps, ownerId, input) : await planJob(deps, input);
   const programHash = "programHash" in plan ? (plan.programHash as string) : null;
   const id = `j${crypto.randomBytes(9).toString("base64url").replace(/[-_]/g, "x")}`;
@@ -195,6 +206,7 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
         tolerance: plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null, programHash,
         inputMode: programHash ? input.input!.mode : null, merge: programHash ? input.merge : null,
         timeLimitMs: programHash ? (plan.params as { limits: { timeMs: number } }).limits.timeMs : null,
+        ...idempotency,
       },
       units: units.map((u) => [u.id, u.idx, JSON.stringify(u.input), Math.round(u.work), u.pay]),
       round, roundState: plan.rounds ? JSON.stringify(plan.rounds.state) : null,

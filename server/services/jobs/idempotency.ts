@@ -1,0 +1,84 @@
+import crypto from "node:crypto";
+import { z } from "zod";
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+
+// Submissions under a client's key (the Idempotency-Key header, or the `idempotencyKey` field),
+// as the IETF draft "The Idempotency-Key HTTP Header Field" and payment APIs do it: a client
+// that retries after a timeout, or a double click, gets the job the first request created
+// instead of a second one charged again. The key is the owner's: another account's same key is
+// another submission. It is kept with the job, for as long as the job.
+
+export const idempotencyKeySchema = z.string()
+  .min(1, "An idempotency key is 1 to 255 characters.").max(255, "An idempotency key is 1 to 255 characters.")
+  .regex(/^[\x21-\x7e]+$/, "An idempotency key is printable ASCII without spaces (a UUID, say).");
+
+export interface Submitted { id: string; estimate: number; chunks: number }
+
+/** Submissions of this server in progress by owner and key: a repeat that arrives meanwhile waits for the first. */
+const inFlight = new WeakMap<object, Map<string, Promise<Submitted & { replayed: boolean }>>>();
+
+/** A stable digest of a submission: the same fields in any key order give the same hash. */
+export function requestHash(input: unknown): string {
+  return crypto.createHash("sha256").update(canonicalJson(input)).digest("hex");
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
+/**
+ * Runs `submit` once per owner and key: a repeat returns the first submission's job (with
+ * `replayed: true`), and the key reused for a different submission is refused.
+ */
+export async function submitOnce(
+  deps: Pick<AppDeps, "db" | "coordinator">, ownerId: string, key: string, hash: string,
+  submit: () => Promise<Submitted>,
+): Promise<Submitted & { replayed: boolean }> {
+  let mine = inFlight.get(deps.coordinator);
+  if (!mine) inFlight.set(deps.coordinator, (mine = new Map()));
+  const slot = `${ownerId}\n${key}`;
+  const pending = mine.get(slot);
+  if (pending) return { ...(await pending), replayed: true };
+  const running = (async () => {
+    const first = await earlier(deps, ownerId, key, hash);
+    if (first) return { ...first, replayed: true };
+    try {
+      return { ...(await submit()), replayed: false };
+    } catch (e) {
+      // Another node of a cluster took the key first: its job is the answer.
+      const theirs = isKeyTaken(e) ? await earlier(deps, ownerId, key, hash) : undefined;
+      if (theirs) return { ...theirs, replayed: true };
+      throw e;
+    }
+  })();
+  mine.set(slot, running);
+  try {
+    return await running;
+  } finally {
+    mine.delete(slot);
+  }
+}
+
+async function earlier(deps: Pick<AppDeps, "db">, ownerId: string, key: string, hash: string): Promise<Submitted | undefined> {
+  const job = await deps.db.job.findUnique({
+    where: { ownerId_idempotencyKey: { ownerId, idempotencyKey: key } },
+    select: { id: true, estimate: true, chunks: true, requestHash: true },
+  });
+  if (!job) return undefined;
+  if (job.requestHash !== hash) {
+    throw new UserError("UNPROCESSABLE_CONTENT", `The idempotency key ${JSON.stringify(key)} was used for another submission (job ${job.id}): use a new key for a new job.`);
+  }
+  return { id: job.id, estimate: job.estimate, chunks: job.chunks };
+}
+
+/** The unique index on (owner, key) refused the job's row: SQLite's message, PostgreSQL's code. */
+function isKeyTaken(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  return err.code === "23505" || /UNIQUE constraint failed: Job\.ownerId, Job\.idempotencyKey/.test(err.message ?? "");
+}
