@@ -1,3 +1,5 @@
+import { TRPCClientError } from "@trpc/client";
+import crypto from "node:crypto";
 import { parse, connection, connectionOptions, plural, positiveIntOption, secondsOption, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
@@ -59,7 +61,7 @@ export async function submit(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...connectionOptions, chunks: { type: "string" }, params: { type: "string" }, wait: { type: "boolean", default: false },
     replicas: { type: "string" }, quorum: { type: "string" }, "max-replicas": { type: "string" }, tolerance: { type: "string" },
-    "no-adaptive": { type: "boolean", default: false },
+    "no-adaptive": { type: "boolean", default: false }, "idempotency-key": { type: "string" },
     program: { type: "string" }, "input-json": { type: "string" }, range: { type: "string" }, lines: { type: "string" },
     blocks: { type: "string" }, "block-size": { type: "string" }, merge: { type: "string" }, "time-limit": { type: "string" },
     "cpu-seconds": { type: "string" }, output: { type: "string" },
@@ -93,9 +95,13 @@ export async function submit(argv: string[]): Promise<number> {
   const conn = connection(values);
   const api = apiClient(conn);
   const program = values.program ? await programOptions(conn, values) : {};
-  const created = await api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program });
+  // One key per submission: the retries below, or this command run again with the same
+  // --idempotency-key after a timeout, give back the job the first attempt created.
+  const idempotencyKey = values["idempotency-key"] ?? crypto.randomUUID();
+  const created = await submitWithRetries(() => api.jobs.submit.mutate({ kernel, chunks, params, replication, ...program, idempotencyKey }));
   if (!values.json) {
-    console.error(`submitted job ${created.id} (${plural(created.chunks, "unit")}, ${plural(created.estimate / 1000, "credit")} held until it ends; the unused part is refunded)`);
+    if (created.replayed) console.error(`job ${created.id} was submitted before under this idempotency key: the same job, nothing charged again`);
+    else console.error(`submitted job ${created.id} (${plural(created.chunks, "unit")}, ${plural(created.estimate / 1000, "credit")} held until it ends; the unused part is refunded)`);
     if (values.program && values["cpu-seconds"] === undefined) console.error("priced at 1 reference CPU-second per unit: give --cpu-seconds S for your program's own figure");
   }
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
@@ -173,4 +179,21 @@ export async function status(argv: string[]): Promise<number> {
     console.log(`throughput: ${s.tasksPerSecond.toFixed(1)} tasks/s${s.nodes > 1 ? ` (${plural(s.nodes, "node")} of a cluster)` : ""}`);
   }
   return 0;
+}
+
+/**
+ * A submission retried, under its one idempotency key, when the server could not be reached or
+ * answered that it is busy (429, 503): up to 3 more attempts, 0.5, 1 and 2 s apart.
+ */
+async function submitWithRetries<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      const status = e instanceof TRPCClientError ? (e.data as { httpStatus?: number } | undefined)?.httpStatus : undefined;
+      const retriable = e instanceof TRPCClientError && (status === undefined ? /fetch failed|ECONNRESET|socket/i.test(e.message) : status === 429 || status === 503);
+      if (!retriable || tries >= 3) throw e;
+      await new Promise((r) => setTimeout(r, 500 * 2 ** tries));
+    }
+  }
 }

@@ -52,9 +52,11 @@ describe("compute loop in the browser", () => {
     await portal.locator('input[name="height"]').fill("320");
     await portal.locator('input[name="chunks"]').fill("16");
     await portal.getByTestId("estimate").waitFor();
-    await portal.getByRole("button", { name: "Submit job" }).click();
+    // A double click sends the form twice under one idempotency key: one job.
+    await portal.getByRole("button", { name: "Submit job" }).dblclick();
     await portal.waitForURL(/\/jobs\/j\w+$/);
     const jobId = portal.url().split("/").pop()!;
+    expect(await server.deps.db.job.findMany({ select: { id: true } })).toEqual([{ id: jobId }]);
 
     await portal.getByTestId("job-state").filter({ hasText: "completed" }).waitFor({ timeout: 45_000 });
     expect(await portal.getByTestId("units-done").textContent()).toBe("16 / 16");

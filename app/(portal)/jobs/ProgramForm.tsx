@@ -6,6 +6,7 @@ import { useTRPC } from "../../_components/trpc";
 import { EstimateCard, useDebounced, useEstimate } from "./EstimateCard";
 import { MIN_CPU_SECONDS, proposedCpuSeconds, seconds } from "./estimateText";
 import { firstUnitInput, trialRun, type TrialOutcome } from "./trialRun";
+import { useSubmissionKey } from "./submissionKey";
 
 type Uploaded = { hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean };
 type Mode = "json" | "range" | "lines" | "blocks";
@@ -74,9 +75,11 @@ export function ProgramForm() {
   const cpuTouched = useRef(false);
   const [trial, setTrial] = useState<Trial>({ state: "idle" });
   const [error, setError] = useState<string | null>(null);
+  const submissionKey = useSubmissionKey();
   const submit = useMutation(
     trpc.jobs.submit.mutationOptions({
       onSuccess: async (job) => {
+        submissionKey.used();
         await queryClient.invalidateQueries();
         router.push(`/jobs/${job.id}`);
       },
@@ -134,7 +137,7 @@ export function ProgramForm() {
     e.preventDefault();
     setError(null);
     if (!described.submit) return setError(described.problem ?? "Check the form.");
-    submit.mutate(described.submit as never);
+    submit.mutate({ ...described.submit, idempotencyKey: submissionKey.keyFor(described.submit) } as never);
   }
 
   const field = (k: keyof typeof f, label: string, props: Record<string, unknown> = {}) => (

@@ -4,6 +4,7 @@ import { useRouter } from "next/navigation";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../../_components/trpc";
 import { EstimateCard, useEstimate } from "./EstimateCard";
+import { useSubmissionKey } from "./submissionKey";
 
 type Field = { type?: string; default?: unknown; minimum?: number; maximum?: number };
 
@@ -29,9 +30,11 @@ export function SubmitForm() {
     return { kernel, chunks: Number(chunks), params, replication: { replicas: Number(replicas), adaptive } };
   }, [kernel, chunks, values, fields, replicas, adaptive]);
   const estimate = useEstimate(spec ? input : null);
+  const submissionKey = useSubmissionKey();
   const submit = useMutation(
     trpc.jobs.submit.mutationOptions({
       onSuccess: async (job) => {
+        submissionKey.used();
         await queryClient.invalidateQueries();
         router.push(`/jobs/${job.id}`);
       },
@@ -40,7 +43,7 @@ export function SubmitForm() {
 
   function onSubmit(e: FormEvent) {
     e.preventDefault();
-    submit.mutate(input);
+    submit.mutate({ ...input, idempotencyKey: submissionKey.keyFor(input) });
   }
 
   return (
