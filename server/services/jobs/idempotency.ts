@@ -1,7 +1,7 @@
-import crypto from "node:crypto";
 import { z } from "zod";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
+import { outputDigest } from "../../coordinator/digest";
 
 // Submissions under a client's key (the Idempotency-Key header, or the `idempotencyKey` field),
 // as the IETF draft "The Idempotency-Key HTTP Header Field" and payment APIs do it: a client
@@ -19,18 +19,7 @@ export interface Submitted { id: string; estimate: number; chunks: number }
 const inFlight = new WeakMap<object, Map<string, Promise<Submitted & { replayed: boolean }>>>();
 
 /** A stable digest of a submission: the same fields in any key order give the same hash. */
-export function requestHash(input: unknown): string {
-  return crypto.createHash("sha256").update(canonicalJson(input)).digest("hex");
-}
-
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v) ?? "null";
-}
+export const requestHash = (input: unknown): string => outputDigest(input);
 
 /**
  * Runs `submit` once per owner and key: a repeat returns the first submission's job (with

@@ -1,4 +1,3 @@
-import { idempotencyKeySchema, requestHash, submitOnce } from "./idempotency";
 import crypto from "node:crypto";
 import { z } from "zod";
 import { getKernel, kernels } from "../../../worker/kernels";
@@ -12,6 +11,7 @@ import { programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
+import { idempotencyKeySchema, requestHash, submitOnce } from "./idempotency";
 
 export const replicationSchema = z
   .object({
