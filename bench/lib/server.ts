@@ -253,3 +253,32 @@ export async function createConsumers(server: Pick<BenchServer, "databaseUrl">, 
     await db.$disconnect();
   }
 }
+
+/** The bare-transport ceiling server (bench/lib/ceilingServer.ts) as a process of its own. */
+export async function startCeilingServer(): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "bench/lib/ceilingServer.ts")], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const onExit = () => child.kill("SIGKILL");
+  process.once("exit", onExit);
+  let out = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the ceiling server did not start within 30 s:\n${out}`)), 30_000);
+    const seen = (d: string) => {
+      out += d;
+      const m = /listening (\d+)/.exec(out);
+      if (m) clearTimeout(timer), resolve(Number(m[1]));
+    };
+    child.stdout!.setEncoding("utf8").on("data", seen);
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`the ceiling server exited (${code}):\n${out}`)); });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`, pid: child.pid!,
+    async stop() {
+      process.off("exit", onExit);
+      if (child.exitCode !== null) return;
+      const gone = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await gone;
+    },
+  };
+}

@@ -36,6 +36,14 @@ describe("npm run bench -- --short", () => {
     expect(summary.dispatch_tasks_per_s).toBeGreaterThan(100);
     expect(summary.overhead_p99_ms).toBeGreaterThan(0);
     expect(summary.overhead_p99_ms).toBeGreaterThanOrEqual(summary.overhead_p50_ms);
+    // The bare-transport ceiling ran against the same fleet, and the coordinator is measured against it.
+    expect(summary.ceiling_tasks_per_s).toBeGreaterThan(summary.dispatch_tasks_per_s);
+    expect(summary.dispatch_share_of_ceiling).toBeCloseTo(summary.dispatch_tasks_per_s / summary.ceiling_tasks_per_s, 2);
+    // The fixed-rate phase: the whole fleet (50 here) at 1,000 tasks/s, one thread each.
+    expect(summary.overhead_1000_per_s_volunteers).toBe(50);
+    expect(summary.overhead_p99_ms_1000_per_s).toBeGreaterThanOrEqual(summary.overhead_p50_ms_1000_per_s);
+    expect(summary.overhead_p50_ms_1000_per_s).toBeGreaterThan(0);
+    for (const key of ["server_rss_mb_connected", "server_rss_mb_max", "calc_p99_ms", "job_submit_p50_ms"]) expect(summary[key], key).toBeGreaterThan(0);
     // Every 100 ms task finished, in well under twice the ideal time.
     for (const e of Object.values(summary.efficiency_by_volunteers) as number[]) expect(e).toBeGreaterThan(0.5);
     expect(summary.calc_p50_ms).toBeGreaterThan(0);
@@ -49,10 +57,15 @@ describe("npm run bench -- --short", () => {
     expect(report.meta).toMatchObject({ kind: "bench", mode: "short" });
     expect(report.throughput.map((t: { volunteers: number }) => t.volunteers)).toEqual([1, 10, 50]);
     expect(report.overhead[0].summary.count).toBeGreaterThan(100);
+    expect(report.ceiling.map((c: { volunteers: number }) => c.volunteers)).toEqual([1, 10, 50]);
+    // An open model at 1,000/s for a second past the warm-up: about 700 tasks, each counted.
+    expect(report.fixedRate.achievedPerSecond).toBeGreaterThan(500);
+    expect(report.fixedRate.summary.count).toBeGreaterThan(300);
     expect(report.timeline.length).toBeGreaterThan(5);
     const md = fs.readFileSync(summary.report.replace(/\.json$/, ".md"), "utf8");
     expect(md).toMatch(/## Targets/);
     expect(md).toMatch(/## Dispatch-to-result overhead/);
+    expect(md).toMatch(/## Bare-transport ceiling/);
   }, 180_000);
 
   it("answers a bad flag with the usage and exit status 2, before starting anything", async () => {
