@@ -52,6 +52,20 @@ describe("idempotent job submissions", () => {
     expect(before - (await balance(alice.user.id))).toBe(answers[0]!.estimate);
   });
 
+  it("refuses a different submission under a key whose first submission is still in progress", async () => {
+    const api = trpc(srv.url, alice.apiKey);
+    const jobsBefore = await jobsOf(alice.user.id);
+    // Sent together: the second arrives while the first is being written.
+    const [first, other] = await Promise.allSettled([
+      api.jobs.submit.mutate({ ...job, idempotencyKey: "order-2b" }),
+      api.jobs.submit.mutate({ ...job, chunks: 5, idempotencyKey: "order-2b" }),
+    ]);
+    expect(first.status).toBe("fulfilled");
+    expect(other.status).toBe("rejected");
+    expect(await trpcError(Promise.reject((other as PromiseRejectedResult).reason))).toMatchObject({ code: "UNPROCESSABLE_CONTENT", httpStatus: 422 });
+    expect(await jobsOf(alice.user.id)).toBe(jobsBefore + 1);
+  });
+
   it("takes the key from the Idempotency-Key header", async () => {
     const jobsBefore = await jobsOf(alice.user.id);
     const answers = [];

@@ -15,8 +15,11 @@ export const idempotencyKeySchema = z.string()
 
 export interface Submitted { id: string; estimate: number; chunks: number }
 
-/** Submissions of this server in progress by owner and key: a repeat that arrives meanwhile waits for the first. */
-const inFlight = new WeakMap<object, Map<string, Promise<Submitted & { replayed: boolean }>>>();
+/**
+ * Submissions of this server in progress by owner and key, with their hash: a repeat that
+ * arrives meanwhile waits for the first; a different submission under the key is refused.
+ */
+const inFlight = new WeakMap<object, Map<string, { hash: string; running: Promise<Submitted & { replayed: boolean }> }>>();
 
 /** A stable digest of a submission: the same fields in any key order give the same hash. */
 export const requestHash = (input: unknown): string => outputDigest(input);
@@ -33,7 +36,10 @@ export async function submitOnce(
   if (!mine) inFlight.set(deps.coordinator, (mine = new Map()));
   const slot = `${ownerId}\n${key}`;
   const pending = mine.get(slot);
-  if (pending) return { ...(await pending), replayed: true };
+  if (pending) {
+    if (pending.hash !== hash) throw reused(key, "a submission still in progress");
+    return { ...(await pending.running), replayed: true };
+  }
   const running = (async () => {
     const first = await earlier(deps, ownerId, key, hash);
     if (first) return { ...first, replayed: true };
@@ -46,7 +52,7 @@ export async function submitOnce(
       throw e;
     }
   })();
-  mine.set(slot, running);
+  mine.set(slot, { hash, running });
   try {
     return await running;
   } finally {
@@ -60,10 +66,12 @@ async function earlier(deps: Pick<AppDeps, "db">, ownerId: string, key: string, 
     select: { id: true, estimate: true, chunks: true, requestHash: true },
   });
   if (!job) return undefined;
-  if (job.requestHash !== hash) {
-    throw new UserError("UNPROCESSABLE_CONTENT", `The idempotency key ${JSON.stringify(key)} was used for another submission (job ${job.id}): use a new key for a new job.`);
-  }
+  if (job.requestHash !== hash) throw reused(key, `job ${job.id}`);
   return { id: job.id, estimate: job.estimate, chunks: job.chunks };
+}
+
+function reused(key: string, first: string): UserError {
+  return new UserError("UNPROCESSABLE_CONTENT", `The idempotency key ${JSON.stringify(key)} was used for another submission (${first}): use a new key for a new job.`);
 }
 
 /** The unique index on (owner, key) refused the job's row: SQLite's message, PostgreSQL's code. */
