@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import * as esbuild from "esbuild";
+import type { MutexInterface } from "async-mutex";
 import type { PersistOp } from "../services/jobs/batchSql";
 
 /**
@@ -16,18 +17,27 @@ export class DbWriter {
   private readonly pending = new Map<number, { resolve: (value?: unknown) => void; reject: (e: Error) => void }>();
   private last: Promise<void> = Promise.resolve();
 
-  constructor(private readonly file: string, private readonly busyTimeoutMs = 30_000) {}
+  constructor(
+    private readonly file: string,
+    /** The process's write lock on the database (SqliteGate.writeLock): each batch takes its turn. */
+    private readonly lock?: MutexInterface,
+    private readonly busyTimeoutMs = 30_000,
+  ) {}
 
-  async write(ops: PersistOp[]): Promise<void> {
+  write(ops: PersistOp[]): Promise<void> {
+    return (this.last = this.lock ? this.lock.runExclusive(() => this.post(ops)) : this.post(ops));
+  }
+
+  private async post(ops: PersistOp[]): Promise<void> {
     const worker = await (this.worker ??= this.start());
     const id = ++this.seq;
     // Referenced while a batch is out, so the process waits for it; idle, it keeps nothing alive.
     if (!this.pending.size) worker.ref();
-    return (this.last = new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve: () => resolve(), reject });
       // One string, not a structured clone of thousands of small objects (several times slower).
       worker.postMessage({ id, ops: JSON.stringify(ops) });
-    }));
+    });
   }
 
   /** Starts the thread (if it is not running) and waits until it has the database open. */

@@ -14,7 +14,8 @@ export class SqliteHotStore implements HotStore {
   constructor(private readonly db: Db) {}
 
   private async thread(): Promise<DbWriter> {
-    return (this.writer ??= new DbWriter((await sqliteGate(this.db)).file));
+    const gate = await sqliteGate(this.db);
+    return (this.writer ??= new DbWriter(gate.file, gate.writeLock));
   }
 
   async ready() {
