@@ -9,5 +9,9 @@ export default defineConfig({
     globalSetup: "tests/globalSetup.ts",
     // Child processes, worker threads and native SQLite are happier in forks than in threads.
     pool: "forks",
+    // Servers the tests start as processes inherit these: no shedding on a CPU-starved test
+    // machine, nor a limit on calls in progress, except where a test turns them on
+    // (tests/integration/loadGate.test.ts).
+    env: { LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0" },
   },
 });

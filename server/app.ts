@@ -9,7 +9,7 @@ import { createPrisma, dbKind, pgPool } from "./store/prisma";
 import { createBlobStore } from "./store/blobs";
 import { Coordinator } from "./coordinator/coordinator";
 import { appRouter } from "./api/root";
-import { clientIp, contextFromRequest } from "./api/trpc";
+import { clientIp, contextFromRequest, type ProcedureMeta } from "./api/trpc";
 import { DEFAULT_TRUST } from "./scheduler/credibility";
 import { identify } from "./auth/session";
 import { health } from "./http/health";
@@ -19,9 +19,10 @@ import { serveAdMedia } from "./http/adMedia";
 import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
+import { createLoadGate } from "./http/loadGate";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
-import { limitSubmissions } from "./services/jobs/submissionRate";
+import { limitSubmissions, MAX_SUBMISSIONS_IN_FLIGHT } from "./services/jobs/submissionRate";
 import { startCluster } from "./cluster/cluster";
 import { shareWithCluster } from "./cluster/share";
 import { redactUrl } from "./store/databaseUrl";
@@ -110,9 +111,19 @@ export async function startServer(
     nextUpgrade = app.getUpgradeHandler() as typeof nextUpgrade;
   }
 
+  // At run time a router keeps its procedures flat, by their dotted path (its type nests them).
+  const operatorCalls = new Set(Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { meta?: ProcedureMeta } }>)
+    .filter(([, p]) => p._def.meta?.operator).map(([path]) => path));
+  const gate = createLoadGate({
+    delayMs: env.LOAD_SHED_DELAY_MS, maxRequests: env.LOAD_SHED_MAX_REQUESTS, maxPerCaller: env.LOAD_SHED_MAX_PER_CALLER,
+    onShed: () => monitor.observer.shed("overloaded"), operator: (p) => operatorCalls.has(p),
+    // Past this, admitSubmission would refuse them after authenticating each one.
+    perProcedure: { "jobs.submit": MAX_SUBMISSIONS_IN_FLIGHT },
+  });
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
+    if (gate.shed(req, res, pathname)) return;
     if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
     if (pathname === "/api/health") return await health(db, cluster, blobs, res, log);
     if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
@@ -151,9 +162,22 @@ export async function startServer(
     }
   }, 30_000);
 
+  /** Upgraded only to be closed with 1013 (try again later): browsers report a close code, not an HTTP status. */
+  const refuseVolunteer = (req: http.IncomingMessage, socket: Duplex, head: Buffer, reason: string) => {
+    refusedWss.handleUpgrade(req, socket, head, (ws) => {
+      ws.close(1013, reason);
+      // A client that ignores the close frame would otherwise hold its socket for 30 s.
+      setTimeout(() => ws.terminate(), 1000).unref();
+    });
+  };
   const upgrade = async (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = (req.url ?? "/").split("?")[0];
     if (pathname === VOLUNTEER_WS_PATH) {
+      // Behind on the event loop: no new volunteer (nor its sign-in lookup) until it catches up.
+      if (gate.busy()) {
+        monitor.observer.shed("overloaded");
+        return refuseVolunteer(req, socket, head, "the server is overloaded; try again later");
+      }
       const who = await identify(db, req, env.NEXTAUTH_SECRET).catch((e: Error) => {
         log(`volunteer upgrade: could not identify the caller: ${e.stack ?? e.message}`);
         return null;
@@ -171,12 +195,7 @@ export async function startServer(
       // frame (1013, try again later) rather than an HTTP error: browsers only report a code.
       if (volunteerWss.clients.size >= env.MAX_VOLUNTEER_CONNECTIONS) {
         monitor.observer.shed("connection-refused");
-        refusedWss.handleUpgrade(req, socket, head, (ws) => {
-          ws.close(1013, "too many volunteers connected; try again later");
-          // A client that ignores the close frame would otherwise hold its socket for 30 s.
-          setTimeout(() => ws.terminate(), 1000).unref();
-        });
-        return;
+        return refuseVolunteer(req, socket, head, "too many volunteers connected; try again later");
       }
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
         (ws as { alive?: boolean }).alive = true;
@@ -217,6 +236,7 @@ export async function startServer(
     deps,
     async close() {
       clearInterval(heartbeat);
+      gate.stop();
       trpcWs.broadcastReconnectNotification();
       for (const ws of volunteerWss.clients) ws.close(1001, "server shutting down");
       for (const ws of trpcWss.clients) ws.close(1001, "server shutting down");

@@ -61,6 +61,15 @@ const schema = z.object({
   /** Job submissions per consumer: sustained rate per second, and the burst allowed above it. */
   SUBMISSIONS_PER_SECOND: z.coerce.number().positive().default(20),
   SUBMISSION_BURST: z.coerce.number().int().min(1).default(60),
+  /**
+   * Event-loop delay (ms) at which new requests and volunteer sockets are refused at the edge
+   * (503, Retry-After) while health, metrics and the admin data still answer; 0 turns it off.
+   */
+  LOAD_SHED_DELAY_MS: z.coerce.number().min(0).max(10_000).default(40),
+  /** API calls (tRPC, uploads) in progress past which more are refused at the edge (503); 0: no limits on calls in progress. */
+  LOAD_SHED_MAX_REQUESTS: z.coerce.number().int().min(0).default(256),
+  /** API calls in progress from one caller (API key, session or address) past which its next get 429. */
+  LOAD_SHED_MAX_PER_CALLER: z.coerce.number().int().min(1).default(16),
   /** Where `npm run bench` and `npm run stress` write their reports, and /admin/reports reads them. */
   REPORTS_DIR: z.string().default("./reports"),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),

@@ -54,7 +54,12 @@ export const exposeErrorDetails = process.env.NODE_ENV === "development";
 /** What a client is told about an error that is not its own (the server logs the real one). */
 export const INTERNAL_ERROR_MESSAGE = "Internal server error";
 
-const t = initTRPC.context<Context>().create({
+export interface ProcedureMeta {
+  /** An operator's call (the admin pages' data and actions): answered even when the server sheds load. */
+  operator?: boolean;
+}
+
+const t = initTRPC.context<Context>().meta<ProcedureMeta>().create({
   isDev: exposeErrorDetails,
   errorFormatter({ shape, error }) {
     const zod = error.cause instanceof ZodError ? error.cause : null;
@@ -121,7 +126,7 @@ export const protectedProcedure = publicProcedure.use(({ ctx, next }) => {
   return next({ ctx: { ...ctx, user: ctx.user } });
 });
 
-export const adminProcedure = protectedProcedure.use(({ ctx, next }) => {
+export const adminProcedure = protectedProcedure.meta({ operator: true }).use(({ ctx, next }) => {
   if (ctx.user.role !== "admin") throw new TRPCError({ code: "FORBIDDEN", message: "Admins only." });
   return next();
 });

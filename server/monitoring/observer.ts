@@ -16,6 +16,11 @@ export interface CoordinatorObserver {
   /** A frame from a volunteer was refused (bad JSON, wrong shape, …). */
   messageRejected(): void;
   commitSucceeded(items: number, seconds: number): void;
+  /**
+   * A results frame was acknowledged `ms` after it was handled: its wait for the group commit
+   * and the commit itself (the server's own part of a result's round trip).
+   */
+  resultsAcked(ms: number): void;
   commitFailed(): void;
   /** Work the server turned away or put off to protect itself (see ShedReason). */
   shed(reason: ShedReason, count?: number): void;
@@ -26,11 +31,13 @@ export interface CoordinatorObserver {
  * - connection-refused: a volunteer socket over the connection limit was closed at once.
  * - frame-too-large: a frame over MAX_WS_MESSAGE_BYTES closed its socket.
  * - submission-throttled: a consumer over the submission rate was told to retry later.
+ * - overloaded: the event loop was behind, so a new request or volunteer socket was refused at
+ *   the edge (503 with Retry-After, or close code 1013).
  */
-export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-large" | "submission-throttled";
-export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled"];
+export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-large" | "submission-throttled" | "overloaded";
+export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled", "overloaded"];
 
 export const noObserver: CoordinatorObserver = {
   dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {}, spotChecked() {},
-  messageRejected() {}, commitSucceeded() {}, commitFailed() {}, shed() {},
+  messageRejected() {}, commitSucceeded() {}, resultsAcked() {}, commitFailed() {}, shed() {},
 };

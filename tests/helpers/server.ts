@@ -44,6 +44,10 @@ export async function startTestServer(overrides: Record<string, string> = {}): P
     TABGRID_UI: "off",
     NEXTAUTH_SECRET: TEST_SECRET,
     NODE_ENV: "test",
+    // Tests share a loaded machine: a loop starved of CPU by other processes would shed their
+    // requests, and some make many calls at once. The gate's own tests turn it on (loadGate.test.ts).
+    LOAD_SHED_DELAY_MS: "0",
+    LOAD_SHED_MAX_REQUESTS: "0",
     ...overrides,
   });
   const logs: string[] = [];

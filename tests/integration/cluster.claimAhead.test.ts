@@ -23,7 +23,7 @@ describe("a node of a cluster claims ahead of its volunteers", () => {
   beforeAll(async () => {
     pg = await freshPostgres();
     node = await startServer(parseEnv({
-      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
+      PORT: "0", HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
       NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", REDIS_URL: REDIS, REDIS_PREFIX: `tabgrid-ahead-${crypto.randomBytes(4).toString("hex")}:`,
       NODE_ID: "node-a", SLICE_CLAIM_SECONDS: "60", SLICE_LEASE_SECONDS: "60", LEASE_SECONDS: "120",
       SPOT_CHECKS: "off", TABGRID_ALERTS: "off", MAX_CHUNKS: String(UNITS),

@@ -22,7 +22,7 @@ describe("a job whose slices end together", () => {
   beforeAll(async () => {
     pg = await freshPostgres();
     node = await startServer(parseEnv({
-      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
+      PORT: "0", HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
       NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", REDIS_URL: REDIS, REDIS_PREFIX: `tabgrid-finish-${crypto.randomBytes(4).toString("hex")}:`,
       NODE_ID: "node-a", SPOT_CHECKS: "off", TABGRID_ALERTS: "off",
     }), { ui: false, log: (line: string) => logs.push(line) });

@@ -24,7 +24,7 @@ describe("a small job spreads over the nodes of a cluster", () => {
     pg = await freshPostgres();
     const prefix = `tabgrid-spread-${crypto.randomBytes(4).toString("hex")}:`;
     const start = (id: string) => startServer(parseEnv({
-      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
+      PORT: "0", HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, TABGRID_UI: "off",
       NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", REDIS_URL: REDIS, REDIS_PREFIX: prefix, NODE_ID: id,
       SPOT_CHECKS: "off", TABGRID_ALERTS: "off",
     }), { ui: false, log: () => {} });

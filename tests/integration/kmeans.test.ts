@@ -206,7 +206,7 @@ describe("an iterative job across a server restart", () => {
     const port = await freePort();
     const start = async () => {
       const env = parseEnv({
-        PORT: String(port), HOST: "127.0.0.1", DATABASE_URL: tmp.databaseUrl, DATA_DIR: tmp.dir, COMMIT_INTERVAL_MS: "2",
+        PORT: String(port), HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: tmp.databaseUrl, DATA_DIR: tmp.dir, COMMIT_INTERVAL_MS: "2",
         TABGRID_UI: "off", NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test",
       });
       const s = await startServer(env, { ui: false, log: (m) => logs.push(m) });

@@ -289,7 +289,7 @@ describe("metric history across a restart", () => {
 
   async function start() {
     const env = parseEnv({
-      PORT: "0", HOST: "127.0.0.1", DATABASE_URL: fresh.databaseUrl, DATA_DIR: fresh.dir, COMMIT_INTERVAL_MS: "2",
+      PORT: "0", HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: fresh.databaseUrl, DATA_DIR: fresh.dir, COMMIT_INTERVAL_MS: "2",
       TABGRID_UI: "off", NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", METRICS_INTERVAL_SECONDS: "0.05",
     });
     const server = await startServer(env, { ui: false, log: () => {}, monitoring: { minuteMs: MINUTE_MS } });

@@ -29,7 +29,7 @@ export function limitSubmissions(coordinator: object, env: Pick<Env, "SUBMISSION
  * commit backlog is long, new ones are refused at once instead of queueing until clients time
  * out and the server stops answering anything else (found by `npm run stress`).
  */
-const MAX_SUBMISSIONS_IN_FLIGHT = 32;
+export const MAX_SUBMISSIONS_IN_FLIGHT = 32;
 const MAX_COMMIT_BACKLOG = 20_000;
 
 function limitOf(deps: Pick<AppDeps, "coordinator" | "env" | "cluster">): SubmissionLimit {

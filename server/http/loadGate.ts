@@ -1,0 +1,181 @@
+import type http from "node:http";
+import { TRPC_ERROR_CODES_BY_KEY } from "@trpc/server/rpc";
+
+// Shedding at the edge. When the event loop falls behind, every request queues behind every
+// other, health probes included, until clients time out (`npm run stress` saw health p99 at
+// 7.5 s past the knee). So new work is refused before its body is read, its caller
+// authenticated or its database touched: a 503 with Retry-After, which costs microseconds. What
+// an operator needs to see the overload (health, metrics, the admin data) is never refused.
+
+/** How often the loop is sampled: a timer that fires late by X ms means the loop was X ms behind. */
+const TICK_MS = 10;
+/** Each tick's lateness counts a third, the past two thirds (toobusy's dampening). */
+const WEIGHT = 1 / 3;
+
+/**
+ * Event-loop delay from a timer's lateness, smoothed over the last few ticks, so one long task
+ * (a GC pause, a large page render) does not close the gate but a loop that stays behind does.
+ */
+export class LoopDelay {
+  private smoothed = 0;
+  private lastTick = performance.now();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor() {
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      this.smoothed = this.blend(now);
+      this.lastTick = now;
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  private blend(now: number) {
+    const late = Math.max(0, now - this.lastTick - TICK_MS);
+    return this.smoothed * (1 - WEIGHT) + late * WEIGHT;
+  }
+
+  /** The smoothed delay as of now: a task running long at this moment counts as a tick that came this late. */
+  current(): number {
+    return Math.max(this.smoothed, this.blend(performance.now()));
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+}
+
+/** The procedures a tRPC path names: several in a batch ("monitoring.history,alerts.list"). */
+const procedures = (pathname: string) => decodeURIComponent(pathname.slice("/api/trpc/".length)).split(",");
+
+/**
+ * Requests that stay answered under any load: what watches the server and what runs it.
+ * `operator` tells the admin pages' procedures (adminProcedure) from the rest.
+ */
+function exempt(pathname: string, operator: (procedure: string) => boolean): boolean {
+  if (pathname === "/api/health" || pathname === "/api/metrics") return true;
+  if (pathname.startsWith("/api/trpc/")) return procedures(pathname).every(operator);
+  // Sign-in (so an admin can reach the dashboard), Next's static files and the admin pages.
+  return pathname.startsWith("/api/auth/") || pathname.startsWith("/_next/static/") || pathname === "/admin" || pathname.startsWith("/admin/");
+}
+
+export interface LoadGate {
+  /** True when the request was refused (the response is written). */
+  shed(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): boolean;
+  /** True when a new volunteer socket should be refused now. */
+  busy(): boolean;
+  stop(): void;
+}
+
+/**
+ * Who is calling, as far as the edge can tell without a database lookup: the API key or the
+ * session cookie as sent (a wrong one only limits itself), else the address.
+ */
+function caller(req: http.IncomingMessage): string {
+  const auth = req.headers.authorization;
+  if (auth) return `auth ${auth}`;
+  const session = /(?:^|;\s*)(?:__Secure-)?next-auth\.session-token=([^;]+)/.exec(req.headers.cookie ?? "");
+  return session ? `session ${session[1]}` : `address ${req.socket.remoteAddress ?? "?"}`;
+}
+
+/** API calls counted against the in-flight limit: the ones that reach the database. */
+const counted = (req: http.IncomingMessage, pathname: string) =>
+  pathname.startsWith("/api/trpc/") || (pathname.startsWith("/api/") && req.method !== "GET" && req.method !== "HEAD");
+
+export interface LoadGateOptions {
+  /** Smoothed event-loop delay (ms) past which requests start to be refused; 0: never. */
+  delayMs: number;
+  /** API calls in progress (tRPC, uploads) past which more are refused; 0: no limits on calls in progress. */
+  maxRequests: number;
+  /**
+   * API calls in progress from one caller (one API key, session or address) past which its
+   * next are refused with 429: one client flooding cannot take every place from the others.
+   */
+  maxPerCaller?: number;
+  /** Counts a refusal (tabgrid_load_shed_total{reason="overloaded"}). */
+  onShed: () => void;
+  /** Whether a tRPC procedure is an operator's, never refused. */
+  operator: (procedure: string) => boolean;
+  /**
+   * Calls of one procedure in progress past which more of it are refused here, before the caller
+   * is authenticated: what would be refused later anyway costs no database lookup.
+   */
+  perProcedure?: Record<string, number>;
+  random?: () => number;
+}
+
+/**
+ * The gate for one server. Two signals, because each misses what the other sees:
+ * - the event loop's delay: the CPU is behind;
+ * - API calls in progress: calls waiting on the database cost no loop time, but each one that
+ *   is admitted makes the next ones wait; while the server works through them, new connections
+ *   queue in the kernel's accept queue, unseen by the loop (`npm run stress` found health
+ *   probes waiting 20 s there with the loop never more than 300 ms behind).
+ */
+export function createLoadGate(opts: LoadGateOptions): LoadGate {
+  const random = opts.random ?? Math.random;
+  const loop = opts.delayMs > 0 ? new LoopDelay() : undefined;
+  // Refused with a probability that grows with the overshoot: none at the threshold, all at
+  // twice it. Admission eases off as the loop falls behind instead of flapping on and off.
+  const busy = () => !!loop && random() < (loop.current() - opts.delayMs) / opts.delayMs;
+  // Calls in progress: in all ("*"), by caller and by procedure; entries are removed at 0.
+  const inFlight = new Map<string, number>();
+  const add = (key: string, n: number) => {
+    const v = (inFlight.get(key) ?? 0) + n;
+    if (v) inFlight.set(key, v);
+    else inFlight.delete(key);
+  };
+  const perProcedure = new Map(Object.entries(opts.perProcedure ?? {}));
+  const limitOf = (key: string) =>
+    key === "*" ? opts.maxRequests : key.startsWith("caller ") ? (opts.maxPerCaller ?? Infinity) : perProcedure.get(key.slice("procedure ".length))!;
+  return {
+    busy,
+    shed(req, res, pathname) {
+      if (exempt(pathname, opts.operator)) return false;
+      if (busy()) return refuse(req, res, pathname, 503, opts.onShed);
+      if (!(opts.maxRequests > 0 && counted(req, pathname))) return false;
+      const keys = [
+        "*", `caller ${caller(req)}`,
+        ...(pathname.startsWith("/api/trpc/") ? procedures(pathname).filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`) : []),
+      ];
+      const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
+      if (full) return refuse(req, res, pathname, full.startsWith("caller ") ? 429 : 503, opts.onShed);
+      for (const k of keys) add(k, 1);
+      res.once("close", () => keys.forEach((k) => add(k, -1)));
+      return false;
+    },
+    stop: () => loop?.stop(),
+  };
+}
+
+const MESSAGES = {
+  503: "The server is overloaded right now. Try again in a moment.",
+  429: "Too many of your calls are in progress at once. Wait for them, then try again.",
+};
+
+/**
+ * 503 (the server is behind) or 429 (this caller has too much in progress) with Retry-After;
+ * on a tRPC path, in tRPC's error shape (one per call of a batch) so its clients read the code.
+ * Counts the refusal; always true (the request was answered).
+ */
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, status: 503 | 429, count: () => void): true {
+  count();
+  const message = MESSAGES[status];
+  // The body is left unread; Node discards it after the answer, so the connection can be reused.
+  const headers = { "content-type": "application/json", "retry-after": "1", "cache-control": "no-store" };
+  if (!pathname.startsWith("/api/")) {
+    res.writeHead(status, { ...headers, "content-type": "text/plain; charset=utf-8" }).end(`${message}\n`);
+    return true;
+  }
+  let body: unknown = { error: message };
+  if (pathname.startsWith("/api/trpc/")) {
+    const code = status === 503 ? "SERVICE_UNAVAILABLE" : "TOO_MANY_REQUESTS";
+    const error = (path: string) => ({
+      error: { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus: status, path, zodIssues: null } },
+    });
+    const procs = procedures(pathname);
+    body = /[?&]batch=1(&|$)/.test(req.url ?? "") ? procs.map(error) : error(procs[0]!);
+  }
+  res.writeHead(status, headers).end(JSON.stringify(body));
+  return true;
+}

@@ -1,0 +1,158 @@
+import http from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { fetchMetrics, metricValue } from "../../bench/lib/prom";
+import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
+import { createUserWithKey, sleep, startTestServer, type TestServer } from "../helpers/server";
+
+// Shedding at the edge on event-loop delay (server/http/loadGate.ts), against a real server
+// in this process: the test itself holds the server's event loop behind, as a flood of work
+// would, and checks what is refused and what still answers.
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function server(delayMs: string, maxRequests = "0", perCaller = "16"): Promise<TestServer> {
+  const srv = await startTestServer({ LOAD_SHED_DELAY_MS: delayMs, LOAD_SHED_MAX_REQUESTS: maxRequests, LOAD_SHED_MAX_PER_CALLER: perCaller, SPOT_CHECKS: "off" });
+  cleanups.push(() => srv.close());
+  return srv;
+}
+
+/** Keeps the loop busy 60 ms in every ~65: each of the gate's 10 ms ticks comes about 55 ms late. */
+function overload(): () => void {
+  const timer = setInterval(() => {
+    const end = performance.now() + 60;
+    while (performance.now() < end);
+  }, 5);
+  cleanups.push(() => clearInterval(timer));
+  return () => clearInterval(timer);
+}
+
+const job = { kernel: "pi", chunks: 2, params: { samples: 20_000 }, replication: { replicas: 1, adaptive: false } };
+
+describe("LOAD_SHED_DELAY_MS", () => {
+  it("refuses new work with 503 and Retry-After while the loop is behind, keeps health, metrics and admin data answering, and admits again once it catches up", async () => {
+    const srv = await server("15");
+    const consumer = await createUserWithKey(srv.deps, "consumer@example.com");
+    const admin = await createUserWithKey(srv.deps, "admin@example.com");
+    await srv.deps.db.user.update({ where: { id: admin.user.id }, data: { role: "admin" } });
+    const api = trpc(srv.url, consumer.apiKey);
+    const balance = () => api.account.balance.query();
+    const before = await balance();
+
+    const stop = overload();
+    await sleep(400); // a few late ticks: the smoothed delay is well past twice 15 ms
+
+    // New work: refused at once, in tRPC's shape, with nothing created or charged.
+    expect(await trpcError(api.jobs.submit.mutate(job))).toMatchObject({ code: "SERVICE_UNAVAILABLE", httpStatus: 503 });
+    const raw = await fetch(`${srv.url}/api/trpc/jobs.submit`, {
+      method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${consumer.apiKey}` }, body: JSON.stringify(job),
+    });
+    expect(raw.status).toBe(503);
+    expect(raw.headers.get("retry-after")).toBe("1");
+    expect(await raw.json()).toMatchObject({ error: { data: { code: "SERVICE_UNAVAILABLE", path: "jobs.submit" } } });
+    // A new volunteer socket is closed with 1013 (try again later) before its hello is read.
+    const v = await RawVolunteer.connect(srv.url);
+    cleanups.push(() => (v.closed ? undefined : v.close()));
+    expect(await v.waitClosed(5000)).toEqual({ code: 1013, reason: "the server is overloaded; try again later" });
+
+    // What watches and runs the server still answers.
+    expect((await fetch(`${srv.url}/api/health`)).status).toBe(200);
+    const metrics = await fetchMetrics(srv.url);
+    expect(metricValue(metrics, `tabgrid_load_shed_total{reason="overloaded"}`)).toBeGreaterThanOrEqual(3);
+    // Every admin procedure is an operator's call, whatever its router: the dashboard's own query too.
+    const ops = trpc(srv.url, admin.apiKey);
+    await expect(ops.admin.volunteers.query()).resolves.toBeInstanceOf(Array);
+    await expect(ops.monitoring.history.query({ minutes: 1 })).resolves.toHaveProperty("samples");
+
+    stop();
+    await sleep(200);
+    expect(await balance()).toBe(before);
+    expect(await srv.deps.db.job.count()).toBe(0);
+    // Caught up: the same submission goes through.
+    const { id } = await api.jobs.submit.mutate(job);
+    expect(await srv.deps.db.job.count({ where: { id } })).toBe(1);
+  });
+
+  it("does not refuse because of one long task on an otherwise idle loop", async () => {
+    const srv = await server("40");
+    const api = trpc(srv.url, (await createUserWithKey(srv.deps, "consumer@example.com")).apiKey);
+    await sleep(100);
+    const end = performance.now() + 60;
+    while (performance.now() < end);
+    // Sent right after the stall, while the gate's timer is still catching up.
+    await expect(api.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+    expect(metricValue(await fetchMetrics(srv.url), `tabgrid_load_shed_total{reason="overloaded"}`)).toBe(0);
+  });
+
+  it("is off at 0", async () => {
+    const srv = await server("0");
+    const api = trpc(srv.url, (await createUserWithKey(srv.deps, "consumer@example.com")).apiKey);
+    const stop = overload();
+    await sleep(300);
+    await expect(api.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+    stop();
+  });
+});
+
+/** An upload whose body never finishes: an API call that stays in progress until it is aborted. */
+function stalledUpload(url: string, apiKey: string): () => void {
+  const req = http.request(`${url}/api/data?name=slow.csv`, {
+    method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-length": "100000", "content-type": "text/csv" },
+  });
+  req.on("error", () => undefined);
+  req.write("x,y\n1,2\n");
+  return () => req.destroy();
+}
+
+describe("LOAD_SHED_MAX_REQUESTS", () => {
+  it("refuses API calls past the limit in progress with 503 at once, never health or admin data, and admits again as calls end", async () => {
+    const srv = await server("0", "2");
+    const consumer = await createUserWithKey(srv.deps, "consumer@example.com");
+    const admin = await createUserWithKey(srv.deps, "admin@example.com");
+    await srv.deps.db.user.update({ where: { id: admin.user.id }, data: { role: "admin" } });
+    const api = trpc(srv.url, consumer.apiKey);
+    const stalls = [stalledUpload(srv.url, consumer.apiKey), stalledUpload(srv.url, consumer.apiKey)];
+    cleanups.push(() => stalls.forEach((s) => s()));
+    await sleep(200); // both reached the server and are reading their bodies
+
+    const started = performance.now();
+    expect(await trpcError(api.jobs.submit.mutate(job))).toMatchObject({ code: "SERVICE_UNAVAILABLE", httpStatus: 503 });
+    expect(await trpcError(api.jobs.list.query())).toMatchObject({ code: "SERVICE_UNAVAILABLE" });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect((await fetch(`${srv.url}/api/health`)).status).toBe(200);
+    await expect(trpc(srv.url, admin.apiKey).admin.volunteers.query()).resolves.toBeInstanceOf(Array);
+    expect(await srv.deps.db.job.count()).toBe(0);
+
+    // One ends (its client goes away): there is room for one more.
+    stalls[0]!();
+    await sleep(200);
+    await expect(api.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+    expect(metricValue(await fetchMetrics(srv.url), `tabgrid_load_shed_total{reason="overloaded"}`)).toBe(2);
+  });
+});
+
+describe("LOAD_SHED_MAX_PER_CALLER", () => {
+  it("answers a caller with too many calls in progress 429 at once, and serves another caller meanwhile", async () => {
+    const srv = await server("0", "100", "2");
+    const flooder = await createUserWithKey(srv.deps, "flooder@example.com");
+    const other = trpc(srv.url, (await createUserWithKey(srv.deps, "other@example.com")).apiKey);
+    const stalls = [stalledUpload(srv.url, flooder.apiKey), stalledUpload(srv.url, flooder.apiKey)];
+    cleanups.push(() => stalls.forEach((s) => s()));
+    await sleep(200);
+
+    const raw = await fetch(`${srv.url}/api/trpc/jobs.submit`, {
+      method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${flooder.apiKey}` }, body: JSON.stringify(job),
+    });
+    expect(raw.status).toBe(429);
+    expect(raw.headers.get("retry-after")).toBe("1");
+    expect(await raw.json()).toMatchObject({ error: { message: "Too many of your calls are in progress at once. Wait for them, then try again.", data: { code: "TOO_MANY_REQUESTS" } } });
+    await expect(other.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+    expect(await srv.deps.db.job.count()).toBe(1);
+
+    stalls.forEach((s) => s());
+    await sleep(200);
+    await expect(trpc(srv.url, flooder.apiKey).jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+  });
+});
