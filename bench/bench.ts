@@ -6,7 +6,8 @@ import { CpuMeter, pidsNamed, postgresPids, ProcessSampler, readRssMb, type Phas
 import { startBenchCluster, startCeilingServer } from "./lib/server";
 import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
-import { fetchMetrics, metricValue } from "./lib/prom";
+import { fetchMetrics, histogramBetween, metricValue } from "./lib/prom";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 // `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
 // interactive latency of a real server process, measured from many headless volunteers over
@@ -153,7 +154,8 @@ async function main() {
   let submitRetries = 0;
   /**
    * One job; a submission shed as TOO_MANY_REQUESTS (the server-wide admission limit, e.g. while
-   * a commit backlog drains on a loaded machine) is tried again for up to 60 s.
+   * a commit backlog drains on a loaded machine) or SERVICE_UNAVAILABLE (the event loop behind)
+   * is tried again for up to 60 s.
    */
   async function submitOne(chunks: number) {
     const deadline = performance.now() + 60_000;
@@ -162,7 +164,7 @@ async function main() {
         return await api.jobs.submit.mutate({ kernel: "pi", params: { samples: chunks * 1000 }, chunks, replication: { replicas: 1, adaptive: false } });
       } catch (e) {
         const code = e instanceof TRPCClientError ? (e.data as { code?: string } | undefined)?.code : undefined;
-        if (code !== "TOO_MANY_REQUESTS" || performance.now() > deadline) throw e;
+        if ((code !== "TOO_MANY_REQUESTS" && code !== "SERVICE_UNAVAILABLE") || performance.now() > deadline) throw e;
         submitRetries++;
         await sleep(250);
       }
@@ -251,10 +253,16 @@ async function main() {
   }
 
   // ---- 2. overhead, open model: at fractions of the peak, and at a fixed 1,000 tasks/s ----
-  type Overhead = { load: number | null; volunteers: number; threads: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary; warmup: Summary; histogram: ReturnType<typeof histogram>; series: Array<[number, number]> };
+  type Overhead = OverheadRow & { histogram: ReturnType<typeof histogram>; series: Array<[number, number]> };
   async function overheadPhase(name: string, load: number | null, rate: number, active: number, threads: number): Promise<Overhead> {
     await ensureQueued(rate * (PHASE_S + 2) + active * threads * 4);
+    const scrape = () => Promise.all(urls.map((u) => fetchMetrics(u).catch(() => "")));
     return phase(name, async () => {
+      // Where the time goes: the server's part (results frame handled → ack sent: the group
+      // commit's wait and the commit), the commits themselves, and this process's own loop delay.
+      const before = await scrape();
+      const myLag = monitorEventLoopDelay({ resolution: 1 });
+      myLag.enable();
       const periodMs = (active / rate) * 1000;
       fleet.run({ kind: "paced", periodMs }, { active, threads });
       const start = performance.now();
@@ -277,8 +285,16 @@ async function main() {
         for (const w of v.waiting) (w.at >= steady ? samples : warm).push(late - w.at);
       }
       fleet.pause();
+      myLag.disable();
+      const after = await scrape();
+      // The worst node's figures (one node but in a cluster).
+      const worst = (metric: string) => {
+        const per = urls.map((_, i) => histogramBetween(before[i]!, after[i]!, metric, [0.5, 0.99]));
+        return { p50: Math.max(...per.map((h) => h.quantilesMs[0]!)), p99: Math.max(...per.map((h) => h.quantilesMs[1]!)), count: per.reduce((s2, h) => s2 + h.count, 0) };
+      };
       const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
       return {
+        breakdown: { ack: worst("tabgrid_result_ack_seconds"), commit: worst("tabgrid_commit_duration_seconds"), loadGeneratorLagP99Ms: round(myLag.percentile(99) / 1e6, 2) },
         load, volunteers: active, threads, targetPerSecond: Math.round(rate), achievedPerSecond: Math.round(acked / ((end - start) / 1000)),
         summary: summarize(samples), warmup: summarize(warm), histogram: histogram(samples),
         series: overheadSeries(fleet.stats.overheadSlots, fleet.stats.overheadsMs, start),
@@ -289,12 +305,14 @@ async function main() {
   const active = Math.min(OVERHEAD_VOLUNTEERS, fleet.volunteers.length);
   for (const load of plan.loads) {
     const r = await overheadPhase(`overhead at ${Math.round(load * 100)}% of peak`, load, best * load, active, THREADS);
+    r.usage = phases.at(-1)!.usage;
     overhead.push(r);
     log(`overhead at ${Math.round(load * 100)}% of peak (${fmt(r.targetPerSecond, 0)} tasks/s over ${active} volunteers): p50 ${fmt(r.summary.p50, 2)} ms, p95 ${fmt(r.summary.p95, 2)}, p99 ${fmt(r.summary.p99, 2)}, max ${fmt(r.summary.max, 2)} (${r.summary.count} tasks)`);
   }
   // Every volunteer of the fleet (1,000 in the full run) at one task a second each, one thread:
   // results travel one to a frame, as a browser fleet doing real work sends them.
   const fixed = await overheadPhase(`overhead at ${FIXED_RATE} tasks/s, ${fleet.volunteers.length} volunteers`, null, FIXED_RATE, fleet.volunteers.length, 1);
+  fixed.usage = phases.at(-1)!.usage;
   log(`overhead at ${FIXED_RATE} tasks/s over ${fixed.volunteers} volunteers × 1 thread: p50 ${fmt(fixed.summary.p50, 2)} ms, p95 ${fmt(fixed.summary.p95, 2)}, p99 ${fmt(fixed.summary.p99, 2)}, max ${fmt(fixed.summary.max, 2)} (${fixed.summary.count} tasks, ${fmt(fixed.achievedPerSecond, 0)}/s achieved)`);
   await cancelAll();
   await sleep(300);
@@ -400,6 +418,9 @@ async function main() {
     overhead_p50_ms_1000_per_s: round(fixed.summary.p50, 3),
     overhead_p99_ms_1000_per_s: round(fixed.summary.p99, 3),
     overhead_1000_per_s_volunteers: fixed.volunteers,
+    /** The server's part of those: a results frame's time from being handled to its ack (commit wait and commit), p99. */
+    server_ack_p99_ms: round(half.breakdown.ack.p99, 3),
+    server_ack_p99_ms_1000_per_s: round(fixed.breakdown.ack.p99, 3),
     efficiency_1000_volunteers: eff1000?.efficiency ?? null,
     efficiency_by_volunteers: Object.fromEntries(efficiency.map((e) => [e.volunteers, e.efficiency])),
     server_rss_mb_1000_volunteers: rss1000 === null ? null : round(rss1000, 1),
@@ -456,7 +477,12 @@ function overheadSeries(slots: number[], overheads: number[], start: number): Ar
   return [...buckets].sort((a, b) => a[0] - b[0]).map(([b, xs]) => [b / 4, round(summarize(xs).p99, 2)]);
 }
 
-interface OverheadRow { load: number | null; volunteers: number; threads: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary; warmup: Summary }
+interface OverheadRow {
+  load: number | null; volunteers: number; threads: number; targetPerSecond: number; achievedPerSecond: number; summary: Summary; warmup: Summary;
+  /** From the server's histograms over the phase (ms), and the load generator's own event-loop delay. */
+  breakdown: { ack: { p50: number; p99: number; count: number }; commit: { p50: number; p99: number; count: number }; loadGeneratorLagP99Ms: number };
+  usage?: PhaseUsage;
+}
 
 function markdown(meta: ReturnType<typeof reportMeta>, r: {
   summary: Record<string, unknown>; targets: Array<{ target: string; goal: string; value: string; met: boolean | null }>;
@@ -496,6 +522,14 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
     table(["load", "volunteers × threads", "target tasks/s", "achieved", "p50 ms", "p95 ms", "p99 ms", "max ms", "tasks", "warm-up p99 ms"], [...r.overhead, r.fixedRate].map((o) => [
       o.load === null ? "fixed" : `${Math.round(o.load * 100)}% of peak`, `${o.volunteers} × ${o.threads}`,
       fmt(o.targetPerSecond, 0), fmt(o.achievedPerSecond, 0), fmt(o.summary.p50, 2), fmt(o.summary.p95, 2), fmt(o.summary.p99, 2), fmt(o.summary.max, 2), o.summary.count, fmt(o.warmup.p99, 1),
+    ])),
+    "",
+    "## Where the overhead goes (per overhead phase)",
+    "The server's part is a results frame's stay from being handled to its ack being sent: waiting for the group commit, and the commit. The rest of a task's overhead is spent before the server handles the frame (its own event-loop delay, the load generator's, the sockets) or waiting for a task to be there when its slot comes.",
+    table(["phase", "overhead p50 ms", "overhead p99 ms", "server handled → ack p50 ms", "p99 ms", "commit p50 ms", "commit p99 ms", "commits", "server loop lag p99 ms (max)", "load generator loop lag p99 ms"], [...r.overhead, r.fixedRate].map((o) => [
+      o.load === null ? `${fmt(o.targetPerSecond, 0)}/s fixed` : `${Math.round(o.load * 100)}% of peak`, fmt(o.summary.p50, 2), fmt(o.summary.p99, 2),
+      fmt(o.breakdown.ack.p50, 2), fmt(o.breakdown.ack.p99, 2), fmt(o.breakdown.commit.p50, 2), fmt(o.breakdown.commit.p99, 2), o.breakdown.commit.count,
+      o.usage ? fmt(o.usage.lagP99MsMax, 1) : "–", fmt(o.breakdown.loadGeneratorLagP99Ms, 1),
     ])),
     "",
     "## Parallel efficiency (100 ms tasks, one thread per volunteer)",

@@ -51,3 +51,39 @@ export async function scrapeCounters(url: string): Promise<ServerCounters> {
 export function shedBetween(before: ServerCounters, after: ServerCounters): Record<ShedReason, number> {
   return Object.fromEntries(SHED_REASONS.map((r) => [r, after.shed[r] - before.shed[r]])) as Record<ShedReason, number>;
 }
+
+/** A histogram's cumulative buckets (upper bound in seconds → count) in one exposition text. */
+function buckets(text: string, name: string): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} ([0-9.eE+-]+)$`, "gm");
+  for (const m of text.matchAll(re)) out.push([m[1] === "+Inf" ? Infinity : Number(m[1]), Number(m[2])]);
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * Quantiles (ms) of what a histogram observed between two scrapes, interpolated within buckets
+ * as Prometheus's histogram_quantile does; with the count and the mean.
+ */
+export function histogramBetween(before: string, after: string, name: string, qs: number[]): { count: number; meanMs: number; quantilesMs: number[] } {
+  const b0 = new Map(buckets(before, name));
+  const diff = buckets(after, name).map(([le, c]) => [le, c - (b0.get(le) ?? 0)] as [number, number]);
+  const count = diff.at(-1)?.[1] ?? 0;
+  const sum = metricValue(after, `${name}_sum`) - metricValue(before, `${name}_sum`);
+  const quantilesMs = qs.map((q) => {
+    if (!count) return NaN;
+    const rank = q * count;
+    let prevLe = 0;
+    let prevC = 0;
+    for (const [le, c] of diff) {
+      if (c >= rank) {
+        // Past the last finite bound: the bound itself, as Prometheus answers.
+        if (!Number.isFinite(le)) return prevLe * 1000;
+        return (prevLe + ((le - prevLe) * (rank - prevC)) / Math.max(1, c - prevC)) * 1000;
+      }
+      prevLe = le;
+      prevC = c;
+    }
+    return prevLe * 1000;
+  });
+  return { count, meanMs: count ? (sum / count) * 1000 : NaN, quantilesMs };
+}

@@ -53,6 +53,7 @@ export class ResultPipeline {
     const { scheduler, observer } = this.live;
     const { queue, dispatch } = this.deps;
     const now = this.live.now();
+    const handled = performance.now();
     let strangers = 0;
     const recorded: string[] = [];
     // Batches commit in order: once the last result of this frame is durable, all are.
@@ -126,6 +127,7 @@ export class ResultPipeline {
       conn.tasksDone += recorded.length;
       if (this.live.conns.has(conn.key)) dispatch.dispatch(conn);
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
+      if (recorded.length) observer.resultsAcked(performance.now() - handled);
       for (const id of waiting) this.live.emit("job", id);
     }).catch((e: Error) => this.live.log(`acknowledging results failed: ${e.message}`));
     return strangers;

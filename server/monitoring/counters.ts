@@ -126,6 +126,8 @@ export class IntervalCounters implements CoordinatorObserver {
   commitFailed() {
     this.c.commitFailures++;
   }
+  /** Prometheus only (tabgrid_result_ack_seconds). */
+  resultsAcked() {}
   /** Shedding is counted for Prometheus only (tabgrid_load_shed_total); the dashboard has no series for it. */
   shed() {}
 

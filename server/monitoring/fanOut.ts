@@ -11,6 +11,7 @@ export function fanOut(...observers: CoordinatorObserver[]): CoordinatorObserver
     spotChecked: (caught) => observers.forEach((o) => o.spotChecked(caught)),
     messageRejected: () => observers.forEach((o) => o.messageRejected()),
     commitSucceeded: (items, seconds) => observers.forEach((o) => o.commitSucceeded(items, seconds)),
+    resultsAcked: (ms) => observers.forEach((o) => o.resultsAcked(ms)),
     commitFailed: () => observers.forEach((o) => o.commitFailed()),
     shed: (reason, count) => observers.forEach((o) => o.shed(reason, count)),
   };

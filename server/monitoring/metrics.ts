@@ -36,6 +36,7 @@ export class PromMetrics implements CoordinatorObserver {
   private readonly jobsFinished: Record<(typeof JOB_STATES)[number], Counter.Internal>;
   private readonly turnaround: Histogram;
   private readonly commitDuration: Histogram;
+  private readonly ackDelay: Histogram;
   private readonly commitOpsTotal: Counter;
   private readonly commitFailuresTotal: Counter;
   private readonly rejectedTotal: Counter;
@@ -109,6 +110,11 @@ export class PromMetrics implements CoordinatorObserver {
       name: "tabgrid_commit_duration_seconds", help: "Duration of one group commit to the database.",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers,
     });
+    this.ackDelay = new Histogram({
+      name: "tabgrid_result_ack_seconds",
+      help: "Time from handling a volunteer's results frame to sending its ack: the wait for the group commit and the commit.",
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers,
+    });
     this.commitOpsTotal = new Counter({ name: "tabgrid_commit_operations_total", help: "Operations (results, verdicts, payouts…) committed.", registers });
     this.commitFailuresTotal = new Counter({ name: "tabgrid_commit_failures_total", help: "Group commits that failed (and were retried).", registers });
     this.shedTotal = new Counter({ name: "tabgrid_load_shed_total", help: "Work turned away or put off under overload, by reason.", labelNames: ["reason"], registers });
@@ -154,6 +160,9 @@ export class PromMetrics implements CoordinatorObserver {
   }
   commitFailed() {
     this.commitFailuresTotal.inc();
+  }
+  resultsAcked(ms: number) {
+    this.ackDelay.observe(ms / 1000);
   }
   shed(reason: ShedReason, count = 1) {
     this.shedTotal.inc({ reason }, count);
