@@ -5,7 +5,7 @@ import { apiClient } from "../cli/client";
 import { Fleet } from "./lib/fleet";
 import { announceFrame, bogusResultsFrame, closeAll, openIdle, ProbeVolunteer } from "./lib/hostile";
 import { Prober } from "./lib/prober";
-import { scrapeCounters, shedBetween, type ServerCounters } from "./lib/prom";
+import { fetchMetrics, metricValue, scrapeCounters, shedBetween, type ServerCounters } from "./lib/prom";
 import { ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
 import { createConsumers, startBenchServer } from "./lib/server";
 import { round, sleep, summarize, type Summary } from "./lib/stats";
@@ -81,6 +81,8 @@ interface Phase {
 
 const ms = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? null : round(x, 1));
 const trpcCode = (e: unknown) => (e instanceof TRPCClientError ? ((e.data as { code?: string } | undefined)?.code ?? null) : null);
+/** Refused at once, to be tried again later: the account's rate (429) or the server's overload (503). */
+const shedCode = (e: unknown) => trpcCode(e) === "TOO_MANY_REQUESTS" || trpcCode(e) === "SERVICE_UNAVAILABLE";
 const isTimeout = (e: unknown) => /abort|timeout/i.test(`${(e as Error).name} ${(e as Error).message} ${String((e as { cause?: unknown }).cause)}`);
 
 async function main() {
@@ -135,7 +137,8 @@ async function main() {
     const points = prober.between(fromS, toS);
     const failed = points.filter((p) => p.healthMs === null || p.adminMs === null);
     const max = (xs: Array<number | null>) => Math.max(0, ...xs.filter((x): x is number => x !== null));
-    return { probes: points.length, failures: failed.length, healthMaxMs: round(max(points.map((p) => p.healthMs)), 1), adminMaxMs: round(max(points.map((p) => p.adminMs)), 1) };
+    const healthP99Ms = round(summarize(points.flatMap((p) => (p.healthMs === null ? [] : [p.healthMs]))).p99, 1);
+    return { probes: points.length, failures: failed.length, healthP99Ms, healthMaxMs: round(max(points.map((p) => p.healthMs)), 1), adminMaxMs: round(max(points.map((p) => p.adminMs)), 1) };
   };
 
   // ---- helpers over the server's own figures ----
@@ -162,8 +165,20 @@ async function main() {
 
   const scenarios: Scenario[] = [];
   let harnessFailed = false;
+  /**
+   * Waits (at most 15 s) until the server's event loop is quiet again: a scenario that starts
+   * while the previous one's load drains would have its sockets refused as overloaded.
+   */
+  const calm = async () => {
+    const deadline = performance.now() + 15_000;
+    for (let quiet = 0; quiet < 2 && performance.now() < deadline; await sleep(500)) {
+      const lag = metricValue(await fetchMetrics(server.url).catch(() => ""), "tabgrid_event_loop_lag_seconds", 1);
+      quiet = lag < 0.02 ? quiet + 1 : 0;
+    }
+  };
   const run = async (name: string, body: () => Promise<Scenario>) => {
     if (!server.alive()) return;
+    await calm();
     try {
       scenarios.push(await body());
     } catch (e) {
@@ -219,7 +234,7 @@ async function main() {
                   () => void results.push({ latencyMs: performance.now() - at, doneAt: performance.now(), outcome: "ok" }),
                   (e: unknown) => void results.push({
                     latencyMs: performance.now() - at, doneAt: performance.now(),
-                    outcome: trpcCode(e) === "TOO_MANY_REQUESTS" ? "throttled" : isTimeout(e) ? "timeout" : "error", error: (e as Error).message,
+                    outcome: shedCode(e) ? "throttled" : isTimeout(e) ? "timeout" : "error", error: (e as Error).message,
                   }),
                 ));
               }
@@ -255,12 +270,12 @@ async function main() {
           serverCpuPercent: round(r.usage.cpuPercentMean, 0), serverLagP99Ms: round(r.usage.lagP99MsMax, 1), serverRssMb: round(r.usage.rssMbMax, 0),
           clientCpuPercent: round(clientCpu, 0), clientLagP99Ms: round(lag.percentile(99) / 1e6, 1), backlogTasks: idle.tasksQueued,
           commitMsPerSecond: round(1000 * writerBusy, 0), commitsPerSecond: round((c1.commits - c0.commits) / between, 0),
-          probeFailures: probes.failures, healthMaxMs: probes.healthMaxMs,
+          probeFailures: probes.failures, healthP99Ms: probes.healthP99Ms, healthMaxMs: probes.healthMaxMs,
           dispatchPaused: c1.shed["dispatch-paused"] - c0.shed["dispatch-paused"],
         };
         steps.push(point);
         const served = accepted >= 0.9 * rate && r.summary.p99 <= SANE_P99_MS;
-        log(`submissions at ${rate}/s: accepted ${fmt(accepted, 1)}/s, ${r.throttled} throttled, ${r.errors.length + r.timeouts} failed, p50 ${fmt(r.summary.p50, 1)} ms, p99 ${fmt(r.summary.p99, 1)} ms (server CPU ${fmt(r.usage.cpuPercentMean, 0)}%, client CPU ${fmt(clientCpu, 0)}%)${served ? "" : " — past the knee"}`);
+        log(`submissions at ${rate}/s: accepted ${fmt(accepted, 1)}/s, ${r.throttled} throttled, ${r.errors.length + r.timeouts} failed, p50 ${fmt(r.summary.p50, 1)} ms, p99 ${fmt(r.summary.p99, 1)} ms (server CPU ${fmt(r.usage.cpuPercentMean, 0)}%, client CPU ${fmt(clientCpu, 0)}%; health p99 ${fmt(probes.healthP99Ms, 0)} ms, ${probes.failures} probes failed)${served ? "" : " — past the knee"}`);
         if (r.errors.length) stepFindings.push(`At ${rate}/s, ${r.errors.length} submissions failed: ${[...new Set(r.errors.map((e) => e.error))].slice(0, 3).join("; ")}.`);
         if (idle.tasksQueued > 0) stepFindings.push(`After the ${rate}/s step the volunteers had not caught up: ${fmt(idle.tasksQueued, 0)} tasks still queued.`);
         if (served && !limitedBy) {
@@ -339,7 +354,7 @@ async function main() {
     for (const target of plan.ramp) {
       const r = await phase(`${target} volunteer connections`, async () => {
         const at = performance.now();
-        const { volunteers, outcomes } = await openIdle(server.url, target - open.length, { parallel: 100, prefix: "ramp" });
+        const { volunteers, outcomes } = await openIdle(server.url, target - open.length, { parallel: 100, prefix: "ramp", retryOverloaded: true });
         open.push(...volunteers);
         const seconds = (performance.now() - at) / 1000;
         await sleep(500);
@@ -395,7 +410,7 @@ async function main() {
     const rssBefore = readRssMb(server.pid) ?? NaN;
     const r = await phase(`burst of ${plan.burst} connections`, async () => {
       const at = performance.now();
-      const { volunteers, outcomes } = await openIdle(server.url, plan.burst, { prefix: "burst", timeoutMs: 90_000 });
+      const { volunteers, outcomes } = await openIdle(server.url, plan.burst, { prefix: "burst", timeoutMs: 90_000, retryOverloaded: true });
       const lastWelcome = Math.max(at, ...volunteers.map((v) => v.welcomedAt ?? at));
       await sleep(300);
       const c = await counters();
@@ -411,9 +426,12 @@ async function main() {
       codes.set(why, (codes.get(why) ?? 0) + 1);
     }
     const refused = r.outcomes.filter((o) => o.closed?.code === 1013).length;
+    // Sockets the server turned away while it was behind, and that came back as real clients do.
+    const retried = r.outcomes.filter((o) => o.retries > 0).length;
+    const retries = r.outcomes.reduce((s, o) => s + o.retries, 0);
     Object.assign(burst, { accepted, refused, seconds: round(r.seconds, 2) });
     const hs = summarize(r.outcomes.filter((o) => o.welcomed).map((o) => o.connectMs!));
-    log(`burst of ${plan.burst}: ${accepted} welcomed in ${fmt(r.seconds, 2)} s (connect→welcome p50 ${fmt(hs.p50, 0)} ms, p99 ${fmt(hs.p99, 0)} ms), ${plan.burst - accepted} not (${[...codes].map(([c, k]) => `${k}× ${c}`).join(", ") || "none"}); RSS ${fmt(rssBefore, 0)} → ${fmt(r.rssMb, 0)} MB; probes ${probes.failures} failed, health max ${probes.healthMaxMs} ms, admin max ${probes.adminMaxMs} ms`);
+    log(`burst of ${plan.burst}: ${accepted} welcomed in ${fmt(r.seconds, 2)} s (connect→welcome p50 ${fmt(hs.p50, 0)} ms, p99 ${fmt(hs.p99, 0)} ms), ${plan.burst - accepted} not (${[...codes].map(([c, k]) => `${k}× ${c}`).join(", ") || "none"}); ${retried} came back after an overloaded refusal (${retries} retries); RSS ${fmt(rssBefore, 0)} → ${fmt(r.rssMb, 0)} MB; probes ${probes.failures} failed, health max ${probes.healthMaxMs} ms, admin max ${probes.adminMaxMs} ms`);
 
     // Past the cap: the server is full, so every one of these is refused at once with 1013.
     const over = await phase(`${plan.pastCap} connections past the cap`, async () => openIdle(server.url, plan.pastCap, { prefix: "over", timeoutMs: 10_000 }));
@@ -428,11 +446,13 @@ async function main() {
     const againWelcomed = again.outcomes.filter((o) => o.welcomed).length;
     const after = await counters();
     const shedRefused = after.shed["connection-refused"] - before.shed["connection-refused"];
+    const shedOverloaded = (after.shed["overloaded"] ?? 0) - (before.shed["overloaded"] ?? 0);
     await closeAll([...r.volunteers, ...over.volunteers, ...again.volunteers]);
     log(`past the cap (${plan.burst}): ${overRefused.length} of ${plan.pastCap} refused with 1013; after ${leaving} left, ${againWelcomed} of ${leaving} got in; connection-refused counted ${shedRefused}`);
 
     const findings = [
       `${fmt(accepted, 0)} of ${fmt(plan.burst, 0)} volunteers opened at once were welcomed within ${fmt(r.seconds, 2)} s (connect→welcome p50 ${fmt(hs.p50, 0)} ms, p99 ${fmt(hs.p99, 0)} ms); heap ${fmt(before.heapUsedMb, 0)} → ${fmt(r.heapMb, 0)} MB, RSS ${fmt(rssBefore, 0)} → ${fmt(r.rssMb, 0)} MB.`,
+      ...(retries ? [`${fmt(retried, 0)} sockets were refused at first with 1013 because the server's event loop was behind, and got in when they came back (${fmt(retries, 0)} retries, 1.5–4.5 s apart, as real clients wait); tabgrid_load_shed_total{reason="overloaded"} rose by ${fmt(shedOverloaded, 0)} over the scenario.`] : []),
       codes.size ? `Not welcomed: ${[...codes].map(([c, k]) => `${k} × ${c}`).join(", ")}${openBefore ? ` (${openBefore} volunteers were still connected before the burst)` : ""}.` : "No socket of the burst was refused or failed.",
       `Health and admin probes during the burst: ${probes.failures} failures of ${probes.probes}, slowest /api/health ${fmt(probes.healthMaxMs, 0)} ms, slowest admin data ${fmt(probes.adminMaxMs, 0)} ms.`,
       ...(Math.max(probes.healthMaxMs, probes.adminMaxMs) > SANE_P99_MS
@@ -450,7 +470,7 @@ async function main() {
         connect_p50_ms: round(hs.p50, 1), connect_p99_ms: round(hs.p99, 1), rss_mb_before: round(rssBefore, 0), rss_mb_after: round(r.rssMb, 0), rss_mb_max: round(r.usage.rssMbMax, 0),
         heap_mb_before: round(before.heapUsedMb, 0), heap_mb_after: round(r.heapMb, 0),
         cap: plan.burst, past_cap: plan.pastCap, past_cap_refused_1013: overRefused.length, refusal_reason: overRefused[0]?.closed?.reason ?? null,
-        rejoined: againWelcomed, shed_connection_refused: shedRefused,
+        rejoined: againWelcomed, shed_connection_refused: shedRefused, retried_after_overloaded: retried, overloaded_retries: retries, shed_overloaded: shedOverloaded,
         probes: probes.probes, probe_failures: probes.failures, health_max_ms: probes.healthMaxMs, admin_max_ms: probes.adminMaxMs,
       },
     };
@@ -651,7 +671,7 @@ async function main() {
             await submitPi(flooder, 20);
             flood.ok++;
           } catch (e) {
-            if (trpcCode(e) === "TOO_MANY_REQUESTS") flood.throttled++;
+            if (shedCode(e)) flood.throttled++;
             else flood.failed++;
             flood.messages.add((e as Error).message);
           }
@@ -716,6 +736,8 @@ async function main() {
   const adminMs = summarize(health.flatMap((p) => (p.adminMs === null ? [] : [p.adminMs])));
   const failedProbes = health.filter((p) => p.healthMs === null || p.adminMs === null).length;
   const shed = endCounters ? shedBetween(countersBefore, endCounters) : null;
+  // Each scenario's phases: health p99 within each.
+  const healthSteps = phases.map((p) => probesDuring(p.startS, p.endS)).filter((x) => x.probes > 0);
   const summary = {
     db: opts.db,
     saturation_submissions_per_s: ramp.saturation,
@@ -727,7 +749,10 @@ async function main() {
     burst_seconds: burst.seconds,
     health_probes: health.length,
     health_failures: failedProbes,
+    health_p99_ms: round(healthMs.p99, 1),
     health_max_ms: round(healthMs.max, 1),
+    /** The worst step's health p99 (submission ramp steps and the burst). */
+    health_p99_ms_worst_step: round(Math.max(...healthSteps.map((x) => x.healthP99Ms)), 1),
     admin_max_ms: round(adminMs.max, 1),
     server_alive: alive,
     server_rss_mb_max: round(Math.max(...phases.map((p) => p.usage.rssMbMax)), 1),
@@ -791,6 +816,7 @@ function markdown(
       ["connection-refused", r.summary.shed["connection-refused"] ?? "–", "volunteer socket over MAX_VOLUNTEER_CONNECTIONS: upgraded and closed at once with 1013"],
       ["frame-too-large", r.summary.shed["frame-too-large"] ?? "–", "frame over MAX_WS_MESSAGE_BYTES: socket closed with 1009"],
       ["submission-throttled", r.summary.shed["submission-throttled"] ?? "–", "jobs.submit over the account's rate: TOO_MANY_REQUESTS (429)"],
+      ["overloaded", r.summary.shed["overloaded"] ?? "–", "event loop behind (LOAD_SHED_DELAY_MS): a request refused with 503 and Retry-After, or a volunteer socket closed with 1013, before any work"],
       ["dispatch-paused", r.summary.shed["dispatch-paused"] ?? "–", "dispatch held while the database commit backlog was too long"],
       ["(rejected frames)", (s.messages_rejected as number | null) ?? "–", "tabgrid_volunteer_messages_rejected_total: error frame, closed with 1008 after 20"],
     ]),

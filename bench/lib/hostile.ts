@@ -111,16 +111,32 @@ export class ProbeVolunteer {
 
 /**
  * Opens `n` idle volunteers (hello with 0 threads), at most `parallel` handshakes in flight
- * (n: all at once), and waits for each to be welcomed or refused.
+ * (n: all at once), and waits for each to be welcomed or refused. With `retryOverloaded`, a
+ * socket the server closed with 1013 because it was overloaded comes back after 1.5–4.5 s, as
+ * the real clients do (worker/client/volunteerClient.ts), until `timeoutMs` from its first try;
+ * its connect time counts from that first try.
  */
-export async function openIdle(url: string, n: number, opts: { parallel?: number; prefix?: string; timeoutMs?: number } = {}) {
+export async function openIdle(url: string, n: number, opts: { parallel?: number; prefix?: string; timeoutMs?: number; retryOverloaded?: boolean } = {}) {
   const parallel = opts.parallel ?? n;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const all: ProbeVolunteer[] = [];
-  const outcomes: Array<Awaited<ReturnType<ProbeVolunteer["outcome"]>>> = [];
+  const outcomes: Array<Awaited<ReturnType<ProbeVolunteer["outcome"]>> & { retries: number }> = [];
+  const one = async () => {
+    const first = performance.now();
+    for (let retries = 0; ; retries++) {
+      const v = new ProbeVolunteer(url, { prefix: opts.prefix });
+      const o = await v.outcome(Math.max(1, first + timeoutMs - performance.now()));
+      const overloaded = o.closed?.code === 1013 && /overloaded/.test(o.closed.reason);
+      const wait = 3000 * (0.5 + Math.random());
+      if (!opts.retryOverloaded || !overloaded || performance.now() + wait > first + timeoutMs) {
+        all.push(v);
+        return { ...o, connectMs: o.welcomed ? v.welcomedAt! - first : null, retries };
+      }
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  };
   for (let i = 0; i < n; i += parallel) {
-    const batch = Array.from({ length: Math.min(parallel, n - i) }, () => new ProbeVolunteer(url, { prefix: opts.prefix }));
-    all.push(...batch);
-    outcomes.push(...(await Promise.all(batch.map((v) => v.outcome(opts.timeoutMs)))));
+    outcomes.push(...(await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, one))));
   }
   return { volunteers: all, outcomes };
 }
