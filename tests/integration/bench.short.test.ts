@@ -61,6 +61,9 @@ describe("npm run bench -- --short", () => {
     // An open model at 1,000/s for a second past the warm-up: about 700 tasks, each counted.
     expect(report.fixedRate.achievedPerSecond).toBeGreaterThan(500);
     expect(report.fixedRate.summary.count).toBeGreaterThan(300);
+    // Ten jobs of 16 chunks in the one-second submission phase, each answered.
+    expect(report.smallJobs).toMatchObject({ requests: 10, failed: 0 });
+    expect(summary.job_submit_p50_ms).toBe(Math.round(report.smallJobs.summary.p50 * 10) / 10);
     expect(report.timeline.length).toBeGreaterThan(5);
     const md = fs.readFileSync(summary.report.replace(/\.json$/, ".md"), "utf8");
     expect(md).toMatch(/## Targets/);
