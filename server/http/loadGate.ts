@@ -1,4 +1,5 @@
 import type http from "node:http";
+import { performance as nodePerformance } from "node:perf_hooks";
 import { TRPC_ERROR_CODES_BY_KEY } from "@trpc/server/rpc";
 
 // Shedding at the edge. When the event loop falls behind, every request queues behind every
@@ -11,23 +12,43 @@ import { TRPC_ERROR_CODES_BY_KEY } from "@trpc/server/rpc";
 const TICK_MS = 10;
 /** Each tick's lateness counts a third, the past two thirds (toobusy's dampening). */
 const WEIGHT = 1 / 3;
+/** A loop busy less than this share of the last second is not overloaded, however late a tick came. */
+const BUSY_SHARE = 0.8;
+/** The window over which the loop's busy share is taken. */
+const UTILIZATION_WINDOW_MS = 1000;
 
 /**
- * Event-loop delay from a timer's lateness, smoothed over the last few ticks, so one long task
- * (a GC pause, a large page render) does not close the gate but a loop that stays behind does.
+ * Event-loop delay from a timer's lateness, smoothed over the last few ticks, and the share of
+ * the last second the loop was busy (Node's event-loop utilization). A loop that is behind
+ * and busy is overloaded; one long task on an idle loop (a cold page render, a GC pause) is
+ * late once but not busy, and must not refuse what queued behind it.
  */
 export class LoopDelay {
   private smoothed = 0;
   private lastTick = performance.now();
   private readonly timer: NodeJS.Timeout;
+  /** Cumulative utilization readings of the last second (and one before it), oldest first. */
+  private readonly readings: Array<{ t: number; active: number; idle: number }> = [];
 
   constructor() {
     this.timer = setInterval(() => {
       const now = performance.now();
       this.smoothed = this.blend(now);
       this.lastTick = now;
+      const { active, idle } = nodePerformance.eventLoopUtilization();
+      this.readings.push({ t: now, active, idle });
+      while (this.readings.length > 2 && this.readings[1]!.t <= now - UTILIZATION_WINDOW_MS) this.readings.shift();
     }, TICK_MS);
     this.timer.unref();
+  }
+
+  /** The share (0–1) of about the last second the loop spent running callbacks. */
+  utilization(): number {
+    const first = this.readings[0];
+    const last = this.readings.at(-1);
+    if (!first || !last || last === first) return 0;
+    const total = last.active + last.idle - (first.active + first.idle);
+    return total > 0 ? (last.active - first.active) / total : 0;
   }
 
   private blend(now: number) {
@@ -117,7 +138,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
   const loop = opts.delayMs > 0 ? new LoopDelay() : undefined;
   // Refused with a probability that grows with the overshoot: none at the threshold, all at
   // twice it. Admission eases off as the loop falls behind instead of flapping on and off.
-  const busy = () => !!loop && random() < (loop.current() - opts.delayMs) / opts.delayMs;
+  const busy = () => !!loop && loop.utilization() >= BUSY_SHARE && random() < (loop.current() - opts.delayMs) / opts.delayMs;
   // Calls in progress: in all ("*"), by caller and by procedure; entries are removed at 0.
   const inFlight = new Map<string, number>();
   const add = (key: string, n: number) => {
