@@ -67,7 +67,14 @@ export class LoopDelay {
 }
 
 /** The procedures a tRPC path names: several in a batch ("monitoring.history,alerts.list"). */
-const procedures = (pathname: string) => decodeURIComponent(pathname.slice("/api/trpc/".length)).split(",");
+function procedures(pathname: string): string[] {
+  const raw = pathname.slice("/api/trpc/".length);
+  try {
+    return decodeURIComponent(raw).split(",");
+  } catch {
+    return raw.split(","); // malformed escapes name no procedure; tRPC answers them
+  }
+}
 
 /**
  * Requests that stay answered under any load: what watches the server and what runs it.

@@ -57,6 +57,9 @@ describe("LOAD_SHED_DELAY_MS", () => {
     cleanups.push(() => (v.closed ? undefined : v.close()));
     expect(await v.waitClosed(5000)).toEqual({ code: 1013, reason: "the server is overloaded; try again later" });
 
+    // A path with a malformed escape is refused like any other call, not failed.
+    expect((await fetch(`${srv.url}/api/trpc/jobs.%E0%A4%A`, { method: "POST" })).status).toBe(503);
+
     // What watches and runs the server still answers.
     expect((await fetch(`${srv.url}/api/health`)).status).toBe(200);
     const metrics = await fetchMetrics(srv.url);
@@ -70,6 +73,11 @@ describe("LOAD_SHED_DELAY_MS", () => {
     await sleep(200);
     expect(await balance()).toBe(before);
     expect(await srv.deps.db.job.count()).toBe(0);
+    // Not refused, a malformed path is tRPC's to answer: a client error, never a 500.
+    const malformed = await fetch(`${srv.url}/api/trpc/jobs.%E0%A4%A`, { method: "POST" });
+    expect(malformed.status).toBeGreaterThanOrEqual(400);
+    expect(malformed.status).toBeLessThan(500);
+    expect(srv.logs.filter((l) => /failed/.test(l))).toEqual([]);
     // Caught up: the same submission goes through.
     const { id } = await api.jobs.submit.mutate(job);
     expect(await srv.deps.db.job.count({ where: { id } })).toBe(1);
