@@ -205,13 +205,8 @@ async function main() {
     await ensureQueued(Math.max(30_000, best * 1.5) * PHASE_S + n * THREADS * 4);
     const cpu0 = cpuNow();
     const r = await phase(`dispatch, ${n} volunteer${n > 1 ? "s" : ""}`, async () => {
-      fleet.run({ kind: "greedy" }, { active: n, threads: THREADS });
-      const start = performance.now();
-      await sleep(PHASE_S * 1000);
-      fleet.pause();
-      const end = performance.now();
-      const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
-      return { volunteers: n, threads: THREADS, acked, ackedByNode: [...fleet.stats.ackedByNode], seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), series: rateSeries(fleet.stats.ackTimes, start, end) };
+      const { start, end, acked, seconds, tasksPerSecond } = await fleet.greedyPhase(n, THREADS, PHASE_S);
+      return { volunteers: n, threads: THREADS, acked, ackedByNode: [...fleet.stats.ackedByNode], seconds, tasksPerSecond, series: rateSeries(fleet.stats.ackTimes, start, end) };
     });
     // CPU of the servers, and of PostgreSQL when it is the database, over the phase and what it committed after.
     const cpu1 = cpuNow();
@@ -237,13 +232,8 @@ async function main() {
       await bareFleet.connect(Math.max(...plan.counts), { threads: THREADS, paused: true });
       for (const n of plan.counts) {
         const cpu0 = bareCpu.read();
-        bareFleet.run({ kind: "greedy" }, { active: n, threads: THREADS });
-        const start = performance.now();
-        await sleep(PHASE_S * 1000);
-        bareFleet.pause();
-        const end = performance.now();
-        const acked = bareFleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
-        const r = { volunteers: n, acked, seconds: round((end - start) / 1000, 2), tasksPerSecond: Math.round(acked / ((end - start) / 1000)), cpuMsPerTask: acked ? round(((bareCpu.read() - cpu0) * 1000) / acked, 4) : NaN };
+        const { acked, seconds, tasksPerSecond } = await bareFleet.greedyPhase(n, THREADS, PHASE_S);
+        const r = { volunteers: n, acked, seconds, tasksPerSecond, cpuMsPerTask: acked ? round(((bareCpu.read() - cpu0) * 1000) / acked, 4) : NaN };
         ceiling.push(r);
         log(`ceiling (bare transport) ${n} volunteers × ${THREADS} threads: ${fmt(r.tasksPerSecond, 0)} tasks/s; ${fmt(r.cpuMsPerTask, 4)} CPU ms per task`);
         await sleep(200);
@@ -294,7 +284,7 @@ async function main() {
         const per = urls.map((_, i) => histogramBetween(before[i]!, after[i]!, metric, [0.5, 0.99]));
         return { p50: Math.max(...per.map((h) => h.quantilesMs[0]!)), p99: Math.max(...per.map((h) => h.quantilesMs[1]!)), count: per.reduce((s2, h) => s2 + h.count, 0) };
       };
-      const acked = fleet.stats.ackTimes.filter(([t]) => t <= end).reduce((s, [, c]) => s + c, 0);
+      const acked = fleet.ackedUntil(end);
       return {
         breakdown: { ack: worst("tabgrid_result_ack_seconds"), commit: worst("tabgrid_commit_duration_seconds"), loadGeneratorLagP99Ms: round(myLag.percentile(99) / 1e6, 2) },
         load, volunteers: active, threads, targetPerSecond: Math.round(rate), achievedPerSecond: Math.round(acked / ((end - start) / 1000)),

@@ -277,6 +277,25 @@ export class Fleet {
     tick();
   }
 
+  /** Results acknowledged since the last run() up to `end` (performance.now), acks arriving later left out. */
+  ackedUntil(end: number): number {
+    return this.stats.ackTimes.filter(([t]) => t <= end).reduce((sum, [, c]) => sum + c, 0);
+  }
+
+  /**
+   * Greedy for one phase: the first `active` volunteers with `threads` each for `seconds`, then
+   * paused; the results acknowledged within it and their rate.
+   */
+  async greedyPhase(active: number, threads: number, seconds: number): Promise<{ start: number; end: number; acked: number; seconds: number; tasksPerSecond: number }> {
+    this.run({ kind: "greedy" }, { active, threads });
+    const start = performance.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    this.pause();
+    const end = performance.now();
+    const acked = this.ackedUntil(end);
+    return { start, end, acked, seconds: Math.round((end - start) / 10) / 100, tasksPerSecond: Math.round(acked / ((end - start) / 1000)) };
+  }
+
   /** Paced: no further slots (what was started still gets its ack). */
   stopPacing() {
     clearTimeout(this.pacer);

@@ -66,8 +66,9 @@ export class LoopDelay {
   }
 }
 
-/** The procedures a tRPC path names: several in a batch ("monitoring.history,alerts.list"). */
+/** The procedures a tRPC path names: several in a batch ("monitoring.history,alerts.list"); none off tRPC. */
 function procedures(pathname: string): string[] {
+  if (!pathname.startsWith("/api/trpc/")) return [];
   const raw = pathname.slice("/api/trpc/".length);
   try {
     return decodeURIComponent(raw).split(",");
@@ -80,9 +81,9 @@ function procedures(pathname: string): string[] {
  * Requests that stay answered under any load: what watches the server and what runs it.
  * `operator` tells the admin pages' procedures (adminProcedure) from the rest.
  */
-function exempt(pathname: string, operator: (procedure: string) => boolean): boolean {
+function exempt(pathname: string, procs: string[], operator: (procedure: string) => boolean): boolean {
   if (pathname === "/api/health" || pathname === "/api/metrics") return true;
-  if (pathname.startsWith("/api/trpc/")) return procedures(pathname).every(operator);
+  if (pathname.startsWith("/api/trpc/")) return procs.every(operator);
   // Sign-in (so an admin can reach the dashboard), Next's static files and the admin pages.
   return pathname.startsWith("/api/auth/") || pathname.startsWith("/_next/static/") || pathname === "/admin" || pathname.startsWith("/admin/");
 }
@@ -159,15 +160,13 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
   return {
     busy,
     shed(req, res, pathname) {
-      if (exempt(pathname, opts.operator)) return false;
-      if (busy()) return refuse(req, res, pathname, 503, opts.onShed);
+      const procs = procedures(pathname);
+      if (exempt(pathname, procs, opts.operator)) return false;
+      if (busy()) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!(opts.maxRequests > 0 && counted(req, pathname))) return false;
-      const keys = [
-        "*", `caller ${caller(req)}`,
-        ...(pathname.startsWith("/api/trpc/") ? procedures(pathname).filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`) : []),
-      ];
+      const keys = ["*", `caller ${caller(req)}`, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
       const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
-      if (full) return refuse(req, res, pathname, full.startsWith("caller ") ? 429 : 503, opts.onShed);
+      if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);
       for (const k of keys) add(k, 1);
       res.once("close", () => keys.forEach((k) => add(k, -1)));
       return false;
@@ -186,7 +185,7 @@ const MESSAGES = {
  * on a tRPC path, in tRPC's error shape (one per call of a batch) so its clients read the code.
  * Counts the refusal; always true (the request was answered).
  */
-function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, status: 503 | 429, count: () => void): true {
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, procs: string[], status: 503 | 429, count: () => void): true {
   count();
   const message = MESSAGES[status];
   // The body is left unread; Node discards it after the answer, so the connection can be reused.
@@ -201,7 +200,6 @@ function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: s
     const error = (path: string) => ({
       error: { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus: status, path, zodIssues: null } },
     });
-    const procs = procedures(pathname);
     body = /[?&]batch=1(&|$)/.test(req.url ?? "") ? procs.map(error) : error(procs[0]!);
   }
   res.writeHead(status, headers).end(JSON.stringify(body));
