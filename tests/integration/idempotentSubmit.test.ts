@@ -53,17 +53,34 @@ describe("idempotent job submissions", () => {
   });
 
   it("refuses a different submission under a key whose first submission is still in progress", async () => {
-    const api = trpc(srv.url, alice.apiKey);
+    // The first submission is held in its write until the second has been refused: which of two
+    // HTTP requests sent together arrives first is the network's choice, so this drives the
+    // server's own path with the order fixed.
+    const { idempotencyKey, ...submission } = submitInputSchema.parse({ ...job, idempotencyKey: "order-2b" });
+    const { idempotencyKey: _key, ...otherSubmission } = submitInputSchema.parse({ ...job, chunks: 5, idempotencyKey: "order-2b" });
     const jobsBefore = await jobsOf(alice.user.id);
-    // Sent together: the second arrives while the first is being written.
-    const [first, other] = await Promise.allSettled([
-      api.jobs.submit.mutate({ ...job, idempotencyKey: "order-2b" }),
-      api.jobs.submit.mutate({ ...job, chunks: 5, idempotencyKey: "order-2b" }),
-    ]);
-    expect(first.status).toBe("fulfilled");
-    expect(other.status).toBe("rejected");
-    expect(await trpcError(Promise.reject((other as PromiseRejectedResult).reason))).toMatchObject({ code: "UNPROCESSABLE_CONTENT", httpStatus: 422 });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const first = submitOnce(srv.deps, alice.user.id, idempotencyKey!, requestHash(submission), async () => {
+      await held;
+      return submitJob(srv.deps, alice.user.id, submission, { idempotencyKey: idempotencyKey!, requestHash: requestHash(submission) });
+    });
+    const refused = submitOnce(srv.deps, alice.user.id, idempotencyKey!, requestHash(otherSubmission),
+      () => submitJob(srv.deps, alice.user.id, otherSubmission, { idempotencyKey: idempotencyKey!, requestHash: requestHash(otherSubmission) }));
+    await expect(refused).rejects.toMatchObject({ code: "UNPROCESSABLE_CONTENT", message: expect.stringMatching(/still in progress/) });
+    release();
+    expect((await first).replayed).toBe(false);
     expect(await jobsOf(alice.user.id)).toBe(jobsBefore + 1);
+    // Over HTTP, sent together: whichever arrives first wins, the other is refused with 422.
+    const api = trpc(srv.url, alice.apiKey);
+    const both = await Promise.allSettled([
+      api.jobs.submit.mutate({ ...job, idempotencyKey: "order-2c" }),
+      api.jobs.submit.mutate({ ...job, chunks: 5, idempotencyKey: "order-2c" }),
+    ]);
+    expect(both.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const loser = both.find((r): r is PromiseRejectedResult => r.status === "rejected")!;
+    expect(await trpcError(Promise.reject(loser.reason))).toMatchObject({ code: "UNPROCESSABLE_CONTENT", httpStatus: 422 });
+    expect(await jobsOf(alice.user.id)).toBe(jobsBefore + 2);
   });
 
   it("takes the key from the Idempotency-Key header", async () => {
