@@ -10,6 +10,7 @@ import type {
   JobState,
   ReliabilityRecord,
   TaskId,
+  UnitId,
   UnitSpec,
   VolunteerId,
 } from "./types.js";
@@ -94,6 +95,8 @@ export interface JobRecord {
   queuedStarted: number;
   /** Live instances of this job's units, so cancelling does not scan every unit. */
   readonly live: Set<TaskRecord>;
+  /** Units held for the server's check (`verifying`) by id: its answer finds its unit without a scan. */
+  readonly held: Map<UnitId, UnitRecord>;
   done: number;
   /** Units with results awaiting quorum, and how many results they hold (running jobs only). */
   pendingUnits: number;

@@ -184,6 +184,7 @@ export class Scheduler {
       queuedUnits: 0,
       queuedStarted: 0,
       live: new Set(),
+      held: new Map(),
       done: 0,
       pendingUnits: 0,
       pendingResults: 0,
@@ -556,6 +557,7 @@ export class Scheduler {
     const unit = this.verifyingUnit(jobId, unitId);
     if (!unit) return undefined;
     unit.verifying = false;
+    unit.job.held.delete(unitId);
     this.markChecking(unit, -1);
     const truth: UnitResult = {
       taskId: "server", volunteer: undefined, host: "", account: "", hostRecord: emptyRecord(), accountRecord: emptyRecord(),
@@ -572,6 +574,7 @@ export class Scheduler {
     const unit = this.verifyingUnit(jobId, unitId);
     if (!unit) return undefined;
     unit.verifying = false;
+    unit.job.held.delete(unitId);
     this.markChecking(unit, -1);
     const results = unit.results as UnitResult[];
     const taskId = lastTaskId(unit);
@@ -685,8 +688,7 @@ export class Scheduler {
   private verifyingUnit(jobId: JobId, unitId: UnitId): UnitRecord | undefined {
     const job = this.jobs.get(jobId);
     if (!job || job.state !== "running") return undefined;
-    const unit = job.units.find((u) => u.spec.id === unitId);
-    return unit?.verifying ? unit : undefined;
+    return job.held.get(unitId);
   }
 
   /** Releases every lease with deadline <= now, earliest first, re-queueing its unit. */
@@ -841,6 +843,7 @@ export class Scheduler {
       best = Math.max(best, agree);
     }
     if (best !== u.best) fail(`unit ${id} best ${u.best}, recount ${best}`);
+    if (u.verifying !== (job.held.get(id) === u)) fail(`unit ${id} verifying ${u.verifying}, held ${job.held.has(id)}`);
     if (u.verifying) {
       if (u.need !== 0 || u.queued || u.instances.length > 0 || results.length === 0) fail(`unit ${id} waits for a check but is not idle`);
       return;
@@ -1050,6 +1053,7 @@ export class Scheduler {
   private holdForCheck(unit: UnitRecord, taskId: TaskId): VerifyOutcome {
     const revoked = this.releaseInstances(unit);
     unit.verifying = true;
+    unit.job.held.set(unit.spec.id, unit);
     this.markChecking(unit, 1);
     unit.need = 0;
     this.dequeue(unit);
