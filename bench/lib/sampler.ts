@@ -33,6 +33,24 @@ export interface PhaseUsage {
 
 const TICKS = 100; // USER_HZ on Linux
 
+/**
+ * Connections the kernel dropped because a listening socket's accept queue was full
+ * (TcpExt ListenOverflows, machine-wide; undefined off Linux). A dropped SYN is sent again
+ * 1 s later, then 3 s: a probe that meets a full queue takes seconds however fast the server's
+ * loop is.
+ */
+export function readListenOverflows(): number | undefined {
+  try {
+    const lines = fs.readFileSync("/proc/net/netstat", "utf8").split("\n").filter((l) => l.startsWith("TcpExt:"));
+    const names = lines[0]!.split(/\s+/);
+    const values = lines[1]!.split(/\s+/);
+    const i = names.indexOf("ListenOverflows");
+    return i > 0 ? Number(values[i]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readCpuSeconds(pid: number): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
