@@ -42,14 +42,15 @@ if (opts.db !== "sqlite" && opts.db !== "postgres") {
 const SHORT = opts.short;
 const plan = SHORT
   ? {
-      submit: { rates: [20, 40, 80, 160], stepS: 1, consumers: 20, volunteers: 20, chunks: 20, pastKnee: 0 },
+      submit: { rates: [20, 40, 80, 160], stepS: 1, consumers: 20, volunteers: 20, chunks: 20, pastKnee: 0, through: 0 },
       ramp: [100, 250, 500],
       burst: 1000, pastCap: 50,
       leaseSeconds: 1.5,
       hostile: { clients: 3, takers: 4, takerThreads: 4, takerJobChunks: 48, honest: 10, readerThreads: 8, flood: 200, floodConcurrency: 32, steadyPerSecond: 5, steadySeconds: 2 },
     }
   : {
-      submit: { rates: [10, 20, 40, 80, 160, 320, 640, 1280], stepS: 10, consumers: 130, volunteers: 100, chunks: 20, pastKnee: 1 },
+      // Past the knee, one step more, and at least up to 640/s: the overload the health goal names.
+      submit: { rates: [10, 20, 40, 80, 160, 320, 640, 1280], stepS: 10, consumers: 130, volunteers: 100, chunks: 20, pastKnee: 1, through: 640 },
       ramp: [250, 500, 1000, 2000],
       burst: 5000, pastCap: 200,
       leaseSeconds: 5,
@@ -197,7 +198,7 @@ async function main() {
   // ---- 1. job submissions, ramped until the knee ----
   const ramp: { saturation: number | null; p99AtSaturation: number | null } = { saturation: null, p99AtSaturation: null };
   await run("submission ramp", async () => {
-    const { rates, stepS, consumers, volunteers, chunks, pastKnee } = plan.submit;
+    const { rates, stepS, consumers, volunteers, chunks, pastKnee, through } = plan.submit;
     // The limit is per account: spread over enough of them that it never binds here (the flood
     // scenario shows it binding).
     const keys = await createConsumers(server, consumers);
@@ -289,7 +290,7 @@ async function main() {
           continue;
         }
         if (limitedBy) {
-          if (++beyond > pastKnee) break;
+          if (++beyond > pastKnee && rate >= through) break;
           continue;
         }
         // The first step not served is the knee: say what ran out.
@@ -300,7 +301,7 @@ async function main() {
         else if (r.errors.length + r.timeouts) limitedBy = `failed submissions (${r.errors.length} errors, ${r.timeouts} timeouts)`;
         else limitedBy = `latency, with neither the server's CPU (${fmt(r.usage.cpuPercentMean, 0)}%) nor its database writer (commits ${fmt(1000 * writerBusy, 0)} ms per second) saturated: p99 ${fmt(r.summary.p99, 0)} ms, server loop lag p99 up to ${fmt(r.usage.lagP99MsMax, 0)} ms`;
         kneeAt = rate;
-        if (beyond++ >= pastKnee) break;
+        if (beyond++ >= pastKnee && rate >= through) break;
       }
     } finally {
       fleet.pause();
