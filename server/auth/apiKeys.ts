@@ -4,6 +4,8 @@ import type { Db } from "../store/prisma";
 // Keys carry 256 random bits, so a fast hash is enough to store them (unlike passwords).
 const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 const KEY_PREFIX = "tg_";
+/** How often a key's lastUsedAt is brought up to date. */
+const LAST_USED_EVERY_MS = 60_000;
 
 export async function createApiKey(db: Db, userId: string, name: string) {
   const key = KEY_PREFIX + crypto.randomBytes(32).toString("base64url");
@@ -25,15 +27,20 @@ export async function userForApiKey(db: Db, key: string): Promise<KeyUser | null
   if (!key.startsWith(KEY_PREFIX) || key.length > 100) return null;
   const row = await db.apiKey.findUnique({
     where: { hash: sha256(key) },
-    select: { id: true, revokedAt: true, user: { select: { id: true, email: true, role: true } } },
+    select: { id: true, revokedAt: true, lastUsedAt: true, user: { select: { id: true, email: true, role: true } } },
   });
   if (!row || row.revokedAt) return null;
   // The CLI polls every half second: record use at most once a minute, not a write per call.
+  // Checked on the row just read first: even a write that changes nothing waits for the
+  // database's write lock, behind whatever commit is in progress, on every call.
   const now = new Date();
-  await db.apiKey.updateMany({
-    where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: new Date(now.getTime() - 60_000) } }] },
-    data: { lastUsedAt: now },
-  });
+  const stale = new Date(now.getTime() - LAST_USED_EVERY_MS);
+  if (!row.lastUsedAt || row.lastUsedAt < stale) {
+    await db.apiKey.updateMany({
+      where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: stale } }] },
+      data: { lastUsedAt: now },
+    });
+  }
   return row.user;
 }
 

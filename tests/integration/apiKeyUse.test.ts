@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { userForApiKey } from "../../server/auth/apiKeys";
+import { sqliteGate } from "../../server/store/prisma";
+import { createUserWithKey, startTestServer, type TestServer } from "../helpers/server";
+import { testEngine } from "../helpers/testDb";
+
+// A key's lastUsedAt is brought up to date at most once a minute, and a call in between
+// writes nothing: not even a write that changes nothing, which would wait for the database's
+// write lock behind the commit in progress on every API call.
+describe("API key use", () => {
+  let srv: TestServer;
+  let key: string;
+  let keyId: string;
+  const lastUsed = async () => (await srv.deps.db.apiKey.findUniqueOrThrow({ where: { id: keyId } })).lastUsedAt;
+  const setLastUsed = (at: Date | null) => srv.deps.db.apiKey.update({ where: { id: keyId }, data: { lastUsedAt: at } });
+
+  beforeAll(async () => {
+    srv = await startTestServer();
+    const alice = await createUserWithKey(srv.deps, "alice@example.com");
+    key = alice.apiKey;
+    keyId = (await srv.deps.db.apiKey.findFirstOrThrow({ where: { userId: alice.user.id } })).id;
+  }, 40_000);
+  afterAll(async () => srv?.close());
+
+  it("records the first use, and again only once the last is a minute old", async () => {
+    await setLastUsed(null);
+    const before = Date.now();
+    expect((await userForApiKey(srv.deps.db, key))?.email).toBe("alice@example.com");
+    expect((await lastUsed())!.getTime()).toBeGreaterThanOrEqual(before - 1000);
+
+    const recent = new Date(Date.now() - 30_000);
+    await setLastUsed(recent);
+    await userForApiKey(srv.deps.db, key);
+    expect(await lastUsed()).toEqual(recent);
+
+    await setLastUsed(new Date(Date.now() - 61_000));
+    const at = Date.now();
+    await userForApiKey(srv.deps.db, key);
+    expect((await lastUsed())!.getTime()).toBeGreaterThanOrEqual(at - 1000);
+  });
+
+  it.skipIf(testEngine() !== "sqlite")("answers while the write lock is held, when there is nothing to record", async () => {
+    await setLastUsed(new Date());
+    const gate = await sqliteGate(srv.deps.db);
+    let answered = false;
+    await gate.writeLock.runExclusive(async () => {
+      const call = userForApiKey(srv.deps.db, key).then((u) => (answered = !!u));
+      await Promise.race([call, new Promise((r) => setTimeout(r, 3000))]);
+    });
+    expect(answered).toBe(true);
+  });
+
+  it("knows no revoked or made-up key", async () => {
+    expect(await userForApiKey(srv.deps.db, "tg_" + "x".repeat(43))).toBeNull();
+    expect(await userForApiKey(srv.deps.db, "not a key")).toBeNull();
+    await srv.deps.db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
+    expect(await userForApiKey(srv.deps.db, key)).toBeNull();
+  });
+});
