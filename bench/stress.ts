@@ -688,6 +688,7 @@ async function main() {
       // Meanwhile another consumer submits at a steady pace (open model) and must not notice.
       const steadyLatencies: number[] = [];
       let steadyFailed = 0;
+      const steadyErrors = new Set<string>();
       const steadyRun = (async () => {
         const n = h.steadyPerSecond * h.steadySeconds;
         const start = performance.now();
@@ -697,13 +698,14 @@ async function main() {
           try {
             await submitPi(steady, 20);
             steadyLatencies.push(performance.now() - due);
-          } catch {
+          } catch (e) {
             steadyFailed++;
+            steadyErrors.add(trpcCode(e) ?? (e as Error).message);
           }
         }));
       })();
       await Promise.all([...Array.from({ length: h.floodConcurrency }, worker), steadyRun]);
-      return { flood, seconds: (performance.now() - at) / 1000, steady: summarize(steadyLatencies), steadyFailed };
+      return { flood, seconds: (performance.now() - at) / 1000, steady: summarize(steadyLatencies), steadyFailed, steadyErrors: [...steadyErrors] };
     });
     const after = await counters();
     const probes = probesDuring(r.startS, r.endS);
@@ -715,7 +717,7 @@ async function main() {
       passed: r.flood.throttled > 0 && r.flood.failed === 0 && r.steadyFailed === 0 && r.steady.p99 <= SANE_P99_MS && probes.failures === 0,
       findings: [
         `The flooder got ${r.flood.ok} accepted and ${r.flood.throttled} TOO_MANY_REQUESTS (HTTP 429) in ${fmt(r.seconds, 1)} s${message ? `: "${message}"` : ""}; tabgrid_load_shed_total{reason="submission-throttled"} rose by ${shed}.`,
-        `The other consumer: ${r.steady.count} of ${h.steadyPerSecond * h.steadySeconds} accepted, ${r.steadyFailed} failed, p50 ${fmt(r.steady.p50, 0)} ms, p99 ${fmt(r.steady.p99, 0)} ms; probes ${probes.failures} failed (slowest health ${fmt(probes.healthMaxMs, 0)} ms, admin ${fmt(probes.adminMaxMs, 0)} ms).`,
+        `The other consumer: ${r.steady.count} of ${h.steadyPerSecond * h.steadySeconds} accepted, ${r.steadyFailed} failed${r.steadyErrors.length ? ` (${r.steadyErrors.join(", ")})` : ""}, p50 ${fmt(r.steady.p50, 0)} ms, p99 ${fmt(r.steady.p99, 0)} ms; probes ${probes.failures} failed (slowest health ${fmt(probes.healthMaxMs, 0)} ms, admin ${fmt(probes.adminMaxMs, 0)} ms).`,
         ...(r.steady.p99 > SANE_P99_MS
           ? [`Weakness: what one account may submit (${SUBMISSIONS_PER_SECOND}/s sustained, 60 at once) is about what the whole server absorbs (saturation ${ramp.saturation ?? "–"}/s in this run): the flooder's ${r.flood.ok} accepted jobs in ${fmt(r.seconds, 1)} s took the server to its knee and the other consumer waited up to ${fmt(r.steady.max / 1000, 1)} s. A global submission budget, or a smaller burst, would keep one account from crowding out the others.`]
           : []),

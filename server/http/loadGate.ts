@@ -131,6 +131,8 @@ export interface LoadGateOptions {
    */
   perProcedure?: Record<string, number>;
   random?: () => number;
+  /** The loop's measures (default: a LoopDelay of the gate's own; tests give fixed ones). */
+  loop?: Pick<LoopDelay, "utilization" | "current" | "stop">;
 }
 
 /**
@@ -143,10 +145,12 @@ export interface LoadGateOptions {
  */
 export function createLoadGate(opts: LoadGateOptions): LoadGate {
   const random = opts.random ?? Math.random;
-  const loop = opts.delayMs > 0 ? new LoopDelay() : undefined;
+  const loop = opts.delayMs > 0 ? (opts.loop ?? new LoopDelay()) : undefined;
+  // How far past the threshold the loop is (0 at it, 1 at twice it), while it is also busy.
+  const pressure = () => (loop && loop.utilization() >= BUSY_SHARE ? Math.max(0, (loop.current() - opts.delayMs) / opts.delayMs) : 0);
   // Refused with a probability that grows with the overshoot: none at the threshold, all at
   // twice it. Admission eases off as the loop falls behind instead of flapping on and off.
-  const busy = () => !!loop && loop.utilization() >= BUSY_SHARE && random() < (loop.current() - opts.delayMs) / opts.delayMs;
+  const busy = () => random() < pressure();
   // Calls in progress: in all ("*"), by caller and by procedure; entries are removed at 0.
   const inFlight = new Map<string, number>();
   const add = (key: string, n: number) => {
@@ -162,9 +166,15 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
     shed(req, res, pathname) {
       const procs = procedures(pathname);
       if (exempt(pathname, procs, opts.operator)) return false;
-      if (busy()) return refuse(req, res, pathname, procs, 503, opts.onShed);
-      if (!(opts.maxRequests > 0 && counted(req, pathname))) return false;
-      const keys = ["*", `caller ${caller(req)}`, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
+      const limited = opts.maxRequests > 0 && counted(req, pathname);
+      const who = limited ? `caller ${caller(req)}` : undefined;
+      // Callers with calls in progress are shed first: from the threshold on, all at twice it.
+      // A caller with none (a consumer submitting now and then beside a flood) is shed only
+      // past twice the threshold, all at three times it.
+      const lone = who !== undefined && !inFlight.has(who);
+      if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
+      if (!limited) return false;
+      const keys = ["*", who!, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
       const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
       if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);
       for (const k of keys) add(k, 1);

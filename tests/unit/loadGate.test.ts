@@ -1,0 +1,89 @@
+import { EventEmitter } from "node:events";
+import type http from "node:http";
+import { describe, expect, it } from "vitest";
+import { createLoadGate } from "../../server/http/loadGate";
+
+// Who the gate sheds first when the loop is behind: callers that already have calls in
+// progress (a flood) before a caller with none (a consumer submitting now and then).
+
+function request(apiKey: string): http.IncomingMessage {
+  return { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, socket: { remoteAddress: "127.0.0.1" } } as unknown as http.IncomingMessage;
+}
+
+class Response extends EventEmitter {
+  status = 0;
+  writeHead(status: number) {
+    this.status = status;
+    return this;
+  }
+  end() {
+    return this;
+  }
+}
+
+function gate(delayMs: number, utilization = 0.9) {
+  const loop = { delay: 0, utilization: () => utilization, current: () => loop.delay, stop: () => undefined };
+  let draw = 0.5;
+  const g = createLoadGate({
+    delayMs, maxRequests: 256, maxPerCaller: 16, onShed: () => undefined, operator: () => false,
+    random: () => draw, loop,
+  });
+  const call = (apiKey: string, path = "/api/trpc/jobs.submit") => {
+    const res = new Response();
+    const refused = g.shed(request(apiKey), res as unknown as http.ServerResponse, path);
+    return { refused, status: res.status, end: () => res.emit("close") };
+  };
+  return { loop, call, setDraw: (x: number) => (draw = x), busy: g.busy };
+}
+
+describe("load gate", () => {
+  it("sheds callers with calls in progress from the threshold on, and a lone caller only past twice it", () => {
+    const { loop, call, setDraw } = gate(40);
+    const flood = call("flooder"); // in progress: the flooder now has a call open
+    expect(flood.refused).toBe(false);
+    loop.delay = 60; // half way to twice the threshold: pressure 0.5
+    setDraw(0.4);
+    expect(call("flooder")).toMatchObject({ refused: true, status: 503 });
+    expect(call("steady").refused).toBe(false); // its call is now in progress too
+    loop.delay = 100; // 2.5 times the threshold: a lone caller is refused half the time
+    expect(call("another").refused).toBe(true);
+    setDraw(0.6);
+    expect(call("yet another").refused).toBe(false);
+    loop.delay = 120; // three times: everyone
+    setDraw(0.999);
+    expect(call("a lone one").refused).toBe(true);
+    flood.end();
+  });
+
+  it("sheds new volunteer sockets (no caller) from the threshold on, all at twice it", () => {
+    const { loop, setDraw, busy } = gate(40);
+    loop.delay = 40;
+    setDraw(0);
+    expect(busy()).toBe(false);
+    loop.delay = 60;
+    setDraw(0.4);
+    expect(busy()).toBe(true);
+    setDraw(0.6);
+    expect(busy()).toBe(false);
+    loop.delay = 80;
+    setDraw(0.999);
+    expect(busy()).toBe(true);
+  });
+
+  it("sheds nobody while the loop is not busy, however late one tick came", () => {
+    const { loop, call, setDraw } = gate(40, 0.5);
+    loop.delay = 400;
+    setDraw(0);
+    expect(call("flooder").refused).toBe(false);
+  });
+
+  it("counts a caller's call as in progress until its response closes", () => {
+    const { loop, call, setDraw } = gate(40);
+    const first = call("consumer");
+    loop.delay = 60;
+    setDraw(0.4);
+    expect(call("consumer").refused).toBe(true);
+    first.end();
+    expect(call("consumer").refused).toBe(false);
+  });
+});
