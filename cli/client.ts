@@ -4,13 +4,13 @@ import type { AppRouter } from "../server/api/root";
 const SHED_RETRY_MS = 250;
 
 /**
- * A client of the server's API. `retryShedMs`: a call the server refused at its edge because it
- * was overloaded (503 SERVICE_UNAVAILABLE, never carried out, mutations included) is tried again
- * about 250 ms later, for up to that many ms in all.
+ * A client of the server's API. `retryShedMs`: a call the server refused before carrying it out
+ * (503 SERVICE_UNAVAILABLE: overloaded; 429 TOO_MANY_REQUESTS: this caller's limits), mutations
+ * included, is tried again about 250 ms later, for up to that many ms in all.
  */
 export function apiClient(conn: { url: string; apiKey?: string; retryShedMs?: number }) {
   const retryShed = retryLink<AppRouter>({
-    retry: ({ error, attempts }) => !!conn.retryShedMs && error.data?.code === "SERVICE_UNAVAILABLE" && attempts * SHED_RETRY_MS < conn.retryShedMs,
+    retry: ({ error, attempts }) => !!conn.retryShedMs && (error.data?.code === "SERVICE_UNAVAILABLE" || error.data?.code === "TOO_MANY_REQUESTS") && attempts * SHED_RETRY_MS < conn.retryShedMs,
     retryDelayMs: () => SHED_RETRY_MS * (0.8 + Math.random() * 0.4),
   });
   return createTRPCClient<AppRouter>({

@@ -116,6 +116,7 @@ export async function startServer(
     .filter(([, p]) => p._def.meta?.operator).map(([path]) => path));
   const gate = createLoadGate({
     delayMs: env.LOAD_SHED_DELAY_MS, maxRequests: env.LOAD_SHED_MAX_REQUESTS, maxPerCaller: env.LOAD_SHED_MAX_PER_CALLER,
+    perCallerRate: env.LOAD_SHED_CALLER_RATE,
     onShed: () => monitor.observer.shed("overloaded"), operator: (p) => operatorCalls.has(p),
     // Past this, admitSubmission would refuse them after authenticating each one.
     perProcedure: { "jobs.submit": MAX_SUBMISSIONS_IN_FLIGHT },

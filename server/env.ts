@@ -70,6 +70,8 @@ const schema = z.object({
   LOAD_SHED_MAX_REQUESTS: z.coerce.number().int().min(0).default(256),
   /** API calls in progress from one caller (API key, session or address) past which its next get 429. */
   LOAD_SHED_MAX_PER_CALLER: z.coerce.number().int().min(1).default(16),
+  /** API calls a second from one caller (bursts of twice as many) past which its next get 429 at the edge; 0: no such limit. */
+  LOAD_SHED_CALLER_RATE: z.coerce.number().min(0).default(50),
   /** Where `npm run bench` and `npm run stress` write their reports, and /admin/reports reads them. */
   REPORTS_DIR: z.string().default("./reports"),
   TABGRID_UI: z.enum(["on", "off"]).default("on"),

@@ -1,6 +1,7 @@
 import type http from "node:http";
 import { performance as nodePerformance } from "node:perf_hooks";
 import { TRPC_ERROR_CODES_BY_KEY } from "@trpc/server/rpc";
+import { RateLimiter } from "../services/calc/rateLimit";
 
 // Shedding at the edge. When the event loop falls behind, every request queues behind every
 // other, health probes included, until clients time out (`npm run stress` saw health p99 at
@@ -130,6 +131,13 @@ export interface LoadGateOptions {
    * is authenticated: what would be refused later anyway costs no database lookup.
    */
   perProcedure?: Record<string, number>;
+  /**
+   * API calls a second from one caller (twice as many at once) past which its next get 429
+   * before they are authenticated; 0 or absent: no such limit. The limit on calls in progress
+   * does not bound a caller whose calls are each refused at once (a client retrying in a
+   * tight loop): each would still cost its authentication.
+   */
+  perCallerRate?: number;
   random?: () => number;
   /** The loop's measures (default: a LoopDelay of the gate's own; tests give fixed ones). */
   loop?: Pick<LoopDelay, "utilization" | "current" | "stop">;
@@ -159,6 +167,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
     else inFlight.delete(key);
   };
   const perProcedure = new Map(Object.entries(opts.perProcedure ?? {}));
+  const rate = opts.perCallerRate ? new RateLimiter(opts.perCallerRate, 2 * opts.perCallerRate) : undefined;
   const limitOf = (key: string) =>
     key === "*" ? opts.maxRequests : key.startsWith("caller ") ? (opts.maxPerCaller ?? Infinity) : perProcedure.get(key.slice("procedure ".length))!;
   return {
@@ -174,6 +183,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
       const lone = who !== undefined && !inFlight.has(who);
       if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!limited) return false;
+      if (rate && !rate.take(who!)) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
       const keys = ["*", who!, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
       const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
       if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);
@@ -188,6 +198,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
 const MESSAGES = {
   503: "The server is overloaded right now. Try again in a moment.",
   429: "Too many of your calls are in progress at once. Wait for them, then try again.",
+  rate: "Too many calls from you in the last second. Slow down, then try again.",
 };
 
 /**
@@ -195,9 +206,8 @@ const MESSAGES = {
  * on a tRPC path, in tRPC's error shape (one per call of a batch) so its clients read the code.
  * Counts the refusal; always true (the request was answered).
  */
-function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, procs: string[], status: 503 | 429, count: () => void): true {
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, procs: string[], status: 503 | 429, count: () => void, message: string = MESSAGES[status]): true {
   count();
-  const message = MESSAGES[status];
   // The body is left unread; Node discards it after the answer, so the connection can be reused.
   const headers = { "content-type": "application/json", "retry-after": "1", "cache-control": "no-store" };
   if (!pathname.startsWith("/api/")) {

@@ -21,16 +21,17 @@ class Response extends EventEmitter {
   }
 }
 
-function gate(delayMs: number, utilization = 0.9) {
+function gate(delayMs: number, utilization = 0.9, perCallerRate?: number) {
   const loop = { delay: 0, utilization: () => utilization, current: () => loop.delay, stop: () => undefined };
   let draw = 0.5;
   const g = createLoadGate({
     delayMs, maxRequests: 256, maxPerCaller: 16, onShed: () => undefined, operator: () => false,
-    random: () => draw, loop,
+    random: () => draw, loop, perCallerRate,
   });
   const call = (apiKey: string, path = "/api/trpc/jobs.submit") => {
     const res = new Response();
     const refused = g.shed(request(apiKey), res as unknown as http.ServerResponse, path);
+    // Answered or refused, the response closes (here at once unless the caller ends it).
     return { refused, status: res.status, end: () => res.emit("close") };
   };
   return { loop, call, setDraw: (x: number) => (draw = x), busy: g.busy };
@@ -85,5 +86,14 @@ describe("load gate", () => {
     expect(call("consumer").refused).toBe(true);
     first.end();
     expect(call("consumer").refused).toBe(false);
+  });
+
+  it("answers a caller past its rate 429 before anything else, and another caller meanwhile", () => {
+    const { call } = gate(0, 0, 5); // 5 a second, 10 at once
+    const answers = Array.from({ length: 12 }, () => call("tight loop"));
+    answers.forEach((a) => a.end());
+    expect(answers.filter((a) => !a.refused)).toHaveLength(10);
+    expect(answers.filter((a) => a.refused).map((a) => a.status)).toEqual([429, 429]);
+    expect(call("someone else").refused).toBe(false);
   });
 });
