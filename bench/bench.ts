@@ -352,45 +352,19 @@ async function main() {
   // Asked of node 1, which answers with its own volunteers: the first of the fleet is on it.
   const calc = await phase("interactive calc", async () => {
     fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
-    const n = plan.calcPerSecond * PHASE_S;
-    const interval = 1000 / plan.calcPerSecond;
-    const start = performance.now();
-    const latencies: number[] = [];
-    let failed = 0;
-    await Promise.all(Array.from({ length: n }, async (_, i) => {
-      const at = start + i * interval;
-      await sleep(Math.max(0, at - performance.now()));
-      try {
-        await api.calc.evaluate.mutate({ expression: `${i} * (3 + 4) / 7` });
-        latencies.push(performance.now() - at);
-      } catch {
-        failed++;
-      }
-    }));
+    const r = await openModel(plan.calcPerSecond, plan.calcPerSecond * PHASE_S, (i) => api.calc.evaluate.mutate({ expression: `${i} * (3 + 4) / 7` }));
     fleet.pause();
-    return { requests: n, perSecond: plan.calcPerSecond, failed, summary: summarize(latencies) };
+    return r;
   });
   log(`interactive calc at ${calc.perSecond}/s: p50 ${fmt(calc.summary.p50, 2)} ms, p99 ${fmt(calc.summary.p99, 2)} ms, max ${fmt(calc.summary.max, 2)} ms (${calc.failed} failed)`);
 
   // ---- 5. job submissions as a consumer makes them: 16 chunks, open model ----
   const small = await phase("job submissions, 16 chunks", async () => {
     fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
-    const n = SMALL_JOBS_PER_SECOND * PHASE_S;
-    const start = performance.now();
-    const latencies: number[] = [];
-    let failed = 0;
-    await Promise.all(Array.from({ length: n }, async (_, i) => {
-      const at = start + (i * 1000) / SMALL_JOBS_PER_SECOND;
-      await sleep(Math.max(0, at - performance.now()));
-      try {
-        await api.jobs.submit.mutate({ kernel: "pi", params: { samples: 16_000 }, chunks: 16, replication: { replicas: 1, adaptive: false } });
-        latencies.push(performance.now() - at);
-      } catch {
-        failed++;
-      }
-    }));
+    const r = await openModel(SMALL_JOBS_PER_SECOND, SMALL_JOBS_PER_SECOND * PHASE_S,
+      () => api.jobs.submit.mutate({ kernel: "pi", params: { samples: 16_000 }, chunks: 16, replication: { replicas: 1, adaptive: false } }));
     fleet.pause();
-    return { requests: n, perSecond: SMALL_JOBS_PER_SECOND, failed, summary: summarize(latencies) };
+    return r;
   });
   log(`job submissions of 16 chunks at ${small.perSecond}/s: p50 ${fmt(small.summary.p50, 2)} ms, p99 ${fmt(small.summary.p99, 2)} ms (${small.failed} failed)`);
 
@@ -580,3 +554,24 @@ main().then(
     process.exit(1);
   },
 );
+
+/**
+ * `n` calls at `perSecond`, open model: call i is due at start + i/perSecond whatever the
+ * earlier ones take, and its latency counts from when it was due (no coordinated omission).
+ */
+async function openModel(perSecond: number, n: number, call: (i: number) => Promise<unknown>) {
+  const start = performance.now();
+  const latencies: number[] = [];
+  let failed = 0;
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const at = start + (i * 1000) / perSecond;
+    await sleep(Math.max(0, at - performance.now()));
+    try {
+      await call(i);
+      latencies.push(performance.now() - at);
+    } catch {
+      failed++;
+    }
+  }));
+  return { requests: n, perSecond, failed, summary: summarize(latencies) };
+}
