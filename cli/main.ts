@@ -13,8 +13,9 @@ const USAGE = `tabgrid: volunteer computing from the command line
   tabgrid submit KERNEL --chunks N [--params JSON] [--wait] [--json]
                  [--replicas R] [--quorum Q] [--max-replicas M] [--tolerance REL] [--no-adaptive] [--output FILE]
                  [--idempotency-key KEY]   (the same key again returns the first job; default: a new one per run)
-  tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N)
-                 [--chunks N] [--merge concat|reduce] [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
+  tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N | --input-csv FILE)
+                 [--chunks N] [--merge concat|reduce|mean|median|trimmed-mean [--trim F]] [--rounds N]
+                 [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
   tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE] [--accept-unconfirmed] [--replicas R [--quorum Q]]
   tabgrid status [--json]
   tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)

@@ -10,14 +10,25 @@ type Client = ReturnType<typeof apiClient>;
 type Job = Awaited<ReturnType<Client["jobs"]["get"]["query"]>>;
 
 const ENDED = new Set(["completed", "failed", "cancelled"]);
+const MERGES = ["concat", "reduce", "mean", "median", "trimmed-mean"];
 
 async function waitFor(api: Client, id: string, onProgress?: (j: Job) => void): Promise<Job> {
   for (;;) {
     const job = await api.jobs.get.query({ id });
-    if (ENDED.has(job.state)) return job;
     onProgress?.(job);
-    await new Promise((r) => setTimeout(r, 500));
+    if (ENDED.has(job.state)) return job;
+    // Rounds may last milliseconds: they are shown as they end, a few a second.
+    await new Promise((r) => setTimeout(r, job.round !== null ? 200 : 500));
   }
+}
+
+type RoundRow = Job["rounds"][number];
+const roundRecord = (r: RoundRow) => ({ round: r.round, latencyMs: r.latencyMs, metric: r.metric, ...r.stats });
+
+function roundLine(r: RoundRow): string {
+  const stats = Object.entries(r.stats);
+  const shown = stats.length ? stats.map(([k, v]) => `${k} ${v.toPrecision(4)}`) : [`metric ${r.metric === null ? "—" : r.metric.toPrecision(4)}`];
+  return `round ${r.round}: ${r.latencyMs} ms, ${shown.join(", ")}`;
 }
 
 async function report(api: Client, job: Job, json: boolean, outputFile?: string) {
@@ -29,7 +40,7 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
     waiting: job.progress.waiting,
     estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, replication: job.replication, results: job.results, result,
     // Iterative jobs: each round's latency and converging metric.
-    ...(job.round !== null ? { round: job.round, rounds: job.rounds.map((r) => ({ round: r.round, latencyMs: r.latencyMs, metric: r.metric, ...r.stats })) } : {}),
+    ...(job.round !== null ? { round: job.round, rounds: job.rounds.map(roundRecord) } : {}),
   };
   if (json) {
     console.log(JSON.stringify(out));
@@ -53,8 +64,24 @@ function summarize(result: unknown): string {
   return s.length > 400 ? `${s.slice(0, 400)}… (${s.length} characters; use --json for all of it)` : s;
 }
 
-const progressLine = (json: boolean) => (j: Job) => {
-  if (!json && process.stderr.isTTY) process.stderr.write(`\r${j.progress.done}/${j.progress.total} units done, ${j.progress.throughput === null ? "—" : j.progress.throughput.toFixed(1)}/s   `);
+/**
+ * While waiting: each round of an iterative job as it ends (a JSON line each with --json, on
+ * stdout before the job's own line), else the units done so far on a terminal.
+ */
+const progressLine = (json: boolean) => {
+  let shown = 0;
+  return (j: Job) => {
+    const ended = j.rounds.filter((r) => r.finishedAt !== null && r.round > shown);
+    for (const r of ended) {
+      if (json) console.log(JSON.stringify(roundRecord(r)));
+      else {
+        if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+        console.log(roundLine(r));
+      }
+      shown = r.round;
+    }
+    if (!json && process.stderr.isTTY) process.stderr.write(`\r${j.progress.done}/${j.progress.total} units done, ${j.progress.throughput === null ? "—" : j.progress.throughput.toFixed(1)}/s   `);
+  };
 };
 
 export async function submit(argv: string[]): Promise<number> {
@@ -64,7 +91,7 @@ export async function submit(argv: string[]): Promise<number> {
     "no-adaptive": { type: "boolean", default: false }, "idempotency-key": { type: "string" },
     program: { type: "string" }, "input-json": { type: "string" }, range: { type: "string" }, lines: { type: "string" },
     blocks: { type: "string" }, "block-size": { type: "string" }, merge: { type: "string" }, "time-limit": { type: "string" },
-    "cpu-seconds": { type: "string" }, output: { type: "string" },
+    "cpu-seconds": { type: "string" }, output: { type: "string" }, "input-csv": { type: "string" }, rounds: { type: "string" }, trim: { type: "string" },
   });
   const kernel = values.program ? "program" : positionals[0];
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
@@ -111,13 +138,17 @@ export async function submit(argv: string[]): Promise<number> {
 
 /** Uploads the program (and data file) and describes how its input is split. */
 async function programOptions(conn: { url: string; apiKey?: string }, v: Record<string, string | boolean | undefined>) {
-  const modes = ["input-json", "range", "lines", "blocks"].filter((m) => v[m] !== undefined);
-  if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE or --blocks FILE --block-size BYTES");
+  const modes = ["input-json", "range", "lines", "blocks", "input-csv"].filter((m) => v[m] !== undefined);
+  if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE, --blocks FILE --block-size BYTES or --input-csv FILE");
   // Every option is checked before anything is uploaded.
   const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit", 3600);
   const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds", 3600);
   const merge = v.merge === undefined ? "concat" : String(v.merge);
-  if (merge !== "concat" && merge !== "reduce") throw new UsageError("--merge is concat or reduce");
+  if (!MERGES.includes(merge)) throw new UsageError(`--merge is one of ${MERGES.join(", ")}`);
+  const rounds = positiveIntOption(v.rounds as string | undefined, "rounds");
+  const trim = v.trim === undefined ? undefined : Number(v.trim);
+  if (trim !== undefined && !(trim >= 0 && trim < 0.5)) throw new UsageError("--trim is the share of outputs dropped at each end, from 0 up to (not including) 0.5");
+  if (trim !== undefined && merge !== "trimmed-mean") throw new UsageError("--trim goes with --merge trimmed-mean");
   let input: unknown;
   if (v["input-json"] !== undefined) {
     let items: unknown;
@@ -134,6 +165,8 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     const m = /^(-?\d+):(-?\d+)$/.exec(String(v.range));
     if (!m) throw new UsageError("--range is START:END, e.g. 0:1000000");
     input = { mode: "range", start: Number(m[1]), end: Number(m[2]) };
+  } else if (v["input-csv"] !== undefined) {
+    input = { mode: "csv", data: (await uploadFile(conn, "data", String(v["input-csv"]))).hash };
   } else if (v.lines !== undefined) {
     input = { mode: "lines", data: (await uploadFile(conn, "data", String(v.lines))).hash };
   } else {
@@ -142,7 +175,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit } as never;
+  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit, rounds, trim } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

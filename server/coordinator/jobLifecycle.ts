@@ -149,6 +149,9 @@ export class JobLifecycle {
     const jobId = spec.id;
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
     spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
+    // A program whose outputs merge by outvoting outliers: no host gets more units than the merge drops.
+    const perHost = (spec.params as { maxUnitsPerHost?: unknown } | null)?.maxUnitsPerHost;
+    if (typeof perHost === "number" && perHost >= 1) spec.maxUnitsPerHost = perHost;
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });

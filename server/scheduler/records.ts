@@ -97,6 +97,8 @@ export interface JobRecord {
   readonly live: Set<TaskRecord>;
   /** Units held for the server's check (`verifying`) by id: its answer finds its unit without a scan. */
   readonly held: Map<UnitId, UnitRecord>;
+  /** With spec.maxUnitsPerHost: instances given to each host so far. */
+  readonly perHost?: Map<string, number>;
   done: number;
   /** Units with results awaiting quorum, and how many results they hold (running jobs only). */
   pendingUnits: number;

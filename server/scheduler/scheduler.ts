@@ -185,6 +185,7 @@ export class Scheduler {
       queuedStarted: 0,
       live: new Set(),
       held: new Map(),
+      ...(spec.maxUnitsPerHost ? { perHost: new Map<string, number>() } : {}),
       done: 0,
       pendingUnits: 0,
       pendingResults: 0,
@@ -882,6 +883,7 @@ export class Scheduler {
    */
   private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number, fresh: boolean): TaskAssignment | undefined {
     if (!fresh && job.queuedStarted === 0) return undefined;
+    if (job.perHost && this.overShare(job, job.perHost, v)) return undefined;
     const q = job.queue;
     const skipped = this.skipped;
     let found: UnitRecord | undefined;
@@ -913,7 +915,16 @@ export class Scheduler {
     return task;
   }
 
+  /** The host has its share of the job (maxUnitsPerHost) and another host online has had less. */
+  private overShare(job: JobRecord, perHost: Map<string, number>, v: VolunteerRecord): boolean {
+    const cap = job.spec.maxUnitsPerHost!;
+    if ((perHost.get(v.host) ?? 0) < cap) return false;
+    for (const other of this.volunteers.values()) if (other.host !== v.host && (perHost.get(other.host) ?? 0) < cap) return true;
+    return false;
+  }
+
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
+    if (job.perHost) job.perHost.set(v.host, (job.perHost.get(v.host) ?? 0) + 1);
     if (!unit.leasedOnce) {
       unit.leasedOnce = true;
       // The owner's own host computes the unit alone; so may a host adaptive replication trusts.

@@ -69,6 +69,13 @@ export interface JobSpec {
    * owner pays nobody for it.
    */
   owner?: AccountId;
+  /**
+   * The most of this job's units one host is given while another host online has had fewer
+   * (then the cap is lifted, so a lone volunteer still finishes the job). For merges that
+   * outvote a few outliers (a trimmed mean drops k outputs at each end): one fast host that
+   * sends garbage cannot take more units than the merge drops.
+   */
+  maxUnitsPerHost?: number;
 }
 
 export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });

@@ -6,9 +6,12 @@ export interface ProgramTaskParams {
   program: { hash: string; kind: "js" | "wasm"; script: string | null };
   params: unknown;
   limits: { timeMs: number; memoryMb: number };
+  /** Fields of `ctx` every unit of the job gets (a CSV input's `columns`). */
+  context?: Record<string, unknown>;
 }
 
-type UnitInput = { value: unknown } | { blob: string; encoding: "text" | "bytes" };
+/** A unit's input; `context` adds fields to `ctx` (an iterative job's `round` and `broadcast`). */
+type UnitInput = ({ value: unknown } | { blob: string; encoding: "text" | "bytes" }) & { context?: Record<string, unknown> };
 
 const hex = (buf: ArrayBuffer) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
@@ -84,6 +87,7 @@ export async function prepareTask(task: WireTask, blobs: BlobCache): Promise<Tas
       params: p.params, memoryLimitBytes: p.limits.memoryMb * 1024 * 1024,
       // A JSON string element and a chunk of text are both strings: WASM gets JSON text for one.
       inputKind: "value" in spec ? "json" : spec.encoding,
+      ...(p.context || spec.context ? { context: { ...p.context, ...spec.context } } : {}),
     },
     input,
     timeoutMs: p.limits.timeMs,

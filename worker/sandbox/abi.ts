@@ -113,6 +113,11 @@ export interface ProgramRunParams {
   params: unknown;
   memoryLimitBytes: number;
   inputKind?: InputKind;
+  /**
+   * More fields of `ctx`, as JSON values: an iterative job's `round` and `broadcast` (what
+   * its step sent to every unit of the round), a CSV input's `columns`.
+   */
+  context?: Record<string, unknown>;
 }
 
 /** What a worker runs: `runProgram`'s argument. */

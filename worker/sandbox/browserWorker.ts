@@ -64,7 +64,7 @@ const jsHost: JsHost = {
     const ns = scope[PROGRAM_GLOBAL] as Record<string, unknown> | undefined;
     const f = ns?.[req.fn];
     if (typeof f !== "function") throw new Error(req.fn === "run" ? "the program does not export a run function" : "the program does not export reduce");
-    const ctx = { params: req.params ?? null, progress: throttleProgress(req.onProgress ?? (() => {})) };
+    const ctx = { ...(req.context ?? {}), params: req.params ?? null, progress: throttleProgress(req.onProgress ?? (() => {})) };
     let value: unknown;
     try {
       value = await (f as (a: unknown, c: unknown) => unknown).call(ns, req.argKind === "json" ? (req.arg ?? null) : req.arg, ctx);

@@ -4,7 +4,7 @@
 // the host put in; it hands back JSON text. Memory is capped by QuickJS's allocator limit,
 // time by an interrupt handler polled while the interpreter runs.
 
-import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle } from "quickjs-emscripten";
+import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle, type QuickJSWASMModule } from "quickjs-emscripten";
 import { formatMiB, MiB, PROGRAM_GLOBAL } from "./abi";
 import { POLYFILL_SOURCE } from "./polyfills";
 import { timeLimitError } from "../runtime/pool";
@@ -17,6 +17,26 @@ export interface QuickJsEval {
   expression: string;
   timeMs: number;
   memoryMb: number;
+  /**
+   * Keep the QuickJS module (its WebAssembly instance and memory) for the next evaluation
+   * with the same memory limit: a long-lived thread's steps then cost a fresh runtime and
+   * context, not a new module each (tens of milliseconds). A module whose evaluation failed
+   * is never used again.
+   */
+  reuseModule?: boolean;
+}
+
+const kept = new Map<number, Promise<QuickJSWASMModule>>();
+
+function quickJsModule(memoryMb: number, reuse: boolean): Promise<QuickJSWASMModule> {
+  const cached = reuse ? kept.get(memoryMb) : undefined;
+  if (cached) return cached;
+  const memoryBytes = memoryMb * MiB;
+  const maximum = Math.max(256, Math.ceil((memoryBytes + QUICKJS_OVERHEAD_MB * MiB) / 65536));
+  const wasmMemory = new WebAssembly.Memory({ initial: 256, maximum });
+  const made = newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory }));
+  if (reuse) kept.set(memoryMb, made);
+  return made;
 }
 
 function dumpError(ctx: QuickJSContext, handle: QuickJSHandle): string {
@@ -39,9 +59,7 @@ const QUICKJS_OVERHEAD_MB = 16;
  */
 export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
   const memoryBytes = req.memoryMb * MiB;
-  const maximum = Math.max(256, Math.ceil((memoryBytes + QUICKJS_OVERHEAD_MB * MiB) / 65536));
-  const wasmMemory = new WebAssembly.Memory({ initial: 256, maximum });
-  const QuickJS = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory }));
+  const QuickJS = await quickJsModule(req.memoryMb, req.reuseModule === true);
   const runtime = QuickJS.newRuntime();
   runtime.setMemoryLimit(memoryBytes);
   runtime.setMaxStackSize(1024 * 1024);
@@ -53,6 +71,8 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
   });
   const ctx = runtime.newContext();
   const explain = (message: string): Error => {
+    // After an interrupt or running out of memory the module's state is not to be trusted again.
+    if (kept.get(req.memoryMb) && (interrupted || /out of memory|stack overflow/i.test(message))) kept.delete(req.memoryMb);
     if (interrupted) return timeLimitError(req.timeMs);
     if (/out of memory/i.test(message)) return new Error(`memory limit of ${formatMiB(memoryBytes)} exceeded`);
     if (/stack overflow/i.test(message)) return new Error(`${message} (stack overflow)`);
@@ -110,6 +130,7 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
       ctx.dispose();
       runtime.dispose();
     } catch {
+      kept.delete(req.memoryMb);
       // After an interrupt or out-of-memory QuickJS may refuse to free cleanly; the thread running us is about to end anyway.
     }
   }
@@ -132,6 +153,40 @@ export function reduceInQuickJS(req: { script: string; outputs: unknown[]; param
     })()`,
     timeMs: req.timeMs,
     memoryMb: req.memoryMb,
+  });
+}
+
+/**
+ * One round's step of an iterative JS program, in QuickJS: `step(merged, state, ctx)`, after
+ * the program's own `reduce(outputs)` when `reduce` is set (then `merged` is left out). Gives
+ * the JSON text of what step returned, checked by the caller (programStep.ts).
+ */
+export function stepInQuickJS(req: {
+  script: string; merged: unknown; reduce?: unknown[]; state: unknown; ctx: Record<string, unknown>; timeMs: number; memoryMb: number; reuseModule?: boolean;
+}): Promise<string> {
+  return evalInQuickJS({
+    script: req.script,
+    globals: { __tabgridArgs: JSON.stringify({ merged: req.merged ?? null, reduce: req.reduce ?? null, state: req.state ?? null, ctx: req.ctx }) },
+    expression: `(function () {
+      var ns = globalThis[${JSON.stringify(PROGRAM_GLOBAL)}];
+      if (!ns || typeof ns.step !== "function") throw new Error("the program does not export step");
+      var a = JSON.parse(globalThis.__tabgridArgs);
+      delete globalThis.__tabgridArgs;
+      var ctx = a.ctx;
+      ctx.progress = function () {};
+      var merged = a.merged;
+      if (a.reduce) {
+        if (typeof ns.reduce !== "function") throw new Error("the program does not export reduce");
+        merged = ns.reduce(a.reduce, { params: ctx.params, progress: function () {} });
+      }
+      return Promise.resolve(merged).then(function (m) { return ns.step(m === undefined ? null : m, a.state, ctx); }).then(function (v) {
+        var s = JSON.stringify(v === undefined ? null : v);
+        return typeof s === "string" ? s : "null";
+      });
+    })()`,
+    timeMs: req.timeMs,
+    memoryMb: req.memoryMb,
+    reuseModule: req.reuseModule,
   });
 }
 

@@ -11,7 +11,8 @@ import { threadTarget } from "../node/threadTarget";
 
 export type ServerSandboxRequest =
   | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
-  | { op: "comparator"; script: string; timeMs: number; memoryMb: number };
+  | { op: "comparator"; script: string; timeMs: number; memoryMb: number }
+  | { op: "step"; script: string; merged: unknown; reduce?: unknown[]; state: unknown; ctx: Record<string, unknown>; timeMs: number; memoryMb: number };
 
 export interface ReduceRequest {
   kind: ProgramKind;
@@ -67,7 +68,7 @@ function runInThread(req: ServerSandboxRequest): Promise<{ value: unknown; ms: n
     w.on("message", (m: { type: string; value?: unknown; ms?: number; message?: string }) => {
       if (m?.type === "started") {
         clearTimeout(timer);
-        const limit = req.timeMs + (req.op === "comparator" || req.kind === "js" ? QUICKJS_GRACE_MS : 0);
+        const limit = req.timeMs + (req.op !== "reduce" || req.kind === "js" ? QUICKJS_GRACE_MS : 0);
         timer = setTimeout(() => settle(timeLimitError(req.timeMs)), limit);
       } else if (m?.type === "done") settle(null, { value: m.value, ms: m.ms ?? 0 });
       else if (m?.type === "fail") settle(new Error(m.message ?? "the program failed"));

@@ -22,6 +22,8 @@ export interface JsHost {
     /** How `arg` is given to the program: "json" values cross as JSON text. */
     argKind: InputKind;
     params: unknown;
+    /** More fields of `ctx` (ProgramRunParams.context). */
+    context?: Record<string, unknown>;
     memoryLimitBytes: number;
     onProgress?: (fraction: number) => void;
   }): Promise<string>;
@@ -229,7 +231,7 @@ export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = 
   const t0 = performance.now();
   const json = await opts.jsHost.call({
     script: code as string, hash: req.hash, fn: "run", arg: req.input, argKind: kind,
-    params: req.params, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
+    params: req.params, context: req.context, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
   });
   return { output: parseOutput(json), ms: performance.now() - t0 };
 }

@@ -3,7 +3,7 @@
 // A thread of its own, so that a runaway program costs the coordinator neither its event
 // loop nor its memory: the parent terminates it at the time limit, V8 at the heap limit.
 import { parentPort, workerData } from "node:worker_threads";
-import { comparatorInQuickJS, reduceInQuickJS } from "./quickjs";
+import { comparatorInQuickJS, reduceInQuickJS, stepInQuickJS } from "./quickjs";
 import { reduceProgram } from "./runProgram";
 import type { ServerSandboxRequest } from "./reduceOnServer";
 
@@ -12,6 +12,7 @@ const port = parentPort!;
 
 async function main(): Promise<unknown> {
   if (req.op === "comparator") return JSON.parse(await comparatorInQuickJS({ script: req.script, timeMs: req.timeMs, memoryMb: req.memoryMb }));
+  if (req.op === "step") return JSON.parse(await stepInQuickJS(req)) as unknown;
   if (req.kind === "js") {
     if (typeof req.code !== "string") throw new Error("a JS program's code must be its compiled script");
     return JSON.parse(await reduceInQuickJS({ script: req.code, outputs: req.outputs, params: req.params, timeMs: req.timeMs, memoryMb: req.memoryMb }));

@@ -60,7 +60,7 @@ export type StackFormatter = (global: unknown, error: unknown, sites: unknown) =
 
 interface ContextApi {
   allocInput(n: number): Uint8Array;
-  call(fn: string, argKind: string, arg: unknown, paramsJson: string): void;
+  call(fn: string, argKind: string, arg: unknown, ctxJson: string): void;
   fire(id: number): void;
   describe(e: unknown): string;
   isOutOfMemory(e: unknown): boolean;
@@ -273,13 +273,15 @@ const BOOTSTRAP_SOURCE = String.raw`(function (host, limit, limitText, programGl
       RApply(mapDelete, timers, [id]);
       try { RApply(t[0], undefined, t[1]); } catch (e) { fail(e); }
     },
-    call(fn, argKind, arg, paramsJson) {
+    call(fn, argKind, arg, ctxJson) {
       try {
         const ns = g[programGlobal];
         const f = ns == null ? undefined : ns[fn];
         if (typeof f !== "function") { callHost("fail", fn === "run" ? "the program does not export a run function" : "the program does not export reduce"); return; }
         const value = argKind === "json" ? parse(arg) : argKind === "bytes" ? input : arg;
-        const ctx = { params: parse(paramsJson), progress: (fraction) => { callHost("progress", +fraction); } };
+        // ctx: the job's params and the task's other fields (round, broadcast, columns), parsed in here.
+        const ctx = parse(ctxJson);
+        ctx.progress = (fraction) => { callHost("progress", +fraction); };
         const p = RApply(promiseResolve, PromiseCtor, [RApply(f, ns, [value, ctx])]);
         RApply(then, p, [
           (v) => {
@@ -416,7 +418,7 @@ export function createVmJsHost(opts: VmJsHostOptions = {}): JsHost {
             return;
           }
           const arg = req.argKind === "json" ? JSON.stringify(req.arg ?? null) : req.argKind === "text" ? String(req.arg) : null;
-          api.call(req.fn, req.argKind, arg, JSON.stringify(req.params ?? null));
+          api.call(req.fn, req.argKind, arg, JSON.stringify({ ...(req.context ?? {}), params: req.params ?? null }));
         } catch (e) {
           const message = e instanceof Error ? e.message : String(e);
           finish(false, ALLOCATION_FAILURE.test(message) ? outOfMemory : message);

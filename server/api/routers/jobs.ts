@@ -4,7 +4,7 @@ import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJobOnce, type SubmitInput } from "../../services/jobs/submit";
 import { idempotencyKeySchema } from "../../services/jobs/idempotency";
-import { acceptUnconfirmed, cancelJob, getJob, jobResultJson, listJobs, setReplication, unitOutputs } from "../../services/jobs/queries";
+import { acceptUnconfirmed, cancelJob, stopAfterRound, getJob, jobResultJson, listJobs, setReplication, unitOutputs } from "../../services/jobs/queries";
 import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
 
@@ -58,6 +58,7 @@ export const jobsRouter = router({
   unitOutputs: protectedProcedure.input(jobId).query(({ ctx, input }) => unitOutputs(ctx.deps, ctx.user, input.id)),
   cancel: protectedProcedure.input(jobId).mutation(({ ctx, input }) => cancelJob(ctx.deps, ctx.user, input.id)),
   /** Take the results that wait for a confirming copy as they are. */
+  stopAfterRound: protectedProcedure.input(jobId).mutation(({ ctx, input }) => stopAfterRound(ctx.deps, ctx.user, input.id)),
   acceptUnconfirmed: protectedProcedure.input(jobId).mutation(({ ctx, input }) => acceptUnconfirmed(ctx.deps, ctx.user, input.id)),
   /** Lower the copies per unit (and the quorum) of a running job. */
   setReplication: protectedProcedure

@@ -3,6 +3,7 @@ import { reduceOutputs } from "../../../worker/sandbox/reduceOnServer";
 import type { BlobStore } from "../../store/blobs";
 import type { Db } from "../../store/prisma";
 import { hotStore } from "../../store/hotStore";
+import { aggregate, DEFAULT_TRIM, isNumericMerge } from "../programs/aggregate";
 
 /** Results above this size go to the blob store instead of the job row. */
 const INLINE_RESULT_BYTES = 64 * 1024;
@@ -43,6 +44,8 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
         timeMs: job.timeLimitMs ?? 30_000,
         memoryMb: (params as { limits?: { memoryMb?: number } }).limits?.memoryMb ?? 256,
       }));
+    } else if (isNumericMerge(job.merge)) {
+      value = aggregate(job.merge, outputs, (params as { trim?: number }).trim ?? DEFAULT_TRIM);
     } else if (job.program.kind === "wasm") {
       value = { b64: Buffer.concat(outputs.map((o) => Buffer.from((o as { b64: string }).b64, "base64"))).toString("base64") };
     } else {

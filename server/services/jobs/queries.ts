@@ -11,7 +11,7 @@ export interface Viewer {
 const jobColumns = {
   id: true, ownerId: true, kernel: true, params: true, chunks: true, state: true, price: true, estimate: true,
   cost: true, unitsDone: true, error: true, createdAt: true, finishedAt: true,
-  replicas: true, quorum: true, maxReplicas: true, adaptive: true, tolerance: true,
+  replicas: true, quorum: true, maxReplicas: true, adaptive: true, tolerance: true, stopAfterRound: true,
 } as const;
 
 async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
@@ -151,6 +151,18 @@ export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   await deps.coordinator.cancelJob(jobId);
   // Wherever its units are being computed.
   deps.cluster.bus.publish("cancel", jobId);
+  return getJob(deps, viewer, jobId);
+}
+
+/**
+ * The owner ends an iterative job after the round in progress: its step still runs on that
+ * round's outputs, and the job's result is the step's (its state, unless the step said done).
+ * Kept on the job's row, so it holds on whichever node ends the round, and after a restart.
+ */
+export async function stopAfterRound(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const job = await runningJob(deps, viewer, jobId, "stop it");
+  if (maxRoundsOf(job.kernel, job.params) === null) throw new UserError("BAD_REQUEST", `Job ${jobId} does not run in rounds: cancel it instead.`);
+  await deps.db.job.updateMany({ where: { id: jobId, state: "running" }, data: { stopAfterRound: true } });
   return getJob(deps, viewer, jobId);
 }
 

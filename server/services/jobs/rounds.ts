@@ -3,6 +3,7 @@ import type { Kernel, RoundRecord } from "../../../worker/kernels/types";
 import type { BlobStore } from "../../store/blobs";
 import type { Db } from "../../store/prisma";
 import type { Tx } from "../credits/ledger";
+import { runProgramStep, type ProgramStep } from "../programs/programStep";
 
 // Iterative jobs (kernels with `rounds`): each round is a set of WorkUnit rows of the job
 // with that round number, and a JobRound row with the state its units start from. The
@@ -60,7 +61,8 @@ function history(rows: Array<{ round: number; metric: number | null; latencyMs: 
  */
 export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number): Promise<RoundOutcome> {
   const { db } = deps;
-  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true } });
+  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true, merge: true, stopAfterRound: true, program: { select: { scriptHash: true } } } });
+  if (job.kernel === "program") return completeProgramRound(deps, jobId, round, job);
   const rounds = getKernel(job.kernel)?.rounds;
   if (!rounds) return { kind: "failed", error: `kernel ${job.kernel} does not run in rounds` };
   const params = JSON.parse(job.params) as unknown;
@@ -72,35 +74,23 @@ export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: s
     next = JSON.parse(row.next!);
     if (!row.done) return nextRound(db, jobId, round + 1);
   } else {
+    const stop = job.stopAfterRound;
     const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, output: true, done: true, pay: true }, orderBy: { idx: "asc" } });
     if (!units.length || units.some((u) => !u.done)) return { kind: "failed", error: `round ${round} ended before every unit had a validated result` };
     let step: ReturnType<typeof rounds.step>;
     let inputs: ReturnType<typeof rounds.splitRound> = [];
     try {
       step = rounds.step(params, JSON.parse(row.state), units.map((u) => JSON.parse(u.output!) as unknown), round);
-      if (!step.done && round < rounds.maxRounds(params)) inputs = rounds.splitRound(params, step.state, units.length);
+      if (!step.done && !stop && round < rounds.maxRounds(params)) inputs = rounds.splitRound(params, step.state, units.length);
     } catch (e) {
       return { kind: "failed", error: `Round ${round} could not be completed: ${(e as Error).message}` };
     }
     const done = inputs.length === 0;
     // Later rounds are paid as the first was, so the escrow (rounds × first round) covers them.
     if (!done && inputs.length !== units.length) return { kind: "failed", error: `round ${round + 1} split into ${inputs.length} units, not ${units.length}` };
-    const finishedAt = new Date();
-    await db.$transaction(async (tx) => {
-      const { count } = await tx.jobRound.updateMany({
-        where: { jobId, round, finishedAt: null },
-        data: {
-          finishedAt, latencyMs: finishedAt.getTime() - row.startedAt.getTime(), done, next: JSON.stringify(step.state),
-          metric: Number.isFinite(step.metric) ? step.metric : null, stats: step.stats ? JSON.stringify(step.stats) : null,
-        },
-      });
-      if (count === 0 || done) return;
-      await tx.workUnit.createMany({
-        data: inputs.map((u, idx) => ({
-          id: roundUnitId(jobId, round + 1, idx), jobId, round: round + 1, idx, input: JSON.stringify(u.input), work: Math.round(u.work), pay: units[idx].pay,
-        })),
-      });
-      await startRound(tx, jobId, round + 1, step.state, finishedAt);
+    await storeStep(db, jobId, round, row.startedAt, {
+      done, next: step.state, metric: step.metric, stats: step.stats, state: step.state,
+      inputs: inputs.map((u, idx) => ({ ...u, pay: units[idx].pay })),
     });
     if (!done) return nextRound(db, jobId, round + 1);
     next = step.state;
@@ -117,6 +107,92 @@ export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: s
   return { kind: "done", result: json, resultBlob: null };
 }
 
+/**
+ * Records a finished round and, unless it ended the job, the next round's units and its
+ * start, in one transaction. A round already recorded (a second call after a restart)
+ * changes nothing.
+ */
+async function storeStep(
+  db: Db, jobId: string, round: number, startedAt: Date,
+  step: { done: boolean; next: unknown; metric: number | null; stats?: Record<string, number>; state: unknown; inputs: Array<{ input: unknown; work: number; pay: number }> },
+) {
+  const finishedAt = new Date();
+  await db.$transaction(async (tx) => {
+    const { count } = await tx.jobRound.updateMany({
+      where: { jobId, round, finishedAt: null },
+      data: {
+        finishedAt, latencyMs: finishedAt.getTime() - startedAt.getTime(), done: step.done, next: JSON.stringify(step.next),
+        metric: step.metric !== null && Number.isFinite(step.metric) ? step.metric : null, stats: step.stats ? JSON.stringify(step.stats) : null,
+      },
+    });
+    if (count === 0 || step.done) return;
+    await tx.workUnit.createMany({
+      data: step.inputs.map((u, idx) => ({
+        id: roundUnitId(jobId, round + 1, idx), jobId, round: round + 1, idx, input: JSON.stringify(u.input), work: Math.round(u.work), pay: u.pay,
+      })),
+    });
+    await startRound(tx, jobId, round + 1, step.state, finishedAt);
+  });
+}
+
+/** What a program job's params hold (submit.ts, planProgramJob). */
+interface ProgramJobParams {
+  params?: unknown;
+  limits?: { timeMs?: number; memoryMb?: number };
+  context?: Record<string, unknown>;
+  rounds?: number;
+  trim?: number;
+}
+
+/**
+ * completeRound for an iterative program: its own step, sandboxed (programStep.ts), makes
+ * the next round's broadcast and state, or the result. What is stored as the round's
+ * `next` is the whole checked step, so that after a restart the job ends with the same
+ * result. The job's result: step's result when it said done, else (out of rounds, or
+ * stopped by its owner) its last state.
+ */
+async function completeProgramRound(
+  deps: { db: Db; blobs: BlobStore }, jobId: string, round: number,
+  job: { params: string; merge: string | null; stopAfterRound: boolean; program: { scriptHash: string | null } | null },
+): Promise<RoundOutcome> {
+  const { db } = deps;
+  const params = JSON.parse(job.params) as ProgramJobParams;
+  if (!job.program?.scriptHash) return { kind: "failed", error: "only a JavaScript program can run in rounds" };
+  const row = await db.jobRound.findUnique({ where: { jobId_round: { jobId, round } } });
+  if (!row) return { kind: "failed", error: `round ${round} was never started` };
+  let step: ProgramStep;
+  if (row.finishedAt) {
+    step = JSON.parse(row.next!) as ProgramStep;
+    if (!row.done) return nextRound(db, jobId, round + 1);
+  } else {
+    const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, input: true, output: true, done: true, work: true, pay: true }, orderBy: { idx: "asc" } });
+    if (!units.length || units.some((u) => !u.done)) return { kind: "failed", error: `round ${round} ended before every unit had a validated result` };
+    const stepJob = {
+      scriptHash: job.program.scriptHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
+      timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
+    };
+    try {
+      step = await runProgramStep(deps, stepJob, round, units.map((u) => JSON.parse(u.output!) as unknown), JSON.parse(row.state) as unknown, units.length);
+    } catch (e) {
+      return { kind: "failed", error: `Round ${round}'s step failed: ${(e as Error).message}` };
+    }
+    const done = step.done || job.stopAfterRound || round >= (params.rounds ?? round);
+    // The first metric is the one charted as converging; all of them are kept as the round's stats.
+    const metric = Object.values(step.metrics)[0] ?? null;
+    const inputs = done ? [] : units.map((u) => {
+      const input = JSON.parse(u.input) as Record<string, unknown>;
+      return { input: { ...input, context: { round: round + 1, broadcast: (step as { next: unknown }).next } }, work: u.work, pay: u.pay };
+    });
+    await storeStep(db, jobId, round, row.startedAt, {
+      done, next: step, metric, stats: step.metrics, state: step.state, inputs,
+    });
+    if (!done) return nextRound(db, jobId, round + 1);
+  }
+  const json = JSON.stringify((step.done ? step.result : step.state) ?? null);
+  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { kind: "done", result: null, resultBlob: await deps.blobs.put(json) };
+  return { kind: "done", result: json, resultBlob: null };
+}
+
 async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOutcome> {
   const units = await db.workUnit.findMany({ where: { jobId, round }, select: { id: true, idx: true, input: true, work: true, pay: true }, orderBy: { idx: "asc" } });
   if (!units.length) return { kind: "failed", error: `round ${round} has no units` };
@@ -125,6 +201,7 @@ async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOut
 
 /** The most rounds a job of this kernel may run, or null for a one-shot kernel. */
 export function maxRoundsOf(kernel: string, params: string): number | null {
+  if (kernel === "program") return (JSON.parse(params) as ProgramJobParams).rounds ?? null;
   const rounds = getKernel(kernel)?.rounds;
   return rounds ? rounds.maxRounds(JSON.parse(params)) : null;
 }

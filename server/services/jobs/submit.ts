@@ -7,10 +7,15 @@ import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 import { jsonObjectSchema } from "../jsonInput";
 import type { AppDeps } from "../deps";
-import { programInputSchema, splitProgramInput } from "../programs/split";
+import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
+import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
+import { runProgramStep } from "../programs/programStep";
+
+/** The most rounds an iterative program's job may ask for (the escrow holds them all). */
+export const MAX_ROUNDS = 10_000;
 import { idempotencyKeySchema, requestHash, submitOnce } from "./idempotency";
 
 export const replicationSchema = z
@@ -44,7 +49,14 @@ export const submitInputSchema = z.object({
   /** For kernel "program": the uploaded program's sha256, its input and how outputs merge. */
   program: z.string().regex(/^[0-9a-f]{64}$/, "A program is named by its sha256 (64 hex digits).").optional(),
   input: programInputSchema.optional(),
-  merge: z.enum(["concat", "reduce"]).default("concat"),
+  /**
+   * How unit outputs merge: concat, the program's reduce, or coordinate-wise over numeric
+   * arrays (aggregate.ts): mean, median, trimmed-mean (dropping `trim` of them at each end).
+   */
+  merge: z.enum(["concat", "reduce", ...NUMERIC_MERGES]).default("concat"),
+  trim: z.number().min(0, "trim is a share: 0 or more.").max(0.49, "trim is the share dropped at each end: below 0.5.").optional(),
+  /** An iterative program (one that exports step): the most rounds it may run. */
+  rounds: z.number().int("rounds must be a whole number.").min(1, "At least 1 round.").max(MAX_ROUNDS, `At most ${MAX_ROUNDS} rounds.`).optional(),
   /** Wall-clock limit per task; a task that runs longer fails (and is retried elsewhere). */
   timeLimitSeconds: z.number().positive().max(3600).optional(),
   /** The consumer's estimate of one unit's CPU time, for pricing a program's units. */
@@ -72,6 +84,16 @@ function price(creditsPerSecond: number, units: Array<{ input: unknown; work: nu
   const priced = units.map((u) => ({ ...u, pay: Math.max(1, Math.ceil((u.work * perSecond) / 1000)) }));
   // The most a job can cost: every unit paid to a full quorum of volunteers.
   return { units: priced, price: perSecond, estimate: priced.reduce((s, u) => s + u.pay, 0) * quorum };
+}
+
+/**
+ * How many outputs a robust merge of n outputs outvotes: a trimmed mean drops that many at
+ * each end, a median ignores up to that many on one side. One host is given no more units
+ * than that while other hosts can take them (JobSpec.maxUnitsPerHost).
+ */
+function outvoted(merge: SubmitInput["merge"], n: number, trim = DEFAULT_TRIM): number | undefined {
+  const k = merge === "trimmed-mean" ? trimCount(n, trim) : merge === "median" ? Math.floor((n - 1) / 2) : 0;
+  return k >= 1 ? k : undefined;
 }
 
 /** Validates a built-in kernel submission and prices it, without side effects. */
@@ -127,17 +149,41 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   if (!replication.tolerance && program.comparator?.kind === "tolerance") {
     replication.tolerance = { relative: program.comparator.relative ?? 0, absolute: program.comparator.absolute ?? 0 };
   }
+  if (input.rounds !== undefined) {
+    if (program.kind !== "js") throw new UserError("BAD_REQUEST", "Iterative jobs (rounds) need a JavaScript program: a WebAssembly program cannot export step yet.");
+    if (!program.exports.includes("step")) {
+      throw new UserError("BAD_REQUEST", `Program ${program.name} exports no step, so it cannot run in rounds: add export function step(merged, state, ctx) (see writing-jobs.md), or leave out rounds.`);
+    }
+  }
+  if (input.trim !== undefined && input.merge !== "trimmed-mean") throw new UserError("BAD_REQUEST", "trim applies to the trimmed-mean merge only.");
   const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
-  const inputs = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
+  const memoryMb = deps.env.WASM_MEMORY_LIMIT_MB;
+  const split = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
   const params = {
     program: { hash: program.hash, kind: program.kind, script: program.scriptHash },
     params: input.params,
-    limits: { timeMs, memoryMb: deps.env.WASM_MEMORY_LIMIT_MB },
+    limits: { timeMs, memoryMb },
+    ...(split.context ? { context: split.context } : {}),
+    ...(input.rounds !== undefined ? { rounds: input.rounds } : {}),
+    ...(input.trim !== undefined ? { trim: input.trim } : {}),
+    ...(outvoted(input.merge, split.units.length, input.trim) ? { maxUnitsPerHost: outvoted(input.merge, split.units.length, input.trim) } : {}),
   };
+  let inputs: Array<(typeof split.units)[number] & { context?: Record<string, unknown> }> = split.units;
+  let rounds: Plan["rounds"];
+  if (input.rounds !== undefined) {
+    // Round 0 of the step: the first round's broadcast (the initial weights) and state.
+    const job = { scriptHash: program.scriptHash!, merge: input.merge, trim: input.trim, params: input.params, context: split.context, timeMs, memoryMb };
+    const first = await runProgramStep(deps, job, 0, null, null, inputs.length).catch((e: Error) => {
+      throw new UserError("BAD_REQUEST", `The program's step failed before the first round: ${e.message}`);
+    });
+    if (first.done) throw new UserError("BAD_REQUEST", "The program's step ended the job before its first round: with round 0 it must return { next, state }.");
+    inputs = inputs.map((i) => ({ ...i, context: { round: 1, broadcast: first.next } }));
+    rounds = { state: first.state, maxRounds: input.rounds };
+  }
   const work = input.cpuSecondsPerUnit * 1000;
+  const priced = price(await pricePerCpuSecond(deps), inputs.map((i) => ({ input: i, work })), replication.quorum);
   return {
-    kernel: { name: "program" }, params, ...price(await pricePerCpuSecond(deps), inputs.map((i) => ({ input: i, work })), replication.quorum),
-    replication, programHash: program.hash,
+    kernel: { name: "program" }, params, ...priced, estimate: priced.estimate * (rounds?.maxRounds ?? 1), rounds, replication, programHash: program.hash,
   };
 }
 
@@ -172,10 +218,13 @@ async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   } else if (spec.mode === "range") {
     n = need();
     if (spec.end - spec.start < n) throw new UserError("BAD_REQUEST", `The range [${spec.start}, ${spec.end}) has fewer numbers than the ${n} chunks asked for.`);
-  } else n = need();
+  } else if (spec.mode === "csv" && input.chunks === undefined) n = DEFAULT_CSV_SHARDS;
+  else n = need();
   if (n > deps.env.MAX_CHUNKS) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${deps.env.MAX_CHUNKS}.`);
   const units = Array.from({ length: n }, () => ({ input: null, work: input.cpuSecondsPerUnit * 1000 }));
-  return { kernel: { name: "program" }, replication: input.replication, params: {}, ...price(await pricePerCpuSecond(deps), units, input.replication.quorum) };
+  const priced = price(await pricePerCpuSecond(deps), units, input.replication.quorum);
+  const rounds = input.rounds === undefined ? undefined : { state: null, maxRounds: input.rounds };
+  return { kernel: { name: "program" }, replication: input.replication, params: {}, ...priced, estimate: priced.estimate * (rounds?.maxRounds ?? 1), rounds };
 }
 
 /** A submission, once per idempotency key when it has one (see idempotency.ts). */

@@ -3,6 +3,7 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { isSha256 } from "./programs";
 import { withinJsonBounds } from "../jsonInput";
+import { parseCsv, shardRows, type CsvTable } from "./csvShards";
 
 const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
 
@@ -16,6 +17,11 @@ export const programInputSchema = z.discriminatedUnion("mode", [
   z.object({ mode: z.literal("lines"), data: hash }),
   /** An uploaded file cut into blocks of `blockBytes` bytes: one unit per block. */
   z.object({ mode: z.literal("blocks"), data: hash, blockBytes: z.number().int().min(1).max(64 * 1024 * 1024) }),
+  /**
+   * An uploaded CSV of numbers cut into `chunks` shards of whole rows; each unit gets its
+   * shard as the bytes of a row-major Float64Array (see csvShards.ts), `ctx.columns` the names.
+   */
+  z.object({ mode: z.literal("csv"), data: hash }),
 ]);
 export type ProgramInput = z.infer<typeof programInputSchema>;
 
@@ -37,8 +43,42 @@ async function dataFile(deps: AppDeps, ownerId: string, h: string) {
   return deps.blobs.get(h);
 }
 
-/** Splits a program job's input into unit inputs (storing chunk blobs as needed). */
-export async function splitProgramInput(deps: AppDeps, ownerId: string, input: ProgramInput, chunks: number | undefined, maxUnits: number): Promise<UnitInput[]> {
+/**
+ * Splits a program job's input into unit inputs (storing chunk blobs as needed), with the
+ * fields of `ctx` every unit gets (a CSV's `columns`).
+ */
+export async function splitProgramInput(
+  deps: AppDeps, ownerId: string, input: ProgramInput, chunks: number | undefined, maxUnits: number,
+): Promise<{ units: UnitInput[]; context?: Record<string, unknown> }> {
+  if (input.mode === "csv") {
+    const n = chunks ?? Math.min(DEFAULT_CSV_SHARDS, maxUnits);
+    if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
+    let table: ReturnType<typeof parseCsv>;
+    try {
+      table = parseCsv((await dataFile(deps, ownerId, input.data)).toString("utf8"));
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      throw new UserError("BAD_REQUEST", `The CSV file cannot be used: ${(e as Error).message}`);
+    }
+    if (table.rows < n && chunks === undefined) return csvUnits(deps, table, table.rows);
+    if (table.rows < n) throw new UserError("BAD_REQUEST", `The CSV file has ${table.rows} rows, fewer than the ${n} shards asked for.`);
+    return csvUnits(deps, table, n);
+  }
+  return { units: await splitPlain(deps, ownerId, input, chunks, maxUnits) };
+}
+
+/** Shards a CSV input is cut into when no chunk count is given. */
+export const DEFAULT_CSV_SHARDS = 10;
+
+async function csvUnits(deps: AppDeps, table: CsvTable, n: number) {
+  const units: UnitInput[] = [];
+  for (const shard of shardRows(table, n)) units.push({ blob: await deps.blobs.put(shard), encoding: "bytes" });
+  return { units, context: { columns: table.columns } };
+}
+
+async function splitPlain(
+  deps: AppDeps, ownerId: string, input: Exclude<ProgramInput, { mode: "csv" }>, chunks: number | undefined, maxUnits: number,
+): Promise<UnitInput[]> {
   const check = (n: number) => {
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
     return n;

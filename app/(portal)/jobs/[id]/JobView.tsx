@@ -20,6 +20,7 @@ export function JobView({ id }: { id: string }) {
   const result = useQuery({ ...trpc.jobs.result.queryOptions({ id }), enabled: job?.state === "completed" });
   const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions(undefined, { enabled: !ended }));
   const cancel = useMutation(trpc.jobs.cancel.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  const stop = useMutation(trpc.jobs.stopAfterRound.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
 
   if (initial.error) return <div className="card error">{initial.error.message}</div>;
   if (!job) return <div className="card">Loading…</div>;
@@ -73,6 +74,12 @@ export function JobView({ id }: { id: string }) {
         {job.state === "running" && (
           <ConfirmButton question="Really cancel this job?" onConfirm={() => cancel.mutate({ id })} disabled={cancel.isPending}>Cancel job</ConfirmButton>
         )}
+        {job.state === "running" && job.round !== null && job.ownedByViewer && (
+          job.stopAfterRound
+            ? <p className="hint" data-testid="stopping">Stops after round {job.round}; its result is the state that round leaves.</p>
+            : <button type="button" onClick={() => stop.mutate({ id })} disabled={stop.isPending}>Stop after this round</button>
+        )}
+        {stop.error && <p className="error">{stop.error.message}</p>}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>
       <CostCard job={job} />
@@ -80,6 +87,7 @@ export function JobView({ id }: { id: string }) {
         <RoundsCard
           rounds={job.rounds} maxRounds={job.maxRounds} running={job.state === "running"}
           epsilon={typeof job.params.epsilon === "number" ? job.params.epsilon : undefined}
+          metricName={job.kernel === "program" ? Object.keys(job.rounds.find((r) => Object.keys(r.stats).length)?.stats ?? {})[0] : undefined}
         />
       )}
       {job.state === "completed" && (

@@ -39,9 +39,15 @@ export function metricAxis(metrics: number[], epsilon: number | undefined) {
  * convergence threshold, and a table of each round's latency, metric and the kernel's other
  * numbers.
  */
-export function RoundsCard(props: { rounds: RoundRow[]; maxRounds: number | null; running: boolean; epsilon?: number }) {
-  const { rounds } = props;
+export function RoundsCard(props: {
+  rounds: RoundRow[]; maxRounds: number | null; running: boolean; epsilon?: number;
+  /** A program's rounds: its metrics are all in stats, the first of them (this name) charted as converging. */
+  metricName?: string;
+}) {
+  const { rounds, metricName } = props;
   const extra = [...new Set(rounds.flatMap((r) => Object.keys(r.stats)))];
+  // A program's other metrics (accuracy…), on a linear scale of their own.
+  const others = metricName ? extra.filter((k) => k !== metricName) : [];
   const finished = rounds.filter((r): r is RoundRow & { metric: number } => r.metric !== null && Number.isFinite(r.metric) && r.metric >= 0);
   const epsilon = props.epsilon !== undefined && props.epsilon > 0 ? props.epsilon : undefined;
   const axis = metricAxis(finished.map((r) => r.metric), epsilon);
@@ -53,7 +59,7 @@ export function RoundsCard(props: { rounds: RoundRow[]; maxRounds: number | null
       </h2>
       {data.length > 0 && (
         <div className="chart" data-testid="rounds-chart">
-          <h3>Converging metric per round{epsilon !== undefined && <span className="hint"> · dashed: the threshold ε = {num(epsilon)}</span>}</h3>
+          <h3>{metricName ? `${metricName} per round` : "Converging metric per round"}{epsilon !== undefined && <span className="hint"> · dashed: the threshold ε = {num(epsilon)}</span>}</h3>
           <ResponsiveContainer width="100%" height={200}>
             <LineChart data={data} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
               <CartesianGrid stroke="#eef0f3" />
@@ -71,12 +77,28 @@ export function RoundsCard(props: { rounds: RoundRow[]; maxRounds: number | null
           </ResponsiveContainer>
         </div>
       )}
+      {others.length > 0 && data.length > 0 && (
+        <div className="chart" data-testid="rounds-metrics-chart">
+          <h3>{others.join(", ")} per round</h3>
+          <ResponsiveContainer width="100%" height={160}>
+            <LineChart data={rounds.filter((r) => r.latencyMs !== null).map((r) => ({ round: r.round, ...r.stats }))} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+              <CartesianGrid stroke="#eef0f3" />
+              <XAxis dataKey="round" type="number" domain={[1, "dataMax"]} allowDecimals={false} fontSize={11} />
+              <YAxis domain={["auto", "auto"]} width={76} fontSize={11} tickFormatter={(v: number) => String(Number(v.toPrecision(3)))} />
+              <Tooltip labelFormatter={(r) => `round ${r}`} formatter={(v) => num(v as number)} />
+              {others.map((k, i) => (
+                <Line key={k} dataKey={k} name={k} stroke={["#16a34a", "#d97706", "#7c3aed", "#db2777"][i % 4]} dot={false} isAnimationActive={false} strokeWidth={1.6} />
+              ))}
+            </LineChart>
+          </ResponsiveContainer>
+        </div>
+      )}
       <table>
         <thead>
           <tr>
             <th>Round</th>
             <th>Latency</th>
-            <th>Metric</th>
+            {!metricName && <th>Metric</th>}
             {extra.map((k) => <th key={k}>{k}</th>)}
           </tr>
         </thead>
@@ -85,7 +107,7 @@ export function RoundsCard(props: { rounds: RoundRow[]; maxRounds: number | null
             <tr key={r.round} data-testid="round-row">
               <td>{r.round}</td>
               <td>{ms(r.latencyMs) ?? (props.running ? "running…" : "—")}</td>
-              <td>{num(r.metric)}</td>
+              {!metricName && <td>{num(r.metric)}</td>}
               {extra.map((k) => <td key={k}>{num(r.stats[k])}</td>)}
             </tr>
           ))}

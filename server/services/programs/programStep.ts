@@ -1,0 +1,82 @@
+// An iterative program's step: after each round, the program's own `step(merged, state, ctx)`
+// makes the next round's broadcast and state, or ends the job with its result. Consumer code
+// on the server, so it runs where a program's reduce runs: in QuickJS, in a thread of its own,
+// with the job's time and memory limits (worker/sandbox/stepSandbox.ts).
+
+import { runStep } from "../../../worker/sandbox/stepSandbox";
+import type { BlobStore } from "../../store/blobs";
+import { aggregate, DEFAULT_TRIM, isNumericMerge } from "./aggregate";
+
+/** What one step decided, checked. */
+export type ProgramStep =
+  | { done: false; next: unknown; state: unknown; metrics: Record<string, number> }
+  | { done: true; result: unknown; state: unknown; metrics: Record<string, number> };
+
+/** The broadcast travels in every task of a round: kept small so rounds stay fast. */
+export const MAX_BROADCAST_BYTES = 1024 * 1024;
+export const MAX_STATE_BYTES = 16 * 1024 * 1024;
+const MAX_METRICS = 16;
+
+/** The job's settings a step needs, as stored in the job's params (`submit.ts`). */
+export interface StepJob {
+  scriptHash: string;
+  merge: string | null;
+  trim?: number;
+  params: unknown;
+  context?: Record<string, unknown>;
+  timeMs: number;
+  memoryMb: number;
+}
+
+const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null));
+
+/** Checks what a program's step returned; throws an Error worded for the consumer. */
+export function checkStep(value: unknown, round: number): ProgramStep {
+  const shape = "step must return { next, state, metrics? } or { done: true, result, metrics? }";
+  if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error(`${shape}; after round ${round} it returned ${JSON.stringify(value)?.slice(0, 80)}`);
+  const v = value as Record<string, unknown>;
+  const metrics: Record<string, number> = {};
+  if (v.metrics !== undefined && v.metrics !== null) {
+    if (typeof v.metrics !== "object" || Array.isArray(v.metrics)) throw new Error("step's metrics must be an object of numbers, like { loss: 0.31, accuracy: 0.9 }");
+    const entries = Object.entries(v.metrics as Record<string, unknown>);
+    if (entries.length > MAX_METRICS) throw new Error(`step returned ${entries.length} metrics; at most ${MAX_METRICS} are kept`);
+    for (const [k, x] of entries) {
+      if (k.length > 40) throw new Error(`the metric name ${JSON.stringify(k.slice(0, 40))}… is longer than 40 characters`);
+      if (typeof x !== "number" || !Number.isFinite(x)) throw new Error(`the metric ${k} is ${JSON.stringify(x)}, not a finite number`);
+      metrics[k] = x;
+    }
+  }
+  const state = v.state === undefined ? null : v.state;
+  if (size(state) > MAX_STATE_BYTES) throw new Error(`step's state is larger than ${MAX_STATE_BYTES / 1024 / 1024} MiB`);
+  if (v.done === true) return { done: true, result: v.result === undefined ? state : v.result, state, metrics };
+  if (v.done !== undefined && v.done !== false) throw new Error(`${shape}; done must be true or false`);
+  if (v.next === undefined) throw new Error(`${shape}; it returned neither next nor done`);
+  if (size(v.next) > MAX_BROADCAST_BYTES) throw new Error(`step's next (sent to every unit) is larger than ${MAX_BROADCAST_BYTES / 1024} KiB`);
+  return { done: false, next: v.next, state, metrics };
+}
+
+/**
+ * Runs the step after `round` (0: before the first round, with merged and state null). The
+ * outputs are merged first as the job says: the program's reduce (in the same sandbox
+ * call), a numeric merge done here, or the outputs as they are (concat).
+ */
+export async function runProgramStep(
+  deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number,
+): Promise<ProgramStep> {
+  const script = (await deps.blobs.get(job.scriptHash)).toString("utf8");
+  let merged: unknown = null;
+  let reduce: unknown[] | undefined;
+  if (outputs) {
+    if (job.merge === "reduce") reduce = outputs;
+    else if (isNumericMerge(job.merge)) {
+      try {
+        merged = aggregate(job.merge, outputs, job.trim ?? DEFAULT_TRIM);
+      } catch (e) {
+        throw new Error(`cannot merge round ${round}'s outputs with ${job.merge}: ${(e as Error).message}`);
+      }
+    } else merged = outputs;
+  }
+  const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length } : {}) };
+  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb });
+  return checkStep(value, round);
+}

@@ -1,0 +1,138 @@
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { referenceRun } from "../../bench/lib/referenceRun";
+import { auditLedger } from "../../server/services/credits/ledger";
+// @ts-expect-error: a plain ES module of the examples, without types
+import { makeClassification } from "../../examples/js/make-classification.mjs";
+import { trpc } from "../helpers/clients";
+import { startVolunteer, type FleetVolunteer } from "../helpers/fleet";
+import { createUserWithKey, repoRoot, runCli, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
+
+// Iterative programs end to end: the logistic-regression example trained by data-parallel
+// gradient descent on real CLI volunteers (shards cached, weights broadcast each round, the
+// gradients merged by a trimmed mean, the program's own step on the server), compared with a
+// single-process run of the same algorithm on the same shards.
+
+const PROGRAM = path.join(repoRoot, "examples", "js", "logreg.js");
+const CSV: string = makeClassification({ rows: 4000, features: 6, seed: 7 });
+const SHARDS = 8;
+const PARAMS = { lr: 0.8 };
+
+describe("iterative programs: data-parallel training", () => {
+  let srv: TestServer;
+  let user: Awaited<ReturnType<typeof createUserWithKey>>;
+  let volunteers: CliVolunteer[] = [];
+  let program: string;
+  let data: string;
+
+  const post = async (kind: "programs" | "data", body: string, name: string) => {
+    const res = await fetch(`${srv.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body });
+    expect(res.status, await res.clone().text()).toBe(201);
+    return ((await res.json()) as { hash: string }).hash;
+  };
+
+  beforeAll(async () => {
+    srv = await startTestServer();
+    user = await createUserWithKey(srv.deps, "trainer@example.com");
+    volunteers = [0, 1, 2].map(() => startCliVolunteer(srv.url, 1, { dir: srv.dir }));
+    await waitFor(() => srv.deps.coordinator.volunteers().length === 3, 30_000, "three volunteers");
+    const fs = await import("node:fs");
+    program = await post("programs", fs.readFileSync(PROGRAM, "utf8"), "logreg.js");
+    data = await post("data", CSV, "data.csv");
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(volunteers.map((v) => v.stop()));
+    await srv?.close();
+  });
+
+  const submit = (rounds: number, extra: Record<string, unknown> = {}) =>
+    trpc(srv.url, user.apiKey).jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "csv", data }, chunks: SHARDS, merge: "trimmed-mean", rounds, params: PARAMS,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001, ...extra,
+    } as never);
+
+  async function finished(id: string, timeoutMs = 60_000) {
+    const api = trpc(srv.url, user.apiKey);
+    await waitFor(async () => ["completed", "failed", "cancelled"].includes((await api.jobs.get.query({ id })).state), timeoutMs, `job ${id}`);
+    return api.jobs.get.query({ id });
+  }
+
+  it("trains to the very weights of a single-process run, every round on the job page", async () => {
+    const rounds = 12;
+    const { id } = await submit(rounds);
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(job.round).toBe(rounds);
+    expect(job.maxRounds).toBe(rounds);
+    const reference = await referenceRun({ program: PROGRAM, csv: CSV, shards: SHARDS, merge: "trimmed-mean", params: PARAMS, rounds });
+    // Every shard arrived every round: the same bits.
+    const result = await trpc(srv.url, user.apiKey).jobs.result.query({ id });
+    expect(result).toEqual(reference.result);
+    expect(job.rounds.map((r) => r.stats)).toEqual(reference.rounds.map((r) => r.metrics));
+    const losses = job.rounds.map((r) => r.stats.loss);
+    expect(losses[0]).toBeCloseTo(Math.LN2, 10); // zero weights
+    expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.8);
+    for (const r of job.rounds) expect(r.latencyMs).toBeGreaterThanOrEqual(0);
+    console.log("round latencies", job.rounds.map((r) => r.latencyMs));
+    // The shards were stored once: every round's unit of shard i reads the same blob.
+    const units = await srv.deps.db.workUnit.findMany({ where: { jobId: id, idx: 0 }, select: { input: true } });
+    expect(units).toHaveLength(rounds);
+    expect(new Set(units.map((u) => (JSON.parse(u.input) as { blob: string }).blob)).size).toBe(1);
+    expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
+  }, 90_000);
+
+  it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {
+    const { id } = await submit(500);
+    const api = trpc(srv.url, user.apiKey);
+    await waitFor(async () => (await api.jobs.get.query({ id })).rounds.filter((r) => r.finishedAt).length >= 2, 30_000, "two rounds");
+    await api.jobs.stopAfterRound.mutate({ id });
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(job.round).toBeLessThan(500);
+    const result = (await api.jobs.result.query({ id })) as { w: number[] };
+    expect(result.w).toHaveLength(7);
+    // Refunded: the rounds it did not run.
+    expect(job.cost).toBeLessThan(job.estimate / 10);
+  }, 90_000);
+
+  it("keeps training down a falling loss while one volunteer sends poisoned gradients", async () => {
+    // A volunteer that answers every unit with a huge gradient of the right length.
+    const poisoner: FleetVolunteer = startVolunteer(srv.url, {
+      name: "poisoner",
+      compute: (task) => {
+        const cols = ((task.params as { context?: { columns?: string[] } }).context?.columns ?? []).length;
+        return { output: Array.from({ length: cols + 2 }, (_, i) => (i % 2 ? 1e6 : -1e6)), ms: 1 };
+      },
+    });
+    try {
+      await poisoner.connected();
+      // Each volunteer's window holds 2 of a round's 8 units: a trimmed mean that drops 2 at each end outvotes it.
+      const rounds = 10;
+      const { id } = await submit(rounds, { trim: 0.25 });
+      const job = await finished(id);
+      expect(job.state, job.error ?? "").toBe("completed");
+      expect(poisoner.computed, "the poisoner got units").toBeGreaterThan(0);
+      const losses = job.rounds.map((r) => r.stats.loss);
+      expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.85);
+      for (const w of ((await trpc(srv.url, user.apiKey).jobs.result.query({ id })) as { w: number[] }).w) expect(Math.abs(w)).toBeLessThan(10);
+    } finally {
+      poisoner.kill();
+    }
+  }, 90_000);
+
+  it("prints each round as it ends from the CLI, then the job", async () => {
+    const fs = await import("node:fs");
+    const file = path.join(srv.dir, "train.csv");
+    fs.writeFileSync(file, CSV);
+    const r = await runCli(
+      ["submit", "--program", PROGRAM, "--input-csv", file, "--chunks", "4", "--merge", "trimmed-mean", "--replicas", "1", "--rounds", "5", "--cpu-seconds", "0.001", "--params", JSON.stringify(PARAMS), "--wait", "--json"],
+      { TABGRID_URL: srv.url, TABGRID_API_KEY: user.apiKey },
+      60_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.slice(0, -1).map((l) => l.round)).toEqual([1, 2, 3, 4, 5]);
+    expect(lines[0]).toMatchObject({ round: 1, loss: expect.any(Number), accuracy: expect.any(Number), latencyMs: expect.any(Number) });
+    expect(lines.at(-1)).toMatchObject({ status: "completed", round: 5, result: { w: expect.any(Array) } });
+  }, 90_000);
+});

@@ -1,0 +1,143 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { aggregate, trimCount } from "../../server/services/programs/aggregate";
+import { parseCsv, shardRows } from "../../server/services/programs/csvShards";
+import { checkStep } from "../../server/services/programs/programStep";
+import { compileJsProgram } from "../../worker/sandbox/compileJs";
+import { closeStepSandbox, runStep } from "../../worker/sandbox/stepSandbox";
+import { Scheduler } from "../../server/scheduler";
+
+// The pieces of iterative programs without a server: the numeric merges (robust ones that
+// outvote poisoned outputs), CSV shards, what step may return, the step sandbox's limits,
+// and the scheduler's cap on one host's share of a round.
+
+describe("numeric merges", () => {
+  it("averages, takes medians and trims coordinate-wise", () => {
+    const outs = [[1, 10], [2, 20], [3, 30], [1000, -1000]];
+    expect(aggregate("mean", outs)).toEqual([251.5, -235]);
+    expect(aggregate("median", outs)).toEqual([2.5, 15]);
+    // trim 0.25 of 4: one dropped at each end of each coordinate.
+    expect(aggregate("trimmed-mean", outs, 0.25)).toEqual([2.5, 15]);
+  });
+
+  it("gives the same bits whatever order the outputs arrive in", () => {
+    const outs = Array.from({ length: 9 }, (_, i) => [0.1 * (i + 1), 1 / (i + 3)]);
+    const reversed = [...outs].reverse();
+    expect(aggregate("trimmed-mean", outs)).toEqual(aggregate("trimmed-mean", reversed));
+    expect(aggregate("mean", outs)).toEqual(aggregate("mean", reversed));
+  });
+
+  it("drops ceil(trim × n) at each end, leaving at least one", () => {
+    expect(trimCount(10, 0.1)).toBe(1);
+    expect(trimCount(4, 0.1)).toBe(1);
+    expect(trimCount(20, 0.1)).toBe(2);
+    expect(trimCount(2, 0.4)).toBe(0);
+    expect(trimCount(3, 0.49)).toBe(1);
+  });
+
+  it("refuses outputs that are not arrays of finite numbers of one length", () => {
+    expect(() => aggregate("mean", [[1, 2], [3]])).toThrow(/output 1 has 1 numbers, output 0 has 2/);
+    expect(() => aggregate("median", [[1], { a: 1 }])).toThrow(/output 1 is not an array/);
+    expect(() => aggregate("mean", [[1], [null]])).toThrow(/not a finite number/);
+    expect(() => aggregate("mean", [])).toThrow(/no outputs/);
+  });
+});
+
+describe("CSV shards", () => {
+  it("parses a header and numbers, and cuts rows into contiguous shards of float64 bytes", () => {
+    const t = parseCsv("x,y,label\n1,2,0\n3,4.5,1\n\n5,6,1\n");
+    expect(t.columns).toEqual(["x", "y", "label"]);
+    expect(t.rows).toBe(3);
+    const shards = shardRows(t, 2).map((b) => Array.from(new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))));
+    expect(shards).toEqual([[1, 2, 0], [3, 4.5, 1, 5, 6, 1]]);
+    expect(parseCsv("1,2\n3,4").columns).toEqual(["c0", "c1"]);
+  });
+
+  it("names the line and column of what is not a number", () => {
+    expect(() => parseCsv("a,b\n1,2\n3,x\n")).toThrow(/line 3, column 2 \(b\): "x" is not a number/);
+    expect(() => parseCsv("a,b\n1,2,3\n")).toThrow(/line 2 has 3 fields, the header 2/);
+    expect(() => parseCsv("a,b\n")).toThrow(/no rows/);
+    expect(() => parseCsv("\n\n")).toThrow(/empty/);
+  });
+});
+
+describe("what a step may return", () => {
+  it("takes { next, state, metrics } and { done, result }", () => {
+    expect(checkStep({ next: { w: [1] }, state: 2, metrics: { loss: 0.5 } }, 1)).toEqual({ done: false, next: { w: [1] }, state: 2, metrics: { loss: 0.5 } });
+    expect(checkStep({ done: true, result: "r" }, 3)).toMatchObject({ done: true, result: "r", metrics: {} });
+    // Done without a result: the state is the result.
+    expect(checkStep({ done: true, state: { w: [2] } }, 3)).toMatchObject({ result: { w: [2] } });
+  });
+
+  it("refuses anything else with a reason", () => {
+    expect(() => checkStep(null, 2)).toThrow(/step must return \{ next, state, metrics\? \}.*after round 2/);
+    expect(() => checkStep({ state: 1 }, 1)).toThrow(/neither next nor done/);
+    expect(() => checkStep({ next: 1, metrics: { loss: "low" } }, 1)).toThrow(/the metric loss is "low", not a finite number/);
+    expect(() => checkStep({ next: 1, metrics: [1] }, 1)).toThrow(/metrics must be an object/);
+    expect(() => checkStep({ next: "x".repeat(1024 * 1024 + 1) }, 1)).toThrow(/next \(sent to every unit\) is larger than 1024 KiB/);
+  });
+});
+
+describe("the step sandbox", () => {
+  afterAll(() => closeStepSandbox());
+  const script = (source: string) => compileJsProgram(source, { fileName: "p.js" }).then((c) => c.script);
+  const base = { merged: [1, 2], state: { n: 1 }, ctx: { round: 1, params: { k: 3 } }, timeMs: 2000, memoryMb: 64 };
+
+  it("runs step with the merged output, the state and ctx, and keeps nothing between calls", async () => {
+    const s = await script("let calls = 0; export function run() {} export function step(m, st, ctx) { calls++; return { next: m[0] + m[1] + ctx.params.k, state: { n: st.n + 1, calls } }; }");
+    expect(await runStep({ script: s, ...base })).toEqual({ next: 6, state: { n: 2, calls: 1 } });
+    expect(await runStep({ script: s, ...base })).toEqual({ next: 6, state: { n: 2, calls: 1 } });
+  });
+
+  it("runs the program's reduce first when asked, and reports the program's own error", async () => {
+    const s = await script("export function run() {} export function reduce(o) { return o.length; } export function step(m) { if (m > 2) throw new RangeError('too many'); return { next: m }; }");
+    expect(await runStep({ script: s, ...base, merged: null, reduce: [1, 2] })).toEqual({ next: 2 });
+    await expect(runStep({ script: s, ...base, merged: null, reduce: [1, 2, 3] })).rejects.toThrow(/RangeError: too many/);
+  });
+
+  it("ends a step past its time limit and then still runs the next", async () => {
+    const loop = await script("export function run() {} export function step() { for (;;) {} }");
+    await expect(runStep({ script: loop, ...base, timeMs: 200 })).rejects.toThrow(/time limit of 0.2 s exceeded/);
+    const ok = await script("export function run() {} export function step(m) { return { next: m }; }");
+    expect(await runStep({ script: ok, ...base })).toEqual({ next: [1, 2] });
+  });
+
+  it("ends a step past its memory limit", async () => {
+    const hog = await script("export function run() {} export function step() { const a = []; for (;;) a.push(new Array(1e5).fill(1)); }");
+    await expect(runStep({ script: hog, ...base, memoryMb: 16 })).rejects.toThrow(/memory limit of 16 MiB exceeded/);
+  });
+
+  it("has no host objects to reach", async () => {
+    const s = await script("export function run() {} export function step() { return { next: [typeof process, typeof fetch, typeof XMLHttpRequest] }; }");
+    expect(await runStep({ script: s, ...base })).toEqual({ next: ["undefined", "undefined", "undefined"] });
+  });
+});
+
+describe("one host's share of a round (maxUnitsPerHost)", () => {
+  const spec = (n: number, cap?: number) => ({
+    id: "r", kernel: "program", params: {}, leaseMs: 60_000, maxErrors: 3, replication: { target: 1, quorum: 1, maxInstances: 3 },
+    units: Array.from({ length: n }, (_, i) => ({ id: `u${i}`, index: i, input: i, work: 1 })), ...(cap ? { maxUnitsPerHost: cap } : {}),
+  });
+  const connect = (s: Scheduler, id: string) => s.addVolunteer(id, { window: 8, host: `h-${id}`, account: `a-${id}` });
+
+  it("gives a fast host no more than its share while others can take units", () => {
+    const s = new Scheduler();
+    for (const v of ["fast", "b", "c", "d"]) connect(s, v);
+    s.addJob(spec(8, 2), 0);
+    expect(s.leaseTasks("fast", 0)).toHaveLength(2);
+    for (const v of ["b", "c", "d"]) expect(s.leaseTasks(v, 0)).toHaveLength(2);
+  });
+
+  it("lifts the cap when no other host is there to take the units", () => {
+    const s = new Scheduler();
+    connect(s, "alone");
+    s.addJob(spec(8, 2), 0);
+    expect(s.leaseTasks("alone", 0)).toHaveLength(8);
+  });
+});
+
+it("ships the logistic regression example with run and step", async () => {
+  const c = await compileJsProgram(fs.readFileSync(path.join(import.meta.dirname, "../../examples/js/logreg.js"), "utf8"), { fileName: "logreg.js" });
+  expect(c.exports).toEqual(expect.arrayContaining(["run", "step"]));
+});
