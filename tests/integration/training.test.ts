@@ -120,6 +120,25 @@ describe("iterative programs: data-parallel training", () => {
     }
   }, 90_000);
 
+  it("finishes its rounds when a volunteer is killed in the middle of one", async () => {
+    const doomed = startCliVolunteer(srv.url, 1, { dir: srv.dir });
+    const api = trpc(srv.url, user.apiKey);
+    try {
+      await waitFor(() => srv.deps.coordinator.volunteers().length === 4, 30_000, "a fourth volunteer");
+      const rounds = 30;
+      const { id } = await submit(rounds);
+      await waitFor(async () => (await api.jobs.get.query({ id })).rounds.length >= 3, 30_000, "round 3");
+      doomed.kill("SIGKILL");
+      const job = await finished(id);
+      expect(job.state, job.error ?? "").toBe("completed");
+      expect(job.round).toBe(rounds);
+      const reference = await referenceRun({ program: PROGRAM, csv: CSV, shards: SHARDS, merge: "trimmed-mean", params: PARAMS, rounds });
+      expect(await api.jobs.result.query({ id })).toEqual(reference.result);
+    } finally {
+      await doomed.stop();
+    }
+  }, 90_000);
+
   it("prints each round as it ends from the CLI, then the job", async () => {
     const fs = await import("node:fs");
     const file = path.join(srv.dir, "train.csv");
