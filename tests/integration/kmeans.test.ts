@@ -173,8 +173,11 @@ describe("iterative k-means jobs", () => {
       { TABGRID_API_KEY: consumer.apiKey },
     );
     expect(out.code, out.stderr).toBe(0);
-    const report = JSON.parse(out.stdout) as { status: string; result: KmeansResult; rounds: Array<{ round: number; metric: number }> };
+    // A JSON line per round as it ended, then the job's.
+    const lines = out.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const report = lines.at(-1) as { status: string; result: KmeansResult; rounds: Array<{ round: number; metric: number }> };
     expect(report.status).toBe("completed");
+    expect(lines.slice(0, -1)).toEqual(report.rounds);
     expect(report.result.converged).toBe(true);
     expect(report.rounds.map((r) => r.round)).toEqual(report.result.metrics.map((_, i) => i + 1));
     const p = kmeans.params.parse({ k: 4, seed: 5 });

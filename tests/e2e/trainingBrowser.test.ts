@@ -1,0 +1,76 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser } from "playwright-core";
+// @ts-expect-error: a plain ES module of the examples, without types
+import { makeClassification } from "../../examples/js/make-classification.mjs";
+import { referenceRun } from "../../bench/lib/referenceRun";
+import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { trpc } from "../helpers/clients";
+import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
+
+// Training in a volunteer tab: the logistic-regression example runs its rounds in Chromium's
+// sandboxed workers (the CSV shards fetched once and kept by the tab), the server steps the
+// weights, and the job page charts the loss of every round and tabulates its metrics.
+describe("training on a browser volunteer", () => {
+  let server: TestServer;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    server = await startTestServer({ TABGRID_UI: "on" });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("trains in the tab to the weights of a single-process run, and the job page charts every round", async () => {
+    const user = await createUserWithKey(server.deps, "trainer@example.com");
+    const post = async (kind: string, body: string, name: string) =>
+      ((await (await fetch(`${server.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body })).json()) as { hash: string }).hash;
+    const programFile = path.join(repoRoot, "examples", "js", "logreg.js");
+    const csv: string = makeClassification({ rows: 2000, features: 5, seed: 3 });
+    const program = await post("programs", fs.readFileSync(programFile, "utf8"), "logreg.js");
+    const data = await post("data", csv, "data.csv");
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1100 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const volunteer = await context.newPage();
+    const errors = collectPageErrors(volunteer);
+    await volunteer.goto("/volunteer");
+    await volunteer.getByRole("button", { name: "Start" }).click();
+    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+
+    const api = trpc(server.url, user.apiKey);
+    const rounds = 8;
+    const params = { lr: 0.8 };
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "csv", data }, chunks: 4, merge: "mean", rounds, params, cpuSecondsPerUnit: 0.01, replication: { replicas: 1 },
+    } as never);
+    await waitFor(async () => ["completed", "failed"].includes((await api.jobs.get.query({ id })).state), 90_000, `job ${id} in the browser`);
+    const job = await api.jobs.get.query({ id });
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(job.round).toBe(rounds);
+    const reference = await referenceRun({ program: programFile, csv, shards: 4, merge: "mean", params, rounds });
+    // Chromium's Math.exp may differ from Node's in the last bit: equal to 1e-12, not bit for bit.
+    const got = (await api.jobs.result.query({ id })) as { w: number[]; loss: number };
+    const want = reference.result as typeof got;
+    expect(got.w).toHaveLength(want.w.length);
+    got.w.forEach((w, i) => expect(Math.abs(w - want.w[i])).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want.w[i]))));
+
+    const page = await context.newPage();
+    errors.push(...collectPageErrors(page));
+    await signIn(page, user.user.email, user.password, `/jobs/${id}`);
+    const chart = page.getByTestId("rounds-chart");
+    await chart.locator(".recharts-line-dots").waitFor({ state: "attached" });
+    await expect(chart.locator("h3").textContent()).resolves.toMatch(/^loss per round/);
+    expect(await chart.locator(".recharts-line-dots circle").count()).toBe(rounds);
+    expect(await page.getByTestId("round-row").count()).toBe(rounds);
+    const headers = await page.getByTestId("rounds").locator("th").allTextContents();
+    expect(headers).toEqual(["Round", "Latency", "loss", "accuracy"]);
+    await page.getByTestId("rounds-metrics-chart").waitFor();
+    await keepScreenshot(page, "e2e-training-rounds");
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+});
