@@ -8,6 +8,7 @@ import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
 import { fetchMetrics, histogramBetween, metricValue } from "./lib/prom";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { trainingPhase } from "./lib/training";
 
 // `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
 // interactive latency of a real server process, measured from many headless volunteers over
@@ -81,6 +82,8 @@ const plan = SHORT
 const TASK_MS = 100;
 /** Overhead is reported for tasks scheduled after this much of a phase (the warm-up is reported apart). */
 const WARMUP_MS = SHORT ? 300 : 1000;
+/** The training phase: the issue's 100,000 rows × 20 features in 10 shards on 4 CLI volunteers (a small one in the short run). */
+const TRAINING = SHORT ? { volunteers: 2, rows: 4000, features: 20, shards: 4, rounds: 5 } : { volunteers: 4, rows: 100_000, features: 20, shards: 10, rounds: 50 };
 const OVERHEAD_VOLUNTEERS = 100;
 /** The fixed-rate overhead phase: tasks a second over the whole fleet. */
 const FIXED_RATE = 1000;
@@ -368,10 +371,17 @@ async function main() {
   });
   log(`job submissions of 16 chunks at ${small.perSecond}/s: p50 ${fmt(small.summary.p50, 2)} ms, p99 ${fmt(small.summary.p99, 2)} ms (${small.failed} failed)`);
 
-  sampler.stop();
-  const alive = nodes.every((n) => n.alive());
   const volunteerErrors = fleet.stats.errors.length;
   await fleet.close();
+
+  // ---- 6. training: an iterative program's rounds on CLI volunteers, against one process ----
+  const online = async () => (await api.cluster.status.query()).volunteers;
+  for (let i = 0; i < 100 && (await online()) > 0; i++) await sleep(100);
+  const training = await phase(`training, ${TRAINING.volunteers} CLI volunteers`, () => trainingPhase(server.url, cluster.apiKey, api, TRAINING, online));
+  log(`training ${TRAINING.rows} rows × ${TRAINING.features} features in ${TRAINING.shards} shards on ${TRAINING.volunteers} CLI volunteers: round p50 ${fmt(training.rounds_ms.p50, 1)} ms, p99 ${fmt(training.rounds_ms.p99, 1)} ms (first ${training.firstRoundMs} ms); ${training.rounds} rounds in ${training.wallMs} ms, one process ${training.referenceMs} ms (goal ≤ ${training.budgetMs} ms); loss ${fmt(training.loss, 4)} (one process ${fmt(training.referenceLoss, 4)})`);
+
+  sampler.stop();
+  const alive = nodes.every((n) => n.alive());
   stopOnFailure = undefined;
   await cluster.stop();
 
@@ -428,6 +438,13 @@ async function main() {
     job_submit_p99_ms: round(small.summary.p99, 1),
     /** The bench's own feed: jobs of up to 10,000 chunks, submitted between phases. */
     bulk_submit_p50_ms: round(summarize(submitMs).p50, 1),
+    /** An iterative program's round on CLI volunteers (the training phase), after the first round. */
+    round_p50_ms: training.rounds_ms.p50,
+    round_p99_ms: training.rounds_ms.p99,
+    /** The training job from submission to its last round, and the same rounds in one process. */
+    training_wall_ms: training.wallMs,
+    training_reference_ms: training.referenceMs,
+    training_budget_ms: training.budgetMs,
     server_alive: alive,
     volunteer_errors: volunteerErrors,
   };
@@ -443,10 +460,12 @@ async function main() {
     { target: "server RSS, most while working", goal: "< 400 MB", value: `${fmt(rssMax, 0)} MB`, met: full1000 ? rssMax < 400 : null },
     { target: "calc round trip p99", goal: "≤ 10 ms", value: `${fmt(summary.calc_p99_ms, 2)} ms`, met: summary.calc_p99_ms <= 10 },
     { target: "job submission p50 (16 chunks)", goal: "≤ 15 ms", value: `${fmt(summary.job_submit_p50_ms, 1)} ms`, met: summary.job_submit_p50_ms <= 15 },
+    { target: `training round p50 / p99 (${TRAINING.shards} shards of ${TRAINING.rows} × ${TRAINING.features}, ${TRAINING.volunteers} CLI volunteers)`, goal: "≤ 30 / 60 ms", value: `${fmt(summary.round_p50_ms, 1)} / ${fmt(summary.round_p99_ms, 1)} ms`, met: SHORT ? null : summary.round_p50_ms <= 30 && summary.round_p99_ms <= 60 },
+    { target: `training to the reference loss (${TRAINING.rounds} rounds)`, goal: `≤ 1.2 × one process + 10 ms a round = ${fmt(summary.training_budget_ms, 0)} ms`, value: `${fmt(summary.training_wall_ms, 0)} ms`, met: SHORT ? null : summary.training_wall_ms <= summary.training_budget_ms },
   ];
   const meta = reportMeta("bench", SHORT ? "short" : "full", started, `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`);
   const timeline = sampler.samples.map((s) => ({ t: round(s.t, 2), cpuPercent: round(s.cpuPercent, 1), dbCpuPercent: round(s.dbCpuPercent, 1), rssMb: round(s.rssMb, 1), lagP99Ms: round(s.lagP99Ms, 2), lagMaxMs: round(s.lagMaxMs, 2) }));
-  const report = { summary, targets, throughput, ceiling, overhead, fixedRate: fixed, efficiency, calc, smallJobs: small, phases, timeline, submitMs: summarize(submitMs), submitRetries, connectSeconds, ui: opts.ui };
+  const report = { summary, targets, throughput, ceiling, overhead, fixedRate: fixed, efficiency, calc, smallJobs: small, training, phases, timeline, submitMs: summarize(submitMs), submitRetries, connectSeconds, ui: opts.ui };
   const md = markdown(meta, report);
   const files = writeReport(meta, report, md);
   if (opts.json) process.stdout.write(JSON.stringify({ ...summary, report: files.json }) + "\n");

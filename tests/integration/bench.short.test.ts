@@ -52,8 +52,15 @@ describe("npm run bench -- --short", () => {
     expect(summary).toHaveProperty("efficiency_1000_volunteers", null);
     expect(summary).toHaveProperty("server_rss_mb_1000_volunteers", null);
 
+    // The training phase: an iterative program's rounds on CLI volunteers, trained to the one-process run's loss.
+    expect(summary.round_p50_ms).toBeGreaterThan(0);
+    expect(summary.round_p99_ms).toBeGreaterThanOrEqual(summary.round_p50_ms);
+    expect(summary.training_reference_ms).toBeGreaterThan(0);
+    expect(summary.training_wall_ms).toBeGreaterThan(0);
+
     expect(path.dirname(summary.report)).toBe(dir);
     const report = JSON.parse(fs.readFileSync(summary.report, "utf8"));
+    expect(report.training.loss).toBe(report.training.referenceLoss);
     expect(report.meta).toMatchObject({ kind: "bench", mode: "short" });
     expect(report.throughput.map((t: { volunteers: number }) => t.volunteers)).toEqual([1, 10, 50]);
     expect(report.overhead[0].summary.count).toBeGreaterThan(100);
