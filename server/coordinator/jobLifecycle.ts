@@ -5,7 +5,7 @@ import { readJobPg, readUnitsPg, type UnitRange } from "../store/postgres/jobRow
 import type { PersistOp } from "../services/jobs/batchSql";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
-import { completeRound, currentRound, roundJobId } from "../services/jobs/rounds";
+import { completeRound, currentRound, roundJobId, roundQuorum } from "../services/jobs/rounds";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { userAccount } from "../services/credits/accounts";
 import { outputSchemaFor } from "../services/programs/outputs";
@@ -152,6 +152,9 @@ export class JobLifecycle {
     // A program whose outputs merge by outvoting outliers: no host gets more units than the merge drops.
     const perHost = (spec.params as { maxUnitsPerHost?: unknown } | null)?.maxUnitsPerHost;
     if (typeof perHost === "number" && perHost >= 1) spec.maxUnitsPerHost = perHost;
+    // A round that closes once a share of its units is in (a slow volunteer cannot hold it).
+    const share = (spec.params as { roundShare?: unknown } | null)?.roundShare;
+    if (round && typeof share === "number" && share > 0 && share < 1) spec.completeAt = roundQuorum(spec.units.length, share);
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });

@@ -248,7 +248,7 @@ export class Scheduler {
     for (let i = started.length - 1; i >= 0; i--) job.queue.pushFront(started[i] as UnitRecord);
     this.jobs.set(spec.id, job);
 
-    if (job.done === job.units.length) {
+    if (job.done >= (spec.completeAt ?? job.units.length)) {
       job.state = "completed";
       return { progress: this.snapshot(job), outcomes: [] };
     }
@@ -1208,8 +1208,9 @@ export class Scheduler {
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
     job.done++;
-    const jobDone = job.done === job.units.length;
-    if (jobDone) this.endJob(job, "completed");
+    const jobDone = job.done >= (job.spec.completeAt ?? job.units.length);
+    // Closed before every unit was (completeAt): the copies still running are revoked too.
+    if (jobDone) revoked.push(...this.endJob(job, "completed"));
     return {
       kind: "validated",
       jobId: job.spec.id,

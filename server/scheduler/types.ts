@@ -76,6 +76,12 @@ export interface JobSpec {
    * sends garbage cannot take more units than the merge drops.
    */
   maxUnitsPerHost?: number;
+  /**
+   * The job is complete once this many of its units are validated (default: all of them):
+   * a round of an iterative job that closes at a share of its shards, so that a slow
+   * volunteer cannot hold it. The units still running are revoked.
+   */
+  completeAt?: number;
 }
 
 export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });

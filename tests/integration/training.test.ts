@@ -4,7 +4,7 @@ import { referenceRun } from "../../bench/lib/referenceRun";
 import { auditLedger } from "../../server/services/credits/ledger";
 // @ts-expect-error: a plain ES module of the examples, without types
 import { makeClassification } from "../../examples/js/make-classification.mjs";
-import { trpc } from "../helpers/clients";
+import { RawVolunteer, trpc } from "../helpers/clients";
 import { startVolunteer, type FleetVolunteer } from "../helpers/fleet";
 import { createUserWithKey, repoRoot, runCli, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 
@@ -138,6 +138,26 @@ describe("iterative programs: data-parallel training", () => {
       await doomed.stop();
     }
   }, 90_000);
+
+  it("closes each round at its share of shards, so a volunteer that never answers cannot hold it", async () => {
+    // Takes its tasks and never answers: without a round share, each round would wait out its lease.
+    const silent = await RawVolunteer.connect(srv.url);
+    silent.hello(1);
+    await silent.next("welcome");
+    try {
+      const rounds = 6;
+      const { id } = await submit(rounds, { roundShare: 0.75 });
+      const job = await finished(id, 30_000);
+      expect(job.state, job.error ?? "").toBe("completed");
+      expect(job.round).toBe(rounds);
+      expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
+      // Each round closed with at least 6 of its 8 shards; the loss still fell.
+      const losses = job.rounds.map((r) => r.stats.loss);
+      expect(losses.at(-1)!).toBeLessThan(losses[0]);
+    } finally {
+      await silent.close();
+    }
+  }, 60_000);
 
   it("prints each round as it ends from the CLI, then the job", async () => {
     const fs = await import("node:fs");

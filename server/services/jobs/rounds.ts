@@ -13,6 +13,11 @@ import { runProgramStep, type ProgramStep } from "../programs/programStep";
 /** Results above this size go to the blob store instead of the job row (as merge.ts does). */
 const INLINE_RESULT_BYTES = 64 * 1024;
 
+/** The units a round needs before it closes, with a round share below 1 (at least one). */
+export function roundQuorum(units: number, share: number): number {
+  return Math.max(1, Math.ceil(share * units - 1e-9));
+}
+
 /** The scheduler's id for one round of an iterative job. */
 export function roundJobId(jobId: string, round: number): string {
   return `${jobId}~r${round}`;
@@ -142,6 +147,8 @@ interface ProgramJobParams {
   context?: Record<string, unknown>;
   rounds?: number;
   trim?: number;
+  /** A round closes once this share of its units is in (the rest run again next round). */
+  roundShare?: number;
 }
 
 /**
@@ -166,13 +173,17 @@ async function completeProgramRound(
     if (!row.done) return nextRound(db, jobId, round + 1);
   } else {
     const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, input: true, output: true, done: true, work: true, pay: true }, orderBy: { idx: "asc" } });
-    if (!units.length || units.some((u) => !u.done)) return { kind: "failed", error: `round ${round} ended before every unit had a validated result` };
+    // With a round share, the round closed at that many units: the others' shards run again next round.
+    const arrived = units.filter((u) => u.done);
+    const needed = params.roundShare && params.roundShare < 1 ? roundQuorum(units.length, params.roundShare) : units.length;
+    if (!units.length || arrived.length < needed) return { kind: "failed", error: `round ${round} ended before enough of its units had a validated result` };
     const stepJob = {
       scriptHash: job.program.scriptHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
       timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
     };
     try {
-      step = await runProgramStep(deps, stepJob, round, units.map((u) => JSON.parse(u.output!) as unknown), JSON.parse(row.state) as unknown, units.length);
+      const missing = units.filter((u) => !u.done).map((u) => u.idx);
+      step = await runProgramStep(deps, stepJob, round, arrived.map((u) => JSON.parse(u.output!) as unknown), JSON.parse(row.state) as unknown, units.length, missing);
     } catch (e) {
       return { kind: "failed", error: `Round ${round}'s step failed: ${(e as Error).message}` };
     }

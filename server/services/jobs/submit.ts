@@ -56,6 +56,8 @@ export const submitInputSchema = z.object({
   merge: z.enum(["concat", "reduce", ...NUMERIC_MERGES]).default("concat"),
   trim: z.number().min(0, "trim is a share: 0 or more.").max(0.49, "trim is the share dropped at each end: below 0.5.").optional(),
   /** An iterative program (one that exports step): the most rounds it may run. */
+  /** An iterative program's round closes once this share of its units is in; the rest run again next round. */
+  roundShare: z.number().gt(0, "roundShare is a share of the units: above 0.").max(1, "roundShare is a share of the units: at most 1.").optional(),
   rounds: z.number().int("rounds must be a whole number.").min(1, "At least 1 round.").max(MAX_ROUNDS, `At most ${MAX_ROUNDS} rounds.`).optional(),
   /** Wall-clock limit per task; a task that runs longer fails (and is retried elsewhere). */
   timeLimitSeconds: z.number().positive().max(3600).optional(),
@@ -155,6 +157,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
       throw new UserError("BAD_REQUEST", `Program ${program.name} exports no step, so it cannot run in rounds: add export function step(merged, state, ctx) (see writing-jobs.md), or leave out rounds.`);
     }
   }
+  if (input.roundShare !== undefined && input.rounds === undefined) throw new UserError("BAD_REQUEST", "roundShare applies to a job that runs in rounds only.");
   if (input.trim !== undefined && input.merge !== "trimmed-mean") throw new UserError("BAD_REQUEST", "trim applies to the trimmed-mean merge only.");
   const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
   const memoryMb = deps.env.WASM_MEMORY_LIMIT_MB;
@@ -166,6 +169,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     ...(split.context ? { context: split.context } : {}),
     ...(input.rounds !== undefined ? { rounds: input.rounds } : {}),
     ...(input.trim !== undefined ? { trim: input.trim } : {}),
+    ...(input.roundShare !== undefined && input.roundShare < 1 ? { roundShare: input.roundShare } : {}),
     ...(outvoted(input.merge, split.units.length, input.trim) ? { maxUnitsPerHost: outvoted(input.merge, split.units.length, input.trim) } : {}),
   };
   let inputs: Array<(typeof split.units)[number] & { context?: Record<string, unknown> }> = split.units;

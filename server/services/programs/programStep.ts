@@ -61,7 +61,7 @@ export function checkStep(value: unknown, round: number): ProgramStep {
  * call), a numeric merge done here, or the outputs as they are (concat).
  */
 export async function runProgramStep(
-  deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number,
+  deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number, missing: number[] = [],
 ): Promise<ProgramStep> {
   const script = (await deps.blobs.get(job.scriptHash)).toString("utf8");
   let merged: unknown = null;
@@ -76,7 +76,8 @@ export async function runProgramStep(
       }
     } else merged = outputs;
   }
-  const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length } : {}) };
+  // A round closed at a share of its units: `missing` names the shards whose outputs did not arrive.
+  const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
   const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb });
   return checkStep(value, round);
 }
