@@ -129,6 +129,18 @@ describe("one host's share of a round (maxUnitsPerHost)", () => {
     for (const v of ["b", "c", "d"]) expect(s.leaseTasks(v, 0)).toHaveLength(2);
   });
 
+  it("completes a round at completeAt validated units and revokes the copies still running", () => {
+    const s = new Scheduler();
+    for (const v of ["a", "b"]) connect(s, v);
+    s.addJob({ ...spec(4), completeAt: 3 }, 0);
+    const tasks = [...s.leaseTasks("a", 0, 2), ...s.leaseTasks("b", 0, 2)];
+    expect(tasks).toHaveLength(4);
+    const outcomes = tasks.slice(0, 3).map((t, i) => s.completeTask(i < 2 ? "a" : "b", t.taskId, [1], `d${t.unitId}`, 1));
+    expect(outcomes.map((o) => (o as { jobDone?: boolean }).jobDone)).toEqual([false, false, true]);
+    expect((outcomes[2] as { revoked: Array<{ taskId: string }> }).revoked.map((r) => r.taskId)).toEqual([tasks[3].taskId]);
+    expect(s.jobState("r")).toBe("completed");
+  });
+
   it("lifts the cap when no other host is there to take the units", () => {
     const s = new Scheduler();
     connect(s, "alone");
