@@ -101,6 +101,9 @@ function outvoted(merge: SubmitInput["merge"], n: number, trim = DEFAULT_TRIM): 
 /** Validates a built-in kernel submission and prices it, without side effects. */
 export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitInput): Promise<Plan> {
   if (input.kernel === "program") throw new UserError("BAD_REQUEST", "Program jobs are planned with planProgramJob.");
+  for (const option of ["rounds", "roundShare", "trim"] as const) {
+    if (input[option] !== undefined) throw new UserError("BAD_REQUEST", `${option} applies to an uploaded program's job, not to the ${input.kernel} kernel.`);
+  }
   const kernel = getKernel(input.kernel);
   if (!kernel) {
     throw new UserError("BAD_REQUEST", `Unknown kernel "${input.kernel}". Available: ${Object.keys(kernels).join(", ")}.`);
