@@ -91,7 +91,7 @@ export async function submit(argv: string[]): Promise<number> {
     "no-adaptive": { type: "boolean", default: false }, "idempotency-key": { type: "string" },
     program: { type: "string" }, "input-json": { type: "string" }, range: { type: "string" }, lines: { type: "string" },
     blocks: { type: "string" }, "block-size": { type: "string" }, merge: { type: "string" }, "time-limit": { type: "string" },
-    "cpu-seconds": { type: "string" }, output: { type: "string" }, "input-csv": { type: "string" }, rounds: { type: "string" }, trim: { type: "string" }, "round-share": { type: "string" },
+    "cpu-seconds": { type: "string" }, output: { type: "string" }, "input-csv": { type: "string" }, rounds: { type: "string" }, trim: { type: "string" }, "round-share": { type: "string" }, speculate: { type: "boolean", default: false },
   });
   const kernel = values.program ? "program" : positionals[0];
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
@@ -152,6 +152,8 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   const roundShare = v["round-share"] === undefined ? undefined : Number(v["round-share"]);
   if (roundShare !== undefined && !(roundShare > 0 && roundShare <= 1)) throw new UsageError("--round-share is the share of a round's units it waits for, above 0 and at most 1 (e.g. 0.9)");
   if (roundShare !== undefined && rounds === undefined) throw new UsageError("--round-share goes with --rounds");
+  const speculate = v.speculate === true ? true : undefined;
+  if (speculate && rounds === undefined) throw new UsageError("--speculate goes with --rounds");
   let input: unknown;
   if (v["input-json"] !== undefined) {
     let items: unknown;
@@ -178,7 +180,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit, rounds, trim, roundShare } as never;
+  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit, rounds, trim, roundShare, speculate } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

@@ -155,6 +155,8 @@ export class JobLifecycle {
     // A round that closes once a share of its units is in (a slow volunteer cannot hold it).
     const share = (spec.params as { roundShare?: unknown } | null)?.roundShare;
     if (round && typeof share === "number" && share > 0 && share < 1) spec.completeAt = roundQuorum(spec.units.length, share);
+    // On request, a round's last units get copies on volunteers left idle, so one slow volunteer does not hold it.
+    if (round && (spec.params as { speculate?: unknown } | null)?.speculate === true) spec.speculate = true;
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
       this.rounds.set(jobId, { schedulerId: spec.id });

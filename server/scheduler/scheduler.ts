@@ -89,6 +89,8 @@ export class Scheduler {
   private readonly hostRecords = new Map<HostId, ReliabilityRecord>();
   private readonly accountRecords = new Map<AccountId, ReliabilityRecord>();
   private readonly rotation = new JobRotation<JobRecord>();
+  /** Running jobs with spec.speculate: an idle volunteer may take a copy of their running units. */
+  private readonly speculative = new Set<JobRecord>();
   // An entry is stale once its task is released, or when its deadline was moved.
   private readonly leases = new LeaseHeap<TaskRecord>((t, key) => t.live && t.deadline === key);
   /** Volunteers holding fewer tasks than their window, in the order they became so. */
@@ -253,6 +255,7 @@ export class Scheduler {
       return { progress: this.snapshot(job), outcomes: [] };
     }
     this.runningJobCount++;
+    if (spec.speculate) this.speculative.add(job);
     this.queuedCount += job.queuedUnits;
     if (job.queue.size > 0) this.rotation.add(job);
 
@@ -466,8 +469,31 @@ export class Scheduler {
         misses++;
       }
     }
+    if (out.length < n && this.speculative.size > 0 && this.capacity(v) > 0) this.speculate(v, now, n - out.length, out);
     if (out.length > 0) this.updateHungry(v);
     return out;
+  }
+
+  /** Copies of running units of speculative jobs with nothing queued, for a volunteer with room (JobSpec.speculate). */
+  private speculate(v: VolunteerRecord, now: number, room: number, out: TaskAssignment[]): void {
+    for (const job of this.speculative) {
+      // Under a share per host (a robust merge) a copy never takes a host past it: a fast host
+      // sending garbage would otherwise win the races for more units than the merge outvotes.
+      if (job.queuedUnits > 0 || (job.perHost && (job.perHost.get(v.host) ?? 0) >= job.spec.maxUnitsPerHost!)) continue;
+      while (room > 0 && !(job.perHost && (job.perHost.get(v.host) ?? 0) >= job.spec.maxUnitsPerHost!)) {
+        let oldest: TaskRecord | undefined;
+        for (const t of job.live) {
+          const u = t.unit;
+          if (u.instances.length !== 1 || u.results !== undefined || u.trusted || u.done || u.verifying || u.quorum !== 1) continue;
+          if (oldest && t.leasedAt >= oldest.leasedAt) continue;
+          if (eligible(u, v) && this.placeable(u, v)) oldest = t;
+        }
+        if (!oldest) break;
+        out.push(this.lease(job, oldest.unit, v, now));
+        room--;
+      }
+      if (room === 0) return;
+    }
   }
 
   /**
@@ -1276,6 +1302,7 @@ export class Scheduler {
     job.pendingResults = 0;
     job.pendingUnits = 0;
     if (job.state === "running") this.runningJobCount--;
+    this.speculative.delete(job);
     job.state = state;
     return dropped;
   }

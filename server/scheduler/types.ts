@@ -82,6 +82,13 @@ export interface JobSpec {
    * volunteer cannot hold it. The units still running are revoked.
    */
   completeAt?: number;
+  /**
+   * Once nothing of the job is queued, a volunteer with room gets a copy of a unit still
+   * running elsewhere (one extra copy a unit, the longest running first): the first result
+   * decides it and the other copy is revoked. For the rounds of iterative jobs, whose
+   * last unit otherwise holds the whole round. Only for units that need one result.
+   */
+  speculate?: boolean;
 }
 
 export const DEFAULT_REPLICATION: Readonly<ReplicationSpec> = Object.freeze({ target: 2, quorum: 2, maxInstances: 5 });

@@ -159,6 +159,24 @@ describe("iterative programs: data-parallel training", () => {
     }
   }, 60_000);
 
+  it("with speculate, copies a silent volunteer's unit to an idle one, and trains to the reference's weights", async () => {
+    const silent = await RawVolunteer.connect(srv.url);
+    silent.hello(1);
+    await silent.next("welcome");
+    try {
+      const rounds = 5;
+      const { id } = await submit(rounds, { merge: "mean", speculate: true });
+      const job = await finished(id, 30_000);
+      expect(job.state, job.error ?? "").toBe("completed");
+      expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
+      // Every shard arrived every round (a copy's result is the same): the very weights of one process.
+      const reference = await referenceRun({ program: PROGRAM, csv: CSV, shards: SHARDS, merge: "mean", params: PARAMS, rounds });
+      expect(await trpc(srv.url, user.apiKey).jobs.result.query({ id })).toEqual(reference.result);
+    } finally {
+      await silent.close();
+    }
+  }, 60_000);
+
   it("prints each round as it ends from the CLI, then the job", async () => {
     const fs = await import("node:fs");
     const file = path.join(srv.dir, "train.csv");

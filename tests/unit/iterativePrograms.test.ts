@@ -141,6 +141,41 @@ describe("one host's share of a round (maxUnitsPerHost)", () => {
     expect(s.jobState("r")).toBe("completed");
   });
 
+  it("gives an idle volunteer a copy of the longest running unit once nothing is queued, and the first result decides it", () => {
+    const s = new Scheduler();
+    for (const v of ["slow", "fast"]) connect(s, v);
+    s.addJob({ ...spec(3), speculate: true }, 0);
+    const slow = s.leaseTasks("slow", 0, 1);
+    const fast = s.leaseTasks("fast", 5, 2);
+    expect([...slow, ...fast].map((t) => t.unitId).sort()).toEqual(["u0", "u1", "u2"]);
+    for (const t of fast) s.completeTask("fast", t.taskId, [1], "d", 10);
+    // Nothing queued: the idle fast volunteer takes a copy of the slow one's unit.
+    const copy = s.leaseTasks("fast", 20);
+    expect(copy.map((t) => t.unitId)).toEqual([slow[0].unitId]);
+    s.audit();
+    // One copy a unit: nothing more for it.
+    expect(s.leaseTasks("fast", 21)).toEqual([]);
+    const won = s.completeTask("fast", copy[0].taskId, [1], "d", 30) as { jobDone: boolean; revoked: Array<{ taskId: string }> };
+    expect(won.jobDone).toBe(true);
+    expect(won.revoked.map((r) => r.taskId)).toEqual([slow[0].taskId]);
+    s.audit();
+  });
+
+  it("gives no copies for a job without speculate, or to a host at its share", () => {
+    const plain = new Scheduler();
+    for (const v of ["slow", "fast"]) connect(plain, v);
+    plain.addJob(spec(2), 0);
+    plain.leaseTasks("slow", 0, 1);
+    for (const t of plain.leaseTasks("fast", 0, 1)) plain.completeTask("fast", t.taskId, [1], "d", 1);
+    expect(plain.leaseTasks("fast", 2)).toEqual([]);
+    const capped = new Scheduler();
+    for (const v of ["slow", "fast"]) connect(capped, v);
+    capped.addJob({ ...spec(2, 1), speculate: true }, 0);
+    capped.leaseTasks("slow", 0, 1);
+    for (const t of capped.leaseTasks("fast", 0, 1)) capped.completeTask("fast", t.taskId, [1], "d", 1);
+    expect(capped.leaseTasks("fast", 2)).toEqual([]);
+  });
+
   it("lifts the cap when no other host is there to take the units", () => {
     const s = new Scheduler();
     connect(s, "alone");

@@ -58,6 +58,11 @@ export const submitInputSchema = z.object({
   /** An iterative program (one that exports step): the most rounds it may run. */
   /** An iterative program's round closes once this share of its units is in; the rest run again next round. */
   roundShare: z.number().gt(0, "roundShare is a share of the units: above 0.").max(1, "roundShare is a share of the units: at most 1.").optional(),
+  /**
+   * An iterative program's last running units get copies on idle volunteers; the first
+   * result wins. Off by default: where volunteers share CPUs the copies slow rounds down.
+   */
+  speculate: z.boolean().optional(),
   rounds: z.number().int("rounds must be a whole number.").min(1, "At least 1 round.").max(MAX_ROUNDS, `At most ${MAX_ROUNDS} rounds.`).optional(),
   /** Wall-clock limit per task; a task that runs longer fails (and is retried elsewhere). */
   timeLimitSeconds: z.number().positive().max(3600).optional(),
@@ -101,7 +106,7 @@ function outvoted(merge: SubmitInput["merge"], n: number, trim = DEFAULT_TRIM): 
 /** Validates a built-in kernel submission and prices it, without side effects. */
 export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitInput): Promise<Plan> {
   if (input.kernel === "program") throw new UserError("BAD_REQUEST", "Program jobs are planned with planProgramJob.");
-  for (const option of ["rounds", "roundShare", "trim"] as const) {
+  for (const option of ["rounds", "roundShare", "trim", "speculate"] as const) {
     if (input[option] !== undefined) throw new UserError("BAD_REQUEST", `${option} applies to an uploaded program's job, not to the ${input.kernel} kernel.`);
   }
   const kernel = getKernel(input.kernel);
@@ -161,6 +166,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     }
   }
   if (input.roundShare !== undefined && input.rounds === undefined) throw new UserError("BAD_REQUEST", "roundShare applies to a job that runs in rounds only.");
+  if (input.speculate && input.rounds === undefined) throw new UserError("BAD_REQUEST", "speculate applies to a job that runs in rounds only.");
   if (input.trim !== undefined && input.merge !== "trimmed-mean") throw new UserError("BAD_REQUEST", "trim applies to the trimmed-mean merge only.");
   const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
   const memoryMb = deps.env.WASM_MEMORY_LIMIT_MB;
@@ -173,6 +179,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     ...(input.rounds !== undefined ? { rounds: input.rounds } : {}),
     ...(input.trim !== undefined ? { trim: input.trim } : {}),
     ...(input.roundShare !== undefined && input.roundShare < 1 ? { roundShare: input.roundShare } : {}),
+    ...(input.speculate ? { speculate: true } : {}),
     ...(outvoted(input.merge, split.units.length, input.trim) ? { maxUnitsPerHost: outvoted(input.merge, split.units.length, input.trim) } : {}),
   };
   let inputs: Array<(typeof split.units)[number] & { context?: Record<string, unknown> }> = split.units;
