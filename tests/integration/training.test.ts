@@ -139,42 +139,42 @@ describe("iterative programs: data-parallel training", () => {
     }
   }, 90_000);
 
-  it("closes each round at its share of shards, so a volunteer that never answers cannot hold it", async () => {
-    // Takes its tasks and never answers: without a round share, each round would wait out its lease.
+  /** Runs `body` beside a volunteer that takes its tasks and never answers (a lease would hold each round). */
+  async function withSilentVolunteer(body: (silent: RawVolunteer) => Promise<void>) {
     const silent = await RawVolunteer.connect(srv.url);
     silent.hello(1);
     await silent.next("welcome");
     try {
+      await body(silent);
+      expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
+    } finally {
+      await silent.close();
+    }
+  }
+
+  it("closes each round at its share of shards, so a volunteer that never answers cannot hold it", async () => {
+    await withSilentVolunteer(async () => {
       const rounds = 6;
       const { id } = await submit(rounds, { roundShare: 0.75 });
       const job = await finished(id, 30_000);
       expect(job.state, job.error ?? "").toBe("completed");
       expect(job.round).toBe(rounds);
-      expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
       // Each round closed with at least 6 of its 8 shards; the loss still fell.
       const losses = job.rounds.map((r) => r.stats.loss);
       expect(losses.at(-1)!).toBeLessThan(losses[0]);
-    } finally {
-      await silent.close();
-    }
+    });
   }, 60_000);
 
   it("with speculate, copies a silent volunteer's unit to an idle one, and trains to the reference's weights", async () => {
-    const silent = await RawVolunteer.connect(srv.url);
-    silent.hello(1);
-    await silent.next("welcome");
-    try {
+    await withSilentVolunteer(async () => {
       const rounds = 5;
       const { id } = await submit(rounds, { merge: "mean", speculate: true });
       const job = await finished(id, 30_000);
       expect(job.state, job.error ?? "").toBe("completed");
-      expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
       // Every shard arrived every round (a copy's result is the same): the very weights of one process.
       const reference = await referenceRun({ program: PROGRAM, csv: CSV, shards: SHARDS, merge: "mean", params: PARAMS, rounds });
       expect(await trpc(srv.url, user.apiKey).jobs.result.query({ id })).toEqual(reference.result);
-    } finally {
-      await silent.close();
-    }
+    });
   }, 60_000);
 
   it("prints each round as it ends from the CLI, then the job", async () => {
