@@ -12,7 +12,18 @@ import { threadTarget } from "../node/threadTarget";
 export type ServerSandboxRequest =
   | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
   | { op: "comparator"; script: string; timeMs: number; memoryMb: number }
-  | { op: "step"; script: string; merged: unknown; reduce?: unknown[]; state: unknown; ctx: Record<string, unknown>; timeMs: number; memoryMb: number };
+  | ({ op: "step" } & StepRequest);
+
+/** One step of an iterative JS program (stepSandbox.ts): the merged outputs, or the outputs to reduce first. */
+export interface StepRequest {
+  script: string;
+  merged: unknown;
+  reduce?: unknown[];
+  state: unknown;
+  ctx: Record<string, unknown>;
+  timeMs: number;
+  memoryMb: number;
+}
 
 export interface ReduceRequest {
   kind: ProgramKind;
@@ -36,10 +47,10 @@ export interface ReduceResult {
 
 const entry = new URL("./serverThread.ts", import.meta.url);
 /** Starting the thread (loading QuickJS, or tsx in development) is not the program's time. */
-const STARTUP_LIMIT_MS = 30_000;
+export const STARTUP_LIMIT_MS = 30_000;
 /** QuickJS interrupts itself at the limit; the thread is terminated only if that fails. */
-const QUICKJS_GRACE_MS = 2_000;
-const HEAP_OVERHEAD_MB = 64;
+export const QUICKJS_GRACE_MS = 2_000;
+export const HEAP_OVERHEAD_MB = 64;
 
 /** Runs one request in a fresh thread. Exported for compileJs (comparator) and tests. */
 export function runServerSandbox(req: ServerSandboxRequest): Promise<unknown> {

@@ -9,29 +9,17 @@
 import { Worker } from "node:worker_threads";
 import { threadTarget } from "../node/threadTarget";
 import { timeLimitError } from "../runtime/pool";
-import { runServerSandbox } from "./reduceOnServer";
+import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, STARTUP_LIMIT_MS, type StepRequest } from "./reduceOnServer";
 
-export interface StepRequest {
-  script: string;
-  merged: unknown;
-  reduce?: unknown[];
-  state: unknown;
-  ctx: Record<string, unknown>;
-  timeMs: number;
-  memoryMb: number;
-}
+export type { StepRequest };
 
 const entry = new URL("./stepThread.ts", import.meta.url);
-const HEAP_OVERHEAD_MB = 64;
-const QUICKJS_GRACE_MS = 2_000;
-const STARTUP_LIMIT_MS = 30_000;
 const IDLE_MS = 60_000;
 
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer?: NodeJS.Timeout;
-  timeMs: number;
 }
 
 class StepThread {
@@ -71,7 +59,7 @@ class StepThread {
   }
 
   async run(req: StepRequest): Promise<unknown> {
-    const result = new Promise<unknown>((resolve, reject) => (this.pending = { resolve, reject, timeMs: req.timeMs }));
+    const result = new Promise<unknown>((resolve, reject) => (this.pending = { resolve, reject }));
     try {
       await this.started;
     } catch {

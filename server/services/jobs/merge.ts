@@ -8,6 +8,12 @@ import { aggregate, DEFAULT_TRIM, isNumericMerge } from "../programs/aggregate";
 /** Results above this size go to the blob store instead of the job row. */
 const INLINE_RESULT_BYTES = 64 * 1024;
 
+/** A job's result (its JSON text) as stored: inline when small, else a blob's hash. */
+export async function storedResult(blobs: BlobStore, json: string): Promise<{ result: string | null; resultBlob: string | null }> {
+  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await blobs.put(json) };
+  return { result: json, resultBlob: null };
+}
+
 export type Merged = { result: string | null; resultBlob: string | null } | { error: string };
 
 /**
@@ -54,7 +60,5 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
   } catch (e) {
     return { error: `Could not merge the results: ${(e as Error).message}` };
   }
-  const json = JSON.stringify(value ?? null);
-  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await deps.blobs.put(json) };
-  return { result: json, resultBlob: null };
+  return storedResult(deps.blobs, JSON.stringify(value ?? null));
 }

@@ -4,14 +4,13 @@ import type { BlobStore } from "../../store/blobs";
 import type { Db } from "../../store/prisma";
 import type { Tx } from "../credits/ledger";
 import { runProgramStep, type ProgramStep } from "../programs/programStep";
+import { storedResult } from "./merge";
 
 // Iterative jobs (kernels with `rounds`): each round is a set of WorkUnit rows of the job
 // with that round number, and a JobRound row with the state its units start from. The
 // coordinator runs a round as a scheduler job of its own (roundJobId); when every unit is
 // validated, completeRound steps the state and either creates the next round or ends the job.
 
-/** Results above this size go to the blob store instead of the job row (as merge.ts does). */
-const INLINE_RESULT_BYTES = 64 * 1024;
 
 /** The units a round needs before it closes, with a round share below 1 (at least one). */
 export function roundQuorum(units: number, share: number): number {
@@ -108,8 +107,7 @@ export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: s
   } catch (e) {
     return { kind: "failed", error: `Could not make the result: ${(e as Error).message}` };
   }
-  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { kind: "done", result: null, resultBlob: await deps.blobs.put(json) };
-  return { kind: "done", result: json, resultBlob: null };
+  return { kind: "done", ...(await storedResult(deps.blobs, json)) };
 }
 
 /**
@@ -199,9 +197,7 @@ async function completeProgramRound(
     });
     if (!done) return nextRound(db, jobId, round + 1);
   }
-  const json = JSON.stringify((step.done ? step.result : step.state) ?? null);
-  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { kind: "done", result: null, resultBlob: await deps.blobs.put(json) };
-  return { kind: "done", result: json, resultBlob: null };
+  return { kind: "done", ...(await storedResult(deps.blobs, JSON.stringify((step.done ? step.result : step.state) ?? null))) };
 }
 
 async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOutcome> {
