@@ -467,17 +467,22 @@ export class JobLifecycle {
   private readonly finishing = new Map<string, Promise<void>>();
 
   /** Cluster mode: ends a job whose units are all done (by any node), once. */
-  private async finishIfAllDone(jobId: string) {
-    const job = await readJobPg(pgPool(this.deps.db), jobId);
-    if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
+  private finishIfAllDone(jobId: string): Promise<void> {
     // Several slices of a job often end in one batch, and each then sees every unit done until
-    // the finish commits: they share one merge of the job rather than each reading it again.
-    let finishing = this.finishing.get(jobId);
-    if (!finishing) {
-      finishing = this.mergeAndFinish(jobId).finally(() => this.finishing.delete(jobId));
-      this.finishing.set(jobId, finishing);
-    }
-    return finishing;
+    // the finish commits. The checks of one job run one after another, so each reads the row
+    // after the previous one's finish committed: one merge, one count of the ending.
+    const previous = this.finishing.get(jobId) ?? Promise.resolve();
+    const check = previous.then(async () => {
+      const job = await readJobPg(pgPool(this.deps.db), jobId);
+      if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
+      await this.mergeAndFinish(jobId);
+    });
+    const settled = check.catch(() => undefined);
+    this.finishing.set(jobId, settled);
+    void settled.then(() => {
+      if (this.finishing.get(jobId) === settled) this.finishing.delete(jobId);
+    });
+    return check;
   }
 
   private async mergeAndFinish(jobId: string) {
