@@ -88,6 +88,10 @@ export async function prepareTask(task: WireTask, blobs: BlobCache): Promise<Tas
       // A JSON string element and a chunk of text are both strings: WASM gets JSON text for one.
       inputKind: "value" in spec ? "json" : spec.encoding,
       ...(p.context || spec.context ? { context: { ...p.context, ...spec.context } } : {}),
+      // An iterative job's units (they carry a round) may share one evaluation of the program.
+      // The wire's job id is the scheduler's: the job's own id, then "~r<round>" or "@<slice>".
+      ...(spec.context?.round !== undefined ? { keep: task.jobId.split(/[~@]/)[0] } : {}),
+      ...("blob" in spec ? { inputRef: spec.blob } : {}),
     },
     input,
     timeoutMs: p.limits.timeMs,

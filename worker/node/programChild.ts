@@ -16,14 +16,20 @@ import type { TaskRun } from "../runtime/runTask";
 import { isProgramParams, PROGRAM_KERNEL } from "../sandbox/abi";
 import { runProgram } from "../sandbox/runProgram";
 import { createVmJsHost } from "../sandbox/vmHost";
+import { cacheable, InputCache, inputSize, type CachedInput } from "./inputCache";
 import { isolateStackCallback } from "./stackCallback";
 
-export type ChildRequest = { type: "run"; id: number; task: TaskRun };
+/**
+ * `inputKey`: the task's input is kept under it (worker/node/inputCache.ts); with `cached`,
+ * the input was left out because this process has it.
+ */
+export type ChildRequest = { type: "run"; id: number; task: TaskRun; inputKey?: string; cached?: boolean };
 export type ChildReply =
   | { type: "ready"; stackCallback: boolean }
   | { type: "progress"; id: number; fraction: number }
   | { type: "done"; id: number; result: { output: unknown; ms: number } }
-  | { type: "fail"; id: number; message: string };
+  | { type: "fail"; id: number; message: string }
+  | { type: "missing"; id: number };
 
 const send = (m: ChildReply) => {
   try {
@@ -74,6 +80,7 @@ function collectIfGrown(since: number, memoryLimitBytes: number) {
 
 const installStackFormatter = isolateStackCallback(require);
 const jsHost = createVmJsHost({ installStackFormatter });
+const inputs = new InputCache<CachedInput>();
 
 // As in a browser worker, a promise the program leaves rejected is not fatal.
 process.on("unhandledRejection", () => {});
@@ -82,7 +89,15 @@ process.on("disconnect", () => process.exit(0));
 
 process.on("message", (m: ChildRequest) => {
   if (!m || m.type !== "run" || typeof m.id !== "number") return;
-  const { id, task } = m;
+  const { id } = m;
+  let task = m.task;
+  if (typeof m.inputKey === "string") {
+    if (m.cached) {
+      const input = inputs.get(m.inputKey);
+      if (input === undefined) return send({ type: "missing", id });
+      task = { ...task, input };
+    } else if (cacheable(task.input)) inputs.set(m.inputKey, task.input, inputSize(task.input));
+  }
   const fail = (e: unknown) => send({ type: "fail", id, message: e instanceof Error ? e.message : String(e) });
   try {
     const params = task.params;

@@ -28,6 +28,7 @@ import type { PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { MiB, memoryLimitMessage } from "../sandbox/abi";
 import type { ChildReply, ChildRequest } from "./programChild";
+import { cacheable, INPUT_CACHE_BYTES, InputCache, inputSize } from "./inputCache";
 
 /** Memory a program process may take beyond its baseline and the task's limit: the runtime's own growth. */
 export const PROCESS_MEMORY_ALLOWANCE_MB = 64;
@@ -175,6 +176,17 @@ interface Pending {
   resolve(r: TaskResult): void;
   reject(e: unknown): void;
   onProgress?: (fraction: number) => void;
+  /** Sends the task again with its input (the child no longer had it). */
+  resend?: () => void;
+}
+
+type CachedInputValue = Parameters<typeof inputSize>[0];
+
+/** The key a task's input is kept under in the child, if it may be kept: its blob's hash and kind. */
+function inputKey(t: TaskRun): string | undefined {
+  const ref = (t.params as { inputRef?: unknown } | undefined)?.inputRef;
+  if (typeof ref !== "string" || !cacheable(t.input)) return undefined;
+  return `${ref}:${typeof t.input === "string" ? "text" : "bytes"}`;
 }
 
 /** Starts a program process (it becomes usable once its code is in and its limit applied). */
@@ -197,7 +209,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
       let command = process.execPath;
       let argv = args;
       if (opts.limiter.kind === "ulimit") {
-        const kb = Math.ceil((ESTIMATED_BASELINE_MB * MiB + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB) / 1024);
+        const kb = Math.ceil((ESTIMATED_BASELINE_MB * MiB + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB + INPUT_CACHE_BYTES) / 1024);
         command = opts.limiter.shell;
         argv = ["-c", 'ulimit -c 0 2>/dev/null; ulimit -d "$0" && exec "$@"', String(kb), process.execPath, ...args];
       }
@@ -236,7 +248,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
           if (ready || readying) return;
           readying = true;
           const limited = opts.limiter.kind === "prlimit"
-            ? (async () => prlimit((opts.limiter as { command: string }).command, c.pid!, vmDataBytes(c.pid!) + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB))()
+            ? (async () => prlimit((opts.limiter as { command: string }).command, c.pid!, vmDataBytes(c.pid!) + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB + INPUT_CACHE_BYTES))()
             : Promise.resolve();
           limited.then(
             () => {
@@ -260,6 +272,8 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
         } else if (m.type === "fail") {
           pending.delete(m.id);
           p.reject(new Error(String(m.message)));
+        } else if (m.type === "missing") {
+          p.resend?.();
         }
       });
       childSource().then(
@@ -279,6 +293,8 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
       );
     });
 
+  // What the child holds of inputs (a mirror of its cache: sizes only).
+  const inputs = new InputCache<true>();
   const started = start(!hardeningRefused);
   started.catch((e: Error) => failAll(e));
 
@@ -289,15 +305,28 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
           () =>
             new Promise<TaskResult>((resolve, reject) => {
               if (dead || !child) return reject(dead ?? new Error("the program process is not running"));
+              const c = child;
               const id = nextId++;
-              pending.set(id, { resolve, reject, onProgress });
-              const request: ChildRequest = { type: "run", id, task: t };
               // send() throws at once on a closed channel, and reports other failures later.
-              child.send(request, (e) => {
+              const send = (request: ChildRequest) => c.send(request, (e) => {
                 if (!e) return;
                 pending.delete(id);
                 reject(e);
               });
+              const key = inputKey(t);
+              const withInput = () => {
+                if (key !== undefined) inputs.set(key, true, inputSize(t.input as CachedInputValue));
+                send({ type: "run", id, task: t, inputKey: key });
+              };
+              pending.set(id, {
+                resolve, reject, onProgress,
+                resend: () => {
+                  if (key !== undefined) inputs.delete(key);
+                  send({ type: "run", id, task: t });
+                },
+              });
+              if (key !== undefined && inputs.get(key)) send({ type: "run", id, task: { ...t, input: undefined }, inputKey: key, cached: true });
+              else withInput();
             }),
         );
       },

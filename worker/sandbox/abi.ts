@@ -36,6 +36,9 @@
  *   that cannot be serialised (a cycle, a BigInt) fails the task.
  * - The module is evaluated afresh for every task: state kept in module variables does not
  *   survive from one unit to the next (and must not: units are compared across volunteers).
+ *   Iterative jobs (`step`) are the exception: the units of one job that a worker runs share
+ *   one evaluation of the module, so its code stays warm across rounds. Module state may then
+ *   survive between them, but a unit must not depend on it (the next may run elsewhere).
  * - Guaranteed globals: the ECMAScript built-ins (without `eval`/`new Function`, which are
  *   refused, and without `WebAssembly`/`SharedArrayBuffer`: upload a WASM program instead),
  *   plus `console` (output is not collected), `setTimeout`/`clearTimeout`, `queueMicrotask`,
@@ -118,6 +121,14 @@ export interface ProgramRunParams {
    * its step sent to every unit of the round), a CSV input's `columns`.
    */
   context?: Record<string, unknown>;
+  /**
+   * Set for the units of an iterative job (its id): the worker may run them in one kept
+   * evaluation of the module instead of a fresh one per unit, so the program's code stays
+   * compiled and warm from one round to the next.
+   */
+  keep?: string;
+  /** The content hash of a blob input (a shard, a chunk of a file): a worker may keep the input by it. */
+  inputRef?: string;
 }
 
 /** What a worker runs: `runProgram`'s argument. */

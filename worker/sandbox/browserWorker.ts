@@ -44,22 +44,34 @@ function describe(e: unknown): string {
   }
 }
 
+/**
+ * The key of the evaluation loaded now, when it may serve the next call: an iterative job's
+ * units (`keep`) run in one evaluation of the module, so its code stays compiled and warm
+ * from one round to the next instead of being evaluated afresh for each unit.
+ */
+let loaded: string | undefined;
+
 const jsHost: JsHost = {
   async call(req) {
-    // As in Node's vm context: JS programs get no WebAssembly (this worker will never run a
-    // WASM program again once it ran JS, see dedicatedProgramWorker).
-    delete scope.WebAssembly;
-    delete scope.SharedArrayBuffer;
-    // The compiled script declares the global with `var`, which makes it non-configurable
-    // after the first run (delete would throw in strict code): overwrite it instead.
-    scope[PROGRAM_GLOBAL] = undefined;
-    const url = URL.createObjectURL(new Blob([req.script], { type: "text/javascript" }));
-    try {
-      loadScript(url);
-    } catch (e) {
-      throw new Error(`the program failed while loading: ${describe(e)}`);
-    } finally {
-      URL.revokeObjectURL(url);
+    const key = req.keep === undefined ? undefined : `${req.keep}\n${req.hash}`;
+    if (key === undefined || key !== loaded) {
+      loaded = undefined;
+      // As in Node's vm context: JS programs get no WebAssembly (this worker will never run a
+      // WASM program again once it ran JS, see dedicatedProgramWorker).
+      delete scope.WebAssembly;
+      delete scope.SharedArrayBuffer;
+      // The compiled script declares the global with `var`, which makes it non-configurable
+      // after the first run (delete would throw in strict code): overwrite it instead.
+      scope[PROGRAM_GLOBAL] = undefined;
+      const url = URL.createObjectURL(new Blob([req.script], { type: "text/javascript" }));
+      try {
+        loadScript(url);
+      } catch (e) {
+        throw new Error(`the program failed while loading: ${describe(e)}`);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+      loaded = key;
     }
     const ns = scope[PROGRAM_GLOBAL] as Record<string, unknown> | undefined;
     const f = ns?.[req.fn];
@@ -69,6 +81,7 @@ const jsHost: JsHost = {
     try {
       value = await (f as (a: unknown, c: unknown) => unknown).call(ns, req.argKind === "json" ? (req.arg ?? null) : req.arg, ctx);
     } catch (e) {
+      loaded = undefined; // a failed evaluation is not reused
       throw new Error(describe(e));
     }
     let json: string | undefined;
@@ -86,6 +99,7 @@ let current: number | undefined;
 const fail = (id: number, message: string) => {
   if (current !== id) return;
   current = undefined;
+  loaded = undefined;
   post({ type: "fail", id, message });
 };
 

@@ -11,8 +11,9 @@ import { checkWasmAbi, readWasmInfo } from "./wasmInfo";
 /** Evaluates a compiled JS program (compileJsProgram's script) and calls one of its exports. */
 export interface JsHost {
   /**
-   * Evaluates `script` afresh, calls `fn(arg, ctx)` and returns the JSON text of what it
-   * returned (or resolved to). Rejects with an Error whose message is fit for the consumer.
+   * Evaluates `script` afresh (or reuses the evaluation kept for the same `keep`), calls
+   * `fn(arg, ctx)` and returns the JSON text of what it returned (or resolved to). Rejects
+   * with an Error whose message is fit for the consumer.
    */
   call(req: {
     script: string;
@@ -24,6 +25,8 @@ export interface JsHost {
     params: unknown;
     /** More fields of `ctx` (ProgramRunParams.context). */
     context?: Record<string, unknown>;
+    /** Calls with the same `keep` (and script) may share one evaluation of it (ProgramRunParams.keep). */
+    keep?: string;
     memoryLimitBytes: number;
     onProgress?: (fraction: number) => void;
   }): Promise<string>;
@@ -231,7 +234,7 @@ export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = 
   const t0 = performance.now();
   const json = await opts.jsHost.call({
     script: code as string, hash: req.hash, fn: "run", arg: req.input, argKind: kind,
-    params: req.params, context: req.context, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
+    params: req.params, context: req.context, keep: req.keep, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
   });
   return { output: parseOutput(json), ms: performance.now() - t0 };
 }
