@@ -36,6 +36,9 @@ export interface DispatchDeps {
  * when they expire or their unit no longer needs them, dispatch held while the commit backlog
  * is high, and the sweep for work that waits on volunteers who are not online.
  */
+/** Passes of dispatchAll over the hungry volunteers while a share per host held one back. */
+const MAX_SHARE_PASSES = 3;
+
 export class Dispatcher {
   /** Ringers out, by task id: at most one per socket at a time. */
   private readonly ringers = new Map<string, Ringer>();
@@ -74,10 +77,18 @@ export class Dispatcher {
   }
 
   dispatchAll() {
-    for (const key of this.live.scheduler.hungryVolunteers()) {
-      if (this.live.scheduler.stats().queued === 0) break;
-      const conn = this.live.conns.get(key);
-      if (conn) this.dispatch(conn);
+    const { scheduler } = this.live;
+    // Under a robust merge's share per host, a volunteer visited before the others had their
+    // first units is refused its second; once they have them, another pass fills its window
+    // (a new round would otherwise start with one unit per volunteer and no prefetch).
+    for (let pass = 0; pass < MAX_SHARE_PASSES; pass++) {
+      scheduler.shareDeferred = false;
+      for (const key of scheduler.hungryVolunteers()) {
+        if (scheduler.stats().queued === 0) return;
+        const conn = this.live.conns.get(key);
+        if (conn) this.dispatch(conn);
+      }
+      if (!scheduler.shareDeferred) return;
     }
   }
 

@@ -97,6 +97,11 @@ export class Scheduler {
   private readonly hungry = new Set<VolunteerRecord>();
   /** Scratch list for the units passed over while looking for an eligible one. */
   private readonly skipped: UnitRecord[] = [];
+  /**
+   * Set when a host was refused a unit for having its share of a job (maxUnitsPerHost) while
+   * another host had less: once the others have theirs, it may take more (see Dispatch.dispatchAll).
+   */
+  shareDeferred = false;
   private readonly taskPrefix: string;
   private readonly random: () => number;
   private readonly adaptiveMinValid: number;
@@ -909,7 +914,10 @@ export class Scheduler {
    */
   private leaseFrom(job: JobRecord, v: VolunteerRecord, now: number, fresh: boolean): TaskAssignment | undefined {
     if (!fresh && job.queuedStarted === 0) return undefined;
-    if (job.perHost && this.overShare(job, job.perHost, v)) return undefined;
+    if (job.perHost && this.overShare(job, job.perHost, v)) {
+      this.shareDeferred = true;
+      return undefined;
+    }
     const q = job.queue;
     const skipped = this.skipped;
     let found: UnitRecord | undefined;
