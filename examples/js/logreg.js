@@ -50,8 +50,10 @@ export function run(input, ctx) {
     loss += (z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z))) - y * z;
     if ((p >= 0.5 ? 1 : 0) === y) correct++;
   }
-  const out = Array.from(grad, (v) => v / rows);
-  out.push(loss / rows, correct / rows);
+  const out = new Array(d + 3);
+  for (let j = 0; j <= d; j++) out[j] = grad[j] / rows;
+  out[d + 1] = loss / rows;
+  out[d + 2] = correct / rows;
   return out;
 }
 

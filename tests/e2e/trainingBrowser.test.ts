@@ -51,6 +51,8 @@ describe("training on a browser volunteer", () => {
     const job = await api.jobs.get.query({ id });
     expect(job.state, job.error ?? "").toBe("completed");
     expect(job.round).toBe(rounds);
+    // For docs/performance.md: a round in one Chromium tab (the first includes fetching the shards).
+    console.log("browser round latencies", job.rounds.map((r) => r.latencyMs));
     const reference = await referenceRun({ program: programFile, csv, shards: 4, merge: "mean", params, rounds });
     // Chromium's Math.exp may differ from Node's in the last bit: equal to 1e-12, not bit for bit.
     const got = (await api.jobs.result.query({ id })) as { w: number[]; loss: number };
