@@ -81,6 +81,37 @@ describe("iterative programs: data-parallel training", () => {
     expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
   }, 90_000);
 
+  it("clusters with the k-means example, a program of its own, to the centres of a single-process run", async () => {
+    // Three well-separated clusters of 400 points each, with noise from a seeded generator.
+    const centres = [[0, 0], [12, 12], [0, 12]];
+    let seed = 11;
+    const noise = () => ((seed = (seed * 48271) % 2147483647) / 2147483647 - 0.5) * 2;
+    const rows = ["x,y"];
+    for (let i = 0; i < 1200; i++) rows.push(centres[i % 3].map((c) => (c + noise()).toFixed(6)).join(","));
+    const csv = rows.join("\n");
+    const kmeans = path.join(repoRoot, "examples", "js", "kmeans.js");
+    const fs = await import("node:fs");
+    const hash = await post("programs", fs.readFileSync(kmeans, "utf8"), "kmeans.js");
+    const points = await post("data", csv, "points.csv");
+    const params = { k: 3 };
+    const api = trpc(srv.url, user.apiKey);
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program: hash, input: { mode: "csv", data: points }, chunks: 6, rounds: 30, params,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    const result = (await api.jobs.result.query({ id })) as { centroids: number[][]; sizes: number[]; rounds: number };
+    const reference = await referenceRun({ program: kmeans, csv, shards: 6, params, rounds: 30 });
+    expect(result).toEqual(reference.result);
+    // Converged before the last round allowed, each true centre found to within its noise.
+    expect(result.rounds).toBeLessThan(30);
+    expect(job.round).toBe(result.rounds);
+    expect(result.sizes.slice().sort()).toEqual([400, 400, 400]);
+    for (const c of centres) expect(Math.min(...result.centroids.map((m) => Math.hypot(m[0] - c[0], m[1] - c[1])))).toBeLessThan(0.2);
+    expect(job.rounds.at(-1)!.stats.moved).toBeLessThanOrEqual(1e-6);
+  }, 90_000);
+
   it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {
     const { id } = await submit(500);
     const api = trpc(srv.url, user.apiKey);
