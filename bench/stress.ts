@@ -668,7 +668,10 @@ async function main() {
     const flooder = apiClient({ url: server.url, apiKey: flooderKey });
     // The other consumer comes back after a call the gate shed before carrying it out (503), as
     // the CLI does: what it must not notice is a failed submission, or one that takes seconds.
-    const steady = apiClient({ url: server.url, apiKey: steadyKey, retryShedMs: 2_000 });
+    // Its calls shed server-wide (too many submissions in progress) count in the same shed
+    // reason as the flooder's: they are counted here too.
+    let steadyShed = 0;
+    const steady = apiClient({ url: server.url, apiKey: steadyKey, retryShedMs: 2_000, onShedRetry: () => steadyShed++ });
     const before = await counters();
     const r = await phase("submission flood", async () => {
       const flood = { ok: 0, throttled: 0, failed: 0, messages: new Set<string>() };
@@ -726,7 +729,7 @@ async function main() {
       ],
       stats: {
         flood_requests: h.flood, flood_accepted: r.flood.ok, flood_throttled: r.flood.throttled, flood_failed: r.flood.failed, too_many_requests_seen: r.flood.throttled > 0,
-        message, shed_submission_throttled: shed, other_accepted: r.steady.count, other_failed: r.steadyFailed, other_p50_ms: round(r.steady.p50, 1), other_p99_ms: round(r.steady.p99, 1),
+        message, shed_submission_throttled: shed, other_shed_retried: steadyShed, other_accepted: r.steady.count, other_failed: r.steadyFailed, other_p50_ms: round(r.steady.p50, 1), other_p99_ms: round(r.steady.p99, 1),
         probe_failures: probes.failures,
       },
     };

@@ -6,11 +6,16 @@ const SHED_RETRY_MS = 250;
 /**
  * A client of the server's API. `retryShedMs`: a call the server refused before carrying it out
  * (503 SERVICE_UNAVAILABLE: overloaded; 429 TOO_MANY_REQUESTS: this caller's limits), mutations
- * included, is tried again about 250 ms later, for up to that many ms in all.
+ * included, is tried again about 250 ms later, for up to that many ms in all (`onShedRetry`
+ * hears of each such retry).
  */
-export function apiClient(conn: { url: string; apiKey?: string; retryShedMs?: number }) {
+export function apiClient(conn: { url: string; apiKey?: string; retryShedMs?: number; onShedRetry?: () => void }) {
   const retryShed = retryLink<AppRouter>({
-    retry: ({ error, attempts }) => !!conn.retryShedMs && (error.data?.code === "SERVICE_UNAVAILABLE" || error.data?.code === "TOO_MANY_REQUESTS") && attempts * SHED_RETRY_MS < conn.retryShedMs,
+    retry: ({ error, attempts }) => {
+      const again = !!conn.retryShedMs && (error.data?.code === "SERVICE_UNAVAILABLE" || error.data?.code === "TOO_MANY_REQUESTS") && attempts * SHED_RETRY_MS < conn.retryShedMs;
+      if (again) conn.onShedRetry?.();
+      return again;
+    },
     retryDelayMs: () => SHED_RETRY_MS * (0.8 + Math.random() * 0.4),
   });
   return createTRPCClient<AppRouter>({

@@ -112,7 +112,10 @@ describe("npm run stress -- --short", () => {
     // A flooding consumer gets TOO_MANY_REQUESTS; the other consumer does not notice.
     const flood = scenario("hostile: submission flood");
     expect(flood).toMatchObject({ too_many_requests_seen: true, flood_failed: 0, other_failed: 0 });
-    expect(flood.shed_submission_throttled).toBe(flood.flood_throttled);
+    // Every refusal the flooder saw is counted; so may be the other consumer's calls shed
+    // server-wide (it came back after them), and nothing more.
+    expect(flood.shed_submission_throttled).toBeGreaterThanOrEqual(flood.flood_throttled as number);
+    expect(flood.shed_submission_throttled).toBeLessThanOrEqual((flood.flood_throttled as number) + (flood.other_shed_retried as number));
     // Past the connection cap: refused with 1013 and counted.
     const burst = scenario("connection burst");
     expect(burst.past_cap_refused_1013).toBe(burst.past_cap);
