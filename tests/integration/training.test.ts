@@ -2,6 +2,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referenceRun } from "../../bench/lib/referenceRun";
 import { auditLedger } from "../../server/services/credits/ledger";
+import { aggregate } from "../../server/services/programs/aggregate";
+import { parseCsv, shardRows } from "../../server/services/programs/csvShards";
 // @ts-expect-error: a plain ES module of the examples, without types
 import { makeClassification } from "../../examples/js/make-classification.mjs";
 import { RawVolunteer, trpc } from "../helpers/clients";
@@ -110,6 +112,61 @@ describe("iterative programs: data-parallel training", () => {
     expect(result.sizes.slice().sort()).toEqual([400, 400, 400]);
     for (const c of centres) expect(Math.min(...result.centroids.map((m) => Math.hypot(m[0] - c[0], m[1] - c[1])))).toBeLessThan(0.2);
     expect(job.rounds.at(-1)!.stats.moved).toBeLessThanOrEqual(1e-6);
+  }, 90_000);
+
+  it("trains a linear regression written in WebAssembly (its step too) to the weights of a single-process run", async () => {
+    // y = 2 x1 - 3 x2 + 0.5, with a little noise, from a seeded generator.
+    let seed = 5;
+    const uniform = () => ((seed = (seed * 48271) % 2147483647) / 2147483647) * 2 - 1;
+    const rows = ["x1,x2,y"];
+    for (let i = 0; i < 3000; i++) {
+      const x1 = uniform(), x2 = uniform();
+      rows.push([x1, x2, 2 * x1 - 3 * x2 + 0.5 + uniform() * 0.01].map((v) => v.toFixed(6)).join(","));
+    }
+    const csv = rows.join("\n");
+    const fs = await import("node:fs");
+    const hash = await post("programs", fs.readFileSync(path.join(repoRoot, "examples", "wasm", "linreg.wasm")) as never, "linreg.wasm");
+    const points = await post("data", csv, "regression.csv");
+    const api = trpc(srv.url, user.apiKey);
+    const rounds = 40;
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program: hash, input: { mode: "csv", data: points }, chunks: 6, merge: "mean", rounds,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(job.round).toBe(rounds);
+    const result = (await api.jobs.result.query({ id })) as { b64: string };
+    const w = [...new Float64Array(new Uint8Array(Buffer.from(result.b64, "base64")).buffer)];
+
+    // The same algorithm in one process, in the same order of operations: the same bits.
+    const shards = shardRows(parseCsv(csv), 6).map((b) => new Float64Array(new Uint8Array(b).buffer));
+    let ref = [0, 0, 0];
+    const mses: number[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const outputs = shards.map((x) => {
+        const n = x.length / 3;
+        const g = [0, 0, 0];
+        let loss = 0;
+        for (let r = 0; r < n; r++) {
+          let pred = ref[2];
+          for (let j = 0; j < 2; j++) pred += ref[j] * x[r * 3 + j];
+          const err = pred - x[r * 3 + 2];
+          for (let j = 0; j < 2; j++) g[j] += err * x[r * 3 + j];
+          g[2] += err;
+          loss += err * err;
+        }
+        return [...g, loss].map((v) => v / n);
+      });
+      const merged = aggregate("mean", outputs, 0) as number[];
+      mses.push(merged[3]);
+      ref = ref.map((wj, j) => wj - 0.5 * merged[j]);
+    }
+    expect(w).toEqual(ref);
+    expect(job.rounds.map((r) => r.stats.mse)).toEqual(mses);
+    // And it learnt the line.
+    [2, -3, 0.5].forEach((want, j) => expect(Math.abs(w[j] - want)).toBeLessThan(0.05));
+    expect(mses.at(-1)!).toBeLessThan(mses[0] / 100);
   }, 90_000);
 
   it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {

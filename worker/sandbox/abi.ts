@@ -74,8 +74,19 @@
  * | `result_len` | `() -> i32` | length in bytes of the output `run` (or `reduce`) just returned |
  * | `reduce` (optional) | `(ptr: i32, len: i32) -> i32` | merges outputs framed as `[u32 LE length][bytes]…`, in unit order |
  *
+ * | `step` (optional) | `(ptr: i32, len: i32) -> i32` | an iterative job's step, on the server (below) |
+ *
  * Input bytes: the UTF-8 JSON text of a JSON or range input, the UTF-8 text of a line
  * chunk, the raw bytes of a block. The output is bytes, carried as `{ b64: "<base64>" }`.
+ *
+ * Iterative jobs (wasmRounds.ts; u32 and f64 little-endian): in a round, `run` gets
+ * `[u32 round][u32 columns][u32 n][n bytes: the broadcast][the unit's input]` (columns: of
+ * a CSV input, else 0). With a numeric merge (mean, median, trimmed-mean) its output is read
+ * as f64s; with concat, `step` gets the outputs framed as for `reduce`. `step` gets
+ * `[u32 round][u32 shards][u32 columns][u32 arrived][u32 n][n bytes: state][merged]` (round
+ * 0: no state, nothing merged) and returns `[u32 0][u32 n][next][u32 n][state][metrics]` for
+ * another round, or `[u32 1][u32 n][result][metrics]` to end the job; metrics are
+ * `[u32 count]` then per metric `[u32 n][n bytes: UTF-8 name][f64 value]`.
  * A fresh instance (fresh memory) is made for every task. A trap (`unreachable`, an out of
  * bounds access, a failed `memory.grow` turned into a trap) fails the task; when the memory
  * could not grow because of the task's limit, with "memory limit of N MiB exceeded".

@@ -14,13 +14,28 @@ export type ServerSandboxRequest =
   | { op: "comparator"; script: string; timeMs: number; memoryMb: number }
   | ({ op: "step" } & StepRequest);
 
-/** One step of an iterative JS program (stepSandbox.ts): the merged outputs, or the outputs to reduce first. */
-export interface StepRequest {
+/** One step of an iterative program (stepSandbox.ts): JS (answers a JSON value) or WASM (answers bytes). */
+export type StepRequest = JsStepRequest | WasmStepRequest;
+
+/** A JS step, in QuickJS: the merged outputs, or the outputs to reduce first. */
+export interface JsStepRequest {
+  kind?: "js";
   script: string;
   merged: unknown;
   reduce?: unknown[];
   state: unknown;
   ctx: Record<string, unknown>;
+  timeMs: number;
+  memoryMb: number;
+}
+
+/** A WASM step, as WebAssembly without imports: the framed input of worker/sandbox/wasmRounds.ts. */
+export interface WasmStepRequest {
+  kind: "wasm";
+  /** The module's hash (compiled modules are cached by it) and bytes. */
+  hash: string;
+  code: Uint8Array;
+  input: Uint8Array;
   timeMs: number;
   memoryMb: number;
 }
@@ -79,7 +94,9 @@ function runInThread(req: ServerSandboxRequest): Promise<{ value: unknown; ms: n
     w.on("message", (m: { type: string; value?: unknown; ms?: number; message?: string }) => {
       if (m?.type === "started") {
         clearTimeout(timer);
-        const limit = req.timeMs + (req.op !== "reduce" || req.kind === "js" ? QUICKJS_GRACE_MS : 0);
+        // QuickJS interrupts itself and gets a grace; WebAssembly (a WASM reduce or step) cannot.
+        const wasm = (req.op === "reduce" || req.op === "step") && req.kind === "wasm";
+        const limit = req.timeMs + (wasm ? 0 : QUICKJS_GRACE_MS);
         timer = setTimeout(() => settle(timeLimitError(req.timeMs)), limit);
       } else if (m?.type === "done") settle(null, { value: m.value, ms: m.ms ?? 0 });
       else if (m?.type === "fail") settle(new Error(m.message ?? "the program failed"));

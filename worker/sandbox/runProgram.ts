@@ -7,6 +7,7 @@
 import { decodeBase64, encodeBase64 } from "../kernels/base64";
 import { ALLOCATION_FAILURE, inputKindOf, memoryLimitMessage, WASM_PAGE, type B64Output, type InputKind, type ProgramKind, type ProgramRequest } from "./abi";
 import { checkWasmAbi, readWasmInfo } from "./wasmInfo";
+import { bytesOf, frameRoundInput } from "./wasmRounds";
 
 /** Evaluates a compiled JS program (compileJsProgram's script) and calls one of its exports. */
 export interface JsHost {
@@ -75,6 +76,7 @@ interface WasmExports {
   run(ptr: number, len: number): number;
   result_len(): number;
   reduce?(ptr: number, len: number): number;
+  step?(ptr: number, len: number): number;
 }
 
 interface CompiledWasm {
@@ -120,7 +122,7 @@ async function instantiate(module: WebAssembly.Module): Promise<WasmExports> {
 }
 
 /** Copies `bytes` in through alloc, calls `fn(ptr, len)`, copies result_len() bytes out. */
-function callWasm(ex: WasmExports, fn: "run" | "reduce", bytes: Uint8Array): Uint8Array {
+function callWasm(ex: WasmExports, fn: "run" | "reduce" | "step", bytes: Uint8Array): Uint8Array {
   const ptr = ex.alloc(bytes.length) >>> 0;
   let mem = new Uint8Array(ex.memory.buffer);
   if (ptr + bytes.length > mem.length) throw new Error(`alloc(${bytes.length}) returned ${ptr}, outside the program's memory (${mem.length} bytes)`);
@@ -219,7 +221,13 @@ export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = 
   const kind = inputKindOf(req.input, req.inputKind);
   if (req.kind === "wasm") {
     const { module, maxBytes } = await wasmModule(req.hash, code as Uint8Array, req.memoryLimitBytes);
-    const bytes = inputBytes(req.input, kind);
+    let bytes = inputBytes(req.input, kind);
+    // A unit of an iterative job: the round and its broadcast come first (wasmRounds.ts).
+    const round = req.context?.round;
+    if (typeof round === "number") {
+      const columns = Array.isArray(req.context?.columns) ? req.context.columns.length : 0;
+      bytes = frameRoundInput(round, columns, bytesOf(req.context?.broadcast, "the round's broadcast"), bytes);
+    }
     const t0 = performance.now();
     let ex: WasmExports | undefined;
     try {
@@ -279,6 +287,22 @@ export async function reduceProgram(req: ReduceRequest, opts: RunProgramOptions 
     params: req.params, memoryLimitBytes: req.memoryLimitBytes,
   });
   return { result: parseOutput(json), ms: performance.now() - t0 };
+}
+
+/**
+ * A WASM program's step (an iterative job, on the server): `step(ptr, len)` on the framed
+ * input (wasmRounds.ts), in a fresh instance; returns the bytes it answered.
+ */
+export async function stepWasm(req: { hash: string; code: Uint8Array; input: Uint8Array; memoryLimitBytes: number }): Promise<Uint8Array> {
+  const { module, maxBytes } = await wasmModule(req.hash, req.code, req.memoryLimitBytes);
+  if (!WebAssembly.Module.exports(module).some((e) => e.name === "step" && e.kind === "function")) throw new Error("the program does not export step");
+  let ex: WasmExports | undefined;
+  try {
+    ex = await instantiate(module);
+    return callWasm(ex, "step", req.input);
+  } catch (e) {
+    throw wasmError(e, req.memoryLimitBytes, ex, maxBytes);
+  }
 }
 
 /** Rate-limits progress reports: at most one per `everyMs`, always the latest value. */

@@ -4,7 +4,7 @@
 // loop nor its memory: the parent terminates it at the time limit, V8 at the heap limit.
 import { parentPort, workerData } from "node:worker_threads";
 import { comparatorInQuickJS, reduceInQuickJS, stepInQuickJS } from "./quickjs";
-import { reduceProgram } from "./runProgram";
+import { reduceProgram, stepWasm } from "./runProgram";
 import type { ServerSandboxRequest } from "./reduceOnServer";
 
 const req = (workerData as { request: ServerSandboxRequest }).request;
@@ -12,7 +12,10 @@ const port = parentPort!;
 
 async function main(): Promise<unknown> {
   if (req.op === "comparator") return JSON.parse(await comparatorInQuickJS({ script: req.script, timeMs: req.timeMs, memoryMb: req.memoryMb }));
-  if (req.op === "step") return JSON.parse(await stepInQuickJS(req)) as unknown;
+  if (req.op === "step") {
+    if (req.kind === "wasm") return stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 });
+    return JSON.parse(await stepInQuickJS(req)) as unknown;
+  }
   if (req.kind === "js") {
     if (typeof req.code !== "string") throw new Error("a JS program's code must be its compiled script");
     return JSON.parse(await reduceInQuickJS({ script: req.code, outputs: req.outputs, params: req.params, timeMs: req.timeMs, memoryMb: req.memoryMb }));

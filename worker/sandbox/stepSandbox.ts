@@ -67,7 +67,7 @@ class StepThread {
     }
     if (this.dead) return result;
     const p = this.pending!;
-    p.timer = setTimeout(() => this.kill(timeLimitError(req.timeMs)), req.timeMs + QUICKJS_GRACE_MS);
+    p.timer = setTimeout(() => this.kill(timeLimitError(req.timeMs)), req.timeMs + (req.kind === "wasm" ? 0 : QUICKJS_GRACE_MS));
     this.worker.postMessage({ id: this.nextId++, req });
     return result;
   }

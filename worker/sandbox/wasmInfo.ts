@@ -200,6 +200,7 @@ const SIGNATURES: Record<string, FuncType> = {
   run: { params: ["i32", "i32"], results: ["i32"] },
   result_len: { params: [], results: ["i32"] },
   reduce: { params: ["i32", "i32"], results: ["i32"] },
+  step: { params: ["i32", "i32"], results: ["i32"] },
 };
 const ABORT: FuncType = { params: ["i32", "i32", "i32", "i32"], results: [] };
 
@@ -231,7 +232,7 @@ export function checkWasmAbi(info: WasmInfo, memoryLimitBytes: number): WasmAbiC
   const byName = new Map(info.exports.map((e) => [e.name, e]));
   const missing = ["memory", "alloc", "run", "result_len"].filter((n) => !byName.has(n));
   if (missing.length) throw new Error(`the module does not export ${missing.join(", ")} (a program exports memory, alloc, run and result_len)`);
-  for (const name of ["alloc", "run", "result_len", "reduce"]) {
+  for (const name of ["alloc", "run", "result_len", "reduce", "step"]) {
     const e = byName.get(name);
     if (!e) continue;
     if (e.kind !== "function") throw new Error(`the export "${name}" must be a function, not a ${e.kind}`);

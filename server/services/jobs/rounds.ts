@@ -65,7 +65,7 @@ function history(rows: Array<{ round: number; metric: number | null; latencyMs: 
  */
 export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number): Promise<RoundOutcome> {
   const { db } = deps;
-  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true, merge: true, stopAfterRound: true, program: { select: { scriptHash: true } } } });
+  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true, merge: true, stopAfterRound: true, program: { select: { kind: true, hash: true, scriptHash: true } } } });
   if (job.kernel === "program") return completeProgramRound(deps, jobId, round, job);
   const rounds = getKernel(job.kernel)?.rounds;
   if (!rounds) return { kind: "failed", error: `kernel ${job.kernel} does not run in rounds` };
@@ -158,11 +158,13 @@ interface ProgramJobParams {
  */
 async function completeProgramRound(
   deps: { db: Db; blobs: BlobStore }, jobId: string, round: number,
-  job: { params: string; merge: string | null; stopAfterRound: boolean; program: { scriptHash: string | null } | null },
+  job: { params: string; merge: string | null; stopAfterRound: boolean; program: { kind: string; hash: string; scriptHash: string | null } | null },
 ): Promise<RoundOutcome> {
   const { db } = deps;
   const params = JSON.parse(job.params) as ProgramJobParams;
-  if (!job.program?.scriptHash) return { kind: "failed", error: "only a JavaScript program can run in rounds" };
+  const program = job.program;
+  const codeHash = program?.kind === "wasm" ? program.hash : program?.scriptHash;
+  if (!program || !codeHash) return { kind: "failed", error: "the job's program cannot run in rounds" };
   const row = await db.jobRound.findUnique({ where: { jobId_round: { jobId, round } } });
   if (!row) return { kind: "failed", error: `round ${round} was never started` };
   let step: ProgramStep;
@@ -176,7 +178,7 @@ async function completeProgramRound(
     const needed = params.roundShare && params.roundShare < 1 ? roundQuorum(units.length, params.roundShare) : units.length;
     if (!units.length || arrived.length < needed) return { kind: "failed", error: `round ${round} ended before enough of its units had a validated result` };
     const stepJob = {
-      scriptHash: job.program.scriptHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
+      kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
       timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
     };
     try {

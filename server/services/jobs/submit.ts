@@ -160,9 +160,12 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     replication.tolerance = { relative: program.comparator.relative ?? 0, absolute: program.comparator.absolute ?? 0 };
   }
   if (input.rounds !== undefined) {
-    if (program.kind !== "js") throw new UserError("BAD_REQUEST", "Iterative jobs (rounds) need a JavaScript program: a WebAssembly program cannot export step yet.");
     if (!program.exports.includes("step")) {
-      throw new UserError("BAD_REQUEST", `Program ${program.name} exports no step, so it cannot run in rounds: add export function step(merged, state, ctx) (see writing-jobs.md), or leave out rounds.`);
+      const how = program.kind === "js" ? "add export function step(merged, state, ctx)" : "export a function step(ptr: i32, len: i32) -> i32";
+      throw new UserError("BAD_REQUEST", `Program ${program.name} exports no step, so it cannot run in rounds: ${how} (see writing-jobs.md), or leave out rounds.`);
+    }
+    if (program.kind === "wasm" && input.merge === "reduce") {
+      throw new UserError("BAD_REQUEST", "A WebAssembly program's rounds merge with concat, mean, median or trimmed-mean: its step gets the outputs, so it needs no reduce.");
     }
   }
   if (input.roundShare !== undefined && input.rounds === undefined) throw new UserError("BAD_REQUEST", "roundShare applies to a job that runs in rounds only.");
@@ -186,7 +189,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   let rounds: Plan["rounds"];
   if (input.rounds !== undefined) {
     // Round 0 of the step: the first round's broadcast (the initial weights) and state.
-    const job = { scriptHash: program.scriptHash!, merge: input.merge, trim: input.trim, params: input.params, context: split.context, timeMs, memoryMb };
+    const job = { kind: program.kind, codeHash: program.kind === "js" ? program.scriptHash! : program.hash, merge: input.merge, trim: input.trim, params: input.params, context: split.context, timeMs, memoryMb };
     const first = await runProgramStep(deps, job, 0, null, null, inputs.length).catch((e: Error) => {
       throw new UserError("BAD_REQUEST", `The program's step failed before the first round: ${e.message}`);
     });

@@ -3,7 +3,9 @@
 // on the server, so it runs where a program's reduce runs: in QuickJS, in a thread of its own,
 // with the job's time and memory limits (worker/sandbox/stepSandbox.ts).
 
+import { frameOutputs } from "../../../worker/sandbox/runProgram";
 import { runStep } from "../../../worker/sandbox/stepSandbox";
+import { bytesOf, f64Bytes, frameStepInput, outputNumbers, readStepOutput } from "../../../worker/sandbox/wasmRounds";
 import type { BlobStore } from "../../store/blobs";
 import { aggregate, DEFAULT_TRIM, isNumericMerge } from "./aggregate";
 
@@ -19,7 +21,9 @@ const MAX_METRICS = 16;
 
 /** The job's settings a step needs, as stored in the job's params (`submit.ts`). */
 export interface StepJob {
-  scriptHash: string;
+  kind: "js" | "wasm";
+  /** The blob of the code: a JS program's compiled script, a WASM program's module. */
+  codeHash: string;
   merge: string | null;
   trim?: number;
   params: unknown;
@@ -63,7 +67,8 @@ export function checkStep(value: unknown, round: number): ProgramStep {
 export async function runProgramStep(
   deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number, missing: number[] = [],
 ): Promise<ProgramStep> {
-  const script = (await deps.blobs.get(job.scriptHash)).toString("utf8");
+  if (job.kind === "wasm") return checkStep(await wasmStep(deps, job, round, outputs, state, shards), round);
+  const script = (await deps.blobs.get(job.codeHash)).toString("utf8");
   let merged: unknown = null;
   let reduce: unknown[] | undefined;
   if (outputs) {
@@ -80,4 +85,26 @@ export async function runProgramStep(
   const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
   const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb });
   return checkStep(value, round);
+}
+
+/**
+ * A WASM program's step: its outputs (bytes) merged as little-endian f64s by a numeric merge,
+ * or framed as they are (concat); the state and the answer as bytes (worker/sandbox/wasmRounds.ts).
+ */
+async function wasmStep(deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number) {
+  const code = new Uint8Array(await deps.blobs.get(job.codeHash));
+  let merged: Uint8Array = new Uint8Array(0);
+  if (outputs) {
+    try {
+      if (isNumericMerge(job.merge)) merged = f64Bytes(aggregate(job.merge, outputs.map(outputNumbers), job.trim ?? DEFAULT_TRIM) as number[]);
+      else merged = frameOutputs(outputs);
+    } catch (e) {
+      throw new Error(`cannot merge round ${round}'s outputs with ${job.merge ?? "concat"}: ${(e as Error).message}`);
+    }
+  }
+  const columns = Array.isArray(job.context?.columns) ? job.context.columns.length : 0;
+  const input = frameStepInput({ round, shards, columns, arrived: outputs?.length ?? 0 }, bytesOf(state, "the state"), merged);
+  const answer = await runStep({ kind: "wasm", hash: job.codeHash, code, input, timeMs: job.timeMs, memoryMb: job.memoryMb });
+  if (!(answer instanceof Uint8Array)) throw new Error("the step sandbox answered something other than bytes");
+  return readStepOutput(answer);
 }
