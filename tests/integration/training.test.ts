@@ -169,6 +169,19 @@ describe("iterative programs: data-parallel training", () => {
     expect(mses.at(-1)!).toBeLessThan(mses[0] / 100);
   }, 90_000);
 
+  it("refuses rounds for a program without step, saying how to add one", async () => {
+    const fs = await import("node:fs");
+    const api = trpc(srv.url, user.apiKey);
+    const upload = (file: string) => post("programs", fs.readFileSync(path.join(repoRoot, "examples", ...file.split("/"))) as never, path.basename(file));
+    const job = (program: string, merge?: string) => api.jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "csv", data }, chunks: 4, rounds: 3, ...(merge ? { merge } : {}),
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    await expect(job(await upload("js/collatz.js"))).rejects.toThrow(/exports no step, so it cannot run in rounds: add export function step\(merged, state, ctx\)/);
+    await expect(job(await upload("wasm/bytesum.wasm"))).rejects.toThrow(/exports no step, so it cannot run in rounds: export a function step\(ptr: i32, len: i32\) -> i32/);
+    await expect(job(await upload("wasm/linreg.wasm"), "reduce")).rejects.toThrow(/exports no reduce: merge its outputs with "concat" instead/);
+  });
+
   it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {
     const { id } = await submit(500);
     const api = trpc(srv.url, user.apiKey);
