@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
@@ -72,6 +73,49 @@ describe("training on a browser volunteer", () => {
     expect(headers).toEqual(["Round", "Latency", "loss", "accuracy"]);
     await page.getByTestId("rounds-metrics-chart").waitFor();
     await keepScreenshot(page, "e2e-training-rounds");
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+  it("submits a training job from the program form: a CSV cut into shards, rounds and a trimmed mean", async () => {
+    const user = await createUserWithKey(server.deps, "former@example.com");
+    const csvFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-form-")), "classes.csv");
+    fs.writeFileSync(csvFile, makeClassification({ rows: 1200, features: 4, seed: 9 }));
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1600 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const volunteer = await context.newPage();
+    const errors = collectPageErrors(volunteer);
+    await volunteer.goto("/volunteer");
+    await volunteer.getByRole("button", { name: "Start" }).click();
+    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+
+    const page = await context.newPage();
+    errors.push(...collectPageErrors(page));
+    await signIn(page, user.user.email, user.password, "/jobs");
+    const form = page.getByRole("form", { name: "Run your own program" });
+    await form.locator('input[name="program"]').setInputFiles(path.join(repoRoot, "examples", "js", "logreg.js"));
+    await form.getByTestId("program-info").filter({ hasText: "step" }).waitFor();
+    await form.locator('select[name="mode"]').selectOption("csv");
+    await form.locator('input[name="data"]').setInputFiles(csvFile);
+    // A program that exports step is offered rounds; the shards are counted like chunks.
+    const rounds = form.locator('input[name="rounds"]');
+    expect(await rounds.inputValue()).toBe("20");
+    await rounds.fill("3");
+    await form.locator('select[name="merge"]').selectOption("trimmed-mean");
+    await form.locator('input[name="trim"]').fill("0.25");
+    await form.getByLabel("replicas", { exact: true }).fill("1");
+    await form.locator('input[name="cpuSeconds"]').fill("0.01");
+    await form.getByTestId("trial").filter({ hasText: "No trial run: a CSV's shards are cut on the server" }).waitFor();
+    await form.getByTestId("program-estimate").waitFor();
+    await keepScreenshot(page, "e2e-training-form");
+    await form.getByRole("button", { name: "Submit program job" }).click();
+    await page.waitForURL(/\/jobs\/j\w+$/);
+    const id = new URL(page.url()).pathname.split("/").pop()!;
+    await waitFor(async () => ["completed", "failed"].includes((await trpc(server.url, user.apiKey).jobs.get.query({ id })).state), 60_000, "the form's job");
+    const job = await trpc(server.url, user.apiKey).jobs.get.query({ id });
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(job.round).toBe(3);
+    expect(job.chunks).toBe(8);
+    await page.getByTestId("round-row").nth(2).waitFor();
+    expect(await page.getByTestId("round-row").count()).toBe(3);
     expect(errors).toEqual([]);
     await context.close();
   });

@@ -9,7 +9,8 @@ import { firstUnitInput, trialRun, type TrialOutcome } from "./trialRun";
 import { useSubmissionKey } from "./submissionKey";
 
 type Uploaded = { hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean };
-type Mode = "json" | "range" | "lines" | "blocks";
+type Mode = "json" | "range" | "lines" | "blocks" | "csv";
+type Merge = "concat" | "reduce" | "mean" | "median" | "trimmed-mean";
 
 /** Sends a file to /api/programs or /api/data (the session cookie authenticates it). */
 async function upload(kind: "programs" | "data", file: File): Promise<Uploaded> {
@@ -20,14 +21,18 @@ async function upload(kind: "programs" | "data", file: File): Promise<Uploaded> 
 }
 
 type Trial = { state: "idle" } | { state: "running" } | ({ state: "done" } & TrialOutcome);
-type Fields = { items: string; start: string; end: string; chunks: string; blockBytes: string; params: string; timeLimit: string; replicas: string };
+type Fields = {
+  items: string; start: string; end: string; chunks: string; blockBytes: string; params: string; timeLimit: string; replicas: string;
+  /** An iterative program's (one that exports step): empty for a one-shot job. */
+  rounds: string; trim: string; roundShare: string;
+};
 
 /**
  * The submission the form describes, or why it cannot describe one yet. `estimate` is what
  * `jobs.estimate` is asked: a JSON array is counted rather than sent (a long one would not
  * fit in a query's URL), as a range of as many units, which the server prices the same.
  */
-function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploaded | null, cpuSeconds: string, merge: "concat" | "reduce") {
+function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploaded | null, cpuSeconds: string, merge: Merge) {
   const cpu = Number(cpuSeconds);
   if (!(cpu >= MIN_CPU_SECONDS && cpu <= 3600)) return { problem: `CPU-seconds per unit is a number from ${MIN_CPU_SECONDS} to 3600.` };
   let params: unknown;
@@ -50,12 +55,21 @@ function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploade
     counted = { kernel: "program", input: { mode: "range", start: 0, end: items.length }, chunks: items.length };
   } else if (mode === "range") input = { mode, start: Number(f.start), end: Number(f.end) };
   else if (!data) return { problem: "Choose the data file to see the estimate." };
-  else input = mode === "lines" ? { mode, data: data.hash } : { mode, data: data.hash, blockBytes: Number(f.blockBytes) };
+  else input = mode === "blocks" ? { mode, data: data.hash, blockBytes: Number(f.blockBytes) } : { mode, data: data.hash };
+  // Rounds, for a program that exports step; the server checks the figures and says what is wrong.
+  const iterative = !!program?.exports?.includes("step") && f.rounds.trim() !== "";
+  const rounds = iterative
+    ? {
+      rounds: Number(f.rounds),
+      ...(f.roundShare.trim() ? { roundShare: Number(f.roundShare) } : {}),
+    }
+    : {};
   const common = {
     kernel: "program", program: program?.hash, params, merge, timeLimitSeconds: Number(f.timeLimit),
-    replication: { replicas: Number(f.replicas) }, cpuSecondsPerUnit: cpu,
+    replication: { replicas: Number(f.replicas) }, cpuSecondsPerUnit: cpu, ...rounds,
+    ...(merge === "trimmed-mean" && f.trim.trim() ? { trim: Number(f.trim) } : {}),
   };
-  const chunks = mode === "range" || mode === "lines" ? Number(f.chunks) : undefined;
+  const chunks = mode === "range" || mode === "lines" || mode === "csv" ? Number(f.chunks) : undefined;
   const submit = { ...common, input, chunks };
   return { submit, estimate: counted ? { ...common, ...counted } : submit };
 }
@@ -68,8 +82,11 @@ export function ProgramForm() {
   const [data, setData] = useState<Uploaded | null>(null);
   const [dataFile, setDataFile] = useState<File | null>(null);
   const [mode, setMode] = useState<Mode>("range");
-  const [f, setF] = useState<Fields>({ items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2" });
-  const [merge, setMerge] = useState<"concat" | "reduce">("concat");
+  const [f, setF] = useState<Fields>({
+    items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2",
+    rounds: "", trim: "", roundShare: "",
+  });
+  const [merge, setMerge] = useState<Merge>("concat");
   const [cpuSeconds, setCpuSeconds] = useState("1");
   // Once the user types a figure of their own, trial runs no longer overwrite it.
   const cpuTouched = useRef(false);
@@ -91,7 +108,7 @@ export function ProgramForm() {
   // A trial run of the first unit whenever the program or that unit changes.
   const latest = useRef({ mode, f, dataFile });
   latest.current = { mode, f, dataFile };
-  const unitKey = mode === "json" ? f.items : mode === "range" ? `${f.start}:${f.end}:${f.chunks}` : mode === "lines" ? f.chunks : f.blockBytes;
+  const unitKey = mode === "json" ? f.items : mode === "range" ? `${f.start}:${f.end}:${f.chunks}` : mode === "lines" || mode === "csv" ? f.chunks : f.blockBytes;
   const trialKey = useDebounced(program ? JSON.stringify([program.hash, mode, unitKey, f.params, dataFile?.name, dataFile?.size]) : null, 400);
   useEffect(() => {
     if (!trialKey || !program) return;
@@ -124,6 +141,8 @@ export function ProgramForm() {
       if (kind === "programs") {
         setProgram(up);
         setMerge(up.hasReduce ? "reduce" : "concat");
+        // A program that exports step runs in rounds: offer a figure to start from.
+        if (up.exports?.includes("step")) setF((old) => ({ ...old, rounds: old.rounds || "20" }));
       } else {
         setData(up);
         setDataFile(file);
@@ -150,8 +169,9 @@ export function ProgramForm() {
     <form className="card stack" onSubmit={onSubmit} aria-label="Run your own program">
       <h2>Run your own program</h2>
       <p className="hint">
-        A JavaScript module exporting <code>run(input, ctx)</code> (and optionally <code>reduce</code>), or a WebAssembly module
-        following the ABI in docs/writing-jobs.md. It runs sandboxed on volunteers: no network, a time limit, a memory limit.
+        A JavaScript module exporting <code>run(input, ctx)</code> (and optionally <code>reduce</code>, or <code>step</code> to run in
+        rounds), or a WebAssembly module following the ABI in docs/writing-jobs.md. It runs sandboxed on volunteers: no network, a
+        time limit, a memory limit.
       </p>
       <label>
         Program (.js or .wasm)
@@ -169,6 +189,7 @@ export function ProgramForm() {
           <option value="json">a JSON array, one element per unit</option>
           <option value="lines">a text file split by lines</option>
           <option value="blocks">a file split into byte blocks</option>
+          <option value="csv">a numeric CSV cut into shards</option>
         </select>
       </label>
       <div className="grid-fields">
@@ -180,6 +201,14 @@ export function ProgramForm() {
           </>
         )}
         {(mode === "range" || mode === "lines") && field("chunks", "chunks", { type: "number", min: 1 })}
+        {mode === "csv" && field("chunks", "shards", { type: "number", min: 1 })}
+        {program?.exports?.includes("step") && (
+          <>
+            {field("rounds", "rounds (at most)", { type: "number", min: 1, name: "rounds" })}
+            {field("roundShare", "round share (optional, 0–1)", { type: "number", min: 0, max: 1, step: "any", name: "roundShare", placeholder: "1" })}
+          </>
+        )}
+        {merge === "trimmed-mean" && field("trim", "trim (share dropped at each end)", { type: "number", min: 0, max: 0.49, step: "any", name: "trim", placeholder: "0.1" })}
         {mode === "blocks" && field("blockBytes", "block bytes", { type: "number", min: 1 })}
         {field("timeLimit", "time limit (s)", { type: "number", min: 1 })}
         {field("replicas", "replicas", { type: "number", min: 1, max: 10 })}
@@ -197,19 +226,22 @@ export function ProgramForm() {
       <p className="hint" data-testid="trial" data-cpu-seconds={trial.state === "done" && trial.ok ? trial.cpuSeconds : undefined}>
         {trialText(trial, !!program)}
       </p>
-      {(mode === "lines" || mode === "blocks") && (
+      {(mode === "lines" || mode === "blocks" || mode === "csv") && (
         <label>
           Data file
           <input type="file" name="data" onChange={(e) => onFile("data", e.target.files?.[0])} />
           {data && <span className="hint">{data.name}: {data.size} bytes</span>}
         </label>
       )}
-      {field("params", "params (JSON, given to run and reduce as ctx.params)")}
+      {field("params", "params (JSON, given to run, reduce and step as ctx.params)")}
       <label>
         Merge the outputs
-        <select value={merge} onChange={(e) => setMerge(e.target.value as typeof merge)} name="merge">
+        <select value={merge} onChange={(e) => setMerge(e.target.value as Merge)} name="merge">
           <option value="concat">concatenate (in unit order)</option>
           <option value="reduce" disabled={program ? !program.hasReduce : false}>with the program&apos;s reduce</option>
+          <option value="mean">mean per coordinate (arrays of numbers)</option>
+          <option value="median">median per coordinate (outvotes a poisoned share)</option>
+          <option value="trimmed-mean">trimmed mean per coordinate (drops the extremes)</option>
         </select>
       </label>
       {described.problem ? <p className="error">{described.problem}</p> : <EstimateCard state={estimate} testId="program-estimate" />}

@@ -29,7 +29,7 @@ export type TrialOutcome =
 
 /** The first unit's input, cut from the form's fields the way the server splits the job. */
 export async function firstUnitInput(
-  mode: "json" | "range" | "lines" | "blocks",
+  mode: "json" | "range" | "lines" | "blocks" | "csv",
   f: { items: string; start: string; end: string; chunks: string; blockBytes: string },
   file: File | null,
 ): Promise<TrialInput> {
@@ -53,6 +53,9 @@ export async function firstUnitInput(
       if (lines.length && lines[lines.length - 1] === "") lines.pop();
       return { input: lines.slice(0, Math.floor(lines.length / chunks)).join("\n"), inputKind: "text" };
     }
+    case "csv":
+      // The shards are cut on the server (and an iterative unit needs its round's broadcast).
+      throw new Error("a CSV's shards are cut on the server, so there is no first unit to time here");
     case "blocks": {
       if (!file) throw new Error("choose the data file first");
       const blockBytes = Number(f.blockBytes);
