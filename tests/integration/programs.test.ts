@@ -39,6 +39,23 @@ describe("uploaded programs", () => {
     return { id, job: await api.jobs.get.query({ id }), result: await api.jobs.result.query({ id }), units: await api.jobs.unitOutputs.query({ id }) };
   }
 
+  it("lets two consumers who upload the same bytes each split them, and nobody else", async () => {
+    const program = await (await post("programs", fs.readFileSync(path.join(examples, "js", "wordcount.js")), "wordcount.js")).json();
+    const other = await createUserWithKey(srv.deps, "same-data@example.com");
+    const stranger = await createUserWithKey(srv.deps, "stranger@example.com");
+    const text = "one two two\nthree three three\n";
+    const mine = await (await post("data", text, "mine.txt")).json();
+    const theirs = await (await post("data", text, "theirs.txt", other.apiKey)).json();
+    expect(theirs.hash).toBe(mine.hash);
+    const submit = (key: string) => trpc(srv.url, key).jobs.submit.mutate({
+      kernel: "program", program: program.hash, input: { mode: "lines", data: mine.hash }, chunks: 2, merge: "reduce",
+    } as never);
+    // The second uploader's job is accepted (it was refused as "No data file" while the first owned the row).
+    await expect(submit(other.apiKey)).resolves.toMatchObject({ id: expect.any(String) });
+    await expect(submit(user.apiKey)).resolves.toMatchObject({ id: expect.any(String) });
+    await expect(submit(stranger.apiKey)).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
+  });
+
   it("counts words of a text file split by lines and merges them with the program's reduce", async () => {
     const res = await post("programs", fs.readFileSync(path.join(examples, "js", "wordcount.js")), "wordcount.js");
     expect(res.status).toBe(201);

@@ -229,7 +229,7 @@ async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   let n: number;
   if (spec.mode === "json") n = spec.items.length;
   else if (spec.mode === "blocks") {
-    const file = await deps.db.dataFile.findUnique({ where: { hash: spec.data }, select: { size: true } });
+    const file = await deps.db.dataFile.findFirst({ where: { hash: spec.data }, select: { size: true } });
     if (!file) throw new UserError("NOT_FOUND", `No data file ${spec.data}: upload it first.`);
     n = Math.ceil(file.size / spec.blockBytes);
   } else if (spec.mode === "range") {

@@ -70,7 +70,7 @@ export async function listPrograms(deps: AppDeps, ownerId: string) {
 export async function createDataFile(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
   const hash = await deps.blobs.put(upload.bytes);
   const row = await deps.db.dataFile.upsert({
-    where: { hash },
+    where: { hash_ownerId: { hash, ownerId } },
     create: { hash, name: upload.name.slice(0, 200) || "data", size: upload.bytes.length, ownerId },
     update: {},
   });

@@ -38,8 +38,8 @@ async function inline(deps: AppDeps, value: unknown): Promise<UnitInput> {
 }
 
 async function dataFile(deps: AppDeps, ownerId: string, h: string) {
-  const row = await deps.db.dataFile.findUnique({ where: { hash: h }, select: { ownerId: true } });
-  if (!row || row.ownerId !== ownerId) throw new UserError("NOT_FOUND", `No data file ${h}: upload it first.`);
+  const row = await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash: h, ownerId } }, select: { ownerId: true } });
+  if (!row) throw new UserError("NOT_FOUND", `No data file ${h}: upload it first.`);
   return deps.blobs.get(h);
 }
 
