@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser } from "playwright-core";
+import type { Browser, BrowserContext } from "playwright-core";
 // @ts-expect-error: a plain ES module of the examples, without types
 import { makeClassification } from "../../examples/js/make-classification.mjs";
 import { referenceRun } from "../../bench/lib/referenceRun";
@@ -36,11 +36,7 @@ describe("training on a browser volunteer", () => {
     const data = await post("data", csv, "data.csv");
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 1100 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
-    const volunteer = await context.newPage();
-    const errors = collectPageErrors(volunteer);
-    await volunteer.goto("/volunteer");
-    await volunteer.getByRole("button", { name: "Start" }).click();
-    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+    const errors = await startVolunteerTab(context);
 
     const api = trpc(server.url, user.apiKey);
     const rounds = 8;
@@ -81,11 +77,7 @@ describe("training on a browser volunteer", () => {
     const csvFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-form-")), "classes.csv");
     fs.writeFileSync(csvFile, makeClassification({ rows: 1200, features: 4, seed: 9 }));
     const context = await browser.newContext({ viewport: { width: 1280, height: 1600 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
-    const volunteer = await context.newPage();
-    const errors = collectPageErrors(volunteer);
-    await volunteer.goto("/volunteer");
-    await volunteer.getByRole("button", { name: "Start" }).click();
-    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+    const errors = await startVolunteerTab(context);
 
     const page = await context.newPage();
     errors.push(...collectPageErrors(page));
@@ -120,3 +112,13 @@ describe("training on a browser volunteer", () => {
     await context.close();
   });
 });
+
+/** Opens the volunteer page in a tab of `context` and starts it; returns the page's errors as they come. */
+async function startVolunteerTab(context: BrowserContext): Promise<string[]> {
+  const volunteer = await context.newPage();
+  const errors = collectPageErrors(volunteer);
+  await volunteer.goto("/volunteer");
+  await volunteer.getByRole("button", { name: "Start" }).click();
+  await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+  return errors;
+}

@@ -28,7 +28,7 @@ import type { PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { MiB, memoryLimitMessage } from "../sandbox/abi";
 import type { ChildReply, ChildRequest } from "./programChild";
-import { cacheable, INPUT_CACHE_BYTES, InputCache, inputSize } from "./inputCache";
+import { cacheable, INPUT_CACHE_BYTES, InputCache, inputSize, type CachedInput } from "./inputCache";
 
 /** Memory a program process may take beyond its baseline and the task's limit: the runtime's own growth. */
 export const PROCESS_MEMORY_ALLOWANCE_MB = 64;
@@ -180,8 +180,6 @@ interface Pending {
   resend?: () => void;
 }
 
-type CachedInputValue = Parameters<typeof inputSize>[0];
-
 /** The key a task's input is kept under in the child, if it may be kept: its blob's hash and kind. */
 function inputKey(t: TaskRun): string | undefined {
   const ref = (t.params as { inputRef?: unknown } | undefined)?.inputRef;
@@ -203,13 +201,15 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
     pending.clear();
   };
 
+  // What the process may take beyond its own baseline: the task's limit, the runtime's growth, the inputs it keeps.
+  const beyondBaseline = opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB + INPUT_CACHE_BYTES;
   const start = (hardening: boolean): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const args = [...nodeFlags(opts.heapMb, hardening), "-e", BOOT];
       let command = process.execPath;
       let argv = args;
       if (opts.limiter.kind === "ulimit") {
-        const kb = Math.ceil((ESTIMATED_BASELINE_MB * MiB + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB + INPUT_CACHE_BYTES) / 1024);
+        const kb = Math.ceil((ESTIMATED_BASELINE_MB * MiB + beyondBaseline) / 1024);
         command = opts.limiter.shell;
         argv = ["-c", 'ulimit -c 0 2>/dev/null; ulimit -d "$0" && exec "$@"', String(kb), process.execPath, ...args];
       }
@@ -248,7 +248,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
           if (ready || readying) return;
           readying = true;
           const limited = opts.limiter.kind === "prlimit"
-            ? (async () => prlimit((opts.limiter as { command: string }).command, c.pid!, vmDataBytes(c.pid!) + opts.memoryLimitBytes + PROCESS_MEMORY_ALLOWANCE_MB * MiB + INPUT_CACHE_BYTES))()
+            ? (async () => prlimit((opts.limiter as { command: string }).command, c.pid!, vmDataBytes(c.pid!) + beyondBaseline))()
             : Promise.resolve();
           limited.then(
             () => {
@@ -315,7 +315,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
               });
               const key = inputKey(t);
               const withInput = () => {
-                if (key !== undefined) inputs.set(key, true, inputSize(t.input as CachedInputValue));
+                if (key !== undefined) inputs.set(key, true, inputSize(t.input as CachedInput));
                 send({ type: "run", id, task: t, inputKey: key });
               };
               pending.set(id, {
