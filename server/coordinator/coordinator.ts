@@ -9,6 +9,7 @@ import type { PersistOp } from "../services/jobs/batchSql";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 import type { InteractiveRouter } from "./interactive";
 import { Verifier } from "./verifier";
+import { ProgramAudits } from "./programAudits";
 import { ReliabilityBook, type BanPolicy } from "./reliabilityBook";
 import { VolunteerEdge } from "./edge";
 import { ResultPipeline, type Notices } from "./resultPipeline";
@@ -100,7 +101,7 @@ export class Coordinator extends EventEmitter {
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
-    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, notices });
+    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs), notices });
     const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book });
     this.commit = commit;
     this.dispatcher = dispatch;

@@ -10,6 +10,7 @@ import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { userAccount } from "../services/credits/accounts";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { Verifier } from "./verifier";
+import { PROGRAM_KERNEL } from "../../worker/sandbox/abi";
 import { Throughput } from "./progress";
 import { toRecord, type ReliabilityBook } from "./reliabilityBook";
 import type { Commit } from "./commit";
@@ -148,7 +149,8 @@ export class JobLifecycle {
     const { scheduler, jobs } = this.live;
     const jobId = spec.id;
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
-    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), owner: userAccount(ownerId) };
+    // An iterative program's units are audited after the fact instead (programAudits.ts): its rounds cannot wait for a check.
+    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), auditable: round > 0 && spec.kernel === PROGRAM_KERNEL, owner: userAccount(ownerId) };
     // A program whose outputs merge by outvoting outliers: no host gets more units than the merge drops.
     const perHost = (spec.params as { maxUnitsPerHost?: unknown } | null)?.maxUnitsPerHost;
     if (typeof perHost === "number" && perHost >= 1) spec.maxUnitsPerHost = perHost;

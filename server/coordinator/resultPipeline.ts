@@ -5,6 +5,7 @@ import type { GroupCommitter } from "../store/groupCommit";
 import type { PersistOp } from "../services/jobs/batchSql";
 import { hostKey } from "../services/volunteers/reliability";
 import type { Verifier } from "./verifier";
+import type { ProgramAudits } from "./programAudits";
 import type { Ringer } from "./ringers";
 import { Throughput } from "./progress";
 import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
@@ -30,6 +31,7 @@ export interface PipelineDeps {
   caught: CaughtHosts;
   book: ReliabilityBook;
   verifier: Verifier;
+  audits: ProgramAudits;
   notices: Notices;
 }
 
@@ -210,6 +212,36 @@ export class ResultPipeline {
     this.track(done);
   }
 
+  /**
+   * Audits of accepted results (an iterative program's units): the server recomputes each in
+   * the background; right, the host passed a spot-check; wrong, it is caught as by any check.
+   * The round went on meanwhile: what the result added to a merge stays (the robust merge bounded it).
+   */
+  private audit(meta: JobMeta, o: ValidatedOutcome, refs: ResultRef[]) {
+    const { scheduler, observer } = this.live;
+    const unit = meta.spec.units.find((u) => u.id === o.unitId);
+    for (const ref of refs) {
+      const done = (async () => {
+        const verdict = unit ? await this.deps.audits.check(meta.jobId, meta.spec.params, meta.spec.comparator, unit.input, ref.output) : { skipped: "unit not found" };
+        if (this.live.closed) return;
+        if ("skipped" in verdict) {
+          scheduler.audited(ref, undefined);
+          this.live.log(`audit of unit ${o.index} of job ${meta.jobId} could not run (${verdict.skipped})`);
+          return;
+        }
+        scheduler.audited(ref, verdict.agrees);
+        observer.spotChecked(verdict.agrees ? 0 : 1);
+        if (verdict.agrees) {
+          void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(ref.host), ref.account]) });
+          return;
+        }
+        const reason = `failed a spot-check: a result for unit ${o.index} of round ${meta.round} of job ${meta.jobId} differs from the server's own computation`;
+        this.caught(ref, this.deps.caught.ban([ref], reason), reason);
+      })().catch((e: Error) => this.live.log(`audit of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
+      this.track(done);
+    }
+  }
+
   /** A ringer came back: right, it counts as a passed spot-check; wrong, the host is caught. */
   private ringerAnswered(conn: VolunteerConn, r: TaskResult, ringer: Ringer) {
     const { scheduler, observer } = this.live;
@@ -304,6 +336,7 @@ export class ResultPipeline {
       }
       this.live.emit("job", meta.jobId);
     });
+    if (o.audit) this.audit(meta, o, o.audit);
     if (o.jobDone) void this.deps.lifecycle.finish(o.jobId, "completed");
     if (o.revoked.length) dispatch.dispatchAll();
     else if (!o.checked) this.offerProbation(o.taskId, [...valid, ...invalid]);

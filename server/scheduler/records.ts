@@ -83,6 +83,7 @@ export interface JobRecord {
   maxInstances: number;
   readonly adaptive: boolean;
   readonly verifiable: boolean;
+  readonly auditable: boolean;
   readonly comparator: Comparator;
   state: JobState;
   /** Units by ascending index. */

@@ -184,6 +184,7 @@ export class Scheduler {
       maxInstances,
       adaptive: spec.adaptive === true,
       verifiable: spec.verifiable === true,
+      auditable: spec.auditable === true,
       comparator,
       state: "running",
       units: [],
@@ -1216,6 +1217,7 @@ export class Scheduler {
     const byOwner = judge?.by === "owner";
     const valid: ResultRef[] = [];
     const invalid: ResultRef[] = [];
+    let audit: ResultRef[] | undefined;
     for (const r of results) {
       r.hostRecord.awaiting = (r.hostRecord.awaiting ?? 1) - 1;
       if (r === centre || resultsAgree(centre, r, job.comparator)) {
@@ -1225,6 +1227,7 @@ export class Scheduler {
         }
         if (judge?.by === "server") this.passCheck(r.hostRecord, r.accountRecord);
         valid.push(refOf(r));
+        if (!judge && job.auditable && this.drawAudit(r.hostRecord)) (audit ??= []).push(refOf(r));
       } else {
         if (!byOwner) {
           chargeInvalid(r.hostRecord);
@@ -1259,7 +1262,44 @@ export class Scheduler {
       jobDone,
       ...(judge?.by === "server" ? { checked: true, caught: invalid } : {}),
       ...(byOwner ? { byOwner: true } : {}),
+      ...(audit ? { audit } : {}),
     };
+  }
+
+  /**
+   * Whether to audit an accepted result of this host: at its spot-check rate (at least one in
+   * every 1/minSpotRate results), and never while an audit of its results is in flight, so a
+   * newcomer's first results cost one audit, not one each.
+   */
+  private drawAudit(host: ReliabilityRecord): boolean {
+    const trust = this.trust;
+    if (!trust || host.auditing) return false;
+    const every = trust.minSpotRate > 0 ? Math.ceil(1 / trust.minSpotRate) : Infinity;
+    const rate = (host.sinceCheck ?? 0) >= every ? 1 : spotRate(host, trust);
+    if (!(this.random() < rate)) return false;
+    host.auditing = true;
+    return true;
+  }
+
+  /**
+   * The server recomputed an audited result (ValidatedOutcome.audit): right, its host and
+   * account passed a spot-check; wrong, they get an invalid result on their record (the caller
+   * bans them and backtracks). `passed` undefined: the audit could not be had; nothing moves.
+   */
+  audited(ref: ResultRef, passed: boolean | undefined): void {
+    const host = this.hostRecords.get(ref.host);
+    const account = this.accountRecords.get(ref.account);
+    if (!host || !account) return;
+    host.auditing = false;
+    if (passed === undefined) return;
+    if (!passed) {
+      chargeInvalid(host);
+      chargeInvalid(account);
+      return;
+    }
+    this.passCheck(host, account);
+    // Its first pass may take it off probation: its sockets may take more now.
+    for (const v of this.volunteers.values()) if (v.hostRecord === host) this.updateHungry(v);
   }
 
   /** The unit cannot reach its quorum within maxInstances: the job fails. Records stay as they are. */

@@ -64,6 +64,14 @@ export interface JobSpec {
    */
   verifiable?: boolean;
   /**
+   * The server can recompute a unit, but slowly and off the critical path (an iterative
+   * program's unit, in the server's sandbox): with a trust policy, results are decided by their
+   * quorum as without one, and a share of the accepted ones (the hosts' spot-check rates, one
+   * audit in flight per host) is returned in `ValidatedOutcome.audit` to be recomputed after
+   * the fact; answer with `audited`.
+   */
+  auditable?: boolean;
+  /**
    * The account that submitted the job. A consumer trusts their own machines: a result from a
    * host of this account decides its unit alone (no second copy, no spot-check), and the
    * owner pays nobody for it.
@@ -116,6 +124,8 @@ export interface ReliabilityRecord {
   checking?: number;
   /** Results since the last passed spot-check (in memory only; absent: 0). */
   sinceCheck?: number;
+  /** One of its accepted results is being audited now (in memory only). */
+  auditing?: boolean;
 }
 
 export interface VolunteerInfo {
@@ -200,6 +210,8 @@ export interface ValidatedOutcome {
   checked?: boolean;
   /** Results that a spot-check proved wrong: their hosts and accounts are to be banned. */
   caught?: ResultRef[];
+  /** Accepted results to recompute after the fact (an auditable job's spot-checks); answer each with `audited`. */
+  audit?: ResultRef[];
   /**
    * Decided by the job's owner (a result of one of the owner's hosts, or the owner accepting
    * unconfirmed results): nobody's record changed; `invalid` are not paid, and not held

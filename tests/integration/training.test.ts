@@ -81,6 +81,11 @@ describe("iterative programs: data-parallel training", () => {
     expect(units).toHaveLength(rounds);
     expect(new Set(units.map((u) => (JSON.parse(u.input) as { blob: string }).blob)).size).toBe(1);
     expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
+    // The server audited the honest volunteers' gradients (QuickJS against V8) and found them right.
+    await srv.deps.coordinator.drain();
+    const hosts = await srv.deps.db.reliability.findMany({ where: { id: { startsWith: "host:" } } });
+    expect(hosts.reduce((s, h) => s + h.spotChecks, 0), "audits passed").toBeGreaterThanOrEqual(3);
+    expect(hosts.filter((h) => h.bannedUntil || h.invalid > 0)).toEqual([]);
   }, 90_000);
 
   it("clusters with the k-means example, a program of its own, to the centres of a single-process run", async () => {
@@ -196,7 +201,7 @@ describe("iterative programs: data-parallel training", () => {
     expect(job.cost).toBeLessThan(job.estimate / 10);
   }, 90_000);
 
-  it("keeps training down a falling loss while one volunteer sends poisoned gradients", async () => {
+  it("keeps training down a falling loss while one volunteer sends poisoned gradients, and catches it by an audit", async () => {
     // A volunteer that answers every unit with a huge gradient of the right length.
     const poisoner: FleetVolunteer = startVolunteer(srv.url, {
       name: "poisoner",
@@ -216,6 +221,17 @@ describe("iterative programs: data-parallel training", () => {
       const losses = job.rounds.map((r) => r.stats.loss);
       expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.85);
       for (const w of ((await trpc(srv.url, user.apiKey).jobs.result.query({ id })) as { w: number[] }).w) expect(Math.abs(w)).toBeLessThan(10);
+      // Its first accepted gradient was recomputed on the server: it is banned, its results void and unpaid.
+      await srv.deps.coordinator.drain();
+      const caught = await srv.deps.db.result.findMany({ where: { jobId: id, state: "invalid" }, select: { volunteerId: true, error: true, paid: true } });
+      expect(caught.length, "the poisoner's results were backtracked").toBeGreaterThan(0);
+      expect(new Set(caught.map((r) => r.volunteerId)).size).toBe(1);
+      for (const r of caught) expect(r).toMatchObject({ paid: 0, error: expect.stringMatching(/backtracked: failed a spot-check: a result for unit \d+ of round \d+ of job/) });
+      const host = await srv.deps.db.reliability.findUnique({ where: { id: `host:${caught[0].volunteerId}` } });
+      expect(host?.bannedUntil?.getTime()).toBeGreaterThan(Date.now());
+      // Nobody honest was caught.
+      const banned = await srv.deps.db.reliability.findMany({ where: { id: { startsWith: "host:" }, bannedUntil: { not: null } } });
+      expect(banned.map((h) => h.id)).toEqual([`host:${caught[0].volunteerId}`]);
     } finally {
       poisoner.kill();
     }

@@ -320,3 +320,60 @@ describe("scheduler with a trust policy", () => {
     expect(c.done("streak", t!, 1).kind).toBe("pending"); // not trusted alone: waits for a replica
   });
 });
+
+describe("audits (iterative programs: accepted alone, checked after the fact)", () => {
+  const auditable = (units: number): JobSpec => ({ ...job("j", units, { r: 1, q: 1, verifiable: false }), kernel: "program", auditable: true });
+
+  it("accepts each result at once and audits a newcomer's first, with one audit in flight per host", () => {
+    const c = cluster(DEFAULT_TRUST, () => 0.5);
+    c.s.addJob(auditable(6), T0);
+    c.join("a", { window: 6 });
+    const tasks = c.lease("a");
+    expect(tasks).toHaveLength(6);
+    const outcomes = tasks.map((t) => c.done("a", t, 1));
+    // Every unit is decided by its one result: the round never waits for a check.
+    expect(outcomes.map((o) => o.kind)).toEqual(Array(6).fill("validated"));
+    const audits = outcomes.flatMap((o) => (o.kind === "validated" ? o.audit ?? [] : []));
+    // A newcomer is checked at rate 1, but its first audit must come back before another is drawn.
+    expect(audits.map((r) => r.host)).toEqual(["h-a"]);
+    expect(audits[0].output).toBe(1);
+  });
+
+  it("counts a passed audit as a spot-check (lowering the host's rate) and a failed one as an invalid result", () => {
+    const c = cluster(DEFAULT_TRUST, () => 0.4);
+    c.s.addJob(auditable(4), T0);
+    c.join("a", { window: 1 });
+    c.join("b", { window: 1 });
+    const [ta] = c.lease("a");
+    const [tb] = c.lease("b");
+    const oa = c.done("a", ta, 1);
+    const ob = c.done("b", tb, 2);
+    if (oa.kind !== "validated" || ob.kind !== "validated") throw new Error("expected both validated");
+    c.s.audited(oa.audit![0], true);
+    c.s.audited(ob.audit![0], false);
+    expect(c.s.hostRecord("h-a")).toMatchObject({ spotChecks: 1, invalid: 0 });
+    expect(spotRate(c.s.hostRecord("h-a")!, DEFAULT_TRUST)).toBe(0.5);
+    expect(c.s.hostRecord("h-b")).toMatchObject({ invalid: 1 });
+    expect(c.s.hostRecord("h-b")!.spotChecks ?? 0).toBe(0);
+    // Its audit came back: "a" is drawn again at its new rate (0.4 < 0.5).
+    const [next] = c.lease("a");
+    const o = c.done("a", next, 1);
+    expect(o.kind === "validated" && o.audit?.map((r) => r.host)).toEqual(["h-a"]);
+    // An audit that could not run moves nothing but lets the next be drawn.
+    c.s.audited((o as { audit: Parameters<Scheduler["audited"]>[0][] }).audit[0], undefined);
+    expect(c.s.hostRecord("h-a")).toMatchObject({ spotChecks: 1, invalid: 0 });
+  });
+
+  it("audits nothing without a trust policy, or for a job that is not auditable", () => {
+    for (const [trust, spec] of [[undefined, auditable(2)], [DEFAULT_TRUST, { ...auditable(2), auditable: false }]] as const) {
+      const s = new Scheduler({ trust, random: () => 0 });
+      s.addJob(spec, T0);
+      s.addVolunteer("a", { window: 2, host: "h-a", account: "acct-a" });
+      for (const t of s.leaseTasks("a", T0)) {
+        const o = s.completeTask("a", t.taskId, 1, digest(1), T0 + 1000);
+        expect(o.kind).toBe("validated");
+        expect((o as { audit?: unknown }).audit).toBeUndefined();
+      }
+    }
+  });
+});

@@ -13,6 +13,8 @@ export interface QuickJsEval {
   script: string;
   /** Strings set as globals before the program is evaluated. */
   globals?: Record<string, string>;
+  /** Bytes set as ArrayBuffer globals (copied in) before the program is evaluated. */
+  buffers?: Record<string, Uint8Array>;
   /** Evaluated after the program; must give (or resolve to) a JSON text string. */
   expression: string;
   timeMs: number;
@@ -90,6 +92,11 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
   try {
     for (const [name, value] of Object.entries(req.globals ?? {})) {
       const h = ctx.newString(value);
+      ctx.setProp(ctx.global, name, h);
+      h.dispose();
+    }
+    for (const [name, bytes] of Object.entries(req.buffers ?? {})) {
+      const h = ctx.newArrayBuffer(bytes.slice().buffer);
       ctx.setProp(ctx.global, name, h);
       h.dispose();
     }
@@ -180,6 +187,41 @@ export function stepInQuickJS(req: {
         merged = ns.reduce(a.reduce, { params: ctx.params, progress: function () {} });
       }
       return Promise.resolve(merged).then(function (m) { return ns.step(m === undefined ? null : m, a.state, ctx); }).then(function (v) {
+        var s = JSON.stringify(v === undefined ? null : v);
+        return typeof s === "string" ? s : "null";
+      });
+    })()`,
+    timeMs: req.timeMs,
+    memoryMb: req.memoryMb,
+    reuseModule: req.reuseModule,
+  });
+}
+
+/**
+ * One unit of a JS program, in QuickJS: `run(input, ctx)` as a volunteer runs it (ctx: the
+ * job's params, the task's context fields and a no-op progress), for the server's spot-check
+ * of a unit it cannot otherwise judge. `input`: a JSON value, a string (a line chunk) or
+ * bytes (a block, a CSV shard), given to `run` as a Uint8Array. Gives the output's JSON text.
+ */
+export function runInQuickJS(req: {
+  script: string; input: unknown; inputKind: "json" | "text" | "bytes"; params: unknown; context?: Record<string, unknown>;
+  timeMs: number; memoryMb: number; reuseModule?: boolean;
+}): Promise<string> {
+  const bytes = req.inputKind === "bytes";
+  const input = bytes ? "" : req.inputKind === "text" ? String(req.input) : JSON.stringify(req.input ?? null);
+  return evalInQuickJS({
+    script: req.script,
+    globals: { __tabgridInput: input, __tabgridCtx: JSON.stringify({ ...(req.context ?? {}), params: req.params ?? null }) },
+    ...(bytes ? { buffers: { __tabgridBytes: req.input as Uint8Array } } : {}),
+    expression: `(function () {
+      var ns = globalThis[${JSON.stringify(PROGRAM_GLOBAL)}];
+      if (!ns || typeof ns.run !== "function") throw new Error("the program does not export a run function");
+      var g = globalThis, kind = ${JSON.stringify(req.inputKind)};
+      var input = kind === "bytes" ? new Uint8Array(g.__tabgridBytes) : kind === "text" ? g.__tabgridInput : JSON.parse(g.__tabgridInput);
+      var ctx = JSON.parse(g.__tabgridCtx);
+      delete g.__tabgridInput; delete g.__tabgridCtx; delete g.__tabgridBytes;
+      ctx.progress = function () {};
+      return Promise.resolve(ns.run(input, ctx)).then(function (v) {
         var s = JSON.stringify(v === undefined ? null : v);
         return typeof s === "string" ? s : "null";
       });

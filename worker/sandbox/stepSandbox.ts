@@ -5,13 +5,36 @@
 // runs in a one-shot thread instead (reduceOnServer.ts), so one slow step never holds up
 // another job's. The thread is terminated at a step's time limit (if QuickJS's own interrupt
 // failed), when it runs out of heap, and after a minute without steps.
+//
+// A second kept thread, at the lowest CPU priority, recomputes units of iterative programs
+// for the server's after-the-fact spot-checks (server/coordinator/programAudits.ts): audits
+// queue for it one at a time and never take a core from dispatch, volunteers or steps.
 
 import { Worker } from "node:worker_threads";
 import { threadTarget } from "../node/threadTarget";
 import { timeLimitError } from "../runtime/pool";
 import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, STARTUP_LIMIT_MS, type StepRequest } from "./reduceOnServer";
+import type { ProgramKind } from "./abi";
 
 export type { StepRequest };
+
+/** One unit of a program, recomputed on the server (JS in QuickJS, WASM as WebAssembly without imports). */
+export interface UnitRequest {
+  op: "run";
+  kind: ProgramKind;
+  hash: string;
+  /** JS: the compiled script; WASM: the module's bytes. */
+  code: string | Uint8Array;
+  input: unknown;
+  inputKind: "json" | "text" | "bytes";
+  params: unknown;
+  context?: Record<string, unknown>;
+  timeMs: number;
+  memoryMb: number;
+}
+
+/** What the kept threads run: a step (no `op`, as before) or a unit. */
+export type KeptRequest = StepRequest | UnitRequest;
 
 const entry = new URL("./stepThread.ts", import.meta.url);
 const IDLE_MS = 60_000;
@@ -22,16 +45,18 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-class StepThread {
+class KeptThread {
   private readonly worker: Worker;
   private readonly started: Promise<void>;
   private pending: Pending | undefined;
   private nextId = 1;
   dead = false;
 
-  constructor(readonly memoryMb: number, private readonly onDead: () => void) {
+  constructor(readonly memoryMb: number, private readonly onDead: () => void, nice = 0) {
     const target = threadTarget(entry);
-    this.worker = new Worker(target.url, { workerData: target.workerData, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: memoryMb + HEAP_OVERHEAD_MB } });
+    this.worker = new Worker(target.url, {
+      workerData: { ...target.workerData, nice }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: memoryMb + HEAP_OVERHEAD_MB },
+    });
     this.worker.unref();
     this.started = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("the step sandbox did not start in time")), STARTUP_LIMIT_MS);
@@ -58,7 +83,7 @@ class StepThread {
     return this.pending !== undefined;
   }
 
-  async run(req: StepRequest): Promise<unknown> {
+  async run(req: KeptRequest): Promise<unknown> {
     const result = new Promise<unknown>((resolve, reject) => (this.pending = { resolve, reject }));
     try {
       await this.started;
@@ -88,26 +113,57 @@ class StepThread {
   }
 }
 
-let thread: StepThread | undefined;
-let idle: NodeJS.Timeout | undefined;
+/** A kept thread, started on demand and ended after a minute unused. */
+class Slot {
+  thread: KeptThread | undefined;
+  private idle: NodeJS.Timeout | undefined;
 
-/** Runs one step of an iterative JS program, sandboxed; resolves to what step returned. */
-export async function runStep(req: StepRequest): Promise<unknown> {
-  if (thread && (thread.busy || thread.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req });
-  const t = (thread ??= new StepThread(req.memoryMb, () => {
-    if (thread === t) thread = undefined;
-  }));
-  clearTimeout(idle);
-  try {
-    return await t.run(req);
-  } finally {
-    idle = setTimeout(() => t.kill(new Error("idle")), IDLE_MS);
-    idle.unref();
+  constructor(private readonly nice: number) {}
+
+  async run(req: KeptRequest): Promise<unknown> {
+    if (this.thread && this.thread.memoryMb !== req.memoryMb) this.thread.kill(new Error("another memory limit"));
+    const t = (this.thread ??= new KeptThread(req.memoryMb, () => {
+      if (this.thread === t) this.thread = undefined;
+    }, this.nice));
+    clearTimeout(this.idle);
+    try {
+      return await t.run(req);
+    } finally {
+      this.idle = setTimeout(() => t.kill(new Error("idle")), IDLE_MS);
+      this.idle.unref();
+    }
+  }
+
+  close(why: string) {
+    clearTimeout(this.idle);
+    this.thread?.kill(new Error(why));
   }
 }
 
-/** Ends the step thread (at shutdown and in tests). */
+const steps = new Slot(0);
+/** Audits yield to everything else on the machine (Linux nice 19, for that thread alone). */
+const audits = new Slot(19);
+let auditQueue: Promise<unknown> = Promise.resolve();
+
+/** Runs one step of an iterative JS program, sandboxed; resolves to what step returned. */
+export async function runStep(req: StepRequest): Promise<unknown> {
+  const t = steps.thread;
+  if (t && (t.busy || t.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req });
+  return steps.run(req);
+}
+
+/**
+ * Recomputes one unit of a program in the audit thread, after the audits queued before it;
+ * resolves to its output (JS: the JSON value; WASM: `{ b64 }`), or rejects with why not.
+ */
+export function runUnitOnServer(req: UnitRequest): Promise<unknown> {
+  const run = auditQueue.then(() => audits.run(req));
+  auditQueue = run.catch(() => undefined);
+  return run;
+}
+
+/** Ends the kept threads (at shutdown and in tests). */
 export function closeStepSandbox() {
-  clearTimeout(idle);
-  thread?.kill(new Error("the step sandbox was closed"));
+  steps.close("the step sandbox was closed");
+  audits.close("the audit sandbox was closed");
 }

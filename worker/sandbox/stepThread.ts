@@ -1,20 +1,43 @@
 // The long-lived thread of stepSandbox.ts: runs iterative programs' steps one after another,
-// JS ones in QuickJS (keeping the QuickJS module between them), WASM ones as WebAssembly. Each step still gets a fresh
-// runtime and context (nothing of one job's step is visible to the next), its memory limit
-// and its time limit (QuickJS's interrupt; the parent terminates the thread if that fails).
-import { parentPort } from "node:worker_threads";
-import { stepInQuickJS } from "./quickjs";
-import { stepWasm } from "./runProgram";
-import type { StepRequest } from "./stepSandbox";
+// JS ones in QuickJS (keeping the QuickJS module between them), WASM ones as WebAssembly; or,
+// as the audit thread, recomputes units of those programs the same way. Each request still
+// gets a fresh runtime and context (nothing of one job is visible to the next), its memory
+// limit and its time limit (QuickJS's interrupt; the parent terminates the thread if that fails).
+import os from "node:os";
+import { parentPort, workerData } from "node:worker_threads";
+import { runInQuickJS, stepInQuickJS } from "./quickjs";
+import { runProgram, stepWasm } from "./runProgram";
+import type { KeptRequest, UnitRequest } from "./stepSandbox";
+
+const nice = (workerData as { nice?: number } | undefined)?.nice ?? 0;
+if (nice) {
+  try {
+    // On Linux this lowers this thread alone; elsewhere (or if refused) it runs at normal priority.
+    os.setPriority(0, nice);
+  } catch {
+    // Not fatal: the work is the same, only less polite.
+  }
+}
+
+function runUnit(req: UnitRequest): Promise<unknown> {
+  if (req.kind === "wasm") {
+    return runProgram({
+      kind: "wasm", hash: req.hash, code: req.code, input: req.input, inputKind: req.inputKind, params: req.params,
+      context: req.context, memoryLimitBytes: req.memoryMb * 1024 * 1024,
+    }).then((r) => r.output);
+  }
+  return runInQuickJS({ ...req, script: req.code as string, reuseModule: true }).then((json) => JSON.parse(json) as unknown);
+}
 
 const port = parentPort!;
-port.on("message", (m: { id: number; req: StepRequest }) => {
+port.on("message", (m: { id: number; req: KeptRequest }) => {
   const t0 = performance.now();
   const req = m.req;
   // A WASM step (WebAssembly without imports) answers bytes; a JS step (QuickJS), JSON text.
-  const answer: Promise<unknown> = req.kind === "wasm"
-    ? stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 })
-    : stepInQuickJS({ ...req, reuseModule: true }).then((json) => JSON.parse(json) as unknown);
+  let answer: Promise<unknown>;
+  if ("op" in req) answer = runUnit(req);
+  else if (req.kind === "wasm") answer = stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 });
+  else answer = stepInQuickJS({ ...req, reuseModule: true }).then((json) => JSON.parse(json) as unknown);
   answer.then(
     (value) => port.postMessage({ id: m.id, type: "done", value, ms: performance.now() - t0 }),
     (e: unknown) => port.postMessage({ id: m.id, type: "fail", message: e instanceof Error ? e.message : String(e) }),
