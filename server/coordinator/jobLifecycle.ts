@@ -5,7 +5,7 @@ import { readJobPg, readUnitsPg, type UnitRange } from "../store/postgres/jobRow
 import type { PersistOp } from "../services/jobs/batchSql";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
-import { completeRound, currentRound, roundJobId, roundQuorum } from "../services/jobs/rounds";
+import { completeRound, currentRound, roundJobId, roundQuorum, stepRoundInMemory, type RoundOutcome } from "../services/jobs/rounds";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { userAccount } from "../services/credits/accounts";
 import { outputSchemaFor } from "../services/programs/outputs";
@@ -56,7 +56,7 @@ const jobColumns = {
  */
 export class JobLifecycle {
   /** Iterative jobs by database id: the scheduler job of their current round. */
-  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean }>();
+  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean; stored?: Promise<unknown> }>();
   /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
   private readonly reopening = new Set<string>();
 
@@ -161,13 +161,17 @@ export class JobLifecycle {
     if (round && (spec.params as { speculate?: unknown } | null)?.speculate === true) spec.speculate = true;
     if (round) {
       spec = { ...spec, id: roundJobId(jobId, round) };
-      this.rounds.set(jobId, { schedulerId: spec.id });
+      // The write of the step that started this round may still be on its way (stepRound).
+      const stored = this.rounds.get(jobId)?.stored;
+      this.rounds.set(jobId, { schedulerId: spec.id, ...(stored ? { stored } : {}) });
     } else if (part) {
       spec = { ...spec, id: `${jobId}@${part.first}` };
     }
     jobs.set(spec.id, {
       jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays,
       quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
+      // Every output of a program's round started afresh passes through here: its step can run from memory.
+      ...(round && spec.kernel === PROGRAM_KERNEL && !recovered && !this.deps.slices ? { outputs: new Map<number, unknown>() } : {}),
     });
     const { outcomes } = scheduler.addJob(spec, this.live.now(), recovered);
     for (const o of outcomes) this.deps.outcome(o);
@@ -498,8 +502,33 @@ export class JobLifecycle {
   }
 
   /**
-   * A round of an iterative job ended. Completed: once its outputs are committed, the
-   * kernel's step runs and the next round starts, or the job ends with its result.
+   * The step after a completed round. A program's round that ran here from its start steps
+   * from the outputs in memory at once, and its write joins the group commit (ordered before
+   * the next round's results); otherwise the round's outputs are committed and read back.
+   */
+  private async stepRound(meta: JobMeta): Promise<RoundOutcome> {
+    const queue = this.deps.commit.queue;
+    const outputs = meta.outputs;
+    if (outputs) {
+      const units = meta.spec.units.map((u) => ({
+        id: u.id, idx: u.index, input: u.input, done: outputs.has(u.index), output: outputs.get(u.index), work: u.work, pay: meta.pays.get(u.id) ?? 0,
+      })).sort((a, b) => a.idx - b.idx);
+      const current = this.rounds.get(meta.jobId);
+      // The step reads the round's row, which the previous round's op wrote (committed long ago, unless rounds are very short).
+      await current?.stored;
+      const { outcome, op } = await stepRoundInMemory(this.deps, meta.jobId, meta.round, units);
+      if (op && current) {
+        current.stored = queue.enqueue(op).catch((e: Error) => this.live.log(`storing round ${meta.round} of job ${meta.jobId} failed: ${e.message}`));
+      }
+      return outcome;
+    }
+    await queue.committedSoFar();
+    return completeRound(this.deps, meta.jobId, meta.round);
+  }
+
+  /**
+   * A round of an iterative job ended. Completed: the step runs (stepRound) and the next
+   * round starts, or the job ends with its result.
    * Otherwise (failed, cancelled) the whole job ends so.
    */
   private async endRound(id: string, meta: JobMeta, current: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
@@ -507,8 +536,7 @@ export class JobLifecycle {
     const queue = this.deps.commit.queue;
     let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
     if (state === "completed") {
-      await queue.committedSoFar();
-      const outcome = await completeRound(this.deps, meta.jobId, meta.round).catch((e: Error) => {
+      const outcome = await this.stepRound(meta).catch((e: Error) => {
         // The kernel's step is the server's own code: its failure is logged, not shown as is.
         this.live.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
         return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };

@@ -22,6 +22,11 @@ export interface JobMeta {
   throughput: Throughput;
   /** Cluster mode: the slice (server/cluster/slices.ts) this scheduler job is, if it is one. */
   slice?: string;
+  /**
+   * A round of an iterative program started here: its validated outputs by unit index, so its
+   * step needs neither their commit nor a read (rounds.ts, stepRoundInMemory).
+   */
+  outputs?: Map<number, unknown>;
 }
 
 /**

@@ -307,6 +307,7 @@ export class ResultPipeline {
       return;
     }
     const meta = this.live.jobs.get(o.jobId)!;
+    meta.outputs?.set(o.index, o.canonical);
     const pay = meta.pays.get(o.unitId) ?? 0;
     // At most a quorum of valid results is paid, and never the owner's own: they would pay themselves.
     let unpaid = meta.quorum;

@@ -256,6 +256,36 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
     await expectSameState();
   });
 
+  it("a stepped round finishes its row once and starts the next, whose results may follow in the same batch", async () => {
+    await user("alice", 100_000);
+    await write([submitOp("jStep", "alice", [500, 500], { quorum: 1, estimate: 5000, round: 1, roundState: '{"w":[0]}' })]);
+    const round = (r: number, done: boolean, state: string): PersistOp => ({
+      type: "round", jobId: "jStep", round: r, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, r)).toISOString(), latencyMs: 40 + r, done,
+      next: JSON.stringify({ done, next: { w: [r] }, state: JSON.parse(state), metrics: { loss: 1 / r } }), metric: 1 / r, stats: JSON.stringify({ loss: 1 / r }), state,
+      units: done ? [] : [0, 1].map((idx) => [roundUnitId("jStep", r + 1, idx), idx, JSON.stringify({ blob: "b", context: { round: r + 1 } }), 7, 500]),
+    });
+    const r1 = [0, 1].map((idx) => roundUnitId("jStep", 1, idx));
+    await write([resultOp(r1[0], "h1", [1]), validatedOp(r1[0], [1], [ref(r1[0], "h1", 500)]), resultOp(r1[1], "h2", [2]), validatedOp(r1[1], [2], [ref(r1[1], "h2", 500)])]);
+    // The step's op, then (in the same batch) a result of the round it started; a second write of the same step changes nothing.
+    const r2 = roundUnitId("jStep", 2, 0);
+    await write([round(1, false, '{"w":[1]}'), resultOp(r2, "h1", [3]), validatedOp(r2, [3], [ref(r2, "h1", 500)])]);
+    await write([round(1, false, '{"w":[99]}')]);
+    await write([round(2, true, '{"w":[2]}')]);
+    await each(async (db, on) => {
+      const rows = await db.jobRound.findMany({ where: { jobId: "jStep" }, orderBy: { round: "asc" }, select: { round: true, state: true, done: true, latencyMs: true, metric: true, finishedAt: true } });
+      expect(rows, on).toEqual([
+        { round: 1, state: '{"w":[0]}', done: false, latencyMs: 41, metric: 1, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 1)) },
+        { round: 2, state: '{"w":[1]}', done: true, latencyMs: 42, metric: 0.5, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)) },
+      ]);
+      const units = await db.workUnit.findMany({ where: { jobId: "jStep" }, orderBy: { id: "asc" }, select: { id: true, round: true, work: true, pay: true, done: true } });
+      expect(units, on).toEqual([
+        { id: "jStep.r1.0", round: 1, work: 1000, pay: 500, done: true }, { id: "jStep.r1.1", round: 1, work: 1000, pay: 500, done: true },
+        { id: "jStep.r2.0", round: 2, work: 7, pay: 500, done: true }, { id: "jStep.r2.1", round: 2, work: 7, pay: 500, done: false },
+      ]);
+    });
+    await expectSameState();
+  });
+
   it("a submit the owner cannot pay for throws InsufficientCredits and changes nothing, not even the rest of its batch", async () => {
     await user("bob", 1000);
     const poor = [volunteerOp("vBob", { userId: "bob", name: "Bob's laptop", nameChosen: true }), submitOp("jPoor", "bob", [1000, 1000])];

@@ -59,7 +59,28 @@ export type PersistOp =
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; nameChosen?: boolean; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
   | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null }
-  | BacktrackOp;
+  | BacktrackOp
+  | RoundOp;
+
+/** A round of an iterative program stepped (rounds.ts, stepRoundInMemory): what storeStep writes, as one op, before anything else in its batch. */
+export interface RoundOp {
+  type: "round";
+  jobId: string;
+  round: number;
+  /** ISO time the round ended (and the next started). */
+  finishedAt: string;
+  latencyMs: number;
+  done: boolean;
+  /** JSON: the whole checked step. */
+  next: string;
+  metric: number | null;
+  stats: string | null;
+  /** JSON: the state the next round starts from. */
+  state: string;
+  /** The next round's units: id, index, input (JSON), work, pay. */
+  units: Array<[id: string, idx: number, input: string, work: number, pay: number]>;
+}
+
 
 /** The columns of a new Job row, in the INSERT's order (see submitJob). */
 export interface JobRow {
@@ -86,6 +107,10 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
   const backtracks: BacktrackOp[] = [];
   for (const op of ops) {
     switch (op.type) {
+      case "round":
+        // First: the next round's units exist before any result for them in this batch.
+        storeRound(gate, conn, op);
+        break;
       case "backtrack":
         backtracks.push(op);
         break;
@@ -159,6 +184,17 @@ export function writeBatch(gate: SqliteGate, conn: Conn, ops: PersistOp[]) {
       console.error(`backtracking ${b.host} failed: ${(e as Error).message}`);
     }
   }
+}
+
+/** A stepped round: the round's row finished (once) and, unless the job ends, the next round's units and row. */
+function storeRound(gate: SqliteGate, conn: Conn, r: RoundOp) {
+  const finishedAt = sqlTime(new Date(r.finishedAt));
+  const { changes } = gate.statement(conn, `UPDATE "JobRound" SET "finishedAt" = ?, "latencyMs" = ?, "done" = ?, "next" = ?, "metric" = ?, "stats" = ?
+    WHERE "jobId" = ? AND "round" = ? AND "finishedAt" IS NULL`).run(finishedAt, r.latencyMs, r.done ? 1 : 0, r.next, r.metric, r.stats, r.jobId, r.round);
+  if (changes === 0 || r.done) return;
+  gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
+    r.units.map(([id, idx, input, work, pay]) => [id, r.jobId, idx, r.round + 1, input, work, pay]));
+  gate.statement(conn, `INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES (?, ?, ?, ?)`).run(r.jobId, r.round + 1, r.state, finishedAt);
 }
 
 /** Two writes of one row in a batch: the later streaks and ban, the increments summed. */

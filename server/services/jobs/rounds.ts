@@ -5,6 +5,7 @@ import type { Db } from "../../store/prisma";
 import type { Tx } from "../credits/ledger";
 import { runProgramStep, type ProgramStep } from "../programs/programStep";
 import { storedResult } from "./merge";
+import type { RoundOp } from "./batchSql";
 
 // Iterative jobs (kernels with `rounds`): each round is a set of WorkUnit rows of the job
 // with that round number, and a JobRound row with the state its units start from. The
@@ -65,7 +66,7 @@ function history(rows: Array<{ round: number; metric: number | null; latencyMs: 
  */
 export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number): Promise<RoundOutcome> {
   const { db } = deps;
-  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, params: true, merge: true, stopAfterRound: true, program: { select: { kind: true, hash: true, scriptHash: true } } } });
+  const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, ...programJobColumns } });
   if (job.kernel === "program") return completeProgramRound(deps, jobId, round, job);
   const rounds = getKernel(job.kernel)?.rounds;
   if (!rounds) return { kind: "failed", error: `kernel ${job.kernel} does not run in rounds` };
@@ -149,57 +150,115 @@ interface ProgramJobParams {
   roundShare?: number;
 }
 
+/** The job row's fields a program's step needs. */
+const programJobColumns = { params: true, merge: true, stopAfterRound: true, program: { select: { kind: true, hash: true, scriptHash: true } } } as const;
+type ProgramJobRow = { params: string; merge: string | null; stopAfterRound: boolean; program: { kind: string; hash: string; scriptHash: string | null } | null };
+
+/** A unit of a round as a program's step needs it: its input, and its output once validated. */
+export interface RoundUnit {
+  id: string;
+  idx: number;
+  input: unknown;
+  done: boolean;
+  output?: unknown;
+  work: number;
+  pay: number;
+}
+
+type NextUnits = Extract<RoundOutcome, { kind: "next" }>["units"];
+
 /**
- * completeRound for an iterative program: its own step, sandboxed (programStep.ts), makes
- * the next round's broadcast and state, or the result. What is stored as the round's
- * `next` is the whole checked step, so that after a restart the job ends with the same
- * result. The job's result: step's result when it said done, else (out of rounds, or
- * stopped by its owner) its last state.
+ * Runs an iterative program's step after `round` on its units' outputs, and makes the next
+ * round's units (the same inputs, with the step's broadcast as their context), unless the
+ * step, the owner or the round count ended the job.
  */
-async function completeProgramRound(
-  deps: { db: Db; blobs: BlobStore }, jobId: string, round: number,
-  job: { params: string; merge: string | null; stopAfterRound: boolean; program: { kind: string; hash: string; scriptHash: string | null } | null },
-): Promise<RoundOutcome> {
-  const { db } = deps;
+async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow, state: unknown, units: RoundUnit[]) {
   const params = JSON.parse(job.params) as ProgramJobParams;
   const program = job.program;
   const codeHash = program?.kind === "wasm" ? program.hash : program?.scriptHash;
-  if (!program || !codeHash) return { kind: "failed", error: "the job's program cannot run in rounds" };
+  if (!program || !codeHash) return { failed: "the job's program cannot run in rounds" };
+  // With a round share, the round closed at that many units: the others' shards run again next round.
+  const arrived = units.filter((u) => u.done);
+  const needed = params.roundShare && params.roundShare < 1 ? roundQuorum(units.length, params.roundShare) : units.length;
+  if (!units.length || arrived.length < needed) return { failed: `round ${round} ended before enough of its units had a validated result` };
+  const stepJob = {
+    kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
+    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
+  };
+  let step: ProgramStep;
+  try {
+    const missing = units.filter((u) => !u.done).map((u) => u.idx);
+    step = await runProgramStep(deps, stepJob, round, arrived.map((u) => u.output), state, units.length, missing);
+  } catch (e) {
+    return { failed: `Round ${round}'s step failed: ${(e as Error).message}` };
+  }
+  const done = step.done || job.stopAfterRound || round >= (params.rounds ?? round);
+  // The first metric is the one charted as converging; all of them are kept as the round's stats.
+  const metric = Object.values(step.metrics)[0] ?? null;
+  const next: NextUnits = done ? [] : units.map((u) => ({
+    id: roundUnitId(jobId, round + 1, u.idx), index: u.idx,
+    input: { ...(u.input as Record<string, unknown>), context: { round: round + 1, broadcast: (step as { next: unknown }).next } }, work: Math.round(u.work), pay: u.pay,
+  }));
+  return { step, done, metric, next };
+}
+
+/** The job's result once a step ended it: step's result when it said done, else (out of rounds, or stopped) its last state. */
+async function programResult(blobs: BlobStore, step: ProgramStep): Promise<RoundOutcome> {
+  return { kind: "done", ...(await storedResult(blobs, JSON.stringify((step.done ? step.result : step.state) ?? null))) };
+}
+
+/**
+ * completeRound for an iterative program, from the database (after a restart, in cluster
+ * mode): its own step, sandboxed (programStep.ts), makes the next round's broadcast and
+ * state, or the result. What is stored as the round's `next` is the whole checked step, so
+ * that after a restart the job ends with the same result.
+ */
+async function completeProgramRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow): Promise<RoundOutcome> {
+  const { db } = deps;
   const row = await db.jobRound.findUnique({ where: { jobId_round: { jobId, round } } });
   if (!row) return { kind: "failed", error: `round ${round} was never started` };
-  let step: ProgramStep;
   if (row.finishedAt) {
-    step = JSON.parse(row.next!) as ProgramStep;
-    if (!row.done) return nextRound(db, jobId, round + 1);
-  } else {
-    const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, input: true, output: true, done: true, work: true, pay: true }, orderBy: { idx: "asc" } });
-    // With a round share, the round closed at that many units: the others' shards run again next round.
-    const arrived = units.filter((u) => u.done);
-    const needed = params.roundShare && params.roundShare < 1 ? roundQuorum(units.length, params.roundShare) : units.length;
-    if (!units.length || arrived.length < needed) return { kind: "failed", error: `round ${round} ended before enough of its units had a validated result` };
-    const stepJob = {
-      kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
-      timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
-    };
-    try {
-      const missing = units.filter((u) => !u.done).map((u) => u.idx);
-      step = await runProgramStep(deps, stepJob, round, arrived.map((u) => JSON.parse(u.output!) as unknown), JSON.parse(row.state) as unknown, units.length, missing);
-    } catch (e) {
-      return { kind: "failed", error: `Round ${round}'s step failed: ${(e as Error).message}` };
-    }
-    const done = step.done || job.stopAfterRound || round >= (params.rounds ?? round);
-    // The first metric is the one charted as converging; all of them are kept as the round's stats.
-    const metric = Object.values(step.metrics)[0] ?? null;
-    const inputs = done ? [] : units.map((u) => {
-      const input = JSON.parse(u.input) as Record<string, unknown>;
-      return { input: { ...input, context: { round: round + 1, broadcast: (step as { next: unknown }).next } }, work: u.work, pay: u.pay };
-    });
-    await storeStep(db, jobId, round, row.startedAt, {
-      done, next: step, metric, stats: step.metrics, state: step.state, inputs,
-    });
-    if (!done) return nextRound(db, jobId, round + 1);
+    const step = JSON.parse(row.next!) as ProgramStep;
+    return row.done ? programResult(deps.blobs, step) : nextRound(db, jobId, round + 1);
   }
-  return { kind: "done", ...(await storedResult(deps.blobs, JSON.stringify((step.done ? step.result : step.state) ?? null))) };
+  const rows = await db.workUnit.findMany({ where: { jobId, round }, select: { id: true, idx: true, input: true, output: true, done: true, work: true, pay: true }, orderBy: { idx: "asc" } });
+  const units = rows.map((u) => ({ ...u, input: JSON.parse(u.input) as unknown, output: u.done ? (JSON.parse(u.output!) as unknown) : undefined }));
+  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units);
+  if ("failed" in r) return { kind: "failed", error: r.failed! };
+  await storeStep(db, jobId, round, row.startedAt, {
+    done: r.done, next: r.step, metric: r.metric, stats: r.step.metrics, state: r.step.state, inputs: r.next,
+  });
+  return r.done ? programResult(deps.blobs, r.step) : { kind: "next", round: round + 1, units: r.next };
+}
+
+/**
+ * The step after a round from what the coordinator holds: the round's units and the outputs
+ * it validated, so nothing waits for the round's last results to be durable or reads them
+ * back. The step and the next round's units come back as one op for the group commit, which
+ * orders it before any result of the next round: the caller may dispatch that round at once.
+ * (A crash before the op commits leaves the round unstepped: the next start steps it again,
+ * from the database, to the same units.) No op when the round was stepped already.
+ */
+export async function stepRoundInMemory(
+  deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, units: RoundUnit[],
+): Promise<{ outcome: RoundOutcome; op?: RoundOp }> {
+  const { db } = deps;
+  const [job, row] = await Promise.all([
+    db.job.findUniqueOrThrow({ where: { id: jobId }, select: programJobColumns }),
+    db.jobRound.findUnique({ where: { jobId_round: { jobId, round } }, select: { state: true, startedAt: true, finishedAt: true } }),
+  ]);
+  if (!row) return { outcome: { kind: "failed", error: `round ${round} was never started` } };
+  if (row.finishedAt) return { outcome: await completeProgramRound(deps, jobId, round, job) };
+  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units);
+  if ("failed" in r) return { outcome: { kind: "failed", error: r.failed! } };
+  const finishedAt = new Date();
+  const metric = r.metric !== null && Number.isFinite(r.metric) ? r.metric : null;
+  const op: RoundOp = {
+    type: "round", jobId, round, finishedAt: finishedAt.toISOString(), latencyMs: finishedAt.getTime() - row.startedAt.getTime(), done: r.done,
+    next: JSON.stringify(r.step), metric, stats: JSON.stringify(r.step.metrics), state: JSON.stringify(r.step.state ?? null),
+    units: r.next.map((u) => [u.id, u.index, JSON.stringify(u.input), Math.round(u.work), u.pay]),
+  };
+  return { outcome: r.done ? await programResult(deps.blobs, r.step) : { kind: "next", round: round + 1, units: r.next }, op };
 }
 
 async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOutcome> {

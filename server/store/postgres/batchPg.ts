@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
-import { mergeReliability, type PersistOp, type ReliabilityWrite } from "../../services/jobs/batchSql";
+import { mergeReliability, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
@@ -31,6 +31,7 @@ export interface Collected {
   finished: Array<Extract<PersistOp, { type: "finish" }>>;
   submitted: Array<Extract<PersistOp, { type: "submit" }>>;
   backtracks: Array<Extract<PersistOp, { type: "backtrack" }>>;
+  rounds: RoundOp[];
 }
 
 export function collect(ops: PersistOp[], at: string): Collected {
@@ -41,8 +42,12 @@ export function collect(ops: PersistOp[], at: string): Collected {
   const finished: Collected["finished"] = [];
   const submitted: Collected["submitted"] = [];
   const backtracks: Collected["backtracks"] = [];
+  const rounds: RoundOp[] = [];
   for (const op of ops) {
     switch (op.type) {
+      case "round":
+        rounds.push(op);
+        break;
       case "backtrack":
         backtracks.push(op);
         break;
@@ -78,7 +83,7 @@ export function collect(ops: PersistOp[], at: string): Collected {
         break;
     }
   }
-  return { results, validated, reliability, volunteers, finished, submitted, backtracks };
+  return { results, validated, reliability, volunteers, finished, submitted, backtracks, rounds };
 }
 
 /**
@@ -88,7 +93,9 @@ export function collect(ops: PersistOp[], at: string): Collected {
  */
 export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
   const at = pgTime(new Date());
-  const { results, validated, reliability, volunteers, finished, submitted, backtracks } = collect(ops, at);
+  const { results, validated, reliability, volunteers, finished, submitted, backtracks, rounds } = collect(ops, at);
+  // First: the next rounds' units exist before any result for them in this batch.
+  for (const r of rounds) await storeRound(c, r);
   // Every job the batch decides units of or ends is locked first, in id order: after this the
   // batch takes rows of other tables only, so two batches never wait on each other in a circle.
   const jobIds = [...new Set([...validated.map((v) => v.jobId), ...finished.map((f) => f.jobId)])].sort(cmp);
@@ -197,6 +204,19 @@ async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>,
 }
 
 /** A new job: its row, its units, its first round (iterative kernels) and its escrow hold. */
+/** A stepped round (batchSql.ts's storeRound): the round's row finished once and, unless the job ends, the next round's units and row. */
+async function storeRound(c: Client, r: RoundOp) {
+  const finishedAt = pgTime(new Date(r.finishedAt));
+  const { rowCount } = await c.query(prepared(`UPDATE "JobRound" SET "finishedAt" = $1, "latencyMs" = $2, "done" = $3, "next" = $4, "metric" = $5, "stats" = $6
+    WHERE "jobId" = $7 AND "round" = $8 AND "finishedAt" IS NULL`, [finishedAt, r.latencyMs, r.done, r.next, r.metric, r.stats, r.jobId, r.round]));
+  if (!rowCount || r.done) return;
+  const u = r.units;
+  await c.query(prepared(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")
+    SELECT v.id, $1, v.idx, $2, v.input, v.work, v.pay FROM unnest($3::text[], $4::int4[], $5::text[], $6::int4[], $7::int8[]) AS v(id, idx, input, work, pay)`,
+  [r.jobId, r.round + 1, u.map((x) => x[0]), u.map((x) => x[1]), u.map((x) => x[2]), u.map((x) => x[3]), u.map((x) => x[4])]));
+  await c.query(prepared(`INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES ($1, $2, $3, $4)`, [r.jobId, r.round + 1, r.state, finishedAt]));
+}
+
 async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
   await c.query(prepared(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",

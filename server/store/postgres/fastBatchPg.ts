@@ -20,9 +20,9 @@ import { addVolunteerCounts, cmp, collect, pgTime, upsertReliability, upsertResu
 
 type Client = pg.PoolClient;
 
-/** Batches with job endings, new jobs or backtracks go to batchPg.ts directly. */
+/** Batches with job endings, new jobs, backtracks or stepped rounds go to batchPg.ts directly. */
 export function fastPathFits(ops: PersistOp[]): boolean {
-  for (const op of ops) if (op.type === "finish" || op.type === "submit" || op.type === "backtrack") return false;
+  for (const op of ops) if (op.type === "finish" || op.type === "submit" || op.type === "backtrack" || op.type === "round") return false;
   return true;
 }
 
