@@ -6,6 +6,7 @@ import { volunteer } from "./commands/volunteer";
 import { admin } from "./commands/admin";
 import { watch } from "./commands/watch";
 import { calc } from "./commands/calc";
+import { kernels } from "../worker/kernels";
 
 const USAGE = `tabgrid: volunteer computing from the command line
 
@@ -23,7 +24,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
   tabgrid watch --url URL [--interval S] [--failures N] [--timeout S] [--webhook URL ...]
                 [--webhook-format slack|alertmanager] [--email-to ADDR ...] [--smtp URL] [--once] [--json]
 
-Kernels: pi, mandelbrot, primes. --url and --api-key default to TABGRID_URL
+Kernels: ${Object.keys(kernels).join(", ")}. --url and --api-key default to TABGRID_URL
 (http://localhost:3000) and TABGRID_API_KEY; volunteer --url may list the nodes of a cluster,
 comma-separated, tried in turn after each disconnect. admin works on DATABASE_URL directly.
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on

@@ -261,6 +261,8 @@ describe("the CLI and accounts reject bad input", () => {
     expect(noKernel.code).toBe(2);
     expect(noKernel.stderr).toMatch(/name a kernel/);
     expect(await srv.deps.db.job.count()).toBe(jobs);
+    // The usage lists the same kernels as the server offers.
+    expect((await cli("--help")).stdout).toMatch(/^Kernels: pi, mandelbrot, primes, kmeans\./m);
   });
 
   it("authenticate returns null for a wrong password or an unknown email", async () => {

@@ -54,6 +54,13 @@ describe("uploaded programs", () => {
     await expect(submit(other.apiKey)).resolves.toMatchObject({ id: expect.any(String) });
     await expect(submit(user.apiKey)).resolves.toMatchObject({ id: expect.any(String) });
     await expect(submit(stranger.apiKey)).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
+    // Nor does an estimate tell a stranger (or an anonymous caller) that the file exists, or its size.
+    const estimate = (key?: string) => trpc(srv.url, key).jobs.estimate.query({
+      kernel: "program", program: program.hash, input: { mode: "blocks", data: mine.hash, blockBytes: 8 }, merge: "concat",
+    } as never);
+    await expect(estimate(other.apiKey)).resolves.toMatchObject({ chunks: 4 });
+    await expect(estimate(stranger.apiKey)).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
+    await expect(estimate()).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
   });
 
   it("counts words of a text file split by lines and merges them with the program's reduce", async () => {

@@ -33,7 +33,7 @@ export const jobsRouter = router({
       params: z.toJSONSchema(k.params, { io: "input", unrepresentable: "any" }) as ParamsSchema,
     })),
   ),
-  estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input)),
+  estimate: publicProcedure.input(submitInputSchema).query(({ ctx, input }) => estimateJob(ctx.deps, input, ctx.user?.id ?? null)),
   submit: protectedProcedure.input(submitInputSchema).mutation(async ({ ctx, input }) => {
     input = withHeaderKey(input, ctx.idempotencyKey);
     if (!(await submissionAllowed(ctx.deps, ctx.user.id))) {

@@ -204,8 +204,8 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   };
 }
 
-export async function estimateJob(deps: AppDeps, input: SubmitInput) {
-  const plan = input.kernel === "program" ? await estimateProgramJob(deps, input) : await planJob(deps, input);
+export async function estimateJob(deps: AppDeps, input: SubmitInput, viewerId: string | null = null) {
+  const plan = input.kernel === "program" ? await estimateProgramJob(deps, input, viewerId) : await planJob(deps, input);
   const maxRounds = (plan as { rounds?: Plan["rounds"] }).rounds?.maxRounds;
   const work = plan.units.reduce((s, u) => s + u.work, 0) * (maxRounds ?? 1);
   return {
@@ -218,7 +218,7 @@ export async function estimateJob(deps: AppDeps, input: SubmitInput) {
  * A program job's price without storing anything (chunk blobs are only cut at submit): the
  * same units and the same price as planProgramJob, counted from the input's description.
  */
-async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
+async function estimateProgramJob(deps: AppDeps, input: SubmitInput, viewerId: string | null) {
   const spec = input.input;
   if (!spec) throw new UserError("BAD_REQUEST", "A program job needs an input.");
   if (input.program) await getProgram(deps, input.program);
@@ -229,7 +229,8 @@ async function estimateProgramJob(deps: AppDeps, input: SubmitInput) {
   let n: number;
   if (spec.mode === "json") n = spec.items.length;
   else if (spec.mode === "blocks") {
-    const file = await deps.db.dataFile.findFirst({ where: { hash: spec.data }, select: { size: true } });
+    // Only the viewer's own upload: nobody learns from an estimate whether someone else stored a file, or its size.
+    const file = viewerId ? await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash: spec.data, ownerId: viewerId } }, select: { size: true } }) : null;
     if (!file) throw new UserError("NOT_FOUND", `No data file ${spec.data}: upload it first.`);
     n = Math.ceil(file.size / spec.blockBytes);
   } else if (spec.mode === "range") {
