@@ -143,6 +143,9 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
   }
 }
 
+/** Evaluated in QuickJS: what a program returned, as the JSON text handed back (undefined as null). */
+const AS_JSON_TEXT = `function (v) { var s = JSON.stringify(v === undefined ? null : v); return typeof s === "string" ? s : "null"; }`;
+
 /** `reduce(outputs, { params })` of a compiled JS program, in QuickJS. */
 export function reduceInQuickJS(req: { script: string; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }): Promise<string> {
   return evalInQuickJS({
@@ -153,10 +156,7 @@ export function reduceInQuickJS(req: { script: string; outputs: unknown[]; param
       if (!ns || typeof ns.reduce !== "function") throw new Error("the program does not export reduce");
       var outputs = JSON.parse(globalThis.__tabgridOutputs), params = JSON.parse(globalThis.__tabgridParams);
       delete globalThis.__tabgridOutputs; delete globalThis.__tabgridParams;
-      return Promise.resolve(ns.reduce(outputs, { params: params, progress: function () {} })).then(function (v) {
-        var s = JSON.stringify(v === undefined ? null : v);
-        return typeof s === "string" ? s : "null";
-      });
+      return Promise.resolve(ns.reduce(outputs, { params: params, progress: function () {} })).then(${AS_JSON_TEXT});
     })()`,
     timeMs: req.timeMs,
     memoryMb: req.memoryMb,
@@ -186,10 +186,7 @@ export function stepInQuickJS(req: {
         if (typeof ns.reduce !== "function") throw new Error("the program does not export reduce");
         merged = ns.reduce(a.reduce, { params: ctx.params, progress: function () {} });
       }
-      return Promise.resolve(merged).then(function (m) { return ns.step(m === undefined ? null : m, a.state, ctx); }).then(function (v) {
-        var s = JSON.stringify(v === undefined ? null : v);
-        return typeof s === "string" ? s : "null";
-      });
+      return Promise.resolve(merged).then(function (m) { return ns.step(m === undefined ? null : m, a.state, ctx); }).then(${AS_JSON_TEXT});
     })()`,
     timeMs: req.timeMs,
     memoryMb: req.memoryMb,
@@ -221,10 +218,7 @@ export function runInQuickJS(req: {
       var ctx = JSON.parse(g.__tabgridCtx);
       delete g.__tabgridInput; delete g.__tabgridCtx; delete g.__tabgridBytes;
       ctx.progress = function () {};
-      return Promise.resolve(ns.run(input, ctx)).then(function (v) {
-        var s = JSON.stringify(v === undefined ? null : v);
-        return typeof s === "string" ? s : "null";
-      });
+      return Promise.resolve(ns.run(input, ctx)).then(${AS_JSON_TEXT});
     })()`,
     timeMs: req.timeMs,
     memoryMb: req.memoryMb,
