@@ -19,7 +19,7 @@ const parsers: Record<number, (value: string) => unknown> = {
 };
 
 export function createPool(connectionString: string, max = Number(process.env.PG_POOL_SIZE) || 10): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString,
     max,
     // A CLI command or the seed exits when it is done, without waiting for idle connections to time out.
@@ -28,6 +28,10 @@ export function createPool(connectionString: string, max = Number(process.env.PG
       getTypeParser: ((oid: number, format?: string) => parsers[oid] ?? pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection the server closed (a restart, a terminated backend) is dropped from the
+  // pool, and the next query opens another; unheard, its error would end the process.
+  pool.on("error", () => undefined);
+  return pool;
 }
 
 /** Runs `fn` in one transaction on one connection of the pool; rolls back if it throws. */
