@@ -57,14 +57,19 @@ export class ProgramAudits {
       const spec = unitInput as UnitInput;
       const codeHash = p.program.kind === "js" ? p.program.script : p.program.hash;
       if (!codeHash) return { skipped: "the program has no compiled script" };
-      const code = await this.blobs.get(codeHash);
+      let code: Buffer;
       let input: unknown;
       let inputKind: "json" | "text" | "bytes" = "json";
-      if ("value" in spec) input = spec.value;
-      else {
-        const bytes = await this.blobs.get(spec.blob);
-        inputKind = spec.encoding;
-        input = spec.encoding === "bytes" ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes.toString("utf8");
+      try {
+        code = await this.blobs.get(codeHash);
+        if ("value" in spec) input = spec.value;
+        else {
+          const bytes = await this.blobs.get(spec.blob);
+          inputKind = spec.encoding;
+          input = spec.encoding === "bytes" ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes.toString("utf8");
+        }
+      } catch (e) {
+        return { skipped: `its code or input could not be read: ${(e as Error).message}` };
       }
       const js = p.program.kind === "js";
       const timeMs = Math.min(MAX_AUDIT_MS, p.limits.timeMs * (js ? JS_SLOWDOWN : 4));

@@ -222,7 +222,10 @@ export class ResultPipeline {
     const unit = meta.spec.units.find((u) => u.id === o.unitId);
     for (const ref of refs) {
       const done = (async () => {
-        const verdict = unit ? await this.deps.audits.check(meta.jobId, meta.spec.params, meta.spec.comparator, unit.input, ref.output) : { skipped: "unit not found" };
+        // Whatever goes wrong, the scheduler hears of it: a host left marked as audited would never be drawn again.
+        const verdict = unit
+          ? await this.deps.audits.check(meta.jobId, meta.spec.params, meta.spec.comparator, unit.input, ref.output).catch((e: Error) => ({ skipped: e.message }))
+          : { skipped: "unit not found" };
         if (this.live.closed) return;
         if ("skipped" in verdict) {
           scheduler.audited(ref, undefined);

@@ -114,6 +114,8 @@ describe("ProgramAudits", () => {
     // A broadcast the module cannot read traps here: no verdict on the volunteer either way.
     const broken = { ...unit, context: { round: 1, broadcast: "not bytes" } };
     expect(await audits.check("j", params, undefined, broken, output)).toMatchObject({ skipped: expect.any(String) });
+    // Nor when its input is gone from the blob store.
+    expect(await audits.check("j", params, undefined, { ...unit, blob: "f".repeat(64) }, output)).toMatchObject({ skipped: expect.stringMatching(/could not be read/) });
   });
 
   it("widens a JS job's comparator to the audit tolerance, and keeps a WASM job's", () => {
