@@ -1,4 +1,4 @@
-import type { ProgramTaskParams } from "../../worker/client/prepareTask";
+import type { ProgramTaskParams, UnitInput } from "../../worker/client/prepareTask";
 import { runUnitOnServer } from "../../worker/sandbox/stepSandbox";
 import type { BlobStore } from "../store/blobs";
 import { outputsAgree } from "../scheduler/compare";
@@ -24,9 +24,6 @@ const MAX_AUDIT_MS = 120_000;
 const MAX_WAITING = 32;
 /** Nor may one job's audits (a program slow on the server on purpose) hold the queue for the others. */
 const MAX_WAITING_PER_JOB = 4;
-
-/** What a unit of a program job holds (submit.ts): a value, or a blob of a file, and fields of ctx. */
-type UnitInput = ({ value: unknown } | { blob: string; encoding: "text" | "bytes" }) & { context?: Record<string, unknown> };
 
 export type AuditVerdict = { agrees: boolean } | { skipped: string };
 

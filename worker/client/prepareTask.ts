@@ -11,7 +11,7 @@ export interface ProgramTaskParams {
 }
 
 /** A unit's input; `context` adds fields to `ctx` (an iterative job's `round` and `broadcast`). */
-type UnitInput = ({ value: unknown } | { blob: string; encoding: "text" | "bytes" }) & { context?: Record<string, unknown> };
+export type UnitInput = ({ value: unknown } | { blob: string; encoding: "text" | "bytes" }) & { context?: Record<string, unknown> };
 
 const hex = (buf: ArrayBuffer) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
