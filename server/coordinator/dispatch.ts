@@ -44,6 +44,8 @@ export class Dispatcher {
   private readonly ringers = new Map<string, Ringer>();
   private leaseTimer: NodeJS.Timeout | undefined;
   private leaseTimerAt = Infinity;
+  private localityTimer: NodeJS.Timeout | undefined;
+  private localityTimerAt = Infinity;
   /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
   private backlogged = false;
   /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
@@ -67,6 +69,7 @@ export class Dispatcher {
     const free = scheduler.freeSlots(conn.key);
     const ring = free >= 2 && this.wantsRinger(conn);
     const leased = scheduler.leaseTasks(conn.key, this.live.now(), ring ? free - 1 : undefined);
+    this.armLocalityTimer();
     if (!leased.length) return;
     this.deps.leased?.();
     observer.dispatched(leased.length);
@@ -116,6 +119,22 @@ export class Dispatcher {
       const conn = this.live.conns.get(key);
       if (conn) send(conn.ws, { type: "revoke", taskIds, reason });
     }
+  }
+
+  /**
+   * Units were left for the volunteers that hold their data (Scheduler.localityDeadline): if
+   * those have not taken them by then, dispatch comes back and anyone may.
+   */
+  private armLocalityTimer() {
+    const at = this.live.scheduler.localityDeadline();
+    if (at === undefined || at >= this.localityTimerAt || this.live.closed) return;
+    clearTimeout(this.localityTimer);
+    this.localityTimerAt = at;
+    this.localityTimer = setTimeout(() => {
+      this.localityTimerAt = Infinity;
+      this.dispatchAll();
+    }, Math.max(0, at - this.live.now()) + 1);
+    this.localityTimer.unref();
   }
 
   private armLeaseTimer() {
@@ -248,6 +267,7 @@ export class Dispatcher {
 
   stop() {
     clearTimeout(this.leaseTimer);
+    clearTimeout(this.localityTimer);
     clearInterval(this.sweepTimer);
   }
 }

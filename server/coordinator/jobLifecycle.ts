@@ -1,4 +1,4 @@
-import type { JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome } from "../scheduler/types";
+import type { JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, UnitSpec } from "../scheduler/types";
 import type { BlobStore } from "../store/blobs";
 import { dbKind, pgPool, type Db } from "../store/prisma";
 import { readJobPg, readUnitsPg, type UnitRange } from "../store/postgres/jobRows";
@@ -160,7 +160,8 @@ export class JobLifecycle {
     // On request, a round's last units get copies on volunteers left idle, so one slow volunteer does not hold it.
     if (round && (spec.params as { speculate?: unknown } | null)?.speculate === true) spec.speculate = true;
     if (round) {
-      spec = { ...spec, id: roundJobId(jobId, round) };
+      // Every round reads the same shards: each goes back to the volunteer that has it cached.
+      spec = { ...spec, id: roundJobId(jobId, round), units: spec.units.map(withLocality) };
       // The write of the step that started this round may still be on its way (stepRound).
       const stored = this.rounds.get(jobId)?.stored;
       this.rounds.set(jobId, { schedulerId: spec.id, ...(stored ? { stored } : {}) });
@@ -565,4 +566,10 @@ export class JobLifecycle {
     this.live.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
     this.live.emit("job", meta.jobId);
   }
+}
+
+/** A unit whose input is a stored blob (a shard) names it as the data it reads. */
+function withLocality(u: UnitSpec): UnitSpec {
+  const blob = (u.input as { blob?: unknown } | null)?.blob;
+  return typeof blob === "string" ? { ...u, locality: blob } : u;
 }

@@ -77,6 +77,8 @@ export interface JobRecord {
   readonly spec: JobSpec;
   /** Submission order, for the round-robin. */
   readonly seq: number;
+  /** When it was added: how long its units have waited for the volunteers that hold their data. */
+  readonly addedAt: number;
   /** Replication in force; the owner may lower it while the job runs. */
   target: number;
   quorum: number;

@@ -1,6 +1,7 @@
 import { Deque } from "./deque.js";
 import { JobRotation } from "./jobRotation.js";
 import { LeaseHeap } from "./leaseHeap.js";
+import { Locality } from "./locality.js";
 import { addAgreement, describeNoQuorum, quorumCentre, resultsAgree } from "./quorum.js";
 import type { JobRecord, TaskRecord, UnitRecord, UnitResult, VolunteerRecord } from "./records.js";
 import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord, passSpotCheck } from "./reliability.js";
@@ -62,6 +63,8 @@ export interface SchedulerOptions {
    * trusts hosts credible on their own.
    */
   trust?: TrustPolicy;
+  /** How long a unit waits for the volunteer that holds its data (UnitSpec.locality) before anyone may take it. Default 250 ms. */
+  localityWaitMs?: number;
 }
 
 const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
@@ -107,6 +110,7 @@ export class Scheduler {
   private readonly adaptiveMinValid: number;
   private readonly spotCheckRate: number;
   private readonly scanLimit: number;
+  private readonly locality: Locality;
   private readonly trust: TrustPolicy | undefined;
   /** Connected volunteers whose host has a verified record (placement rule), counted lazily. */
   private establishedOnline: number | undefined = 0;
@@ -124,6 +128,7 @@ export class Scheduler {
     this.adaptiveMinValid = options.adaptiveMinValid ?? 10;
     this.spotCheckRate = options.spotCheckRate ?? 0.1;
     this.scanLimit = options.scanLimit ?? 64;
+    this.locality = new Locality(options.localityWaitMs ?? 250);
     this.trust = options.trust;
     if (!(this.adaptiveMinValid >= 1)) throw new RangeError("adaptiveMinValid must be >= 1");
     if (!(this.spotCheckRate >= 0 && this.spotCheckRate <= 1)) throw new RangeError("spotCheckRate must be in [0, 1]");
@@ -141,7 +146,7 @@ export class Scheduler {
    * taken as `{ done }`. Units whose recovered results already decide them are decided at
    * once and reported in `outcomes`, to be handled like completeTask's outcomes.
    */
-  addJob(spec: JobSpec, _now: number, recovered?: RecoveredState | Iterable<UnitId>): AddJobResult {
+  addJob(spec: JobSpec, now: number, recovered?: RecoveredState | Iterable<UnitId>): AddJobResult {
     if (this.jobs.has(spec.id)) throw new Error(`job ${spec.id} already exists`);
     if (!(Number.isFinite(spec.leaseMs) && spec.leaseMs > 0)) {
       throw new RangeError(`job ${spec.id}: leaseMs must be a positive number`);
@@ -179,6 +184,7 @@ export class Scheduler {
     const job: JobRecord = {
       spec,
       seq: this.jobSeq++,
+      addedAt: now,
       target,
       quorum,
       maxInstances,
@@ -359,6 +365,7 @@ export class Scheduler {
     for (let i = held.length - 1; i >= 0; i--) this.lost((held[i] as TaskRecord).unit);
     this.volunteers.delete(id);
     this.hungry.delete(v);
+    this.locality.forget(v);
     this.establishedOnline = undefined;
     if (v.network !== undefined) {
       const n = (this.networks.get(v.network) ?? 1) - 1;
@@ -926,7 +933,7 @@ export class Scheduler {
       const u = q.popFront();
       if (u === undefined) break;
       if (u.done || !u.queued) continue; // stale entry: validated, or held for a check, while queued
-      if ((fresh || u.results !== undefined) && eligible(u, v) && this.placeable(u, v)) {
+      if ((fresh || u.results !== undefined) && eligible(u, v) && this.placeable(u, v) && !this.heldElsewhere(u, v, now)) {
         found = u;
         break;
       }
@@ -950,6 +957,21 @@ export class Scheduler {
     return task;
   }
 
+  /** Another volunteer online holds the unit's data and may take it: `v` leaves it to that one for a while (locality.ts). */
+  private heldElsewhere(u: UnitRecord, v: VolunteerRecord, now: number): boolean {
+    const key = u.spec.locality;
+    if (key === undefined) return false;
+    return this.locality.passOver(key, v, u.job.addedAt, now, (holder) => this.volunteers.get(holder.id) === holder && eligible(u, holder));
+  }
+
+  /**
+   * When units passed over for the volunteers that hold their data may go to anyone: the
+   * dispatcher comes back then if nothing else has taken them. Cleared by the call.
+   */
+  localityDeadline(): number | undefined {
+    return this.locality.takeDeadline();
+  }
+
   /** The host has its share of the job (maxUnitsPerHost) and another host online has had less. */
   private overShare(job: JobRecord, perHost: Map<string, number>, v: VolunteerRecord): boolean {
     const cap = job.spec.maxUnitsPerHost!;
@@ -960,6 +982,7 @@ export class Scheduler {
 
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
     if (job.perHost) job.perHost.set(v.host, (job.perHost.get(v.host) ?? 0) + 1);
+    if (unit.spec.locality !== undefined) this.locality.took(unit.spec.locality, v);
     if (!unit.leasedOnce) {
       unit.leasedOnce = true;
       // The owner's own host computes the unit alone; so may a host adaptive replication trusts.

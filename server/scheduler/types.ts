@@ -19,6 +19,11 @@ export interface UnitSpec {
   input: unknown;
   /** Estimated work in reference CPU-milliseconds; used for pricing and payouts. */
   work: number;
+  /**
+   * The data the unit reads (an input blob's hash), if other units read it too: it goes to
+   * the volunteer that last took a unit of the same data, which holds it (locality.ts).
+   */
+  locality?: string;
 }
 
 export interface ReplicationSpec {

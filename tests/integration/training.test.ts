@@ -26,6 +26,7 @@ describe("iterative programs: data-parallel training", () => {
   let volunteers: CliVolunteer[] = [];
   let program: string;
   let data: string;
+  let silentRuns = 0;
 
   const post = async (kind: "programs" | "data", body: string, name: string) => {
     const res = await fetch(`${srv.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body });
@@ -256,13 +257,19 @@ describe("iterative programs: data-parallel training", () => {
     }
   }, 90_000);
 
-  /** Runs `body` beside a volunteer that takes its tasks and never answers (a lease would hold each round). */
-  async function withSilentVolunteer(body: (silent: RawVolunteer) => Promise<void>) {
+  /**
+   * Runs `body` beside a volunteer that takes its tasks and never answers (a lease would hold
+   * each round), given a data set of its own: the shards of `CSV` are cached on the other
+   * volunteers from the earlier tests, and locality scheduling would leave them there.
+   */
+  async function withSilentVolunteer(body: (silent: RawVolunteer, data: { csv: string; hash: string }) => Promise<void>) {
+    const csv: string = makeClassification({ rows: 4000, features: 6, seed: 8 + silentRuns++ });
+    const hash = await post("data", csv, "fresh.csv");
     const silent = await RawVolunteer.connect(srv.url);
     silent.hello(1);
     await silent.next("welcome");
     try {
-      await body(silent);
+      await body(silent, { csv, hash });
       expect(silent.tasks().length, "the silent volunteer held units").toBeGreaterThan(0);
     } finally {
       await silent.close();
@@ -270,9 +277,9 @@ describe("iterative programs: data-parallel training", () => {
   }
 
   it("closes each round at its share of shards, so a volunteer that never answers cannot hold it", async () => {
-    await withSilentVolunteer(async () => {
+    await withSilentVolunteer(async (_, data) => {
       const rounds = 6;
-      const { id } = await submit(rounds, { roundShare: 0.75 });
+      const { id } = await submit(rounds, { roundShare: 0.75, input: { mode: "csv", data: data.hash } });
       const job = await finished(id, 30_000);
       expect(job.state, job.error ?? "").toBe("completed");
       expect(job.round).toBe(rounds);
@@ -283,13 +290,13 @@ describe("iterative programs: data-parallel training", () => {
   }, 60_000);
 
   it("with speculate, copies a silent volunteer's unit to an idle one, and trains to the reference's weights", async () => {
-    await withSilentVolunteer(async () => {
+    await withSilentVolunteer(async (_, data) => {
       const rounds = 5;
-      const { id } = await submit(rounds, { merge: "mean", speculate: true });
+      const { id } = await submit(rounds, { merge: "mean", speculate: true, input: { mode: "csv", data: data.hash } });
       const job = await finished(id, 30_000);
       expect(job.state, job.error ?? "").toBe("completed");
       // Every shard arrived every round (a copy's result is the same): the very weights of one process.
-      const reference = await referenceRun({ program: PROGRAM, csv: CSV, shards: SHARDS, merge: "mean", params: PARAMS, rounds });
+      const reference = await referenceRun({ program: PROGRAM, csv: data.csv, shards: SHARDS, merge: "mean", params: PARAMS, rounds });
       expect(await trpc(srv.url, user.apiKey).jobs.result.query({ id })).toEqual(reference.result);
     });
   }, 60_000);
