@@ -57,7 +57,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     name,
     nameChosen: chosenName !== undefined,
     connect: (u) => new WebSocket(u, { headers: conn.apiKey ? { authorization: `Bearer ${conn.apiKey}` } : {} }) as unknown as SocketLike,
-    createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 } }),
+    createPool: (n) => createNodePool({ threads: n, throttle, resourceLimits: { maxOldGenerationSizeMb: 512 }, warmPrograms: true }),
     log: (m) => console.error(`[volunteer] ${m}`),
     // Load per core of the whole machine (not just our threads); the busy share counts too.
     systemLoad: () => Math.min(1, os.loadavg()[0] / os.availableParallelism()),

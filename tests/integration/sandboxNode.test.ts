@@ -2,8 +2,9 @@
 // where those are not available, and in the fallback's own tests), real node:vm contexts,
 // real memory limits. Every failure must stay inside its own task: the pool replaces the
 // process and the next task computes.
+import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNodePool, programSandbox, startProgramProcessFor } from "../../worker/node/pool";
+import { createNodePool, DEFAULT_PROGRAM_MEMORY_MB, programSandbox, startProgramProcessFor } from "../../worker/node/pool";
 import { WorkerPool } from "../../worker/runtime/pool";
 import type { TaskRun } from "../../worker/runtime/runTask";
 import { MiB, type ProgramKind } from "../../worker/sandbox/abi";
@@ -173,6 +174,48 @@ describe.runIf(linux)("memory limits that hold (program processes)", () => {
       await expect(run(program("js", "under64", null, { memoryMb: 64 }), 60_000, shellPool)).resolves.toMatchObject({ output: expect.any(Number) });
     } finally {
       shellPool.terminate();
+    }
+  });
+});
+
+describe.runIf(linux)("warm program processes (a dedicated volunteer's)", () => {
+  /** This process's children whose command line is a program process's (node -e <boot>). */
+  const programChildren = () => {
+    const kids = fs.readdirSync("/proc/self/task").flatMap((t) => fs.readFileSync(`/proc/self/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
+    return kids.map(Number).filter((pid) => {
+      try {
+        return /tabgrid-sandbox\.js/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
+  };
+  const waitFor = async <T>(probe: () => T | undefined, what: string): Promise<T> => {
+    for (let i = 0; i < 200; i++) {
+      const v = probe();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+
+  it("starts each slot's process before any program, runs the first program in it, and replaces one that died idle", async () => {
+    const before = new Set(programChildren());
+    const warm = createNodePool({ threads: 1, warmPrograms: true });
+    try {
+      const pid = await waitFor(() => programChildren().find((p) => !before.has(p)), "a warm program process");
+      // A task with the default memory limit runs in the process started ahead: no other is started for it.
+      expect((await run(program("js", "good", { n: 4 }, { memoryMb: DEFAULT_PROGRAM_MEMORY_MB }), 10_000, warm)).output).toMatchObject({ double: 8 });
+      expect(programChildren().filter((p) => !before.has(p))).toEqual([pid]);
+
+      // Killed while idle, the process is not given the next task: a fresh one computes it.
+      process.kill(pid, "SIGKILL");
+      await waitFor(() => (programChildren().includes(pid) ? undefined : true), "the killed process to go");
+      await new Promise((r) => setTimeout(r, 100)); // its "close" event
+      expect((await run(program("js", "good", { n: 5 }, { memoryMb: DEFAULT_PROGRAM_MEMORY_MB }), 10_000, warm)).output).toMatchObject({ double: 10 });
+      expect(programChildren().filter((p) => !before.has(p))).toHaveLength(1);
+    } finally {
+      warm.terminate();
     }
   });
 });

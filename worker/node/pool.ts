@@ -4,7 +4,7 @@ import { Worker, type ResourceLimits } from "node:worker_threads";
 import { WorkerPool, type PoolOptions, type PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { formatMiB, MiB, type ProgramRunParams } from "../sandbox/abi";
-import { createRoutingPool, dedicatedProgramWorker } from "../sandbox/routingPool";
+import { createRoutingPool, dedicatedProgramWorker, type ProgramLimits } from "../sandbox/routingPool";
 import { scrubError } from "./hostPaths";
 import { findMemoryLimiter, startProgramProcess, type MemoryLimiter } from "./programProcess";
 import { threadTarget } from "./threadTarget";
@@ -23,7 +23,16 @@ export interface NodePoolOptions extends PoolOptions {
    * i.e. on Linux, else "thread"). "process" where that is not possible throws.
    */
   programIsolation?: ProgramIsolation;
+  /**
+   * Start each slot's program process (or thread) with the slot, with the default memory limit
+   * (DEFAULT_PROGRAM_MEMORY_MB), rather than for its first program task. A dedicated volunteer
+   * pays an idle process's memory for a first task that does not wait for one to start.
+   */
+  warmPrograms?: boolean;
 }
+
+/** The memory limit of a program task unless its job says otherwise (the server's WASM_MEMORY_LIMIT_MB default). */
+export const DEFAULT_PROGRAM_MEMORY_MB = 256;
 
 const kernelEntry = new URL("./thread.ts", import.meta.url);
 const programEntry = new URL("./programThread.ts", import.meta.url);
@@ -109,6 +118,7 @@ function scrubbed(worker: PoolWorker): PoolWorker {
   return {
     api: { run: (t, onProgress) => worker.api.run(t, onProgress).catch((e: unknown) => Promise.reject(scrubError(e))) },
     terminate: () => worker.terminate(),
+    ...(worker.alive ? { alive: () => worker.alive!() } : {}),
   };
 }
 
@@ -143,10 +153,12 @@ export function createNodePool(opts: NodePoolOptions): WorkerPool {
     threads: opts.threads,
     throttle: opts.throttle,
     kernels: () => startKernelThread(opts.resourceLimits),
+    warmPrograms: opts.warmPrograms,
     programs: () =>
       dedicatedProgramWorker({
-        start: (p: ProgramRunParams) => scrubbed(limiter ? startProgramProcessFor(p.memoryLimitBytes, limiter) : startProgramThread(p.memoryLimitBytes)),
+        start: (p: ProgramLimits) => scrubbed(limiter ? startProgramProcessFor(p.memoryLimitBytes, limiter) : startProgramThread(p.memoryLimitBytes)),
         sameLimits: (a, b) => a.memoryLimitBytes === b.memoryLimitBytes,
+        ...(opts.warmPrograms ? { warm: { memoryLimitBytes: DEFAULT_PROGRAM_MEMORY_MB * MiB } } : {}),
       }),
   });
 }

@@ -336,5 +336,6 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
       child?.kill("SIGKILL");
       failAll(new Error("Program process terminated"));
     },
+    alive: () => dead === undefined,
   };
 }

@@ -5,6 +5,8 @@ export interface PoolWorker {
   /** `onProgress` (optional) receives the task's own progress reports, 0..1. */
   api: { run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> };
   terminate(): void;
+  /** False once the worker is known to be gone (a program process that exited while idle). */
+  alive?(): boolean;
 }
 export type WorkerFactory = () => PoolWorker;
 

@@ -13,12 +13,14 @@ export interface RoutingPoolOptions extends PoolOptions {
   kernels: WorkerFactory;
   /** Makes a sandboxed worker for programs (created when the slot first runs one). */
   programs: WorkerFactory;
+  /** Creates each slot's program worker with the slot rather than for its first program (see DedicatedProgramWorkerOptions.warm). */
+  warmPrograms?: boolean;
 }
 
-/** One slot's worker: a kernel worker and, once needed, a program worker beside it. */
-export function routingWorker(kernels: WorkerFactory, programs: WorkerFactory): PoolWorker {
+/** One slot's worker: a kernel worker and, once needed (or at once, `warm`), a program worker beside it. */
+export function routingWorker(kernels: WorkerFactory, programs: WorkerFactory, warm = false): PoolWorker {
   const kernel = kernels();
-  let program: PoolWorker | undefined;
+  let program: PoolWorker | undefined = warm ? programs() : undefined;
   return {
     api: {
       run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
@@ -42,7 +44,7 @@ export function routingWorker(kernels: WorkerFactory, programs: WorkerFactory): 
  * crashed slot is replaced with fresh workers of both kinds.
  */
 export function createRoutingPool(opts: RoutingPoolOptions): WorkerPool {
-  return new WorkerPool(() => routingWorker(opts.kernels, opts.programs), opts);
+  return new WorkerPool(() => routingWorker(opts.kernels, opts.programs, opts.warmPrograms), opts);
 }
 
 /** A one-thread WorkerPool seen as a single worker (to reuse a pool's worker plumbing). */
@@ -53,11 +55,21 @@ export function poolAsWorker(pool: WorkerPool): PoolWorker {
   };
 }
 
+/** What a program worker is started for: the limits it enforces. */
+export type ProgramLimits = Pick<ProgramRunParams, "memoryLimitBytes">;
+
 export interface DedicatedProgramWorkerOptions {
   /** Starts a sandboxed worker suited to this program task (e.g. its heap sized from the memory limit). */
-  start(p: ProgramRunParams): PoolWorker;
+  start(p: ProgramLimits): PoolWorker;
   /** Whether a worker started for `a` has the right limits for `b` (default: yes). */
-  sameLimits?(a: ProgramRunParams, b: ProgramRunParams): boolean;
+  sameLimits?(a: ProgramLimits, b: ProgramLimits): boolean;
+  /**
+   * Start a worker with these limits now, before any program task: the first task whose
+   * limits they fit finds it running. A program process takes ~150 ms to start on an idle
+   * machine and most of a second while four start at once on two cores, which was most of
+   * an iterative job's first round.
+   */
+  warm?: ProgramLimits;
 }
 
 /**
@@ -70,7 +82,8 @@ export interface DedicatedProgramWorkerOptions {
  * already have it (the worker caches it by hash).
  */
 export function dedicatedProgramWorker(opts: DedicatedProgramWorkerOptions): PoolWorker {
-  let current: { worker: PoolWorker; started: ProgramRunParams; jsHash?: string; lastHash?: string } | undefined;
+  let current: { worker: PoolWorker; started: ProgramLimits; jsHash?: string; lastHash?: string } | undefined =
+    opts.warm ? { worker: opts.start(opts.warm), started: opts.warm } : undefined;
   const stop = () => {
     current?.worker.terminate();
     current = undefined;
@@ -83,6 +96,8 @@ export function dedicatedProgramWorker(opts: DedicatedProgramWorkerOptions): Poo
         }
         const p = t.params;
         if (current && ((current.jsHash !== undefined && current.jsHash !== p.hash) || !(opts.sameLimits?.(current.started, p) ?? true))) stop();
+        // A worker that died waiting (a warm one whose process was killed) is replaced, not given the task.
+        if (current?.worker.alive?.() === false) stop();
         current ??= { worker: opts.start(p), started: p };
         const needsCode = current.lastHash !== p.hash;
         if (needsCode && p.code === undefined) return Promise.reject(new Error(`program ${p.hash.slice(0, 12)} was sent without its code`));
