@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodePool } from "../../worker/node/pool";
-import { InputCache } from "../../worker/node/inputCache";
+import { InputCache } from "../../worker/runtime/inputCache";
 import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
 import type { WorkerPool } from "../../worker/runtime/pool";
 import type { TaskRun } from "../../worker/runtime/runTask";

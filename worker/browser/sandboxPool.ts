@@ -14,6 +14,7 @@ import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { isProgramParams } from "../sandbox/abi";
 import { SANDBOX_HOST_PATH, SANDBOX_RUNNER_PATH } from "../sandbox/hostPage";
 import { dedicatedProgramWorker } from "../sandbox/routingPool";
+import { InputCache, inputKey, inputSize, type CachedInput } from "../runtime/inputCache";
 
 export interface SandboxFrameOptions {
   /** The sandbox document (default SANDBOX_HOST_PATH on the app's server). */
@@ -252,8 +253,9 @@ function abortError(): Error {
  * or not, because the iframe's own thread stays free.
  */
 export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
-  let worker: { id: number; gen: number } | undefined;
-  let task: { id: number; resolve(r: TaskResult): void; reject(e: unknown): void; onProgress?: (f: number) => void } | undefined;
+  // `inputs`: a mirror of what the worker keeps of inputs (worker/runtime/inputCache.ts), new with each worker.
+  let worker: { id: number; gen: number; inputs: InputCache<true> } | undefined;
+  let task: { id: number; resolve(r: TaskResult): void; reject(e: unknown): void; onProgress?: (f: number) => void; resend(): void } | undefined;
   let seq = 0;
   let terminated = false;
   const settle = (fn: (t: NonNullable<typeof task>) => void) => {
@@ -270,6 +272,7 @@ export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
       if (m.type === "progress" && typeof m.fraction === "number") task.onProgress?.(m.fraction);
       else if (m.type === "done") settle((t) => t.resolve({ output: m.output ?? null, ms: typeof m.ms === "number" ? m.ms : 0 }));
       else if (m.type === "fail") settle((t) => t.reject(new Error(typeof m.message === "string" ? m.message : "the program failed")));
+      else if (m.type === "missing") task.resend();
     },
     error(message) {
       worker = undefined;
@@ -284,15 +287,31 @@ export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
         const params = t.params;
         await frame.ready();
         if (terminated) throw abortError();
-        if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation };
+        if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation, inputs: new InputCache<true>() };
         const id = ++seq;
         const w = worker;
+        const key = inputKey(t);
+        // Copied, not transferred: the caller may keep (cache) the code and input bytes. An input
+        // the worker holds is left out: a 1.7 MB shard crossing to the iframe's process and on to
+        // its worker every round cost more than the unit.
+        const withInput = () => {
+          if (key !== undefined) w.inputs.set(key, true, inputSize(t.input as CachedInput));
+          frame.post(w.id, { type: "run", id, req: { ...params, input: t.input }, inputKey: key });
+        };
         return new Promise<TaskResult>((resolve, reject) => {
-          task = { id, resolve, reject, onProgress };
+          const resend = () => {
+            try {
+              if (key !== undefined) w.inputs.delete(key);
+              frame.post(w.id, { type: "run", id, req: { ...params, input: t.input } });
+            } catch (e) {
+              settle((x) => x.reject(e));
+            }
+          };
+          task = { id, resolve, reject, onProgress, resend };
           frame.taskStarted();
           try {
-            // Copied, not transferred: the caller may keep (cache) the code and input bytes.
-            frame.post(w.id, { type: "run", id, req: { ...params, input: t.input } });
+            if (key !== undefined && w.inputs.get(key)) frame.post(w.id, { type: "run", id, req: { ...params, input: undefined }, inputKey: key, cached: true });
+            else withInput();
           } catch (e) {
             settle((x) => x.reject(e));
           }

@@ -16,7 +16,7 @@ import type { TaskRun } from "../runtime/runTask";
 import { isProgramParams, PROGRAM_KERNEL } from "../sandbox/abi";
 import { runProgram } from "../sandbox/runProgram";
 import { createVmJsHost } from "../sandbox/vmHost";
-import { cacheable, InputCache, inputSize, type CachedInput } from "./inputCache";
+import { cacheable, InputCache, inputSize, type CachedInput } from "../runtime/inputCache";
 import { isolateStackCallback } from "./stackCallback";
 
 /**

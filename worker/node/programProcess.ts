@@ -28,7 +28,7 @@ import type { PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { MiB, memoryLimitMessage } from "../sandbox/abi";
 import type { ChildReply, ChildRequest } from "./programChild";
-import { cacheable, INPUT_CACHE_BYTES, InputCache, inputSize, type CachedInput } from "./inputCache";
+import { INPUT_CACHE_BYTES, InputCache, inputKey, inputSize, type CachedInput } from "../runtime/inputCache";
 
 /** Memory a program process may take beyond its baseline and the task's limit: the runtime's own growth. */
 export const PROCESS_MEMORY_ALLOWANCE_MB = 64;
@@ -178,13 +178,6 @@ interface Pending {
   onProgress?: (fraction: number) => void;
   /** Sends the task again with its input (the child no longer had it). */
   resend?: () => void;
-}
-
-/** The key a task's input is kept under in the child, if it may be kept: its blob's hash and kind. */
-function inputKey(t: TaskRun): string | undefined {
-  const ref = (t.params as { inputRef?: unknown } | undefined)?.inputRef;
-  if (typeof ref !== "string" || !cacheable(t.input)) return undefined;
-  return `${ref}:${typeof t.input === "string" ? "text" : "bytes"}`;
 }
 
 /** Starts a program process (it becomes usable once its code is in and its limit applied). */

@@ -3,9 +3,12 @@
 // SANDBOX_RUNNER_PATH), handed to the iframe as text and started from a blob: URL.
 //
 // Messages (relayed verbatim by the iframe):
-//   in:  { type: "run", id, req: ProgramRequest }
+//   in:  { type: "run", id, req: ProgramRequest, inputKey?, cached? }
 //   out: { type: "ready" } once, then per task { type: "progress", id, fraction } …
-//        and { type: "done", id, output, ms } or { type: "fail", id, message }
+//        and { type: "done", id, output, ms } or { type: "fail", id, message },
+//        or { type: "missing", id } for a `cached` input this worker no longer holds
+// `inputKey`: the task's input is kept under it (worker/runtime/inputCache.ts); with `cached`,
+// the input was left out because the sender's mirror says this worker holds it.
 //
 // A JS program runs in this worker's own realm (evaluated with importScripts of a blob: URL,
 // which the CSP allows; eval and new Function are refused). It could therefore tamper with
@@ -16,6 +19,7 @@
 
 import { PROGRAM_GLOBAL, type ProgramRequest } from "./abi";
 import { runProgram, throttleProgress, type JsHost } from "./runProgram";
+import { cacheable, InputCache, inputSize, type CachedInput } from "../runtime/inputCache";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope & Record<string, unknown>;
 const post = scope.postMessage.bind(scope);
@@ -110,12 +114,26 @@ scope.addEventListener("error", (ev) => {
 });
 scope.addEventListener("unhandledrejection", (ev) => ev.preventDefault());
 
+/** Inputs kept by key (an iterative job's shards), mirrored by the page (sandboxPool.ts). */
+const inputs = new InputCache<CachedInput>();
+
 scope.onmessage = (ev: MessageEvent) => {
-  const m = ev.data as { type?: string; id?: number; req?: ProgramRequest } | null;
+  const m = ev.data as { type?: string; id?: number; req?: ProgramRequest; inputKey?: unknown; cached?: unknown } | null;
   if (!m || m.type !== "run" || typeof m.id !== "number" || !m.req) return;
   const id = m.id;
+  let req = m.req;
+  if (typeof m.inputKey === "string") {
+    if (m.cached === true) {
+      const kept = inputs.get(m.inputKey);
+      if (kept === undefined) return post({ type: "missing", id });
+      // Its own copy: a program may write into the bytes it is given.
+      req = { ...req, input: typeof kept === "string" ? kept : kept.slice() };
+    } else if (cacheable(req.input)) {
+      inputs.set(m.inputKey, typeof req.input === "string" ? req.input : req.input.slice(), inputSize(req.input));
+    }
+  }
   current = id;
-  runProgram(m.req, {
+  runProgram(req, {
     jsHost,
     onProgress: (fraction) => {
       if (current === id) post({ type: "progress", id, fraction });

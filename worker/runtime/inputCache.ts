@@ -1,10 +1,13 @@
-// The inputs a program process keeps: an iterative job sends every round's unit of shard i
-// the same input blob, and copying it to the process again each round (1.7 MB for a shard of
-// 10,000 rows × 21 columns) cost more than computing it. The parent keeps a mirror of the
-// child's cache (the same class, fed the same operations in the same order over the ordered
-// IPC channel) and sends only the hash of an input the child holds.
+// The inputs a program worker keeps (a CLI volunteer's program process, a browser tab's
+// sandboxed Web Worker): an iterative job sends every round's unit of shard i the same input
+// blob, and copying it to the worker again each round (1.7 MB for a shard of 10,000 rows × 21
+// columns) cost more than computing it. The sender keeps a mirror of the worker's cache (the
+// same class, fed the same operations in the same order over an ordered channel) and sends
+// only the key of an input the worker holds; a worker that no longer has it answers "missing".
 
-/** Bytes a program process may keep of inputs, on top of its task's memory limit. */
+import type { TaskRun } from "./runTask";
+
+/** Bytes a program worker may keep of inputs, on top of its task's memory limit. */
 export const INPUT_CACHE_BYTES = 32 * 1024 * 1024;
 /** Larger inputs are sent every time. */
 export const MAX_CACHED_INPUT_BYTES = 8 * 1024 * 1024;
@@ -53,4 +56,11 @@ export class InputCache<V> {
     this.total -= e.size;
     this.entries.delete(hash);
   }
+}
+
+/** The key a task's input is kept under in its worker, if it may be kept: its blob's hash and kind. */
+export function inputKey(t: TaskRun): string | undefined {
+  const ref = (t.params as { inputRef?: unknown } | undefined)?.inputRef;
+  if (typeof ref !== "string" || !cacheable(t.input)) return undefined;
+  return `${ref}:${typeof t.input === "string" ? "text" : "bytes"}`;
 }
