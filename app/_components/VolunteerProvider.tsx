@@ -88,7 +88,7 @@ function useVolunteerState() {
       createPool: (threads) => createBrowserVolunteerPool({ threads, throttle: settings.throttle }),
       prepare: (task) => prepareTask(task, blobs),
     });
-    c.subscribe(setSnap);
+    c.subscribe(atMostEvery(SNAPSHOT_MS, setSnap));
     c.setPaused(pausedBy !== null);
     client.current = c;
     c.start();
@@ -102,4 +102,33 @@ function useVolunteerState() {
   }
 
   return { identity, settings, updateSettings, snap, running, start, stop, pausedBy };
+}
+
+/** How often the page shows the volunteer's state at most. */
+const SNAPSHOT_MS = 250;
+
+/**
+ * `fn` with the latest value, at most once every `ms` (the first at once, the last never lost).
+ * The client reports every task's start and end; re-rendering the page for each took the
+ * tab's main thread, the one that hands out the next unit, for several ms a task.
+ */
+function atMostEvery<T>(ms: number, fn: (v: T) => void): (v: T) => void {
+  let last = -Infinity;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let latest: T;
+  return (v) => {
+    latest = v;
+    if (timer !== undefined) return;
+    const wait = last + ms - performance.now();
+    if (wait <= 0) {
+      last = performance.now();
+      fn(v);
+      return;
+    }
+    timer = setTimeout(() => {
+      timer = undefined;
+      last = performance.now();
+      fn(latest);
+    }, wait);
+  };
 }
