@@ -81,6 +81,14 @@ describe("iterative programs: data-parallel training", () => {
     const units = await srv.deps.db.workUnit.findMany({ where: { jobId: id, idx: 0 }, select: { input: true } });
     expect(units).toHaveLength(rounds);
     expect(new Set(units.map((u) => (JSON.parse(u.input) as { blob: string }).blob)).size).toBe(1);
+    // And it stays on the volunteer that fetched it (locality scheduling): from one round to
+    // the next a shard goes to another volunteer only when its holder was slow to ask (250 ms).
+    // Without locality most of them moved (a unit went to whoever asked first).
+    const computed = await srv.deps.db.result.findMany({ where: { jobId: id, state: "valid" }, select: { volunteerId: true, unit: { select: { idx: true, round: true } } } });
+    const by = new Map(computed.map((r) => [`${r.unit.round}:${r.unit.idx}`, r.volunteerId]));
+    let moves = 0;
+    for (let round = 2; round <= rounds; round++) for (let i = 0; i < SHARDS; i++) if (by.get(`${round}:${i}`) !== by.get(`${round - 1}:${i}`)) moves++;
+    expect(moves, "shards computed by another volunteer than in the round before").toBeLessThanOrEqual(Math.ceil(0.1 * SHARDS * (rounds - 1)));
     expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
     // The server audited the honest volunteers' gradients (QuickJS against V8) and found them right.
     await srv.deps.coordinator.drain();
