@@ -67,6 +67,8 @@ export class SandboxFrame {
   private starting: Promise<void> | undefined;
   private onReady: (() => void) | undefined;
   private listeners = new Map<number, FrameListener>();
+  /** Each worker's own channel to this page (hostPage.ts, "spawned"); until it arrives, messages go through the iframe. */
+  private direct = new Map<number, MessagePort>();
   private nextWorker = 1;
   private gen = 0;
   private busy = 0;
@@ -122,7 +124,7 @@ export class SandboxFrame {
             if (this.gen !== gen || this.port) return;
             const channel = new MessageChannel();
             this.port = channel.port1;
-            channel.port1.onmessage = (ev) => this.receive(gen, ev.data);
+            channel.port1.onmessage = (ev) => this.receive(gen, ev.data, ev.ports);
             // The frame's origin is opaque ("null"), so no target origin can name it; the
             // port, handed over once, is the private line from then on.
             iframe.contentWindow?.postMessage({ t: "connect" }, "*", [channel.port2]);
@@ -141,10 +143,18 @@ export class SandboxFrame {
     return started;
   }
 
-  private receive(gen: number, m: unknown): void {
+  private receive(gen: number, m: unknown, ports: readonly MessagePort[] = []): void {
     if (gen !== this.gen || !m || typeof m !== "object") return;
     const msg = m as { t?: string; w?: number; d?: unknown; message?: unknown; n?: number };
-    if (msg.t === "ready") {
+    if (msg.t === "spawned" && typeof msg.w === "number" && ports[0]) {
+      const w = msg.w;
+      const p = ports[0];
+      if (!this.listeners.has(w)) return p.close();
+      p.onmessage = (ev) => {
+        if (gen === this.gen) this.listeners.get(w)?.message(ev.data);
+      };
+      this.direct.set(w, p);
+    } else if (msg.t === "ready") {
       this.onReady?.();
       this.onReady = undefined;
     } else if (msg.t === "pong") {
@@ -169,11 +179,15 @@ export class SandboxFrame {
 
   post(id: number, data: unknown): void {
     if (!this.port || !this.listeners.has(id)) throw new Error("that sandbox worker is gone");
-    this.port.postMessage({ t: "post", w: id, d: data });
+    const direct = this.direct.get(id);
+    if (direct) direct.postMessage(data);
+    else this.port.postMessage({ t: "post", w: id, d: data });
   }
 
   kill(id: number): void {
     this.listeners.delete(id);
+    this.direct.get(id)?.close();
+    this.direct.delete(id);
     this.port?.postMessage({ t: "kill", w: id });
   }
 
@@ -217,6 +231,8 @@ export class SandboxFrame {
     this.onReady = undefined;
     this.port?.close();
     this.port = undefined;
+    for (const p of this.direct.values()) p.close();
+    this.direct.clear();
     this.iframe?.remove();
     this.iframe = undefined;
     clearInterval(this.heartbeat);

@@ -22,7 +22,8 @@ import { runProgram, throttleProgress, type JsHost } from "./runProgram";
 import { cacheable, InputCache, inputSize, type CachedInput } from "../runtime/inputCache";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope & Record<string, unknown>;
-const post = scope.postMessage.bind(scope);
+/** Answers go back the way tasks come: through the iframe, or over the page's direct channel once it is here. */
+let post: (m: unknown) => void = scope.postMessage.bind(scope);
 const loadScript = scope.importScripts.bind(scope);
 
 // Nested workers would let one task use more threads than the volunteer gave.
@@ -117,8 +118,8 @@ scope.addEventListener("unhandledrejection", (ev) => ev.preventDefault());
 /** Inputs kept by key (an iterative job's shards), mirrored by the page (sandboxPool.ts). */
 const inputs = new InputCache<CachedInput>();
 
-scope.onmessage = (ev: MessageEvent) => {
-  const m = ev.data as { type?: string; id?: number; req?: ProgramRequest; inputKey?: unknown; cached?: unknown } | null;
+function receive(data: unknown) {
+  const m = data as { type?: string; id?: number; req?: ProgramRequest; inputKey?: unknown; cached?: unknown } | null;
   if (!m || m.type !== "run" || typeof m.id !== "number" || !m.req) return;
   const id = m.id;
   let req = m.req;
@@ -146,6 +147,18 @@ scope.onmessage = (ev: MessageEvent) => {
     },
     (e: unknown) => fail(id, e instanceof Error ? e.message : String(e)),
   );
+}
+
+scope.onmessage = (ev: MessageEvent) => {
+  const m = ev.data as { t?: string } | null;
+  // The page's direct channel (hostPage.ts): from now on tasks come and answers go over it.
+  if (m && m.t === "port" && ev.ports[0]) {
+    const direct = ev.ports[0];
+    direct.onmessage = (e: MessageEvent) => receive(e.data);
+    post = direct.postMessage.bind(direct);
+    return;
+  }
+  receive(ev.data);
 };
 
-post({ type: "ready" });
+scope.postMessage({ type: "ready" });
