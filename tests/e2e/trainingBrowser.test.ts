@@ -9,6 +9,7 @@ import { referenceRun } from "../../bench/lib/referenceRun";
 import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
 import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
+import { SANDBOX_HOST_PATH } from "../../worker/sandbox/hostPage";
 
 // Training in a volunteer tab: the logistic-regression example runs its rounds in Chromium's
 // sandboxed workers (the CSV shards fetched once and kept by the tab), the server steps the
@@ -120,5 +121,7 @@ async function startVolunteerTab(context: BrowserContext): Promise<string[]> {
   await volunteer.goto("/volunteer");
   await volunteer.getByRole("button", { name: "Start" }).click();
   await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+  // The program sandbox starts with the volunteer, before any program task: the first one does not wait for it.
+  await expect.poll(() => volunteer.frames().some((f) => f.url().endsWith(SANDBOX_HOST_PATH)), { timeout: 15_000 }).toBe(true);
   return errors;
 }

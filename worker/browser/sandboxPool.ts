@@ -268,7 +268,7 @@ function abortError(): Error {
  * first run (and again if the iframe was replaced since); terminate() kills it, infinite loop
  * or not, because the iframe's own thread stays free.
  */
-export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
+export function sandboxIframeWorker(frame: SandboxFrame, opts: { eager?: boolean } = {}): PoolWorker {
   // `inputs`: a mirror of what the worker keeps of inputs (worker/runtime/inputCache.ts), new with each worker.
   let worker: { id: number; gen: number; inputs: InputCache<true> } | undefined;
   let task: { id: number; resolve(r: TaskResult): void; reject(e: unknown): void; onProgress?: (f: number) => void; resend(): void } | undefined;
@@ -295,6 +295,16 @@ export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
       settle((t) => t.reject(new Error(message)));
     },
   };
+  /** Starts the Web Worker if this (ready) frame has none for us yet. */
+  const spawn = () => {
+    if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation, inputs: new InputCache<true>() };
+  };
+  // Eager: the iframe and the worker start now, not with the first task (it would wait for both).
+  if (opts.eager) {
+    frame.ready().then(() => {
+      if (!terminated) spawn();
+    }, () => undefined);
+  }
   return {
     api: {
       async run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
@@ -303,9 +313,9 @@ export function sandboxIframeWorker(frame: SandboxFrame): PoolWorker {
         const params = t.params;
         await frame.ready();
         if (terminated) throw abortError();
-        if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation, inputs: new InputCache<true>() };
+        spawn();
         const id = ++seq;
-        const w = worker;
+        const w = worker!;
         const key = inputKey(t);
         // Copied, not transferred: the caller may keep (cache) the code and input bytes. An input
         // the worker holds is left out: a 1.7 MB shard crossing to the iframe's process and on to

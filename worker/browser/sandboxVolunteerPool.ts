@@ -18,6 +18,7 @@ export function createBrowserVolunteerPool(opts: BrowserVolunteerPoolOptions): W
     throttle: opts.throttle,
     // A one-thread pool is a kernel Web Worker with its error plumbing, reused as is.
     kernels: () => poolAsWorker(createBrowserPool({ threads: 1 })),
-    programs: () => dedicatedProgramWorker({ start: () => sandboxIframeWorker(frame) }),
+    warmPrograms: true,
+    programs: () => dedicatedProgramWorker({ start: () => sandboxIframeWorker(frame, { eager: true }), warm: { memoryLimitBytes: 0 } }),
   });
 }
