@@ -14,7 +14,7 @@ import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { isProgramParams } from "../sandbox/abi";
 import { SANDBOX_HOST_PATH, SANDBOX_RUNNER_PATH } from "../sandbox/hostPage";
 import { dedicatedProgramWorker } from "../sandbox/routingPool";
-import { InputCache, inputKey, inputSize, type CachedInput } from "../runtime/inputCache";
+import { INPUT_PROTOCOL_ERROR, InputMirror } from "../runtime/inputCache";
 
 export interface SandboxFrameOptions {
   /** The sandbox document (default SANDBOX_HOST_PATH on the app's server). */
@@ -269,9 +269,9 @@ function abortError(): Error {
  * or not, because the iframe's own thread stays free.
  */
 export function sandboxIframeWorker(frame: SandboxFrame, opts: { eager?: boolean } = {}): PoolWorker {
-  // `inputs`: a mirror of what the worker keeps of inputs (worker/runtime/inputCache.ts), new with each worker.
-  let worker: { id: number; gen: number; inputs: InputCache<true> } | undefined;
-  let task: { id: number; resolve(r: TaskResult): void; reject(e: unknown): void; onProgress?: (f: number) => void; resend(): void } | undefined;
+  // `inputs`: what the worker keeps of inputs (worker/runtime/inputCache.ts), new with each worker.
+  let worker: { id: number; gen: number; inputs: InputMirror } | undefined;
+  let task: { id: number; resolve(r: TaskResult): void; reject(e: unknown): void; onProgress?: (f: number) => void; missing(): void } | undefined;
   let seq = 0;
   let terminated = false;
   const settle = (fn: (t: NonNullable<typeof task>) => void) => {
@@ -288,7 +288,7 @@ export function sandboxIframeWorker(frame: SandboxFrame, opts: { eager?: boolean
       if (m.type === "progress" && typeof m.fraction === "number") task.onProgress?.(m.fraction);
       else if (m.type === "done") settle((t) => t.resolve({ output: m.output ?? null, ms: typeof m.ms === "number" ? m.ms : 0 }));
       else if (m.type === "fail") settle((t) => t.reject(new Error(typeof m.message === "string" ? m.message : "the program failed")));
-      else if (m.type === "missing") task.resend();
+      else if (m.type === "missing") task.missing();
     },
     error(message) {
       worker = undefined;
@@ -297,7 +297,7 @@ export function sandboxIframeWorker(frame: SandboxFrame, opts: { eager?: boolean
   };
   /** Starts the Web Worker if this (ready) frame has none for us yet. */
   const spawn = () => {
-    if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation, inputs: new InputCache<true>() };
+    if (!worker || worker.gen !== frame.generation) worker = { id: frame.spawn(listener), gen: frame.generation, inputs: new InputMirror() };
   };
   // Eager: the iframe and the worker start now, not with the first task (it would wait for both).
   if (opts.eager) {
@@ -316,28 +316,24 @@ export function sandboxIframeWorker(frame: SandboxFrame, opts: { eager?: boolean
         spawn();
         const id = ++seq;
         const w = worker!;
-        const key = inputKey(t);
         // Copied, not transferred: the caller may keep (cache) the code and input bytes. An input
         // the worker holds is left out: a 1.7 MB shard crossing to the iframe's process and on to
         // its worker every round cost more than the unit.
-        const withInput = () => {
-          if (key !== undefined) w.inputs.set(key, true, inputSize(t.input as CachedInput));
-          frame.post(w.id, { type: "run", id, req: { ...params, input: t.input }, inputKey: key });
-        };
+        const req = w.inputs.request(t);
         return new Promise<TaskResult>((resolve, reject) => {
-          const resend = () => {
+          const missing = () => {
             try {
-              if (key !== undefined) w.inputs.delete(key);
+              if (!req.missed()) throw new Error(INPUT_PROTOCOL_ERROR);
               frame.post(w.id, { type: "run", id, req: { ...params, input: t.input } });
             } catch (e) {
               settle((x) => x.reject(e));
             }
           };
-          task = { id, resolve, reject, onProgress, resend };
+          task = { id, resolve, reject, onProgress, missing };
           frame.taskStarted();
           try {
-            if (key !== undefined && w.inputs.get(key)) frame.post(w.id, { type: "run", id, req: { ...params, input: undefined }, inputKey: key, cached: true });
-            else withInput();
+            if (req.cached) frame.post(w.id, { type: "run", id, req: { ...params, input: undefined }, inputKey: req.key, cached: true });
+            else frame.post(w.id, { type: "run", id, req: { ...params, input: t.input }, inputKey: req.key });
           } catch (e) {
             settle((x) => x.reject(e));
           }

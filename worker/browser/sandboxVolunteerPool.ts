@@ -2,7 +2,8 @@
 // (worker/browser/pool.ts), consumer programs in the sandbox iframe's workers
 // (sandboxPool.ts), routed per slot so that `threads` bounds the two together.
 import type { WorkerPool, PoolOptions } from "../runtime/pool";
-import { createRoutingPool, dedicatedProgramWorker, poolAsWorker } from "../sandbox/routingPool";
+import { MiB } from "../sandbox/abi";
+import { createRoutingPool, DEFAULT_PROGRAM_MEMORY_MB, dedicatedProgramWorker, poolAsWorker } from "../sandbox/routingPool";
 import { createBrowserPool } from "./pool";
 import { sandboxIframeWorker, sharedSandboxFrame, type SandboxFrameOptions } from "./sandboxPool";
 
@@ -19,6 +20,8 @@ export function createBrowserVolunteerPool(opts: BrowserVolunteerPoolOptions): W
     // A one-thread pool is a kernel Web Worker with its error plumbing, reused as is.
     kernels: () => poolAsWorker(createBrowserPool({ threads: 1 })),
     warmPrograms: true,
-    programs: () => dedicatedProgramWorker({ start: () => sandboxIframeWorker(frame, { eager: true }), warm: { memoryLimitBytes: 0 } }),
+    // A tab's worker applies each task's own limits (no `sameLimits`): the warm one is started
+    // for the default limit only to say what it is for.
+    programs: () => dedicatedProgramWorker({ start: () => sandboxIframeWorker(frame, { eager: true }), warm: { memoryLimitBytes: DEFAULT_PROGRAM_MEMORY_MB * MiB } }),
   });
 }

@@ -4,7 +4,7 @@ import { Worker, type ResourceLimits } from "node:worker_threads";
 import { WorkerPool, type PoolOptions, type PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { formatMiB, MiB, type ProgramRunParams } from "../sandbox/abi";
-import { createRoutingPool, dedicatedProgramWorker, type ProgramLimits } from "../sandbox/routingPool";
+import { createRoutingPool, DEFAULT_PROGRAM_MEMORY_MB, dedicatedProgramWorker, type ProgramLimits } from "../sandbox/routingPool";
 import { scrubError } from "./hostPaths";
 import { findMemoryLimiter, startProgramProcess, type MemoryLimiter } from "./programProcess";
 import { threadTarget } from "./threadTarget";
@@ -31,8 +31,7 @@ export interface NodePoolOptions extends PoolOptions {
   warmPrograms?: boolean;
 }
 
-/** The memory limit of a program task unless its job says otherwise (the server's WASM_MEMORY_LIMIT_MB default). */
-export const DEFAULT_PROGRAM_MEMORY_MB = 256;
+export { DEFAULT_PROGRAM_MEMORY_MB };
 
 const kernelEntry = new URL("./thread.ts", import.meta.url);
 const programEntry = new URL("./programThread.ts", import.meta.url);

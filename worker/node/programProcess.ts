@@ -28,7 +28,7 @@ import type { PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { MiB, memoryLimitMessage } from "../sandbox/abi";
 import type { ChildReply, ChildRequest } from "./programChild";
-import { INPUT_CACHE_BYTES, InputCache, inputKey, inputSize, type CachedInput } from "../runtime/inputCache";
+import { INPUT_CACHE_BYTES, INPUT_PROTOCOL_ERROR, InputMirror } from "../runtime/inputCache";
 
 /** Memory a program process may take beyond its baseline and the task's limit: the runtime's own growth. */
 export const PROCESS_MEMORY_ALLOWANCE_MB = 64;
@@ -176,8 +176,8 @@ interface Pending {
   resolve(r: TaskResult): void;
   reject(e: unknown): void;
   onProgress?: (fraction: number) => void;
-  /** Sends the task again with its input (the child no longer had it). */
-  resend?: () => void;
+  /** The child no longer had the input: send it again, or fail a child that keeps asking. */
+  missing?: () => void;
 }
 
 /** Starts a program process (it becomes usable once its code is in and its limit applied). */
@@ -266,7 +266,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
           pending.delete(m.id);
           p.reject(new Error(String(m.message)));
         } else if (m.type === "missing") {
-          p.resend?.();
+          p.missing?.();
         }
       });
       childSource().then(
@@ -286,8 +286,8 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
       );
     });
 
-  // What the child holds of inputs (a mirror of its cache: sizes only).
-  const inputs = new InputCache<true>();
+  // What the child holds of inputs.
+  const inputs = new InputMirror();
   const started = start(!hardeningRefused);
   started.catch((e: Error) => failAll(e));
 
@@ -306,20 +306,17 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
                 pending.delete(id);
                 reject(e);
               });
-              const key = inputKey(t);
-              const withInput = () => {
-                if (key !== undefined) inputs.set(key, true, inputSize(t.input as CachedInput));
-                send({ type: "run", id, task: t, inputKey: key });
-              };
+              const req = inputs.request(t);
               pending.set(id, {
                 resolve, reject, onProgress,
-                resend: () => {
-                  if (key !== undefined) inputs.delete(key);
-                  send({ type: "run", id, task: t });
+                missing: () => {
+                  if (req.missed()) return send({ type: "run", id, task: t });
+                  pending.delete(id);
+                  reject(new Error(INPUT_PROTOCOL_ERROR));
                 },
               });
-              if (key !== undefined && inputs.get(key)) send({ type: "run", id, task: { ...t, input: undefined }, inputKey: key, cached: true });
-              else withInput();
+              if (req.cached) send({ type: "run", id, task: { ...t, input: undefined }, inputKey: req.key, cached: true });
+              else send({ type: "run", id, task: t, inputKey: req.key });
             }),
         );
       },

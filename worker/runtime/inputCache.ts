@@ -58,6 +58,54 @@ export class InputCache<V> {
   }
 }
 
+/** How to send one task's input to a program worker (see InputMirror.request). */
+export interface InputRequest {
+  /** The key the worker keeps the input under, if it may keep it. */
+  readonly key: string | undefined;
+  /** The worker holds the input: send the key and leave the input out. */
+  readonly cached: boolean;
+  /**
+   * The worker answered "missing". True, once, for a cached request: send the input in full,
+   * without a key. False otherwise: a worker that asks again (or asks for an input it was just
+   * sent) breaks the protocol, whatever its program makes it say, and the task should fail
+   * rather than loop on resends until its time limit.
+   */
+  missed(): boolean;
+}
+
+/**
+ * The sender's mirror of one program worker's input cache (sizes only), fed the same
+ * operations in the same order as the worker's own cache. New with each worker.
+ */
+export class InputMirror {
+  private readonly held: InputCache<true>;
+
+  constructor(maxBytes = INPUT_CACHE_BYTES) {
+    this.held = new InputCache<true>(maxBytes);
+  }
+
+  /** How to send task `t`; a full send of a keyed input is recorded as kept by the worker. */
+  request(t: TaskRun): InputRequest {
+    const key = inputKey(t);
+    const cached = key !== undefined && this.held.get(key) !== undefined;
+    if (key !== undefined && !cached) this.held.set(key, true, inputSize(t.input as CachedInput));
+    let resent = false;
+    return {
+      key,
+      cached,
+      missed: () => {
+        if (key !== undefined) this.held.delete(key);
+        if (!cached || resent) return false;
+        resent = true;
+        return true;
+      },
+    };
+  }
+}
+
+/** The message a worker that breaks the input protocol fails its task with. */
+export const INPUT_PROTOCOL_ERROR = "the program worker asked again for an input it was sent";
+
 /** The key a task's input is kept under in its worker, if it may be kept: its blob's hash and kind. */
 export function inputKey(t: TaskRun): string | undefined {
   const ref = (t.params as { inputRef?: unknown } | undefined)?.inputRef;

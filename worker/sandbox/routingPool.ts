@@ -55,6 +55,9 @@ export function poolAsWorker(pool: WorkerPool): PoolWorker {
   };
 }
 
+/** The memory limit of a program task unless its job says otherwise (the server's WASM_MEMORY_LIMIT_MB default). */
+export const DEFAULT_PROGRAM_MEMORY_MB = 256;
+
 /** What a program worker is started for: the limits it enforces. */
 export type ProgramLimits = Pick<ProgramRunParams, "memoryLimitBytes">;
 
