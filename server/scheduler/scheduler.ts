@@ -961,7 +961,19 @@ export class Scheduler {
   private heldElsewhere(u: UnitRecord, v: VolunteerRecord, now: number): boolean {
     const key = u.spec.locality;
     if (key === undefined) return false;
-    return this.locality.passOver(key, v, u.job.addedAt, now, (holder) => this.volunteers.get(holder.id) === holder && eligible(u, holder));
+    return this.locality.passOver(key, v, u.job.addedAt, now, (holder) => this.volunteers.get(holder.id) === holder && eligible(u, holder) && !this.refusedShare(u.job, holder, v));
+  }
+
+  /**
+   * Whether `holder` would be refused more of the job for its host's share (overShare) while
+   * `v` asks: its host has the share and v's host, another, has less. Without this a newcomer
+   * would pass over shards whose holders may not take them until the locality wait ends.
+   */
+  private refusedShare(job: JobRecord, holder: VolunteerRecord, v: VolunteerRecord): boolean {
+    const perHost = job.perHost;
+    if (!perHost || holder.host === v.host) return false;
+    const cap = job.spec.maxUnitsPerHost!;
+    return (perHost.get(holder.host) ?? 0) >= cap && (perHost.get(v.host) ?? 0) < cap;
   }
 
   /**

@@ -101,6 +101,25 @@ describe("locality scheduling", () => {
     expect(r.localityDeadline()).toBeUndefined();
   });
 
+  it("does not hold a shard for a holder whose host has its share of the round (maxUnitsPerHost)", () => {
+    const capped = (id: string, shards: number) => ({ ...round(id, shards), maxUnitsPerHost: 2 });
+    const s = fleet(["a", "b"], 3);
+    // Round 1 on two hosts: a takes its share of two, b two and, as nobody has less, a third; then a its third.
+    s.addJob(capped("r1", 6), T0);
+    const r1 = ["a", "b", "a"].map((v) => [v, s.leaseTasks(v, T0)] as const);
+    expect(r1.map(([, t]) => t.length)).toEqual([2, 3, 1]);
+    for (const [v, t] of r1) complete(s, v, t, T0 + 5);
+
+    // A newcomer: a and b take their share of their own shards, and are refused the third
+    // while c has less. c takes those two at once instead of waiting for holders that may not.
+    s.addVolunteer("c", { window: 3, host: "host-c", account: "anon:c" });
+    s.addJob(capped("r2", 6), T0 + 10);
+    expect(s.leaseTasks("a", T0 + 10)).toHaveLength(2);
+    expect(s.leaseTasks("b", T0 + 10)).toHaveLength(2);
+    expect(s.leaseTasks("c", T0 + 11)).toHaveLength(2);
+    expect(s.localityDeadline()).toBeUndefined();
+  });
+
   it("leaves units without locality where they were", () => {
     const s = fleet(["a", "b"], 1);
     const plain = round("p", 2);
