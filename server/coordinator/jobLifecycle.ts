@@ -17,6 +17,8 @@ import type { Commit } from "./commit";
 import type { Dispatcher } from "./dispatch";
 import type { JobMeta, Live } from "./live";
 
+type FinishOp = Extract<PersistOp, { type: "finish" }>;
+
 export interface LifecycleDeps {
   db: Db;
   blobs: BlobStore;
@@ -183,6 +185,16 @@ export class JobLifecycle {
     this.live.emit("job", jobId);
   }
 
+  /**
+   * Counts and logs a committed end, unless the store found the job already ended: in a
+   * cluster, two nodes (or two cancels) may both try to end it, and the job row's lock lets one.
+   */
+  private counted(end: FinishOp, line: string) {
+    if (end.ended === false) return;
+    this.live.observer.jobFinished(end.state);
+    this.live.log(line);
+  }
+
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
   async cancelJob(jobId: string): Promise<boolean> {
     const current = this.rounds.get(jobId);
@@ -200,9 +212,9 @@ export class JobLifecycle {
       // Cluster: this node ends the job whether it holds some of it or none; the nodes that hold
       // its slices drop them when they hear of it, or at their next renewal.
       this.dropJob(jobId, "job cancelled");
-      await this.deps.commit.queue.enqueue({ type: "finish", jobId, state: "cancelled" });
-      this.live.observer.jobFinished("cancelled");
-      this.live.log(`job ${jobId} cancelled`);
+      const end: FinishOp = { type: "finish", jobId, state: "cancelled" };
+      await this.deps.commit.queue.enqueue(end);
+      this.counted(end, `job ${jobId} cancelled`);
       this.live.emit("job", jobId);
       return true;
     }
@@ -419,7 +431,7 @@ export class JobLifecycle {
     }
     if (meta?.slice) return this.endSlice(jobId, meta, state, error);
     const queue = this.deps.commit.queue;
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId, state, error };
+    let end: FinishOp = { type: "finish", jobId, state, error };
     if (state === "completed") {
       // Merge outside the commit queue's transaction (a program's reduce may take seconds),
       // once every validated output of the job is committed.
@@ -431,13 +443,12 @@ export class JobLifecycle {
       if (this.reopening.has(jobId) || jobs.get(jobId) !== meta) return;
     }
     await queue.enqueue(end);
-    this.live.observer.jobFinished(state);
     // Unless a backtrack reopened and reloaded it in the meantime.
     if (jobs.get(jobId) === meta) {
       scheduler.removeJob(jobId);
       jobs.delete(jobId);
     }
-    this.live.log(`job ${jobId} ${state}`);
+    this.counted(end, `job ${jobId} ${state}`);
     this.live.emit("job", jobId);
   }
 
@@ -451,11 +462,13 @@ export class JobLifecycle {
   private async endSlice(id: string, meta: JobMeta, state: "completed" | "failed" | "cancelled", error?: string) {
     const { scheduler, jobs } = this.live;
     const queue = this.deps.commit.queue;
+    let end: FinishOp | undefined;
     if (state === "completed") {
       await queue.committedSoFar();
       await this.deps.slices!.done(meta.slice!);
     } else {
-      await queue.enqueue({ type: "finish", jobId: meta.jobId, state, error });
+      end = { type: "finish", jobId: meta.jobId, state, error };
+      await queue.enqueue(end);
       for (const other of this.schedulerIdsOf(meta.jobId)) if (other !== id) this.dropSlice(other, `job ${state}`);
     }
     if (jobs.get(id) === meta) {
@@ -463,10 +476,7 @@ export class JobLifecycle {
       jobs.delete(id);
     }
     if (state === "completed") await this.finishIfAllDone(meta.jobId);
-    else {
-      this.live.observer.jobFinished(state);
-      this.live.log(`job ${meta.jobId} ${state}`);
-    }
+    else if (end) this.counted(end, `job ${meta.jobId} ${state}`);
     this.live.emit("job", meta.jobId);
   }
 
@@ -494,12 +504,11 @@ export class JobLifecycle {
 
   private async mergeAndFinish(jobId: string) {
     const merged = await mergeJobResult(this.deps, jobId);
-    const end: Extract<PersistOp, { type: "finish" }> = "error" in merged
+    const end: FinishOp = "error" in merged
       ? { type: "finish", jobId, state: "failed", error: merged.error }
       : { type: "finish", jobId, state: "completed", ...merged };
     await this.deps.commit.queue.enqueue(end);
-    this.live.observer.jobFinished(end.state);
-    this.live.log(`job ${jobId} ${end.state}`);
+    this.counted(end, `job ${jobId} ${end.state}`);
   }
 
   /**
@@ -535,7 +544,7 @@ export class JobLifecycle {
   private async endRound(id: string, meta: JobMeta, current: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
     const { scheduler, jobs } = this.live;
     const queue = this.deps.commit.queue;
-    let end: Extract<PersistOp, { type: "finish" }> = { type: "finish", jobId: meta.jobId, state, error };
+    let end: FinishOp = { type: "finish", jobId: meta.jobId, state, error };
     if (state === "completed") {
       const outcome = await this.stepRound(meta).catch((e: Error) => {
         // The kernel's step is the server's own code: its failure is logged, not shown as is.
@@ -559,11 +568,10 @@ export class JobLifecycle {
     }
     await queue.enqueue(end);
     if (meta.slice) await this.deps.slices?.done(meta.slice);
-    this.live.observer.jobFinished(end.state);
     scheduler.removeJob(id);
     jobs.delete(id);
     this.rounds.delete(meta.jobId);
-    this.live.log(`job ${meta.jobId} ${end.state} in round ${meta.round}`);
+    this.counted(end, `job ${meta.jobId} ${end.state} in round ${meta.round}`);
     this.live.emit("job", meta.jobId);
   }
 }

@@ -9,11 +9,12 @@ import { createUserWithKey, TEST_SECRET, waitFor } from "../helpers/server";
 import { freshPostgres, type TestDatabase } from "../helpers/testDb";
 
 // Cluster mode: a job of four slices whose results all land at once. Every slice that ends
-// then sees each unit of the job done; the job must still be merged and finished once.
+// then sees each unit of the job done; the job must still be merged and finished once. And a
+// job that two calls cancel at once is ended, refunded, counted and logged once.
 const REDIS = process.env.REDIS_TEST_URL ?? "redis://127.0.0.1:6379";
 const UNITS = 1024; // one node: four slices of 256
 
-describe("a job whose slices end together", () => {
+describe("a cluster job ended from several places at once", () => {
   let pg: TestDatabase;
   let node: RunningServer;
   let consumer: { apiKey: string };
@@ -65,5 +66,24 @@ describe("a job whose slices end together", () => {
     expect(job.unitsDone).toBe(UNITS);
     expect(job.result).not.toBeNull();
     await Promise.all(volunteers.map((v) => v.close()));
+  });
+
+  it("counts and logs a job ended twice at once (two cancels) once", async () => {
+    const { id } = await trpc(node.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 8, params: { samples: 8000, seed: 6 }, replication: { replicas: 1, adaptive: false },
+    });
+    const finished = async () => {
+      const m = (await (await fetch(`${node.url}/api/metrics`)).text()).match(/^tabgrid_jobs_finished_total\{[^}]*state="cancelled"[^}]*\} (\d+)$/m);
+      return Number(m?.[1] ?? 0);
+    };
+    const before = await finished();
+    // Both pass the API's "still running" check before either commits; in a cluster they may be on two nodes.
+    expect(await Promise.all([node.deps.coordinator.cancelJob(id), node.deps.coordinator.cancelJob(id)])).toEqual([true, true]);
+    expect((await node.deps.db.job.findUniqueOrThrow({ where: { id } })).state).toBe("cancelled");
+    expect(await finished()).toBe(before + 1);
+    expect(logs.filter((l) => l.endsWith(`job ${id} cancelled`))).toHaveLength(1);
+    // The escrow went back once: the owner paid nothing for a job that computed nothing.
+    const refunds = await node.deps.db.ledgerEntry.count({ where: { jobId: id, kind: "refund", amount: { gt: 0 } } });
+    expect(refunds).toBe(1);
   });
 });

@@ -58,7 +58,15 @@ export type PersistOp =
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; nameChosen?: boolean; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
-  | { type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null }
+  | {
+      type: "finish"; jobId: string; state: "completed" | "failed" | "cancelled"; error?: string; result?: string | null; resultBlob?: string | null;
+      /**
+       * Set by the PostgreSQL store as it commits: false when the job had already ended (in a
+       * cluster another node, or a second cancel, may end it first), so that only the node
+       * whose op ended it counts and logs the end. A single node never finishes a job twice.
+       */
+      ended?: boolean;
+    }
   | BacktrackOp
   | RoundOp;
 

@@ -190,7 +190,8 @@ export async function upsertReliability(c: Client, rows: ReliabilityWrite[], at:
 async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>, at: string) {
   const { rows } = await c.query<{ ownerId: string; state: string }>(prepared(`SELECT "ownerId", "state" FROM "Job" WHERE "id" = $1 FOR UPDATE`, [end.jobId]));
   const job = rows[0];
-  if (!job || job.state !== "running") return;
+  end.ended = !!job && job.state === "running";
+  if (!end.ended) return;
   await c.query(prepared(`UPDATE "Result" SET "state" = 'unneeded', "decidedAt" = $1 WHERE "jobId" = $2 AND "state" = 'pending'`, [at, end.jobId]));
   const left = (await lockBalances(c, [escrowAccount(end.jobId)])).get(escrowAccount(end.jobId)) ?? 0;
   if (left > 0) {
