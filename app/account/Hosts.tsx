@@ -2,7 +2,7 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTRPC } from "../_components/trpc";
-import { credits, when } from "../_components/format";
+import { credits, times, when } from "../_components/format";
 
 /** The user's hosts (each browser or CLI volunteer id computing for the account), renamable. */
 export function Hosts() {
@@ -47,7 +47,7 @@ export function Hosts() {
                     <>{h.name} <span className="hint"><code>{h.id.slice(0, 8)}</code></span></>
                   )}
                 </td>
-                <td className="num">{h.benchmarkScore.toFixed(2)}×</td>
+                <td className="num">{times(h.benchmarkScore)}</td>
                 <td className="num">{h.tasksDone}</td>
                 <td className="num">{credits(h.earned)}</td>
                 <td className="nowrap">{when(h.lastSeenAt)}</td>

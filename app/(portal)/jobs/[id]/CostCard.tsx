@@ -1,5 +1,5 @@
 "use client";
-import { credits } from "../../../_components/format";
+import { credits, times } from "../../../_components/format";
 
 interface Work { validResults: number; estimatedMs: number; measuredResults: number; measuredMs: number; estimatedMeasuredMs: number; effectivePrice: number | null }
 
@@ -23,7 +23,7 @@ export function CostCard({ job }: { job: { estimate: number; cost: number; price
       <p className="hint">
         RCS = reference CPU-second: a second of CPU on the reference machine. Volunteers are paid on each unit&apos;s estimated
         work once it is validated ({w.validResults} valid results so far); the measured work is what the hosts reported, scaled by
-        their benchmark{ratio === null ? "" : `, ${ratio.toFixed(2)}× the estimate for the same results`}.
+        their benchmark{ratio === null ? "" : `, ${times(ratio)} the estimate for the same results`}.
       </p>
     </div>
   );

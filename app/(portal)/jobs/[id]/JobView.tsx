@@ -3,7 +3,7 @@ import Link from "next/link";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../../../_components/trpc";
-import { credits, duration, when } from "../../../_components/format";
+import { credits, duration, times, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
 import { CostCard } from "./CostCard";
@@ -59,7 +59,7 @@ export function JobView({ id }: { id: string }) {
           {job.replication.adaptive ? ", adaptive" : ""}
           {job.replication.tolerance ? `, tolerance ${job.replication.tolerance.relative}` : ", exact comparison"} · results{" "}
           {job.results.valid} valid, {job.results.invalid} invalid, {job.results.errors} errors, {job.results.pending} awaiting a quorum ·
-          overhead {job.overhead === null ? "—" : `${job.overhead.toFixed(2)}×`} (you pay for each validated copy)
+          overhead {job.overhead === null ? "—" : times(job.overhead)} (you pay for each validated copy)
         </p>
         {job.error && <p className="error" data-testid="job-error">{job.error}</p>}
         {job.state === "running" && p.waiting && (
