@@ -2,10 +2,10 @@
 export const credits = (millicredits: number) =>
   (millicredits / 1000).toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: 3 });
 
-/** A count with its noun, singular only for exactly one: "1 task", "0 tasks", "2.5 credits". */
 /** A ratio, as "2.00×"; two significant digits below 0.1 (an estimate 300 times too high is "0.0033×", not "0.00×"). */
 export const times = (r: number) => `${r > 0 && r < 0.1 ? r.toPrecision(2) : r.toFixed(2)}×`;
 
+/** A count with its noun, singular only for exactly one: "1 task", "0 tasks", "2.5 credits". */
 export function plural(n: number, one: string, many = `${one}s`, shown: string = String(n)): string {
   return `${shown} ${n === 1 ? one : many}`;
 }
