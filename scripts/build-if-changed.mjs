@@ -5,7 +5,8 @@
 //   node scripts/build-if-changed.mjs --check   print the decision; exit 0 if up to date, 1 if not
 //
 // The build is: `prisma generate` (into generated/), scripts/build-examples.mjs (examples/**/*.wat
-// to .wasm) and `next build` (into .next/). Its inputs are fingerprinted by content (sha256 over a
+// to .wasm), `next build` (into .next/) and scripts/build-server.mjs (the server's bundle,
+// dist/server.mjs, which `npm run serve` runs). Its inputs are fingerprinted by content (sha256 over a
 // plain file walk, so a checkout without git works too), with the Node version, the platform and
 // the environment variables Next reads at build time. The stamp, .next/tabgrid-build-stamp.json,
 // is removed before a build and written only after the build succeeded; a missing or stale stamp,
@@ -107,6 +108,7 @@ export function inspectOutputs(root) {
   } catch {}
   const missing = [];
   if (!buildId) missing.push(".next/BUILD_ID");
+  if (!fs.existsSync(path.join(root, "dist", "server.mjs"))) missing.push("dist/server.mjs");
   for (const client of ["prisma", "prisma-pg"]) {
     if (!fs.existsSync(path.join(root, "generated", client, "client.ts"))) missing.push(`generated/${client}/client.ts`);
   }
@@ -159,6 +161,7 @@ function main() {
   run(root, "npm", ["run", "--silent", "db:generate"]);
   run(root, process.execPath, [path.join(root, "scripts", "build-examples.mjs")]);
   run(root, bin("next"), ["build"], { ...process.env, NEXT_TELEMETRY_DISABLED: "1" });
+  run(root, process.execPath, [path.join(root, "scripts", "build-server.mjs")]);
   // Sources edited during the build leave no stamp, so the next start builds them.
   const after = fingerprint(root);
   const { buildId } = inspectOutputs(root);

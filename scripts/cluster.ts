@@ -2,11 +2,13 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { databaseKind, redactUrl } from "../server/store/databaseUrl";
+import { buildServer } from "./build-server.mjs";
 
 // `npm run cluster -- --nodes 3`: N coordinators of one cluster on this machine, for trying
 // cluster mode (docs/scaling.md). They share the PostgreSQL of DATABASE_URL and the Redis of
 // REDIS_URL, one DATA_DIR (the blobs) and one NEXTAUTH_SECRET; node i listens on base port + i.
-// The database is migrated and seeded first, the pages built if needed. Ctrl-C stops them all.
+// The database is migrated and seeded first, the pages built if needed, the server bundled (as
+// `npm run serve` runs it). Ctrl-C stops them all.
 
 const { values } = parseArgs({
   options: {
@@ -35,6 +37,8 @@ const run = (cmd: string, args: string[]) => {
 };
 run("npm", ["run", "--silent", "db:migrate"]);
 if (values.ui === "on") run("npm", ["run", "--silent", "build:if-changed"]);
+// The nodes run the server's bundle, as `npm run serve` does, built from the sources as they are.
+const bundle = await buildServer();
 
 // One secret for every node, or a session signed by one is refused by the others.
 const secret = process.env.NEXTAUTH_SECRET ?? crypto.randomBytes(32).toString("base64url");
@@ -42,7 +46,7 @@ const children: ChildProcess[] = [];
 for (let i = 0; i < nodes; i++) {
   const id = `node-${i + 1}`;
   const port = basePort + i;
-  const child = spawn(process.execPath, ["--import", "tsx", "server/index.ts"], {
+  const child = spawn(process.execPath, [bundle], {
     env: { ...process.env, PORT: String(port), NODE_ID: id, NEXTAUTH_SECRET: secret, TABGRID_UI: values.ui, PUBLIC_URL: process.env.PUBLIC_URL ?? `http://localhost:${port}` },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { createPrisma } from "../../server/store/prisma";
@@ -152,10 +153,21 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
   };
 }
 
+/**
+ * How to start `root`'s server: its bundle, built now from its sources, the way `npm run serve`
+ * runs it; a checkout from before the bundle existed (`--root`) runs its sources under tsx.
+ */
+async function serverEntry(root: string): Promise<string[]> {
+  const script = path.join(root, "scripts", "build-server.mjs");
+  if (!fs.existsSync(script)) return ["--import", "tsx", "server/index.ts"];
+  const { ownServerBundle } = (await import(pathToFileURL(script).href)) as typeof import("../../scripts/build-server.mjs");
+  return [await ownServerBundle("bench")];
+}
+
 const exitHooks = new Map<ChildProcess, () => void>();
 
 async function startNode(root: string, env: NodeJS.ProcessEnv, port: number, nodeId: string | null, nodeArgs: string[], spawned: (n: BenchNode) => void): Promise<BenchNode> {
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "server/index.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...nodeArgs, ...(await serverEntry(root))], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const keep = (d: string) => (out = (out + d).slice(-65_536));
   child.stdout!.setEncoding("utf8").on("data", keep);

@@ -2,11 +2,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { ownServerBundle } from "../../scripts/build-server.mjs";
 import { freshDatabase } from "./testDb";
 import { repoRoot, TEST_SECRET, waitFor } from "./server";
 
-// The server as its own process (`node --import tsx server/index.ts`), for tests that kill it
-// the hard way and start it again on the same port and database.
+// The server as its own process, for tests that kill it the hard way and start it again on the
+// same port and database. It runs as `npm run serve` runs it: plain node on the server's bundle
+// (scripts/build-server.mjs), built from the sources once per test process.
 
 /** A port nobody listens on right now (the OS picks it; it is reused for restarts). */
 export { freePort } from "../../bench/lib/freePort";
@@ -43,7 +45,8 @@ export async function startServerProcess(opts: { port: number; databaseUrl: stri
     PORT: String(opts.port), HOST: "127.0.0.1", DATABASE_URL: opts.databaseUrl, DATA_DIR: opts.dataDir,
     NEXTAUTH_SECRET: TEST_SECRET, TABGRID_UI: "off", NODE_ENV: "test", COMMIT_INTERVAL_MS: "2", ...opts.env,
   });
-  const child = spawn(process.execPath, ["--import", "tsx", "server/index.ts"], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  const bundle = await ownServerBundle("test");
+  const child = spawn(process.execPath, ["--enable-source-maps", bundle], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let out = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));

@@ -31,6 +31,7 @@ beforeEach(() => {
   write("generated/prisma/client.ts", "// generated\n");
   write("generated/prisma-pg/client.ts", "// generated\n");
   write(".next/BUILD_ID", "build-1");
+  write("dist/server.mjs", "// the server's bundle\n");
 });
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -126,6 +127,9 @@ describe("the decision to build", () => {
     expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing generated/prisma/client.ts, generated/prisma-pg/client.ts" });
     write("generated/prisma/client.ts", "");
     write("generated/prisma-pg/client.ts", "");
+    fs.rmSync(path.join(root, "dist/server.mjs"));
+    expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing dist/server.mjs" });
+    write("dist/server.mjs", "");
     fs.rmSync(path.join(root, ".next/BUILD_ID"));
     expect(decideNow(stamp).build).toBe(true);
     write(".next/BUILD_ID", "build-2");
