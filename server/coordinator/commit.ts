@@ -15,7 +15,11 @@ export class Commit {
 
   constructor(
     db: Db,
-    opts: { intervalMs: number; observer: CoordinatorObserver; log: (msg: string) => void; committed: () => void },
+    opts: {
+      intervalMs: number; observer: CoordinatorObserver; log: (msg: string) => void; committed: () => void;
+      /** What joins each batch as it is sealed (the reliability rows of its verdicts). */
+      seal?: () => PersistOp | undefined;
+    },
   ) {
     this.store = hotStore(db);
     this.queue = new GroupCommitter(
@@ -28,6 +32,7 @@ export class Commit {
       {
         intervalMs: opts.intervalMs,
         maxBatch: 5000,
+        ...(opts.seal ? { seal: opts.seal } : {}),
         onError: (e) => {
           opts.observer.commitFailed();
           opts.log(`commit failed, will retry: ${(e as Error).message}`);

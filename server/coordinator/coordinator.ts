@@ -84,6 +84,7 @@ export class Coordinator extends EventEmitter {
     // Built from the bottom up; what goes back up does so through the closures over parts built later.
     const commit = new Commit(db, {
       intervalMs: opts.commitIntervalMs, observer: live.observer, log: live.log, committed: () => dispatch.committed(),
+      seal: () => book.pendingOp(),
     });
     const queue = commit.queue;
     const dispatch = new Dispatcher(live, {

@@ -21,6 +21,11 @@ export class ReliabilityBook {
    * each other's counts.
    */
   private readonly written = new Map<string, ReliabilityCounters>();
+  /**
+   * Hosts and accounts whose verdicts are not written yet: their rows go out once per commit
+   * batch (pendingOp), not once per validated unit, however many units of theirs it holds.
+   */
+  private readonly dirty = new Set<string>();
 
   constructor(private readonly scheduler: Scheduler, private readonly policy: BanPolicy) {}
 
@@ -40,8 +45,8 @@ export class ReliabilityBook {
   }
 
   /**
-   * Records a validation's verdicts; returns the ids newly banned by the policy, with the
-   * rows to persist for every host and account involved.
+   * Records a validation's verdicts; returns the ids newly banned by the policy. The rows of
+   * every host and account involved join the next commit batch (pendingOp).
    */
   verdicts(valid: Array<{ host: string; account: string }>, invalid: Array<{ host: string; account: string }>, now: Date) {
     const touched = new Set<string>();
@@ -64,7 +69,20 @@ export class ReliabilityBook {
         }
       }
     }
-    return { banned, rows: this.rows([...touched]) };
+    for (const id of touched) this.dirty.add(id);
+    return { banned };
+  }
+
+  /**
+   * One reliability op with the rows of every host and account touched by verdicts since the
+   * last call, or undefined. Called as a commit batch is sealed, so each row covers every
+   * verdict enqueued before it, in the same transaction as those verdicts' payouts.
+   */
+  pendingOp(): { type: "reliability"; rows: ReliabilityWrite[] } | undefined {
+    if (!this.dirty.size) return undefined;
+    const rows = this.rows([...this.dirty]);
+    this.dirty.clear();
+    return { type: "reliability", rows };
   }
 
   /** A ban in force on any of these ids. */
@@ -86,7 +104,11 @@ export class ReliabilityBook {
     const before = this.written.get(id) ?? ZERO;
     const after = countersOf(now);
     this.written.set(id, after);
-    const add = Object.fromEntries(COUNTERS.map((k) => [k, after[k] - before[k]])) as unknown as ReliabilityCounters;
+    const add: ReliabilityCounters = {
+      valid: after.valid - before.valid, invalid: after.invalid - before.invalid, errors: after.errors - before.errors,
+      turnaroundMsTotal: after.turnaroundMsTotal - before.turnaroundMsTotal, turnaroundCount: after.turnaroundCount - before.turnaroundCount,
+      spotChecks: after.spotChecks - before.spotChecks,
+    };
     return { id, consecutiveValid: now.consecutiveValid, consecutiveInvalid: now.consecutiveInvalid, bannedUntil: now.bannedUntil, banReason: now.banReason, add };
   }
 
@@ -115,7 +137,6 @@ export class ReliabilityBook {
   }
 }
 
-const COUNTERS = ["valid", "invalid", "errors", "turnaroundMsTotal", "turnaroundCount", "spotChecks"] as const;
 const ZERO: ReliabilityCounters = { valid: 0, invalid: 0, errors: 0, turnaroundMsTotal: 0, turnaroundCount: 0, spotChecks: 0 };
 
 function countersOf(r: ReliabilityRow): ReliabilityCounters {

@@ -321,13 +321,12 @@ export class ResultPipeline {
     });
     const invalid = o.invalid.map((r) => ({ taskId: r.taskId, host: r.host, account: r.account, pay: 0, volunteer: this.socketOf(r) }));
     // The owner's decisions prove nothing about anybody: no record, streak or ban moves.
-    const verdicts = o.byOwner ? { rows: [], banned: [] } : book.verdicts(valid, invalid, new Date(this.live.now()));
+    const verdicts = o.byOwner ? { banned: [] } : book.verdicts(valid, invalid, new Date(this.live.now()));
     this.live.observer.validated(valid.length, invalid.length);
     // Usually the output of the result that just came in, already serialised.
     const last = this.lastOutput;
     const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
     const commit = queue.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
-    if (verdicts.rows.length) void queue.enqueue({ type: "reliability", rows: verdicts.rows });
     dispatch.revoke(o.revoked, "unit already validated");
     commit.then(() => {
       meta.throughput.record(this.live.now());

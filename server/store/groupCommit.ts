@@ -29,7 +29,18 @@ export class GroupCommitter<T> {
 
   constructor(
     private readonly commit: (items: T[]) => Promise<void>,
-    private readonly opts: { intervalMs: number; maxBatch: number; onError?: (e: unknown) => void },
+    private readonly opts: {
+      intervalMs: number;
+      maxBatch: number;
+      onError?: (e: unknown) => void;
+      /**
+       * Called as the last batch queued is sealed (nothing queued after it yet): an item to
+       * append to it, made of state that items enqueued so far left behind (rows accumulated
+       * over the batch rather than one item each). Not called for a batch with others queued
+       * behind it, so what it writes never lands before the items it follows from.
+       */
+      seal?: () => T | undefined;
+    },
   ) {}
 
   enqueue(item: T): Promise<void> {
@@ -99,6 +110,13 @@ export class GroupCommitter<T> {
     // enqueued meanwhile starts a segment of its own (see enqueue).
     const seg = this.segments[0];
     this.writing = seg;
+    if (this.segments.length === 1 && this.opts.seal) {
+      const extra = this.opts.seal();
+      if (extra !== undefined) {
+        seg.items.push(extra);
+        this.count++;
+      }
+    }
     this.running = (async () => {
       try {
         await this.commit(seg.items);

@@ -121,6 +121,14 @@ describe("the compute loop: CLI consumer, three headless volunteers, one killed 
       expect(v.tasksDone).toBe(mine.length);
       expect(v.earned).toBe(mine.reduce((s, r) => s + r.paid, 0));
     }
+    // Each host's and account's reliability row counts exactly its valid results, though its
+    // rows are written once per commit batch for all of its verdicts in it.
+    const records = await db.reliability.findMany({ where: { id: { in: [...ids.map((id) => `host:${id}`), ...ids.map(anonAccount)] } } });
+    for (const v of vrows.filter((v) => v.tasksDone > 0)) {
+      for (const id of [`host:${v.id}`, anonAccount(v.id)]) {
+        expect(records.find((r) => r.id === id), id).toMatchObject({ valid: v.tasksDone, invalid: 0 });
+      }
+    }
     // The units the victim held when it died were computed again, by the two survivors (at
     // most the one it was computing could have reached the server before the kill).
     const redone = atKill.held.filter((unitId) => !hostsOf(unitId).includes(victimId));

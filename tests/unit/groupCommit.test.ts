@@ -56,6 +56,47 @@ describe("GroupCommitter", () => {
   });
 });
 
+describe("GroupCommitter's seal", () => {
+  it("appends what accumulated to the last batch queued, once per batch, and never to a batch with others behind it", async () => {
+    const batches: string[][] = [];
+    let pending: string[] = [];
+    const gc = new GroupCommitter<string>(async (items) => void batches.push(items), {
+      intervalMs: 10_000, maxBatch: 3,
+      seal: () => {
+        if (!pending.length) return undefined;
+        const item = `rows(${pending.join(",")})`;
+        pending = [];
+        return item;
+      },
+    });
+    // a, b and c fill the first batch (sealed at once: maxBatch), d waits behind it.
+    for (const x of ["a", "b", "c", "d"]) {
+      void gc.enqueue(x);
+      pending.push(x);
+    }
+    await gc.drain();
+    // The full batch had d queued behind it: its rows wait for the batch that holds d.
+    expect(batches).toEqual([["a", "b", "c"], ["d", "rows(a,b,c,d)"]]);
+    // Nothing accumulated: nothing appended.
+    await gc.enqueue("e");
+    expect(batches.at(-1)).toEqual(["e"]);
+    expect(gc.size).toBe(0);
+  });
+
+  it("keeps the appended item in a batch that is retried", async () => {
+    let attempts = 0;
+    const committed: string[][] = [];
+    let sealed = 0;
+    const gc = new GroupCommitter<string>(async (items) => {
+      if (++attempts < 2) throw new Error("database is locked");
+      committed.push([...items]);
+    }, { intervalMs: 1, maxBatch: 10, onError: () => undefined, seal: () => (sealed++ ? undefined : "rows") });
+    await gc.enqueue("a");
+    expect(committed).toEqual([["a", "rows"]]);
+    expect(gc.size).toBe(0);
+  });
+});
+
 describe("GroupCommitter.committedSoFar", () => {
   it("waits for what was enqueued before it, not for what comes after", async () => {
     const committed: number[] = [];
