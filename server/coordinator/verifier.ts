@@ -1,20 +1,44 @@
-import { WorkerPool } from "../../worker/runtime/pool";
-import { startKernelThread } from "../../worker/node/pool";
+import { startKernelThread, type BatchWorker } from "../../worker/node/pool";
+import type { TaskResult, TaskRun } from "../../worker/runtime/runTask";
 import { getKernel } from "../../worker/kernels";
 import { canonicalJson, digestOf } from "./digest";
 
-/** Longest a spot-check may take before the unit is decided without it. */
+/** Longest a spot-check (or a batch of them) may take before the unit is decided without it. */
 const CHECK_TIMEOUT_MS = 30_000;
+/** Checks sent to the thread in one message at most. */
+const MAX_BATCH = 64;
+
+interface Check {
+  task: TaskRun;
+  resolve: (r: TaskResult) => void;
+  reject: (e: Error) => void;
+  /** Sent alone: its batch failed (time limit, crash), so it gets a thread and a time limit of its own. */
+  alone: boolean;
+}
 
 /**
  * The server's own recomputation of a unit of a built-in kernel (a spot-check): the same
  * deterministic kernel code the volunteers run, on a worker thread of its own, so a check
  * never blocks the event loop. One thread: checks are a small share of the work, and the
  * coordinator must keep a core for dispatch.
+ *
+ * Checks go to the thread in batches, group-commit style: the first alone, and whatever queued
+ * while a batch ran together in the next (at most MAX_BATCH). With a new volunteer's every
+ * result checked, a check is often a unit of a millisecond, and waking the sleeping thread for
+ * each one cost more of the event loop than the check itself. A batch that fails (over its
+ * time limit, or its thread died) is sent again one check at a time, so one slow or hostile
+ * unit cannot get others decided without their checks.
  */
 export class Verifier {
-  private pool: WorkerPool | undefined;
+  private thread: BatchWorker | undefined;
+  private readonly queue: Check[] = [];
+  private running = false;
+  private closed = false;
   checks = 0;
+  /** Messages sent to the thread (each a batch of checks). */
+  batches = 0;
+
+  constructor(private readonly timeoutMs = CHECK_TIMEOUT_MS) {}
 
   /** Whether units of this kernel can be recomputed here (built-in kernels, not consumers' programs). */
   static canCheck(kernel: string): boolean {
@@ -23,23 +47,71 @@ export class Verifier {
 
   /** Starts the thread and runs one tiny unit, so the first real check does not wait for start-up. */
   async warmUp() {
-    await this.run("pi", { samples: 1000, seed: 1 }, { seed: 1, samples: 1000 }).catch(() => undefined);
+    await this.run({ kernel: "pi", params: { samples: 1000, seed: 1 }, input: { seed: 1, samples: 1000 } }).catch(() => undefined);
   }
 
   async recompute(kernel: string, params: unknown, input: unknown): Promise<{ output: unknown; json: string; digest: string }> {
     this.checks++;
-    const { output } = await this.run(kernel, params, input);
+    const { output } = await this.run({ kernel, params, input });
     const json = canonicalJson(output);
     return { output, json, digest: digestOf(json) };
   }
 
-  private run(kernel: string, params: unknown, input: unknown) {
-    this.pool ??= new WorkerPool(() => startKernelThread({ maxOldGenerationSizeMb: 512 }), { threads: 1 });
-    return this.pool.run({ kernel, params, input }, `check:${kernel}`, { timeoutMs: CHECK_TIMEOUT_MS });
+  private run(task: TaskRun): Promise<TaskResult> {
+    if (this.closed) return Promise.reject(new Error("the verifier is closed"));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ task, resolve, reject, alone: false });
+      if (!this.running) void this.pump();
+    });
+  }
+
+  private async pump() {
+    this.running = true;
+    while (this.queue.length && !this.closed) {
+      const batch = this.queue[0].alone ? this.queue.splice(0, 1) : this.takeBatch();
+      const answers = await this.send(batch);
+      if (this.closed) {
+        for (const c of batch) c.reject(new Error("the verifier is closed"));
+      } else if (Array.isArray(answers)) {
+        answers.forEach((a, i) => ("result" in a ? batch[i].resolve(a.result) : batch[i].reject(new Error(a.error))));
+      } else if (batch.length > 1) {
+        for (const c of batch) c.alone = true;
+        this.queue.unshift(...batch);
+      } else {
+        batch[0].reject(answers);
+      }
+    }
+    this.running = false;
+  }
+
+  /** The checks not marked alone from the head of the queue, up to MAX_BATCH. */
+  private takeBatch(): Check[] {
+    let n = 0;
+    while (n < this.queue.length && n < MAX_BATCH && !this.queue[n].alone) n++;
+    return this.queue.splice(0, n);
+  }
+
+  /** The batch's answers, or why the batch failed as a whole (the thread is then replaced). */
+  private async send(batch: Check[]): Promise<Awaited<ReturnType<BatchWorker["runMany"]>> | Error> {
+    const thread = (this.thread ??= startKernelThread({ maxOldGenerationSizeMb: 512 }));
+    this.batches++;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<Error>((resolve) => {
+      timer = setTimeout(() => resolve(new Error(`time limit of ${this.timeoutMs / 1000} s exceeded`)), this.timeoutMs);
+    });
+    const answer = await Promise.race([thread.runMany(batch.map((c) => c.task)).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))), limit]);
+    clearTimeout(timer);
+    if (answer instanceof Error && this.thread === thread) {
+      thread.terminate();
+      this.thread = undefined;
+    }
+    return answer;
   }
 
   close() {
-    this.pool?.terminate();
-    this.pool = undefined;
+    this.closed = true;
+    for (const c of this.queue.splice(0)) c.reject(new Error("the verifier is closed"));
+    this.thread?.terminate();
+    this.thread = undefined;
   }
 }

@@ -7,6 +7,7 @@ import { formatMiB, MiB, type ProgramRunParams } from "../sandbox/abi";
 import { createRoutingPool, DEFAULT_PROGRAM_MEMORY_MB, dedicatedProgramWorker, type ProgramLimits } from "../sandbox/routingPool";
 import { scrubError } from "./hostPaths";
 import { findMemoryLimiter, startProgramProcess, type MemoryLimiter } from "./programProcess";
+import type { BatchAnswer } from "./thread";
 import { threadTarget } from "./threadTarget";
 
 export type { PoolOptions, WorkerInfo, WorkerState } from "../runtime/pool";
@@ -47,9 +48,15 @@ export function programHeapMb(memoryLimitBytes: number): number {
   return Math.ceil(memoryLimitBytes / MiB) + PROGRAM_HEAP_OVERHEAD_MB;
 }
 
-type RunApi = { run(t: TaskRun): Promise<TaskResult> };
+/** thread.ts's API; programThread.ts has run only, and its callers never ask for runMany. */
+type RunApi = { run(t: TaskRun): Promise<TaskResult>; runMany(ts: TaskRun[]): Promise<BatchAnswer[]> };
 
-function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string, execArgv: string[] = []): PoolWorker {
+/** A kernel thread that also takes tasks in batches (see BatchAnswer). */
+export interface BatchWorker extends PoolWorker {
+  runMany(ts: TaskRun[]): Promise<BatchAnswer[]>;
+}
+
+function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string, execArgv: string[] = []): BatchWorker {
   const target = threadTarget(entry);
   // execArgv is not inherited: the parent's may hold flags a thread refuses, or test-runner hooks.
   const w = new Worker(target.url, { workerData: target.workerData, execArgv, ...(resourceLimits ? { resourceLimits } : {}) });
@@ -69,22 +76,25 @@ function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, wha
     else fail(e);
   });
   w.on("exit", (code) => fail(new Error(`${what} thread exited with code ${code}`)));
+  const settled = <T>(call: () => Promise<T>, after?: () => void) =>
+    new Promise<T>((resolve, reject) => {
+      inFlight.add(reject);
+      call()
+        .then(resolve, reject)
+        .finally(() => {
+          inFlight.delete(reject);
+          after?.();
+        });
+    });
   return {
     api: {
       run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
         progress = onProgress;
-        return new Promise<TaskResult>((resolve, reject) => {
-          inFlight.add(reject);
-          api
-            .run(t)
-            .then(resolve, reject)
-            .finally(() => {
-              inFlight.delete(reject);
-              progress = undefined;
-            });
-        });
+        return settled(() => api.run(t), () => (progress = undefined));
       },
     },
+    // Kernel threads only (thread.ts); a program thread has no runMany.
+    runMany: (ts: TaskRun[]) => settled(() => api.runMany(ts)),
     terminate() {
       api[releaseProxy]();
       void w.terminate();
@@ -92,8 +102,8 @@ function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, wha
   };
 }
 
-/** A thread for built-in kernels. */
-export function startKernelThread(resourceLimits?: ResourceLimits): PoolWorker {
+/** A thread for built-in kernels; it takes batches too (runMany). */
+export function startKernelThread(resourceLimits?: ResourceLimits): BatchWorker {
   return startThread(kernelEntry, resourceLimits, "Kernel");
 }
 
