@@ -6,7 +6,7 @@
 //
 // The build is: `prisma generate` (into generated/), scripts/build-examples.mjs (examples/**/*.wat
 // to .wasm), `next build` (into .next/) and scripts/build-server.mjs (the server's bundle,
-// dist/server.mjs, which `npm run serve` runs). Its inputs are fingerprinted by content (sha256 over a
+// dist/server/index.mjs, which `npm run serve` runs). Its inputs are fingerprinted by content (sha256 over a
 // plain file walk, so a checkout without git works too), with the Node version, the platform and
 // the environment variables Next reads at build time. The stamp, .next/tabgrid-build-stamp.json,
 // is removed before a build and written only after the build succeeded; a missing or stale stamp,
@@ -108,7 +108,7 @@ export function inspectOutputs(root) {
   } catch {}
   const missing = [];
   if (!buildId) missing.push(".next/BUILD_ID");
-  if (!fs.existsSync(path.join(root, "dist", "server.mjs"))) missing.push("dist/server.mjs");
+  if (!fs.existsSync(path.join(root, "dist", "server", "index.mjs"))) missing.push("dist/server/index.mjs");
   for (const client of ["prisma", "prisma-pg"]) {
     if (!fs.existsSync(path.join(root, "generated", client, "client.ts"))) missing.push(`generated/${client}/client.ts`);
   }

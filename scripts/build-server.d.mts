@@ -1,4 +1,7 @@
 // Types of scripts/build-server.mjs for the TypeScript that imports it.
+/** The entry of the default build, relative to the checkout: what `npm run serve` runs. */
 export const SERVER_BUNDLE: string;
-export function buildServer(outfile?: string): Promise<string>;
+/** Builds into outDir (default dist/server); returns the entry's absolute path. */
+export function buildServer(outDir?: string): Promise<string>;
+/** This process's own build (dist/<tag>-<pid>/), built once; returns the entry's absolute path. */
 export function ownServerBundle(tag: string): Promise<string>;

@@ -1,7 +1,8 @@
-// Bundles the server (server/index.ts and everything of ours it imports) into one ES module,
-// dist/server.mjs, that plain `node` runs: no TypeScript loader in the process (tsx's loader
+// Bundles the server (server/index.ts and everything of ours it imports) into ES modules,
+// dist/server/index.mjs and the chunks it loads on demand, that plain `node` runs: no TypeScript loader in the process (tsx's loader
 // thread and compile cache cost ~40 MB of memory and a slower start). Packages stay outside
-// the bundle and are imported from node_modules as usual.
+// the bundle and are imported from node_modules as usual. What the sources import dynamically
+// (the S3 blob store, ~24 MB of SDK) stays a chunk of its own, loaded only when needed.
 //
 // Our code finds files beside its sources at run time (`new URL("./dbWriterThread.ts",
 // import.meta.url)`, package.json, Prisma's engine files, the thread entries). In the bundle
@@ -9,18 +10,18 @@
 // rewritten to its source file's URL, computed relative to the bundle (the checkout may move).
 // Thread entries therefore still start from their TypeScript sources the way they do under tsx.
 //
-//   node scripts/build-server.mjs [outfile]     (default dist/server.mjs)
+//   node scripts/build-server.mjs [outdir]     (default dist/server)
 import esbuild from "esbuild";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const SERVER_BUNDLE = path.join("dist", "server.mjs");
+/** The entry of the default build, relative to the checkout: what `npm run serve` runs. */
+export const SERVER_BUNDLE = path.join("dist", "server", "index.mjs");
 
 /** Rewrites each of our modules' `import.meta.url` to its source file's URL. */
-function sourceUrls(outfile) {
-  const outDir = path.dirname(outfile);
+function sourceUrls(outDir) {
   return {
     name: "source-import-meta-url",
     setup(build) {
@@ -42,8 +43,7 @@ function sourceUrls(outfile) {
  * without an "exports" map only by its exact file name (`nodemailer/lib/smtp-transport` is a
  * directory), so such imports point at the file esbuild resolves, relative to the bundle.
  */
-function externalPackages(outfile) {
-  const outDir = path.dirname(outfile);
+function externalPackages(outDir) {
   return {
     name: "external-packages",
     setup(build) {
@@ -68,13 +68,18 @@ function externalPackages(outfile) {
 }
 
 /**
- * Builds the bundle (about 0.3 s) and returns its absolute path. It must stay inside the
- * checkout: packages are found from its node_modules.
+ * Builds the bundle into `outDir` (about 0.3 s) and returns its entry's absolute path. It must
+ * stay inside the checkout: packages are found from its node_modules. Chunks are named by
+ * their content and old ones are left in place, so a server still running from an earlier
+ * build finds the chunks it has yet to load.
  */
-export async function buildServer(outfile = path.join(root, SERVER_BUNDLE)) {
+export async function buildServer(outDir = path.dirname(path.join(root, SERVER_BUNDLE))) {
   await esbuild.build({
-    entryPoints: [path.join(root, "server", "index.ts")],
-    outfile,
+    entryPoints: { index: path.join(root, "server", "index.ts") },
+    outdir: outDir,
+    outExtension: { ".js": ".mjs" },
+    splitting: true,
+    chunkNames: "chunk-[hash]",
     bundle: true,
     platform: "node",
     format: "esm",
@@ -82,9 +87,9 @@ export async function buildServer(outfile = path.join(root, SERVER_BUNDLE)) {
     sourcemap: "linked",
     logLevel: "warning",
     tsconfig: path.join(root, "tsconfig.json"),
-    plugins: [externalPackages(outfile), sourceUrls(outfile)],
+    plugins: [externalPackages(outDir), sourceUrls(outDir)],
   });
-  return outfile;
+  return path.join(outDir, "index.mjs");
 }
 
 /** Own bundles of processes that are gone (a test worker is killed, and no exit hook runs). */
@@ -94,30 +99,28 @@ function removeOrphans(dist) {
     names = fs.readdirSync(dist);
   } catch {}
   for (const name of names) {
-    const pid = Number(/^server-[a-z]+-(\d+)\.mjs(\.map)?$/.exec(name)?.[1]);
+    const pid = Number(/^[a-z]+-(\d+)$/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;
     try {
       process.kill(pid, 0);
     } catch (e) {
-      if (e.code === "ESRCH") fs.rmSync(path.join(dist, name), { force: true });
+      if (e.code === "ESRCH") fs.rmSync(path.join(dist, name), { recursive: true, force: true });
     }
   }
 }
 
 /**
- * A bundle of the sources as they are now for this process alone (tests, the bench), so that
- * neither runs a stale dist/server.mjs nor rewrites the one `npm run serve` runs. Removed when
- * the process exits.
+ * A bundle of the sources as they are now for this process alone (tests, the bench), in
+ * dist/<tag>-<pid>/, so that neither runs a stale build nor rewrites the one `npm run serve`
+ * runs. Removed when the process exits.
  */
 let own;
 export function ownServerBundle(tag) {
   return (own ??= (async () => {
     const dist = path.join(root, "dist");
-    const out = path.join(dist, `server-${tag}-${process.pid}.mjs`);
+    const out = path.join(dist, `${tag}-${process.pid}`);
     removeOrphans(dist);
-    process.once("exit", () => {
-      for (const f of [out, `${out}.map`]) fs.rmSync(f, { force: true });
-    });
+    process.once("exit", () => fs.rmSync(out, { recursive: true, force: true }));
     return buildServer(out);
   })().catch((e) => {
     own = undefined;

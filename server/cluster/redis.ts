@@ -1,4 +1,8 @@
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis } from "ioredis";
+
+/** ioredis, loaded by the first connection: a single node never needs its ~25 MB. */
+const load = () => createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
 
 /**
  * A Redis connection that reconnects by itself with jittered back-off (so a fleet of nodes
@@ -7,7 +11,7 @@ import { Redis } from "ioredis";
  * a node keeps serving its own volunteers when Redis is away.
  */
 export function connectRedis(url: string, log: (m: string) => void, name: string): Redis {
-  const redis = new Redis(url, {
+  const redis = new (load().Redis)(url, {
     connectionName: name,
     maxRetriesPerRequest: 2,
     enableOfflineQueue: true,

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
-import { PrismaPg } from "@prisma/adapter-pg";
+import { createRequire } from "node:module";
 import { PrismaClient } from "../../generated/prisma/client";
 import { PrismaClient as PgPrismaClient } from "../../generated/prisma-pg/client";
 import { databaseFile, databaseKind, DEFAULT_DATABASE_URL, type DatabaseKind } from "./databaseUrl";
@@ -26,6 +26,8 @@ export function createPrisma(url = process.env.DATABASE_URL || DEFAULT_DATABASE_
   if (databaseKind(url) === "postgres") {
     const pool = createPool(url);
     // One pool for Prisma and the raw hot path; Prisma's $disconnect ends it.
+    // Loaded here, not with the server: a server on SQLite never needs the PostgreSQL adapter.
+    const { PrismaPg } = createRequire(import.meta.url)("@prisma/adapter-pg") as typeof import("@prisma/adapter-pg");
     const db = new PgPrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }) as unknown as Db;
     engines.set(db, { kind: "postgres", pool });
     return db;

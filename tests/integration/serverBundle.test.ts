@@ -26,7 +26,7 @@ describe("the server's bundle", () => {
 
   it("runs under plain node, without a TypeScript loader", () => {
     const args = server.child.spawnargs;
-    expect(args.some((a) => /server-test-\d+\.mjs$/.test(a))).toBe(true);
+    expect(args.some((a) => /test-\d+[\\/]index\.mjs$/.test(a))).toBe(true);
     expect(args.join(" ")).not.toMatch(/tsx/);
   });
 

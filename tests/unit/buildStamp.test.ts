@@ -31,7 +31,7 @@ beforeEach(() => {
   write("generated/prisma/client.ts", "// generated\n");
   write("generated/prisma-pg/client.ts", "// generated\n");
   write(".next/BUILD_ID", "build-1");
-  write("dist/server.mjs", "// the server's bundle\n");
+  write("dist/server/index.mjs", "// the server's bundle\n");
 });
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -127,9 +127,9 @@ describe("the decision to build", () => {
     expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing generated/prisma/client.ts, generated/prisma-pg/client.ts" });
     write("generated/prisma/client.ts", "");
     write("generated/prisma-pg/client.ts", "");
-    fs.rmSync(path.join(root, "dist/server.mjs"));
-    expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing dist/server.mjs" });
-    write("dist/server.mjs", "");
+    fs.rmSync(path.join(root, "dist/server/index.mjs"));
+    expect(decideNow(stamp)).toMatchObject({ build: true, reason: "missing dist/server/index.mjs" });
+    write("dist/server/index.mjs", "");
     fs.rmSync(path.join(root, ".next/BUILD_ID"));
     expect(decideNow(stamp).build).toBe(true);
     write(".next/BUILD_ID", "build-2");

@@ -1,5 +1,4 @@
-import nodemailer from "nodemailer";
-import SMTPTransport from "nodemailer/lib/smtp-transport";
+import type nodemailer from "nodemailer";
 import { DEFAULT_NOTIFY_TIMEOUT_MS, type AlertNotice, type NotifyContext } from "./types";
 
 const SUBJECT_WORD: Record<AlertNotice["state"], string> = { firing: "FIRING", repeat: "STILL FIRING", resolved: "RESOLVED", test: "TEST" };
@@ -32,10 +31,12 @@ export async function sendEmail(to: string[], n: AlertNotice, ctx: NotifyContext
   if (!ctx.smtpUrl) throw new Error("email is not configured: set SMTP_URL (e.g. smtp://user:pass@mail.example.com:587)");
   if (to.length === 0) throw new Error("no email recipient");
   const timeout = ctx.timeoutMs ?? DEFAULT_NOTIFY_TIMEOUT_MS;
+  // Loaded when mail is sent, not with the server: ~13 MB a server without SMTP never needs.
+  const [{ default: mailer }, { default: SMTPTransport }] = await Promise.all([import("nodemailer"), import("nodemailer/lib/smtp-transport")]);
   let transport: nodemailer.Transporter;
   try {
     // An SMTPTransport instance, because createTransport({ url, … }) drops every option but the URL.
-    transport = nodemailer.createTransport(
+    transport = mailer.createTransport(
       new SMTPTransport({ url: ctx.smtpUrl, connectionTimeout: timeout, greetingTimeout: timeout, socketTimeout: timeout }),
     );
   } catch (e) {

@@ -1,5 +1,3 @@
-import { DOMParser } from "@xmldom/xmldom";
-import { VASTClient } from "@dailymotion/vast-client";
 
 export interface VastMedia {
   mediaUrl: string;
@@ -23,6 +21,7 @@ function urlHandler(timeoutMs: number) {
         if (!res.ok) return { error: new Error(`VAST tag answered HTTP ${res.status}`), statusCode: res.status };
         const text = await res.text();
         if (text.length > 1024 * 1024) return { error: new Error("VAST document too large"), statusCode: res.status };
+        const { DOMParser } = await import("@xmldom/xmldom");
         const xml = new DOMParser().parseFromString(text, "text/xml");
         return { xml, details: { byteLength: text.length, statusCode: res.status, rawXml: text } };
       } catch (error) {
@@ -37,6 +36,8 @@ function urlHandler(timeoutMs: number) {
  * linear creative's playable media file, its duration and click-through URL.
  */
 export async function resolveVast(vastUrl: string, timeoutMs = 5000): Promise<VastMedia> {
+  // Loaded with the first VAST tag, not with the server.
+  const { VASTClient } = await import("@dailymotion/vast-client");
   const client = new VASTClient(0, 0);
   const response = await client.get(vastUrl, { timeout: timeoutMs, urlHandler: urlHandler(timeoutMs), wrapperLimit: 5 } as never);
   for (const ad of response.ads ?? []) {

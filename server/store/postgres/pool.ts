@@ -1,4 +1,8 @@
-import pg from "pg";
+import { createRequire } from "node:module";
+import type pg from "pg";
+
+/** pg, loaded by the first pool: a server on SQLite never needs it. */
+const load = () => createRequire(import.meta.url)("pg") as typeof import("pg");
 
 // The pool behind both Prisma's PostgreSQL adapter and the hot path's raw SQL (hotStore.ts).
 
@@ -19,13 +23,14 @@ const parsers: Record<number, (value: string) => unknown> = {
 };
 
 export function createPool(connectionString: string, max = Number(process.env.PG_POOL_SIZE) || 10): pg.Pool {
-  const pool = new pg.Pool({
+  const pgm = load();
+  const pool = new pgm.Pool({
     connectionString,
     max,
     // A CLI command or the seed exits when it is done, without waiting for idle connections to time out.
     allowExitOnIdle: true,
     types: {
-      getTypeParser: ((oid: number, format?: string) => parsers[oid] ?? pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+      getTypeParser: ((oid: number, format?: string) => parsers[oid] ?? pgm.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
     },
   });
   // An idle connection the server closed (a restart, a terminated backend) is dropped from the
