@@ -1,8 +1,9 @@
 // Bundles the server (server/index.ts and everything of ours it imports) into ES modules,
-// dist/server/index.mjs and the chunks it loads on demand, that plain `node` runs: no TypeScript loader in the process (tsx's loader
-// thread and compile cache cost ~40 MB of memory and a slower start). Packages stay outside
-// the bundle and are imported from node_modules as usual. What the sources import dynamically
-// (the S3 blob store, ~24 MB of SDK) stays a chunk of its own, loaded only when needed.
+// dist/server/index.mjs and the chunks it loads on demand, that plain `node` runs: no
+// TypeScript loader in the process (tsx's loader thread and compile cache cost ~40 MB of
+// memory and a slower start). Packages stay outside the bundle and are imported from
+// node_modules as usual. What the sources import dynamically (the S3 blob store, ~24 MB of
+// SDK) stays a chunk of its own, loaded only when needed.
 //
 // Our code finds files beside its sources at run time (`new URL("./dbWriterThread.ts",
 // import.meta.url)`, package.json, Prisma's engine files, the thread entries). In the bundle

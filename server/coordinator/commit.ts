@@ -32,7 +32,7 @@ export class Commit {
       {
         intervalMs: opts.intervalMs,
         maxBatch: 5000,
-        ...(opts.seal ? { seal: opts.seal } : {}),
+        seal: opts.seal,
         onError: (e) => {
           opts.observer.commitFailed();
           opts.log(`commit failed, will retry: ${(e as Error).message}`);

@@ -49,11 +49,10 @@ export class ReliabilityBook {
    * every host and account involved join the next commit batch (pendingOp).
    */
   verdicts(valid: Array<{ host: string; account: string }>, invalid: Array<{ host: string; account: string }>, now: Date) {
-    const touched = new Set<string>();
     for (const r of valid) {
       for (const id of [hostKey(r.host), r.account]) {
         this.extraOf(id).consecutiveInvalid = 0;
-        touched.add(id);
+        this.dirty.add(id);
       }
     }
     const banned: string[] = [];
@@ -61,7 +60,7 @@ export class ReliabilityBook {
       for (const id of [hostKey(r.host), r.account]) {
         const e = this.extraOf(id);
         e.consecutiveInvalid++;
-        touched.add(id);
+        this.dirty.add(id);
         if (e.consecutiveInvalid >= this.policy.afterInvalid && !(e.bannedUntil && e.bannedUntil > now)) {
           e.bannedUntil = new Date(now.getTime() + this.policy.hours * 3600_000);
           e.banReason = `${e.consecutiveInvalid} invalid results in a row`;
@@ -69,7 +68,6 @@ export class ReliabilityBook {
         }
       }
     }
-    for (const id of touched) this.dirty.add(id);
     return { banned };
   }
 

@@ -1,4 +1,3 @@
-
 export interface VastMedia {
   mediaUrl: string;
   mimeType: string;
