@@ -3,6 +3,14 @@ import { DbWriter } from "./dbWriter";
 import type { HotStore } from "./hotStore";
 import { sqliteGate, type Db } from "./prisma";
 
+/** Rows per read of a job's outputs: a page holds the event loop ~1 ms (4–7 under load, measured). */
+export const OUTPUT_PAGE = 256;
+type Row = { round: number; idx: number; output: string | null; done: number };
+// In the unique index's order (jobId, round, idx): no sort, and each page starts where the last ended.
+const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = ?`;
+const FIRST_PAGE = `${PAGE_SQL} ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
+const NEXT_PAGE = `${PAGE_SQL} AND ("round", "idx") > (?, ?) ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
+
 /**
  * SQLite: batches are written on the database writer thread (dbWriter.ts), reads are raw and
  * synchronous on Prisma's own connection (in WAL mode they see the last commit and block no one).
@@ -33,8 +41,16 @@ export class SqliteHotStore implements HotStore {
 
   async unitOutputs(jobId: string) {
     const gate = await sqliteGate(this.db);
-    const rows = gate.read((conn) => gate.statement(conn, `SELECT "output", "done" FROM "WorkUnit" WHERE "jobId" = ? ORDER BY "idx"`).all(jobId)) as Array<{ output: string | null; done: number }>;
-    return rows.map((r) => ({ output: r.output, done: !!r.done }));
+    const out: Array<{ output: string | null; done: boolean }> = [];
+    // A page at a time, the event loop free in between: all 10,000 outputs of a job in one
+    // read held it 15–35 ms, and a burst of jobs ending together for hundreds.
+    for (let after: Row | undefined; ; ) {
+      const rows = gate.read((conn) => gate.statement(conn, after ? NEXT_PAGE : FIRST_PAGE).all(...(after ? [jobId, after.round, after.idx] : [jobId]))) as Row[];
+      for (const r of rows) out.push({ output: r.output, done: !!r.done });
+      if (rows.length < OUTPUT_PAGE) return out;
+      after = rows[rows.length - 1];
+      await new Promise(setImmediate);
+    }
   }
 
   async volunteerTokenHash(volunteerId: string) {

@@ -5,6 +5,7 @@ import { auditLedger, postTransaction } from "../../server/services/credits/ledg
 import type { PersistOp, ReliabilityWrite, ResultRef } from "../../server/services/jobs/batchSql";
 import { roundUnitId } from "../../server/services/jobs/rounds";
 import { hotStore } from "../../server/store/hotStore";
+import { OUTPUT_PAGE } from "../../server/store/sqliteHotStore";
 import { createPrisma, type Db } from "../../server/store/prisma";
 import { postgresDatabase, postgresUnavailable, releaseEngines, sqliteDatabase } from "../helpers/engines";
 import { seededRandom } from "../helpers/random";
@@ -449,6 +450,20 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
       ]);
     });
     await expectSameState();
+  });
+
+  it("a job's outputs are read in unit order across pages, every unit once", async () => {
+    await user("paige", 10_000_000);
+    const n = OUTPUT_PAGE * 2 + 5;
+    await write([submitOp("jPages", "paige", Array.from({ length: n }, () => 1))]);
+    // Every third unit validated, each with an output of its own (set directly: the reads are under test).
+    await each(async (db) => {
+      await db.$executeRawUnsafe(`UPDATE "WorkUnit" SET "done" = ("idx" % 3 = 0), "output" = CASE WHEN "idx" % 3 = 0 THEN '{"i":' || "idx" || '}' END WHERE "jobId" = 'jPages'`);
+    });
+    const expected = Array.from({ length: n }, (_, idx) => (idx % 3 ? { output: null, done: false } : { output: `{"i":${idx}}`, done: true }));
+    await each(async (db, on) => {
+      expect(await hotStore(db).unitOutputs("jPages"), on).toEqual(expected);
+    });
   });
 
   it("a payout never overdraws the job's escrow: the last valid results are paid what is left", async () => {

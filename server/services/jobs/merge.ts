@@ -14,6 +14,19 @@ export async function storedResult(blobs: BlobStore, json: string): Promise<{ re
   return { result: json, resultBlob: null };
 }
 
+let reading: Promise<unknown> = Promise.resolve();
+
+/**
+ * Merges read their outputs one after another. The reads go a page at a time with the event
+ * loop free in between; jobs that end together (a feed of big jobs, a cancelled batch) would
+ * otherwise each read a page in the same turn.
+ */
+function oneAtATime<T>(read: () => Promise<T>): Promise<T> {
+  const p = reading.then(read, read);
+  reading = p.catch(() => undefined);
+  return p;
+}
+
 export type Merged = { result: string | null; resultBlob: string | null } | { error: string };
 
 /**
@@ -28,7 +41,7 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
     select: { kernel: true, params: true, merge: true, timeLimitMs: true, program: { select: { kind: true, hash: true, scriptHash: true } } },
   });
   // Raw: a 10,000-unit job's outputs in ~10 ms rather than a Prisma findMany's ~200.
-  const units = await hotStore(deps.db).unitOutputs(jobId);
+  const units = await oneAtATime(() => hotStore(deps.db).unitOutputs(jobId));
   if (units.some((u) => !u.done)) return { error: "the job ended before every unit had a validated result" };
   const outputs = units.map((u) => JSON.parse(u.output!) as unknown);
   const params = JSON.parse(job.params) as Record<string, unknown>;

@@ -4,8 +4,13 @@ import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
 import { writeBatchPg } from "./batchPg";
 import { fastPathFits, writeBatchFastPg } from "./fastBatchPg";
+import { OUTPUT_PAGE } from "../sqliteHotStore";
 
 const DEADLOCK = "40P01";
+
+type PageRow = { round: number; idx: number; output: string | null; done: boolean };
+const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = $1`;
+const PAGE_END = `ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
 
 /**
  * PostgreSQL: each batch is one transaction on a pooled connection, with multi-row statements
@@ -39,9 +44,16 @@ export class PgHotStore implements HotStore {
   }
 
   async unitOutputs(jobId: string) {
-    const { rows } = await pgPool(this.db).query<{ output: string | null; done: boolean }>(
-      `SELECT "output", "done" FROM "WorkUnit" WHERE "jobId" = $1 ORDER BY "idx"`, [jobId]);
-    return rows;
+    const out: Array<{ output: string | null; done: boolean }> = [];
+    // A page at a time, as on SQLite: the driver parses a whole result on the event loop.
+    for (let after: { round: number; idx: number } | undefined; ; ) {
+      const { rows } = after
+        ? await pgPool(this.db).query<PageRow>(`${PAGE_SQL} AND ("round", "idx") > ($2, $3) ${PAGE_END}`, [jobId, after.round, after.idx])
+        : await pgPool(this.db).query<PageRow>(`${PAGE_SQL} ${PAGE_END}`, [jobId]);
+      for (const r of rows) out.push({ output: r.output, done: r.done });
+      if (rows.length < OUTPUT_PAGE) return out;
+      after = rows[rows.length - 1];
+    }
   }
 
   async volunteerTokenHash(volunteerId: string) {
