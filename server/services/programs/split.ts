@@ -55,7 +55,7 @@ export async function splitProgramInput(
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
     let table: ReturnType<typeof parseCsv>;
     try {
-      table = parseCsv((await dataFile(deps, ownerId, input.data)).toString("utf8"));
+      table = parseCsv(await dataFile(deps, ownerId, input.data));
     } catch (e) {
       if (e instanceof UserError) throw e;
       throw new UserError("BAD_REQUEST", `The CSV file cannot be used: ${(e as Error).message}`);
