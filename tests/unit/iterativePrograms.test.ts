@@ -5,7 +5,7 @@ import { aggregate, trimCount } from "../../server/services/programs/aggregate";
 import { parseCsv, shardRows } from "../../server/services/programs/csvShards";
 import { checkStep } from "../../server/services/programs/programStep";
 import { compileJsProgram } from "../../worker/sandbox/compileJs";
-import { closeStepSandbox, runStep } from "../../worker/sandbox/stepSandbox";
+import { closeStepSandbox, runStep, warmStep } from "../../worker/sandbox/stepSandbox";
 import { Scheduler } from "../../server/scheduler";
 
 // The pieces of iterative programs without a server: the numeric merges (robust ones that
@@ -104,6 +104,18 @@ describe("the step sandbox", () => {
   });
 
   it("ends a step past its memory limit", async () => {
+    const hog = await script("export function run() {} export function step() { const a = []; for (;;) a.push(new Array(1e5).fill(1)); }");
+    await expect(runStep({ script: hog, ...base, memoryMb: 16 })).rejects.toThrow(/memory limit of 16 MiB exceeded/);
+  });
+
+  it("a thread started ahead (warmStep) takes the next step; one started under another memory limit never lends it", async () => {
+    closeStepSandbox();
+    warmStep(base.memoryMb);
+    warmStep(base.memoryMb); // already running: nothing more
+    const ok = await script("export function run() {} export function step(m) { return { next: m }; }");
+    expect(await runStep({ script: ok, ...base })).toEqual({ next: [1, 2] });
+    closeStepSandbox();
+    warmStep(512);
     const hog = await script("export function run() {} export function step() { const a = []; for (;;) a.push(new Array(1e5).fill(1)); }");
     await expect(runStep({ script: hog, ...base, memoryMb: 16 })).rejects.toThrow(/memory limit of 16 MiB exceeded/);
   });

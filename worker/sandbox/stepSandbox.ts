@@ -134,6 +134,17 @@ class Slot {
     }
   }
 
+  /** Starts a thread for this limit now, unless one runs; unused, it ends after the idle time. */
+  warm(memoryMb: number) {
+    if (this.thread) return;
+    const t = (this.thread = new KeptThread(memoryMb, () => {
+      if (this.thread === t) this.thread = undefined;
+    }, this.nice));
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => t.kill(new Error("idle")), IDLE_MS);
+    this.idle.unref();
+  }
+
   close(why: string) {
     clearTimeout(this.idle);
     this.thread?.kill(new Error(why));
@@ -150,6 +161,14 @@ export async function runStep(req: StepRequest): Promise<unknown> {
   const t = steps.thread;
   if (t && (t.busy || t.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req });
   return steps.run(req);
+}
+
+/**
+ * Starts the step thread ahead of a job's first step, if none runs. Starting it (a thread,
+ * QuickJS) costs ~0.3 s: a submission that will step warms it while it reads and shards its input.
+ */
+export function warmStep(memoryMb: number) {
+  steps.warm(memoryMb);
 }
 
 /**

@@ -13,6 +13,7 @@ import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
 import { runProgramStep } from "../programs/programStep";
+import { warmStep } from "../../../worker/sandbox/stepSandbox";
 
 /** The most rounds an iterative program's job may ask for (the escrow holds them all). */
 export const MAX_ROUNDS = 10_000;
@@ -173,6 +174,8 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   if (input.trim !== undefined && input.merge !== "trimmed-mean") throw new UserError("BAD_REQUEST", "trim applies to the trimmed-mean merge only.");
   const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
   const memoryMb = deps.env.WASM_MEMORY_LIMIT_MB;
+  // The step thread starts on another core while the input is read and cut into shards.
+  if (input.rounds !== undefined) warmStep(memoryMb);
   const split = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
   const params = {
     program: { hash: program.hash, kind: program.kind, script: program.scriptHash },
