@@ -71,14 +71,15 @@ export class BlobCache {
 export async function prepareTask(task: WireTask, blobs: BlobCache): Promise<TaskRun & { timeoutMs?: number }> {
   if (task.kernel !== "program") return { kernel: task.kernel, params: task.params, input: task.input };
   const p = task.params as ProgramTaskParams;
-  const codeBytes = await blobs.get(p.program.kind === "js" ? p.program.script! : p.program.hash);
   const spec = task.input as UnitInput;
+  // The code and the input are fetched at once (the first task of a job needs both).
+  const [codeBytes, bytes] = await Promise.all([
+    blobs.get(p.program.kind === "js" ? p.program.script! : p.program.hash),
+    "blob" in spec ? blobs.get(spec.blob) : undefined,
+  ]);
   let input: unknown;
   if ("value" in spec) input = spec.value;
-  else {
-    const bytes = await blobs.get(spec.blob);
-    input = spec.encoding === "bytes" ? bytes : new TextDecoder().decode(bytes);
-  }
+  else input = spec.encoding === "bytes" ? bytes! : new TextDecoder().decode(bytes!);
   return {
     kernel: "program",
     params: {
