@@ -68,13 +68,20 @@ export class Dispatcher {
     // A ringer takes one of the frame's places, so the frame is as long as it would be without.
     const free = scheduler.freeSlots(conn.key);
     const ring = free >= 2 && this.wantsRinger(conn);
-    const leased = scheduler.leaseTasks(conn.key, this.live.now(), ring ? free - 1 : undefined);
+    const now = this.live.now();
+    let leased = scheduler.leaseTasks(conn.key, now, ring ? free - 1 : undefined);
     this.armLocalityTimer();
     if (!leased.length) return;
+    const tasks = leased.map(toWire);
+    if (ring && !this.addRinger(conn, tasks)) {
+      // No ringer can be made of these tasks (a program's units are audited instead): the
+      // place kept for it goes to a task, or a newcomer would get no prefetch at all.
+      const more = scheduler.leaseTasks(conn.key, now, 1);
+      leased = leased.concat(more);
+      for (const t of more) tasks.push(toWire(t));
+    }
     this.deps.leased?.();
     observer.dispatched(leased.length);
-    const tasks = leased.map(toWire);
-    if (ring) this.addRinger(conn, tasks);
     send(conn.ws, { type: "tasks", tasks });
     this.armLeaseTimer();
   }
@@ -170,12 +177,13 @@ export class Dispatcher {
     return rate > 0 && Math.random() < rate;
   }
 
-  private addRinger(conn: VolunteerConn, tasks: WireTask[]) {
+  /** Adds a ringer modelled on one of the tasks; false when none can be made of it. */
+  private addRinger(conn: VolunteerConn, tasks: WireTask[]): boolean {
     const { scheduler } = this.live;
     const model = tasks[Math.floor(Math.random() * tasks.length)]!;
-    if (!Verifier.canCheck(model.kernel)) return;
+    if (!Verifier.canCheck(model.kernel)) return false;
     const input = ringerInput(model.kernel, scheduler.sampleInput(model.jobId), Math.random);
-    if (input === undefined) return;
+    if (input === undefined) return false;
     const taskId = scheduler.mintTaskId();
     const expected = this.deps.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
     this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
@@ -183,6 +191,7 @@ export class Dispatcher {
     // It holds a place of the volunteer's window until it comes back.
     scheduler.setWindow(conn.key, windowOf(conn));
     insertAtRandom(tasks, { ...model, taskId, input }, Math.random);
+    return true;
   }
 
   /** The ringer `taskId` if this socket holds it, taken back (it came back as a result). */

@@ -44,3 +44,43 @@ describe("a job under a share per host", () => {
     expect(held()).toEqual([2, 2, 2]);
   });
 });
+
+// A newcomer's frames keep a place for a ringer (a task whose answer the server computes
+// itself). No ringer can be made of a program's unit (programs are audited instead), and the
+// place stayed empty: a volunteer that had passed no check yet got one unit at a time, and
+// fetched each unit's input only after returning the last one.
+describe("a program job given to newcomers (spot-checks on)", () => {
+  let srv: TestServer;
+  let user: Awaited<ReturnType<typeof createUserWithKey>>;
+  const volunteers: RawVolunteer[] = [];
+
+  beforeAll(async () => {
+    srv = await startTestServer({ SPOT_CHECKS: "on" });
+    user = await createUserWithKey(srv.deps, "newcomers@example.com");
+    for (let i = 0; i < 2; i++) {
+      const v = await RawVolunteer.connect(srv.url);
+      v.hello(1); // one thread: a window of two tasks
+      await v.next("welcome");
+      volunteers.push(v);
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(volunteers.map((v) => v.close()));
+    await srv?.close();
+  });
+
+  it("fills a newcomer's window, the ringer's place included, when no ringer can be made", async () => {
+    const res = await fetch(`${srv.url}/api/programs?name=double.js`, {
+      method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: "export function run(x) { return 2 * x; }",
+    });
+    expect(res.status).toBe(201);
+    const { hash } = (await res.json()) as { hash: string };
+    const { id } = await trpc(srv.url, user.apiKey).jobs.submit.mutate({
+      kernel: "program", program: hash, input: { mode: "json", items: [1, 2, 3, 4, 5, 6] },
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    const held = () => volunteers.map((v) => v.tasks().filter((t) => t.jobId.startsWith(id)).length);
+    await waitFor(() => held().every((n) => n === 2), 10_000, "every newcomer holding two units").catch((e) => { console.log("held", held()); throw e; });
+    expect(held()).toEqual([2, 2]);
+  });
+});
