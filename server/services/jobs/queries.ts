@@ -25,7 +25,9 @@ async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const job = await ownedJob(deps, viewer, jobId);
   // In a cluster this node may hold some of the job's slices, or none: the job's progress is the database's.
-  const live = deps.cluster.mode === "cluster" ? await clusterProgress(deps, job) : deps.coordinator.progress(jobId);
+  // An ended job's figures are the database's too: the coordinator lets go of a job only after
+  // its end is committed, and a read in between saw "completed" with nothing running (no rate).
+  const live = job.state !== "running" ? undefined : deps.cluster.mode === "cluster" ? await clusterProgress(deps, job) : deps.coordinator.progress(jobId);
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
   const [states, base, rounds, work] = await Promise.all([
     deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
