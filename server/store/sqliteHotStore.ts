@@ -1,10 +1,9 @@
 import type { PersistOp, ReliabilityRow } from "../services/jobs/batchSql";
 import { DbWriter } from "./dbWriter";
 import type { HotStore } from "./hotStore";
+import { OUTPUT_PAGE } from "./outputPage";
 import { sqliteGate, type Db } from "./prisma";
 
-/** Rows per read of a job's outputs (10,000 in one read held the event loop 13–34 ms). Both engines page by it. */
-export const OUTPUT_PAGE = 256;
 type Row = { round: number; idx: number; output: string | null; done: number };
 // In the unique index's order (jobId, round, idx): no sort, and each page starts where the last ended.
 const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = ?`;

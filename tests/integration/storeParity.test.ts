@@ -5,7 +5,7 @@ import { auditLedger, postTransaction } from "../../server/services/credits/ledg
 import type { PersistOp, ReliabilityWrite, ResultRef } from "../../server/services/jobs/batchSql";
 import { roundUnitId } from "../../server/services/jobs/rounds";
 import { hotStore } from "../../server/store/hotStore";
-import { OUTPUT_PAGE } from "../../server/store/sqliteHotStore";
+import { OUTPUT_PAGE } from "../../server/store/outputPage";
 import { createPrisma, type Db } from "../../server/store/prisma";
 import { postgresDatabase, postgresUnavailable, releaseEngines, sqliteDatabase } from "../helpers/engines";
 import { seededRandom } from "../helpers/random";

@@ -122,24 +122,30 @@ class Slot {
 
   async run(req: KeptRequest): Promise<unknown> {
     if (this.thread && this.thread.memoryMb !== req.memoryMb) this.thread.kill(new Error("another memory limit"));
-    const t = (this.thread ??= new KeptThread(req.memoryMb, () => {
-      if (this.thread === t) this.thread = undefined;
-    }, this.nice));
+    const t = this.thread ?? this.open(req.memoryMb);
     clearTimeout(this.idle);
     try {
       return await t.run(req);
     } finally {
-      this.idle = setTimeout(() => t.kill(new Error("idle")), IDLE_MS);
-      this.idle.unref();
+      this.idleLater(t);
     }
   }
 
   /** Starts a thread for this limit now, unless one runs; unused, it ends after the idle time. */
   warm(memoryMb: number) {
     if (this.thread) return;
-    const t = (this.thread = new KeptThread(memoryMb, () => {
+    this.idleLater(this.open(memoryMb));
+  }
+
+  private open(memoryMb: number): KeptThread {
+    const t: KeptThread = (this.thread = new KeptThread(memoryMb, () => {
       if (this.thread === t) this.thread = undefined;
     }, this.nice));
+    return t;
+  }
+
+  /** Ends the thread after IDLE_MS unless a run comes first. */
+  private idleLater(t: KeptThread) {
     clearTimeout(this.idle);
     this.idle = setTimeout(() => t.kill(new Error("idle")), IDLE_MS);
     this.idle.unref();

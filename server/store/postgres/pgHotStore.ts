@@ -4,7 +4,7 @@ import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
 import { writeBatchPg } from "./batchPg";
 import { fastPathFits, writeBatchFastPg } from "./fastBatchPg";
-import { OUTPUT_PAGE } from "../sqliteHotStore";
+import { OUTPUT_PAGE } from "../outputPage";
 
 const DEADLOCK = "40P01";
 
