@@ -56,6 +56,8 @@ const schema = z.object({
   WASM_MEMORY_LIMIT_MB: z.coerce.number().int().min(1).max(4096).default(256),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(0),
+  // How far V8's old generation may grow past what survived its last full collection (see server/index.ts); 0 leaves V8's own rule.
+  HEAP_GROWTH_PERCENT: z.coerce.number().int().min(0).max(400).default(25),
   // Overload protection (see docs/performance.md). Sockets over the cap are refused at once.
   MAX_VOLUNTEER_CONNECTIONS: z.coerce.number().int().min(1).default(20_000),
   /** Job submissions per consumer: sustained rate per second, and the burst allowed above it. */
