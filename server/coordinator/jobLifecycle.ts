@@ -15,7 +15,7 @@ import { Throughput } from "./progress";
 import { toRecord, type ReliabilityBook } from "./reliabilityBook";
 import type { Commit } from "./commit";
 import type { Dispatcher } from "./dispatch";
-import type { JobMeta, Live } from "./live";
+import { compactPays, payOf, type JobMeta, type Live } from "./live";
 
 type FinishOp = Extract<PersistOp, { type: "finish" }>;
 
@@ -171,7 +171,7 @@ export class JobLifecycle {
       spec = { ...spec, id: `${jobId}@${part.first}` };
     }
     jobs.set(spec.id, {
-      jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays,
+      jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays: compactPays(pays),
       quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
       // Every output of a program's round started afresh passes through here: its step can run from memory.
       ...(round && spec.kernel === PROGRAM_KERNEL && !recovered && !this.deps.slices ? { outputs: new Map<number, unknown>() } : {}),
@@ -521,7 +521,7 @@ export class JobLifecycle {
     const outputs = meta.outputs;
     if (outputs) {
       const units = meta.spec.units.map((u) => ({
-        id: u.id, idx: u.index, input: u.input, done: outputs.has(u.index), output: outputs.get(u.index), work: u.work, pay: meta.pays.get(u.id) ?? 0,
+        id: u.id, idx: u.index, input: u.input, done: outputs.has(u.index), output: outputs.get(u.index), work: u.work, pay: payOf(meta.pays, u.id),
       })).sort((a, b) => a.idx - b.idx);
       const current = this.rounds.get(meta.jobId);
       // The step reads the round's row, which the previous round's op wrote (committed long ago, unless rounds are very short).

@@ -5,6 +5,26 @@ import type { CoordinatorObserver } from "../monitoring/observer";
 import type { VolunteerConn } from "./connection";
 import type { Throughput } from "./progress";
 
+/**
+ * Millicredits per valid result: one figure when every unit pays the same (a kernel's units
+ * usually do), else by unit id. A Map of 10,000 entries per job was ~40 bytes a unit, kept
+ * until the job ends.
+ */
+export type UnitPays = number | Map<string, number>;
+
+export function compactPays(pays: Map<string, number>): UnitPays {
+  let one: number | undefined;
+  for (const v of pays.values()) {
+    if (one === undefined) one = v;
+    else if (v !== one) return pays;
+  }
+  return one ?? 0;
+}
+
+export function payOf(pays: UnitPays, unitId: string): number {
+  return typeof pays === "number" ? pays : (pays.get(unitId) ?? 0);
+}
+
 export interface JobMeta {
   /** The job in the database; the scheduler's job id differs for a round of an iterative job. */
   jobId: string;
@@ -14,8 +34,8 @@ export interface JobMeta {
   ownerId: string;
   kernel: string;
   output: ZodType | undefined;
-  /** Millicredits paid per valid result, by unit. */
-  pays: Map<string, number>;
+  /** Millicredits paid per valid result (payOf). */
+  pays: UnitPays;
   /** Valid results paid per unit (more agreeing results than this are not paid). */
   quorum: number;
   leaseMs: number;

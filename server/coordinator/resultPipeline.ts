@@ -14,7 +14,7 @@ import type { ReliabilityBook } from "./reliabilityBook";
 import type { CaughtHosts } from "./caughtHosts";
 import type { JobLifecycle } from "./jobLifecycle";
 import type { Dispatcher } from "./dispatch";
-import type { JobMeta, Live } from "./live";
+import { payOf, type JobMeta, type Live } from "./live";
 
 /** What the pipeline tells volunteers once their results are decided (the volunteer edge does it). */
 export interface Notices {
@@ -311,7 +311,7 @@ export class ResultPipeline {
     }
     const meta = this.live.jobs.get(o.jobId)!;
     meta.outputs?.set(o.index, o.canonical);
-    const pay = meta.pays.get(o.unitId) ?? 0;
+    const pay = payOf(meta.pays, o.unitId);
     // At most a quorum of valid results is paid, and never the owner's own: they would pay themselves.
     let unpaid = meta.quorum;
     const owner = meta.spec.owner;

@@ -3,7 +3,7 @@ import { JobRotation } from "./jobRotation.js";
 import { LeaseHeap } from "./leaseHeap.js";
 import { Locality } from "./locality.js";
 import { addAgreement, describeNoQuorum, quorumCentre, resultsAgree } from "./quorum.js";
-import type { JobRecord, TaskRecord, UnitRecord, UnitResult, VolunteerRecord } from "./records.js";
+import { NO_INSTANCES, type JobRecord, type TaskRecord, type UnitRecord, type UnitResult, type VolunteerRecord } from "./records.js";
 import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord, passSpotCheck } from "./reliability.js";
 import { established, groupCredibilities, hostCredibility, spotRate, type TrustPolicy } from "./credibility.js";
 import {
@@ -218,7 +218,7 @@ export class Scheduler {
         done: false,
         errors: 0,
         erroredBy: undefined,
-        instances: [],
+        instances: NO_INSTANCES,
         results: undefined,
         best: 0,
         wanted: target,
@@ -805,6 +805,7 @@ export class Scheduler {
       for (const u of job.units) {
         if (u.done) done++;
         instances += u.instances.length;
+        if (u.instances.length === 0 && u.instances !== NO_INSTANCES) fail(`unit ${u.spec.id} keeps an empty array of instances`);
         if (u.done) {
           if (u.instances.length > 0) fail(`done unit ${u.spec.id} has live instances`);
           if (u.results !== undefined || u.need !== 0) fail(`done unit ${u.spec.id} keeps results or needs`);
@@ -1010,7 +1011,8 @@ export class Scheduler {
     const task: TaskRecord = { id, job, unit, volunteer: v, leasedAt: now, deadline, live: true };
     this.tasks.set(id, task);
     v.held.add(task);
-    unit.instances.push(task);
+    if (unit.instances === NO_INSTANCES) unit.instances = [task];
+    else unit.instances.push(task);
     job.live.add(task);
     this.leases.push(deadline, task);
     unit.need = this.needOf(unit);
@@ -1357,8 +1359,11 @@ export class Scheduler {
     const inst = task.unit.instances;
     const i = inst.indexOf(task);
     if (i >= 0) {
-      inst[i] = inst[inst.length - 1] as TaskRecord;
-      inst.pop();
+      if (inst.length === 1) task.unit.instances = NO_INSTANCES;
+      else {
+        inst[i] = inst[inst.length - 1] as TaskRecord;
+        inst.pop();
+      }
     }
     task.job.live.delete(task);
   }
