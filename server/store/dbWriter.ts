@@ -11,6 +11,9 @@ import type { PersistOp } from "../services/jobs/batchSql";
  * this one commits. A failed or dead thread fails the batch (the commit queue retries it) and
  * a fresh thread is started for the next.
  */
+/** The writer thread's young generation (MB): see start(). */
+export const WRITER_YOUNG_GENERATION_MB = 6;
+
 export class DbWriter {
   private worker: Promise<Worker> | undefined;
   private seq = 0;
@@ -57,7 +60,12 @@ export class DbWriter {
   }
 
   private async start(): Promise<Worker> {
-    const w = new Worker(await threadCode(), { eval: true, workerData: { file: this.file, busyTimeoutMs: this.busyTimeoutMs } });
+    const w = new Worker(await threadCode(), {
+      eval: true, workerData: { file: this.file, busyTimeoutMs: this.busyTimeoutMs },
+      // What the thread allocates (a batch's JSON, parsed and written) is dead once the batch is
+      // committed; V8's default young generation grew to ~40 MB of it for ~4 MB live.
+      resourceLimits: { maxYoungGenerationSizeMb: WRITER_YOUNG_GENERATION_MB },
+    });
     const me = this.worker;
     w.on("message", (m: { id: number; value?: unknown; error?: string; name?: string; needed?: number; available?: number }) => {
       const p = this.pending.get(m.id);
