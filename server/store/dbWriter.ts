@@ -5,15 +5,15 @@ import * as esbuild from "esbuild";
 import type { MutexInterface } from "async-mutex";
 import type { PersistOp } from "../services/jobs/batchSql";
 
+/** The writer thread's young generation (MB): see start(). */
+export const WRITER_YOUNG_GENERATION_MB = 6;
+
 /**
  * Writes group-commit batches on a thread of its own (dbWriterThread.ts), so the event loop
  * keeps reading sockets and dispatching while SQLite works, and the next batch grows while
  * this one commits. A failed or dead thread fails the batch (the commit queue retries it) and
  * a fresh thread is started for the next.
  */
-/** The writer thread's young generation (MB): see start(). */
-export const WRITER_YOUNG_GENERATION_MB = 6;
-
 export class DbWriter {
   private worker: Promise<Worker> | undefined;
   private seq = 0;
