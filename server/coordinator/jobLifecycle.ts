@@ -171,7 +171,9 @@ export class JobLifecycle {
       spec = { ...spec, id: `${jobId}@${part.first}` };
     }
     jobs.set(spec.id, {
-      jobId, round, spec, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays: compactPays(pays),
+      // A round's step and audits read its units' inputs; any other job's units live in the
+      // scheduler alone, so a done unit's spec leaves memory with its record.
+      jobId, round, spec: round ? spec : { ...spec, units: [] }, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays: compactPays(pays),
       quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
       // Every output of a program's round started afresh passes through here: its step can run from memory.
       ...(round && spec.kernel === PROGRAM_KERNEL && !recovered && !this.deps.slices ? { outputs: new Map<number, unknown>() } : {}),

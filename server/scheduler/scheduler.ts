@@ -70,6 +70,8 @@ export interface SchedulerOptions {
 const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
 const STALE_NOT_HOLDER = Object.freeze({ kind: "stale", reason: "not-holder" } as const);
 const EXACT: Comparator = Object.freeze({ kind: "exact" });
+/** Fewer done units than this stay in their job's array (shedDone): not worth a copy. */
+const SHED_MIN = 16;
 
 /**
  * Jobs → work units → task instances leased to volunteers, validated by quorum.
@@ -182,7 +184,8 @@ export class Scheduler {
     }
 
     const job: JobRecord = {
-      spec,
+      // The units live in the records below: the spec keeps none, so a done unit's spec can go with its record.
+      spec: { ...spec, units: [] },
       seq: this.jobSeq++,
       addedAt: now,
       target,
@@ -194,6 +197,8 @@ export class Scheduler {
       comparator,
       state: "running",
       units: [],
+      doneHeld: 0,
+      total: specs.length,
       queue: new Deque<UnitRecord>(specs.length - doneIds.size),
       queuedUnits: 0,
       queuedStarted: 0,
@@ -212,6 +217,11 @@ export class Scheduler {
     const started: UnitRecord[] = [];
     let hopeless: UnitRecord | undefined;
     for (const u of specs) {
+      // A unit done before a restart needs no record at all.
+      if (doneIds.has(u.id)) {
+        job.done++;
+        continue;
+      }
       const unit: UnitRecord = {
         spec: u,
         job,
@@ -230,11 +240,6 @@ export class Scheduler {
         verifying: false,
       };
       job.units.push(unit);
-      if (doneIds.has(u.id)) {
-        unit.done = true;
-        job.done++;
-        continue;
-      }
       const pending = pendingBy.get(u.id);
       if (pending) {
         unit.leasedOnce = true;
@@ -262,7 +267,7 @@ export class Scheduler {
     for (let i = started.length - 1; i >= 0; i--) job.queue.pushFront(started[i] as UnitRecord);
     this.jobs.set(spec.id, job);
 
-    if (job.done >= (spec.completeAt ?? job.units.length)) {
+    if (job.done >= (spec.completeAt ?? job.total)) {
       job.state = "completed";
       return { progress: this.snapshot(job), outcomes: [] };
     }
@@ -818,7 +823,11 @@ export class Scheduler {
         jobPending += results.length;
         this.auditUnit(u, results, fail);
       }
-      if (done !== job.done) fail(`job ${id} done ${job.done}, recount ${done}`);
+      if (done !== job.doneHeld) fail(`job ${id} holds ${job.doneHeld} done units, recount ${done}`);
+      if (job.total - (job.units.length - done) !== job.done) fail(`job ${id} done ${job.done}, recount ${job.total - (job.units.length - done)}`);
+      for (let i = 1; i < job.units.length; i++) {
+        if ((job.units[i - 1] as UnitRecord).spec.index >= (job.units[i] as UnitRecord).spec.index) fail(`job ${id} units out of order`);
+      }
       if (instances !== job.live.size) fail(`job ${id} live ${job.live.size}, recount ${instances}`);
       if (isRunning && pendingUnits !== job.pendingUnits) fail(`job ${id} pending units ${job.pendingUnits}, recount ${pendingUnits}`);
       if (isRunning && jobPending !== job.pendingResults) fail(`job ${id} pending results ${job.pendingResults}, recount ${jobPending}`);
@@ -1282,7 +1291,9 @@ export class Scheduler {
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
     job.done++;
-    const jobDone = job.done >= (job.spec.completeAt ?? job.units.length);
+    job.doneHeld++;
+    this.shedDone(job);
+    const jobDone = job.done >= (job.spec.completeAt ?? job.total);
     // Closed before every unit was (completeAt): the copies still running are revoked too.
     if (jobDone) revoked.push(...this.endJob(job, "completed"));
     return {
@@ -1395,6 +1406,17 @@ export class Scheduler {
     return dropped;
   }
 
+  /**
+   * Drops done units from their job's array once they are half of it (a new array: loops
+   * over the old one, which may have validated the unit, go on over the old one). Each unit
+   * is copied O(1) times on average, as the lease heap's compaction.
+   */
+  private shedDone(job: JobRecord): void {
+    if (job.doneHeld < SHED_MIN || job.doneHeld * 2 < job.units.length) return;
+    job.units = job.units.filter((u) => !u.done);
+    job.doneHeld = 0;
+  }
+
   private updateHungry(v: VolunteerRecord): void {
     if (v.held.size < v.window) this.hungry.add(v);
     else this.hungry.delete(v);
@@ -1404,7 +1426,7 @@ export class Scheduler {
     return {
       jobId: job.spec.id,
       state: job.state,
-      total: job.units.length,
+      total: job.total,
       queued: job.queuedUnits,
       running: job.live.size,
       done: job.done,

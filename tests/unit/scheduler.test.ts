@@ -684,6 +684,38 @@ describe("internals", () => {
     expect(d.popFront()).toBeUndefined();
   });
 
+  it("lets done units go while the job runs, and a restart holds none of those done before it", () => {
+    const s = withVolunteers(["v"], 4);
+    s.addJob(job("a", 200), T0);
+    const held = () => (s as unknown as { jobs: Map<string, { units: unknown[] }> }).jobs.get("a")!.units.length;
+    let now = T0;
+    const run = (until: number) => {
+      const order: number[] = [];
+      while (s.progress("a")!.done < until) {
+        const tasks = s.leaseTasks("v", now);
+        if (tasks.length === 0) throw new Error("nothing to lease");
+        for (const t of tasks) {
+          order.push(t.index);
+          s.completeTask("v", t.taskId, { n: t.index }, `d${t.index}`, ++now);
+        }
+        s.audit();
+      }
+      return order;
+    };
+    run(150);
+    expect(s.progress("a")).toMatchObject({ total: 200, done: 152 });
+    expect(held()).toBeLessThan(200 - 152 + 152 / 2);
+    // The rest still runs to the end, in order.
+    expect(run(200)).toEqual(Array.from({ length: 48 }, (_, i) => 152 + i));
+    expect(s.progress("a")!.state).toBe("completed");
+
+    const r = withVolunteers(["v"], 4);
+    r.addJob(job("b", 100), T0, Array.from({ length: 60 }, (_, i) => `b-u${i}`));
+    expect(r.progress("b")).toMatchObject({ total: 100, done: 60, queued: 40 });
+    expect((r as unknown as { jobs: Map<string, { units: unknown[] }> }).jobs.get("b")!.units.length).toBe(40);
+    r.audit();
+  });
+
   it("LeaseHeap pops in key order, skips dead entries and compacts", () => {
     const dead = new Set<number>();
     const heap = new LeaseHeap<number>((item) => !dead.has(item), 8);
