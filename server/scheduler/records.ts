@@ -74,6 +74,7 @@ export interface UnitResult {
 }
 
 export interface JobRecord {
+  /** The job as added, less its units (empty here): `units` below holds them, and lets the done ones go. */
   readonly spec: JobSpec;
   /** Submission order, for the round-robin. */
   readonly seq: number;
