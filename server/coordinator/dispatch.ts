@@ -182,10 +182,12 @@ export class Dispatcher {
     const { scheduler } = this.live;
     const model = tasks[Math.floor(Math.random() * tasks.length)]!;
     if (!Verifier.canCheck(model.kernel)) return false;
-    const input = ringerInput(model.kernel, scheduler.sampleInput(model.jobId), Math.random);
+    const sample = scheduler.sampleUnit(model.jobId);
+    const input = ringerInput(model.kernel, sample?.input, Math.random);
     if (input === undefined) return false;
     const taskId = scheduler.mintTaskId();
-    const expected = this.deps.verifier.recompute(model.kernel, model.params, input).then((c) => c.digest, () => undefined);
+    // A ringer is its model's kind of unit, with another seed: the same work.
+    const expected = this.deps.verifier.recompute(model.kernel, model.params, input, sample?.work).then((c) => c.digest, () => undefined);
     this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
     conn.ringer = taskId;
     // It holds a place of the volunteer's window until it comes back.

@@ -185,7 +185,7 @@ export class ResultPipeline {
       let outcome: ResultOutcome | undefined;
       let computed: Awaited<ReturnType<Verifier["recompute"]>> | undefined;
       try {
-        computed = await this.deps.verifier.recompute(o.kernel, o.params, o.input);
+        computed = await this.deps.verifier.recompute(o.kernel, o.params, o.input, o.work);
       } catch (e) {
         this.live.log(`spot-check of unit ${o.unitId} could not run (${(e as Error).message}); decided without it`);
       }

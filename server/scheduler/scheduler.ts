@@ -32,6 +32,7 @@ import {
   type TaskInfo,
   type UnitFailedOutcome,
   type UnitId,
+  type UnitSpec,
   type ValidatedOutcome,
   type VolunteerId,
   type VerifyOutcome,
@@ -419,11 +420,11 @@ export class Scheduler {
     return v && this.trust ? spotRate(v.hostRecord, this.trust) : 0;
   }
 
-  /** The input of a random unit of a running job (for a ringer), if it has any. */
-  sampleInput(jobId: JobId): unknown {
+  /** A random unit of a running job (a ringer's model): its input and estimated work. */
+  sampleUnit(jobId: JobId): Pick<UnitSpec, "input" | "work"> | undefined {
     const job = this.jobs.get(jobId);
     if (!job || job.state !== "running" || job.units.length === 0) return undefined;
-    return (job.units[Math.floor(this.random() * job.units.length)] as UnitRecord).spec.input;
+    return (job.units[Math.floor(this.random() * job.units.length)] as UnitRecord).spec;
   }
 
   /** A ringer (a known-answer task) came back right: it counts as a passed spot-check. */
@@ -1152,7 +1153,7 @@ export class Scheduler {
     const job = unit.job;
     return {
       kind: "verify", jobId: job.spec.id, unitId: unit.spec.id, index: unit.spec.index, taskId,
-      kernel: job.spec.kernel, params: job.spec.params, input: unit.spec.input, revoked,
+      kernel: job.spec.kernel, params: job.spec.params, input: unit.spec.input, work: unit.spec.work, revoked,
     };
   }
 

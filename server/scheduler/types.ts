@@ -239,6 +239,8 @@ export interface VerifyOutcome {
   kernel: string;
   params: unknown;
   input: unknown;
+  /** The unit's estimated work (UnitSpec.work): a tiny one is checked on the event loop. */
+  work: number;
   /** Other live instances of the unit, released: tell their volunteers to drop them. */
   revoked: ExpiredLease[];
 }

@@ -4,6 +4,7 @@ import { runTask } from "../../worker/runtime/runTask";
 
 // The server's spot-checks run on one kernel thread, sent in batches: the first alone, what
 // queued meanwhile together. A batch over its time limit is sent again one check at a time.
+// A tiny unit's check runs on the event loop instead, a millisecond of them a turn.
 
 const pi = (seed: number, samples = 1000) => ({ kernel: "pi", params: { samples, seed }, input: { seed, samples } });
 
@@ -45,6 +46,41 @@ describe("Verifier", () => {
     expect(two).toEqual((await runTask(pi(2))).output);
     expect(three).toEqual((await runTask(pi(3))).output);
   }, 20_000);
+
+  it("checks a tiny unit on the event loop, up to a millisecond of them a turn, the rest on the thread", async () => {
+    verifier = new Verifier();
+    const tiny = 0.505; // pi's estimate for 1,000 samples (PI_MS_PER_UNIT + samples × PI_MS_PER_SAMPLE)
+    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => verifier!.recompute("pi", pi(i).params, pi(i).input, tiny)));
+    for (let i = 0; i < 300; i++) expect(answers[i].output).toEqual((await runTask(pi(i))).output);
+    // All asked in one turn: a millisecond's worth here, the rest in batches to the thread.
+    expect(verifier.inline).toBeGreaterThan(0);
+    expect(verifier.inline).toBeLessThan(300);
+    expect(verifier.batches).toBeGreaterThan(0);
+    // A later turn has its own millisecond.
+    const before = { inline: verifier.inline, batches: verifier.batches };
+    await new Promise((r) => setImmediate(r));
+    await verifier.recompute("pi", pi(1).params, pi(1).input, tiny);
+    expect(verifier.inline).toBe(before.inline + 1);
+    expect(verifier.batches).toBe(before.batches);
+  });
+
+  it("sends a unit estimated over a millisecond, or without an estimate, to the thread", async () => {
+    verifier = new Verifier();
+    await verifier.recompute("pi", pi(1).params, pi(1).input, 5);
+    await verifier.recompute("pi", pi(2).params, pi(2).input);
+    expect(verifier.inline).toBe(0);
+    expect(verifier.batches).toBe(2);
+  });
+
+  it("fails a tiny check that cannot run as the thread would", async () => {
+    verifier = new Verifier();
+    const bad = { kernel: "pi", params: { samples: 5 }, input: { seed: 2, samples: 5 } };
+    const here = await verifier.recompute(bad.kernel, bad.params, bad.input, 0.5).then(() => undefined, (e: Error) => e.message);
+    const there = await verifier.recompute(bad.kernel, bad.params, bad.input).then(() => undefined, (e: Error) => e.message);
+    expect(verifier.inline).toBe(1);
+    expect(here).toBeDefined();
+    expect(here).toBe(there);
+  });
 
   it("refuses checks once closed, and settles those in flight", async () => {
     verifier = new Verifier();
