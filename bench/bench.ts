@@ -93,6 +93,22 @@ const JOB_MAX_UNITS = 10_000;
 
 const log = (m: string) => (opts.json ? process.stderr : process.stdout).write(`${m}\n`);
 
+interface EfficiencyRow {
+  volunteers: number;
+  tasks: number;
+  idealSeconds: number;
+  makespanSeconds: number;
+  efficiency: number;
+  jobSeconds: number | null;
+  /** Time a volunteer's thread waited for its next task, summed, per volunteer (ms). */
+  gapMsPerVolunteer: number;
+  /** The 99th percentile of one such wait (ms). */
+  gapP99Ms: number;
+  /** Fewest and most tasks one volunteer ran (ringers included): the makespan is the busiest one's. */
+  tasksPerVolunteer: [number, number];
+  usage?: PhaseUsage;
+}
+
 interface Phase {
   name: string;
   startS: number;
@@ -316,7 +332,7 @@ async function main() {
   await sleep(300);
 
   // ---- 3. parallel efficiency, 100 ms tasks ----
-  const efficiency: Array<{ volunteers: number; tasks: number; idealSeconds: number; makespanSeconds: number; efficiency: number; jobSeconds: number | null; usage?: PhaseUsage }> = [];
+  const efficiency: EfficiencyRow[] = [];
   for (const n of plan.efficiency) {
     const tasks = n * plan.tasksPerThread;
     const before = jobIds.length;
@@ -344,11 +360,17 @@ async function main() {
       }
       fleet.pause();
       const ideal = (plan.tasksPerThread * TASK_MS) / 1000;
-      return { volunteers: n, tasks: fleet.stats.acked, idealSeconds: ideal, makespanSeconds: round(makespan, 3), efficiency: round(fleet.stats.acked >= tasks ? ideal / makespan : 0, 4), jobSeconds };
+      // Where the makespan goes: threads waiting for a task, and an uneven share of the tasks.
+      const gaps = fleet.stats.gapsMs;
+      const ran = fleet.tasksRun(n);
+      return {
+        volunteers: n, tasks: fleet.stats.acked, idealSeconds: ideal, makespanSeconds: round(makespan, 3), efficiency: round(fleet.stats.acked >= tasks ? ideal / makespan : 0, 4), jobSeconds,
+        gapMsPerVolunteer: round(gaps.reduce((a, b) => a + b, 0) / n, 1), gapP99Ms: round(summarize(gaps).p99, 1), tasksPerVolunteer: [Math.min(...ran), Math.max(...ran)] as [number, number],
+      };
     });
     jobIds.splice(before);
     efficiency.push({ ...r, usage: phases.at(-1)!.usage });
-    log(`efficiency ${n} volunteers × ${plan.tasksPerThread} tasks of ${TASK_MS} ms: ${fmt(r.efficiency * 100, 1)}% (makespan ${r.makespanSeconds} s, ideal ${r.idealSeconds} s; jobs completed after ${r.jobSeconds ?? "–"} s)`);
+    log(`efficiency ${n} volunteers × ${plan.tasksPerThread} tasks of ${TASK_MS} ms: ${fmt(r.efficiency * 100, 1)}% (makespan ${r.makespanSeconds} s, ideal ${r.idealSeconds} s; jobs completed after ${r.jobSeconds ?? "–"} s; waiting for tasks ${fmt(r.gapMsPerVolunteer, 0)} ms a volunteer, gap p99 ${fmt(r.gapP99Ms, 0)} ms; ${r.tasksPerVolunteer.join("–")} tasks a volunteer)`);
   }
 
   // ---- 4. interactive calc round trip, open model ----
@@ -505,7 +527,7 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
   ceiling: Array<{ volunteers: number; tasksPerSecond: number; cpuMsPerTask: number }>;
   overhead: OverheadRow[];
   fixedRate: OverheadRow;
-  efficiency: Array<{ volunteers: number; tasks: number; idealSeconds: number; makespanSeconds: number; efficiency: number; jobSeconds: number | null; usage?: PhaseUsage }>;
+  efficiency: EfficiencyRow[];
   calc: { perSecond: number; requests: number; failed: number; summary: Summary };
   smallJobs: { perSecond: number; requests: number; failed: number; summary: Summary };
   phases: Phase[];
@@ -549,7 +571,10 @@ function markdown(meta: ReturnType<typeof reportMeta>, r: {
     ])),
     "",
     "## Parallel efficiency (100 ms tasks, one thread per volunteer)",
-    table(["volunteers", "tasks", "ideal s", "makespan s", "efficiency", "jobs completed after s", "server CPU %", "RSS MB", "loop lag p99 ms"], r.efficiency.map((e) => [e.volunteers, e.tasks, e.idealSeconds, e.makespanSeconds, `${fmt(e.efficiency * 100, 1)}%`, e.jobSeconds ?? "–", ...u(e.usage)])),
+    table(
+      ["volunteers", "tasks", "ideal s", "makespan s", "efficiency", "jobs completed after s", "waiting ms a volunteer", "gap p99 ms", "tasks a volunteer", "server CPU %", "RSS MB", "loop lag p99 ms"],
+      r.efficiency.map((e) => [e.volunteers, e.tasks, e.idealSeconds, e.makespanSeconds, `${fmt(e.efficiency * 100, 1)}%`, e.jobSeconds ?? "–", fmt(e.gapMsPerVolunteer, 0), fmt(e.gapP99Ms, 0), e.tasksPerVolunteer.join("–"), ...u(e.usage)]),
+    ),
     "",
     "## Interactive calc round trip (open model)",
     `${r.calc.requests} requests at ${r.calc.perSecond}/s: p50 ${fmt(r.calc.summary.p50, 2)} ms, p95 ${fmt(r.calc.summary.p95, 2)} ms, p99 ${fmt(r.calc.summary.p99, 2)} ms, max ${fmt(r.calc.summary.max, 2)} ms, ${r.calc.failed} failed.`,

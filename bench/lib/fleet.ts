@@ -36,6 +36,8 @@ export interface FleetStats {
   ackTimes: Array<[number, number]>;
   /** Results accepted by each server the fleet is spread over (one entry per URL, in order). */
   ackedByNode: number[];
+  /** Timed: each wait (ms) of a thread with nothing buffered, from its previous task's end (or the run's start) to the next task's arrival. */
+  gapsMs: number[];
 }
 
 interface Slot {
@@ -47,6 +49,8 @@ class SimVolunteer {
   buffer: Array<WireTask & { arrivedAt?: number }> = [];
   /** Timed: when each idle thread's last task ended on paper. */
   freeAt: number[] = [];
+  /** Timed: tasks started since the fleet's last run(). */
+  ran = 0;
   busy = 0;
   outbox: TaskResult[] = [];
   flushQueued = false;
@@ -95,7 +99,9 @@ class SimVolunteer {
   /** New capacity; tasks still buffered from the previous run are answered (after it, so none come back). */
   setThreads(n: number) {
     this.threads = n;
-    this.freeAt = [];
+    // Each thread is free from now: a wait for the first task counts as a gap.
+    const now = performance.now();
+    this.freeAt = Array.from({ length: n }, () => now);
     this.waiting = [];
     this.started.clear();
     if (this.ws.readyState !== WebSocket.OPEN) return;
@@ -156,7 +162,10 @@ class SimVolunteer {
       const t = this.buffer.shift()!;
       this.busy++;
       const free = this.freeAt.shift() ?? now;
-      const end = Math.max(free, t.arrivedAt ?? now) + ms;
+      const arrived = t.arrivedAt ?? now;
+      if (arrived > free) this.fleet.stats.gapsMs.push(arrived - free);
+      this.ran++;
+      const end = Math.max(free, arrived) + ms;
       setTimeout(() => {
         this.busy--;
         this.freeAt.push(end);
@@ -214,7 +223,7 @@ export class Fleet {
   private readonly urls: string[];
 
   static emptyStats(nodes = 1): FleetStats {
-    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], overheadSlots: [], ackTimes: [], ackedByNode: new Array<number>(nodes).fill(0) };
+    return { connected: 0, received: 0, acked: 0, rejected: 0, errors: [], overheadsMs: [], overheadSlots: [], ackTimes: [], ackedByNode: new Array<number>(nodes).fill(0), gapsMs: [] };
   }
 
   /**
@@ -251,7 +260,10 @@ export class Fleet {
     this.stopPacing();
     this.mode = mode;
     this.stats = { ...Fleet.emptyStats(this.urls.length), connected: this.volunteers.length };
-    this.volunteers.forEach((v, i) => v.setThreads(i < opts.active ? opts.threads : 0));
+    this.volunteers.forEach((v, i) => {
+      v.ran = 0;
+      v.setThreads(i < opts.active ? opts.threads : 0);
+    });
     if (mode.kind === "paced") this.pace(mode.periodMs, this.volunteers.slice(0, opts.active));
   }
 
@@ -275,6 +287,11 @@ export class Fleet {
       this.pacer = setTimeout(tick, 1);
     };
     tick();
+  }
+
+  /** Timed: tasks each of the first `n` volunteers started since the last run(). */
+  tasksRun(n: number): number[] {
+    return this.volunteers.slice(0, n).map((v) => v.ran);
   }
 
   /** Results acknowledged since the last run() up to `end` (performance.now), acks arriving later left out. */

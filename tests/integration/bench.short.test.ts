@@ -72,6 +72,14 @@ describe("npm run bench -- --short", () => {
     expect(report.smallJobs).toMatchObject({ requests: 10, failed: 0 });
     expect(summary.job_submit_p50_ms).toBe(Math.round(report.smallJobs.summary.p50 * 10) / 10);
     expect(report.timeline.length).toBeGreaterThan(5);
+    // Where each efficiency phase's makespan went: every volunteer ran its share (5 tasks, ringers
+    // aside), and each thread waited at least for its first task.
+    for (const e of report.efficiency as Array<{ tasksPerVolunteer: [number, number]; gapMsPerVolunteer: number; gapP99Ms: number }>) {
+      expect(e.tasksPerVolunteer[0]).toBeGreaterThanOrEqual(1);
+      expect(e.tasksPerVolunteer[1]).toBeGreaterThanOrEqual(5);
+      expect(e.gapMsPerVolunteer).toBeGreaterThan(0);
+      expect(e.gapP99Ms).toBeGreaterThan(0);
+    }
     const md = fs.readFileSync(summary.report.replace(/\.json$/, ".md"), "utf8");
     expect(md).toMatch(/## Targets/);
     expect(md).toMatch(/## Dispatch-to-result overhead/);
