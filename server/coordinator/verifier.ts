@@ -9,6 +9,13 @@ const CHECK_TIMEOUT_MS = 30_000;
 const MAX_BATCH = 64;
 /** A check of a unit estimated at most this many ms (UnitSpec.work, the reference machine) may run on the event loop. */
 const INLINE_MAX_WORK_MS = 1;
+/**
+ * Kernels whose estimate bounds their time, whatever the params: `pi` draws a fixed number of
+ * samples. Not `mandelbrot` (a unit estimated at 0.99 ms took 38 ms in a bulb of the set, where
+ * every pixel runs to maxIter) nor `primes` (5–10 ms for 1 ms estimated on a far range): a
+ * consumer could have the loop run those.
+ */
+const INLINE_KERNELS: ReadonlySet<string> = new Set(["pi"]);
 /** Event-loop time (ms) given to such checks in one turn at most; the others go to the thread. */
 const INLINE_TURN_MS = 1;
 
@@ -33,8 +40,8 @@ interface Check {
  * time limit, or its thread died) is sent again one check at a time, so one slow or hostile
  * unit cannot get others decided without their checks.
  *
- * A unit whose work is tiny (a millisecond or less by its estimate) is checked on the event
- * loop instead, up to a millisecond of such checks a turn: waking the thread and hearing its
+ * A unit of a kernel whose time its estimate bounds, and tiny (a millisecond or less by that
+ * estimate), is checked on the event loop instead, up to a millisecond of such checks a turn: waking the thread and hearing its
  * answer cost the loop more than the check (a `pi` unit of 1,000 samples takes microseconds),
  * and a newcomer's results are all checked. Server CPU per result in a dispatch phase of new
  * hosts fell by a sixth (docs/performance.md, "Spot-checks on the event loop").
@@ -67,14 +74,14 @@ export class Verifier {
   /** Recomputes a unit; `workMs` is its estimated work (UnitSpec.work): a tiny unit may be checked on the event loop. */
   async recompute(kernel: string, params: unknown, input: unknown, workMs?: number): Promise<{ output: unknown; json: string; digest: string }> {
     this.checks++;
-    const output = this.inlineTurn(workMs) ? this.runInline(kernel, params, input) : (await this.run({ kernel, params, input })).output;
+    const output = this.inlineTurn(kernel, workMs) ? this.runInline(kernel, params, input) : (await this.run({ kernel, params, input })).output;
     const json = canonicalJson(output);
     return { output, json, digest: digestOf(json) };
   }
 
-  /** Whether a check of this estimated work runs here, in this turn. */
-  private inlineTurn(workMs: number | undefined): boolean {
-    if (workMs === undefined || !(workMs <= INLINE_MAX_WORK_MS) || this.turnMs >= INLINE_TURN_MS || this.closed) return false;
+  /** Whether a check of this kernel and estimated work runs here, in this turn. */
+  private inlineTurn(kernel: string, workMs: number | undefined): boolean {
+    if (!INLINE_KERNELS.has(kernel) || workMs === undefined || !(workMs <= INLINE_MAX_WORK_MS) || this.turnMs >= INLINE_TURN_MS || this.closed) return false;
     if (this.turnMs === 0) setImmediate(() => (this.turnMs = 0));
     return true;
   }

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Verifier } from "../../server/coordinator/verifier";
 import { runTask } from "../../worker/runtime/runTask";
+import { getKernel } from "../../worker/kernels";
+import { mandelbrotParams } from "../../worker/kernels/mandelbrot";
 
 // The server's spot-checks run on one kernel thread, sent in batches: the first alone, what
 // queued meanwhile together. A batch over its time limit is sent again one check at a time.
@@ -70,6 +72,18 @@ describe("Verifier", () => {
     await verifier.recompute("pi", pi(2).params, pi(2).input);
     expect(verifier.inline).toBe(0);
     expect(verifier.batches).toBe(2);
+  });
+
+  it("never runs a kernel whose time its estimate does not bound on the event loop, however small the estimate", async () => {
+    verifier = new Verifier();
+    // A band inside a bulb of the set: every pixel runs to maxIter, tens of ms for an estimate under 1 ms.
+    const params = { width: 16, height: 4096, maxIter: 10_000, centerX: -0.1226, centerY: 0.7449, scale: 1e-6 };
+    const unit = getKernel("mandelbrot")!.split(mandelbrotParams.parse(params), 51)[0]!;
+    expect(unit.work).toBeLessThan(1);
+    const answer = await verifier.recompute("mandelbrot", params, unit.input, unit.work);
+    expect(answer.output).toEqual((await runTask({ kernel: "mandelbrot", params, input: unit.input })).output);
+    expect(verifier.inline).toBe(0);
+    expect(verifier.batches).toBe(1);
   });
 
   it("fails a tiny check that cannot run as the thread would", async () => {
