@@ -4,6 +4,7 @@ import { dbKind } from "./prisma";
 import type { DatabaseKind } from "./databaseUrl";
 import { SqliteHotStore } from "./sqliteHotStore";
 import { PgHotStore } from "./postgres/pgHotStore";
+import type { ApiKeyRow } from "./apiKeyRow";
 
 /**
  * The hot path's SQL, behind one interface with a SQLite and a PostgreSQL implementation:
@@ -23,6 +24,8 @@ export interface HotStore {
   volunteerTokenHash(volunteerId: string): Promise<string | undefined>;
   /** Reliability rows that exist among these ids. */
   reliabilityRows(ids: string[]): Promise<ReliabilityRow[]>;
+  /** The API key with this hash and its user: read on every call a key signs. */
+  apiKey(hash: string): Promise<ApiKeyRow | undefined>;
   /** Stops what writes (a thread, for SQLite) once what was sent is written; the next write starts it again. */
   close(): Promise<void>;
 }

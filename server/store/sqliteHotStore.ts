@@ -1,6 +1,7 @@
 import type { PersistOp, ReliabilityRow } from "../services/jobs/batchSql";
 import { DbWriter } from "./dbWriter";
 import type { HotStore } from "./hotStore";
+import { apiKeyRow, apiKeySql, type ApiKeySqlRow } from "./apiKeyRow";
 import { OUTPUT_PAGE } from "./outputPage";
 import { sqliteGate, type Db } from "./prisma";
 
@@ -65,6 +66,11 @@ export class SqliteHotStore implements HotStore {
       "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" IN (SELECT "value" FROM json_each(?))`)
       .all(JSON.stringify(ids))) as Array<Omit<ReliabilityRow, "bannedUntil"> & { bannedUntil: string | null }>;
     return rows.map((r) => ({ ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null }));
+  }
+
+  async apiKey(hash: string) {
+    const gate = await sqliteGate(this.db);
+    return apiKeyRow(gate.read((conn) => gate.statement(conn, apiKeySql("?")).get(hash)) as ApiKeySqlRow | undefined);
   }
 
   async close() {

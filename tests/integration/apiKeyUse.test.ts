@@ -50,6 +50,14 @@ describe("API key use", () => {
     expect(answered).toBe(true);
   });
 
+  it("reads the user's role as it stands at each call", async () => {
+    const userId = (await srv.deps.db.apiKey.findUniqueOrThrow({ where: { id: keyId } })).userId;
+    await srv.deps.db.user.update({ where: { id: userId }, data: { role: "admin" } });
+    expect(await userForApiKey(srv.deps.db, key)).toEqual({ id: userId, email: "alice@example.com", role: "admin" });
+    await srv.deps.db.user.update({ where: { id: userId }, data: { role: "user" } });
+    expect((await userForApiKey(srv.deps.db, key))?.role).toBe("user");
+  });
+
   it("knows no revoked or made-up key", async () => {
     expect(await userForApiKey(srv.deps.db, "tg_" + "x".repeat(43))).toBeNull();
     expect(await userForApiKey(srv.deps.db, "not a key")).toBeNull();

@@ -1,5 +1,6 @@
 import type { PersistOp, ReliabilityRow } from "../../services/jobs/batchSql";
 import type { HotStore } from "../hotStore";
+import { apiKeyRow, apiKeySql, type ApiKeySqlRow } from "../apiKeyRow";
 import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
 import { writeBatchPg } from "./batchPg";
@@ -65,6 +66,11 @@ export class PgHotStore implements HotStore {
     const { rows } = await pgPool(this.db).query<ReliabilityRow>(`SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
       "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" = ANY($1::text[])`, [ids]);
     return rows;
+  }
+
+  async apiKey(hash: string) {
+    const { rows } = await pgPool(this.db).query<ApiKeySqlRow>(apiKeySql("$1"), [hash]);
+    return apiKeyRow(rows[0]);
   }
 
   async close() {}
