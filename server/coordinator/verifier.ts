@@ -41,9 +41,9 @@ interface Check {
  * unit cannot get others decided without their checks.
  *
  * A unit of a kernel whose time its estimate bounds, and tiny (a millisecond or less by that
- * estimate), is checked on the event loop instead, up to a millisecond of such checks a turn: waking the thread and hearing its
- * answer cost the loop more than the check (a `pi` unit of 1,000 samples takes microseconds),
- * and a newcomer's results are all checked. Server CPU per result in a dispatch phase of new
+ * estimate), is checked on the event loop instead, up to a millisecond of such checks a turn:
+ * waking the thread and hearing its answer cost the loop more than the check (a `pi` unit of
+ * 1,000 samples takes microseconds), and a newcomer's results are all checked. Server CPU per result in a dispatch phase of new
  * hosts fell by a sixth (docs/performance.md, "Spot-checks on the event loop").
  */
 export class Verifier {

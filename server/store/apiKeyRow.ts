@@ -8,8 +8,8 @@ export interface ApiKeyRow {
 }
 
 /** The SQL both stores read an API key with, given the placeholder of the key's hash (`?`, `$1`). */
-export const apiKeySql = (hash: string) => `SELECT k."id", k."revokedAt", k."lastUsedAt", u."id" AS "userId", u."email", u."role"
-  FROM "ApiKey" k JOIN "User" u ON u."id" = k."userId" WHERE k."hash" = ${hash}`;
+export const apiKeySql = (placeholder: string) => `SELECT k."id", k."revokedAt", k."lastUsedAt", u."id" AS "userId", u."email", u."role"
+  FROM "ApiKey" k JOIN "User" u ON u."id" = k."userId" WHERE k."hash" = ${placeholder}`;
 
 type Stamp = string | number | Date | null;
 
