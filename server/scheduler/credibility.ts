@@ -22,6 +22,13 @@ export interface TrustPolicy {
   plausibleShare: number;
   /** Units shorter than this (expected ms on the host) are too small to judge by their timing. */
   minPlausibleMs: number;
+  /**
+   * Results of a verified host that may wait for a verdict (for their replicas) while it
+   * starts new units; past that it only takes copies of started units, which bring its results
+   * to a verdict. A sleeper that turns to faking after building a record runs ahead of its
+   * slower honest partners by at most this many fakes before one comes back and catches it.
+   */
+  maxUnverified: number;
 }
 
 export const DEFAULT_TRUST: Readonly<TrustPolicy> = Object.freeze({
@@ -31,6 +38,7 @@ export const DEFAULT_TRUST: Readonly<TrustPolicy> = Object.freeze({
   agreementsPerCheck: 20,
   plausibleShare: 0.25,
   minPlausibleMs: 20,
+  maxUnverified: 16,
 });
 
 /** Evidence that the host computes honestly: passed spot-checks, plus agreed quorums at a discount. */

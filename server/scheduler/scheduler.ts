@@ -1060,14 +1060,19 @@ export class Scheduler {
    * fleet of newcomers whose windows are full of results waiting for each other's copies (as
    * after a reload, when the leases of those copies are gone). While one of its results is
    * being checked, a host waits for that verdict (it comes, and the coordinator offers the
-   * host work again then).
+   * host work again then). A verified host may start new units with up to
+   * `trust.maxUnverified` results awaiting a verdict, so that no record, however long, lets
+   * a host run unboundedly ahead of the replicas that would catch its fakes.
    */
   private capacity(v: VolunteerRecord, started = false): number {
     const n = v.window - v.held.size;
-    if (!this.trust) return n;
+    const trust = this.trust;
+    if (!trust) return n;
     const r = v.hostRecord;
-    const checking = (r.checking ?? 0) > 0;
-    return checking || (!started && !established(r)) ? n - (r.awaiting ?? 0) : n;
+    const awaiting = r.awaiting ?? 0;
+    if ((r.checking ?? 0) > 0) return n - awaiting;
+    if (started) return n;
+    return established(r) ? n - Math.max(0, awaiting - trust.maxUnverified) : n - awaiting;
   }
 
   /** With a trust policy, adaptive replication only trusts a host credible enough on its own. */

@@ -247,6 +247,33 @@ describe("scheduler with a trust policy", () => {
     }
   });
 
+  it("a verified host starts new units with at most maxUnverified results awaiting their replicas, and still takes copies of started units", () => {
+    // A sleeper with a long record that answers instantly: before this bound it ran ahead of
+    // its slower honest partners without limit, every fake waiting for the replica that catches it.
+    const c = cluster();
+    c.s.addJob(job("j", 200), T0);
+    c.join("m", { window: 4, hostRecord: verified(50) });
+    let sent = 0;
+    for (let round = 0; round < 100; round++) {
+      const got = c.lease("m");
+      if (got.length === 0) break;
+      for (const t of got) expect(c.done("m", t, 0).kind).toBe("pending");
+      sent += got.length;
+    }
+    expect(sent).toBeGreaterThanOrEqual(DEFAULT_TRUST.maxUnverified);
+    expect(sent).toBeLessThanOrEqual(DEFAULT_TRUST.maxUnverified + 4);
+    expect(c.lease("m")).toEqual([]);
+    // Another host starts a unit: m may still take its copy, which brings that unit to a verdict.
+    c.join("h", { window: 40, hostRecord: verified(50) });
+    const mine = new Set(c.s.heldBy("m"));
+    const fresh = c.lease("h").find((t) => Number(t.unitId.slice(2)) >= sent);
+    expect(fresh, "h starts a unit of its own").toBeDefined();
+    expect(c.done("h", fresh!, 0).kind).toBe("pending");
+    expect(mine.size).toBe(0);
+    expect(c.lease("m").map((t) => t.unitId)).toEqual([fresh!.unitId]);
+    c.s.audit();
+  });
+
   it("probation: while the server checks one of its results, a host waits for the verdict, partner copies included", () => {
     const c = cluster();
     c.join("a", { window: 2 });
