@@ -20,6 +20,8 @@ import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createLoadGate } from "./http/loadGate";
+import { guardTrpcSocket } from "./http/trpcSocketGuard";
+import { MAX_TRPC_BATCH } from "./api/batch";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
 import { limitSubmissions, MAX_SUBMISSIONS_IN_FLIGHT } from "./services/jobs/submissionRate";
@@ -95,7 +97,7 @@ export async function startServer(
   const onError = ({ error, type, path }: { error: TRPCError; type: string; path?: string }) => {
     if (error.code === "INTERNAL_SERVER_ERROR") log(`tRPC ${type} ${path ?? "?"} failed: ${error.cause?.stack ?? error.stack}`);
   };
-  const trpc = createHTTPHandler({ router: appRouter, createContext, onError, basePath: "/api/trpc/", maxBodySize: 1024 * 1024 });
+  const trpc = createHTTPHandler({ router: appRouter, createContext, onError, basePath: "/api/trpc/", maxBodySize: 1024 * 1024, maxBatchSize: MAX_TRPC_BATCH });
 
   let nextHandler: http.RequestListener | undefined;
   let nextUpgrade: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | undefined;
@@ -154,6 +156,8 @@ export async function startServer(
   // they never count against the cap.
   const refusedWss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 1024 });
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  // Registered before tRPC's own listener, so that it vets every frame first.
+  trpcWss.on("connection", guardTrpcSocket);
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
   const heartbeat = setInterval(() => {
     // A volunteer that vanished without closing its socket loses its leases here.

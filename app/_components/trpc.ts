@@ -2,6 +2,7 @@
 import { createTRPCContext } from "@trpc/tanstack-react-query";
 import { createTRPCClient, createWSClient, httpBatchLink, splitLink, wsLink } from "@trpc/client";
 import type { AppRouter } from "../../server/api/root";
+import { MAX_TRPC_BATCH } from "../../server/api/batch";
 
 export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
@@ -17,7 +18,7 @@ export function makeTrpcClient() {
       splitLink({
         condition: (op) => op.type === "subscription",
         true: wsLink({ client: createWSClient({ url: wsUrl, lazy: { enabled: true, closeMs: 10_000 } }) }),
-        false: httpBatchLink({ url: "/api/trpc" }),
+        false: httpBatchLink({ url: "/api/trpc", maxItems: MAX_TRPC_BATCH }),
       }),
     ],
   });

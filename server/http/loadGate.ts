@@ -133,7 +133,7 @@ export interface LoadGateOptions {
   perProcedure?: Record<string, number>;
   /**
    * API calls a second from one caller (twice as many at once) past which its next get 429
-   * before they are authenticated; 0 or absent: no such limit. The limit on calls in progress
+   * before they are authenticated, each call of a tRPC batch counted; 0 or absent: no such limit. The limit on calls in progress
    * does not bound a caller whose calls are each refused at once (a client retrying in a
    * tight loop): each would still cost its authentication.
    */
@@ -183,7 +183,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
       const lone = who !== undefined && !inFlight.has(who);
       if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!limited) return false;
-      if (rate && !rate.take(who!)) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
+      if (rate && !rate.take(who!, Math.min(Math.max(1, procs.length), 2 * opts.perCallerRate!))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
       const keys = ["*", who!, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
       const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
       if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);

@@ -177,3 +177,33 @@ describe("LOAD_SHED_MAX_PER_CALLER", () => {
     await expect(trpc(srv.url, flooder.apiKey).jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
   });
 });
+
+describe("tRPC batches", () => {
+  // One batched request of a hundred public price estimates held the loop 3.6 s before batches
+  // were capped and counted call by call.
+  const estimate = { kernel: "pi", params: { samples: 100_000_000_000 }, chunks: 10_000 };
+  const batchUrl = (url: string, n: number, chunks = estimate.chunks) => {
+    const input = encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [i, { ...estimate, chunks }]))));
+    return `${url}/api/trpc/${Array(n).fill("jobs.estimate").join(",")}?batch=1&input=${input}`;
+  };
+
+  it("refuses a batch of more than 16 calls with 400 and runs none of it; 16 are served", async () => {
+    const srv = await server("0");
+    const over = await fetch(batchUrl(srv.url, 17));
+    expect(over.status).toBe(400);
+    expect(JSON.stringify(await over.json())).toMatch(/[Bb]atch/);
+    const ok = await fetch(batchUrl(srv.url, 16));
+    expect(ok.status).toBe(200);
+    const answers = (await ok.json()) as Array<{ result?: { data: { chunks: number } } }>;
+    expect(answers.map((a) => a.result?.data.chunks)).toEqual(Array(16).fill(10_000));
+  });
+
+  it("counts each call of a batch against the caller's rate", async () => {
+    const srv = await startTestServer({ LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "100", LOAD_SHED_CALLER_RATE: "5" }); // 5 a second, 10 at once
+    cleanups.push(() => srv.close());
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(batchUrl(srv.url, 5, 1))).status);
+    // Two batches of 5 take the burst of 10; the third would need a second's refill.
+    expect(statuses).toEqual([200, 200, 429]);
+  });
+});

@@ -96,4 +96,17 @@ describe("load gate", () => {
     expect(answers.filter((a) => a.refused).map((a) => a.status)).toEqual([429, 429]);
     expect(call("someone else").refused).toBe(false);
   });
+
+  it("counts every call of a tRPC batch against the caller's rate", () => {
+    const { call } = gate(0, 0, 5); // 5 a second, 10 at once
+    const batch = "/api/trpc/jobs.estimate,jobs.estimate,jobs.estimate,jobs.estimate";
+    const first = call("batcher", batch);
+    const second = call("batcher", batch);
+    const third = call("batcher", batch); // 12 calls asked, 2 tokens left
+    [first, second, third].forEach((a) => a.end());
+    expect([first.refused, second.refused, third.refused]).toEqual([false, false, true]);
+    expect(third.status).toBe(429);
+    // The two tokens left still serve single calls.
+    expect(call("batcher", "/api/trpc/jobs.estimate").refused).toBe(false);
+  });
 });

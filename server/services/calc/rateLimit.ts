@@ -11,16 +11,16 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes one token for `caller`; false when it has none left. */
-  take(caller: string): boolean {
+  /** Takes `n` tokens (default one) for `caller`; false, taking none, when it has fewer left. */
+  take(caller: string, n = 1): boolean {
     const now = this.now();
     const b = this.buckets.get(caller) ?? { tokens: this.burst, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
     b.at = now;
     if (this.buckets.size > 10_000) this.prune(now);
     this.buckets.set(caller, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    if (b.tokens < n) return false;
+    b.tokens -= n;
     return true;
   }
 
