@@ -196,6 +196,29 @@ describe("iterative programs: data-parallel training", () => {
     await expect(job(await upload("wasm/linreg.wasm"), "reduce")).rejects.toThrow(/exports no reduce: merge its outputs with "concat" instead/);
   });
 
+  it("refuses a CSV it cannot use, naming the line, charging nothing; the same file again is refused from memory", async () => {
+    const api = trpc(srv.url, user.apiKey);
+    // Slow-path fields throughout and a short last line: read to its end before it fails.
+    const rows = Array.from({ length: 300_000 }, (_, i) => `0x1f,${i},0x${(i % 255).toString(16)}`);
+    const bad = await post("data", `a,b,c\n${rows.join("\n")}\n1,2\n`, "bad.csv");
+    const balance = () => api.account.balance.query();
+    const before = await balance();
+    const submitBad = async () => {
+      const t0 = performance.now();
+      const error = await api.jobs.submit.mutate({
+        kernel: "program", program, input: { mode: "csv", data: bad }, chunks: 4, rounds: 3, params: PARAMS,
+        replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+      } as never).then(() => undefined, (e: Error) => e.message);
+      return { error, ms: performance.now() - t0 };
+    };
+    const first = await submitBad();
+    expect(first.error).toBe("The CSV file cannot be used: line 300002 has 2 fields, the header 3");
+    const again = await submitBad();
+    expect(again.error).toBe(first.error);
+    expect(again.ms, `first ${first.ms.toFixed(0)} ms, again ${again.ms.toFixed(0)} ms`).toBeLessThan(first.ms / 3);
+    expect(await balance()).toBe(before);
+  });
+
   it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {
     const { id } = await submit(500);
     const api = trpc(srv.url, user.apiKey);

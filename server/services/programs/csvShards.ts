@@ -26,6 +26,30 @@ const isNumber = (s: string) => s.trim() !== "" && Number.isFinite(Number(s));
  * errors.
  */
 export function parseCsv(input: string | Uint8Array): CsvTable {
+  const steps = parsing(input, Infinity);
+  for (let r = steps.next(); ; r = steps.next()) if (r.done) return r.value;
+}
+
+/** Longest stretch of parsing between two turns of the event loop (parseCsvSliced). */
+const SLICE_MS = 10;
+
+/**
+ * parseCsv in slices of about SLICE_MS, giving the event loop a turn between them: a 60 MB
+ * file takes seconds to read, and read in one go it held every request (health probes
+ * included) for that long.
+ */
+export async function parseCsvSliced(input: string | Uint8Array): Promise<CsvTable> {
+  const steps = parsing(input, SLICE_MS);
+  for (let r = steps.next(); ; r = steps.next()) {
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The parse, yielding once it has run `sliceMs` since it began or last yielded (checked every 1,024 lines). */
+function* parsing(input: string | Uint8Array, sliceMs: number): Generator<void, CsvTable> {
+  let sliceStart = performance.now();
+  let sinceCheck = 0;
   const b = typeof input === "string" ? Buffer.from(input, "utf8") : Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   let pos = 0;
   let line = 0;
@@ -57,6 +81,13 @@ export function parseCsv(input: string | Uint8Array): CsvTable {
     line--;
   }
   for (let r: [number, number] | false; (r = next()); ) {
+    if (++sinceCheck === 1024) {
+      sinceCheck = 0;
+      if (performance.now() - sliceStart >= sliceMs) {
+        yield;
+        sliceStart = performance.now();
+      }
+    }
     if (values.length < (rows + 1) * cols) {
       const grown = new Float64Array(values.length * 2);
       grown.set(values);

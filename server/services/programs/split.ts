@@ -3,7 +3,7 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { isSha256 } from "./programs";
 import { withinJsonBounds } from "../jsonInput";
-import { parseCsv, shardRows, type CsvTable } from "./csvShards";
+import { parseCsvSliced, shardRows, type CsvTable } from "./csvShards";
 
 const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
 
@@ -53,18 +53,35 @@ export async function splitProgramInput(
   if (input.mode === "csv") {
     const n = chunks ?? Math.min(DEFAULT_CSV_SHARDS, maxUnits);
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
-    let table: ReturnType<typeof parseCsv>;
+    let table: CsvTable;
+    const file = await dataFile(deps, ownerId, input.data);
+    const known = unusableCsv.get(input.data);
+    if (known !== undefined) throw new UserError("BAD_REQUEST", known);
     try {
-      table = parseCsv(await dataFile(deps, ownerId, input.data));
+      table = await parseCsvSliced(file);
     } catch (e) {
-      if (e instanceof UserError) throw e;
-      throw new UserError("BAD_REQUEST", `The CSV file cannot be used: ${(e as Error).message}`);
+      const message = `The CSV file cannot be used: ${(e as Error).message}`;
+      remember(input.data, message);
+      throw new UserError("BAD_REQUEST", message);
     }
     if (table.rows < n && chunks === undefined) return csvUnits(deps, table, table.rows);
     if (table.rows < n) throw new UserError("BAD_REQUEST", `The CSV file has ${table.rows} rows, fewer than the ${n} shards asked for.`);
     return csvUnits(deps, table, n);
   }
   return { units: await splitPlain(deps, ownerId, input, chunks, maxUnits) };
+}
+
+/**
+ * Why CSV files (by hash: the same bytes fail the same way) could not be used, most recent
+ * last: a submission that fails costs nothing, so without this one large bad file could be
+ * submitted again and again, each time read anew at seconds of CPU.
+ */
+const unusableCsv = new Map<string, string>();
+const UNUSABLE_REMEMBERED = 256;
+
+function remember(hash: string, message: string) {
+  unusableCsv.set(hash, message);
+  if (unusableCsv.size > UNUSABLE_REMEMBERED) unusableCsv.delete(unusableCsv.keys().next().value!);
 }
 
 /** Shards a CSV input is cut into when no chunk count is given. */
