@@ -38,6 +38,7 @@ const schema = z.object({
   PUBLIC_URL: z.string().url().optional(),
   NEXTAUTH_SECRET: z.string().min(16).optional(),
   STARTER_CREDITS: z.coerce.number().min(0).default(100),
+  STARTER_GRANTS_PER_ADDRESS: z.coerce.number().int().min(1).default(3),
   PRICE_PER_CPU_SECOND: z.coerce.number().positive().default(1),
   BAN_AFTER_INVALID: z.coerce.number().int().min(1).default(3),
   BAN_HOURS: z.coerce.number().positive().default(24),

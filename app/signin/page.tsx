@@ -52,7 +52,7 @@ function SignInForm() {
             value={password} onChange={(e) => setPassword(e.target.value)}
           />
         </label>
-        {mode === "signup" && <p className="hint">At least 8 characters. New accounts start with free credits.</p>}
+        {mode === "signup" && <p className="hint">At least 8 characters. New accounts start with free credits (the first three a day from one network).</p>}
         {error && <p className="error" role="alert">{error}</p>}
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "…" : mode === "signup" ? "Create account" : "Sign in"}

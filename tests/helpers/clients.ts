@@ -6,9 +6,9 @@ import { PROTOCOL_VERSION, VOLUNTEER_WS_PATH, type ServerMessage } from "../../w
 import { waitFor, newIdentity, type VolunteerIdentity } from "./server";
 
 /** The tRPC client the CLI and pages use, over plain HTTP. */
-export function trpc(url: string, apiKey?: string) {
+export function trpc(url: string, apiKey?: string, headers: Record<string, string> = {}) {
   return createTRPCClient<AppRouter>({
-    links: [httpLink({ url: `${url}/api/trpc`, headers: () => (apiKey ? { authorization: `Bearer ${apiKey}` } : {}) })],
+    links: [httpLink({ url: `${url}/api/trpc`, headers: () => (apiKey ? { ...headers, authorization: `Bearer ${apiKey}` } : headers) })],
   });
 }
 

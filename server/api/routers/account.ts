@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { createUser, emailSchema, passwordSchema } from "../../services/users/users";
+import { starterGrantAllowed } from "../../services/users/starterGrants";
 import { createApiKey, listApiKeys, revokeApiKey } from "../../auth/apiKeys";
 import { statement } from "../../services/credits/statement";
 import { userAccount, MILLI } from "../../services/credits/accounts";
@@ -11,7 +12,11 @@ import { UserError } from "../../services/errors";
 export const accountRouter = router({
   signUp: publicProcedure
     .input(z.object({ email: emailSchema, password: passwordSchema }))
-    .mutation(({ ctx, input }) => createUser(ctx.deps.db, input, Math.round(ctx.deps.env.STARTER_CREDITS * MILLI))),
+    .mutation(async ({ ctx, input }) => {
+      const granted = ctx.deps.env.STARTER_CREDITS > 0 && (await starterGrantAllowed(ctx.deps, ctx.ip));
+      const user = await createUser(ctx.deps.db, input, granted ? Math.round(ctx.deps.env.STARTER_CREDITS * MILLI) : 0);
+      return { ...user, starterCredits: granted ? ctx.deps.env.STARTER_CREDITS : 0 };
+    }),
   me: publicProcedure.query(({ ctx }) => ctx.user),
   balance: protectedProcedure.query(async ({ ctx }) => (await statement(ctx.deps.db, userAccount(ctx.user.id), { limit: 0 })).balance),
   ledger: protectedProcedure
