@@ -47,5 +47,4 @@ export function chargeError(r: ReliabilityRecord): void {
 export function passSpotCheck(r: ReliabilityRecord): void {
   r.spotChecks = (r.spotChecks ?? 0) + 1;
   r.suspect = 0;
-  r.sinceCheck = 0;
 }

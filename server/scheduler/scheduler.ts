@@ -432,6 +432,7 @@ export class Scheduler {
     const v = this.volunteers.get(volunteerId);
     if (!v) return;
     this.passCheck(v.hostRecord, v.accountRecord);
+    v.hostRecord.sinceCheck = 0;
     this.updateHungry(v);
   }
 
@@ -1149,6 +1150,9 @@ export class Scheduler {
   }
 
   private holdForCheck(unit: UnitRecord, taskId: TaskId): VerifyOutcome {
+    // Counted from the draw, not the verdict: results a host returns while the check runs
+    // count toward its next one (reset at the verdict, a long check let them go unchecked).
+    for (const r of unit.results as UnitResult[]) r.hostRecord.sinceCheck = 0;
     const revoked = this.releaseInstances(unit);
     unit.verifying = true;
     unit.job.held.set(unit.spec.id, unit);
@@ -1332,6 +1336,7 @@ export class Scheduler {
     const rate = (host.sinceCheck ?? 0) >= every ? 1 : spotRate(host, trust);
     if (!(this.random() < rate)) return false;
     host.auditing = true;
+    host.sinceCheck = 0; // from the draw, as holdForCheck
     return true;
   }
 

@@ -127,7 +127,7 @@ export interface ReliabilityRecord {
   awaiting?: number;
   /** Of those, results in units the server is checking now (in memory only; absent: 0). */
   checking?: number;
-  /** Results since the last passed spot-check (in memory only; absent: 0). */
+  /** Results since the last spot-check of its results was drawn (in memory only; absent: 0). */
   sinceCheck?: number;
   /** One of its accepted results is being audited now (in memory only). */
   auditing?: boolean;

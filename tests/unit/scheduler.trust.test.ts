@@ -247,6 +247,35 @@ describe("scheduler with a trust policy", () => {
     }
   });
 
+  it("checks a verified host at least once in every 1/minSpotRate results, counted from when the last check was drawn", () => {
+    // No random checks (random 0.99): only the forced ones. A check that takes long must not
+    // let the results returned meanwhile go uncounted.
+    const every = Math.ceil(1 / DEFAULT_TRUST.minSpotRate);
+    const c = cluster();
+    c.s.addJob(job("j", 100, { r: 1 }), T0);
+    c.join("m", { window: 4, hostRecord: verified(500) });
+    const run = (n: number) => {
+      const outcomes: ResultOutcome[] = [];
+      while (outcomes.length < n) {
+        const [t] = c.lease("m", 1);
+        if (!t) throw new Error(`no task after ${outcomes.length} results`);
+        outcomes.push(c.done("m", t, 1));
+      }
+      return outcomes;
+    };
+    // The first `every` results: the last is held for a check.
+    const first = run(every);
+    expect(first.map((o) => o.kind)).toEqual([...Array(every - 1).fill("validated"), "verify"]);
+    // While that check runs, the host returns every - 1 more, accepted.
+    const during = run(every - 1);
+    expect(during.every((o) => o.kind === "validated")).toBe(true);
+    const check = asVerify(first.at(-1));
+    expect(c.s.checked("j", check.unitId, 1, digest(1))).toMatchObject({ kind: "validated", checked: true });
+    // The next one is the `every`-th since that check was drawn: checked.
+    expect(run(1)[0]!.kind).toBe("verify");
+    c.s.audit();
+  });
+
   it("a verified host starts new units with at most maxUnverified results awaiting their replicas, and still takes copies of started units", () => {
     // A sleeper with a long record that answers instantly: before this bound it ran ahead of
     // its slower honest partners without limit, every fake waiting for the replica that catches it.
