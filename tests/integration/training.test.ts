@@ -4,6 +4,7 @@ import { referenceRun } from "../../bench/lib/referenceRun";
 import { auditLedger } from "../../server/services/credits/ledger";
 import { aggregate } from "../../server/services/programs/aggregate";
 import { parseCsv, shardRows } from "../../server/services/programs/csvShards";
+import { inFirstStep } from "../../server/services/jobs/submit";
 // @ts-expect-error: a plain ES module of the examples, without types
 import { makeClassification } from "../../examples/js/make-classification.mjs";
 import { RawVolunteer, trpc } from "../helpers/clients";
@@ -218,6 +219,23 @@ describe("iterative programs: data-parallel training", () => {
     expect(again.ms, `first ${first.ms.toFixed(0)} ms, again ${again.ms.toFixed(0)} ms`).toBeLessThan(first.ms / 3);
     expect(await balance()).toBe(before);
   });
+
+  it("gives the step before round 1 (run at submission, free) at most 5 s, one at a time per account", async () => {
+    const api = trpc(srv.url, user.apiKey);
+    const spinner = await post("programs", "export const run = (x) => x;\nexport function step() { while (true) {} }", "spin.js");
+    const submitSpinner = () => api.jobs.submit.mutate({
+      kernel: "program", program: spinner, input: { mode: "csv", data }, chunks: 4, rounds: 3, timeLimitSeconds: 3600,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never).then(() => "accepted", (e: Error) => e.message);
+    const balance = await api.account.balance.query();
+    const t0 = performance.now();
+    const first = submitSpinner();
+    await waitFor(() => inFirstStep(user.user.id), 20_000, "the first submission's step");
+    expect(await submitSpinner()).toBe("Another of your submissions is running its program's first step. Wait for it, then submit again.");
+    expect(await first).toBe("The program's step failed before the first round: time limit of 5 s exceeded");
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    expect(await api.account.balance.query()).toBe(balance);
+  }, 60_000);
 
   it("stops after the round in progress when its owner asks, with the last weights as its result", async () => {
     const { id } = await submit(500);

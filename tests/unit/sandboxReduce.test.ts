@@ -18,6 +18,16 @@ describe("reduceOutputs: JS reduce in QuickJS", () => {
     expect((await reduceOutputs({ kind: "js", code, outputs: [1, 2], params: null, timeMs: 5000, memoryMb: 32 })).result).toEqual({ n: 2 });
   });
 
+  it("runs at most two one-shot threads at once; the others wait their turn, their time limit not yet running", async () => {
+    // Each reduce spins 300 ms of wall time and says when it ran.
+    const code = await script("export const run = (x) => x;\nexport function reduce() { const start = Date.now(); while (Date.now() < start + 300); return { start, end: Date.now() }; }");
+    const runs = await Promise.all(Array.from({ length: 4 }, () => reduceOutputs({ kind: "js", code, outputs: [1], params: null, timeMs: 1000, memoryMb: 32 })));
+    const spans = runs.map((r) => r.result as { start: number; end: number });
+    // At the start of each run, how many runs were going (itself included).
+    const overlap = spans.map((a) => spans.filter((b) => b.start <= a.start && a.start < b.end).length);
+    expect(Math.max(...overlap), JSON.stringify(spans)).toBeLessThanOrEqual(2);
+  });
+
   it("times out cleanly on an infinite loop", async () => {
     const t0 = Date.now();
     await expect(reduceOutputs({ kind: "js", code: await script(JS.reduceLoops), outputs: [1], params: null, timeMs: 500, memoryMb: 32 })).rejects.toThrow(

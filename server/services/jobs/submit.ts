@@ -86,6 +86,18 @@ interface Plan {
   rounds?: { state: unknown; maxRounds: number };
 }
 
+/**
+ * The step before round 1 runs at submission, before anything is held or charged: it gets at
+ * most this long (making the first broadcast and state takes milliseconds), and an account
+ * runs one at a time (`firstSteps`). With the job's own limit (up to an hour), a stranger's
+ * step of `while (true) {}` held a sandbox thread, a core and up to 256 MiB for free.
+ */
+const FIRST_STEP_MAX_MS = 5_000;
+const firstSteps = new Set<string>();
+
+/** Whether a submission of this account is running its program's first step now. */
+export const inFirstStep = (ownerId: string) => firstSteps.has(ownerId);
+
 /** Prices units: each is paid on its estimated work, never on a volunteer's own timing. */
 function price<U extends { input: unknown; work: number }>(creditsPerSecond: number, units: U[], quorum: number) {
   const perSecond = Math.round(creditsPerSecond * MILLI);
@@ -196,10 +208,18 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   let rounds: Plan["rounds"];
   if (input.rounds !== undefined) {
     // Round 0 of the step: the first round's broadcast (the initial weights) and state.
-    const job = { kind: program.kind, codeHash: program.kind === "js" ? program.scriptHash! : program.hash, merge: input.merge, trim: input.trim, params: input.params, context: split.context, timeMs, memoryMb };
+    // Nothing is held yet, so this step is free: at most FIRST_STEP_MAX_MS, one at a time per account.
+    const job = {
+      kind: program.kind, codeHash: program.kind === "js" ? program.scriptHash! : program.hash, merge: input.merge, trim: input.trim,
+      params: input.params, context: split.context, timeMs: Math.min(timeMs, FIRST_STEP_MAX_MS), memoryMb,
+    };
+    if (firstSteps.has(ownerId)) {
+      throw new UserError("TOO_MANY_REQUESTS", "Another of your submissions is running its program's first step. Wait for it, then submit again.");
+    }
+    firstSteps.add(ownerId);
     const first = await runProgramStep(deps, job, 0, null, null, inputs.length).catch((e: Error) => {
       throw new UserError("BAD_REQUEST", `The program's step failed before the first round: ${e.message}`);
-    });
+    }).finally(() => firstSteps.delete(ownerId));
     if (first.done) throw new UserError("BAD_REQUEST", "The program's step ended the job before its first round: with round 0 it must return { next, state }.");
     inputs = inputs.map((i) => ({ ...i, context: { round: 1, broadcast: first.next } }));
     rounds = { state: first.state, maxRounds: input.rounds };
