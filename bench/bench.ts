@@ -224,8 +224,8 @@ async function main() {
   const connectSeconds = round((performance.now() - connectStart) / 1000, 2);
   await sleep(1000);
   const rssConnected = rssMb();
-  // A second after the burst the heap still holds the handshakes' garbage (V8 returns those
-  // pages seconds later): the same sockets, idle a few seconds more, show what they cost.
+  // Read again once the same sockets idled a few seconds: what the connections hold, apart
+  // from what the burst of handshakes left that V8 has not given back yet.
   await sleep(SETTLE_MS);
   const rssSettled = rssMb();
   log(`${fleetSize} volunteers connected in ${connectSeconds} s; server RSS ${fmt(rssConnected)} MB, ${fmt(rssSettled)} MB ${SETTLE_MS / 1000} s later`);
