@@ -133,9 +133,9 @@ export interface LoadGateOptions {
   perProcedure?: Record<string, number>;
   /**
    * API calls a second from one caller (twice as many at once) past which its next get 429
-   * before they are authenticated, each call of a tRPC batch counted; 0 or absent: no such limit. The limit on calls in progress
-   * does not bound a caller whose calls are each refused at once (a client retrying in a
-   * tight loop): each would still cost its authentication.
+   * before they are authenticated, each call of a tRPC batch counted; 0 or absent: no such
+   * limit. The limit on calls in progress does not bound a caller whose calls are each refused
+   * at once (a client retrying in a tight loop): each would still cost its authentication.
    */
   perCallerRate?: number;
   random?: () => number;
