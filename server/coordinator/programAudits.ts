@@ -24,6 +24,8 @@ const MAX_AUDIT_MS = 120_000;
 const MAX_WAITING = 32;
 /** Nor may one job's audits (a program slow on the server on purpose) hold the queue for the others. */
 const MAX_WAITING_PER_JOB = 4;
+/** Nor one account's, however many such jobs it runs. */
+const MAX_WAITING_PER_OWNER = 8;
 
 export type AuditVerdict = { agrees: boolean } | { skipped: string };
 
@@ -42,13 +44,17 @@ export class ProgramAudits {
 
   constructor(private readonly blobs: BlobStore) {}
 
-  /** Recomputes a unit of job `jobId` (its scheduler params and the unit's input) and compares `output` with it. */
-  async check(jobId: string, jobParams: unknown, comparator: Comparator | undefined, unitInput: unknown, output: unknown): Promise<AuditVerdict> {
+  /**
+   * Recomputes a unit of job `job.id` of account `job.owner` (its scheduler params and the
+   * unit's input) and compares `output` with it.
+   */
+  async check(job: { id: string; owner: string }, jobParams: unknown, comparator: Comparator | undefined, unitInput: unknown, output: unknown): Promise<AuditVerdict> {
     if (this.waiting >= MAX_WAITING) return { skipped: `${MAX_WAITING} audits are waiting already` };
-    const mine = this.waitingFor.get(jobId) ?? 0;
-    if (mine >= MAX_WAITING_PER_JOB) return { skipped: `${MAX_WAITING_PER_JOB} audits of this job are waiting already` };
+    const keys = [`job ${job.id}`, `owner ${job.owner}`];
+    if ((this.waitingFor.get(keys[0]!) ?? 0) >= MAX_WAITING_PER_JOB) return { skipped: `${MAX_WAITING_PER_JOB} audits of this job are waiting already` };
+    if ((this.waitingFor.get(keys[1]!) ?? 0) >= MAX_WAITING_PER_OWNER) return { skipped: `${MAX_WAITING_PER_OWNER} audits of its owner's jobs are waiting already` };
     this.waiting++;
-    this.waitingFor.set(jobId, mine + 1);
+    for (const k of keys) this.waitingFor.set(k, (this.waitingFor.get(k) ?? 0) + 1);
     try {
       const p = jobParams as ProgramTaskParams;
       const spec = unitInput as UnitInput;
@@ -86,9 +92,11 @@ export class ProgramAudits {
       return { agrees: outputsAgree(canonical, output, auditComparator(p.program.kind, comparator)) };
     } finally {
       this.waiting--;
-      const left = (this.waitingFor.get(jobId) ?? 1) - 1;
-      if (left > 0) this.waitingFor.set(jobId, left);
-      else this.waitingFor.delete(jobId);
+      for (const k of keys) {
+        const left = (this.waitingFor.get(k) ?? 1) - 1;
+        if (left > 0) this.waitingFor.set(k, left);
+        else this.waitingFor.delete(k);
+      }
     }
   }
 }

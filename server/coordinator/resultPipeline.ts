@@ -224,7 +224,7 @@ export class ResultPipeline {
       const done = (async () => {
         // Whatever goes wrong, the scheduler hears of it: a host left marked as audited would never be drawn again.
         const verdict = unit
-          ? await this.deps.audits.check(meta.jobId, meta.spec.params, meta.spec.comparator, unit.input, ref.output).catch((e: Error) => ({ skipped: e.message }))
+          ? await this.deps.audits.check({ id: meta.jobId, owner: meta.ownerId }, meta.spec.params, meta.spec.comparator, unit.input, ref.output).catch((e: Error) => ({ skipped: e.message }))
           : { skipped: "unit not found" };
         if (this.live.closed) return;
         if ("skipped" in verdict) {

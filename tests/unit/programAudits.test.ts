@@ -80,11 +80,11 @@ describe("ProgramAudits", () => {
     const params = await jobParams("js", script);
     const unit = { blob: await blobs.put(shard), encoding: "bytes", context: { round: 2, broadcast: { w: new Array(columns.length).fill(0.1) } } };
     const honest = v8Unit(unit.context.broadcast.w);
-    expect(await audits.check("j", params, undefined, unit, honest)).toEqual({ agrees: true });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, unit, honest)).toEqual({ agrees: true });
     // Off by a millionth of one component: more than QuickJS and V8 ever differ by.
     const nudged = honest.map((x, i) => (i === 0 ? x * (1 + 1e-6) : x));
-    expect(await audits.check("j", params, undefined, unit, nudged)).toEqual({ agrees: false });
-    expect(await audits.check("j", params, undefined, unit, honest.slice(1))).toEqual({ agrees: false });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, unit, nudged)).toEqual({ agrees: false });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, unit, honest.slice(1))).toEqual({ agrees: false });
     expect(audits.audits).toBe(3);
   });
 
@@ -92,10 +92,23 @@ describe("ProgramAudits", () => {
     const audits = new ProgramAudits(blobs);
     const slow = await jobParams("js", (await compileJsProgram("export function run() { const t = Date.now(); while (Date.now() - t < 300); return 1; }")).script);
     const unit = { value: 0 };
-    const verdicts = Promise.all(Array.from({ length: 5 }, () => audits.check("slow", slow, undefined, unit, 1)));
-    const other = await audits.check("other", slow, undefined, unit, 2);
+    const verdicts = Promise.all(Array.from({ length: 5 }, () => audits.check({ id: "slow", owner: "u" }, slow, undefined, unit, 1)));
+    const other = await audits.check({ id: "other", owner: "u" }, slow, undefined, unit, 2);
     expect(other).toEqual({ agrees: false });
     expect((await verdicts).map((v) => ("agrees" in v ? v.agrees : v.skipped))).toEqual([true, true, true, true, "4 audits of this job are waiting already"]);
+  });
+
+  it("lets no account hold more than 8 audits waiting, however many jobs it runs", async () => {
+    const audits = new ProgramAudits(blobs);
+    const slow = await jobParams("js", (await compileJsProgram("export function run() { const t = Date.now(); while (Date.now() - t < 100); return 1; }")).script);
+    const unit = { value: 0 };
+    // Three jobs of one account, four audits each: the ninth and later are skipped.
+    const greedy = Promise.all(["a", "b", "c"].flatMap((id) => Array.from({ length: 4 }, () => audits.check({ id, owner: "greedy" }, slow, undefined, unit, 1))));
+    const other = await audits.check({ id: "d", owner: "someone else" }, slow, undefined, unit, 1);
+    expect(other).toEqual({ agrees: true });
+    const verdicts = (await greedy).map((v) => ("agrees" in v ? v.agrees : v.skipped));
+    expect(verdicts.filter((v) => v === true)).toHaveLength(8);
+    expect(verdicts.filter((v) => v === "8 audits of its owner's jobs are waiting already")).toHaveLength(4);
   });
 
   it("compares a WASM unit exactly, and skips (proves nothing) when the program fails on the server", async () => {
@@ -109,13 +122,13 @@ describe("ProgramAudits", () => {
     const broadcast = { b64: Buffer.from(new Float64Array([0.5, -1, 0.25]).buffer).toString("base64") };
     const unit = { blob: await blobs.put(bytes), encoding: "bytes", context: { round: 1, broadcast } };
     const { output } = await runProgram({ kind: "wasm", hash: "linreg", code: wasm, input: bytes, inputKind: "bytes", params: {}, context: { ...params.context, ...unit.context }, memoryLimitBytes: 64 << 20 });
-    expect(await audits.check("j", params, undefined, unit, output)).toEqual({ agrees: true });
-    expect(await audits.check("j", params, undefined, unit, { b64: Buffer.from(new Float64Array([0, 0, 0, 0]).buffer).toString("base64") })).toEqual({ agrees: false });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, unit, output)).toEqual({ agrees: true });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, unit, { b64: Buffer.from(new Float64Array([0, 0, 0, 0]).buffer).toString("base64") })).toEqual({ agrees: false });
     // A broadcast the module cannot read traps here: no verdict on the volunteer either way.
     const broken = { ...unit, context: { round: 1, broadcast: "not bytes" } };
-    expect(await audits.check("j", params, undefined, broken, output)).toMatchObject({ skipped: expect.any(String) });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, broken, output)).toMatchObject({ skipped: expect.any(String) });
     // Nor when its input is gone from the blob store.
-    expect(await audits.check("j", params, undefined, { ...unit, blob: "f".repeat(64) }, output)).toMatchObject({ skipped: expect.stringMatching(/could not be read/) });
+    expect(await audits.check({ id: "j", owner: "u" }, params, undefined, { ...unit, blob: "f".repeat(64) }, output)).toMatchObject({ skipped: expect.stringMatching(/could not be read/) });
   });
 
   it("widens a JS job's comparator to the audit tolerance, and keeps a WASM job's", () => {
