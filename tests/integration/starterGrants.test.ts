@@ -34,6 +34,10 @@ describe("starter grants", () => {
     expect((await signUp("2001:db8:1:2::9", 0)).starterCredits).toBe(starter);
     expect((await signUp("2001:db8:1:ffff::1", 0)).starterCredits).toBe(0);
     expect((await signUp("2001:db8:2::1", 0)).starterCredits).toBe(starter);
+    // A taken email is refused without using a grant: the address's second sign-up still gets one.
+    await expect(from("192.0.2.1").account.signUp.mutate({ email: "user-203-0-113-7-0@example.com", password: "long enough password" })).rejects.toThrow(/already exists/);
+    expect((await signUp("192.0.2.1", 0)).starterCredits).toBe(starter);
+    expect((await signUp("192.0.2.1", 1)).starterCredits).toBe(starter);
   });
 
   it("counts IPv4 addresses one by one and IPv6 by /48", () => {

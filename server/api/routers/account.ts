@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
-import { createUser, emailSchema, passwordSchema } from "../../services/users/users";
+import { createUser, emailSchema, emailTaken, passwordSchema } from "../../services/users/users";
 import { starterGrantAllowed } from "../../services/users/starterGrants";
 import { createApiKey, listApiKeys, revokeApiKey } from "../../auth/apiKeys";
 import { statement } from "../../services/credits/statement";
@@ -13,6 +13,8 @@ export const accountRouter = router({
   signUp: publicProcedure
     .input(z.object({ email: emailSchema, password: passwordSchema }))
     .mutation(async ({ ctx, input }) => {
+      // A taken email is refused before it could use one of the address's grants (createUser checks again, atomically).
+      if (await ctx.deps.db.user.findUnique({ where: { email: input.email }, select: { id: true } })) throw emailTaken();
       const granted = ctx.deps.env.STARTER_CREDITS > 0 && (await starterGrantAllowed(ctx.deps, ctx.ip));
       const user = await createUser(ctx.deps.db, input, granted ? Math.round(ctx.deps.env.STARTER_CREDITS * MILLI) : 0);
       return { ...user, starterCredits: granted ? ctx.deps.env.STARTER_CREDITS : 0 };

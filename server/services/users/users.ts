@@ -5,6 +5,8 @@ import { postTransaction } from "../credits/ledger";
 import { SYSTEM_GRANTS, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 
+export const emailTaken = () => new UserError("CONFLICT", "An account with this email already exists.");
+
 export const emailSchema = z.string().trim().toLowerCase().email("Enter a valid email address.").max(254);
 export const passwordSchema = z
   .string()
@@ -46,7 +48,7 @@ export async function createUser(db: Db, input: NewUser, starterMillicredits: nu
       return user;
     });
   } catch (e) {
-    if ((e as { code?: string }).code === "P2002") throw new UserError("CONFLICT", "An account with this email already exists.");
+    if ((e as { code?: string }).code === "P2002") throw emailTaken();
     throw e;
   }
 }
