@@ -4,6 +4,7 @@ import { signIn } from "next-auth/react";
 import { useRouter, useSearchParams } from "next/navigation";
 import { useMutation } from "@tanstack/react-query";
 import { useTRPC } from "../_components/trpc";
+import { localPath } from "../_components/localPath";
 
 function SignInForm() {
   const trpc = useTRPC();
@@ -24,7 +25,7 @@ function SignInForm() {
       if (mode === "signup") await signUp.mutateAsync({ email, password });
       const res = await signIn("credentials", { email, password, redirect: false });
       if (!res || res.error) throw new Error("Wrong email or password.");
-      router.push(next.startsWith("/") ? next : "/jobs");
+      router.push(localPath(next));
       router.refresh();
     } catch (err) {
       setError((err as Error).message);
