@@ -183,7 +183,7 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
       const lone = who !== undefined && !inFlight.has(who);
       if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!limited) return false;
-      if (rate && !rate.take(who!, Math.min(Math.max(1, procs.length), 2 * opts.perCallerRate!))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
+      if (rate && !rate.take(who!, Math.max(1, procs.length))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
       const keys = ["*", who!, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
       const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
       if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);

@@ -11,8 +11,12 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes `n` tokens (default one) for `caller`; false, taking none, when it has fewer left. */
+  /**
+   * Takes `n` tokens (default one) for `caller`; false, taking none, when it has fewer left.
+   * More than `burst` takes the whole burst (it could never be had otherwise).
+   */
   take(caller: string, n = 1): boolean {
+    n = Math.min(n, this.burst);
     const now = this.now();
     const b = this.buckets.get(caller) ?? { tokens: this.burst, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);

@@ -37,9 +37,14 @@ async function inline(deps: AppDeps, value: unknown): Promise<UnitInput> {
   return json.length <= INLINE_LIMIT ? { value } : { blob: await deps.blobs.put(json), encoding: "text" };
 }
 
-async function dataFile(deps: AppDeps, ownerId: string, h: string) {
+/** NOT_FOUND unless the user uploaded data file `h`. */
+async function checkOwned(deps: AppDeps, ownerId: string, h: string) {
   const row = await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash: h, ownerId } }, select: { ownerId: true } });
   if (!row) throw new UserError("NOT_FOUND", `No data file ${h}: upload it first.`);
+}
+
+async function dataFile(deps: AppDeps, ownerId: string, h: string) {
+  await checkOwned(deps, ownerId, h);
   return deps.blobs.get(h);
 }
 
@@ -54,9 +59,11 @@ export async function splitProgramInput(
     const n = chunks ?? Math.min(DEFAULT_CSV_SHARDS, maxUnits);
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
     let table: CsvTable;
-    const file = await dataFile(deps, ownerId, input.data);
+    // Known to be unusable: refused before its bytes are read again.
+    await checkOwned(deps, ownerId, input.data);
     const known = unusableCsv.get(input.data);
     if (known !== undefined) throw new UserError("BAD_REQUEST", known);
+    const file = await deps.blobs.get(input.data);
     try {
       table = await parseCsvSliced(file);
     } catch (e) {
