@@ -9,7 +9,8 @@
 // import.meta.url)`, package.json, Prisma's engine files, the thread entries). In the bundle
 // every module would share the bundle's own URL, so each module's `import.meta.url` is
 // rewritten to its source file's URL, computed relative to the bundle (the checkout may move).
-// Thread entries therefore still start from their TypeScript sources the way they do under tsx.
+// Thread and child entries are found that way and bundled on their own when first started
+// (worker/node/bundle.ts).
 //
 //   node scripts/build-server.mjs [outdir]     (default dist/server)
 import esbuild from "esbuild";

@@ -1,9 +1,7 @@
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import * as esbuild from "esbuild";
 import type { MutexInterface } from "async-mutex";
 import type { PersistOp } from "../services/jobs/batchSql";
+import { bundledEntry } from "../../worker/node/bundle";
 
 /** The writer thread's young generation (MB): see start(). */
 export const WRITER_YOUNG_GENERATION_MB = 6;
@@ -99,24 +97,11 @@ export class DbWriter {
   }
 }
 
-let code: Promise<string> | undefined;
-
 /**
  * The thread's code, bundled once per process into one CommonJS script run with `eval`:
  * a thread that loaded the TypeScript sources through tsx would cost ~35 MB of memory, this
  * one ~15. better-sqlite3 (a native addon) stays outside, required by its absolute path.
  */
 function threadCode(): Promise<string> {
-  return (code ??= (async () => {
-    const sqlite = createRequire(import.meta.url).resolve("better-sqlite3");
-    const out = await esbuild.build({
-      entryPoints: [fileURLToPath(new URL("./dbWriterThread.ts", import.meta.url))],
-      bundle: true, platform: "node", format: "cjs", target: "node20", write: false, logLevel: "silent",
-      plugins: [{ name: "native-addon", setup: (b) => b.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: sqlite, external: true })) }],
-    });
-    return out.outputFiles[0].text;
-  })().catch((e: Error) => {
-    code = undefined; // the next attempt builds again
-    throw e;
-  }));
+  return bundledEntry(new URL("./dbWriterThread.ts", import.meta.url), { packages: ["better-sqlite3"] });
 }

@@ -1,4 +1,4 @@
-import { releaseProxy, wrap } from "comlink";
+import { releaseProxy, wrap, type Remote } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Worker, type ResourceLimits } from "node:worker_threads";
 import { WorkerPool, type PoolOptions, type PoolWorker } from "../runtime/pool";
@@ -8,7 +8,7 @@ import { createRoutingPool, DEFAULT_PROGRAM_MEMORY_MB, dedicatedProgramWorker, t
 import { scrubError } from "./hostPaths";
 import { findMemoryLimiter, startProgramProcess, type MemoryLimiter } from "./programProcess";
 import type { BatchAnswer } from "./thread";
-import { threadTarget } from "./threadTarget";
+import { bundledEntry, type BundleOptions } from "./bundle";
 
 export type { PoolOptions, WorkerInfo, WorkerState } from "../runtime/pool";
 export { WorkerPool } from "../runtime/pool";
@@ -56,30 +56,36 @@ export interface BatchWorker extends PoolWorker {
   runMany(ts: TaskRun[]): Promise<BatchAnswer[]>;
 }
 
-function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string, execArgv: string[] = []): BatchWorker {
-  const target = threadTarget(entry);
-  // execArgv is not inherited: the parent's may hold flags a thread refuses, or test-runner hooks.
-  const w = new Worker(target.url, { workerData: target.workerData, execArgv, ...(resourceLimits ? { resourceLimits } : {}) });
-  const api = wrap<RunApi>(nodeEndpoint(w));
-  // comlink never settles a call whose thread died (uncaught error, heap limit): do it here.
+function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, what: string, limitText?: string, execArgv: string[] = [], bundle: BundleOptions = {}): BatchWorker {
   const inFlight = new Set<(e: unknown) => void>();
   let progress: ((fraction: number) => void) | undefined;
+  let terminated = false;
+  // comlink never settles a call whose thread died (uncaught error, heap limit): do it here.
   const fail = (e: unknown) => {
     for (const reject of inFlight) reject(e);
     inFlight.clear();
   };
-  w.on("message", (m: { tabgridProgress?: unknown }) => {
-    if (typeof m?.tabgridProgress === "number") progress?.(m.tabgridProgress);
+  // The thread starts once its code is bundled (at once after the first thread of this entry).
+  const thread = bundledEntry(entry, bundle).then((code) => {
+    // execArgv is not inherited: the parent's may hold flags a thread refuses, or test-runner hooks.
+    const w = new Worker(code, { eval: true, execArgv, ...(resourceLimits ? { resourceLimits } : {}) });
+    w.on("message", (m: { tabgridProgress?: unknown }) => {
+      if (typeof m?.tabgridProgress === "number") progress?.(m.tabgridProgress);
+    });
+    w.on("error", (e: Error & { code?: string }) => {
+      if (e.code === "ERR_WORKER_OUT_OF_MEMORY") fail(new Error(limitText ? `memory limit of ${limitText} exceeded` : `memory limit exceeded: ${e.message}`));
+      else fail(e);
+    });
+    w.on("exit", (code) => fail(new Error(`${what} thread exited with code ${code}`)));
+    if (terminated) void w.terminate();
+    return { w, api: wrap<RunApi>(nodeEndpoint(w)) };
   });
-  w.on("error", (e: Error & { code?: string }) => {
-    if (e.code === "ERR_WORKER_OUT_OF_MEMORY") fail(new Error(limitText ? `memory limit of ${limitText} exceeded` : `memory limit exceeded: ${e.message}`));
-    else fail(e);
-  });
-  w.on("exit", (code) => fail(new Error(`${what} thread exited with code ${code}`)));
-  const settled = <T>(call: () => Promise<T>, after?: () => void) =>
+  thread.catch(() => undefined);
+  const settled = <T>(call: (api: Remote<RunApi>) => Promise<T>, after?: () => void) =>
     new Promise<T>((resolve, reject) => {
       inFlight.add(reject);
-      call()
+      thread
+        .then((t) => call(t.api))
         .then(resolve, reject)
         .finally(() => {
           inFlight.delete(reject);
@@ -90,14 +96,17 @@ function startThread(entry: URL, resourceLimits: ResourceLimits | undefined, wha
     api: {
       run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
         progress = onProgress;
-        return settled(() => api.run(t), () => (progress = undefined));
+        return settled((api) => api.run(t), () => (progress = undefined));
       },
     },
     // Kernel threads only (thread.ts); a program thread has no runMany.
-    runMany: (ts: TaskRun[]) => settled(() => api.runMany(ts)),
+    runMany: (ts: TaskRun[]) => settled((api) => api.runMany(ts)),
     terminate() {
-      api[releaseProxy]();
-      void w.terminate();
+      terminated = true;
+      void thread.then(({ w, api }) => {
+        api[releaseProxy]();
+        void w.terminate();
+      }, () => undefined);
     },
   };
 }
@@ -114,7 +123,7 @@ export function startKernelThread(resourceLimits?: ResourceLimits): BatchWorker 
  */
 export function startProgramThread(memoryLimitBytes: number): PoolWorker {
   // --expose-internals: the isolate's stack-trace callback (stackCallback.ts).
-  return startThread(programEntry, { maxOldGenerationSizeMb: programHeapMb(memoryLimitBytes) }, "Program", formatMiB(memoryLimitBytes), ["--expose-internals", "--no-warnings"]);
+  return startThread(programEntry, { maxOldGenerationSizeMb: programHeapMb(memoryLimitBytes) }, "Program", formatMiB(memoryLimitBytes), ["--expose-internals", "--no-warnings"], { internals: true });
 }
 
 /** A child process for consumer programs, its memory limited by the kernel (programProcess.ts). */

@@ -22,13 +22,12 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
 import type { PoolWorker } from "../runtime/pool";
 import type { TaskResult, TaskRun } from "../runtime/runTask";
 import { MiB, memoryLimitMessage } from "../sandbox/abi";
 import type { ChildReply, ChildRequest } from "./programChild";
 import { INPUT_CACHE_BYTES, INPUT_PROTOCOL_ERROR, InputMirror } from "../runtime/inputCache";
+import { bundledEntry } from "./bundle";
 
 /** Memory a program process may take beyond its baseline and the task's limit: the runtime's own growth. */
 export const PROCESS_MEMORY_ALLOWANCE_MB = 64;
@@ -86,24 +85,9 @@ export function findMemoryLimiter(): MemoryLimiter | undefined {
 
 // ---- the child's code ----------------------------------------------------------------------
 
-let bundle: Promise<string> | undefined;
-
-/** The child's code, bundled once per process (the same way the database writer thread is). */
+/** The child's code, bundled once per process (as the threads' is); Node's internal modules (the stack-trace callback) resolve inside the child. */
 function childSource(): Promise<string> {
-  return (bundle ??= (async () => {
-    let entry = fileURLToPath(new URL("./programChild.ts", import.meta.url));
-    if (!fs.existsSync(entry)) entry = entry.replace(/\.ts$/, ".js");
-    const out = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true, platform: "node", format: "cjs", target: "node20", write: false, logLevel: "silent",
-      // Node's internal modules (the stack-trace callback) resolve inside the child.
-      external: ["internal/*"],
-    });
-    return out.outputFiles[0].text;
-  })().catch((e: Error) => {
-    bundle = undefined; // the next start builds again
-    throw e;
-  }));
+  return bundledEntry(new URL("./programChild.ts", import.meta.url), { internals: true });
 }
 
 /**

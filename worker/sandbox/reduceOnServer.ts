@@ -8,7 +8,7 @@ import { Worker } from "node:worker_threads";
 import { Semaphore } from "async-mutex";
 import type { ProgramKind } from "./abi";
 import { timeLimitError } from "../runtime/pool";
-import { threadTarget } from "../node/threadTarget";
+import { bundledEntry } from "../node/bundle";
 
 export type ServerSandboxRequest =
   | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
@@ -62,11 +62,16 @@ export interface ReduceResult {
 }
 
 const entry = new URL("./serverThread.ts", import.meta.url);
-/** Starting the thread (loading QuickJS, or tsx in development) is not the program's time. */
+/** Starting the thread (bundling its code the first time, loading QuickJS) is not the program's time. */
 export const STARTUP_LIMIT_MS = 30_000;
 /** QuickJS interrupts itself at the limit; the thread is terminated only if that fails. */
 export const QUICKJS_GRACE_MS = 2_000;
 export const HEAP_OVERHEAD_MB = 64;
+
+/** A sandbox thread's code; QuickJS loads its WebAssembly from its package's directory. */
+export function sandboxThreadCode(entry: URL): Promise<string> {
+  return bundledEntry(entry, { packages: ["quickjs-emscripten"] });
+}
 
 /** Runs one request in a fresh thread. Exported for compileJs (comparator) and tests. */
 export function runServerSandbox(req: ServerSandboxRequest): Promise<unknown> {
@@ -87,11 +92,11 @@ function runInThread(req: ServerSandboxRequest): Promise<{ value: unknown; ms: n
   return oneShot.runExclusive(() => spawn(req));
 }
 
-function spawn(req: ServerSandboxRequest): Promise<{ value: unknown; ms: number }> {
-  const target = threadTarget(entry);
+async function spawn(req: ServerSandboxRequest): Promise<{ value: unknown; ms: number }> {
+  const code = await sandboxThreadCode(entry);
   return new Promise((resolve, reject) => {
-    const w = new Worker(target.url, {
-      workerData: { ...target.workerData, request: req },
+    const w = new Worker(code, {
+      eval: true, workerData: { request: req },
       execArgv: [],
       resourceLimits: { maxOldGenerationSizeMb: req.memoryMb + HEAP_OVERHEAD_MB },
     });

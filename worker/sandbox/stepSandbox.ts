@@ -11,9 +11,8 @@
 // queue for it one at a time and never take a core from dispatch, volunteers or steps.
 
 import { Worker } from "node:worker_threads";
-import { threadTarget } from "../node/threadTarget";
 import { timeLimitError } from "../runtime/pool";
-import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, STARTUP_LIMIT_MS, type StepRequest } from "./reduceOnServer";
+import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, sandboxThreadCode, STARTUP_LIMIT_MS, type StepRequest } from "./reduceOnServer";
 import type { ProgramKind } from "./abi";
 
 export type { StepRequest };
@@ -46,37 +45,41 @@ interface Pending {
 }
 
 class KeptThread {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private readonly started: Promise<void>;
   private pending: Pending | undefined;
   private nextId = 1;
   dead = false;
 
-  constructor(readonly memoryMb: number, private readonly onDead: () => void, nice = 0) {
-    const target = threadTarget(entry);
-    this.worker = new Worker(target.url, {
-      workerData: { ...target.workerData, nice }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: memoryMb + HEAP_OVERHEAD_MB },
-    });
-    this.worker.unref();
-    this.started = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("the step sandbox did not start in time")), STARTUP_LIMIT_MS);
-      this.worker.once("message", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  constructor(readonly memoryMb: number, private readonly onDead: () => void, private readonly nice = 0) {
+    this.started = sandboxThreadCode(entry).then((code) => this.start(code));
     this.started.catch(() => this.kill(new Error("the step sandbox did not start")));
-    this.worker.on("message", (m: { id?: number; type: string; value?: unknown; message?: string }) => {
+  }
+
+  private start(code: string): Promise<void> {
+    if (this.dead) return Promise.reject(new Error("the step sandbox was ended"));
+    const w = (this.worker = new Worker(code, {
+      eval: true, workerData: { nice: this.nice }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.memoryMb + HEAP_OVERHEAD_MB },
+    }));
+    w.unref();
+    w.on("message", (m: { id?: number; type: string; value?: unknown; message?: string }) => {
       const p = this.pending;
       if (!p || m.id === undefined) return;
       this.settle();
       if (m.type === "done") p.resolve(m.value);
       else p.reject(new Error(m.message ?? "the program failed"));
     });
-    this.worker.on("error", (e: Error & { code?: string }) => {
+    w.on("error", (e: Error & { code?: string }) => {
       this.kill(e.code === "ERR_WORKER_OUT_OF_MEMORY" ? new Error(`memory limit of ${this.memoryMb} MiB exceeded`) : e);
     });
-    this.worker.on("exit", () => this.kill(new Error("the step sandbox exited without an answer")));
+    w.on("exit", () => this.kill(new Error("the step sandbox exited without an answer")));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the step sandbox did not start in time")), STARTUP_LIMIT_MS);
+      w.once("message", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   get busy() {
@@ -93,7 +96,7 @@ class KeptThread {
     if (this.dead) return result;
     const p = this.pending!;
     p.timer = setTimeout(() => this.kill(timeLimitError(req.timeMs)), req.timeMs + (req.kind === "wasm" ? 0 : QUICKJS_GRACE_MS));
-    this.worker.postMessage({ id: this.nextId++, req });
+    this.worker!.postMessage({ id: this.nextId++, req });
     return result;
   }
 
@@ -108,7 +111,7 @@ class KeptThread {
     const p = this.pending;
     this.settle();
     p?.reject(why);
-    void this.worker.terminate();
+    void this.worker?.terminate();
     this.onDead();
   }
 }
