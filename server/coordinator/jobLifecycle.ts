@@ -70,9 +70,9 @@ export class JobLifecycle {
    * queued anew.
    */
   async recover(opts: { load?: boolean } = {}): Promise<number> {
-    // The writer thread starts now, not on the first result (it takes a few hundred ms), and
-    // so does the spot-checker's, so that the first check does not wait for it.
-    await Promise.all([this.deps.commit.ready(), this.deps.verifier.warmUp()]);
+    // The writer thread starts now, not on the first result (it takes a few hundred ms); the
+    // spot-checker's starts with the first job it may check (addJob).
+    await this.deps.commit.ready();
     if (opts.load === false) return 0;
     const jobs = await this.deps.db.job.findMany({ where: { state: "running" }, select: jobColumns, orderBy: { createdAt: "asc" } });
     for (const job of jobs) await this.loadJob(job);
@@ -153,6 +153,7 @@ export class JobLifecycle {
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
     // An iterative program's units are audited after the fact instead (programAudits.ts): its rounds cannot wait for a check.
     spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), auditable: round > 0 && spec.kernel === PROGRAM_KERNEL, owner: userAccount(ownerId) };
+    if (spec.verifiable) void this.deps.verifier.warmUp();
     // A program whose outputs merge by outvoting outliers: no host gets more units than the merge drops.
     const perHost = (spec.params as { maxUnitsPerHost?: unknown } | null)?.maxUnitsPerHost;
     if (typeof perHost === "number" && perHost >= 1) spec.maxUnitsPerHost = perHost;

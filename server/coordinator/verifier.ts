@@ -48,6 +48,7 @@ interface Check {
  */
 export class Verifier {
   private thread: BatchWorker | undefined;
+  private warming: Promise<void> | undefined;
   private readonly queue: Check[] = [];
   private running = false;
   private closed = false;
@@ -66,9 +67,13 @@ export class Verifier {
     return getKernel(kernel) !== undefined;
   }
 
-  /** Starts the thread and runs one tiny unit, so the first real check does not wait for start-up. */
-  async warmUp() {
-    await this.run({ kernel: "pi", params: { samples: 1000, seed: 1 }, input: { seed: 1, samples: 1000 } }).catch(() => undefined);
+  /**
+   * Starts the thread (once) and runs one tiny unit, so the first real check does not wait
+   * for start-up. Called when the first job whose units may be checked arrives, not at the
+   * server's start: a server with none holds no thread (~20 MB).
+   */
+  warmUp(): Promise<void> {
+    return (this.warming ??= this.run({ kernel: "pi", params: { samples: 1000, seed: 1 }, input: { seed: 1, samples: 1000 } }).then(() => undefined, () => undefined));
   }
 
   /** Recomputes a unit; `workMs` is its estimated work (UnitSpec.work): a tiny unit may be checked on the event loop. */
