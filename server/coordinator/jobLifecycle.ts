@@ -200,6 +200,13 @@ export class JobLifecycle {
 
   /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
   async cancelJob(jobId: string): Promise<boolean> {
+    // Every unit is done and the results are merging: the merge stops, and the job ends cancelled.
+    const merging = this.merging.get(jobId);
+    if (merging) {
+      merging.stop.abort();
+      await merging.ended;
+      return true;
+    }
     const current = this.rounds.get(jobId);
     if (current?.ending) {
       // Between two rounds: once the step is stored no next round starts (or, if one just
@@ -439,13 +446,14 @@ export class JobLifecycle {
       // Merge outside the commit queue's transaction (a program's reduce may take seconds),
       // once every validated output of the job is committed.
       await queue.committedSoFar();
-      const merged = await mergeJobResult(this.deps, jobId);
-      end = "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
+      const merged = await this.merge(jobId);
+      end = merged === "cancelled" ? { ...end, state: "cancelled" }
+        : "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
       state = end.state;
       // A cheater was caught meanwhile and the job is being rebuilt (backtrack): not finished after all.
-      if (this.reopening.has(jobId) || jobs.get(jobId) !== meta) return;
+      if (this.reopening.has(jobId) || jobs.get(jobId) !== meta) return this.merged(jobId);
     }
-    await queue.enqueue(end);
+    await queue.enqueue(end).finally(() => this.merged(jobId));
     // Unless a backtrack reopened and reloaded it in the meantime.
     if (jobs.get(jobId) === meta) {
       scheduler.removeJob(jobId);
@@ -483,6 +491,34 @@ export class JobLifecycle {
     this.live.emit("job", meta.jobId);
   }
 
+  /**
+   * Jobs whose results are being merged (a program's reduce may take seconds): a cancel stops
+   * the merge, and waits for `ended` (the job's end queued for commit).
+   */
+  private readonly merging = new Map<string, { stop: AbortController; ended: Promise<void>; end(): void }>();
+
+  /** The job's merged result, or "cancelled" if the owner cancelled the job while it merged; call `merged` once its end is queued. */
+  private async merge(jobId: string): Promise<Awaited<ReturnType<typeof mergeJobResult>> | "cancelled"> {
+    const stop = new AbortController();
+    let end = () => {};
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    this.merging.set(jobId, { stop, ended, end });
+    try {
+      const merged = await mergeJobResult(this.deps, jobId, stop.signal);
+      return stop.signal.aborted ? "cancelled" : merged;
+    } catch (e) {
+      this.merged(jobId);
+      throw e;
+    }
+  }
+
+  /** The end of a job merged by merge() is queued (or will not be): a cancel waiting for it returns. */
+  private merged(jobId: string) {
+    const m = this.merging.get(jobId);
+    this.merging.delete(jobId);
+    m?.end();
+  }
+
   /** Cluster mode: jobs this node is merging and finishing. */
   private readonly finishing = new Map<string, Promise<void>>();
 
@@ -506,11 +542,11 @@ export class JobLifecycle {
   }
 
   private async mergeAndFinish(jobId: string) {
-    const merged = await mergeJobResult(this.deps, jobId);
-    const end: FinishOp = "error" in merged
-      ? { type: "finish", jobId, state: "failed", error: merged.error }
+    const merged = await this.merge(jobId);
+    const end: FinishOp = merged === "cancelled" ? { type: "finish", jobId, state: "cancelled" }
+      : "error" in merged ? { type: "finish", jobId, state: "failed", error: merged.error }
       : { type: "finish", jobId, state: "completed", ...merged };
-    await this.deps.commit.queue.enqueue(end);
+    await this.deps.commit.queue.enqueue(end).finally(() => this.merged(jobId));
     this.counted(end, `job ${jobId} ${end.state}`);
   }
 

@@ -22,6 +22,8 @@ export interface CompileOptions {
   fileName?: string;
   /** Limits for evaluating the module to read `comparator` (QuickJS, in a worker thread). */
   comparatorTimeMs?: number;
+  /** Who uploads it: reading comparators is shared fairly between accounts. */
+  owner?: string;
 }
 
 /** An upload refused, with a message for the consumer (file:line:column where it applies). */
@@ -160,7 +162,7 @@ export async function compileJsProgram(source: string, opts: CompileOptions = {}
   if (exports.includes("comparator")) {
     let value: unknown;
     try {
-      value = await runServerSandbox({ op: "comparator", script, timeMs: opts.comparatorTimeMs ?? 2000, memoryMb: 64 });
+      value = await runServerSandbox({ op: "comparator", script, timeMs: opts.comparatorTimeMs ?? 2000, memoryMb: 64 }, { owner: opts.owner });
     } catch (e) {
       throw new ProgramError(`the comparator could not be read (it must be a constant object computed without host APIs): ${(e as Error).message}`);
     }

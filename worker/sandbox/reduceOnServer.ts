@@ -5,10 +5,10 @@
 // thread with a V8 heap limit that is terminated if it outlives the time limit.
 
 import { Worker } from "node:worker_threads";
-import { Semaphore } from "async-mutex";
 import type { ProgramKind } from "./abi";
 import { timeLimitError } from "../runtime/pool";
 import { bundledEntry } from "../node/bundle";
+import { FairSlots } from "./fairSlots";
 
 export type ServerSandboxRequest =
   | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
@@ -73,27 +73,50 @@ export function sandboxThreadCode(entry: URL): Promise<string> {
   return bundledEntry(entry, { packages: ["quickjs-emscripten"] });
 }
 
+/**
+ * Consumer code on the server runs at most this long at a time, whatever the job's own time
+ * limit (which bounds a unit on a volunteer, up to an hour): a reduce or a step that spun for
+ * the job's limit held a sandbox slot that long, and a few cheap jobs held them all.
+ */
+export const SERVER_PROGRAM_MAX_MS = 30_000;
+
+const cancelled = () => new Error("stopped: the job was cancelled");
+
+/** Who a run is for (runs are shared fairly between accounts), and a way to stop it. */
+export interface SandboxRun {
+  /** The account the run is for; runs with none share one turn. */
+  owner?: string;
+  /** Aborted, a run still waiting never starts and a running one's thread is terminated. */
+  signal?: AbortSignal;
+}
+
 /** Runs one request in a fresh thread. Exported for compileJs (comparator) and tests. */
-export function runServerSandbox(req: ServerSandboxRequest): Promise<unknown> {
-  return runInThread(req).then((r) => r.value);
+export function runServerSandbox(req: ServerSandboxRequest, run: SandboxRun = {}): Promise<unknown> {
+  return runInThread(req, run).then((r) => r.value);
 }
 
 /**
  * One-shot threads running at once; more wait their turn (their time limit starts with their
  * thread). Each may hold a core and its memory limit for its whole time limit: without a cap,
  * concurrent submissions whose steps spin started one thread each (eight: 30 threads, load 7.7
- * on two cores; six allocating: RSS 307 MB to 1.2 GB).
+ * on two cores; six allocating: RSS 307 MB to 1.2 GB). An account runs one at a time and the
+ * accounts waiting take turns (fairSlots.ts); reading a comparator at upload (2 s at most)
+ * has a slot of its own, so merges and steps never hold up uploads.
  */
 const MAX_ONE_SHOT_THREADS = 2;
-const oneShot = new Semaphore(MAX_ONE_SHOT_THREADS);
+const oneShot = new FairSlots(MAX_ONE_SHOT_THREADS);
+const comparators = new FairSlots(1);
 
-function runInThread(req: ServerSandboxRequest): Promise<{ value: unknown; ms: number }> {
+function runInThread(req: ServerSandboxRequest, run: SandboxRun = {}): Promise<{ value: unknown; ms: number }> {
   if (!(req.timeMs > 0) || !(req.memoryMb > 0)) return Promise.reject(new RangeError("timeMs and memoryMb must be positive"));
-  return oneShot.runExclusive(() => spawn(req));
+  const capped = { ...req, timeMs: Math.min(req.timeMs, SERVER_PROGRAM_MAX_MS) };
+  const slots = req.op === "comparator" ? comparators : oneShot;
+  return slots.run(run.owner ?? "", () => (run.signal?.aborted ? Promise.reject(cancelled()) : spawn(capped, run.signal)));
 }
 
-async function spawn(req: ServerSandboxRequest): Promise<{ value: unknown; ms: number }> {
+async function spawn(req: ServerSandboxRequest, signal?: AbortSignal): Promise<{ value: unknown; ms: number }> {
   const code = await sandboxThreadCode(entry);
+  if (signal?.aborted) throw cancelled();
   return new Promise((resolve, reject) => {
     const w = new Worker(code, {
       eval: true, workerData: { request: req },
@@ -105,11 +128,14 @@ async function spawn(req: ServerSandboxRequest): Promise<{ value: unknown; ms: n
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener("abort", aborted);
       void w.terminate();
       if (err) reject(err);
       else resolve(value!);
     };
     let timer = setTimeout(() => settle(new Error("the sandbox thread did not start in time")), STARTUP_LIMIT_MS);
+    const aborted = () => settle(cancelled());
+    signal?.addEventListener("abort", aborted, { once: true });
     w.on("message", (m: { type: string; value?: unknown; ms?: number; message?: string }) => {
       if (m?.type === "started") {
         clearTimeout(timer);
@@ -132,7 +158,7 @@ async function spawn(req: ServerSandboxRequest): Promise<{ value: unknown; ms: n
  * an Error whose message is fit for the consumer: the program's own exception, "time limit of
  * N s exceeded", "memory limit of N MiB exceeded", "the program does not export reduce".
  */
-export async function reduceOutputs(req: ReduceRequest): Promise<ReduceResult> {
-  const r = await runInThread({ op: "reduce", ...req });
+export async function reduceOutputs(req: ReduceRequest, run: SandboxRun = {}): Promise<ReduceResult> {
+  const r = await runInThread({ op: "reduce", ...req }, run);
   return { result: r.value, ms: r.ms };
 }

@@ -12,7 +12,7 @@
 
 import { Worker } from "node:worker_threads";
 import { timeLimitError } from "../runtime/pool";
-import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, sandboxThreadCode, STARTUP_LIMIT_MS, type StepRequest } from "./reduceOnServer";
+import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, sandboxThreadCode, SERVER_PROGRAM_MAX_MS, STARTUP_LIMIT_MS, type SandboxRun, type StepRequest } from "./reduceOnServer";
 import type { ProgramKind } from "./abi";
 
 export type { StepRequest };
@@ -166,9 +166,10 @@ const audits = new Slot(19);
 let auditQueue: Promise<unknown> = Promise.resolve();
 
 /** Runs one step of an iterative JS program, sandboxed; resolves to what step returned. */
-export async function runStep(req: StepRequest): Promise<unknown> {
+export async function runStep(req: StepRequest, run: SandboxRun = {}): Promise<unknown> {
+  req = { ...req, timeMs: Math.min(req.timeMs, SERVER_PROGRAM_MAX_MS) };
   const t = steps.thread;
-  if (t && (t.busy || t.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req });
+  if (t && (t.busy || t.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req }, run);
   return steps.run(req);
 }
 

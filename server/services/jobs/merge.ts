@@ -34,11 +34,12 @@ export type Merged = { result: string | null; resultBlob: string | null } | { er
  * kernel's reduce; for a program, the outputs concatenated (a JSON array, or the bytes of a
  * WASM program's outputs end to end) or merged by the program's own reduce, which runs
  * sandboxed (QuickJS for JS, a time-limited thread for WASM): never as plain server code.
+ * `signal` stops a reduce under way (the job was cancelled meanwhile).
  */
-export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: string): Promise<Merged> {
+export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: string, signal?: AbortSignal): Promise<Merged> {
   const job = await deps.db.job.findUniqueOrThrow({
     where: { id: jobId },
-    select: { kernel: true, params: true, merge: true, timeLimitMs: true, program: { select: { kind: true, hash: true, scriptHash: true } } },
+    select: { ownerId: true, kernel: true, params: true, merge: true, timeLimitMs: true, program: { select: { kind: true, hash: true, scriptHash: true } } },
   });
   // Raw: a 10,000-unit job's outputs in ~10 ms rather than a Prisma findMany's ~200.
   const units = await oneAtATime(() => hotStore(deps.db).unitOutputs(jobId));
@@ -62,7 +63,7 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
         params: (params as { params?: unknown }).params ?? {},
         timeMs: job.timeLimitMs ?? 30_000,
         memoryMb: (params as { limits?: { memoryMb?: number } }).limits?.memoryMb ?? 256,
-      }));
+      }, { owner: job.ownerId, signal }));
     } else if (isNumericMerge(job.merge)) {
       value = aggregate(job.merge, outputs, (params as { trim?: number }).trim ?? DEFAULT_TRIM);
     } else if (job.program.kind === "wasm") {

@@ -151,8 +151,8 @@ interface ProgramJobParams {
 }
 
 /** The job row's fields a program's step needs. */
-const programJobColumns = { params: true, merge: true, stopAfterRound: true, program: { select: { kind: true, hash: true, scriptHash: true } } } as const;
-type ProgramJobRow = { params: string; merge: string | null; stopAfterRound: boolean; program: { kind: string; hash: string; scriptHash: string | null } | null };
+const programJobColumns = { ownerId: true, params: true, merge: true, stopAfterRound: true, program: { select: { kind: true, hash: true, scriptHash: true } } } as const;
+type ProgramJobRow = { ownerId: string; params: string; merge: string | null; stopAfterRound: boolean; program: { kind: string; hash: string; scriptHash: string | null } | null };
 
 /** A unit of a round as a program's step needs it: its input, and its output once validated. */
 export interface RoundUnit {
@@ -183,7 +183,7 @@ async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: num
   if (!units.length || arrived.length < needed) return { failed: `round ${round} ended before enough of its units had a validated result` };
   const stepJob = {
     kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
-    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256,
+    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256, owner: job.ownerId,
   };
   let step: ProgramStep;
   try {

@@ -211,7 +211,7 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     // Nothing is held yet, so this step is free: at most FIRST_STEP_MAX_MS, one at a time per account.
     const job = {
       kind: program.kind, codeHash: program.kind === "js" ? program.scriptHash! : program.hash, merge: input.merge, trim: input.trim,
-      params: input.params, context: split.context, timeMs: Math.min(timeMs, FIRST_STEP_MAX_MS), memoryMb,
+      params: input.params, context: split.context, timeMs: Math.min(timeMs, FIRST_STEP_MAX_MS), memoryMb, owner: ownerId,
     };
     if (firstSteps.has(ownerId)) {
       throw new UserError("TOO_MANY_REQUESTS", "Another of your submissions is running its program's first step. Wait for it, then submit again.");

@@ -30,6 +30,8 @@ export interface StepJob {
   context?: Record<string, unknown>;
   timeMs: number;
   memoryMb: number;
+  /** The job's owner: runs on the server's sandbox threads are shared fairly between accounts. */
+  owner?: string;
 }
 
 const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null));
@@ -83,7 +85,7 @@ export async function runProgramStep(
   }
   // A round closed at a share of its units: `missing` names the shards whose outputs did not arrive.
   const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
-  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb });
+  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner });
   return checkStep(value, round);
 }
 
@@ -104,7 +106,7 @@ async function wasmStep(deps: { blobs: BlobStore }, job: StepJob, round: number,
   }
   const columns = Array.isArray(job.context?.columns) ? job.context.columns.length : 0;
   const input = frameStepInput({ round, shards, columns, arrived: outputs?.length ?? 0 }, bytesOf(state, "the state"), merged);
-  const answer = await runStep({ kind: "wasm", hash: job.codeHash, code, input, timeMs: job.timeMs, memoryMb: job.memoryMb });
+  const answer = await runStep({ kind: "wasm", hash: job.codeHash, code, input, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner });
   if (!(answer instanceof Uint8Array)) throw new Error("the step sandbox answered something other than bytes");
   return readStepOutput(answer);
 }

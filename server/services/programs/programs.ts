@@ -25,7 +25,7 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
     } else {
       const text = upload.bytes.toString("utf8");
       if (text.includes("\uFFFD")) throw new Error("a program is a JavaScript module (UTF-8 text) or a WebAssembly module");
-      const compiled = await compileJsProgram(text, { fileName: name });
+      const compiled = await compileJsProgram(text, { fileName: name, owner: ownerId });
       const scriptHash = await deps.blobs.put(compiled.script);
       const sourceMapHash = await deps.blobs.put(compiled.sourceMap);
       data = {

@@ -1,0 +1,57 @@
+// A few slots shared by many accounts: each account runs at most one thing at a time, and a
+// freed slot goes to the account that has waited its turn longest (round robin over the
+// accounts waiting, first come first served within one). A plain semaphore served the queue
+// in order, so one account that queued many slow runs held every slot for all of them.
+
+export class FairSlots {
+  private running = 0;
+  private readonly busy = new Set<string>();
+  /** Waiting runs by account, the accounts in the order they will be served. */
+  private readonly waiting = new Map<string, Array<() => void>>();
+
+  constructor(private readonly slots: number) {}
+
+  /** Runs `fn` once a slot is free and `key` has nothing else running. */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    if (this.running < this.slots && !this.busy.has(key)) this.take(key);
+    else {
+      await new Promise<void>((resolve) => {
+        const queue = this.waiting.get(key);
+        if (queue) queue.push(resolve);
+        else this.waiting.set(key, [resolve]);
+      });
+    }
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.busy.delete(key);
+      this.next();
+    }
+  }
+
+  /** Runs waiting or running now (for tests and metrics). */
+  get size() {
+    let n = this.running;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
+  }
+
+  private take(key: string) {
+    this.running++;
+    this.busy.add(key);
+  }
+
+  /** Hands free slots to the first waiting accounts with nothing running; each goes to the back of the line. */
+  private next() {
+    for (const [key, queue] of this.waiting) {
+      if (this.running >= this.slots) return;
+      if (this.busy.has(key)) continue;
+      const resolve = queue.shift()!;
+      this.waiting.delete(key);
+      if (queue.length) this.waiting.set(key, queue);
+      this.take(key);
+      resolve();
+    }
+  }
+}
