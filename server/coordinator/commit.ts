@@ -5,6 +5,30 @@ import type { PersistOp } from "../services/jobs/batchSql";
 import type { CoordinatorObserver } from "../monitoring/observer";
 
 /**
+ * Characters of outputs and inputs one batch carries at most: a batch is sent to the writer
+ * thread as one JSON string (and on PostgreSQL as one transaction's parameters).
+ */
+const MAX_BATCH_BYTES = 32 * 1024 * 1024;
+
+/** What an op carries that may be large: outputs, inputs, a merged result, a step's state. */
+export function opWeight(op: PersistOp): number {
+  switch (op.type) {
+    case "result":
+      return op.outputJson.length;
+    case "validated":
+      return op.canonicalJson.length;
+    case "finish":
+      return op.result?.length ?? 0;
+    case "submit":
+      return op.units.reduce((n, u) => n + u[2].length, 0);
+    case "round":
+      return op.next.length + op.state.length + op.units.reduce((n, u) => n + u[2].length, 0);
+    default:
+      return 0;
+  }
+}
+
+/**
  * Where the result pipeline's writes land: results, verdicts, payouts, registrations and job
  * endings queue on one group committer, whose batches the hot store writes in order (SQLite's
  * writer thread, or one PostgreSQL transaction each: server/store/hotStore.ts).
@@ -32,6 +56,8 @@ export class Commit {
       {
         intervalMs: opts.intervalMs,
         maxBatch: 5000,
+        maxBytes: MAX_BATCH_BYTES,
+        weight: opWeight,
         seal: opts.seal,
         onError: (e) => {
           opts.observer.commitFailed();

@@ -4,12 +4,17 @@
  * turn), and everything enqueued while the previous commit ran, up to `maxBatch`, are
  * written by one `commit` call, i.e. one database transaction, which is what makes tens of
  * thousands of small results per second affordable on SQLite: the busier the server, the
- * bigger the batches, with no added latency when it is quiet. A failed commit is retried
- * with backoff; items are never dropped and keep their order.
+ * bigger the batches, with no added latency when it is quiet. A batch is also bounded by
+ * the bytes its items carry (`weight`, `maxBytes`): a volunteer's results of 4 MB each made a
+ * batch of a few hundred too big to send to the writer thread (V8's longest string), and the
+ * commit failed and was retried forever. A failed commit is retried with backoff; items are
+ * never dropped and keep their order.
  */
 /** Up to maxBatch items that will commit together, sharing one promise (no allocation per item). */
 interface Segment<T> {
   items: T[];
+  /** The items' weights summed. */
+  bytes: number;
   done: Promise<void>;
   resolve: () => void;
 }
@@ -32,6 +37,9 @@ export class GroupCommitter<T> {
     private readonly opts: {
       intervalMs: number;
       maxBatch: number;
+      /** Most bytes (by `weight`) a batch carries; an item heavier than that alone makes a batch. */
+      maxBytes?: number;
+      weight?: (item: T) => number;
       onError?: (e: unknown) => void;
       /**
        * Called as the last batch queued is sealed (nothing queued after it yet): an item to
@@ -45,15 +53,18 @@ export class GroupCommitter<T> {
 
   enqueue(item: T): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the commit queue is closed"));
+    const bytes = this.opts.weight?.(item) ?? 0;
+    const maxBytes = this.opts.maxBytes ?? Infinity;
     let seg = this.segments.at(-1);
-    if (!seg || seg.items.length >= this.opts.maxBatch || seg === this.writing) {
+    if (!seg || seg.items.length >= this.opts.maxBatch || seg === this.writing || (seg.items.length && seg.bytes + bytes > maxBytes)) {
       seg = fresh<T>();
       this.segments.push(seg);
     }
     seg.items.push(item);
+    seg.bytes += bytes;
     this.count++;
     this.last = seg.done;
-    if (seg.items.length >= this.opts.maxBatch) this.kick(0);
+    if (seg.items.length >= this.opts.maxBatch || seg.bytes >= maxBytes) this.kick(0);
     else this.kick(this.opts.intervalMs);
     return seg.done;
   }
@@ -139,5 +150,5 @@ export class GroupCommitter<T> {
 function fresh<T>(): Segment<T> {
   let resolve!: () => void;
   const done = new Promise<void>((r) => (resolve = r));
-  return { items: [], done, resolve };
+  return { items: [], bytes: 0, done, resolve };
 }

@@ -27,6 +27,15 @@ describe("GroupCommitter", () => {
     expect(batches).toEqual([[1, 2, 3], [4, 5]]);
   });
 
+  it("bounds a batch by the bytes its items carry; an item heavier than the bound goes alone", async () => {
+    const batches: string[][] = [];
+    const gc = new GroupCommitter<string>(async (items) => void batches.push(items), {
+      intervalMs: 0, maxBatch: 100, maxBytes: 10, weight: (s) => s.length,
+    });
+    await Promise.all(["aaaa", "bbbb", "cccc", "dddddddddddddddd", "e", "ffffffffff", "g"].map((s) => gc.enqueue(s)));
+    expect(batches).toEqual([["aaaa", "bbbb"], ["cccc"], ["dddddddddddddddd"], ["e"], ["ffffffffff"], ["g"]]);
+  });
+
   it("retries a failed commit with the same items and never resolves them before success", async () => {
     let attempts = 0;
     const committed: number[][] = [];

@@ -5,6 +5,12 @@ import type { Db } from "../../store/prisma";
 import { hotStore } from "../../store/hotStore";
 import { aggregate, DEFAULT_TRIM, isNumericMerge } from "../programs/aggregate";
 
+/**
+ * Characters of unit outputs one merged result is made from at most: the merge holds them
+ * all, parsed, and its result as one string (V8's longest is ~512 MB).
+ */
+const MAX_MERGE_BYTES = 256 * 2 ** 20;
+
 /** Results above this size go to the blob store instead of the job row. */
 const INLINE_RESULT_BYTES = 64 * 1024;
 
@@ -44,9 +50,14 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
   // Raw: a 10,000-unit job's outputs in ~10 ms rather than a Prisma findMany's ~200.
   const units = await oneAtATime(() => hotStore(deps.db).unitOutputs(jobId));
   if (units.some((u) => !u.done)) return { error: "the job ended before every unit had a validated result" };
+  const bytes = units.reduce((n, u) => n + u.output!.length, 0);
+  if (bytes > MAX_MERGE_BYTES) {
+    return { error: `Could not merge the results: the units' outputs hold ${Math.round(bytes / 2 ** 20)} MB, more than the ${MAX_MERGE_BYTES / 2 ** 20} MB a merged result may; read them per unit (units.json)` };
+  }
   const outputs = units.map((u) => JSON.parse(u.output!) as unknown);
   const params = JSON.parse(job.params) as Record<string, unknown>;
   let value: unknown;
+  let json: string;
   try {
     if (!job.program) {
       value = getKernel(job.kernel)!.reduce(params, outputs);
@@ -71,8 +82,9 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
     } else {
       value = outputs;
     }
+    json = JSON.stringify(value ?? null);
   } catch (e) {
     return { error: `Could not merge the results: ${(e as Error).message}` };
   }
-  return storedResult(deps.blobs, JSON.stringify(value ?? null));
+  return storedResult(deps.blobs, json);
 }
