@@ -19,6 +19,8 @@ import type { Live } from "./live";
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_BAD_MESSAGES = 20;
+/** The largest frame read before a hello. */
+const MAX_HELLO_BYTES = 64 * 1024;
 /** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
 const STRANGER_RESULTS_ALLOWED = 512;
 
@@ -90,6 +92,12 @@ export class VolunteerEdge implements Notices {
         if (++bad >= MAX_BAD_MESSAGES) ws.close(1008, "too many invalid messages");
       };
       if (isBinary) return reject("bad-message", "frames must be JSON text");
+      // Nothing but a hello (a few hundred bytes) is read before the hello: a stranger's first
+      // frames cannot be the 4 MiB a volunteer's results may take.
+      if (!conn && data.length > MAX_HELLO_BYTES) {
+        observer.messageRejected();
+        return ws.close(1009, "a hello is at most 64 KiB");
+      }
       const parsed = parseClientMessage(data.toString());
       if (!parsed.ok) return reject("bad-message", parsed.error);
       const msg = parsed.msg;

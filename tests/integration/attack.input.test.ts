@@ -97,18 +97,24 @@ describe("a volunteer's results frame", () => {
     await waitFor(() => mine(attacker).length >= 7, 5000, "the attacker to hold all 7 units");
     const tasks = mine(attacker).slice(0, 7);
     const attacks: Array<[output: string, reason: RegExp]> = [
-      [deep(20_000), /^output is nested more than 64 levels deep$/],
       [wide(1_000_001), /^output has more than 1,000,000 values$/],
       [`"${"x".repeat(3 * 1024 * 1024)}"`, /^invalid output: /],
       ['{"inside":1e308,"samples":1e308}', /^invalid output: /],
       ['{"inside":1e999,"samples":1000}', /^output has a number out of range \(Infinity\)$/],
       ['{"__proto__":{"inside":0},"inside":500,"samples":1000}', /^output has a key named "__proto__"$/],
-      [`{"inside":500,"samples":1000,"z":${deepObject(20_000)}}`, /^output is nested more than 64 levels deep$/],
+      // Nested within the frame's bound (64 levels and the frame's own) but past an output's.
+      [`{"inside":500,"samples":1000,"z":${deep(64)}}`, /^output is nested more than 64 levels deep$/],
     ];
     for (const [i, [output, reason]] of attacks.entries()) {
       const ack = await answer(attacker, [`{"taskId":${JSON.stringify(tasks[i].taskId)},"output":${output}}`]);
       expect(ack.accepted).toEqual([]);
       expect(ack.rejected).toEqual([{ taskId: tasks[i].taskId, reason: expect.stringMatching(reason) }]);
+    }
+    // A frame nested deeper than that is refused whole, from its text, before it is parsed
+    // (V8 takes a second to parse 4 MB of brackets): its results are not read at all.
+    for (const output of [deep(20_000), `{"inside":500,"samples":1000,"z":${deepObject(20_000)}}`]) {
+      const refused = await attacker.request(`{"type":"results","results":[{"taskId":${JSON.stringify(tasks[6].taskId)},"output":${output}}]}`, "error");
+      expect(refused).toMatchObject({ code: "bad-message", message: "message nests deeper than 68 levels" });
     }
     // Still connected and heard: nothing above closed its socket.
     expect(attacker.closed).toBeUndefined();
@@ -117,6 +123,7 @@ describe("a volunteer's results frame", () => {
       const row = await resultRow(tasks[i].taskId);
       expect(row, tasks[i].taskId).toMatchObject({ state: "error", output: null, error: expect.stringMatching(reason) });
     }
+    expect(await resultRow(tasks[6].taskId)).toBeNull();
     const record = await srv.deps.db.reliability.findUnique({ where: { id: `host:${attacker.identity.volunteerId}` } });
     expect(record).toMatchObject({ errors: attacks.length, valid: 0 });
     expect(await jobState(id)).toBe("running");
@@ -143,22 +150,27 @@ describe("a volunteer's results frame", () => {
     const item = (t: WireTask) => (t.input as { value: number }).value;
     const result = (t: WireTask, output: string) => `{"taskId":${JSON.stringify(t.taskId)},"output":${output}}`;
 
+    // The issue's frame (about 40 KB, nested 20,000 levels), alone or beside an honest
+    // result: refused whole before it is parsed; the honest result sent again stands.
+    for (const results of [[result(tasks[0], deep(20_000))], [result(tasks[4], deepObject(100_000)), result(tasks[5], String(item(tasks[5])))]]) {
+      const refused = await attacker.request(`{"type":"results","results":[${results.join(",")}]}`, "error");
+      expect(refused).toMatchObject({ code: "bad-message", message: "message nests deeper than 68 levels" });
+    }
     const frames: Array<[string[], accepted: string[], rejected: Array<[WireTask, RegExp]>]> = [
-      // The issue's frame: about 40 KB, nested 20,000 levels.
-      [[result(tasks[0], deep(20_000))], [], [[tasks[0], /^output is nested more than 64 levels deep$/]]],
+      [[result(tasks[0], deep(65))], [], [[tasks[0], /^output is nested more than 64 levels deep$/]]],
       [[result(tasks[1], wide(1_200_000))], [], [[tasks[1], /^output has more than 1,000,000 values$/]]],
       [[result(tasks[2], "-1e999")], [], [[tasks[2], /^output has a number out of range \(-Infinity\)$/]]],
       [[result(tasks[3], '[{"ok":1},{"__proto__":{"polluted":true}}]')], [], [[tasks[3], /^output has a key named "__proto__"$/]]],
       // One hostile result and one honest one in the same frame.
-      [[result(tasks[4], deepObject(100_000)), result(tasks[5], String(item(tasks[5])))], [tasks[5].taskId], [[tasks[4], /^output is nested more than 64 levels deep$/]]],
+      [[result(tasks[4], deepObject(65)), result(tasks[5], String(item(tasks[5])))], [tasks[5].taskId], [[tasks[4], /^output is nested more than 64 levels deep$/]]],
     ];
     for (const [results, accepted, rejected] of frames) {
       const ack = await answer(attacker, results);
       expect(ack.accepted).toEqual(accepted);
       expect(ack.rejected).toEqual(rejected.map(([t, reason]) => ({ taskId: t.taskId, reason: expect.stringMatching(reason) })));
     }
-    // An unsolicited interactive answer nested 20,000 levels: ignored, the socket stays.
-    attacker.send(`{"type":"interactive-result","id":"nobody-asked","value":${deep(20_000)}}`);
+    // An unsolicited interactive answer nested 20,000 levels: refused, the socket stays.
+    expect(await attacker.request(`{"type":"interactive-result","id":"nobody-asked","value":${deep(20_000)}}`, "error")).toMatchObject({ code: "bad-message" });
     expect(await answer(attacker, [result(tasks[0], "0")])).toMatchObject({ accepted: [], rejected: [{ taskId: tasks[0].taskId }] });
     expect(attacker.closed).toBeUndefined();
     expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
@@ -343,5 +355,19 @@ describe("the server", () => {
     expect(res.status).toBe(200);
     expect(health.length).toBeGreaterThan(20);
     expect(health.filter((s) => s !== 200)).toEqual([]);
+  });
+});
+
+describe("a socket before its hello", () => {
+  it("is closed by a frame larger than a hello could be, before anything parses it", async () => {
+    const stranger = await RawVolunteer.connect(srv.url);
+    sockets.push(stranger);
+    stranger.send(`{"type":"hello","pad":"${"x".repeat(100 * 1024)}"}`);
+    expect(await stranger.waitClosed()).toEqual({ code: 1009, reason: "a hello is at most 64 KiB" });
+    // A hello of ordinary size is still heard.
+    const volunteer = await RawVolunteer.connect(srv.url);
+    sockets.push(volunteer);
+    volunteer.hello(1);
+    expect(await volunteer.next("welcome")).toMatchObject({ volunteerId: volunteer.identity.volunteerId });
   });
 });

@@ -11,7 +11,7 @@ describe("results frames with outputs over the bounds", () => {
   it("turn each such output into its task's error and keep the rest of the frame", () => {
     const text = results(
       '{"taskId":"ok#1","output":{"inside":785,"samples":1000},"ms":3}',
-      `{"taskId":"deep#1","output":${deep(20_000)},"ms":3}`,
+      `{"taskId":"deep#1","output":${deep(65)},"ms":3}`,
       '{"taskId":"ok#2","output":1e308}',
       '{"taskId":"inf#1","output":1e999}',
       '{"taskId":"proto#1","output":{"__proto__":{"inside":1}}}',
@@ -36,6 +36,16 @@ describe("results frames with outputs over the bounds", () => {
     });
   });
 
+  it("refuse a frame nested past any output's bound plus its own levels, from its text, before parsing it", () => {
+    // V8 parses 4 MB of brackets in about a second; the scan refuses it in microseconds.
+    for (const text of [results(`{"taskId":"deep#1","output":${deep(2_000_000)}}`), `{"type":"interactive-result","id":"c1","value":${deep(20_000)}}`]) {
+      expect(parseClientMessage(text)).toEqual({ ok: false, error: "message nests deeper than 68 levels" });
+    }
+    // Brackets inside strings are not levels.
+    const inString = results(`{"taskId":"s#1","output":"${"[".repeat(5000)}\\\"${"{".repeat(5000)}"}`);
+    expect(parseClientMessage(inString).ok).toBe(true);
+  });
+
   it("let a 3 MB string through (a large image is one), bounded by the frame size instead", () => {
     const big = "A".repeat(3 * 1024 * 1024);
     const parsed = parseClientMessage(results(`{"taskId":"s#1","output":{"data":"${big}"}}`));
@@ -43,7 +53,7 @@ describe("results frames with outputs over the bounds", () => {
   });
 
   it("drop an interactive answer's value over the bounds, so it is asked of someone else", () => {
-    const parsed = parseClientMessage(`{"type":"interactive-result","id":"c1","value":${deep(20_000)}}`);
+    const parsed = parseClientMessage(`{"type":"interactive-result","id":"c1","value":${deep(66)}}`);
     expect(parsed).toEqual({ ok: true, msg: { type: "interactive-result", id: "c1", value: undefined } });
     expect(parseClientMessage('{"type":"interactive-result","id":"c1","value":42,"ops":["6*7"]}')).toEqual({
       ok: true, msg: { type: "interactive-result", id: "c1", value: 42, ops: ["6*7"] },

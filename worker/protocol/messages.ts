@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkJsonBounds, VOLUNTEER_OUTPUT_LIMITS } from "./jsonBounds";
+import { checkJsonBounds, JSON_MAX_DEPTH, jsonTextTooDeep, VOLUNTEER_OUTPUT_LIMITS } from "./jsonBounds";
 
 // The volunteer wire protocol: JSON text frames over a raw WebSocket at VOLUNTEER_WS_PATH.
 // Both ends import these schemas; the server validates every frame it receives.
@@ -105,6 +105,9 @@ export type ServerMessage =
 
 /** Parses one frame, returning a readable reason instead of throwing. */
 export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage } | { ok: false; error: string } {
+  // The frame's own levels (a results message, a result) around the deepest output allowed.
+  // A frame of a kilobyte or less parses in well under a millisecond however it nests.
+  if (raw.length > 1024 && jsonTextTooDeep(raw, JSON_MAX_DEPTH + 4)) return { ok: false, error: `message nests deeper than ${JSON_MAX_DEPTH + 4} levels` };
   let json: unknown;
   try {
     json = JSON.parse(raw);
