@@ -103,7 +103,11 @@ export interface LoadGate {
  */
 function caller(req: http.IncomingMessage): string {
   const auth = req.headers.authorization;
-  if (auth) return `auth ${auth}`;
+  // The key as identify() reads it: spelt `bearer`, `BEARER` or with a tab, it is one caller.
+  // A header that names no key is refused there; here it counts as its address.
+  const key = auth ? /^Bearer\s+(\S+)$/i.exec(auth)?.[1] : undefined;
+  if (key) return `key ${key}`;
+  if (auth) return `address ${req.socket.remoteAddress ?? "?"}`;
   const session = /(?:^|;\s*)(?:__Secure-)?next-auth\.session-token=([^;]+)/.exec(req.headers.cookie ?? "");
   return session ? `session ${session[1]}` : `address ${req.socket.remoteAddress ?? "?"}`;
 }
