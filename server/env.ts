@@ -53,6 +53,8 @@ const schema = z.object({
   MAX_CHUNKS: z.coerce.number().int().positive().default(10000),
   MAX_PROGRAM_BYTES: z.coerce.number().int().positive().default(5 * 1024 * 1024),
   MAX_DATA_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  /** Bytes of uploads received into memory at once, server-wide; more wait (503, Retry-After). */
+  UPLOAD_MEMORY_BYTES: z.coerce.number().int().positive().default(160 * 1024 * 1024),
   TASK_TIME_LIMIT_SECONDS: z.coerce.number().positive().max(3600).default(30),
   WASM_MEMORY_LIMIT_MB: z.coerce.number().int().min(1).max(4096).default(256),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),

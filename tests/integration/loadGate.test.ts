@@ -169,6 +169,11 @@ describe("LOAD_SHED_MAX_PER_CALLER", () => {
     expect(raw.status).toBe(429);
     expect(raw.headers.get("retry-after")).toBe("1");
     expect(await raw.json()).toMatchObject({ error: { message: "Too many of your calls are in progress at once. Wait for them, then try again.", data: { code: "TOO_MANY_REQUESTS" } } });
+    // However the header spells the scheme, one key is one caller (each spelling was a caller of its own).
+    for (const authorization of [`bearer ${flooder.apiKey}`, `BEARER\t${flooder.apiKey}`, `Bearer   ${flooder.apiKey}`]) {
+      const again = await fetch(`${srv.url}/api/trpc/jobs.submit`, { method: "POST", headers: { "content-type": "application/json", authorization }, body: JSON.stringify(job) });
+      expect(again.status, authorization).toBe(429);
+    }
     await expect(other.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
     expect(await srv.deps.db.job.count()).toBe(1);
 
@@ -205,5 +210,45 @@ describe("tRPC batches", () => {
     for (let i = 0; i < 3; i++) statuses.push((await fetch(batchUrl(srv.url, 5, 1))).status);
     // Two batches of 5 take the burst of 10; the third would need a second's refill.
     expect(statuses).toEqual([200, 200, 429]);
+  });
+});
+
+describe("uploads received at once", () => {
+  // Uploads are read whole into memory: 48 of 64 MiB at once took a server to 5.9 GB.
+  const stall = (url: string, apiKey: string, length: number) => {
+    const req = http.request(`${url}/api/data?name=slow.csv`, { method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-length": String(length) } });
+    req.on("error", () => undefined);
+    req.write("x,y\n");
+    return () => req.destroy();
+  };
+  const post = (url: string, apiKey: string, body: string) =>
+    fetch(`${url}/api/data?name=up.csv`, { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, body });
+
+  it("are bounded in bytes server-wide and two per account; the refused are told to come back", async () => {
+    const srv = await startTestServer({ UPLOAD_MEMORY_BYTES: "150000" });
+    cleanups.push(() => srv.close());
+    const a = await createUserWithKey(srv.deps, "uploader-a@example.com");
+    const b = await createUserWithKey(srv.deps, "uploader-b@example.com");
+    const stalls = [stall(srv.url, a.apiKey, 100_000), stall(srv.url, a.apiKey, 1000)];
+    cleanups.push(() => stalls.forEach((s) => s()));
+    await sleep(200);
+
+    // Another account's 100,000 bytes would pass the 150,000 being received: 503, come back.
+    const busy = await post(srv.url, b.apiKey, "x".repeat(100_000));
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get("retry-after")).toBe("2");
+    expect(await busy.json()).toEqual({ error: "The server is receiving other uploads; try again in a few seconds." });
+    // A small one fits meanwhile.
+    expect((await post(srv.url, b.apiKey, "1,2\n")).status).toBe(201);
+    // The account with two uploads under way waits for one of them.
+    const mine = await post(srv.url, a.apiKey, "3,4\n");
+    expect(mine.status).toBe(429);
+    expect(await mine.json()).toEqual({ error: "At most 2 of your uploads are received at once; wait for one to finish." });
+    expect(await srv.deps.db.dataFile.count({ where: { ownerId: a.user.id } })).toBe(0);
+
+    stalls.forEach((s) => s());
+    await sleep(200);
+    expect((await post(srv.url, a.apiKey, "3,4\n")).status).toBe(201);
+    expect((await post(srv.url, b.apiKey, "x".repeat(100_000))).status).toBe(201);
   });
 });
