@@ -10,6 +10,7 @@ import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { userAccount } from "../services/credits/accounts";
 import { outputSchemaFor } from "../services/programs/outputs";
 import { Verifier } from "./verifier";
+import { volunteerParams } from "./ringers";
 import { PROGRAM_KERNEL } from "../../worker/sandbox/abi";
 import { Throughput } from "./progress";
 import { toRecord, type ReliabilityBook } from "./reliabilityBook";
@@ -152,7 +153,7 @@ export class JobLifecycle {
     const jobId = spec.id;
     // Built-in kernels are deterministic and the server runs them too: their units can be spot-checked.
     // An iterative program's units are audited after the fact instead (programAudits.ts): its rounds cannot wait for a check.
-    spec = { ...spec, verifiable: Verifier.canCheck(spec.kernel), auditable: round > 0 && spec.kernel === PROGRAM_KERNEL, owner: userAccount(ownerId) };
+    spec = { ...spec, params: volunteerParams(spec.kernel, spec.params), verifiable: Verifier.canCheck(spec.kernel), auditable: round > 0 && spec.kernel === PROGRAM_KERNEL, owner: userAccount(ownerId) };
     if (spec.verifiable) void this.deps.verifier.warmUp();
     // A program whose outputs merge by outvoting outliers: no host gets more units than the merge drops.
     const perHost = (spec.params as { maxUnitsPerHost?: unknown } | null)?.maxUnitsPerHost;

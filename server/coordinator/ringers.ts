@@ -30,6 +30,19 @@ export function ringerInput(kernel: string, sample: unknown, random: () => numbe
   return sample;
 }
 
+/**
+ * The job's params as its tasks carry them. A pi unit's input holds its own seed, derived
+ * from the job's: sent the job's seed too, a host could derive every real unit's seed and
+ * tell the ringer (a fresh seed) from them, answer it right and fake the rest.
+ */
+export function volunteerParams(kernel: string, params: unknown): unknown {
+  if (kernel === "pi" && params && typeof params === "object" && "seed" in params) {
+    const { seed: _seed, ...rest } = params as Record<string, unknown>;
+    return rest;
+  }
+  return params;
+}
+
 /** Puts the ringer at a random place in the frame, so its position tells nothing. */
 export function insertAtRandom(tasks: WireTask[], ringer: WireTask, random: () => number) {
   tasks.splice(Math.floor(random() * (tasks.length + 1)), 0, ringer);
