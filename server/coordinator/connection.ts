@@ -20,6 +20,8 @@ export interface VolunteerConn {
   ws: WebSocket;
   /** The ringer (known-answer task) this socket holds, if any. */
   ringer?: string;
+  /** Results acknowledged on this socket since it connected or last let a lease lapse: its window grows with them (windowOf). */
+  proven: number;
   /** What it was last told of its results that wait for a copy nobody online may compute. */
   toldWaiting?: number;
 }
@@ -45,7 +47,16 @@ export function send(ws: WebSocket, msg: ServerMessage) {
 /** Prefetch window: two tasks per thread keeps every worker busy across a round trip. */
 export const windowFor = (threads: number) => threads * 2;
 
+/**
+ * A socket's first window, whatever threads it claims: 32 tasks (16 threads' worth), one more
+ * for each result it returns (it doubles every round trip, as TCP's slow start does), up to
+ * two a thread. Two sockets that said 256 threads and never answered held 166 of a job's 200
+ * copies, leased again to them as their leases lapsed; a lapse takes a socket back to this
+ * window.
+ */
+export const FIRST_WINDOW = 32;
+
 /** The volunteer's window, less the place its ringer holds. */
 export function windowOf(conn: VolunteerConn): number {
-  return Math.max(0, windowFor(conn.threads) - (conn.ringer ? 1 : 0));
+  return Math.max(0, Math.min(windowFor(conn.threads), FIRST_WINDOW + conn.proven) - (conn.ringer ? 1 : 0));
 }

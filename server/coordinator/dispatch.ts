@@ -155,6 +155,13 @@ export class Dispatcher {
       const expired = scheduler.expireLeases(this.live.now());
       if (expired.length) {
         this.live.log(`${expired.length} lease(s) expired`);
+        // A socket that let a lease lapse goes back to its first window (connection.ts).
+        for (const key of new Set(expired.map((e) => e.volunteerId))) {
+          const conn = this.live.conns.get(key);
+          if (!conn || conn.proven === 0) continue;
+          conn.proven = 0;
+          scheduler.setWindow(key, windowOf(conn));
+        }
         this.revoke(expired, "lease deadline passed");
         this.dispatchAll();
       }

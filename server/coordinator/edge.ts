@@ -186,12 +186,12 @@ export class VolunteerEdge implements Notices {
     const conn: VolunteerConn = {
       key: `${msg.volunteerId}~${++this.connSeq}`,
       volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
-      connectedAt: this.live.now(), earned: 0, tasksDone: 0, benchmark, ws,
+      connectedAt: this.live.now(), earned: 0, tasksDone: 0, proven: 0, benchmark, ws,
     };
     if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
     this.live.conns.set(conn.key, conn);
     this.live.scheduler.addVolunteer(conn.key, {
-      window: windowFor(msg.threads), host: msg.volunteerId, account: accountId,
+      window: windowOf(conn), host: msg.volunteerId, account: accountId,
       hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
       speed: benchmark, network: networkOf(address),
     });

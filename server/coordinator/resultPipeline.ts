@@ -123,11 +123,18 @@ export class ResultPipeline {
     // results to be durable and leaves with the acknowledgement (one write instead of two):
     // the tasks still queued on the volunteer cover the commit, and dispatch does not outrun
     // the database.
-    const window = windowFor(conn.threads);
+    const window = windowOf(conn);
     if (window - scheduler.freeSlots(conn.key) <= conn.threads) dispatch.dispatch(conn);
     (lastCommit ?? Promise.resolve()).then(() => {
       conn.tasksDone += recorded.length;
-      if (this.live.conns.has(conn.key)) dispatch.dispatch(conn);
+      if (this.live.conns.has(conn.key)) {
+        // A socket still in its first window earns a larger one with each result.
+        if (recorded.length && windowOf(conn) < windowFor(conn.threads)) {
+          conn.proven += recorded.length;
+          scheduler.setWindow(conn.key, windowOf(conn));
+        }
+        dispatch.dispatch(conn);
+      }
       if (recorded.length || rejected.length) send(conn.ws, { type: "ack", accepted: recorded, rejected });
       if (recorded.length) observer.resultsAcked(performance.now() - handled);
       for (const id of waiting) this.live.emit("job", id);

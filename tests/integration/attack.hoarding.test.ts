@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getKernel } from "../../worker/kernels";
+import type { WireTask } from "../../worker/protocol/messages";
+import { RawVolunteer, trpc } from "../helpers/clients";
+import { createUserWithKey, sleep, startTestServer, waitFor, type TestServer } from "../helpers/server";
+
+// Two sockets that said 256 threads and never answered held 166 of a job's 200 copies (a
+// window is two tasks a thread, taken on trust), and took them again as their leases lapsed:
+// the job made no progress. A socket's window now starts at 32 tasks and grows only with the
+// results it returns.
+describe("a volunteer that takes tasks and never answers", () => {
+  let srv: TestServer;
+  const sockets: RawVolunteer[] = [];
+
+  beforeAll(async () => {
+    srv = await startTestServer({ SPOT_CHECKS: "off" });
+  });
+  afterAll(async () => {
+    for (const s of sockets) await s.close().catch(() => undefined);
+    await srv?.close();
+  });
+
+  const connect = async (threads: number) => {
+    const v = await RawVolunteer.connect(srv.url);
+    sockets.push(v);
+    v.hello(threads);
+    await v.next("welcome");
+    return v;
+  };
+  const answer = (t: WireTask) => {
+    const kernel = getKernel(t.kernel)!;
+    return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
+  };
+
+  it("holds its first window at most, while one that answers is given more as it does, and the job completes", async () => {
+    const consumer = await createUserWithKey(srv.deps, "consumer@example.com");
+    const hoarders = [await connect(256), await connect(256)];
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 400, params: { samples: 400 * 1000 }, replication: { replicas: 1, adaptive: false },
+    });
+    await waitFor(() => hoarders.every((h) => h.tasks().length === 32), 10_000, "each hoarder's first window");
+
+    const worker = await connect(256);
+    const answered = new Set<string>();
+    let mostHeld = 0;
+    await waitFor(async () => {
+      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
+      mostHeld = Math.max(mostHeld, fresh.length);
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).progress.done === 400 - 64;
+    }, 30_000, "every unit the hoarders do not hold", 10);
+    // Its window grew past the first one as its results came back.
+    expect(mostHeld).toBeGreaterThan(32);
+    await sleep(200);
+    // The hoarders were given nothing more.
+    for (const h of hoarders) expect(h.tasks()).toHaveLength(32);
+  }, 60_000);
+});
