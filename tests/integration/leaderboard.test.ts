@@ -117,4 +117,20 @@ describe("leaderboards", () => {
     expect(summary(all.teams)).toEqual([["Blue", 20, 4], ["Red", 15, 3]]);
     expect(all.volunteers.find((v) => v.name === "bob-desktop")?.team).toBeNull();
   });
+
+  it("teams: one left empty is deleted, so one account cannot fill the list; names that read as another are refused", async () => {
+    const asBob = trpc(srv.url, bob.apiKey);
+    const before = (await trpc(srv.url).teams.list.query()).map((t) => t.name);
+    // Each new team moved bob out of the last, which nobody else was in.
+    for (let i = 0; i < 5; i++) await asBob.teams.create.mutate({ name: `!!${i}` });
+    expect(await srv.deps.db.team.count({ where: { name: { startsWith: "!!" } } })).toBe(1);
+    expect((await trpc(srv.url).teams.list.query()).map((t) => t.name)).toEqual(["!!4", ...before].sort());
+    await asBob.teams.leave.mutate();
+    expect((await trpc(srv.url).teams.list.query()).map((t) => t.name)).toEqual(before);
+    // Red keeps alice after bob left it earlier; the teams on the board stay.
+    expect(before).toEqual(expect.arrayContaining(["Blue", "Red"]));
+    for (const name of ["Real\u200bTeam", "Re\u202eal", "a\nb", "x\u0000y"]) {
+      expect((await trpcError(asBob.teams.create.mutate({ name }))).message, JSON.stringify(name)).toMatch(/cannot contain control, zero-width or direction-changing characters/);
+    }
+  });
 });

@@ -7,8 +7,10 @@ import { z } from "zod";
 
 export const HOST_NAME_MAX = 60;
 
-// Control characters and the bidirectional overrides (which can make a name read backwards).
-const FORBIDDEN = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/u;
+// Control characters, the bidirectional overrides (which can make a name read backwards) and
+// zero-width characters (which make two names that read the same differ). Team names too.
+export const FORBIDDEN_IN_NAMES = /[\p{Cc}\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/u;
+const FORBIDDEN = FORBIDDEN_IN_NAMES;
 
 /** A name a person chose: trimmed, 1 to 60 characters, no control characters. */
 export const hostNameSchema = z
