@@ -3,7 +3,7 @@
 // receives it in a message). Started from its TypeScript sources through tsx instead, each
 // thread would register a loader and compile our sources again: a kernel thread then cost
 // ~45 MB of memory and ~0.8 s to its first task, bundled ~28 MB and ~0.5 s
-// (docs/performance.md, "Thread code bundled").
+// (docs/performance.md, "Threads run bundled code").
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
