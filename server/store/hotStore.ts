@@ -20,6 +20,8 @@ export interface HotStore {
   write(ops: PersistOp[]): Promise<void>;
   /** A job's units' outputs in unit order, and whether each is done. */
   unitOutputs(jobId: string): Promise<Array<{ output: string | null; done: boolean }>>;
+  /** Bytes of a job's stored outputs, summed by the database without reading them. */
+  outputBytes(jobId: string): Promise<number>;
   /** The hash of a volunteer's secret, if the volunteer is known. */
   volunteerTokenHash(volunteerId: string): Promise<string | undefined>;
   /** Reliability rows that exist among these ids. */

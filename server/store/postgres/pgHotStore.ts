@@ -57,6 +57,11 @@ export class PgHotStore implements HotStore {
     }
   }
 
+  async outputBytes(jobId: string) {
+    const { rows } = await pgPool(this.db).query<{ n: string }>(`SELECT coalesce(sum(octet_length("output")), 0) AS "n" FROM "WorkUnit" WHERE "jobId" = $1`, [jobId]);
+    return Number(rows[0].n);
+  }
+
   async volunteerTokenHash(volunteerId: string) {
     const { rows } = await pgPool(this.db).query<{ tokenHash: string }>(`SELECT "tokenHash" FROM "Volunteer" WHERE "id" = $1`, [volunteerId]);
     return rows[0]?.tokenHash;
