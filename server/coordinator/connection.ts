@@ -22,6 +22,8 @@ export interface VolunteerConn {
   ringer?: string;
   /** Results acknowledged on this socket since it connected or last let a lease lapse: its window grows with them (windowOf). */
   proven: number;
+  /** It let a lease lapse: its window starts again from LAPSED_WINDOW rather than FIRST_WINDOW. */
+  lapsed?: boolean;
   /** What it was last told of its results that wait for a copy nobody online may compute. */
   toldWaiting?: number;
 }
@@ -51,12 +53,14 @@ export const windowFor = (threads: number) => threads * 2;
  * A socket's first window, whatever threads it claims: 32 tasks (16 threads' worth), one more
  * for each result it returns (it doubles every round trip, as TCP's slow start does), up to
  * two a thread. Two sockets that said 256 threads and never answered held 166 of a job's 200
- * copies, leased again to them as their leases lapsed; a lapse takes a socket back to this
- * window.
+ * copies, leased again to them as their leases lapsed.
  */
 export const FIRST_WINDOW = 32;
+/** The window of a socket that let a lease lapse (as TCP's after a timeout), growing the same way. */
+export const LAPSED_WINDOW = 2;
 
 /** The volunteer's window, less the place its ringer holds. */
 export function windowOf(conn: VolunteerConn): number {
-  return Math.max(0, Math.min(windowFor(conn.threads), FIRST_WINDOW + conn.proven) - (conn.ringer ? 1 : 0));
+  const start = conn.lapsed ? LAPSED_WINDOW : FIRST_WINDOW;
+  return Math.max(0, Math.min(windowFor(conn.threads), start + conn.proven) - (conn.ringer ? 1 : 0));
 }

@@ -155,11 +155,12 @@ export class Dispatcher {
       const expired = scheduler.expireLeases(this.live.now());
       if (expired.length) {
         this.live.log(`${expired.length} lease(s) expired`);
-        // A socket that let a lease lapse goes back to its first window (connection.ts).
+        // A socket that let a lease lapse starts again from a window of two (connection.ts).
         for (const key of new Set(expired.map((e) => e.volunteerId))) {
           const conn = this.live.conns.get(key);
-          if (!conn || conn.proven === 0) continue;
+          if (!conn) continue;
           conn.proven = 0;
+          conn.lapsed = true;
           scheduler.setWindow(key, windowOf(conn));
         }
         this.revoke(expired, "lease deadline passed");

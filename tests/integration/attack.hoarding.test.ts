@@ -13,7 +13,7 @@ describe("a volunteer that takes tasks and never answers", () => {
   const sockets: RawVolunteer[] = [];
 
   beforeAll(async () => {
-    srv = await startTestServer({ SPOT_CHECKS: "off" });
+    srv = await startTestServer({ SPOT_CHECKS: "off", LEASE_SECONDS: "3" });
   });
   afterAll(async () => {
     for (const s of sockets) await s.close().catch(() => undefined);
@@ -53,7 +53,23 @@ describe("a volunteer that takes tasks and never answers", () => {
     // Its window grew past the first one as its results came back.
     expect(mostHeld).toBeGreaterThan(32);
     await sleep(200);
-    // The hoarders were given nothing more.
-    for (const h of hoarders) expect(h.tasks()).toHaveLength(32);
+    // The hoarders were given nothing more, until their leases lapsed (3 s): then two tasks
+    // each, not another 32, and the worker computes the rest.
+    const lapsed = Date.now();
+    await waitFor(async () => {
+      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
+    }, 30_000, "the job to complete", 10);
+    expect(Date.now() - lapsed).toBeGreaterThan(1000);
+    const { scheduler } = srv.deps.coordinator;
+    for (const h of hoarders) {
+      expect(h.messages.some((m) => m.type === "revoke")).toBe(true);
+      expect(h.tasks().length).toBeLessThanOrEqual(32 + 2 * 4);
+      // Its window is two now, whatever it holds.
+      const key = srv.deps.coordinator.volunteers().find((v) => v.volunteerId === h.identity.volunteerId)!.key;
+      expect(scheduler.freeSlots(key) + scheduler.heldBy(key).length).toBe(2);
+    }
   }, 60_000);
 });
