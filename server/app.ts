@@ -30,6 +30,7 @@ import { shareWithCluster } from "./cluster/share";
 import { redactUrl } from "./store/databaseUrl";
 import type { AppDeps } from "./services/deps";
 import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
+import { setServerProgramMaxMs } from "../worker/sandbox/reduceOnServer";
 
 export const TRPC_WS_PATH = "/api/trpc-ws";
 
@@ -53,6 +54,7 @@ export async function startServer(
   // A blob store that does not answer now (no such bucket, refused credentials, a wrong
   // endpoint) is a configuration to fix: refuse to start rather than fail the first upload.
   const blobs = await createBlobStore(env);
+  setServerProgramMaxMs(env.SERVER_PROGRAM_MAX_SECONDS * 1000);
   const blobsAnswer = await blobs.check();
   if (blobsAnswer !== "ok") {
     await blobs.close();

@@ -59,7 +59,7 @@ const jobColumns = {
  */
 export class JobLifecycle {
   /** Iterative jobs by database id: the scheduler job of their current round. */
-  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: boolean; stored?: Promise<unknown> }>();
+  private readonly rounds = new Map<string, { schedulerId: string; ending?: Promise<void>; cancel?: AbortController; stored?: Promise<unknown> }>();
   /** Jobs being rebuilt after a backtrack: a completion racing with it is not written. */
   private readonly reopening = new Set<string>();
 
@@ -212,7 +212,7 @@ export class JobLifecycle {
     if (current?.ending) {
       // Between two rounds: once the step is stored no next round starts (or, if one just
       // did, it is cancelled below).
-      current.cancel = true;
+      (current.cancel ??= new AbortController()).abort();
       await current.ending;
       await this.cancelJob(jobId);
       return true;
@@ -556,7 +556,7 @@ export class JobLifecycle {
    * from the outputs in memory at once, and its write joins the group commit (ordered before
    * the next round's results); otherwise the round's outputs are committed and read back.
    */
-  private async stepRound(meta: JobMeta): Promise<RoundOutcome> {
+  private async stepRound(meta: JobMeta, signal: AbortSignal): Promise<RoundOutcome> {
     const queue = this.deps.commit.queue;
     const outputs = meta.outputs;
     if (outputs) {
@@ -566,14 +566,14 @@ export class JobLifecycle {
       const current = this.rounds.get(meta.jobId);
       // The step reads the round's row, which the previous round's op wrote (committed long ago, unless rounds are very short).
       await current?.stored;
-      const { outcome, op } = await stepRoundInMemory(this.deps, meta.jobId, meta.round, units);
+      const { outcome, op } = await stepRoundInMemory(this.deps, meta.jobId, meta.round, units, signal);
       if (op && current) {
         current.stored = queue.enqueue(op).catch((e: Error) => this.live.log(`storing round ${meta.round} of job ${meta.jobId} failed: ${e.message}`));
       }
       return outcome;
     }
     await queue.committedSoFar();
-    return completeRound(this.deps, meta.jobId, meta.round);
+    return completeRound(this.deps, meta.jobId, meta.round, signal);
   }
 
   /**
@@ -581,19 +581,22 @@ export class JobLifecycle {
    * round starts, or the job ends with its result.
    * Otherwise (failed, cancelled) the whole job ends so.
    */
-  private async endRound(id: string, meta: JobMeta, current: { cancel?: boolean }, state: "completed" | "failed" | "cancelled", error?: string) {
+  private async endRound(id: string, meta: JobMeta, current: { cancel?: AbortController }, state: "completed" | "failed" | "cancelled", error?: string) {
     const { scheduler, jobs } = this.live;
     const queue = this.deps.commit.queue;
     let end: FinishOp = { type: "finish", jobId: meta.jobId, state, error };
     if (state === "completed") {
-      const outcome = await this.stepRound(meta).catch((e: Error) => {
+      // A cancel while the step runs stops it (current.cancel, aborted by cancelJob).
+      const cancel = (current.cancel ??= new AbortController());
+      const outcome = await this.stepRound(meta, cancel.signal).catch((e: Error) => {
         // The kernel's step is the server's own code: its failure is logged, not shown as is.
         this.live.log(`round ${meta.round} of job ${meta.jobId} could not be completed: ${e.stack ?? e.message}`);
         return { kind: "failed" as const, error: `round ${meta.round} could not be completed (internal error)` };
       });
       // Shutting down: the next start resumes from what the step stored.
       if (this.live.closed) return;
-      if (outcome.kind === "next" && !current.cancel) {
+      if (cancel.signal.aborted) end = { ...end, state: "cancelled" };
+      else if (outcome.kind === "next") {
         scheduler.removeJob(id);
         jobs.delete(id);
         const units = outcome.units;
@@ -602,8 +605,7 @@ export class JobLifecycle {
         if (meta.slice) await this.deps.slices?.done(meta.slice);
         this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round, undefined, slice);
         return;
-      }
-      if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
+      } else if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
       else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
     }
     await queue.enqueue(end);

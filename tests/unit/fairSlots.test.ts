@@ -49,4 +49,26 @@ describe("FairSlots", () => {
     await expect(slots.run("a", () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     await expect(slots.run("a", async () => 7)).resolves.toBe(7);
   });
+
+  it("drops a run aborted while it waits, and serves the next in line", async () => {
+    const slots = new FairSlots(1);
+    const gate = deferred();
+    const first = slots.run("a", () => gate.promise.then(() => "a1"));
+    const stop = new AbortController();
+    let ran = false;
+    const waiting = slots.run("a", async () => { ran = true; return "a2"; }, stop.signal);
+    const other = slots.run("b", async () => "b1");
+    await tick();
+    expect(slots.size).toBe(3);
+    stop.abort(new Error("cancelled"));
+    await expect(waiting).rejects.toThrow("cancelled");
+    expect(slots.size).toBe(2);
+    gate.resolve();
+    expect(await Promise.all([first, other])).toEqual(["a1", "b1"]);
+    expect(ran).toBe(false);
+    expect(slots.size).toBe(0);
+    // Already aborted: refused before it queues.
+    await expect(slots.run("c", async () => 1, stop.signal)).rejects.toThrow("cancelled");
+    expect(slots.size).toBe(0);
+  });
 });

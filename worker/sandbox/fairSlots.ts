@@ -11,14 +11,31 @@ export class FairSlots {
 
   constructor(private readonly slots: number) {}
 
-  /** Runs `fn` once a slot is free and `key` has nothing else running. */
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` once a slot is free and `key` has nothing else running. Aborted while it waits,
+   * the run leaves the line at once and rejects with the signal's reason (a cancelled job's
+   * reduce waited for its account's other run to end, up to the server's cap).
+   */
+  async run<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     if (this.running < this.slots && !this.busy.has(key)) this.take(key);
     else {
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
+        const turn = () => {
+          signal?.removeEventListener("abort", leave);
+          resolve();
+        };
+        const leave = () => {
+          const queue = this.waiting.get(key);
+          const at = queue?.indexOf(turn) ?? -1;
+          if (at >= 0) queue!.splice(at, 1);
+          if (queue && !queue.length) this.waiting.delete(key);
+          reject(signal!.reason);
+        };
+        signal?.addEventListener("abort", leave, { once: true });
         const queue = this.waiting.get(key);
-        if (queue) queue.push(resolve);
-        else this.waiting.set(key, [resolve]);
+        if (queue) queue.push(turn);
+        else this.waiting.set(key, [turn]);
       });
     }
     try {

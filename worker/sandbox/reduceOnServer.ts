@@ -78,7 +78,13 @@ export function sandboxThreadCode(entry: URL): Promise<string> {
  * limit (which bounds a unit on a volunteer, up to an hour): a reduce or a step that spun for
  * the job's limit held a sandbox slot that long, and a few cheap jobs held them all.
  */
-export const SERVER_PROGRAM_MAX_MS = 30_000;
+let maxMs = 30_000;
+export const serverProgramMaxMs = () => maxMs;
+/** Set from SERVER_PROGRAM_MAX_SECONDS when the server starts. */
+export function setServerProgramMaxMs(ms: number) {
+  if (!(ms > 0)) throw new RangeError("the server's program time cap must be positive");
+  maxMs = ms;
+}
 
 const cancelled = () => new Error("stopped: the job was cancelled");
 
@@ -88,6 +94,16 @@ export interface SandboxRun {
   owner?: string;
   /** Aborted, a run still waiting never starts and a running one's thread is terminated. */
   signal?: AbortSignal;
+  /** Longest the run may wait for a slot; past it, it rejects with SandboxBusyError. */
+  waitMs?: number;
+}
+
+/** A run that waited longer than its `waitMs` for one of the server's sandbox threads. */
+export class SandboxBusyError extends Error {
+  constructor(waitMs: number) {
+    super(`the server's program sandboxes stayed busy for ${waitMs / 1000} s`);
+    this.name = "SandboxBusyError";
+  }
 }
 
 /** Runs one request in a fresh thread. Exported for compileJs (comparator) and tests. */
@@ -109,9 +125,17 @@ const comparators = new FairSlots(1);
 
 function runInThread(req: ServerSandboxRequest, run: SandboxRun = {}): Promise<{ value: unknown; ms: number }> {
   if (!(req.timeMs > 0) || !(req.memoryMb > 0)) return Promise.reject(new RangeError("timeMs and memoryMb must be positive"));
-  const capped = { ...req, timeMs: Math.min(req.timeMs, SERVER_PROGRAM_MAX_MS) };
+  const capped = { ...req, timeMs: Math.min(req.timeMs, maxMs) };
   const slots = req.op === "comparator" ? comparators : oneShot;
-  return slots.run(run.owner ?? "", () => (run.signal?.aborted ? Promise.reject(cancelled()) : spawn(capped, run.signal)));
+  // Aborted (or out of time to wait) while waiting for a slot, the run gives up its place in line at once.
+  const gaveUp = run.waitMs !== undefined ? AbortSignal.timeout(run.waitMs) : undefined;
+  const wait = gaveUp && run.signal ? AbortSignal.any([run.signal, gaveUp]) : (gaveUp ?? run.signal);
+  return slots.run(run.owner ?? "", () => (run.signal?.aborted ? Promise.reject(cancelled()) : spawn(capped, run.signal)), wait)
+    .catch((e) => {
+      if (run.signal?.aborted && e === run.signal.reason) throw cancelled();
+      if (gaveUp?.aborted && e === gaveUp.reason) throw new SandboxBusyError(run.waitMs!);
+      throw e;
+    });
 }
 
 async function spawn(req: ServerSandboxRequest, signal?: AbortSignal): Promise<{ value: unknown; ms: number }> {

@@ -12,7 +12,7 @@
 
 import { Worker } from "node:worker_threads";
 import { timeLimitError } from "../runtime/pool";
-import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, sandboxThreadCode, SERVER_PROGRAM_MAX_MS, STARTUP_LIMIT_MS, type SandboxRun, type StepRequest } from "./reduceOnServer";
+import { HEAP_OVERHEAD_MB, QUICKJS_GRACE_MS, runServerSandbox, sandboxThreadCode, serverProgramMaxMs, STARTUP_LIMIT_MS, type SandboxRun, type StepRequest } from "./reduceOnServer";
 import type { ProgramKind } from "./abi";
 
 export type { StepRequest };
@@ -86,8 +86,15 @@ class KeptThread {
     return this.pending !== undefined;
   }
 
-  async run(req: KeptRequest): Promise<unknown> {
+  async run(req: KeptRequest, signal?: AbortSignal): Promise<unknown> {
     const result = new Promise<unknown>((resolve, reject) => (this.pending = { resolve, reject }));
+    // A cancelled job's step ends the thread: QuickJS cannot be interrupted from outside.
+    const stop = () => this.kill(new Error("stopped: the job was cancelled"));
+    if (signal) {
+      if (signal.aborted) stop();
+      signal.addEventListener("abort", stop, { once: true });
+      void result.catch(() => undefined).finally(() => signal.removeEventListener("abort", stop));
+    }
     try {
       await this.started;
     } catch {
@@ -123,12 +130,12 @@ class Slot {
 
   constructor(private readonly nice: number) {}
 
-  async run(req: KeptRequest): Promise<unknown> {
+  async run(req: KeptRequest, signal?: AbortSignal): Promise<unknown> {
     if (this.thread && this.thread.memoryMb !== req.memoryMb) this.thread.kill(new Error("another memory limit"));
     const t = this.thread ?? this.open(req.memoryMb);
     clearTimeout(this.idle);
     try {
-      return await t.run(req);
+      return await t.run(req, signal);
     } finally {
       this.idleLater(t);
     }
@@ -167,10 +174,10 @@ let auditQueue: Promise<unknown> = Promise.resolve();
 
 /** Runs one step of an iterative JS program, sandboxed; resolves to what step returned. */
 export async function runStep(req: StepRequest, run: SandboxRun = {}): Promise<unknown> {
-  req = { ...req, timeMs: Math.min(req.timeMs, SERVER_PROGRAM_MAX_MS) };
+  req = { ...req, timeMs: Math.min(req.timeMs, serverProgramMaxMs()) };
   const t = steps.thread;
   if (t && (t.busy || t.memoryMb !== req.memoryMb)) return runServerSandbox({ op: "step", ...req }, run);
-  return steps.run(req);
+  return steps.run(req, run.signal);
 }
 
 /**

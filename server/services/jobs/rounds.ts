@@ -64,10 +64,10 @@ function history(rows: Array<{ round: number; metric: number | null; latencyMs: 
  * computes the job's result. Safe to call again for a round already stepped (after a
  * restart): the stored step is reused.
  */
-export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number): Promise<RoundOutcome> {
+export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, signal?: AbortSignal): Promise<RoundOutcome> {
   const { db } = deps;
   const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, select: { kernel: true, ...programJobColumns } });
-  if (job.kernel === "program") return completeProgramRound(deps, jobId, round, job);
+  if (job.kernel === "program") return completeProgramRound(deps, jobId, round, job, signal);
   const rounds = getKernel(job.kernel)?.rounds;
   if (!rounds) return { kind: "failed", error: `kernel ${job.kernel} does not run in rounds` };
   const params = JSON.parse(job.params) as unknown;
@@ -172,7 +172,7 @@ type NextUnits = Extract<RoundOutcome, { kind: "next" }>["units"];
  * round's units (the same inputs, with the step's broadcast as their context), unless the
  * step, the owner or the round count ended the job.
  */
-async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow, state: unknown, units: RoundUnit[]) {
+async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow, state: unknown, units: RoundUnit[], signal?: AbortSignal) {
   const params = JSON.parse(job.params) as ProgramJobParams;
   const program = job.program;
   const codeHash = program?.kind === "wasm" ? program.hash : program?.scriptHash;
@@ -183,7 +183,7 @@ async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: num
   if (!units.length || arrived.length < needed) return { failed: `round ${round} ended before enough of its units had a validated result` };
   const stepJob = {
     kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
-    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256, owner: job.ownerId,
+    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256, owner: job.ownerId, signal,
   };
   let step: ProgramStep;
   try {
@@ -213,7 +213,7 @@ async function programResult(blobs: BlobStore, step: ProgramStep): Promise<Round
  * state, or the result. What is stored as the round's `next` is the whole checked step, so
  * that after a restart the job ends with the same result.
  */
-async function completeProgramRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow): Promise<RoundOutcome> {
+async function completeProgramRound(deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, job: ProgramJobRow, signal?: AbortSignal): Promise<RoundOutcome> {
   const { db } = deps;
   const row = await db.jobRound.findUnique({ where: { jobId_round: { jobId, round } } });
   if (!row) return { kind: "failed", error: `round ${round} was never started` };
@@ -223,7 +223,7 @@ async function completeProgramRound(deps: { db: Db; blobs: BlobStore }, jobId: s
   }
   const rows = await db.workUnit.findMany({ where: { jobId, round }, select: { id: true, idx: true, input: true, output: true, done: true, work: true, pay: true }, orderBy: { idx: "asc" } });
   const units = rows.map((u) => ({ ...u, input: JSON.parse(u.input) as unknown, output: u.done ? (JSON.parse(u.output!) as unknown) : undefined }));
-  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units);
+  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units, signal);
   if ("failed" in r) return { kind: "failed", error: r.failed! };
   await storeStep(db, jobId, round, row.startedAt, {
     done: r.done, next: r.step, metric: r.metric, stats: r.step.metrics, state: r.step.state, inputs: r.next,
@@ -240,7 +240,7 @@ async function completeProgramRound(deps: { db: Db; blobs: BlobStore }, jobId: s
  * from the database, to the same units.) No op when the round was stepped already.
  */
 export async function stepRoundInMemory(
-  deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, units: RoundUnit[],
+  deps: { db: Db; blobs: BlobStore }, jobId: string, round: number, units: RoundUnit[], signal?: AbortSignal,
 ): Promise<{ outcome: RoundOutcome; op?: RoundOp }> {
   const { db } = deps;
   const [job, row] = await Promise.all([
@@ -248,8 +248,8 @@ export async function stepRoundInMemory(
     db.jobRound.findUnique({ where: { jobId_round: { jobId, round } }, select: { state: true, startedAt: true, finishedAt: true } }),
   ]);
   if (!row) return { outcome: { kind: "failed", error: `round ${round} was never started` } };
-  if (row.finishedAt) return { outcome: await completeProgramRound(deps, jobId, round, job) };
-  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units);
+  if (row.finishedAt) return { outcome: await completeProgramRound(deps, jobId, round, job, signal) };
+  const r = await stepProgram(deps, jobId, round, job, JSON.parse(row.state) as unknown, units, signal);
   if ("failed" in r) return { outcome: { kind: "failed", error: r.failed! } };
   const finishedAt = new Date();
   const metric = r.metric !== null && Number.isFinite(r.metric) ? r.metric : null;

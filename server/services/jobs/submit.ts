@@ -14,6 +14,7 @@ import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
 import { runProgramStep } from "../programs/programStep";
 import { warmStep } from "../../../worker/sandbox/stepSandbox";
+import { SandboxBusyError } from "../../../worker/sandbox/reduceOnServer";
 
 /** The most rounds an iterative program's job may ask for (the escrow holds them all). */
 export const MAX_ROUNDS = 10_000;
@@ -93,6 +94,8 @@ interface Plan {
  * step of `while (true) {}` held a sandbox thread, a core and up to 256 MiB for free.
  */
 const FIRST_STEP_MAX_MS = 5_000;
+/** ...and waits at most this long for one of the server's sandbox threads (others' reduces and steps may hold them). */
+const FIRST_STEP_WAIT_MS = 5_000;
 const firstSteps = new Set<string>();
 
 /** Whether a submission of this account is running its program's first step now. */
@@ -211,13 +214,16 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
     // Nothing is held yet, so this step is free: at most FIRST_STEP_MAX_MS, one at a time per account.
     const job = {
       kind: program.kind, codeHash: program.kind === "js" ? program.scriptHash! : program.hash, merge: input.merge, trim: input.trim,
-      params: input.params, context: split.context, timeMs: Math.min(timeMs, FIRST_STEP_MAX_MS), memoryMb, owner: ownerId,
+      params: input.params, context: split.context, timeMs: Math.min(timeMs, FIRST_STEP_MAX_MS), memoryMb, owner: ownerId, waitMs: FIRST_STEP_WAIT_MS,
     };
     if (firstSteps.has(ownerId)) {
       throw new UserError("TOO_MANY_REQUESTS", "Another of your submissions is running its program's first step. Wait for it, then submit again.");
     }
     firstSteps.add(ownerId);
     const first = await runProgramStep(deps, job, 0, null, null, inputs.length).catch((e: Error) => {
+      if (e instanceof SandboxBusyError) {
+        throw new UserError("TOO_MANY_REQUESTS", "The server's program sandboxes are busy (with your own programs' steps and reduces, or others'): submit again in a few seconds.");
+      }
       throw new UserError("BAD_REQUEST", `The program's step failed before the first round: ${e.message}`);
     }).finally(() => firstSteps.delete(ownerId));
     if (first.done) throw new UserError("BAD_REQUEST", "The program's step ended the job before its first round: with round 0 it must return { next, state }.");

@@ -32,6 +32,10 @@ export interface StepJob {
   memoryMb: number;
   /** The job's owner: runs on the server's sandbox threads are shared fairly between accounts. */
   owner?: string;
+  /** Aborted when the owner cancels the job: the step stops (or never starts). */
+  signal?: AbortSignal;
+  /** Longest the step may wait for a sandbox thread (the first step, run during a submission). */
+  waitMs?: number;
 }
 
 const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null));
@@ -85,7 +89,7 @@ export async function runProgramStep(
   }
   // A round closed at a share of its units: `missing` names the shards whose outputs did not arrive.
   const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
-  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner });
+  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner, signal: job.signal, waitMs: job.waitMs });
   return checkStep(value, round);
 }
 
@@ -106,7 +110,7 @@ async function wasmStep(deps: { blobs: BlobStore }, job: StepJob, round: number,
   }
   const columns = Array.isArray(job.context?.columns) ? job.context.columns.length : 0;
   const input = frameStepInput({ round, shards, columns, arrived: outputs?.length ?? 0 }, bytesOf(state, "the state"), merged);
-  const answer = await runStep({ kind: "wasm", hash: job.codeHash, code, input, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner });
+  const answer = await runStep({ kind: "wasm", hash: job.codeHash, code, input, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner, signal: job.signal, waitMs: job.waitMs });
   if (!(answer instanceof Uint8Array)) throw new Error("the step sandbox answered something other than bytes");
   return readStepOutput(answer);
 }
