@@ -207,7 +207,7 @@ export async function startServer(
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
         (ws as { alive?: boolean }).alive = true;
         ws.on("pong", () => ((ws as { alive?: boolean }).alive = true));
-        coordinator.handleConnection(ws, { userId: who.user?.id ?? null, address: clientIp(req, env.TRUST_PROXY === "1") });
+        coordinator.handleConnection(ws, { userId: who.user?.id ?? null, ...(who.keyId ? { keyId: who.keyId } : {}), address: clientIp(req, env.TRUST_PROXY === "1") });
       });
     } else if (pathname === TRPC_WS_PATH) {
       trpcWss.handleUpgrade(req, socket, head, (ws) => trpcWss.emit("connection", ws, req));

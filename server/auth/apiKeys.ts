@@ -25,6 +25,11 @@ export interface KeyUser {
 
 /** The user a bearer key belongs to, or null for unknown or revoked keys. */
 export async function userForApiKey(db: Db, key: string): Promise<KeyUser | null> {
+  return (await apiKeyInUse(db, key))?.user ?? null;
+}
+
+/** The key's id and user, or null for unknown or revoked keys. */
+export async function apiKeyInUse(db: Db, key: string): Promise<{ keyId: string; user: KeyUser } | null> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 100) return null;
   // Raw SQL, not the query engine: every call a key signs (a CLI polls twice a second) reads it.
   const row = await hotStore(db).apiKey(sha256(key));
@@ -40,7 +45,7 @@ export async function userForApiKey(db: Db, key: string): Promise<KeyUser | null
       data: { lastUsedAt: now },
     });
   }
-  return row.user;
+  return { keyId: row.id, user: row.user };
 }
 
 export function listApiKeys(db: Db, userId: string) {

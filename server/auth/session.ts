@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { getToken } from "next-auth/jwt";
 import type { Db } from "../store/prisma";
-import { userForApiKey } from "./apiKeys";
+import { apiKeyInUse } from "./apiKeys";
 
 export interface SessionUser {
   id: string;
@@ -9,7 +9,8 @@ export interface SessionUser {
   role: string;
 }
 
-export type Identity = { user: SessionUser | null; error?: string };
+/** `keyId`: the API key the caller signed with (a revoked key's volunteer sockets are closed). */
+export type Identity = { user: SessionUser | null; keyId?: string; error?: string };
 
 function parseCookies(header: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -38,8 +39,8 @@ export async function identify(db: Db, req: IncomingMessage, secret: string): Pr
   const auth = req.headers.authorization;
   if (auth) {
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    const user = m ? await userForApiKey(db, m[1]) : null;
-    return user ? { user } : { user: null, error: "Invalid API key." };
+    const found = m ? await apiKeyInUse(db, m[1]) : null;
+    return found ? { user: found.user, keyId: found.keyId } : { user: null, error: "Invalid API key." };
   }
   const cookies = parseCookies(req.headers.cookie);
   if (!Object.keys(cookies).some((k) => k.includes("next-auth.session-token"))) return { user: null };

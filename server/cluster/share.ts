@@ -12,7 +12,7 @@ const JOB_NEWS_MS = 250;
 
 /**
  * Connects this node's coordinator to the other nodes: job changes (coalesced, so a page on
- * any node follows a job computed anywhere), cancels, bans and lifted bans. The node that
+ * any node follows a job computed anywhere), cancels, bans and lifted bans, revoked API keys. The node that
  * takes an action applies it itself and publishes it; the others apply what they hear.
  * Returns the presence snapshot of this node and a stop function.
  */
@@ -89,6 +89,9 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
       const b = m as { id?: unknown; until?: unknown; reason?: unknown };
       if (typeof b.id !== "string" || typeof b.until !== "string" || typeof b.reason !== "string") return;
       coordinator.ban(b.id, new Date(b.until), b.reason).catch((e: Error) => opts.log(`[cluster] ban of ${b.id} failed: ${e.message}`));
+    }),
+    cluster.bus.subscribe("revoke-key", (id) => {
+      if (typeof id === "string") coordinator.revokeKey(id);
     }),
     cluster.bus.subscribe("unban", (id) => {
       if (typeof id === "string") coordinator.unban(id).catch((e: Error) => opts.log(`[cluster] unban of ${id} failed: ${e.message}`));

@@ -9,6 +9,8 @@ export interface VolunteerConn {
   volunteerId: string;
   accountId: string;
   userId: string | null;
+  /** The API key it signed in with, if any: revoking the key closes the socket. */
+  keyId?: string;
   agent: "browser" | "node";
   threads: number;
   connectedAt: number;

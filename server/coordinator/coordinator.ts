@@ -11,7 +11,7 @@ import type { InteractiveRouter } from "./interactive";
 import { Verifier } from "./verifier";
 import { ProgramAudits } from "./programAudits";
 import { ReliabilityBook, type BanPolicy } from "./reliabilityBook";
-import { VolunteerEdge } from "./edge";
+import { VolunteerEdge, type VolunteerIdentity } from "./edge";
 import { ResultPipeline, type Notices } from "./resultPipeline";
 import { CaughtHosts } from "./caughtHosts";
 import { JobLifecycle } from "./jobLifecycle";
@@ -236,8 +236,13 @@ export class Coordinator extends EventEmitter {
     return this.edge.unban(id);
   }
 
+  /** Closes the volunteer sockets that signed in with this API key (just revoked). */
+  revokeKey(keyId: string) {
+    this.edge.revokeKey(keyId);
+  }
+
   /** Takes over a freshly upgraded volunteer socket; `userId` comes from its session or API key. */
-  handleConnection(ws: WebSocket, identity: { userId: string | null; address?: string }) {
+  handleConnection(ws: WebSocket, identity: VolunteerIdentity) {
     this.edge.handleConnection(ws, identity);
   }
 

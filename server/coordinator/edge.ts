@@ -18,6 +18,14 @@ import type { Dispatcher } from "./dispatch";
 import type { Live } from "./live";
 
 const HELLO_TIMEOUT_MS = 10_000;
+const KEY_REVOKED = "The API key this volunteer signed in with was revoked: start it again with another key.";
+
+/** Who opened a volunteer socket: its session's or API key's user (and the key), and its address. */
+export interface VolunteerIdentity {
+  userId: string | null;
+  keyId?: string;
+  address?: string;
+}
 const MAX_BAD_MESSAGES = 20;
 /** The largest frame read before a hello. */
 const MAX_HELLO_BYTES = 64 * 1024;
@@ -43,6 +51,8 @@ export class VolunteerEdge implements Notices {
   private connSeq = 0;
   /** Volunteer ids whose first hello is not committed yet, with their token hash. */
   private readonly registering = new Map<string, string>();
+  /** API keys revoked while this process runs (a handful): a hello under way with one is refused. */
+  private readonly revokedKeys = new Set<string>();
   /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
   private readonly creditsOut = new Map<string, { valid: string[]; invalid: string[]; credits: number }>();
   private creditsFlush = false;
@@ -61,7 +71,7 @@ export class VolunteerEdge implements Notices {
   }
 
   /** Takes over a freshly upgraded volunteer socket; `userId` comes from its session or API key. */
-  handleConnection(ws: WebSocket, identity: { userId: string | null; address?: string }) {
+  handleConnection(ws: WebSocket, identity: VolunteerIdentity) {
     const { observer } = this.live;
     let conn: VolunteerConn | undefined;
     let bad = 0;
@@ -104,7 +114,7 @@ export class VolunteerEdge implements Notices {
       if (msg.type === "hello") {
         if (conn || helloPending) return reject("bad-message", "hello was already received");
         helloPending = true;
-        this.hello(ws, msg, identity.userId, identity.address).then(
+        this.hello(ws, msg, identity).then(
           (c) => {
             clearTimeout(helloTimer);
             conn = c;
@@ -162,7 +172,7 @@ export class VolunteerEdge implements Notices {
     });
   }
 
-  private async hello(ws: WebSocket, msg: Hello, userId: string | null, address: string | undefined): Promise<VolunteerConn> {
+  private async hello(ws: WebSocket, msg: Hello, { userId, keyId, address }: VolunteerIdentity): Promise<VolunteerConn> {
     if (msg.protocol !== PROTOCOL_VERSION) {
       throw new UserError("BAD_REQUEST", `protocol ${msg.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
     }
@@ -183,9 +193,11 @@ export class VolunteerEdge implements Notices {
     for (const row of records.values()) book.seed(row);
     const ban = book.activeBan([host, accountId], new Date(this.live.now()));
     if (ban) throw new UserError("FORBIDDEN", `banned until ${ban.until.toISOString()}: ${ban.reason}`);
+    // Revoked between the upgrade (which checked the key) and now.
+    if (keyId && this.revokedKeys.has(keyId)) throw new UserError("FORBIDDEN", KEY_REVOKED);
     const conn: VolunteerConn = {
       key: `${msg.volunteerId}~${++this.connSeq}`,
-      volunteerId: msg.volunteerId, accountId, userId, agent: msg.agent, threads: msg.threads,
+      volunteerId: msg.volunteerId, accountId, userId, ...(keyId ? { keyId } : {}), agent: msg.agent, threads: msg.threads,
       connectedAt: this.live.now(), earned: 0, tasksDone: 0, proven: 0, benchmark, ws,
     };
     if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
@@ -255,6 +267,21 @@ export class VolunteerEdge implements Notices {
       if (hostKey(c.volunteerId) !== id && c.accountId !== id) continue;
       send(c.ws, { type: "error", code: "banned", message: `Banned until ${until.toISOString()}: ${reason}` });
       c.ws.close(1008, "banned");
+      this.drop(c);
+    }
+  }
+
+  /**
+   * An API key was revoked: the sockets that signed in with it are closed and told why (the
+   * key was checked at the upgrade only, so they kept earning for the account). Their clients
+   * do not reconnect after a 1008 with an error.
+   */
+  revokeKey(keyId: string) {
+    this.revokedKeys.add(keyId);
+    for (const c of this.live.conns.values()) {
+      if (c.keyId !== keyId) continue;
+      send(c.ws, { type: "error", code: "key-revoked", message: KEY_REVOKED });
+      c.ws.close(1008, "API key revoked");
       this.drop(c);
     }
   }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userForApiKey } from "../../server/auth/apiKeys";
 import { sqliteGate } from "../../server/store/prisma";
-import { createUserWithKey, startTestServer, type TestServer } from "../helpers/server";
+import { createUserWithKey, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { RawVolunteer, trpc } from "../helpers/clients";
 import { testEngine } from "../helpers/testDb";
 
 // A key's lastUsedAt is brought up to date at most once a minute, and a call in between
@@ -65,3 +66,39 @@ describe("API key use", () => {
     expect(await userForApiKey(srv.deps.db, key)).toBeNull();
   });
 });
+
+// A volunteer socket's key was checked at the upgrade only: one opened with a key kept earning
+// for the account after the key was revoked.
+describe("revoking an API key", () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startTestServer();
+  }, 40_000);
+  afterAll(async () => srv?.close());
+
+  it("closes the volunteer sockets signed in with it, and only those; the key opens no other", async () => {
+    const bob = await createUserWithKey(srv.deps, "bob@example.com");
+    const api = trpc(srv.url, bob.apiKey);
+    const spare = await api.account.createApiKey.mutate({ name: "laptop" });
+    const connect = async (key: string) => {
+      const v = await RawVolunteer.connect(srv.url, { headers: { authorization: `Bearer ${key}` } });
+      v.hello(2);
+      await v.next("welcome");
+      return v;
+    };
+    const [a, b, other] = [await connect(spare.key), await connect(spare.key), await connect(bob.apiKey)];
+    expect(srv.deps.coordinator.volunteers().filter((v) => v.userId === bob.user.id)).toHaveLength(3);
+
+    expect(await api.account.revokeApiKey.mutate({ id: spare.id })).toBe(true);
+    for (const v of [a, b]) {
+      expect(await v.waitClosed()).toEqual({ code: 1008, reason: "API key revoked" });
+      expect(v.messages.at(-1)).toMatchObject({ type: "error", code: "key-revoked" });
+    }
+    await waitFor(() => srv.deps.coordinator.volunteers().length === 1, 5000, "the revoked key's volunteers to leave");
+    expect(srv.deps.coordinator.volunteers()[0].volunteerId).toBe(other.identity.volunteerId);
+    expect(other.closed).toBeUndefined();
+    await expect(RawVolunteer.connect(srv.url, { headers: { authorization: `Bearer ${spare.key}` } })).rejects.toThrow(/401/);
+    await other.close();
+  });
+});
+

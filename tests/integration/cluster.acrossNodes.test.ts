@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEnv } from "../../server/env";
 import { startServer, TRPC_WS_PATH, type RunningServer } from "../../server/app";
 import type { AppRouter } from "../../server/api/root";
-import { trpc, trpcError } from "../helpers/clients";
+import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 import { createUserWithKey, startCliVolunteer, TEST_SECRET, waitFor, type CliVolunteer } from "../helpers/server";
 import { freshPostgres, type TestDatabase } from "../helpers/testDb";
 
@@ -132,6 +132,17 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     // A malformed expression is refused before anything is routed; a math error comes back as such.
     expect(await trpcError(trpc(a.url).calc.evaluate.mutate({ expression: "2*(" }))).toMatchObject({ code: "BAD_REQUEST" });
     expect(await trpcError(trpc(a.url).calc.evaluate.mutate({ expression: "1/0" }))).toMatchObject({ code: "BAD_REQUEST" });
+  });
+
+  it("an API key revoked on node A closes the volunteer signed in with it on node B", async () => {
+    const api = trpc(a.url, consumer.apiKey);
+    const key = await api.account.createApiKey.mutate({ name: "on-b" });
+    const v = await RawVolunteer.connect(b.url, { headers: { authorization: `Bearer ${key.key}` } });
+    v.hello(1);
+    await v.next("welcome");
+    await api.account.revokeApiKey.mutate({ id: key.id });
+    expect(await v.waitClosed()).toEqual({ code: 1008, reason: "API key revoked" });
+    await waitFor(() => !b.deps.coordinator.volunteers().some((x) => x.volunteerId === v.identity.volunteerId), 5000, "node B to drop it");
   });
 
   it("a ban issued on node A cuts the host on node B at once", async () => {

@@ -30,6 +30,9 @@ export const accountRouter = router({
     .mutation(({ ctx, input }) => createApiKey(ctx.deps.db, ctx.user.id, input.name)),
   revokeApiKey: protectedProcedure.input(z.object({ id: z.string().max(64) })).mutation(async ({ ctx, input }) => {
     if (!(await revokeApiKey(ctx.deps.db, ctx.user.id, input.id))) throw new UserError("NOT_FOUND", "No such key.");
+    // Volunteers signed in with it stop earning for the account, on every node.
+    ctx.deps.coordinator.revokeKey(input.id);
+    ctx.deps.cluster.bus.publish("revoke-key", input.id);
     return true;
   }),
   /** Credits a volunteer id is holding for whoever proves to own it (signed out volunteering). */
