@@ -4,6 +4,7 @@ import { parse, connection, connectionOptions, plural, positiveIntOption, second
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
+import { downloadJobFile } from "../download";
 import { checkJsonBounds, CONSUMER_INPUT_LIMITS } from "../../worker/protocol/jsonBounds";
 
 type Client = ReturnType<typeof apiClient>;
@@ -31,14 +32,24 @@ function roundLine(r: RoundRow): string {
   return `round ${r.round}: ${r.latencyMs} ms, ${shown.join(", ")}`;
 }
 
-async function report(api: Client, job: Job, json: boolean, outputFile?: string) {
-  const result = job.state === "completed" ? await api.jobs.result.query({ id: job.id }) : null;
-  if (outputFile && result !== null) fs.writeFileSync(outputFile, JSON.stringify(result));
+async function report(api: Client, job: Job, json: boolean, outputFile: string | undefined, conn: { url: string; apiKey?: string }) {
+  // A result too large for the API (it says so) is only saved with --output.
+  let tooLarge: string | undefined;
+  const result = job.state === "completed"
+    ? await api.jobs.result.query({ id: job.id }).catch((e: { data?: { code?: string }; message: string }) => {
+      if (e.data?.code !== "UNPROCESSABLE_CONTENT") throw e;
+      tooLarge = e.message;
+      return null;
+    })
+    : null;
+  if (outputFile && job.state === "completed") await downloadJobFile(conn, job.id, "result", outputFile);
   const out = {
     id: job.id, status: job.status, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
     // Results that wait for a copy no volunteer online may compute (see `job ID --accept-unconfirmed`).
     waiting: job.progress.waiting,
     estimate: job.estimate / 1000, cost: job.cost / 1000, error: job.error, replication: job.replication, results: job.results, result,
+    // Too large for the API: where to download it instead.
+    ...(tooLarge ? { resultNote: tooLarge } : {}),
     // Iterative jobs: each round's latency and converging metric.
     ...(job.round !== null ? { round: job.round, rounds: job.rounds.map(roundRecord) } : {}),
   };
@@ -55,6 +66,7 @@ async function report(api: Client, job: Job, json: boolean, outputFile?: string)
     if (job.round !== null) console.log(`rounds: ${job.round} of at most ${job.maxRounds}; metric ${job.rounds.map((r) => (r.metric === null ? "—" : r.metric.toPrecision(3))).join(" → ")}`);
     if (job.error) console.log(`error: ${job.error}`);
     if (result !== null) console.log(`result: ${summarize(result)}`);
+    if (tooLarge) console.log(tooLarge);
   }
   return ENDED.has(job.state) && job.state !== "completed" ? 1 : 0;
 }
@@ -133,7 +145,7 @@ export async function submit(argv: string[]): Promise<number> {
   }
   const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");
-  return report(api, job, values.json!, values.output);
+  return report(api, job, values.json!, values.output, conn);
 }
 
 /** Uploads the program (and data file) and describes how its input is split. */
@@ -203,8 +215,9 @@ export async function job(argv: string[]): Promise<number> {
     if (!values.json) console.error(`accepted the unconfirmed results of ${accepted} unit${accepted === 1 ? "" : "s"}`);
   }
   const j = values.wait ? await waitFor(api, id, progressLine(values.json!)) : await api.jobs.get.query({ id });
-  if (values.units) fs.writeFileSync(values.units, JSON.stringify(await api.jobs.unitOutputs.query({ id })));
-  return report(api, j, values.json!, values.output);
+  const conn = connection(values);
+  if (values.units) await downloadJobFile(conn, id, "units", values.units);
+  return report(api, j, values.json!, values.output, conn);
 }
 
 export async function status(argv: string[]): Promise<number> {

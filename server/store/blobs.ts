@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
 import fs from "node:fs/promises";
+import type { Readable } from "node:stream";
 import path from "node:path";
 import type { Env } from "../env";
 import { parseBlobStore } from "./blobConfig";
@@ -14,6 +15,8 @@ export interface BlobStore {
   put(data: string | Uint8Array): Promise<string>;
   /** The bytes stored under a hash; rejects with a `code: "ENOENT"` error (see isMissingBlob) when there are none. */
   get(hash: string): Promise<Buffer>;
+  /** The same bytes as a stream, and how many (for downloads: a result may be hundreds of MB). Rejects like get(). */
+  open(hash: string): Promise<{ stream: Readable; bytes: number }>;
   /** Where the blobs are, for logs (never a secret). */
   describe(): string;
   /** "ok", or why the store does not answer. Cheap: the answer is cached for a few seconds. */
@@ -104,6 +107,16 @@ export class DirectoryBlobStore implements BlobStore {
 
   async get(hash: string): Promise<Buffer> {
     return fs.readFile(this.file(hash));
+  }
+
+  async open(hash: string) {
+    const handle = await fs.open(this.file(hash));
+    const { size } = await handle.stat().catch(async (e: Error) => {
+      await handle.close();
+      throw e;
+    });
+    // The stream closes the handle when it ends or is destroyed.
+    return { stream: handle.createReadStream(), bytes: size };
   }
 
   async close() {}

@@ -12,6 +12,9 @@ import type { ApiKeyRow } from "./apiKeyRow";
  * reads that must not queue behind the query engine (hellos come in bursts, a finished job
  * reads thousands of outputs). Everything else goes through Prisma, which speaks both.
  */
+/** One unit's stored output (JSON text, null until it has one). */
+export type OutputRow = { round: number; idx: number; output: string | null; done: boolean };
+
 export interface HotStore {
   readonly kind: DatabaseKind;
   /** Opens what writes (SQLite's writer thread), so the first batch does not wait for it. */
@@ -20,6 +23,8 @@ export interface HotStore {
   write(ops: PersistOp[]): Promise<void>;
   /** A job's units' outputs in unit order, and whether each is done. */
   unitOutputs(jobId: string): Promise<Array<{ output: string | null; done: boolean }>>;
+  /** The same, `rows` units at a time (downloads read a page, send it, then read the next). */
+  outputPages(jobId: string, rows: number): AsyncGenerator<OutputRow[]>;
   /** Bytes of a job's stored outputs, summed by the database without reading them. */
   outputBytes(jobId: string): Promise<number>;
   /** The hash of a volunteer's secret, if the volunteer is known. */

@@ -1,4 +1,5 @@
 import { STATUS_CODES } from "node:http";
+import type { Readable } from "node:stream";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { type BlobStore, cachedCheck, checkHash, missingBlob, sha256Hex } from "./blobs";
 
@@ -84,6 +85,17 @@ export class S3BlobStore implements BlobStore {
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (e) {
       // Only a missing key is "missing": a missing bucket or a refusal is the store's trouble.
+      if ((e as Error)?.name === "NoSuchKey") throw missingBlob(hash);
+      throw new Error(this.failure("GetObject", Key, e), { cause: e });
+    }
+  }
+
+  async open(hash: string) {
+    const Key = this.key(hash);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.opts.bucket, Key }));
+      return { stream: out.Body as Readable, bytes: Number(out.ContentLength ?? 0) };
+    } catch (e) {
       if ((e as Error)?.name === "NoSuchKey") throw missingBlob(hash);
       throw new Error(this.failure("GetObject", Key, e), { cause: e });
     }

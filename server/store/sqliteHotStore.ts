@@ -8,8 +8,8 @@ import { sqliteGate, type Db } from "./prisma";
 type Row = { round: number; idx: number; output: string | null; done: number };
 // In the unique index's order (jobId, round, idx): no sort, and each page starts where the last ended.
 const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = ?`;
-const FIRST_PAGE = `${PAGE_SQL} ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
-const NEXT_PAGE = `${PAGE_SQL} AND ("round", "idx") > (?, ?) ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
+const FIRST_PAGE = `${PAGE_SQL} ORDER BY "round", "idx" LIMIT ?`;
+const NEXT_PAGE = `${PAGE_SQL} AND ("round", "idx") > (?, ?) ORDER BY "round", "idx" LIMIT ?`;
 
 /**
  * SQLite: batches are written on the database writer thread (dbWriter.ts), reads are raw and
@@ -40,14 +40,19 @@ export class SqliteHotStore implements HotStore {
   }
 
   async unitOutputs(jobId: string) {
-    const gate = await sqliteGate(this.db);
     const out: Array<{ output: string | null; done: boolean }> = [];
+    for await (const page of this.outputPages(jobId, OUTPUT_PAGE)) for (const r of page) out.push({ output: r.output, done: r.done });
+    return out;
+  }
+
+  async *outputPages(jobId: string, size: number) {
+    const gate = await sqliteGate(this.db);
     // A page at a time, the event loop free in between: all 10,000 outputs of a job in one
     // read held it 15–35 ms, and a burst of jobs ending together for hundreds.
     for (let after: Row | undefined; ; ) {
-      const rows = gate.read((conn) => gate.statement(conn, after ? NEXT_PAGE : FIRST_PAGE).all(...(after ? [jobId, after.round, after.idx] : [jobId]))) as Row[];
-      for (const r of rows) out.push({ output: r.output, done: !!r.done });
-      if (rows.length < OUTPUT_PAGE) return out;
+      const rows = gate.read((conn) => gate.statement(conn, after ? NEXT_PAGE : FIRST_PAGE).all(...(after ? [jobId, after.round, after.idx, size] : [jobId, size]))) as Row[];
+      yield rows.map((r) => ({ round: r.round, idx: r.idx, output: r.output, done: !!r.done }));
+      if (rows.length < size) return;
       after = rows[rows.length - 1];
       await new Promise(setImmediate);
     }

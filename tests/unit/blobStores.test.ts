@@ -51,6 +51,14 @@ describe("S3 blob store", () => {
       const back = await store.get(hash);
       expect(Buffer.isBuffer(back)).toBe(true);
       expect(back.equals(Buffer.from(typeof data === "string" ? Buffer.from(data, "utf8") : data))).toBe(true);
+      // The same bytes as a stream, with their count (downloads stream them).
+      for (const s of [store, dirStore]) {
+        const { stream, bytes } = await s.open(hash);
+        const chunks: Buffer[] = [];
+        for await (const c of stream) chunks.push(c as Buffer);
+        expect(Buffer.concat(chunks).equals(back)).toBe(true);
+        expect(bytes).toBe(back.length);
+      }
     }
     expect((await store.get(sha256(text))).toString("utf8")).toBe(text);
     expect(await s3.keys(BUCKET)).toEqual([text, bytes, view].map((d) => `tg/${sha256(d).slice(0, 2)}/${sha256(d)}`).sort());
@@ -74,9 +82,10 @@ describe("S3 blob store", () => {
   it("answers a missing hash with the directory store's ENOENT, and refuses what is not a sha256", async () => {
     const absent = sha256("never stored");
     for (const s of [store, dirStore]) {
-      const e = await errorOf(s.get(absent));
-      expect(e.code).toBe("ENOENT");
-      expect(isMissingBlob(e)).toBe(true);
+      for (const e of [await errorOf(s.get(absent)), await errorOf(s.open(absent))]) {
+        expect(e.code).toBe("ENOENT");
+        expect(isMissingBlob(e)).toBe(true);
+      }
     }
     const before = s3.requests.length;
     for (const bad of ["../../etc/passwd", absent.toUpperCase(), absent.slice(1), `${absent}/x`, ""]) {

@@ -4,7 +4,8 @@ import { kernels } from "../../../worker/kernels";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJobOnce, type SubmitInput } from "../../services/jobs/submit";
 import { idempotencyKeySchema } from "../../services/jobs/idempotency";
-import { acceptUnconfirmed, cancelJob, stopAfterRound, getJob, jobResultJson, listJobs, setReplication, unitOutputs } from "../../services/jobs/queries";
+import { acceptUnconfirmed, cancelJob, stopAfterRound, getJob, listJobs, setReplication } from "../../services/jobs/queries";
+import { jobResultJson, unitOutputs } from "../../services/jobs/downloads";
 import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
 

@@ -14,7 +14,7 @@ const jobColumns = {
   replicas: true, quorum: true, maxReplicas: true, adaptive: true, tolerance: true, stopAfterRound: true,
 } as const;
 
-async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   const job = await deps.db.job.findUnique({ where: { id: jobId }, select: jobColumns });
   // Someone else's job reads as missing, so job ids can't be probed.
   if (!job || (job.ownerId !== viewer.id && viewer.role !== "admin")) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
@@ -131,15 +131,6 @@ function displayStatus(state: string, live: { running: number; computing?: boole
   return state === "running" && !(live && (live.running > 0 || live.computing)) ? "queued" : state;
 }
 
-/** The merged result as JSON text, or null while the job has none. */
-export async function jobResultJson(deps: AppDeps, viewer: Viewer, jobId: string): Promise<string | null> {
-  await ownedJob(deps, viewer, jobId);
-  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { result: true, resultBlob: true } });
-  if (row?.result) return row.result;
-  if (row?.resultBlob) return (await deps.blobs.get(row.resultBlob)).toString("utf8");
-  return null;
-}
-
 /** The job, which must still run; with `ownerOnly`, only its owner may act on it (not an admin). */
 async function runningJob(deps: AppDeps, viewer: Viewer, jobId: string, ownerOnly?: string) {
   const job = await ownedJob(deps, viewer, jobId);
@@ -197,12 +188,6 @@ export async function setReplication(deps: AppDeps, viewer: Viewer, input: { id:
 }
 
 /** Each validated unit's output, in unit order (units still running are left out). */
-export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) {
-  await ownedJob(deps, viewer, jobId);
-  const units = await deps.db.workUnit.findMany({ where: { jobId, done: true }, select: { idx: true, round: true, output: true }, orderBy: [{ round: "asc" }, { idx: "asc" }] });
-  return units.map((u) => ({ index: u.idx, ...(u.round ? { round: u.round } : {}), output: JSON.parse(u.output!) as unknown }));
-}
-
 /**
  * The job's work in reference CPU-ms over its valid results: estimated (each result counts
  * its unit's `work`), and measured (the hosts' reported CPU time × their benchmark score)

@@ -11,7 +11,7 @@ const DEADLOCK = "40P01";
 
 type PageRow = { round: number; idx: number; output: string | null; done: boolean };
 const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = $1`;
-const PAGE_END = `ORDER BY "round", "idx" LIMIT ${OUTPUT_PAGE}`;
+const PAGE_END = `ORDER BY "round", "idx" LIMIT`;
 
 /**
  * PostgreSQL: each batch is one transaction on a pooled connection, with multi-row statements
@@ -46,13 +46,18 @@ export class PgHotStore implements HotStore {
 
   async unitOutputs(jobId: string) {
     const out: Array<{ output: string | null; done: boolean }> = [];
+    for await (const page of this.outputPages(jobId, OUTPUT_PAGE)) for (const r of page) out.push({ output: r.output, done: r.done });
+    return out;
+  }
+
+  async *outputPages(jobId: string, size: number) {
     // A page at a time, as on SQLite: the driver parses a whole result on the event loop.
     for (let after: { round: number; idx: number } | undefined; ; ) {
       const { rows } = after
-        ? await pgPool(this.db).query<PageRow>(`${PAGE_SQL} AND ("round", "idx") > ($2, $3) ${PAGE_END}`, [jobId, after.round, after.idx])
-        : await pgPool(this.db).query<PageRow>(`${PAGE_SQL} ${PAGE_END}`, [jobId]);
-      for (const r of rows) out.push({ output: r.output, done: r.done });
-      if (rows.length < OUTPUT_PAGE) return out;
+        ? await pgPool(this.db).query<PageRow>(`${PAGE_SQL} AND ("round", "idx") > ($2, $3) ${PAGE_END} $4`, [jobId, after.round, after.idx, size])
+        : await pgPool(this.db).query<PageRow>(`${PAGE_SQL} ${PAGE_END} $2`, [jobId, size]);
+      yield rows;
+      if (rows.length < size) return;
       after = rows[rows.length - 1];
     }
   }
