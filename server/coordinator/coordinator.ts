@@ -33,6 +33,8 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy | null;
   /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
   errorWaitMs?: number;
+  /** The largest volunteer frame the socket server reads (MAX_WS_MESSAGE_BYTES), told to volunteers in the welcome. */
+  maxMessageBytes?: number;
   /**
    * Cluster mode (PostgreSQL and Redis, several nodes): this node dispatches only the slices of
    * work it claims (sliceHolder.ts) instead of every running job.
@@ -103,7 +105,7 @@ export class Coordinator extends EventEmitter {
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
     const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs), notices });
-    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book });
+    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes });
     this.commit = commit;
     this.dispatcher = dispatch;
     this.lifecycle = lifecycle;

@@ -38,6 +38,8 @@ export interface EdgeDeps {
   dispatch: Dispatcher;
   pipeline: ResultPipeline;
   book: ReliabilityBook;
+  /** The largest frame the socket server reads; volunteers are told it so they split their results to fit. */
+  maxMessageBytes?: number;
 }
 
 /**
@@ -210,6 +212,7 @@ export class VolunteerEdge implements Notices {
     send(ws, {
       type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
       signedIn: !!userId, window: windowFor(msg.threads),
+      ...(this.deps.maxMessageBytes ? { maxMessageBytes: this.deps.maxMessageBytes } : {}),
     });
     this.live.log(`volunteer ${conn.key} joined (${msg.agent}, ${msg.threads} threads${userId ? ", signed in" : ""})`);
     this.live.emit("volunteers");

@@ -76,6 +76,8 @@ export class VolunteerClient {
   private running = new Map<string, string>(); // taskId → jobId
   private outbox: TaskResult[] = [];
   private flushQueued = false;
+  /** The largest frame the server reads (its welcome says; 4 MiB before it does, the server's default). */
+  private maxFrame = DEFAULT_MAX_FRAME;
   private retry = 0;
   private benchmark: number | undefined;
   private listeners = new Set<(s: VolunteerSnapshot) => void>();
@@ -219,6 +221,7 @@ export class VolunteerClient {
     switch (msg.type) {
       case "welcome":
         this.retry = 0;
+        this.maxFrame = msg.maxMessageBytes ?? DEFAULT_MAX_FRAME;
         this.opts.log?.(`connected as ${msg.volunteerId} (${msg.signedIn ? "signed in" : "anonymous"}), window ${msg.window}`);
         this.update({ connection: "connected", account: msg.account, signedIn: msg.signedIn, lastError: undefined });
         this.loads.start();
@@ -291,7 +294,7 @@ export class VolunteerClient {
   private flush() {
     this.flushQueued = false;
     if (!this.outbox.length || this.ws?.readyState !== 1) return;
-    this.ws.send(JSON.stringify({ type: "results", results: this.outbox }));
+    for (const frame of resultFrames(this.outbox, this.maxFrame)) this.ws.send(frame);
     this.outbox = [];
   }
 
@@ -305,4 +308,42 @@ export class VolunteerClient {
     this.snap = { ...this.snap, ...patch, workers: this.pool?.states() ?? [] };
     for (const cb of this.listeners) cb(this.snap);
   }
+}
+
+const DEFAULT_MAX_FRAME = 4 * 1024 * 1024;
+const FRAME_HEAD = '{"type":"results","results":[';
+const FRAME_TAIL = "]}";
+const encoder = new TextEncoder();
+/** UTF-8 bytes of a string: its length when it is ASCII (nearly always: JSON of numbers), else counted. */
+const utf8Bytes = (s: string) => (/[^\x00-\x7f]/.test(s) ? encoder.encode(s).length : s.length);
+
+const size = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`);
+
+/**
+ * Results as frames of at most `max` bytes. A frame over the server's limit closes the socket
+ * (1009) and its results are computed again, by this volunteer too: a few outputs of 3 MB in one
+ * frame did that forever. An output too large for any frame is sent as its task's error.
+ */
+export function resultFrames(results: TaskResult[], max: number): string[] {
+  const frames: string[] = [];
+  const room = max - FRAME_HEAD.length - FRAME_TAIL.length;
+  let parts: string[] = [];
+  let used = 0;
+  for (const r of results) {
+    let text = JSON.stringify(r);
+    let bytes = utf8Bytes(text);
+    if (bytes > room) {
+      text = JSON.stringify({ taskId: r.taskId, error: `output is ${size(bytes)} as JSON, more than the ${size(max)} a frame to this server may carry` });
+      bytes = utf8Bytes(text);
+    }
+    if (parts.length && used + 1 + bytes > room) {
+      frames.push(FRAME_HEAD + parts.join(",") + FRAME_TAIL);
+      parts = [];
+      used = 0;
+    }
+    used += bytes + (parts.length ? 1 : 0);
+    parts.push(text);
+  }
+  if (parts.length) frames.push(FRAME_HEAD + parts.join(",") + FRAME_TAIL);
+  return frames;
 }

@@ -86,7 +86,8 @@ export interface WireTask {
 }
 
 export type ServerMessage =
-  | { type: "welcome"; protocol: number; volunteerId: string; account: string; signedIn: boolean; window: number }
+  /** `maxMessageBytes`: the largest frame the server reads (results are split to fit; an output that cannot becomes its task's error). */
+  | { type: "welcome"; protocol: number; volunteerId: string; account: string; signedIn: boolean; window: number; maxMessageBytes?: number }
   | { type: "tasks"; tasks: WireTask[] }
   /** Results durably recorded (accepted) or refused; accepted ones still await validation. */
   | { type: "ack"; accepted: string[]; rejected: Array<{ taskId: string; reason: string }> }
