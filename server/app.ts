@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer } from "ws";
+import { WebSocketServer, type WebSocket } from "ws";
 import type { TRPCError } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
@@ -20,7 +20,7 @@ import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createLoadGate } from "./http/loadGate";
-import { guardTrpcSocket } from "./http/trpcSocketGuard";
+import { guardTrpcSocket, TrpcSocketBudget } from "./http/trpcSocketGuard";
 import { MAX_TRPC_BATCH } from "./api/batch";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
@@ -159,7 +159,8 @@ export async function startServer(
   const refusedWss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 1024 });
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   // Registered before tRPC's own listener, so that it vets every frame first.
-  trpcWss.on("connection", guardTrpcSocket);
+  const trpcBudget = new TrpcSocketBudget();
+  trpcWss.on("connection", (ws: WebSocket) => guardTrpcSocket(ws, trpcBudget));
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
   const heartbeat = setInterval(() => {
     // A volunteer that vanished without closing its socket loses its leases here.
@@ -210,6 +211,20 @@ export async function startServer(
         coordinator.handleConnection(ws, { userId: who.user?.id ?? null, ...(who.keyId ? { keyId: who.keyId } : {}), address: clientIp(req, env.TRUST_PROXY === "1") });
       });
     } else if (pathname === TRPC_WS_PATH) {
+      // Subscriptions cost memory and a first snapshot each: none start while the loop is
+      // behind, and one address holds a bounded number of sockets (trpcSocketGuard.ts).
+      if (gate.busy()) {
+        monitor.observer.shed("overloaded");
+        socket.end("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      const release = trpcBudget.admit(clientIp(req, env.TRUST_PROXY === "1"));
+      if (!release) {
+        monitor.observer.shed("connection-refused");
+        socket.end("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      socket.once("close", release);
       trpcWss.handleUpgrade(req, socket, head, (ws) => trpcWss.emit("connection", ws, req));
     } else if (nextUpgrade) {
       nextUpgrade(req, socket, head);
