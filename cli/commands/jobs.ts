@@ -42,7 +42,11 @@ async function report(api: Client, job: Job, json: boolean, outputFile: string |
       return null;
     })
     : null;
-  if (outputFile && job.state === "completed") await downloadJobFile(conn, job.id, "result", outputFile);
+  if (outputFile && job.state === "completed") {
+    await downloadJobFile(conn, job.id, "result", outputFile);
+    // Saved: no need to say where to download it.
+    if (tooLarge) tooLarge = `The result (${(fs.statSync(outputFile).size / 2 ** 20).toFixed(1)} MiB) is saved in ${outputFile}.`;
+  }
   const out = {
     id: job.id, status: job.status, kernel: job.kernel, chunks: job.chunks, done: job.progress.done,
     // Results that wait for a copy no volunteer online may compute (see `job ID --accept-unconfirmed`).

@@ -62,7 +62,10 @@ export async function volunteer(argv: string[]): Promise<number> {
     // Load per core of the whole machine (not just our threads); the busy share counts too.
     systemLoad: () => Math.min(1, os.loadavg()[0] / os.availableParallelism()),
     prepare: (task) => prepareTask(task, blobs),
+    // Banned, a revoked key, a refused hello: nothing will change by waiting; the command ends (exit status 1).
+    onRefused: () => refused(),
   });
+  let refused = () => {};
   let last = 0;
   let waiting = 0;
   client.subscribe((s) => {
@@ -78,11 +81,12 @@ export async function volunteer(argv: string[]): Promise<number> {
   client.start();
   console.error(`[volunteer] ${plural(threads, "thread")} computing for ${conns.map((c) => c.url).join(" or ")} as "${name}"; Ctrl-C to stop`);
   console.error(`[volunteer] ${programSandbox().description}`);
-  await new Promise<void>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
+  const status = await new Promise<number>((resolve) => {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve(0));
+    refused = () => resolve(1);
   });
   const s = client.snapshot();
   client.stop();
   console.error(`[volunteer] stopped after ${plural(s.tasksDone, "task")}, ${plural(s.earned / 1000, "credit")} earned`);
-  return 0;
+  return status;
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userForApiKey } from "../../server/auth/apiKeys";
 import { sqliteGate } from "../../server/store/prisma";
-import { createUserWithKey, startTestServer, waitFor, type TestServer } from "../helpers/server";
+import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { RawVolunteer, trpc } from "../helpers/clients";
 import { testEngine } from "../helpers/testDb";
 
@@ -100,5 +100,20 @@ describe("revoking an API key", () => {
     await expect(RawVolunteer.connect(srv.url, { headers: { authorization: `Bearer ${spare.key}` } })).rejects.toThrow(/401/);
     await other.close();
   });
+
+  it("ends a CLI volunteer started with it, saying why (exit status 1)", async () => {
+    const carol = await createUserWithKey(srv.deps, "carol@example.com");
+    const key = await trpc(srv.url, carol.apiKey).account.createApiKey.mutate({ name: "box" });
+    const cli = startCliVolunteer(srv.url, 1, { dir: srv.dir, apiKey: key.key });
+    try {
+      await waitFor(() => srv.deps.coordinator.volunteers().some((v) => v.userId === carol.user.id), 30_000, "the CLI volunteer");
+      await trpc(srv.url, carol.apiKey).account.revokeApiKey.mutate({ id: key.id });
+      await cli.exited;
+      expect(cli.exitCode).toBe(1);
+      expect(cli.output()).toContain("The API key this volunteer signed in with was revoked");
+    } finally {
+      await cli.stop();
+    }
+  }, 60_000);
 });
 

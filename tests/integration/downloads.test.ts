@@ -113,14 +113,18 @@ describe("downloading a job's large result and outputs", () => {
     expect(job.error).toContain("output is 5.0 MiB as JSON, more than the 4.0 MiB a frame to this server may carry");
   }, 90_000);
 
-  it("the CLI saves both to files and reports the result too large to print", async () => {
+  it("the CLI saves both to files, and says where the result too large to print is", async () => {
     const out = path.join(srv.dir, "big-result.json");
     const units = path.join(srv.dir, "big-units.json");
     const r = await runCli(["job", jobId, "--json", "--output", out, "--units", units, "--url", srv.url, "--api-key", user.apiKey]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ status: "completed", result: null, resultNote: expect.stringContaining("--output FILE") });
+    expect(report).toMatchObject({ status: "completed", result: null, resultNote: `The result (${(fs.statSync(out).size / 2 ** 20).toFixed(1)} MiB) is saved in ${out}.` });
     expect(JSON.parse(fs.readFileSync(out, "utf8"))).toEqual(expected);
     expect(JSON.parse(fs.readFileSync(units, "utf8"))).toEqual(expected.map((output, index) => ({ index, output })));
+    // Without --output: where to download it.
+    const bare = await runCli(["job", jobId, "--url", srv.url, "--api-key", user.apiKey]);
+    expect(bare.code, bare.stderr).toBe(0);
+    expect(bare.stdout).toContain(`download it from /api/jobs/${jobId}/result.json (tabgrid job ${jobId} --output FILE does).`);
   });
 });

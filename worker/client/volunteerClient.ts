@@ -30,6 +30,8 @@ export interface VolunteerClientOptions {
   createPool(threads: number): WorkerPool;
   /** Reconnect after a dropped connection (not after stop()). */
   reconnect?: boolean;
+  /** The server refused this volunteer for good (a ban, a revoked key, a refused hello: close 1008); it does not reconnect. */
+  onRefused?: (why: string) => void;
   /** Fetches what a task needs (program code, input blobs) before it runs; default: run as sent. */
   prepare?: (task: WireTask) => Promise<TaskRun & { timeoutMs?: number }>;
   log?: (msg: string) => void;
@@ -204,6 +206,7 @@ export class VolunteerClient {
       this.update({ connection: "disconnected", currentJobs: [], lastError: keep ? this.snap.lastError : reason });
       if (this.opts.reconnect === false || ev.code === 1008) {
         this.opts.log?.(`disconnected: ${reason}`);
+        if (ev.code === 1008) this.opts.onRefused?.(keep ? this.snap.lastError ?? reason : reason);
         return;
       }
       // Jittered, so a crowd cut off at once (a restart, a full server: 1013) does not come

@@ -16,7 +16,7 @@ export const MAX_API_OUTPUT_BYTES = 32 * 2 ** 20;
 /** Units per page of a units.json download: at most 64 MiB of outputs in memory at once. */
 const UNITS_PER_PAGE = 16;
 
-const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 /** The merged result: inline JSON text, a stream of a stored one, or null while the job has none. */
 export async function openJobResult(deps: AppDeps, viewer: Viewer, jobId: string): Promise<{ json: string } | { stream: Readable; bytes: number } | null> {
@@ -33,7 +33,7 @@ export async function jobResultJson(deps: AppDeps, viewer: Viewer, jobId: string
   if (!r || "json" in r) return r?.json ?? null;
   if (r.bytes > MAX_API_OUTPUT_BYTES) {
     r.stream.destroy();
-    throw new UserError("UNPROCESSABLE_CONTENT", `This result is ${mb(r.bytes)} MB: download it from /api/jobs/${jobId}/result.json (tabgrid job ${jobId} --output FILE does).`);
+    throw new UserError("UNPROCESSABLE_CONTENT", `This result is ${mib(r.bytes)}: download it from /api/jobs/${jobId}/result.json (tabgrid job ${jobId} --output FILE does).`);
   }
   const chunks: Buffer[] = [];
   for await (const c of r.stream) chunks.push(c as Buffer);
@@ -46,7 +46,7 @@ export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) 
   const store = hotStore(deps.db);
   const bytes = await store.outputBytes(jobId);
   if (bytes > MAX_API_OUTPUT_BYTES) {
-    throw new UserError("UNPROCESSABLE_CONTENT", `The units' outputs hold ${mb(bytes)} MB: download them from /api/jobs/${jobId}/units.json (tabgrid job ${jobId} --units FILE does).`);
+    throw new UserError("UNPROCESSABLE_CONTENT", `The units' outputs hold ${mib(bytes)}: download them from /api/jobs/${jobId}/units.json (tabgrid job ${jobId} --units FILE does).`);
   }
   const out: Array<{ index: number; round?: number; output: unknown }> = [];
   for await (const page of store.outputPages(jobId, 256)) {
