@@ -55,6 +55,8 @@ const schema = z.object({
   MAX_DATA_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Bytes of uploads received into memory at once, server-wide; more wait (503, Retry-After). */
   UPLOAD_MEMORY_BYTES: z.coerce.number().int().positive().default(160 * 1024 * 1024),
+  /** An upload slower than this over any 10 s is cut (408); 0: no minimum. */
+  UPLOAD_MIN_BYTES_PER_SECOND: z.coerce.number().int().min(0).default(8 * 1024),
   /** A reduce or step of a consumer's program runs at most this long on the server, whatever the job's limit. */
   SERVER_PROGRAM_MAX_SECONDS: z.coerce.number().positive().max(3600).default(30),
   TASK_TIME_LIMIT_SECONDS: z.coerce.number().positive().max(3600).default(30),

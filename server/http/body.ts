@@ -13,6 +13,30 @@ export class BodyInterrupted extends Error {
   }
 }
 
+/** The server could not hold more of the body in memory now (other uploads hold it). */
+export class BodyBusy extends Error {
+  constructor() {
+    super("The server is receiving other uploads; try again in a few seconds.");
+  }
+}
+
+/** The body came slower than `minRate` allows. */
+export class BodyTooSlow extends Error {
+  constructor(bytesPerSecond: number) {
+    super(`The upload came slower than ${formatBytes(bytesPerSecond)} a second; send it again on a better connection.`);
+  }
+}
+
+export interface ReadBodyOptions {
+  /** Called before each chunk is kept, with its size: false refuses the body (BodyBusy). */
+  take?: (bytes: number) => boolean;
+  /** Bytes a second the body must arrive at, measured over each window of `RATE_WINDOW_MS` (BodyTooSlow). */
+  minRate?: number;
+}
+
+/** The window over which an upload's rate is measured. */
+const RATE_WINDOW_MS = 10_000;
+
 /** How long a connection whose body went over the limit stays open for the answer. */
 const LINGER_MS = 1000;
 
@@ -28,24 +52,39 @@ export function formatBytes(n: number) {
  * `connection: close` the socket closes once it is sent); then the connection is dropped, as
  * the rest of the body will never be read.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, opts: ReadBodyOptions = {}): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge(limit));
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let windowStart = 0;
+    // A body trickled a byte at a time held its place (and the memory reserved for it) until
+    // Node's request timeout, 5 minutes.
+    const pace = opts.minRate
+      ? setInterval(() => {
+        if (size - windowStart < (opts.minRate! * RATE_WINDOW_MS) / 1000) refuse(new BodyTooSlow(opts.minRate!));
+        windowStart = size;
+      }, RATE_WINDOW_MS).unref()
+      : undefined;
     const done = (e?: Error) => {
+      clearInterval(pace);
       req.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
       if (e) reject(e);
       else resolve(Buffer.concat(chunks, size));
     };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) return void chunks.push(chunk);
+    // Stops reading; the connection stays open a moment for the caller's answer, then drops.
+    const refuse = (e: Error) => {
       req.pause();
       chunks.length = 0;
       setTimeout(() => req.destroy(), LINGER_MS).unref();
-      done(new BodyTooLarge(limit));
+      done(e);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return refuse(new BodyTooLarge(limit));
+      if (opts.take && !opts.take(chunk.length)) return refuse(new BodyBusy());
+      chunks.push(chunk);
     };
     const onEnd = () => done();
     const onError = () => done(new BodyInterrupted());

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
 import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { UserError } from "../services/errors";
 import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
 import { isMissingBlob } from "../store/blobs";
-import { BodyInterrupted, BodyTooLarge, readBody } from "./body";
+import { BodyBusy, BodyInterrupted, BodyTooLarge, BodyTooSlow, readBody } from "./body";
 
 /**
  * `close`: the request's body was not (all) read, as when an upload is refused; the connection
@@ -26,9 +27,10 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
   if (req.method === "GET" && path.startsWith("/api/blobs/")) {
     const hash = path.slice("/api/blobs/".length);
     if (!isSha256(hash)) return reply(res, 400, { error: "Blobs are named by their sha256 (64 hex digits)." }), true;
-    let bytes: Buffer;
+    // Streamed from the store: a data file may be 64 MiB, and anyone with its hash may ask.
+    let blob: Awaited<ReturnType<typeof deps.blobs.open>>;
     try {
-      bytes = await deps.blobs.get(hash);
+      blob = await deps.blobs.open(hash);
     } catch (e) {
       // Any other failure (the store is away) is the server's: a 500, logged by server/app.ts.
       if (isMissingBlob(e)) return reply(res, 404, { error: `No blob ${hash}.` }), true;
@@ -36,30 +38,27 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     }
     res.writeHead(200, {
       "content-type": "application/octet-stream",
-      "content-length": bytes.length,
+      "content-length": blob.bytes,
       // Content-addressed: the bytes behind a hash never change.
       "cache-control": "public, max-age=31536000, immutable",
       "x-content-type-options": "nosniff",
     });
-    res.end(bytes);
+    await pipeline(blob.stream, res).catch(() => undefined);
     return true;
   }
   if (req.method !== "POST" || (path !== "/api/programs" && path !== "/api/data")) return false;
   const who = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
   if (!who.user) return reply(res, 401, { error: who.error ?? "Sign in (or pass an API key) to upload." }, true), true;
   const limit = path === "/api/programs" ? deps.env.MAX_PROGRAM_BYTES : deps.env.MAX_DATA_BYTES;
-  // What this upload may hold in memory: its declared length, or the limit for a chunked one.
-  const declared = Number(req.headers["content-length"]);
-  const need = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, limit + 1) : limit;
-  const room = admit(deps, who.user.id, need);
-  if (room !== "ok") {
+  const room = admit(deps, who.user.id);
+  if (typeof room === "string") {
     res.setHeader("retry-after", "2");
     return reply(res, room === "busy" ? 503 : 429, {
       error: room === "busy" ? "The server is receiving other uploads; try again in a few seconds." : `At most ${UPLOADS_PER_ACCOUNT} of your uploads are received at once; wait for one to finish.`,
     }, true), true;
   }
   try {
-    const bytes = await readBody(req, limit);
+    const bytes = await readBody(req, limit, { take: room.take, minRate: deps.env.UPLOAD_MIN_BYTES_PER_SECOND });
     if (bytes.length === 0) return reply(res, 400, { error: "The upload is empty." }), true;
     const upload = { name: url.searchParams.get("name") ?? "", bytes };
     const body = path === "/api/programs" ? await createProgram(deps, who.user.id, upload) : await createDataFile(deps, who.user.id, upload);
@@ -67,40 +66,53 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
   } catch (e) {
     // Anything else is the server's own failure: server/app.ts answers 500 and logs it.
     if (e instanceof BodyTooLarge) reply(res, 413, { error: e.message }, true);
+    else if (e instanceof BodyBusy) {
+      res.setHeader("retry-after", "2");
+      reply(res, 503, { error: e.message }, true);
+    } else if (e instanceof BodyTooSlow) reply(res, 408, { error: e.message }, true);
     else if (e instanceof BodyInterrupted) reply(res, 400, { error: e.message }, true);
     else if (e instanceof UserError) reply(res, e.code === "NOT_FOUND" ? 404 : 400, { error: e.message });
     else throw e;
   } finally {
-    release(deps, who.user.id, need);
+    room.release();
   }
   return true;
 }
 
 /**
- * Uploads are read whole into memory (then hashed and stored), so the bytes being received at
- * once are bounded (UPLOAD_MEMORY_BYTES, reserved by declared length) and so are one
- * account's uploads at a time: 48 uploads of 64 MiB at once, answered 201 each, took the
- * server from 0.3 to 5.9 GB and its health checks to 86 s.
+ * Uploads are read whole into memory (then hashed and stored), so the bytes received at once
+ * are bounded (UPLOAD_MEMORY_BYTES) and so are one account's uploads at a time: 48 uploads of
+ * 64 MiB at once, answered 201 each, took the server from 0.3 to 5.9 GB and its health checks
+ * to 86 s. The bytes are counted as they arrive, not by the declared length: three uploads
+ * declaring 160 MiB and trickling a byte every 10 s kept everyone else's answered 503 for five
+ * minutes. An upload must also keep coming at UPLOAD_MIN_BYTES_PER_SECOND (408 otherwise).
  */
 const UPLOADS_PER_ACCOUNT = 2;
 const receiving = new WeakMap<AppDeps, { bytes: number; byAccount: Map<string, number> }>();
 
-function admit(deps: AppDeps, account: string, need: number): "ok" | "busy" | "yours" {
+function admit(deps: AppDeps, account: string): "busy" | "yours" | { take(bytes: number): boolean; release(): void } {
   let r = receiving.get(deps);
   if (!r) receiving.set(deps, (r = { bytes: 0, byAccount: new Map() }));
-  const mine = r.byAccount.get(account) ?? 0;
+  const state = r;
+  const mine = state.byAccount.get(account) ?? 0;
   if (mine >= UPLOADS_PER_ACCOUNT) return "yours";
-  // One upload is always let in, however large: the limits on its size still hold.
-  if (r.bytes > 0 && r.bytes + need > deps.env.UPLOAD_MEMORY_BYTES) return "busy";
-  r.bytes += need;
-  r.byAccount.set(account, mine + 1);
-  return "ok";
-}
-
-function release(deps: AppDeps, account: string, need: number) {
-  const r = receiving.get(deps)!;
-  r.bytes -= need;
-  const left = (r.byAccount.get(account) ?? 1) - 1;
-  if (left > 0) r.byAccount.set(account, left);
-  else r.byAccount.delete(account);
+  if (state.bytes >= deps.env.UPLOAD_MEMORY_BYTES) return "busy";
+  state.byAccount.set(account, mine + 1);
+  let held = 0;
+  return {
+    take(bytes) {
+      // An upload alone is let in whatever its size: the limit on its size still holds.
+      if (state.bytes > held && state.bytes + bytes > deps.env.UPLOAD_MEMORY_BYTES) return false;
+      state.bytes += bytes;
+      held += bytes;
+      return true;
+    },
+    release() {
+      state.bytes -= held;
+      held = 0;
+      const left = (state.byAccount.get(account) ?? 1) - 1;
+      if (left > 0) state.byAccount.set(account, left);
+      else state.byAccount.delete(account);
+    },
+  };
 }

@@ -14,7 +14,8 @@ afterEach(async () => {
 });
 
 async function server(delayMs: string, maxRequests = "0", perCaller = "16"): Promise<TestServer> {
-  const srv = await startTestServer({ LOAD_SHED_DELAY_MS: delayMs, LOAD_SHED_MAX_REQUESTS: maxRequests, LOAD_SHED_MAX_PER_CALLER: perCaller, SPOT_CHECKS: "off" });
+  // Stalled uploads hold calls in progress here: no minimum upload rate cuts them.
+  const srv = await startTestServer({ LOAD_SHED_DELAY_MS: delayMs, LOAD_SHED_MAX_REQUESTS: maxRequests, LOAD_SHED_MAX_PER_CALLER: perCaller, SPOT_CHECKS: "off", UPLOAD_MIN_BYTES_PER_SECOND: "0" });
   cleanups.push(() => srv.close());
   return srv;
 }
@@ -215,25 +216,26 @@ describe("tRPC batches", () => {
 
 describe("uploads received at once", () => {
   // Uploads are read whole into memory: 48 of 64 MiB at once took a server to 5.9 GB.
-  const stall = (url: string, apiKey: string, length: number) => {
+  // Declares `length` bytes, sends `sent` of them and stops.
+  const stall = (url: string, apiKey: string, length: number, sent = 4) => {
     const req = http.request(`${url}/api/data?name=slow.csv`, { method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-length": String(length) } });
     req.on("error", () => undefined);
-    req.write("x,y\n");
+    req.write(`x,y\n${"1".repeat(Math.max(0, sent - 4))}`);
     return () => req.destroy();
   };
   const post = (url: string, apiKey: string, body: string) =>
     fetch(`${url}/api/data?name=up.csv`, { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, body });
 
   it("are bounded in bytes server-wide and two per account; the refused are told to come back", async () => {
-    const srv = await startTestServer({ UPLOAD_MEMORY_BYTES: "150000" });
+    const srv = await startTestServer({ UPLOAD_MEMORY_BYTES: "150000", UPLOAD_MIN_BYTES_PER_SECOND: "0" });
     cleanups.push(() => srv.close());
     const a = await createUserWithKey(srv.deps, "uploader-a@example.com");
     const b = await createUserWithKey(srv.deps, "uploader-b@example.com");
-    const stalls = [stall(srv.url, a.apiKey, 100_000), stall(srv.url, a.apiKey, 1000)];
+    const stalls = [stall(srv.url, a.apiKey, 100_000, 90_000), stall(srv.url, a.apiKey, 1000)];
     cleanups.push(() => stalls.forEach((s) => s()));
-    await sleep(200);
+    await sleep(300);
 
-    // Another account's 100,000 bytes would pass the 150,000 being received: 503, come back.
+    // Another account's 100,000 bytes would pass the 150,000 (90,000 of them received): 503, come back.
     const busy = await post(srv.url, b.apiKey, "x".repeat(100_000));
     expect(busy.status).toBe(503);
     expect(busy.headers.get("retry-after")).toBe("2");
@@ -250,5 +252,17 @@ describe("uploads received at once", () => {
     await sleep(200);
     expect((await post(srv.url, a.apiKey, "3,4\n")).status).toBe(201);
     expect((await post(srv.url, b.apiKey, "x".repeat(100_000))).status).toBe(201);
+  });
+
+  it("count what has arrived, not what is declared: trickled uploads keep no one else out", async () => {
+    const srv = await startTestServer({ UPLOAD_MEMORY_BYTES: "150000" });
+    cleanups.push(() => srv.close());
+    const accounts = await Promise.all(["t1", "t2"].map((n) => createUserWithKey(srv.deps, `${n}@example.com`)));
+    const victim = await createUserWithKey(srv.deps, "victim@example.com");
+    // Two accounts, two uploads each, declaring 100,000 bytes and sending 4.
+    const stalls = accounts.flatMap((a) => [stall(srv.url, a.apiKey, 100_000), stall(srv.url, a.apiKey, 100_000)]);
+    cleanups.push(() => stalls.forEach((s) => s()));
+    await sleep(300);
+    expect((await post(srv.url, victim.apiKey, "x".repeat(100_000))).status).toBe(201);
   });
 });
