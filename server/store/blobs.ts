@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import fs from "node:fs/promises";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import path from "node:path";
 import type { Env } from "../env";
 import { parseBlobStore } from "./blobConfig";
@@ -11,8 +11,8 @@ import { parseBlobStore } from "./blobConfig";
  */
 export interface BlobStore {
   readonly kind: "directory" | "s3";
-  /** Stores the bytes (UTF-8 for a string) and answers their sha256 in hex. Idempotent. */
-  put(data: string | Uint8Array): Promise<string>;
+  /** Stores the bytes (UTF-8 for a string; parts end to end) and answers their sha256 in hex. Idempotent. */
+  put(data: BlobData): Promise<string>;
   /** The bytes stored under a hash; rejects with a `code: "ENOENT"` error (see isMissingBlob) when there are none. */
   get(hash: string): Promise<Buffer>;
   /** The same bytes as a stream, and how many (for downloads: a result may be hundreds of MB). Rejects like get(). */
@@ -34,8 +34,13 @@ export function missingBlob(hash: string): Error {
   return Object.assign(new Error(`No blob ${hash}`), { code: "ENOENT" });
 }
 
-export function sha256Hex(data: string | Uint8Array): string {
-  return crypto.createHash("sha256").update(data).digest("hex");
+/** A blob's bytes: text (stored as UTF-8), bytes, or parts of it end to end (a large merged result, never joined in memory). */
+export type BlobData = string | Uint8Array | Uint8Array[];
+
+export function sha256Hex(data: BlobData): string {
+  const h = crypto.createHash("sha256");
+  for (const part of Array.isArray(data) ? data : [data]) h.update(part);
+  return h.digest("hex");
 }
 
 /** Refuses anything but a sha256 in lowercase hex, so no hash can name a path or key outside the store. */
@@ -94,13 +99,13 @@ export class DirectoryBlobStore implements BlobStore {
     return `directory ${path.resolve(this.dir)}`;
   }
 
-  async put(data: string | Uint8Array): Promise<string> {
+  async put(data: BlobData): Promise<string> {
     const hash = sha256Hex(data);
     const file = this.file(hash);
     await fs.mkdir(path.dirname(file), { recursive: true });
     // Write then rename, so a crash never leaves a truncated blob under its hash.
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
-    await fs.writeFile(tmp, data);
+    await fs.writeFile(tmp, Array.isArray(data) ? Readable.from(data) : data);
     await fs.rename(tmp, file);
     return hash;
   }

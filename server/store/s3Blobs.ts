@@ -1,7 +1,7 @@
 import { STATUS_CODES } from "node:http";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { type BlobStore, cachedCheck, checkHash, missingBlob, sha256Hex } from "./blobs";
+import { type BlobData, type BlobStore, cachedCheck, checkHash, missingBlob, sha256Hex } from "./blobs";
 
 export interface S3BlobStoreOptions {
   bucket: string;
@@ -64,10 +64,10 @@ export class S3BlobStore implements BlobStore {
     return `s3://${this.opts.bucket}/${this.opts.prefix}${this.opts.endpoint ? ` at ${this.opts.endpoint}` : ""}`;
   }
 
-  async put(data: string | Uint8Array): Promise<string> {
+  async put(data: BlobData): Promise<string> {
     const hash = sha256Hex(data);
     const Key = this.key(hash);
-    const Body = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    const Body = typeof data === "string" ? Buffer.from(data, "utf8") : Array.isArray(data) ? Buffer.concat(data) : data;
     if (Body.byteLength >= HEAD_FIRST_BYTES && (await this.exists(Key))) return hash;
     try {
       await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key, Body, ContentType: "application/octet-stream" }));

@@ -61,7 +61,13 @@ describe("S3 blob store", () => {
       }
     }
     expect((await store.get(sha256(text))).toString("utf8")).toBe(text);
-    expect(await s3.keys(BUCKET)).toEqual([text, bytes, view].map((d) => `tg/${sha256(d).slice(0, 2)}/${sha256(d)}`).sort());
+    // Parts are stored end to end, under the hash of the whole.
+    const parts = [Buffer.from("[1,"), Buffer.from("2]")];
+    for (const s of [store, dirStore]) {
+      expect(await s.put(parts)).toBe(sha256("[1,2]"));
+      expect((await s.get(sha256("[1,2]"))).toString()).toBe("[1,2]");
+    }
+    expect(await s3.keys(BUCKET)).toEqual([text, bytes, view, "[1,2]"].map((d) => `tg/${sha256(d).slice(0, 2)}/${sha256(d)}`).sort());
   });
 
   it("puts idempotently: the same bytes twice are one object, and a large blob already there is not uploaded again", async () => {
