@@ -30,10 +30,13 @@ const BIG_MERGE_BYTES = 16 * 2 ** 20;
 let reading: Promise<unknown> = Promise.resolve();
 let bigMerge: Promise<unknown> = Promise.resolve();
 
-function oneBigAtATime<T>(run: () => Promise<T>): Promise<T> {
-  const p = bigMerge.then(run, run);
+/** Runs `run` after the big merges before it; aborted while it waits, answers `stopped` at once (a cancel must not wait its turn). */
+export function oneBigAtATime<T>(run: () => Promise<T>, stopped: T, signal?: AbortSignal): Promise<T> {
+  const turn = () => (signal?.aborted ? stopped : run());
+  const p = bigMerge.then(turn, turn);
   bigMerge = p.catch(() => undefined);
-  return p;
+  if (!signal) return p;
+  return Promise.race([p, new Promise<T>((resolve) => signal.addEventListener("abort", () => resolve(stopped), { once: true }))]);
 }
 
 /** `[out0,out1,…]` from the stored texts, a page at a time, as UTF-8 parts of the blob. */
@@ -84,7 +87,8 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
   }
   // A merge holds its outputs (and more) in memory: large ones take turns, so jobs ending
   // together cannot each hold hundreds of MB at once.
-  return bytes > BIG_MERGE_BYTES ? oneBigAtATime(() => merge(deps, jobId, bytes, signal)) : merge(deps, jobId, bytes, signal);
+  if (bytes <= BIG_MERGE_BYTES) return merge(deps, jobId, bytes, signal);
+  return oneBigAtATime(() => merge(deps, jobId, bytes, signal), { error: "stopped: the job was cancelled" }, signal);
 }
 
 async function merge(deps: { db: Db; blobs: BlobStore }, jobId: string, bytes: number, signal?: AbortSignal): Promise<Merged> {
