@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
 import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
-import { collectPageErrors, keepScreenshot, launchChromium } from "../helpers/browser";
+import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 // An uploaded WASM program (and a JS one) computed end to end by a volunteer tab in
 // Chromium: the tab fetches the program and input blobs and runs them in its sandbox.
@@ -57,6 +57,33 @@ describe("uploaded programs on a browser volunteer", () => {
 
     await page.getByTestId("tasks-done").filter({ hasText: "12" }).waitFor({ timeout: 10_000 });
     await keepScreenshot(page, "e2e-program-volunteer");
+    expect(errors).toEqual([]);
+  });
+
+  it("a result too large for the API: the job page says so and offers the downloads, once the browser volunteer computed it", async () => {
+    const user = await createUserWithKey(server.deps, "big@example.com");
+    const program = await (await fetch(`${server.url}/api/programs?name=big.js`, {
+      method: "POST", headers: { authorization: `Bearer ${user.apiKey}` },
+      body: "export function run(x) { return { x, pad: \"y\".repeat(3000000) }; }\n",
+    })).json();
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const volunteer = await context.newPage();
+    await volunteer.goto("/volunteer");
+    await volunteer.getByRole("button", { name: "Start" }).click();
+    await volunteer.getByTestId("volunteer-status").filter({ hasText: "connected" }).waitFor();
+    const api = trpc(server.url, user.apiKey);
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program: program.hash, input: { mode: "range", start: 0, end: 12 }, chunks: 12, replication: { replicas: 1 }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    await waitFor(async () => (await api.jobs.get.query({ id })).state !== "running", 60_000, "the big job");
+    expect((await api.jobs.get.query({ id })).error ?? "completed").toBe("completed");
+
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await signIn(page, "big@example.com", user.password, `/jobs/${id}`);
+    await page.getByTestId("result-note").filter({ hasText: `download it from /api/jobs/${id}/result.json` }).waitFor({ timeout: 15_000 });
+    await expect(page.getByRole("link", { name: "Download JSON" }).getAttribute("href")).resolves.toBe(`/api/jobs/${id}/result.json`);
+    await keepScreenshot(page, "e2e-big-result");
     expect(errors).toEqual([]);
   });
 });

@@ -17,7 +17,11 @@ export function JobView({ id }: { id: string }) {
   const live = useSubscription(trpc.jobs.watch.subscriptionOptions({ id }));
   const job = live.data ?? initial.data;
   const ended = job && job.state !== "running";
-  const result = useQuery({ ...trpc.jobs.result.queryOptions({ id }), enabled: job?.state === "completed" });
+  // A result too large for the API is refused for good: asking again would not help.
+  const result = useQuery({
+    ...trpc.jobs.result.queryOptions({ id }), enabled: job?.state === "completed",
+    retry: (n, e) => e.data?.code !== "UNPROCESSABLE_CONTENT" && n < 3,
+  });
   const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions(undefined, { enabled: !ended }));
   const cancel = useMutation(trpc.jobs.cancel.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
   const stop = useMutation(trpc.jobs.stopAfterRound.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
@@ -99,7 +103,10 @@ export function JobView({ id }: { id: string }) {
               <a className="button" href={`/api/jobs/${id}/result.json`} download>Download JSON</a>
             </div>
           </div>
-          {!result.data ? (
+          {result.error ? (
+            // Too large to show (the API says so): the buttons above download it.
+            <p className="hint" data-testid="result-note">{result.error.message}</p>
+          ) : !result.data ? (
             <p>Loading result…</p>
           ) : job.kernel === "mandelbrot" ? (
             <MandelbrotImage image={result.data as never} />
