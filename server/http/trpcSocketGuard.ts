@@ -1,4 +1,6 @@
+import net from "node:net";
 import type { WebSocket } from "ws";
+import { ipv6Prefix } from "../coordinator/network";
 import { MAX_TRPC_BATCH } from "../api/batch";
 import { RateLimiter } from "../services/calc/rateLimit";
 
@@ -45,12 +47,7 @@ export class TrpcSocketBudget {
 
 /** An IPv6 address's /64 (one host usually holds a whole one), an IPv4 address as it is. */
 function addressKey(address: string): string {
-  if (!address.includes(":") || address.startsWith("::ffff:")) return address;
-  const [head = "", tail = ""] = address.split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const groups = address.includes("::") ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
-  return `${groups.slice(0, 4).map((g) => parseInt(g || "0", 16).toString(16)).join(":")}::/64`;
+  return net.isIPv6(address) && !address.startsWith("::ffff:") ? ipv6Prefix(address, 4) : address;
 }
 
 /** Why a frame is refused, or undefined when tRPC may have it. */
