@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { hotStore } from "../../store/hotStore";
+import { OUTPUT_PAGE } from "../../store/outputPage";
 import { ownedJob, type Viewer } from "./queries";
 
 // A job's result and its units' outputs may be hundreds of MB (a unit's output is up to
@@ -49,7 +50,7 @@ export async function unitOutputs(deps: AppDeps, viewer: Viewer, jobId: string) 
     throw new UserError("UNPROCESSABLE_CONTENT", `The units' outputs hold ${mib(bytes)}: download them from /api/jobs/${jobId}/units.json (tabgrid job ${jobId} --units FILE does).`);
   }
   const out: Array<{ index: number; round?: number; output: unknown }> = [];
-  for await (const page of store.outputPages(jobId, 256)) {
+  for await (const page of store.outputPages(jobId, OUTPUT_PAGE)) {
     for (const u of page) if (u.done) out.push({ index: u.idx, ...(u.round ? { round: u.round } : {}), output: JSON.parse(u.output!) as unknown });
   }
   return out;

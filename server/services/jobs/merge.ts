@@ -3,6 +3,7 @@ import { reduceOutputs } from "../../../worker/sandbox/reduceOnServer";
 import type { BlobStore } from "../../store/blobs";
 import type { Db } from "../../store/prisma";
 import { hotStore } from "../../store/hotStore";
+import { FairSlots } from "../../../worker/sandbox/fairSlots";
 import { aggregate, DEFAULT_TRIM, isNumericMerge } from "../programs/aggregate";
 
 /**
@@ -17,7 +18,7 @@ const INLINE_RESULT_BYTES = 64 * 1024;
 /** A job's result (its JSON text) as stored: inline when small, else a blob's hash. */
 export async function storedResult(blobs: BlobStore, json: string): Promise<{ result: string | null; resultBlob: string | null }> {
   // As bytes once: hashing and writing a string each encode it again.
-  if (json.length > INLINE_RESULT_BYTES / 3 && Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await blobs.put(Buffer.from(json)) };
+  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await blobs.put(Buffer.from(json)) };
   return { result: json, resultBlob: null };
 }
 
@@ -27,16 +28,16 @@ const PAGE_BYTES = 16 * 2 ** 20;
 /** Outputs above this make a merge "big": big merges run one at a time. */
 const BIG_MERGE_BYTES = 16 * 2 ** 20;
 
-let reading: Promise<unknown> = Promise.resolve();
-let bigMerge: Promise<unknown> = Promise.resolve();
+/** One at a time, in order: FairSlots with one slot and one key. */
+const reads = new FairSlots(1);
+const bigMerges = new FairSlots(1);
 
 /** Runs `run` after the big merges before it; aborted while it waits, answers `stopped` at once (a cancel must not wait its turn). */
 export function oneBigAtATime<T>(run: () => Promise<T>, stopped: T, signal?: AbortSignal): Promise<T> {
-  const turn = () => (signal?.aborted ? stopped : run());
-  const p = bigMerge.then(turn, turn);
-  bigMerge = p.catch(() => undefined);
-  if (!signal) return p;
-  return Promise.race([p, new Promise<T>((resolve) => signal.addEventListener("abort", () => resolve(stopped), { once: true }))]);
+  return bigMerges.run("", run, signal).catch((e: unknown) => {
+    if (signal?.aborted && e === signal.reason) return stopped;
+    throw e;
+  });
 }
 
 /** `[out0,out1,…]` from the stored texts, a page at a time, as UTF-8 parts of the blob. */
@@ -65,9 +66,7 @@ async function concatStored(deps: { db: Db; blobs: BlobStore }, jobId: string, r
  * otherwise each read a page in the same turn.
  */
 function oneAtATime<T>(read: () => Promise<T>): Promise<T> {
-  const p = reading.then(read, read);
-  reading = p.catch(() => undefined);
-  return p;
+  return reads.run("", read);
 }
 
 export type Merged = { result: string | null; resultBlob: string | null } | { error: string };
