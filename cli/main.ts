@@ -6,6 +6,7 @@ import { volunteer } from "./commands/volunteer";
 import { admin } from "./commands/admin";
 import { watch } from "./commands/watch";
 import { calc } from "./commands/calc";
+import { files } from "./commands/files";
 import { kernels } from "../worker/kernels";
 
 const USAGE = `tabgrid: volunteer computing from the command line
@@ -19,6 +20,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
                  [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
   tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE] [--accept-unconfirmed] [--replicas R [--quorum Q]]
   tabgrid status [--json]
+  tabgrid files [ls | rm HASH...] [--json]   (your programs and data files, your storage quota; rm deletes)
   tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]
   tabgrid watch --url URL [--interval S] [--failures N] [--timeout S] [--webhook URL ...]
@@ -30,7 +32,7 @@ comma-separated, tried in turn after each disconnect. admin works on DATABASE_UR
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
 down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch, calc };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch, calc, files };
 
 const [name, ...argv] = process.argv.slice(2);
 let code = 0;

@@ -11,6 +11,7 @@ import { leaderboardRouter } from "./routers/leaderboard";
 import { teamsRouter } from "./routers/teams";
 import { adsRouter } from "./routers/ads";
 import { reportsRouter } from "./routers/reports";
+import { filesRouter } from "./routers/files";
 
 export const appRouter = router({
   jobs: jobsRouter,
@@ -25,6 +26,7 @@ export const appRouter = router({
   teams: teamsRouter,
   ads: adsRouter,
   reports: reportsRouter,
+  files: filesRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -4,6 +4,7 @@ import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { UserError } from "../services/errors";
 import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
+import { checkStorageRoom } from "../services/programs/files";
 import { isMissingBlob } from "../store/blobs";
 import { BodyBusy, BodyInterrupted, BodyTooLarge, BodyTooSlow, readBody } from "./body";
 
@@ -58,6 +59,10 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     }, true), true;
   }
   try {
+    // A data file whose declared length is past the account's quota is refused before a byte
+    // is read, unless the account has a file of that size (the same bytes again take no room).
+    const declared = Number(req.headers["content-length"]);
+    if (path === "/api/data" && declared > 0 && declared <= limit) await checkStorageRoom(deps, who.user.id, declared, { unlessSize: declared });
     const bytes = await readBody(req, limit, { take: room.take, minRate: deps.env.UPLOAD_MIN_BYTES_PER_SECOND });
     if (bytes.length === 0) return reply(res, 400, { error: "The upload is empty." }), true;
     const upload = { name: url.searchParams.get("name") ?? "", bytes };
@@ -71,7 +76,10 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
       reply(res, 503, { error: e.message }, true);
     } else if (e instanceof BodyTooSlow) reply(res, 408, { error: e.message }, true);
     else if (e instanceof BodyInterrupted) reply(res, 400, { error: e.message }, true);
-    else if (e instanceof UserError) reply(res, e.code === "NOT_FOUND" ? 404 : 400, { error: e.message });
+    else if (e instanceof UserError) {
+      const status = e.code === "NOT_FOUND" ? 404 : e.code === "PAYLOAD_TOO_LARGE" ? 413 : 400;
+      reply(res, status, { error: e.message }, !req.readableEnded);
+    }
     else throw e;
   } finally {
     room.release();

@@ -17,6 +17,8 @@ export interface BlobStore {
   get(hash: string): Promise<Buffer>;
   /** The same bytes as a stream, and how many (for downloads: a result may be hundreds of MB). Rejects like get(). */
   open(hash: string): Promise<{ stream: Readable; bytes: number }>;
+  /** Removes the bytes under a hash (the caller has checked nothing needs them); answers how many were freed, 0 when there were none. */
+  delete(hash: string): Promise<number>;
   /** Where the blobs are, for logs (never a secret). */
   describe(): string;
   /** "ok", or why the store does not answer. Cheap: the answer is cached for a few seconds. */
@@ -122,6 +124,18 @@ export class DirectoryBlobStore implements BlobStore {
     });
     // The stream closes the handle when it ends or is destroyed.
     return { stream: handle.createReadStream(), bytes: size };
+  }
+
+  async delete(hash: string): Promise<number> {
+    const file = this.file(hash);
+    try {
+      const { size } = await fs.stat(file);
+      await fs.unlink(file);
+      return size;
+    } catch (e) {
+      if (isMissingBlob(e)) return 0;
+      throw e;
+    }
   }
 
   async close() {}

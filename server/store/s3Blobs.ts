@@ -1,6 +1,6 @@
 import { STATUS_CODES } from "node:http";
 import type { Readable } from "node:stream";
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { type BlobData, type BlobStore, cachedCheck, checkHash, missingBlob, sha256Hex } from "./blobs";
 
 export interface S3BlobStoreOptions {
@@ -98,6 +98,18 @@ export class S3BlobStore implements BlobStore {
     } catch (e) {
       if ((e as Error)?.name === "NoSuchKey") throw missingBlob(hash);
       throw new Error(this.failure("GetObject", Key, e), { cause: e });
+    }
+  }
+
+  async delete(hash: string): Promise<number> {
+    const Key = this.key(hash);
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key }));
+      return Number(head.ContentLength ?? 0);
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 404) return 0;
+      throw new Error(this.failure("DeleteObject", Key, e), { cause: e });
     }
   }
 

@@ -86,4 +86,28 @@ describe("uploaded programs on a browser volunteer", () => {
     await keepScreenshot(page, "e2e-big-result");
     expect(errors).toEqual([]);
   });
+
+  it("lists the files uploaded from the jobs page with the storage used, and deletes one after asking", async () => {
+    const user = await createUserWithKey(server.deps, "files@example.com");
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 1000 }, baseURL: server.url.replace("127.0.0.1", "localhost") })).newPage();
+    const errors = collectPageErrors(page);
+    await signIn(page, "files@example.com", user.password, "/jobs");
+    const card = page.getByRole("region", { name: "Your files" });
+    await card.getByText("No programs or data files yet").waitFor();
+
+    await page.getByLabel("Program (.js or .wasm)").setInputFiles(path.join(repoRoot, "examples", "js", "collatz.js"));
+    await page.getByTestId("program-info").waitFor();
+    await page.locator("select[name=mode]").selectOption("lines");
+    await page.locator("input[name=data]").setInputFiles({ name: "words.txt", mimeType: "text/plain", buffer: Buffer.from("a b\nc d\n".repeat(300)) });
+    await expect.poll(() => card.getByTestId("file-row").count()).toBe(2);
+    await expect.poll(() => card.getByTestId("storage-use").textContent()).toMatch(/KiB used of 1\.0 GiB/);
+    await keepScreenshot(page, "e2e-files");
+
+    const row = card.getByTestId("file-row").filter({ hasText: "words.txt" });
+    await row.getByRole("button", { name: "Delete" }).click();
+    await row.getByRole("button", { name: "Delete" }).click(); // the confirmation's "Delete"
+    await expect.poll(() => card.getByTestId("file-row").count()).toBe(1);
+    expect(await server.deps.db.dataFile.count({ where: { name: "words.txt" } })).toBe(0);
+    expect(errors).toEqual([]);
+  });
 });

@@ -85,6 +85,18 @@ describe("S3 blob store", () => {
     expect((await store.get(hash)).equals(large)).toBe(true);
   });
 
+  it("deletes a blob and answers the bytes freed: 0 for one not there; a bad hash is refused", async () => {
+    const bytes = crypto.randomBytes(1234);
+    for (const s of [store, dirStore]) {
+      const hash = await s.put(bytes);
+      expect(await s.delete(hash)).toBe(1234);
+      expect((await errorOf(s.get(hash))).code).toBe("ENOENT");
+      expect(await s.delete(hash)).toBe(0);
+      await expect(s.delete("../../etc/passwd")).rejects.toThrow(/not a sha256 hash/);
+    }
+    expect((await s3.keys(BUCKET)).filter((k) => k.endsWith(sha256(bytes)))).toEqual([]);
+  });
+
   it("answers a missing hash with the directory store's ENOENT, and refuses what is not a sha256", async () => {
     const absent = sha256("never stored");
     for (const s of [store, dirStore]) {

@@ -138,6 +138,7 @@ export function ProgramForm() {
     if (!file) return;
     try {
       const up = await upload(kind, file);
+      void queryClient.invalidateQueries({ queryKey: trpc.files.list.queryKey() });
       if (kind === "programs") {
         setProgram(up);
         setMerge(up.hasReduce ? "reduce" : "concat");

@@ -3,6 +3,7 @@ import { SubmitForm } from "./SubmitForm";
 import { JobList } from "./JobList";
 import { ProgramForm } from "./ProgramForm";
 import { CalcBox } from "./CalcBox";
+import { FilesCard } from "./FilesCard";
 import { useRequireSignIn } from "../../_components/useRequireSignIn";
 
 export default function JobsPage() {
@@ -13,6 +14,7 @@ export default function JobsPage() {
       <div className="stack">
         <SubmitForm />
         <ProgramForm />
+        <FilesCard />
         <CalcBox />
       </div>
       <JobList />

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { compileJsProgram, inspectWasm } from "../../../worker/sandbox/compileJs";
+import { checkStorageRoom, releaseBlob } from "./files";
 
 const WASM_MAGIC = Buffer.from([0x00, 0x61, 0x73, 0x6d]);
 export const isSha256 = (s: string) => /^[0-9a-f]{64}$/.test(s);
@@ -16,6 +17,7 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
   const hash = crypto.createHash("sha256").update(upload.bytes).digest("hex");
   const existing = await deps.db.program.findUnique({ where: { hash } });
   if (existing) return view(existing);
+  await checkStorageRoom(deps, ownerId, upload.bytes.length);
   const name = upload.name.slice(0, 200) || "program";
   let data: { kind: string; scriptHash: string | null; sourceMapHash: string | null; exports: string[]; hasReduce: boolean; comparator: string | null };
   try {
@@ -69,6 +71,16 @@ export async function listPrograms(deps: AppDeps, ownerId: string) {
 /** Stores an uploaded data file (to be split into unit inputs at submit). */
 export async function createDataFile(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
   const hash = await deps.blobs.put(upload.bytes);
+  // Checked once the hash is known (put computes it), as the same bytes again take no more room.
+  const mine = await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } });
+  if (!mine) {
+    try {
+      await checkStorageRoom(deps, ownerId, upload.bytes.length);
+    } catch (e) {
+      await releaseBlob(deps, hash);
+      throw e;
+    }
+  }
   const row = await deps.db.dataFile.upsert({
     where: { hash_ownerId: { hash, ownerId } },
     create: { hash, name: upload.name.slice(0, 200) || "data", size: upload.bytes.length, ownerId },

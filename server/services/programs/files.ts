@@ -1,0 +1,113 @@
+import type { AppDeps } from "../deps";
+import { UserError } from "../errors";
+import { formatBytes } from "../../http/body";
+
+/**
+ * What an account keeps in the blob store (its programs and data files), against
+ * ACCOUNT_STORAGE_BYTES. Without a bound, one free account uploading 64 MiB files in a loop
+ * fills the server's disk. Job outputs are not counted: they are paid for in credits.
+ */
+export async function storageUsed(deps: AppDeps, ownerId: string): Promise<number> {
+  const [data, programs] = await Promise.all([
+    deps.db.dataFile.aggregate({ where: { ownerId }, _sum: { size: true } }),
+    deps.db.program.aggregate({ where: { ownerId }, _sum: { size: true } }),
+  ]);
+  return (data._sum.size ?? 0) + (programs._sum.size ?? 0);
+}
+
+/**
+ * Refuses (PAYLOAD_TOO_LARGE, answered 413) an upload of `bytes` that would take the account
+ * past its quota. Two uploads of one account checked at once may both pass: the quota can be
+ * overrun by one upload (UPLOADS_PER_ACCOUNT bounds how many run at once on a node).
+ * `unlessSize`: let it pass when the account has a data file of that size (checked again by hash).
+ */
+export async function checkStorageRoom(deps: AppDeps, ownerId: string, bytes: number, opts: { unlessSize?: number } = {}): Promise<void> {
+  const quota = deps.env.ACCOUNT_STORAGE_BYTES;
+  if (quota === 0) return;
+  const used = await storageUsed(deps, ownerId);
+  if (used + bytes <= quota) return;
+  if (opts.unlessSize !== undefined && (await deps.db.dataFile.count({ where: { ownerId, size: opts.unlessSize } })) > 0) return;
+  throw new UserError(
+    "PAYLOAD_TOO_LARGE",
+    `Your programs and data files take ${formatBytes(used)} of your ${formatBytes(quota)}; this upload of ${formatBytes(bytes)} does not fit. ` +
+      "Delete files you no longer need (the Files card on the jobs page, or `tabgrid files rm HASH`).",
+  );
+}
+
+/** The account's programs and data files, newest first, with its use of the quota. */
+export async function listFiles(deps: AppDeps, ownerId: string) {
+  const [programs, data, usedBytes] = await Promise.all([
+    deps.db.program.findMany({
+      where: { ownerId }, orderBy: [{ createdAt: "desc" }, { hash: "asc" }], take: 500,
+      select: { hash: true, name: true, size: true, kind: true, createdAt: true },
+    }),
+    deps.db.dataFile.findMany({
+      where: { ownerId }, orderBy: [{ createdAt: "desc" }, { hash: "asc" }], take: 500,
+      select: { hash: true, name: true, size: true, createdAt: true },
+    }),
+    storageUsed(deps, ownerId),
+  ]);
+  return {
+    usedBytes,
+    quotaBytes: deps.env.ACCOUNT_STORAGE_BYTES || null,
+    files: [
+      ...programs.map((p) => ({ ...p, type: "program" as const, kind: p.kind as "js" | "wasm" })),
+      ...data.map((d) => ({ ...d, type: "data" as const, kind: null })),
+    ]
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || a.hash.localeCompare(b.hash))
+      .map((f) => ({ ...f, createdAt: f.createdAt.toISOString() })),
+  };
+}
+
+function checkHashInput(hash: string) {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new UserError("BAD_REQUEST", "A file is named by the sha256 of its bytes (64 hex digits).");
+}
+
+/**
+ * Deletes one of the account's data files: its row, and its bytes unless something else still
+ * needs them (see releaseBlob). Jobs already submitted from it keep their own unit inputs.
+ */
+export async function deleteDataFile(deps: AppDeps, ownerId: string, hash: string) {
+  checkHashInput(hash);
+  const { count } = await deps.db.dataFile.deleteMany({ where: { hash, ownerId } });
+  if (count === 0) throw new UserError("NOT_FOUND", `You have no data file ${hash}.`);
+  return { hash, bytesFreed: await releaseBlob(deps, hash) };
+}
+
+/**
+ * Deletes one of the account's programs, if no job names it (a job keeps its program: its page,
+ * merges and audits read it; anyone holding the hash may have submitted one).
+ */
+export async function deleteProgram(deps: AppDeps, ownerId: string, hash: string) {
+  checkHashInput(hash);
+  const row = await deps.db.program.findUnique({ where: { hash }, select: { ownerId: true, scriptHash: true, sourceMapHash: true } });
+  if (!row || row.ownerId !== ownerId) throw new UserError("NOT_FOUND", `You have no program ${hash}.`);
+  const jobs = await deps.db.job.count({ where: { programHash: hash } });
+  if (jobs > 0) throw new UserError("CONFLICT", `Program ${hash.slice(0, 12)}… ran ${jobs} job${jobs === 1 ? "" : "s"}, which keep it; it cannot be deleted.`);
+  // The job check and the delete are one statement's conditions, so a submission racing this
+  // either sees the program gone or keeps it (a foreign key refuses the delete on SQLite).
+  const { count } = await deps.db.program.deleteMany({ where: { hash, ownerId, jobs: { none: {} } } });
+  if (count === 0) throw new UserError("CONFLICT", `Program ${hash.slice(0, 12)}… is now used by a job; it cannot be deleted.`);
+  let bytesFreed = 0;
+  for (const h of [hash, row.scriptHash, row.sourceMapHash]) if (h) bytesFreed += await releaseBlob(deps, h);
+  return { hash, bytesFreed };
+}
+
+/**
+ * Removes a blob's bytes once nothing refers to it, and answers how many bytes that freed.
+ * Blobs are content-addressed: the same bytes may be another account's data file, a program
+ * or its compiled script, a job's result, an ad's media or a running job's unit input (a shard
+ * equal to a whole file). Any of those keeps them. Inputs of finished jobs are not needed again.
+ */
+export async function releaseBlob(deps: AppDeps, hash: string): Promise<number> {
+  const db = deps.db;
+  const refs = await Promise.all([
+    db.dataFile.count({ where: { hash } }),
+    db.program.count({ where: { OR: [{ hash }, { scriptHash: hash }, { sourceMapHash: hash }] } }),
+    db.job.count({ where: { resultBlob: hash } }),
+    db.adCreative.count({ where: { mediaHash: hash } }),
+    db.workUnit.count({ where: { job: { state: "running" }, input: { contains: hash } } }),
+  ]);
+  if (refs.some((n) => n > 0)) return 0;
+  return deps.blobs.delete(hash);
+}

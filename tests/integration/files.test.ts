@@ -1,0 +1,114 @@
+import crypto from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUserWithKey, runCli, startTestServer, type TestServer } from "../helpers/server";
+import { trpc, trpcError } from "../helpers/clients";
+import { isMissingBlob } from "../../server/store/blobs";
+
+// An account's stored files: a storage quota on uploads (a free account could otherwise fill
+// the disk with 64 MiB uploads in a loop), listing them, and deleting them, with the bytes
+// removed only once nothing else (another account, a program, a running job) refers to them.
+describe("files and the storage quota", () => {
+  let srv: TestServer;
+  const QUOTA = 4096;
+
+  const post = (kind: "programs" | "data", body: BodyInit, key: string, init: RequestInit = {}) =>
+    fetch(`${srv.url}/api/${kind}?name=f.bin`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body, ...init });
+  const randomBytes = (n: number) => new Uint8Array(crypto.randomBytes(n));
+  const sha = (b: Uint8Array | string) => crypto.createHash("sha256").update(b).digest("hex");
+  const stored = (hash: string) => srv.deps.blobs.get(hash).then(() => true, (e) => (isMissingBlob(e) ? false : Promise.reject(e)));
+
+  beforeAll(async () => {
+    srv = await startTestServer({ ACCOUNT_STORAGE_BYTES: String(QUOTA) });
+  });
+  afterAll(async () => {
+    await srv?.close();
+  });
+
+  it("refuses an upload past the quota with 413 and stores nothing, by declared length or by the bytes that came", async () => {
+    const user = await createUserWithKey(srv.deps, "quota@example.com");
+    const first = randomBytes(3000);
+    expect((await post("data", first, user.apiKey)).status).toBe(201);
+    // The same bytes again take no more room.
+    expect((await post("data", first, user.apiKey)).status).toBe(201);
+
+    const second = randomBytes(2000);
+    const declared = await post("data", second, user.apiKey);
+    expect(declared.status).toBe(413);
+    expect((await declared.json()).error).toMatch(/Your programs and data files take 3 KiB of your 4 KiB; this upload of 2 KiB does not fit/);
+    // Streamed without a length, it is refused once it has come, and its bytes are removed.
+    const chunked = await post("data", new Blob([second]).stream(), user.apiKey, { duplex: "half" } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(await stored(sha(second))).toBe(false);
+    // Programs count too.
+    const program = `export function run(x) { return x; }\n// ${"p".repeat(1500)}`;
+    expect((await post("programs", program, user.apiKey)).status).toBe(413);
+    expect(await srv.deps.db.program.count({ where: { hash: sha(program) } })).toBe(0);
+
+    const listing = await trpc(srv.url, user.apiKey).files.list.query();
+    expect(listing).toMatchObject({ usedBytes: 3000, quotaBytes: QUOTA, files: [{ type: "data", hash: sha(first), size: 3000 }] });
+    // Room made by deleting is room to upload again.
+    await trpc(srv.url, user.apiKey).files.deleteData.mutate({ hash: sha(first) });
+    expect(await stored(sha(first))).toBe(false);
+    expect((await post("data", second, user.apiKey)).status).toBe(201);
+  });
+
+  it("keeps bytes another account uploaded too, or that a running job reads, and removes them after the last", async () => {
+    const a = await createUserWithKey(srv.deps, "a@example.com");
+    const b = await createUserWithKey(srv.deps, "b@example.com");
+    const bytes = randomBytes(1024);
+    const hash = sha(bytes);
+    expect((await post("data", bytes, a.apiKey)).status).toBe(201);
+    expect((await post("data", bytes, b.apiKey)).status).toBe(201);
+
+    // Someone else's file, a malformed hash, and one's own twice.
+    expect(await trpcError(trpc(srv.url, await createUserWithKey(srv.deps, "c@example.com").then((c) => c.apiKey)).files.deleteData.mutate({ hash })))
+      .toMatchObject({ code: "NOT_FOUND" });
+    expect(await trpcError(trpc(srv.url, a.apiKey).files.deleteData.mutate({ hash: "../../etc/passwd" }))).toMatchObject({ code: "BAD_REQUEST" });
+
+    expect(await trpc(srv.url, a.apiKey).files.deleteData.mutate({ hash })).toEqual({ hash, bytesFreed: 0 });
+    expect(await trpcError(trpc(srv.url, a.apiKey).files.deleteData.mutate({ hash }))).toMatchObject({ code: "NOT_FOUND" });
+    expect(await stored(hash)).toBe(true);
+    // b's job splits it into one block: the unit's input is the same blob. No volunteer is
+    // connected, so the job stays running while b deletes the file.
+    const program = await (await post("programs", "export function run(x) { return x.length; }", b.apiKey)).json();
+    const job = await trpc(srv.url, b.apiKey).jobs.submit.mutate({
+      kernel: "program", program: program.hash, input: { mode: "blocks", data: hash, blockBytes: 4096 }, merge: "concat",
+    } as never);
+    expect(await trpc(srv.url, b.apiKey).files.deleteData.mutate({ hash })).toEqual({ hash, bytesFreed: 0 });
+    expect(await stored(hash)).toBe(true);
+
+    // The program ran a job: it stays. Another, unused, goes with its compiled script and source map.
+    expect(await trpcError(trpc(srv.url, b.apiKey).files.deleteProgram.mutate({ hash: program.hash }))).toMatchObject({ code: "CONFLICT" });
+    await trpc(srv.url, b.apiKey).jobs.cancel.mutate({ id: job.id });
+    const unused = await (await post("programs", "export function run(x) { return x * 2; }", b.apiKey)).json();
+    const row = await srv.deps.db.program.findUniqueOrThrow({ where: { hash: unused.hash } });
+    const freed = await trpc(srv.url, b.apiKey).files.deleteProgram.mutate({ hash: unused.hash });
+    expect(freed.bytesFreed).toBeGreaterThan(0);
+    for (const h of [unused.hash, row.scriptHash!, row.sourceMapHash!]) expect(await stored(h)).toBe(false);
+    expect(await trpc(srv.url, b.apiKey).files.list.query()).toMatchObject({ files: [{ type: "program", hash: program.hash }] });
+  });
+
+  it("lists and deletes from the CLI, by a hash's first digits", async () => {
+    const user = await createUserWithKey(srv.deps, "cli-files@example.com");
+    const env = { TABGRID_URL: srv.url, TABGRID_API_KEY: user.apiKey };
+    const bytes = randomBytes(1500);
+    const hash = sha(bytes);
+    expect((await post("data", bytes, user.apiKey)).status).toBe(201);
+
+    const ls = await runCli(["files"], env);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toContain(hash.slice(0, 16));
+    expect(ls.stdout).toMatch(/1\.5 KiB used of 4\.0 KiB/);
+
+    const bad = await runCli(["files", "rm", "zz"], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/is not a file's hash/);
+    const missing = await runCli(["files", "rm", "0".repeat(12)], env);
+    expect(missing.stderr).toMatch(/you have no file/);
+
+    const rm = await runCli(["files", "rm", hash.slice(0, 10), "--json"], env);
+    expect(rm.code).toBe(0);
+    expect(JSON.parse(rm.stdout)).toMatchObject({ deleted: [{ hash, type: "data", bytesFreed: 1500 }], usedBytes: 0, quotaBytes: QUOTA });
+    expect(await stored(hash)).toBe(false);
+  });
+});
