@@ -55,6 +55,8 @@ const schema = z.object({
   MAX_DATA_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Bytes of programs and data files one account may keep stored; 0: no quota. */
   ACCOUNT_STORAGE_BYTES: z.coerce.number().int().min(0).default(1024 ** 3),
+  /** Uploads are refused (507) while the data directory's disk has less free than this, so its database keeps room. */
+  UPLOAD_DISK_FLOOR_BYTES: z.coerce.number().int().min(0).default(256 * 1024 ** 2),
   /** Bytes of uploads received into memory at once, server-wide; more wait (503, Retry-After). */
   UPLOAD_MEMORY_BYTES: z.coerce.number().int().positive().default(160 * 1024 * 1024),
   /** An upload slower than this over any 10 s is cut (408); 0: no minimum. */

@@ -48,6 +48,8 @@ export async function startTestServer(overrides: Record<string, string> = {}): P
     // requests, and some make many calls at once. The gate's own tests turn it on (loadGate.test.ts).
     LOAD_SHED_DELAY_MS: "0",
     LOAD_SHED_MAX_REQUESTS: "0",
+    // A test machine's disk may be nearly full (the floor's own test sets one: files.test.ts).
+    UPLOAD_DISK_FLOOR_BYTES: "0",
     ...overrides,
   });
   const logs: string[] = [];

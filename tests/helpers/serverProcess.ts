@@ -43,7 +43,7 @@ export async function startServerProcess(opts: { port: number; databaseUrl: stri
   }
   Object.assign(env, {
     PORT: String(opts.port), HOST: "127.0.0.1", DATABASE_URL: opts.databaseUrl, DATA_DIR: opts.dataDir,
-    NEXTAUTH_SECRET: TEST_SECRET, TABGRID_UI: "off", NODE_ENV: "test", COMMIT_INTERVAL_MS: "2", ...opts.env,
+    NEXTAUTH_SECRET: TEST_SECRET, TABGRID_UI: "off", NODE_ENV: "test", COMMIT_INTERVAL_MS: "2", UPLOAD_DISK_FLOOR_BYTES: "0", ...opts.env,
   });
   const bundle = await ownServerBundle("test");
   const child = spawn(process.execPath, ["--enable-source-maps", bundle], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });

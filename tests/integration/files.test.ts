@@ -112,3 +112,19 @@ describe("files and the storage quota", () => {
     expect(await stored(hash)).toBe(false);
   });
 });
+
+describe("the disk's floor", () => {
+  it("refuses uploads with 507 while the disk would keep less free than UPLOAD_DISK_FLOOR_BYTES", async () => {
+    // A floor no disk here reaches: every upload is refused, and nothing is stored.
+    const srv = await startTestServer({ UPLOAD_DISK_FLOOR_BYTES: String(2 ** 52) });
+    try {
+      const user = await createUserWithKey(srv.deps, "floor@example.com");
+      const res = await fetch(`${srv.url}/api/data?name=x.bin`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: "some bytes" });
+      expect(res.status).toBe(507);
+      expect((await res.json()).error).toMatch(/The server is short of disk space \(.* free\); it takes no uploads until its administrator makes room/);
+      expect(await srv.deps.db.dataFile.count()).toBe(0);
+    } finally {
+      await srv.close();
+    }
+  });
+});
