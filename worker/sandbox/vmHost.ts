@@ -474,8 +474,16 @@ export function createVmJsHost(opts: VmJsHostOptions = {}): JsHost {
   };
 }
 
+/**
+ * The host realm's own `%TypedArray%.prototype.set`. A context-made array's `set` is looked up
+ * on the context's prototypes, which the program may have replaced by the time a kept context
+ * runs its next unit: called that way, the copy handed the host's Uint8Array (and through it
+ * the host realm's `Function` and `Object.prototype`) to the program.
+ */
+const typedArraySet = Object.getPrototypeOf(Uint8Array.prototype).set as (this: Uint8Array, source: ArrayLike<number>) => void;
+
 /** Copies a bytes input into a context-made Uint8Array (no host buffer reaches the program). */
 function allocBytes(api: ContextApi, arg: unknown) {
   if (!(arg instanceof Uint8Array)) throw new Error("a bytes input must be a Uint8Array");
-  api.allocInput(arg.length).set(arg);
+  Reflect.apply(typedArraySet, api.allocInput(arg.length), [arg]);
 }
