@@ -34,4 +34,26 @@ export function run(input, ctx) {
     // The same context (its global kept `armed`), the new unit's own bytes, and no leak.
     expect(JSON.parse(await call([4, 5]))).toEqual({ caught: false, sum: 9 });
   });
+
+  it("copies a kept input (by its content hash) into the same array each time, refilled", async () => {
+    const compiled = await compileJsProgram(`
+export function run(input) {
+  const seen = (globalThis.seen ??= []);
+  const same = seen.includes(input);
+  seen.push(input);
+  const first = input[0];
+  input[0] = 99; // refilled before the next unit of the same input
+  return { same, first, length: input.length };
+}`, { fileName: "keep.js", owner: "test" });
+    const host = createVmJsHost();
+    const call = (bytes: number[], inputRef?: string) => host.call({
+      script: compiled.script, hash: "keep", fn: "run", arg: new Uint8Array(bytes), argKind: "bytes", params: {}, keep: "job-2", inputRef, memoryLimitBytes: 256 << 20,
+    }).then((j) => JSON.parse(j));
+    expect(await call([1, 2], "a")).toEqual({ same: false, first: 1, length: 2 });
+    expect(await call([1, 2], "a")).toEqual({ same: true, first: 1, length: 2 });
+    expect(await call([7, 8, 9], "b")).toEqual({ same: false, first: 7, length: 3 });
+    expect(await call([1, 2], "a")).toEqual({ same: true, first: 1, length: 2 });
+    // An input without a hash gets an array of its own.
+    expect(await call([1, 2])).toEqual({ same: false, first: 1, length: 2 });
+  });
 });

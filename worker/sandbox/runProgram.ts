@@ -28,6 +28,8 @@ export interface JsHost {
     context?: Record<string, unknown>;
     /** Calls with the same `keep` (and script) may share one evaluation of it (ProgramRunParams.keep). */
     keep?: string;
+    /** A bytes input's content hash (ProgramRunParams.inputRef): the host may copy it into the same array each time. */
+    inputRef?: string;
     memoryLimitBytes: number;
     onProgress?: (fraction: number) => void;
   }): Promise<string>;
@@ -242,7 +244,7 @@ export async function runProgram(req: ProgramRequest, opts: RunProgramOptions = 
   const t0 = performance.now();
   const json = await opts.jsHost.call({
     script: code as string, hash: req.hash, fn: "run", arg: req.input, argKind: kind,
-    params: req.params, context: req.context, keep: req.keep, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
+    params: req.params, context: req.context, keep: req.keep, inputRef: req.inputRef, memoryLimitBytes: req.memoryLimitBytes, onProgress: opts.onProgress,
   });
   return { output: parseOutput(json), ms: performance.now() - t0 };
 }
