@@ -65,7 +65,10 @@ function mean(outputs) {
 export function step(merged, state, ctx) {
   const p = ctx.params;
   if (ctx.round === 0) {
-    const w = new Array(ctx.columns.length).fill(0); // the features' weights and the bias
+    // The features' weights and the bias, ±1e-6 rather than 0: round 1 then computes with
+    // fractions as every later round does, so V8 keeps the code it optimised in round 1 (from
+    // all-zero weights it speculated on integers and threw that code away in round 2).
+    const w = ctx.columns.map((_, i) => (i % 2 ? 1e-6 : -1e-6));
     return { next: { w }, state: { w, loss: null } };
   }
   const m = Array.isArray(merged[0]) ? mean(merged) : merged;

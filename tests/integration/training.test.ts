@@ -74,7 +74,7 @@ describe("iterative programs: data-parallel training", () => {
     expect(result).toEqual(reference.result);
     expect(job.rounds.map((r) => r.stats)).toEqual(reference.rounds.map((r) => r.metrics));
     const losses = job.rounds.map((r) => r.stats.loss);
-    expect(losses[0]).toBeCloseTo(Math.LN2, 10); // zero weights
+    expect(losses[0]).toBeCloseTo(Math.LN2, 4); // weights of ±1e-6
     expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.8);
     for (const r of job.rounds) expect(r.latencyMs).toBeGreaterThanOrEqual(0);
     console.log("round latencies", job.rounds.map((r) => r.latencyMs));
