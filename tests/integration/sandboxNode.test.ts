@@ -3,6 +3,8 @@
 // real memory limits. Every failure must stay inside its own task: the pool replaces the
 // process and the next task computes.
 import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodePool, DEFAULT_PROGRAM_MEMORY_MB, programSandbox, startProgramProcessFor } from "../../worker/node/pool";
 import { WorkerPool } from "../../worker/runtime/pool";
@@ -264,6 +266,24 @@ describe("host paths stay on the host", () => {
     } finally {
       threads.terminate();
     }
+  });
+
+  it("ends a program that makes Node's own handlers describe a value of its own, before they hand it the host realm", async () => {
+    const threads = createNodePool({ threads: 1, programIsolation: "thread" });
+    const file = path.join(os.tmpdir(), `tabgrid-escape-${process.pid}-${Date.now()}`);
+    try {
+      for (const on of [pool, threads]) {
+        await expectContained(run(program("js", "inspectorEscape", null, { params: { file } }), 20_000, on), /exit(ed with)? code 70/, on);
+        expect(fs.existsSync(file)).toBe(false);
+      }
+    } finally {
+      threads.terminate();
+      fs.rmSync(file, { force: true });
+    }
+  });
+
+  it("reports a value thrown while loading that throws again when looked at, without running it on the host", async () => {
+    await expectContained(run(program("js", "throwsProxyAtLoad", null), 10_000), /^the program failed while loading: a non-Error value was thrown/);
   });
 
   it("reports failures without host paths", async () => {

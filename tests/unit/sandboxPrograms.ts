@@ -110,6 +110,32 @@ export function reduce() { const a = []; for (;;) a.push("x".repeat(1 << 16) + a
 }`,
   /** Fails with a message that looks like a host path: the volunteer scrubs such things whatever their origin. */
   throwsPath: `export function run() { throw new Error("cannot open /home/someone/tabgrid/worker/sandbox/vmHost.ts or file:///srv/x.js or node:internal/errors:151:7"); }`,
+  /**
+   * Makes Node's rejection tracking throw a program value with a custom inspector: described by
+   * Node's handlers, it would be handed the host's \`inspect\` (the host realm). It writes the
+   * file its params name (then returns) if it gets that far.
+   */
+  inspectorEscape: `export async function run(input, ctx) {
+  const X = { [Symbol.for("nodejs.util.inspect.custom")](depth, opts, inspect) {
+    try {
+      const proc = inspect.constructor("return process")();
+      proc.getBuiltinModule("fs").writeFileSync(ctx.params.file, "escaped");
+    } catch (e) {}
+    return "X";
+  } };
+  let fired = false;
+  const p = Promise.reject(1);
+  Object.setPrototypeOf(p, new Proxy(Promise.prototype, { get(t, k, r) {
+    if (!fired && typeof k === "symbol" && String(k) === "Symbol(async_id_symbol)") { fired = true; throw X; }
+    return Reflect.get(t, k, r);
+  } }));
+  await new Promise((r) => setTimeout(r, 50));
+  return "not stopped";
+}`,
+  /** Throws, while loading, a proxy whose every host-side look (instanceof, String) throws again. */
+  throwsProxyAtLoad: `const evil = { toString() { throw evil; } };
+throw new Proxy({}, { getPrototypeOf() { throw evil; } });
+export function run() { return 1; }`,
 };
 
 /** Whatever in a text looks like a host file: absolute paths, file URLs, Node's internals, script names other than the program's. */

@@ -15,7 +15,7 @@ import vm from "node:vm";
 import type { TaskRun } from "../runtime/runTask";
 import { isProgramParams, PROGRAM_KERNEL } from "../sandbox/abi";
 import { runProgram } from "../sandbox/runProgram";
-import { createVmJsHost } from "../sandbox/vmHost";
+import { createVmJsHost, hostErrorMessage } from "../sandbox/vmHost";
 import { cacheable, InputCache, inputSize, type CachedInput } from "../runtime/inputCache";
 import { isolateStackCallback } from "./stackCallback";
 
@@ -84,6 +84,11 @@ const inputs = new InputCache<CachedInput>();
 
 // As in a browser worker, a promise the program leaves rejected is not fatal.
 process.on("unhandledRejection", () => {});
+// An exception in Node's own code that carries a program value (a promise whose prototype is a
+// proxy throws from Node's rejection tracking) must never reach Node's handlers: they describe
+// it with util.inspect, which hands a custom inspector the host's `inspect` function, hence the
+// host realm. The process ends instead; the pool reports the task as failed.
+process.setUncaughtExceptionCaptureCallback(() => process.exit(70));
 // Without its parent this process has nothing to do.
 process.on("disconnect", () => process.exit(0));
 
@@ -98,7 +103,7 @@ process.on("message", (m: ChildRequest) => {
       task = { ...task, input };
     } else if (cacheable(task.input)) inputs.set(m.inputKey, task.input, inputSize(task.input));
   }
-  const fail = (e: unknown) => send({ type: "fail", id, message: e instanceof Error ? e.message : String(e) });
+  const fail = (e: unknown) => send({ type: "fail", id, message: hostErrorMessage(e, "the program failed") });
   try {
     const params = task.params;
     if (task.kernel !== PROGRAM_KERNEL || !isProgramParams(params)) throw new Error("this process runs program tasks only");

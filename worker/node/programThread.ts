@@ -21,6 +21,12 @@ const jsHost = createVmJsHost({ countArrayBuffers: true, installStackFormatter: 
 
 // As in a browser worker, a promise the program leaves rejected is not fatal to the thread.
 process.on("unhandledRejection", () => {});
+// An exception in Node's own code that carries a program value (a promise whose prototype is a
+// proxy throws from Node's rejection tracking) must never reach Node's handlers: a worker's
+// serializes it with util.inspect, which hands a custom inspector the host's `inspect`
+// function, hence the host realm (`constructor("return process")()` then ran on this thread).
+// The thread ends instead; the pool reports the task as failed.
+process.setUncaughtExceptionCaptureCallback(() => process.exit(70));
 
 // Should Node's own formatter still be in place (no internal binding, see stackCallback.ts), a
 // program that makes it overflow receives a host-realm RangeError: its stack then shows the

@@ -477,9 +477,10 @@ export function createVmJsHost(opts: VmJsHostOptions = {}): JsHost {
             try {
               script.runInContext(context, { displayErrors: false });
             } catch (e) {
-              // The program's own exception is an object of the context: only the bootstrap touches it.
+              // The program's own exception is an object of the context: only the bootstrap touches
+              // it (a host `instanceof` ran a proxy's getPrototypeOf trap here, which threw on).
               if (api.isOutOfMemory(e)) finish(false, outOfMemory);
-              else finish(false, `the program failed while loading: ${e instanceof Error ? e.message : api.describe(e)}`);
+              else finish(false, `the program failed while loading: ${api.describe(e)}`);
               return;
             }
             if (key !== undefined) kept = { key, api, slot };
@@ -488,12 +489,24 @@ export function createVmJsHost(opts: VmJsHostOptions = {}): JsHost {
           const arg = req.argKind === "json" ? JSON.stringify(req.arg ?? null) : req.argKind === "text" ? String(req.arg) : null;
           api.call(req.fn, req.argKind, arg, JSON.stringify({ ...(req.context ?? {}), params: req.params ?? null }));
         } catch (e) {
-          const message = e instanceof Error ? e.message : String(e);
+          const message = hostErrorMessage(e, "the program could not be run");
           finish(false, ALLOCATION_FAILURE.test(message) ? outOfMemory : message);
         }
       });
     },
   };
+}
+
+/**
+ * The message of what a host-side `catch` caught, running no code of whatever it is: a host
+ * Error's own `message`, else `fallback`. `instanceof`, `String()` and property reads run a
+ * program value's proxy traps, getters and `toString`, which may throw it on out of the catch.
+ */
+export function hostErrorMessage(e: unknown, fallback: string): string {
+  if (typeof e === "string") return e;
+  if (typeof e !== "object" || e === null || util.types.isProxy(e) || !util.types.isNativeError(e)) return fallback;
+  const own = Object.getOwnPropertyDescriptor(e, "message");
+  return own && typeof own.value === "string" ? own.value : fallback;
 }
 
 /**
