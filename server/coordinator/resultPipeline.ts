@@ -6,6 +6,7 @@ import type { PersistOp } from "../services/jobs/batchSql";
 import { hostKey } from "../services/volunteers/reliability";
 import type { Verifier } from "./verifier";
 import type { ProgramAudits } from "./programAudits";
+import { AuditEvidence, type AuditDecision } from "./auditEvidence";
 import type { Ringer } from "./ringers";
 import { Throughput } from "./progress";
 import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
@@ -45,6 +46,8 @@ export class ResultPipeline {
   readonly throughput = new Throughput();
   /** Spot-checks in progress, so tests and shutdown can wait for them. */
   private readonly checking = new Set<Promise<void>>();
+  /** What audits found per job: a failed audit bans only once corroborated (auditEvidence.ts). */
+  private readonly evidence = new AuditEvidence();
   /** The last result's output and its canonical JSON (its unit is usually validated right after). */
   private lastOutput: { value: unknown; json: string } | undefined;
 
@@ -221,8 +224,10 @@ export class ResultPipeline {
 
   /**
    * Audits of accepted results (an iterative program's units): the server recomputes each in
-   * the background; right, the host passed a spot-check; wrong, it is caught as by any check.
-   * The round went on meanwhile: what the result added to a merge stays (the robust merge bounded it).
+   * the background; right, the host passed a spot-check; wrong, it has an invalid result on its
+   * record and is caught (banned, backtracked) once the server's computation of the job is
+   * corroborated by other accounts' volunteers (auditEvidence.ts). The round went on meanwhile:
+   * what the result added to a merge stays (the robust merge bounded it).
    */
   private audit(meta: JobMeta, o: ValidatedOutcome, refs: ResultRef[]) {
     const { scheduler, observer } = this.live;
@@ -230,25 +235,32 @@ export class ResultPipeline {
     for (const ref of refs) {
       const done = (async () => {
         // Whatever goes wrong, the scheduler hears of it: a host left marked as audited would never be drawn again.
-        const verdict = unit
-          ? await this.deps.audits.check({ id: meta.jobId, owner: meta.ownerId }, meta.spec.params, meta.spec.comparator, unit.input, ref.output).catch((e: Error) => ({ skipped: e.message }))
+        const off = this.evidence.stopped(meta.jobId);
+        const verdict = off ? { skipped: "the job's program is not reproducible on the server" }
+          : unit ? await this.deps.audits.check({ id: meta.jobId, owner: meta.ownerId }, meta.spec.params, meta.spec.comparator, unit.input, ref.output).catch((e: Error) => ({ skipped: e.message }))
           : { skipped: "unit not found" };
         if (this.live.closed) return;
         if ("skipped" in verdict) {
           scheduler.audited(ref, undefined);
-          this.live.log(`audit of unit ${o.index} of job ${meta.jobId} could not run (${verdict.skipped})`);
+          if (!off) this.live.log(`audit of unit ${o.index} of job ${meta.jobId} could not run (${verdict.skipped})`);
           return;
         }
         scheduler.audited(ref, verdict.agrees);
         observer.spotChecked(verdict.agrees ? 0 : 1);
-        if (verdict.agrees) {
-          void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(ref.host), ref.account]) });
-          return;
-        }
+        void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(ref.host), ref.account]) });
         const reason = `failed a spot-check: a result for unit ${o.index} of round ${meta.round} of job ${meta.jobId} differs from the server's own computation`;
-        this.caught(ref, this.deps.caught.ban([ref], reason), reason);
+        this.audited(meta.jobId, verdict.agrees ? this.evidence.agreed(meta.jobId, meta.ownerId, ref) : this.evidence.disputed(meta.jobId, meta.ownerId, ref, reason));
       })().catch((e: Error) => this.live.log(`audit of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
       this.track(done);
+    }
+  }
+
+  /** Acts on what a job's audits have established so far. */
+  private audited(jobId: string, d: AuditDecision) {
+    if (d.kind === "ban") {
+      for (const { ref, reason } of d.disputes) this.caught(ref, this.deps.caught.ban([ref], reason), reason);
+    } else if (d.kind === "irreproducible") {
+      this.live.log(`audits of job ${jobId} stopped: ${d.reason}`);
     }
   }
 

@@ -251,6 +251,29 @@ describe("iterative programs: data-parallel training", () => {
     expect(job.cost).toBeLessThan(job.estimate / 10);
   }, 90_000);
 
+  it("bans nobody for a program whose output depends on where it runs: its audits stop instead", async () => {
+    // QuickJS on the server has no Intl; the volunteers' V8 has. Every audit disagrees: banning on
+    // that alone let any consumer get honest volunteers banned with one line.
+    const envProgram = await post("programs", `export function run(input, ctx) { return [ctx.broadcast.k, typeof Intl === "object" ? 1 : 0]; }
+export function step(merged, state, ctx) {
+  if (ctx.round === 0) return { next: { k: 0 }, state: {} };
+  if (ctx.round >= 10) return { done: true, result: merged };
+  return { next: { k: ctx.round }, state: {} };
+}`, "env.js");
+    const hosts = srv.deps.coordinator.volunteers().map((v) => `host:${v.volunteerId}`);
+    const { id } = await trpc(srv.url, user.apiKey).jobs.submit.mutate({
+      kernel: "program", program: envProgram, input: { mode: "csv", data }, chunks: SHARDS, merge: "mean", rounds: 10,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    await srv.deps.coordinator.drain();
+    expect(srv.logs.filter((l) => l.includes(`audits of job ${id} stopped: the server's own computation of its program disagreed`))).toHaveLength(1);
+    const banned = await srv.deps.db.reliability.findMany({ where: { id: { in: hosts }, bannedUntil: { not: null } } });
+    expect(banned.map((h) => h.id)).toEqual([]);
+    expect(await srv.deps.db.result.count({ where: { jobId: id, state: "invalid" } })).toBe(0);
+  }, 90_000);
+
   it("keeps training down a falling loss while one volunteer sends poisoned gradients, and catches it by an audit", async () => {
     // A volunteer that answers every unit with a huge gradient of the right length.
     const poisoner: FleetVolunteer = startVolunteer(srv.url, {
