@@ -96,6 +96,22 @@ describe("the step sandbox", () => {
     await expect(runStep({ script: s, ...base, merged: null, reduce: [1, 2, 3] })).rejects.toThrow(/RangeError: too many/);
   });
 
+  it("refuses in its thread an answer too large or too deep, and cuts a huge error message", async () => {
+    // Replacing its own JSON.stringify, a step answered any text it liked: 60 MB of it took the
+    // server to 1.5 GB and held its event loop for seconds.
+    const big = await script(`export function run() {} export function step() { const t = '{"next":[' + "1,".repeat(13e6) + '1]}'; JSON.stringify = () => t; return {}; }`);
+    await expect(runStep({ script: big, ...base, memoryMb: 256 })).rejects.toThrow(/^step answered 24\.8 MiB of JSON, more than the 24 MiB the server takes$/);
+    const deep = await script(`export function run() {} export function step() { let v = 1; for (let i = 0; i < 5000; i++) v = [v]; return { next: v }; }`);
+    await expect(runStep({ script: deep, ...base })).rejects.toThrow(/^step answered JSON nested deeper than 64 levels$/);
+    const loud = await script(`export function run() {} export function step() { throw new Error("x".repeat(6e6)); }`);
+    const message = await runStep({ script: loud, ...base }).then(() => "", (e: Error) => e.message);
+    expect(message.length).toBeLessThan(2100);
+    expect(message).toMatch(/^Error: x+… \(6000007 characters\)$/);
+    // The thread goes on.
+    const ok = await script("export function run() {} export function step(m) { return { next: m }; }");
+    expect(await runStep({ script: ok, ...base })).toEqual({ next: [1, 2] });
+  });
+
   it("ends a step past its time limit and then still runs the next", async () => {
     const loop = await script("export function run() {} export function step() { for (;;) {} }");
     await expect(runStep({ script: loop, ...base, timeMs: 200 })).rejects.toThrow(/time limit of 0.2 s exceeded/);

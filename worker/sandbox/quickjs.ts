@@ -8,6 +8,7 @@ import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJS
 import { formatMiB, MiB, PROGRAM_GLOBAL } from "./abi";
 import { POLYFILL_SOURCE } from "./polyfills";
 import { timeLimitError } from "../runtime/pool";
+import { JSON_MAX_DEPTH, jsonTextTooDeep } from "../protocol/jsonBounds";
 
 export interface QuickJsEval {
   script: string;
@@ -41,13 +42,38 @@ function quickJsModule(memoryMb: number, reuse: boolean): Promise<QuickJSWASMMod
   return made;
 }
 
+/** Longest error message kept of what a program threw (a 60 MB message went on to the job's row and the HTTP answer). */
+const MAX_ERROR_CHARS = 2000;
+const cut = (text: string) => (text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length} characters)` : text);
+
 function dumpError(ctx: QuickJSContext, handle: QuickJSHandle): string {
   const e = ctx.dump(handle) as unknown;
   if (e && typeof e === "object" && typeof (e as { message?: unknown }).message === "string") {
     const { name, message } = e as { name?: string; message: string };
-    return `${name || "Error"}: ${message}`;
+    return cut(`${typeof name === "string" && name ? name : "Error"}: ${message}`);
   }
-  return `a non-Error value was thrown: ${JSON.stringify(e) ?? String(e)}`;
+  let text: string;
+  try {
+    text = JSON.stringify(e) ?? String(e);
+  } catch {
+    text = "a value that cannot be shown";
+  }
+  return `a non-Error value was thrown: ${cut(text)}`;
+}
+
+/** Most JSON text a step or reduce may answer (a step's state is at most 16 MiB of it, its next 1 MiB). */
+export const MAX_ANSWER_CHARS = 24 * MiB;
+
+/**
+ * The JSON text a program answered in QuickJS, parsed here in its sandbox thread, bounded in
+ * size and nesting before it is: what is parsed is cloned to the coordinator's thread next. A
+ * step that replaced its own `JSON.stringify` answered 60 MB of text, which took the server to
+ * 1.5 GB and stalled its event loop for 4–5 s; one nested 5,000 deep could not be cloned back.
+ */
+export function parseAnswer(text: string, what: string, maxChars = MAX_ANSWER_CHARS): unknown {
+  if (text.length > maxChars) throw new Error(`${what} answered ${formatMiB(text.length)} of JSON, more than the ${formatMiB(maxChars)} the server takes`);
+  if (jsonTextTooDeep(text, JSON_MAX_DEPTH)) throw new Error(`${what} answered JSON nested deeper than ${JSON_MAX_DEPTH} levels`);
+  return JSON.parse(text) as unknown;
 }
 
 /** Room for QuickJS's own code and data beside the program's heap, in the WASM memory. */

@@ -173,6 +173,7 @@ async function spawn(req: ServerSandboxRequest, signal?: AbortSignal): Promise<{
     w.on("error", (e: Error & { code?: string }) => {
       settle(e.code === "ERR_WORKER_OUT_OF_MEMORY" ? new Error(`memory limit of ${req.memoryMb} MiB exceeded`) : e);
     });
+    w.on("messageerror", () => settle(new Error("the program's answer could not be received")));
     w.on("exit", (code) => settle(new Error(`the sandbox thread exited (code ${code}) without an answer`)));
   });
 }

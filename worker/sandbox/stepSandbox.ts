@@ -72,6 +72,8 @@ class KeptThread {
     w.on("error", (e: Error & { code?: string }) => {
       this.kill(e.code === "ERR_WORKER_OUT_OF_MEMORY" ? new Error(`memory limit of ${this.memoryMb} MiB exceeded`) : e);
     });
+    // An answer that cannot be cloned here fails its request now, not at the time limit.
+    w.on("messageerror", () => this.kill(new Error("the program's answer could not be received")));
     w.on("exit", () => this.kill(new Error("the step sandbox exited without an answer")));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("the step sandbox did not start in time")), STARTUP_LIMIT_MS);

@@ -5,7 +5,8 @@
 // limit and its time limit (QuickJS's interrupt; the parent terminates the thread if that fails).
 import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
-import { runInQuickJS, stepInQuickJS } from "./quickjs";
+import { parseAnswer, runInQuickJS, stepInQuickJS } from "./quickjs";
+import { MiB } from "./abi";
 import { runProgram, stepWasm } from "./runProgram";
 import type { KeptRequest, UnitRequest } from "./stepSandbox";
 
@@ -26,7 +27,8 @@ function runUnit(req: UnitRequest): Promise<unknown> {
       context: req.context, memoryLimitBytes: req.memoryMb * 1024 * 1024,
     }).then((r) => r.output);
   }
-  return runInQuickJS({ ...req, script: req.code as string, reuseModule: true }).then((json) => JSON.parse(json) as unknown);
+  // A unit's output reached the server in a frame of at most 4 MiB: an audit's larger answer cannot agree.
+  return runInQuickJS({ ...req, script: req.code as string, reuseModule: true }).then((json) => parseAnswer(json, "the audited unit", 8 * MiB));
 }
 
 const port = parentPort!;
@@ -37,10 +39,15 @@ port.on("message", (m: { id: number; req: KeptRequest }) => {
   let answer: Promise<unknown>;
   if ("op" in req) answer = runUnit(req);
   else if (req.kind === "wasm") answer = stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 });
-  else answer = stepInQuickJS({ ...req, reuseModule: true }).then((json) => JSON.parse(json) as unknown);
-  answer.then(
-    (value) => port.postMessage({ id: m.id, type: "done", value, ms: performance.now() - t0 }),
-    (e: unknown) => port.postMessage({ id: m.id, type: "fail", message: e instanceof Error ? e.message : String(e) }),
-  );
+  else answer = stepInQuickJS({ ...req, reuseModule: true }).then((json) => parseAnswer(json, "step"));
+  const fail = (e: unknown) => port.postMessage({ id: m.id, type: "fail", message: e instanceof Error ? e.message : String(e) });
+  answer.then((value) => {
+    try {
+      port.postMessage({ id: m.id, type: "done", value, ms: performance.now() - t0 });
+    } catch (e) {
+      // What cannot be cloned (a WASM step's odd answer) fails its request, not the thread.
+      fail(e);
+    }
+  }, fail);
 });
 port.postMessage({ type: "started" });
