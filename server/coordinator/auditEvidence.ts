@@ -1,16 +1,16 @@
 import type { ResultRef } from "../scheduler/types";
 
-// What audits of one job have found, and when a failed audit may ban. The server's recompute
-// of a JS program (QuickJS) is only the truth for programs that compute the same everywhere:
-// one that reads Math.random, Date, Intl or anything of its environment differs from every
-// volunteer's V8, and banning on that alone let any consumer get honest volunteers banned (and
-// their results backtracked) with a one-line program. So a disagreement waits for corroboration:
-// the server agreed with volunteers of at least two other accounts on the same job, and with
-// more of them than disagreed. If it disagreed with two accounts and agreed with none, the
-// program is what differs: its audits stop, and nobody is banned.
+// What audits of one job have found, and what a failed audit does. The server's recompute of a
+// consumer's program (QuickJS) is no proof against a volunteer: a program may compute
+// differently there on purpose (Intl is missing, a sort with an inconsistent comparator orders
+// differently, a switch on the round or the clock), and banning on it let a consumer get honest
+// volunteers banned, their accounts' results voided everywhere. Asking other accounts to
+// corroborate the server did not help: a program reproducible until round N and not after
+// passes that test honestly. So a failed audit only keeps the volunteer's account from the job's
+// units (and counts an invalid result on its record, which raises its checks elsewhere); the
+// robust merge bounds what it sent meanwhile. If the server disagreed with two accounts and
+// agreed with none, the program is what differs: its audits stop and the accounts are let back.
 
-/** Accounts whose agreement bans a disputed result: at least this many, and more than the disputed. */
-export const CORROBORATING_ACCOUNTS = 2;
 /** Accounts disputed with none agreeing after which a job's program is taken as not reproducible. */
 export const IRREPRODUCIBLE_AFTER = 2;
 /** A job's evidence is forgotten after this long without an audit (the job ended or stalled). */
@@ -18,13 +18,12 @@ const FORGET_MS = 30 * 60_000;
 
 export type AuditDecision =
   | { kind: "wait" }
-  | { kind: "ban"; disputes: Array<{ ref: ResultRef; reason: string }> }
+  | { kind: "bar"; account: string }
   | { kind: "irreproducible"; reason: string };
 
 interface JobEvidence {
-  owner: string;
   agreed: Set<string>;
-  disputed: Map<string, Array<{ ref: ResultRef; reason: string }>>;
+  disputed: Set<string>;
   /** Set once the job's audits stopped: why. */
   off?: string;
   touched: number;
@@ -40,44 +39,30 @@ export class AuditEvidence {
     return this.jobs.get(jobId)?.off;
   }
 
-  agreed(jobId: string, owner: string, ref: ResultRef): AuditDecision {
-    const e = this.of(jobId, owner);
-    if (ref.account !== owner) e.agreed.add(ref.account);
-    return this.decide(e);
-  }
-
-  disputed(jobId: string, owner: string, ref: ResultRef, reason: string): AuditDecision {
-    const e = this.of(jobId, owner);
-    const list = e.disputed.get(ref.account) ?? [];
-    list.push({ ref, reason });
-    e.disputed.set(ref.account, list);
-    return this.decide(e);
-  }
-
-  private decide(e: JobEvidence): AuditDecision {
-    if (e.off) return { kind: "wait" };
-    const agreeing = [...e.agreed].filter((a) => !e.disputed.has(a)).length;
-    const disputing = e.disputed.size;
-    if (disputing === 0) return { kind: "wait" };
-    if (agreeing === 0 && disputing >= IRREPRODUCIBLE_AFTER) {
-      e.off = `the server's own computation of its program disagreed with the results of ${disputing} accounts' volunteers and agreed with none: the program does not compute the same output everywhere (Math.random, Date, Intl or a check of its environment), so its results cannot be audited`;
-      e.disputed.clear();
-      return { kind: "irreproducible", reason: e.off };
-    }
-    if (agreeing >= CORROBORATING_ACCOUNTS && agreeing > disputing) {
-      const disputes = [...e.disputed.values()].flat();
-      e.disputed.clear();
-      return { kind: "ban", disputes };
-    }
+  agreed(jobId: string, ref: ResultRef): AuditDecision {
+    const e = this.of(jobId);
+    e.agreed.add(ref.account);
     return { kind: "wait" };
   }
 
-  private of(jobId: string, owner: string): JobEvidence {
+  disputed(jobId: string, ref: ResultRef): AuditDecision {
+    const e = this.of(jobId);
+    if (e.off) return { kind: "wait" };
+    const known = e.disputed.has(ref.account);
+    e.disputed.add(ref.account);
+    if (e.disputed.size >= IRREPRODUCIBLE_AFTER && ![...e.agreed].some((a) => !e.disputed.has(a))) {
+      e.off = `the server's own computation of its program disagreed with the results of ${e.disputed.size} accounts' volunteers and agreed with none: the program does not compute the same output everywhere (Math.random, Date, Intl or a check of its environment), so its results cannot be audited`;
+      return { kind: "irreproducible", reason: e.off };
+    }
+    return known ? { kind: "wait" } : { kind: "bar", account: ref.account };
+  }
+
+  private of(jobId: string): JobEvidence {
     const now = this.now();
     let e = this.jobs.get(jobId);
     if (!e) {
       for (const [id, old] of this.jobs) if (now - old.touched > FORGET_MS) this.jobs.delete(id);
-      e = { owner, agreed: new Set(), disputed: new Map(), touched: now };
+      e = { agreed: new Set(), disputed: new Set(), touched: now };
       this.jobs.set(jobId, e);
     }
     e.touched = now;

@@ -225,9 +225,9 @@ export class ResultPipeline {
   /**
    * Audits of accepted results (an iterative program's units): the server recomputes each in
    * the background; right, the host passed a spot-check; wrong, it has an invalid result on its
-   * record and is caught (banned, backtracked) once the server's computation of the job is
-   * corroborated by other accounts' volunteers (auditEvidence.ts). The round went on meanwhile:
-   * what the result added to a merge stays (the robust merge bounded it).
+   * record and its account gets no more of the job's units, but is not banned: the server's
+   * recompute of a consumer's program proves nothing against a volunteer (auditEvidence.ts).
+   * The round went on meanwhile: what the result added to a merge stays (the robust merge bounded it).
    */
   private audit(meta: JobMeta, o: ValidatedOutcome, refs: ResultRef[]) {
     const { scheduler, observer } = this.live;
@@ -248,18 +248,19 @@ export class ResultPipeline {
         scheduler.audited(ref, verdict.agrees);
         observer.spotChecked(verdict.agrees ? 0 : 1);
         void this.deps.queue.enqueue({ type: "reliability", rows: this.deps.book.rows([hostKey(ref.host), ref.account]) });
-        const reason = `failed a spot-check: a result for unit ${o.index} of round ${meta.round} of job ${meta.jobId} differs from the server's own computation`;
-        this.audited(meta.jobId, verdict.agrees ? this.evidence.agreed(meta.jobId, meta.ownerId, ref) : this.evidence.disputed(meta.jobId, meta.ownerId, ref, reason));
+        this.audited(meta.jobId, verdict.agrees ? this.evidence.agreed(meta.jobId, ref) : this.evidence.disputed(meta.jobId, ref), o.index, meta.round);
       })().catch((e: Error) => this.live.log(`audit of unit ${o.unitId} failed: ${e.stack ?? e.message}`));
       this.track(done);
     }
   }
 
-  /** Acts on what a job's audits have established so far. */
-  private audited(jobId: string, d: AuditDecision) {
-    if (d.kind === "ban") {
-      for (const { ref, reason } of d.disputes) this.caught(ref, this.deps.caught.ban([ref], reason), reason);
+  /** Acts on what a job's audits have established so far (auditEvidence.ts). */
+  private audited(jobId: string, d: AuditDecision, index: number, round: number) {
+    if (d.kind === "bar") {
+      this.live.scheduler.barFromJob(jobId, d.account);
+      this.live.log(`account ${d.account} gets no more units of job ${jobId}: its result for unit ${index} of round ${round} differs from the server's own computation`);
     } else if (d.kind === "irreproducible") {
+      this.live.scheduler.unbarFromJob(jobId);
       this.live.log(`audits of job ${jobId} stopped: ${d.reason}`);
     }
   }

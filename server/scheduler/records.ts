@@ -88,6 +88,11 @@ export interface JobRecord {
   readonly verifiable: boolean;
   readonly auditable: boolean;
   readonly comparator: Comparator;
+  /**
+   * Accounts whose results this job's audits found wrong: they get none of its units again
+   * (shared by every round of an iterative job, see Scheduler.barFromJob). Absent: none.
+   */
+  barred?: Set<string>;
   state: JobState;
   /**
    * Units by ascending index: every unit not done yet, and done ones until the next

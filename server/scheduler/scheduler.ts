@@ -94,6 +94,8 @@ export class Scheduler {
   private readonly tasks = new Map<TaskId, TaskRecord>();
   private readonly hostRecords = new Map<HostId, ReliabilityRecord>();
   private readonly accountRecords = new Map<AccountId, ReliabilityRecord>();
+  /** Accounts kept from a job's units, by the job's own id (barFromJob). */
+  private readonly barred = new Map<string, Set<AccountId>>();
   private readonly rotation = new JobRotation<JobRecord>();
   /** Running jobs with spec.speculate: an idle volunteer may take a copy of their running units. */
   private readonly speculative = new Set<JobRecord>();
@@ -196,6 +198,7 @@ export class Scheduler {
       verifiable: spec.verifiable === true,
       auditable: spec.auditable === true,
       comparator,
+      barred: this.barred.get(jobFamily(spec.id)),
       state: "running",
       units: [],
       doneHeld: 0,
@@ -1000,7 +1003,11 @@ export class Scheduler {
   private overShare(job: JobRecord, perHost: Map<string, number>, v: VolunteerRecord): boolean {
     const cap = job.spec.maxUnitsPerHost!;
     if ((perHost.get(v.host) ?? 0) < cap) return false;
-    for (const other of this.volunteers.values()) if (other.host !== v.host && (perHost.get(other.host) ?? 0) < cap) return true;
+    // A host kept from the job (an audit found its result wrong) waits for no share.
+    const barred = job.barred;
+    for (const other of this.volunteers.values()) {
+      if (other.host !== v.host && (perHost.get(other.host) ?? 0) < cap && !(barred !== undefined && barred.has(other.account))) return true;
+    }
     return false;
   }
 
@@ -1345,6 +1352,27 @@ export class Scheduler {
    * account passed a spot-check; wrong, they get an invalid result on their record (the caller
    * bans them and backtracks). `passed` undefined: the audit could not be had; nothing moves.
    */
+  /**
+   * Keeps an account from the job's units (every round of an iterative job, `family` being
+   * the job's own id): its audited result differed from the server's computation. Not a ban:
+   * the server's recompute of a consumer's program is no proof against the volunteer (the
+   * program may compute differently there on purpose), so the volunteer loses only this job.
+   */
+  barFromJob(family: string, account: AccountId): void {
+    let set = this.barred.get(family);
+    if (!set) {
+      this.barred.set(family, (set = new Set()));
+      for (const job of this.jobs.values()) if (jobFamily(job.spec.id) === family) job.barred = set;
+    }
+    set.add(account);
+  }
+
+  /** Lets every account take the job's units again (its audits were found meaningless), or forgets the job. */
+  unbarFromJob(family: string): void {
+    this.barred.get(family)?.clear();
+    this.barred.delete(family);
+  }
+
   audited(ref: ResultRef, passed: boolean | undefined): void {
     const host = this.hostRecords.get(ref.host);
     const account = this.accountRecords.get(ref.account);
@@ -1449,6 +1477,8 @@ export class Scheduler {
 
 /** No host or account gets two instances of one unit, counting live ones and results. */
 function eligible(u: UnitRecord, v: VolunteerRecord): boolean {
+  const barred = u.job.barred;
+  if (barred !== undefined && barred.has(v.account)) return false;
   const inst = u.instances;
   for (let i = 0; i < inst.length; i++) {
     const w = (inst[i] as TaskRecord).volunteer;
@@ -1523,4 +1553,10 @@ function checkComparator(jobId: JobId, c: Comparator): void {
   if (c.kind !== "tolerance" || !(c.relative >= 0 && Number.isFinite(c.relative) && c.absolute >= 0 && Number.isFinite(c.absolute))) {
     throw new RangeError(`job ${jobId}: comparator must be exact, or tolerance with finite relative and absolute >= 0`);
   }
+}
+
+/** A job's own id: the scheduler's id of a round ("<id>~r<round>") or of a cluster slice ("<id>@<slice>") without its suffix. */
+function jobFamily(schedulerId: string): string {
+  const i = schedulerId.search(/[~@]/);
+  return i < 0 ? schedulerId : schedulerId.slice(0, i);
 }

@@ -274,7 +274,7 @@ export function step(merged, state, ctx) {
     expect(await srv.deps.db.result.count({ where: { jobId: id, state: "invalid" } })).toBe(0);
   }, 90_000);
 
-  it("keeps training down a falling loss while one volunteer sends poisoned gradients, and catches it by an audit", async () => {
+  it("keeps training down a falling loss while one volunteer sends poisoned gradients, and keeps it from the job after an audit", async () => {
     // A volunteer that answers every unit with a huge gradient of the right length.
     const poisoner: FleetVolunteer = startVolunteer(srv.url, {
       name: "poisoner",
@@ -292,19 +292,20 @@ export function step(merged, state, ctx) {
       expect(job.state, job.error ?? "").toBe("completed");
       expect(poisoner.computed, "the poisoner got units").toBeGreaterThan(0);
       const losses = job.rounds.map((r) => r.stats.loss);
-      expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.85);
+      expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.8);
       for (const w of ((await trpc(srv.url, user.apiKey).jobs.result.query({ id })) as { w: number[] }).w) expect(Math.abs(w)).toBeLessThan(10);
-      // Its first accepted gradient was recomputed on the server: it is banned, its results void and unpaid.
+      // Its first accepted gradient was recomputed on the server: it got no more of the job's
+      // units, and an invalid result on its record; nobody is banned for an audit (the server's
+      // recompute of a consumer's program is no proof against a volunteer).
       await srv.deps.coordinator.drain();
-      const caught = await srv.deps.db.result.findMany({ where: { jobId: id, state: "invalid" }, select: { volunteerId: true, error: true, paid: true } });
-      expect(caught.length, "the poisoner's results were backtracked").toBeGreaterThan(0);
-      expect(new Set(caught.map((r) => r.volunteerId)).size).toBe(1);
-      for (const r of caught) expect(r).toMatchObject({ paid: 0, error: expect.stringMatching(/backtracked: failed a spot-check: a result for unit \d+ of round \d+ of job/) });
-      const host = await srv.deps.db.reliability.findUnique({ where: { id: `host:${caught[0].volunteerId}` } });
-      expect(host?.bannedUntil?.getTime()).toBeGreaterThan(Date.now());
-      // Nobody honest was caught.
-      const banned = await srv.deps.db.reliability.findMany({ where: { id: { startsWith: "host:" }, bannedUntil: { not: null } } });
-      expect(banned.map((h) => h.id)).toEqual([`host:${caught[0].volunteerId}`]);
+      expect(srv.logs.filter((l) => /gets no more units of job/.test(l) && l.includes(id))).toHaveLength(1);
+      const computedBy = await srv.deps.db.result.groupBy({ by: ["volunteerId"], where: { jobId: id }, _count: true });
+      const poisoned = computedBy.filter((r) => r._count <= 4);
+      expect(poisoned, JSON.stringify(computedBy)).toHaveLength(1);
+      const host = await srv.deps.db.reliability.findUnique({ where: { id: `host:${poisoned[0]!.volunteerId}` } });
+      expect(host?.invalid).toBeGreaterThan(0);
+      expect(host?.bannedUntil ?? null).toBeNull();
+      expect(await srv.deps.db.reliability.count({ where: { bannedUntil: { not: null } } })).toBe(0);
     } finally {
       poisoner.kill();
     }
