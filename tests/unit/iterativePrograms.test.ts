@@ -70,6 +70,12 @@ describe("what a step may return", () => {
     expect(checkStep({ done: true, state: { w: [2] } }, 3)).toMatchObject({ result: { w: [2] } });
   });
 
+  it("bounds the broadcast by what the round stores: its size times the round's units", () => {
+    const next = "x".repeat(200_000);
+    expect(checkStep({ next }, 1, 80)).toMatchObject({ done: false });
+    expect(() => checkStep({ next }, 1, 100)).toThrow(/^step's next is 196 KiB and goes with each of the round's 100 units: at most 16 MiB a round in all/);
+  });
+
   it("refuses anything else with a reason", () => {
     expect(() => checkStep(null, 2)).toThrow(/step must return \{ next, state, metrics\? \}.*after round 2/);
     expect(() => checkStep({ state: 1 }, 1)).toThrow(/neither next nor done/);

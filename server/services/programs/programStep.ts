@@ -17,6 +17,12 @@ export type ProgramStep =
 /** The broadcast travels in every task of a round: kept small so rounds stay fast. */
 export const MAX_BROADCAST_BYTES = 1024 * 1024;
 export const MAX_STATE_BYTES = 16 * 1024 * 1024;
+/**
+ * The broadcast is stored with every unit of the round (its row's input): its size times the
+ * units is what a round writes. A 1 MiB next with 450 units wrote 430 MB and took the server's
+ * memory up by 0.8 GB, for 0.45 credits.
+ */
+export const MAX_ROUND_BROADCAST_BYTES = 16 * 1024 * 1024;
 const MAX_METRICS = 16;
 
 /** The job's settings a step needs, as stored in the job's params (`submit.ts`). */
@@ -41,7 +47,7 @@ export interface StepJob {
 const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null));
 
 /** Checks what a program's step returned; throws an Error worded for the consumer. */
-export function checkStep(value: unknown, round: number): ProgramStep {
+export function checkStep(value: unknown, round: number, units = 1): ProgramStep {
   const shape = "step must return { next, state, metrics? } or { done: true, result, metrics? }";
   if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error(`${shape}; after round ${round} it returned ${JSON.stringify(value)?.slice(0, 80)}`);
   const v = value as Record<string, unknown>;
@@ -61,7 +67,11 @@ export function checkStep(value: unknown, round: number): ProgramStep {
   if (v.done === true) return { done: true, result: v.result === undefined ? state : v.result, state, metrics };
   if (v.done !== undefined && v.done !== false) throw new Error(`${shape}; done must be true or false`);
   if (v.next === undefined) throw new Error(`${shape}; it returned neither next nor done`);
-  if (size(v.next) > MAX_BROADCAST_BYTES) throw new Error(`step's next (sent to every unit) is larger than ${MAX_BROADCAST_BYTES / 1024} KiB`);
+  const nextBytes = size(v.next);
+  if (nextBytes > MAX_BROADCAST_BYTES) throw new Error(`step's next (sent to every unit) is larger than ${MAX_BROADCAST_BYTES / 1024} KiB`);
+  if (nextBytes * units > MAX_ROUND_BROADCAST_BYTES) {
+    throw new Error(`step's next is ${Math.ceil(nextBytes / 1024)} KiB and goes with each of the round's ${units} units: at most ${MAX_ROUND_BROADCAST_BYTES / 1024 / 1024} MiB a round in all; send less, or split the data into fewer shards`);
+  }
   return { done: false, next: v.next, state, metrics };
 }
 
@@ -73,7 +83,7 @@ export function checkStep(value: unknown, round: number): ProgramStep {
 export async function runProgramStep(
   deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number, missing: number[] = [],
 ): Promise<ProgramStep> {
-  if (job.kind === "wasm") return checkStep(await wasmStep(deps, job, round, outputs, state, shards), round);
+  if (job.kind === "wasm") return checkStep(await wasmStep(deps, job, round, outputs, state, shards), round, shards);
   const script = (await deps.blobs.get(job.codeHash)).toString("utf8");
   let merged: unknown = null;
   let reduce: unknown[] | undefined;
@@ -90,7 +100,7 @@ export async function runProgramStep(
   // A round closed at a share of its units: `missing` names the shards whose outputs did not arrive.
   const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
   const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner, signal: job.signal, waitMs: job.waitMs });
-  return checkStep(value, round);
+  return checkStep(value, round, shards);
 }
 
 /**
