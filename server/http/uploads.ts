@@ -1,13 +1,12 @@
-import fs from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import type { AppDeps } from "../services/deps";
 import { identify } from "../auth/session";
 import { UserError } from "../services/errors";
 import { createDataFile, createProgram, isSha256 } from "../services/programs/programs";
-import { checkStorageRoom } from "../services/programs/files";
+import { checkStorageRoom, diskShort } from "../services/programs/files";
 import { isMissingBlob } from "../store/blobs";
-import { BodyBusy, BodyInterrupted, BodyTooLarge, BodyTooSlow, formatBytes, readBody } from "./body";
+import { BodyBusy, BodyInterrupted, BodyTooLarge, BodyTooSlow, readBody } from "./body";
 
 /**
  * `close`: the request's body was not (all) read, as when an upload is refused; the connection
@@ -126,24 +125,4 @@ function admit(deps: AppDeps, account: string): "busy" | "yours" | { take(bytes:
       else state.byAccount.delete(account);
     },
   };
-}
-
-/**
- * Quotas bound each account, not how many accounts sign up: the disk itself is the last bound.
- * Uploads to the directory store stop while its disk would keep less than
- * UPLOAD_DISK_FLOOR_BYTES free, so the database, its log and the results volunteers send keep
- * room (the admin's disk alert says so). Read at most once a second.
- */
-const disks = new WeakMap<AppDeps, { at: number; free: Promise<number | null> }>();
-async function diskShort(deps: AppDeps, bytes: number): Promise<string | null> {
-  const floor = deps.env.UPLOAD_DISK_FLOOR_BYTES;
-  if (floor === 0 || deps.blobs.kind !== "directory") return null;
-  let disk = disks.get(deps);
-  if (!disk || Date.now() - disk.at > 1000) {
-    disk = { at: Date.now(), free: fs.statfs(deps.env.DATA_DIR).then((s) => s.bavail * s.bsize, () => null) };
-    disks.set(deps, disk);
-  }
-  const free = await disk.free;
-  if (free === null || free - bytes >= floor) return null;
-  return `The server is short of disk space (${formatBytes(Math.max(0, free))} free); it takes no uploads until its administrator makes room.`;
 }

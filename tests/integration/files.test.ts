@@ -1,8 +1,11 @@
 import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUserWithKey, runCli, startTestServer, type TestServer } from "../helpers/server";
 import { trpc, trpcError } from "../helpers/clients";
 import { isMissingBlob } from "../../server/store/blobs";
+import { createProgram } from "../../server/services/programs/programs";
 
 // An account's stored files: a storage quota on uploads (a free account could otherwise fill
 // the disk with 64 MiB uploads in a loop), listing them, and deleting them, with the bytes
@@ -113,6 +116,40 @@ describe("files and the storage quota", () => {
   });
 });
 
+describe("inputs stored for a submission", () => {
+  it("are not stored for one the owner cannot pay for, nor kept for one refused later", async () => {
+    const srv = await startTestServer();
+    try {
+      const user = await createUserWithKey(srv.deps, "chunks@example.com");
+      const api = trpc(srv.url, user.apiKey);
+      const post = (kind: string, body: string) =>
+        fetch(`${srv.url}/api/${kind}?name=x`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body }).then((r) => r.json() as Promise<{ hash: string }>);
+      const blobFiles = () => (fs.existsSync(path.join(srv.dir, "blobs")) ? fs.readdirSync(path.join(srv.dir, "blobs"), { recursive: true }).filter((f) => /[0-9a-f]{64}$/.test(String(f))).length : 0);
+      const program = await post("programs", "export function run(x) { return 1; }\nexport function step(m, s, ctx) { if (ctx.round === 0) throw new Error('no first round'); return { next: 1 }; }");
+      const data = await post("data", Array.from({ length: 4000 }, (_, i) => `line ${i} ${"x".repeat(20)}`).join("\n"));
+      const before = blobFiles();
+      // Too expensive: refused before the file is cut (it stored 6 MB of chunks a try).
+      const costly = await trpcError(api.jobs.submit.mutate({
+        kernel: "program", program: program.hash, input: { mode: "lines", data: data.hash }, chunks: 8, cpuSecondsPerUnit: 3600, replication: { replicas: 1 },
+      } as never));
+      expect(costly).toMatchObject({ code: "PAYMENT_REQUIRED", message: expect.stringMatching(/^Not enough credits: this needs/) });
+      const items = Array.from({ length: 4 }, (_, i) => "y".repeat(20_000) + i);
+      expect(await trpcError(api.jobs.submit.mutate({
+        kernel: "program", program: program.hash, input: { mode: "json", items }, cpuSecondsPerUnit: 3600, replication: { replicas: 1 },
+      } as never))).toMatchObject({ code: "PAYMENT_REQUIRED" });
+      expect(blobFiles()).toBe(before);
+      // Refused after the cut (its first step fails): the chunks it stored are removed again.
+      const failed = await trpcError(api.jobs.submit.mutate({
+        kernel: "program", program: program.hash, input: { mode: "json", items }, rounds: 3, cpuSecondsPerUnit: 0.001, replication: { replicas: 1 },
+      } as never));
+      expect(failed.message).toMatch(/The program's step failed before the first round: Error: no first round/);
+      expect(blobFiles()).toBe(before);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe("the disk's floor", () => {
   it("refuses uploads with 507 while the disk would keep less free than UPLOAD_DISK_FLOOR_BYTES", async () => {
     // A floor no disk here reaches: every upload is refused, and nothing is stored.
@@ -121,8 +158,13 @@ describe("the disk's floor", () => {
       const user = await createUserWithKey(srv.deps, "floor@example.com");
       const res = await fetch(`${srv.url}/api/data?name=x.bin`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: "some bytes" });
       expect(res.status).toBe(507);
-      expect((await res.json()).error).toMatch(/The server is short of disk space \(.* free\); it takes no uploads until its administrator makes room/);
+      expect((await res.json()).error).toMatch(/The server is short of disk space \(.* free\); it stores no more uploads or inputs until its administrator makes room/);
       expect(await srv.deps.db.dataFile.count()).toBe(0);
+      // Nor is a submission's input cut and stored (the program was stored before the floor).
+      const program = await createProgram(srv.deps, user.user.id, { name: "p.js", bytes: Buffer.from("export function run(x) { return x; }") });
+      const items = Array.from({ length: 2 }, (_, i) => "z".repeat(20_000) + i);
+      expect(await trpcError(trpc(srv.url, user.apiKey).jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "json", items } } as never)))
+        .toMatchObject({ code: "SERVICE_UNAVAILABLE", message: expect.stringMatching(/short of disk space/) });
     } finally {
       await srv.close();
     }

@@ -2,13 +2,14 @@ import crypto from "node:crypto";
 import { z } from "zod";
 import { getKernel, kernels } from "../../../worker/kernels";
 import type { Kernel } from "../../../worker/kernels/types";
-import { InsufficientCredits } from "../credits/ledger";
+import { balanceOf, InsufficientCredits } from "../credits/ledger";
 import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
 import { jsonObjectSchema } from "../jsonInput";
 import type { AppDeps } from "../deps";
 import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
+import { diskShort, holdPlannedBlobs } from "../programs/files";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
@@ -169,7 +170,7 @@ export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitIn
  * chunks are stored as blobs), and a reduce merge needs a program that exports reduce.
  * The task parameters volunteers receive name the program by hash and carry the limits.
  */
-export async function planProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput): Promise<Plan & { programHash: string }> {
+export async function planProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput): Promise<Plan & { programHash: string; release: (committed: boolean) => Promise<void> }> {
   if (!input.program || !input.input) throw new UserError("BAD_REQUEST", "A program job needs `program` (its sha256) and `input`.");
   const program = await getProgram(deps, input.program);
   if (input.merge === "reduce" && !program.hasReduce) {
@@ -196,6 +197,19 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   // The step thread starts on another core while the input is read and cut into shards.
   if (input.rounds !== undefined) warmStep(memoryMb);
   const split = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
+  const release = holdPlannedBlobs(deps, split.units);
+  try {
+    return { ...(await planSplitProgramJob(deps, ownerId, input, program, replication, timeMs, memoryMb, split)), release };
+  } catch (e) {
+    await release(false);
+    throw e;
+  }
+}
+
+async function planSplitProgramJob(
+  deps: AppDeps, ownerId: string, input: SubmitInput, program: Awaited<ReturnType<typeof getProgram>>, replication: SubmitInput["replication"],
+  timeMs: number, memoryMb: number, split: Awaited<ReturnType<typeof splitProgramInput>>,
+): Promise<Plan & { programHash: string }> {
   const params = {
     program: { hash: program.hash, kind: program.kind, script: program.scriptHash },
     params: input.params,
@@ -286,8 +300,36 @@ export async function submitJobOnce(deps: AppDeps, ownerId: string, input: Submi
   return submitOnce(deps, ownerId, key, hash, () => submitJob(deps, ownerId, input, { idempotencyKey: key, requestHash: hash }));
 }
 
+/**
+ * Before a program job's input is cut and stored: the disk has room, and the owner can pay the
+ * estimate. Chunks were stored first and the credits checked after: a free account with no
+ * credits stored 33 MB a second of chunks for submissions it could never pay for.
+ */
+async function admitProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
+  const short = await diskShort(deps, 0);
+  if (short) throw new UserError("SERVICE_UNAVAILABLE", short);
+  const { estimate } = await estimateProgramJob(deps, input, ownerId);
+  const balance = await balanceOf(deps.db, userAccount(ownerId));
+  if (balance < estimate) {
+    throw new UserError("PAYMENT_REQUIRED", `${new InsufficientCredits(estimate, balance).message} Volunteer some CPU time to earn credits, or submit fewer or smaller chunks.`);
+  }
+}
+
 export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInput, idempotency?: { idempotencyKey: string; requestHash: string }) {
+  if (input.kernel === "program") await admitProgramJob(deps, ownerId, input);
   const plan = input.kernel === "program" ? await planProgramJob(deps, ownerId, input) : await planJob(deps, input);
+  const release = "release" in plan ? (plan.release as (committed: boolean) => Promise<void>) : async () => {};
+  let committed = false;
+  try {
+    const r = await commitJob(deps, ownerId, input, plan, idempotency);
+    committed = true;
+    return r;
+  } finally {
+    await release(committed);
+  }
+}
+
+async function commitJob(deps: AppDeps, ownerId: string, input: SubmitInput, plan: Plan, idempotency?: { idempotencyKey: string; requestHash: string }) {
   const programHash = "programHash" in plan ? (plan.programHash as string) : null;
   const id = `j${crypto.randomBytes(9).toString("base64url").replace(/[-_]/g, "x")}`;
   const leaseMs = Math.round(deps.env.LEASE_SECONDS * 1000);

@@ -1,3 +1,4 @@
+import fs from "node:fs/promises";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { formatBytes } from "../../http/body";
@@ -100,6 +101,7 @@ export async function deleteProgram(deps: AppDeps, ownerId: string, hash: string
  * equal to a whole file). Any of those keeps them. Inputs of finished jobs are not needed again.
  */
 export async function releaseBlob(deps: AppDeps, hash: string): Promise<number> {
+  if (planned.has(hash)) return 0;
   const db = deps.db;
   const refs = await Promise.all([
     db.dataFile.count({ where: { hash } }),
@@ -110,4 +112,48 @@ export async function releaseBlob(deps: AppDeps, hash: string): Promise<number> 
   ]);
   if (refs.some((n) => n > 0)) return 0;
   return deps.blobs.delete(hash);
+}
+
+/**
+ * Quotas bound each account, not how many accounts sign up: the disk itself is the last bound.
+ * Uploads and submissions that store inputs stop while the directory store's disk would keep
+ * less than UPLOAD_DISK_FLOOR_BYTES free, so the database, its log and the results volunteers
+ * send keep room (the admin's disk alert says so). Read at most once a second. Answers why, or null.
+ */
+const disks = new WeakMap<AppDeps, { at: number; free: Promise<number | null> }>();
+export async function diskShort(deps: AppDeps, bytes: number): Promise<string | null> {
+  const floor = deps.env.UPLOAD_DISK_FLOOR_BYTES;
+  if (floor === 0 || deps.blobs.kind !== "directory") return null;
+  let disk = disks.get(deps);
+  if (!disk || Date.now() - disk.at > 1000) {
+    disk = { at: Date.now(), free: fs.statfs(deps.env.DATA_DIR).then((s) => s.bavail * s.bsize, () => null) };
+    disks.set(deps, disk);
+  }
+  const free = await disk.free;
+  if (free === null || free - bytes >= floor) return null;
+  return `The server is short of disk space (${formatBytes(Math.max(0, free))} free); it stores no more uploads or inputs until its administrator makes room.`;
+}
+
+/**
+ * Blobs a submission on this node has stored for its units and not yet committed (counted per
+ * submission): another submission that fails meanwhile must not remove what this one will use.
+ */
+const planned = new Map<string, number>();
+
+/** Marks a submission's unit blobs as in use until `done` is called; `done(false)` removes those nothing else needs. */
+export function holdPlannedBlobs(deps: AppDeps, units: ReadonlyArray<{ blob?: string } | object>): (committed: boolean) => Promise<void> {
+  const hashes = [...new Set(units.flatMap((u) => ("blob" in u && typeof u.blob === "string" ? [u.blob] : [])))];
+  for (const h of hashes) planned.set(h, (planned.get(h) ?? 0) + 1);
+  let released = false;
+  return async (committed) => {
+    if (released) return;
+    released = true;
+    for (const h of hashes) {
+      const n = (planned.get(h) ?? 1) - 1;
+      if (n > 0) planned.set(h, n);
+      else planned.delete(h);
+    }
+    // A refused submission leaves nothing behind: its chunks were stored before it was refused.
+    if (!committed) for (const h of hashes) await releaseBlob(deps, h).catch(() => 0);
+  };
 }
