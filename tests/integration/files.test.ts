@@ -91,6 +91,27 @@ describe("files and the storage quota", () => {
     expect(await trpc(srv.url, b.apiKey).files.list.query()).toMatchObject({ files: [{ type: "program", hash: program.hash }] });
   });
 
+  it("keeps a program for every account that uploaded it, and counts its compiled script and source map", async () => {
+    const first = await createUserWithKey(srv.deps, "first@example.com");
+    const second = await createUserWithKey(srv.deps, "second@example.com");
+    const source = `export function run(x) { return x + 1; } // ${crypto.randomUUID()}`;
+    const program = await (await post("programs", source, first.apiKey)).json();
+    const listed = await trpc(srv.url, first.apiKey).files.list.query();
+    // The upload, its compiled script and its source map.
+    expect(listed.usedBytes).toBeGreaterThan(source.length * 2);
+    expect(listed.files).toMatchObject([{ type: "program", kind: "js", hash: program.hash, size: listed.usedBytes }]);
+    // The same bytes from another account: its own upload, on its own list and quota.
+    expect((await (await post("programs", source, second.apiKey)).json()).hash).toBe(program.hash);
+    expect(await trpc(srv.url, second.apiKey).files.list.query()).toMatchObject({ usedBytes: listed.usedBytes, files: [{ hash: program.hash }] });
+    // The first uploader deleting theirs takes nothing from the second.
+    expect(await trpc(srv.url, first.apiKey).files.deleteProgram.mutate({ hash: program.hash })).toEqual({ hash: program.hash, bytesFreed: 0 });
+    expect(await trpc(srv.url, first.apiKey).files.list.query()).toMatchObject({ usedBytes: 0, files: [] });
+    expect(await stored(program.hash)).toBe(true);
+    await expect(trpc(srv.url, second.apiKey).jobs.submit.mutate({
+      kernel: "program", program: program.hash, input: { mode: "range", start: 0, end: 4 }, chunks: 2, replication: { replicas: 1 },
+    } as never)).resolves.toMatchObject({ id: expect.any(String) });
+  });
+
   it("lists and deletes from the CLI, by a hash's first digits", async () => {
     const user = await createUserWithKey(srv.deps, "cli-files@example.com");
     const env = { TABGRID_URL: srv.url, TABGRID_API_KEY: user.apiKey };

@@ -11,7 +11,7 @@ import { formatBytes } from "../../http/body";
 export async function storageUsed(deps: AppDeps, ownerId: string): Promise<number> {
   const [data, programs] = await Promise.all([
     deps.db.dataFile.aggregate({ where: { ownerId }, _sum: { size: true } }),
-    deps.db.program.aggregate({ where: { ownerId }, _sum: { size: true } }),
+    deps.db.programUpload.aggregate({ where: { ownerId }, _sum: { size: true } }),
   ]);
   return (data._sum.size ?? 0) + (programs._sum.size ?? 0);
 }
@@ -38,9 +38,12 @@ export async function checkStorageRoom(deps: AppDeps, ownerId: string, bytes: nu
 /** The account's programs and data files, newest first, with its use of the quota. */
 export async function listFiles(deps: AppDeps, ownerId: string) {
   const [programs, data, usedBytes] = await Promise.all([
-    deps.db.program.findMany({
+    deps.db.programUpload.findMany({
       where: { ownerId }, orderBy: [{ createdAt: "desc" }, { hash: "asc" }], take: 500,
-      select: { hash: true, name: true, size: true, kind: true, createdAt: true },
+      select: { hash: true, name: true, size: true, createdAt: true },
+    }).then(async (rows) => {
+      const kinds = new Map((await deps.db.program.findMany({ where: { hash: { in: rows.map((r) => r.hash) } }, select: { hash: true, kind: true } })).map((p) => [p.hash, p.kind]));
+      return rows.map((r) => ({ ...r, kind: kinds.get(r.hash) ?? "js" }));
     }),
     deps.db.dataFile.findMany({
       where: { ownerId }, orderBy: [{ createdAt: "desc" }, { hash: "asc" }], take: 500,
@@ -76,21 +79,29 @@ export async function deleteDataFile(deps: AppDeps, ownerId: string, hash: strin
 }
 
 /**
- * Deletes one of the account's programs, if no job names it (a job keeps its program: its page,
- * merges and audits read it; anyone holding the hash may have submitted one).
+ * Deletes the account's upload of a program (what its quota counts). While another account
+ * has uploaded it too, the program stays for them; the last uploader deletes the program and
+ * its bytes, unless a job names it (a job keeps its program: its page, merges and audits read
+ * it; anyone holding the hash may have submitted one).
  */
 export async function deleteProgram(deps: AppDeps, ownerId: string, hash: string) {
   checkHashInput(hash);
-  const row = await deps.db.program.findUnique({ where: { hash }, select: { ownerId: true, scriptHash: true, sourceMapHash: true } });
-  if (!row || row.ownerId !== ownerId) throw new UserError("NOT_FOUND", `You have no program ${hash}.`);
+  const mine = await deps.db.programUpload.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } });
+  if (!mine) throw new UserError("NOT_FOUND", `You have no program ${hash}.`);
+  if ((await deps.db.programUpload.count({ where: { hash, ownerId: { not: ownerId } } })) > 0) {
+    await deps.db.programUpload.deleteMany({ where: { hash, ownerId } });
+    return { hash, bytesFreed: 0 };
+  }
   const jobs = await deps.db.job.count({ where: { programHash: hash } });
   if (jobs > 0) throw new UserError("CONFLICT", `Program ${hash.slice(0, 12)}… ran ${jobs} job${jobs === 1 ? "" : "s"}, which keep it; it cannot be deleted.`);
+  const row = await deps.db.program.findUnique({ where: { hash }, select: { scriptHash: true, sourceMapHash: true } });
   // The job check and the delete are one statement's conditions, so a submission racing this
   // either sees the program gone or keeps it (a foreign key refuses the delete on SQLite).
-  const { count } = await deps.db.program.deleteMany({ where: { hash, ownerId, jobs: { none: {} } } });
-  if (count === 0) throw new UserError("CONFLICT", `Program ${hash.slice(0, 12)}… is now used by a job; it cannot be deleted.`);
+  const { count } = await deps.db.program.deleteMany({ where: { hash, jobs: { none: {} } } });
+  if (row && count === 0) throw new UserError("CONFLICT", `Program ${hash.slice(0, 12)}… is now used by a job; it cannot be deleted.`);
+  await deps.db.programUpload.deleteMany({ where: { hash, ownerId } });
   let bytesFreed = 0;
-  for (const h of [hash, row.scriptHash, row.sourceMapHash]) if (h) bytesFreed += await releaseBlob(deps, h);
+  for (const h of [hash, row?.scriptHash, row?.sourceMapHash]) if (h) bytesFreed += await releaseBlob(deps, h);
   return { hash, bytesFreed };
 }
 

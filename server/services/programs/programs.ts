@@ -16,9 +16,19 @@ export const isSha256 = (s: string) => /^[0-9a-f]{64}$/.test(s);
 export async function createProgram(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
   const hash = crypto.createHash("sha256").update(upload.bytes).digest("hex");
   const existing = await deps.db.program.findUnique({ where: { hash } });
-  if (existing) return view(existing);
-  await checkStorageRoom(deps, ownerId, upload.bytes.length);
   const name = upload.name.slice(0, 200) || "program";
+  if (existing) {
+    // The same bytes from another account: its own upload too, counted against its quota, so
+    // the first uploader deleting theirs cannot take the program from under it.
+    const mine = await deps.db.programUpload.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } });
+    if (!mine) {
+      const size = await programDiskSize(deps, existing);
+      await checkStorageRoom(deps, ownerId, size);
+      await deps.db.programUpload.upsert({ where: { hash_ownerId: { hash, ownerId } }, create: { hash, ownerId, name, size }, update: {} });
+    }
+    return view(existing);
+  }
+  await checkStorageRoom(deps, ownerId, upload.bytes.length);
   let data: { kind: string; scriptHash: string | null; sourceMapHash: string | null; exports: string[]; hasReduce: boolean; comparator: string | null };
   try {
     if (upload.bytes.subarray(0, 4).equals(WASM_MAGIC)) {
@@ -44,7 +54,25 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
     create: { hash, name, size: upload.bytes.length, ownerId, ...data, exports: JSON.stringify(data.exports) },
     update: {},
   });
+  // The compiled script and its source map take several times the upload (a 2.8 MB program
+  // took 14 MB): the quota counts all of it, checked again now that it is known.
+  const size = await programDiskSize(deps, row);
+  await deps.db.programUpload.upsert({ where: { hash_ownerId: { hash, ownerId } }, create: { hash, ownerId, name, size }, update: {} });
   return view(row);
+}
+
+/** Bytes a program takes in the blob store: the upload, and for JS its compiled script and source map. */
+async function programDiskSize(deps: AppDeps, row: { size: number; scriptHash: string | null; sourceMapHash: string | null }): Promise<number> {
+  let size = row.size;
+  for (const h of [row.scriptHash, row.sourceMapHash]) {
+    if (!h) continue;
+    const blob = await deps.blobs.open(h).catch(() => null);
+    if (blob) {
+      size += blob.bytes;
+      blob.stream.destroy();
+    }
+  }
+  return size;
 }
 
 function view(row: { hash: string; kind: string; name: string; size: number; scriptHash: string | null; exports: string; hasReduce: boolean; comparator: string | null; createdAt: Date }) {
