@@ -46,7 +46,7 @@ export class ResultPipeline {
   readonly throughput = new Throughput();
   /** Spot-checks in progress, so tests and shutdown can wait for them. */
   private readonly checking = new Set<Promise<void>>();
-  /** What audits found per job: a failed audit bans only once corroborated (auditEvidence.ts). */
+  /** What audits found per job: a failed audit keeps the account from the job, a program no engine agrees on is no longer audited (auditEvidence.ts). */
   private readonly evidence = new AuditEvidence();
   /** The last result's output and its canonical JSON (its unit is usually validated right after). */
   private lastOutput: { value: unknown; json: string } | undefined;

@@ -1348,11 +1348,6 @@ export class Scheduler {
   }
 
   /**
-   * The server recomputed an audited result (ValidatedOutcome.audit): right, its host and
-   * account passed a spot-check; wrong, they get an invalid result on their record (the caller
-   * bans them and backtracks). `passed` undefined: the audit could not be had; nothing moves.
-   */
-  /**
    * Keeps an account from the job's units (every round of an iterative job, `family` being
    * the job's own id): its audited result differed from the server's computation. Not a ban:
    * the server's recompute of a consumer's program is no proof against the volunteer (the
@@ -1373,6 +1368,11 @@ export class Scheduler {
     this.barred.delete(family);
   }
 
+  /**
+   * The server recomputed an audited result (ValidatedOutcome.audit): right, its host and
+   * account passed a spot-check; wrong, they get an invalid result on their record (the caller
+   * keeps the account from the job: barFromJob). `passed` undefined: the audit could not be had; nothing moves.
+   */
   audited(ref: ResultRef, passed: boolean | undefined): void {
     const host = this.hostRecords.get(ref.host);
     const account = this.accountRecords.get(ref.account);
