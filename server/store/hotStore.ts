@@ -12,6 +12,9 @@ import type { ApiKeyRow } from "./apiKeyRow";
  * reads that must not queue behind the query engine (hellos come in bursts, a finished job
  * reads thousands of outputs). Everything else goes through Prisma, which speaks both.
  */
+/** What a round's step reads of its round and job that may change (a stop asked for by the owner). */
+export type RoundRow = { state: string; startedAt: Date; finishedAt: Date | null; stopAfterRound: boolean };
+
 /** One unit's stored output (JSON text, null until it has one). */
 export type OutputRow = { round: number; idx: number; output: string | null; done: boolean };
 
@@ -31,6 +34,8 @@ export interface HotStore {
   volunteerTokenHash(volunteerId: string): Promise<string | undefined>;
   /** Reliability rows that exist among these ids. */
   reliabilityRows(ids: string[]): Promise<ReliabilityRow[]>;
+  /** A round's row and its job's stop flag: read by every step of an iterative job. */
+  roundRow(jobId: string, round: number): Promise<RoundRow | undefined>;
   /** The API key with this hash and its user: read on every call a key signs. */
   apiKey(hash: string): Promise<ApiKeyRow | undefined>;
   /** Stops what writes (a thread, for SQLite) once what was sent is written; the next write starts it again. */

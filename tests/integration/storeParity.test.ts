@@ -283,6 +283,12 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
         { id: "jStep.r1.0", round: 1, work: 1000, pay: 500, done: true }, { id: "jStep.r1.1", round: 1, work: 1000, pay: 500, done: true },
         { id: "jStep.r2.0", round: 2, work: 7, pay: 500, done: true }, { id: "jStep.r2.1", round: 2, work: 7, pay: 500, done: false },
       ]);
+      // The raw read every step makes: the round's row and its job's stop flag, dates as the query engine reads them.
+      const started = new Date(Date.UTC(2026, 11, 5, 3, 1));
+      expect(await hotStore(db).roundRow("jStep", 2), on).toEqual({ state: '{"w":[1]}', startedAt: started, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)), stopAfterRound: false });
+      await db.job.update({ where: { id: "jStep" }, data: { stopAfterRound: true } });
+      expect(await hotStore(db).roundRow("jStep", 1), on).toMatchObject({ state: '{"w":[0]}', stopAfterRound: true });
+      expect(await hotStore(db).roundRow("jStep", 3), on).toBeUndefined();
     });
     await expectSameState();
   });

@@ -8,6 +8,7 @@ import { runStep } from "../../../worker/sandbox/stepSandbox";
 import { bytesOf, f64Bytes, frameStepInput, outputNumbers, readStepOutput } from "../../../worker/sandbox/wasmRounds";
 import type { BlobStore } from "../../store/blobs";
 import { aggregate, DEFAULT_TRIM, isNumericMerge } from "./aggregate";
+import { compiledScript } from "./scriptCache";
 
 /** What one step decided, checked. */
 export type ProgramStep =
@@ -84,7 +85,7 @@ export async function runProgramStep(
   deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number, missing: number[] = [],
 ): Promise<ProgramStep> {
   if (job.kind === "wasm") return checkStep(await wasmStep(deps, job, round, outputs, state, shards), round, shards);
-  const script = (await deps.blobs.get(job.codeHash)).toString("utf8");
+  const script = await compiledScript(deps.blobs, job.codeHash);
   let merged: unknown = null;
   let reduce: unknown[] | undefined;
   if (outputs) {

@@ -1,5 +1,5 @@
 import type { PersistOp, ReliabilityRow } from "../../services/jobs/batchSql";
-import type { HotStore } from "../hotStore";
+import type { HotStore, RoundRow } from "../hotStore";
 import { apiKeyRow, apiKeySql, type ApiKeySqlRow } from "../apiKeyRow";
 import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
@@ -76,6 +76,12 @@ export class PgHotStore implements HotStore {
     const { rows } = await pgPool(this.db).query<ReliabilityRow>(`SELECT "id", "consecutiveValid", "consecutiveInvalid", "valid", "invalid", "errors",
       "turnaroundMsTotal", "turnaroundCount", "spotChecks", "bannedUntil", "banReason" FROM "Reliability" WHERE "id" = ANY($1::text[])`, [ids]);
     return rows;
+  }
+
+  async roundRow(jobId: string, round: number): Promise<RoundRow | undefined> {
+    const { rows } = await pgPool(this.db).query<RoundRow>(`SELECT r."state", r."startedAt", r."finishedAt", j."stopAfterRound" FROM "JobRound" r
+      JOIN "Job" j ON j."id" = r."jobId" WHERE r."jobId" = $1 AND r."round" = $2`, [jobId, round]);
+    return rows[0];
   }
 
   async apiKey(hash: string) {
