@@ -71,6 +71,7 @@ export async function startServer(
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer, maxMessageBytes: env.MAX_WS_MESSAGE_BYTES,
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
+    auditCpuShare: env.AUDIT_CPU_SHARE,
     trust: env.SPOT_CHECKS === "on"
       ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
       : null,

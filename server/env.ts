@@ -45,6 +45,7 @@ const schema = z.object({
   // Sabotage tolerance (docs/trust.md): server spot-checks of built-in kernels, credibility, probation, placement.
   SPOT_CHECKS: z.enum(["on", "off"]).default("on"),
   SPOT_CHECK_MIN_RATE: z.coerce.number().min(0).max(1).default(0.05),
+  AUDIT_CPU_SHARE: z.coerce.number().gt(0).max(1).default(0.25),
   TRUST_THRESHOLD: z.coerce.number().min(0).max(1).default(0.999),
   TRUST_FAULT_RATE: z.coerce.number().gt(0).lt(1).default(0.2),
   LEASE_SECONDS: z.coerce.number().positive().default(60),

@@ -31,6 +31,8 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Spot-checks, credibility and placement (see scheduler/credibility.ts); null turns them off. Default DEFAULT_TRUST. */
   trust?: TrustPolicy | null;
+  /** The most of a core's time the audits of iterative programs' units may take (0..1]; default 1. */
+  auditCpuShare?: number;
   /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
   errorWaitMs?: number;
   /** The largest volunteer frame the socket server reads (MAX_WS_MESSAGE_BYTES), told to volunteers in the welcome. */
@@ -104,7 +106,7 @@ export class Coordinator extends EventEmitter {
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
-    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs), notices });
+    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices });
     const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes });
     this.commit = commit;
     this.dispatcher = dispatch;

@@ -1,6 +1,7 @@
 import type { ProgramTaskParams, UnitInput } from "../../worker/client/prepareTask";
 import { runUnitOnServer } from "../../worker/sandbox/stepSandbox";
 import type { BlobStore } from "../store/blobs";
+import { compiledScript } from "../services/programs/scriptCache";
 import { outputsAgree } from "../scheduler/compare";
 import type { Comparator } from "../scheduler/types";
 
@@ -42,7 +43,8 @@ export class ProgramAudits {
   /** Audits run to a verdict (for tests and metrics). */
   audits = 0;
 
-  constructor(private readonly blobs: BlobStore) {}
+  /** `cpuShare`: the most of a core's time audits may take (AUDIT_CPU_SHARE); 1 runs them back to back. */
+  constructor(private readonly blobs: BlobStore, private readonly cpuShare = 1) {}
 
   /**
    * Recomputes a unit of job `job.id` of account `job.owner` (its scheduler params and the
@@ -60,11 +62,12 @@ export class ProgramAudits {
       const spec = unitInput as UnitInput;
       const codeHash = p.program.kind === "js" ? p.program.script : p.program.hash;
       if (!codeHash) return { skipped: "the program has no compiled script" };
-      let code: Buffer;
+      const js = p.program.kind === "js";
+      let code: string | Uint8Array;
       let input: unknown;
       let inputKind: "json" | "text" | "bytes" = "json";
       try {
-        code = await this.blobs.get(codeHash);
+        code = js ? await compiledScript(this.blobs, codeHash) : new Uint8Array(await this.blobs.get(codeHash));
         if ("value" in spec) input = spec.value;
         else {
           const bytes = await this.blobs.get(spec.blob);
@@ -74,14 +77,13 @@ export class ProgramAudits {
       } catch (e) {
         return { skipped: `its code or input could not be read: ${(e as Error).message}` };
       }
-      const js = p.program.kind === "js";
       const timeMs = Math.min(MAX_AUDIT_MS, p.limits.timeMs * (js ? JS_SLOWDOWN : 4));
       let truth: unknown;
       try {
         truth = await runUnitOnServer({
-          op: "run", kind: p.program.kind, hash: p.program.hash, code: js ? code.toString("utf8") : new Uint8Array(code),
+          op: "run", kind: p.program.kind, hash: p.program.hash, code,
           input, inputKind, params: p.params, context: { ...p.context, ...spec.context }, timeMs, memoryMb: p.limits.memoryMb,
-        });
+        }, this.cpuShare);
       } catch (e) {
         // The program failed or ran out of time here though it ran on the volunteer: no proof either way.
         return { skipped: (e as Error).message };

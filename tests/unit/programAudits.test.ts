@@ -10,7 +10,7 @@ import { DirectoryBlobStore } from "../../server/store/blobs";
 import { compileJsProgram } from "../../worker/sandbox/compileJs";
 import { runInQuickJS } from "../../worker/sandbox/quickjs";
 import { runProgram } from "../../worker/sandbox/runProgram";
-import { closeStepSandbox } from "../../worker/sandbox/stepSandbox";
+import { closeStepSandbox, runUnitOnServer } from "../../worker/sandbox/stepSandbox";
 // @ts-expect-error: a plain ES module of the examples, without types
 import { makeClassification } from "../../examples/js/make-classification.mjs";
 // @ts-expect-error: a plain ES module of the examples, without types
@@ -109,6 +109,19 @@ describe("ProgramAudits", () => {
     const verdicts = (await greedy).map((v) => ("agrees" in v ? v.agrees : v.skipped));
     expect(verdicts.filter((v) => v === true)).toHaveLength(8);
     expect(verdicts.filter((v) => v === "8 audits of its owner's jobs are waiting already")).toHaveLength(4);
+  });
+
+  it("paces the audit thread to its share of a core: at 0.4, the next audit starts 1.5 times the last one's time after it ended", async () => {
+    // Each audit answers when it started; it runs 200 ms.
+    const code = (await compileJsProgram("export function run() { const t = Date.now(); while (Date.now() - t < 200); return t; }")).script;
+    const req = { op: "run", kind: "js", hash: "busy", code, input: 0, inputKind: "json", params: {}, timeMs: 10_000, memoryMb: 64 } as const;
+    const starts = (share: number) => Promise.all([runUnitOnServer(req, share), runUnitOnServer(req, share)]) as Promise<number[]>;
+    const [a, b] = await starts(0.4);
+    expect(b - a).toBeGreaterThanOrEqual(500);
+    // Back to back at 1 (after the rest the last paced audit left).
+    const [c, d] = await starts(1);
+    expect(d - c).toBeGreaterThanOrEqual(200);
+    expect(d - c).toBeLessThan(450);
   });
 
   it("compares a WASM unit exactly, and skips (proves nothing) when the program fails on the server", async () => {

@@ -8,7 +8,9 @@
 //
 // A second kept thread, at the lowest CPU priority, recomputes units of iterative programs
 // for the server's after-the-fact spot-checks (server/coordinator/programAudits.ts): audits
-// queue for it one at a time and never take a core from dispatch, volunteers or steps.
+// queue for it one at a time, paced to a share of a core. The lowest priority alone did not
+// keep them from slowing rounds: measured on 2 cores, an audit thread busy all the time still
+// added ~5 ms to a training round's median and ~15 ms to its p99.
 
 import { Worker } from "node:worker_threads";
 import { timeLimitError } from "../runtime/pool";
@@ -193,10 +195,16 @@ export function warmStep(memoryMb: number) {
 /**
  * Recomputes one unit of a program in the audit thread, after the audits queued before it;
  * resolves to its output (JS: the JSON value; WASM: `{ b64 }`), or rejects with why not.
+ * `share` (0..1] paces the thread: after an audit that took t ms, the next waits t × (1/share − 1),
+ * so audits take at most that share of a core's time.
  */
-export function runUnitOnServer(req: UnitRequest): Promise<unknown> {
-  const run = auditQueue.then(() => audits.run(req));
-  auditQueue = run.catch(() => undefined);
+export function runUnitOnServer(req: UnitRequest, share = 1): Promise<unknown> {
+  const started = auditQueue.then(() => performance.now());
+  const run = started.then(() => audits.run(req));
+  auditQueue = run.catch(() => undefined).then(async () => {
+    const rest = share < 1 ? (performance.now() - (await started)) * (1 / share - 1) : 0;
+    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest).unref());
+  });
   return run;
 }
 
