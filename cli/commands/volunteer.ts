@@ -46,6 +46,9 @@ export async function volunteer(argv: string[]): Promise<number> {
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
   const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
   const wsUrls = conns.map((c) => `${c.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`);
+  // Node loads its fetch (undici) on first use: ~60 ms, which would otherwise delay the first
+  // task of the first job (its code and input are fetched). A data: URL loads it without a request.
+  void fetch("data:,").catch(() => undefined);
   // Blobs come from the node connected now (every node of a cluster serves them all).
   const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url);
 

@@ -26,6 +26,9 @@ export interface BlobStore {
   close(): Promise<void>;
 }
 
+/** How much a directory store reads at a time when it streams a blob. */
+const READ_CHUNK = 1024 * 1024;
+
 /** True for the error get() rejects with when nothing is stored under the hash. */
 export function isMissingBlob(e: unknown): boolean {
   return (e as { code?: unknown } | null)?.code === "ENOENT";
@@ -122,8 +125,9 @@ export class DirectoryBlobStore implements BlobStore {
       await handle.close();
       throw e;
     });
-    // The stream closes the handle when it ends or is destroyed.
-    return { stream: handle.createReadStream(), bytes: size };
+    // The stream closes the handle when it ends or is destroyed. Reads of 1 MiB, not the default
+    // 64 KiB: a 1.7 MB shard in 2 reads instead of 26 (each a promise and a thread-pool trip).
+    return { stream: handle.createReadStream({ highWaterMark: READ_CHUNK }), bytes: size };
   }
 
   async delete(hash: string): Promise<number> {
