@@ -1013,7 +1013,7 @@ export class Scheduler {
 
   private lease(job: JobRecord, unit: UnitRecord, v: VolunteerRecord, now: number): TaskAssignment {
     if (job.perHost) job.perHost.set(v.host, (job.perHost.get(v.host) ?? 0) + 1);
-    if (unit.spec.locality !== undefined) this.locality.took(unit.spec.locality, v);
+    if (unit.spec.locality !== undefined) this.locality.took(unit.spec.locality, v, now);
     if (!unit.leasedOnce) {
       unit.leasedOnce = true;
       // The owner's own host computes the unit alone; so may a host adaptive replication trusts.

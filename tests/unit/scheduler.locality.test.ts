@@ -51,7 +51,10 @@ describe("locality scheduling", () => {
     s.addJob(round("r1", 3), T0);
     complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
     s.setWindow("a", 2);
+    // b works on two shards of other data: a holds only one more piece of data than b.
     s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
+    s.addJob({ ...round("other", 2), units: round("other", 2).units.map((u) => ({ ...u, locality: `other-${u.index}` })) }, T0 + 2);
+    complete(s, "b", s.leaseTasks("b", T0 + 2), T0 + 3);
 
     // a holds shards 0, 1 and 2 but has room for two: b passes the third over while it waits.
     s.addJob(round("r2", 3), T0 + 10);
@@ -71,6 +74,40 @@ describe("locality scheduling", () => {
     s.addJob(round("r3", 3), T0 + 200);
     expect(shardsOf(s.leaseTasks("a", T0 + 200))).not.toContain(moved);
     expect(shardsOf(s.leaseTasks("b", T0 + 200))).toEqual([moved]);
+  });
+
+  it("evens out who holds what at once when a holder has two shards more than the asker, and then keeps it", () => {
+    // Round 1's race: a took four shards, b two.
+    const s = fleet(["a", "b"], 4, { localityWaitMs: 10_000 });
+    s.addJob(round("r1", 6), T0);
+    complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
+    complete(s, "b", s.leaseTasks("b", T0 + 1), T0 + 2);
+    s.setWindow("a", 2);
+    s.setWindow("b", 2);
+
+    // Round 2: a takes two of its own; b takes one of a's other two at once (a holds 4, b 2),
+    // not after the wait, then its own, and leaves a's last to a (3 against 3).
+    s.addJob(round("r2", 6), T0 + 10);
+    const a2 = s.leaseTasks("a", T0 + 10);
+    const b2 = s.leaseTasks("b", T0 + 10);
+    expect(shardsOf(a2)).toEqual(["shard-0", "shard-1"]);
+    expect(shardsOf(b2)).toEqual(["shard-2", "shard-4"]);
+    complete(s, "b", b2, T0 + 12);
+    const own = s.leaseTasks("b", T0 + 12);
+    expect(shardsOf(own)).toEqual(["shard-5"]);
+    complete(s, "b", own, T0 + 14);
+    expect(s.leaseTasks("b", T0 + 14)).toEqual([]);
+    complete(s, "a", a2, T0 + 15);
+    const last = s.leaseTasks("a", T0 + 15);
+    expect(shardsOf(last)).toEqual(["shard-3"]);
+    complete(s, "a", last, T0 + 16);
+
+    // Round 3 and after: three each, nothing moves.
+    s.setWindow("a", 3);
+    s.setWindow("b", 3);
+    s.addJob(round("r3", 6), T0 + 20);
+    expect(shardsOf(s.leaseTasks("b", T0 + 20))).toEqual(["shard-2", "shard-4", "shard-5"]);
+    expect(shardsOf(s.leaseTasks("a", T0 + 20))).toEqual(["shard-0", "shard-1", "shard-3"]);
   });
 
   it("does not wait for a holder that left, is paused, or may not take the unit", () => {
