@@ -71,6 +71,7 @@ export class Dispatcher {
     const now = this.live.now();
     let leased = scheduler.leaseTasks(conn.key, now, ring ? free - 1 : undefined);
     this.armLocalityTimer();
+    this.sendPrefetches();
     if (!leased.length) return;
     const tasks = leased.map(toWire);
     if (ring && !this.addRinger(conn, tasks)) {
@@ -125,6 +126,14 @@ export class Dispatcher {
     for (const [key, taskIds] of byVolunteer) {
       const conn = this.live.conns.get(key);
       if (conn) send(conn.ws, { type: "revoke", taskIds, reason });
+    }
+  }
+
+  /** Data the scheduler handed over to volunteers (Scheduler.takePrefetches): they fetch it now. */
+  private sendPrefetches() {
+    for (const [key, blobs] of this.live.scheduler.takePrefetches()) {
+      const conn = this.live.conns.get(key);
+      if (conn) send(conn.ws, { type: "prefetch", blobs });
     }
   }
 

@@ -10,20 +10,25 @@ import type { VolunteerRecord } from "./records.js";
  * busy with its other shards for a unit or two and takes it next. Past that (a slow holder) it
  * goes to anyone, and the one that takes it holds the data from then on.
  *
- * Unless the holder holds at least two more pieces of recent data than the volunteer asking:
- * then the asker takes the unit at once, and holds it from then on. Who holds what is settled
- * by a race in a job's first round (whoever finishes first takes the rest), and without this it
- * stayed so: 10 shards on 4 volunteers went 4, 2, 2, 2 every round, the round as long as four
- * units one after another where three would do; and a volunteer that joined later got no
- * shard unless a holder was slow. One fetch rebalances it for every later round.
+ * Who holds what is settled by a race in a job's first round (whoever finishes first takes
+ * the rest), and it stayed so: 10 shards on 4 volunteers went 4, 2, 2, 2 every round, each
+ * round as long as four units one after another where three would do; and a volunteer that
+ * joined later got no shard unless a holder was slow. So when a holder holds at least two more
+ * pieces of recent data than a volunteer asking, one of them is handed over: the asker holds
+ * it from then on and is told to fetch it now (`takeHints`, a "prefetch" message), while the
+ * old holder still computes this round's unit, which would otherwise wait for the fetch.
  */
 export class Locality {
-  /** The volunteer that last took a unit reading each key. */
+  /** The volunteer that last took a unit reading each key (or was handed it). */
   private readonly holders = new Map<string, VolunteerRecord>();
   /** Each holder's keys, oldest first, to forget it and to bound what is kept per volunteer. */
   private readonly keysOf = new Map<VolunteerRecord, Set<string>>();
-  /** When each key was last taken. */
+  /** When each key was last taken or handed over. */
   private readonly takenAt = new Map<string, number>();
+  /** Keys handed over whose current unit the previous holder computes still: key → that holder. */
+  private readonly lent = new Map<string, VolunteerRecord>();
+  /** Handovers to tell the new holders about: they fetch the data ahead of their first unit. */
+  private hints: Array<{ to: VolunteerRecord; key: string }> = [];
   /** The earliest time a unit passed over for its holder may go to anyone (Infinity: none waits). */
   private deferredUntil = Infinity;
 
@@ -35,8 +40,18 @@ export class Locality {
     private readonly recentMs = 30_000,
   ) {}
 
-  /** `v` took a unit reading `key` at `now`: it holds that data now. */
+  /** `v` took a unit reading `key` at `now`: it holds that data now (unless the key was just handed over from it). */
   took(key: string, v: VolunteerRecord, now: number): void {
+    const lentTo = this.lent.get(key);
+    if (lentTo !== undefined) {
+      this.lent.delete(key);
+      // The previous holder computes the unit it was lent; the data stays with the new holder.
+      if (lentTo === v && this.holders.has(key)) return;
+    }
+    this.hold(key, v, now);
+  }
+
+  private hold(key: string, v: VolunteerRecord, now: number): void {
     this.takenAt.set(key, now);
     const before = this.holders.get(key);
     if (before === v) {
@@ -55,6 +70,7 @@ export class Locality {
       keys.delete(oldest);
       this.holders.delete(oldest);
       this.takenAt.delete(oldest);
+      this.lent.delete(oldest);
     }
   }
 
@@ -72,15 +88,30 @@ export class Locality {
 
   /**
    * Whether `v` should pass over a unit reading `key` queued since `since`: another volunteer
-   * holds the data and `accepts` it (online with a window, and eligible for the unit), and the
-   * unit has not waited `waitMs` yet.
+   * holds the data (or was lent this round's unit of it) and `accepts` it (online with a window,
+   * and eligible for the unit), and the unit has not waited `waitMs` yet. May hand the data
+   * over to `v` (see the class comment), in which case `v` still passes over this unit.
    */
   passOver(key: string, v: VolunteerRecord, since: number, now: number, accepts: (holder: VolunteerRecord) => boolean): boolean {
+    const until = since + this.waitMs;
+    const lentTo = this.lent.get(key);
+    if (lentTo !== undefined) {
+      if (lentTo === v) return false;
+      if (now < until && lentTo.window > 0 && accepts(lentTo)) return this.defer(until);
+      // The previous holder left or is slow: the rules below apply (the new holder may take it).
+    }
     const holder = this.holders.get(key);
     if (holder === undefined || holder === v || holder.window <= 0) return false;
-    const until = since + this.waitMs;
     if (now >= until || !accepts(holder)) return false;
-    if (this.recent(holder, now - this.recentMs) >= this.recent(v, now - this.recentMs) + 2) return false;
+    if (lentTo === undefined && this.recent(holder, now - this.recentMs) >= this.recent(v, now - this.recentMs) + 2) {
+      this.hold(key, v, now);
+      this.lent.set(key, holder);
+      this.hints.push({ to: v, key });
+    }
+    return this.defer(until);
+  }
+
+  private defer(until: number): true {
     if (until < this.deferredUntil) this.deferredUntil = until;
     return true;
   }
@@ -92,15 +123,25 @@ export class Locality {
     return at === Infinity ? undefined : at;
   }
 
+  /** Data handed over since the last call: each new holder should fetch its keys now. Cleared by the call. */
+  takeHints(): Array<{ to: VolunteerRecord; key: string }> {
+    const hints = this.hints;
+    this.hints = [];
+    return hints;
+  }
+
   /** The volunteer left: the data it held is nobody's. */
   forget(v: VolunteerRecord): void {
     const keys = this.keysOf.get(v);
-    if (!keys) return;
-    for (const k of keys) {
-      this.holders.delete(k);
-      this.takenAt.delete(k);
+    if (keys) {
+      for (const k of keys) {
+        this.holders.delete(k);
+        this.takenAt.delete(k);
+      }
+      this.keysOf.delete(v);
     }
-    this.keysOf.delete(v);
+    for (const [k, h] of this.lent) if (h === v) this.lent.delete(k);
+    this.hints = this.hints.filter((h) => h.to !== v);
   }
 
   /** Keys held (for the scheduler's self-check and tests). */

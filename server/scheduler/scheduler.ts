@@ -999,6 +999,21 @@ export class Scheduler {
     return this.locality.takeDeadline();
   }
 
+  /**
+   * Data handed over to volunteers online since the last call (locality.ts): each should fetch
+   * these blobs now, ahead of the units that will read them. Cleared by the call.
+   */
+  takePrefetches(): Map<VolunteerId, string[]> {
+    const out = new Map<VolunteerId, string[]>();
+    for (const { to, key } of this.locality.takeHints()) {
+      if (this.volunteers.get(to.id) !== to) continue;
+      const list = out.get(to.id);
+      if (list) list.push(key);
+      else out.set(to.id, [key]);
+    }
+    return out;
+  }
+
   /** The host has its share of the job (maxUnitsPerHost) and another host online has had less. */
   private overShare(job: JobRecord, perHost: Map<string, number>, v: VolunteerRecord): boolean {
     const cap = job.spec.maxUnitsPerHost!;

@@ -76,7 +76,7 @@ describe("locality scheduling", () => {
     expect(shardsOf(s.leaseTasks("b", T0 + 200))).toEqual([moved]);
   });
 
-  it("evens out who holds what at once when a holder has two shards more than the asker, and then keeps it", () => {
+  it("hands a shard over when its holder has two more than the asker: the asker fetches it ahead, the holder computes this round's unit", () => {
     // Round 1's race: a took four shards, b two.
     const s = fleet(["a", "b"], 4, { localityWaitMs: 10_000 });
     s.addJob(round("r1", 6), T0);
@@ -85,29 +85,58 @@ describe("locality scheduling", () => {
     s.setWindow("a", 2);
     s.setWindow("b", 2);
 
-    // Round 2: a takes two of its own; b takes one of a's other two at once (a holds 4, b 2),
-    // not after the wait, then its own, and leaves a's last to a (3 against 3).
+    // Round 2: a holds 4 against b's 2, so b is handed shard-2 (and told to fetch it), but takes
+    // only its own units now: this round's shard-2 stays with a, which has it cached.
     s.addJob(round("r2", 6), T0 + 10);
     const a2 = s.leaseTasks("a", T0 + 10);
     const b2 = s.leaseTasks("b", T0 + 10);
     expect(shardsOf(a2)).toEqual(["shard-0", "shard-1"]);
-    expect(shardsOf(b2)).toEqual(["shard-2", "shard-4"]);
+    expect(shardsOf(b2)).toEqual(["shard-4", "shard-5"]);
+    expect(s.takePrefetches()).toEqual(new Map([["b", ["shard-2"]]]));
+    expect(s.takePrefetches()).toEqual(new Map());
     complete(s, "b", b2, T0 + 12);
-    const own = s.leaseTasks("b", T0 + 12);
-    expect(shardsOf(own)).toEqual(["shard-5"]);
-    complete(s, "b", own, T0 + 14);
-    expect(s.leaseTasks("b", T0 + 14)).toEqual([]);
+    // 3 against 3 now: nothing more moves, and b leaves both to a.
+    expect(s.leaseTasks("b", T0 + 12)).toEqual([]);
     complete(s, "a", a2, T0 + 15);
-    const last = s.leaseTasks("a", T0 + 15);
-    expect(shardsOf(last)).toEqual(["shard-3"]);
-    complete(s, "a", last, T0 + 16);
+    const a3 = s.leaseTasks("a", T0 + 15);
+    expect(shardsOf(a3)).toEqual(["shard-2", "shard-3"]);
+    complete(s, "a", a3, T0 + 16);
+    expect(s.takePrefetches()).toEqual(new Map());
 
-    // Round 3 and after: three each, nothing moves.
+    // Round 3 and after: three each, shard-2 with b.
     s.setWindow("a", 3);
     s.setWindow("b", 3);
     s.addJob(round("r3", 6), T0 + 20);
     expect(shardsOf(s.leaseTasks("b", T0 + 20))).toEqual(["shard-2", "shard-4", "shard-5"]);
     expect(shardsOf(s.leaseTasks("a", T0 + 20))).toEqual(["shard-0", "shard-1", "shard-3"]);
+  });
+
+  it("gives a handed-over shard's unit to its new holder when the previous one leaves or is too slow", () => {
+    const s = fleet(["a", "b"], 4, { localityWaitMs: 100 });
+    s.addJob(round("r1", 6), T0);
+    complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
+    complete(s, "b", s.leaseTasks("b", T0 + 1), T0 + 2);
+    s.setWindow("a", 2);
+    s.setWindow("b", 2);
+    s.addJob(round("r2", 6), T0 + 10);
+    const a2 = s.leaseTasks("a", T0 + 10);
+    complete(s, "b", s.leaseTasks("b", T0 + 10), T0 + 11);
+    expect([...s.takePrefetches().values()]).toEqual([["shard-2"]]);
+    // a is still busy when the wait ends: b, which holds shard-2 now, takes it (and a's shard-3).
+    const late = s.leaseTasks("b", T0 + 110);
+    expect(shardsOf(late)).toEqual(["shard-2", "shard-3"]);
+    complete(s, "a", a2, T0 + 111);
+    complete(s, "b", late, T0 + 111);
+
+    // The next round, a leaves before taking a shard it was lent: b takes it at once.
+    s.addJob(round("r3", 6), T0 + 120);
+    expect(shardsOf(s.leaseTasks("a", T0 + 120))).toEqual(["shard-0", "shard-1"]);
+    s.setWindow("b", 6);
+    const b3 = s.leaseTasks("b", T0 + 120);
+    expect(shardsOf(b3)).toEqual(["shard-2", "shard-3", "shard-4", "shard-5"]);
+    complete(s, "b", b3, T0 + 121);
+    s.removeVolunteer("a", T0 + 122);
+    expect(shardsOf(s.leaseTasks("b", T0 + 122))).toEqual(["shard-0", "shard-1"]);
   });
 
   it("does not wait for a holder that left, is paused, or may not take the unit", () => {

@@ -34,6 +34,8 @@ export interface VolunteerClientOptions {
   onRefused?: (why: string) => void;
   /** Fetches what a task needs (program code, input blobs) before it runs; default: run as sent. */
   prepare?: (task: WireTask) => Promise<TaskRun & { timeoutMs?: number }>;
+  /** Fetches a blob into the cache `prepare` reads, ahead of the tasks that will need it (a "prefetch" message). */
+  prefetch?: (hash: string) => void;
   log?: (msg: string) => void;
   /** Machine-wide CPU load 0..1 (Node: load average per core); the busy share of workers if higher, or alone. */
   systemLoad?: () => number;
@@ -253,6 +255,10 @@ export class VolunteerClient {
         break;
       case "waiting":
         this.update({ waiting: msg.results });
+        break;
+      case "prefetch":
+        // Hints only: a few hashes at a time, anything else is ignored.
+        if (Array.isArray(msg.blobs)) for (const hash of msg.blobs.slice(0, 16)) if (typeof hash === "string" && /^[0-9a-f]{64}$/.test(hash)) this.opts.prefetch?.(hash);
         break;
       case "revoke":
         for (const id of msg.taskIds) this.revoked.add(id);

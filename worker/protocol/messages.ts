@@ -98,6 +98,11 @@ export type ServerMessage =
    * from another account, usually): sent when it changes.
    */
   | { type: "waiting"; results: number }
+  /**
+   * Blobs (shards) this volunteer will be given units of from the next round on: fetch them now,
+   * so that the first of those units does not wait for the download.
+   */
+  | { type: "prefetch"; blobs: string[] }
   /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
   | { type: "revoke"; taskIds: string[]; reason: string }
   | { type: "error"; code: string; message: string }
