@@ -13,10 +13,12 @@ import type { VolunteerRecord } from "./records.js";
  * Who holds what is settled by a race in a job's first round (whoever finishes first takes
  * the rest), and it stayed so: 10 shards on 4 volunteers went 4, 2, 2, 2 every round, each
  * round as long as four units one after another where three would do; and a volunteer that
- * joined later got no shard unless a holder was slow. So when a holder holds at least two more
- * pieces of recent data than a volunteer asking, one of them is handed over: the asker holds
- * it from then on and is told to fetch it now (`takeHints`, a "prefetch" message), while the
- * old holder still computes this round's unit, which would otherwise wait for the fetch.
+ * joined later got no shard unless a holder was slow. So data is handed over, the new holder
+ * told to fetch it ahead (`takeHints`, a "prefetch" message) while the old one still computes
+ * the round's unit, which would otherwise wait for the fetch: once a round's last unit is
+ * handed out, among the round's holders (`spread`: the first round's race is evened out while
+ * it runs, not in the next round); and when a volunteer asks for work while a unit of a
+ * holder of two more pieces of recent data than its own waits (`passOver`: one that joined).
  */
 export class Locality {
   /** The volunteer that last took a unit reading each key (or was handed it). */
@@ -114,6 +116,37 @@ export class Locality {
   private defer(until: number): true {
     if (until < this.deferredUntil) this.deferredUntil = until;
     return true;
+  }
+
+  /**
+   * Evens out who holds `keys` (a round's, every unit of it handed out): while one holder has
+   * two more of them than another, its last taken moves to the one with fewest, which is told
+   * to fetch it now (`takeHints`). The old holder computes this round's unit; the next round's
+   * goes to the new one, which has had the rest of this round to fetch the data.
+   */
+  spread(keys: Array<string | undefined>, now: number): void {
+    const held = new Map<VolunteerRecord, string[]>();
+    for (const k of keys) {
+      const h = k === undefined ? undefined : this.holders.get(k);
+      if (h === undefined || h.window <= 0) continue;
+      const list = held.get(h);
+      if (list) list.push(k!);
+      else held.set(h, [k!]);
+    }
+    if (held.size < 2) return;
+    for (;;) {
+      let most: [VolunteerRecord, string[]] | undefined;
+      let fewest: [VolunteerRecord, string[]] | undefined;
+      for (const e of held) {
+        if (!most || e[1].length > most[1].length) most = e;
+        if (!fewest || e[1].length < fewest[1].length) fewest = e;
+      }
+      if (most![1].length < fewest![1].length + 2) return;
+      const key = most![1].pop()!;
+      this.hold(key, fewest![0], now);
+      fewest![1].push(key);
+      this.hints.push({ to: fewest![0], key });
+    }
   }
 
   /** When dispatch should come back for units passed over (then forgotten), or undefined. */

@@ -964,6 +964,8 @@ export class Scheduler {
         job.queuedUnits--;
         if (found.results) job.queuedStarted--;
         this.queuedCount--;
+        // The round's last unit handed out: who holds its data is settled for the next round.
+        if (job.queuedUnits === 0 && found.spec.locality !== undefined) this.locality.spread(job.units.map((u) => u.spec.locality), now);
       }
     }
     for (let i = skipped.length - 1; i >= 0; i--) q.pushFront(skipped[i] as UnitRecord);

@@ -76,67 +76,73 @@ describe("locality scheduling", () => {
     expect(shardsOf(s.leaseTasks("b", T0 + 200))).toEqual([moved]);
   });
 
-  it("hands a shard over when its holder has two more than the asker: the asker fetches it ahead, the holder computes this round's unit", () => {
-    // Round 1's race: a took four shards, b two.
-    const s = fleet(["a", "b"], 4, { localityWaitMs: 10_000 });
+  it("evens out the first round's race once its last unit is handed out: the volunteer with fewest fetches one ahead, and computes it from the next round", () => {
+    const s = fleet(["a", "b"], 4);
+    s.addJob(round("r1", 6), T0);
+    const a1 = s.leaseTasks("a", T0);
+    expect(shardsOf(a1)).toEqual(["shard-0", "shard-1", "shard-2", "shard-3"]);
+    expect(s.takePrefetches()).toEqual(new Map());
+    // The last two go to b: a holds 4, b 2, so a's last (which a computes now) becomes b's.
+    const b1 = s.leaseTasks("b", T0);
+    expect(shardsOf(b1)).toEqual(["shard-4", "shard-5"]);
+    expect(s.takePrefetches()).toEqual(new Map([["b", ["shard-3"]]]));
+    expect(s.takePrefetches()).toEqual(new Map());
+    complete(s, "a", a1, T0 + 5);
+    complete(s, "b", b1, T0 + 5);
+
+    s.setWindow("a", 3);
+    s.setWindow("b", 3);
+    s.addJob(round("r2", 6), T0 + 10);
+    expect(shardsOf(s.leaseTasks("a", T0 + 10))).toEqual(["shard-0", "shard-1", "shard-2"]);
+    expect(shardsOf(s.leaseTasks("b", T0 + 10))).toEqual(["shard-3", "shard-4", "shard-5"]);
+    expect(s.takePrefetches()).toEqual(new Map());
+  });
+
+  it("hands shards to a volunteer that joins: it fetches them ahead while their holder computes the round, and computes them from the next", () => {
+    // a computed every shard of round 1 alone.
+    const s = fleet(["a"], 6, { localityWaitMs: 10_000 });
     s.addJob(round("r1", 6), T0);
     complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
-    complete(s, "b", s.leaseTasks("b", T0 + 1), T0 + 2);
     s.setWindow("a", 2);
-    s.setWindow("b", 2);
+    s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
 
-    // Round 2: a holds 4 against b's 2, so b is handed shard-2 (and told to fetch it), but takes
-    // only its own units now: this round's shard-2 stays with a, which has it cached.
+    // Round 2: while a's units wait, b is handed three of them (6 against 0, then 5 against 1,
+    // 4 against 2) but takes none: a has them cached and computes them this round.
     s.addJob(round("r2", 6), T0 + 10);
     const a2 = s.leaseTasks("a", T0 + 10);
-    const b2 = s.leaseTasks("b", T0 + 10);
     expect(shardsOf(a2)).toEqual(["shard-0", "shard-1"]);
-    expect(shardsOf(b2)).toEqual(["shard-4", "shard-5"]);
-    expect(s.takePrefetches()).toEqual(new Map([["b", ["shard-2"]]]));
-    expect(s.takePrefetches()).toEqual(new Map());
-    complete(s, "b", b2, T0 + 12);
-    // 3 against 3 now: nothing more moves, and b leaves both to a.
-    expect(s.leaseTasks("b", T0 + 12)).toEqual([]);
-    complete(s, "a", a2, T0 + 15);
-    const a3 = s.leaseTasks("a", T0 + 15);
+    expect(s.leaseTasks("b", T0 + 10)).toEqual([]);
+    expect(s.takePrefetches()).toEqual(new Map([["b", ["shard-2", "shard-3", "shard-4"]]]));
+    complete(s, "a", a2, T0 + 12);
+    const a3 = s.leaseTasks("a", T0 + 12);
     expect(shardsOf(a3)).toEqual(["shard-2", "shard-3"]);
-    complete(s, "a", a3, T0 + 16);
+    complete(s, "a", a3, T0 + 14);
+    const a4 = s.leaseTasks("a", T0 + 14);
+    expect(shardsOf(a4)).toEqual(["shard-4", "shard-5"]);
+    complete(s, "a", a4, T0 + 16);
     expect(s.takePrefetches()).toEqual(new Map());
 
-    // Round 3 and after: three each, shard-2 with b.
+    // Round 3: three each.
     s.setWindow("a", 3);
     s.setWindow("b", 3);
     s.addJob(round("r3", 6), T0 + 20);
-    expect(shardsOf(s.leaseTasks("b", T0 + 20))).toEqual(["shard-2", "shard-4", "shard-5"]);
-    expect(shardsOf(s.leaseTasks("a", T0 + 20))).toEqual(["shard-0", "shard-1", "shard-3"]);
+    expect(shardsOf(s.leaseTasks("b", T0 + 20))).toEqual(["shard-2", "shard-3", "shard-4"]);
+    expect(shardsOf(s.leaseTasks("a", T0 + 20))).toEqual(["shard-0", "shard-1", "shard-5"]);
   });
 
-  it("gives a handed-over shard's unit to its new holder when the previous one leaves or is too slow", () => {
-    const s = fleet(["a", "b"], 4, { localityWaitMs: 100 });
+  it("gives a handed-over shard's unit to its new holder once the wait for the previous one ends", () => {
+    const s = fleet(["a"], 6, { localityWaitMs: 100 });
     s.addJob(round("r1", 6), T0);
     complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
-    complete(s, "b", s.leaseTasks("b", T0 + 1), T0 + 2);
     s.setWindow("a", 2);
-    s.setWindow("b", 2);
+    s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
     s.addJob(round("r2", 6), T0 + 10);
     const a2 = s.leaseTasks("a", T0 + 10);
-    complete(s, "b", s.leaseTasks("b", T0 + 10), T0 + 11);
-    expect([...s.takePrefetches().values()]).toEqual([["shard-2"]]);
-    // a is still busy when the wait ends: b, which holds shard-2 now, takes it (and a's shard-3).
-    const late = s.leaseTasks("b", T0 + 110);
-    expect(shardsOf(late)).toEqual(["shard-2", "shard-3"]);
+    expect(s.leaseTasks("b", T0 + 10)).toEqual([]);
+    expect([...s.takePrefetches().values()]).toEqual([["shard-2", "shard-3", "shard-4"]]);
+    // a is still busy when the wait ends: b, which holds them now, takes two.
+    expect(shardsOf(s.leaseTasks("b", T0 + 110))).toEqual(["shard-2", "shard-3"]);
     complete(s, "a", a2, T0 + 111);
-    complete(s, "b", late, T0 + 111);
-
-    // The next round, a leaves before taking a shard it was lent: b takes it at once.
-    s.addJob(round("r3", 6), T0 + 120);
-    expect(shardsOf(s.leaseTasks("a", T0 + 120))).toEqual(["shard-0", "shard-1"]);
-    s.setWindow("b", 6);
-    const b3 = s.leaseTasks("b", T0 + 120);
-    expect(shardsOf(b3)).toEqual(["shard-2", "shard-3", "shard-4", "shard-5"]);
-    complete(s, "b", b3, T0 + 121);
-    s.removeVolunteer("a", T0 + 122);
-    expect(shardsOf(s.leaseTasks("b", T0 + 122))).toEqual(["shard-0", "shard-1"]);
   });
 
   it("does not wait for a holder that left, is paused, or may not take the unit", () => {
