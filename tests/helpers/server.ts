@@ -50,6 +50,9 @@ export async function startTestServer(overrides: Record<string, string> = {}): P
     LOAD_SHED_MAX_REQUESTS: "0",
     // A test machine's disk may be nearly full (the floor's own test sets one: files.test.ts).
     UPLOAD_DISK_FLOOR_BYTES: "0",
+    // Tests that count what audits found need them done while their short jobs run; the pacing
+    // has its own test (programAudits.test.ts).
+    AUDIT_CPU_SHARE: "1",
     ...overrides,
   });
   const logs: string[] = [];
