@@ -170,6 +170,7 @@ export class Locality {
       for (const k of keys) {
         this.holders.delete(k);
         this.takenAt.delete(k);
+        this.lent.delete(k);
       }
       this.keysOf.delete(v);
     }
