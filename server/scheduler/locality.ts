@@ -20,6 +20,9 @@ import type { VolunteerRecord } from "./records.js";
  * it runs, not in the next round); and when a volunteer asks for work while a unit of a
  * holder of two more pieces of recent data than its own waits (`passOver`: one that joined).
  */
+/** Hand-overs one spread may make: each is a download for the new holder, and a scan of the holders. */
+const MAX_MOVES_PER_SPREAD = 32;
+
 export class Locality {
   /** The volunteer that last took a unit reading each key (or was handed it). */
   private readonly holders = new Map<string, VolunteerRecord>();
@@ -134,7 +137,8 @@ export class Locality {
       else held.set(h, [k!]);
     }
     if (held.size < 2) return;
-    for (;;) {
+    // Bounded per call (it runs inside dispatch); what is left evens out over the next rounds.
+    for (let moves = 0; moves < MAX_MOVES_PER_SPREAD; moves++) {
       let most: [VolunteerRecord, string[]] | undefined;
       let fewest: [VolunteerRecord, string[]] | undefined;
       for (const e of held) {
