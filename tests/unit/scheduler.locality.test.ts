@@ -29,6 +29,23 @@ function complete(s: Scheduler, volunteer: string, tasks: TaskAssignment[], now:
   for (const t of tasks) expect(s.completeTask(volunteer, t.taskId, 1, "d", now).kind).toBe("validated");
 }
 
+/**
+ * a computed every shard of round 1 alone; b (window 2, as a's now) joins, and round 2 starts:
+ * a takes two of its units, and b, asking while a's other four wait, is handed three of them
+ * (6 against 0, then 5 against 1, 4 against 2) but takes none: a has them cached.
+ */
+function joinedInRound2(localityWaitMs: number) {
+  const s = fleet(["a"], 6, { localityWaitMs });
+  s.addJob(round("r1", 6), T0);
+  complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
+  s.setWindow("a", 2);
+  s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
+  s.addJob(round("r2", 6), T0 + 10);
+  const a2 = s.leaseTasks("a", T0 + 10);
+  expect(s.leaseTasks("b", T0 + 10)).toEqual([]);
+  return { s, a2 };
+}
+
 describe("locality scheduling", () => {
   it("gives each shard of the next round to the volunteer that computed it, whatever order they ask in", () => {
     const s = fleet(["a", "b"], 2);
@@ -99,19 +116,8 @@ describe("locality scheduling", () => {
   });
 
   it("hands shards to a volunteer that joins: it fetches them ahead while their holder computes the round, and computes them from the next", () => {
-    // a computed every shard of round 1 alone.
-    const s = fleet(["a"], 6, { localityWaitMs: 10_000 });
-    s.addJob(round("r1", 6), T0);
-    complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
-    s.setWindow("a", 2);
-    s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
-
-    // Round 2: while a's units wait, b is handed three of them (6 against 0, then 5 against 1,
-    // 4 against 2) but takes none: a has them cached and computes them this round.
-    s.addJob(round("r2", 6), T0 + 10);
-    const a2 = s.leaseTasks("a", T0 + 10);
+    const { s, a2 } = joinedInRound2(10_000);
     expect(shardsOf(a2)).toEqual(["shard-0", "shard-1"]);
-    expect(s.leaseTasks("b", T0 + 10)).toEqual([]);
     expect(s.takePrefetches()).toEqual(new Map([["b", ["shard-2", "shard-3", "shard-4"]]]));
     complete(s, "a", a2, T0 + 12);
     const a3 = s.leaseTasks("a", T0 + 12);
@@ -131,14 +137,7 @@ describe("locality scheduling", () => {
   });
 
   it("gives a handed-over shard's unit to its new holder once the wait for the previous one ends", () => {
-    const s = fleet(["a"], 6, { localityWaitMs: 100 });
-    s.addJob(round("r1", 6), T0);
-    complete(s, "a", s.leaseTasks("a", T0), T0 + 1);
-    s.setWindow("a", 2);
-    s.addVolunteer("b", { window: 2, host: "host-b", account: "anon:b" });
-    s.addJob(round("r2", 6), T0 + 10);
-    const a2 = s.leaseTasks("a", T0 + 10);
-    expect(s.leaseTasks("b", T0 + 10)).toEqual([]);
+    const { s, a2 } = joinedInRound2(100);
     expect([...s.takePrefetches().values()]).toEqual([["shard-2", "shard-3", "shard-4"]]);
     // a is still busy when the wait ends: b, which holds them now, takes two.
     expect(shardsOf(s.leaseTasks("b", T0 + 110))).toEqual(["shard-2", "shard-3"]);
