@@ -7,6 +7,7 @@ import {
 } from "../helpers/server";
 import { trpc, trpcError } from "../helpers/clients";
 import { auditLedger } from "../../server/services/credits/ledger";
+import { closeStepSandbox, keptStepThread } from "../../worker/sandbox/stepSandbox";
 
 // Consumers' own programs end to end: upload (content-addressed, checked, size-limited),
 // input split by lines / ranges / byte blocks, computed by real CLI volunteers in their
@@ -38,6 +39,20 @@ describe("uploaded programs", () => {
     await waitFor(async () => ["completed", "failed"].includes((await api.jobs.get.query({ id })).state), 60_000, `program job ${id}`);
     return { id, job: await api.jobs.get.query({ id }), result: await api.jobs.result.query({ id }), units: await api.jobs.unitOutputs.query({ id }) };
   }
+
+  it("starts the step sandbox when a program that steps is uploaded (its first step would wait ~0.3 s for it), not for one that does not", async () => {
+    closeStepSandbox();
+    expect(keptStepThread()).toBeUndefined();
+    expect((await post("programs", "export function run(x) { return x; }\n", "plain.js")).status).toBe(201);
+    expect(keptStepThread()).toBeUndefined();
+    const steps = "export function run(x) { return x; }\nexport function step(m, s, ctx) { return { done: true, result: m }; }\n";
+    expect((await post("programs", steps, "steps.js")).status).toBe(201);
+    expect(keptStepThread()).toBe(srv.deps.env.WASM_MEMORY_LIMIT_MB);
+    // The same program again (already stored) warms it too.
+    closeStepSandbox();
+    expect((await post("programs", steps, "steps-again.js")).status).toBe(201);
+    expect(keptStepThread()).toBe(srv.deps.env.WASM_MEMORY_LIMIT_MB);
+  });
 
   it("lets two consumers who upload the same bytes each split them, and nobody else", async () => {
     const program = await (await post("programs", fs.readFileSync(path.join(examples, "js", "wordcount.js")), "wordcount.js")).json();

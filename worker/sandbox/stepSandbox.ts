@@ -192,6 +192,11 @@ export function warmStep(memoryMb: number) {
   steps.warm(memoryMb);
 }
 
+/** The memory limit of the kept step thread, if one runs (started or starting). */
+export function keptStepThread(): number | undefined {
+  return steps.thread?.memoryMb;
+}
+
 /**
  * Recomputes one unit of a program in the audit thread, after the audits queued before it;
  * resolves to its output (JS: the JSON value; WASM: `{ b64 }`), or rejects with why not.

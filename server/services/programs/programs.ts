@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { compileJsProgram, inspectWasm } from "../../../worker/sandbox/compileJs";
+import { warmStep } from "../../../worker/sandbox/stepSandbox";
 import { checkStorageRoom, releaseBlob } from "./files";
 
 const WASM_MAGIC = Buffer.from([0x00, 0x61, 0x73, 0x6d]);
@@ -29,6 +30,7 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
       await checkStorageRoom(deps, ownerId, size);
       await deps.db.programUpload.upsert({ where: { hash_ownerId: { hash, ownerId } }, create: { hash, ownerId, name, size }, update: {} });
     }
+    warmForRounds(deps, JSON.parse(existing.exports) as string[]);
     return view(existing);
   }
   await checkStorageRoom(deps, ownerId, upload.bytes.length);
@@ -63,7 +65,17 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
   // took 14 MB): the account's row counts all of it (the check above knew only the upload).
   const size = row.scriptHash === data.scriptHash ? upload.bytes.length + compiledBytes : await programDiskSize(deps, row);
   await deps.db.programUpload.upsert({ where: { hash_ownerId: { hash, ownerId } }, create: { hash, ownerId, name, size }, update: {} });
+  warmForRounds(deps, data.exports);
   return view(row);
+}
+
+/**
+ * A program that steps is about to run in rounds, most likely: the step thread (a thread and
+ * QuickJS, ~0.3 s to start) starts now, while the data is uploaded, not at the submission,
+ * whose first step waited for it. One thread at most, ended after a minute unused.
+ */
+function warmForRounds(deps: AppDeps, exports: string[]) {
+  if (exports.includes("step")) warmStep(deps.env.WASM_MEMORY_LIMIT_MB);
 }
 
 /** Bytes a program takes in the blob store: the upload, and for JS its compiled script and source map. */
