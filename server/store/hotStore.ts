@@ -5,6 +5,7 @@ import type { DatabaseKind } from "./databaseUrl";
 import { SqliteHotStore } from "./sqliteHotStore";
 import { PgHotStore } from "./postgres/pgHotStore";
 import type { ApiKeyRow } from "./apiKeyRow";
+import type { RoundRow } from "./roundRow";
 
 /**
  * The hot path's SQL, behind one interface with a SQLite and a PostgreSQL implementation:
@@ -12,9 +13,6 @@ import type { ApiKeyRow } from "./apiKeyRow";
  * reads that must not queue behind the query engine (hellos come in bursts, a finished job
  * reads thousands of outputs). Everything else goes through Prisma, which speaks both.
  */
-/** What a round's step reads of its round and job that may change (a stop asked for by the owner). */
-export type RoundRow = { state: string; startedAt: Date; finishedAt: Date | null; stopAfterRound: boolean };
-
 /** One unit's stored output (JSON text, null until it has one). */
 export type OutputRow = { round: number; idx: number; output: string | null; done: boolean };
 

@@ -1,6 +1,7 @@
 import type { PersistOp, ReliabilityRow } from "../services/jobs/batchSql";
 import { DbWriter } from "./dbWriter";
-import type { HotStore, RoundRow } from "./hotStore";
+import type { HotStore } from "./hotStore";
+import { roundRow, roundRowSql, type RoundSqlRow } from "./roundRow";
 import { apiKeyRow, apiKeySql, type ApiKeySqlRow } from "./apiKeyRow";
 import { OUTPUT_PAGE } from "./outputPage";
 import { sqliteGate, type Db } from "./prisma";
@@ -9,8 +10,6 @@ type Row = { round: number; idx: number; output: string | null; done: number };
 // In the unique index's order (jobId, round, idx): no sort, and each page starts where the last ended.
 const PAGE_SQL = `SELECT "round", "idx", "output", "done" FROM "WorkUnit" WHERE "jobId" = ?`;
 const FIRST_PAGE = `${PAGE_SQL} ORDER BY "round", "idx" LIMIT ?`;
-const ROUND_ROW_SQL = `SELECT r."state", r."startedAt", r."finishedAt", j."stopAfterRound" FROM "JobRound" r JOIN "Job" j ON j."id" = r."jobId"
-  WHERE r."jobId" = ? AND r."round" = ?`;
 const NEXT_PAGE = `${PAGE_SQL} AND ("round", "idx") > (?, ?) ORDER BY "round", "idx" LIMIT ?`;
 
 /**
@@ -82,11 +81,9 @@ export class SqliteHotStore implements HotStore {
     return rows.map((r) => ({ ...r, bannedUntil: r.bannedUntil ? new Date(r.bannedUntil) : null }));
   }
 
-  async roundRow(jobId: string, round: number): Promise<RoundRow | undefined> {
+  async roundRow(jobId: string, round: number) {
     const gate = await sqliteGate(this.db);
-    const row = gate.read((conn) => gate.statement(conn, ROUND_ROW_SQL).get(jobId, round)) as
-      | { state: string; startedAt: string; finishedAt: string | null; stopAfterRound: number } | undefined;
-    return row && { state: row.state, startedAt: new Date(row.startedAt), finishedAt: row.finishedAt === null ? null : new Date(row.finishedAt), stopAfterRound: !!row.stopAfterRound };
+    return roundRow(gate.read((conn) => gate.statement(conn, roundRowSql("?", "?")).get(jobId, round)) as RoundSqlRow | undefined);
   }
 
   async apiKey(hash: string) {

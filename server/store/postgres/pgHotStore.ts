@@ -1,5 +1,6 @@
 import type { PersistOp, ReliabilityRow } from "../../services/jobs/batchSql";
-import type { HotStore, RoundRow } from "../hotStore";
+import type { HotStore } from "../hotStore";
+import { roundRow, roundRowSql, type RoundSqlRow } from "../roundRow";
 import { apiKeyRow, apiKeySql, type ApiKeySqlRow } from "../apiKeyRow";
 import { pgPool, type Db } from "../prisma";
 import { inTransaction } from "./pool";
@@ -78,10 +79,9 @@ export class PgHotStore implements HotStore {
     return rows;
   }
 
-  async roundRow(jobId: string, round: number): Promise<RoundRow | undefined> {
-    const { rows } = await pgPool(this.db).query<RoundRow>(`SELECT r."state", r."startedAt", r."finishedAt", j."stopAfterRound" FROM "JobRound" r
-      JOIN "Job" j ON j."id" = r."jobId" WHERE r."jobId" = $1 AND r."round" = $2`, [jobId, round]);
-    return rows[0];
+  async roundRow(jobId: string, round: number) {
+    const { rows } = await pgPool(this.db).query<RoundSqlRow>(roundRowSql("$1", "$2"), [jobId, round]);
+    return roundRow(rows[0]);
   }
 
   async apiKey(hash: string) {
