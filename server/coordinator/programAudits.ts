@@ -1,7 +1,7 @@
 import type { ProgramTaskParams, UnitInput } from "../../worker/client/prepareTask";
 import { runUnitOnServer } from "../../worker/sandbox/stepSandbox";
 import type { BlobStore } from "../store/blobs";
-import { compiledScript } from "../services/programs/scriptCache";
+import { compiledScript, wasmModule } from "../services/programs/scriptCache";
 import { outputsAgree } from "../scheduler/compare";
 import type { Comparator } from "../scheduler/types";
 
@@ -67,7 +67,7 @@ export class ProgramAudits {
       let input: unknown;
       let inputKind: "json" | "text" | "bytes" = "json";
       try {
-        code = js ? await compiledScript(this.blobs, codeHash) : new Uint8Array(await this.blobs.get(codeHash));
+        code = js ? await compiledScript(this.blobs, codeHash) : await wasmModule(this.blobs, codeHash);
         if ("value" in spec) input = spec.value;
         else {
           const bytes = await this.blobs.get(spec.blob);

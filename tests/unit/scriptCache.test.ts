@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { compiledScript } from "../../server/services/programs/scriptCache";
+import { compiledScript, wasmModule } from "../../server/services/programs/scriptCache";
 import { DirectoryBlobStore } from "../../server/store/blobs";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-scripts-"));
@@ -19,4 +19,13 @@ it("reads a compiled script from the blob store once, then answers it from memor
   expect(await compiledScript(blobs, b)).toBe("export function step() { return 2; }");
   // A hash never read and not stored fails as the store does.
   await expect(compiledScript(blobs, "0".repeat(64))).rejects.toMatchObject({ code: "ENOENT" });
+});
+
+it("keeps a WASM module's bytes by hash the same way, apart from scripts", async () => {
+  const blobs = new DirectoryBlobStore(dir);
+  const bytes = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]);
+  const hash = await blobs.put(Buffer.from(bytes));
+  expect(await wasmModule(blobs, hash)).toEqual(bytes);
+  await blobs.delete(hash);
+  expect(await wasmModule(blobs, hash)).toEqual(bytes);
 });

@@ -8,7 +8,7 @@ import { runStep } from "../../../worker/sandbox/stepSandbox";
 import { bytesOf, f64Bytes, frameStepInput, outputNumbers, readStepOutput } from "../../../worker/sandbox/wasmRounds";
 import type { BlobStore } from "../../store/blobs";
 import { aggregate, DEFAULT_TRIM, isNumericMerge } from "./aggregate";
-import { compiledScript } from "./scriptCache";
+import { compiledScript, wasmModule } from "./scriptCache";
 
 /** What one step decided, checked. */
 export type ProgramStep =
@@ -109,7 +109,7 @@ export async function runProgramStep(
  * or framed as they are (concat); the state and the answer as bytes (worker/sandbox/wasmRounds.ts).
  */
 async function wasmStep(deps: { blobs: BlobStore }, job: StepJob, round: number, outputs: unknown[] | null, state: unknown, shards: number) {
-  const code = new Uint8Array(await deps.blobs.get(job.codeHash));
+  const code = await wasmModule(deps.blobs, job.codeHash);
   let merged: Uint8Array = new Uint8Array(0);
   if (outputs) {
     try {
