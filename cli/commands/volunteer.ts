@@ -65,7 +65,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     // Load per core of the whole machine (not just our threads); the busy share counts too.
     systemLoad: () => Math.min(1, os.loadavg()[0] / os.availableParallelism()),
     prepare: (task) => prepareTask(task, blobs),
-    prefetch: (hash) => void blobs.get(hash).catch(() => undefined),
+    prefetch: (hash) => blobs.prefetch(hash),
     // Banned, a revoked key, a refused hello: nothing will change by waiting; the command ends (exit status 1).
     onRefused: () => refused(),
   });

@@ -43,6 +43,11 @@ export class BlobCache {
     return p;
   }
 
+  /** Fetches a blob into the cache ahead of the tasks that will read it (a server's hint: failures are the task's to report). */
+  prefetch(hash: string): void {
+    this.get(hash).catch(() => undefined);
+  }
+
   private async fetch(hash: string): Promise<Uint8Array> {
     const base = typeof this.baseUrl === "function" ? this.baseUrl() : this.baseUrl;
     const res = await fetch(`${base}/api/blobs/${hash}`, { headers: this.headers });
