@@ -192,8 +192,10 @@ export class JobLifecycle {
   /**
    * Counts and logs a committed end, unless the store found the job already ended: in a
    * cluster, two nodes (or two cancels) may both try to end it, and the job row's lock lets one.
+   * Either way the scheduler forgets the job's barred accounts (every ending passes here).
    */
   private counted(end: FinishOp, line: string) {
+    this.live.scheduler.jobEnded(end.jobId);
     if (end.ended === false) return;
     this.live.observer.jobFinished(end.state);
     this.live.log(line);

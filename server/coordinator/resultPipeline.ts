@@ -257,8 +257,7 @@ export class ResultPipeline {
   /** Acts on what a job's audits have established so far (auditEvidence.ts). */
   private audited(jobId: string, d: AuditDecision, index: number, round: number) {
     if (d.kind === "bar") {
-      this.live.scheduler.barFromJob(jobId, d.account);
-      this.live.log(`account ${d.account} gets no more units of job ${jobId}: its result for unit ${index} of round ${round} differs from the server's own computation`);
+      if (this.live.scheduler.barFromJob(jobId, d.account)) this.live.log(`account ${d.account} gets no more units of job ${jobId}: its result for unit ${index} of round ${round} differs from the server's own computation`);
     } else if (d.kind === "irreproducible") {
       this.live.scheduler.unbarFromJob(jobId);
       this.live.log(`audits of job ${jobId} stopped: ${d.reason}`);

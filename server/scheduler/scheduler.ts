@@ -96,6 +96,8 @@ export class Scheduler {
   private readonly accountRecords = new Map<AccountId, ReliabilityRecord>();
   /** Accounts kept from a job's units, by the job's own id (barFromJob). */
   private readonly barred = new Map<string, Set<AccountId>>();
+  /** Jobs (families) that ended here lately: an audit's verdict arriving after its job ended bars no one. */
+  private readonly ended = new Set<string>();
   private readonly rotation = new JobRotation<JobRecord>();
   /** Running jobs with spec.speculate: an idle volunteer may take a copy of their running units. */
   private readonly speculative = new Set<JobRecord>();
@@ -786,6 +788,7 @@ export class Scheduler {
       leased: this.tasks.size,
       runningJobs: this.runningJobCount,
       pendingResults: this.pendingResultCount,
+      barredJobs: this.barred.size,
     };
   }
 
@@ -1369,20 +1372,34 @@ export class Scheduler {
    * the job's own id): its audited result differed from the server's computation. Not a ban:
    * the server's recompute of a consumer's program is no proof against the volunteer (the
    * program may compute differently there on purpose), so the volunteer loses only this job.
+   * False if the job has ended already (nothing to keep it from).
    */
-  barFromJob(family: string, account: AccountId): void {
+  barFromJob(family: string, account: AccountId): boolean {
+    if (this.ended.has(family)) return false;
     let set = this.barred.get(family);
     if (!set) {
       this.barred.set(family, (set = new Set()));
       for (const job of this.jobs.values()) if (jobFamily(job.spec.id) === family) job.barred = set;
     }
     set.add(account);
+    return true;
   }
 
   /** Lets every account take the job's units again (its audits were found meaningless), or forgets the job. */
   unbarFromJob(family: string): void {
     this.barred.get(family)?.clear();
     this.barred.delete(family);
+  }
+
+  /**
+   * The job ended (every way a job ends passes here): its barred accounts are forgotten, and a
+   * verdict of one of its audits that comes in later (audits are paced) makes no new entry.
+   */
+  jobEnded(family: string): void {
+    this.unbarFromJob(family);
+    this.ended.add(family);
+    // Audits lag a job's end by seconds, not thousands of jobs.
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.values().next().value!);
   }
 
   /**
@@ -1571,6 +1588,9 @@ function checkComparator(jobId: JobId, c: Comparator): void {
     throw new RangeError(`job ${jobId}: comparator must be exact, or tolerance with finite relative and absolute >= 0`);
   }
 }
+
+/** How many ended jobs the scheduler remembers, to ignore their late audit verdicts. */
+const ENDED_KEPT = 4096;
 
 /** A job's own id: the scheduler's id of a round ("<id>~r<round>") or of a cluster slice ("<id>@<slice>") without its suffix. */
 function jobFamily(schedulerId: string): string {

@@ -371,6 +371,8 @@ export interface SchedulerStats {
   runningJobs: number;
   /** Results of running jobs waiting for their unit's quorum. */
   pendingResults: number;
+  /** Jobs with accounts kept from them after a disputed audit (barFromJob). */
+  barredJobs: number;
 }
 
 /** A live lease, as seen from outside the scheduler. */

@@ -233,7 +233,7 @@ describe("quorum", () => {
     });
     expect(s.jobState("j")).toBe("failed");
     expect(s.jobError("j")).toBe(reason);
-    expect(s.stats()).toEqual({ volunteers: 4, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 4, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
     expect(done("d", td!, 5)).toEqual({ kind: "stale", reason: "unknown-task" });
     // Without a quorum nobody is known to be wrong: records are untouched.
     expect(s.hostRecord("h-a")).toEqual(record());
@@ -672,7 +672,7 @@ describe("recovery", () => {
     });
     expect(outcomes.map((o) => o.kind === "validated" && o.jobDone)).toEqual([true]);
     expect(progress).toMatchObject({ state: "completed", done: 2, pending: 0 });
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
   });
 
   it("fails a job whose recovered results can no longer reach quorum", () => {
@@ -684,7 +684,7 @@ describe("recovery", () => {
       expect.objectContaining({ kind: "unit-failed", unitId: "j-u1", reason: "no quorum for unit 1: 2 results, 2 different answers (quorum 2, at most 2 instances)" }),
     ]);
     expect(progress.state).toBe("failed");
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
   });
 
   it("rejects pending results of units not in the job", () => {

@@ -61,7 +61,7 @@ describe("addJob", () => {
       progress: { jobId: "a", state: "running", total: 4, queued: 4, running: 0, done: 0, pending: 0, instancesReturned: 0 },
       outcomes: [],
     });
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 4, leased: 0, runningJobs: 1, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 4, leased: 0, runningJobs: 1, pendingResults: 0, barredJobs: 0 });
   });
 
   it("rejects a duplicate job id, duplicate unit ids and bad limits", () => {
@@ -74,7 +74,7 @@ describe("addJob", () => {
     expect(() => s.addJob(job("c", 1, { leaseMs: 0 }), T0)).toThrow(RangeError);
     expect(() => s.addJob(job("d", 1, { maxErrors: 0 }), T0)).toThrow(RangeError);
     // Failed registrations leave no trace.
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 2, leased: 0, runningJobs: 1, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 2, leased: 0, runningJobs: 1, pendingResults: 0, barredJobs: 0 });
     expect(s.jobState("b")).toBeUndefined();
   });
 
@@ -93,7 +93,7 @@ describe("addJob", () => {
     const s = withVolunteers(["v"], 10);
     const { progress: p } = s.addJob(job("a", 3), T0, { done: ["a-u0", "a-u1", "a-u2"] });
     expect(p).toEqual({ jobId: "a", state: "completed", total: 3, queued: 0, running: 0, done: 3, pending: 0, instancesReturned: 0 });
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
     expect(s.leaseTasks("v", T0)).toEqual([]);
     expect(s.addJob(job("empty", 0), T0).progress.state).toBe("completed");
   });
@@ -494,7 +494,7 @@ describe("removeVolunteer", () => {
     s.addJob(job("a", 10), T0);
     const held = s.leaseTasks("v", T0);
     expect(s.removeVolunteer("v", T0 + 5)).toEqual(held.map((t) => t.taskId));
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 10, leased: 0, runningJobs: 1, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 10, leased: 0, runningJobs: 1, pendingResults: 0, barredJobs: 0 });
     expect(unitsOf(s.leaseTasks("w", T0 + 6))).toEqual(["a-u0", "a-u1", "a-u2"]);
   });
 
@@ -529,7 +529,7 @@ describe("cancelJob", () => {
     expect(dropped.find((d) => d.taskId === tw[0]!.taskId)?.volunteerId).toBe("w");
     expect(s.jobState("a")).toBe("cancelled");
     expect(s.progress("a")).toMatchObject({ state: "cancelled", queued: 0, running: 0, done: 0 });
-    expect(s.stats()).toEqual({ volunteers: 2, queued: 8, leased: 2, runningJobs: 1, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 2, queued: 8, leased: 2, runningJobs: 1, pendingResults: 0, barredJobs: 0 });
     expect(jobsOf(s.leaseTasks("v", T0))).toEqual(["b"]);
     for (const t of aTasks) {
       const holder = tv.includes(t) ? "v" : "w";
@@ -560,7 +560,7 @@ describe("cancelJob", () => {
     s.cancelJob("a");
     expect(s.removeVolunteer("v", T0)).toEqual([]);
     expect(s.expireLeases(T0 + 100)).toEqual([]);
-    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 0, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
   });
 });
 
@@ -637,7 +637,7 @@ describe("failTask", () => {
     s.addJob(job("a", 2, { maxErrors: 1 }), T0);
     const [t] = s.leaseTasks("v", T0);
     expect(s.failTask("v", t!.taskId, "nope", T0)).toMatchObject({ jobFailed: true, requeued: false });
-    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0 });
+    expect(s.stats()).toEqual({ volunteers: 1, queued: 0, leased: 0, runningJobs: 0, pendingResults: 0, barredJobs: 0 });
   });
 });
 

@@ -420,6 +420,32 @@ describe("audits (iterative programs: accepted alone, checked after the fact)", 
     expect(c.s.hostRecord("h-a")).toMatchObject({ spotChecks: 1, invalid: 0 });
   });
 
+  it("keeps a barred account from every round of its job, forgets it when the job ends, and ignores a verdict that comes later", () => {
+    const c = cluster(DEFAULT_TRUST, () => 0.99);
+    const round = (r: number): JobSpec => ({ ...auditable(2), id: `j~r${r}`, units: auditable(2).units.map((u) => ({ ...u, id: `j~r${r}.${u.index}` })) });
+    c.join("a", { window: 2 });
+    c.join("b", { window: 2 });
+    c.s.addJob(round(1), T0);
+    c.s.barFromJob("j", "acct-a");
+    expect(c.lease("a")).toHaveLength(0);
+    for (const t of c.lease("b")) c.done("b", t, 1);
+    // The next round is a scheduler job of its own: the account stays kept from it.
+    c.s.removeJob("j~r1");
+    c.s.addJob(round(2), T0);
+    expect(c.lease("a")).toHaveLength(0);
+    expect(c.s.stats().barredJobs).toBe(1);
+    for (const t of c.lease("b")) c.done("b", t, 1);
+    c.s.removeJob("j~r2");
+    c.s.jobEnded("j");
+    expect(c.s.stats().barredJobs).toBe(0);
+    // A paced audit's verdict may arrive after the end: it makes no entry that nothing would remove.
+    expect(c.s.barFromJob("j", "acct-b")).toBe(false);
+    expect(c.s.stats().barredJobs).toBe(0);
+    // Another job is barred as before.
+    c.s.barFromJob("k", "acct-b");
+    expect(c.s.stats().barredJobs).toBe(1);
+  });
+
   it("audits nothing without a trust policy, or for a job that is not auditable", () => {
     for (const [trust, spec] of [[undefined, auditable(2)], [DEFAULT_TRUST, { ...auditable(2), auditable: false }]] as const) {
       const s = new Scheduler({ trust, random: () => 0 });
