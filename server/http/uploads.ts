@@ -67,7 +67,7 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     if (path === "/api/data" && declared > 0 && declared <= limit) await checkStorageRoom(deps, who.user.id, declared, { unlessSize: declared });
     const bytes = await readBody(req, limit, { take: room.take, minRate: deps.env.UPLOAD_MIN_BYTES_PER_SECOND });
     if (bytes.length === 0) return reply(res, 400, { error: "The upload is empty." }), true;
-    const upload = { name: url.searchParams.get("name") ?? "", bytes };
+    const upload = { name: url.searchParams.get("name") ?? "", bytes, asCsv: url.searchParams.get("as") === "csv" };
     const body = path === "/api/programs" ? await createProgram(deps, who.user.id, upload) : await createDataFile(deps, who.user.id, upload);
     reply(res, 201, body);
   } catch (e) {

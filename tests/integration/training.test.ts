@@ -201,7 +201,8 @@ describe("iterative programs: data-parallel training", () => {
     const api = trpc(srv.url, user.apiKey);
     // Slow-path fields throughout and a short last line: read to its end before it fails.
     const rows = Array.from({ length: 300_000 }, (_, i) => `0x1f,${i},0x${(i % 255).toString(16)}`);
-    const bad = await post("data", `a,b,c\n${rows.join("\n")}\n1,2\n`, "bad.csv");
+    // Not named *.csv: read at the first submission, not at upload.
+    const bad = await post("data", `a,b,c\n${rows.join("\n")}\n1,2\n`, "bad.txt");
     const balance = () => api.account.balance.query();
     const before = await balance();
     const submitBad = async () => {
@@ -218,6 +219,33 @@ describe("iterative programs: data-parallel training", () => {
     expect(again.error).toBe(first.error);
     expect(again.ms, `first ${first.ms.toFixed(0)} ms, again ${again.ms.toFixed(0)} ms`).toBeLessThan(first.ms / 3);
     expect(await balance()).toBe(before);
+  });
+
+  it("reads a file named *.csv at its upload: the answer says how it reads, and a submission takes the table kept", async () => {
+    const api = trpc(srv.url, user.apiKey);
+    const send = async (body: string, name: string) => {
+      const res = await fetch(`${srv.url}/api/data?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body });
+      expect(res.status).toBe(201);
+      return (await res.json()) as { hash: string; csv?: { rows: number; columns: number } | { error: string } };
+    };
+    const rows = CSV.trim().split("\n");
+    // A byte more than CSV (another file), so that nothing of it is kept from another test.
+    const good = await send(`${CSV}\n`, "fresh.csv");
+    expect(good.csv).toEqual({ rows: rows.length - 1, columns: rows[0].split(",").length });
+    // The same bytes as `?as=csv` (the CLI's --input-csv sends that whatever the file's name).
+    expect((await send(`${CSV}\n`, "fresh.data&as=csv")).csv).toEqual(good.csv);
+    expect((await send(`${CSV}\n`, "fresh.data")).csv).toBeUndefined();
+    const bad = await send("x,y\n1,2\n3\n", "short.csv");
+    expect(bad.csv).toEqual({ error: "line 3 has 1 field, the header 2" });
+    await expect(api.jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "csv", data: bad.hash }, chunks: 1, rounds: 3, params: PARAMS,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never)).rejects.toThrow("The CSV file cannot be used: line 3 has 1 field, the header 2");
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "csv", data: good.hash }, chunks: SHARDS, merge: "trimmed-mean", rounds: 2, params: PARAMS,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    expect((await finished(id)).state).toBe("completed");
   });
 
   it("gives the step before round 1 (run at submission, free) at most 5 s, one at a time per account", async () => {
@@ -399,5 +427,14 @@ export function step(merged, state, ctx) {
     expect(lines.slice(0, -1).map((l) => l.round)).toEqual([1, 2, 3, 4, 5]);
     expect(lines[0]).toMatchObject({ round: 1, loss: expect.any(Number), accuracy: expect.any(Number), latencyMs: expect.any(Number) });
     expect(lines.at(-1)).toMatchObject({ status: "completed", round: 5, result: { w: expect.any(Array) } });
+
+    // A file that is no CSV of numbers (whatever its name) is refused at its upload, before the program is sent or a job made.
+    const bad = path.join(srv.dir, "points.txt");
+    fs.writeFileSync(bad, "x,y\n1,2\n3,four\n");
+    const jobsBefore = await srv.deps.db.job.count();
+    const refused = await runCli(["submit", "--program", PROGRAM, "--input-csv", bad, "--rounds", "5", "--cpu-seconds", "0.001"], { TABGRID_URL: srv.url, TABGRID_API_KEY: user.apiKey }, 30_000);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${bad} cannot be used as CSV input: line 3, column 2 (y): "four" is not a number`);
+    expect(await srv.deps.db.job.count()).toBe(jobsBefore);
   }, 90_000);
 });

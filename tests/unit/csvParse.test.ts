@@ -22,7 +22,7 @@ function textParse(text: string) {
     const line = lines[l];
     if (line.trim() === "") continue;
     const fields = line.split(",");
-    if (fields.length !== cols) throw new Error(`line ${l + 1} has ${fields.length} fields, the ${hasHeader ? "header" : "first line"} ${cols}`);
+    if (fields.length !== cols) throw new Error(`line ${l + 1} has ${fields.length} field${fields.length === 1 ? "" : "s"}, the ${hasHeader ? "header" : "first line"} ${cols}`);
     for (let c = 0; c < cols; c++) {
       const v = fields[c].trim() === "" ? NaN : Number(fields[c]);
       if (!Number.isFinite(v)) throw new Error(`line ${l + 1}, column ${c + 1} (${columns[c]}): ${JSON.stringify(fields[c].slice(0, 40))} is not a number`);

@@ -100,7 +100,7 @@ function* parsing(input: string | Uint8Array, sliceMs: number): Generator<void, 
       const l = text(r);
       if (l.trim() === "") continue;
       const fields = l.split(",");
-      if (fields.length !== cols) throw new Error(`line ${line} has ${fields.length} fields, the ${hasHeader ? "header" : "first line"} ${cols}`);
+      if (fields.length !== cols) throw new Error(`line ${line} has ${fields.length} field${fields.length === 1 ? "" : "s"}, the ${hasHeader ? "header" : "first line"} ${cols}`);
       for (let c = 0; c < cols; c++) {
         const v = fields[c].trim() === "" ? NaN : Number(fields[c]);
         if (!Number.isFinite(v)) throw new Error(`line ${line}, column ${c + 1} (${columns[c]}): ${JSON.stringify(fields[c].slice(0, 40))} is not a number`);

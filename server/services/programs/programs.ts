@@ -4,6 +4,7 @@ import { UserError } from "../errors";
 import { compileJsProgram, inspectWasm } from "../../../worker/sandbox/compileJs";
 import { warmStep } from "../../../worker/sandbox/stepSandbox";
 import { checkStorageRoom, releaseBlob } from "./files";
+import { summarizeCsv } from "./csvTables";
 
 const WASM_MAGIC = Buffer.from([0x00, 0x61, 0x73, 0x6d]);
 export const isSha256 = (s: string) => /^[0-9a-f]{64}$/.test(s);
@@ -108,8 +109,8 @@ export async function getProgram(deps: AppDeps, hash: string) {
   return view(row);
 }
 
-/** Stores an uploaded data file (to be split into unit inputs at submit). */
-export async function createDataFile(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer }) {
+/** Stores an uploaded data file (to be split into unit inputs at submit; a CSV file parsed at once, see csvTables.ts). */
+export async function createDataFile(deps: AppDeps, ownerId: string, upload: { name: string; bytes: Buffer; asCsv?: boolean }) {
   const hash = await deps.blobs.put(upload.bytes);
   // Checked once the hash is known (put computes it), as the same bytes again take no more room.
   const mine = await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } });
@@ -126,5 +127,7 @@ export async function createDataFile(deps: AppDeps, ownerId: string, upload: { n
     create: { hash, name: upload.name.slice(0, 200) || "data", size: upload.bytes.length, ownerId },
     update: {},
   });
-  return { hash: row.hash, name: row.name, size: row.size };
+  // Named *.csv (or sent with ?as=csv): read as a table now, kept for the submissions that follow; the answer says how it reads.
+  const csv = upload.asCsv || /\.csv$/i.test(upload.name) ? await summarizeCsv(hash, upload.bytes) : undefined;
+  return { hash: row.hash, name: row.name, size: row.size, ...(csv ? { csv } : {}) };
 }

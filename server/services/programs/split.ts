@@ -3,7 +3,8 @@ import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { isSha256 } from "./programs";
 import { withinJsonBounds } from "../jsonInput";
-import { parseCsvSliced, shardRows, type CsvTable } from "./csvShards";
+import { shardRows, type CsvTable } from "./csvShards";
+import { csvTable, UnusableCsv } from "./csvTables";
 
 const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
 
@@ -58,37 +59,20 @@ export async function splitProgramInput(
   if (input.mode === "csv") {
     const n = chunks ?? Math.min(DEFAULT_CSV_SHARDS, maxUnits);
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
-    let table: CsvTable;
-    // Known to be unusable: refused before its bytes are read again.
     await checkOwned(deps, ownerId, input.data);
-    const known = unusableCsv.get(input.data);
-    if (known !== undefined) throw new UserError("BAD_REQUEST", known);
-    const file = await deps.blobs.get(input.data);
+    let table: CsvTable;
     try {
-      table = await parseCsvSliced(file);
+      // Parsed at its upload if it was named *.csv (kept a while), else now; refused from memory if known to be unusable.
+      table = await csvTable(input.data, () => deps.blobs.get(input.data));
     } catch (e) {
-      const message = `The CSV file cannot be used: ${(e as Error).message}`;
-      remember(input.data, message);
-      throw new UserError("BAD_REQUEST", message);
+      if (e instanceof UnusableCsv) throw new UserError("BAD_REQUEST", `The CSV file cannot be used: ${e.message}`);
+      throw e;
     }
     if (table.rows < n && chunks === undefined) return csvUnits(deps, table, table.rows);
     if (table.rows < n) throw new UserError("BAD_REQUEST", `The CSV file has ${table.rows} rows, fewer than the ${n} shards asked for.`);
     return csvUnits(deps, table, n);
   }
   return { units: await splitPlain(deps, ownerId, input, chunks, maxUnits) };
-}
-
-/**
- * Why CSV files (by hash: the same bytes fail the same way) could not be used, most recent
- * last: a submission that fails costs nothing, so without this one large bad file could be
- * submitted again and again, each time read anew at seconds of CPU.
- */
-const unusableCsv = new Map<string, string>();
-const UNUSABLE_REMEMBERED = 256;
-
-function remember(hash: string, message: string) {
-  unusableCsv.set(hash, message);
-  if (unusableCsv.size > UNUSABLE_REMEMBERED) unusableCsv.delete(unusableCsv.keys().next().value!);
 }
 
 /** Shards a CSV input is cut into when no chunk count is given. */
