@@ -187,7 +187,11 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     if (!m) throw new UsageError("--range is START:END, e.g. 0:1000000");
     input = { mode: "range", start: Number(m[1]), end: Number(m[2]) };
   } else if (v["input-csv"] !== undefined) {
-    input = { mode: "csv", data: (await uploadFile(conn, "data", String(v["input-csv"]))).hash };
+    const file = String(v["input-csv"]);
+    const data = await uploadFile(conn, "data", file, { asCsv: true });
+    // Read by the server at upload: a file it cannot use is reported before the program is sent.
+    if (data.csv && "error" in data.csv) throw new UsageError(`${file} cannot be used as CSV input: ${data.csv.error}`);
+    input = { mode: "csv", data: data.hash };
   } else if (v.lines !== undefined) {
     input = { mode: "lines", data: (await uploadFile(conn, "data", String(v.lines))).hash };
   } else {
