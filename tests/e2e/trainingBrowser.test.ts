@@ -88,6 +88,8 @@ describe("training on a browser volunteer", () => {
     await form.getByTestId("program-info").filter({ hasText: "step" }).waitFor();
     await form.locator('select[name="mode"]').selectOption("csv");
     await form.locator('input[name="data"]').setInputFiles(csvFile);
+    // Read as a table at its upload.
+    await form.getByText("classes.csv").filter({ hasText: "1200 rows × 5 columns" }).waitFor();
     // A program that exports step is offered rounds; the shards are counted like chunks.
     const rounds = form.locator('input[name="rounds"]');
     expect(await rounds.inputValue()).toBe("20");

@@ -8,13 +8,17 @@ import { MIN_CPU_SECONDS, proposedCpuSeconds, seconds } from "./estimateText";
 import { firstUnitInput, trialRun, type TrialOutcome } from "./trialRun";
 import { useSubmissionKey } from "./submissionKey";
 
-type Uploaded = { hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean };
+type Uploaded = {
+  hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean;
+  /** A data file sent as CSV: how the server read it. */
+  csv?: { rows: number; columns: number } | { error: string };
+};
 type Mode = "json" | "range" | "lines" | "blocks" | "csv";
 type Merge = "concat" | "reduce" | "mean" | "median" | "trimmed-mean";
 
-/** Sends a file to /api/programs or /api/data (the session cookie authenticates it). */
-async function upload(kind: "programs" | "data", file: File): Promise<Uploaded> {
-  const res = await fetch(`/api/${kind}?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+/** Sends a file to /api/programs or /api/data (the session cookie authenticates it); `asCsv`: read it as a CSV table. */
+async function upload(kind: "programs" | "data", file: File, asCsv = false): Promise<Uploaded> {
+  const res = await fetch(`/api/${kind}?name=${encodeURIComponent(file.name)}${asCsv ? "&as=csv" : ""}`, { method: "POST", body: file });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error ?? `Upload failed (HTTP ${res.status})`);
   return body;
@@ -137,7 +141,7 @@ export function ProgramForm() {
     setError(null);
     if (!file) return;
     try {
-      const up = await upload(kind, file);
+      const up = await upload(kind, file, kind === "data" && mode === "csv");
       void queryClient.invalidateQueries({ queryKey: trpc.files.list.queryKey() });
       if (kind === "programs") {
         setProgram(up);
@@ -231,7 +235,8 @@ export function ProgramForm() {
         <label>
           Data file
           <input type="file" name="data" onChange={(e) => onFile("data", e.target.files?.[0])} />
-          {data && <span className="hint">{data.name}: {data.size} bytes</span>}
+          {data && <span className="hint">{data.name}: {data.size} bytes{data.csv && "rows" in data.csv ? `, ${data.csv.rows} rows × ${data.csv.columns} columns` : ""}</span>}
+          {mode === "csv" && data?.csv && "error" in data.csv && <span className="error" data-testid="csv-error">Not usable as CSV input: {data.csv.error}</span>}
         </label>
       )}
       {field("params", "params (JSON, given to run, reduce and step as ctx.params)")}
