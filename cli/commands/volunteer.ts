@@ -8,6 +8,7 @@ import { VolunteerClient, type SocketLike } from "../../worker/client/volunteerC
 import { createNodePool, programSandbox } from "../../worker/node/pool";
 import { VOLUNTEER_WS_PATH } from "../../worker/protocol/messages";
 import { BlobCache, prepareTask } from "../../worker/client/prepareTask";
+import { httpGetBytes } from "../../worker/node/httpGetBytes";
 import { cliHostName, hostNameSchema } from "../../worker/client/hostName";
 
 interface Identity {
@@ -46,11 +47,8 @@ export async function volunteer(argv: string[]): Promise<number> {
   const id = loadIdentity(values.identity ?? process.env.TABGRID_VOLUNTEER_IDENTITY);
   const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
   const wsUrls = conns.map((c) => `${c.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`);
-  // Node loads its fetch (undici) on first use: ~60 ms, which would otherwise delay the first
-  // task of the first job (its code and input are fetched). A data: URL loads it without a request.
-  void fetch("data:,").catch(() => undefined);
-  // Blobs come from the node connected now (every node of a cluster serves them all).
-  const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url);
+  // Blobs come from the node connected now (every node of a cluster serves them all), by node:http.
+  const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url, undefined, undefined, httpGetBytes);
 
   const client: VolunteerClient = new VolunteerClient({
     url: wsUrls,
