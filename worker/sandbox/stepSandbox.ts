@@ -61,7 +61,7 @@ class KeptThread {
   private start(code: string): Promise<void> {
     if (this.dead) return Promise.reject(new Error("the step sandbox was ended"));
     const w = (this.worker = new Worker(code, {
-      eval: true, workerData: { nice: this.nice }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.memoryMb + HEAP_OVERHEAD_MB },
+      eval: true, workerData: { nice: this.nice, memoryMb: this.memoryMb }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.memoryMb + HEAP_OVERHEAD_MB },
     }));
     w.unref();
     w.on("message", (m: { id?: number; type: string; value?: unknown; message?: string }) => {

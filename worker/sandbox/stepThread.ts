@@ -5,7 +5,7 @@
 // limit and its time limit (QuickJS's interrupt; the parent terminates the thread if that fails).
 import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
-import { parseAnswer, runInQuickJS, stepInQuickJS } from "./quickjs";
+import { parseAnswer, runInQuickJS, stepInQuickJS, warmQuickJs } from "./quickjs";
 import { MiB } from "./abi";
 import { runProgram, stepWasm } from "./runProgram";
 import type { KeptRequest, UnitRequest } from "./stepSandbox";
@@ -51,3 +51,6 @@ port.on("message", (m: { id: number; req: KeptRequest }) => {
   }, fail);
 });
 port.postMessage({ type: "started" });
+// QuickJS made now, not at the first request: a thread is started ahead of it (at a program's upload).
+const memoryMb = (workerData as { memoryMb?: number } | undefined)?.memoryMb;
+if (memoryMb) warmQuickJs(memoryMb).catch(() => undefined);
