@@ -78,9 +78,17 @@ export async function splitProgramInput(
 /** Shards a CSV input is cut into when no chunk count is given. */
 export const DEFAULT_CSV_SHARDS = 10;
 
+/** Shards stored at once: each put hashes its shard, then writes it (on the thread pool) while the next is hashed. */
+const PUTS_AT_ONCE = 8;
+
 async function csvUnits(deps: AppDeps, table: CsvTable, n: number) {
-  const units: UnitInput[] = [];
-  for (const shard of shardRows(table, n)) units.push({ blob: await deps.blobs.put(shard), encoding: "bytes" });
+  const shards = shardRows(table, n);
+  const units: UnitInput[] = new Array(shards.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < shards.length; i = next++) units[i] = { blob: await deps.blobs.put(shards[i]), encoding: "bytes" };
+  };
+  await Promise.all(Array.from({ length: Math.min(PUTS_AT_ONCE, shards.length) }, worker));
   return { units, context: { columns: table.columns } };
 }
 
