@@ -39,6 +39,18 @@ describe("csvTables", () => {
     expect(reads).toBe(0);
   });
 
+  it("reads one upload's file at a time: another one uploaded meanwhile is left for its submission", async () => {
+    const file = (seed: string) => Buffer.from(`a,b\n${Array.from({ length: 20_000 }, (_, i) => `${i},${seed}`).join("\n")}\n`);
+    const [one, two] = [file("1"), file("2")];
+    const first = summarizeCsv(hashOf(one), one);
+    expect(await summarizeCsv(hashOf(two), two)).toBeUndefined();
+    // The same file again joins the parse under way.
+    const again = summarizeCsv(hashOf(one), one);
+    expect(await first).toEqual({ rows: 20_000, columns: 2 });
+    expect(await again).toEqual({ rows: 20_000, columns: 2 });
+    expect(await summarizeCsv(hashOf(two), two)).toEqual({ rows: 20_000, columns: 2 });
+  });
+
   it("forgets a parse whose bytes could not be read, so the next caller tries again", async () => {
     const h = hashOf(crypto.randomBytes(16));
     await expect(csvTable(h, async () => { throw new Error("blob missing"); })).rejects.toThrow("blob missing");
