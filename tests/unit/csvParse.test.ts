@@ -109,4 +109,10 @@ describe("parseCsv", () => {
       ticking = false;
     }
   });
+
+  it("refuses a first line of more than 100,000 fields before splitting it", () => {
+    expect(parseCsv(`${Array.from({ length: 100_000 }, (_, i) => `c${i}`).join(",")}\n${"1,".repeat(99_999)}1\n`).columns).toHaveLength(100_000);
+    expect(() => parseCsv(`a${",".repeat(5_000_000)}\n1\n`)).toThrow("line 1 has more than 100,000 fields");
+    expect(() => parseCsv(`\n\n${"1,".repeat(100_000)}1\n`)).toThrow("line 3 has more than 100,000 fields");
+  });
 });

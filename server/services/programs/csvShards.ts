@@ -69,6 +69,11 @@ function* parsing(input: string | Uint8Array, sliceMs: number): Generator<void, 
   let first: [number, number] | false;
   while ((first = next()) && text(first).trim() === "");
   if (!first) throw new Error("it is empty");
+  // Counted before the line is split: a first line of millions of commas would be millions of names.
+  let commas = 0;
+  for (let i = b.indexOf(44, first[0]); i >= 0 && i < first[1]; i = b.indexOf(44, i + 1)) {
+    if (++commas >= MAX_COLUMNS) throw new Error(`line ${line} has more than ${MAX_COLUMNS.toLocaleString("en-US")} fields`);
+  }
   const head = text(first).split(",");
   const hasHeader = head.some((f) => !isNumber(f));
   const columns = hasHeader ? head.map((f, i) => f.trim() || `c${i}`) : head.map((_, i) => `c${i}`);
@@ -112,6 +117,9 @@ function* parsing(input: string | Uint8Array, sliceMs: number): Generator<void, 
   if (!rows) throw new Error("it has a header but no rows");
   return { columns, rows, values: values.subarray(0, rows * cols) };
 }
+
+/** Columns a CSV input may have (each unit's ctx.columns names them all). */
+export const MAX_COLUMNS = 100_000;
 
 const BLANK = 0;
 const SLOW = 1;

@@ -13,9 +13,9 @@ const MiB = 1024 * 1024;
 const KEPT_BYTES = 64 * MiB;
 const KEPT_MS = 10 * 60_000;
 
-const tables = new LRUCache<string, CsvTable>({
-  maxSize: KEPT_BYTES, sizeCalculation: (t) => Math.max(1, t.values.byteLength), ttl: KEPT_MS, updateAgeOnGet: true,
-});
+/** What a kept table holds: its values and its columns' names (a header may be most of a file). */
+const sizeOf = (t: CsvTable) => t.values.byteLength + t.columns.reduce((s, c) => s + 2 * c.length + 32, 0);
+const tables = new LRUCache<string, CsvTable>({ maxSize: KEPT_BYTES, sizeCalculation: sizeOf, ttl: KEPT_MS, updateAgeOnGet: true });
 /** Parses under way, so an upload's and a submission's of the same file are one. */
 const parsing = new Map<string, Promise<CsvTable>>();
 
@@ -43,8 +43,11 @@ export function csvTable(hash: string, read: () => Promise<Buffer>): Promise<Csv
         throw new UnusableCsv(e.message);
       }))
       .then((table) => {
-        tables.set(hash, table);
-        return table;
+        if (sizeOf(table) > KEPT_BYTES) return table;
+        // The parse grows its buffer by doubling: a table kept holds its values alone.
+        const kept = table.values.byteLength < table.values.buffer.byteLength ? { ...table, values: table.values.slice() } : table;
+        tables.set(hash, kept);
+        return kept;
       })
       .finally(() => parsing.delete(hash));
     parsing.set(hash, p);
