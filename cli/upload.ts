@@ -1,9 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { UsageError } from "./args";
-
-/** What the server read of a data file sent as CSV: its size as a table, or why it cannot be CSV input. */
-export type CsvSummary = { rows: number; columns: number } | { error: string };
+import type { CsvSummary } from "../server/services/programs/csvTables";
 
 /** POSTs a file to /api/programs or /api/data (`asCsv`: to be read as a CSV table) and returns the server's JSON answer. */
 export async function uploadFile(

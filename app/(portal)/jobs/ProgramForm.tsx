@@ -7,11 +7,12 @@ import { EstimateCard, useDebounced, useEstimate } from "./EstimateCard";
 import { MIN_CPU_SECONDS, proposedCpuSeconds, seconds } from "./estimateText";
 import { firstUnitInput, trialRun, type TrialOutcome } from "./trialRun";
 import { useSubmissionKey } from "./submissionKey";
+import type { CsvSummary } from "../../../server/services/programs/csvTables";
 
 type Uploaded = {
   hash: string; name: string; size: number; kind?: string; scriptHash?: string | null; exports?: string[]; hasReduce?: boolean;
   /** A data file sent as CSV: how the server read it. */
-  csv?: { rows: number; columns: number } | { error: string };
+  csv?: CsvSummary;
 };
 type Mode = "json" | "range" | "lines" | "blocks" | "csv";
 type Merge = "concat" | "reduce" | "mean" | "median" | "trimmed-mean";
