@@ -23,6 +23,9 @@ describe("httpGetBytes", () => {
         res.writeHead(200, { "content-length": 100 });
         res.write(Buffer.alloc(50));
         setTimeout(() => res.socket?.destroy(), 5);
+      } else if (req.url === "/huge") {
+        res.writeHead(200, { "content-length": String(5 * 1024 ** 3) });
+        res.write("x");
       } else if (req.url === "/auth") {
         res.writeHead(200);
         res.end(req.headers.authorization ?? "none");
@@ -52,6 +55,10 @@ describe("httpGetBytes", () => {
 
   it("gives the status alone when it is not 200", async () => {
     expect(await httpGetBytes(`${url}/missing`, {})).toEqual({ status: 404 });
+  });
+
+  it("refuses a body declared past what it reads, without allocating it", async () => {
+    await expect(httpGetBytes(`${url}/huge`, {})).rejects.toThrow(/the server declared 5368709120 bytes, more than the 1073741824 read/);
   });
 
   it("fails when the connection closes before the declared length, or nobody listens", async () => {

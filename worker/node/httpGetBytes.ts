@@ -9,6 +9,8 @@ import type { BlobDownload } from "../client/prepareTask";
 
 /** No answer for this long (the connection or the body stalled): the download fails. */
 const IDLE_MS = 60_000;
+/** Largest body read: a blob is at most a data file (MAX_DATA_BYTES, 64 MiB by default). */
+const MAX_BYTES = 1024 * 1024 * 1024;
 
 /** GETs `url` into one buffer (of the declared length when the server gives one, as for blobs). */
 export const httpGetBytes: BlobDownload = (url, headers) =>
@@ -23,20 +25,36 @@ export const httpGetBytes: BlobDownload = (url, headers) =>
       }
       const declared = Number(res.headers["content-length"]);
       const known = Number.isSafeInteger(declared) && declared >= 0;
+      if (known && declared > MAX_BYTES) return req.destroy(new Error(`the server declared ${declared} bytes, more than the ${MAX_BYTES} read`));
       // Not from Buffer's shared pool: the bytes travel on (to a program process) with their ArrayBuffer.
-      const whole = known ? Buffer.allocUnsafeSlow(declared) : undefined;
+      let whole: Buffer | undefined;
+      try {
+        whole = known ? Buffer.allocUnsafeSlow(declared) : undefined;
+      } catch (e) {
+        // Thrown here it would end the volunteer: this callback runs in the HTTP parser's turn.
+        return req.destroy(e as Error);
+      }
       const parts: Buffer[] = [];
       let got = 0;
       res.on("data", (chunk: Buffer) => {
         if (whole) {
           if (got + chunk.length > declared) return req.destroy(new Error(`the server sent more than the ${declared} bytes it declared`));
           chunk.copy(whole, got);
-        } else parts.push(chunk);
+        } else {
+          if (got + chunk.length > MAX_BYTES) return req.destroy(new Error(`the server sent more than the ${MAX_BYTES} bytes read`));
+          parts.push(chunk);
+        }
         got += chunk.length;
       });
       res.on("end", () => {
         if (whole && got !== declared) reject(new Error(`the connection closed after ${got} of ${declared} bytes`));
-        else resolve({ status, bytes: whole ? new Uint8Array(whole.buffer as ArrayBuffer, whole.byteOffset, whole.length) : joined(parts, got) });
+        else {
+          try {
+            resolve({ status, bytes: whole ? new Uint8Array(whole.buffer as ArrayBuffer, whole.byteOffset, whole.length) : joined(parts, got) });
+          } catch (e) {
+            reject(e as Error);
+          }
+        }
       });
       res.on("error", reject);
       res.on("close", () => {
