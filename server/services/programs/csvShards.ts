@@ -70,8 +70,10 @@ function* parsing(input: string | Uint8Array, sliceMs: number): Generator<void, 
   while ((first = next()) && text(first).trim() === "");
   if (!first) throw new Error("it is empty");
   // Counted before the line is split: a first line of millions of commas would be millions of names.
+  // Searched within the line only: a first line without a comma would otherwise scan the whole file.
+  const head0 = b.subarray(first[0], first[1]);
   let commas = 0;
-  for (let i = b.indexOf(44, first[0]); i >= 0 && i < first[1]; i = b.indexOf(44, i + 1)) {
+  for (let i = head0.indexOf(44); i >= 0; i = head0.indexOf(44, i + 1)) {
     if (++commas >= MAX_COLUMNS) throw new Error(`line ${line} has more than ${MAX_COLUMNS.toLocaleString("en-US")} fields`);
   }
   const head = text(first).split(",");
