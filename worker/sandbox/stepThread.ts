@@ -10,7 +10,7 @@ import { MiB } from "./abi";
 import { runProgram, stepWasm } from "./runProgram";
 import type { KeptRequest, UnitRequest } from "./stepSandbox";
 
-const nice = (workerData as { nice?: number } | undefined)?.nice ?? 0;
+const { nice = 0, memoryMb } = (workerData ?? {}) as { nice?: number; memoryMb?: number };
 if (nice) {
   try {
     // On Linux this lowers this thread alone; elsewhere (or if refused) it runs at normal priority.
@@ -52,5 +52,4 @@ port.on("message", (m: { id: number; req: KeptRequest }) => {
 });
 port.postMessage({ type: "started" });
 // QuickJS made now, not at the first request: a thread is started ahead of it (at a program's upload).
-const memoryMb = (workerData as { memoryMb?: number } | undefined)?.memoryMb;
 if (memoryMb) warmQuickJs(memoryMb).catch(() => undefined);
