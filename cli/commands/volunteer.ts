@@ -48,7 +48,12 @@ export async function volunteer(argv: string[]): Promise<number> {
   const name = chosenName?.data ?? cliHostName(process.platform, id.volunteerId);
   const wsUrls = conns.map((c) => `${c.url.replace(/^http/, "ws")}${VOLUNTEER_WS_PATH}`);
   // Blobs come from the node connected now (every node of a cluster serves them all), by node:http.
-  const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url, undefined, undefined, httpGetBytes);
+  const blobs = new BlobCache(() => conns[Math.max(0, wsUrls.indexOf(client.currentUrl()))].url, {
+    download: httpGetBytes, sha256: (bytes) => crypto.createHash("sha256").update(bytes).digest("hex"),
+  });
+  // Node loads its HTTP client at the first request (~10-20 ms of CPU): done now, not in the
+  // first round of a job, where every volunteer fetches its shards at once.
+  void httpGetBytes(`${conn.url}/api/health`, {}).catch(() => undefined);
 
   const client: VolunteerClient = new VolunteerClient({
     url: wsUrls,
