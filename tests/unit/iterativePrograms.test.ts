@@ -142,6 +142,32 @@ describe("the step sandbox", () => {
     await expect(runStep({ script: hog, ...base, memoryMb: 16 })).rejects.toThrow(/memory limit of 16 MiB exceeded/);
   });
 
+  it("keeps one evaluation for a job's steps (keep), and starts afresh for another job or after a failure", async () => {
+    closeStepSandbox(); // the kept thread of the test before has another memory limit: steps would go to one-shot threads
+    const s = await script("let calls = 0; export function run() {} export function step(m, st) { calls++; if (st.fail === calls) throw new Error('failed at ' + calls); return { next: calls }; }");
+    const step = (keep: string, state: object = { n: 1 }) => runStep({ script: s, ...base, state, keep });
+    expect(await step("job-a")).toEqual({ next: 1 });
+    expect(await step("job-a")).toEqual({ next: 2 });
+    expect(await step("job-a")).toEqual({ next: 3 });
+    // Another job sees nothing of job-a's evaluation, and ends it.
+    expect(await step("job-b")).toEqual({ next: 1 });
+    expect(await step("job-a")).toEqual({ next: 1 });
+    expect(await step("job-a")).toEqual({ next: 2 });
+    // A step that failed leaves nothing behind for the next.
+    await expect(step("job-a", { fail: 3 })).rejects.toThrow("Error: failed at 3");
+    expect(await step("job-a")).toEqual({ next: 1 });
+  });
+
+  it("gives each step of a kept evaluation its own time limit", async () => {
+    const s = await script("let calls = 0; export function run() {} export function step() { calls++; if (calls === 3) for (;;) {} return { next: calls }; }");
+    const step = () => runStep({ script: s, ...base, timeMs: 300, keep: "job-slow" });
+    expect(await step()).toEqual({ next: 1 });
+    await new Promise((r) => setTimeout(r, 400)); // longer than one step's limit, between steps
+    expect(await step()).toEqual({ next: 2 });
+    await expect(step()).rejects.toThrow(/time limit of 0.3 s exceeded/);
+    expect(await step()).toEqual({ next: 1 });
+  });
+
   it("has no host objects to reach", async () => {
     const s = await script("export function run() {} export function step() { return { next: [typeof process, typeof fetch, typeof XMLHttpRequest] }; }");
     expect(await runStep({ script: s, ...base })).toEqual({ next: ["undefined", "undefined", "undefined"] });

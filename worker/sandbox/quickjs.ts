@@ -4,7 +4,7 @@
 // the host put in; it hands back JSON text. Memory is capped by QuickJS's allocator limit,
 // time by an interrupt handler polled while the interpreter runs.
 
-import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle, type QuickJSWASMModule } from "quickjs-emscripten";
+import { newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from "quickjs-emscripten";
 import { formatMiB, MiB, PROGRAM_GLOBAL } from "./abi";
 import { POLYFILL_SOURCE } from "./polyfills";
 import { timeLimitError } from "../runtime/pool";
@@ -27,6 +27,12 @@ export interface QuickJsEval {
    * is never used again.
    */
   reuseModule?: boolean;
+  /**
+   * With reuseModule: evaluations with the same `keep` (and memory limit) may share one
+   * runtime and context, the program evaluated once (an iterative job's steps: its id and its
+   * program's hash). What the program leaves in its globals may then be seen by the next.
+   */
+  keep?: string;
 }
 
 const kept = new Map<number, Promise<QuickJSWASMModule>>();
@@ -99,28 +105,75 @@ export function parseAnswer(text: string, what: string, maxChars = MAX_ANSWER_CH
 const QUICKJS_OVERHEAD_MB = 16;
 
 /**
- * Runs one evaluation in a fresh QuickJS module and runtime; returns the JSON text it
+ * A QuickJS runtime and context with the ABI's polyfills and a program evaluated in it. Each
+ * evaluation sets its own deadline; the interrupt handler reads it.
+ */
+interface Session {
+  /** Set for a kept session (QuickJsEval.keep with the memory limit), else undefined. */
+  key: string | undefined;
+  module: QuickJSWASMModule;
+  memoryMb: number;
+  runtime: QuickJSRuntime;
+  ctx: QuickJSContext;
+  deadline: number;
+  interrupted: boolean;
+}
+
+/** The session kept for the next evaluation with the same key: one at a time, per thread. */
+let keptSession: Session | undefined;
+
+function openSession(module: QuickJSWASMModule, memoryMb: number, key: string | undefined): Session {
+  const runtime = module.newRuntime();
+  runtime.setMemoryLimit(memoryMb * MiB);
+  runtime.setMaxStackSize(1024 * 1024);
+  const s: Session = { key, module, memoryMb, runtime, ctx: undefined as unknown as QuickJSContext, deadline: 0, interrupted: false };
+  runtime.setInterruptHandler(() => {
+    if (Date.now() > s.deadline) s.interrupted = true;
+    return s.interrupted;
+  });
+  s.ctx = runtime.newContext();
+  return s;
+}
+
+function closeSession(s: Session) {
+  if (keptSession === s) keptSession = undefined;
+  try {
+    s.ctx.dispose();
+    s.runtime.dispose();
+  } catch {
+    kept.delete(s.memoryMb);
+    // After an interrupt or out-of-memory QuickJS may refuse to free cleanly; the thread running us is about to end anyway.
+  }
+}
+
+/**
+ * Runs one evaluation in a fresh QuickJS runtime and context; returns the JSON text it
  * produced. QuickJS's allocator limit is approximate (this build cannot measure the blocks
  * it frees), so the module also gets a WebAssembly memory whose maximum is the limit plus a
  * little: whatever the accounting says, the interpreter cannot take more than that.
+ *
+ * With `keep` (and `reuseModule`), the runtime and context, with the program evaluated in
+ * them, are kept after an evaluation that succeeded, and the next evaluation with the same
+ * `keep` and memory limit runs in them without evaluating the polyfills and the program again
+ * (~1.5 ms of a 2 ms step). Any failure, or an evaluation with another key, ends them.
  */
 export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
   const memoryBytes = req.memoryMb * MiB;
   const QuickJS = await quickJsModule(req.memoryMb, req.reuseModule === true);
-  const runtime = QuickJS.newRuntime();
-  runtime.setMemoryLimit(memoryBytes);
-  runtime.setMaxStackSize(1024 * 1024);
-  const deadline = Date.now() + req.timeMs;
-  let interrupted = false;
-  runtime.setInterruptHandler(() => {
-    if (Date.now() > deadline) interrupted = true;
-    return interrupted;
-  });
-  const ctx = runtime.newContext();
+  const key = req.keep !== undefined && req.reuseModule ? `${req.memoryMb}\n${req.keep}` : undefined;
+  let s = key !== undefined && keptSession?.key === key && keptSession.module === QuickJS ? keptSession : undefined;
+  const loaded = s !== undefined;
+  // Never two sessions alive at once in this thread: the one kept for another key ends first.
+  if (keptSession && keptSession !== s) closeSession(keptSession);
+  s ??= openSession(QuickJS, req.memoryMb, key);
+  const session = s;
+  const { ctx, runtime } = session;
+  session.deadline = Date.now() + req.timeMs;
+  session.interrupted = false;
   const explain = (message: string): Error => {
     // After an interrupt or running out of memory the module's state is not to be trusted again.
-    if (kept.get(req.memoryMb) && (interrupted || /out of memory|stack overflow/i.test(message))) kept.delete(req.memoryMb);
-    if (interrupted) return timeLimitError(req.timeMs);
+    if (kept.get(req.memoryMb) && (session.interrupted || /out of memory|stack overflow/i.test(message))) kept.delete(req.memoryMb);
+    if (session.interrupted) return timeLimitError(req.timeMs);
     if (/out of memory/i.test(message)) return new Error(`memory limit of ${formatMiB(memoryBytes)} exceeded`);
     if (/stack overflow/i.test(message)) return new Error(`${message} (stack overflow)`);
     return new Error(message);
@@ -134,6 +187,7 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
     }
     return r.value;
   };
+  let keep = false;
   try {
     for (const [name, value] of Object.entries(req.globals ?? {})) {
       const h = ctx.newString(value);
@@ -145,11 +199,13 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
       ctx.setProp(ctx.global, name, h);
       h.dispose();
     }
-    evaluate(POLYFILL_SOURCE, "polyfills.js").dispose();
-    try {
-      evaluate(req.script, "program.js").dispose();
-    } catch (e) {
-      throw interrupted || /memory limit/.test((e as Error).message) ? e : new Error(`the program failed while loading: ${(e as Error).message}`);
+    if (!loaded) {
+      evaluate(POLYFILL_SOURCE, "polyfills.js").dispose();
+      try {
+        evaluate(req.script, "program.js").dispose();
+      } catch (e) {
+        throw session.interrupted || /memory limit/.test((e as Error).message) ? e : new Error(`the program failed while loading: ${(e as Error).message}`);
+      }
     }
     const result = evaluate(req.expression, "tabgrid.js");
     try {
@@ -159,6 +215,7 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
           const text = ctx.dump(state.value) as unknown;
           if (!state.notAPromise) state.value.dispose();
           if (typeof text !== "string") throw new Error("the evaluation did not produce JSON text");
+          keep = key !== undefined;
           return text;
         }
         if (state.type === "rejected") {
@@ -178,13 +235,8 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
       result.dispose();
     }
   } finally {
-    try {
-      ctx.dispose();
-      runtime.dispose();
-    } catch {
-      kept.delete(req.memoryMb);
-      // After an interrupt or out-of-memory QuickJS may refuse to free cleanly; the thread running us is about to end anyway.
-    }
+    if (keep) keptSession = session;
+    else closeSession(session);
   }
 }
 
@@ -214,7 +266,7 @@ export function reduceInQuickJS(req: { script: string; outputs: unknown[]; param
  * the JSON text of what step returned, checked by the caller (programStep.ts).
  */
 export function stepInQuickJS(req: {
-  script: string; merged: unknown; reduce?: unknown[]; state: unknown; ctx: Record<string, unknown>; timeMs: number; memoryMb: number; reuseModule?: boolean;
+  script: string; merged: unknown; reduce?: unknown[]; state: unknown; ctx: Record<string, unknown>; timeMs: number; memoryMb: number; reuseModule?: boolean; keep?: string;
 }): Promise<string> {
   return evalInQuickJS({
     script: req.script,
@@ -236,6 +288,7 @@ export function stepInQuickJS(req: {
     timeMs: req.timeMs,
     memoryMb: req.memoryMb,
     reuseModule: req.reuseModule,
+    keep: req.keep,
   });
 }
 

@@ -28,6 +28,11 @@ export interface JsStepRequest {
   ctx: Record<string, unknown>;
   timeMs: number;
   memoryMb: number;
+  /**
+   * The job and its program (e.g. "<job id>:<script hash>"): the kept step thread evaluates the
+   * program once and calls step in that evaluation round after round (quickjs.ts, `keep`).
+   */
+  keep?: string;
 }
 
 /** A WASM step, as WebAssembly without imports: the framed input of worker/sandbox/wasmRounds.ts. */

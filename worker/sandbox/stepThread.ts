@@ -1,8 +1,10 @@
 // The long-lived thread of stepSandbox.ts: runs iterative programs' steps one after another,
 // JS ones in QuickJS (keeping the QuickJS module between them), WASM ones as WebAssembly; or,
-// as the audit thread, recomputes units of those programs the same way. Each request still
-// gets a fresh runtime and context (nothing of one job is visible to the next), its memory
-// limit and its time limit (QuickJS's interrupt; the parent terminates the thread if that fails).
+// as the audit thread, recomputes units of those programs the same way. A job's JS steps, one
+// round after another, share a runtime and context with its program evaluated once (until
+// another job's step or a failure ends them); nothing of one job is visible to another's. Each
+// request has its memory limit and its time limit (QuickJS's interrupt; the parent terminates
+// the thread if that fails).
 import os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { parseAnswer, runInQuickJS, stepInQuickJS, warmQuickJs } from "./quickjs";
@@ -39,6 +41,7 @@ port.on("message", (m: { id: number; req: KeptRequest }) => {
   let answer: Promise<unknown>;
   if ("op" in req) answer = runUnit(req);
   else if (req.kind === "wasm") answer = stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 });
+  // A job's steps, round after round, in one evaluation of its program (req.keep).
   else answer = stepInQuickJS({ ...req, reuseModule: true }).then((json) => parseAnswer(json, "step"));
   const fail = (e: unknown) => port.postMessage({ id: m.id, type: "fail", message: e instanceof Error ? e.message : String(e) });
   answer.then((value) => {

@@ -197,7 +197,7 @@ async function stepProgram(deps: { blobs: BlobStore }, jobId: string, round: num
   if (!units.length || arrived.length < needed) return { failed: `round ${round} ended before enough of its units had a validated result` };
   const stepJob = {
     kind: program.kind === "wasm" ? ("wasm" as const) : ("js" as const), codeHash, merge: job.merge, trim: params.trim, params: params.params, context: params.context,
-    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256, owner: job.ownerId, signal,
+    timeMs: params.limits?.timeMs ?? 30_000, memoryMb: params.limits?.memoryMb ?? 256, owner: job.ownerId, signal, jobId,
   };
   let step: ProgramStep;
   try {

@@ -43,6 +43,8 @@ export interface StepJob {
   signal?: AbortSignal;
   /** Longest the step may wait for a sandbox thread (the first step, run during a submission). */
   waitMs?: number;
+  /** The job's id: a JS program's steps may then share one evaluation of it in the kept step thread. */
+  jobId?: string;
 }
 
 const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null));
@@ -100,7 +102,8 @@ export async function runProgramStep(
   }
   // A round closed at a share of its units: `missing` names the shards whose outputs did not arrive.
   const ctx = { ...job.context, params: job.params ?? {}, round, shards, ...(outputs ? { arrived: outputs.length, missing } : {}) };
-  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb }, { owner: job.owner, signal: job.signal, waitMs: job.waitMs });
+  const keep = job.jobId === undefined ? {} : { keep: `${job.jobId}:${job.codeHash}` };
+  const value = await runStep({ script, merged, reduce, state, ctx, timeMs: job.timeMs, memoryMb: job.memoryMb, ...keep }, { owner: job.owner, signal: job.signal, waitMs: job.waitMs });
   return checkStep(value, round, shards);
 }
 
