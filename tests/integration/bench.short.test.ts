@@ -57,10 +57,16 @@ describe("npm run bench -- --short", () => {
     expect(summary.round_p99_ms).toBeGreaterThanOrEqual(summary.round_p50_ms);
     expect(summary.training_reference_ms).toBeGreaterThan(0);
     expect(summary.training_wall_ms).toBeGreaterThan(0);
+    // And the same volunteers' next job, on other data.
+    expect(summary.round_p99_ms_next_job).toBeGreaterThanOrEqual(summary.round_p50_ms_next_job);
+    expect(summary.round_p50_ms_next_job).toBeGreaterThan(0);
+    expect(summary.training_wall_ms_next_job).toBeGreaterThan(0);
 
     expect(path.dirname(summary.report)).toBe(dir);
     const report = JSON.parse(fs.readFileSync(summary.report, "utf8"));
     expect(report.training.loss).toBe(report.training.referenceLoss);
+    expect(report.training.next.loss).toBe(report.training.next.referenceLoss);
+    expect(report.training.next.loss).not.toBe(report.training.loss);
     expect(report.meta).toMatchObject({ kind: "bench", mode: "short" });
     expect(report.throughput.map((t: { volunteers: number }) => t.volunteers)).toEqual([1, 10, 50]);
     expect(report.overhead[0].summary.count).toBeGreaterThan(100);
