@@ -126,7 +126,8 @@ function openSession(module: QuickJSWASMModule, memoryMb: number, key: string | 
   const runtime = module.newRuntime();
   runtime.setMemoryLimit(memoryMb * MiB);
   runtime.setMaxStackSize(1024 * 1024);
-  const s: Session = { key, module, memoryMb, runtime, ctx: undefined as unknown as QuickJSContext, deadline: 0, interrupted: false };
+  // No deadline until an evaluation sets one.
+  const s: Session = { key, module, memoryMb, runtime, ctx: undefined as unknown as QuickJSContext, deadline: Infinity, interrupted: false };
   runtime.setInterruptHandler(() => {
     if (Date.now() > s.deadline) s.interrupted = true;
     return s.interrupted;
