@@ -1,3 +1,6 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditLedger, balanceOf } from "../../server/services/credits/ledger";
@@ -326,5 +329,24 @@ describe("the CLI and accounts reject bad input", () => {
     // The key identifies the new user.
     expect(await trpc(srv.url, out.apiKey).account.me.query()).toEqual({ id: out.id, email: "x@y.zz", role: "user" });
     expect(await trpc(srv.url, out.apiKey).account.balance.query()).toBe(srv.deps.env.STARTER_CREDITS * MILLI);
+  });
+
+  it("`tabgrid admin` on a database that is not there, or never migrated, says what to do and creates nothing", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tabgrid-admin-"));
+    try {
+      const args = ["admin", "create-user", "--email", "first@example.com", "--password", "longenough"];
+      const missing = path.join(dir, "missing.db");
+      const none = await runCli(args, { DATABASE_URL: `file:${missing}`, NEXTAUTH_SECRET: TEST_SECRET });
+      expect(none.code).toBe(1);
+      expect(none.stderr.trim()).toBe(`tabgrid admin: no database at file:${missing}: start the server once with this DATABASE_URL (npm start creates and migrates its database), or run npm run db:migrate`);
+      expect(fs.existsSync(missing)).toBe(false);
+      const empty = path.join(dir, "empty.db");
+      fs.writeFileSync(empty, "");
+      const bare = await runCli(args, { DATABASE_URL: `file:${empty}`, NEXTAUTH_SECRET: TEST_SECRET });
+      expect(bare.code).toBe(1);
+      expect(bare.stderr.trim()).toMatch(/^tabgrid admin: the database at file:.*empty\.db has no Tabgrid tables yet: start the server once/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
