@@ -14,10 +14,14 @@ const ENDED = new Set(["completed", "failed", "cancelled"]);
 const MERGES = ["concat", "reduce", "mean", "median", "trimmed-mean"];
 
 async function waitFor(api: Client, id: string, onProgress?: (j: Job) => void): Promise<Job> {
+  // The rounds already ended are not asked for again (a job may run 10,000 of them); the
+  // report at the end has them all.
+  let after: number | undefined;
   for (;;) {
-    const job = await api.jobs.get.query({ id });
+    const job = await api.jobs.get.query(after === undefined ? { id } : { id, roundsAfter: after });
     onProgress?.(job);
-    if (ENDED.has(job.state)) return job;
+    if (ENDED.has(job.state)) return after === undefined ? job : api.jobs.get.query({ id });
+    after = job.rounds.filter((r) => r.finishedAt !== null).at(-1)?.round ?? after;
     // Rounds may last milliseconds: they are shown as they end, a few a second.
     await new Promise((r) => setTimeout(r, job.round !== null ? 200 : 500));
   }

@@ -110,7 +110,10 @@ describe("training on a browser volunteer", () => {
     expect(job.round).toBe(3);
     expect(job.chunks).toBe(8);
     await page.getByTestId("round-row").nth(2).waitFor();
-    expect(await page.getByTestId("round-row").count()).toBe(3);
+    // The page watched the job from its submission: after the first, each update carried only
+    // the rounds after the last ended one, and the page kept the others.
+    expect(await page.getByTestId("round-row").locator("td:first-child").allTextContents()).toEqual(["1", "2", "3"]);
+    await expect.poll(() => page.getByTestId("round-row").locator("td:nth-child(2)").allTextContents()).toEqual(job.rounds.map((r) => (r.latencyMs! >= 1000 ? `${(r.latencyMs! / 1000).toFixed(1)} s` : `${r.latencyMs} ms`)));
     expect(errors).toEqual([]);
     await context.close();
   });

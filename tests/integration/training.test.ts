@@ -9,6 +9,9 @@ import { inFirstStep } from "../../server/services/jobs/submit";
 import { makeClassification } from "../../examples/js/make-classification.mjs";
 import { RawVolunteer, trpc } from "../helpers/clients";
 import { startVolunteer, type FleetVolunteer } from "../helpers/fleet";
+import { createCaller } from "../../server/api/root";
+import { createContextInner } from "../../server/api/trpc";
+import { mergeRounds } from "../../app/(portal)/jobs/[id]/mergeRounds";
 import { createUserWithKey, repoRoot, runCli, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 
 // Iterative programs end to end: the logistic-regression example trained by data-parallel
@@ -78,6 +81,34 @@ describe("iterative programs: data-parallel training", () => {
     expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.8);
     for (const r of job.rounds) expect(r.latencyMs).toBeGreaterThanOrEqual(0);
     console.log("round latencies", job.rounds.map((r) => r.latencyMs));
+    // A watcher that has the first rounds asks for the rest only; the job's figures are the same.
+    const api = trpc(srv.url, user.apiKey);
+    const tail = await api.jobs.get.query({ id, roundsAfter: rounds - 3 });
+    expect(tail.rounds).toEqual(job.rounds.slice(-3));
+    expect(tail).toMatchObject({ round: rounds, roundsAfter: rounds - 3, progress: job.progress, results: job.results, cost: job.cost });
+    expect(await api.jobs.get.query({ id, roundsAfter: rounds })).toMatchObject({ rounds: [], round: rounds });
+    expect(job.roundsAfter).toBeNull();
+    await expect(api.jobs.get.query({ id, roundsAfter: -1 })).rejects.toThrow();
+  });
+
+  it("jobs.watch sends every round once: after its first update, only the rounds after the last ended one", async () => {
+    const rounds = 40;
+    const { id } = await submit(rounds);
+    const caller = createCaller(createContextInner(srv.deps, { id: user.user.id, email: user.user.email, role: user.user.role }));
+    const updates: Array<{ state: string; round: number | null; roundsAfter: number | null; rounds: Array<{ round: number; finishedAt: Date | string | null }> }> = [];
+    for await (const job of await caller.jobs.watch({ id })) updates.push(job as (typeof updates)[number]);
+    const job = await finished(id);
+    expect(job.state, job.error ?? "").toBe("completed");
+    expect(updates.at(-1)!.state).toBe("completed");
+    expect(updates[0].roundsAfter).toBeNull();
+    // The job ran while watched: once a round had ended, each update carried the rounds after it.
+    const later = updates.filter((u) => u.roundsAfter !== null);
+    expect(later.length).toBeGreaterThan(1);
+    for (const u of later) for (const x of u.rounds) expect(x.round).toBeGreaterThan(u.roundsAfter!);
+    let held: Array<{ round: number }> = [];
+    for (const u of updates) held = mergeRounds(held, u);
+    expect(JSON.parse(JSON.stringify(held))).toEqual(JSON.parse(JSON.stringify(job.rounds)));
+    expect(updates.reduce((n, u) => n + u.rounds.length, 0)).toBeLessThan(rounds * later.length);
     // The shards were stored once: every round's unit of shard i reads the same blob.
     const units = await srv.deps.db.workUnit.findMany({ where: { jobId: id, idx: 0 }, select: { input: true } });
     expect(units).toHaveLength(rounds);

@@ -51,7 +51,9 @@ export const jobsRouter = router({
   list: protectedProcedure
     .input(z.object({ limit: z.number().int().min(1).max(200).default(50) }).default({ limit: 50 }))
     .query(({ ctx, input }) => listJobs(ctx.deps, ctx.user, input)),
-  get: protectedProcedure.input(jobId).query(({ ctx, input }) => getJob(ctx.deps, ctx.user, input.id)),
+  get: protectedProcedure
+    .input(jobId.extend({ roundsAfter: z.number().int().min(0).max(1_000_000).optional() }))
+    .query(({ ctx, input }) => getJob(ctx.deps, ctx.user, input.id, { roundsAfter: input.roundsAfter })),
   result: protectedProcedure.input(jobId).query(async ({ ctx, input }) => {
     const json = await jobResultJson(ctx.deps, ctx.user, input.id);
     return json === null ? null : (JSON.parse(json) as unknown);
@@ -73,8 +75,12 @@ export const jobsRouter = router({
       let job = await getJob(ctx.deps, ctx.user, input.id);
       yield job;
       if (job.state !== "running") return;
+      // After the first, each update carries only the rounds after the last ended one it sent
+      // (`roundsAfter`): the page keeps the others.
+      let after: number | undefined;
       for await (const _ of updates) {
-        job = await getJob(ctx.deps, ctx.user, input.id);
+        after = job.rounds.filter((r) => r.finishedAt !== null).at(-1)?.round ?? after;
+        job = await getJob(ctx.deps, ctx.user, input.id, { roundsAfter: after });
         yield job;
         if (job.state !== "running") return;
       }

@@ -1,6 +1,6 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
-import { jobRounds, maxRoundsOf } from "./rounds";
+import { jobRounds, lastRound, maxRoundsOf } from "./rounds";
 import { programJobError } from "../programs/programErrors";
 
 export interface Viewer {
@@ -21,23 +21,30 @@ export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   return job;
 }
 
-/** A job with live progress from the coordinator while it runs, else from the database. */
-export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+/**
+ * A job with live progress from the coordinator while it runs, else from the database.
+ * `roundsAfter`: of an iterative job's rounds, only those after that one (a watcher that has
+ * the others); a job of 10,000 rounds is otherwise ~1.5 MB of rounds at every look.
+ */
+export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string, opts: { roundsAfter?: number } = {}) {
   const job = await ownedJob(deps, viewer, jobId);
   // In a cluster this node may hold some of the job's slices, or none: the job's progress is the database's.
   // An ended job's figures are the database's too: the coordinator lets go of a job only after
   // its end is committed, and a read in between saw "completed" with nothing running (no rate).
   const live = job.state !== "running" ? undefined : deps.cluster.mode === "cluster" ? await clusterProgress(deps, job) : deps.coordinator.progress(jobId);
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
-  const [states, base, rounds, work] = await Promise.all([
+  const [states, base, rounds, work, latest] = await Promise.all([
     deps.db.result.groupBy({ by: ["state"], where: { jobId }, _count: { _all: true } }),
     deps.db.workUnit.aggregate({ where: { jobId, done: true }, _sum: { pay: true } }),
-    jobRounds(deps.db, jobId),
+    jobRounds(deps.db, jobId, opts.roundsAfter),
     jobWork(deps, jobId),
+    opts.roundsAfter === undefined ? undefined : lastRound(deps.db, jobId),
   ]);
+  // The current (or last) round, numbered from 1: also the count of rounds so far.
+  const round = latest === undefined ? (rounds.at(-1)?.round ?? null) : latest;
   // An iterative job's progress is its current round's: every round before it is done.
   const progress = live ?? {
-    total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, rounds.length - 1), queued: 0, running: 0,
+    total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, (round ?? 0) - 1), queued: 0, running: 0,
     // Ended: units (of every round) over the time from submission to the end.
     throughput: job.state === "running" || durationMs <= 0 || job.unitsDone === 0 ? null : job.unitsDone / (durationMs / 1000),
     etaSeconds: job.state === "running" ? null : 0, waiting: null,
@@ -63,10 +70,11 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string) {
     params: JSON.parse(job.params) as Record<string, unknown>,
     /** Estimated vs measured reference CPU-ms of the valid results, and the effective price. */
     work: { ...work, effectivePrice: work.measuredMs > 0 ? job.cost / (work.measuredMs / 1000) : null },
-    /** Iterative jobs: the current (or last) round, the most rounds, and each round so far. */
-    round: rounds.at(-1)?.round ?? null,
+    /** Iterative jobs: the current (or last) round, the most rounds, and each round so far (after `roundsAfter`, if given). */
+    round,
     maxRounds: maxRoundsOf(job.kernel, job.params),
     rounds,
+    roundsAfter: opts.roundsAfter ?? null,
     progress: {
       total: progress.total, done: progress.done, queued: progress.queued, running: progress.running,
       /** Units per second: recent while the job runs (null while nothing computes it), overall once it ended. */

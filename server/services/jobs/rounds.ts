@@ -274,6 +274,12 @@ export async function stepRoundInMemory(
   return { outcome: r.done ? await programResult(deps.blobs, r.step) : { kind: "next", round: round + 1, units: r.next }, op };
 }
 
+/** A job's latest round's number (rounds are numbered from 1), or null for a job without rounds. */
+export async function lastRound(db: Db, jobId: string): Promise<number | null> {
+  const row = await db.jobRound.findFirst({ where: { jobId }, orderBy: { round: "desc" }, select: { round: true } });
+  return row?.round ?? null;
+}
+
 async function nextRound(db: Db, jobId: string, round: number): Promise<RoundOutcome> {
   const units = await db.workUnit.findMany({ where: { jobId, round }, select: { id: true, idx: true, input: true, work: true, pay: true }, orderBy: { idx: "asc" } });
   if (!units.length) return { kind: "failed", error: `round ${round} has no units` };
@@ -287,10 +293,10 @@ export function maxRoundsOf(kernel: string, params: string): number | null {
   return rounds ? rounds.maxRounds(JSON.parse(params)) : null;
 }
 
-/** Each round of a job so far, for the job page (empty for a one-shot job). */
-export async function jobRounds(db: Db, jobId: string) {
+/** Each round of a job so far (after round `after`, if given), for the job page (empty for a one-shot job). */
+export async function jobRounds(db: Db, jobId: string, after?: number) {
   const rows = await db.jobRound.findMany({
-    where: { jobId },
+    where: after === undefined ? { jobId } : { jobId, round: { gt: after } },
     select: { round: true, metric: true, latencyMs: true, stats: true, startedAt: true, finishedAt: true },
     orderBy: { round: "asc" },
   });

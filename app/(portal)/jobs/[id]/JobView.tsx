@@ -1,11 +1,13 @@
 "use client";
 import Link from "next/link";
+import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTRPC } from "../../../_components/trpc";
 import { credits, duration, times, when } from "../../../_components/format";
 import { MandelbrotImage } from "./MandelbrotImage";
 import { RoundsCard } from "./RoundsCard";
+import { mergeRounds } from "./mergeRounds";
 import { CostCard } from "./CostCard";
 import { QuorumWait } from "./QuorumWait";
 import { ConfirmButton } from "../../../_components/ConfirmButton";
@@ -15,7 +17,7 @@ export function JobView({ id }: { id: string }) {
   const queryClient = useQueryClient();
   const initial = useQuery(trpc.jobs.get.queryOptions({ id }));
   const live = useSubscription(trpc.jobs.watch.subscriptionOptions({ id }));
-  const job = live.data ?? initial.data;
+  const job = useMergedRounds(live.data ?? initial.data);
   const ended = job && job.state !== "running";
   // A result too large for the API is refused for good: asking again would not help.
   const result = useQuery({
@@ -117,4 +119,17 @@ export function JobView({ id }: { id: string }) {
       )}
     </div>
   );
+}
+
+/** The job with every round so far (see mergeRounds), each watch update merged into the last. */
+function useMergedRounds<J extends { rounds: Array<{ round: number }>; roundsAfter: number | null }>(job: J | undefined): J | undefined {
+  // State adjusted while rendering when the job changes: React's pattern for state derived from earlier props.
+  const [merged, setMerged] = useState<{ from: J; rounds: J["rounds"] } | undefined>(undefined);
+  if (!job) return undefined;
+  if (merged?.from !== job) {
+    const rounds = mergeRounds(merged?.rounds ?? [], job);
+    setMerged({ from: job, rounds });
+    return { ...job, rounds };
+  }
+  return { ...job, rounds: merged.rounds };
 }
