@@ -216,6 +216,13 @@ async function main() {
     let kneeAt: number | null = null;
     let beyond = 0;
     try {
+      // Warm up first, outside the steps: a fresh server's first submissions compile its queries
+      // and code paths (p50 ~110 ms against ~25 warm), and on a loaded machine that alone could
+      // push the first step past the knee.
+      await phase("submission warm-up", async () => {
+        for (let i = 0; i < rates[0]; i += 4) await Promise.all(clients.slice(0, 4).map((c) => c.jobs.submit.mutate(input)));
+        await waitIdle(SHORT ? 2000 : 10_000);
+      });
       for (const rate of rates) {
         const n = Math.max(1, Math.round(rate * stepS));
         lag.reset();
