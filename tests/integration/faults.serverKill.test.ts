@@ -16,7 +16,8 @@ import { waitFor } from "../helpers/server";
 // volunteers reconnect by themselves. Results committed before the kill must count, nothing
 // may be paid twice, and the job must come out as if nothing had happened.
 const CHUNKS = 40;
-const PARAMS = { samples: CHUNKS * 2_000_000, seed: 31337 };
+// Units long enough (~50 ms each) that the window below lasts seconds, even for a slow poll on a loaded machine.
+const PARAMS = { samples: CHUNKS * 5_000_000, seed: 31337 };
 const STARTER_CREDITS = 100;
 
 describe("the server killed with SIGKILL mid-job", () => {
