@@ -180,18 +180,19 @@ describe.runIf(linux)("memory limits that hold (program processes)", () => {
   });
 });
 
+/** This process's children whose command line is a program process's (node -e <boot>). */
+const programChildren = () => {
+  const kids = fs.readdirSync("/proc/self/task").flatMap((t) => fs.readFileSync(`/proc/self/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
+  return kids.map(Number).filter((pid) => {
+    try {
+      return /tabgrid-sandbox\.js/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+};
+
 describe.runIf(linux)("warm program processes (a dedicated volunteer's)", () => {
-  /** This process's children whose command line is a program process's (node -e <boot>). */
-  const programChildren = () => {
-    const kids = fs.readdirSync("/proc/self/task").flatMap((t) => fs.readFileSync(`/proc/self/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
-    return kids.map(Number).filter((pid) => {
-      try {
-        return /tabgrid-sandbox\.js/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
-      } catch {
-        return false; // gone meanwhile
-      }
-    });
-  };
   const waitFor = async <T>(probe: () => T | undefined, what: string): Promise<T> => {
     for (let i = 0; i < 200; i++) {
       const v = probe();
@@ -219,6 +220,37 @@ describe.runIf(linux)("warm program processes (a dedicated volunteer's)", () => 
     } finally {
       warm.terminate();
     }
+  });
+});
+
+describe.runIf(linux)("tasks handed ahead to a program process", () => {
+  const STAMPS = `export async function run(input) {
+  const start = Date.now();
+  await new Promise((r) => setTimeout(r, input.ms));
+  return { i: input.i, start, end: Date.now() };
+}`;
+  let one: WorkerPool;
+  beforeAll(async () => {
+    scripts.stamps = (await compileJsProgram(STAMPS)).script;
+    one = createNodePool({ threads: 1 });
+  });
+  afterAll(() => one?.terminate());
+
+  it("runs them one at a time, in order, in the same process", async () => {
+    const before = new Set(programChildren());
+    const outs = await Promise.all([0, 1, 2, 3].map((i) => run(program("js", "stamps", { i, ms: 40 }), 10_000, one).then((r) => r.output as { i: number; start: number; end: number })));
+    expect(outs.map((o) => o.i)).toEqual([0, 1, 2, 3]);
+    for (let k = 1; k < outs.length; k++) expect(outs[k].start).toBeGreaterThanOrEqual(outs[k - 1].end);
+    expect(programChildren().filter((p) => !before.has(p))).toHaveLength(1);
+  });
+
+  it("computes the task handed ahead of one that times out, on a fresh process", async () => {
+    const looping = run(program("js", "loops", null), 1500, one);
+    const after = run(program("js", "loops", null), 1500, one);
+    const good = run(program("js", "good", { n: 6 }), 10_000, one);
+    await expect(looping).rejects.toThrow("time limit of 1.5 s exceeded");
+    await expect(after).rejects.toThrow("time limit of 1.5 s exceeded");
+    await expect(good).resolves.toMatchObject({ output: { double: 12 } });
   });
 });
 

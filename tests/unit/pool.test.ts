@@ -272,3 +272,175 @@ describe("WorkerPool", () => {
     pool.terminate();
   });
 });
+
+/** A worker that queues tasks handed to it ahead (a program process): the oldest open one runs. */
+class QueueingWorker extends FakeWorker {
+  takesAhead = true;
+  withdrawn: TaskRun[] = [];
+  override api = {
+    run: (task: TaskRun, _onProgress?: (f: number) => void, withdraw?: AbortSignal) =>
+      new Promise<TaskResult>((resolve, reject) => {
+        if (this.terminated) throw new Error("run on a terminated worker");
+        const call = { task, resolve, reject };
+        this.open.push(call);
+        withdraw?.addEventListener("abort", () => {
+          const i = this.open.indexOf(call);
+          if (i > 0) {
+            this.open.splice(i, 1);
+            this.withdrawn.push(task);
+            reject(Object.assign(new Error("withdrawn"), { name: "AbortError" }));
+          }
+        });
+      }),
+  };
+  accepts = () => this.takesAhead && !this.terminated;
+  override terminate() {
+    super.terminate();
+    for (const call of this.open.splice(0)) call.reject(new Error("Program process terminated"));
+  }
+}
+
+function queueingFakes() {
+  const workers: QueueingWorker[] = [];
+  const factory = () => {
+    const w = new QueueingWorker();
+    workers.push(w);
+    return w;
+  };
+  return { workers, factory };
+}
+
+const ids = (w: FakeWorker) => w.open.map((c) => (c.task.input as { i: number }).i);
+
+describe("WorkerPool, tasks handed ahead to a worker that queues them", () => {
+  it("gives a busy worker the next task at once, and only one; it becomes the running task when the first ends", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 1 });
+    const runs = [1, 2, 3].map((i) => pool.run(task(i), `t${i}`));
+    await settle();
+    const w = f.workers[0];
+    expect(ids(w)).toEqual([1, 2]);
+    expect(pool.pending).toBe(1);
+    w.finish(5, "one");
+    await expect(runs[0]).resolves.toMatchObject({ output: "one" });
+    await settle();
+    // 2 runs now, 3 was handed ahead behind it.
+    expect(pool.states()).toMatchObject([{ state: "busy", task: "t2", done: 1 }]);
+    expect(ids(w)).toEqual([2, 3]);
+    w.finish(5, "two");
+    w.finish(5, "three");
+    await expect(Promise.all(runs.slice(1))).resolves.toMatchObject([{ output: "two" }, { output: "three" }]);
+    await settle();
+    expect(pool.states()).toMatchObject([{ state: "idle", done: 3 }]);
+    expect(f.workers).toHaveLength(1);
+    pool.terminate();
+  });
+
+  it("hands nothing ahead to a worker that does not take it, nor while throttled", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 1, throttle: 0.5 });
+    background(pool.run(task(1)));
+    background(pool.run(task(2)));
+    await settle();
+    expect(ids(f.workers[0])).toEqual([1]);
+    f.workers[0].takesAhead = false;
+    pool.setThrottle(1);
+    background(pool.run(task(3)));
+    await settle();
+    expect(ids(f.workers[0])).toEqual([1]);
+    expect(pool.pending).toBe(2);
+    pool.terminate();
+  });
+
+  it("counts a handed-ahead task's time limit from its predecessor's end; a time-out puts the task behind it back in line", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 1 });
+    const a = pool.run(task(1), "a", { timeoutMs: 1000 });
+    const b = pool.run(task(2), "b", { timeoutMs: 1000 });
+    const c = pool.run(task(3), "c", { timeoutMs: 1000 });
+    const bOutcome = b.then(() => "done", (e: Error) => e.message);
+    await settle();
+    vi.advanceTimersByTime(900);
+    f.workers[0].finish(900, "a");
+    await expect(a).resolves.toMatchObject({ output: "a" });
+    await settle();
+    // b started 900 ms after it was handed over; its second is its own.
+    vi.advanceTimersByTime(900);
+    await settle();
+    expect(ids(f.workers[0])).toEqual([2, 3]);
+    vi.advanceTimersByTime(100);
+    await expect(bOutcome).resolves.toBe("time limit of 1 s exceeded");
+    await settle();
+    // The worker was replaced; c, queued in the one that was stopped, runs on the new one.
+    expect(f.workers[0].terminated).toBe(true);
+    expect(ids(f.workers[1])).toEqual([3]);
+    f.workers[1].finish(3, "c");
+    await expect(c).resolves.toMatchObject({ output: "c" });
+    pool.terminate();
+  });
+
+  it("after a failed task, runs the one handed ahead on the fresh worker", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 1 });
+    const a = pool.run(task(1));
+    const b = pool.run(task(2));
+    await settle();
+    f.workers[0].fail(new Error("boom"));
+    await expect(a).rejects.toThrow("boom");
+    await settle();
+    expect(ids(f.workers[1])).toEqual([2]);
+    f.workers[1].finish(1, "b");
+    await expect(b).resolves.toMatchObject({ output: "b" });
+    pool.terminate();
+  });
+
+  it("takes a task back from behind a long one when another worker goes idle", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 2 });
+    const runs = [1, 2, 3, 4].map((i) => pool.run(task(i)));
+    await settle();
+    const [long, short] = f.workers;
+    expect([ids(long), ids(short)]).toEqual([[1, 3], [2, 4]]);
+    short.finish(1, "two");
+    await settle();
+    short.finish(1, "four");
+    await settle();
+    // The second worker is idle while 3 waits behind the long task 1: it takes 3 over.
+    expect(long.withdrawn.map((t) => (t.input as { i: number }).i)).toEqual([3]);
+    expect([ids(long), ids(short)]).toEqual([[1], [3]]);
+    short.finish(1, "three");
+    long.finish(1, "one");
+    await expect(Promise.all(runs)).resolves.toMatchObject([{ output: "one" }, { output: "two" }, { output: "three" }, { output: "four" }]);
+    pool.terminate();
+  });
+
+  it("terminate rejects the task handed ahead too", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 1 });
+    const a = pool.run(task(1));
+    const b = pool.run(task(2));
+    await settle();
+    pool.terminate();
+    await expect(a).rejects.toMatchObject({ name: "AbortError" });
+    await expect(b).rejects.toMatchObject({ name: "AbortError" });
+  });
+
+  it("a shrinking pool puts the task handed to a retiring worker back in line", async () => {
+    const f = queueingFakes();
+    const pool = new WorkerPool(f.factory, { threads: 2 });
+    const runs = [1, 2, 3].map((i) => pool.run(task(i)));
+    await settle();
+    expect([ids(f.workers[0]), ids(f.workers[1])]).toEqual([[1, 3], [2]]);
+    pool.setThreads(1);
+    // The newest busy worker retires: worker 1 after task 2. Worker 0 keeps 3 behind 1.
+    f.workers[1].finish(1, "two");
+    await settle();
+    expect(f.workers[1].terminated).toBe(true);
+    f.workers[0].finish(1, "one");
+    await settle();
+    f.workers[0].finish(1, "three");
+    await expect(Promise.all(runs)).resolves.toMatchObject([{ output: "one" }, { output: "two" }, { output: "three" }]);
+    pool.terminate();
+  });
+});

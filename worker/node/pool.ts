@@ -134,9 +134,10 @@ export function startProgramProcessFor(memoryLimitBytes: number, limiter: Memory
 /** Failures of a program worker leave the volunteer without host paths in their messages. */
 function scrubbed(worker: PoolWorker): PoolWorker {
   return {
-    api: { run: (t, onProgress) => worker.api.run(t, onProgress).catch((e: unknown) => Promise.reject(scrubError(e))) },
+    api: { run: (t, onProgress, withdraw) => worker.api.run(t, onProgress, withdraw).catch((e: unknown) => Promise.reject(scrubError(e))) },
     terminate: () => worker.terminate(),
     ...(worker.alive ? { alive: () => worker.alive!() } : {}),
+    ...(worker.accepts ? { accepts: (t: TaskRun) => worker.accepts!(t) } : {}),
   };
 }
 

@@ -7,9 +7,9 @@
 // JS programs run in a fresh node:vm context per task (worker/sandbox/vmHost.ts says what
 // that does and does not protect), WASM programs as WebAssembly instances without imports.
 //
-// Messages: parent → child `{ type: "run", id, task }`; child → parent `{ type: "ready" }`
-// once, then per task `{ type: "progress", id, fraction }`, `{ type: "done", id, result }` or
-// `{ type: "fail", id, message }`.
+// Messages: parent → child `{ type: "run", id, task }` (one may come while another runs: it
+// waits for it); child → parent `{ type: "ready" }` once, then per task `{ type: "progress",
+// id, fraction }`, `{ type: "done", id, result }` or `{ type: "fail", id, message }`.
 import v8 from "node:v8";
 import vm from "node:vm";
 import type { TaskRun } from "../runtime/runTask";
@@ -23,7 +23,10 @@ import { isolateStackCallback } from "./stackCallback";
  * `inputKey`: the task's input is kept under it (worker/node/inputCache.ts); with `cached`,
  * the input was left out because this process has it.
  */
-export type ChildRequest = { type: "run"; id: number; task: TaskRun; inputKey?: string; cached?: boolean };
+export type ChildRequest =
+  | { type: "run"; id: number; task: TaskRun; inputKey?: string; cached?: boolean }
+  /** The parent took the task back: drop it unless it has started. */
+  | { type: "drop"; id: number };
 export type ChildReply =
   | { type: "ready"; stackCallback: boolean }
   | { type: "progress"; id: number; fraction: number }
@@ -92,18 +95,23 @@ process.setUncaughtExceptionCaptureCallback(() => process.exit(70));
 // Without its parent this process has nothing to do.
 process.on("disconnect", () => process.exit(0));
 
-process.on("message", (m: ChildRequest) => {
-  if (!m || m.type !== "run" || typeof m.id !== "number") return;
-  const { id } = m;
-  let task = m.task;
-  if (typeof m.inputKey === "string") {
-    if (m.cached) {
-      const input = inputs.get(m.inputKey);
-      if (input === undefined) return send({ type: "missing", id });
-      task = { ...task, input };
-    } else if (cacheable(task.input)) inputs.set(m.inputKey, task.input, inputSize(task.input));
-  }
+/**
+ * Tasks that came while another ran (the pool hands the next one ahead, PoolWorker.accepts):
+ * they run one at a time, in order, each the moment its predecessor ends.
+ */
+const waiting: Array<{ id: number; task: TaskRun }> = [];
+let running = false;
+
+function runNext() {
+  const next = waiting.shift();
+  if (!next) return;
+  running = true;
+  const { id, task } = next;
   const fail = (e: unknown) => send({ type: "fail", id, message: hostErrorMessage(e, "the program failed") });
+  const ended = () => {
+    running = false;
+    runNext();
+  };
   try {
     const params = task.params;
     if (task.kernel !== PROGRAM_KERNEL || !isProgramParams(params)) throw new Error("this process runs program tasks only");
@@ -111,10 +119,35 @@ process.on("message", (m: ChildRequest) => {
     const before = inUse();
     runProgram({ ...params, input: task.input }, { jsHost, onProgress })
       .then((result) => send({ type: "done", id, result }), fail)
-      .finally(() => collectIfGrown(before, params.memoryLimitBytes));
+      .finally(() => {
+        collectIfGrown(before, params.memoryLimitBytes);
+        ended();
+      });
   } catch (e) {
     fail(e);
+    ended();
   }
+}
+
+process.on("message", (m: ChildRequest) => {
+  if (m?.type === "drop") {
+    const i = waiting.findIndex((w) => w.id === m.id);
+    if (i >= 0) waiting.splice(i, 1);
+    return;
+  }
+  if (!m || m.type !== "run" || typeof m.id !== "number") return;
+  const { id } = m;
+  let task = m.task;
+  // Inputs are looked up and kept as the requests come, in the order the parent's mirror assumed.
+  if (typeof m.inputKey === "string") {
+    if (m.cached) {
+      const input = inputs.get(m.inputKey);
+      if (input === undefined) return send({ type: "missing", id });
+      task = { ...task, input };
+    } else if (cacheable(task.input)) inputs.set(m.inputKey, task.input, inputSize(task.input));
+  }
+  waiting.push({ id, task });
+  if (!running) runNext();
 });
 
 send({ type: "ready", stackCallback: installStackFormatter !== undefined });

@@ -141,6 +141,12 @@ function prlimit(command: string, pid: number, dataBytes: number): Promise<void>
   });
 }
 
+function withdrawnError(): Error {
+  const e = new Error("the task was given to another worker");
+  e.name = "AbortError";
+  return e;
+}
+
 /** What a dead program process tells: the memory limit (V8's fatal out-of-memory), or just that it died. */
 function exitError(code: number | null, signal: NodeJS.Signals | null, stderr: string, memoryLimitBytes: number): Error {
   if (/out of memory|allocation failed|bad_alloc|cannot allocate|failed to reserve/i.test(stderr)) return new Error(memoryLimitMessage(memoryLimitBytes));
@@ -272,12 +278,13 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
 
   // What the child holds of inputs.
   const inputs = new InputMirror();
+  let ready = false;
   const started = start(!hardeningRefused);
-  started.catch((e: Error) => failAll(e));
+  started.then(() => (ready = true), (e: Error) => failAll(e));
 
   return {
     api: {
-      run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
+      run(t: TaskRun, onProgress?: (fraction: number) => void, withdraw?: AbortSignal): Promise<TaskResult> {
         return started.then(
           () =>
             new Promise<TaskResult>((resolve, reject) => {
@@ -301,10 +308,18 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
               });
               if (req.cached) send({ type: "run", id, task: { ...t, input: undefined }, inputKey: req.key, cached: true });
               else send({ type: "run", id, task: t, inputKey: req.key });
+              // Taken back before it ran: the child drops it if it still waits (what it sends for it is not read).
+              withdraw?.addEventListener("abort", () => {
+                if (!pending.delete(id)) return;
+                reject(withdrawnError());
+                if (c.connected) c.send({ type: "drop", id } satisfies ChildRequest, () => {});
+              }, { once: true });
             }),
         );
       },
     },
+    // The child runs its tasks one after another, in the order they came (programChild.ts).
+    accepts: () => ready && !dead && child?.connected === true,
     terminate() {
       terminated = true;
       child?.kill("SIGKILL");

@@ -2,11 +2,22 @@ import type { TaskResult, TaskRun } from "./runTask";
 
 /** One worker as the pool sees it; the browser wraps a Web Worker, Node a worker thread. */
 export interface PoolWorker {
-  /** `onProgress` (optional) receives the task's own progress reports, 0..1. */
-  api: { run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> };
+  /**
+   * `onProgress` (optional) receives the task's own progress reports, 0..1. `withdraw` comes
+   * with a task handed ahead (see accepts): aborted, the worker drops the task if it has not
+   * started it.
+   */
+  api: { run(t: TaskRun, onProgress?: (fraction: number) => void, withdraw?: AbortSignal): Promise<TaskResult> };
   terminate(): void;
   /** False once the worker is known to be gone (a program process that exited while idle). */
   alive?(): boolean;
+  /**
+   * Whether `t` may be handed to this worker now, while it runs another task: the worker
+   * queues it and starts it the moment that one ends, without a round trip through the pool
+   * (a program process, whose hand-off through the volunteer's event loop cost 1-7 ms a task
+   * on a loaded machine). Absent: never.
+   */
+  accepts?(t: TaskRun): boolean;
 }
 export type WorkerFactory = () => PoolWorker;
 
@@ -55,6 +66,12 @@ interface Slot {
   /** Leaves the pool when its running task ends (setThreads shrank the pool). */
   retiring: boolean;
   timer?: ReturnType<typeof setTimeout>;
+  /** The task handed to the worker ahead (PoolWorker.accepts): it runs once `job` ends. */
+  next?: Job;
+  /** Takes `next` back from the worker (it is given to a slot that went idle first). */
+  withdraw?: AbortController;
+  /** How `next` ended, if it did before the pool saw `job` end (never, as workers answer in order). */
+  nextOutcome?: { ms: number; failure: { error: unknown } | null; result?: TaskResult };
   /** Fires when the running task's time limit passes. */
   deadline?: ReturnType<typeof setTimeout>;
   progress?: number;
@@ -215,7 +232,10 @@ export class WorkerPool {
       clearTimeout(s.deadline);
       this.stopWorker(s.worker);
       s.job?.reject(abortError());
+      s.next?.reject(abortError());
       s.job = undefined;
+      s.next = undefined;
+      s.withdraw = undefined;
     }
     for (const job of queue) job.reject(abortError());
     this.emit();
@@ -249,6 +269,27 @@ export class WorkerPool {
         started = true;
       }
     }
+    // A slot free while a task waits behind another slot's running one takes it over: a long
+    // task must not hold up the next while a worker idles.
+    for (const s of this.slots) {
+      if (s.state !== "idle" || s.retiring) continue;
+      const ahead = this.slots.find((o) => o.next && !o.nextOutcome);
+      if (!ahead) break;
+      const job = ahead.next!;
+      ahead.withdraw?.abort();
+      ahead.next = undefined;
+      ahead.withdraw = undefined;
+      this.start(s, job);
+      started = true;
+    }
+    // Then the next task in line, to a busy worker that takes it ahead. Not while throttled:
+    // it would start without the rest its slot owes.
+    if (this.share === 1) {
+      for (const s of this.slots) {
+        if (this.queue.length === 0) break;
+        if (s.state === "busy" && !s.next && !s.retiring && s.worker.accepts?.(this.queue[0].task)) this.handAhead(s, this.queue.shift()!);
+      }
+    }
     if (started) this.emit();
   }
 
@@ -256,12 +297,25 @@ export class WorkerPool {
     slot.state = "busy";
     slot.job = job;
     slot.progress = undefined;
+    this.armDeadline(slot, job);
+    this.send(slot, job, undefined, (outcome) => this.finish(slot, outcome.worker, job, outcome.ms, outcome.failure, outcome.result));
+  }
+
+  /** The time limit counts from now: a task handed ahead is armed when its predecessor ends. */
+  private armDeadline(slot: Slot, job: Job): void {
+    if (job.timeoutMs === undefined) return;
+    const worker = slot.worker;
+    // finish() replaces the worker of a failed task, which is what stops the runaway one.
+    slot.deadline = setTimeout(() => this.finish(slot, worker, job, job.timeoutMs!, { error: timeLimitError(job.timeoutMs!) }), job.timeoutMs);
+  }
+
+  /** Gives the job to the slot's worker; `settled` gets how it ended. */
+  private send(
+    slot: Slot, job: Job, withdraw: AbortSignal | undefined,
+    settled: (o: { worker: PoolWorker; ms: number; failure: { error: unknown } | null; result?: TaskResult }) => void,
+  ): void {
     const worker = slot.worker;
     const t0 = performance.now();
-    if (job.timeoutMs !== undefined) {
-      // finish() replaces the worker of a failed task, which is what stops the runaway one.
-      slot.deadline = setTimeout(() => this.finish(slot, worker, job, job.timeoutMs!, { error: timeLimitError(job.timeoutMs!) }), job.timeoutMs);
-    }
     const onProgress = (fraction: number) => {
       if (slot.job !== job || slot.worker !== worker || !Number.isFinite(fraction)) return;
       slot.progress = Math.min(1, Math.max(0, fraction));
@@ -269,14 +323,35 @@ export class WorkerPool {
     };
     let result: Promise<TaskResult>;
     try {
-      result = worker.api.run(job.task, onProgress);
+      result = withdraw ? worker.api.run(job.task, onProgress, withdraw) : worker.api.run(job.task, onProgress);
     } catch (e) {
       result = Promise.reject(e);
     }
     result.then(
-      (r) => this.finish(slot, worker, job, Number.isFinite(r?.ms) ? r.ms : performance.now() - t0, null, r),
-      (e) => this.finish(slot, worker, job, performance.now() - t0, { error: e }),
+      (r) => settled({ worker, ms: Number.isFinite(r?.ms) ? r.ms : performance.now() - t0, failure: null, result: r }),
+      (e) => settled({ worker, ms: performance.now() - t0, failure: { error: e } }),
     );
+  }
+
+  /** Hands `job` to the busy slot's worker, to start when its running task ends (PoolWorker.accepts). */
+  private handAhead(slot: Slot, job: Job): void {
+    slot.next = job;
+    slot.nextOutcome = undefined;
+    slot.withdraw = new AbortController();
+    this.send(slot, job, slot.withdraw.signal, ({ worker, ms, failure, result }) => {
+      if (this.terminated || slot.worker !== worker) return;
+      if (slot.job === job) this.finish(slot, worker, job, ms, failure, result);
+      else if (slot.next === job) slot.nextOutcome = { ms, failure, result };
+    });
+  }
+
+  /** The task handed ahead goes back to the head of the queue: its worker is being stopped. */
+  private takeBackNext(slot: Slot): void {
+    const next = slot.next;
+    slot.next = undefined;
+    slot.nextOutcome = undefined;
+    slot.withdraw = undefined;
+    if (next) this.queue.unshift(next);
   }
 
   private finish(
@@ -299,18 +374,33 @@ export class WorkerPool {
       job.resolve(result!);
     }
     if (slot.retiring) {
+      this.takeBackNext(slot);
       this.remove(slot);
-    } else if (failure && !this.replaceWorker(slot)) {
-      return;
     } else {
-      const rest = restMs(ms, this.share);
-      if (rest > 0) {
-        slot.state = "resting";
-        slot.restStart = performance.now();
-        slot.lastMs = ms;
-        slot.timer = setTimeout(() => this.wake(slot), rest);
+      if (failure) {
+        this.takeBackNext(slot);
+        if (!this.replaceWorker(slot)) return;
+      }
+      if (slot.next) {
+        // The worker has started the task handed to it ahead: it is now the running one.
+        const next = slot.next;
+        const outcome = slot.nextOutcome;
+        slot.next = undefined;
+        slot.nextOutcome = undefined;
+        slot.withdraw = undefined;
+        slot.job = next;
+        this.armDeadline(slot, next);
+        if (outcome) return this.finish(slot, worker, next, outcome.ms, outcome.failure, outcome.result);
       } else {
-        slot.state = "idle";
+        const rest = restMs(ms, this.share);
+        if (rest > 0) {
+          slot.state = "resting";
+          slot.restStart = performance.now();
+          slot.lastMs = ms;
+          slot.timer = setTimeout(() => this.wake(slot), rest);
+        } else {
+          slot.state = "idle";
+        }
       }
     }
     this.emit();

@@ -21,16 +21,20 @@ export interface RoutingPoolOptions extends PoolOptions {
 export function routingWorker(kernels: WorkerFactory, programs: WorkerFactory, warm = false): PoolWorker {
   const kernel = kernels();
   let program: PoolWorker | undefined = warm ? programs() : undefined;
+  /** Kernel tasks running: a program handed ahead must not start beside one. */
+  let kernelTasks = 0;
   return {
     api: {
-      run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
+      run(t: TaskRun, onProgress?: (fraction: number) => void, withdraw?: AbortSignal): Promise<TaskResult> {
         if (t.kernel === PROGRAM_KERNEL) {
           program ??= programs();
-          return program.api.run(t, onProgress);
+          return program.api.run(t, onProgress, withdraw);
         }
-        return kernel.api.run(t, onProgress);
+        kernelTasks++;
+        return kernel.api.run(t, onProgress).finally(() => kernelTasks--);
       },
     },
+    accepts: (t) => t.kernel === PROGRAM_KERNEL && kernelTasks === 0 && program?.accepts?.(t) === true,
     terminate() {
       kernel.terminate();
       program?.terminate();
@@ -93,7 +97,7 @@ export function dedicatedProgramWorker(opts: DedicatedProgramWorkerOptions): Poo
   };
   return {
     api: {
-      run(t: TaskRun, onProgress?: (fraction: number) => void): Promise<TaskResult> {
+      run(t: TaskRun, onProgress?: (fraction: number) => void, withdraw?: AbortSignal): Promise<TaskResult> {
         if (!isProgramParams(t.params)) {
           return Promise.reject(new Error("not a program task: its params need kind, hash and memoryLimitBytes"));
         }
@@ -107,8 +111,15 @@ export function dedicatedProgramWorker(opts: DedicatedProgramWorkerOptions): Poo
         if (p.kind === "js") current.jsHash = p.hash;
         current.lastHash = p.hash;
         const params: ProgramRunParams = needsCode ? p : { ...p, code: undefined };
-        return current.worker.api.run({ ...t, params }, onProgress);
+        return current.worker.api.run({ ...t, params }, onProgress, withdraw);
       },
+    },
+    // Only a task that run() would give to the same worker as it is: anything else replaces it, task and all.
+    accepts(t) {
+      if (!current || !isProgramParams(t.params) || current.worker.alive?.() === false) return false;
+      const p = t.params;
+      return current.lastHash === p.hash && (current.jsHash === undefined || current.jsHash === p.hash) &&
+        (opts.sameLimits?.(current.started, p) ?? true) && current.worker.accepts?.(t) === true;
     },
     terminate: stop,
   };
