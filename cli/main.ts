@@ -1,13 +1,22 @@
-import { ZodError } from "zod";
 import { UsageError } from "./args";
-import { describeError } from "./client";
-import { submit, job, status } from "./commands/jobs";
-import { volunteer } from "./commands/volunteer";
-import { admin } from "./commands/admin";
-import { watch } from "./commands/watch";
-import { calc } from "./commands/calc";
-import { files } from "./commands/files";
 import { kernels } from "../worker/kernels";
+
+type Command = (argv: string[]) => Promise<number>;
+/**
+ * Each command's module is loaded when it runs: a volunteer needs neither the database client
+ * (admin) nor the API client (submit, job), and loading every module through the TypeScript
+ * loader took most of a second at each start.
+ */
+const commands: Record<string, () => Promise<Command>> = {
+  volunteer: async () => (await import("./commands/volunteer")).volunteer,
+  submit: async () => (await import("./commands/jobs")).submit,
+  job: async () => (await import("./commands/jobs")).job,
+  status: async () => (await import("./commands/jobs")).status,
+  admin: async () => (await import("./commands/admin")).admin,
+  watch: async () => (await import("./commands/watch")).watch,
+  calc: async () => (await import("./commands/calc")).calc,
+  files: async () => (await import("./commands/files")).files,
+};
 
 const USAGE = `tabgrid: volunteer computing from the command line
 
@@ -32,8 +41,6 @@ comma-separated, tried in turn after each disconnect. admin works on DATABASE_UR
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
 down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { volunteer, submit, job, status, admin, watch, calc, files };
-
 const [name, ...argv] = process.argv.slice(2);
 let code = 0;
 if (!name || name === "help" || name === "--help" || name === "-h" || argv.includes("--help") || argv.includes("-h")) {
@@ -43,8 +50,10 @@ if (!name || name === "help" || name === "--help" || name === "-h" || argv.inclu
   code = 2;
 } else {
   try {
-    code = await commands[name](argv);
+    code = await (await commands[name]())(argv);
   } catch (e) {
+    const { ZodError } = await import("zod");
+    const { describeError } = await import("./client");
     if (e instanceof UsageError) {
       console.error(`tabgrid ${name}: ${e.message}`);
       code = 2;
