@@ -5,7 +5,7 @@ import { seededRandom } from "../helpers/random";
 // parseClientMessage checks `results` frames by hand for speed; it must accept exactly what
 // the schema accepts, in the same shape, and refuse the rest with the schema's reason.
 
-const values = [undefined, null, 0, -1, 1.5, "", "x", "a".repeat(201), true, [], {}, { inside: 3, samples: 5 }, Infinity];
+const values = [undefined, null, 0, -1, 1.5, "", "x", "a".repeat(201), true, [], {}, { inside: 3, samples: 5 }, Infinity, 86_400_000, 86_400_001, 3e9];
 const pick = <T>(random: () => number, xs: T[]) => xs[Math.floor(random() * xs.length)];
 
 function randomItem(random: () => number): unknown {
@@ -39,5 +39,13 @@ describe("results frames", () => {
   it("refuses with the schema's reason", () => {
     expect(parseClientMessage(JSON.stringify({ type: "results", results: [] }))).toMatchObject({ ok: false, error: expect.stringMatching(/^invalid message: results/) });
     expect(parseClientMessage(JSON.stringify({ type: "results", results: [{ taskId: "", output: 1 }] }))).toMatchObject({ ok: false });
+  });
+
+  it("refuses a task time it could not store, saying so (3e9 ms once stopped every PostgreSQL commit)", () => {
+    const frame = (ms: string) => `{"type":"results","results":[{"taskId":"t1","output":1,"ms":2.5},{"taskId":"t2","output":1,"ms":${ms}}]}`;
+    for (const ms of ["3e9", "86400001", "1e999", "-1", "\"5\""]) {
+      expect(parseClientMessage(frame(ms)), ms).toEqual({ ok: false, error: "invalid message: results.1.ms must be a number of milliseconds from 0 to 86400000" });
+    }
+    expect(parseClientMessage(frame("86400000"))).toMatchObject({ ok: true, msg: { results: [{ ms: 2.5 }, { ms: 86_400_000 }] } });
   });
 });

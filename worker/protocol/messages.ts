@@ -38,8 +38,16 @@ export const capacitySchema = z.object({
   threads: z.number().int().min(0).max(256),
 });
 
+/**
+ * The most a result may say its task took: a day. It is stored as a 32-bit integer; a result
+ * saying 3e9 once made every PostgreSQL commit fail, and kept failing, until a restart.
+ */
+export const MAX_TASK_MS = 86_400_000;
+const taskMs = z.number().min(0).max(MAX_TASK_MS);
+const TASK_MS_PROBLEM = `ms must be a number of milliseconds from 0 to ${MAX_TASK_MS}`;
+
 export const taskResultSchema = z.union([
-  z.object({ taskId: id, output: z.unknown(), ms: z.number().min(0).optional() }),
+  z.object({ taskId: id, output: z.unknown(), ms: taskMs.optional() }),
   z.object({ taskId: id, error: z.string().max(2000) }),
 ]);
 
@@ -121,6 +129,7 @@ export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage 
     return { ok: false, error: "message is not valid JSON" };
   }
   const fast = fastResults(json);
+  if (fast && "problem" in fast) return { ok: false, error: `invalid message: ${fast.problem}` };
   if (fast) return { ok: true, msg: fast };
   const parsed = clientMessageSchema.safeParse(json);
   if (!parsed.success) {
@@ -158,7 +167,7 @@ function bounded(r: TaskResult): TaskResult {
  * rules (and the same normalised shape) as resultsSchema. Anything it does not accept goes
  * through the schema, which gives the reason.
  */
-function fastResults(json: unknown): ClientMessage | undefined {
+function fastResults(json: unknown): ClientMessage | { problem: string } | undefined {
   const frame = json as { type?: unknown; results?: unknown } | null;
   if (!frame || frame.type !== "results" || !Array.isArray(frame.results)) return undefined;
   const items = frame.results as unknown[];
@@ -169,15 +178,18 @@ function fastResults(json: unknown): ClientMessage | undefined {
     if (!r || typeof r !== "object" || Array.isArray(r)) return undefined;
     const taskId = r.taskId;
     if (typeof taskId !== "string" || taskId.length < 1 || taskId.length > 200) return undefined;
-    // The schema's first branch needs the key `output` (any value) and a valid `ms` if given.
-    const outputOk = Object.hasOwn(r, "output") && (r.ms === undefined || (typeof r.ms === "number" && Number.isFinite(r.ms) && r.ms >= 0));
-    if (outputOk) {
+    // The schema's first branch needs the key `output` (any value) and a valid `ms` if given:
+    // said here, where the schema's union would only say "Invalid input".
+    const badMs = r.ms !== undefined && !(typeof r.ms === "number" && r.ms >= 0 && r.ms <= MAX_TASK_MS);
+    const hasOutput = Object.hasOwn(r, "output") && !badMs;
+    if (hasOutput) {
       const output = r.output;
       const why = outputProblem(output);
       if (why !== null) results[i] = { taskId, error: why };
       else results[i] = r.ms === undefined ? { taskId, output } : { taskId, output, ms: r.ms as number };
     }
     else if (typeof r.error === "string" && r.error.length <= 2000) results[i] = { taskId, error: r.error };
+    else if (badMs && Object.hasOwn(r, "output")) return { problem: `results.${i}.${TASK_MS_PROBLEM}` };
     else return undefined;
   }
   return { type: "results", results };
