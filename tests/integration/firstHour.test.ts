@@ -133,6 +133,11 @@ describe("a quorum nobody online can complete", () => {
     expect(await reason(api.jobs.setReplication.mutate({ id, replicas: 0 }))).toMatch(/replicas/);
     expect(await reason(api.jobs.setReplication.mutate({ id, replicas: 1.5 } as never))).toMatch(/replicas/);
     expect(await reason(api.jobs.setReplication.mutate({ id: "nope", replicas: 1 }))).toBe("No job nope.");
+    // Its escrow pays two results a unit: a quorum of three would be paid partly out of nothing.
+    const three = await api.jobs.submit.mutate({ kernel: "pi", chunks: 2, replication: { replicas: 3, quorum: 2, adaptive: false } } as never);
+    expect(await reason(api.jobs.setReplication.mutate({ id: three.id, replicas: 3, quorum: 3 }))).toBe("A running job's quorum can only be lowered (it has a quorum of 2).");
+    expect(await srv.deps.db.job.findUniqueOrThrow({ where: { id: three.id }, select: { replicas: true, quorum: true } })).toEqual({ replicas: 3, quorum: 2 });
+    await api.jobs.cancel.mutate({ id: three.id });
     // An admin may look at anyone's job, but not decide for its owner.
     const admin = await createUserWithKey(srv.deps, "second-admin@example.com");
     await srv.deps.db.user.update({ where: { id: admin.user.id }, data: { role: "admin" } });

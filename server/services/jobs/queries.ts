@@ -223,6 +223,10 @@ export async function setReplication(deps: AppDeps, viewer: Viewer, input: { id:
     // More copies than the escrow was sized for could run out of it.
     throw new UserError("BAD_REQUEST", `A running job's replication can only be lowered (it has ${job.replicas} copies per unit).`);
   }
+  if (quorum > job.quorum) {
+    // The escrow pays `quorum` results a unit: a higher one would be paid partly out of nothing.
+    throw new UserError("BAD_REQUEST", `A running job's quorum can only be lowered (it has a quorum of ${job.quorum}).`);
+  }
   const decided = await deps.coordinator.setReplication(input.id, input.replicas, quorum);
   deps.cluster.bus.publish("set-replication", { jobId: input.id, replicas: input.replicas, quorum });
   await deps.coordinator.drain();
