@@ -8,12 +8,25 @@ import { acceptUnconfirmed, cancelJob, stopAfterRound, getJob, listJobs, setRepl
 import { jobResultJson, unitOutputs } from "../../services/jobs/downloads";
 import { submissionAllowed, admitSubmission } from "../../services/jobs/submissionRate";
 import { changes } from "../changes";
+import { RateLimiter } from "../../services/calc/rateLimit";
 
 interface ParamsSchema {
   properties?: Record<string, { type?: string; default?: unknown; minimum?: number; maximum?: number; description?: string }>;
 }
 
 const jobId = z.object({ id: z.string().min(1).max(64) });
+
+/**
+ * jobs.watch per account: this many at once (a person's open job pages), started at most
+ * WATCH_STARTS_PER_SECOND (WATCH_BURST at once). Each sends a whole snapshot when it starts,
+ * every round of the job, then one up to five times a second: one account's 1,024 watches of
+ * a 2,000-round job (375 KB a snapshot) held the server's loop for 30 s.
+ */
+export const MAX_WATCHES_PER_ACCOUNT = 16;
+const WATCH_STARTS_PER_SECOND = 2;
+const WATCH_BURST = 16;
+const watchStarts = new RateLimiter(WATCH_STARTS_PER_SECOND, WATCH_BURST);
+const watches = new Map<string, number>();
 
 /** The Idempotency-Key header as the submission's key; with the field too, both must agree. */
 function withHeaderKey(input: SubmitInput, header: string | undefined): SubmitInput {
@@ -69,8 +82,15 @@ export const jobsRouter = router({
     .mutation(({ ctx, input }) => setReplication(ctx.deps, ctx.user, input)),
   /** Live job snapshots until the job ends; the first one is sent at once. */
   watch: protectedProcedure.input(jobId).subscription(async function* ({ ctx, input, signal }) {
+    const account = ctx.user.id;
+    const open = watches.get(account) ?? 0;
+    if (open >= MAX_WATCHES_PER_ACCOUNT) {
+      throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: `You are watching ${open} jobs live, the most one account may; close a job's page first.` });
+    }
+    if (!watchStarts.take(account)) throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: "Too many job watches started; try again in a few seconds." });
     // Listening before the first read: a change between the two is not missed.
     const updates = changes(ctx.deps.coordinator, "job", (id: string) => id === input.id, { signal, minGapMs: 200 });
+    watches.set(account, open + 1);
     try {
       let job = await getJob(ctx.deps, ctx.user, input.id);
       yield job;
@@ -86,6 +106,9 @@ export const jobsRouter = router({
       }
     } finally {
       updates.close();
+      const left = (watches.get(account) ?? 1) - 1;
+      if (left > 0) watches.set(account, left);
+      else watches.delete(account);
     }
   }),
 });

@@ -41,6 +41,7 @@ export function JobView({ id }: { id: string }) {
           </h2>
           <span className={`badge ${job.status}`} data-testid="job-state">{job.status}</span>
         </div>
+        {live.error && !ended && <p className="hint" role="status">Not updating live: {live.error.message} Reload the page to try again.</p>}
         <div className="progress" aria-label="progress">
           <div style={{ width: `${pct}%` }} />
         </div>
