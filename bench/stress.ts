@@ -657,10 +657,10 @@ async function main() {
       passed: cut && completed && r.requeued !== null && r.held - r.requeued >= 0 && r.held - r.requeued <= 1,
       findings: [
         cut
-          ? `Cut off after ${fmt(r.sentMb, 0)} MB sent (${r.sent} frames, ${fmt(r.cutOffS, 1)} s) once more than ${MAX_BUFFERED_BYTES / 2 ** 20} MB waited for it; the client saw close ${r.closed?.code ?? "–"}${r.closed?.code === 1006 ? " (terminated, no close frame)" : ""}. Its ${r.requeued} leases were re-queued${r.requeued === r.held - 1 ? " (the other task it held was a spot-check, which is dropped, not re-queued)" : ""} and the job ${completed ? "completed" : `is ${r.state}`}.`
+          ? `Cut off after ${fmt(r.sentMb, 0)} MB sent (${r.sent} frames, ${fmt(r.cutOffS, 1)} s): results for tasks it does not hold, past what it could have been sent (STRAY_RESULTS_PER_SECOND), end the connection, and so would more than ${MAX_BUFFERED_BYTES / 2 ** 20} MB waiting for it; the client saw close ${r.closed?.code ?? "–"}${r.closed?.code === 1006 ? " (terminated, no close frame)" : ""}. Its ${r.requeued} leases were re-queued${r.requeued === r.held - 1 ? " (the other task it held was a spot-check, which is dropped, not re-queued)" : ""} and the job ${completed ? "completed" : `is ${r.state}`}.`
           : `Not cut off after ${fmt(r.sentMb, 0)} MB sent: the server kept buffering for a client that does not read.`,
         `Server RSS ${fmt(r.rssBefore, 0)} MB before, ${fmt(r.rssMax, 0)} MB at most while it buffered, ${fmt(r.rssAfter, 0)} MB after.`,
-        "Results for unknown tasks are echoed back in the ack (up to 512 a frame; a frame with more is refused as bad), so a client can make the server write about as much as it sends; the buffer cap bounds it per socket. Slow consumers cut off are not counted in tabgrid_load_shed_total (there is no reason for it yet).",
+        "Results for unknown tasks are echoed back in the ack, 512 at once and 64 a second past that: a client can no longer make the server write as much as it sends for long. Slow consumers cut off are not counted in tabgrid_load_shed_total (there is no reason for it yet).",
       ],
       stats: {
         tasks_held: r.held, frames_sent: r.sent, mb_sent: round(r.sentMb, 1), cut_off: cut, cut_off_seconds: round(r.cutOffS, 2), close_code: r.closed?.code ?? null,

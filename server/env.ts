@@ -67,6 +67,8 @@ const schema = z.object({
   TASK_TIME_LIMIT_SECONDS: z.coerce.number().positive().max(3600).default(30),
   WASM_MEMORY_LIMIT_MB: z.coerce.number().int().min(1).max(4096).default(256),
   MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  // Results a second a volunteer may send for tasks it does not hold (past 512 at once) before its socket is closed.
+  STRAY_RESULTS_PER_SECOND: z.coerce.number().min(0).max(1e9).default(64),
   COMMIT_INTERVAL_MS: z.coerce.number().int().min(0).default(0),
   // How far V8's old generation may grow past what survived its last full collection (see server/index.ts); 0 leaves V8's own rule.
   HEAP_GROWTH_PERCENT: z.coerce.number().int().min(0).max(400).default(25),

@@ -37,6 +37,8 @@ export interface CoordinatorOptions {
   errorWaitMs?: number;
   /** The largest volunteer frame the socket server reads (MAX_WS_MESSAGE_BYTES), told to volunteers in the welcome. */
   maxMessageBytes?: number;
+  /** STRAY_RESULTS_PER_SECOND: see VolunteerEdge. */
+  strayResultsPerSecond?: number;
   /**
    * Cluster mode (PostgreSQL and Redis, several nodes): this node dispatches only the slices of
    * work it claims (sliceHolder.ts) instead of every running job.
@@ -107,7 +109,7 @@ export class Coordinator extends EventEmitter {
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
     const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices });
-    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes });
+    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond });
     this.commit = commit;
     this.dispatcher = dispatch;
     this.lifecycle = lifecycle;

@@ -29,8 +29,15 @@ export interface VolunteerIdentity {
 const MAX_BAD_MESSAGES = 20;
 /** The largest frame read before a hello. */
 const MAX_HELLO_BYTES = 64 * 1024;
-/** Results in one frame for tasks the volunteer does not hold, beyond which the frame counts as bad. */
+/**
+ * Results for tasks the volunteer does not hold (late ones, of leases revoked or lapsed): a
+ * volunteer holds at most its window (2 a thread, 512 at 256 threads), so this many at once,
+ * refilled at STRANGER_RESULTS_PER_SECOND. Past that the socket is closed: four anonymous
+ * sockets sending 4 MB frames of 512 such results each, one after another, held the server's
+ * loop for 87 s when each frame within the allowance only counted as fine.
+ */
 const STRANGER_RESULTS_ALLOWED = 512;
+export const STRANGER_RESULTS_PER_SECOND = 64;
 
 export interface EdgeDeps {
   db: Db;
@@ -40,6 +47,8 @@ export interface EdgeDeps {
   book: ReliabilityBook;
   /** The largest frame the socket server reads; volunteers are told it so they split their results to fit. */
   maxMessageBytes?: number;
+  /** Results a second for tasks a volunteer does not hold, past STRANGER_RESULTS_ALLOWED at once (STRAY_RESULTS_PER_SECOND). */
+  strayResultsPerSecond?: number;
 }
 
 /**
@@ -78,6 +87,8 @@ export class VolunteerEdge implements Notices {
     let conn: VolunteerConn | undefined;
     let bad = 0;
     let helloPending = false;
+    let strangerAllowance = STRANGER_RESULTS_ALLOWED;
+    let strangerAt = performance.now();
     const helloTimer = setTimeout(() => {
       if (!conn) ws.close(1008, "expected a hello message");
     }, HELLO_TIMEOUT_MS);
@@ -154,7 +165,18 @@ export class VolunteerEdge implements Notices {
         // More results for tasks it does not hold than it could ever have been sent: refused as
         // a bad frame (and not echoed back one by one), so junk cannot buy server work.
         const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
-        if (strangers > STRANGER_RESULTS_ALLOWED) reject("bad-message", `${strangers} results for tasks this volunteer does not hold`);
+        if (strangers > 0) {
+          const now = performance.now();
+          const refill = ((now - strangerAt) / 1000) * (this.deps.strayResultsPerSecond ?? STRANGER_RESULTS_PER_SECOND);
+          strangerAllowance = Math.min(STRANGER_RESULTS_ALLOWED, strangerAllowance + refill) - strangers;
+          strangerAt = now;
+          if (strangerAllowance < 0) {
+            reject("bad-message", `${strangers} results for tasks this volunteer does not hold, more than it could have been sent; the connection is closed`);
+            ws.close(1008, "results for tasks not held");
+            // A client that does not read would hold the closing handshake (and its leases) for 30 s.
+            setTimeout(() => ws.terminate(), 1000).unref();
+          }
+        }
       }
     };
     ws.on("close", () => {
