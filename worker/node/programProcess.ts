@@ -289,6 +289,7 @@ export function startProgramProcess(opts: ProgramProcessOptions): PoolWorker {
           () =>
             new Promise<TaskResult>((resolve, reject) => {
               if (dead || !child) return reject(dead ?? new Error("the program process is not running"));
+              if (withdraw?.aborted) return reject(withdrawnError());
               const c = child;
               const id = nextId++;
               // send() throws at once on a closed channel, and reports other failures later.
