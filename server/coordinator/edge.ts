@@ -37,7 +37,7 @@ const MAX_HELLO_BYTES = 64 * 1024;
  * loop for 87 s when each frame within the allowance only counted as fine.
  */
 const STRANGER_RESULTS_ALLOWED = 512;
-export const STRANGER_RESULTS_PER_SECOND = 64;
+const STRANGER_RESULTS_PER_SECOND = 64;
 
 export interface EdgeDeps {
   db: Db;
@@ -162,8 +162,8 @@ export class VolunteerEdge implements Notices {
       } else if (msg.type === "interactive-result") {
         this.interactive.answer(conn.key, msg);
       } else {
-        // More results for tasks it does not hold than it could ever have been sent: refused as
-        // a bad frame (and not echoed back one by one), so junk cannot buy server work.
+        // Results for tasks it does not hold are echoed back (the pipeline, up to 512 a frame);
+        // more than it could ever have been sent close the socket, so junk cannot buy server work.
         const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
         if (strangers > 0) {
           const now = performance.now();
