@@ -323,7 +323,7 @@ export class WorkerPool {
     };
     let result: Promise<TaskResult>;
     try {
-      result = withdraw ? worker.api.run(job.task, onProgress, withdraw) : worker.api.run(job.task, onProgress);
+      result = worker.api.run(job.task, onProgress, withdraw);
     } catch (e) {
       result = Promise.reject(e);
     }
