@@ -1,4 +1,5 @@
-import { GroupCommitter } from "../store/groupCommit";
+import { GroupCommitter, LONE_TRIES } from "../store/groupCommit";
+import { isDataError } from "../store/dataError";
 import { hotStore, type HotStore } from "../store/hotStore";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
@@ -26,6 +27,15 @@ export function opWeight(op: PersistOp): number {
     default:
       return 0;
   }
+}
+
+/** What an op is about, for the log: its type and the ids it names. */
+export function describeOp(op: PersistOp): string {
+  const ids: string[] = [];
+  const o = op as Partial<Record<"jobId" | "unitId" | "taskId" | "id" | "host", unknown>>;
+  if (op.type === "submit") ids.push(`job ${op.job.id}`);
+  for (const k of ["jobId", "unitId", "taskId", "id", "host"] as const) if (typeof o[k] === "string") ids.push(`${k} ${o[k]}`);
+  return `a ${op.type} op${ids.length ? ` (${ids.join(", ")})` : ""}`;
 }
 
 /**
@@ -62,6 +72,13 @@ export class Commit {
         onError: (e) => {
           opts.observer.commitFailed();
           opts.log(`commit failed, will retry: ${(e as Error).message}`);
+        },
+        // One op a database refuses for its values would otherwise fail its batch forever and
+        // stop every commit behind it (a cpuMs past PostgreSQL's integer did, until it was bounded).
+        isolate: isDataError,
+        onDropped: (op, e) => {
+          opts.observer.commitDropped(op.type);
+          opts.log(`commit dropped ${describeOp(op)}: it failed alone ${LONE_TRIES} times on its data: ${(e as Error).message}`);
         },
       },
     );

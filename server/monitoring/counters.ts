@@ -126,6 +126,10 @@ export class IntervalCounters implements CoordinatorObserver {
   commitFailed() {
     this.c.commitFailures++;
   }
+  /** Shown as a database error on the dashboard (and so alerted on), like a failed commit. */
+  commitDropped() {
+    this.c.commitFailures++;
+  }
   /** Prometheus only (tabgrid_result_ack_seconds). */
   resultsAcked() {}
   /** Shedding is counted for Prometheus only (tabgrid_load_shed_total); the dashboard has no series for it. */

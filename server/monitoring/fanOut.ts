@@ -13,6 +13,7 @@ export function fanOut(...observers: CoordinatorObserver[]): CoordinatorObserver
     commitSucceeded: (items, seconds) => observers.forEach((o) => o.commitSucceeded(items, seconds)),
     resultsAcked: (ms) => observers.forEach((o) => o.resultsAcked(ms)),
     commitFailed: () => observers.forEach((o) => o.commitFailed()),
+    commitDropped: (op) => observers.forEach((o) => o.commitDropped(op)),
     shed: (reason, count) => observers.forEach((o) => o.shed(reason, count)),
   };
 }

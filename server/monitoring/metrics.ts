@@ -39,6 +39,7 @@ export class PromMetrics implements CoordinatorObserver {
   private readonly ackDelay: Histogram;
   private readonly commitOpsTotal: Counter;
   private readonly commitFailuresTotal: Counter;
+  private readonly commitDroppedTotal: Counter;
   private readonly rejectedTotal: Counter;
   private readonly shedTotal: Counter<"reason">;
 
@@ -117,6 +118,10 @@ export class PromMetrics implements CoordinatorObserver {
     });
     this.commitOpsTotal = new Counter({ name: "tabgrid_commit_operations_total", help: "Operations (results, verdicts, payouts…) committed.", registers });
     this.commitFailuresTotal = new Counter({ name: "tabgrid_commit_failures_total", help: "Group commits that failed (and were retried).", registers });
+    this.commitDroppedTotal = new Counter({
+      name: "tabgrid_commit_dropped_total", help: "Operations dropped from the group commit because they failed alone on their data, by type.",
+      labelNames: ["op"], registers,
+    });
     this.shedTotal = new Counter({ name: "tabgrid_load_shed_total", help: "Work turned away or put off under overload, by reason.", labelNames: ["reason"], registers });
     for (const reason of SHED_REASONS) this.shedTotal.inc({ reason }, 0);
     this.rejectedTotal = new Counter({ name: "tabgrid_volunteer_messages_rejected_total", help: "Frames from volunteers refused (bad JSON, wrong shape, out of order).", registers });
@@ -160,6 +165,9 @@ export class PromMetrics implements CoordinatorObserver {
   }
   commitFailed() {
     this.commitFailuresTotal.inc();
+  }
+  commitDropped(op: string) {
+    this.commitDroppedTotal.inc({ op });
   }
   resultsAcked(ms: number) {
     this.ackDelay.observe(ms / 1000);

@@ -22,6 +22,8 @@ export interface CoordinatorObserver {
    */
   resultsAcked(ms: number): void;
   commitFailed(): void;
+  /** An operation of this type failed alone on its data and was dropped (see groupCommit.ts). */
+  commitDropped(op: string): void;
   /** Work the server turned away or put off to protect itself (see ShedReason). */
   shed(reason: ShedReason, count?: number): void;
 }
@@ -39,5 +41,5 @@ export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refuse
 
 export const noObserver: CoordinatorObserver = {
   dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {}, spotChecked() {},
-  messageRejected() {}, commitSucceeded() {}, resultsAcked() {}, commitFailed() {}, shed() {},
+  messageRejected() {}, commitSucceeded() {}, resultsAcked() {}, commitFailed() {}, commitDropped() {}, shed() {},
 };

@@ -65,12 +65,12 @@ export class DbWriter {
       resourceLimits: { maxYoungGenerationSizeMb: WRITER_YOUNG_GENERATION_MB },
     });
     const me = this.worker;
-    w.on("message", (m: { id: number; value?: unknown; error?: string; name?: string; needed?: number; available?: number }) => {
+    w.on("message", (m: { id: number; value?: unknown; error?: string; name?: string; code?: string; needed?: number; available?: number }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (!this.pending.size) w.unref();
       if (m.error === undefined) p?.resolve(m.value);
-      else p?.reject(Object.assign(new Error(m.error), { name: m.name ?? "Error", needed: m.needed, available: m.available }));
+      else p?.reject(Object.assign(new Error(m.error), { name: m.name ?? "Error", code: m.code, needed: m.needed, available: m.available }));
     });
     const fail = (e: Error) => {
       if (this.worker === me) this.worker = undefined;

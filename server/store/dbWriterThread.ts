@@ -35,8 +35,9 @@ parentPort!.on("message", (msg: { id: number; ops: string } | { id: number; sett
     write.immediate(JSON.parse(msg.ops) as PersistOp[]);
     parentPort!.postMessage({ id: msg.id });
   } catch (e) {
-    // The error's name and figures cross the thread (InsufficientCredits: needed, available).
-    const { message, name, needed, available } = e as Error & { needed?: number; available?: number };
-    parentPort!.postMessage({ id: msg.id, error: message, name, needed, available });
+    // The error's name, code and figures cross the thread (InsufficientCredits: needed,
+    // available; SQLite's code says whether the batch failed on its data: dataError.ts).
+    const { message, name, code, needed, available } = e as Error & { code?: string; needed?: number; available?: number };
+    parentPort!.postMessage({ id: msg.id, error: message, name, code, needed, available });
   }
 });

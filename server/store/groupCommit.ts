@@ -7,9 +7,15 @@
  * bigger the batches, with no added latency when it is quiet. A batch is also bounded by
  * the bytes its items carry (`weight`, `maxBytes`): a volunteer's results of 4 MB each made a
  * batch of a few hundred too big to send to the writer thread (V8's longest string), and the
- * commit failed and was retried forever. A failed commit is retried with backoff; items are
- * never dropped and keep their order.
+ * commit failed and was retried forever. A failed commit is retried with backoff; items keep
+ * their order. An error that `isolate` says is the data's own (a value out of a column's
+ * range, a constraint broken: it would fail every retry and stop every commit behind it) is
+ * narrowed down instead: the batch is committed in halves, in order, down to the one item
+ * that fails alone, which is tried `LONE_TRIES` times and then dropped and reported.
  */
+/** Tries of an item that failed alone on its data before it is dropped (a race clears on a retry). */
+export const LONE_TRIES = 3;
+
 /** Up to maxBatch items that will commit together, sharing one promise (no allocation per item). */
 interface Segment<T> {
   items: T[];
@@ -41,6 +47,10 @@ export class GroupCommitter<T> {
       maxBytes?: number;
       weight?: (item: T) => number;
       onError?: (e: unknown) => void;
+      /** Whether a failed commit's error comes from the items' data (see the top of the file). */
+      isolate?: (e: unknown) => boolean;
+      /** An item that failed alone `LONE_TRIES` times on its data; it is not committed. */
+      onDropped?: (item: T, e: unknown) => void;
       /**
        * Called as the last batch queued is sealed (nothing queued after it yet): an item to
        * append to it, made of state that items enqueued so far left behind (rows accumulated
@@ -130,10 +140,9 @@ export class GroupCommitter<T> {
     }
     this.running = (async () => {
       try {
-        await this.commit(seg.items);
+        await this.commitSegment(seg);
         this.failures = 0;
         this.segments.shift();
-        this.count -= seg.items.length;
         seg.resolve();
       } catch (e) {
         this.failures++;
@@ -144,6 +153,41 @@ export class GroupCommitter<T> {
     this.running = undefined;
     this.writing = undefined;
     if (this.count) this.kick(this.failures ? Math.min(5000, 50 * 2 ** this.failures) : 0);
+  }
+
+  /**
+   * Commits a segment's items, in halves on an error of their data (see the top of the file).
+   * What was committed or dropped leaves `seg.items` as it goes, so that a retry after
+   * another error (the database gone for a moment) writes none of it twice.
+   */
+  private async commitSegment(seg: Segment<T>): Promise<void> {
+    const chunks: T[][] = [seg.items];
+    let loneTries = 0;
+    while (chunks.length) {
+      const chunk = chunks[0];
+      try {
+        await this.commit(chunk);
+      } catch (e) {
+        if (!this.opts.isolate?.(e)) {
+          if (chunks.length > 1 || chunk !== seg.items) seg.items = chunks.flat();
+          throw e;
+        }
+        if (chunk.length > 1) {
+          const mid = chunk.length >> 1;
+          chunks.splice(0, 1, chunk.slice(0, mid), chunk.slice(mid));
+          continue;
+        }
+        if (++loneTries < LONE_TRIES) {
+          await new Promise((r) => setTimeout(r, 50 * loneTries));
+          continue;
+        }
+        this.opts.onDropped?.(chunk[0], e);
+      }
+      loneTries = 0;
+      chunks.shift();
+      this.count -= chunk.length;
+    }
+    seg.items = [];
   }
 }
 

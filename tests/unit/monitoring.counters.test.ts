@@ -143,10 +143,12 @@ describe("interval counters", () => {
     both.messageRejected();
     both.commitSucceeded(4, 0.5);
     both.commitFailed();
+    both.commitDropped("result");
     expect(calls).toEqual([
       "dispatched(2)", "resultReceived(15)", "taskError()", "validated(1,1)", "jobFinished(cancelled)",
-      "messageRejected()", "commitSucceeded(4,0.5)", "commitFailed()",
+      "messageRejected()", "commitSucceeded(4,0.5)", "commitFailed()", "commitDropped(result)",
     ]);
-    expect(a.take()).toMatchObject({ dispatched: 2, received: 1, errors: 1, validatedUnits: 1, jobsFinished: { cancelled: 1 }, commits: 1, commitFailures: 1 });
+    // A dropped op shows as a database error on the dashboard, like a failed commit.
+    expect(a.take()).toMatchObject({ dispatched: 2, received: 1, errors: 1, validatedUnits: 1, jobsFinished: { cancelled: 1 }, commits: 1, commitFailures: 2 });
   });
 });

@@ -28,6 +28,7 @@ describe("Prometheus metrics", () => {
     m.messageRejected();
     m.commitSucceeded(7, 0.004);
     m.commitFailed();
+    m.commitDropped("result");
 
     expect(await lines(m, "tabgrid_tasks_dispatched_total")).toEqual(["tabgrid_tasks_dispatched_total 6"]);
     expect(await lines(m, "tabgrid_results_total")).toEqual([
@@ -37,6 +38,7 @@ describe("Prometheus metrics", () => {
       'tabgrid_results_total{outcome="error"} 1',
     ]);
     expect(await lines(m, "tabgrid_units_validated_total")).toEqual(["tabgrid_units_validated_total 1"]);
+    expect(await lines(m, "tabgrid_commit_dropped_total")).toEqual(['tabgrid_commit_dropped_total{op="result"} 1']);
     expect(await lines(m, "tabgrid_jobs_finished_total")).toContain('tabgrid_jobs_finished_total{state="failed"} 1');
     expect(await lines(m, "tabgrid_volunteer_messages_rejected_total")).toEqual(["tabgrid_volunteer_messages_rejected_total 1"]);
     expect(await lines(m, "tabgrid_commit_failures_total")).toEqual(["tabgrid_commit_failures_total 1"]);
