@@ -69,6 +69,7 @@ export async function startServer(
   const coordinator = new Coordinator({
     ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000, claimEveryMs: env.SLICE_CLAIM_SECONDS * 1000 } } : {}),
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer, maxMessageBytes: env.MAX_WS_MESSAGE_BYTES, strayResultsPerSecond: env.STRAY_RESULTS_PER_SECOND,
+    newVolunteers: cluster.limiter("new-volunteers", env.NEW_VOLUNTEERS_PER_ADDRESS / 3600, env.NEW_VOLUNTEERS_PER_ADDRESS),
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
     auditCpuShare: env.AUDIT_CPU_SHARE,

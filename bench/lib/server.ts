@@ -110,6 +110,8 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
     NODE_ENV: "production", STARTER_CREDITS: "1000000000", MAX_CHUNKS: "10000", METRICS_INTERVAL_SECONDS: "1",
     // Alert rules would page about the load we make on purpose.
     TABGRID_ALERTS: "off",
+    // Every volunteer of the fleet (1,000, and the stress's burst of 5,000) is new and comes from 127.0.0.1.
+    NEW_VOLUNTEERS_PER_ADDRESS: "1000000",
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, REDIS_PREFIX: redisPrefix! } : {}),
     ...opts.env,
   });

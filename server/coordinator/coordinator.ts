@@ -6,6 +6,7 @@ import { DEFAULT_TRUST, type TrustPolicy } from "../scheduler/credibility";
 import type { BlobStore } from "../store/blobs";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
+import type { SharedLimiter } from "../cluster/limiter";
 import { noObserver, type CoordinatorObserver } from "../monitoring/observer";
 import type { InteractiveRouter } from "./interactive";
 import { Verifier } from "./verifier";
@@ -39,6 +40,8 @@ export interface CoordinatorOptions {
   maxMessageBytes?: number;
   /** STRAY_RESULTS_PER_SECOND: see VolunteerEdge. */
   strayResultsPerSecond?: number;
+  /** Volunteer ids new to the server per network address: see VolunteerEdge. */
+  newVolunteers?: SharedLimiter;
   /**
    * Cluster mode (PostgreSQL and Redis, several nodes): this node dispatches only the slices of
    * work it claims (sliceHolder.ts) instead of every running job.
@@ -109,7 +112,7 @@ export class Coordinator extends EventEmitter {
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
     const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices });
-    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond });
+    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond, newVolunteers: opts.newVolunteers });
     this.commit = commit;
     this.dispatcher = dispatch;
     this.lifecycle = lifecycle;

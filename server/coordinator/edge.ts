@@ -8,7 +8,8 @@ import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { UserError } from "../services/errors";
-import { networkOf } from "./network";
+import type { SharedLimiter } from "../cluster/limiter";
+import { addressKey, networkOf } from "./network";
 import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
 import { atEndOfTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
@@ -49,6 +50,8 @@ export interface EdgeDeps {
   maxMessageBytes?: number;
   /** Results a second for tasks a volunteer does not hold, past STRANGER_RESULTS_ALLOWED at once (STRAY_RESULTS_PER_SECOND). */
   strayResultsPerSecond?: number;
+  /** Volunteer ids new to the server per network address (NEW_VOLUNTEERS_PER_ADDRESS an hour): see hello(). */
+  newVolunteers?: SharedLimiter;
 }
 
 /**
@@ -143,7 +146,8 @@ export class VolunteerEdge implements Notices {
               return;
             }
             send(ws, { type: "error", code: "hello-refused", message: e.message });
-            ws.close(1008, e.message.slice(0, 120));
+            // Throttled: the client comes back later on its own (1013); anything else is for good.
+            ws.close(e.code === "TOO_MANY_REQUESTS" ? 1013 : 1008, e.message.slice(0, 120));
           },
         );
         return;
@@ -203,6 +207,13 @@ export class VolunteerEdge implements Notices {
     const { db, book } = this.deps;
     const benchmark = clampBenchmark(msg.benchmark);
     const { tokenHash, existed } = await checkVolunteer(db, msg, this.registering);
+    // Each id new to the server is a row for good: a stranger making up ids at the hello rate
+    // grew the Volunteer table by thousands a second. Known ids, and one already on its way
+    // in, are not counted.
+    if (!existed && !this.registering.has(msg.volunteerId) && address && this.deps.newVolunteers && !(await this.deps.newVolunteers.take(addressKey(address)))) {
+      this.live.observer.shed("new-volunteer-throttled");
+      throw new UserError("TOO_MANY_REQUESTS", "Too many new volunteers from this network address in the last hour: connect again later, or with a volunteer id this server knows.");
+    }
     // Its row goes through the group commit (a burst of hellos is a few batches, off the event
     // loop) and is durable before the welcome; until then the id is held here, so a second
     // hello with another token is refused all the same.

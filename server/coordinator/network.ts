@@ -10,6 +10,15 @@ export function ipv6Prefix(address: string, groups: number): string {
 }
 
 /**
+ * Who a per-address budget is counted against: an IPv4 address, or an IPv6 /48 (one household
+ * or customer: anyone gets a /64 of addresses, often more).
+ */
+export function addressKey(ip: string): string {
+  const a = ip.startsWith("::ffff:") ? ip.slice(7) : ip;
+  return net.isIPv6(a) ? (networkOf(a) ?? a) : a;
+}
+
+/**
  * The network a client connects from, for spreading a unit's replicas: an IPv4 /24 or an IPv6
  * /48, roughly one household, campus or hosting customer. Undefined when the address is unknown.
  */

@@ -35,9 +35,11 @@ export interface CoordinatorObserver {
  * - submission-throttled: a consumer over the submission rate was told to retry later.
  * - overloaded: the event loop was behind, so a new request or volunteer socket was refused at
  *   the edge (503 with Retry-After, or close code 1013).
+ * - new-volunteer-throttled: a hello with an id new to the server came from an address that
+ *   brought in NEW_VOLUNTEERS_PER_ADDRESS new ids within the hour (close code 1013).
  */
-export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-large" | "submission-throttled" | "overloaded";
-export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled", "overloaded"];
+export type ShedReason = "dispatch-paused" | "connection-refused" | "frame-too-large" | "submission-throttled" | "overloaded" | "new-volunteer-throttled";
+export const SHED_REASONS: ShedReason[] = ["dispatch-paused", "connection-refused", "frame-too-large", "submission-throttled", "overloaded", "new-volunteer-throttled"];
 
 export const noObserver: CoordinatorObserver = {
   dispatched() {}, resultReceived() {}, taskError() {}, validated() {}, jobFinished() {}, spotChecked() {},

@@ -57,6 +57,37 @@ describe("MAX_VOLUNTEER_CONNECTIONS", () => {
   });
 });
 
+describe("NEW_VOLUNTEERS_PER_ADDRESS", () => {
+  it("refuses hellos with ids new to the server past the address's budget (1013, try later), and lets known ids in", async () => {
+    const srv = await server({ NEW_VOLUNTEERS_PER_ADDRESS: "3" });
+    const first = [];
+    for (let i = 0; i < 3; i++) {
+      const v = await volunteer(srv.url);
+      await v.next("welcome");
+      first.push(v);
+    }
+    // A fourth made-up id, however it says where it comes from (no TRUST_PROXY here).
+    const over = await RawVolunteer.connect(srv.url, { headers: { "X-Forwarded-For": "198.51.100.9" } });
+    cleanups.push(() => (over.closed ? undefined : over.close()));
+    over.hello(0);
+    const tooMany = /^Too many new volunteers from this network address in the last hour: connect again later/;
+    expect(await over.waitClosed(5000)).toEqual({ code: 1013, reason: expect.stringMatching(tooMany) });
+    expect(over.messages).toEqual([{ type: "error", code: "hello-refused", message: expect.stringMatching(tooMany) }]);
+    expect(await shed(srv.url, "new-volunteer-throttled")).toBe(1);
+    expect(await srv.deps.db.volunteer.count()).toBe(3);
+
+    // A volunteer the server knows comes back as usual.
+    const known = first[0].identity;
+    await first[0].close();
+    await waitFor(() => srv.deps.coordinator.volunteers().length === 2, 5000, "the server to see the volunteer leave");
+    const again = await RawVolunteer.connect(srv.url, { identity: known });
+    cleanups.push(() => (again.closed ? undefined : again.close()));
+    again.hello(0);
+    expect(await again.next("welcome")).toMatchObject({ type: "welcome", volunteerId: known.volunteerId });
+    expect(await shed(srv.url, "new-volunteer-throttled")).toBe(1);
+  });
+});
+
 describe("a volunteer that stops reading its socket", () => {
   it("is cut off once the server holds more than MAX_BUFFERED_BYTES for it, and its leases go to others", async () => {
     // Its junk results are answered without limit here, to fill the buffer quickly.

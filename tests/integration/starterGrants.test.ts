@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { balanceOf } from "../../server/services/credits/ledger";
 import { MILLI, userAccount } from "../../server/services/credits/accounts";
-import { grantKey } from "../../server/services/users/starterGrants";
+import { addressKey } from "../../server/coordinator/network";
 import { trpc } from "../helpers/clients";
 import { startTestServer, type TestServer } from "../helpers/server";
 
@@ -41,9 +41,9 @@ describe("starter grants", () => {
   });
 
   it("counts IPv4 addresses one by one and IPv6 by /48", () => {
-    expect(grantKey("203.0.113.7")).toBe("203.0.113.7");
-    expect(grantKey("::ffff:203.0.113.7")).toBe("203.0.113.7");
-    expect(grantKey("2001:db8:1:2::9")).toBe(grantKey("2001:db8:1:ffff::1"));
-    expect(grantKey("2001:db8:1::")).not.toBe(grantKey("2001:db8:2::"));
+    expect(addressKey("203.0.113.7")).toBe("203.0.113.7");
+    expect(addressKey("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(addressKey("2001:db8:1:2::9")).toBe(addressKey("2001:db8:1:ffff::1"));
+    expect(addressKey("2001:db8:1::")).not.toBe(addressKey("2001:db8:2::"));
   });
 });

@@ -1,7 +1,6 @@
-import net from "node:net";
 import type { AppDeps } from "../deps";
 import type { SharedLimiter } from "../../cluster/limiter";
-import { networkOf } from "../../coordinator/network";
+import { addressKey } from "../../coordinator/network";
 
 // Sign-up is open and free, and each new account got STARTER_CREDITS: a script signing up
 // fifty accounts a second from one address collected credits without limit (and with them
@@ -12,16 +11,10 @@ import { networkOf } from "../../coordinator/network";
 const DAY_S = 24 * 60 * 60;
 const limiters = new WeakMap<object, SharedLimiter>();
 
-/** Who a grant is counted against: an IPv4 address, or an IPv6 /48 (one household or customer: anyone gets a /64 of addresses). */
-export function grantKey(ip: string): string {
-  const a = ip.startsWith("::ffff:") ? ip.slice(7) : ip;
-  return net.isIPv6(a) ? (networkOf(a) ?? a) : a;
-}
-
 /** Whether a sign-up from this address gets the starter grant now (taking one of its grants if so). */
 export function starterGrantAllowed(deps: Pick<AppDeps, "env" | "cluster" | "coordinator">, ip: string): Promise<boolean> {
   const perDay = deps.env.STARTER_GRANTS_PER_ADDRESS;
   let l = limiters.get(deps.coordinator);
   if (!l) limiters.set(deps.coordinator, (l = deps.cluster.limiter("starter-grants", perDay / DAY_S, perDay)));
-  return l.take(grantKey(ip));
+  return l.take(addressKey(ip));
 }
