@@ -68,4 +68,8 @@ if (!name || name === "help" || name === "--help" || name === "-h" || argv.inclu
     }
   }
 }
+// Output to a pipe is written asynchronously: exiting at once cut a large --json report short
+// (at ~200 KB). Each stream calls back once what was written before has gone out.
+const flushed = (s: NodeJS.WriteStream) => new Promise<void>((r) => s.write("", () => r()));
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
 process.exit(code);
