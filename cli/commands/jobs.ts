@@ -20,11 +20,24 @@ async function waitFor(api: Client, id: string, onProgress?: (j: Job) => void): 
   for (;;) {
     const job = await api.jobs.get.query(after === undefined ? { id } : { id, roundsAfter: after });
     onProgress?.(job);
-    if (ENDED.has(job.state)) return after === undefined ? job : api.jobs.get.query({ id });
     after = job.rounds.filter((r) => r.finishedAt !== null).at(-1)?.round ?? after;
+    // A long job's rounds come a page at a time: the next page at once.
+    if (job.roundsMore) continue;
+    if (ENDED.has(job.state)) return after === undefined ? job : wholeJob(api, id);
     // Rounds may last milliseconds: they are shown as they end, a few a second.
     await new Promise((r) => setTimeout(r, job.round !== null ? 200 : 500));
   }
+}
+
+/** A job with all of its rounds: the API gives them a page at a time (`roundsMore`). */
+async function wholeJob(api: Client, id: string): Promise<Job> {
+  const job = await api.jobs.get.query({ id });
+  const rounds = [...job.rounds];
+  for (let page = job; page.roundsMore; ) {
+    page = await api.jobs.get.query({ id, roundsAfter: rounds.at(-1)!.round });
+    rounds.push(...page.rounds);
+  }
+  return { ...job, rounds, roundsMore: false };
 }
 
 type RoundRow = Job["rounds"][number];
@@ -151,7 +164,7 @@ export async function submit(argv: string[]): Promise<number> {
     else console.error(`submitted job ${created.id} (${plural(created.chunks, "unit")}, ${plural(created.estimate / 1000, "credit")} held until it ends; the unused part is refunded)`);
     if (values.program && values["cpu-seconds"] === undefined) console.error("priced at 1 reference CPU-second per unit: give --cpu-seconds S for your program's own figure");
   }
-  const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await api.jobs.get.query({ id: created.id });
+  const job = values.wait ? await waitFor(api, created.id, progressLine(values.json!)) : await wholeJob(api, created.id);
   if (values.wait && !values.json && process.stderr.isTTY) process.stderr.write("\n");
   return report(api, job, values.json!, values.output, conn);
 }
@@ -226,7 +239,7 @@ export async function job(argv: string[]): Promise<number> {
     const { accepted } = await api.jobs.acceptUnconfirmed.mutate({ id });
     if (!values.json) console.error(`accepted the unconfirmed results of ${accepted} unit${accepted === 1 ? "" : "s"}`);
   }
-  const j = values.wait ? await waitFor(api, id, progressLine(values.json!)) : await api.jobs.get.query({ id });
+  const j = values.wait ? await waitFor(api, id, progressLine(values.json!)) : await wholeJob(api, id);
   const conn = connection(values);
   if (values.units) await downloadJobFile(conn, id, "units", values.units);
   return report(api, j, values.json!, values.output, conn);

@@ -3,7 +3,8 @@ import { createCaller } from "../../server/api/root";
 import { createContextInner } from "../../server/api/trpc";
 import { MAX_WATCHES_PER_ACCOUNT } from "../../server/api/routers/jobs";
 import { trpc } from "../helpers/clients";
-import { createUserWithKey, startTestServer, type TestServer } from "../helpers/server";
+import { ROUNDS_PER_READ } from "../../server/services/jobs/rounds";
+import { createUserWithKey, runCli, startTestServer, type TestServer } from "../helpers/server";
 
 // jobs.watch sends a whole snapshot of the job when it starts and updates after: one account
 // may hold MAX_WATCHES_PER_ACCOUNT at once and start them at a bounded rate.
@@ -58,5 +59,60 @@ describe("jobs.watch per account", () => {
     }
     expect(refused).toMatchObject({ code: "TOO_MANY_REQUESTS", message: "Too many job watches started; try again in a few seconds." });
     expect(started).toBeGreaterThanOrEqual(16);
+  });
+});
+
+// A job of many rounds was sent whole at every look: 10,000 rounds were 2 MB of JSON and
+// 130-200 ms of the server's loop per jobs.get or watch start. Now ROUNDS_PER_READ at most
+// come at once; the watch, the CLI and the page take the rest a page at a time.
+describe("a job of many rounds", () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startTestServer({ SPOT_CHECKS: "off" });
+  });
+  afterAll(() => srv?.close());
+
+  it(`is read ${ROUNDS_PER_READ} rounds at a time, by jobs.get, jobs.watch and tabgrid job`, async () => {
+    const owner = await createUserWithKey(srv.deps, "rounds@example.com");
+    const api = trpc(srv.url, owner.apiKey);
+    // No volunteer: the job stays running, and its rounds are written here (more than k-means
+    // may run: only their reading is tested).
+    const { id } = await api.jobs.submit.mutate({ kernel: "kmeans", chunks: 2, params: { seed: 1, k: 3, points: 600 } } as never);
+    const total = 2 * ROUNDS_PER_READ + 500;
+    const at = new Date();
+    await srv.deps.db.jobRound.deleteMany({ where: { jobId: id } });
+    const rows = Array.from({ length: total }, (_, i) => ({
+      jobId: id, round: i + 1, state: "{}", next: "{}", metric: 1 / (i + 1), stats: JSON.stringify({ loss: 1 / (i + 1) }),
+      startedAt: at, finishedAt: i + 1 < total ? at : null, latencyMs: i + 1 < total ? 20 : null,
+    }));
+    for (let i = 0; i < rows.length; i += 500) await srv.deps.db.jobRound.createMany({ data: rows.slice(i, i + 500) });
+
+    const first = await api.jobs.get.query({ id });
+    expect(first.rounds.map((r) => r.round)).toEqual(Array.from({ length: ROUNDS_PER_READ }, (_, i) => i + 1));
+    expect(first).toMatchObject({ round: total, roundsMore: true, roundsAfter: null });
+    const last = await api.jobs.get.query({ id, roundsAfter: 2 * ROUNDS_PER_READ });
+    expect(last.rounds).toHaveLength(500);
+    expect(last).toMatchObject({ round: total, roundsMore: false });
+
+    // The watch sends every round, a page per update, without waiting for the job to change.
+    const caller = createCaller(createContextInner(srv.deps, { id: owner.user.id, email: owner.user.email, role: owner.user.role }));
+    const iter = (await caller.jobs.watch({ id }))[Symbol.asyncIterator]();
+    const seen: number[] = [];
+    for (;;) {
+      const { value } = (await iter.next()) as { value: typeof first };
+      expect(value.rounds.length).toBeLessThanOrEqual(ROUNDS_PER_READ);
+      expect(value.roundsAfter).toBe(seen.length ? seen.at(-1) : null);
+      seen.push(...value.rounds.map((r) => r.round));
+      if (!value.roundsMore) break;
+    }
+    await iter.return!(undefined);
+    expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+
+    // The CLI's report has them all.
+    const shown = await runCli(["job", id, "--json", "--url", srv.url, "--api-key", owner.apiKey]);
+    expect(shown.code, shown.stderr).toBe(0);
+    const report = JSON.parse(shown.stdout) as { round: number; rounds: Array<{ round: number }> };
+    expect(report.round).toBe(total);
+    expect(report.rounds.map((r) => r.round)).toEqual(seen);
   });
 });

@@ -92,17 +92,19 @@ export const jobsRouter = router({
     const updates = changes(ctx.deps.coordinator, "job", (id: string) => id === input.id, { signal, minGapMs: 200 });
     watches.set(account, open + 1);
     try {
-      let job = await getJob(ctx.deps, ctx.user, input.id);
-      yield job;
-      if (job.state !== "running") return;
       // After the first, each update carries only the rounds after the last ended one it sent
-      // (`roundsAfter`): the page keeps the others.
+      // (`roundsAfter`): the page keeps the others. A long job's rounds come a page at a time,
+      // one update each, before any wait for a change.
+      let job = await getJob(ctx.deps, ctx.user, input.id);
       let after: number | undefined;
-      for await (const _ of updates) {
-        after = job.rounds.filter((r) => r.finishedAt !== null).at(-1)?.round ?? after;
-        job = await getJob(ctx.deps, ctx.user, input.id, { roundsAfter: after });
+      for (;;) {
         yield job;
-        if (job.state !== "running") return;
+        after = job.rounds.filter((r) => r.finishedAt !== null).at(-1)?.round ?? after;
+        if (!job.roundsMore) {
+          if (job.state !== "running") return;
+          if ((await updates.next()).done) return;
+        }
+        job = await getJob(ctx.deps, ctx.user, input.id, { roundsAfter: after });
       }
     } finally {
       updates.close();

@@ -24,7 +24,7 @@ export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
 /**
  * A job with live progress from the coordinator while it runs, else from the database.
  * `roundsAfter`: of an iterative job's rounds, only those after that one (a watcher that has
- * the others); a job of 10,000 rounds is otherwise ~1.5 MB of rounds at every look.
+ * the others). At most ROUNDS_PER_READ rounds come at once (`roundsMore` says if more follow).
  */
 export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string, opts: { roundsAfter?: number } = {}) {
   const job = await ownedJob(deps, viewer, jobId);
@@ -33,13 +33,13 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string, opts:
   // its end is committed, and a read in between saw "completed" with nothing running (no rate).
   const live = job.state !== "running" ? undefined : deps.cluster.mode === "cluster" ? await clusterProgress(deps, job) : deps.coordinator.progress(jobId);
   const durationMs = (job.finishedAt ?? new Date()).getTime() - job.createdAt.getTime();
-  const [{ states, base, work }, rounds, latest] = await Promise.all([
+  const [{ states, base, work }, { rounds, more }, latest] = await Promise.all([
     resultAggregates(deps, job),
     jobRounds(deps.db, jobId, opts.roundsAfter),
     opts.roundsAfter === undefined ? undefined : lastRound(deps.db, jobId),
   ]);
   // The current (or last) round, numbered from 1: also the count of rounds so far.
-  const round = latest === undefined ? (rounds.at(-1)?.round ?? null) : latest;
+  const round = latest !== undefined ? latest : more ? await lastRound(deps.db, jobId) : (rounds.at(-1)?.round ?? null);
   // An iterative job's progress is its current round's: every round before it is done.
   const progress = live ?? {
     total: job.chunks, done: job.unitsDone - job.chunks * Math.max(0, (round ?? 0) - 1), queued: 0, running: 0,
@@ -73,6 +73,8 @@ export async function getJob(deps: AppDeps, viewer: Viewer, jobId: string, opts:
     maxRounds: maxRoundsOf(job.kernel, job.params),
     rounds,
     roundsAfter: opts.roundsAfter ?? null,
+    /** More rounds follow the last of `rounds` (at most ROUNDS_PER_READ come at once): ask again with `roundsAfter`. */
+    roundsMore: more,
     progress: {
       total: progress.total, done: progress.done, queued: progress.queued, running: progress.running,
       /** Units per second: recent while the job runs (null while nothing computes it), overall once it ended. */

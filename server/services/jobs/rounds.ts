@@ -293,15 +293,29 @@ export function maxRoundsOf(kernel: string, params: string): number | null {
   return rounds ? rounds.maxRounds(JSON.parse(params)) : null;
 }
 
-/** Each round of a job so far (after round `after`, if given), for the job page (empty for a one-shot job). */
-export async function jobRounds(db: Db, jobId: string, after?: number) {
+/**
+ * The most rounds one read of a job carries: a job may run 10,000 of them, 2 MB of JSON and
+ * ~150 ms of the event loop each time it was read whole (one account's 16 watches held
+ * health 1.2 s). Later ones are read a page at a time (`roundsAfter`).
+ */
+export const ROUNDS_PER_READ = 1000;
+
+/**
+ * A job's rounds after round `after` (all, if not given), up to `limit` of them in order, for
+ * the job page (none for a one-shot job); `more` when later rounds were left out.
+ */
+export async function jobRounds(db: Db, jobId: string, after?: number, limit = ROUNDS_PER_READ) {
   const rows = await db.jobRound.findMany({
     where: after === undefined ? { jobId } : { jobId, round: { gt: after } },
     select: { round: true, metric: true, latencyMs: true, stats: true, startedAt: true, finishedAt: true },
     orderBy: { round: "asc" },
+    take: limit + 1,
   });
-  return rows.map((r) => ({
+  const more = rows.length > limit;
+  if (more) rows.length = limit;
+  const rounds = rows.map((r) => ({
     round: r.round, startedAt: r.startedAt, finishedAt: r.finishedAt, latencyMs: r.latencyMs, metric: r.metric,
     stats: r.stats ? (JSON.parse(r.stats) as Record<string, number>) : {},
   }));
+  return { rounds, more };
 }
