@@ -99,7 +99,7 @@ describe("a job of many rounds", () => {
     const iter = (await caller.jobs.watch({ id }))[Symbol.asyncIterator]();
     const seen: number[] = [];
     for (;;) {
-      const { value } = (await iter.next()) as { value: typeof first };
+      const { value } = (await iter.next()) as { value: { rounds: Array<{ round: number }>; roundsAfter: number | null; roundsMore: boolean } };
       expect(value.rounds.length).toBeLessThanOrEqual(ROUNDS_PER_READ);
       expect(value.roundsAfter).toBe(seen.length ? seen.at(-1) : null);
       seen.push(...value.rounds.map((r) => r.round));
