@@ -94,4 +94,33 @@ describe("k-means views", () => {
     expect(errors).toEqual([]);
     await context.close();
   });
+
+  // A job of more rounds than one read carries (ROUNDS_PER_READ): the watch sends them a page
+  // per update, several before the page renders again, and each must be kept.
+  it("shows every round of a job of 2,500 rounds", async () => {
+    const owner = await createUserWithKey(server.deps, "long@example.com");
+    await Promise.all(volunteers.map((v) => v.stop()));
+    volunteers = [];
+    const { id } = await trpc(server.url, owner.apiKey).jobs.submit.mutate({ kernel: "kmeans", chunks: 2, params: { seed: 1, k: 3, points: 600 } });
+    // No volunteer: the job stays running, and its rounds are written here (more than k-means
+    // may run: only their showing is tested).
+    const total = 2500;
+    const at = new Date();
+    await server.deps.db.jobRound.deleteMany({ where: { jobId: id } });
+    const rows = Array.from({ length: total }, (_, i) => ({
+      jobId: id, round: i + 1, state: "{}", next: "{}", metric: 1 / (i + 1), stats: JSON.stringify({ inertia: 100 / (i + 1) }),
+      startedAt: at, finishedAt: i + 1 < total ? at : null, latencyMs: i + 1 < total ? 20 : null,
+    }));
+    for (let i = 0; i < rows.length; i += 500) await server.deps.db.jobRound.createMany({ data: rows.slice(i, i + 500) });
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await signIn(page, owner.user.email, owner.password, `/jobs/${id}`);
+    await waitFor(async () => (await page.getByTestId("round-row").count()) === total, 30_000, `${total} rows of rounds`);
+    expect(await page.getByTestId("rounds").locator("h2").textContent()).toMatch(new RegExp(`^Rounds ${total}\\b`));
+    expect((await page.getByTestId("round-row").last().textContent())?.startsWith(String(total))).toBe(true);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
 });

@@ -15,9 +15,7 @@ import { ConfirmButton } from "../../../_components/ConfirmButton";
 export function JobView({ id }: { id: string }) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
-  const initial = useQuery(trpc.jobs.get.queryOptions({ id }));
-  const live = useSubscription(trpc.jobs.watch.subscriptionOptions({ id }));
-  const job = useMergedRounds(live.data ?? initial.data);
+  const { initial, live, job } = useWatchedJob(id);
   const ended = job && job.state !== "running";
   // A result too large for the API is refused for good: asking again would not help.
   const result = useQuery({
@@ -122,15 +120,21 @@ export function JobView({ id }: { id: string }) {
   );
 }
 
-/** The job with every round so far (see mergeRounds), each watch update merged into the last. */
-function useMergedRounds<J extends { rounds: Array<{ round: number }>; roundsAfter: number | null }>(job: J | undefined): J | undefined {
-  // State adjusted while rendering when the job changes: React's pattern for state derived from earlier props.
-  const [merged, setMerged] = useState<{ from: J; rounds: J["rounds"] } | undefined>(undefined);
-  if (!job) return undefined;
-  if (merged?.from !== job) {
-    const rounds = mergeRounds(merged?.rounds ?? [], job);
-    setMerged({ from: job, rounds });
-    return { ...job, rounds };
-  }
-  return { ...job, rounds: merged.rounds };
+/**
+ * The job as read, then as its watch sends it, with every round so far. Each update carries
+ * only the rounds after its `roundsAfter` (see mergeRounds), and a long job's rounds come a
+ * page per update, several at once: each is merged as it arrives, since updates that came
+ * between two renders would be missed by merging at render.
+ */
+function useWatchedJob(id: string) {
+  const trpc = useTRPC();
+  const initial = useQuery(trpc.jobs.get.queryOptions({ id }));
+  type Rounds = NonNullable<typeof initial.data>["rounds"];
+  const [rounds, setRounds] = useState<Rounds | undefined>(undefined);
+  const live = useSubscription(trpc.jobs.watch.subscriptionOptions({ id }, {
+    onData: (update) => setRounds((held) => mergeRounds(held ?? [], update)),
+  }));
+  const data = live.data ?? initial.data;
+  const job = data && { ...data, rounds: live.data && rounds ? rounds : data.rounds };
+  return { initial, live, job };
 }
