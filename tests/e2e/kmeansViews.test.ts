@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
+import { writeRounds } from "../helpers/rounds";
 import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 const numberAttr = async (page: Page, selector: string, attr: string) =>
@@ -105,13 +106,7 @@ describe("k-means views", () => {
     // No volunteer: the job stays running, and its rounds are written here (more than k-means
     // may run: only their showing is tested).
     const total = 2500;
-    const at = new Date();
-    await server.deps.db.jobRound.deleteMany({ where: { jobId: id } });
-    const rows = Array.from({ length: total }, (_, i) => ({
-      jobId: id, round: i + 1, state: "{}", next: "{}", metric: 1 / (i + 1), stats: JSON.stringify({ inertia: 100 / (i + 1) }),
-      startedAt: at, finishedAt: i + 1 < total ? at : null, latencyMs: i + 1 < total ? 20 : null,
-    }));
-    for (let i = 0; i < rows.length; i += 500) await server.deps.db.jobRound.createMany({ data: rows.slice(i, i + 500) });
+    await writeRounds(server.deps.db, id, total, "inertia");
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
     const page = await context.newPage();

@@ -5,6 +5,7 @@ import { MAX_WATCHES_PER_ACCOUNT } from "../../server/api/routers/jobs";
 import { trpc } from "../helpers/clients";
 import { ROUNDS_PER_READ } from "../../server/services/jobs/rounds";
 import { createUserWithKey, runCli, startTestServer, type TestServer } from "../helpers/server";
+import { writeRounds } from "../helpers/rounds";
 
 // jobs.watch sends a whole snapshot of the job when it starts and updates after: one account
 // may hold MAX_WATCHES_PER_ACCOUNT at once and start them at a bounded rate.
@@ -79,13 +80,7 @@ describe("a job of many rounds", () => {
     // may run: only their reading is tested).
     const { id } = await api.jobs.submit.mutate({ kernel: "kmeans", chunks: 2, params: { seed: 1, k: 3, points: 600 } } as never);
     const total = 2 * ROUNDS_PER_READ + 500;
-    const at = new Date();
-    await srv.deps.db.jobRound.deleteMany({ where: { jobId: id } });
-    const rows = Array.from({ length: total }, (_, i) => ({
-      jobId: id, round: i + 1, state: "{}", next: "{}", metric: 1 / (i + 1), stats: JSON.stringify({ loss: 1 / (i + 1) }),
-      startedAt: at, finishedAt: i + 1 < total ? at : null, latencyMs: i + 1 < total ? 20 : null,
-    }));
-    for (let i = 0; i < rows.length; i += 500) await srv.deps.db.jobRound.createMany({ data: rows.slice(i, i + 500) });
+    await writeRounds(srv.deps.db, id, total);
 
     const first = await api.jobs.get.query({ id });
     expect(first.rounds.map((r) => r.round)).toEqual(Array.from({ length: ROUNDS_PER_READ }, (_, i) => i + 1));
