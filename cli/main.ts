@@ -32,12 +32,14 @@ const USAGE = `tabgrid: volunteer computing from the command line
   tabgrid files [ls | rm HASH...] [--json]   (your programs and data files, your storage quota; rm deletes)
   tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)
   tabgrid admin create-user --email E --password P [--admin] [--api-key] [--json]
+  tabgrid admin grant --email E --credits N [--memo TEXT] [--json]
   tabgrid watch --url URL [--interval S] [--failures N] [--timeout S] [--webhook URL ...]
                 [--webhook-format slack|alertmanager] [--email-to ADDR ...] [--smtp URL] [--once] [--json]
 
 Kernels: ${Object.keys(kernels).join(", ")}. --url and --api-key default to TABGRID_URL
 (http://localhost:3000) and TABGRID_API_KEY; volunteer --url may list the nodes of a cluster,
-comma-separated, tried in turn after each disconnect. admin works on DATABASE_URL directly.
+comma-separated, tried in turn after each disconnect. admin works on DATABASE_URL directly
+(grant: credits to an account, out of the system's grants, with a memo in its ledger).
 watch probes /api/health (every 30 s, down after 2 failures, 10 s timeout) and notifies on
 down and recovery; env fallbacks TABGRID_WATCH_WEBHOOK, TABGRID_WATCH_EMAIL_TO, SMTP_URL.`;
 

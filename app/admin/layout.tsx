@@ -9,6 +9,7 @@ const tabs = [
   { href: "/admin", label: "Dashboard" },
   { href: "/admin/jobs", label: "Jobs" },
   { href: "/admin/volunteers", label: "Volunteers" },
+  { href: "/admin/users", label: "Users" },
   { href: "/admin/alerts", label: "Alerts" },
   { href: "/admin/pricing", label: "Pricing" },
   { href: "/admin/ads", label: "Ads" },

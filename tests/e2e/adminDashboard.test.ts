@@ -74,4 +74,33 @@ describe("admin dashboard", () => {
     expect(await trpcError(trpc(server.url).admin.volunteers.query({ limit: 5 }))).toMatchObject({ code: "UNAUTHORIZED" });
     await context.close();
   });
+
+  it("grants credits to an account from the users page", async () => {
+    const admin = await server.deps.db.user.findFirstOrThrow({ where: { role: "admin" } });
+    const user = await createUserWithKey(server.deps, "grantee@example.com");
+    const before = await trpc(server.url, user.apiKey).account.balance.query();
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: server.url.replace("127.0.0.1", "localhost") });
+    const page = await context.newPage();
+    const errors = collectPageErrors(page);
+    await signIn(page, admin.email, "correct horse battery", "/admin/users");
+    await page.getByLabel("search users").fill("grantee");
+    const row = page.getByTestId("user-row").filter({ hasText: "grantee@example.com" });
+    await row.getByRole("button", { name: "Grant credits" }).click();
+    const form = page.getByRole("form", { name: "grant credits to grantee@example.com" });
+    // Too much is refused with the reason, and moves nothing.
+    await form.getByLabel("credits").fill("5000000");
+    await form.getByLabel("memo").fill("a course on training");
+    await form.getByRole("button", { name: "Grant" }).click();
+    await form.getByRole("alert").filter({ hasText: "at most 1,000,000 credits" }).waitFor();
+    expect(await trpc(server.url, user.apiKey).account.balance.query()).toBe(before);
+    await form.getByLabel("credits").fill("500");
+    await form.getByRole("button", { name: "Grant" }).click();
+    await form.waitFor({ state: "detached" });
+    await waitFor(async () => (await row.getByTestId("user-balance").textContent()) === String((before + 500_000) / 1000), 10_000, "the new balance on the page");
+    await keepScreenshot(page, "e2e-admin-users-grant");
+    const { entries } = await trpc(server.url, user.apiKey).account.ledger.query({ limit: 1 });
+    expect(entries[0]).toMatchObject({ kind: "grant", amount: 500_000, memo: "a course on training" });
+    expect(errors).toEqual([]);
+    await context.close();
+  });
 });
