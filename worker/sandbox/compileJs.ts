@@ -5,6 +5,7 @@ import * as esbuild from "esbuild";
 import { hasDynamicImport, MAX_PROGRAM_MEMORY_BYTES, PROGRAM_GLOBAL, type Comparator } from "./abi";
 import { runServerSandbox } from "./reduceOnServer";
 import { checkWasmAbi, readWasmInfo } from "./wasmInfo";
+import { compilerRefusal, withCompiler } from "./compilerService";
 
 export interface CompiledJsProgram {
   /** A classic script (an IIFE) that assigns the module namespace to globalThis.__tabgridProgram. */
@@ -100,7 +101,32 @@ function checkComparator(value: unknown): Comparator {
  */
 export async function compileJsProgram(source: string, opts: CompileOptions = {}): Promise<CompiledJsProgram> {
   if (typeof source !== "string" || !source.trim()) throw new ProgramError("the program is empty");
+  const refusal = compilerRefusal(opts.owner);
+  if (refusal) throw new ProgramError(refusal);
   const file = programFileName(opts.fileName);
+  const compiled = await withCompiler(() => compile(source, file), opts.owner);
+  if (!compiled) throw new ProgramError("the program could not be compiled: it stopped the compiler (nested too deep, or too large to parse)");
+  const { script, sourceMap, exports } = compiled.value;
+  if (!exports.includes("run")) {
+    throw new ProgramError(
+      `the program does not export a function named run (add: export function run(input, ctx) { … })${exports.length ? `; it exports ${exports.join(", ")}` : ""}`,
+    );
+  }
+  const out: CompiledJsProgram = { script, exports, sourceMap };
+  if (exports.includes("comparator")) {
+    let value: unknown;
+    try {
+      value = await runServerSandbox({ op: "comparator", script, timeMs: opts.comparatorTimeMs ?? 2000, memoryMb: 64 }, { owner: opts.owner });
+    } catch (e) {
+      throw new ProgramError(`the comparator could not be read (it must be a constant object computed without host APIs): ${(e as Error).message}`);
+    }
+    out.comparator = checkComparator(value);
+  }
+  return out;
+}
+
+/** The module bundled and checked (no imports, import.meta or import()), then made a classic script. */
+async function compile(source: string, file: string): Promise<{ script: string; sourceMap: string; exports: string[] }> {
   let esm: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     esm = await esbuild.build({
@@ -153,22 +179,7 @@ export async function compileJsProgram(source: string, opts: CompileOptions = {}
     const loc = m ? lineColumn(source, m.index + m[1].length) : null;
     throw new ProgramError(`${where(file, loc)}import() is not allowed: a program must be self-contained`);
   }
-  if (!exports.includes("run")) {
-    throw new ProgramError(
-      `the program does not export a function named run (add: export function run(input, ctx) { … })${exports.length ? `; it exports ${exports.join(", ")}` : ""}`,
-    );
-  }
-  const out: CompiledJsProgram = { script, exports, sourceMap };
-  if (exports.includes("comparator")) {
-    let value: unknown;
-    try {
-      value = await runServerSandbox({ op: "comparator", script, timeMs: opts.comparatorTimeMs ?? 2000, memoryMb: 64 }, { owner: opts.owner });
-    } catch (e) {
-      throw new ProgramError(`the comparator could not be read (it must be a constant object computed without host APIs): ${(e as Error).message}`);
-    }
-    out.comparator = checkComparator(value);
-  }
-  return out;
+  return { script, sourceMap, exports };
 }
 
 export interface WasmProgramInfo {
