@@ -12,8 +12,12 @@ import { ownedJob, type Viewer } from "./queries";
 // only what fits in one reply. units.json read every output through the query engine, parsed
 // and stringified them: one request for a job of 300 outputs of 4 MB held ~4 GB.
 
-/** Results and outputs larger than this are downloaded (result.json, units.json), not answered by the API. */
-export const MAX_API_OUTPUT_BYTES = 32 * 2 ** 20;
+/**
+ * Results and outputs larger than this are downloaded (result.json, units.json), not answered
+ * by the API: an answer is parsed and written again on the event loop, in one piece (at 32 MiB,
+ * eight callers asking for one 30 MB result in a loop held the server ~1 s at each call).
+ */
+export const MAX_API_OUTPUT_BYTES = 4 * 2 ** 20;
 /** Units per page of a units.json download: at most 64 MiB of outputs in memory at once. */
 const UNITS_PER_PAGE = 16;
 
