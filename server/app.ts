@@ -20,6 +20,7 @@ import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createLoadGate } from "./http/loadGate";
+import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { guardTrpcSocket, TrpcSocketBudget } from "./http/trpcSocketGuard";
 import { MAX_TRPC_BATCH } from "./api/batch";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
@@ -127,10 +128,12 @@ export async function startServer(
     // Past this, admitSubmission would refuse them after authenticating each one.
     perProcedure: { "jobs.submit": MAX_SUBMISSIONS_IN_FLIGHT },
   });
+  const signIns = signInLimit(cluster.limiter("sign-in", 1 / SIGN_IN_EVERY_S, SIGN_IN_BURST), (req) => clientIp(req, env.TRUST_PROXY === "1"));
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
     if (gate.shed(req, res, pathname)) return;
+    if (await signIns(req, res, pathname)) return;
     if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
     if (pathname === "/api/health") return await health(db, cluster, blobs, res, log);
     if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);

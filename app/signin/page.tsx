@@ -24,6 +24,8 @@ function SignInForm() {
     try {
       if (mode === "signup") await signUp.mutateAsync({ email, password });
       const res = await signIn("credentials", { email, password, redirect: false });
+      // The server counts attempts per network address (server/http/signInLimit.ts).
+      if (res?.status === 429) throw new Error("Too many sign-in attempts from your network: wait a minute and try again.");
       if (!res || res.error) throw new Error("Wrong email or password.");
       router.push(localPath(next));
       router.refresh();

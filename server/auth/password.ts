@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
 import { promisify } from "node:util";
+import { Semaphore } from "async-mutex";
 
 const scrypt = promisify(crypto.scrypt) as (
   password: string,
@@ -13,9 +14,32 @@ const scrypt = promisify(crypto.scrypt) as (
 // be raised later without invalidating existing passwords.
 const N = 1 << 15, R = 8, P = 1, KEYLEN = 32;
 
+/**
+ * Hashes computed at once. scrypt runs on libuv's thread pool (4 threads), which file reads
+ * and writes share: a flood of sign-ins or sign-ups took all four, and blob downloads and
+ * uploads waited seconds behind them. Hashes beyond these wait their turn.
+ */
+export const CONCURRENT_HASHES = 2;
+const hashing = new Semaphore(CONCURRENT_HASHES);
+let running = 0;
+
+/** Hashes being computed right now (for tests). */
+export const hashesRunning = () => running;
+
+async function derive(password: string, salt: Buffer, keylen: number, options: crypto.ScryptOptions): Promise<Buffer> {
+  return hashing.runExclusive(async () => {
+    running++;
+    try {
+      return await scrypt(password.normalize("NFKC"), salt, keylen, options);
+    } finally {
+      running--;
+    }
+  });
+}
+
 export async function hashPassword(password: string): Promise<string> {
   const salt = crypto.randomBytes(16);
-  const key = await scrypt(password.normalize("NFKC"), salt, KEYLEN, { N, r: R, p: P, maxmem: 64 * 1024 * 1024 });
+  const key = await derive(password, salt, KEYLEN, { N, r: R, p: P, maxmem: 64 * 1024 * 1024 });
   return `scrypt$${N}$${R}$${P}$${salt.toString("base64url")}$${key.toString("base64url")}`;
 }
 
@@ -23,7 +47,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const [alg, n, r, p, salt, hash] = stored.split("$");
   if (alg !== "scrypt" || !salt || !hash) return false;
   const expected = Buffer.from(hash, "base64url");
-  const key = await scrypt(password.normalize("NFKC"), Buffer.from(salt, "base64url"), expected.length, {
+  const key = await derive(password, Buffer.from(salt, "base64url"), expected.length, {
     N: Number(n), r: Number(r), p: Number(p), maxmem: 64 * 1024 * 1024,
   });
   return crypto.timingSafeEqual(key, expected);

@@ -3,6 +3,7 @@ import type { Browser } from "playwright-core";
 import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
 import { trpc, trpcError } from "../helpers/clients";
 import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
+import { SIGN_IN_BURST, SIGN_IN_EVERY_S } from "../../server/http/signInLimit";
 
 // An admin watches the dashboard's charts move while a job runs; other users are refused.
 describe("admin dashboard", () => {
@@ -101,6 +102,48 @@ describe("admin dashboard", () => {
     const { entries } = await trpc(server.url, user.apiKey).account.ledger.query({ limit: 1 });
     expect(entries[0]).toMatchObject({ kind: "grant", amount: 500_000, memo: "a course on training" });
     expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  // Last in this file: it spends the address's sign-in budget.
+  it("refuses sign-ins past the address's budget with 429, and the page says why", async () => {
+    const base = server.url.replace("127.0.0.1", "localhost");
+    const csrf = await fetch(`${base}/api/auth/csrf`);
+    const { csrfToken } = (await csrf.json()) as { csrfToken: string };
+    const cookie = csrf.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+    const attempt = () => fetch(`${base}/api/auth/callback/credentials`, {
+      method: "POST", redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", cookie, "x-auth-return-redirect": "1" },
+      body: new URLSearchParams({ csrfToken, email: "nobody@example.com", password: "wrong password", json: "true" }),
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < SIGN_IN_BURST + 5; i++) statuses.push((await attempt()).status);
+    // The three sign-ins of the tests above count too.
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(5);
+    expect(statuses.slice(0, SIGN_IN_BURST - 3).every((s) => s !== 429)).toBe(true);
+    const refused = await attempt();
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe(String(SIGN_IN_EVERY_S));
+    expect(new URL(((await refused.json()) as { url: string }).url).searchParams.get("error")).toBe("TooManyAttempts");
+
+    // The page, filled in before the budget is spent again. An attempt comes back every few
+    // seconds: one may come back between the last refusal and the click (then the password,
+    // a wrong one, is checked), so the page is tried a few times.
+    const context = await browser.newContext({ baseURL: base });
+    const page = await context.newPage();
+    await page.goto("/signin");
+    await page.getByLabel("Email").fill("admin@example.com");
+    await page.getByLabel("Password").fill("not the password");
+    const alert = page.locator("p.error[role=alert]");
+    let shown = "";
+    for (let i = 0; i < 3 && !shown.startsWith("Too many"); i++) {
+      while ((await attempt()).status !== 429);
+      await page.locator("form").getByRole("button", { name: "Sign in" }).click();
+      await alert.waitFor();
+      await waitFor(async () => !(await page.locator("form").getByRole("button", { name: "Sign in" }).isDisabled()), 10_000, "the attempt's answer");
+      shown = (await alert.textContent()) ?? "";
+    }
+    expect(shown).toBe("Too many sign-in attempts from your network: wait a minute and try again.");
     await context.close();
   });
 });
