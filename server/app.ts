@@ -21,6 +21,9 @@ import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createLoadGate } from "./http/loadGate";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
+import { AddressCounts } from "./http/addressCounts";
+import { openFileLimit, volunteerSocketCap } from "./http/openFiles";
+import { addressKey } from "./coordinator/network";
 import { guardTrpcSocket, TrpcSocketBudget } from "./http/trpcSocketGuard";
 import { MAX_TRPC_BATCH } from "./api/batch";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
@@ -157,6 +160,9 @@ export async function startServer(
       }
     });
   });
+  // A request's headers arrive within 10 s, not Node's 60: 3,000 requests sent a byte at a time
+  // held their sockets (and files) for a minute each.
+  server.headersTimeout = 10_000;
 
   const volunteerWss = new WebSocketServer({ noServer: true, maxPayload: env.MAX_WS_MESSAGE_BYTES });
   // Sockets over MAX_VOLUNTEER_CONNECTIONS are upgraded here only to be closed; untracked, so
@@ -174,6 +180,14 @@ export async function startServer(
       else ((ws as { alive?: boolean }).alive = false), ws.ping();
     }
   }, 30_000);
+
+  // One client held all 20,000 volunteer sockets (the same id, no work asked for), and with them
+  // every file the process may open: a cap per address, and the whole cap below that limit.
+  const maxVolunteers = volunteerSocketCap(env.MAX_VOLUNTEER_CONNECTIONS, openFileLimit());
+  if (maxVolunteers < env.MAX_VOLUNTEER_CONNECTIONS) {
+    log(`volunteer sockets: at most ${maxVolunteers}, not MAX_VOLUNTEER_CONNECTIONS=${env.MAX_VOLUNTEER_CONNECTIONS}: this process may open ${openFileLimit()} files (ulimit -n)`);
+  }
+  const volunteerSockets = new AddressCounts(env.VOLUNTEER_SOCKETS_PER_ADDRESS, addressKey);
 
   /** Upgraded only to be closed with 1013 (try again later): browsers report a close code, not an HTTP status. */
   const refuseVolunteer = (req: http.IncomingMessage, socket: Duplex, head: Buffer, reason: string) => {
@@ -206,10 +220,16 @@ export async function startServer(
       // Checked after the await above and right before handleUpgrade, which adds the socket to
       // `clients` synchronously, so a burst cannot slip past the cap. The refusal is a close
       // frame (1013, try again later) rather than an HTTP error: browsers only report a code.
-      if (volunteerWss.clients.size >= env.MAX_VOLUNTEER_CONNECTIONS) {
+      if (volunteerWss.clients.size >= maxVolunteers) {
         monitor.observer.shed("connection-refused");
         return refuseVolunteer(req, socket, head, "too many volunteers connected; try again later");
       }
+      const release = volunteerSockets.admit(clientIp(req, env.TRUST_PROXY === "1"));
+      if (!release) {
+        monitor.observer.shed("connection-refused");
+        return refuseVolunteer(req, socket, head, "too many volunteers connected from your network address; try again later");
+      }
+      socket.once("close", release);
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
         (ws as { alive?: boolean }).alive = true;
         ws.on("pong", () => ((ws as { alive?: boolean }).alive = true));

@@ -19,6 +19,8 @@ import type { Dispatcher } from "./dispatch";
 import type { Live } from "./live";
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** Sockets one volunteer id may hold at once (a browser's tabs share one id). */
+export const MAX_SOCKETS_PER_VOLUNTEER = 8;
 const KEY_REVOKED = "The API key this volunteer signed in with was revoked: start it again with another key.";
 
 /** Who opened a volunteer socket: its session's or API key's user (and the key), and its address. */
@@ -65,6 +67,8 @@ export class VolunteerEdge implements Notices {
   private connSeq = 0;
   /** Volunteer ids whose first hello is not committed yet, with their token hash. */
   private readonly registering = new Map<string, string>();
+  /** Sockets registered per volunteer id (MAX_SOCKETS_PER_VOLUNTEER). */
+  private readonly socketsOf = new Map<string, number>();
   /** API keys revoked while this process runs (a handful): a hello under way with one is refused. */
   private readonly revokedKeys = new Set<string>();
   /** Verdicts waiting to be told to their volunteers at the end of this turn (see credit()). */
@@ -236,6 +240,12 @@ export class VolunteerEdge implements Notices {
       connectedAt: this.live.now(), earned: 0, tasksDone: 0, proven: 0, benchmark, ws,
     };
     if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
+    // Checked and counted in one turn with the registration below, so a burst cannot slip past.
+    const held = this.socketsOf.get(msg.volunteerId) ?? 0;
+    if (held >= MAX_SOCKETS_PER_VOLUNTEER) {
+      throw new UserError("CONFLICT", `This volunteer id is connected ${held} times already, the most one id may be: stop one of them first.`);
+    }
+    this.socketsOf.set(msg.volunteerId, held + 1);
     this.live.conns.set(conn.key, conn);
     this.live.scheduler.addVolunteer(conn.key, {
       window: windowOf(conn), host: msg.volunteerId, account: accountId,
@@ -255,6 +265,9 @@ export class VolunteerEdge implements Notices {
 
   private drop(conn: VolunteerConn) {
     if (!this.live.conns.delete(conn.key)) return;
+    const held = (this.socketsOf.get(conn.volunteerId) ?? 1) - 1;
+    if (held > 0) this.socketsOf.set(conn.volunteerId, held);
+    else this.socketsOf.delete(conn.volunteerId);
     this.deps.dispatch.forgetRinger(conn);
     this.interactive.forget(conn.key);
     const requeued = this.live.scheduler.removeVolunteer(conn.key, this.live.now());

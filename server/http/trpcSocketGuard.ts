@@ -3,6 +3,7 @@ import type { WebSocket } from "ws";
 import { ipv6Prefix } from "../coordinator/network";
 import { MAX_TRPC_BATCH } from "../api/batch";
 import { RateLimiter } from "../services/calc/rateLimit";
+import { AddressCounts } from "./addressCounts";
 
 // tRPC's WebSocket (/api/trpc-ws) carries the pages' subscriptions, and nothing else: their
 // queries and mutations go over HTTP, through the load gate (per-caller rate, calls in
@@ -25,23 +26,12 @@ export const MAX_TRPC_SUBSCRIPTIONS = 16_384;
  * at the upgrade, subscriptions server-wide as they start.
  */
 export class TrpcSocketBudget {
-  private readonly perAddress = new Map<string, number>();
+  private readonly sockets = new AddressCounts(MAX_TRPC_SOCKETS_PER_ADDRESS, addressKey);
   subscriptions = 0;
 
   /** Takes a socket for this address: the release to call when it closes, or undefined if the address has its fill. */
   admit(address: string): (() => void) | undefined {
-    const key = addressKey(address);
-    const n = this.perAddress.get(key) ?? 0;
-    if (n >= MAX_TRPC_SOCKETS_PER_ADDRESS) return undefined;
-    this.perAddress.set(key, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.perAddress.get(key) ?? 1) - 1;
-      if (left > 0) this.perAddress.set(key, left);
-      else this.perAddress.delete(key);
-    };
+    return this.sockets.admit(address);
   }
 }
 

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_BUFFERED_BYTES } from "../../server/coordinator/connection";
+import { MAX_SOCKETS_PER_VOLUNTEER } from "../../server/coordinator/edge";
+import { FILES_KEPT, volunteerSocketCap } from "../../server/http/openFiles";
 import { fetchMetrics, metricValue } from "../../bench/lib/prom";
 import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 import { createUserWithKey, sleep, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
@@ -54,6 +56,51 @@ describe("MAX_VOLUNTEER_CONNECTIONS", () => {
     expect(await c.next("welcome")).toMatchObject({ type: "welcome" });
     expect(c.closed).toBeUndefined();
     expect(await shed(srv.url, "connection-refused")).toBe(2);
+  });
+});
+
+describe("volunteer sockets per address and per volunteer id", () => {
+  it("refuses sockets past VOLUNTEER_SOCKETS_PER_ADDRESS with 1013, and takes one again when one closes", async () => {
+    const srv = await server({ VOLUNTEER_SOCKETS_PER_ADDRESS: "3" });
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const v = await volunteer(srv.url);
+      await v.next("welcome");
+      held.push(v);
+    }
+    const over = await RawVolunteer.connect(srv.url);
+    expect(await over.waitClosed(2000)).toEqual({ code: 1013, reason: "too many volunteers connected from your network address; try again later" });
+    expect(await shed(srv.url, "connection-refused")).toBe(1);
+    await held[0].close();
+    await waitFor(async () => {
+      const v = await RawVolunteer.connect(srv.url);
+      cleanups.push(() => (v.closed ? undefined : v.close()));
+      v.hello(0);
+      return (await Promise.race([v.next("welcome").then(() => true), v.waitClosed(5000).then(() => false)])) || undefined;
+    }, 10_000, "a socket once one closed");
+  });
+
+  it(`registers one volunteer id ${MAX_SOCKETS_PER_VOLUNTEER} times at most`, async () => {
+    const srv = await server({});
+    const first = await volunteer(srv.url);
+    await first.next("welcome");
+    for (let i = 1; i < MAX_SOCKETS_PER_VOLUNTEER; i++) {
+      const again = await RawVolunteer.connect(srv.url, { identity: first.identity });
+      cleanups.push(() => (again.closed ? undefined : again.close()));
+      again.hello(0);
+      await again.next("welcome");
+    }
+    const over = await RawVolunteer.connect(srv.url, { identity: first.identity });
+    over.hello(0);
+    expect(await over.waitClosed(5000)).toMatchObject({ code: 1008 });
+    expect(over.messages).toEqual([{ type: "error", code: "hello-refused", message: `This volunteer id is connected ${MAX_SOCKETS_PER_VOLUNTEER} times already, the most one id may be: stop one of them first.` }]);
+    expect(srv.deps.coordinator.volunteers()).toHaveLength(MAX_SOCKETS_PER_VOLUNTEER);
+  });
+
+  it("keeps the whole cap below the process's open-file limit", () => {
+    expect(volunteerSocketCap(20_000, 20_000)).toBe(20_000 - FILES_KEPT);
+    expect(volunteerSocketCap(500, 20_000)).toBe(500);
+    expect(volunteerSocketCap(20_000, undefined)).toBe(20_000);
   });
 });
 
