@@ -5,6 +5,7 @@ import { isSha256 } from "./programs";
 import { withinJsonBounds } from "../jsonInput";
 import { shardRows, type CsvTable } from "./csvShards";
 import { csvTable, UnusableCsv } from "./csvTables";
+import { countLines, lineChunks } from "./lineChunks";
 
 const hash = z.string().refine(isSha256, "must be the sha256 of an uploaded data file");
 
@@ -117,15 +118,11 @@ async function splitPlain(
     }
     case "lines": {
       const n = need();
-      const text = (await dataFile(deps, ownerId, input.data)).toString("utf8");
-      const lines = text.split(/\r?\n/);
-      if (lines.length && lines[lines.length - 1] === "") lines.pop();
-      if (lines.length < n) throw new UserError("BAD_REQUEST", `The file has ${lines.length} lines, fewer than the ${n} chunks asked for.`);
+      const bytes = await dataFile(deps, ownerId, input.data);
+      const lines = await countLines(bytes);
+      if (lines < n) throw new UserError("BAD_REQUEST", `The file has ${lines} lines, fewer than the ${n} chunks asked for.`);
       const out: UnitInput[] = [];
-      for (let i = 0; i < n; i++) {
-        const part = lines.slice(Math.floor((lines.length * i) / n), Math.floor((lines.length * (i + 1)) / n)).join("\n");
-        out.push({ blob: await deps.blobs.put(part), encoding: "text" });
-      }
+      for (const part of await lineChunks(bytes, lines, n)) out.push({ blob: await deps.blobs.put(part), encoding: "text" });
       return out;
     }
     case "blocks": {
