@@ -115,4 +115,26 @@ describe("parseCsv", () => {
     expect(() => parseCsv(`a${",".repeat(5_000_000)}\n1\n`)).toThrow("line 1 has more than 100,000 fields");
     expect(() => parseCsv(`\n\n${"1,".repeat(100_000)}1\n`)).toThrow("line 3 has more than 100,000 fields");
   });
+
+  it("refuses a later line of millions of fields from its bytes, and yields between long lines", async () => {
+    expect(() => parseCsv(`a,b\n1${",".repeat(5_000_000)}\n`)).toThrow("line 2 has more than 100,000 fields, the header 2");
+    expect(() => parseCsv("a,b\n1,2,3\n")).toThrow("line 2 has 3 fields, the header 2");
+    // 40 lines of 50,000 hex fields (slow path, ~300 KB each): a turn of the loop between some of them.
+    const line = Array.from({ length: 50_000 }, (_, i) => `0x${(i % 255).toString(16)}`).join(",");
+    const text = `${Array.from({ length: 50_000 }, (_, i) => `c${i}`).join(",")}\n${Array.from({ length: 40 }, () => line).join("\n")}\n`;
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    try {
+      const table = await parseCsvSliced(Buffer.from(text));
+      expect(table.rows).toBe(40);
+      expect(turns).toBeGreaterThanOrEqual(2);
+    } finally {
+      ticking = false;
+    }
+  });
 });
