@@ -245,10 +245,10 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
 const AS_JSON_TEXT = `function (v) { var s = JSON.stringify(v === undefined ? null : v); return typeof s === "string" ? s : "null"; }`;
 
 /** `reduce(outputs, { params })` of a compiled JS program, in QuickJS. */
-export function reduceInQuickJS(req: { script: string; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }): Promise<string> {
+export function reduceInQuickJS(req: { script: string; outputsJson: string; params: unknown; timeMs: number; memoryMb: number }): Promise<string> {
   return evalInQuickJS({
     script: req.script,
-    globals: { __tabgridOutputs: JSON.stringify(req.outputs), __tabgridParams: JSON.stringify(req.params ?? null) },
+    globals: { __tabgridOutputs: req.outputsJson, __tabgridParams: JSON.stringify(req.params ?? null) },
     expression: `(function () {
       var ns = globalThis[${JSON.stringify(PROGRAM_GLOBAL)}];
       if (!ns || typeof ns.reduce !== "function") throw new Error("the program does not export reduce");

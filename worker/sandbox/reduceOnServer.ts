@@ -9,11 +9,15 @@ import type { ProgramKind } from "./abi";
 import { timeLimitError } from "../runtime/pool";
 import { bundledEntry } from "../node/bundle";
 import { FairSlots } from "./fairSlots";
+import type { ServerMerge } from "../../server/services/jobs/mergeValues";
 
 export type ServerSandboxRequest =
-  | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputs: unknown[]; params: unknown; timeMs: number; memoryMb: number }
+  /** `outputsJson`: the outputs as one JSON array's text (never parsed on the event loop). */
+  | { op: "reduce"; kind: ProgramKind; code: string | Uint8Array; outputsJson: string; params: unknown; timeMs: number; memoryMb: number }
   | { op: "comparator"; script: string; timeMs: number; memoryMb: number }
-  | ({ op: "step" } & StepRequest);
+  | ({ op: "step" } & StepRequest)
+  /** A merge the server computes itself (server/services/jobs/mergeValues.ts) on outputs too big to parse on the event loop. */
+  | { op: "merge"; how: ServerMerge; texts: string[]; timeMs: number; memoryMb: number };
 
 /** One step of an iterative program (stepSandbox.ts): JS (answers a JSON value) or WASM (answers bytes). */
 export type StepRequest = JsStepRequest | WasmStepRequest;
@@ -50,8 +54,10 @@ export interface ReduceRequest {
   kind: ProgramKind;
   /** JS: the compiled script (compileJsProgram's `script`); WASM: the module's bytes. */
   code: string | Uint8Array;
-  /** The units' outputs in unit order (JS: JSON values; WASM: `{ b64 }`). */
-  outputs: unknown[];
+  /** The units' outputs in unit order (JS: JSON values; WASM: `{ b64 }`)... */
+  outputs?: unknown[];
+  /** ...or their JSON texts as one JSON array, passed on as they are (a job's stored outputs). */
+  outputsJson?: string;
   /** The job's parameters (`ctx.params`). */
   params: unknown;
   /** Wall-clock limit of the reduce itself. */
@@ -127,11 +133,13 @@ export function runServerSandbox(req: ServerSandboxRequest, run: SandboxRun = {}
 const MAX_ONE_SHOT_THREADS = 2;
 const oneShot = new FairSlots(MAX_ONE_SHOT_THREADS);
 const comparators = new FairSlots(1);
+/** Big merges the server computes: one at a time, beside the programs' reduces and steps. */
+const merges = new FairSlots(1);
 
 function runInThread(req: ServerSandboxRequest, run: SandboxRun = {}): Promise<{ value: unknown; ms: number }> {
   if (!(req.timeMs > 0) || !(req.memoryMb > 0)) return Promise.reject(new RangeError("timeMs and memoryMb must be positive"));
   const capped = { ...req, timeMs: Math.min(req.timeMs, maxMs) };
-  const slots = req.op === "comparator" ? comparators : oneShot;
+  const slots = req.op === "comparator" ? comparators : req.op === "merge" ? merges : oneShot;
   // Aborted (or out of time to wait) while waiting for a slot, the run gives up its place in line at once.
   const gaveUp = run.waitMs !== undefined ? AbortSignal.timeout(run.waitMs) : undefined;
   const wait = gaveUp && run.signal ? AbortSignal.any([run.signal, gaveUp]) : (gaveUp ?? run.signal);
@@ -189,6 +197,16 @@ async function spawn(req: ServerSandboxRequest, signal?: AbortSignal): Promise<{
  * N s exceeded", "memory limit of N MiB exceeded", "the program does not export reduce".
  */
 export async function reduceOutputs(req: ReduceRequest, run: SandboxRun = {}): Promise<ReduceResult> {
-  const r = await runInThread({ op: "reduce", ...req }, run);
+  const { outputs, outputsJson, ...rest } = req;
+  const r = await runInThread({ op: "reduce", ...rest, outputsJson: outputsJson ?? JSON.stringify(outputs ?? []) }, run);
   return { result: r.value, ms: r.ms };
+}
+
+/**
+ * A merge the server computes itself, in a sandbox thread: the JSON text of its result. For
+ * outputs too big to parse and merge on the event loop (220 MB of them held it 8.6 s).
+ */
+export async function mergeInThread(how: ServerMerge, texts: string[], memoryMb: number, run: SandboxRun = {}): Promise<string> {
+  const r = await runInThread({ op: "merge", how, texts, timeMs: serverProgramMaxMs(), memoryMb }, run);
+  return r.value as string;
 }

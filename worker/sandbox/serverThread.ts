@@ -6,11 +6,13 @@ import { parentPort, workerData } from "node:worker_threads";
 import { comparatorInQuickJS, parseAnswer, reduceInQuickJS, stepInQuickJS } from "./quickjs";
 import { reduceProgram, stepWasm } from "./runProgram";
 import type { ServerSandboxRequest } from "./reduceOnServer";
+import { mergeValues } from "../../server/services/jobs/mergeValues";
 
 const req = (workerData as { request: ServerSandboxRequest }).request;
 const port = parentPort!;
 
 async function main(): Promise<unknown> {
+  if (req.op === "merge") return mergeValues(req.how, req.texts);
   if (req.op === "comparator") return parseAnswer(await comparatorInQuickJS({ script: req.script, timeMs: req.timeMs, memoryMb: req.memoryMb }), "the comparator", 64 * 1024);
   if (req.op === "step") {
     if (req.kind === "wasm") return stepWasm({ hash: req.hash, code: req.code, input: req.input, memoryLimitBytes: req.memoryMb * 1024 * 1024 });
@@ -18,10 +20,10 @@ async function main(): Promise<unknown> {
   }
   if (req.kind === "js") {
     if (typeof req.code !== "string") throw new Error("a JS program's code must be its compiled script");
-    return parseAnswer(await reduceInQuickJS({ script: req.code, outputs: req.outputs, params: req.params, timeMs: req.timeMs, memoryMb: req.memoryMb }), "reduce");
+    return parseAnswer(await reduceInQuickJS({ script: req.code, outputsJson: req.outputsJson, params: req.params, timeMs: req.timeMs, memoryMb: req.memoryMb }), "reduce");
   }
   const { result } = await reduceProgram({
-    kind: "wasm", hash: "server-reduce", code: req.code, outputs: req.outputs, params: req.params, memoryLimitBytes: req.memoryMb * 1024 * 1024,
+    kind: "wasm", hash: "server-reduce", code: req.code, outputs: JSON.parse(req.outputsJson) as unknown[], params: req.params, memoryLimitBytes: req.memoryMb * 1024 * 1024,
   });
   return result;
 }
