@@ -59,22 +59,22 @@ describe("compileJsProgram", () => {
 
 describe("inspectWasm", () => {
   it("reads a good module's exports and its memory's declared maximum", async () => {
-    const info = inspectWasm(await wat(WAT.reverse));
+    const info = await inspectWasm(await wat(WAT.reverse));
     expect(info).toEqual({ exports: ["memory", "alloc", "result_len", "run", "reduce"], hasReduce: true, maxMemoryBytes: 16 * 65536 });
-    const grows = inspectWasm(await wat(WAT.growsPastMax)); // env.abort is the one import allowed
+    const grows = await inspectWasm(await wat(WAT.growsPastMax)); // env.abort is the one import allowed
     expect(grows.hasReduce).toBe(false);
     expect(grows.maxMemoryBytes).toBe(4 * 65536);
   });
 
   it("rejects what is not WebAssembly, or not valid", async () => {
-    expect(() => inspectWasm(new TextEncoder().encode("export function run() {}"))).toThrow(/not a WebAssembly module \(it does not start with \\0asm\)/);
+    await expect(inspectWasm(new TextEncoder().encode("export function run() {}"))).rejects.toThrow(/not a WebAssembly module \(it does not start with \\0asm\)/);
     const truncated = (await wat(WAT.reverse)).slice(0, 40);
-    expect(() => inspectWasm(truncated)).toThrow(/not a valid WebAssembly module/);
+    await expect(inspectWasm(truncated)).rejects.toThrow(/not a valid WebAssembly module/);
   });
 
   it("rejects imports other than env.abort", async () => {
     const bytes = await wat(WAT.importsFetch);
-    expect(() => inspectWasm(bytes)).toThrow(
+    await expect(inspectWasm(bytes)).rejects.toThrow(
       'the module imports function "env.fetch": programs must be self-contained (the only import allowed is the function env.abort)',
     );
   });
@@ -82,20 +82,20 @@ describe("inspectWasm", () => {
   it("rejects missing exports and wrong signatures", async () => {
     const noResultLen = await wat(WAT.noResultLen);
     const badRun = await wat(WAT.badRunSignature);
-    expect(() => inspectWasm(noResultLen)).toThrow("the module does not export result_len (a program exports memory, alloc, run and result_len)");
-    expect(() => inspectWasm(badRun)).toThrow('the export "run" must have the signature (i32, i32) -> i32, not (i32) -> i32');
+    await expect(inspectWasm(noResultLen)).rejects.toThrow("the module does not export result_len (a program exports memory, alloc, run and result_len)");
+    await expect(inspectWasm(badRun)).rejects.toThrow('the export "run" must have the signature (i32, i32) -> i32, not (i32) -> i32');
   });
 
   it("rejects a memory without a maximum, or with one above the limit (in pages and MiB)", async () => {
     const noMax = await wat(WAT.noMax);
     const bigMax = await wat(WAT.bigMax);
-    expect(() => inspectWasm(noMax, 64 * MiB)).toThrow(
+    await expect(inspectWasm(noMax, 64 * MiB)).rejects.toThrow(
       'the exported memory declares no maximum: declare one of at most 1024 pages (64 MiB) (e.g. (memory (export "memory") 1 1024))',
     );
-    expect(() => inspectWasm(bigMax, 256 * MiB)).toThrow(
+    await expect(inspectWasm(bigMax, 256 * MiB)).rejects.toThrow(
       "the exported memory's maximum of 20000 pages (1250 MiB) is above the limit of 4096 pages (256 MiB)",
     );
-    expect(inspectWasm(bigMax, 2000 * MiB).maxMemoryBytes).toBe(20000 * 65536);
+    expect((await inspectWasm(bigMax, 2000 * MiB)).maxMemoryBytes).toBe(20000 * 65536);
   });
 
   it("parses LEB128 limits beyond one byte and modules with many sections", async () => {

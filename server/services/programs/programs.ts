@@ -39,7 +39,7 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
   let compiledBytes = 0;
   try {
     if (upload.bytes.subarray(0, 4).equals(WASM_MAGIC)) {
-      const info = inspectWasm(new Uint8Array(upload.bytes), deps.env.WASM_MEMORY_LIMIT_MB * 1024 * 1024);
+      const info = await inspectWasm(new Uint8Array(upload.bytes), deps.env.WASM_MEMORY_LIMIT_MB * 1024 * 1024);
       data = { kind: "wasm", scriptHash: null, sourceMapHash: null, exports: info.exports, hasReduce: info.hasReduce, comparator: null };
     } else {
       const text = upload.bytes.toString("utf8");
