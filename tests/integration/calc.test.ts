@@ -188,3 +188,19 @@ describe("tabgrid calc", () => {
     expect(volunteer.output()).toContain("[volunteer] calc 2^10 - 24 = 1000: 2 ^ 10 = 1024, 1024 - 24 = 1000");
   });
 });
+
+describe("the calculator's rate for anonymous callers", () => {
+  it("is counted per network address: one client spending its own does not lock others out", async () => {
+    const proxied = await startTestServer({ TRUST_PROXY: "1" });
+    cleanups.push(() => proxied.close());
+    const from = (ip: string) => trpc(proxied.url, undefined, { "x-forwarded-for": ip }).calc.evaluate;
+    // No volunteer is online: an allowed call fails for want of one, a refused one with TOO_MANY_REQUESTS.
+    const codes: Array<string | undefined> = [];
+    while (codes.length < 300 && codes.at(-1) !== "TOO_MANY_REQUESTS") codes.push((await trpcError(from("203.0.113.5").mutate({ expression: "1+1" }))).code);
+    expect(codes.at(-1)).toBe("TOO_MANY_REQUESTS");
+    // Its burst (60) first, then what came back while it asked.
+    expect(codes.length).toBeGreaterThan(60);
+    expect(codes.slice(0, -1).every((c) => c === "SERVICE_UNAVAILABLE")).toBe(true);
+    expect((await trpcError(from("198.51.100.7").mutate({ expression: "1+1" }))).code).toBe("SERVICE_UNAVAILABLE");
+  });
+});

@@ -7,7 +7,7 @@ import { InteractiveError } from "../../coordinator/interactive";
 export const calcRouter = router({
   /** `2*(3+4)/5` → 2.8, computed by the least loaded of two random volunteers. */
   evaluate: publicProcedure.input(z.object({ expression: z.string().max(10_000) })).mutation(async ({ ctx, input }) => {
-    if (!(await calcAllowed(ctx.deps, ctx.user?.id ?? null))) {
+    if (!(await calcAllowed(ctx.deps, ctx.user?.id ?? null, ctx.ip))) {
       throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: "too many calculations; slow down a little" });
     }
     try {

@@ -3,6 +3,7 @@ import { UserError } from "../errors";
 import { checkExpression } from "../../../worker/interactive/calc";
 import { InteractiveError } from "../../coordinator/interactive";
 import type { SharedLimiter } from "../../cluster/limiter";
+import { addressKey } from "../../coordinator/network";
 
 export interface CalcAnswer {
   expression: string;
@@ -15,16 +16,21 @@ export interface CalcAnswer {
 }
 
 // One limiter per running server (tests run several in one process).
-const limiters = new WeakMap<object, { user: SharedLimiter; anonymous: SharedLimiter }>();
+const limiters = new WeakMap<object, { user: SharedLimiter; address: SharedLimiter; anonymous: SharedLimiter }>();
 
-/** False when the caller (a user, or all anonymous callers together) asked too often. */
-export function calcAllowed(deps: AppDeps, userId: string | null): Promise<boolean> {
+/**
+ * False when the caller asked too often: a user by its account; an anonymous caller by its
+ * network address, then all of them together (one anonymous client used to spend the budget
+ * every anonymous caller shared).
+ */
+export async function calcAllowed(deps: AppDeps, userId: string | null, ip: string): Promise<boolean> {
   let l = limiters.get(deps.coordinator);
   if (!l) {
-    l = { user: deps.cluster.limiter("calc", 20, 60), anonymous: deps.cluster.limiter("calc-anonymous", 50, 150) };
+    l = { user: deps.cluster.limiter("calc", 20, 60), address: deps.cluster.limiter("calc-address", 20, 60), anonymous: deps.cluster.limiter("calc-anonymous", 50, 150) };
     limiters.set(deps.coordinator, l);
   }
-  return userId ? l.user.take(userId) : l.anonymous.take("anonymous");
+  if (userId) return l.user.take(userId);
+  return (await l.address.take(addressKey(ip))) && l.anonymous.take("anonymous");
 }
 
 /**
