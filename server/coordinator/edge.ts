@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, parseClientMessage, type Hello } from "../../worker/p
 import type { GroupCommitter } from "../store/groupCommit";
 import type { Db } from "../store/prisma";
 import type { PersistOp } from "../services/jobs/batchSql";
-import { checkVolunteer, claimAnonymousCredits, volunteerRow } from "../services/volunteers/volunteers";
+import { checkVolunteer, claimAnonymousCredits, volunteerRow, WRONG_TOKEN } from "../services/volunteers/volunteers";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { UserError } from "../services/errors";
@@ -218,6 +218,9 @@ export class VolunteerEdge implements Notices {
       this.live.observer.shed("new-volunteer-throttled");
       throw new UserError("TOO_MANY_REQUESTS", "Too many new volunteers from this network address in the last hour: connect again later, or with a volunteer id this server knows.");
     }
+    // Another hello of this new id may have begun registering it during that wait.
+    const pending = this.registering.get(msg.volunteerId);
+    if (!existed && pending !== undefined && pending !== tokenHash) throw new UserError("FORBIDDEN", WRONG_TOKEN);
     // Its row goes through the group commit (a burst of hellos is a few batches, off the event
     // loop) and is durable before the welcome; until then the id is held here, so a second
     // hello with another token is refused all the same.

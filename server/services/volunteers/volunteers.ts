@@ -9,6 +9,9 @@ import { readableHostName } from "../leaderboard/leaderboard";
 
 const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 
+/** A hello with a known volunteer id and another token. */
+export const WRONG_TOKEN = "This volunteer id belongs to another client (wrong token). Start with a new id.";
+
 /**
  * Checks a connecting volunteer's secret against its id (nobody may pose as another
  * volunteer to take its held credits), by a raw read: a burst of thousands of hellos must
@@ -22,7 +25,7 @@ export async function checkVolunteer(db: Db, v: { volunteerId: string; token: st
   // A first hello still on its way to the database holds the id too.
   const known = stored ?? pending?.get(v.volunteerId);
   if (known !== undefined && !crypto.timingSafeEqual(Buffer.from(known), Buffer.from(tokenHash))) {
-    throw new UserError("FORBIDDEN", "This volunteer id belongs to another client (wrong token). Start with a new id.");
+    throw new UserError("FORBIDDEN", WRONG_TOKEN);
   }
   return { tokenHash, existed: stored !== undefined };
 }
