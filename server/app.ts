@@ -1,4 +1,5 @@
 import http from "node:http";
+import type net from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { TRPCError } from "@trpc/server";
@@ -161,8 +162,23 @@ export async function startServer(
     });
   });
   // A request's headers arrive within 10 s, not Node's 60: 3,000 requests sent a byte at a time
-  // held their sockets (and files) for a minute each.
+  // held their sockets (and files) for a minute each. And one address holds at most
+  // CONNECTIONS_PER_ADDRESS connections of any kind (requests, volunteers, subscriptions): one
+  // opening them faster than they time out would otherwise take every file the process may
+  // open. Behind a proxy (TRUST_PROXY=1) every connection comes from it: the proxy limits them.
   server.headersTimeout = 10_000;
+  if (env.TRUST_PROXY !== "1") {
+    const connections = new AddressCounts(env.CONNECTIONS_PER_ADDRESS, addressKey);
+    server.on("connection", (socket: net.Socket) => {
+      const release = connections.admit(socket.remoteAddress ?? "unknown");
+      if (!release) {
+        monitor.observer.shed("connection-refused");
+        socket.destroy();
+        return;
+      }
+      socket.once("close", release);
+    });
+  }
 
   const volunteerWss = new WebSocketServer({ noServer: true, maxPayload: env.MAX_WS_MESSAGE_BYTES });
   // Sockets over MAX_VOLUNTEER_CONNECTIONS are upgraded here only to be closed; untracked, so

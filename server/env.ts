@@ -74,6 +74,8 @@ const schema = z.object({
   HEAP_GROWTH_PERCENT: z.coerce.number().int().min(0).max(400).default(25),
   // Overload protection (see docs/performance.md). Sockets over the cap are refused at once.
   MAX_VOLUNTEER_CONNECTIONS: z.coerce.number().int().min(1).default(20_000),
+  /** Connections of any kind open at once from one network address (an IPv4 address, an IPv6 /48); not counted behind a proxy. */
+  CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).default(1024),
   /** Volunteer sockets open at once from one network address (an IPv4 address, an IPv6 /48). */
   VOLUNTEER_SOCKETS_PER_ADDRESS: z.coerce.number().int().min(1).default(500),
   /** Volunteer ids new to the server one network address may bring in an hour (and at once); known ids always connect. */

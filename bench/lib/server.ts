@@ -113,6 +113,7 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
     // Every volunteer of the fleet (1,000, and the stress's burst of 5,000) is new and comes from 127.0.0.1.
     NEW_VOLUNTEERS_PER_ADDRESS: "1000000",
     VOLUNTEER_SOCKETS_PER_ADDRESS: "1000000",
+    CONNECTIONS_PER_ADDRESS: "1000000",
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, REDIS_PREFIX: redisPrefix! } : {}),
     ...opts.env,
   });

@@ -1,3 +1,4 @@
+import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_BUFFERED_BYTES } from "../../server/coordinator/connection";
 import { MAX_SOCKETS_PER_VOLUNTEER } from "../../server/coordinator/edge";
@@ -56,6 +57,37 @@ describe("MAX_VOLUNTEER_CONNECTIONS", () => {
     expect(await c.next("welcome")).toMatchObject({ type: "welcome" });
     expect(c.closed).toBeUndefined();
     expect(await shed(srv.url, "connection-refused")).toBe(2);
+  });
+});
+
+describe("CONNECTIONS_PER_ADDRESS", () => {
+  /** A raw connection: its first reply's status line, or "closed" when the server ends it without one. */
+  const ask = (url: string, request: string | null) => new Promise<{ socket: net.Socket; answer: Promise<string> }>((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname, () => {
+      if (request !== null) socket.write(request);
+      resolve({ socket, answer });
+    });
+    socket.on("error", () => undefined);
+    let data = "";
+    const answer = new Promise<string>((done) => {
+      socket.on("data", (d) => (data += d.toString()));
+      socket.on("close", () => done(data.split("\r\n")[0] || "closed"));
+    });
+    cleanups.push(() => socket.destroy());
+    setTimeout(() => reject(new Error("no connection")), 5000).unref();
+  });
+  const health = "GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+  it("ends connections past the address's fill at once, whatever they are for, and takes one again when one closes", async () => {
+    const srv = await server({ CONNECTIONS_PER_ADDRESS: "3" });
+    // Three idle connections, as a client sending its headers a byte at a time holds them.
+    const idle = await Promise.all([0, 1, 2].map(() => ask(srv.url, null)));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await (await ask(srv.url, health)).answer).toBe("closed");
+    expect(await shed(srv.url, "connection-refused").catch(() => "unreachable")).toBe("unreachable");
+    idle[0].socket.destroy();
+    await waitFor(async () => (await (await ask(srv.url, health)).answer) === "HTTP/1.1 200 OK" || undefined, 5000, "a connection once one closed");
   });
 });
 
