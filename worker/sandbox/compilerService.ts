@@ -1,4 +1,5 @@
 import * as esbuild from "esbuild";
+import { Semaphore } from "async-mutex";
 
 // esbuild compiles in a service process of its own (Go), shared by the whole server. Input it
 // cannot parse can kill it: a 2 MB upload of a million nested parentheses overflowed its
@@ -12,6 +13,13 @@ export const COMPILER_COOL_DOWN_MS = 10 * 60_000;
 
 /** Bumped at each restart, so compiles that failed on the same dead service restart it once. */
 let generation = 0;
+/**
+ * Compiles share the service; a second try has it alone (all the permits), so that what kills
+ * the service then is that program, not one compiled beside it, and the others' first tries
+ * are not killed by it.
+ */
+const ALONE = 1_000;
+const service = new Semaphore(ALONE);
 const stoppedBy = new Map<string, number>();
 
 const serviceDied = (e: unknown) => /The service (is no longer running|was stopped)/.test(String((e as Error | undefined)?.message));
@@ -35,7 +43,7 @@ export async function withCompiler<T>(compile: () => Promise<T>, owner?: string)
   for (let attempt = 1; ; attempt++) {
     const started = generation;
     try {
-      return { value: await compile() };
+      return { value: await service.runExclusive(compile, attempt === 1 ? 1 : ALONE) };
     } catch (e) {
       if (!serviceDied(e)) throw e;
       // Another compile may have started a fresh service already: that one is not stopped.
