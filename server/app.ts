@@ -132,7 +132,9 @@ export async function startServer(
     // Past this, admitSubmission would refuse them after authenticating each one.
     perProcedure: { "jobs.submit": MAX_SUBMISSIONS_IN_FLIGHT },
   });
-  const signIns = signInLimit(cluster.limiter("sign-in", 1 / SIGN_IN_EVERY_S, SIGN_IN_BURST), (req) => clientIp(req, env.TRUST_PROXY === "1"));
+  /** Who a request comes from: the socket's address, or the proxy's word for it (TRUST_PROXY=1). */
+  const ipOf = (req: http.IncomingMessage) => clientIp(req, env.TRUST_PROXY === "1");
+  const signIns = signInLimit(cluster.limiter("sign-in", 1 / SIGN_IN_EVERY_S, SIGN_IN_BURST), ipOf);
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
@@ -199,9 +201,10 @@ export async function startServer(
 
   // One client held all 20,000 volunteer sockets (the same id, no work asked for), and with them
   // every file the process may open: a cap per address, and the whole cap below that limit.
-  const maxVolunteers = volunteerSocketCap(env.MAX_VOLUNTEER_CONNECTIONS, openFileLimit());
+  const fileLimit = openFileLimit();
+  const maxVolunteers = volunteerSocketCap(env.MAX_VOLUNTEER_CONNECTIONS, fileLimit);
   if (maxVolunteers < env.MAX_VOLUNTEER_CONNECTIONS) {
-    log(`volunteer sockets: at most ${maxVolunteers}, not MAX_VOLUNTEER_CONNECTIONS=${env.MAX_VOLUNTEER_CONNECTIONS}: this process may open ${openFileLimit()} files (ulimit -n)`);
+    log(`volunteer sockets: at most ${maxVolunteers}, not MAX_VOLUNTEER_CONNECTIONS=${env.MAX_VOLUNTEER_CONNECTIONS}: this process may open ${fileLimit} files (ulimit -n)`);
   }
   const volunteerSockets = new AddressCounts(env.VOLUNTEER_SOCKETS_PER_ADDRESS, addressKey);
 
@@ -240,7 +243,8 @@ export async function startServer(
         monitor.observer.shed("connection-refused");
         return refuseVolunteer(req, socket, head, "too many volunteers connected; try again later");
       }
-      const release = volunteerSockets.admit(clientIp(req, env.TRUST_PROXY === "1"));
+      const address = ipOf(req);
+      const release = volunteerSockets.admit(address);
       if (!release) {
         monitor.observer.shed("connection-refused");
         return refuseVolunteer(req, socket, head, "too many volunteers connected from your network address; try again later");
@@ -249,7 +253,7 @@ export async function startServer(
       volunteerWss.handleUpgrade(req, socket, head, (ws) => {
         (ws as { alive?: boolean }).alive = true;
         ws.on("pong", () => ((ws as { alive?: boolean }).alive = true));
-        coordinator.handleConnection(ws, { userId: who.user?.id ?? null, ...(who.keyId ? { keyId: who.keyId } : {}), address: clientIp(req, env.TRUST_PROXY === "1") });
+        coordinator.handleConnection(ws, { userId: who.user?.id ?? null, ...(who.keyId ? { keyId: who.keyId } : {}), address });
       });
     } else if (pathname === TRPC_WS_PATH) {
       // Subscriptions cost memory and a first snapshot each: none start while the loop is
@@ -259,7 +263,7 @@ export async function startServer(
         socket.end("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\n\r\n");
         return;
       }
-      const release = trpcBudget.admit(clientIp(req, env.TRUST_PROXY === "1"));
+      const release = trpcBudget.admit(ipOf(req));
       if (!release) {
         monitor.observer.shed("connection-refused");
         socket.end("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nConnection: close\r\n\r\n");
