@@ -13,6 +13,7 @@ import { Verifier } from "./verifier";
 import { ProgramAudits } from "./programAudits";
 import { ReliabilityBook, type BanPolicy } from "./reliabilityBook";
 import { VolunteerEdge, type VolunteerIdentity } from "./edge";
+import { OutputDigests } from "./outputDigests";
 import { ResultPipeline, type Notices } from "./resultPipeline";
 import { CaughtHosts } from "./caughtHosts";
 import { JobLifecycle } from "./jobLifecycle";
@@ -67,6 +68,8 @@ export class Coordinator extends EventEmitter {
   private readonly live: Live;
   /** The server's own recomputation of built-in kernels' units (spot-checks). */
   private readonly verifier = new Verifier();
+  /** Large results frames' outputs digested off the loop. */
+  private readonly digests = new OutputDigests();
   private readonly commit: Commit;
   private readonly dispatcher: Dispatcher;
   private readonly lifecycle: JobLifecycle;
@@ -112,7 +115,7 @@ export class Coordinator extends EventEmitter {
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
     const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices });
-    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond, newVolunteers: opts.newVolunteers });
+    const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond, newVolunteers: opts.newVolunteers, digests: this.digests });
     this.commit = commit;
     this.dispatcher = dispatch;
     this.lifecycle = lifecycle;
@@ -260,6 +263,7 @@ export class Coordinator extends EventEmitter {
     this.live.closed = true;
     this.interactive.close();
     this.verifier.close();
+    void this.digests.close();
     this.dispatcher.stop();
     await this.commit.close();
     // Once what it computed is committed, its slices go back for the other nodes at once.

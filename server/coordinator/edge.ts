@@ -17,6 +17,7 @@ import { toRecord, type ReliabilityBook } from "./reliabilityBook";
 import type { Notices, ResultPipeline } from "./resultPipeline";
 import type { Dispatcher } from "./dispatch";
 import type { Live } from "./live";
+import type { Digested, OutputDigests } from "./outputDigests";
 
 const HELLO_TIMEOUT_MS = 10_000;
 /** Sockets one volunteer id may hold at once (a browser's tabs share one id). */
@@ -54,6 +55,8 @@ export interface EdgeDeps {
   strayResultsPerSecond?: number;
   /** Volunteer ids new to the server per network address (NEW_VOLUNTEERS_PER_ADDRESS an hour): see hello(). */
   newVolunteers?: SharedLimiter;
+  /** Where large results frames have their outputs digested, off the loop. */
+  digests?: OutputDigests;
 }
 
 /**
@@ -100,9 +103,17 @@ export class VolunteerEdge implements Notices {
       if (!conn) ws.close(1008, "expected a hello message");
     }, HELLO_TIMEOUT_MS);
 
+    // While a large frame's outputs are digested on the thread, the socket is paused and what
+    // it had already sent waits here: its frames are handled in the order they came.
+    let digesting = false;
+    const backlog: Array<{ data: Buffer; isBinary: boolean }> = [];
     ws.on("message", (data, isBinary) => {
+      if (digesting) backlog.push({ data: data as Buffer, isBinary });
+      else handle(data as Buffer, isBinary);
+    });
+    const handle = (data: Buffer, isBinary: boolean, digested?: Digested & { raw: string }) => {
       try {
-        onMessage(data as Buffer, isBinary);
+        onMessage(data, isBinary, digested);
       } catch (e) {
         // Whatever one client's frame provokes stays with that client: it is told, its socket
         // closed and its leases re-queued; the process and every other volunteer carry on.
@@ -112,8 +123,8 @@ export class VolunteerEdge implements Notices {
         ws.close(1011, "message could not be handled");
         if (conn) this.drop(conn);
       }
-    });
-    const onMessage = (data: Buffer, isBinary: boolean) => {
+    };
+    const onMessage = (data: Buffer, isBinary: boolean, digested?: Digested & { raw: string }) => {
       // Shutting down: the commit queue is closed; what was not acknowledged is computed again.
       if (this.live.closed) return;
       const reject = (code: string, message: string) => {
@@ -128,7 +139,25 @@ export class VolunteerEdge implements Notices {
         observer.messageRejected();
         return ws.close(1009, "a hello is at most 64 KiB");
       }
-      const parsed = parseClientMessage(data.toString());
+      const raw = digested?.raw ?? data.toString();
+      const { digests } = this.deps;
+      if (conn && !digested && digests?.wants(data.length)) {
+        // Only results are this large: their canonical texts and digests are made on the
+        // thread (outputDigests.ts) while the loop serves the other sockets.
+        digesting = true;
+        ws.pause();
+        void digests.digests(raw).then((d) => {
+          digesting = false;
+          ws.resume();
+          handle(data, isBinary, { raw, ...d });
+          while (!digesting && backlog.length) {
+            const next = backlog.shift()!;
+            handle(next.data, next.isBinary);
+          }
+        });
+        return;
+      }
+      const parsed = parseClientMessage(raw, digested?.shallow);
       if (!parsed.ok) return reject("bad-message", parsed.error);
       const msg = parsed.msg;
       if (msg.type === "hello") {
@@ -172,7 +201,8 @@ export class VolunteerEdge implements Notices {
       } else {
         // Results for tasks it does not hold are echoed back (the pipeline, up to 512 a frame);
         // more than it could ever have been sent close the socket, so junk cannot buy server work.
-        const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED);
+        const texts = digested?.texts?.length === msg.results.length ? digested.texts : undefined;
+        const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED, texts);
         if (strangers > 0) {
           const now = performance.now();
           const refill = ((now - strangerAt) / 1000) * (this.deps.strayResultsPerSecond ?? STRANGER_RESULTS_PER_SECOND);

@@ -16,6 +16,7 @@ import type { CaughtHosts } from "./caughtHosts";
 import type { JobLifecycle } from "./jobLifecycle";
 import type { Dispatcher } from "./dispatch";
 import { payOf, type JobMeta, type Live } from "./live";
+import type { OutputTexts } from "./outputDigests";
 
 /** What the pipeline tells volunteers once their results are decided (the volunteer edge does it). */
 export interface Notices {
@@ -53,8 +54,12 @@ export class ResultPipeline {
 
   constructor(private readonly live: Live, private readonly deps: PipelineDeps) {}
 
-  /** Records a frame of results; returns how many were for tasks this volunteer does not hold. */
-  results(conn: VolunteerConn, results: TaskResult[], echoAtMost: number): number {
+  /**
+   * Records a frame of results; returns how many were for tasks this volunteer does not hold.
+   * `texts`, per result in order, are the outputs' canonical texts and digests when they were
+   * made already (a large frame's, on a thread: outputDigests.ts).
+   */
+  results(conn: VolunteerConn, results: TaskResult[], echoAtMost: number, texts?: OutputTexts): number {
     const { scheduler, observer } = this.live;
     const { queue, dispatch } = this.deps;
     const now = this.live.now();
@@ -65,7 +70,8 @@ export class ResultPipeline {
     let lastCommit: Promise<void> | undefined;
     const rejected: Array<{ taskId: string; reason: string }> = [];
     const waiting = new Set<string>();
-    for (const r of results) {
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i];
       const ringer = dispatch.returnedRinger(conn, r.taskId);
       if (ringer) {
         // Answered as a real task would be: an error or a malformed output is rejected with
@@ -98,8 +104,9 @@ export class ResultPipeline {
       }
       const output = (r as { output: unknown }).output;
       // The canonical text is both what replicas are compared by and what is stored.
-      const outputJson = canonicalJson(output);
-      const digest = digestOf(outputJson);
+      const made = texts?.[i];
+      const outputJson = made?.json ?? canonicalJson(output);
+      const digest = made?.digest ?? digestOf(outputJson);
       this.lastOutput = { value: output, json: outputJson };
       const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
       observer.resultReceived(turnaroundMs);

@@ -205,6 +205,42 @@ describe("a volunteer's results frame", () => {
   });
 });
 
+describe("a large results frame", () => {
+  it("is digested off the loop, acknowledged before the frames sent after it, and agrees with the same outputs digested on the loop", async () => {
+    const api = trpc(srv.url, consumer.apiKey);
+    const program = await uploadProgram("export function run(input) { return input; } // large");
+    const { id } = await api.jobs.submit.mutate({ kernel: "program", program, input: { mode: "json", items: [0, 1, 2] }, replication: { replicas: 2, adaptive: false } } as never);
+    const [a, b] = [await volunteer(8), await volunteer(8)];
+    // A unit's input is its item (in a wrapper): the same text for both replicas.
+    const item = (t: WireTask) => JSON.stringify(t.input);
+    const mine = (v: RawVolunteer) => v.tasks().filter((t) => t.jobId === id).sort((x, y) => item(x).localeCompare(item(y)));
+    await waitFor(() => mine(a).length === 3 && mine(b).length === 3, 5000, "each volunteer holding a replica of every unit");
+    // ~150 KiB an output: two in a frame pass THREAD_DIGEST_BYTES, one alone does not.
+    const fill = "x".repeat(150 * 1024);
+    const unsorted = (t: WireTask) => `{"z":"${fill}","a":${item(t)},"m":{"q":[1,2],"b":-0.5e-3}}`;
+    const sorted = (t: WireTask) => JSON.stringify({ a: t.input, m: { b: -0.5e-3, q: [1, 2] }, z: fill });
+    const result = (t: WireTask, output: string) => `{"taskId":${JSON.stringify(t.taskId)},"output":${output},"ms":2}`;
+    const from = a.messages.length;
+    const [t0, t1, t2] = mine(a);
+    a.send(`{"type":"results","results":[${result(t0, unsorted(t0))},${result(t1, unsorted(t1))}]}`);
+    a.send(`{"type":"results","results":[${result(t2, unsorted(t2))}]}`);
+    const acks = await waitFor(() => {
+      const got = a.messages.slice(from).filter((m) => m.type === "ack");
+      return got.length >= 2 ? got : undefined;
+    }, 10_000, "both acknowledgements");
+    expect(acks).toEqual([
+      { type: "ack", accepted: [t0.taskId, t1.taskId], rejected: [] },
+      { type: "ack", accepted: [t2.taskId], rejected: [] },
+    ]);
+    // The other replicas, a frame each, below the threshold: digested on the loop.
+    for (const t of mine(b)) await answer(b, [result(t, sorted(t))]);
+    await waitFor(async () => (await jobState(id)) === "completed", 10_000, "the job to complete (every unit's replicas agreeing)");
+    for (const t of [t0, t1, t2]) expect((await resultRow(t.taskId))?.output).toBe(sorted(t));
+    expect(await api.jobs.result.query({ id })).toEqual([t0, t1, t2].map((t) => JSON.parse(sorted(t))));
+    await Promise.all([a.close(), b.close()]);
+  });
+});
+
 describe("tRPC inputs", () => {
   it("answer 400 with the reason for deep, wide, huge and out-of-range params and __proto__ keys", async () => {
     const jobsBefore = await srv.deps.db.job.count();

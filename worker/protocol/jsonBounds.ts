@@ -21,6 +21,8 @@ export const JSON_MAX_DEPTH = 64;
  * default), so the string limit only has to let the largest real output through: a 4096×4096
  * Mandelbrot image in one unit is a base64 string of about 45 MB.
  */
+/** A volunteer frame's own levels (a results message, a result) around the deepest output allowed. */
+export const FRAME_DEPTH_OVER_OUTPUTS = 4;
 export const VOLUNTEER_OUTPUT_LIMITS: JsonLimits = { maxDepth: JSON_MAX_DEPTH, maxNodes: 1_000_000, maxStringLength: 64 * 1024 * 1024 };
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkJsonBounds, JSON_MAX_DEPTH, jsonTextTooDeep, VOLUNTEER_OUTPUT_LIMITS } from "./jsonBounds";
+import { checkJsonBounds, FRAME_DEPTH_OVER_OUTPUTS, JSON_MAX_DEPTH, jsonTextTooDeep, VOLUNTEER_OUTPUT_LIMITS } from "./jsonBounds";
 
 // The volunteer wire protocol: JSON text frames over a raw WebSocket at VOLUNTEER_WS_PATH.
 // Both ends import these schemas; the server validates every frame it receives.
@@ -118,10 +118,14 @@ export type ServerMessage =
   | { type: "interactive"; id: string; kernel: "calc"; input: unknown };
 
 /** Parses one frame, returning a readable reason instead of throwing. */
-export function parseClientMessage(raw: string): { ok: true; msg: ClientMessage } | { ok: false; error: string } {
-  // The frame's own levels (a results message, a result) around the deepest output allowed.
+/**
+ * `shallow`: the text is known to nest no deeper than a frame may (a thread looked:
+ * server/coordinator/outputDigests.ts), so it is not scanned again.
+ */
+export function parseClientMessage(raw: string, shallow = false): { ok: true; msg: ClientMessage } | { ok: false; error: string } {
   // A frame of a kilobyte or less parses in well under a millisecond however it nests.
-  if (raw.length > 1024 && jsonTextTooDeep(raw, JSON_MAX_DEPTH + 4)) return { ok: false, error: `message nests deeper than ${JSON_MAX_DEPTH + 4} levels` };
+  const deepest = JSON_MAX_DEPTH + FRAME_DEPTH_OVER_OUTPUTS;
+  if (!shallow && raw.length > 1024 && jsonTextTooDeep(raw, deepest)) return { ok: false, error: `message nests deeper than ${deepest} levels` };
   let json: unknown;
   try {
     json = JSON.parse(raw);
