@@ -148,12 +148,13 @@ export class VolunteerEdge implements Notices {
         ws.pause();
         void digests.digests(raw).then((d) => {
           digesting = false;
-          ws.resume();
           handle(data, isBinary, { raw, ...d });
           while (!digesting && backlog.length) {
             const next = backlog.shift()!;
             handle(next.data, next.isBinary);
           }
+          // Read on only once what came before is handled (unless another large frame waits).
+          if (!digesting) ws.resume();
         });
         return;
       }
