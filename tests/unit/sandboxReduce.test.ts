@@ -42,6 +42,16 @@ describe("reduceOutputs: JS reduce in QuickJS", () => {
     );
   });
 
+  it("says that a null thrown may be memory running out (QuickJS throws null when it cannot allocate its error)", async () => {
+    const hog = await script("export const run = (x) => x;\nexport function reduce() { const a = []; for (;;) a.push({ n: a.length, s: 'abc' + a.length }); }");
+    const nul = await script("export const run = (x) => x;\nexport function reduce() { throw null; }");
+    const why = "null was thrown: by the program, or because it ran out of the 16 MiB of memory it may use";
+    const run = (code: string) => reduceOutputs({ kind: "js", code, outputs: [1], params: null, timeMs: 10_000, memoryMb: 16 });
+    await expect(run(nul)).rejects.toThrow(why);
+    // Which of the two the hog meets depends on what it was allocating when the limit came.
+    await expect(run(hog)).rejects.toThrow(/^(memory limit of 16 MiB exceeded|null was thrown: by the program, or because it ran out of the 16 MiB of memory it may use)$/);
+  });
+
   it("reports the program's exception, a missing reduce, and has no host APIs", async () => {
     const throws = await script('export const run = (x) => x;\nexport function reduce() { throw new RangeError("nothing to merge"); }');
     await expect(reduceOutputs({ kind: "js", code: throws, outputs: [], params: null, timeMs: 5000, memoryMb: 32 })).rejects.toThrow("RangeError: nothing to merge");

@@ -71,6 +71,8 @@ export async function warmQuickJs(memoryMb: number): Promise<void> {
 const MAX_ERROR_CHARS = 2000;
 const cut = (text: string) => (text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length} characters)` : text);
 
+const NULL_THROWN = "a non-Error value was thrown: null";
+
 function dumpError(ctx: QuickJSContext, handle: QuickJSHandle): string {
   const e = ctx.dump(handle) as unknown;
   if (e && typeof e === "object" && typeof (e as { message?: unknown }).message === "string") {
@@ -176,6 +178,9 @@ export async function evalInQuickJS(req: QuickJsEval): Promise<string> {
     if (kept.get(req.memoryMb) && (session.interrupted || /out of memory|stack overflow/i.test(message))) kept.delete(req.memoryMb);
     if (session.interrupted) return timeLimitError(req.timeMs);
     if (/out of memory/i.test(message)) return new Error(`memory limit of ${formatMiB(memoryBytes)} exceeded`);
+    // QuickJS throws null when it cannot even allocate its "out of memory" error; the memory
+    // is freed again by the time this runs, so which of the two it was cannot be told.
+    if (message === NULL_THROWN) return new Error(`null was thrown: by the program, or because it ran out of the ${formatMiB(memoryBytes)} of memory it may use`);
     if (/stack overflow/i.test(message)) return new Error(`${message} (stack overflow)`);
     return new Error(message);
   };
