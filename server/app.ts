@@ -20,13 +20,14 @@ import { serveAdMedia } from "./http/adMedia";
 import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
-import { createLoadGate } from "./http/loadGate";
+import { createLoadGate, hasBody } from "./http/loadGate";
+import { trpcBodies } from "./http/trpcBody";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { AddressCounts } from "./http/addressCounts";
 import { openFileLimit, volunteerSocketCap } from "./http/openFiles";
 import { addressKey } from "./coordinator/network";
 import { guardTrpcSocket, TrpcSocketBudget } from "./http/trpcSocketGuard";
-import { MAX_TRPC_BATCH } from "./api/batch";
+import { MAX_TRPC_BATCH, TRPC_MAX_BODY_BYTES } from "./api/batch";
 import { createMonitoring, type MonitoringOptions } from "./monitoring/monitoring";
 import { startAlerting } from "./monitoring/alerts/manager";
 import { limitSubmissions, MAX_SUBMISSIONS_IN_FLIGHT } from "./services/jobs/submissionRate";
@@ -106,7 +107,7 @@ export async function startServer(
   const onError = ({ error, type, path }: { error: TRPCError; type: string; path?: string }) => {
     if (error.code === "INTERNAL_SERVER_ERROR") log(`tRPC ${type} ${path ?? "?"} failed: ${error.cause?.stack ?? error.stack}`);
   };
-  const trpc = createHTTPHandler({ router: appRouter, createContext, onError, basePath: "/api/trpc/", maxBodySize: 1024 * 1024, maxBatchSize: MAX_TRPC_BATCH });
+  const trpc = createHTTPHandler({ router: appRouter, createContext, onError, basePath: "/api/trpc/", maxBodySize: TRPC_MAX_BODY_BYTES, maxBatchSize: MAX_TRPC_BATCH });
 
   let nextHandler: http.RequestListener | undefined;
   let nextUpgrade: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | undefined;
@@ -135,12 +136,17 @@ export async function startServer(
   /** Who a request comes from: the socket's address, or the proxy's word for it (TRUST_PROXY=1). */
   const ipOf = (req: http.IncomingMessage) => clientIp(req, env.TRUST_PROXY === "1");
   const signIns = signInLimit(cluster.limiter("sign-in", 1 / SIGN_IN_EVERY_S, SIGN_IN_BURST), ipOf);
+  const trpcBody = trpcBodies({ maxBytes: TRPC_MAX_BODY_BYTES, minRate: env.UPLOAD_MIN_BYTES_PER_SECOND, ipOf });
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? "/";
     const pathname = url.split("?")[0];
     if (gate.shed(req, res, pathname)) return;
     if (await signIns(req, res, pathname)) return;
-    if (pathname.startsWith("/api/trpc/")) return trpc(req, res);
+    if (pathname.startsWith("/api/trpc/")) {
+      // A call with a body is counted in progress once its body is here (trpcBody.ts).
+      if (hasBody(req) && ((await trpcBody(req, res, pathname)) || gate.admit(req, res, pathname))) return;
+      return trpc(req, res);
+    }
     if (pathname === "/api/health") return await health(db, cluster, blobs, res, log);
     if (pathname === "/api/metrics") return await serveMetrics(monitoring.registry, env.METRICS_TOKEN, req, res);
     if (await serveSandbox(req, res, pathname)) return;

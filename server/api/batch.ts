@@ -4,3 +4,6 @@
  * liked (a stranger's hundred price estimates: 3.6 s). The pages' batch link sends no more.
  */
 export const MAX_TRPC_BATCH = 16;
+
+/** The largest body of a tRPC request (the calls' inputs as JSON). */
+export const TRPC_MAX_BODY_BYTES = 1024 * 1024;

@@ -90,8 +90,16 @@ function exempt(pathname: string, procs: string[], operator: (procedure: string)
 }
 
 export interface LoadGate {
-  /** True when the request was refused (the response is written). */
+  /**
+   * True when the request was refused (the response is written). An API call is counted in
+   * progress from here, except a tRPC call with a body: see admit().
+   */
   shed(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): boolean;
+  /**
+   * For a tRPC call with a body, once the body is read: counts it in progress, or refuses it
+   * (true, the response written) when its caller, its procedure or the server has its fill.
+   */
+  admit(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): boolean;
   /** True when a new volunteer socket should be refused now. */
   busy(): boolean;
   stop(): void;
@@ -112,9 +120,23 @@ function caller(req: http.IncomingMessage): string {
   return session ? `session ${session[1]}` : `address ${req.socket.remoteAddress ?? "?"}`;
 }
 
-/** API calls counted against the in-flight limit: the ones that reach the database. */
+/**
+ * API calls counted against the in-flight limits: the ones that reach the database. Uploads
+ * are not: each has its own bounds while it is received (two per account, the memory they
+ * may hold, a minimum rate: server/http/uploads.ts), and one trickled in would hold its place
+ * here as long as it kept the minimum rate.
+ */
 const counted = (req: http.IncomingMessage, pathname: string) =>
-  pathname.startsWith("/api/trpc/") || (pathname.startsWith("/api/") && req.method !== "GET" && req.method !== "HEAD");
+  pathname.startsWith("/api/trpc/") || (pathname.startsWith("/api/") && req.method !== "GET" && req.method !== "HEAD" && !UPLOADS.has(pathname));
+const UPLOADS = new Set(["/api/programs", "/api/data"]);
+
+/**
+ * A tRPC call whose body is still to come is counted only once it has come (admit()): a body
+ * trickled in held its places (the server's 256, its procedure's, its caller's) for as long as
+ * Node waits for a request, five minutes, and 300 such connections kept every API call
+ * answered 503.
+ */
+export const hasBody = (req: http.IncomingMessage) => req.method !== "GET" && req.method !== "HEAD";
 
 export interface LoadGateOptions {
   /** Smoothed event-loop delay (ms) past which requests start to be refused; 0: never. */
@@ -174,6 +196,15 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
   const rate = opts.perCallerRate ? new RateLimiter(opts.perCallerRate, 2 * opts.perCallerRate) : undefined;
   const limitOf = (key: string) =>
     key === "*" ? opts.maxRequests : key.startsWith("caller ") ? (opts.maxPerCaller ?? Infinity) : perProcedure.get(key.slice("procedure ".length))!;
+  // Counts a call in progress until its response closes, or refuses it if a limit is reached.
+  const hold = (req: http.IncomingMessage, res: http.ServerResponse, pathname: string, procs: string[], who: string): boolean => {
+    const keys = ["*", who, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
+    const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
+    if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);
+    for (const k of keys) add(k, 1);
+    res.once("close", () => keys.forEach((k) => add(k, -1)));
+    return false;
+  };
   return {
     busy,
     shed(req, res, pathname) {
@@ -188,12 +219,12 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
       if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!limited) return false;
       if (rate && !rate.take(who!, Math.max(1, procs.length))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
-      const keys = ["*", who!, ...procs.filter((p) => perProcedure.has(p)).map((p) => `procedure ${p}`)];
-      const full = keys.find((k) => (inFlight.get(k) ?? 0) >= limitOf(k));
-      if (full) return refuse(req, res, pathname, procs, full.startsWith("caller ") ? 429 : 503, opts.onShed);
-      for (const k of keys) add(k, 1);
-      res.once("close", () => keys.forEach((k) => add(k, -1)));
-      return false;
+      if (pathname.startsWith("/api/trpc/") && hasBody(req)) return false;
+      return hold(req, res, pathname, procs, who!);
+    },
+    admit(req, res, pathname) {
+      if (!(opts.maxRequests > 0) || !counted(req, pathname)) return false;
+      return hold(req, res, pathname, procedures(pathname), `caller ${caller(req)}`);
     },
     stop: () => loop?.stop(),
   };
@@ -213,19 +244,26 @@ const MESSAGES = {
 function refuse(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, procs: string[], status: 503 | 429, count: () => void, message: string = MESSAGES[status]): true {
   count();
   // The body is left unread; Node discards it after the answer, so the connection can be reused.
-  const headers = { "content-type": "application/json", "retry-after": "1", "cache-control": "no-store" };
   if (!pathname.startsWith("/api/")) {
-    res.writeHead(status, { ...headers, "content-type": "text/plain; charset=utf-8" }).end(`${message}\n`);
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "retry-after": "1", "cache-control": "no-store" }).end(`${message}\n`);
     return true;
   }
-  let body: unknown = { error: message };
-  if (pathname.startsWith("/api/trpc/")) {
-    const code = status === 503 ? "SERVICE_UNAVAILABLE" : "TOO_MANY_REQUESTS";
-    const error = (path: string) => ({
-      error: { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus: status, path, zodIssues: null } },
-    });
-    body = /[?&]batch=1(&|$)/.test(req.url ?? "") ? procs.map(error) : error(procs[0]!);
-  }
-  res.writeHead(status, headers).end(JSON.stringify(body));
+  if (pathname.startsWith("/api/trpc/")) return answerTrpcError(req, res, procs, status, status === 503 ? "SERVICE_UNAVAILABLE" : "TOO_MANY_REQUESTS", message, { "retry-after": "1" });
+  res.writeHead(status, { "content-type": "application/json", "retry-after": "1", "cache-control": "no-store" }).end(JSON.stringify({ error: message }));
   return true;
 }
+
+/** An error for each call of a tRPC request (one per call of a batch), in tRPC's own shape, so its clients read the code. */
+export function answerTrpcError(
+  req: http.IncomingMessage, res: http.ServerResponse, procs: string[], status: number, code: keyof typeof TRPC_ERROR_CODES_BY_KEY, message: string,
+  headers: Record<string, string> = {},
+): true {
+  const error = (path: string | undefined) => ({
+    error: { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus: status, path, zodIssues: null } },
+  });
+  const body = /[?&]batch=1(&|$)/.test(req.url ?? "") ? procs.map(error) : error(procs[0]);
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers }).end(JSON.stringify(body));
+  return true;
+}
+
+export { procedures as trpcProcedures };

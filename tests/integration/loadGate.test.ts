@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 async function server(delayMs: string, maxRequests = "0", perCaller = "16"): Promise<TestServer> {
-  // Stalled uploads hold calls in progress here: no minimum upload rate cuts them.
+  // Stalled ad media uploads hold calls in progress here: no minimum upload rate cuts them.
   const srv = await startTestServer({ LOAD_SHED_DELAY_MS: delayMs, LOAD_SHED_MAX_REQUESTS: maxRequests, LOAD_SHED_MAX_PER_CALLER: perCaller, SPOT_CHECKS: "off", UPLOAD_MIN_BYTES_PER_SECOND: "0" });
   cleanups.push(() => srv.close());
   return srv;
@@ -118,13 +118,17 @@ describe("LOAD_SHED_DELAY_MS", () => {
   });
 });
 
-/** An upload whose body never finishes: an API call that stays in progress until it is aborted. */
+/**
+ * An admin's ad media upload whose body never finishes: an API call that stays in progress
+ * until it is aborted. (Programs and data files are not counted while they are received: they
+ * have bounds of their own. A tRPC call is counted once its body is in.)
+ */
 function stalledUpload(url: string, apiKey: string): () => void {
-  const req = http.request(`${url}/api/data?name=slow.csv`, {
-    method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-length": "100000", "content-type": "text/csv" },
+  const req = http.request(`${url}/api/ads/media`, {
+    method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-length": "100000", "content-type": "image/png" },
   });
   req.on("error", () => undefined);
-  req.write("x,y\n1,2\n");
+  req.write("\x89PNG");
   return () => req.destroy();
 }
 
@@ -135,7 +139,7 @@ describe("LOAD_SHED_MAX_REQUESTS", () => {
     const admin = await createUserWithKey(srv.deps, "admin@example.com");
     await srv.deps.db.user.update({ where: { id: admin.user.id }, data: { role: "admin" } });
     const api = trpc(srv.url, consumer.apiKey);
-    const stalls = [stalledUpload(srv.url, consumer.apiKey), stalledUpload(srv.url, consumer.apiKey)];
+    const stalls = [stalledUpload(srv.url, admin.apiKey), stalledUpload(srv.url, admin.apiKey)];
     cleanups.push(() => stalls.forEach((s) => s()));
     await sleep(200); // both reached the server and are reading their bodies
 
@@ -159,6 +163,7 @@ describe("LOAD_SHED_MAX_PER_CALLER", () => {
   it("answers a caller with too many calls in progress 429 at once, and serves another caller meanwhile", async () => {
     const srv = await server("0", "100", "2");
     const flooder = await createUserWithKey(srv.deps, "flooder@example.com");
+    await srv.deps.db.user.update({ where: { id: flooder.user.id }, data: { role: "admin" } });
     const other = trpc(srv.url, (await createUserWithKey(srv.deps, "other@example.com")).apiKey);
     const stalls = [stalledUpload(srv.url, flooder.apiKey), stalledUpload(srv.url, flooder.apiKey)];
     cleanups.push(() => stalls.forEach((s) => s()));
@@ -182,6 +187,58 @@ describe("LOAD_SHED_MAX_PER_CALLER", () => {
     await sleep(200);
     await expect(trpc(srv.url, flooder.apiKey).jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
   });
+});
+
+describe("bodies that trickle in", () => {
+  /** A POST that declares 100 bytes and sends one; resolves with the answer, if one comes. */
+  const trickle = (url: string, path: string, headers: Record<string, string>) =>
+    new Promise<{ status: number; body: string } | "reset">((resolve) => {
+      // From an address of its own (the consumer's calls come from 127.0.0.1).
+      const req = http.request(`${url}${path}`, { method: "POST", localAddress: "127.0.0.2", headers: { "content-type": "application/json", "content-length": "100", ...headers } });
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", () => resolve("reset"));
+      });
+      req.on("error", () => resolve("reset"));
+      req.write("{");
+      cleanups.push(() => req.destroy());
+    });
+
+  it("hold no place of the server's: tRPC calls are counted once their body is in, one address receives 32 at once, and a trickle is cut at the minimum rate", async () => {
+    // Two calls in progress fill the server: two trickled bodies would have kept everyone out.
+    const srv = await startTestServer({ LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "2" });
+    cleanups.push(() => srv.close());
+    const consumer = await createUserWithKey(srv.deps, "consumer@example.com");
+    const api = trpc(srv.url, consumer.apiKey);
+    // A stranger's sign-ups, each with a session cookie of its own making (each was a caller of its own).
+    const slow = Array.from({ length: 40 }, (_, i) => trickle(srv.url, "/api/trpc/account.signUp", { cookie: `next-auth.session-token=junk${i}` }));
+    await sleep(500);
+    await expect(api.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+    await expect(api.jobs.list.query()).resolves.toHaveLength(1);
+    await expect(api.account.balance.query()).resolves.toBeDefined();
+    // An upload trickled in holds no place either (it has bounds of its own).
+    const upload = http.request(`${srv.url}/api/data?name=slow.csv`, { method: "POST", headers: { authorization: `Bearer ${consumer.apiKey}`, "content-length": "100000" } });
+    upload.on("error", () => undefined);
+    upload.write("x,y\n");
+    cleanups.push(() => upload.destroy());
+    await sleep(200);
+    await expect(api.jobs.submit.mutate(job)).resolves.toMatchObject({ id: expect.any(String) });
+
+    // Past 32 from one address: 429 at once, in tRPC's shape.
+    const answers = await Promise.all(slow);
+    const refused = answers.filter((a) => a !== "reset" && a.status === 429);
+    expect(refused).toHaveLength(8);
+    expect(JSON.parse((refused[0] as { body: string }).body)).toMatchObject({ error: { data: { code: "TOO_MANY_REQUESTS", httpStatus: 429, path: "account.signUp" } } });
+    // The other 32 are cut once they fall behind the minimum rate (over 10 s): 408.
+    const cut = answers.filter((a) => a !== "reset" && a.status === 408);
+    expect(cut).toHaveLength(32);
+    expect(JSON.parse((cut[0] as { body: string }).body)).toMatchObject({
+      error: { message: "The request came slower than 8 KiB a second; send it again on a better connection.", data: { code: "TIMEOUT", httpStatus: 408 } },
+    });
+    expect(await srv.deps.db.user.count()).toBe(1);
+  }, 30_000);
 });
 
 describe("tRPC batches", () => {

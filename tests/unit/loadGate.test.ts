@@ -30,7 +30,10 @@ function gate(delayMs: number, utilization = 0.9, perCallerRate?: number) {
   });
   const call = (apiKey: string, path = "/api/trpc/jobs.submit") => {
     const res = new Response();
-    const refused = g.shed(request(apiKey), res as unknown as http.ServerResponse, path);
+    const req = request(apiKey);
+    const out = res as unknown as http.ServerResponse;
+    // As server/app.ts does: a tRPC call with a body is counted once its body is read.
+    const refused = g.shed(req, out, path) || (path.startsWith("/api/trpc/") && g.admit(req, out, path));
     // Answered or refused, the response closes (here at once unless the caller ends it).
     return { refused, status: res.status, end: () => res.emit("close") };
   };
