@@ -78,6 +78,23 @@ describe("reduceOutputs: WASM reduce in a worker thread", () => {
     await expect(reduceOutputs({ kind: "wasm", code: loops, outputs: [], params: null, timeMs: 400, memoryMb: 16 })).rejects.toThrow("time limit of 0.4 s exceeded");
   });
 
+  it("refuses an answer over 18 MiB in its thread, before it is copied out", async () => {
+    // reduce grows its memory to 20 MiB and answers all of it.
+    const big = await wat(`(module
+      (memory (export "memory") 1 512)
+      (global $len (mut i32) (i32.const 0))
+      (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "result_len") (result i32) (global.get $len))
+      (func (export "run") (param i32 i32) (result i32) (i32.const 0))
+      (func (export "reduce") (param i32 i32) (result i32)
+        (drop (memory.grow (i32.const 320)))
+        (global.set $len (i32.const 20971520))
+        (i32.const 0)))`);
+    await expect(reduceOutputs({ kind: "wasm", code: big, outputs: [], params: null, timeMs: 5000, memoryMb: 32 })).rejects.toThrow(
+      "reduce answered 20.0 MiB, more than the 18 MiB a program may answer",
+    );
+  });
+
   it("refuses a module without reduce, or whose memory may outgrow the limit", async () => {
     await expect(reduceOutputs({ kind: "wasm", code: await wat(WAT.traps), outputs: [], params: null, timeMs: 5000, memoryMb: 16 })).rejects.toThrow(
       "the program does not export reduce",

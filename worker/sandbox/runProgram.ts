@@ -123,6 +123,14 @@ async function instantiate(module: WebAssembly.Module): Promise<WasmExports> {
   return instance.exports as unknown as WasmExports;
 }
 
+/**
+ * The most bytes a WASM program's run, reduce or step may answer: as base64 (what a reduce's
+ * result is), the 24 MiB of JSON a JS program may answer (quickjs.ts). A 222-byte program whose
+ * step answered 241 MB had it copied to the event loop, encoded and serialised there, 1–4 s a
+ * submission, before the state's own limit refused it.
+ */
+export const MAX_WASM_ANSWER_BYTES = 18 * 1024 * 1024;
+
 /** Copies `bytes` in through alloc, calls `fn(ptr, len)`, copies result_len() bytes out. */
 function callWasm(ex: WasmExports, fn: "run" | "reduce" | "step", bytes: Uint8Array): Uint8Array {
   const ptr = ex.alloc(bytes.length) >>> 0;
@@ -131,6 +139,9 @@ function callWasm(ex: WasmExports, fn: "run" | "reduce" | "step", bytes: Uint8Ar
   mem.set(bytes, ptr);
   const outPtr = ex[fn]!(ptr, bytes.length) >>> 0;
   const outLen = ex.result_len() >>> 0;
+  if (outLen > MAX_WASM_ANSWER_BYTES) {
+    throw new Error(`${fn} answered ${(outLen / 1024 / 1024).toFixed(1)} MiB, more than the ${MAX_WASM_ANSWER_BYTES / 1024 / 1024} MiB a program may answer`);
+  }
   mem = new Uint8Array(ex.memory.buffer); // run may have grown (and so replaced) the buffer
   if (outPtr + outLen > mem.length) {
     throw new Error(`${fn} returned ${outLen} bytes at ${outPtr}, outside the program's memory (${mem.length} bytes)`);
