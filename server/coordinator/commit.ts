@@ -23,7 +23,7 @@ export function opWeight(op: PersistOp): number {
     case "submit":
       return op.units.reduce((n, u) => n + u[2].length, 0);
     case "round":
-      return op.next.length + op.state.length + op.units.reduce((n, u) => n + u[2].length, 0);
+      return (op.next?.length ?? 0) + op.state.length + op.units.reduce((n, u) => n + u[2].length, 0);
     default:
       return 0;
   }

@@ -262,7 +262,8 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
     await write([submitOp("jStep", "alice", [500, 500], { quorum: 1, estimate: 5000, round: 1, roundState: '{"w":[0]}' })]);
     const round = (r: number, done: boolean, state: string): PersistOp => ({
       type: "round", jobId: "jStep", round: r, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, r)).toISOString(), latencyMs: 40 + r, done,
-      next: JSON.stringify({ done, next: { w: [r] }, state: JSON.parse(state), metrics: { loss: 1 / r } }), metric: 1 / r, stats: JSON.stringify({ loss: 1 / r }), state,
+      // The whole step is kept only when it ended the job (what a restart needs to end it again).
+      next: done ? JSON.stringify({ done, result: { w: [r] }, state: JSON.parse(state), metrics: { loss: 1 / r } }) : null, metric: 1 / r, stats: JSON.stringify({ loss: 1 / r }), state,
       units: done ? [] : [0, 1].map((idx) => [roundUnitId("jStep", r + 1, idx), idx, JSON.stringify({ blob: "b", context: { round: r + 1 } }), 7, 500]),
     });
     const r1 = [0, 1].map((idx) => roundUnitId("jStep", 1, idx));
@@ -273,10 +274,11 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
     await write([round(1, false, '{"w":[99]}')]);
     await write([round(2, true, '{"w":[2]}')]);
     await each(async (db, on) => {
-      const rows = await db.jobRound.findMany({ where: { jobId: "jStep" }, orderBy: { round: "asc" }, select: { round: true, state: true, done: true, latencyMs: true, metric: true, finishedAt: true } });
+      const rows = await db.jobRound.findMany({ where: { jobId: "jStep" }, orderBy: { round: "asc" }, select: { round: true, state: true, next: true, done: true, latencyMs: true, metric: true, finishedAt: true } });
+      // A stepped round's row keeps neither the state it started from nor (unless it ended the job) the step.
       expect(rows, on).toEqual([
-        { round: 1, state: '{"w":[0]}', done: false, latencyMs: 41, metric: 1, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 1)) },
-        { round: 2, state: '{"w":[1]}', done: true, latencyMs: 42, metric: 0.5, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)) },
+        { round: 1, state: "null", next: null, done: false, latencyMs: 41, metric: 1, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 1)) },
+        { round: 2, state: "null", next: '{"done":true,"result":{"w":[2]},"state":{"w":[2]},"metrics":{"loss":0.5}}', done: true, latencyMs: 42, metric: 0.5, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)) },
       ]);
       const units = await db.workUnit.findMany({ where: { jobId: "jStep" }, orderBy: { id: "asc" }, select: { id: true, round: true, work: true, pay: true, done: true } });
       expect(units, on).toEqual([
@@ -285,9 +287,9 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
       ]);
       // The raw read every step makes: the round's row and its job's stop flag, dates as the query engine reads them.
       const started = new Date(Date.UTC(2026, 11, 5, 3, 1));
-      expect(await hotStore(db).roundRow("jStep", 2), on).toEqual({ state: '{"w":[1]}', startedAt: started, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)), stopAfterRound: false });
+      expect(await hotStore(db).roundRow("jStep", 2), on).toEqual({ state: "null", startedAt: started, finishedAt: new Date(Date.UTC(2026, 11, 5, 3, 2)), stopAfterRound: false });
       await db.job.update({ where: { id: "jStep" }, data: { stopAfterRound: true } });
-      expect(await hotStore(db).roundRow("jStep", 1), on).toMatchObject({ state: '{"w":[0]}', stopAfterRound: true });
+      expect(await hotStore(db).roundRow("jStep", 1), on).toMatchObject({ state: "null", stopAfterRound: true });
       expect(await hotStore(db).roundRow("jStep", 3), on).toBeUndefined();
     });
     await expectSameState();

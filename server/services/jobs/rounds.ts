@@ -7,7 +7,7 @@ import type { Db } from "../../store/prisma";
 import type { Tx } from "../credits/ledger";
 import { runProgramStep, type ProgramStep } from "../programs/programStep";
 import { storedResult } from "./merge";
-import type { RoundOp } from "./batchSql";
+import { SPENT_STATE_JSON, type RoundOp } from "./batchSql";
 
 // Iterative jobs (kernels with `rounds`): each round is a set of WorkUnit rows of the job
 // with that round number, and a JobRound row with the state its units start from. The
@@ -78,8 +78,8 @@ export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: s
 
   let next: unknown;
   if (row.finishedAt) {
-    next = JSON.parse(row.next!);
     if (!row.done) return nextRound(db, jobId, round + 1);
+    next = JSON.parse(row.next!);
   } else {
     const stop = job.stopAfterRound;
     const units = await db.workUnit.findMany({ where: { jobId, round }, select: { idx: true, output: true, done: true, pay: true }, orderBy: { idx: "asc" } });
@@ -116,7 +116,8 @@ export async function completeRound(deps: { db: Db; blobs: BlobStore }, jobId: s
 /**
  * Records a finished round and, unless it ended the job, the next round's units and its
  * start, in one transaction. A round already recorded (a second call after a restart)
- * changes nothing.
+ * changes nothing. Its row keeps neither the state it started from nor, unless it ended the
+ * job, its step (SPENT_STATE): the next round's row holds what comes next.
  */
 async function storeStep(
   db: Db, jobId: string, round: number, startedAt: Date,
@@ -127,7 +128,7 @@ async function storeStep(
     const { count } = await tx.jobRound.updateMany({
       where: { jobId, round, finishedAt: null },
       data: {
-        finishedAt, latencyMs: finishedAt.getTime() - startedAt.getTime(), done: step.done, next: JSON.stringify(step.next),
+        finishedAt, latencyMs: finishedAt.getTime() - startedAt.getTime(), done: step.done, next: step.done ? JSON.stringify(step.next) : null, state: SPENT_STATE_JSON,
         metric: step.metric !== null && Number.isFinite(step.metric) ? step.metric : null, stats: step.stats ? JSON.stringify(step.stats) : null,
       },
     });
@@ -268,7 +269,7 @@ export async function stepRoundInMemory(
   const metric = r.metric !== null && Number.isFinite(r.metric) ? r.metric : null;
   const op: RoundOp = {
     type: "round", jobId, round, finishedAt: finishedAt.toISOString(), latencyMs: finishedAt.getTime() - row.startedAt.getTime(), done: r.done,
-    next: JSON.stringify(r.step), metric, stats: JSON.stringify(r.step.metrics), state: JSON.stringify(r.step.state ?? null),
+    next: r.done ? JSON.stringify(r.step) : null, metric, stats: JSON.stringify(r.step.metrics), state: JSON.stringify(r.step.state ?? null),
     units: r.next.map((u) => [u.id, u.index, JSON.stringify(u.input), Math.round(u.work), u.pay]),
   };
   return { outcome: r.done ? await programResult(deps.blobs, r.step) : { kind: "next", round: round + 1, units: r.next }, op };

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
-import { mergeReliability, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
+import { mergeReliability, SPENT_STATE, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { postTransactionPg } from "./ledgerPg";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
@@ -208,7 +208,7 @@ async function finishJob(c: Client, end: Extract<PersistOp, { type: "finish" }>,
 /** A stepped round (batchSql.ts's storeRound): the round's row finished once and, unless the job ends, the next round's units and row. */
 async function storeRound(c: Client, r: RoundOp) {
   const finishedAt = pgTime(new Date(r.finishedAt));
-  const { rowCount } = await c.query(prepared(`UPDATE "JobRound" SET "finishedAt" = $1, "latencyMs" = $2, "done" = $3, "next" = $4, "metric" = $5, "stats" = $6
+  const { rowCount } = await c.query(prepared(`UPDATE "JobRound" SET "finishedAt" = $1, "latencyMs" = $2, "done" = $3, "next" = $4, "metric" = $5, "stats" = $6, "state" = ${SPENT_STATE}
     WHERE "jobId" = $7 AND "round" = $8 AND "finishedAt" IS NULL`, [finishedAt, r.latencyMs, r.done, r.next, r.metric, r.stats, r.jobId, r.round]));
   if (!rowCount || r.done) return;
   const u = r.units;
