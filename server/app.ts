@@ -22,6 +22,7 @@ import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
 import { createLoadGate, hasBody } from "./http/loadGate";
 import { trpcBodies } from "./http/trpcBody";
+import { diskShort } from "./services/programs/files";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { AddressCounts } from "./http/addressCounts";
 import { openFileLimit, volunteerSocketCap } from "./http/openFiles";
@@ -72,6 +73,8 @@ export async function startServer(
   const cluster = startCluster({ redisUrl: env.REDIS_URL, nodeId: env.NODE_ID, prefix: env.REDIS_PREFIX, log });
   const monitor = createMonitoring({ db, env, log, ...(cluster.mode === "cluster" ? { node: cluster.nodeId } : {}), ...opts.monitoring });
   let listeningAt = "";
+  // One object, so that diskShort's reading of the disk (at most once a second) is shared.
+  const diskOf = { env, blobs };
   const coordinator = new Coordinator({
     ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000, claimEveryMs: env.SLICE_CLAIM_SECONDS * 1000 } } : {}),
     db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer, maxMessageBytes: env.MAX_WS_MESSAGE_BYTES, strayResultsPerSecond: env.STRAY_RESULTS_PER_SECOND,
@@ -79,6 +82,7 @@ export async function startServer(
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
     auditCpuShare: env.AUDIT_CPU_SHARE,
+    diskShort: () => diskShort(diskOf, 0),
     trust: env.SPOT_CHECKS === "on"
       ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
       : null,

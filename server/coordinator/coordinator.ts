@@ -35,6 +35,8 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy | null;
   /** The most of a core's time the audits of iterative programs' units may take (0..1]; default 1. */
   auditCpuShare?: number;
+  /** Why no further round of an iterative job may be stored now (the disk at its floor), or null. */
+  diskShort?: () => Promise<string | null>;
   /** How long a unit that errored on every volunteer online that may take it waits for another before its job fails. Default 15 s. */
   errorWaitMs?: number;
   /** The largest volunteer frame the socket server reads (MAX_WS_MESSAGE_BYTES), told to volunteers in the welcome. */
@@ -109,7 +111,7 @@ export class Coordinator extends EventEmitter {
       roundStarted: (jobId: string, round: number, units: number): Promise<string> => holder!.roundStarted(jobId, round, units),
       reopened: (jobIds: string[]): Promise<void> => holder!.reopened(jobIds),
     };
-    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), ...(slices ? { slices } : {}) });
+    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), diskShort: opts.diskShort, ...(slices ? { slices } : {}) });
     const holder: SliceHolder | undefined = opts.cluster ? new SliceHolder(live, lifecycle, opts.cluster) : undefined;
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });

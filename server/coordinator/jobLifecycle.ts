@@ -27,6 +27,8 @@ export interface LifecycleDeps {
   dispatch: Dispatcher;
   book: ReliabilityBook;
   verifier: Verifier;
+  /** Why the next round may not be stored (the disk at its floor: UPLOAD_DISK_FLOOR_BYTES), or null. */
+  diskShort?: () => Promise<string | null>;
   /** Hands what the scheduler made of recovered results, or of an owner's decision, to the result pipeline. */
   outcome(o: ResultOutcome | RecoveryOutcome): void;
   /**
@@ -560,6 +562,9 @@ export class JobLifecycle {
    */
   private async stepRound(meta: JobMeta, signal: AbortSignal): Promise<RoundOutcome> {
     const queue = this.deps.commit.queue;
+    // Each round stores its units and results: none is started on a disk at its floor.
+    const short = await this.deps.diskShort?.();
+    if (short) return { kind: "failed", error: `${short} The job stopped after round ${meta.round}.` };
     const outputs = meta.outputs;
     if (outputs) {
       const units = meta.spec.units.map((u) => ({

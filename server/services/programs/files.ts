@@ -127,12 +127,13 @@ export async function releaseBlob(deps: AppDeps, hash: string): Promise<number> 
 
 /**
  * Quotas bound each account, not how many accounts sign up: the disk itself is the last bound.
- * Uploads and submissions that store inputs stop while the directory store's disk would keep
- * less than UPLOAD_DISK_FLOOR_BYTES free, so the database, its log and the results volunteers
- * send keep room (the admin's disk alert says so). Read at most once a second. Answers why, or null.
+ * Uploads, submissions that store inputs and the next rounds of iterative jobs stop while the
+ * directory store's disk would keep less than UPLOAD_DISK_FLOOR_BYTES free, so the database,
+ * its log and the results volunteers send keep room (the admin's disk alert says so). Read at
+ * most once a second. Answers why, or null.
  */
-const disks = new WeakMap<AppDeps, { at: number; free: Promise<number | null> }>();
-export async function diskShort(deps: AppDeps, bytes: number): Promise<string | null> {
+const disks = new WeakMap<object, { at: number; free: Promise<number | null> }>();
+export async function diskShort(deps: Pick<AppDeps, "env" | "blobs">, bytes: number): Promise<string | null> {
   const floor = deps.env.UPLOAD_DISK_FLOOR_BYTES;
   if (floor === 0 || deps.blobs.kind !== "directory") return null;
   let disk = disks.get(deps);
@@ -142,7 +143,7 @@ export async function diskShort(deps: AppDeps, bytes: number): Promise<string | 
   }
   const free = await disk.free;
   if (free === null || free - bytes >= floor) return null;
-  return `The server is short of disk space (${formatBytes(Math.max(0, free))} free); it stores no more uploads or inputs until its administrator makes room.`;
+  return `The server is short of disk space (${formatBytes(Math.max(0, free))} free); it stores no more uploads, inputs or rounds until its administrator makes room.`;
 }
 
 /**
