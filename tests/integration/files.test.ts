@@ -179,7 +179,7 @@ describe("the disk's floor", () => {
       const user = await createUserWithKey(srv.deps, "floor@example.com");
       const res = await fetch(`${srv.url}/api/data?name=x.bin`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: "some bytes" });
       expect(res.status).toBe(507);
-      expect((await res.json()).error).toMatch(/The server is short of disk space \(.* free\); it stores no more uploads or inputs until its administrator makes room/);
+      expect((await res.json()).error).toMatch(/The server is short of disk space \(.* free\); it stores no more uploads, inputs or rounds until its administrator makes room/);
       expect(await srv.deps.db.dataFile.count()).toBe(0);
       // Nor is a submission's input cut and stored (the program was stored before the floor).
       const program = await createProgram(srv.deps, user.user.id, { name: "p.js", bytes: Buffer.from("export function run(x) { return x; }") });
