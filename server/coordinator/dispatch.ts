@@ -221,6 +221,11 @@ export class Dispatcher {
     return ringer;
   }
 
+  /** Whether `taskId` is a ringer out with some socket. */
+  holdsRinger(taskId: string): boolean {
+    return this.ringers.has(taskId);
+  }
+
   /** The socket is gone, and so is the ringer it held. */
   forgetRinger(conn: VolunteerConn) {
     if (conn.ringer) this.ringers.delete(conn.ringer);

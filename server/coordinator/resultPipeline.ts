@@ -91,7 +91,10 @@ export class ResultPipeline {
       const task = scheduler.task(r.taskId);
       if (!task || task.volunteerId !== conn.key) {
         // Usually a result that crossed a revoke or a lease expiry: it is told so.
-        if (++strangers <= echoAtMost) rejected.push({ taskId: r.taskId, reason: task ? "not-holder" : "unknown-task" });
+        // Another socket's ringer reads as another socket's task: a probe from a second socket
+        // told ringers (unknown-task) from real tasks (not-holder), to answer only them honestly.
+        const held = task !== undefined || dispatch.holdsRinger(r.taskId);
+        if (++strangers <= echoAtMost) rejected.push({ taskId: r.taskId, reason: held ? "not-holder" : "unknown-task" });
         continue;
       }
       const meta = this.live.jobs.get(task.jobId)!;

@@ -55,6 +55,25 @@ describe("ringers", () => {
     coordinator.scheduler.audit();
   });
 
+  it("cannot be told from real tasks by a second socket's results for them", async () => {
+    const api = trpc(srv.url, consumer.apiKey);
+    const { id } = await api.jobs.submit.mutate({ kernel: "pi", chunks: 20, params: { samples: 20 * 100_000 }, replication: { replicas: 2 } });
+    // A newcomer: its first frame holds a ringer among the job's tasks.
+    const holder = await RawVolunteer.connect(srv.url);
+    const prober = await RawVolunteer.connect(srv.url);
+    closers.push(() => holder.close(), () => prober.close());
+    holder.hello(4);
+    prober.hello(0);
+    await Promise.all([holder.next("welcome"), prober.next("welcome")]);
+    const frame = await holder.next("tasks");
+    const ringers = frame.tasks.filter((t) => srv.deps.coordinator.scheduler.task(t.taskId) === undefined);
+    expect(ringers).toHaveLength(1);
+    // Each of them answered from the other socket: every one reads as held by another.
+    const ack = await prober.request({ type: "results", results: frame.tasks.map((t) => ({ taskId: t.taskId, output: { inside: 0, samples: 1 } })) }, "ack");
+    expect(ack.rejected).toEqual(frame.tasks.map((t) => ({ taskId: t.taskId, reason: "not-holder" })));
+    await api.jobs.cancel.mutate({ id });
+  });
+
   it("are passed by an honest newcomer, which counts as its first spot-check", async () => {
     const { db, coordinator } = srv.deps;
     const alice = await createUserWithKey(srv.deps, "alice@example.com");
