@@ -35,6 +35,8 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     consumer = await createUserWithKey(a.deps, "consumer@example.com");
     volunteer = startCliVolunteer(b.url, 2, { name: "on-b", dir: pg.dir });
     await waitFor(() => b.deps.coordinator.volunteers().length === 1, 20_000, "the volunteer on node B");
+    // Nodes tell each other who is on them every 2 s: node A knows of the volunteer once B has said so.
+    await waitFor(async () => (await a.deps.presence.nodes()).find((n) => n.id === "node-b")?.volunteers.length === 1, 10_000, "node A to hear of node B's volunteer");
   }, 120_000);
   afterAll(async () => {
     await volunteer?.stop();
@@ -49,7 +51,9 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
       }
     }
     const { id } = await trpc(a.url, consumer.apiKey).jobs.submit.mutate({
-      kernel: "pi", chunks: 300, params: { samples: 300 * 200_000 }, replication: { replicas: 1, adaptive: false },
+      // ~1.5 s of work on the volunteer's two threads: long enough for the watch (an update
+      // every 200 ms at most) to catch it half way on a fast machine.
+      kernel: "pi", chunks: 300, params: { samples: 300 * 2_000_000 }, replication: { replicas: 1, adaptive: false },
     });
     const wsClient = createWSClient({ url: `${a.url.replace(/^http/, "ws")}${TRPC_WS_PATH}`, WebSocket: KeyedWebSocket as unknown as typeof globalThis.WebSocket });
     const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient })] });
