@@ -24,7 +24,7 @@ export interface VolunteerConn {
   ringer?: string;
   /** Results acknowledged on this socket since it connected or last let a lease lapse: its window grows with them (windowOf). */
   proven: number;
-  /** It let a lease lapse: its window starts again from LAPSED_WINDOW rather than FIRST_WINDOW. */
+  /** It (or its id, in the last hour: Dispatcher.hasLapsed) let a lease lapse: its window starts again from LAPSED_WINDOW rather than FIRST_WINDOW. */
   lapsed?: boolean;
   /** What it was last told of its results that wait for a copy nobody online may compute. */
   toldWaiting?: number;
@@ -52,12 +52,12 @@ export function send(ws: WebSocket, msg: ServerMessage) {
 export const windowFor = (threads: number) => threads * 2;
 
 /**
- * A socket's first window, whatever threads it claims: 32 tasks (16 threads' worth), one more
+ * A socket's first window, whatever threads it claims: 8 tasks (4 threads' worth), one more
  * for each result it returns (it doubles every round trip, as TCP's slow start does), up to
  * two a thread. Two sockets that said 256 threads and never answered held 166 of a job's 200
- * copies, leased again to them as their leases lapsed.
+ * copies, leased again to them as their leases lapsed; at 32, twenty fresh ids held 640.
  */
-export const FIRST_WINDOW = 32;
+export const FIRST_WINDOW = 8;
 /** The window of a socket that let a lease lapse (as TCP's after a timeout), growing the same way. */
 export const LAPSED_WINDOW = 2;
 

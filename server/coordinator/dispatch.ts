@@ -4,6 +4,16 @@ import { Verifier } from "./verifier";
 import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
 import { send, windowOf, type VolunteerConn } from "./connection";
 import type { Live } from "./live";
+import { LRUCache } from "lru-cache";
+
+/**
+ * Volunteer ids that let a lease lapse, or left holding tasks they never answered, in the
+ * last hour: their next socket starts from LAPSED_WINDOW, not FIRST_WINDOW. A socket's own
+ * state was not enough: a stranger reconnecting each id every 58 s (just before its leases
+ * lapsed) got a fresh first window each time and held a paying job's copies for minutes.
+ */
+const LAPSED_IDS = 100_000;
+const LAPSED_FOR_MS = 3600_000;
 
 /** How often the scheduler is swept for work that waits on volunteers who are not online. */
 const SWEEP_MS = 1000;
@@ -42,6 +52,8 @@ const MAX_SHARE_PASSES = 3;
 export class Dispatcher {
   /** Ringers out, by task id: at most one per socket at a time. */
   private readonly ringers = new Map<string, Ringer>();
+  /** See LAPSED_IDS. */
+  private readonly lapsedIds = new LRUCache<string, true>({ max: LAPSED_IDS, ttl: LAPSED_FOR_MS });
   private leaseTimer: NodeJS.Timeout | undefined;
   private leaseTimerAt = Infinity;
   private localityTimer: NodeJS.Timeout | undefined;
@@ -170,6 +182,7 @@ export class Dispatcher {
           if (!conn) continue;
           conn.proven = 0;
           conn.lapsed = true;
+          this.lapsedIds.set(conn.volunteerId, true);
           scheduler.setWindow(key, windowOf(conn));
         }
         this.revoke(expired, "lease deadline passed");
@@ -219,6 +232,21 @@ export class Dispatcher {
     if (!ringer || ringer.conn !== conn.key) return undefined;
     this.ringers.delete(taskId);
     return ringer;
+  }
+
+  /** This id let leases lapse, or left holding tasks it never answered (see LAPSED_IDS). */
+  markLapsed(volunteerId: string) {
+    this.lapsedIds.set(volunteerId, true);
+  }
+
+  /** Whether a new socket of this id starts from LAPSED_WINDOW. */
+  hasLapsed(volunteerId: string): boolean {
+    return this.lapsedIds.has(volunteerId);
+  }
+
+  /** The id returned results: its next socket starts as anyone's. */
+  proven(volunteerId: string) {
+    this.lapsedIds.delete(volunteerId);
   }
 
   /** Whether `taskId` is a ringer out with some socket. */

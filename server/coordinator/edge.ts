@@ -272,6 +272,7 @@ export class VolunteerEdge implements Notices {
       key: `${msg.volunteerId}~${++this.connSeq}`,
       volunteerId: msg.volunteerId, accountId, userId, ...(keyId ? { keyId } : {}), agent: msg.agent, threads: msg.threads,
       connectedAt: this.live.now(), earned: 0, tasksDone: 0, proven: 0, benchmark, ws,
+      ...(this.deps.dispatch.hasLapsed(msg.volunteerId) ? { lapsed: true } : {}),
     };
     if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
     // Checked and counted in one turn with the registration below, so a burst cannot slip past.
@@ -305,6 +306,8 @@ export class VolunteerEdge implements Notices {
     this.deps.dispatch.forgetRinger(conn);
     this.interactive.forget(conn.key);
     const requeued = this.live.scheduler.removeVolunteer(conn.key, this.live.now());
+    // Gone with tasks and no result returned on this socket: its id's next socket starts small.
+    if (requeued.length && conn.tasksDone === 0) this.deps.dispatch.markLapsed(conn.volunteerId);
     this.live.log(`volunteer ${conn.key} left; ${requeued.length} task(s) re-queued`);
     this.live.emit("volunteers");
     if (requeued.length) this.deps.dispatch.dispatchAll();

@@ -142,6 +142,7 @@ export class ResultPipeline {
       conn.tasksDone += recorded.length;
       if (this.live.conns.has(conn.key)) {
         // A socket still in its first window earns a larger one with each result.
+        if (recorded.length) dispatch.proven(conn.volunteerId);
         if (recorded.length && windowOf(conn) < windowFor(conn.threads)) {
           conn.proven += recorded.length;
           scheduler.setWindow(conn.key, windowOf(conn));

@@ -6,8 +6,9 @@ import { createUserWithKey, sleep, startTestServer, waitFor, type TestServer } f
 
 // Two sockets that said 256 threads and never answered held 166 of a job's 200 copies (a
 // window is two tasks a thread, taken on trust), and took them again as their leases lapsed:
-// the job made no progress. A socket's window now starts at 32 tasks and grows only with the
-// results it returns.
+// the job made no progress. A socket's window now starts at 8 tasks and grows only with the
+// results it returns; an id that let leases lapse, or left holding tasks it never answered,
+// starts its next socket from 2.
 describe("a volunteer that takes tasks and never answers", () => {
   let srv: TestServer;
   const sockets: RawVolunteer[] = [];
@@ -38,7 +39,7 @@ describe("a volunteer that takes tasks and never answers", () => {
     const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
       kernel: "pi", chunks: 400, params: { samples: 400 * 1000 }, replication: { replicas: 1, adaptive: false },
     });
-    await waitFor(() => hoarders.every((h) => h.tasks().length === 32), 10_000, "each hoarder's first window");
+    await waitFor(() => hoarders.every((h) => h.tasks().length === 8), 10_000, "each hoarder's first window");
 
     const worker = await connect(256);
     const answered = new Set<string>();
@@ -48,13 +49,13 @@ describe("a volunteer that takes tasks and never answers", () => {
       mostHeld = Math.max(mostHeld, fresh.length);
       for (const t of fresh) answered.add(t.taskId);
       if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
-      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).progress.done === 400 - 64;
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).progress.done === 400 - 16;
     }, 30_000, "every unit the hoarders do not hold", 10);
     // Its window grew past the first one as its results came back.
-    expect(mostHeld).toBeGreaterThan(32);
+    expect(mostHeld).toBeGreaterThan(8);
     await sleep(200);
     // The hoarders were given nothing more, until their leases lapsed (3 s): then two tasks
-    // each, not another 32, and the worker computes the rest.
+    // each, not another 8, and the worker computes the rest.
     const lapsed = Date.now();
     await waitFor(async () => {
       const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
@@ -66,10 +67,37 @@ describe("a volunteer that takes tasks and never answers", () => {
     const { scheduler } = srv.deps.coordinator;
     for (const h of hoarders) {
       expect(h.messages.some((m) => m.type === "revoke")).toBe(true);
-      expect(h.tasks().length).toBeLessThanOrEqual(32 + 2 * 4);
+      expect(h.tasks().length).toBeLessThanOrEqual(8 + 2 * 4);
       // Its window is two now, whatever it holds.
       const key = srv.deps.coordinator.volunteers().find((v) => v.volunteerId === h.identity.volunteerId)!.key;
       expect(scheduler.freeSlots(key) + scheduler.heldBy(key).length).toBe(2);
     }
+  }, 60_000);
+
+  it("gives an id that left holding tasks it never answered a window of two on its next socket, until it answers", async () => {
+    const consumer = await createUserWithKey(srv.deps, "consumer2@example.com");
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 100, params: { samples: 100 * 1000 }, replication: { replicas: 1, adaptive: false },
+    });
+    const first = await connect(256);
+    await waitFor(() => first.tasks().length === 8, 10_000, "the first window");
+    // It leaves before its leases lapse, and comes back as the same id: two tasks, not eight.
+    await first.close();
+    const again = await RawVolunteer.connect(srv.url, { identity: first.identity });
+    sockets.push(again);
+    again.hello(256);
+    await again.next("welcome");
+    await waitFor(() => again.tasks().length === 2, 10_000, "the second socket's two tasks");
+    await sleep(300);
+    expect(again.tasks()).toHaveLength(2);
+    // Once it answers, it is given more as it goes, and its id is forgiven.
+    const answered = new Set<string>();
+    await waitFor(async () => {
+      const fresh = again.tasks().filter((t) => !answered.has(t.taskId));
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) again.send({ type: "results", results: fresh.map(answer) });
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
+    }, 30_000, "the job to complete", 10);
+    expect(srv.deps.coordinator.volunteers().find((v) => v.volunteerId === first.identity.volunteerId)).toBeDefined();
   }, 60_000);
 });
