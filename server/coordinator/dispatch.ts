@@ -1,6 +1,6 @@
 import type { ExpiredLease, SweepReport, TaskAssignment } from "../scheduler/types";
 import type { WireTask } from "../../worker/protocol/messages";
-import { Verifier } from "./verifier";
+import { MAX_CHECK_WORK_MS, Verifier } from "./verifier";
 import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringers";
 import { send, windowOf, type VolunteerConn } from "./connection";
 import type { Live } from "./live";
@@ -213,6 +213,8 @@ export class Dispatcher {
     const model = tasks[Math.floor(Math.random() * tasks.length)]!;
     if (!Verifier.canCheck(model.kernel)) return false;
     const sample = scheduler.sampleUnit(model.jobId);
+    // A ringer's answer is recomputed here: not for units longer than the server recomputes.
+    if (sample?.work !== undefined && sample.work > MAX_CHECK_WORK_MS) return false;
     const input = ringerInput(model.kernel, sample?.input, Math.random);
     if (input === undefined) return false;
     const taskId = scheduler.mintTaskId();

@@ -3,6 +3,15 @@ import { runTask, type TaskResult, type TaskRun } from "../../worker/runtime/run
 import { getKernel } from "../../worker/kernels";
 import { canonicalJson, digestOf } from "./digest";
 
+/**
+ * Units estimated at more reference CPU than this are not recomputed here: the server's one
+ * check thread would be theirs for that long. A stranger's units of 30 s each, answered at
+ * once with fakes, held every other check (and the newcomers waiting on them) for minutes, and
+ * the checks that timed out let the fakes through. Such a unit wants a second host's agreeing
+ * result instead (Scheduler.uncheckable), and no ringer is made of it.
+ */
+export const MAX_CHECK_WORK_MS = 5000;
+
 /** Longest a spot-check (or a batch of them) may take before the unit is decided without it. */
 const CHECK_TIMEOUT_MS = 30_000;
 /** Checks sent to the thread in one message at most. */
@@ -78,6 +87,9 @@ export class Verifier {
 
   /** Recomputes a unit; `workMs` is its estimated work (UnitSpec.work): a tiny unit may be checked on the event loop. */
   async recompute(kernel: string, params: unknown, input: unknown, workMs?: number): Promise<{ output: unknown; json: string; digest: string }> {
+    if (workMs !== undefined && workMs > MAX_CHECK_WORK_MS) {
+      throw new Error(`the unit is estimated at ${(workMs / 1000).toFixed(1)} s of work, more than the server recomputes (${MAX_CHECK_WORK_MS / 1000} s)`);
+    }
     this.checks++;
     const output = this.inlineTurn(kernel, workMs) ? this.runInline(kernel, params, input) : (await this.run({ kernel, params, input })).output;
     const json = canonicalJson(output);

@@ -53,6 +53,11 @@ export interface UnitRecord {
   trusted: boolean;
   /** Waiting for the server's recomputation (a "verify" outcome): no instances are issued. */
   verifying: boolean;
+  /**
+   * Its check could not run (see Scheduler.uncheckable): it wants two agreeing results from
+   * different hosts, whatever the job's quorum.
+   */
+  unchecked?: boolean;
   /** The last error a volunteer reported for it. */
   lastError?: string;
   /** Since when (ms) it has errored and no volunteer online may take it (see sweep()). */

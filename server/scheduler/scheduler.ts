@@ -68,6 +68,8 @@ export interface SchedulerOptions {
   localityWaitMs?: number;
 }
 
+/** The agreeing results from different hosts a unit wants once its spot-check could not run. */
+const UNCHECKED_QUORUM = 2;
 const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
 const STALE_NOT_HOLDER = Object.freeze({ kind: "stale", reason: "not-holder" } as const);
 const EXACT: Comparator = Object.freeze({ kind: "exact" });
@@ -630,6 +632,13 @@ export class Scheduler {
     this.markChecking(unit, -1);
     const results = unit.results as UnitResult[];
     const taskId = lastTaskId(unit);
+    // Unchecked, a unit is not taken on one host's word (a check that timed out accepted a
+    // stranger's fakes): a second host must agree with it, whatever the job's quorum.
+    if (unit.quorum < UNCHECKED_QUORUM) {
+      unit.trusted = false;
+      unit.unchecked = true;
+      unit.quorum = UNCHECKED_QUORUM;
+    }
     if (unit.best >= unit.quorum) return this.validate(unit, taskId);
     if (!this.canReachQuorum(unit)) return this.failUnit(unit, taskId);
     unit.wanted = Math.max(unit.wanted, results.length + unit.quorum - unit.best);
@@ -673,14 +682,14 @@ export class Scheduler {
     const out: Array<ValidatedOutcome | VerifyOutcome> = [];
     for (const unit of job.units) {
       if (unit.done || unit.verifying || unit.trusted) continue;
-      unit.quorum = quorum;
+      unit.quorum = unit.unchecked ? Math.max(quorum, UNCHECKED_QUORUM) : quorum;
       const results = unit.results;
-      if (results && unit.best >= quorum) {
+      if (results && unit.best >= unit.quorum) {
         out.push(this.decide(unit, lastTaskId(unit)));
         if (job.state !== "running") break;
         continue;
       }
-      unit.wanted = results ? Math.max(target, results.length + quorum - unit.best) : target;
+      unit.wanted = results ? Math.max(target, results.length + unit.quorum - unit.best) : target;
       unit.need = this.needOf(unit);
       if (unit.need === 0) this.dequeue(unit);
       else this.refresh(unit);
@@ -912,7 +921,7 @@ export class Scheduler {
     if (u.trusted) {
       if (u.quorum !== 1 || u.wanted !== 1) fail(`trusted unit ${id} wants more than one result`);
       if (results.length > 0 || u.errors > 0 || u.instances.length !== 1) fail(`trusted unit ${id} state`);
-    } else if (u.quorum !== job.quorum || u.wanted < job.target) {
+    } else if (u.quorum !== (u.unchecked ? Math.max(job.quorum, UNCHECKED_QUORUM) : job.quorum) || u.wanted < job.target) {
       fail(`unit ${id} quorum or wanted`);
     }
     if (u.need !== this.needOf(u)) fail(`unit ${id} need ${u.need}, recount ${this.needOf(u)}`);
@@ -1216,7 +1225,7 @@ export class Scheduler {
   /** The trusted instance errored or was lost: back to R instances and quorum Q. */
   private distrust(unit: UnitRecord): void {
     unit.trusted = false;
-    unit.quorum = unit.job.quorum;
+    unit.quorum = unit.unchecked ? Math.max(unit.job.quorum, UNCHECKED_QUORUM) : unit.job.quorum;
     unit.wanted = Math.max(unit.wanted, unit.job.target);
   }
 

@@ -170,6 +170,26 @@ describe("scheduler with a trust policy", () => {
     expect(c.s.checked("j", "j.0", 1, digest(1))).toBeUndefined();
   });
 
+  it("uncheckable: a lone result is not taken on its host's word; a second host's agreeing result decides it", () => {
+    const c = cluster();
+    c.s.addJob(job("j", 1, { r: 1 }), T0);
+    c.join("a");
+    const [ta] = c.lease("a");
+    // A newcomer's lone result is checked; the check cannot run (too long, or timed out).
+    asVerify(c.done("a", ta!, 1));
+    expect(c.s.uncheckable("j", "j.0")).toMatchObject({ kind: "pending" });
+    c.s.audit();
+    // Another host computes it too (never the first again), and its agreeing result decides it.
+    expect(c.lease("a")).toEqual([]);
+    c.join("b");
+    const [tb] = c.lease("b");
+    expect(tb?.unitId).toBe("j.0");
+    const second = c.done("b", tb!, 1);
+    const decided = second.kind === "verify" ? c.s.uncheckable("j", "j.0") : second;
+    expect(decided).toMatchObject({ kind: "validated", jobDone: true });
+    c.s.audit();
+  });
+
   it("probation: a newcomer's undecided results hold back its window until it passes a check", () => {
     const c = cluster();
     c.s.addJob(job("j", 20), T0);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { Verifier } from "../../server/coordinator/verifier";
+import { MAX_CHECK_WORK_MS, Verifier } from "../../server/coordinator/verifier";
 import { runTask } from "../../worker/runtime/runTask";
 import { getKernel } from "../../worker/kernels";
 import { mandelbrotParams } from "../../worker/kernels/mandelbrot";
@@ -22,6 +22,16 @@ describe("Verifier", () => {
     // The first alone, then batches of at most 64.
     expect(verifier.batches).toBeGreaterThanOrEqual(3);
     expect(verifier.batches).toBeLessThanOrEqual(4);
+  });
+
+  it("does not recompute a unit estimated over MAX_CHECK_WORK_MS: its thread stays free for the others", async () => {
+    verifier = new Verifier();
+    const huge = pi(1, 6e9); // ~30 s of reference work
+    await expect(verifier.recompute("pi", huge.params, huge.input, MAX_CHECK_WORK_MS + 1)).rejects.toThrow(
+      "the unit is estimated at 5.0 s of work, more than the server recomputes (5 s)",
+    );
+    expect(verifier.checks).toBe(0);
+    expect((await verifier.recompute("pi", pi(2).params, pi(2).input, 2)).output).toEqual((await runTask(pi(2))).output);
   });
 
   it("fails a check that cannot run on its own, not the rest of its batch", async () => {
