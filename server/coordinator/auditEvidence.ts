@@ -8,13 +8,19 @@ import type { ResultRef } from "../scheduler/types";
 // corroborate the server did not help: a program reproducible until round N and not after
 // passes that test honestly. So a failed audit only keeps the volunteer's account from the job's
 // units (and counts an invalid result on its record, which raises its checks elsewhere); the
-// robust merge bounds what it sent meanwhile. If the server disagreed with two accounts and
-// agreed with none, the program is what differs: its audits stop and the accounts are let back.
+// robust merge bounds what it sent meanwhile. If the server disagreed with two signed-in
+// accounts and agreed with none, the program is what differs: its audits stop and the accounts
+// are let back. Anonymous volunteers are barred like anyone but are no such evidence: their
+// ids cost nothing, and three of them from one address switched a training job's audits off
+// and then set its weights.
 
-/** Accounts disputed with none agreeing after which a job's program is taken as not reproducible. */
+/** Signed-in accounts disputed, with none agreeing, after which a job's program is taken as not reproducible. */
 export const IRREPRODUCIBLE_AFTER = 2;
 /** A job's evidence is forgotten after this long without an audit (the job ended or stalled). */
 const FORGET_MS = 30 * 60_000;
+
+/** A volunteer signed in to an account (`user:<id>`), not an anonymous id (`anon:<volunteer>`). */
+const isSignedIn = (account: string) => account.startsWith("user:");
 
 export type AuditDecision =
   | { kind: "wait" }
@@ -50,8 +56,9 @@ export class AuditEvidence {
     if (e.off) return { kind: "wait" };
     const known = e.disputed.has(ref.account);
     e.disputed.add(ref.account);
-    if (e.disputed.size >= IRREPRODUCIBLE_AFTER && ![...e.agreed].some((a) => !e.disputed.has(a))) {
-      e.off = `the server's own computation of its program disagreed with the results of ${e.disputed.size} accounts' volunteers and agreed with none: the program does not compute the same output everywhere (Math.random, Date, Intl or a check of its environment), so its results cannot be audited`;
+    const signedIn = [...e.disputed].filter(isSignedIn).length;
+    if (signedIn >= IRREPRODUCIBLE_AFTER && ![...e.agreed].some((a) => !e.disputed.has(a))) {
+      e.off = `the server's own computation of its program disagreed with the results of ${signedIn} signed-in accounts' volunteers and agreed with none: the program does not compute the same output everywhere (Math.random, Date, Intl or a check of its environment), so its results cannot be audited`;
       return { kind: "irreproducible", reason: e.off };
     }
     return known ? { kind: "wait" } : { kind: "bar", account: ref.account };

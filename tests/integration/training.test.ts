@@ -41,7 +41,10 @@ describe("iterative programs: data-parallel training", () => {
   beforeAll(async () => {
     srv = await startTestServer();
     user = await createUserWithKey(srv.deps, "trainer@example.com");
-    volunteers = [0, 1, 2].map(() => startCliVolunteer(srv.url, 1, { dir: srv.dir }));
+    // Signed in to two accounts of their own (not the consumer's): an audit that disagrees
+    // with two signed-in accounts is evidence of the program, not of them (auditEvidence.ts).
+    const crew = [await createUserWithKey(srv.deps, "crew1@example.com"), await createUserWithKey(srv.deps, "crew2@example.com")];
+    volunteers = [0, 1, 2].map((i) => startCliVolunteer(srv.url, 1, { dir: srv.dir, apiKey: crew[i % 2]!.apiKey }));
     await waitFor(() => srv.deps.coordinator.volunteers().length === 3, 30_000, "three volunteers");
     const fs = await import("node:fs");
     program = await post("programs", fs.readFileSync(PROGRAM, "utf8"), "logreg.js");

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { AuditEvidence } from "../../server/coordinator/auditEvidence";
 import type { ResultRef } from "../../server/scheduler/types";
 
-const ref = (host: string, account: string): ResultRef => ({ taskId: `t-${host}`, host, account, output: null, digest: "" });
+// Accounts are signed-in users unless written with their own prefix (anon:…).
+const ref = (host: string, account: string): ResultRef => ({ taskId: `t-${host}`, host, account: account.includes(":") ? account : `user:${account}`, output: null, digest: "" });
 
 // A failed audit keeps the account from the job (never a ban: the server's recompute of a
 // consumer's program proves nothing against a volunteer); a program the server disagrees with
@@ -12,8 +13,8 @@ describe("audit evidence", () => {
     const e = new AuditEvidence();
     e.agreed("j", ref("h2", "a2"));
     e.agreed("j", ref("h3", "a3"));
-    expect(e.disputed("j", ref("h1", "a1"))).toEqual({ kind: "bar", account: "a1" });
-    expect(e.disputed("j", ref("h4", "a4"))).toEqual({ kind: "bar", account: "a4" });
+    expect(e.disputed("j", ref("h1", "a1"))).toEqual({ kind: "bar", account: "user:a1" });
+    expect(e.disputed("j", ref("h4", "a4"))).toEqual({ kind: "bar", account: "user:a4" });
     expect(e.stopped("j")).toBeUndefined();
   });
 
@@ -32,6 +33,16 @@ describe("audit evidence", () => {
     f.agreed("j", ref("h1", "a1"));
     f.disputed("j", ref("h1", "a1"));
     expect(f.disputed("j", ref("h2", "a2")).kind).toBe("irreproducible");
+  });
+
+  it("bars anonymous volunteers it disagrees with, but takes no number of them as a sign the program is not reproducible", () => {
+    const e = new AuditEvidence();
+    for (let i = 0; i < 5; i++) expect(e.disputed("j", ref(`h${i}`, `anon:v${i}`))).toEqual({ kind: "bar", account: `anon:v${i}` });
+    expect(e.stopped("j")).toBeUndefined();
+    // One signed-in account is not enough either; a second is.
+    expect(e.disputed("j", ref("h8", "a8")).kind).toBe("bar");
+    expect(e.disputed("j", ref("h9", "a9")).kind).toBe("irreproducible");
+    expect(e.stopped("j")).toMatch(/disagreed with the results of 2 signed-in accounts/);
   });
 
   it("forgets a job's evidence half an hour after its last audit", () => {
