@@ -272,7 +272,7 @@ export class VolunteerEdge implements Notices {
       key: `${msg.volunteerId}~${++this.connSeq}`,
       volunteerId: msg.volunteerId, accountId, userId, ...(keyId ? { keyId } : {}), agent: msg.agent, threads: msg.threads,
       connectedAt: this.live.now(), earned: 0, tasksDone: 0, proven: 0, benchmark, ws,
-      ...(this.deps.dispatch.hasLapsed(msg.volunteerId) ? { lapsed: true } : {}),
+      ...(this.startsSmall(msg.volunteerId, records.get(host)!.valid) ? { lapsed: true } : {}),
     };
     if (ws.readyState !== ws.OPEN || this.live.closed) return conn;
     // Checked and counted in one turn with the registration below, so a burst cannot slip past.
@@ -296,6 +296,15 @@ export class VolunteerEdge implements Notices {
     this.live.emit("volunteers");
     this.deps.dispatch.dispatch(conn);
     return conn;
+  }
+
+  /**
+   * A new socket starts from LAPSED_WINDOW, not FIRST_WINDOW, when its id let leases lapse or
+   * left holding tasks it never answered (Dispatcher.hasLapsed), or when it is a second socket
+   * of an id with no valid result yet: hoarders opened the next socket before closing the last.
+   */
+  private startsSmall(volunteerId: string, valid: number): boolean {
+    return this.deps.dispatch.hasLapsed(volunteerId) || ((this.socketsOf.get(volunteerId) ?? 0) > 0 && valid === 0);
   }
 
   private drop(conn: VolunteerConn) {

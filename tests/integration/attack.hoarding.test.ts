@@ -74,6 +74,24 @@ describe("a volunteer that takes tasks and never answers", () => {
     }
   }, 60_000);
 
+  it("gives a second socket of an id with no valid result a window of two, while its first holds its eight", async () => {
+    const consumer = await createUserWithKey(srv.deps, "consumer3@example.com");
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 100, params: { samples: 100 * 1000 }, replication: { replicas: 1, adaptive: false },
+    });
+    const first = await connect(256);
+    await waitFor(() => first.tasks().length === 8, 10_000, "the first window");
+    const second = await RawVolunteer.connect(srv.url, { identity: first.identity });
+    sockets.push(second);
+    second.hello(256);
+    await second.next("welcome");
+    await waitFor(() => second.tasks().length === 2, 10_000, "the second socket's two tasks");
+    await sleep(300);
+    expect(second.tasks()).toHaveLength(2);
+    await Promise.all([first.close(), second.close()]);
+    await trpc(srv.url, consumer.apiKey).jobs.cancel.mutate({ id });
+  });
+
   it("gives an id that left holding tasks it never answered a window of two on its next socket, until it answers", async () => {
     const consumer = await createUserWithKey(srv.deps, "consumer2@example.com");
     const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
