@@ -28,6 +28,24 @@ describe("a volunteer that takes tasks and never answers", () => {
     await v.next("welcome");
     return v;
   };
+  /** A consumer's job of 100 small units, and a fresh socket saying 256 threads holding its first window. */
+  const firstWindowOfAJob = async (email: string) => {
+    const consumer = await createUserWithKey(srv.deps, email);
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 100, params: { samples: 100 * 1000 }, replication: { replicas: 1, adaptive: false },
+    });
+    const first = await connect(256);
+    await waitFor(() => first.tasks().length === 8, 10_000, "the first window");
+    return { consumer, id, first };
+  };
+  /** Another socket of the same volunteer id, saying 256 threads. */
+  const sameId = async (v: RawVolunteer) => {
+    const next = await RawVolunteer.connect(srv.url, { identity: v.identity });
+    sockets.push(next);
+    next.hello(256);
+    await next.next("welcome");
+    return next;
+  };
   const answer = (t: WireTask) => {
     const kernel = getKernel(t.kernel)!;
     return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
@@ -75,16 +93,8 @@ describe("a volunteer that takes tasks and never answers", () => {
   }, 60_000);
 
   it("gives a second socket of an id with no valid result a window of two, while its first holds its eight", async () => {
-    const consumer = await createUserWithKey(srv.deps, "consumer3@example.com");
-    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
-      kernel: "pi", chunks: 100, params: { samples: 100 * 1000 }, replication: { replicas: 1, adaptive: false },
-    });
-    const first = await connect(256);
-    await waitFor(() => first.tasks().length === 8, 10_000, "the first window");
-    const second = await RawVolunteer.connect(srv.url, { identity: first.identity });
-    sockets.push(second);
-    second.hello(256);
-    await second.next("welcome");
+    const { consumer, id, first } = await firstWindowOfAJob("consumer3@example.com");
+    const second = await sameId(first);
     await waitFor(() => second.tasks().length === 2, 10_000, "the second socket's two tasks");
     await sleep(300);
     expect(second.tasks()).toHaveLength(2);
@@ -93,18 +103,10 @@ describe("a volunteer that takes tasks and never answers", () => {
   });
 
   it("gives an id that left holding tasks it never answered a window of two on its next socket, until it answers", async () => {
-    const consumer = await createUserWithKey(srv.deps, "consumer2@example.com");
-    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
-      kernel: "pi", chunks: 100, params: { samples: 100 * 1000 }, replication: { replicas: 1, adaptive: false },
-    });
-    const first = await connect(256);
-    await waitFor(() => first.tasks().length === 8, 10_000, "the first window");
+    const { consumer, id, first } = await firstWindowOfAJob("consumer2@example.com");
     // It leaves before its leases lapse, and comes back as the same id: two tasks, not eight.
     await first.close();
-    const again = await RawVolunteer.connect(srv.url, { identity: first.identity });
-    sockets.push(again);
-    again.hello(256);
-    await again.next("welcome");
+    const again = await sameId(first);
     await waitFor(() => again.tasks().length === 2, 10_000, "the second socket's two tasks");
     await sleep(300);
     expect(again.tasks()).toHaveLength(2);
