@@ -10,7 +10,7 @@ import { ProcessSampler, readListenOverflows, readRssMb, type PhaseUsage } from 
 import { createConsumers, startBenchServer } from "./lib/server";
 import { round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
-import { MAX_BUFFERED_BYTES } from "../server/coordinator/connection";
+import { FIRST_WINDOW, MAX_BUFFERED_BYTES } from "../server/coordinator/connection";
 import { createPrisma } from "../server/store/prisma";
 
 // `npm run stress`: overload scenarios against a real server process. Job submissions are
@@ -608,7 +608,9 @@ async function main() {
       await reader.outcome(10_000);
       const job = await submitPi(admin, h.readerThreads * 2 * 4);
       const deadline = performance.now() + 5000;
-      while (reader.tasks().length < h.readerThreads * 2 && performance.now() < deadline) await sleep(10);
+      // A new socket's first window (FIRST_WINDOW), whatever threads it says (and its ringer, if any).
+      const window = Math.min(h.readerThreads * 2, FIRST_WINDOW);
+      while (reader.tasks().length < window && performance.now() < deadline) await sleep(10);
       const held = reader.tasks().length;
       reader.ws.pause();
       honest.run({ kind: "greedy" }, { active: h.honest, threads: 2 });
