@@ -182,7 +182,13 @@ describe.runIf(linux)("memory limits that hold (program processes)", () => {
 
 /** This process's children whose command line is a program process's (node -e <boot>). */
 const programChildren = () => {
-  const kids = fs.readdirSync("/proc/self/task").flatMap((t) => fs.readFileSync(`/proc/self/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
+  const kids = fs.readdirSync("/proc/self/task").flatMap((t) => {
+    try {
+      return fs.readFileSync(`/proc/self/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    } catch {
+      return []; // a thread that ended meanwhile
+    }
+  });
   return kids.map(Number).filter((pid) => {
     try {
       return /tabgrid-sandbox\.js/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
