@@ -182,7 +182,7 @@ export class Dispatcher {
           if (!conn) continue;
           conn.proven = 0;
           conn.lapsed = true;
-          this.lapsedIds.set(conn.volunteerId, true);
+          this.markLapsed(conn.volunteerId);
           scheduler.setWindow(key, windowOf(conn));
         }
         this.revoke(expired, "lease deadline passed");

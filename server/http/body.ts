@@ -1,8 +1,8 @@
 import type { IncomingMessage } from "node:http";
 
 export class BodyTooLarge extends Error {
-  constructor(public readonly limit: number) {
-    super(`The upload is larger than the limit of ${formatBytes(limit)}.`);
+  constructor(public readonly limit: number, what = "upload") {
+    super(`The ${what} is larger than the limit of ${formatBytes(limit)}.`);
   }
 }
 
@@ -22,8 +22,8 @@ export class BodyBusy extends Error {
 
 /** The body came slower than `minRate` allows. */
 export class BodyTooSlow extends Error {
-  constructor(bytesPerSecond: number) {
-    super(`The upload came slower than ${formatBytes(bytesPerSecond)} a second; send it again on a better connection.`);
+  constructor(bytesPerSecond: number, what = "upload") {
+    super(`The ${what} came slower than ${formatBytes(bytesPerSecond)} a second; send it again on a better connection.`);
   }
 }
 
@@ -32,6 +32,8 @@ export interface ReadBodyOptions {
   take?: (bytes: number) => boolean;
   /** Bytes a second the body must arrive at, measured over each window of `RATE_WINDOW_MS` (BodyTooSlow). */
   minRate?: number;
+  /** What the body is, in the errors' messages (default "upload"). */
+  what?: string;
 }
 
 /** The window over which an upload's rate is measured. */
@@ -55,7 +57,7 @@ export function formatBytes(n: number) {
  */
 export function readBody(req: IncomingMessage, limit: number, opts: ReadBodyOptions = {}): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge(limit));
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge(limit, opts.what));
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -64,7 +66,7 @@ export function readBody(req: IncomingMessage, limit: number, opts: ReadBodyOpti
     // Node's request timeout, 5 minutes.
     const pace = opts.minRate
       ? setInterval(() => {
-        if (size - windowStart < (opts.minRate! * RATE_WINDOW_MS) / 1000) refuse(new BodyTooSlow(opts.minRate!));
+        if (size - windowStart < (opts.minRate! * RATE_WINDOW_MS) / 1000) refuse(new BodyTooSlow(opts.minRate!, opts.what));
         windowStart = size;
       }, RATE_WINDOW_MS).unref()
       : undefined;
@@ -83,7 +85,7 @@ export function readBody(req: IncomingMessage, limit: number, opts: ReadBodyOpti
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) return refuse(new BodyTooLarge(limit));
+      if (size > limit) return refuse(new BodyTooLarge(limit, opts.what));
       if (opts.take && !opts.take(chunk.length)) return refuse(new BodyBusy());
       chunks.push(chunk);
     };

@@ -32,11 +32,11 @@ export function trpcBodies(opts: TrpcBodyOptions) {
       return answerTrpcError(req, res, procs, 429, "TOO_MANY_REQUESTS", `More than ${TRPC_BODIES_PER_ADDRESS} requests from your address are being received at once; send them faster, or fewer at a time.`, { "retry-after": "1", connection: "close" });
     }
     try {
-      (req as http.IncomingMessage & { body?: string }).body = (await readBody(req, opts.maxBytes, { minRate: opts.minRate })).toString("utf8");
+      (req as http.IncomingMessage & { body?: string }).body = (await readBody(req, opts.maxBytes, { minRate: opts.minRate, what: "request" })).toString("utf8");
       return false;
     } catch (e) {
-      if (e instanceof BodyTooLarge) return answerTrpcError(req, res, procs, 413, "PAYLOAD_TOO_LARGE", e.message.replace("The upload", "The request"), { connection: "close" });
-      if (e instanceof BodyTooSlow) return answerTrpcError(req, res, procs, 408, "TIMEOUT", e.message.replace("The upload", "The request"), { connection: "close" });
+      if (e instanceof BodyTooLarge) return answerTrpcError(req, res, procs, 413, "PAYLOAD_TOO_LARGE", e.message, { connection: "close" });
+      if (e instanceof BodyTooSlow) return answerTrpcError(req, res, procs, 408, "TIMEOUT", e.message, { connection: "close" });
       if (e instanceof BodyInterrupted) return res.destroy(), true;
       throw e;
     } finally {

@@ -70,6 +70,8 @@ export interface SchedulerOptions {
 
 /** The agreeing results from different hosts a unit wants once its spot-check could not run. */
 const UNCHECKED_QUORUM = 2;
+/** The quorum an untrusted unit wants under a job quorum of `jobQuorum`. */
+const quorumOf = (unit: UnitRecord, jobQuorum: number) => (unit.unchecked ? Math.max(jobQuorum, UNCHECKED_QUORUM) : jobQuorum);
 const STALE_UNKNOWN = Object.freeze({ kind: "stale", reason: "unknown-task" } as const);
 const STALE_NOT_HOLDER = Object.freeze({ kind: "stale", reason: "not-holder" } as const);
 const EXACT: Comparator = Object.freeze({ kind: "exact" });
@@ -682,7 +684,7 @@ export class Scheduler {
     const out: Array<ValidatedOutcome | VerifyOutcome> = [];
     for (const unit of job.units) {
       if (unit.done || unit.verifying || unit.trusted) continue;
-      unit.quorum = unit.unchecked ? Math.max(quorum, UNCHECKED_QUORUM) : quorum;
+      unit.quorum = quorumOf(unit, quorum);
       const results = unit.results;
       if (results && unit.best >= unit.quorum) {
         out.push(this.decide(unit, lastTaskId(unit)));
@@ -921,7 +923,7 @@ export class Scheduler {
     if (u.trusted) {
       if (u.quorum !== 1 || u.wanted !== 1) fail(`trusted unit ${id} wants more than one result`);
       if (results.length > 0 || u.errors > 0 || u.instances.length !== 1) fail(`trusted unit ${id} state`);
-    } else if (u.quorum !== (u.unchecked ? Math.max(job.quorum, UNCHECKED_QUORUM) : job.quorum) || u.wanted < job.target) {
+    } else if (u.quorum !== quorumOf(u, job.quorum) || u.wanted < job.target) {
       fail(`unit ${id} quorum or wanted`);
     }
     if (u.need !== this.needOf(u)) fail(`unit ${id} need ${u.need}, recount ${this.needOf(u)}`);
@@ -1225,7 +1227,7 @@ export class Scheduler {
   /** The trusted instance errored or was lost: back to R instances and quorum Q. */
   private distrust(unit: UnitRecord): void {
     unit.trusted = false;
-    unit.quorum = unit.unchecked ? Math.max(unit.job.quorum, UNCHECKED_QUORUM) : unit.job.quorum;
+    unit.quorum = quorumOf(unit, unit.job.quorum);
     unit.wanted = Math.max(unit.wanted, unit.job.target);
   }
 
