@@ -61,7 +61,7 @@ export class Dispatcher {
   /** Dispatch held back by the commit backlog (see COMMIT_BACKLOG_HIGH). */
   private backlogged = false;
   /** The last sweep: results waiting for a copy no volunteer online may compute, by job and by host. */
-  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
+  private waits: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [], copies: 0, quiet: [] };
   private readonly sweepTimer: NodeJS.Timeout;
   private sweepQueued = false;
 
@@ -176,15 +176,7 @@ export class Dispatcher {
       const expired = scheduler.expireLeases(this.live.now());
       if (expired.length) {
         this.live.log(`${expired.length} lease(s) expired`);
-        // A socket that let a lease lapse starts again from a window of two (connection.ts).
-        for (const key of new Set(expired.map((e) => e.volunteerId))) {
-          const conn = this.live.conns.get(key);
-          if (!conn) continue;
-          conn.proven = 0;
-          conn.lapsed = true;
-          this.markLapsed(conn.volunteerId);
-          scheduler.setWindow(key, windowOf(conn));
-        }
+        for (const key of new Set(expired.map((e) => e.volunteerId))) this.lapse(key);
         this.revoke(expired, "lease deadline passed");
         this.dispatchAll();
       }
@@ -234,6 +226,16 @@ export class Dispatcher {
     if (!ringer || ringer.conn !== conn.key) return undefined;
     this.ringers.delete(taskId);
     return ringer;
+  }
+
+  /** A socket that let a lease lapse, or sat quiet on its units (quiet.ts), starts again from a window of two (connection.ts). */
+  private lapse(key: string) {
+    const conn = this.live.conns.get(key);
+    if (!conn) return;
+    conn.proven = 0;
+    conn.lapsed = true;
+    this.markLapsed(conn.volunteerId);
+    this.live.scheduler.setWindow(key, windowOf(conn));
   }
 
   /** This id let leases lapse, or left holding tasks it never answered (see LAPSED_IDS). */
@@ -298,6 +300,14 @@ export class Dispatcher {
       live.log(`job ${f.jobId} failed: ${f.reason}`);
       this.revoke([...f.dropped, ...this.takeRingers(f.jobId)], "job failed");
       this.deps.failJob(f.jobId, f.reason);
+    }
+    for (const key of now.quiet) this.lapse(key);
+    // Copies of units held by quiet sockets go to whoever has room (the scheduler picks who may take one).
+    if (now.copies > 0) {
+      for (const key of live.scheduler.hungryVolunteers()) {
+        const conn = live.conns.get(key);
+        if (conn) this.dispatch(conn);
+      }
     }
     for (const id of new Set([...before.waits.keys(), ...now.waits.keys()])) {
       const a = before.waits.get(id);

@@ -142,6 +142,10 @@ export interface VolunteerRecord {
   readonly network: string | undefined;
   window: number;
   readonly held: Set<TaskRecord>;
+  /** When this socket last returned a result or an error (undefined: never); see quiet.ts. */
+  answeredAt?: number;
+  /** Its quiet units were offered as copies since its last answer: it is told so once (SweepReport.quiet). */
+  quietTold?: boolean;
 }
 
 export interface TaskRecord {

@@ -2,6 +2,7 @@ import { Deque } from "./deque.js";
 import { JobRotation } from "./jobRotation.js";
 import { LeaseHeap } from "./leaseHeap.js";
 import { Locality } from "./locality.js";
+import { isQuiet, QUIET_COPIES_MAX, wantsQuietCopy } from "./quiet.js";
 import { addAgreement, describeNoQuorum, quorumCentre, resultsAgree } from "./quorum.js";
 import { NO_INSTANCES, type JobRecord, type TaskRecord, type UnitRecord, type UnitResult, type VolunteerRecord } from "./records.js";
 import { chargeError, chargeInvalid, copyRecord, creditValid, emptyRecord, passSpotCheck } from "./reliability.js";
@@ -105,6 +106,8 @@ export class Scheduler {
   private readonly rotation = new JobRotation<JobRecord>();
   /** Running jobs with spec.speculate: an idle volunteer may take a copy of their running units. */
   private readonly speculative = new Set<JobRecord>();
+  /** Units whose every holder is quiet, found by the last sweep (quiet.ts). */
+  private readonly quietCopies: UnitRecord[] = [];
   // An entry is stale once its task is released, or when its deadline was moved.
   private readonly leases = new LeaseHeap<TaskRecord>((t, key) => t.live && t.deadline === key);
   /** Volunteers holding fewer tasks than their window, in the order they became so. */
@@ -499,6 +502,7 @@ export class Scheduler {
       }
     }
     if (out.length < n && this.speculative.size > 0 && this.capacity(v) > 0) this.speculate(v, now, n - out.length, out);
+    if (out.length < n && this.quietCopies.length > 0 && v.answeredAt !== undefined && this.capacity(v) > 0) this.copyQuiet(v, now, n - out.length, out);
     if (out.length > 0) this.updateHungry(v);
     return out;
   }
@@ -526,6 +530,25 @@ export class Scheduler {
   }
 
   /**
+   * Copies of units whose holders are quiet (quiet.ts), found by the last sweep, for a volunteer
+   * that has answered on its socket (a hoarder is not handed its peers' units) and has room.
+   */
+  private copyQuiet(v: VolunteerRecord, now: number, room: number, out: TaskAssignment[]): void {
+    let kept = 0;
+    for (let i = 0; i < this.quietCopies.length; i++) {
+      const u = this.quietCopies[i] as UnitRecord;
+      if (u.job.state !== "running" || !wantsQuietCopy(u, now)) continue;
+      if (room > 0 && eligible(u, v) && this.placeable(u, v)) {
+        out.push(this.lease(u.job, u, v, now));
+        room--;
+        continue;
+      }
+      this.quietCopies[kept++] = u;
+    }
+    this.quietCopies.length = kept;
+  }
+
+  /**
    * Records a result. `digest` is a hash of the canonical output (computed by the caller):
    * results with equal digests agree. Returns `validated` exactly once per unit.
    */
@@ -535,6 +558,7 @@ export class Scheduler {
     const v = task.volunteer;
     if (v.id !== volunteerId) return STALE_NOT_HOLDER;
     this.release(task, true);
+    answered(v, now);
     const { job, unit } = task;
     job.returned++;
     const turnaroundMs = now - task.leasedAt;
@@ -572,12 +596,13 @@ export class Scheduler {
    * presumably broken, and retrying would only burn volunteers' time) or can no longer
    * reach its quorum within maxInstances: then the whole job fails.
    */
-  failTask(volunteerId: VolunteerId, taskId: TaskId, error: string, _now: number): FailOutcome {
+  failTask(volunteerId: VolunteerId, taskId: TaskId, error: string, now: number): FailOutcome {
     const task = this.tasks.get(taskId);
     if (!task) return STALE_UNKNOWN;
     const v = task.volunteer;
     if (v.id !== volunteerId) return STALE_NOT_HOLDER;
     this.release(task, true);
+    answered(v, now);
     const { job, unit } = task;
     unit.errors++;
     job.returned++;
@@ -708,7 +733,7 @@ export class Scheduler {
    * volunteers looked at until one may take the unit): called about once a second.
    */
   sweep(now: number, errorWaitMs: number): SweepReport {
-    const report: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [] };
+    const report: SweepReport = { waits: new Map(), hostWaits: new Map(), failed: [], copies: 0, quiet: [] };
     const online: VolunteerRecord[] = [];
     for (const v of this.volunteers.values()) if (v.window > 0) online.push(v);
     const takers = (u: UnitRecord) => online.some((v) => eligible(u, v) && this.placeable(u, v));
@@ -740,7 +765,31 @@ export class Scheduler {
         for (const r of unit.results) report.hostWaits.set(r.host, (report.hostWaits.get(r.host) ?? 0) + 1);
       }
     }
+    this.findQuiet(now, report);
     return report;
+  }
+
+  /**
+   * Units of running jobs with nothing queued whose every holder has been quiet long enough
+   * (quiet.ts): offered as copies until the next sweep. O(live instances of such jobs).
+   */
+  private findQuiet(now: number, report: SweepReport): void {
+    this.quietCopies.length = 0;
+    for (const job of this.jobs.values()) {
+      // Under a share per host (a robust merge), copies are the speculate option's to make.
+      if (job.state !== "running" || job.queuedUnits > 0 || job.live.size === 0 || job.perHost) continue;
+      for (const t of job.live) {
+        const v = t.volunteer;
+        if (!isQuiet(t, now)) continue;
+        if (!v.quietTold) {
+          v.quietTold = true;
+          report.quiet.push(v.id);
+        }
+        // A unit with several quiet instances is met once per instance: offered once.
+        if (this.quietCopies.length < QUIET_COPIES_MAX && t.unit.instances[0] === t && wantsQuietCopy(t.unit, now)) this.quietCopies.push(t.unit);
+      }
+    }
+    report.copies = this.quietCopies.length;
   }
 
   /** Counts the unit's results as under a check (delta 1) or no longer (delta -1) on their hosts. */
@@ -1521,6 +1570,12 @@ export class Scheduler {
 }
 
 /** No host or account gets two instances of one unit, counting live ones and results. */
+/** The socket returned a result or an error: it is not quiet (quiet.ts). */
+function answered(v: VolunteerRecord, now: number): void {
+  v.answeredAt = now;
+  v.quietTold = false;
+}
+
 function eligible(u: UnitRecord, v: VolunteerRecord): boolean {
   const barred = u.job.barred;
   if (barred !== undefined && barred.has(v.account)) return false;

@@ -300,6 +300,10 @@ export interface SweepReport {
    * came for `errorWaitMs`; like an ErrorOutcome with jobFailed.
    */
   failed: Array<{ jobId: JobId; unitId: UnitId; reason: string; dropped: ExpiredLease[] }>;
+  /** Units offered as copies because every holder of theirs is quiet (quiet.ts): hungry volunteers may take them. */
+  copies: number;
+  /** Sockets found quiet on units they hold, once per silence: they let work lapse as surely as a lease. */
+  quiet: VolunteerId[];
 }
 
 /** Outcomes of units decided while a job was being added (recovered results). */

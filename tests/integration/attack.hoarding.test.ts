@@ -121,3 +121,64 @@ describe("a volunteer that takes tasks and never answers", () => {
     expect(srv.deps.coordinator.volunteers().find((v) => v.volunteerId === first.identity.volunteerId)).toBeDefined();
   }, 60_000);
 });
+
+// With leases of a minute, sockets that take a first window and never answer held a small
+// job's last units for that minute, while a volunteer that answers sat idle. Once nothing of
+// the job is queued, such units are copied to it after QUIET_MIN_MS of silence (quiet.ts).
+describe("units held by quiet sockets while others wait", () => {
+  let srv: TestServer;
+  const sockets: RawVolunteer[] = [];
+  beforeAll(async () => {
+    srv = await startTestServer({ SPOT_CHECKS: "off" });
+  });
+  afterAll(async () => {
+    for (const s of sockets) await s.close().catch(() => undefined);
+    await srv?.close();
+  });
+
+  it("are copied to a volunteer that answers, and the job completes long before the leases lapse", async () => {
+    const consumer = await createUserWithKey(srv.deps, "quiet@example.com");
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 60, params: { samples: 60 * 1000 }, replication: { replicas: 1, adaptive: false },
+    });
+    const hoarders: RawVolunteer[] = [];
+    for (let i = 0; i < 2; i++) {
+      const h = await RawVolunteer.connect(srv.url);
+      sockets.push(h);
+      h.hello(256);
+      await h.next("welcome");
+      hoarders.push(h);
+    }
+    await waitFor(() => hoarders.every((h) => h.tasks().length === 8), 10_000, "each quiet socket's first window");
+    const leasedAt = Date.now();
+    expect(hoarders[0]!.tasks()[0]!.deadline - leasedAt).toBeGreaterThan(30_000);
+
+    const worker = await RawVolunteer.connect(srv.url);
+    sockets.push(worker);
+    worker.hello(4);
+    await worker.next("welcome");
+    const answered = new Set<string>();
+    const answer = (t: WireTask) => {
+      const kernel = getKernel(t.kernel)!;
+      return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
+    };
+    await waitFor(async () => {
+      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
+    }, 25_000, "the job to complete", 20);
+    const took = Date.now() - leasedAt;
+    // Not before the quiet time (the copies waited for it), and well before the leases' end.
+    expect(took).toBeGreaterThan(9_000);
+    expect(took).toBeLessThan(25_000);
+    expect(answered.size).toBe(60);
+    const { scheduler } = srv.deps.coordinator;
+    for (const h of hoarders) {
+      // Its units were revoked as the copies came back, and it starts again from a window of two.
+      expect(h.messages.filter((m) => m.type === "revoke").length).toBeGreaterThan(0);
+      const key = srv.deps.coordinator.volunteers().find((v) => v.volunteerId === h.identity.volunteerId)!.key;
+      expect(scheduler.freeSlots(key) + scheduler.heldBy(key).length).toBe(2);
+    }
+  }, 45_000);
+});
