@@ -27,7 +27,9 @@ export async function expectSettledJob(db: Db, jobId: string, opts: { exactQuoru
     const rows = results.filter((r) => r.unitId === u.id);
     // Kernel errors are not results: the scheduler's distinctness rule is about answers.
     const answers = rows.filter((r) => r.state !== "error");
-    expect(new Set(answers.map((r) => r.volunteerId)).size, `unit ${u.idx}: one host twice`).toBe(answers.length);
+    // The rows in the message: a rare failure of this in CI is diagnosed from them.
+    const shown = () => JSON.stringify(answers.map((r) => [r.volunteerId, r.state, r.paid, r.receivedAt]));
+    expect(new Set(answers.map((r) => r.volunteerId)).size, `unit ${u.idx}: one host twice: ${shown()}`).toBe(answers.length);
     expect(new Set(answers.map((r) => r.accountId)).size, `unit ${u.idx}: one account twice`).toBe(answers.length);
     for (const r of rows) if (r.state !== "valid") expect(r.paid, `unpaid ${r.state} result ${r.id}`).toBe(0);
     const valid = rows.filter((r) => r.state === "valid");
