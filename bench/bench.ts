@@ -80,7 +80,7 @@ const THREADS = 4;
 const SETTLE_MS = SHORT ? 1000 : 5000;
 const plan = SHORT
   ? { counts: [1, 10, 50], loads: [0.5], efficiency: [10, 50], tasksPerThread: 5, calcPerSecond: 10 }
-  : { counts: [1, 10, 100, 1000], loads: [0.25, 0.5, 0.75], efficiency: [10, 100, 1000], tasksPerThread: 20, calcPerSecond: 15 };
+  : { counts: [1, 10, 100, 1000], loads: [0.25, 0.5, 0.75], efficiency: [10, 100, 1000], tasksPerThread: 20, calcPerSecond: 30 };
 const TASK_MS = 100;
 /** Overhead is reported for tasks scheduled after this much of a phase (the warm-up is reported apart). */
 const WARMUP_MS = SHORT ? 300 : 1000;
@@ -380,6 +380,7 @@ async function main() {
   }
 
   // ---- 4. interactive calc round trip, open model ----
+  // 150 calls in the full run: a p99 of fewer than 100 is the slowest call alone.
   // Asked of node 1, which answers with its own volunteers: the first of the fleet is on it.
   const calc = await phase("interactive calc", async () => {
     fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
