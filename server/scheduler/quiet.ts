@@ -3,15 +3,21 @@ import type { TaskRecord, UnitRecord, VolunteerRecord } from "./records.js";
 // Copies of units held by quiet volunteers. A socket that takes tasks and then says nothing (a
 // hoarder, a frozen tab, a machine that went to sleep) holds its units until their leases
 // lapse: a minute for small units, while the job's last units and the volunteers who could
-// compute them wait. Once nothing of the job is queued, a volunteer that has answered on its
-// socket and has room may take a copy of a unit whose every instance has been quiet this
-// long; the first result wins and the other copy is revoked (speculative execution, as
-// MapReduce's backup tasks, for holders that show no sign of work at all).
+// compute them wait. A volunteer that has answered on its socket and still has room once the
+// queues gave it what they could may take a copy of a unit whose every instance has been quiet
+// this long; the first result wins and the other copy is revoked (speculative execution, as
+// MapReduce's backup tasks, for holders that show no sign of work).
 
 /** Least quiet time before a unit is copied, whatever its size. */
 export const QUIET_MIN_MS = 10_000;
 /** A unit's holder is quiet after this many times the unit's expected time on its host. */
 export const QUIET_FACTOR = 4;
+/**
+ * A task held this many times its quiet time is copied however often its socket answers others:
+ * an honest window (two tasks a thread) holds none so long, while a socket answering one of its
+ * eight tasks every 9 s kept all eight from ever being quiet.
+ */
+export const QUIET_AGE_FACTOR = 2;
 /** Most units one sweep offers as copies (a bound on what a hungry volunteer looks through). */
 export const QUIET_COPIES_MAX = 256;
 
@@ -26,9 +32,10 @@ export function quietAfter(u: UnitRecord, v: VolunteerRecord): number {
   return Math.max(QUIET_MIN_MS, (QUIET_FACTOR * u.spec.work) / v.speed);
 }
 
-/** Whether the task's holder has been quiet long enough for its unit to be copied. */
+/** Whether the task's holder has been quiet on it long enough for its unit to be copied: silent, or holding it far too long. */
 export function isQuiet(t: TaskRecord, now: number): boolean {
-  return now - quietSince(t) >= quietAfter(t.unit, t.volunteer);
+  const after = quietAfter(t.unit, t.volunteer);
+  return now - quietSince(t) >= after || now - t.leasedAt >= QUIET_AGE_FACTOR * after;
 }
 
 /**

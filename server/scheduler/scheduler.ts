@@ -502,7 +502,7 @@ export class Scheduler {
       }
     }
     if (out.length < n && this.speculative.size > 0 && this.capacity(v) > 0) this.speculate(v, now, n - out.length, out);
-    if (out.length < n && this.quietCopies.length > 0 && v.answeredAt !== undefined && this.capacity(v) > 0) this.copyQuiet(v, now, n - out.length, out);
+    if (out.length < n && this.quietCopies.length > 0 && v.answeredAt !== undefined) this.copyQuiet(v, now, n - out.length, out);
     if (out.length > 0) this.updateHungry(v);
     return out;
   }
@@ -531,14 +531,16 @@ export class Scheduler {
 
   /**
    * Copies of units whose holders are quiet (quiet.ts), found by the last sweep, for a volunteer
-   * that has answered on its socket (a hoarder is not handed its peers' units) and has room.
+   * that has answered on its socket (a hoarder is not handed its peers' units) and has room. As
+   * in leaseFrom, a host whose results await verdicts may still take a unit that holds others'
+   * results: its copy brings them to a verdict (often its own results wait on these very units).
    */
   private copyQuiet(v: VolunteerRecord, now: number, room: number, out: TaskAssignment[]): void {
     let kept = 0;
     for (let i = 0; i < this.quietCopies.length; i++) {
       const u = this.quietCopies[i] as UnitRecord;
       if (u.job.state !== "running" || !wantsQuietCopy(u, now)) continue;
-      if (room > 0 && eligible(u, v) && this.placeable(u, v)) {
+      if (room > 0 && (u.results !== undefined || this.capacity(v) > 0) && eligible(u, v) && this.placeable(u, v)) {
         out.push(this.lease(u.job, u, v, now));
         room--;
         continue;
@@ -770,14 +772,16 @@ export class Scheduler {
   }
 
   /**
-   * Units of running jobs with nothing queued whose every holder has been quiet long enough
-   * (quiet.ts): offered as copies until the next sweep. O(live instances of such jobs).
+   * Units of running jobs whose every holder has been quiet long enough (quiet.ts): offered as
+   * copies until the next sweep, to volunteers the queues left with room. Not only when the
+   * job's queue is empty: newcomers whose results wait for the copies quiet sockets hold may
+   * start nothing new, and the queued units would wait with them. O(live instances).
    */
   private findQuiet(now: number, report: SweepReport): void {
     this.quietCopies.length = 0;
     for (const job of this.jobs.values()) {
       // Under a share per host (a robust merge), copies are the speculate option's to make.
-      if (job.state !== "running" || job.queuedUnits > 0 || job.live.size === 0 || job.perHost) continue;
+      if (job.state !== "running" || job.live.size === 0 || job.perHost) continue;
       for (const t of job.live) {
         const v = t.volunteer;
         if (!isQuiet(t, now)) continue;

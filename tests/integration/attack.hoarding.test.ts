@@ -182,3 +182,56 @@ describe("units held by quiet sockets while others wait", () => {
     }
   }, 45_000);
 });
+
+// The same with the trust policy on (spot-checks, probation) and two copies a unit: the quiet
+// socket holds the second copies of the honest newcomers' units, which are copied to the other
+// newcomer. (Past their first checks, newcomers' results count against their windows until
+// decided; copies of units holding results are taken past that, as leaseFrom's are.)
+describe("units held by quiet sockets, with two honest newcomers on probation", () => {
+  let srv: TestServer;
+  const sockets: RawVolunteer[] = [];
+  beforeAll(async () => {
+    srv = await startTestServer({});
+  });
+  afterAll(async () => {
+    for (const s of sockets) await s.close().catch(() => undefined);
+    await srv?.close();
+  });
+  const open = async (threads: number) => {
+    const v = await RawVolunteer.connect(srv.url);
+    sockets.push(v);
+    v.hello(threads);
+    await v.next("welcome");
+    return v;
+  };
+
+  it("are copied to them, so that their own results are decided, long before the leases lapse", async () => {
+    const consumer = await createUserWithKey(srv.deps, "probation@example.com");
+    const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 30, params: { samples: 30 * 1000 }, replication: { replicas: 2, adaptive: false },
+    });
+    // Each newcomer takes first copies; a quiet socket then takes their second copies.
+    const workers = [await open(2)];
+    await waitFor(() => workers[0]!.tasks().length > 0, 10_000, "the first newcomer's tasks");
+    workers.push(await open(2));
+    await waitFor(() => workers[1]!.tasks().length > 0, 10_000, "the second newcomer's tasks");
+    const hoarder = await open(256);
+    await waitFor(() => hoarder.tasks().length === 8, 10_000, "the quiet socket's first window");
+    const leasedAt = Date.now();
+    const answered = workers.map(() => new Set<string>());
+    const answer = (t: WireTask) => {
+      const kernel = getKernel(t.kernel)!;
+      return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
+    };
+    await waitFor(async () => {
+      workers.forEach((w, i) => {
+        const fresh = w.tasks().filter((t) => !answered[i]!.has(t.taskId));
+        for (const t of fresh) answered[i]!.add(t.taskId);
+        if (fresh.length) w.send({ type: "results", results: fresh.map(answer) });
+      });
+      return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
+    }, 30_000, "the job to complete", 20);
+    expect(Date.now() - leasedAt).toBeLessThan(30_000);
+    expect(hoarder.messages.filter((m) => m.type === "revoke").length).toBeGreaterThan(0);
+  }, 50_000);
+});

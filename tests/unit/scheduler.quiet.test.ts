@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Scheduler } from "../../server/scheduler/index.js";
 import type { JobSpec, ResultOutcome, TaskAssignment } from "../../server/scheduler/index.js";
-import { QUIET_FACTOR, QUIET_MIN_MS } from "../../server/scheduler/quiet.js";
+import { QUIET_AGE_FACTOR, QUIET_FACTOR, QUIET_MIN_MS } from "../../server/scheduler/quiet.js";
 
 // A socket that takes units and says nothing holds them until their leases lapse; once nothing
 // of the job is queued, a volunteer that answers may take a copy of them (quiet.ts).
@@ -27,7 +27,7 @@ function setup() {
 }
 
 describe("copies of units held by quiet sockets", () => {
-  it("offers them, once the job has nothing queued and the holder was quiet long enough, to a volunteer that answered", () => {
+  it("offers them, once the holder was quiet long enough, to a volunteer that answered", () => {
     const c = setup();
     c.join("worker", 4);
     c.add(job("warm", 1));
@@ -64,21 +64,26 @@ describe("copies of units held by quiet sockets", () => {
     expect(c.s.stats().queued).toBe(0);
   });
 
-  it("waits while the job has units queued, or while one holder of the unit answers", () => {
+  it("gives a volunteer the job's queued units before copies, and no copy while one holder of the unit answers", () => {
     const c = setup();
-    c.join("worker", 2);
+    c.join("worker", 1);
     c.add(job("warm", 1));
     c.done("worker", c.lease("worker")[0]!);
     c.join("hoarder", 2);
     c.add(job("j", 3));
-    expect(c.lease("hoarder")).toHaveLength(2);
-    c.at(T0 + QUIET_MIN_MS * 2);
-    // The third unit is still queued: the worker takes it the usual way, and nothing is copied.
-    expect(c.sweep()).toMatchObject({ copies: 0 });
-    const third = c.lease("worker");
-    expect(third).toHaveLength(1);
-    // Now nothing is queued, and the hoarder has been quiet for twice the least time.
+    const held = c.lease("hoarder");
+    expect(held).toHaveLength(2);
+    c.at(T0 + QUIET_MIN_MS * 1.5);
     expect(c.sweep().copies).toBe(2);
+    // The third unit is queued: the worker's one place goes to it, not to a copy.
+    const [third] = c.lease("worker");
+    expect(third!.unitId).toBe("j-u2");
+    c.done("worker", third!);
+    // The hoarder answers one of its units now: its other one is not quiet any more.
+    c.done("hoarder", held[0]!);
+    expect(c.lease("worker")).toHaveLength(0);
+    expect(c.sweep().copies).toBe(0);
+    c.s.audit();
   });
 
   it("counts quiet from the holder's last answer, and scales with the unit's expected time on its host", () => {
@@ -98,6 +103,31 @@ describe("copies of units held by quiet sockets", () => {
     c.at(T0 + (QUIET_FACTOR * work * 3) / 2);
     expect(c.sweep().copies).toBe(1);
     expect(c.lease("worker").map((t) => t.unitId)).toEqual([b!.unitId]);
+    c.s.audit();
+  });
+
+  it("copies the units a socket holds far too long, however often it answers one of them", () => {
+    const c = setup();
+    c.join("worker", 8);
+    c.add(job("warm", 1));
+    c.done("worker", c.lease("worker")[0]!);
+    c.join("dripper", 8);
+    c.add(job("j", 8));
+    const held = c.lease("dripper");
+    expect(held).toHaveLength(8);
+    // One answer every half quiet time: never silent for long.
+    let t = T0;
+    for (let i = 0; t + QUIET_MIN_MS / 2 < T0 + QUIET_AGE_FACTOR * QUIET_MIN_MS; i++) {
+      t += QUIET_MIN_MS / 2;
+      c.at(t);
+      c.done("dripper", held[i]!);
+      expect(c.sweep().copies).toBe(0);
+    }
+    c.at(T0 + QUIET_AGE_FACTOR * QUIET_MIN_MS);
+    const report = c.sweep();
+    expect(report.quiet).toEqual(["dripper"]);
+    expect(report.copies).toBe(8 - 3);
+    expect(c.lease("worker")).toHaveLength(5);
     c.s.audit();
   });
 
