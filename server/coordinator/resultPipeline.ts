@@ -172,6 +172,8 @@ export class ResultPipeline {
     if (o.jobFailed) {
       dispatch.revoke(o.dropped, "job failed");
       void this.deps.lifecycle.finish(o.jobId, "failed", this.live.scheduler.jobError(o.jobId));
+    } else if (o.verify) {
+      this.outcome(o.verify);
     } else if (o.requeued) {
       dispatch.dispatchAll();
     }

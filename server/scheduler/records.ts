@@ -58,6 +58,8 @@ export interface UnitRecord {
    * different hosts, whatever the job's quorum.
    */
   unchecked?: boolean;
+  /** Its errors reached the limit and the server computed it instead (ErrorOutcome.verify): once only. */
+  errorsChecked?: boolean;
   /** The last error a volunteer reported for it. */
   lastError?: string;
   /** Since when (ms) it has errored and no volunteer online may take it (see sweep()). */

@@ -623,6 +623,11 @@ export class Scheduler {
       account: v.account,
     } as const;
     if (unit.errors >= job.spec.maxErrors || !this.canReachQuorum(unit)) {
+      // A kernel the server runs is not failed on volunteers' word (ErrorOutcome.verify).
+      if (this.trust && job.verifiable && !unit.errorsChecked) {
+        unit.errorsChecked = true;
+        return { ...base, requeued: false, jobFailed: false, dropped: [], verify: this.holdForCheck(unit, taskId) };
+      }
       if (unit.errors < job.spec.maxErrors) job.lastError = `${describeNoQuorum(unit)}; last error: ${error}`;
       const dropped = this.endJob(job, "failed");
       return { ...base, requeued: false, jobFailed: true, dropped };
@@ -659,8 +664,10 @@ export class Scheduler {
     unit.verifying = false;
     unit.job.held.delete(unitId);
     this.markChecking(unit, -1);
-    const results = unit.results as UnitResult[];
+    const results = unit.results ?? [];
     const taskId = lastTaskId(unit);
+    // It errored past its limits and the server could not compute it either: the job fails, as it would have.
+    if (unit.errorsChecked && results.length === 0) return this.failUnit(unit, taskId, describeErrors(unit, unit.lastError ?? "error"));
     // Unchecked, a unit is not taken on one host's word (a check that timed out accepted a
     // stranger's fakes): a second host must agree with it, whatever the job's quorum.
     if (unit.quorum < UNCHECKED_QUORUM) {
@@ -967,7 +974,7 @@ export class Scheduler {
     if (best !== u.best) fail(`unit ${id} best ${u.best}, recount ${best}`);
     if (u.verifying !== (job.held.get(id) === u)) fail(`unit ${id} verifying ${u.verifying}, held ${job.held.has(id)}`);
     if (u.verifying) {
-      if (u.need !== 0 || u.queued || u.instances.length > 0 || results.length === 0) fail(`unit ${id} waits for a check but is not idle`);
+      if (u.need !== 0 || u.queued || u.instances.length > 0 || (results.length === 0 && !u.errorsChecked)) fail(`unit ${id} waits for a check but is not idle`);
       return;
     }
     if (u.best >= u.quorum) fail(`unit ${id} reached its quorum but is not validated`);
@@ -1243,7 +1250,7 @@ export class Scheduler {
   private holdForCheck(unit: UnitRecord, taskId: TaskId): VerifyOutcome {
     // Counted from the draw, not the verdict: results a host returns while the check runs
     // count toward its next one (reset at the verdict, a long check let them go unchecked).
-    for (const r of unit.results as UnitResult[]) r.hostRecord.sinceCheck = 0;
+    for (const r of unit.results ?? []) r.hostRecord.sinceCheck = 0;
     const revoked = this.releaseInstances(unit);
     unit.verifying = true;
     unit.job.held.set(unit.spec.id, unit);
@@ -1359,7 +1366,8 @@ export class Scheduler {
    */
   private validate(unit: UnitRecord, taskId: TaskId, judge?: { by: "server" | "owner"; truth: UnitResult }): ValidatedOutcome {
     const job = unit.job;
-    const results = unit.results as UnitResult[];
+    // None when the server computed a unit that only errored (ErrorOutcome.verify).
+    const results = unit.results ?? [];
     const centre = judge?.truth ?? quorumCentre(results);
     const byOwner = judge?.by === "owner";
     const valid: ResultRef[] = [];
@@ -1388,7 +1396,7 @@ export class Scheduler {
     unit.done = true;
     unit.need = 0;
     unit.results = undefined;
-    job.pendingUnits--;
+    if (results.length > 0) job.pendingUnits--;
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
     job.done++;
@@ -1488,9 +1496,8 @@ export class Scheduler {
   }
 
   /** The unit cannot reach its quorum within maxInstances: the job fails. Records stay as they are. */
-  private failUnit(unit: UnitRecord, taskId: TaskId): UnitFailedOutcome {
+  private failUnit(unit: UnitRecord, taskId: TaskId, reason = describeNoQuorum(unit)): UnitFailedOutcome {
     const job = unit.job;
-    const reason = describeNoQuorum(unit);
     const invalid = (unit.results ?? []).map(refOf);
     job.lastError = reason;
     const dropped = this.endJob(job, "failed");
@@ -1633,9 +1640,10 @@ function leaseOf(t: TaskRecord): ExpiredLease {
 }
 
 /** The result whose arrival decides the unit: its last one. */
+/** The last result's task; "server" for a unit that only errored and the server computed. */
 function lastTaskId(unit: UnitRecord): TaskId {
-  const results = unit.results as UnitResult[];
-  return (results[results.length - 1] as UnitResult).taskId;
+  const results = unit.results;
+  return results?.length ? (results[results.length - 1] as UnitResult).taskId : "server";
 }
 
 function checkReplication(jobId: JobId, { target, quorum, maxInstances }: ReplicationSpec): void {

@@ -278,6 +278,12 @@ export interface ErrorOutcome {
   jobFailed: boolean;
   /** When the job failed: its other leases, released (empty otherwise). */
   dropped: ExpiredLease[];
+  /**
+   * The unit errored past its limits on a kernel the server runs itself: rather than fail the
+   * job on volunteers' word (three free ids answering errors failed anyone's job), the server
+   * computes the unit, and its answer decides it. Act on it as on a "verify" outcome.
+   */
+  verify?: VerifyOutcome;
 }
 
 export type FailOutcome = StaleOutcome | ErrorOutcome;
