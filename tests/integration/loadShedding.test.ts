@@ -254,9 +254,28 @@ describe("results for tasks a volunteer does not hold", () => {
     before = v.messages.length;
     v.send(JSON.stringify(bogus(400, 403)));
     const err = await v.next("error", before);
-    expect(err).toMatchObject({ code: "bad-message", message: "400 results for tasks this volunteer does not hold, more than it could have been sent; the connection is closed" });
+    expect(err).toMatchObject({ code: "bad-message", message: "400 results for tasks this volunteer does not hold, more (in number or in bytes) than it could have been sent; the connection is closed" });
     const echoed = v.messages.slice(before).flatMap((m) => (m.type === "ack" ? m.rejected : []));
     expect(echoed.length).toBeLessThanOrEqual(512);
     expect((await v.waitClosed(5000)).code).toBe(1008);
+  });
+
+  it("close its socket once their bytes pass a few full frames, however few results they hold", async () => {
+    const srv = await server({});
+    const v = await volunteer(srv.url, 1);
+    await v.next("welcome");
+    // One result a frame (well within the count), of ~3.9 MB: the fifth passes 16 MiB.
+    const big = (i: number) => JSON.stringify({ type: "results", results: [{ taskId: `junk-${i}`, output: { inside: 1, samples: 2, pad: "y".repeat(3_900_000) } }] });
+    let acked = 0;
+    for (let i = 0; i < 12 && !v.messages.some((m) => m.type === "error"); i++) {
+      const before = v.messages.length;
+      v.send(big(i));
+      await waitFor(() => v.messages.length > before, 10_000, "an answer to the frame");
+      if (v.messages.at(-1)!.type === "ack") acked++;
+    }
+    // Four frames (15.6 MB) are within the allowance; the fifth is not.
+    expect(acked).toBe(4);
+    expect((await v.waitClosed(5000)).code).toBe(1008);
+    expect(v.messages.some((m) => m.type === "error" && /in number or in bytes/.test(String(m.message)))).toBe(true);
   });
 });
