@@ -152,6 +152,21 @@ describe("calc: interactive tasks on volunteers", () => {
       interactive.timeoutMs = timeout;
     }
   });
+
+  it("gives the server's own answer when the volunteer lies, with the server's operations", async () => {
+    await waitFor(() => srv.deps.coordinator.volunteers().length === 0, 5000, "the other volunteers to leave");
+    // A stranger's socket that says it is idle and answers every call with -999 (or a made-up error).
+    const liar = await rawVolunteer({ cpu: 0, answer: "wrong" });
+    const api = trpc(srv.url);
+    const r = await api.calc.evaluate.mutate({ expression: "2*(3+4)/5" });
+    expect(liar.asked).toEqual(["2*(3+4)/5"]);
+    expect(r).toMatchObject({ value: 2.8, ops: ["3 + 4 = 7", "2 * 7 = 14", "14 / 5 = 2.8"], volunteerId: liar.v.identity.volunteerId });
+    // A value where the expression fails is not taken either.
+    const e = await trpcError(api.calc.evaluate.mutate({ expression: "1/(2-2)" }));
+    expect(e.code).toBe("BAD_REQUEST");
+    expect(e.message).toMatch(/division by zero in 1 \/ 0/);
+    liar.v.close();
+  });
 });
 
 describe("tabgrid calc", () => {

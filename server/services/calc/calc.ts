@@ -1,6 +1,6 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
-import { checkExpression } from "../../../worker/interactive/calc";
+import { CalcError, evaluate, type CalcResult } from "../../../worker/interactive/calc";
 import { InteractiveError } from "../../coordinator/interactive";
 import type { SharedLimiter } from "../../cluster/limiter";
 import { addressKey } from "../../coordinator/network";
@@ -33,22 +33,51 @@ export async function calcAllowed(deps: AppDeps, userId: string | null, ip: stri
   return (await l.address.take(addressKey(ip))) && l.anonymous.take("anonymous");
 }
 
+/** Relative difference two engines' `a ** b` may show in their last bits. */
+const AGREE_RELATIVE = 1e-12;
+
 /**
  * Evaluates an arithmetic expression on a volunteer. Malformed expressions are refused here,
  * before anything is routed; the volunteer's evaluation reports math errors (division by zero).
  * Routing failures (no volunteers, no answer) stay InteractiveErrors for the router to map.
+ *
+ * The answer is checked against the server's own evaluation (at most 1,000 characters of
+ * arithmetic: microseconds): a stranger's socket that reported itself idle answered every
+ * call with 1337. What the caller is shown is the server's operations, and its value when the
+ * volunteer's differs from it.
  */
 export async function evaluateExpression(deps: AppDeps, expression: string): Promise<CalcAnswer> {
-  const problem = checkExpression(expression);
-  if (problem) throw new UserError("BAD_REQUEST", problem);
+  let own: CalcResult | CalcError;
+  try {
+    own = evaluate(expression);
+  } catch (e) {
+    if (!(e instanceof CalcError)) throw e;
+    if (e.kind !== "math") throw new UserError("BAD_REQUEST", e.message);
+    own = e;
+  }
   try {
     // In a cluster, a node without volunteers of its own asks one that has some.
     const r = deps.elsewhere && deps.coordinator.volunteers().length === 0
       ? await deps.elsewhere.calc({ expression })
       : await deps.coordinator.interactive.run("calc", { expression });
-    return { expression, value: r.value, ops: r.ops, volunteerId: r.volunteerId, ms: Math.round(r.ms * 100) / 100 };
+    const ms = Math.round(r.ms * 100) / 100;
+    if (own instanceof CalcError) {
+      console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} where the expression fails (${own.message})`);
+      throw new UserError("BAD_REQUEST", own.message);
+    }
+    if (!agrees(r.value, own.value)) console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} for ${own.value}; the server's answer is given`);
+    return { expression, value: agrees(r.value, own.value) ? r.value : own.value, ops: own.ops, volunteerId: r.volunteerId, ms };
   } catch (e) {
-    if (e instanceof InteractiveError && e.code === "evaluation") throw new UserError("BAD_REQUEST", e.message);
+    if (e instanceof InteractiveError && e.code === "evaluation") {
+      // The volunteer says it fails: the server's own evaluation says whether it does.
+      if (own instanceof CalcError) throw new UserError("BAD_REQUEST", own.message);
+      console.warn(`calc: a volunteer said "${e.message.slice(0, 200)}" where the expression is ${own.value}; the server's answer is given`);
+      return { expression, value: own.value, ops: own.ops, volunteerId: "the server", ms: 0 };
+    }
     throw e;
   }
+}
+
+function agrees(a: number, b: number): boolean {
+  return a === b || Math.abs(a - b) <= AGREE_RELATIVE * Math.max(Math.abs(a), Math.abs(b));
 }
