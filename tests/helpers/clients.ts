@@ -2,7 +2,8 @@ import { createTRPCClient, httpLink, TRPCClientError } from "@trpc/client";
 import WebSocket from "ws";
 import type { AppRouter } from "../../server/api/root";
 import type { Db } from "../../server/store/prisma";
-import { PROTOCOL_VERSION, VOLUNTEER_WS_PATH, type ServerMessage } from "../../worker/protocol/messages";
+import { getKernel } from "../../worker/kernels";
+import { PROTOCOL_VERSION, VOLUNTEER_WS_PATH, type ServerMessage, type WireTask } from "../../worker/protocol/messages";
 import { waitFor, newIdentity, type VolunteerIdentity } from "./server";
 
 /** The tRPC client the CLI and pages use, over plain HTTP. */
@@ -24,6 +25,12 @@ export async function trpcError(call: Promise<unknown>) {
   throw new Error("expected the call to fail, but it succeeded");
 }
 
+/** A task's honest result, computed by its built-in kernel. */
+export function computeTask(t: WireTask) {
+  const kernel = getKernel(t.kernel)!;
+  return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
+}
+
 /** A raw volunteer socket speaking the protocol by hand, recording everything it receives. */
 export class RawVolunteer {
   readonly messages: ServerMessage[] = [];
@@ -32,6 +39,25 @@ export class RawVolunteer {
     ws.on("message", (data) => this.messages.push(JSON.parse(data.toString()) as ServerMessage));
     ws.on("close", (code, reason) => (this.closed = { code, reason: reason.toString() }));
     ws.on("error", () => {});
+  }
+
+  /** Tasks it was sent and has answered (answerNew). */
+  private readonly answered = new Set<string>();
+
+  /** Connected, said hello with `threads`, and welcomed. */
+  static async welcomed(url: string, threads: number, opts: { identity?: VolunteerIdentity } = {}) {
+    const v = await RawVolunteer.connect(url, opts);
+    v.hello(threads);
+    await v.next("welcome");
+    return v;
+  }
+
+  /** Answers the tasks it was sent and has not answered yet (honestly, unless told how); how many. */
+  answerNew(reply: (t: WireTask) => unknown = computeTask): number {
+    const fresh = this.tasks().filter((t) => !this.answered.has(t.taskId));
+    for (const t of fresh) this.answered.add(t.taskId);
+    if (fresh.length) this.send({ type: "results", results: fresh.map(reply) });
+    return fresh.length;
   }
 
   static async connect(url: string, opts: { identity?: VolunteerIdentity; headers?: Record<string, string> } = {}) {

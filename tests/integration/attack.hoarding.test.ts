@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getKernel } from "../../worker/kernels";
-import type { WireTask } from "../../worker/protocol/messages";
+import { rawArena } from "../helpers/arena";
 import { RawVolunteer, trpc } from "../helpers/clients";
 import { createUserWithKey, sleep, startTestServer, waitFor, type TestServer } from "../helpers/server";
 
@@ -22,10 +21,8 @@ describe("a volunteer that takes tasks and never answers", () => {
   });
 
   const connect = async (threads: number) => {
-    const v = await RawVolunteer.connect(srv.url);
+    const v = await RawVolunteer.welcomed(srv.url, threads);
     sockets.push(v);
-    v.hello(threads);
-    await v.next("welcome");
     return v;
   };
   /** A consumer's job of 100 small units, and a fresh socket saying 256 threads holding its first window. */
@@ -40,15 +37,9 @@ describe("a volunteer that takes tasks and never answers", () => {
   };
   /** Another socket of the same volunteer id, saying 256 threads. */
   const sameId = async (v: RawVolunteer) => {
-    const next = await RawVolunteer.connect(srv.url, { identity: v.identity });
+    const next = await RawVolunteer.welcomed(srv.url, 256, { identity: v.identity });
     sockets.push(next);
-    next.hello(256);
-    await next.next("welcome");
     return next;
-  };
-  const answer = (t: WireTask) => {
-    const kernel = getKernel(t.kernel)!;
-    return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
   };
 
   it("holds its first window at most, while one that answers is given more as it does, and the job completes", async () => {
@@ -60,13 +51,9 @@ describe("a volunteer that takes tasks and never answers", () => {
     await waitFor(() => hoarders.every((h) => h.tasks().length === 8), 10_000, "each hoarder's first window");
 
     const worker = await connect(256);
-    const answered = new Set<string>();
     let mostHeld = 0;
     await waitFor(async () => {
-      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
-      mostHeld = Math.max(mostHeld, fresh.length);
-      for (const t of fresh) answered.add(t.taskId);
-      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      mostHeld = Math.max(mostHeld, worker.answerNew());
       return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).progress.done === 400 - 16;
     }, 30_000, "every unit the hoarders do not hold", 10);
     // Its window grew past the first one as its results came back.
@@ -76,9 +63,7 @@ describe("a volunteer that takes tasks and never answers", () => {
     // each, not another 8, and the worker computes the rest.
     const lapsed = Date.now();
     await waitFor(async () => {
-      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
-      for (const t of fresh) answered.add(t.taskId);
-      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      worker.answerNew();
       return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
     }, 30_000, "the job to complete", 10);
     expect(Date.now() - lapsed).toBeGreaterThan(1000);
@@ -111,11 +96,8 @@ describe("a volunteer that takes tasks and never answers", () => {
     await sleep(300);
     expect(again.tasks()).toHaveLength(2);
     // Once it answers, it is given more as it goes, and its id is forgiven.
-    const answered = new Set<string>();
     await waitFor(async () => {
-      const fresh = again.tasks().filter((t) => !answered.has(t.taskId));
-      for (const t of fresh) answered.add(t.taskId);
-      if (fresh.length) again.send({ type: "results", results: fresh.map(answer) });
+      again.answerNew();
       return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
     }, 30_000, "the job to complete", 10);
     expect(srv.deps.coordinator.volunteers().find((v) => v.volunteerId === first.identity.volunteerId)).toBeDefined();
@@ -126,53 +108,30 @@ describe("a volunteer that takes tasks and never answers", () => {
 // job's last units for that minute, while a volunteer that answers sat idle. Once nothing of
 // the job is queued, such units are copied to it after QUIET_MIN_MS of silence (quiet.ts).
 describe("units held by quiet sockets while others wait", () => {
-  let srv: TestServer;
-  const sockets: RawVolunteer[] = [];
-  beforeAll(async () => {
-    srv = await startTestServer({ SPOT_CHECKS: "off" });
-  });
-  afterAll(async () => {
-    for (const s of sockets) await s.close().catch(() => undefined);
-    await srv?.close();
-  });
+  const arena = rawArena({ SPOT_CHECKS: "off" });
 
   it("are copied to a volunteer that answers, and the job completes long before the leases lapse", async () => {
+    const { srv } = arena;
     const consumer = await createUserWithKey(srv.deps, "quiet@example.com");
     const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
       kernel: "pi", chunks: 60, params: { samples: 60 * 1000 }, replication: { replicas: 1, adaptive: false },
     });
-    const hoarders: RawVolunteer[] = [];
-    for (let i = 0; i < 2; i++) {
-      const h = await RawVolunteer.connect(srv.url);
-      sockets.push(h);
-      h.hello(256);
-      await h.next("welcome");
-      hoarders.push(h);
-    }
+    const hoarders = [await arena.open(256), await arena.open(256)];
     await waitFor(() => hoarders.every((h) => h.tasks().length === 8), 10_000, "each quiet socket's first window");
     const leasedAt = Date.now();
     expect(hoarders[0]!.tasks()[0]!.deadline - leasedAt).toBeGreaterThan(30_000);
 
-    const worker = await RawVolunteer.connect(srv.url);
-    sockets.push(worker);
-    worker.hello(4);
-    await worker.next("welcome");
-    const answered = new Set<string>();
-    const answer = (t: WireTask) => {
-      const kernel = getKernel(t.kernel)!;
-      return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
-    };
+    const worker = await arena.open(4);
+    let answered = 0;
     await waitFor(async () => {
-      const fresh = worker.tasks().filter((t) => !answered.has(t.taskId));
-      for (const t of fresh) answered.add(t.taskId);
-      if (fresh.length) worker.send({ type: "results", results: fresh.map(answer) });
+      answered += worker.answerNew();
       return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
     }, 25_000, "the job to complete", 20);
     const took = Date.now() - leasedAt;
     // Not before the quiet time (the copies waited for it), and well before the leases' end.
     expect(took).toBeGreaterThan(9_000);
     expect(took).toBeLessThan(25_000);
-    expect(answered.size).toBe(60);
+    expect(answered).toBe(60);
     const { scheduler } = srv.deps.coordinator;
     for (const h of hoarders) {
       // Its units were revoked as the copies came back, and it starts again from a window of two.
@@ -188,24 +147,11 @@ describe("units held by quiet sockets while others wait", () => {
 // newcomer. (Past their first checks, newcomers' results count against their windows until
 // decided; copies of units holding results are taken past that, as leaseFrom's are.)
 describe("units held by quiet sockets, with two honest newcomers on probation", () => {
-  let srv: TestServer;
-  const sockets: RawVolunteer[] = [];
-  beforeAll(async () => {
-    srv = await startTestServer({});
-  });
-  afterAll(async () => {
-    for (const s of sockets) await s.close().catch(() => undefined);
-    await srv?.close();
-  });
-  const open = async (threads: number) => {
-    const v = await RawVolunteer.connect(srv.url);
-    sockets.push(v);
-    v.hello(threads);
-    await v.next("welcome");
-    return v;
-  };
+  const arena = rawArena({});
+  const open = (threads: number) => arena.open(threads);
 
   it("are copied to them, so that their own results are decided, long before the leases lapse", async () => {
+    const { srv } = arena;
     const consumer = await createUserWithKey(srv.deps, "probation@example.com");
     const { id } = await trpc(srv.url, consumer.apiKey).jobs.submit.mutate({
       kernel: "pi", chunks: 30, params: { samples: 30 * 1000 }, replication: { replicas: 2, adaptive: false },
@@ -218,17 +164,8 @@ describe("units held by quiet sockets, with two honest newcomers on probation", 
     const hoarder = await open(256);
     await waitFor(() => hoarder.tasks().length === 8, 10_000, "the quiet socket's first window");
     const leasedAt = Date.now();
-    const answered = workers.map(() => new Set<string>());
-    const answer = (t: WireTask) => {
-      const kernel = getKernel(t.kernel)!;
-      return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
-    };
     await waitFor(async () => {
-      workers.forEach((w, i) => {
-        const fresh = w.tasks().filter((t) => !answered[i]!.has(t.taskId));
-        for (const t of fresh) answered[i]!.add(t.taskId);
-        if (fresh.length) w.send({ type: "results", results: fresh.map(answer) });
-      });
+      for (const w of workers) w.answerNew();
       return (await trpc(srv.url, consumer.apiKey).jobs.get.query({ id })).state === "completed";
     }, 30_000, "the job to complete", 20);
     expect(Date.now() - leasedAt).toBeLessThan(30_000);

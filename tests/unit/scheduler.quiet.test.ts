@@ -23,15 +23,20 @@ function setup() {
   const join = (key: string, window = 4) => s.addVolunteer(key, { window, host: `h-${key}`, account: `acct-${key}` });
   const lease = (key: string, max?: number) => s.leaseTasks(key, now, max);
   const done = (key: string, t: TaskAssignment, output: unknown = 1): ResultOutcome => s.completeTask(key, t.taskId, output, JSON.stringify(output), now);
-  return { s, join, lease, done, at: (t: number) => (now = t), add: (spec: JobSpec) => s.addJob(spec, now), sweep: () => s.sweep(now, 60_000) };
+  let warm = 0;
+  /** A socket that has answered once (a unit of a job of its own), as copies ask of their takers. */
+  const answering = (key: string, window: number) => {
+    join(key, window);
+    s.addJob(job(`warm${++warm}`, 1), now);
+    done(key, lease(key)[0]!);
+  };
+  return { s, join, answering, lease, done, at: (t: number) => (now = t), add: (spec: JobSpec) => s.addJob(spec, now), sweep: () => s.sweep(now, 60_000) };
 }
 
 describe("copies of units held by quiet sockets", () => {
   it("offers them, once the holder was quiet long enough, to a volunteer that answered", () => {
     const c = setup();
-    c.join("worker", 4);
-    c.add(job("warm", 1));
-    c.done("worker", c.lease("worker")[0]!);
+    c.answering("worker", 4);
     c.join("hoarder", 2);
     c.join("fresh", 4);
     c.add(job("j", 2));
@@ -66,9 +71,7 @@ describe("copies of units held by quiet sockets", () => {
 
   it("gives a volunteer the job's queued units before copies, and no copy while one holder of the unit answers", () => {
     const c = setup();
-    c.join("worker", 1);
-    c.add(job("warm", 1));
-    c.done("worker", c.lease("worker")[0]!);
+    c.answering("worker", 1);
     c.join("hoarder", 2);
     c.add(job("j", 3));
     const held = c.lease("hoarder");
@@ -88,9 +91,7 @@ describe("copies of units held by quiet sockets", () => {
 
   it("counts quiet from the holder's last answer, and scales with the unit's expected time on its host", () => {
     const c = setup();
-    c.join("worker", 2);
-    c.add(job("warm", 1));
-    c.done("worker", c.lease("worker")[0]!);
+    c.answering("worker", 2);
     c.join("slow", 3);
     const work = 10_000;
     c.add(job("j", 2, { work }));
@@ -108,9 +109,7 @@ describe("copies of units held by quiet sockets", () => {
 
   it("copies the units a socket holds far too long, however often it answers one of them", () => {
     const c = setup();
-    c.join("worker", 8);
-    c.add(job("warm", 1));
-    c.done("worker", c.lease("worker")[0]!);
+    c.answering("worker", 8);
     c.join("dripper", 8);
     c.add(job("j", 8));
     const held = c.lease("dripper");
@@ -133,11 +132,8 @@ describe("copies of units held by quiet sockets", () => {
 
   it("copies a unit of a replicated job to another host than its results' and instances'", () => {
     const c = setup();
-    c.join("w1", 2);
-    c.join("w2", 2);
-    c.add(job("warm", 2));
-    c.done("w1", c.lease("w1", 1)[0]!);
-    c.done("w2", c.lease("w2", 1)[0]!);
+    c.answering("w1", 2);
+    c.answering("w2", 2);
     c.join("hoarder", 1);
     c.add(job("j", 1, { r: 2 }));
     const [h] = c.lease("hoarder");
