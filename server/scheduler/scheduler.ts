@@ -1580,13 +1580,13 @@ export class Scheduler {
   }
 }
 
-/** No host or account gets two instances of one unit, counting live ones and results. */
 /** The socket returned a result or an error: it is not quiet (quiet.ts). */
 function answered(v: VolunteerRecord, now: number): void {
   v.answeredAt = now;
   v.quietTold = false;
 }
 
+/** No host or account gets two instances of one unit, counting live ones and results. */
 function eligible(u: UnitRecord, v: VolunteerRecord): boolean {
   const barred = u.job.barred;
   if (barred !== undefined && barred.has(v.account)) return false;
