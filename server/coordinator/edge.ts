@@ -214,9 +214,8 @@ export class VolunteerEdge implements Notices {
         const strangers = this.deps.pipeline.results(conn, msg.results, STRANGER_RESULTS_ALLOWED, texts);
         if (strangers > 0) {
           const now = performance.now();
-          const refill = ((now - strangerAt) / 1000) * (this.deps.strayResultsPerSecond ?? STRANGER_RESULTS_PER_SECOND);
-          strangerAllowance = Math.min(STRANGER_RESULTS_ALLOWED, strangerAllowance + refill) - strangers;
           const seconds = (now - strangerAt) / 1000;
+          strangerAllowance = Math.min(STRANGER_RESULTS_ALLOWED, strangerAllowance + seconds * (this.deps.strayResultsPerSecond ?? STRANGER_RESULTS_PER_SECOND)) - strangers;
           strangerBytes = Math.min(STRANGER_BYTES_ALLOWED, strangerBytes + seconds * STRANGER_BYTES_PER_SECOND) - (raw.length * strangers) / msg.results.length;
           strangerAt = now;
           if (strangerAllowance < 0 || strangerBytes < 0) {

@@ -65,8 +65,9 @@ export async function evaluateExpression(deps: AppDeps, expression: string): Pro
       console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} where the expression fails (${own.message})`);
       throw new UserError("BAD_REQUEST", own.message);
     }
-    if (!agrees(r.value, own.value)) console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} for ${own.value}; the server's answer is given`);
-    return { expression, value: agrees(r.value, own.value) ? r.value : own.value, ops: own.ops, volunteerId: r.volunteerId, ms };
+    const right = agrees(r.value, own.value);
+    if (!right) console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} for ${own.value}; the server's answer is given`);
+    return { expression, value: right ? r.value : own.value, ops: own.ops, volunteerId: r.volunteerId, ms };
   } catch (e) {
     if (e instanceof InteractiveError && e.code === "evaluation") {
       // The volunteer says it fails: the server's own evaluation says whether it does.
