@@ -92,6 +92,11 @@ export async function sliceDone(pool: pg.Pool, nodeId: string, id: string) {
   await pool.query(prepared(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2`, [id, nodeId]));
 }
 
+/** Gives one slice back at once (this node could not load it). */
+export async function releaseSlice(pool: pg.Pool, nodeId: string, id: string) {
+  await pool.query(prepared(`UPDATE "Slice" SET "leaseUntil" = NULL, "owner" = NULL WHERE "id" = $1 AND "owner" = $2 AND NOT "done"`, [id, nodeId]));
+}
+
 /** Gives slices back at once (a node shutting down), so others need not wait for the lease. */
 export async function releaseSlices(pool: pg.Pool, nodeId: string) {
   await pool.query(prepared(`UPDATE "Slice" SET "leaseUntil" = NULL, "owner" = NULL WHERE "owner" = $1 AND NOT "done"`, [nodeId]));

@@ -108,7 +108,7 @@ export class Coordinator extends EventEmitter {
     });
     const slices = opts.cluster && {
       done: (id: string): Promise<void> => holder!.done(id),
-      roundStarted: (jobId: string, round: number, units: number): Promise<string> => holder!.roundStarted(jobId, round, units),
+      roundStarted: (jobId: string, round: number, units: number): ReturnType<SliceHolder["roundStarted"]> => holder!.roundStarted(jobId, round, units),
       reopened: (jobIds: string[]): Promise<void> => holder!.reopened(jobIds),
     };
     const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), diskShort: opts.diskShort, ...(slices ? { slices } : {}) });

@@ -2,7 +2,7 @@ import type { JobSpec, RecoveredResult, RecoveryOutcome, ResultOutcome, UnitSpec
 import type { BlobStore } from "../store/blobs";
 import { dbKind, pgPool, type Db } from "../store/prisma";
 import { readJobPg, readUnitsPg, type UnitRange } from "../store/postgres/jobRows";
-import type { PersistOp } from "../services/jobs/batchSql";
+import type { PersistOp, SliceFence } from "../services/jobs/batchSql";
 import { mergeJobResult } from "../services/jobs/merge";
 import { replicationSpec } from "../services/jobs/submit";
 import { completeRound, currentRound, roundJobId, roundQuorum, stepRoundInMemory, type RoundOutcome } from "../services/jobs/rounds";
@@ -38,7 +38,7 @@ export interface LifecycleDeps {
    */
   slices?: {
     done(sliceId: string): Promise<void>;
-    roundStarted(jobId: string, round: number, units: number): Promise<string>;
+    roundStarted(jobId: string, round: number, units: number): Promise<SliceFence>;
     /** Units of these jobs were reopened (a backtrack): their slices are claimable again. */
     reopened(jobIds: string[]): Promise<void>;
   };
@@ -87,16 +87,16 @@ export class JobLifecycle {
    * Cluster mode: loads a slice this node just claimed, rebuilt from the durable results as
    * recover() rebuilds a job. False if it is stale (a round that has ended) or the job has ended.
    */
-  async loadSlice(slice: { id: string; jobId: string; round: number; first: number; last: number }): Promise<boolean> {
+  async loadSlice(slice: { id: string; jobId: string; round: number; first: number; last: number }, fence: SliceFence): Promise<boolean> {
     const job = await readJobPg(pgPool(this.deps.db), slice.jobId);
     if (!job || job.state !== "running") return false;
     if (slice.round > 0 && (await currentRound(this.deps.db, job.id)) !== slice.round) return false;
-    await this.loadJob(job, slice);
+    await this.loadJob(job, { ...slice, fence });
     return true;
   }
 
   /** Loads a running job from the database into the scheduler (at start, or after a backtrack reopened it). */
-  private async loadJob(job: JobRow, slice?: { id: string; round: number; first: number; last: number }) {
+  private async loadJob(job: JobRow, slice?: { round: number; first: number; last: number; fence: SliceFence }) {
     const db = this.deps.db;
     // An iterative job resumes its current round (0 for a one-shot job: all its units).
     const round = slice ? slice.round : await currentRound(db, job.id);
@@ -119,7 +119,7 @@ export class JobLifecycle {
       { done: units.filter((u) => u.done).map((u) => u.id), pending: recovered },
       round,
       slice && !slice.round ? slice : undefined,
-      slice?.id,
+      slice?.fence,
     );
   }
 
@@ -149,7 +149,7 @@ export class JobLifecycle {
    */
   addJob(
     spec: JobSpec, ownerId: string, pays: Map<string, number>, recovered?: { done: string[]; pending: RecoveredResult[] }, round = 0,
-    part?: { first: number }, slice?: string,
+    part?: { first: number }, slice?: SliceFence,
   ) {
     const { scheduler, jobs } = this.live;
     const jobId = spec.id;
@@ -481,7 +481,7 @@ export class JobLifecycle {
     let end: FinishOp | undefined;
     if (state === "completed") {
       await queue.committedSoFar();
-      await this.deps.slices!.done(meta.slice!);
+      await this.deps.slices!.done(meta.slice!.id);
     } else {
       end = { type: "finish", jobId: meta.jobId, state, error };
       await queue.enqueue(end);
@@ -609,14 +609,14 @@ export class JobLifecycle {
         const units = outcome.units;
         // Cluster mode: the node that ends a round holds the next one.
         const slice = this.deps.slices && (await this.deps.slices.roundStarted(meta.jobId, outcome.round, units.length));
-        if (meta.slice) await this.deps.slices?.done(meta.slice);
+        if (meta.slice) await this.deps.slices?.done(meta.slice.id);
         this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round, undefined, slice);
         return;
       } else if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
       else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
     }
     await queue.enqueue(end);
-    if (meta.slice) await this.deps.slices?.done(meta.slice);
+    if (meta.slice) await this.deps.slices?.done(meta.slice.id);
     scheduler.removeJob(id);
     jobs.delete(id);
     this.rounds.delete(meta.jobId);

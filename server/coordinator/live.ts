@@ -4,6 +4,7 @@ import type { JobSpec } from "../scheduler/types";
 import type { CoordinatorObserver } from "../monitoring/observer";
 import type { VolunteerConn } from "./connection";
 import type { Throughput } from "./progress";
+import type { SliceFence } from "../services/jobs/batchSql";
 
 /**
  * Millicredits per valid result: one figure when every unit pays the same (a kernel's units
@@ -40,8 +41,8 @@ export interface JobMeta {
   quorum: number;
   leaseMs: number;
   throughput: Throughput;
-  /** Cluster mode: the slice (server/cluster/slices.ts) this scheduler job is, if it is one. */
-  slice?: string;
+  /** Cluster mode: the slice (server/cluster/slices.ts) this scheduler job is, if it is one, at the epoch this node claimed it. */
+  slice?: SliceFence;
   /**
    * A round of an iterative program started here: its validated outputs by unit index, so its
    * step needs neither their commit nor a read (rounds.ts, stepRoundInMemory).

@@ -124,6 +124,7 @@ export class ResultPipeline {
         account: conn.accountId, outputJson, digest, turnaroundMs,
         // Measured work, for calibration and display only: payment uses the unit's estimate.
         ...("ms" in r && typeof r.ms === "number" ? { cpuMs: r.ms, workMs: r.ms * conn.benchmark } : {}),
+        ...(meta.slice ? { slice: meta.slice } : {}),
       });
       recorded.push(r.taskId);
       lastCommit = commit;
@@ -166,8 +167,9 @@ export class ResultPipeline {
     if (outcome.kind !== "error-recorded") return;
     const { queue, book, dispatch } = this.deps;
     const o = outcome as ErrorOutcome;
-    const jobId = this.live.jobs.get(o.jobId)?.jobId ?? o.jobId;
-    void queue.enqueue({ type: "error", taskId: o.taskId, jobId, unitId: o.unitId, host: o.host, account: o.account, error });
+    const held = this.live.jobs.get(o.jobId);
+    const jobId = held?.jobId ?? o.jobId;
+    void queue.enqueue({ type: "error", taskId: o.taskId, jobId, unitId: o.unitId, host: o.host, account: o.account, error, ...(held?.slice ? { slice: held.slice } : {}) });
     void queue.enqueue({ type: "reliability", rows: book.rows([hostKey(o.host), o.account]) });
     if (o.jobFailed) {
       dispatch.revoke(o.dropped, "job failed");
@@ -358,7 +360,7 @@ export class ResultPipeline {
     // Usually the output of the result that just came in, already serialised.
     const last = this.lastOutput;
     const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
-    const commit = queue.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid });
+    const commit = queue.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid, ...(meta.slice ? { slice: meta.slice } : {}) });
     dispatch.revoke(o.revoked, "unit already validated");
     commit.then(() => {
       meta.throughput.record(this.live.now());

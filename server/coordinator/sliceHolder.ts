@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { claimSlices, heartbeat, releaseSlices, renewSlices, reopenSlices, sliceDone, startedSlice, SLICE_UNITS, type SliceRow } from "../cluster/slices";
+import type { SliceFence } from "../services/jobs/batchSql";
+import { claimSlices, heartbeat, releaseSlice, releaseSlices, renewSlices, reopenSlices, sliceDone, startedSlice, SLICE_UNITS, type SliceRow } from "../cluster/slices";
 import { windowFor } from "./connection";
 import type { JobLifecycle } from "./jobLifecycle";
 import type { Live } from "./live";
@@ -118,13 +119,22 @@ export class SliceHolder {
     const rows = await claimSlices(this.opts.pool, this.opts.nodeId, asked, this.opts.leaseMs);
     this.dry = rows.length < asked;
     for (const row of rows) {
+      // This node's own slice, claimed again: it stalled past the lease, and another node may
+      // have held the slice meantime. What it has of it here is stale: rebuilt from the rows.
+      this.dropLocal(row.id, "the slice was claimed again after its lease ran out");
       this.held.set(row.id, row);
-      const loaded = await this.lifecycle.loadSlice(row).catch((e: Error) => {
-        this.live.log(`[slices] loading ${row.id} failed: ${e.message}`);
-        return false;
-      });
+      const loaded = await this.lifecycle.loadSlice(row, this.fence(row)).then(
+        (ok) => ok,
+        (e: Error) => {
+          this.live.log(`[slices] loading ${row.id} failed: ${e.message}`);
+          return "failed" as const;
+        },
+      );
+      // Failed (the database, most likely): given back for a claim to try again; done, it
+      // would never be claimed again, and its units would never be decided.
+      if (loaded === "failed") await this.giveBack(row.id);
       // Stale (its job or round ended meanwhile): nobody needs it.
-      if (!loaded) await this.done(row.id);
+      else if (!loaded) await this.done(row.id);
     }
     if (rows.length) this.live.log(`[slices] claimed ${rows.map((r) => r.id).join(", ")}`);
   }
@@ -141,7 +151,7 @@ export class SliceHolder {
   }
 
   private dropLocal(sliceId: string, why: string) {
-    for (const [schedulerId, meta] of this.live.jobs) if (meta.slice === sliceId) this.lifecycle.dropSlice(schedulerId, why);
+    for (const [schedulerId, meta] of this.live.jobs) if (meta.slice?.id === sliceId) this.lifecycle.dropSlice(schedulerId, why);
   }
 
   /** Every unit of the slice is decided (or the slice was stale): given up for good. */
@@ -151,11 +161,22 @@ export class SliceHolder {
     this.wake();
   }
 
+  /** A slice this node could not load: nobody holds it, so any node may claim it now. */
+  private async giveBack(sliceId: string) {
+    this.held.delete(sliceId);
+    this.dropLocal(sliceId, "the slice could not be loaded");
+    await releaseSlice(this.opts.pool, this.opts.nodeId, sliceId);
+  }
+
   /** The next round of an iterative job, held by this node (the one that ended the last round). */
-  async roundStarted(jobId: string, round: number, units: number): Promise<string> {
+  async roundStarted(jobId: string, round: number, units: number): Promise<SliceFence> {
     const row = await startedSlice(this.opts.pool, this.opts.nodeId, { id: `${jobId}:${round}:0`, jobId, round, first: 0, last: units }, this.opts.leaseMs);
     this.held.set(row.id, row);
-    return row.id;
+    return this.fence(row);
+  }
+
+  private fence(row: SliceRow): SliceFence {
+    return { id: row.id, epoch: row.epoch, node: this.opts.nodeId };
   }
 
   /** A backtrack reopened units of these jobs: their slices go back to the pool, to be rebuilt. */

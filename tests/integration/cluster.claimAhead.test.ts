@@ -71,6 +71,54 @@ describe("a node of a cluster claims ahead of its volunteers", () => {
     await v.close();
   });
 
+  it("claims its own slice back after its lease ran out (a stall), rebuilds it, and never marks it done with units left", async () => {
+    const v = await RawVolunteer.connect(node.url);
+    v.hello(16);
+    await v.next("welcome");
+    const { id } = await trpc(node.url, consumer.apiKey).jobs.submit.mutate({
+      kernel: "pi", chunks: 512, params: { samples: 512 * 1000, seed: 3 }, replication: { replicas: 1, adaptive: false },
+    });
+    const db = node.deps.db;
+    const output = (t: WireTask) => {
+      const kernel = getKernel(t.kernel)!;
+      return { taskId: t.taskId, output: kernel.run(kernel.params.parse(t.params), t.input) };
+    };
+    const doneTooSoon = async () => {
+      const done = await db.slice.findMany({ where: { jobId: id, done: true } });
+      for (const s of done) {
+        const left = await db.workUnit.count({ where: { jobId: id, done: false, idx: { gte: s.first, lt: s.last } } });
+        if (left) return `${s.id} marked done with ${left} units left`;
+      }
+      return undefined;
+    };
+    const answered = new Set<string>();
+    const answer = () => {
+      const fresh = v.tasks().filter((t) => !answered.has(t.taskId));
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) v.send({ type: "results", results: fresh.map(output) });
+    };
+    await waitFor(async () => {
+      answer();
+      return (await db.job.findUnique({ where: { id } }))!.unitsDone >= 32;
+    }, 20_000, "the first results", 10);
+    // The node "stalls": its lease runs out unrenewed. The volunteer then offers more threads,
+    // and the claim that follows finds this node's own slice first (the oldest claimable).
+    await db.$executeRawUnsafe(`UPDATE "Slice" SET "leaseUntil" = (now() AT TIME ZONE 'UTC') - interval '1 second' WHERE "jobId" = $1`, id);
+    v.send({ type: "capacity", threads: 64 });
+    await waitFor(async () => (await db.slice.findUnique({ where: { id: `${id}:0:0` } }))?.epoch === 2, 10_000, "the node to claim its slice back");
+    expect(await doneTooSoon()).toBeUndefined();
+    await waitFor(async () => {
+      answer();
+      const wrong = await doneTooSoon();
+      if (wrong) throw new Error(wrong);
+      return (await db.job.findUnique({ where: { id } }))?.state === "completed";
+    }, 30_000, "the job to complete", 10);
+    const first = await db.slice.findUniqueOrThrow({ where: { id: `${id}:0:0` } });
+    expect(first, "the first slice claimed twice, by this node").toMatchObject({ owner: "node-a", epoch: 2, done: true });
+    expect(await db.workUnit.count({ where: { jobId: id, done: false } })).toBe(0);
+    await v.close();
+  });
+
   it("claims when a connected volunteer starts offering threads", async () => {
     const v = await RawVolunteer.connect(node.url);
     v.hello(0); // connected, computing nothing yet: the node has no reason to claim

@@ -46,12 +46,24 @@ export type ReliabilityCounters = Pick<ReliabilityRow, "valid" | "invalid" | "er
  */
 export type ReliabilityWrite = Pick<ReliabilityRow, "id" | "consecutiveValid" | "consecutiveInvalid" | "bannedUntil" | "banReason"> & { add: ReliabilityCounters };
 
+/**
+ * Cluster mode: the slice (server/cluster/slices.ts) a result or verdict belongs to, as the node
+ * held it. It is written only while the slice's row still names that node and epoch: a node
+ * that stalled past its lease cannot write into a slice another node has claimed and rebuilt
+ * from the durable rows (fencePg.ts).
+ */
+export interface SliceFence {
+  id: string;
+  epoch: number;
+  node: string;
+}
+
 export type PersistOp =
   /** A returned result, before it is validated: committed before the volunteer's ack. */
-  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; outputJson: string; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number }
-  | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string }
+  | { type: "result"; taskId: string; jobId: string; unitId: string; host: string; account: string; outputJson: string; digest: string; turnaroundMs: number; cpuMs?: number; workMs?: number; slice?: SliceFence }
+  | { type: "error"; taskId: string; jobId: string; unitId: string; host: string; account: string; error: string; slice?: SliceFence }
   /** A unit reached quorum: its valid results are paid out of the job's escrow. */
-  | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[] }
+  | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[]; slice?: SliceFence }
   | { type: "reliability"; rows: ReliabilityWrite[] }
   /** A new job, written alone (its escrow hold may fail for want of credits): see submitJob. */
   | { type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number }

@@ -3,6 +3,7 @@ import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import { mergeReliability, SPENT_STATE, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
+import { fenceOps } from "./fencePg";
 import { postTransactionPg } from "./ledgerPg";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
 import { insertSlices, liveNodes, sliceUnitsFor, slicesOf } from "../../cluster/slices";
@@ -86,13 +87,33 @@ export function collect(ops: PersistOp[], at: string): Collected {
   return { results, validated, reliability, volunteers, finished, submitted, backtracks, rounds };
 }
 
+/** The batch without the ops of slices this node no longer holds (fencePg.ts), which are logged. */
+export async function fencedOps(c: Client, batch: PersistOp[]): Promise<PersistOp[]> {
+  const { ops, dropped } = await fenceOps(c, batch);
+  if (dropped) fencedOut(dropped);
+  return ops;
+}
+
+// A node that thaws drains its sockets' frames in many small batches: one line a second for them all.
+let fenced = 0;
+function fencedOut(n: number) {
+  if (!fenced) {
+    setTimeout(() => {
+      console.warn(`[commit] ${fenced} result(s) and verdict(s) not written: their slice moved to another node while this one stalled past its lease`);
+      fenced = 0;
+    }, 1000).unref();
+  }
+  fenced += n;
+}
+
 /**
- * Any batch, every row lock taken up front in one order (the jobs, then their escrows). The
+ * Any batch, every row lock taken up front in one order (the slices it writes into, the jobs, then their escrows). The
  * common batch of results goes through fastBatchPg.ts first and comes here only when that
  * one meets a job ending or an escrow running short.
  */
-export async function writeBatchPg(c: Client, ops: PersistOp[]): Promise<void> {
+export async function writeBatchPg(c: Client, batch: PersistOp[]): Promise<void> {
   const at = pgTime(new Date());
+  const ops = await fencedOps(c, batch);
   const { results, validated, reliability, volunteers, finished, submitted, backtracks, rounds } = collect(ops, at);
   // First: the next rounds' units exist before any result for them in this batch.
   for (const r of rounds) await storeRound(c, r);

@@ -5,7 +5,7 @@ import { accountKind, escrowAccount } from "../../services/credits/accounts";
 import { balancedMoves } from "../../services/credits/ledger";
 import type { PersistOp } from "../../services/jobs/batchSql";
 import { planSettlement, type SettlementPlan } from "../../services/jobs/settlement";
-import { addVolunteerCounts, cmp, collect, pgTime, upsertReliability, upsertResults, upsertVolunteers, writeVerdicts } from "./batchPg";
+import { addVolunteerCounts, cmp, collect, fencedOps, pgTime, upsertReliability, upsertResults, upsertVolunteers, writeVerdicts } from "./batchPg";
 
 // The common batch (results, verdicts, payouts, reliability, hellos), with the rows other
 // nodes write too (the jobs' counters, the escrows, the paid accounts) taken only by the last
@@ -27,14 +27,15 @@ export function fastPathFits(ops: PersistOp[]): boolean {
 }
 
 /** Writes and commits the batch; false (nothing written) when it must be written under locks instead. */
-export async function writeBatchFastPg(pool: pg.Pool, ops: PersistOp[]): Promise<boolean> {
+export async function writeBatchFastPg(pool: pg.Pool, batch: PersistOp[]): Promise<boolean> {
   const at = pgTime(new Date());
-  const { results, validated, reliability, volunteers } = collect(ops, at);
   const c = await pool.connect();
   let open = false;
   try {
     await c.query("BEGIN");
     open = true;
+    const ops = await fencedOps(c, batch);
+    const { results, validated, reliability, volunteers } = collect(ops, at);
     // The Volunteer rows this batch greets or pays, in id order before anything else: taken in
     // two statements over different sets (hellos now, counters later) they could cross another
     // batch's. (A volunteer greeted for the first time has no row to lock yet: its INSERT only
