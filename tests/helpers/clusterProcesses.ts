@@ -67,3 +67,15 @@ export async function waitForJobEnd(db: Db, jobId: string, timeoutMs: number, si
     throw new Error(`${e.message} (${progress})`);
   });
 }
+
+/** What a failed wait shows: the job's slices, what each node's metrics say of its sockets and queue, and the end of its log. */
+export async function describeCluster(db: Db, jobId: string, nodes: ServerProcess[]): Promise<string> {
+  const slices = await db.slice.findMany({ where: { jobId }, select: { id: true, owner: true, epoch: true, done: true, leaseUntil: true }, orderBy: { first: "asc" } });
+  const out = [`slices: ${JSON.stringify(slices.map((s) => [s.id.split(":").slice(1).join(":"), s.owner, s.epoch, s.done, s.leaseUntil?.toISOString() ?? null]))}`];
+  for (const n of nodes) {
+    const metrics = await fetch(`${n.url}/api/metrics`).then((r) => r.text(), (e: Error) => e.message);
+    const shown = metrics.split("\n").filter((l) => /^tabgrid_(volunteer_connections|worker_threads|tasks_queued|tasks_running) /.test(l));
+    out.push(`${n.url}: ${shown.join(", ")}\n${n.output().trim().split("\n").slice(-15).join("\n")}`);
+  }
+  return out.join("\n");
+}

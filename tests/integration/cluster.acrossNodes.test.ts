@@ -26,7 +26,7 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     const prefix = `tabgrid-across-${crypto.randomBytes(4).toString("hex")}:`;
     const start = (id: string) => startServer(parseEnv({
       PORT: "0", HOST: "127.0.0.1", LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "0", DATABASE_URL: pg.databaseUrl, DATA_DIR: pg.dir, COMMIT_INTERVAL_MS: "2", TABGRID_UI: "off",
-      NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", REDIS_URL: REDIS, REDIS_PREFIX: prefix, NODE_ID: id, SLICE_LEASE_SECONDS: "3",
+      NEXTAUTH_SECRET: TEST_SECRET, NODE_ENV: "test", REDIS_URL: REDIS, REDIS_PREFIX: prefix, NODE_ID: id, SLICE_LEASE_SECONDS: "10",
       SPOT_CHECKS: "off", TABGRID_ALERTS: "off", SUBMISSIONS_PER_SECOND: "0.01", SUBMISSION_BURST: "4",
     }), { ui: false, log: () => {} });
     [a, b] = await Promise.all([start("node-a"), start("node-b")]);

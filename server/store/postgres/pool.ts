@@ -22,11 +22,22 @@ const parsers: Record<number, (value: string) => unknown> = {
   [TIMESTAMP]: (v) => new Date(`${v.replace(" ", "T")}Z`),
 };
 
+/**
+ * A transaction left idle this long is ended by PostgreSQL, and its locks with it. A node
+ * frozen mid-batch (a paused VM, a stopped process) would otherwise hold the rows it locked
+ * (the slices it writes into, the volunteers it pays) for as long as it stays frozen, and no
+ * other node could take its slices over or pay those volunteers. The slice lease's length: a
+ * node stalled past it has lost its slices anyway. Its batch fails when it thaws, and is
+ * written again, fenced then (fencePg.ts). Prisma gives up on its own transactions after 5 s.
+ */
+const idleInTransactionMs = () => (Number(process.env.SLICE_LEASE_SECONDS) || 10) * 1000;
+
 export function createPool(connectionString: string, max = Number(process.env.PG_POOL_SIZE) || 10): pg.Pool {
   const pgm = load();
   const pool = new pgm.Pool({
     connectionString,
     max,
+    idle_in_transaction_session_timeout: idleInTransactionMs(),
     // A CLI command or the seed exits when it is done, without waiting for idle connections to time out.
     allowExitOnIdle: true,
     types: {
@@ -36,6 +47,11 @@ export function createPool(connectionString: string, max = Number(process.env.PG
   // An idle connection the server closed (a restart, a terminated backend) is dropped from the
   // pool, and the next query opens another; unheard, its error would end the process.
   pool.on("error", () => undefined);
+  // The same for a connection in use: one whose idle transaction PostgreSQL ended (above) while
+  // this process was frozen between two statements hears of it when it thaws, with no query to
+  // fail. Unheard, that error ended the process; heard, the next query fails, its batch is
+  // written again, and the pool drops the connection.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   return pool;
 }
 
