@@ -88,8 +88,8 @@ export async function renewSlices(pool: pg.Pool, nodeId: string, ids: string[], 
 }
 
 /** A slice whose units are all decided: nobody needs to claim it again. */
-export async function sliceDone(pool: pg.Pool, nodeId: string, id: string) {
-  await pool.query(prepared(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2`, [id, nodeId]));
+export async function sliceDone(pool: pg.Pool, nodeId: string, id: string, epoch: number) {
+  await pool.query(prepared(`UPDATE "Slice" SET "done" = true, "leaseUntil" = NULL WHERE "id" = $1 AND "owner" = $2 AND "epoch" = $3`, [id, nodeId, epoch]));
 }
 
 /** Gives one slice back at once (this node could not load it). */

@@ -107,7 +107,7 @@ export class Coordinator extends EventEmitter {
       ...(opts.cluster ? { leased: () => holder!.leased(), capacity: () => holder!.capacityChanged() } : {}),
     });
     const slices = opts.cluster && {
-      done: (id: string): Promise<void> => holder!.done(id),
+      done: (slice: Parameters<SliceHolder["done"]>[0]): Promise<void> => holder!.done(slice),
       roundStarted: (jobId: string, round: number, units: number): ReturnType<SliceHolder["roundStarted"]> => holder!.roundStarted(jobId, round, units),
       reopened: (jobIds: string[]): Promise<void> => holder!.reopened(jobIds),
     };

@@ -37,7 +37,7 @@ export interface LifecycleDeps {
    * started it.
    */
   slices?: {
-    done(sliceId: string): Promise<void>;
+    done(slice: SliceFence): Promise<void>;
     roundStarted(jobId: string, round: number, units: number): Promise<SliceFence>;
     /** Units of these jobs were reopened (a backtrack): their slices are claimable again. */
     reopened(jobIds: string[]): Promise<void>;
@@ -481,7 +481,7 @@ export class JobLifecycle {
     let end: FinishOp | undefined;
     if (state === "completed") {
       await queue.committedSoFar();
-      await this.deps.slices!.done(meta.slice!.id);
+      await this.deps.slices!.done(meta.slice!);
     } else {
       end = { type: "finish", jobId: meta.jobId, state, error };
       await queue.enqueue(end);
@@ -609,14 +609,14 @@ export class JobLifecycle {
         const units = outcome.units;
         // Cluster mode: the node that ends a round holds the next one.
         const slice = this.deps.slices && (await this.deps.slices.roundStarted(meta.jobId, outcome.round, units.length));
-        if (meta.slice) await this.deps.slices?.done(meta.slice.id);
+        if (meta.slice) await this.deps.slices?.done(meta.slice);
         this.addJob({ ...meta.spec, id: meta.jobId, units }, meta.ownerId, new Map(units.map((u) => [u.id, u.pay])), undefined, outcome.round, undefined, slice);
         return;
       } else if (outcome.kind === "done") end = { ...end, result: outcome.result, resultBlob: outcome.resultBlob };
       else end = outcome.kind === "failed" ? { ...end, state: "failed", error: outcome.error } : { ...end, state: "cancelled" };
     }
     await queue.enqueue(end);
-    if (meta.slice) await this.deps.slices?.done(meta.slice.id);
+    if (meta.slice) await this.deps.slices?.done(meta.slice);
     scheduler.removeJob(id);
     jobs.delete(id);
     this.rounds.delete(meta.jobId);

@@ -134,7 +134,7 @@ export class SliceHolder {
       // would never be claimed again, and its units would never be decided.
       if (loaded === "failed") await this.giveBack(row.id);
       // Stale (its job or round ended meanwhile): nobody needs it.
-      else if (!loaded) await this.done(row.id);
+      else if (!loaded) await this.done(this.fence(row));
     }
     if (rows.length) this.live.log(`[slices] claimed ${rows.map((r) => r.id).join(", ")}`);
   }
@@ -155,9 +155,11 @@ export class SliceHolder {
   }
 
   /** Every unit of the slice is decided (or the slice was stale): given up for good. */
-  async done(sliceId: string) {
-    this.held.delete(sliceId);
-    await sliceDone(this.opts.pool, this.opts.nodeId, sliceId);
+  async done(slice: Pick<SliceFence, "id" | "epoch">) {
+    // Only at the epoch it was decided in: a slice claimed again since (this node stalled) is
+    // being rebuilt from the rows, and what was decided under the old epoch may have been fenced out.
+    if (this.held.get(slice.id)?.epoch === slice.epoch) this.held.delete(slice.id);
+    await sliceDone(this.opts.pool, this.opts.nodeId, slice.id, slice.epoch);
     this.wake();
   }
 

@@ -42,10 +42,14 @@ describe("a cluster of two coordinators: one frozen past its lease, the other ki
     const unitsDone = async () => (await db.job.findUniqueOrThrow({ where: { id } })).unitsDone;
 
     // Both nodes compute: each holds slices of the job.
+    // (Unclaimed slices have no owner: counted among the owners, they made this pass without B,
+    // and time out when both nodes held slices beside an unclaimed one.)
     await waitFor(async () => {
-      const owners = await db.slice.findMany({ where: { jobId: id, done: false }, select: { owner: true } });
-      return new Set(owners.map((o) => o.owner)).size === 2;
-    }, 30_000, "both nodes to hold slices", 50);
+      const owners = new Set((await db.slice.findMany({ where: { jobId: id, done: false }, select: { owner: true } })).map((o) => o.owner));
+      return owners.has("node-a") && owners.has("node-b");
+    }, 60_000, "both nodes to hold slices", 50).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${await describeCluster(db, id, [a, b])}`);
+    });
 
     await waitFor(async () => (await unitsDone()) >= CHUNKS / 10, 60_000, "a tenth of the units", 20);
     // B is frozen until A, its own slices computed, has claimed one of B's (their lease ran out).
