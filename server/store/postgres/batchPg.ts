@@ -107,9 +107,9 @@ function fencedOut(n: number) {
 }
 
 /**
- * Any batch, every row lock taken up front in one order (the slices it writes into, the jobs, then their escrows). The
- * common batch of results goes through fastBatchPg.ts first and comes here only when that
- * one meets a job ending or an escrow running short.
+ * Any batch, every row lock taken up front in one order (the slices it writes into, the jobs,
+ * then their escrows). The common batch of results goes through fastBatchPg.ts first and
+ * comes here only when that one meets a job ending or an escrow running short.
  */
 export async function writeBatchPg(c: Client, batch: PersistOp[]): Promise<void> {
   const at = pgTime(new Date());
