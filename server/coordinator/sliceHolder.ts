@@ -123,13 +123,10 @@ export class SliceHolder {
       // have held the slice meantime. What it has of it here is stale: rebuilt from the rows.
       this.dropLocal(row.id, "the slice was claimed again after its lease ran out");
       this.held.set(row.id, row);
-      const loaded = await this.lifecycle.loadSlice(row, this.fence(row)).then(
-        (ok) => ok,
-        (e: Error) => {
-          this.live.log(`[slices] loading ${row.id} failed: ${e.message}`);
-          return "failed" as const;
-        },
-      );
+      const loaded = await this.lifecycle.loadSlice(row, this.fence(row)).catch((e: Error) => {
+        this.live.log(`[slices] loading ${row.id} failed: ${e.message}`);
+        return "failed" as const;
+      });
       // Failed (the database, most likely): given back for a claim to try again; done, it
       // would never be claimed again, and its units would never be decided.
       if (loaded === "failed") await this.giveBack(row.id);

@@ -16,7 +16,10 @@ import type { PersistOp, SliceFence } from "../../services/jobs/batchSql";
  */
 export async function fenceOps(c: pg.ClientBase, ops: PersistOp[]): Promise<{ ops: PersistOp[]; dropped: number }> {
   const fences = new Map<string, SliceFence>();
-  for (const op of ops) if ((op.type === "result" || op.type === "error" || op.type === "validated") && op.slice) fences.set(key(op.slice), op.slice);
+  for (const op of ops) {
+    const f = fenceOf(op);
+    if (f) fences.set(key(f), f);
+  }
   if (!fences.size) return { ops, dropped: 0 };
   const list = [...fences.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.epoch - b.epoch));
   const { rows } = await c.query<{ id: string; epoch: number; owner: string }>(prepared(`SELECT s."id", s."epoch", s."owner" FROM "Slice" s
@@ -25,8 +28,15 @@ export async function fenceOps(c: pg.ClientBase, ops: PersistOp[]): Promise<{ op
   [list.map((f) => f.id), list.map((f) => f.epoch), list.map((f) => f.node)]));
   if (rows.length === fences.size) return { ops, dropped: 0 };
   const held = new Set(rows.map((r) => key({ id: r.id, epoch: r.epoch, node: r.owner })));
-  const kept = ops.filter((op) => !((op.type === "result" || op.type === "error" || op.type === "validated") && op.slice && !held.has(key(op.slice))));
+  const kept = ops.filter((op) => {
+    const f = fenceOf(op);
+    return !f || held.has(key(f));
+  });
   return { ops: kept, dropped: ops.length - kept.length };
 }
+
+/** The slice a result, error or verdict was made in, if it was (cluster mode). */
+const fenceOf = (op: PersistOp): SliceFence | undefined =>
+  op.type === "result" || op.type === "error" || op.type === "validated" ? op.slice : undefined;
 
 const key = (f: SliceFence) => `${f.id}\u0000${f.epoch}\u0000${f.node}`;
