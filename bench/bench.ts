@@ -3,12 +3,13 @@ import { TRPCClientError } from "@trpc/client";
 import { apiClient } from "../cli/client";
 import { Fleet } from "./lib/fleet";
 import { CpuMeter, pidsNamed, postgresPids, ProcessSampler, readRssMb, type PhaseUsage } from "./lib/sampler";
-import { startBenchCluster, startCeilingServer } from "./lib/server";
+import { callCalcFromOwnProcess, startBenchCluster, startCeilingServer } from "./lib/server";
 import { histogram, rateSeries, round, sleep, summarize, type Summary } from "./lib/stats";
 import { fmt, reportMeta, table, writeReport } from "./lib/report";
 import { fetchMetrics, histogramBetween, metricValue } from "./lib/prom";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { trainingPhase } from "./lib/training";
+import { openModel } from "./lib/openModel";
 
 // `npm run bench`: dispatch throughput, open-model overhead, parallel efficiency and
 // interactive latency of a real server process, measured from many headless volunteers over
@@ -380,11 +381,12 @@ async function main() {
   }
 
   // ---- 4. interactive calc round trip, open model ----
-  // 150 calls in the full run: a p99 of fewer than 100 is the slowest call alone.
+  // 150 calls in the full run: a p99 of fewer than 100 is the slowest call alone. The caller is
+  // a process of its own (calcCaller.ts), as a consumer's machine would be.
   // Asked of node 1, which answers with its own volunteers: the first of the fleet is on it.
   const calc = await phase("interactive calc", async () => {
     fleet.run({ kind: "greedy" }, { active: Math.min(100, fleet.volunteers.length), threads: THREADS });
-    const r = await openModel(plan.calcPerSecond, plan.calcPerSecond * PHASE_S, (i) => api.calc.evaluate.mutate({ expression: `${i} * (3 + 4) / 7` }));
+    const r = await callCalcFromOwnProcess({ url: server.url, apiKey: cluster.apiKey, perSecond: plan.calcPerSecond, n: plan.calcPerSecond * PHASE_S });
     fleet.pause();
     return r;
   });
@@ -617,24 +619,3 @@ main().then(
     process.exit(1);
   },
 );
-
-/**
- * `n` calls at `perSecond`, open model: call i is due at start + i/perSecond whatever the
- * earlier ones take, and its latency counts from when it was due (no coordinated omission).
- */
-async function openModel(perSecond: number, n: number, call: (i: number) => Promise<unknown>) {
-  const start = performance.now();
-  const latencies: number[] = [];
-  let failed = 0;
-  await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const at = start + (i * 1000) / perSecond;
-    await sleep(Math.max(0, at - performance.now()));
-    try {
-      await call(i);
-      latencies.push(performance.now() - at);
-    } catch {
-      failed++;
-    }
-  }));
-  return { requests: n, perSecond, failed, summary: summarize(latencies) };
-}

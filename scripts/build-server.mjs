@@ -22,6 +22,21 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** The entry of the default build, relative to the checkout: what `npm run serve` runs. */
 export const SERVER_BUNDLE = path.join("dist", "server", "index.mjs");
 
+/**
+ * Environment the server's process starts with, unless the caller's own environment sets it
+ * (`npm run serve` sets the same in package.json). glibc gives each thread that allocates its
+ * own malloc arena (up to 8 per core): the writer thread, V8's GC helpers and libuv's pool each
+ * kept freed memory in theirs, 11 arenas holding ~53 MB at the bench's peak. Two arenas cost
+ * ~25 MB less at that peak and no measurable throughput (docs/performance.md). It is read when
+ * the process starts, so it cannot be set from inside. Other C libraries ignore it.
+ */
+export const SERVER_PROCESS_ENV = Object.freeze({ MALLOC_ARENA_MAX: "2" });
+
+/** `env` with SERVER_PROCESS_ENV's defaults under it. */
+export function serverProcessEnv(env) {
+  return { ...SERVER_PROCESS_ENV, ...env };
+}
+
 /** Rewrites each of our modules' `import.meta.url` to its source file's URL. */
 function sourceUrls(outDir) {
   return {

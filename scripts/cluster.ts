@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { databaseKind, redactUrl } from "../server/store/databaseUrl";
-import { buildServer } from "./build-server.mjs";
+import { buildServer, serverProcessEnv } from "./build-server.mjs";
 
 // `npm run cluster -- --nodes 3`: N coordinators of one cluster on this machine, for trying
 // cluster mode (docs/scaling.md). They share the PostgreSQL of DATABASE_URL and the Redis of
@@ -47,7 +47,7 @@ for (let i = 0; i < nodes; i++) {
   const id = `node-${i + 1}`;
   const port = basePort + i;
   const child = spawn(process.execPath, [bundle], {
-    env: { ...process.env, PORT: String(port), NODE_ID: id, NEXTAUTH_SECRET: secret, TABGRID_UI: values.ui, PUBLIC_URL: process.env.PUBLIC_URL ?? `http://localhost:${port}` },
+    env: serverProcessEnv({ ...process.env, PORT: String(port), NODE_ID: id, NEXTAUTH_SECRET: secret, TABGRID_UI: values.ui, PUBLIC_URL: process.env.PUBLIC_URL ?? `http://localhost:${port}` }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const prefix = (d: Buffer) => process.stdout.write(d.toString().replace(/^(?=.)/gm, `[${id}] `));

@@ -20,9 +20,10 @@ import { serveAdMedia } from "./http/adMedia";
 import { ensureDefaultCreative } from "./services/ads/creatives";
 import { serveSandbox } from "./http/sandbox";
 import { serveMetrics } from "./http/metrics";
-import { createLoadGate, hasBody } from "./http/loadGate";
+import { createLoadGate, ESTIMATE_COST, hasBody } from "./http/loadGate";
 import { trpcBodies } from "./http/trpcBody";
-import { diskShort } from "./services/programs/files";
+import { collectJobInputs, diskShort } from "./services/programs/files";
+import { formatBytes } from "./http/body";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { AddressCounts } from "./http/addressCounts";
 import { openFileLimit, volunteerSocketCap } from "./http/openFiles";
@@ -38,6 +39,7 @@ import { redactUrl } from "./store/databaseUrl";
 import type { AppDeps } from "./services/deps";
 import { VOLUNTEER_WS_PATH } from "../worker/protocol/messages";
 import { setServerProgramMaxMs } from "../worker/sandbox/reduceOnServer";
+import { BlobTokens } from "./coordinator/blobTokens";
 
 export const TRPC_WS_PATH = "/api/trpc-ws";
 
@@ -47,6 +49,9 @@ export interface RunningServer {
   deps: AppDeps;
   close(): Promise<void>;
 }
+
+/** How often ended jobs' stored inputs are looked for and removed (collectJobInputs). */
+const INPUT_COLLECT_MS = 30_000;
 
 /**
  * One process, one module graph: the coordinator, tRPC (HTTP and WebSocket), the volunteer
@@ -77,7 +82,7 @@ export async function startServer(
   const diskOf = { env, blobs };
   const coordinator = new Coordinator({
     ...(cluster.mode === "cluster" ? { cluster: { pool: pgPool(db), nodeId: cluster.nodeId, url: () => listeningAt, leaseMs: env.SLICE_LEASE_SECONDS * 1000, claimEveryMs: env.SLICE_CLAIM_SECONDS * 1000 } } : {}),
-    db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, observer: monitor.observer, maxMessageBytes: env.MAX_WS_MESSAGE_BYTES, strayResultsPerSecond: env.STRAY_RESULTS_PER_SECOND,
+    db, blobs, commitIntervalMs: env.COMMIT_INTERVAL_MS, log, blobTokens: new BlobTokens(env.NEXTAUTH_SECRET), observer: monitor.observer, maxMessageBytes: env.MAX_WS_MESSAGE_BYTES, strayResultsPerSecond: env.STRAY_RESULTS_PER_SECOND,
     newVolunteers: cluster.limiter("new-volunteers", env.NEW_VOLUNTEERS_PER_ADDRESS / 3600, env.NEW_VOLUNTEERS_PER_ADDRESS),
     banPolicy: { afterInvalid: env.BAN_AFTER_INVALID, hours: env.BAN_HOURS },
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
@@ -130,15 +135,18 @@ export async function startServer(
   // At run time a router keeps its procedures flat, by their dotted path (its type nests them).
   const operatorCalls = new Set(Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { meta?: ProcedureMeta } }>)
     .filter(([, p]) => p._def.meta?.operator).map(([path]) => path));
+  /** Who a request comes from: the socket's address, or the proxies' word for it (TRUST_PROXY). */
+  const ipOf = (req: http.IncomingMessage) => clientIp(req, env.TRUST_PROXY);
   const gate = createLoadGate({
     delayMs: env.LOAD_SHED_DELAY_MS, maxRequests: env.LOAD_SHED_MAX_REQUESTS, maxPerCaller: env.LOAD_SHED_MAX_PER_CALLER,
     perCallerRate: env.LOAD_SHED_CALLER_RATE,
     onShed: () => monitor.observer.shed("overloaded"), operator: (p) => operatorCalls.has(p),
     // Past this, admitSubmission would refuse them after authenticating each one.
     perProcedure: { "jobs.submit": MAX_SUBMISSIONS_IN_FLIGHT },
+    // Public and cut into every unit to price them (a job of 10,000 units: ~25 ms of the loop).
+    procedureCost: { "jobs.estimate": ESTIMATE_COST },
+    ipOf: (req) => ipOf(req),
   });
-  /** Who a request comes from: the socket's address, or the proxy's word for it (TRUST_PROXY=1). */
-  const ipOf = (req: http.IncomingMessage) => clientIp(req, env.TRUST_PROXY === "1");
   const signIns = signInLimit(cluster.limiter("sign-in", 1 / SIGN_IN_EVERY_S, SIGN_IN_BURST), ipOf);
   const trpcBody = trpcBodies({ maxBytes: TRPC_MAX_BODY_BYTES, minRate: env.UPLOAD_MIN_BYTES_PER_SECOND, ipOf });
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -177,9 +185,9 @@ export async function startServer(
   // held their sockets (and files) for a minute each. And one address holds at most
   // CONNECTIONS_PER_ADDRESS connections of any kind (requests, volunteers, subscriptions): one
   // opening them faster than they time out would otherwise take every file the process may
-  // open. Behind a proxy (TRUST_PROXY=1) every connection comes from it: the proxy limits them.
+  // open. Behind a proxy (TRUST_PROXY ≥ 1) every connection comes from it: the proxy limits them.
   server.headersTimeout = 10_000;
-  if (env.TRUST_PROXY !== "1") {
+  if (env.TRUST_PROXY === 0) {
     const connections = new AddressCounts(env.CONNECTIONS_PER_ADDRESS, addressKey);
     server.on("connection", (socket: net.Socket) => {
       const release = connections.admit(socket.remoteAddress ?? "unknown");
@@ -199,8 +207,19 @@ export async function startServer(
   const trpcWss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   // Registered before tRPC's own listener, so that it vets every frame first.
   const trpcBudget = new TrpcSocketBudget();
-  trpcWss.on("connection", (ws: WebSocket) => guardTrpcSocket(ws, trpcBudget));
+  trpcWss.on("connection", (ws: WebSocket, req: http.IncomingMessage) => guardTrpcSocket(ws, trpcBudget, ipOf(req)));
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
+  // Ended jobs' stored inputs go, and their bytes back to their owners' budget (files.ts).
+  let collecting = false;
+  const collector = setInterval(() => {
+    if (collecting) return;
+    collecting = true;
+    collectJobInputs(deps)
+      .then((r) => r.blobs && log(`removed ${r.blobs} input blob(s) of ${r.jobs} ended job(s), ${formatBytes(r.bytes)}`))
+      .catch((e: Error) => log(`collecting ended jobs' inputs failed: ${e.message}`))
+      .finally(() => (collecting = false));
+  }, INPUT_COLLECT_MS);
+  collector.unref();
   const heartbeat = setInterval(() => {
     // A volunteer that vanished without closing its socket loses its leases here.
     for (const ws of volunteerWss.clients) {
@@ -313,6 +332,7 @@ export async function startServer(
     deps,
     async close() {
       clearInterval(heartbeat);
+      clearInterval(collector);
       gate.stop();
       trpcWs.broadcastReconnectNotification();
       for (const ws of volunteerWss.clients) ws.close(1001, "server shutting down");

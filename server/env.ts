@@ -130,8 +130,11 @@ const schema = z.object({
   /** The default house ad created on a fresh install: its reward (credits) and length (seconds). */
   ADS_DEFAULT_REWARD_CREDITS: z.coerce.number().min(0).default(1),
   ADS_DEFAULT_SECONDS: z.coerce.number().int().min(1).max(600).default(15),
-  /** "1": the client IP is the first hop of X-Forwarded-For (behind a reverse proxy); otherwise the socket address. */
-  TRUST_PROXY: z.enum(["0", "1"]).default("0"),
+  /**
+   * How many reverse proxies in front of the server append to X-Forwarded-For (0: none, the
+   * socket's address is the client's). With N, the client is the Nth entry from the right.
+   */
+  TRUST_PROXY: z.string().regex(/^\d{1,2}$/, "a number of proxies (0: none)").default("0").transform(Number),
   NODE_ENV: z.enum(["development", "production", "test"]).default("production"),
 });
 

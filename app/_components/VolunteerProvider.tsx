@@ -87,7 +87,7 @@ function useVolunteerState() {
       // Built-in kernels in Web Workers; uploaded programs in workers of a sandboxed iframe.
       createPool: (threads) => createBrowserVolunteerPool({ threads, throttle: settings.throttle }),
       prepare: (task) => prepareTask(task, blobs),
-      prefetch: (hash) => blobs.prefetch(hash),
+      prefetch: (hash, token) => blobs.prefetch(hash, token),
     });
     c.subscribe(atMostEvery(SNAPSHOT_MS, setSnap));
     c.setPaused(pausedBy !== null);

@@ -11,6 +11,7 @@ import { freePort } from "./freePort";
 import { createUser } from "../../server/services/users/users";
 import { createApiKey } from "../../server/auth/apiKeys";
 import { MILLI } from "../../server/services/credits/accounts";
+import type { Summary } from "./stats";
 
 // The server under test: a real `server/index.ts` process on a free port with its own SQLite
 // file in a temp directory (or its own PostgreSQL database), migrated like a fresh install,
@@ -161,17 +162,20 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
  * How to start `root`'s server: its bundle, built now from its sources, the way `npm run serve`
  * runs it; a checkout from before the bundle existed (`--root`) runs its sources under tsx.
  */
-async function serverEntry(root: string): Promise<string[]> {
+/** The checkout's server: its entry's arguments, and the environment it starts with as `npm run serve` starts it. */
+async function serverEntry(root: string, env: NodeJS.ProcessEnv): Promise<{ args: string[]; env: NodeJS.ProcessEnv }> {
   const script = path.join(root, "scripts", "build-server.mjs");
-  if (!fs.existsSync(script)) return ["--import", "tsx", "server/index.ts"];
-  const { ownServerBundle } = (await import(pathToFileURL(script).href)) as typeof import("../../scripts/build-server.mjs");
-  return [await ownServerBundle("bench")];
+  if (!fs.existsSync(script)) return { args: ["--import", "tsx", "server/index.ts"], env };
+  const mod = (await import(pathToFileURL(script).href)) as Partial<typeof import("../../scripts/build-server.mjs")> & Pick<typeof import("../../scripts/build-server.mjs"), "ownServerBundle">;
+  // An older checkout (--root) may predate serverProcessEnv: it starts as it did then.
+  return { args: [await mod.ownServerBundle("bench")], env: mod.serverProcessEnv ? mod.serverProcessEnv(env) : env };
 }
 
 const exitHooks = new Map<ChildProcess, () => void>();
 
 async function startNode(root: string, env: NodeJS.ProcessEnv, port: number, nodeId: string | null, nodeArgs: string[], spawned: (n: BenchNode) => void): Promise<BenchNode> {
-  const child = spawn(process.execPath, [...nodeArgs, ...(await serverEntry(root))], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const entry = await serverEntry(root, env);
+  const child = spawn(process.execPath, [...nodeArgs, ...entry.args], { cwd: root, env: entry.env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const keep = (d: string) => (out = (out + d).slice(-65_536));
   child.stdout!.setEncoding("utf8").on("data", keep);
@@ -297,4 +301,19 @@ export async function startCeilingServer(): Promise<{ url: string; pid: number; 
       await gone;
     },
   };
+}
+
+/** The calc phase's open model, run by a caller process of its own (bench/lib/calcCaller.ts). */
+export async function callCalcFromOwnProcess(args: { url: string; apiKey: string; perSecond: number; n: number }) {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "bench/lib/calcCaller.ts"), JSON.stringify(args)], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const onExit = () => child.kill("SIGKILL");
+  process.once("exit", onExit);
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  process.off("exit", onExit);
+  if (code !== 0) throw new Error(`the calc caller exited (${code}):\n${err}`);
+  return JSON.parse(out) as { requests: number; perSecond: number; failed: number; summary: Summary };
 }

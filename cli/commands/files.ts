@@ -7,7 +7,9 @@ type Listing = Awaited<ReturnType<Client["files"]["list"]["query"]>>;
 const bytes = (n: number) =>
   n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
 
-const usage = (l: Listing) => `${bytes(l.usedBytes)} used${l.quotaBytes === null ? " (no quota)" : ` of ${bytes(l.quotaBytes)}`}`;
+const usage = (l: Listing) =>
+  `${bytes(l.usedBytes)} used${l.quotaBytes === null ? " (no quota)" : ` of ${bytes(l.quotaBytes)}`}` +
+  (l.inputBytes > 0 ? `; your jobs' inputs take ${bytes(l.inputBytes)}${l.quotaBytes === null ? "" : ` of another ${bytes(l.quotaBytes)}`} until they are removed` : "");
 
 /**
  * `tabgrid files`: the programs and data files you uploaded, and how much of your storage

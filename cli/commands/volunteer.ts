@@ -68,7 +68,7 @@ export async function volunteer(argv: string[]): Promise<number> {
     // Load per core of the whole machine (not just our threads); the busy share counts too.
     systemLoad: () => Math.min(1, os.loadavg()[0] / os.availableParallelism()),
     prepare: (task) => prepareTask(task, blobs),
-    prefetch: (hash) => blobs.prefetch(hash),
+    prefetch: (hash, token) => blobs.prefetch(hash, token),
     // Banned, a revoked key, a refused hello: nothing will change by waiting; the command ends (exit status 1).
     onRefused: () => refused(),
   });

@@ -1,8 +1,11 @@
 import type { IncomingMessage } from "node:http";
+import { isIP } from "node:net";
+import { WebSocket } from "ws";
 import { initTRPC, TRPCError } from "@trpc/server";
 import { ZodError } from "zod";
 import type { AppDeps } from "../services/deps";
 import { identify, type SessionUser } from "../auth/session";
+import { holdKeySocket } from "../auth/keySockets";
 import { UserError } from "../services/errors";
 
 export interface Context {
@@ -21,22 +24,34 @@ export function createContextInner(deps: AppDeps, user: SessionUser | null, auth
   return { deps, user, authError, ip };
 }
 
-/** The client's address: the first X-Forwarded-For hop when TRUST_PROXY=1, else the socket's. */
-export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
+/**
+ * The client's address. Behind `trustedProxies` reverse proxies (TRUST_PROXY), each appended
+ * the address it got the request from to X-Forwarded-For, so the client is the entry that many
+ * from the right; whatever stands left of it the client wrote itself. (The left-most entry was
+ * taken once: behind nginx's `$proxy_add_x_forwarded_for` a client named a new address with each
+ * request, and every per-address limit fell: starter grants, sign-in attempts.) With fewer
+ * entries than proxies, the left-most; without a usable one, the socket's.
+ */
+export function clientIp(req: IncomingMessage, trustedProxies: number): string {
+  if (trustedProxies > 0) {
     const xff = req.headers["x-forwarded-for"];
-    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
-    if (first) return first;
+    const hops = (Array.isArray(xff) ? xff.join(",") : (xff ?? "")).split(",").map((h) => h.trim()).filter(Boolean);
+    const hop = unmapped(hops[Math.max(0, hops.length - trustedProxies)] ?? "");
+    if (isIP(hop)) return hop;
   }
-  const addr = req.socket?.remoteAddress ?? "unknown";
-  return addr.startsWith("::ffff:") ? addr.slice(7) : addr;
+  return unmapped(req.socket?.remoteAddress ?? "unknown");
 }
+
+/** An IPv4 address as itself, not IPv6-mapped (`::ffff:1.2.3.4`). */
+const unmapped = (address: string) => (address.startsWith("::ffff:") ? address.slice(7) : address);
 
 /** HTTP and WebSocket wrappers: both read the caller from the request (cookie or bearer key). */
 export function contextFromRequest(deps: AppDeps) {
-  return async ({ req }: { req: IncomingMessage }) => {
+  return async ({ req, res }: { req: IncomingMessage; res?: unknown }) => {
     const id = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
-    const ctx = createContextInner(deps, id.user, id.error, clientIp(req, deps.env.TRUST_PROXY === "1"));
+    // A WebSocket (tRPC's passes its socket as `res`) signed with a key is closed if the key is revoked.
+    if (id.keyId && req.headers.upgrade && res instanceof WebSocket) holdKeySocket(id.keyId, res);
+    const ctx = createContextInner(deps, id.user, id.error, clientIp(req, deps.env.TRUST_PROXY));
     const key = req.headers["idempotency-key"];
     if (typeof key === "string" && !req.headers.upgrade) ctx.idempotencyKey = key;
     return ctx;

@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { getToken } from "next-auth/jwt";
 import type { Db } from "../store/prisma";
 import { apiKeyInUse } from "./apiKeys";
+import { vouchFor } from "../http/vouchedCallers";
 
 export interface SessionUser {
   id: string;
@@ -40,7 +41,9 @@ export async function identify(db: Db, req: IncomingMessage, secret: string): Pr
   if (auth) {
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
     const found = m ? await apiKeyInUse(db, m[1]) : null;
-    return found ? { user: found.user, keyId: found.keyId } : { user: null, error: "Invalid API key." };
+    if (!found) return { user: null, error: "Invalid API key." };
+    vouchFor(req);
+    return { user: found.user, keyId: found.keyId };
   }
   const cookies = parseCookies(req.headers.cookie);
   if (!Object.keys(cookies).some((k) => k.includes("next-auth.session-token"))) return { user: null };
@@ -52,5 +55,6 @@ export async function identify(db: Db, req: IncomingMessage, secret: string): Pr
   if (!token?.sub) return { user: null };
   // Read the role from the database so an admin change applies without signing in again.
   const user = await db.user.findUnique({ where: { id: token.sub }, select: { id: true, email: true, role: true } });
+  if (user) vouchFor(req);
   return { user };
 }

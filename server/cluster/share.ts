@@ -2,6 +2,7 @@ import type { Coordinator } from "../coordinator/coordinator";
 import type { Cluster } from "./cluster";
 import type { NodeSnapshot } from "./presence";
 import { NodeRpc } from "./rpc";
+import { calcOnVolunteer } from "../services/calc/calc";
 import { InteractiveError, type InteractiveErrorCode, type InteractiveOutcome } from "../coordinator/interactive";
 
 /** Longer than the asked node's own tries (two volunteers, 3 s each). */
@@ -28,7 +29,11 @@ export function shareWithCluster(cluster: Cluster, coordinator: Coordinator, opt
 
   // Interactive tasks: a node without volunteers hands a calculation to one that has some.
   const rpc = new NodeRpc(cluster.bus, cluster.nodeId);
-  rpc.serve("calc", (input) => coordinator.interactive.run("calc", input));
+  rpc.serve("calc", async (input) => {
+    const expression = (input as { expression?: unknown } | null)?.expression;
+    if (typeof expression !== "string") throw new InteractiveError("evaluation", "a calculation needs an expression");
+    return calcOnVolunteer(coordinator, expression);
+  });
   const elsewhere = {
     async calc(input: { expression: string }): Promise<InteractiveOutcome> {
       const others = (await presence.nodes()).filter((n) => n.id !== cluster.nodeId && n.volunteers.length > 0);

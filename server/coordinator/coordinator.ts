@@ -12,6 +12,7 @@ import type { InteractiveRouter } from "./interactive";
 import { Verifier } from "./verifier";
 import { ProgramAudits } from "./programAudits";
 import { ReliabilityBook, type BanPolicy } from "./reliabilityBook";
+import { hostKey } from "../services/volunteers/reliability";
 import { VolunteerEdge, type VolunteerIdentity } from "./edge";
 import { OutputDigests } from "./outputDigests";
 import { ResultPipeline, type Notices } from "./resultPipeline";
@@ -20,6 +21,8 @@ import { JobLifecycle } from "./jobLifecycle";
 import { Dispatcher } from "./dispatch";
 import { Commit } from "./commit";
 import type { Live } from "./live";
+import { JobsWithBlobs } from "./liveBlobs";
+import type { BlobTokens } from "./blobTokens";
 import { SliceHolder, type SliceHolderOptions } from "./sliceHolder";
 
 export interface CoordinatorOptions {
@@ -50,6 +53,8 @@ export interface CoordinatorOptions {
    * work it claims (sliceHolder.ts) instead of every running job.
    */
   cluster?: Omit<SliceHolderOptions, "url"> & { url: () => string };
+  /** Signs the blobs tasks read (blobTokens.ts); without it, /api/blobs serves anyone only this node's jobs' blobs. */
+  blobTokens?: BlobTokens;
 }
 
 /**
@@ -68,6 +73,8 @@ export class Coordinator extends EventEmitter {
   /** Interactive tasks (calc): routed to the least loaded of two random volunteers. */
   readonly interactive: InteractiveRouter;
   private readonly live: Live;
+  /** The jobs running here, and the blobs they read (what /api/blobs serves to anyone). */
+  private readonly jobs = new JobsWithBlobs();
   /** The server's own recomputation of built-in kernels' units (spot-checks). */
   private readonly verifier = new Verifier();
   /** Large results frames' outputs digested off the loop. */
@@ -89,7 +96,7 @@ export class Coordinator extends EventEmitter {
     const epoch = opts.cluster ? `${opts.cluster.nodeId}.${Date.now().toString(36)}` : Date.now().toString(36);
     this.scheduler = new Scheduler({ epoch, ...(trust ? { trust } : {}) });
     const live: Live = (this.live = {
-      scheduler: this.scheduler, jobs: new Map(), conns: new Map(), observer: opts.observer ?? noObserver, now: opts.now ?? Date.now,
+      scheduler: this.scheduler, jobs: this.jobs, conns: new Map(), observer: opts.observer ?? noObserver, now: opts.now ?? Date.now,
       log: (msg) => this.log(msg), emit: (event: string, ...args: string[]) => this.emit(event, ...args), closed: false,
     });
     const { db, blobs } = opts;
@@ -102,7 +109,7 @@ export class Coordinator extends EventEmitter {
     });
     const queue = commit.queue;
     const dispatch = new Dispatcher(live, {
-      verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000,
+      verifier, backlog: () => queue.size, errorWaitMs: opts.errorWaitMs ?? 15_000, ...(opts.blobTokens ? { blobTokens: opts.blobTokens } : {}),
       failJob: (jobId, reason) => void lifecycle.finish(jobId, "failed", reason),
       ...(opts.cluster ? { leased: () => holder!.leased(), capacity: () => holder!.capacityChanged() } : {}),
     });
@@ -239,6 +246,29 @@ export class Coordinator extends EventEmitter {
 
   volunteers() {
     return this.edge.volunteers();
+  }
+
+  /**
+   * Whether anyone may fetch this blob: a job running here reads it, or the caller holds a
+   * token a task (of any node's) carried for it. Volunteers fetch blobs anonymously.
+   */
+  readsBlob(hash: string, token?: string | null): boolean {
+    return this.jobs.blobs.has(hash) || !!this.opts.blobTokens?.verify(hash, token);
+  }
+
+  /**
+   * The volunteer on connection `key` answered an interactive task with what the server's own
+   * evaluation proves wrong: banned and backtracked like a host that failed a spot-check.
+   * False when the connection is gone (its host is then banned alone: the account is unknown).
+   */
+  caughtInteractive(key: string, volunteerId: string, reason: string): boolean {
+    const c = this.live.conns.get(key);
+    if (c) this.pipeline.proven(c.volunteerId, c.accountId, reason);
+    else {
+      const until = new Date(this.live.now() + this.opts.banPolicy.hours * 3600_000);
+      this.edge.ban(hostKey(volunteerId), until, reason).catch((e: Error) => this.log(`banning ${volunteerId} failed: ${e.message}`));
+    }
+    return !!c;
   }
 
   /** Bans a host ("host:<volunteerId>") or an account until `until`, closing its sockets. */

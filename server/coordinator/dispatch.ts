@@ -5,6 +5,8 @@ import { insertAtRandom, RINGER_SHARE, ringerInput, type Ringer } from "./ringer
 import { send, windowOf, type VolunteerConn } from "./connection";
 import type { Live } from "./live";
 import { LRUCache } from "lru-cache";
+import { blobsOf } from "./liveBlobs";
+import type { BlobTokens } from "./blobTokens";
 
 /**
  * Volunteer ids that let a lease lapse, or left holding tasks they never answered, in the
@@ -39,6 +41,8 @@ export interface DispatchDeps {
   leased?(): void;
   /** Cluster mode: a volunteer's threads changed. */
   capacity?(): void;
+  /** Signs the blobs tasks read, so any node serves them (absent: only the jobs' own node does). */
+  blobTokens?: BlobTokens;
 }
 
 /**
@@ -85,13 +89,13 @@ export class Dispatcher {
     this.armLocalityTimer();
     this.sendPrefetches();
     if (!leased.length) return;
-    const tasks = leased.map(toWire);
+    const tasks = leased.map((t) => this.toWire(t));
     if (ring && !this.addRinger(conn, tasks)) {
       // No ringer can be made of these tasks (a program's units are audited instead): the
       // place kept for it goes to a task, or a newcomer would get no prefetch at all.
       const more = scheduler.leaseTasks(conn.key, now, 1);
       leased = leased.concat(more);
-      for (const t of more) tasks.push(toWire(t));
+      for (const t of more) tasks.push(this.toWire(t));
     }
     this.deps.leased?.();
     observer.dispatched(leased.length);
@@ -145,7 +149,7 @@ export class Dispatcher {
   private sendPrefetches() {
     for (const [key, blobs] of this.live.scheduler.takePrefetches()) {
       const conn = this.live.conns.get(key);
-      if (conn) send(conn.ws, { type: "prefetch", blobs });
+      if (conn) send(conn.ws, { type: "prefetch", blobs, ...(this.deps.blobTokens ? { tokens: blobs.map((h) => this.deps.blobTokens!.tokenFor(h)) } : {}) });
     }
   }
 
@@ -185,6 +189,18 @@ export class Dispatcher {
     this.leaseTimer.unref();
   }
 
+  /** A lease as it goes out; a task that reads blobs carries a token for each (blobTokens.ts). */
+  private toWire(t: TaskAssignment): WireTask {
+    const wire: WireTask = { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
+    const tokens = this.deps.blobTokens;
+    // Only programs' tasks read blobs: the built-in kernels' (the hot path) go out as they are.
+    if (tokens && t.kernel === "program") {
+      const hashes = blobsOf(t.params, [t]);
+      if (hashes.length) wire.blobs = Object.fromEntries(hashes.map((h) => [h, tokens.tokenFor(h)]));
+    }
+    return wire;
+  }
+
   // ---- ringers ------------------------------------------------------------------------
 
   /**
@@ -211,7 +227,11 @@ export class Dispatcher {
     if (input === undefined) return false;
     const taskId = scheduler.mintTaskId();
     // A ringer is its model's kind of unit, with another seed: the same work.
-    const expected = this.deps.verifier.recompute(model.kernel, model.params, input, sample?.work).then((c) => c.digest, () => undefined);
+    const expected = this.deps.verifier
+      .recompute(model.kernel, model.params, input, {
+        work: sample?.work, stale: () => scheduler.jobState(model.jobId) !== "running", owner: this.live.jobs.get(model.jobId)?.ownerId,
+      })
+      .then((c) => c.digest, () => undefined);
     this.ringers.set(taskId, { conn: conn.key, jobId: model.jobId, kernel: model.kernel, expected });
     conn.ringer = taskId;
     // It holds a place of the volunteer's window until it comes back.
@@ -343,8 +363,4 @@ export class Dispatcher {
     clearTimeout(this.localityTimer);
     clearInterval(this.sweepTimer);
   }
-}
-
-function toWire(t: TaskAssignment): WireTask {
-  return { taskId: t.taskId, jobId: t.jobId, kernel: t.kernel, params: t.params, input: t.input, deadline: t.deadline };
 }

@@ -8,8 +8,9 @@ import { checkVolunteer, claimAnonymousCredits, volunteerRow, WRONG_TOKEN } from
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { anonAccount, userAccount } from "../services/credits/accounts";
 import { UserError } from "../services/errors";
+import { closeKeySockets } from "../auth/keySockets";
 import type { SharedLimiter } from "../cluster/limiter";
-import { addressKey, networkOf } from "./network";
+import { addressKey, errorVoice, networkOf } from "./network";
 import { send, windowFor, windowOf, type VolunteerConn } from "./connection";
 import { atEndOfTurn } from "./cork";
 import { InteractiveRouter } from "./interactive";
@@ -294,7 +295,7 @@ export class VolunteerEdge implements Notices {
     this.live.scheduler.addVolunteer(conn.key, {
       window: windowOf(conn), host: msg.volunteerId, account: accountId,
       hostRecord: toRecord(records.get(host)!), accountRecord: toRecord(records.get(accountId)!),
-      speed: benchmark, network: networkOf(address),
+      speed: benchmark, network: networkOf(address), voice: errorVoice(accountId, userId, networkOf(address)),
     });
     send(ws, {
       type: "welcome", protocol: PROTOCOL_VERSION, volunteerId: msg.volunteerId, account: accountId,
@@ -382,6 +383,7 @@ export class VolunteerEdge implements Notices {
    */
   revokeKey(keyId: string) {
     this.revokedKeys.add(keyId);
+    closeKeySockets(keyId, "API key revoked");
     for (const c of this.live.conns.values()) {
       if (c.keyId !== keyId) continue;
       send(c.ws, { type: "error", code: "key-revoked", message: KEY_REVOKED });

@@ -9,6 +9,8 @@ import type { InteractiveKernel } from "../../worker/interactive";
 // a burst of requests spreads out instead of herding onto whoever last reported the minimum.
 
 export const INTERACTIVE_TIMEOUT_MS = 3000;
+/** How long a connection that let a task time out is passed over (20 silent sockets made calc time out for everyone). */
+export const SILENT_PASS_MS = 60_000;
 /** Volunteers asked per request: the first choice, then one retry elsewhere. */
 export const INTERACTIVE_ATTEMPTS = 2;
 
@@ -53,6 +55,8 @@ export interface InteractiveOutcome {
   value: number;
   ops: string[];
   volunteerId: string;
+  /** The connection that answered, on the node that routed the task (see Coordinator.caughtInteractive). */
+  key: string;
   /** Milliseconds from the request to the answer (retries included). */
   ms: number;
   /** Volunteers asked (1, or 2 after a retry). */
@@ -108,6 +112,8 @@ export class InteractiveRouter {
   private readonly loads = new Map<string, VolunteerLoad>();
   private readonly inFlight = new Map<string, number>();
   private readonly pending = new Map<string, Pending>();
+  /** Connections that let a task time out, and until when (this.now()) they are passed over. */
+  private readonly silent = new Map<string, number>();
   private seq = 0;
   private closed = false;
 
@@ -142,7 +148,8 @@ export class InteractiveRouter {
   /** The volunteer the next task would go to, or undefined when none can take it. */
   pick(exclude: ReadonlySet<string> = new Set()): InteractiveCandidate | undefined {
     // Paused volunteers (0 threads) have said they want no work.
-    const open = this.host.candidates().filter((c) => c.threads > 0 && !exclude.has(c.key));
+    const now = this.now();
+    const open = this.host.candidates().filter((c) => c.threads > 0 && !exclude.has(c.key) && !((this.silent.get(c.key) ?? 0) > now));
     return chooseTwo(open, (c) => this.score(c), this.random);
   }
 
@@ -156,9 +163,18 @@ export class InteractiveRouter {
     p.settle({ ok: true, value: parsed.data.value, ops: parsed.data.ops });
   }
 
+  /** Connections passed over now for having let a task time out. */
+  private silentNow(): number {
+    const now = this.now();
+    let n = 0;
+    for (const until of this.silent.values()) if (until > now) n++;
+    return n;
+  }
+
   /** The connection is gone: its unanswered tasks move on to another volunteer now. */
   forget(key: string) {
     this.loads.delete(key);
+    this.silent.delete(key);
     for (const p of [...this.pending.values()]) {
       if (p.key === key) p.settle({ ok: false, retry: true, reason: "the volunteer disconnected" });
     }
@@ -181,13 +197,14 @@ export class InteractiveRouter {
       if (this.closed) throw new InteractiveError("closed", "the server is shutting down");
       const target = this.pick(tried);
       if (!target) {
+        if (attempt === 1 && this.silentNow() > 0) throw new InteractiveError("timeout", `no volunteer answers now: ${this.silentNow()} connected let a task time out in the last minute`);
         if (attempt === 1) throw new InteractiveError("no-volunteers", "no volunteers are connected to compute this; try again when one joins");
         break;
       }
       tried.add(target.key);
       const r = await this.ask(target, kernel, input);
       if (r.ok) {
-        return { value: r.value, ops: r.ops, volunteerId: target.volunteerId, ms: this.now() - started, attempts: attempt };
+        return { value: r.value, ops: r.ops, volunteerId: target.volunteerId, key: target.key, ms: this.now() - started, attempts: attempt };
       }
       if (!r.retry) throw new InteractiveError(this.closed ? "closed" : "evaluation", r.reason);
       lastReason = r.reason;
@@ -199,7 +216,10 @@ export class InteractiveRouter {
   private ask(target: InteractiveCandidate, kernel: InteractiveKernel, input: unknown) {
     const id = `i${(++this.seq).toString(36)}`;
     return new Promise<Parameters<Pending["settle"]>[0]>((resolve) => {
-      const timer = setTimeout(() => settle({ ok: false, retry: true, reason: `no answer within ${this.timeoutMs} ms` }), this.timeoutMs);
+      const timer = setTimeout(() => {
+        this.silent.set(target.key, this.now() + SILENT_PASS_MS);
+        settle({ ok: false, retry: true, reason: `no answer within ${this.timeoutMs} ms` });
+      }, this.timeoutMs);
       const settle: Pending["settle"] = (r) => {
         if (!this.pending.delete(id)) return;
         clearTimeout(timer);

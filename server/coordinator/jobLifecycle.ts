@@ -17,6 +17,7 @@ import { toRecord, type ReliabilityBook } from "./reliabilityBook";
 import type { Commit } from "./commit";
 import type { Dispatcher } from "./dispatch";
 import { compactPays, payOf, type JobMeta, type Live } from "./live";
+import { blobsOf } from "./liveBlobs";
 
 type FinishOp = Extract<PersistOp, { type: "finish" }>;
 
@@ -182,6 +183,8 @@ export class JobLifecycle {
       // Every output of a program's round started afresh passes through here: its step can run from memory.
       ...(round && spec.kernel === PROGRAM_KERNEL && !recovered && !this.deps.slices ? { outputs: new Map<number, unknown>() } : {}),
     });
+    // Its volunteers fetch these by hash: served to anyone while the job runs here (liveBlobs.ts).
+    jobs.blobs.add(spec.id, blobsOf(spec.params, spec.units));
     const { outcomes } = scheduler.addJob(spec, this.live.now(), recovered);
     for (const o of outcomes) this.deps.outcome(o);
     if (scheduler.jobState(spec.id) === "completed" && !outcomes.some((o) => o.kind === "validated" && o.jobDone)) {

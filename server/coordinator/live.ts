@@ -1,4 +1,5 @@
 import type { ZodType } from "zod";
+import type { JobsWithBlobs } from "./liveBlobs";
 import type { Scheduler } from "../scheduler";
 import type { JobSpec } from "../scheduler/types";
 import type { CoordinatorObserver } from "../monitoring/observer";
@@ -56,8 +57,11 @@ export interface JobMeta {
  */
 export interface Live {
   readonly scheduler: Scheduler;
-  /** By scheduler job id (each round of an iterative job is a scheduler job of its own). */
-  readonly jobs: Map<string, JobMeta>;
+  /**
+   * By scheduler job id (each round of an iterative job is a scheduler job of its own), with
+   * the blobs they read: a job deleted here takes its blobs with it.
+   */
+  readonly jobs: JobsWithBlobs;
   /** Sockets after their hello, by scheduler key. */
   readonly conns: Map<string, VolunteerConn>;
   readonly observer: CoordinatorObserver;

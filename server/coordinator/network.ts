@@ -29,3 +29,15 @@ export function networkOf(address: string | undefined): string | undefined {
   if (net.isIPv6(a)) return ipv6Prefix(a, 3);
   return undefined;
 }
+
+/**
+ * Whom a volunteer's errors on a unit speak for, toward the unit's maxErrors and instances
+ * (VolunteerInfo.voice): a signed-in account for itself (sign-ups are limited per address), an
+ * anonymous id for its network, so that ids made up in one place count once whatever work they
+ * did first (one valid result each made three free ids three voices, enough to fail a job whose
+ * units the server cannot recompute). Undefined (the id alone) when the network is unknown.
+ */
+export function errorVoice(accountId: string, userId: string | null | undefined, network: string | undefined): string | undefined {
+  if (userId) return `account:${accountId}`;
+  return network === undefined ? undefined : `net:${network}`;
+}

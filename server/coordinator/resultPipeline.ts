@@ -210,7 +210,10 @@ export class ResultPipeline {
       let outcome: ResultOutcome | undefined;
       let computed: Awaited<ReturnType<Verifier["recompute"]>> | undefined;
       try {
-        computed = await this.deps.verifier.recompute(o.kernel, o.params, o.input, o.work);
+        // A check still queued when its job ends (a stranger's cancel) is dropped unrun.
+        computed = await this.deps.verifier.recompute(o.kernel, o.params, o.input, {
+          work: o.work, stale: () => scheduler.jobState(o.jobId) !== "running", owner: this.live.jobs.get(o.jobId)?.ownerId,
+        });
       } catch (e) {
         this.live.log(`spot-check of unit ${o.unitId} could not run (${(e as Error).message}); decided without it`);
       }
@@ -316,6 +319,16 @@ export class ResultPipeline {
     for (const c of this.live.conns.values()) {
       if (wanted.has(c.volunteerId) && this.live.scheduler.freeSlots(c.key) > 0) this.deps.dispatch.dispatch(c);
     }
+  }
+
+  /**
+   * A host proved to cheat outside a result (an interactive answer contradicting the server's
+   * own): banned with its account, its sockets closed and what it returned backtracked, as a
+   * failed spot-check does.
+   */
+  proven(host: string, account: string, reason: string) {
+    const ref: ResultRef = { taskId: "", host, account, output: null, digest: "" };
+    this.caught(ref, this.deps.caught.ban([ref], reason), reason);
   }
 
   private caught(r: ResultRef, until: Date, reason: string) {

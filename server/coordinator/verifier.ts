@@ -14,6 +14,15 @@ export const MAX_CHECK_WORK_MS = 5000;
 
 /** Longest a spot-check (or a batch of them) may take before the unit is decided without it. */
 const CHECK_TIMEOUT_MS = 30_000;
+/**
+ * A check may take this many times its unit's estimate (at least CHECK_MIN_MS) before it is
+ * given up: a stranger's mandelbrot view inside a bulb of the set ran 47 times its estimate,
+ * and thirteen such units, faked at once and the job cancelled (its escrow back), held the
+ * one check thread at 30 s a unit, and every newcomer's checks behind them, for 13 minutes.
+ * The kernels' estimates are within about 10 times of honest units' times.
+ */
+const CHECK_SLACK = 10;
+const CHECK_MIN_MS = 2000;
 /** Checks sent to the thread in one message at most. */
 const MAX_BATCH = 64;
 /** A check of a unit estimated at most this many ms (UnitSpec.work, the reference machine) may run on the event loop. */
@@ -34,6 +43,20 @@ interface Check {
   reject: (e: Error) => void;
   /** Sent alone: its batch failed (time limit, crash), so it gets a thread and a time limit of its own. */
   alone: boolean;
+  /** Most ms it may take (see CHECK_SLACK). */
+  limitMs: number;
+  /** True once the check is no longer wanted (its job ended): it is dropped unrun. */
+  stale?: () => boolean;
+}
+
+/** What a check is about, besides its unit. */
+export interface CheckOptions {
+  /** The unit's estimated work (UnitSpec.work, ms on the reference machine). */
+  work?: number;
+  /** The check is dropped unrun (rejected) if this is true when its turn comes. */
+  stale?: () => boolean;
+  /** Whose job it is: owners take turns at the thread. */
+  owner?: string;
 }
 
 /**
@@ -49,6 +72,11 @@ interface Check {
  * time limit, or its thread died) is sent again one check at a time, so one slow or hostile
  * unit cannot get others decided without their checks.
  *
+ * Owners take turns: a batch holds one owner's checks, and the next batch goes to the next
+ * owner waiting (round robin, as the reduce threads' FairSlots). In one line, a stranger's
+ * slow units, faked by the dozen, went first and every newcomer's check of other jobs, which
+ * its first job waits on, queued behind them all; now it waits for one batch of theirs.
+ *
  * A unit of a kernel whose time its estimate bounds, and tiny (a millisecond or less by that
  * estimate), is checked on the event loop instead, up to a millisecond of such checks a turn:
  * waking the thread and hearing its answer cost the loop more than the check (a `pi` unit of
@@ -58,7 +86,8 @@ interface Check {
 export class Verifier {
   private thread: BatchWorker | undefined;
   private warming: Promise<void> | undefined;
-  private readonly queue: Check[] = [];
+  /** Queued checks by owner, the owners in the order they will be served. */
+  private readonly queues = new Map<string, Check[]>();
   private running = false;
   private closed = false;
   checks = 0;
@@ -85,13 +114,18 @@ export class Verifier {
     return (this.warming ??= this.run({ kernel: "pi", params: { samples: 1000, seed: 1 }, input: { seed: 1, samples: 1000 } }).then(() => undefined, () => undefined));
   }
 
-  /** Recomputes a unit; `workMs` is its estimated work (UnitSpec.work): a tiny unit may be checked on the event loop. */
-  async recompute(kernel: string, params: unknown, input: unknown, workMs?: number): Promise<{ output: unknown; json: string; digest: string }> {
+  /**
+   * Recomputes a unit. With its estimated work a tiny unit may be checked on the event loop,
+   * and a check may take CHECK_SLACK times it.
+   */
+  async recompute(kernel: string, params: unknown, input: unknown, opts: CheckOptions = {}): Promise<{ output: unknown; json: string; digest: string }> {
+    const { work: workMs, stale, owner = "" } = opts;
     if (workMs !== undefined && workMs > MAX_CHECK_WORK_MS) {
       throw new Error(`the unit is estimated at ${(workMs / 1000).toFixed(1)} s of work, more than the server recomputes (${MAX_CHECK_WORK_MS / 1000} s)`);
     }
     this.checks++;
-    const output = this.inlineTurn(kernel, workMs) ? this.runInline(kernel, params, input) : (await this.run({ kernel, params, input })).output;
+    const limitMs = workMs === undefined ? this.timeoutMs : Math.min(this.timeoutMs, Math.max(CHECK_MIN_MS, CHECK_SLACK * workMs));
+    const output = this.inlineTurn(kernel, workMs) ? this.runInline(kernel, params, input) : (await this.run({ kernel, params, input }, limitMs, stale, owner)).output;
     const json = canonicalJson(output);
     return { output, json, digest: digestOf(json) };
   }
@@ -115,26 +149,35 @@ export class Verifier {
     }
   }
 
-  private run(task: TaskRun): Promise<TaskResult> {
+  private run(task: TaskRun, limitMs = this.timeoutMs, stale?: () => boolean, owner = ""): Promise<TaskResult> {
     if (this.closed) return Promise.reject(new Error("the verifier is closed"));
     return new Promise((resolve, reject) => {
-      this.queue.push({ task, resolve, reject, alone: false });
+      const check: Check = { task, resolve, reject, alone: false, limitMs, ...(stale ? { stale } : {}) };
+      const queue = this.queues.get(owner);
+      if (queue) queue.push(check);
+      else this.queues.set(owner, [check]);
       if (!this.running) void this.pump();
     });
   }
 
   private async pump() {
     this.running = true;
-    while (this.queue.length && !this.closed) {
-      const batch = this.queue[0].alone ? this.queue.splice(0, 1) : this.takeBatch();
+    while (this.queues.size && !this.closed) {
+      this.dropStale();
+      const turn = this.nextTurn();
+      if (!turn) break;
+      const [owner, batch] = turn;
       const answers = await this.send(batch);
       if (this.closed) {
         for (const c of batch) c.reject(new Error("the verifier is closed"));
       } else if (Array.isArray(answers)) {
         answers.forEach((a, i) => ("result" in a ? batch[i].resolve(a.result) : batch[i].reject(new Error(a.error))));
       } else if (batch.length > 1) {
+        // Each again alone, at the head of its owner's line (the owner keeps its place in the round).
         for (const c of batch) c.alone = true;
-        this.queue.unshift(...batch);
+        const queue = this.queues.get(owner);
+        if (queue) queue.unshift(...batch);
+        else this.queues.set(owner, batch);
       } else {
         batch[0].reject(answers);
       }
@@ -142,11 +185,33 @@ export class Verifier {
     this.running = false;
   }
 
-  /** The checks not marked alone from the head of the queue, up to MAX_BATCH. */
-  private takeBatch(): Check[] {
-    let n = 0;
-    while (n < this.queue.length && n < MAX_BATCH && !this.queue[n].alone) n++;
-    return this.queue.splice(0, n);
+  /** Rejects, unrun, the queued checks no longer wanted (their jobs ended). */
+  private dropStale() {
+    for (const [owner, queue] of this.queues) {
+      let kept = 0;
+      for (const c of queue) {
+        if (c.stale?.()) c.reject(new Error("its job ended before its turn"));
+        else queue[kept++] = c;
+      }
+      queue.length = kept;
+      if (!kept) this.queues.delete(owner);
+    }
+  }
+
+  /**
+   * The first owner in line and its batch: one check marked alone, or those not marked alone
+   * from the head of its line, up to MAX_BATCH. An owner with more goes to the back of the line.
+   */
+  private nextTurn(): [string, Check[]] | undefined {
+    const first = this.queues.entries().next();
+    if (first.done) return undefined;
+    const [owner, queue] = first.value;
+    let n = 1;
+    if (!queue[0].alone) while (n < queue.length && n < MAX_BATCH && !queue[n].alone) n++;
+    const batch = queue.splice(0, n);
+    this.queues.delete(owner);
+    if (queue.length) this.queues.set(owner, queue);
+    return [owner, batch];
   }
 
   /** The batch's answers, or why the batch failed as a whole (the thread is then replaced). */
@@ -154,8 +219,9 @@ export class Verifier {
     const thread = (this.thread ??= startKernelThread({ maxOldGenerationSizeMb: 512 }));
     this.batches++;
     let timer: NodeJS.Timeout | undefined;
+    const limitMs = Math.min(this.timeoutMs, batch.reduce((sum, c) => sum + c.limitMs, 0));
     const limit = new Promise<Error>((resolve) => {
-      timer = setTimeout(() => resolve(new Error(`time limit of ${this.timeoutMs / 1000} s exceeded`)), this.timeoutMs);
+      timer = setTimeout(() => resolve(new Error(`time limit of ${limitMs / 1000} s exceeded`)), limitMs);
     });
     const answer = await Promise.race([thread.runMany(batch.map((c) => c.task)).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))), limit]);
     clearTimeout(timer);
@@ -168,7 +234,8 @@ export class Verifier {
 
   close() {
     this.closed = true;
-    for (const c of this.queue.splice(0)) c.reject(new Error("the verifier is closed"));
+    for (const queue of this.queues.values()) for (const c of queue) c.reject(new Error("the verifier is closed"));
+    this.queues.clear();
     this.thread?.terminate();
     this.thread = undefined;
   }

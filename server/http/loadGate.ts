@@ -2,6 +2,8 @@ import type http from "node:http";
 import { performance as nodePerformance } from "node:perf_hooks";
 import { TRPC_ERROR_CODES_BY_KEY } from "@trpc/server/rpc";
 import { RateLimiter } from "../services/calc/rateLimit";
+import { addressKey } from "../coordinator/network";
+import { credentialOf, isVouched } from "./vouchedCallers";
 
 // Shedding at the edge. When the event loop falls behind, every request queues behind every
 // other, health probes included, until clients time out (`npm run stress` saw health p99 at
@@ -67,6 +69,9 @@ export class LoopDelay {
   }
 }
 
+/** What a `jobs.estimate` call costs of its caller's rate (LoadGateOptions.procedureCost): ten a second at 50 calls a second. */
+export const ESTIMATE_COST = 5;
+
 /** The procedures a tRPC path names: several in a batch ("monitoring.history,alerts.list"); none off tRPC. */
 function procedures(pathname: string): string[] {
   if (!pathname.startsWith("/api/trpc/")) return [];
@@ -106,18 +111,14 @@ export interface LoadGate {
 }
 
 /**
- * Who is calling, as far as the edge can tell without a database lookup: the API key or the
- * session cookie as sent (a wrong one only limits itself), else the address.
+ * Who is calling, as far as the edge can tell without a database lookup: an API key or a
+ * session identify() has verified before, else the network address (addressKey). Keyed by the
+ * credential as sent, a client that sent a new made-up session cookie with each call was a new
+ * caller each time, with a fresh rate and its own 16 calls in progress.
  */
-function caller(req: http.IncomingMessage): string {
-  const auth = req.headers.authorization;
-  // The key as identify() reads it: spelt `bearer`, `BEARER` or with a tab, it is one caller.
-  // A header that names no key is refused there; here it counts as its address.
-  const key = auth ? /^Bearer\s+(\S+)$/i.exec(auth)?.[1] : undefined;
-  if (key) return `key ${key}`;
-  if (auth) return `address ${req.socket.remoteAddress ?? "?"}`;
-  const session = /(?:^|;\s*)(?:__Secure-)?next-auth\.session-token=([^;]+)/.exec(req.headers.cookie ?? "");
-  return session ? `session ${session[1]}` : `address ${req.socket.remoteAddress ?? "?"}`;
+function caller(req: http.IncomingMessage, ipOf: (req: http.IncomingMessage) => string): string {
+  const credential = credentialOf(req);
+  return credential && isVouched(credential) ? credential : `address ${addressKey(ipOf(req))}`;
 }
 
 /**
@@ -164,6 +165,14 @@ export interface LoadGateOptions {
    * at once (a client retrying in a tight loop): each would still cost its authentication.
    */
   perCallerRate?: number;
+  /**
+   * What one call of a procedure costs of its caller's rate, where it is more than one: a call
+   * that costs the loop many times an ordinary one (a public estimate of 10,000 units, ~25 ms)
+   * let one caller within 50 calls a second keep a core busy.
+   */
+  procedureCost?: Record<string, number>;
+  /** The client's address (TRUST_PROXY): a caller without a verified credential is its network. */
+  ipOf?: (req: http.IncomingMessage) => string;
   random?: () => number;
   /** The loop's measures (default: a LoopDelay of the gate's own; tests give fixed ones). */
   loop?: Pick<LoopDelay, "utilization" | "current" | "stop">;
@@ -179,6 +188,8 @@ export interface LoadGateOptions {
  */
 export function createLoadGate(opts: LoadGateOptions): LoadGate {
   const random = opts.random ?? Math.random;
+  const ipOf = opts.ipOf ?? ((req: http.IncomingMessage) => req.socket.remoteAddress ?? "?");
+  const costOf = (procs: string[]) => Math.max(1, procs.reduce((sum, p) => sum + (opts.procedureCost?.[p] ?? 1), 0));
   const loop = opts.delayMs > 0 ? (opts.loop ?? new LoopDelay()) : undefined;
   // How far past the threshold the loop is (0 at it, 1 at twice it), while it is also busy.
   const pressure = () => (loop && loop.utilization() >= BUSY_SHARE ? Math.max(0, (loop.current() - opts.delayMs) / opts.delayMs) : 0);
@@ -211,20 +222,20 @@ export function createLoadGate(opts: LoadGateOptions): LoadGate {
       const procs = procedures(pathname);
       if (exempt(pathname, procs, opts.operator)) return false;
       const limited = opts.maxRequests > 0 && counted(req, pathname);
-      const who = limited ? `caller ${caller(req)}` : undefined;
+      const who = limited ? `caller ${caller(req, ipOf)}` : undefined;
       // Callers with calls in progress are shed first: from the threshold on, all at twice it.
       // A caller with none (a consumer submitting now and then beside a flood) is shed only
       // past twice the threshold, all at three times it.
       const lone = who !== undefined && !inFlight.has(who);
       if (random() < pressure() - (lone ? 1 : 0)) return refuse(req, res, pathname, procs, 503, opts.onShed);
       if (!limited) return false;
-      if (rate && !rate.take(who!, Math.max(1, procs.length))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
+      if (rate && !rate.take(who!, costOf(procs))) return refuse(req, res, pathname, procs, 429, opts.onShed, MESSAGES.rate);
       if (pathname.startsWith("/api/trpc/") && hasBody(req)) return false;
       return hold(req, res, pathname, procs, who!);
     },
     admit(req, res, pathname) {
       if (!(opts.maxRequests > 0) || !counted(req, pathname)) return false;
-      return hold(req, res, pathname, procedures(pathname), `caller ${caller(req)}`);
+      return hold(req, res, pathname, procedures(pathname), `caller ${caller(req, ipOf)}`);
     },
     stop: () => loop?.stop(),
   };

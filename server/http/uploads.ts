@@ -20,14 +20,18 @@ function reply(res: ServerResponse, status: number, body: unknown, close = false
 /**
  * POST /api/programs?name=… and POST /api/data?name=… (raw bytes in the body, signed in or
  * with an API key): programs and data files are stored content-addressed. GET
- * /api/blobs/<sha256> serves stored bytes to volunteers: a hash is a capability, and
- * anything a task needs is by nature shown to the volunteer computing it.
+ * /api/blobs/<sha256> serves stored bytes: to anyone while a job running here reads them, or
+ * with `?t=<token>`, the token a task that reads them carried (blobTokens.ts; volunteers are
+ * anonymous, and anything a task needs is by nature shown to the volunteer computing it),
+ * else to the account that uploaded them only. Anyone else is told there is no such blob, as
+ * if it were not stored.
  */
 export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
   const path = url.pathname;
   if (req.method === "GET" && path.startsWith("/api/blobs/")) {
     const hash = path.slice("/api/blobs/".length);
     if (!isSha256(hash)) return reply(res, 400, { error: "Blobs are named by their sha256 (64 hex digits)." }), true;
+    if (!deps.coordinator.readsBlob(hash, url.searchParams.get("t")) && !(await ownsBlob(deps, req, hash))) return reply(res, 404, { error: `No blob ${hash}.` }), true;
     // Streamed from the store: a data file may be 64 MiB, and anyone with its hash may ask.
     let blob: Awaited<ReturnType<typeof deps.blobs.open>>;
     try {
@@ -40,8 +44,8 @@ export async function serveUploads(deps: AppDeps, req: IncomingMessage, res: Ser
     res.writeHead(200, {
       "content-type": "application/octet-stream",
       "content-length": blob.bytes,
-      // Content-addressed: the bytes behind a hash never change.
-      "cache-control": "public, max-age=31536000, immutable",
+      // Content-addressed: the bytes behind a hash never change. Private: not every caller may have them.
+      "cache-control": "private, max-age=31536000, immutable",
       "x-content-type-options": "nosniff",
     });
     await pipeline(blob.stream, res).catch(() => undefined);
@@ -125,4 +129,17 @@ function admit(deps: AppDeps, account: string): "busy" | "yours" | { take(bytes:
       else state.byAccount.delete(account);
     },
   };
+}
+
+/**
+ * Whether the caller uploaded this blob: a data file, or a program (its source, or for JS its
+ * compiled script and source map, which the portal's trial run fetches).
+ */
+async function ownsBlob(deps: AppDeps, req: IncomingMessage, hash: string): Promise<boolean> {
+  const who = await identify(deps.db, req, deps.env.NEXTAUTH_SECRET);
+  if (!who.user) return false;
+  const ownerId = who.user.id;
+  if (await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } })) return true;
+  const program = await deps.db.program.findFirst({ where: { OR: [{ hash }, { scriptHash: hash }, { sourceMapHash: hash }] }, select: { hash: true } });
+  return !!program && !!(await deps.db.programUpload.findUnique({ where: { hash_ownerId: { hash: program.hash, ownerId } }, select: { hash: true } }));
 }

@@ -20,13 +20,16 @@ export interface UnitRecord {
   readonly job: JobRecord;
   /** Validated. Terminal. */
   done: boolean;
-  /** Errors reported by volunteers for this unit, across all its instances. */
+  /**
+   * Errors that count toward the job's maxErrors and the unit's maxInstances: one per distinct
+   * voice among the hosts that reported one (see errorVoice).
+   */
   errors: number;
   /**
-   * Hosts and accounts that reported an error on this unit. They never get it again, so its
-   * maxErrors counts distinct hosts, and one volunteer's errors cannot fail a job alone.
+   * Hosts and accounts that reported an error on this unit, and the voice each spoke with.
+   * They never get it again, so one volunteer's errors cannot fail a job alone.
    */
-  erroredBy: Array<{ host: string; account: string }> | undefined;
+  erroredBy: Array<{ host: string; account: string; voice: string }> | undefined;
   /** Live task instances, on distinct hosts and accounts; NO_INSTANCES when there are none. */
   instances: TaskRecord[];
   /** Results received and not yet validated; allocated on the first one. */
@@ -124,6 +127,11 @@ export interface JobRecord {
   /** With spec.maxUnitsPerHost: instances given to each host so far. */
   readonly perHost?: Map<string, number>;
   done: number;
+  /**
+   * Units that hold results or errors: all the sweep looks at (a job of 10,000 queued units
+   * cost it a scan of every one, every second). A unit leaves when it is decided.
+   */
+  readonly started: Set<UnitRecord>;
   /** Units with results awaiting quorum, and how many results they hold (running jobs only). */
   pendingUnits: number;
   pendingResults: number;
@@ -142,6 +150,8 @@ export interface VolunteerRecord {
   /** Benchmark speed relative to the reference machine. */
   readonly speed: number;
   readonly network: string | undefined;
+  /** See VolunteerInfo.voice. */
+  readonly voice: string | undefined;
   window: number;
   readonly held: Set<TaskRecord>;
   /** When this socket last returned a result or an error (undefined: never); see quiet.ts. */

@@ -217,6 +217,7 @@ export class Scheduler {
       queuedStarted: 0,
       live: new Set(),
       held: new Map(),
+      started: new Set(),
       ...(spec.maxUnitsPerHost ? { perHost: new Map<string, number>() } : {}),
       done: 0,
       pendingUnits: 0,
@@ -348,6 +349,7 @@ export class Scheduler {
       accountRecord: recordIn(this.accountRecords, info.account, info.accountRecord),
       speed: info.speed !== undefined && info.speed > 0 ? info.speed : 1,
       network: info.network,
+      voice: info.voice,
       window: info.window,
       held: new Set(),
     };
@@ -606,9 +608,14 @@ export class Scheduler {
     this.release(task, true);
     answered(v, now);
     const { job, unit } = task;
-    unit.errors++;
     job.returned++;
-    (unit.erroredBy ??= []).push({ host: v.host, account: v.account });
+    // Free ids from one network that all answer with an error are one voice: three of them
+    // failed anyone's program job (a built-in kernel's unit is computed by the server instead).
+    const voice = errorVoice(v);
+    const erred = (unit.erroredBy ??= []);
+    if (!erred.some((e) => e.voice === voice)) unit.errors++;
+    erred.push({ host: v.host, account: v.account, voice });
+    job.started.add(unit);
     chargeError(v.hostRecord);
     chargeError(v.accountRecord);
     unit.lastError = error;
@@ -747,13 +754,12 @@ export class Scheduler {
     for (const v of this.volunteers.values()) if (v.window > 0) online.push(v);
     const takers = (u: UnitRecord) => online.some((v) => eligible(u, v) && this.placeable(u, v));
     for (const job of this.jobs.values()) {
-      if (job.state !== "running" || (job.pendingUnits === 0 && job.queuedUnits === 0)) continue;
-      for (const unit of job.units) {
-        if (unit.done || unit.verifying || unit.need === 0 || unit.instances.length > 0) {
+      if (job.state !== "running" || job.started.size === 0) continue;
+      for (const unit of job.started) {
+        if (unit.verifying || unit.need === 0 || unit.instances.length > 0) {
           unit.stalledSince = undefined;
           continue;
         }
-        if (!unit.results && unit.errors === 0) continue;
         if (takers(unit)) {
           unit.stalledSince = undefined;
           continue;
@@ -900,8 +906,13 @@ export class Scheduler {
         if (u.results !== undefined && results.length === 0) fail(`unit ${u.spec.id} has an empty result list`);
         if (results.length > 0) pendingUnits++;
         jobPending += results.length;
+        if ((results.length > 0 || u.errors > 0) && !job.started.has(u)) fail(`unit ${u.spec.id} holds results or errors but the sweep would not see it`);
         this.auditUnit(u, results, fail);
       }
+      for (const u of job.started) {
+        if (u.job !== job || u.done || (u.results === undefined && u.errors === 0)) fail(`unit ${u.spec.id} is among its job's started units wrongly`);
+      }
+      if (!isRunning && job.started.size > 0) fail(`ended job ${id} keeps started units`);
       if (done !== job.doneHeld) fail(`job ${id} holds ${job.doneHeld} done units, recount ${done}`);
       if (job.total - (job.units.length - done) !== job.done) fail(`job ${id} done ${job.done}, recount ${job.total - (job.units.length - done)}`);
       for (let i = 1; i < job.units.length; i++) {
@@ -1333,6 +1344,7 @@ export class Scheduler {
     let results = unit.results;
     if (results === undefined) {
       unit.results = results = [];
+      job.started.add(unit);
       job.pendingUnits++;
       if (unit.queued) job.queuedStarted++;
     }
@@ -1396,6 +1408,7 @@ export class Scheduler {
     unit.done = true;
     unit.need = 0;
     unit.results = undefined;
+    job.started.delete(unit);
     if (results.length > 0) job.pendingUnits--;
     job.pendingResults -= results.length;
     this.pendingResultCount -= results.length;
@@ -1544,6 +1557,7 @@ export class Scheduler {
     this.pendingResultCount -= job.pendingResults;
     job.pendingResults = 0;
     job.pendingUnits = 0;
+    job.started.clear();
     if (job.state === "running") this.runningJobCount--;
     this.speculative.delete(job);
     job.state = state;
@@ -1620,6 +1634,11 @@ function recordIn<K>(map: Map<K, ReliabilityRecord>, key: K, seed: ReliabilityRe
     map.set(key, r);
   }
   return r;
+}
+
+/** Whom an error on a unit speaks for, toward its maxErrors and maxInstances (VolunteerInfo.voice). */
+function errorVoice(v: VolunteerRecord): string {
+  return v.voice ?? `host:${v.host}`;
 }
 
 /** A unit's errors, for its job's error: the program's (or kernel's) own message first. */

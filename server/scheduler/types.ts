@@ -146,6 +146,11 @@ export interface VolunteerInfo {
   speed?: number;
   /** The network the host connects from (e.g. an IPv4 /24): replicas of a unit go to different networks while several are online. */
   network?: string;
+  /**
+   * Whom its errors speak for toward a unit's maxErrors and instances (see errorVoice in
+   * scheduler.ts): ids that share one count once. Absent: the host alone.
+   */
+  voice?: string;
 }
 
 /** What the coordinator sends to a volunteer for one leased task instance. */

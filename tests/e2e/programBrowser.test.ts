@@ -101,7 +101,16 @@ describe("uploaded programs on a browser volunteer", () => {
     await page.locator("input[name=data]").setInputFiles({ name: "words.txt", mimeType: "text/plain", buffer: Buffer.from("a b\nc d\n".repeat(300)) });
     await expect.poll(() => card.getByTestId("file-row").count()).toBe(2);
     await expect.poll(() => card.getByTestId("storage-use").textContent()).toMatch(/KiB used of 1\.0 GiB/);
+    // A job cut from the file holds its chunks too, on a budget of their own, until it ends.
+    const [program, data] = await Promise.all([
+      server.deps.db.programUpload.findFirstOrThrow({ where: { ownerId: user.user.id } }),
+      server.deps.db.dataFile.findFirstOrThrow({ where: { ownerId: user.user.id } }),
+    ]);
+    const { id } = await trpc(server.url, user.apiKey).jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "lines", data: data.hash }, chunks: 3, replication: { replicas: 1 } } as never);
+    await page.reload();
+    await expect.poll(() => card.getByTestId("storage-use").textContent()).toMatch(/KiB used of 1\.0 GiB; your jobs' inputs take [\d.]+ KiB of another 1\.0 GiB until they are removed/);
     await keepScreenshot(page, "e2e-files");
+    await trpc(server.url, user.apiKey).jobs.cancel.mutate({ id }).catch(() => undefined);
 
     const row = card.getByTestId("file-row").filter({ hasText: "words.txt" });
     await row.getByRole("button", { name: "Delete" }).click();

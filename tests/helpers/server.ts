@@ -201,7 +201,7 @@ export function waitForVolunteer(deps: AppDeps, volunteerId: string, timeoutMs =
 export async function waitFor<T>(
   predicate: () => T | Promise<T>,
   timeoutMs = 10_000,
-  what = "condition",
+  what: string | (() => string) = "condition",
   intervalMs = 20,
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
@@ -214,7 +214,7 @@ export async function waitFor<T>(
       lastError = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "function" ? what() : what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ownServerBundle } from "../../scripts/build-server.mjs";
+import { ownServerBundle, serverProcessEnv } from "../../scripts/build-server.mjs";
 import { freshDatabase } from "./testDb";
 import { repoRoot, TEST_SECRET, waitFor } from "./server";
 
@@ -46,7 +46,7 @@ export async function startServerProcess(opts: { port: number; databaseUrl: stri
     NEXTAUTH_SECRET: TEST_SECRET, TABGRID_UI: "off", NODE_ENV: "test", COMMIT_INTERVAL_MS: "2", UPLOAD_DISK_FLOOR_BYTES: "0", ...opts.env,
   });
   const bundle = await ownServerBundle("test");
-  const child = spawn(process.execPath, ["--enable-source-maps", bundle], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--enable-source-maps", bundle], { cwd: repoRoot, env: serverProcessEnv(env), stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let out = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));

@@ -239,7 +239,7 @@ describe("daily ad caps", () => {
   afterAll(() => server?.close());
 
   function client(apiKey: string, ip: string) {
-    return createTRPCClient<AppRouter>({ links: [httpLink({ url: `${server.url}/api/trpc`, headers: () => ({ authorization: `Bearer ${apiKey}`, "x-forwarded-for": `${ip}, 10.0.0.1` }) })] });
+    return createTRPCClient<AppRouter>({ links: [httpLink({ url: `${server.url}/api/trpc`, headers: () => ({ authorization: `Bearer ${apiKey}`, "x-forwarded-for": `10.0.0.1, ${ip}` }) })] });
   }
   async function watchOne(api: Api) {
     const s = await api.ads.start.mutate();
@@ -268,5 +268,16 @@ describe("daily ad caps", () => {
     await watchOne(client(c.apiKey, "198.51.100.9"));
     expect(await server.deps.db.ledgerEntry.count({ where: { kind: "ad", amount: { gt: 0 } } })).toBe(4);
     expect((await auditLedger(server.deps.db)).ok).toBe(true);
+  });
+
+  it("counts an IPv6 network (/48) as one address, whatever addresses in it the accounts come from", async () => {
+    const users = await Promise.all(["v6a", "v6b"].map((n) => createUserWithKey(server.deps, `${n}@example.com`)));
+    await watchOne(client(users[0].apiKey, "2001:db8:aa:1::1"));
+    await watchOne(client(users[0].apiKey, "2001:db8:aa:2::1"));
+    await watchOne(client(users[1].apiKey, "2001:db8:aa:ffff::7"));
+    const over = await trpcError(client(users[1].apiKey, "2001:db8:aa:3:4:5:6:7").ads.start.mutate());
+    expect(over.message).toMatch(/3 ads have been paid to this network address .* limit is 3/);
+    // Another /48 is another network.
+    await watchOne(client(users[1].apiKey, "2001:db8:ab::1"));
   });
 });

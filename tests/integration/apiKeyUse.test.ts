@@ -4,6 +4,8 @@ import { sqliteGate } from "../../server/store/prisma";
 import { createUserWithKey, startCliVolunteer, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { RawVolunteer, trpc } from "../helpers/clients";
 import { testEngine } from "../helpers/testDb";
+import WebSocket from "ws";
+import { TRPC_WS_PATH } from "../../server/app";
 
 // A key's lastUsedAt is brought up to date at most once a minute, and a call in between
 // writes nothing: not even a write that changes nothing, which would wait for the database's
@@ -99,6 +101,21 @@ describe("revoking an API key", () => {
     expect(other.closed).toBeUndefined();
     await expect(RawVolunteer.connect(srv.url, { headers: { authorization: `Bearer ${spare.key}` } })).rejects.toThrow(/401/);
     await other.close();
+  });
+
+  it("closes a page's socket (tRPC's, for live updates) opened with it: no new subscription streams on a revoked key", async () => {
+    const dave = await createUserWithKey(srv.deps, "dave@example.com");
+    const key = await trpc(srv.url, dave.apiKey).account.createApiKey.mutate({ name: "page" });
+    const { id } = await trpc(srv.url, key.key).jobs.submit.mutate({ kernel: "pi", chunks: 2, params: { samples: 2000 }, replication: { replicas: 1, adaptive: false } });
+    const ws = new WebSocket(`${srv.url.replace(/^http/, "ws")}${TRPC_WS_PATH}`, { headers: { authorization: `Bearer ${key.key}` } });
+    const frames: Array<{ id?: number; result?: { type?: string } }> = [];
+    ws.on("message", (d) => frames.push(JSON.parse(d.toString())));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+    await new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+    ws.send(JSON.stringify({ id: 1, method: "subscription", params: { path: "jobs.watch", input: { id } } }));
+    await waitFor(() => frames.some((f) => f.id === 1 && f.result?.type === "data"), 5000, "the job's live snapshot");
+    await trpc(srv.url, dave.apiKey).account.revokeApiKey.mutate({ id: key.id });
+    expect(await closed).toEqual({ code: 1008, reason: "API key revoked" });
   });
 
   it("ends a CLI volunteer started with it, saying why (exit status 1)", async () => {

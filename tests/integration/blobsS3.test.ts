@@ -68,8 +68,8 @@ describe("blobs in an S3-compatible store", () => {
     expect(job.state).toBe("completed");
     expect((result as Array<{ word: string; count: number }>).length).toBe(3);
 
-    // What volunteers fetch: the bytes behind the hash, and a 404 for a hash never stored.
-    const served = await fetch(`${srv.url}/api/blobs/${program.hash}`);
+    // The bytes behind the hash (the job has ended: to their owner only), and a 404 for a hash never stored.
+    const served = await fetch(`${srv.url}/api/blobs/${program.hash}`, { headers: { authorization: `Bearer ${user.apiKey}` } });
     expect(served.status).toBe(200);
     expect(Buffer.from(await served.arrayBuffer()).equals(source)).toBe(true);
     expect((await fetch(`${srv.url}/api/blobs/${sha256("never stored")}`)).status).toBe(404);

@@ -83,6 +83,42 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     expect(midway.every((s) => s.status === "running" && s.total === 300), JSON.stringify(midway)).toBe(true);
   });
 
+  it("a program job's blobs, fetched from node A, which never ran it, with the tokens its tasks carried", async () => {
+    // What a load balancer does to a volunteer on node B: its downloads may go to node A.
+    const owner = await createUserWithKey(a.deps, "blob-owner@example.com");
+    const post = (kind: "programs" | "data", body: string, name: string) =>
+      fetch(`${a.url}/api/${kind}?name=${name}`, { method: "POST", headers: { authorization: `Bearer ${owner.apiKey}` }, body }).then((r) => r.json());
+    const data = (await post("data", Array.from({ length: 64 }, (_, i) => `line ${i}`).join("\n"), "lines.txt")) as { hash: string };
+    const program = (await post("programs", "export function run(text) { return text.length; }\n", "len.js")) as { hash: string; scriptHash: string };
+    const raw = await RawVolunteer.connect(b.url);
+    try {
+      raw.hello(4);
+      await raw.next("welcome");
+      const api = trpc(a.url, owner.apiKey);
+      const { id } = await api.jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "lines", data: data.hash }, chunks: 16, replication: { replicas: 1 } } as never);
+      const [task] = (await raw.next("tasks", 0, 20_000)).tasks;
+      const chunk = (task.input as { blob: string }).blob;
+      expect(a.deps.coordinator.slices()).toEqual([]);
+      const get = async (hash: string, token?: string) => {
+        const res = await fetch(`${a.url}/api/blobs/${hash}${token ? `?t=${encodeURIComponent(token)}` : ""}`);
+        await res.arrayBuffer();
+        return res.status;
+      };
+      for (const hash of [program.scriptHash, chunk]) {
+        expect(await get(hash)).toBe(404);
+        expect(await get(hash, task.blobs?.[hash])).toBe(200);
+      }
+      // The raw volunteer leaves; the CLI volunteer on B finishes the job, fetching with its tokens.
+      await raw.close();
+      await waitFor(async () => (await api.jobs.get.query({ id })).state !== "running", 60_000, "the program job to end");
+      expect((await api.jobs.get.query({ id })).state).toBe("completed");
+    } finally {
+      await raw.close();
+      // The tests after this one count node B's volunteers as node A hears of them (every 2 s).
+      await waitFor(async () => (await a.deps.presence.nodes()).find((n) => n.id === "node-b")?.volunteers.length === 1, 20_000, "node A to hear that the raw volunteer left node B");
+    }
+  }, 120_000);
+
   it("an iterative job (k-means) submitted on node A runs its rounds through node B to the end", async () => {
     const api = trpc(a.url, consumer.apiKey);
     const { id } = await api.jobs.submit.mutate({ kernel: "kmeans", chunks: 6, params: { seed: 2024, k: 6, spread: 3, points: 30_000 }, replication: { replicas: 1, adaptive: false } });
@@ -162,5 +198,25 @@ describe("a cluster of two nodes: what is done on one reaches the other", () => 
     const cancelled = await api.jobs.cancel.mutate({ id });
     expect(cancelled.state).toBe("cancelled");
     expect((await a.deps.db.account.findUniqueOrThrow({ where: { id: `escrow:${id}` } })).balance).toBe(0);
+  });
+
+  it("a volunteer on node B that lies to a calculation asked of node A is banned on both", async () => {
+    const liar = await RawVolunteer.connect(b.url);
+    liar.ws.on("message", (data) => {
+      const m = JSON.parse(data.toString()) as { type: string; id?: string };
+      if (m.type === "interactive") liar.send({ type: "interactive-result", id: m.id, value: 1337, ops: [] });
+    });
+    liar.hello(2);
+    await liar.next("welcome");
+    await waitFor(async () => (await a.deps.presence.nodes()).find((n) => n.id === "node-b")?.volunteers.length === 1, 10_000, "node A to hear of the volunteer on B");
+    const answer = await trpc(a.url).calc.evaluate.mutate({ expression: "6*7" });
+    expect(answer).toMatchObject({ value: 42, volunteerId: "the server" });
+    // Node B, which holds its socket, caught it: told, closed, and refused by node A as well.
+    expect(await liar.next("error")).toMatchObject({ code: "banned", message: expect.stringMatching(/answered a calculation wrong: "6\*7" is 42, not 1337/) });
+    expect(await liar.waitClosed()).toEqual({ code: 1008, reason: "banned" });
+    const again = await RawVolunteer.connect(a.url, { identity: liar.identity });
+    again.hello(1);
+    expect(await again.next("error")).toMatchObject({ code: "hello-refused", message: expect.stringMatching(/^banned until .*answered a calculation wrong/) });
+    again.close();
   });
 });

@@ -6,6 +6,7 @@ import { createUserWithKey, runCli, startTestServer, type TestServer } from "../
 import { trpc, trpcError } from "../helpers/clients";
 import { isMissingBlob } from "../../server/store/blobs";
 import { createProgram } from "../../server/services/programs/programs";
+import { collectJobInputs, COMPLETED_INPUTS_KEPT_MS } from "../../server/services/programs/files";
 
 // An account's stored files: a storage quota on uploads (a free account could otherwise fill
 // the disk with 64 MiB uploads in a loop), listing them, and deleting them, with the bytes
@@ -112,6 +113,19 @@ describe("files and the storage quota", () => {
     } as never)).resolves.toMatchObject({ id: expect.any(String) });
   });
 
+  it("refuses a program whose compiled script and source map would pass the quota, storing none of it", async () => {
+    const user = await createUserWithKey(srv.deps, "compiled@example.com");
+    // Under the quota as uploaded; over it with what compiling makes of it.
+    const source = `export function run(x) {\n${Array.from({ length: 85 }, (_, i) => `  const v${i} = x + ${i};`).join("\n")}\n  return v0;\n}\n`;
+    expect(source.length).toBeLessThan(QUOTA / 2);
+    const res = await post("programs", source, user.apiKey);
+    expect(res.status).toBe(413);
+    expect((await res.json()).error).toMatch(/Your programs and data files take 0 bytes of your 4 KiB; this upload of \d+(\.\d)? KiB does not fit/);
+    expect(await stored(sha(source))).toBe(false);
+    expect(await srv.deps.db.program.count({ where: { hash: sha(source) } })).toBe(0);
+    expect(await trpc(srv.url, user.apiKey).files.list.query()).toMatchObject({ usedBytes: 0, files: [] });
+  });
+
   it("lists and deletes from the CLI, by a hash's first digits", async () => {
     const user = await createUserWithKey(srv.deps, "cli-files@example.com");
     const env = { TABGRID_URL: srv.url, TABGRID_API_KEY: user.apiKey };
@@ -165,6 +179,76 @@ describe("inputs stored for a submission", () => {
       } as never));
       expect(failed.message).toMatch(/The program's step failed before the first round: Error: no first round/);
       expect(blobFiles()).toBe(before);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe("inputs stored for a running job", () => {
+  it("count against the owner's input budget until the job ends, and are removed then unless something else reads them", async () => {
+    const srv = await startTestServer({ ACCOUNT_STORAGE_BYTES: String(100 * 1024) });
+    try {
+      const user = await createUserWithKey(srv.deps, "inputs@example.com");
+      const api = trpc(srv.url, user.apiKey);
+      const post = (kind: string, body: string) =>
+        fetch(`${srv.url}/api/${kind}?name=x`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body }).then((r) => r.json() as Promise<{ hash: string }>);
+      const stored = (hash: string) => srv.deps.blobs.get(hash).then(() => true, (e) => (isMissingBlob(e) ? false : Promise.reject(e)));
+      const chunksOf = async (id: string) => (await srv.deps.db.workUnit.findMany({ where: { jobId: id }, select: { input: true } })).map((u) => (JSON.parse(u.input) as { blob: string }).blob);
+      const program = await post("programs", "export function run(x) { return x.length; }");
+      const text = Array.from({ length: 1000 }, (_, i) => `line ${i} ${crypto.randomBytes(8).toString("hex")}`).join("\n");
+      const data = await post("data", text);
+      const size = Buffer.byteLength(text);
+      const submit = (chunks: number) => api.jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "lines", data: data.hash }, chunks, replication: { replicas: 1 } } as never);
+      // No volunteer: the jobs stay running. Each holds the file again, as its chunks (without the newlines between them).
+      const cut = (n: number) => size - (n - 1);
+      // And each unit's row: its input names its chunk.
+      const held = (n: number) => cut(n) + n * JSON.stringify({ blob: "0".repeat(64), encoding: "text" }).length;
+      const a = await submit(3);
+      const b = await submit(3);
+      const c = await submit(4);
+      expect((await api.files.list.query()).inputBytes).toBe(2 * held(3) + held(4));
+      const blobsBefore = (await fs.promises.readdir(path.join(srv.dir, "blobs"), { recursive: true })).length;
+      // A fourth cut does not fit the budget: refused before the file is cut again.
+      const refused = await trpcError(submit(5));
+      expect(refused).toMatchObject({ code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/^Your jobs' inputs take 7\d KiB of your 100 KiB; this job's 25 KiB of inputs do not fit/) });
+      expect((await fs.promises.readdir(path.join(srv.dir, "blobs"), { recursive: true })).length).toBe(blobsBefore);
+
+      // Running jobs' inputs stay.
+      expect(await collectJobInputs(srv.deps)).toEqual({ jobs: 0, blobs: 0, bytes: 0 });
+      const [aChunks, cChunks] = [await chunksOf(a.id), await chunksOf(c.id)];
+      await api.jobs.cancel.mutate({ id: a.id });
+      await api.jobs.cancel.mutate({ id: c.id });
+      // a's chunks are b's too (the same cut of the same file): they stay; c's go.
+      expect(await collectJobInputs(srv.deps)).toEqual({ jobs: 2, blobs: 4, bytes: cut(4) });
+      for (const h of aChunks) expect(await stored(h)).toBe(true);
+      for (const h of cChunks) expect(await stored(h)).toBe(false);
+      expect((await api.files.list.query()).inputBytes).toBe(held(3));
+      // Their rows keep no input either.
+      expect(await srv.deps.db.workUnit.findMany({ where: { jobId: c.id }, select: { input: true } })).toEqual(Array.from({ length: 4 }, () => ({ input: "null" })));
+      await api.jobs.cancel.mutate({ id: b.id });
+      expect(await collectJobInputs(srv.deps)).toMatchObject({ jobs: 1, blobs: 3 });
+      for (const h of aChunks) expect(await stored(h)).toBe(false);
+      expect((await api.files.list.query()).inputBytes).toBe(0);
+      // The uploaded file itself stays, even as a job's one chunk (the same bytes, the same blob).
+      const whole = await api.jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "blocks", data: data.hash, blockBytes: 1 << 20 }, replication: { replicas: 1 } } as never);
+      expect(await chunksOf(whole.id)).toEqual([data.hash]);
+      await api.jobs.cancel.mutate({ id: whole.id });
+      expect(await collectJobInputs(srv.deps)).toEqual({ jobs: 1, blobs: 0, bytes: 0 });
+      expect(await stored(data.hash)).toBe(true);
+      expect(await stored(program.hash)).toBe(true);
+
+      // JSON items kept in the units' rows (16 KiB or less each) count as much.
+      const items = Array.from({ length: 4 }, (_, i) => `${i}`.repeat(15_000));
+      const json = await api.jobs.submit.mutate({ kernel: "program", program: program.hash, input: { mode: "json", items }, replication: { replicas: 1 } } as never);
+      const rows = items.reduce((n, v) => n + JSON.stringify({ value: v }).length, 0);
+      expect((await api.files.list.query()).inputBytes).toBe(rows);
+      // A completed job's inputs stay a day (a cheater caught meanwhile has its units computed again from them).
+      await srv.deps.db.job.update({ where: { id: json.id }, data: { state: "completed", finishedAt: new Date() } });
+      expect(await collectJobInputs(srv.deps)).toEqual({ jobs: 0, blobs: 0, bytes: 0 });
+      expect(await collectJobInputs(srv.deps, Date.now() + COMPLETED_INPUTS_KEPT_MS + 1000)).toEqual({ jobs: 1, blobs: 0, bytes: 0 });
+      expect((await api.files.list.query()).inputBytes).toBe(0);
+      expect(new Set((await srv.deps.db.workUnit.findMany({ where: { jobId: json.id }, select: { input: true } })).map((u) => u.input))).toEqual(new Set(["null"]));
     } finally {
       await srv.close();
     }

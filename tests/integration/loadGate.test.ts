@@ -2,6 +2,7 @@ import http from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { fetchMetrics, metricValue } from "../../bench/lib/prom";
 import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
+import { ESTIMATE_COST } from "../../server/http/loadGate";
 import { createUserWithKey, sleep, startTestServer, type TestServer } from "../helpers/server";
 
 // Shedding at the edge on event-loop delay (server/http/loadGate.ts), against a real server
@@ -165,6 +166,8 @@ describe("LOAD_SHED_MAX_PER_CALLER", () => {
     const flooder = await createUserWithKey(srv.deps, "flooder@example.com");
     await srv.deps.db.user.update({ where: { id: flooder.user.id }, data: { role: "admin" } });
     const other = trpc(srv.url, (await createUserWithKey(srv.deps, "other@example.com")).apiKey);
+    // A key counts as its caller once the server has verified it (until then, as its address).
+    await trpc(srv.url, flooder.apiKey).account.balance.query();
     const stalls = [stalledUpload(srv.url, flooder.apiKey), stalledUpload(srv.url, flooder.apiKey)];
     cleanups.push(() => stalls.forEach((s) => s()));
     await sleep(200);
@@ -261,12 +264,27 @@ describe("tRPC batches", () => {
     expect(answers.map((a) => a.result?.data.chunks)).toEqual(Array(16).fill(10_000));
   });
 
+  it("counts a made-up session cookie as its address: a new one with each call gets no new rate", async () => {
+    const srv = await startTestServer({ LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "100", LOAD_SHED_CALLER_RATE: "1" }); // 1 a second, 2 at once
+    cleanups.push(() => srv.close());
+    const statuses: number[] = [];
+    const started = performance.now();
+    for (let i = 0; i < 12; i++) {
+      const cookie = `next-auth.session-token=forged-${i}-${Math.random().toString(36).slice(2)}`;
+      statuses.push((await fetch(`${srv.url}/api/trpc/leaderboard.get`, { headers: { cookie } })).status);
+    }
+    // Each a caller of its own, none was refused; as one, all past the burst and the refill meanwhile are.
+    const refilled = Math.ceil((performance.now() - started) / 1000);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(Math.max(1, Math.min(8, 12 - 2 - refilled)));
+  });
+
   it("counts each call of a batch against the caller's rate", async () => {
-    const srv = await startTestServer({ LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "100", LOAD_SHED_CALLER_RATE: "5" }); // 5 a second, 10 at once
+    const srv = await startTestServer({ LOAD_SHED_DELAY_MS: "0", LOAD_SHED_MAX_REQUESTS: "100", LOAD_SHED_CALLER_RATE: "25" }); // 25 a second, 50 at once
     cleanups.push(() => srv.close());
     const statuses: number[] = [];
     for (let i = 0; i < 3; i++) statuses.push((await fetch(batchUrl(srv.url, 5, 1))).status);
-    // Two batches of 5 take the burst of 10; the third would need a second's refill.
+    // An estimate costs ESTIMATE_COST (5) calls: two batches of 5 take the burst of 50; the third would need a second's refill.
+    expect(ESTIMATE_COST).toBe(5);
     expect(statuses).toEqual([200, 200, 429]);
   });
 });

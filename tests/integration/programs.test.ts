@@ -58,6 +58,8 @@ describe("uploaded programs", () => {
     const program = await (await post("programs", fs.readFileSync(path.join(examples, "js", "wordcount.js")), "wordcount.js")).json();
     const other = await createUserWithKey(srv.deps, "same-data@example.com");
     const stranger = await createUserWithKey(srv.deps, "stranger@example.com");
+    // Each runs the program from an upload of its own (a job runs only its owner's programs).
+    for (const u of [other, stranger]) await post("programs", fs.readFileSync(path.join(examples, "js", "wordcount.js")), "wordcount.js", u.apiKey);
     const text = "one two two\nthree three three\n";
     const mine = await (await post("data", text, "mine.txt")).json();
     const theirs = await (await post("data", text, "theirs.txt", other.apiKey)).json();
@@ -75,7 +77,8 @@ describe("uploaded programs", () => {
     } as never);
     await expect(estimate(other.apiKey)).resolves.toMatchObject({ chunks: 4 });
     await expect(estimate(stranger.apiKey)).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
-    await expect(estimate()).rejects.toThrow(/No data file [0-9a-f]{64}: upload it first/);
+    // Anonymous, it has no program to run either: told so first.
+    await expect(estimate()).rejects.toThrow(/No program [0-9a-f]{64} of yours/);
   });
 
   it("counts words of a text file split by lines and merges them with the program's reduce", async () => {

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { balanceOf } from "../../server/services/credits/ledger";
 import { MILLI, userAccount } from "../../server/services/credits/accounts";
+import type { IncomingMessage } from "node:http";
 import { addressKey } from "../../server/coordinator/network";
+import { clientIp } from "../../server/api/trpc";
 import { trpc } from "../helpers/clients";
 import { startTestServer, type TestServer } from "../helpers/server";
 
@@ -38,6 +40,28 @@ describe("starter grants", () => {
     await expect(from("192.0.2.1").account.signUp.mutate({ email: "user-203-0-113-7-0@example.com", password: "long enough password" })).rejects.toThrow(/already exists/);
     expect((await signUp("192.0.2.1", 0)).starterCredits).toBe(starter);
     expect((await signUp("192.0.2.1", 1)).starterCredits).toBe(starter);
+  });
+
+  it("takes the address the proxy appended, not one the client wrote before it", async () => {
+    // nginx's $proxy_add_x_forwarded_for keeps the client's own header and appends the address
+    // it saw: a made-up first entry on each sign-up used to get a grant every time.
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const forged = `198.18.${i}.${i + 1}`;
+      answers.push(await trpc(srv.url, undefined, { "x-forwarded-for": `${forged}, 203.0.113.99` }).account.signUp.mutate({ email: `forged-${i}@example.com`, password: "long enough password" }));
+    }
+    expect(answers.map((a) => a.starterCredits)).toEqual([srv.deps.env.STARTER_CREDITS, srv.deps.env.STARTER_CREDITS, 0]);
+  });
+
+  it("reads the client's address behind N proxies, and the socket's without a usable one", () => {
+    const req = (xff: string | undefined, remoteAddress = "::ffff:10.0.0.1") => ({ headers: xff === undefined ? {} : { "x-forwarded-for": xff }, socket: { remoteAddress } }) as unknown as IncomingMessage;
+    expect(clientIp(req("1.2.3.4, 203.0.113.7"), 0)).toBe("10.0.0.1");
+    expect(clientIp(req("1.2.3.4, 203.0.113.7"), 1)).toBe("203.0.113.7");
+    expect(clientIp(req("1.2.3.4, 203.0.113.7, 10.0.0.2"), 2)).toBe("203.0.113.7");
+    expect(clientIp(req("203.0.113.7"), 2)).toBe("203.0.113.7");
+    expect(clientIp(req("::ffff:203.0.113.8"), 1)).toBe("203.0.113.8");
+    expect(clientIp(req("1.2.3.4, not-an-address"), 1)).toBe("10.0.0.1");
+    expect(clientIp(req(undefined), 1)).toBe("10.0.0.1");
   });
 
   it("counts IPv4 addresses one by one and IPv6 by /48", () => {

@@ -713,6 +713,39 @@ describe("the SQLite and PostgreSQL batch writers leave the same state", () => {
     await expectSameState();
   });
 
+  it("a backtrack leaves a completed program job whose inputs were collected as it is, and pays its owner back", async () => {
+    await user("olga", 100_000);
+    await user("mel");
+    const mel = userAccount("mel");
+    const p = (i: number) => unitOf("jProg", i);
+    const hash = "c".repeat(64);
+    await each(async (db) => {
+      await db.program.create({ data: { hash, name: "p.js", kind: "js", size: 1, ownerId: "olga", exports: "[\"run\"]" } });
+    });
+    const op = submitOp("jProg", "olga", [1000, 1000]) as Extract<PersistOp, { type: "submit" }>;
+    await write([{ ...op, job: { ...op.job, programHash: hash, inputMode: "json", inputBytes: 40 } }]);
+    await write(
+      [volunteerOp("melBox", { userId: "mel" }), volunteerOp("pb1")],
+      [
+        resultOp(p(0), "melBox", 0, mel), resultOp(p(0), "pb1", 0), resultOp(p(1), "melBox", 1, mel), resultOp(p(1), "pb1", 1),
+        validatedOp(p(0), 0, [ref(p(0), "melBox", 1000, mel), ref(p(0), "pb1", 1000)]),
+        validatedOp(p(1), 1, [ref(p(1), "melBox", 1000, mel), ref(p(1), "pb1", 1000)]),
+      ],
+      [finishOp("jProg", "completed", { result: "[0,1]" })],
+    );
+    // A day on, its inputs were collected (files.ts): it could not run again.
+    await each(async (db) => {
+      await db.job.update({ where: { id: "jProg" }, data: { inputBytes: 0 } });
+    });
+    await write([{ type: "backtrack", host: "melBox", account: mel, reason: "failed a ringer" }]);
+    await each(async (db, on) => {
+      expect(await verdictsOf(db, "jProg"), on).toEqual({ "jProg.0~melBox": "invalid 0", "jProg.0~pb1": "valid 1000", "jProg.1~melBox": "invalid 0", "jProg.1~pb1": "valid 1000" });
+      expect(await jobOf(db, "jProg"), on).toMatchObject({ state: "completed", unitsDone: 2, result: "[0,1]", finished: true });
+      expect(await transactions(db, "jProg", "reversal"), on).toEqual([{ "user:mel": -2000, "user:olga": 2000 }]);
+    });
+    await expectSameState();
+  });
+
   it("a backtrack whose cheater cannot repay it all takes what is left in the same order on both", async () => {
     await user("olga", 10_000);
     await user("trent");

@@ -56,7 +56,7 @@ describe("anonymous volunteer credits", () => {
     const claimer = await createUserWithKey(srv.deps, "claimer@example.com");
     const mine = trpc(srv.url, claimer.apiKey);
     // Anyone may look at what an id holds (the volunteer page does, signed out).
-    expect(await trpc(srv.url).account.volunteer.query({ volunteerId })).toEqual({ tasksDone: 6, earned: job.cost, userId: null, held: job.cost });
+    expect(await trpc(srv.url).account.volunteer.query({ volunteerId })).toEqual({ tasksDone: 6, earned: job.cost, claimed: false, held: job.cost });
     const entries = await db.ledgerEntry.count();
 
     // Wrong token, unknown id, or nobody signed in: refused, nothing moves.
@@ -78,6 +78,8 @@ describe("anonymous volunteer credits", () => {
     // The right token: everything held moves to the claimer, as one balanced "claim".
     expect(await mine.account.claimVolunteer.mutate({ volunteerId, token })).toBe(job.cost);
     expect(await balanceOf(db, anonAccount(volunteerId))).toBe(0);
+    // Anyone sees that it is claimed now, not by whom.
+    expect(await trpc(srv.url).account.volunteer.query({ volunteerId })).toEqual({ tasksDone: 6, earned: job.cost, claimed: true, held: 0 });
     expect(await mine.account.balance.query()).toBe(starter + job.cost);
     const claim = await db.ledgerEntry.findMany({ where: { kind: "claim" }, select: { accountId: true, amount: true, txId: true } });
     expect(claim).toHaveLength(2);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { decodeBase64, encodeBase64 } from "../../worker/kernels/base64";
 import { getKernel, kernels } from "../../worker/kernels/index";
-import { escapeCount, mandelbrot } from "../../worker/kernels/mandelbrot";
+import { escapeCount, mandelbrot, MANDELBROT_MS_PER_ITER, MANDELBROT_MS_PER_PIXEL, MANDELBROT_MS_PER_UNIT } from "../../worker/kernels/mandelbrot";
 import { pi } from "../../worker/kernels/pi";
 import { primes } from "../../worker/kernels/primes";
 import { createNodePool } from "../../worker/node/pool";
@@ -204,6 +204,41 @@ describe("primes", () => {
 
 describe("mandelbrot", () => {
   const raw = { width: 64, height: 48, maxIter: 200 };
+
+  it("estimates a unit's work from the view's points, inside a bulb of the set as outside it", () => {
+    const work = (view: object, chunks: number) => mandelbrot.split(mandelbrot.params.parse(view), chunks).map((u) => u.work);
+    const overhead = (pixels: number, units: number) => pixels * MANDELBROT_MS_PER_PIXEL + units * MANDELBROT_MS_PER_UNIT;
+    // Inside a bulb (not the main cardioid): every pixel runs the loop to maxIter. Estimated
+    // from maxIter alone, this view's units were priced at 1/60 of their work.
+    const bulb = work({ width: 64, height: 64, maxIter: 10_000, centerX: -0.1226, centerY: 0.7449, scale: 1e-6 }, 8);
+    const loops = 64 * 64 * 10_000 * MANDELBROT_MS_PER_ITER;
+    expect(bulb.reduce((a, b) => a + b, 0)).toBeCloseTo(overhead(64 * 64, 8) + loops, 0);
+    // Far outside: every point escapes at once, whatever maxIter.
+    const outside = work({ width: 64, height: 64, maxIter: 10_000, centerX: 3.5, centerY: 3.5, scale: 0.5 }, 8);
+    expect(outside.reduce((a, b) => a + b, 0)).toBeCloseTo(overhead(64 * 64, 8), 3);
+    // Inside the main cardioid the loop is skipped (a test of c): the pixels alone.
+    const cardioid = work({ width: 64, height: 64, maxIter: 10_000, centerX: -0.2, centerY: 0, scale: 0.1 }, 8);
+    expect(cardioid.reduce((a, b) => a + b, 0)).toBeCloseTo(overhead(64 * 64, 8), 3);
+    // The default view: within a few times of its escape counts, band by band.
+    const p = mandelbrot.params.parse({});
+    for (const u of mandelbrot.split(p, 12)) {
+      const { y0, y1 } = u.input;
+      let iters = 0;
+      const step = p.scale / p.width;
+      for (let py = y0; py < y1; py++) {
+        for (let px = 0; px < p.width; px++) {
+          const cx = p.centerX + (px - p.width / 2) * step;
+          const cy = p.centerY - (py - p.height / 2) * step;
+          const q = (cx - 0.25) ** 2 + cy ** 2;
+          const skipped = q * (q + (cx - 0.25)) <= 0.25 * cy * cy || (cx + 1) ** 2 + cy ** 2 <= 0.0625;
+          if (!skipped) iters += escapeCount(cx, cy, p.maxIter);
+        }
+      }
+      const exact = overhead((y1 - y0) * p.width, 1) + iters * MANDELBROT_MS_PER_ITER;
+      expect(u.work / exact).toBeGreaterThan(0.5);
+      expect(u.work / exact).toBeLessThan(4);
+    }
+  });
 
   it("reassembles bands into the same image as one unit", () => {
     const one = runJob(mandelbrot, raw, 1);

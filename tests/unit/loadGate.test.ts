@@ -2,12 +2,16 @@ import { EventEmitter } from "node:events";
 import type http from "node:http";
 import { describe, expect, it } from "vitest";
 import { createLoadGate } from "../../server/http/loadGate";
+import { vouchFor } from "../../server/http/vouchedCallers";
 
 // Who the gate sheds first when the loop is behind: callers that already have calls in
 // progress (a flood) before a caller with none (a consumer submitting now and then).
 
-function request(apiKey: string): http.IncomingMessage {
-  return { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, socket: { remoteAddress: "127.0.0.1" } } as unknown as http.IncomingMessage;
+/** A call with an API key the server has verified (identify() vouched for it), unless `madeUp`. */
+function request(apiKey: string, madeUp = false, remoteAddress = "127.0.0.1"): http.IncomingMessage {
+  const req = { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, socket: { remoteAddress } } as unknown as http.IncomingMessage;
+  if (!madeUp) vouchFor(req);
+  return req;
 }
 
 class Response extends EventEmitter {
@@ -21,16 +25,16 @@ class Response extends EventEmitter {
   }
 }
 
-function gate(delayMs: number, utilization = 0.9, perCallerRate?: number) {
+function gate(delayMs: number, utilization = 0.9, perCallerRate?: number, procedureCost?: Record<string, number>) {
   const loop = { delay: 0, utilization: () => utilization, current: () => loop.delay, stop: () => undefined };
   let draw = 0.5;
   const g = createLoadGate({
     delayMs, maxRequests: 256, maxPerCaller: 16, onShed: () => undefined, operator: () => false,
-    random: () => draw, loop, perCallerRate,
+    random: () => draw, loop, perCallerRate, ...(procedureCost ? { procedureCost } : {}),
   });
-  const call = (apiKey: string, path = "/api/trpc/jobs.submit") => {
+  const call = (apiKey: string, path = "/api/trpc/jobs.submit", opts: { madeUp?: boolean; from?: string } = {}) => {
     const res = new Response();
-    const req = request(apiKey);
+    const req = request(apiKey, opts.madeUp, opts.from);
     const out = res as unknown as http.ServerResponse;
     // As server/app.ts does: a tRPC call with a body is counted once its body is read.
     const refused = g.shed(req, out, path) || (path.startsWith("/api/trpc/") && g.admit(req, out, path));
@@ -98,6 +102,25 @@ describe("load gate", () => {
     expect(answers.filter((a) => !a.refused)).toHaveLength(10);
     expect(answers.filter((a) => a.refused).map((a) => a.status)).toEqual([429, 429]);
     expect(call("someone-else").refused).toBe(false);
+  });
+
+  it("counts a credential it has not verified as its address: a new made-up key each call is one caller", () => {
+    const { call } = gate(0, 0, 5); // 5 a second, 10 at once
+    const answers = Array.from({ length: 12 }, (_, i) => call(`made-up-${i}`, undefined, { madeUp: true }));
+    answers.forEach((a) => a.end());
+    expect(answers.filter((a) => a.refused).map((a) => a.status)).toEqual([429, 429]);
+    // Another address, and a verified key from the same one, are callers of their own.
+    expect(call("made-up-x", undefined, { madeUp: true, from: "192.0.2.7" }).refused).toBe(false);
+    expect(call("verified").refused).toBe(false);
+  });
+
+  it("counts a costly procedure's call as several against the caller's rate", () => {
+    const { call } = gate(0, 0, 5, { "jobs.estimate": 4 }); // 5 a second, 10 at once
+    const answers = Array.from({ length: 3 }, () => call("estimator", "/api/trpc/jobs.estimate"));
+    answers.forEach((a) => a.end());
+    expect(answers.map((a) => a.refused)).toEqual([false, false, true]);
+    // Two tokens left: ordinary calls still go through.
+    expect(call("estimator", "/api/trpc/jobs.get").refused).toBe(false);
   });
 
   it("counts every call of a tRPC batch against the caller's rate", () => {

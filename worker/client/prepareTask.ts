@@ -60,14 +60,15 @@ export class BlobCache {
     this.sha256 = opts.sha256 ?? webCryptoSha256;
   }
 
-  get(hash: string): Promise<Uint8Array> {
+  /** The blob's bytes; `token`, the one its task carried, lets any node of a cluster serve it. */
+  get(hash: string, token?: string): Promise<Uint8Array> {
     const hit = this.entries.get(hash);
     if (hit) {
       this.entries.delete(hash);
       this.entries.set(hash, hit);
       return hit;
     }
-    const p = this.fetch(hash);
+    const p = this.fetch(hash, token);
     this.entries.set(hash, p);
     p.then(
       (bytes) => this.account(hash, bytes.length),
@@ -77,13 +78,14 @@ export class BlobCache {
   }
 
   /** Fetches a blob into the cache ahead of the tasks that will read it (a server's hint: failures are the task's to report). */
-  prefetch(hash: string): void {
-    this.get(hash).catch(() => undefined);
+  prefetch(hash: string, token?: string): void {
+    this.get(hash, token).catch(() => undefined);
   }
 
-  private async fetch(hash: string): Promise<Uint8Array> {
+  private async fetch(hash: string, token?: string): Promise<Uint8Array> {
     const base = typeof this.baseUrl === "function" ? this.baseUrl() : this.baseUrl;
-    const { status, bytes } = await this.download(`${base}/api/blobs/${hash}`, this.headers);
+    const query = token ? `?t=${encodeURIComponent(token)}` : "";
+    const { status, bytes } = await this.download(`${base}/api/blobs/${hash}${query}`, this.headers);
     if (!bytes) throw new Error(`could not fetch blob ${hash.slice(0, 12)}: HTTP ${status}`);
     if ((await this.sha256(bytes)) !== hash) throw new Error(`blob ${hash.slice(0, 12)} does not match its hash`);
     return bytes;
@@ -110,9 +112,11 @@ export async function prepareTask(task: WireTask, blobs: BlobCache): Promise<Tas
   const p = task.params as ProgramTaskParams;
   const spec = task.input as UnitInput;
   // The code and the input are fetched at once (the first task of a job needs both).
+  const code = p.program.kind === "js" ? p.program.script! : p.program.hash;
+  const token = (hash: string) => (task.blobs && typeof task.blobs[hash] === "string" ? task.blobs[hash] : undefined);
   const [codeBytes, bytes] = await Promise.all([
-    blobs.get(p.program.kind === "js" ? p.program.script! : p.program.hash),
-    "blob" in spec ? blobs.get(spec.blob) : undefined,
+    blobs.get(code, token(code)),
+    "blob" in spec ? blobs.get(spec.blob, token(spec.blob)) : undefined,
   ]);
   let input: unknown;
   if ("value" in spec) input = spec.value;

@@ -35,7 +35,7 @@ export interface VolunteerClientOptions {
   /** Fetches what a task needs (program code, input blobs) before it runs; default: run as sent. */
   prepare?: (task: WireTask) => Promise<TaskRun & { timeoutMs?: number }>;
   /** Fetches a blob into the cache `prepare` reads, ahead of the tasks that will need it (a "prefetch" message). */
-  prefetch?: (hash: string) => void;
+  prefetch?: (hash: string, token?: string) => void;
   log?: (msg: string) => void;
   /** Machine-wide CPU load 0..1 (Node: load average per core); the busy share of workers if higher, or alone. */
   systemLoad?: () => number;
@@ -258,7 +258,12 @@ export class VolunteerClient {
         break;
       case "prefetch":
         // Hints only: a few hashes at a time, anything else is ignored.
-        if (Array.isArray(msg.blobs)) for (const hash of msg.blobs.slice(0, 16)) if (typeof hash === "string" && /^[0-9a-f]{64}$/.test(hash)) this.opts.prefetch?.(hash);
+        if (Array.isArray(msg.blobs)) {
+          msg.blobs.slice(0, 16).forEach((hash, i) => {
+            const token = Array.isArray(msg.tokens) && typeof msg.tokens[i] === "string" ? msg.tokens[i] : undefined;
+            if (typeof hash === "string" && /^[0-9a-f]{64}$/.test(hash)) this.opts.prefetch?.(hash, token);
+          });
+        }
         break;
       case "revoke":
         for (const id of msg.taskIds) this.revoked.add(id);

@@ -3,14 +3,63 @@ import { BASE64_RE, base64ByteLength, decodeBase64, encodeBase64 } from "./base6
 import type { Kernel } from "./types";
 
 /**
- * Reference CPU-ms per pixel, plus per pixel and unit of maxIter. A pixel's iteration count
- * is unknown before computing it, so this is a fit of two views measured on Node 20 (the
- * default one and a deep zoom at maxIter 10000); a view that is mostly non-cardioid interior
- * costs up to ~10× more.
+ * Reference CPU-ms per pixel (mapping, encoding), per iteration of the escape loop (timed
+ * against pi's samples on Node 20: 0.48–0.54 of a sample), and per unit.
  */
 export const MANDELBROT_MS_PER_PIXEL = 3e-5;
-export const MANDELBROT_MS_PER_PIXEL_ITER = 3.5e-8;
+export const MANDELBROT_MS_PER_ITER = 2.6e-6;
 export const MANDELBROT_MS_PER_UNIT = 0.5;
+
+/**
+ * A unit's work is estimated from a grid of the view's points, at most SAMPLE_SIDE a side,
+ * each iterated up to SAMPLE_CAP times (a point still bounded then is taken to run to maxIter):
+ * at most ~2M iterations, a few ms, once per submission. A fit on maxIter alone (it assumed a
+ * pixel ran about 3% of maxIter) priced a view inside a bulb of the set at 1/60 of its work,
+ * which volunteers computed for that price, and the server's checks of it ran out of time.
+ */
+const SAMPLE_SIDE = 24;
+const SAMPLE_CAP = 2000;
+
+/** Iterations the escape loop runs for c (0 inside the main cardioid and the period-2 bulb, tested first). */
+function loopIterations(cx: number, cy: number, cap: number, maxIter: number): number {
+  const n = escapeCount(cx, cy, cap);
+  if (n < cap) return n;
+  const q = (cx - 0.25) * (cx - 0.25) + cy * cy;
+  if (q * (q + (cx - 0.25)) <= 0.25 * cy * cy || (cx + 1) * (cx + 1) + cy * cy <= 0.0625) return 0;
+  return maxIter;
+}
+
+/** Mean loop iterations per pixel on sampled rows of the view, by row. */
+function sampledRows(p: MandelbrotParams): Array<{ y: number; iters: number }> {
+  const rows = Math.min(SAMPLE_SIDE, p.height);
+  const cols = Math.min(SAMPLE_SIDE, p.width);
+  const step = pixelStep(p);
+  const cap = Math.min(p.maxIter, SAMPLE_CAP);
+  const out: Array<{ y: number; iters: number }> = [];
+  for (let r = 0; r < rows; r++) {
+    const py = Math.floor(((r + 0.5) * p.height) / rows);
+    const cy = p.centerY - (py - p.height / 2) * step;
+    let sum = 0;
+    for (let c = 0; c < cols; c++) {
+      const px = Math.floor(((c + 0.5) * p.width) / cols);
+      sum += loopIterations(p.centerX + (px - p.width / 2) * step, cy, cap, p.maxIter);
+    }
+    out.push({ y: py, iters: sum / cols });
+  }
+  return out;
+}
+
+/** The sampled rows' mean iterations within [y0, y1), or the nearest sampled row's. */
+function bandIterations(rows: Array<{ y: number; iters: number }>, y0: number, y1: number): number {
+  let sum = 0;
+  let n = 0;
+  for (const r of rows) if (r.y >= y0 && r.y < y1) (sum += r.iters), n++;
+  if (n) return sum / n;
+  const mid = (y0 + y1) / 2;
+  let best = rows[0]!;
+  for (const r of rows) if (Math.abs(r.y - mid) < Math.abs(best.y - mid)) best = r;
+  return best.iters;
+}
 
 const MAX_SIDE = 4096;
 
@@ -111,11 +160,12 @@ export const mandelbrot: Kernel<MandelbrotParams, MandelbrotInput, MandelbrotOut
     const n = Math.max(1, Math.min(Math.floor(chunks), p.height));
     const base = Math.floor(p.height / n);
     const extra = p.height - base * n;
-    const perPixel = MANDELBROT_MS_PER_PIXEL + MANDELBROT_MS_PER_PIXEL_ITER * p.maxIter;
+    const rows = sampledRows(p);
     const units: Array<{ input: MandelbrotInput; work: number }> = [];
     let y0 = 0;
     for (let i = 0; i < n; i++) {
       const y1 = y0 + base + (i < extra ? 1 : 0);
+      const perPixel = MANDELBROT_MS_PER_PIXEL + MANDELBROT_MS_PER_ITER * bandIterations(rows, y0, y1);
       units.push({ input: { y0, y1 }, work: MANDELBROT_MS_PER_UNIT + (y1 - y0) * p.width * perPixel });
       y0 = y1;
     }

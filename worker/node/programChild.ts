@@ -50,6 +50,11 @@ const send = (m: ChildReply) => {
  * function comes from a throwaway context; programs' contexts get no `gc`.
  */
 function collector(): () => void {
+  // V8 frees dead ArrayBuffers' memory on a background thread after a collection; on busy
+  // cores the next task then started with ~50 MB of its predecessor's buffers still counted
+  // (CI saw "memory limit exceeded" for a task well under it). Freed within the collection,
+  // they are gone when the next task starts. An unknown flag is ignored, not an error.
+  v8.setFlagsFromString("--no-concurrent-array-buffer-sweeping");
   try {
     v8.setFlagsFromString("--expose-gc");
     const gc = vm.runInNewContext("gc") as () => void;

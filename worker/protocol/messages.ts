@@ -91,6 +91,8 @@ export interface WireTask {
   params: unknown;
   input: unknown;
   deadline: number;
+  /** Tokens for the blobs the task reads, by hash: GET /api/blobs/<hash>?t=<token> on any node. */
+  blobs?: Record<string, string>;
 }
 
 export type ServerMessage =
@@ -110,7 +112,7 @@ export type ServerMessage =
    * Blobs (shards) this volunteer will be given units of from the next round on: fetch them now,
    * so that the first of those units does not wait for the download.
    */
-  | { type: "prefetch"; blobs: string[] }
+  | { type: "prefetch"; blobs: string[]; tokens?: string[] }
   /** Leases taken back (deadline passed, job cancelled): drop the work, don't send it. */
   | { type: "revoke"; taskIds: string[]; reason: string }
   | { type: "error"; code: string; message: string }

@@ -1,3 +1,4 @@
+import { addressKey } from "../../coordinator/network";
 import type { AdCreative } from "../../../generated/prisma/client";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
@@ -75,7 +76,10 @@ async function closeStaleOrRefuse(db: Pick<Tx, "adSession">, userId: string, now
   await db.adSession.updateMany({ where: { userId, state: "open" }, data: { state: "abandoned" } });
 }
 
-export async function startAd(deps: AppDeps, userId: string, ip: string) {
+export async function startAd(deps: AppDeps, userId: string, clientIp: string) {
+  // Sessions are kept, and capped, by the network a client is in (an IPv6 /48, as every
+  // per-address budget): by the exact address, one /64 was 2^64 addresses' worth of ads.
+  const ip = addressKey(clientIp);
   const { db } = deps;
   const now = new Date();
   // Early, so a second tab is refused before a creative is fetched; checked again under the lock below.

@@ -1,7 +1,8 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { CalcError, evaluate, type CalcResult } from "../../../worker/interactive/calc";
-import { InteractiveError } from "../../coordinator/interactive";
+import { InteractiveError, type InteractiveOutcome } from "../../coordinator/interactive";
+import type { Coordinator } from "../../coordinator/coordinator";
 import type { SharedLimiter } from "../../cluster/limiter";
 import { addressKey } from "../../coordinator/network";
 
@@ -59,16 +60,21 @@ export async function evaluateExpression(deps: AppDeps, expression: string): Pro
     // In a cluster, a node without volunteers of its own asks one that has some.
     const r = deps.elsewhere && deps.coordinator.volunteers().length === 0
       ? await deps.elsewhere.calc({ expression })
-      : await deps.coordinator.interactive.run("calc", { expression });
+      : await calcOnVolunteer(deps.coordinator, expression, own instanceof CalcError ? undefined : own);
     const ms = Math.round(r.ms * 100) / 100;
     if (own instanceof CalcError) {
       console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} where the expression fails (${own.message})`);
       throw new UserError("BAD_REQUEST", own.message);
     }
-    const right = agrees(r.value, own.value);
-    if (!right) console.warn(`calc: volunteer ${r.volunteerId} answered ${r.value} for ${own.value}; the server's answer is given`);
-    return { expression, value: right ? r.value : own.value, ops: own.ops, volunteerId: r.volunteerId, ms };
+    if (!agrees(r.value, own.value)) return { expression, value: own.value, ops: own.ops, volunteerId: "the server", ms };
+    return { expression, value: r.value, ops: own.ops, volunteerId: r.volunteerId, ms };
   } catch (e) {
+    // No volunteer answered in time (or every one online lately let a task time out): the
+    // server's own evaluation answers, so silent sockets cannot take calc away from everyone.
+    if (e instanceof InteractiveError && e.code === "timeout") {
+      if (own instanceof CalcError) throw new UserError("BAD_REQUEST", own.message);
+      return { expression, value: own.value, ops: own.ops, volunteerId: "the server", ms: 0 };
+    }
     if (e instanceof InteractiveError && e.code === "evaluation") {
       // The volunteer says it fails: the server's own evaluation says whether it does.
       if (own instanceof CalcError) throw new UserError("BAD_REQUEST", own.message);
@@ -76,6 +82,33 @@ export async function evaluateExpression(deps: AppDeps, expression: string): Pro
       return { expression, value: own.value, ops: own.ops, volunteerId: "the server", ms: 0 };
     }
     throw e;
+  }
+}
+
+/**
+ * The expression on one of this node's volunteers (the node that holds its socket: in a cluster,
+ * the node a calculation was handed to runs this too). A value the server's own evaluation
+ * proves wrong is a lie, as a failed spot-check is: the volunteer is banned with its account,
+ * and what it returned is backtracked. Only a value against a value: an error where the server
+ * computes one, or a value where the server's fails, may be an older volunteer's evaluator, and
+ * is replaced without a ban.
+ */
+export async function calcOnVolunteer(coordinator: Coordinator, expression: string, own = ownValue(expression)): Promise<InteractiveOutcome> {
+  const r = await coordinator.interactive.run("calc", { expression });
+  if (own && !agrees(r.value, own.value)) {
+    const reason = `answered a calculation wrong: ${JSON.stringify(expression.length > 80 ? `${expression.slice(0, 80)}…` : expression)} is ${own.value}, not ${r.value}`;
+    console.warn(`calc: volunteer ${r.volunteerId} ${reason}; banned, and the server's answer is given`);
+    coordinator.caughtInteractive(r.key, r.volunteerId, reason);
+  }
+  return r;
+}
+
+/** The server's own value of the expression; undefined where its evaluation fails. */
+function ownValue(expression: string): CalcResult | undefined {
+  try {
+    return evaluate(expression);
+  } catch {
+    return undefined;
   }
 }
 

@@ -116,6 +116,8 @@ export interface JobRow {
   id: string; ownerId: string; kernel: string; params: string; chunks: number; price: number; estimate: number; leaseMs: number;
   replicas: number; quorum: number; maxReplicas: number; adaptive: number; tolerance: string | null; programHash: string | null;
   inputMode: string | null; merge: string | null; timeLimitMs: number | null;
+  /** Bytes of blobs stored for its units' inputs (counted against the owner's storage until collected). */
+  inputBytes?: number;
   /** The client's key for the submission (Idempotency-Key), and the sha256 of what it submitted. */
   idempotencyKey?: string | null; requestHash?: string | null;
 }
@@ -258,10 +260,10 @@ function finishJob(gate: SqliteGate, conn: Conn, end: Extract<PersistOp, { type:
 function insertJob(gate: SqliteGate, conn: Conn, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
   gate.statement(conn, `INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
-    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "createdAt")
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "createdAt")
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, j.adaptive,
-    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, at,
+    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, j.inputBytes ?? 0, at,
   );
   gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
     s.units.map(([id, idx, input, work, pay]) => [id, j.id, idx, s.round, input, work, pay]));

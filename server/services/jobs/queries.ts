@@ -185,10 +185,18 @@ async function runningJob(deps: AppDeps, viewer: Viewer, jobId: string, ownerOnl
 
 export async function cancelJob(deps: AppDeps, viewer: Viewer, jobId: string) {
   await runningJob(deps, viewer, jobId);
-  await deps.coordinator.cancelJob(jobId);
+  const ended = await deps.coordinator.cancelJob(jobId);
   // Wherever its units are being computed.
   deps.cluster.bus.publish("cancel", jobId);
-  return getJob(deps, viewer, jobId);
+  if (ended) return getJob(deps, viewer, jobId);
+  // Its last units were decided as the cancel came: it completes (or fails), and is charged as
+  // such. Said so, rather than a 200 whose job reads "running" and then completes.
+  await deps.coordinator.drain();
+  const job = await getJob(deps, viewer, jobId);
+  if (job.state === "cancelled") return job;
+  throw new UserError("CONFLICT", job.state === "running"
+    ? `Job ${jobId} could not be cancelled: its last units were done as the cancel came, and it is completing.`
+    : `Job ${jobId} could not be cancelled: it ${job.state} first.`);
 }
 
 /**

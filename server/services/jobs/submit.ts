@@ -9,7 +9,7 @@ import { jsonObjectSchema } from "../jsonInput";
 import type { AppDeps } from "../deps";
 import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
-import { diskShort, holdPlannedBlobs } from "../programs/files";
+import { checkInputRoom, diskShort, holdPlannedBlobs } from "../programs/files";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
@@ -170,9 +170,9 @@ export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitIn
  * chunks are stored as blobs), and a reduce merge needs a program that exports reduce.
  * The task parameters volunteers receive name the program by hash and carry the limits.
  */
-export async function planProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput): Promise<Plan & { programHash: string; release: (committed: boolean) => Promise<void> }> {
+export async function planProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput): Promise<Plan & { programHash: string; release: (committed: boolean) => Promise<void>; inputBytes: number }> {
   if (!input.program || !input.input) throw new UserError("BAD_REQUEST", "A program job needs `program` (its sha256) and `input`.");
-  const program = await getProgram(deps, input.program);
+  const program = await getProgram(deps, input.program, ownerId);
   if (input.merge === "reduce" && !program.hasReduce) {
     throw new UserError("BAD_REQUEST", `Program ${program.name} exports no reduce: merge its outputs with "concat" instead.`);
   }
@@ -199,7 +199,8 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   const split = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
   const release = holdPlannedBlobs(deps, split.units);
   try {
-    return { ...(await planSplitProgramJob(deps, ownerId, input, program, replication, timeMs, memoryMb, split)), release };
+    await checkInputRoom(deps, ownerId, split.storedBytes);
+    return { ...(await planSplitProgramJob(deps, ownerId, input, program, replication, timeMs, memoryMb, split)), release, inputBytes: split.storedBytes };
   } catch (e) {
     await release(false);
     throw e;
@@ -268,7 +269,7 @@ export async function estimateJob(deps: AppDeps, input: SubmitInput, viewerId: s
 async function estimateProgramJob(deps: AppDeps, input: SubmitInput, viewerId: string | null) {
   const spec = input.input;
   if (!spec) throw new UserError("BAD_REQUEST", "A program job needs an input.");
-  if (input.program) await getProgram(deps, input.program);
+  if (input.program) await getProgram(deps, input.program, viewerId);
   const need = () => {
     if (input.chunks === undefined) throw new UserError("BAD_REQUEST", `Give a chunk count for ${spec.mode} input.`);
     return input.chunks;
@@ -308,6 +309,12 @@ export async function submitJobOnce(deps: AppDeps, ownerId: string, input: Submi
 async function admitProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
   const short = await diskShort(deps, 0);
   if (short) throw new UserError("SERVICE_UNAVAILABLE", short);
+  // A file cut in lines or blocks is stored again whole, as its chunks: refused before cutting it.
+  const spec = input.input;
+  if (spec && (spec.mode === "lines" || spec.mode === "blocks")) {
+    const file = await deps.db.dataFile.findUnique({ where: { hash_ownerId: { hash: spec.data, ownerId } }, select: { size: true } });
+    if (file) await checkInputRoom(deps, ownerId, file.size);
+  }
   const { estimate } = await estimateProgramJob(deps, input, ownerId);
   const balance = await balanceOf(deps.db, userAccount(ownerId));
   if (balance < estimate) {
@@ -348,6 +355,7 @@ async function commitJob(deps: AppDeps, ownerId: string, input: SubmitInput, pla
         tolerance: plan.replication.tolerance ? JSON.stringify(plan.replication.tolerance) : null, programHash,
         inputMode: programHash ? input.input!.mode : null, merge: programHash ? input.merge : null,
         timeLimitMs: programHash ? (plan.params as { limits: { timeMs: number } }).limits.timeMs : null,
+        inputBytes: "inputBytes" in plan ? (plan.inputBytes as number) : 0,
         ...idempotency,
       },
       units: units.map((u) => [u.id, u.idx, JSON.stringify(u.input), Math.round(u.work), u.pay]),

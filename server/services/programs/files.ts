@@ -35,6 +35,36 @@ export async function checkStorageRoom(deps: AppDeps, ownerId: string, bytes: nu
   );
 }
 
+/**
+ * Bytes of the inputs the account's jobs stored (their chunks, CSV shards and JSON items, in
+ * blobs or in their units' rows) and that are not collected yet: a job's count while it runs
+ * and until collectJobInputs removes them after its end.
+ */
+export async function inputBytesHeld(deps: AppDeps, ownerId: string): Promise<number> {
+  const r = await deps.db.job.aggregate({ where: { ownerId, inputBytes: { gt: 0 } }, _sum: { inputBytes: true } });
+  return r._sum.inputBytes ?? 0;
+}
+
+/**
+ * Refuses (413) a job whose stored inputs would take the account's jobs past
+ * ACCOUNT_STORAGE_BYTES of inputs (a budget apart from its files', so a job may cut a file as
+ * large as the quota). Without it, a free account cut one 16 MiB file into new chunks with each
+ * submission, cancelled each job at once (its escrow back) and stored 120 MiB a second that
+ * nothing counted and nothing removed, until every upload and submission was refused for want
+ * of disk.
+ */
+export async function checkInputRoom(deps: AppDeps, ownerId: string, bytes: number): Promise<void> {
+  const quota = deps.env.ACCOUNT_STORAGE_BYTES;
+  if (quota === 0 || bytes === 0) return;
+  const held = await inputBytesHeld(deps, ownerId);
+  if (held + bytes <= quota) return;
+  throw new UserError(
+    "PAYLOAD_TOO_LARGE",
+    `Your jobs' inputs take ${formatBytes(held)} of your ${formatBytes(quota)}; this job's ${formatBytes(bytes)} of inputs do not fit. ` +
+      "A cancelled or failed job's inputs are removed within a minute of its end, a completed job's a day after it.",
+  );
+}
+
 /** The account's programs and data files, newest first, with its use of the quota. */
 export async function listFiles(deps: AppDeps, ownerId: string) {
   const [programs, data, usedBytes] = await Promise.all([
@@ -54,6 +84,8 @@ export async function listFiles(deps: AppDeps, ownerId: string) {
   return {
     usedBytes,
     quotaBytes: deps.env.ACCOUNT_STORAGE_BYTES || null,
+    /** Stored inputs of the account's jobs (a budget of quotaBytes of their own). */
+    inputBytes: await inputBytesHeld(deps, ownerId),
     files: [
       ...programs.map((p) => ({ ...p, type: "program" as const, kind: p.kind as "js" | "wasm" })),
       ...data.map((d) => ({ ...d, type: "data" as const, kind: null })),
@@ -168,4 +200,105 @@ export function holdPlannedBlobs(deps: AppDeps, units: ReadonlyArray<{ blob?: st
     // A refused submission leaves nothing behind: its chunks were stored before it was refused.
     if (!committed) for (const h of hashes) await releaseBlob(deps, h).catch(() => 0);
   };
+}
+
+/** Ended jobs whose inputs one pass of collectJobInputs removes at most. */
+const COLLECT_JOBS = 50;
+/**
+ * A completed job's inputs are kept this long after its end: a host caught cheating later has
+ * its results voided and a completed one-shot job runs those units again (backtracking), from
+ * its inputs. After it, such a job is not run again (backtrackSql.ts: its caught host's
+ * payouts go back to the owner instead). Cancelled and failed jobs never run again.
+ */
+export const COMPLETED_INPUTS_KEPT_MS = 24 * 3600_000;
+/** Hashes per query when looking for other references to them. */
+const IN_CHUNK = 500;
+/** Units read per page when listing the blobs running jobs read. */
+const UNIT_PAGE = 5000;
+
+const blobOfInput = (input: string): string | undefined => {
+  try {
+    const b = (JSON.parse(input) as { blob?: unknown } | null)?.blob;
+    return typeof b === "string" ? b : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The blobs the units of jobs that may run (again) read: running ones, and completed ones not collected yet. */
+async function blobsOfLiveJobs(deps: AppDeps): Promise<Set<string>> {
+  const out = new Set<string>();
+  let after: string | undefined;
+  for (;;) {
+    const page = await deps.db.workUnit.findMany({
+      where: {
+        job: { OR: [{ state: "running" }, { state: "completed", inputBytes: { gt: 0 } }] },
+        input: { contains: '"blob"' }, ...(after ? { id: { gt: after } } : {}),
+      },
+      select: { id: true, input: true }, orderBy: { id: "asc" }, take: UNIT_PAGE,
+    });
+    for (const u of page) {
+      const b = blobOfInput(u.input);
+      if (b) out.add(b);
+    }
+    if (page.length < UNIT_PAGE) return out;
+    after = page[page.length - 1]!.id;
+  }
+}
+
+/**
+ * Removes the stored inputs of jobs that have ended (their chunks, shards and large JSON items
+ * in blobs, and the inputs in their units' rows) and gives their bytes back to their owners'
+ * input budget (Job.inputBytes to 0): what BOINC's file deleter does for finished work units.
+ * Cancelled and failed jobs' at once, completed ones' COMPLETED_INPUTS_KEPT_MS after their
+ * end. A blob something else still names stays: a unit of a job that may run (the same chunk
+ * cut from the same file again), a submission on this node not yet committed, a data file, a
+ * program, a job's result or an ad. In a cluster every node runs it; a blob removed twice is
+ * removed once. Answers what it did.
+ */
+export async function collectJobInputs(deps: AppDeps, now = Date.now()): Promise<{ jobs: number; blobs: number; bytes: number }> {
+  const ended = await deps.db.job.findMany({
+    where: { inputBytes: { gt: 0 }, OR: [{ state: { in: ["cancelled", "failed"] } }, { state: "completed", finishedAt: { lt: new Date(now - COMPLETED_INPUTS_KEPT_MS) } }] },
+    select: { id: true }, take: COLLECT_JOBS,
+  });
+  if (!ended.length) return { jobs: 0, blobs: 0, bytes: 0 };
+  const ids = ended.map((j) => j.id);
+  const hashes = new Set<string>();
+  for (const u of await deps.db.workUnit.findMany({ where: { jobId: { in: ids }, input: { contains: '"blob"' } }, select: { input: true } })) {
+    const b = blobOfInput(u.input);
+    if (b) hashes.add(b);
+  }
+  let candidates = [...hashes];
+  if (candidates.length) {
+    const live = await blobsOfLiveJobs(deps);
+    candidates = candidates.filter((h) => !live.has(h));
+  }
+  const kept = new Set<string>();
+  for (let i = 0; i < candidates.length; i += IN_CHUNK) {
+    const hs = candidates.slice(i, i + IN_CHUNK);
+    const [data, programs, results, ads] = await Promise.all([
+      deps.db.dataFile.findMany({ where: { hash: { in: hs } }, select: { hash: true } }),
+      deps.db.program.findMany({ where: { OR: [{ hash: { in: hs } }, { scriptHash: { in: hs } }, { sourceMapHash: { in: hs } }] }, select: { hash: true, scriptHash: true, sourceMapHash: true } }),
+      deps.db.job.findMany({ where: { resultBlob: { in: hs } }, select: { resultBlob: true } }),
+      deps.db.adCreative.findMany({ where: { mediaHash: { in: hs } }, select: { mediaHash: true } }),
+    ]);
+    for (const r of data) kept.add(r.hash);
+    for (const p of programs) for (const h of [p.hash, p.scriptHash, p.sourceMapHash]) if (h) kept.add(h);
+    for (const r of results) if (r.resultBlob) kept.add(r.resultBlob);
+    for (const r of ads) if (r.mediaHash) kept.add(r.mediaHash);
+  }
+  let blobs = 0;
+  let bytes = 0;
+  for (const h of candidates) {
+    // Checked last, just before the removal: a submission may have stored the same chunk meanwhile.
+    if (kept.has(h) || planned.has(h)) continue;
+    const freed = await deps.blobs.delete(h);
+    if (freed > 0) blobs++, (bytes += freed);
+  }
+  // The rows' inputs too (nothing reads an ended job's), then the job's count, in one transaction.
+  await deps.db.$transaction([
+    deps.db.workUnit.updateMany({ where: { jobId: { in: ids } }, data: { input: "null" } }),
+    deps.db.job.updateMany({ where: { id: { in: ids } }, data: { inputBytes: 0 } }),
+  ]);
+  return { jobs: ids.length, blobs, bytes };
 }

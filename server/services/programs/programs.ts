@@ -45,15 +45,18 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
       const text = upload.bytes.toString("utf8");
       if (text.includes("\uFFFD")) throw new Error("a program is a JavaScript module (UTF-8 text) or a WebAssembly module");
       const compiled = await compileJsProgram(text, { fileName: name, owner: ownerId });
+      compiledBytes = Buffer.byteLength(compiled.script) + Buffer.byteLength(compiled.sourceMap);
+      // Checked again with what compiling made (several times the upload) before any of it is stored.
+      await checkStorageRoom(deps, ownerId, upload.bytes.length + compiledBytes);
       const scriptHash = await deps.blobs.put(compiled.script);
       const sourceMapHash = await deps.blobs.put(compiled.sourceMap);
-      compiledBytes = Buffer.byteLength(compiled.script) + Buffer.byteLength(compiled.sourceMap);
       data = {
         kind: "js", scriptHash, sourceMapHash, exports: compiled.exports, hasReduce: compiled.exports.includes("reduce"),
         comparator: compiled.comparator ? JSON.stringify(compiled.comparator) : null,
       };
     }
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError("BAD_REQUEST", `Invalid program: ${(e as Error).message}`);
   }
   await deps.blobs.put(upload.bytes);
@@ -63,7 +66,7 @@ export async function createProgram(deps: AppDeps, ownerId: string, upload: { na
     update: {},
   });
   // The compiled script and its source map take several times the upload (a 2.8 MB program
-  // took 14 MB): the account's row counts all of it (the check above knew only the upload).
+  // took 14 MB): the account's row counts all of it, as the second check did.
   const size = row.scriptHash === data.scriptHash ? upload.bytes.length + compiledBytes : await programDiskSize(deps, row);
   await deps.db.programUpload.upsert({ where: { hash_ownerId: { hash, ownerId } }, create: { hash, ownerId, name, size }, update: {} });
   warmForRounds(deps, data.exports);
@@ -102,10 +105,17 @@ function view(row: { hash: string; kind: string; name: string; size: number; scr
   };
 }
 
-export async function getProgram(deps: AppDeps, hash: string) {
+/**
+ * A program the caller uploaded (its own upload of the bytes: uploading a stored program
+ * again is free). Another account's program is not found, as if never stored: given by hash
+ * alone, it let anyone run a program they never had (its compiled code then went to their
+ * volunteers) and told them whether someone had uploaded a file they knew.
+ */
+export async function getProgram(deps: AppDeps, hash: string, ownerId: string | null) {
   if (!isSha256(hash)) throw new UserError("BAD_REQUEST", "A program is named by the sha256 of its bytes (64 hex digits).");
-  const row = await deps.db.program.findUnique({ where: { hash } });
-  if (!row) throw new UserError("NOT_FOUND", `No program ${hash}. Upload it first.`);
+  const mine = ownerId !== null && (await deps.db.programUpload.findUnique({ where: { hash_ownerId: { hash, ownerId } }, select: { hash: true } }));
+  const row = mine ? await deps.db.program.findUnique({ where: { hash } }) : null;
+  if (!row) throw new UserError("NOT_FOUND", `No program ${hash} of yours. Upload it first.`);
   return view(row);
 }
 

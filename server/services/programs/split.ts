@@ -33,10 +33,20 @@ export type UnitInput = { value: unknown } | { blob: string; encoding: "text" | 
 /** Inline inputs above this size are stored as blobs instead of travelling in task frames. */
 const INLINE_LIMIT = 16 * 1024;
 
-async function inline(deps: AppDeps, value: unknown): Promise<UnitInput> {
+async function inline(store: Store, value: unknown): Promise<UnitInput> {
   const json = JSON.stringify(value);
   if (json === undefined) throw new UserError("BAD_REQUEST", "Input items must be JSON values.");
-  return json.length <= INLINE_LIMIT ? { value } : { blob: await deps.blobs.put(json), encoding: "text" };
+  return json.length <= INLINE_LIMIT ? { value } : { blob: await store.put(json), encoding: "text" };
+}
+
+/** Puts a job's input blobs, counting their bytes (with its units' rows, Job.inputBytes: the owner's budget until they are collected). */
+class Store {
+  bytes = 0;
+  constructor(private readonly deps: AppDeps) {}
+  put(data: string | Uint8Array): Promise<string> {
+    this.bytes += typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+    return this.deps.blobs.put(data);
+  }
 }
 
 /** NOT_FOUND unless the user uploaded data file `h`. */
@@ -56,6 +66,17 @@ async function dataFile(deps: AppDeps, ownerId: string, h: string) {
  */
 export async function splitProgramInput(
   deps: AppDeps, ownerId: string, input: ProgramInput, chunks: number | undefined, maxUnits: number,
+): Promise<{ units: UnitInput[]; context?: Record<string, unknown>; storedBytes: number }> {
+  const store = new Store(deps);
+  const split = await splitInto(deps, store, ownerId, input, chunks, maxUnits);
+  // The units' rows hold their inputs too (JSON items of up to 16 KiB inline): counted alike.
+  let rowBytes = 0;
+  for (const u of split.units) rowBytes += JSON.stringify(u).length;
+  return { ...split, storedBytes: store.bytes + rowBytes };
+}
+
+async function splitInto(
+  deps: AppDeps, store: Store, ownerId: string, input: ProgramInput, chunks: number | undefined, maxUnits: number,
 ): Promise<{ units: UnitInput[]; context?: Record<string, unknown> }> {
   if (input.mode === "csv") {
     const n = chunks ?? Math.min(DEFAULT_CSV_SHARDS, maxUnits);
@@ -69,11 +90,11 @@ export async function splitProgramInput(
       if (e instanceof UnusableCsv) throw new UserError("BAD_REQUEST", `The CSV file cannot be used: ${e.message}`);
       throw e;
     }
-    if (table.rows < n && chunks === undefined) return csvUnits(deps, table, table.rows);
+    if (table.rows < n && chunks === undefined) return csvUnits(store, table, table.rows);
     if (table.rows < n) throw new UserError("BAD_REQUEST", `The CSV file has ${table.rows} rows, fewer than the ${n} shards asked for.`);
-    return csvUnits(deps, table, n);
+    return csvUnits(store, table, n);
   }
-  return { units: await splitPlain(deps, ownerId, input, chunks, maxUnits) };
+  return { units: await splitPlain(deps, store, ownerId, input, chunks, maxUnits) };
 }
 
 /** Shards a CSV input is cut into when no chunk count is given. */
@@ -82,19 +103,19 @@ export const DEFAULT_CSV_SHARDS = 10;
 /** Shards stored at once: each put hashes its shard, then writes it (on the thread pool) while the next is hashed. */
 const PUTS_AT_ONCE = 8;
 
-async function csvUnits(deps: AppDeps, table: CsvTable, n: number) {
+async function csvUnits(store: Store, table: CsvTable, n: number) {
   const shards = shardRows(table, n);
   const units: UnitInput[] = new Array(shards.length);
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < shards.length; i = next++) units[i] = { blob: await deps.blobs.put(shards[i]), encoding: "bytes" };
+    for (let i = next++; i < shards.length; i = next++) units[i] = { blob: await store.put(shards[i]), encoding: "bytes" };
   };
   await Promise.all(Array.from({ length: Math.min(PUTS_AT_ONCE, shards.length) }, worker));
   return { units, context: { columns: table.columns } };
 }
 
 async function splitPlain(
-  deps: AppDeps, ownerId: string, input: Exclude<ProgramInput, { mode: "csv" }>, chunks: number | undefined, maxUnits: number,
+  deps: AppDeps, store: Store, ownerId: string, input: Exclude<ProgramInput, { mode: "csv" }>, chunks: number | undefined, maxUnits: number,
 ): Promise<UnitInput[]> {
   const check = (n: number) => {
     if (n > maxUnits) throw new UserError("BAD_REQUEST", `Too many units: ${n}. A job can have at most ${maxUnits}.`);
@@ -107,7 +128,7 @@ async function splitPlain(
   switch (input.mode) {
     case "json":
       check(input.items.length);
-      return Promise.all(input.items.map((v) => inline(deps, v)));
+      return Promise.all(input.items.map((v) => inline(store, v)));
     case "range": {
       const n = need();
       const size = input.end - input.start;
@@ -122,7 +143,7 @@ async function splitPlain(
       const lines = await countLines(bytes);
       if (lines < n) throw new UserError("BAD_REQUEST", `The file has ${lines} lines, fewer than the ${n} chunks asked for.`);
       const out: UnitInput[] = [];
-      for (const part of await lineChunks(bytes, lines, n)) out.push({ blob: await deps.blobs.put(part), encoding: "text" });
+      for (const part of await lineChunks(bytes, lines, n)) out.push({ blob: await store.put(part), encoding: "text" });
       return out;
     }
     case "blocks": {
@@ -130,7 +151,7 @@ async function splitPlain(
       const n = check(Math.ceil(bytes.length / input.blockBytes));
       if (n === 0) throw new UserError("BAD_REQUEST", "The data file is empty.");
       const out: UnitInput[] = [];
-      for (let i = 0; i < n; i++) out.push({ blob: await deps.blobs.put(bytes.subarray(i * input.blockBytes, (i + 1) * input.blockBytes)), encoding: "bytes" });
+      for (let i = 0; i < n; i++) out.push({ blob: await store.put(bytes.subarray(i * input.blockBytes, (i + 1) * input.blockBytes)), encoding: "bytes" });
       return out;
     }
   }

@@ -73,10 +73,15 @@ export async function claimVolunteer(db: Db, userId: string, volunteerId: string
   return claimAnonymousCredits(db, userId, volunteerId);
 }
 
+/**
+ * What a volunteer id holds, for anyone who knows it (the volunteer page, signed out). Whether
+ * an account owns it, not which: a calculation's answer names the volunteer that computed it,
+ * and this named its owner's user id to any caller.
+ */
 export async function volunteerSummary(db: Db, volunteerId: string) {
   const row = await db.volunteer.findUnique({ where: { id: volunteerId }, select: { tasksDone: true, earned: true, userId: true } });
   if (!row) return null;
-  return { ...row, held: await balanceOf(db, anonAccount(volunteerId)) };
+  return { tasksDone: row.tasksDone, earned: row.earned, claimed: row.userId !== null, held: await balanceOf(db, anonAccount(volunteerId)) };
 }
 
 /** The signed-in user's hosts, most recently seen first. */
