@@ -38,6 +38,41 @@ export interface FleetVolunteerOptions {
   /** Reconnect with backoff after the socket drops (default true). */
   reconnect?: boolean;
   compute?: Compute;
+  /** Awaited before each task is computed: lets a test step the fleet a task at a time. */
+  gate?: Permits;
+}
+
+/**
+ * Permits a fleet's workers take one per task. Closed at first: `release(n)` lets n more tasks
+ * be computed, `open()` lets all through from then on.
+ */
+export class Permits {
+  private left = 0;
+  private opened = false;
+  private waiting: Array<() => void> = [];
+  /** Tasks computed through this gate so far (taken permits). */
+  taken = 0;
+  release(n = 1) {
+    this.left += n;
+    this.drain();
+  }
+  open() {
+    this.opened = true;
+    this.drain();
+  }
+  take(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.drain();
+    });
+  }
+  private drain() {
+    while (this.waiting.length && (this.opened || this.left > 0)) {
+      if (!this.opened) this.left--;
+      this.taken++;
+      this.waiting.shift()!();
+    }
+  }
 }
 
 export interface FleetVolunteer {
@@ -64,13 +99,14 @@ export function wsUrl(httpUrl: string) {
 }
 
 /** A pool of `threads` in-process workers running `compute`, one task per macrotask. */
-function inProcessPool(threads: number, compute: Compute, onComputed: () => void): WorkerPool {
+function inProcessPool(threads: number, compute: Compute, onComputed: () => void, gate?: Permits): WorkerPool {
   const factory = (): PoolWorker => {
     let dead = false;
     return {
       api: {
-        run: (task) =>
-          new Promise<TaskResult>((resolve, reject) => {
+        run: async (task) => {
+          await gate?.take();
+          return new Promise<TaskResult>((resolve, reject) => {
             // A macrotask, so sockets and the server (in-process too) get their turn between tasks.
             setImmediate(() => {
               if (dead) return;
@@ -82,7 +118,8 @@ function inProcessPool(threads: number, compute: Compute, onComputed: () => void
                 reject(e);
               }
             });
-          }),
+          });
+        },
       },
       terminate: () => {
         dead = true;
@@ -128,7 +165,7 @@ export function startVolunteer(url: string, opts: FleetVolunteerOptions = {}): F
       socket = new WebSocket(u, { headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {} });
       return socket as unknown as SocketLike;
     },
-    createPool: (n) => inProcessPool(n, opts.compute ?? honest, () => v.computed++),
+    createPool: (n) => inProcessPool(n, opts.compute ?? honest, () => v.computed++, opts.gate),
     log: (m) => logs.push(m),
   });
   v.client.start();
