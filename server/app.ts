@@ -23,6 +23,7 @@ import { serveMetrics } from "./http/metrics";
 import { createLoadGate, ESTIMATE_COST, hasBody } from "./http/loadGate";
 import { trpcBodies } from "./http/trpcBody";
 import { collectJobInputs, diskShort } from "./services/programs/files";
+import { measureEndedJobs, outputBytesHeld } from "./services/programs/outputStorage";
 import { formatBytes } from "./http/body";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { AddressCounts } from "./http/addressCounts";
@@ -88,6 +89,7 @@ export async function startServer(
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
     auditCpuShare: env.AUDIT_CPU_SHARE,
     diskShort: () => diskShort(diskOf, 0),
+    outputs: { unitBytes: env.UNIT_OUTPUT_BYTES, quota: env.ACCOUNT_STORAGE_BYTES, held: (ownerId) => outputBytesHeld(db, ownerId) },
     trust: env.SPOT_CHECKS === "on"
       ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
       : null,
@@ -209,13 +211,15 @@ export async function startServer(
   const trpcBudget = new TrpcSocketBudget();
   trpcWss.on("connection", (ws: WebSocket, req: http.IncomingMessage) => guardTrpcSocket(ws, trpcBudget, ipOf(req)));
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
-  // Ended jobs' stored inputs go, and their bytes back to their owners' budget (files.ts).
+  // Ended jobs' stored inputs go, and their bytes back to their owners' budget (files.ts);
+  // their outputs are measured against their owners' (outputStorage.ts).
   let collecting = false;
   const collector = setInterval(() => {
     if (collecting) return;
     collecting = true;
     collectJobInputs(deps)
       .then((r) => r.blobs && log(`removed ${r.blobs} input blob(s) of ${r.jobs} ended job(s), ${formatBytes(r.bytes)}`))
+      .then(() => measureEndedJobs(deps))
       .catch((e: Error) => log(`collecting ended jobs' inputs failed: ${e.message}`))
       .finally(() => (collecting = false));
   }, INPUT_COLLECT_MS);

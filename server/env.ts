@@ -56,6 +56,8 @@ const schema = z.object({
   MAX_DATA_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** Bytes of programs and data files one account may keep stored; 0: no quota. */
   ACCOUNT_STORAGE_BYTES: z.coerce.number().int().min(0).default(1024 ** 3),
+  /** Bytes of output one unit of a program job may store (its canonical JSON); a larger output is that task's error. */
+  UNIT_OUTPUT_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
   /** Uploads are refused (507) while the data directory's disk has less free than this, so its database keeps room. */
   UPLOAD_DISK_FLOOR_BYTES: z.coerce.number().int().min(0).default(256 * 1024 ** 2),
   /** Bytes of uploads received into memory at once, server-wide; more wait (503, Retry-After). */

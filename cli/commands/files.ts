@@ -9,7 +9,8 @@ const bytes = (n: number) =>
 
 const usage = (l: Listing) =>
   `${bytes(l.usedBytes)} used${l.quotaBytes === null ? " (no quota)" : ` of ${bytes(l.quotaBytes)}`}` +
-  (l.inputBytes > 0 ? `; your jobs' inputs take ${bytes(l.inputBytes)}${l.quotaBytes === null ? "" : ` of another ${bytes(l.quotaBytes)}`} until they are removed` : "");
+  (l.inputBytes > 0 ? `; your jobs' inputs take ${bytes(l.inputBytes)}${l.quotaBytes === null ? "" : ` of another ${bytes(l.quotaBytes)}`} until they are removed` : "") +
+  (l.outputBytes > 0 ? `; your ended jobs' outputs take ${bytes(l.outputBytes)}${l.quotaBytes === null ? "" : ` of a third ${bytes(l.quotaBytes)}`} until you delete them (tabgrid job ID --delete)` : "");
 
 /**
  * `tabgrid files`: the programs and data files you uploaded, and how much of your storage

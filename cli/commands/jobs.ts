@@ -224,10 +224,17 @@ export async function job(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...connectionOptions, wait: { type: "boolean", default: false }, output: { type: "string" }, units: { type: "string" },
     "accept-unconfirmed": { type: "boolean", default: false }, replicas: { type: "string" }, quorum: { type: "string" },
+    delete: { type: "boolean", default: false },
   });
   const id = positionals[0];
   if (!id) throw new UsageError("name a job id: tabgrid job <id>");
   const api = apiClient(connection(values));
+  if (values.delete) {
+    await api.jobs.delete.mutate({ id });
+    if (values.json) console.log(JSON.stringify({ id, deleted: true }));
+    else console.log(`job ${id} deleted`);
+    return 0;
+  }
   // The owner's ways out of a quorum that the volunteers online cannot form.
   if (values.replicas !== undefined || values.quorum !== undefined) {
     const replicas = positiveIntOption(values.replicas, "replicas");

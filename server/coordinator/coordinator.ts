@@ -22,6 +22,7 @@ import { Dispatcher } from "./dispatch";
 import { Commit } from "./commit";
 import type { Live } from "./live";
 import { JobsWithBlobs } from "./liveBlobs";
+import { OutputBudget, type OutputBudgetOptions } from "./outputBudget";
 import type { BlobTokens } from "./blobTokens";
 import { SliceHolder, type SliceHolderOptions } from "./sliceHolder";
 
@@ -55,6 +56,8 @@ export interface CoordinatorOptions {
   cluster?: Omit<SliceHolderOptions, "url"> & { url: () => string };
   /** Signs the blobs tasks read (blobTokens.ts); without it, /api/blobs serves anyone only this node's jobs' blobs. */
   blobTokens?: BlobTokens;
+  /** Bounds program jobs' outputs (outputBudget.ts); without it they are stored whatever their size. */
+  outputs?: Pick<OutputBudgetOptions, "unitBytes" | "quota" | "held">;
 }
 
 /**
@@ -123,7 +126,16 @@ export class Coordinator extends EventEmitter {
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });
     const notices = { credit: (valid, invalid) => edge.credit(valid, invalid), kick } satisfies Notices;
-    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices });
+    const outputs = opts.outputs && new OutputBudget({
+      ...opts.outputs,
+      running: (jobId) => [...live.jobs.values()].some((m) => m.jobId === jobId),
+      // Not in the middle of the frame of results that took it over: after it.
+      over: (jobId, reason) => setImmediate(() => {
+        live.log(`job ${jobId} failed: ${reason}`);
+        lifecycle.cancelJob(jobId, reason).catch((e: Error) => live.log(`failing job ${jobId} failed: ${e.message}`));
+      }),
+    });
+    const pipeline = new ResultPipeline(live, { queue, dispatch, lifecycle, caught, book, verifier, audits: new ProgramAudits(blobs, opts.auditCpuShare), notices, ...(outputs ? { outputs } : {}) });
     const edge = new VolunteerEdge(live, { db, queue, dispatch, pipeline, book, maxMessageBytes: opts.maxMessageBytes, strayResultsPerSecond: opts.strayResultsPerSecond, newVolunteers: opts.newVolunteers, digests: this.digests });
     this.commit = commit;
     this.dispatcher = dispatch;

@@ -206,8 +206,12 @@ export class JobLifecycle {
     this.live.log(line);
   }
 
-  /** Stops dispatch, takes leases back and refunds the unused escrow once committed. */
-  async cancelJob(jobId: string): Promise<boolean> {
+  /**
+   * Stops dispatch, takes leases back and refunds the unused escrow once committed. With
+   * `failed`, the job ends failed with that error (the server stopped it) instead of cancelled.
+   */
+  async cancelJob(jobId: string, failed?: string): Promise<boolean> {
+    const state = failed === undefined ? "cancelled" as const : "failed" as const;
     // Every unit is done and the results are merging: the merge stops, and the job ends cancelled.
     const merging = this.merging.get(jobId);
     if (merging) {
@@ -221,7 +225,7 @@ export class JobLifecycle {
       // did, it is cancelled below).
       (current.cancel ??= new AbortController()).abort();
       await current.ending;
-      await this.cancelJob(jobId);
+      await this.cancelJob(jobId, failed);
       return true;
     }
     const { scheduler } = this.live;
@@ -229,16 +233,16 @@ export class JobLifecycle {
     if (this.deps.slices) {
       // Cluster: this node ends the job whether it holds some of it or none; the nodes that hold
       // its slices drop them when they hear of it, or at their next renewal.
-      this.dropJob(jobId, "job cancelled");
-      const end: FinishOp = { type: "finish", jobId, state: "cancelled" };
+      this.dropJob(jobId, `job ${state}`);
+      const end: FinishOp = { type: "finish", jobId, state, ...(failed !== undefined ? { error: failed } : {}) };
       await this.deps.commit.queue.enqueue(end);
-      this.counted(end, `job ${jobId} cancelled`);
+      this.counted(end, `job ${jobId} ${state}`);
       this.live.emit("job", jobId);
       return true;
     }
     if (!ids.length) return false;
-    for (const id of ids) this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], "job cancelled");
-    await Promise.all(ids.map((id) => this.finish(id, "cancelled")));
+    for (const id of ids) this.deps.dispatch.revoke([...scheduler.cancelJob(id), ...this.deps.dispatch.takeRingers(id)], `job ${state}`);
+    await Promise.all(ids.map((id) => this.finish(id, state, failed)));
     return true;
   }
 

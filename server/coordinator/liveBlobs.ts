@@ -46,10 +46,25 @@ export function blobsOf(params: unknown, units: ReadonlyArray<{ input: unknown }
     if (typeof code === "string") out.push(code);
   }
   for (const u of units) {
-    const blob = (u.input as { blob?: unknown } | null)?.blob;
-    if (typeof blob === "string") out.push(blob);
+    const blob = blobOfInput(u.input);
+    if (blob) out.push(blob);
   }
   return out;
+}
+
+/** The blob a unit's input names (a chunk, a shard, a large JSON item), if it names one. */
+export function blobOfInput(input: unknown): string | undefined {
+  const blob = (input as { blob?: unknown } | null)?.blob;
+  return typeof blob === "string" ? blob : undefined;
+}
+
+/** The same, read from a unit row's JSON. */
+export function blobOfRow(json: string): string | undefined {
+  try {
+    return blobOfInput(JSON.parse(json));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The coordinator's jobs: a job that leaves it (however it ends) takes its blobs with it. */

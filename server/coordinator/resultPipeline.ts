@@ -17,6 +17,8 @@ import type { JobLifecycle } from "./jobLifecycle";
 import type { Dispatcher } from "./dispatch";
 import { payOf, type JobMeta, type Live } from "./live";
 import type { OutputTexts } from "./outputDigests";
+import type { OutputBudget } from "./outputBudget";
+import { PROGRAM_KERNEL } from "../../worker/sandbox/abi";
 
 /** What the pipeline tells volunteers once their results are decided (the volunteer edge does it). */
 export interface Notices {
@@ -35,6 +37,8 @@ export interface PipelineDeps {
   verifier: Verifier;
   audits: ProgramAudits;
   notices: Notices;
+  /** Bounds what program jobs' outputs store (outputBudget.ts); none: unbounded. */
+  outputs?: OutputBudget;
 }
 
 /**
@@ -110,6 +114,19 @@ export class ResultPipeline {
       const made = texts?.[i];
       const outputJson = made?.json ?? canonicalJson(output);
       const digest = made?.digest ?? digestOf(outputJson);
+      // A program's output is bounded in size, and what its job stores in all (outputBudget.ts).
+      const budget = meta.kernel === PROGRAM_KERNEL ? this.deps.outputs : undefined;
+      let bytes = 0;
+      if (budget) {
+        bytes = Buffer.byteLength(outputJson);
+        const refused = budget.refuse(bytes);
+        if (refused) {
+          observer.taskError();
+          rejected.push({ taskId: r.taskId, reason: refused });
+          this.errored(scheduler.failTask(conn.key, r.taskId, refused, now), refused);
+          continue;
+        }
+      }
       this.lastOutput = { value: output, json: outputJson };
       const turnaroundMs = Math.max(0, now - (task.deadline - meta.leaseMs));
       observer.resultReceived(turnaroundMs);
@@ -118,6 +135,8 @@ export class ResultPipeline {
         rejected.push({ taskId: r.taskId, reason: outcome.reason });
         continue;
       }
+      // Twice: the result's row, and the unit's canonical output once decided (measured exactly once the job ends).
+      budget?.add(meta.ownerId, meta.jobId, 2 * bytes);
       // The raw result first: a restart must find it even if its unit is not decided yet.
       const commit = queue.enqueue({
         type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,

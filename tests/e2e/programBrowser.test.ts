@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
 import { createUserWithKey, repoRoot, startTestServer, waitFor, type TestServer } from "../helpers/server";
 import { trpc } from "../helpers/clients";
+import { measureEndedJobs } from "../../server/services/programs/outputStorage";
 import { collectPageErrors, keepScreenshot, launchChromium, signIn } from "../helpers/browser";
 
 // An uploaded WASM program (and a JS one) computed end to end by a volunteer tab in
@@ -84,6 +85,18 @@ describe("uploaded programs on a browser volunteer", () => {
     await page.getByTestId("result-note").filter({ hasText: `download it from /api/jobs/${id}/result.json` }).waitFor({ timeout: 15_000 });
     await expect(page.getByRole("link", { name: "Download JSON" }).getAttribute("href")).resolves.toBe(`/api/jobs/${id}/result.json`);
     await keepScreenshot(page, "e2e-big-result");
+
+    // What its outputs keep (measured once it has ended), and deleting it from its page frees them.
+    await measureEndedJobs(server.deps);
+    await page.goto("/jobs");
+    await expect.poll(() => page.getByTestId("storage-use").textContent()).toMatch(/your ended jobs' outputs take 10[0-9]\.\d MiB of a third 1\.0 GiB/);
+    await page.goto(`/jobs/${id}`);
+    await page.getByRole("button", { name: "Delete job" }).click();
+    await page.getByRole("button", { name: "Yes" }).click();
+    await page.waitForURL(/\/jobs$/);
+    expect(await server.deps.db.job.count({ where: { id } })).toBe(0);
+    expect(await server.deps.db.result.count({ where: { jobId: id } })).toBe(0);
+    await expect.poll(() => page.getByTestId("storage-use").textContent()).not.toMatch(/outputs/);
     expect(errors).toEqual([]);
   });
 

@@ -24,6 +24,7 @@ export function FilesCard() {
           <p className="hint" data-testid="storage-use">
             {bytes(l.usedBytes)} used{l.quotaBytes ? ` of ${bytes(l.quotaBytes)}` : " (no quota)"}
             {l.inputBytes > 0 && `; your jobs' inputs take ${bytes(l.inputBytes)}${l.quotaBytes ? ` of another ${bytes(l.quotaBytes)}` : ""} until they are removed`}
+            {l.outputBytes > 0 && `; your ended jobs' outputs take ${bytes(l.outputBytes)}${l.quotaBytes ? ` of a third ${bytes(l.quotaBytes)}` : ""} until you delete them (on their pages)`}
           </p>
           {l.quotaBytes !== null && (
             <div className="progress" role="meter" aria-label="storage used" aria-valuemin={0} aria-valuemax={l.quotaBytes} aria-valuenow={l.usedBytes}>

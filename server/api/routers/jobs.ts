@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { TRPCError } from "@trpc/server";
 import { kernels } from "../../../worker/kernels";
+import { deleteJob } from "../../services/jobs/deleteJob";
 import { router, protectedProcedure, publicProcedure } from "../trpc";
 import { estimateJob, submitInputSchema, submitJobOnce, type SubmitInput } from "../../services/jobs/submit";
 import { idempotencyKeySchema } from "../../services/jobs/idempotency";
@@ -73,6 +74,7 @@ export const jobsRouter = router({
   }),
   unitOutputs: protectedProcedure.input(jobId).query(({ ctx, input }) => unitOutputs(ctx.deps, ctx.user, input.id)),
   cancel: protectedProcedure.input(jobId).mutation(({ ctx, input }) => cancelJob(ctx.deps, ctx.user, input.id)),
+  delete: protectedProcedure.input(jobId).mutation(({ ctx, input }) => deleteJob(ctx.deps, ctx.user, input.id)),
   /** Take the results that wait for a confirming copy as they are. */
   stopAfterRound: protectedProcedure.input(jobId).mutation(({ ctx, input }) => stopAfterRound(ctx.deps, ctx.user, input.id)),
   acceptUnconfirmed: protectedProcedure.input(jobId).mutation(({ ctx, input }) => acceptUnconfirmed(ctx.deps, ctx.user, input.id)),

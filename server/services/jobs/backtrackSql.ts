@@ -83,6 +83,7 @@ export function backtrackSql(gate: SqliteGate, conn: Conn, op: BacktrackOp, at: 
     const reopened = gate.statement(conn, `UPDATE "WorkUnit" SET "done" = 0, "output" = NULL, "volunteerId" = NULL, "completedAt" = NULL
       WHERE "id" IN (SELECT "value" FROM json_each(?)) AND "done" = 1`).run(ids).changes;
     gate.statement(conn, `UPDATE "Job" SET "unitsDone" = max(0, "unitsDone" - ?), "state" = 'running', "result" = NULL, "resultBlob" = NULL,
+      "outputBytes" = CASE WHEN "programHash" IS NULL THEN "outputBytes" ELSE -1 END,
       "finishedAt" = NULL, "error" = NULL WHERE "id" = ?`).run(reopened, jobId);
   }
   for (const [jobId, r] of reversals) {

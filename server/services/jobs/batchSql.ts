@@ -260,10 +260,10 @@ function finishJob(gate: SqliteGate, conn: Conn, end: Extract<PersistOp, { type:
 function insertJob(gate: SqliteGate, conn: Conn, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
   gate.statement(conn, `INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
-    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "createdAt")
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "outputBytes", "createdAt")
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, j.adaptive,
-    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, j.inputBytes ?? 0, at,
+    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, j.inputBytes ?? 0, j.programHash ? -1 : 0, at,
   );
   gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
     s.units.map(([id, idx, input, work, pay]) => [id, j.id, idx, s.round, input, work, pay]));

@@ -10,6 +10,7 @@ import type { AppDeps } from "../deps";
 import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../programs/split";
 import { getProgram } from "../programs/programs";
 import { checkInputRoom, diskShort, holdPlannedBlobs } from "../programs/files";
+import { checkOutputRoom } from "../programs/outputStorage";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
@@ -309,6 +310,7 @@ export async function submitJobOnce(deps: AppDeps, ownerId: string, input: Submi
 async function admitProgramJob(deps: AppDeps, ownerId: string, input: SubmitInput) {
   const short = await diskShort(deps, 0);
   if (short) throw new UserError("SERVICE_UNAVAILABLE", short);
+  await checkOutputRoom(deps, ownerId);
   // A file cut in lines or blocks is stored again whole, as its chunks: refused before cutting it.
   const spec = input.input;
   if (spec && (spec.mode === "lines" || spec.mode === "blocks")) {

@@ -2,11 +2,14 @@ import fs from "node:fs/promises";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { formatBytes } from "../../http/body";
+import { outputBytesHeld } from "./outputStorage";
+import { blobOfRow } from "../../coordinator/liveBlobs";
 
 /**
  * What an account keeps in the blob store (its programs and data files), against
  * ACCOUNT_STORAGE_BYTES. Without a bound, one free account uploading 64 MiB files in a loop
- * fills the server's disk. Job outputs are not counted: they are paid for in credits.
+ * fills the server's disk. Jobs' inputs and outputs have budgets of their own (below, and
+ * outputStorage.ts).
  */
 export async function storageUsed(deps: AppDeps, ownerId: string): Promise<number> {
   const [data, programs] = await Promise.all([
@@ -86,6 +89,8 @@ export async function listFiles(deps: AppDeps, ownerId: string) {
     quotaBytes: deps.env.ACCOUNT_STORAGE_BYTES || null,
     /** Stored inputs of the account's jobs (a budget of quotaBytes of their own). */
     inputBytes: await inputBytesHeld(deps, ownerId),
+    /** Outputs the account's ended jobs keep, as measured (a third budget of quotaBytes). */
+    outputBytes: await outputBytesHeld(deps.db, ownerId),
     files: [
       ...programs.map((p) => ({ ...p, type: "program" as const, kind: p.kind as "js" | "wasm" })),
       ...data.map((d) => ({ ...d, type: "data" as const, kind: null })),
@@ -216,14 +221,6 @@ const IN_CHUNK = 500;
 /** Units read per page when listing the blobs running jobs read. */
 const UNIT_PAGE = 5000;
 
-const blobOfInput = (input: string): string | undefined => {
-  try {
-    const b = (JSON.parse(input) as { blob?: unknown } | null)?.blob;
-    return typeof b === "string" ? b : undefined;
-  } catch {
-    return undefined;
-  }
-};
 
 /** The blobs the units of jobs that may run (again) read: running ones, and completed ones not collected yet. */
 async function blobsOfLiveJobs(deps: AppDeps): Promise<Set<string>> {
@@ -238,7 +235,7 @@ async function blobsOfLiveJobs(deps: AppDeps): Promise<Set<string>> {
       select: { id: true, input: true }, orderBy: { id: "asc" }, take: UNIT_PAGE,
     });
     for (const u of page) {
-      const b = blobOfInput(u.input);
+      const b = blobOfRow(u.input);
       if (b) out.add(b);
     }
     if (page.length < UNIT_PAGE) return out;
@@ -262,10 +259,14 @@ export async function collectJobInputs(deps: AppDeps, now = Date.now()): Promise
     select: { id: true }, take: COLLECT_JOBS,
   });
   if (!ended.length) return { jobs: 0, blobs: 0, bytes: 0 };
-  const ids = ended.map((j) => j.id);
+  return collectInputsOf(deps, ended.map((j) => j.id));
+}
+
+/** Removes the stored inputs of these ended jobs (see collectJobInputs). */
+export async function collectInputsOf(deps: AppDeps, ids: string[]): Promise<{ jobs: number; blobs: number; bytes: number }> {
   const hashes = new Set<string>();
   for (const u of await deps.db.workUnit.findMany({ where: { jobId: { in: ids }, input: { contains: '"blob"' } }, select: { input: true } })) {
-    const b = blobOfInput(u.input);
+    const b = blobOfRow(u.input);
     if (b) hashes.add(b);
   }
   let candidates = [...hashes];
@@ -273,6 +274,20 @@ export async function collectJobInputs(deps: AppDeps, now = Date.now()): Promise
     const live = await blobsOfLiveJobs(deps);
     candidates = candidates.filter((h) => !live.has(h));
   }
+  const { blobs, bytes } = await deleteUnnamedBlobs(deps, candidates);
+  // The rows' inputs too (nothing reads an ended job's), then the job's count, in one transaction.
+  await deps.db.$transaction([
+    deps.db.workUnit.updateMany({ where: { jobId: { in: ids } }, data: { input: "null" } }),
+    deps.db.job.updateMany({ where: { id: { in: ids } }, data: { inputBytes: 0 } }),
+  ]);
+  return { jobs: ids.length, blobs, bytes };
+}
+
+/**
+ * Removes those of `candidates` no data file, program, job result or ad names, and none a
+ * submission on this node is storing. (A running job's units are the caller's to rule out.)
+ */
+export async function deleteUnnamedBlobs(deps: AppDeps, candidates: string[]): Promise<{ blobs: number; bytes: number }> {
   const kept = new Set<string>();
   for (let i = 0; i < candidates.length; i += IN_CHUNK) {
     const hs = candidates.slice(i, i + IN_CHUNK);
@@ -295,10 +310,5 @@ export async function collectJobInputs(deps: AppDeps, now = Date.now()): Promise
     const freed = await deps.blobs.delete(h);
     if (freed > 0) blobs++, (bytes += freed);
   }
-  // The rows' inputs too (nothing reads an ended job's), then the job's count, in one transaction.
-  await deps.db.$transaction([
-    deps.db.workUnit.updateMany({ where: { jobId: { in: ids } }, data: { input: "null" } }),
-    deps.db.job.updateMany({ where: { id: { in: ids } }, data: { inputBytes: 0 } }),
-  ]);
-  return { jobs: ids.length, blobs, bytes };
+  return { blobs, bytes };
 }

@@ -63,6 +63,7 @@ export async function backtrackPg(c: pg.PoolClient, op: BacktrackOp, at: string)
     const { rowCount: reopened } = await c.query(`UPDATE "WorkUnit" SET "done" = false, "output" = NULL, "volunteerId" = NULL, "completedAt" = NULL
       WHERE "id" = ANY($1::text[]) AND "done"`, [ids]);
     await c.query(`UPDATE "Job" SET "unitsDone" = greatest(0, "unitsDone" - $1), "state" = 'running', "result" = NULL, "resultBlob" = NULL,
+      "outputBytes" = CASE WHEN "programHash" IS NULL THEN "outputBytes" ELSE -1 END,
       "finishedAt" = NULL, "error" = NULL WHERE "id" = $2`, [reopened ?? 0, jobId]);
   }
   for (const [jobId, r] of reversals) {

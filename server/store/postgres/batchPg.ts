@@ -242,10 +242,10 @@ async function storeRound(c: Client, r: RoundOp) {
 async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
   await c.query(prepared(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
-    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "createdAt")
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, [
+    "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "outputBytes", "createdAt")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, [
     j.id, j.ownerId, j.kernel, j.params, j.chunks, j.price, j.estimate, j.leaseMs, j.replicas, j.quorum, j.maxReplicas, !!j.adaptive,
-    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, j.inputBytes ?? 0, at,
+    j.tolerance, j.programHash, j.inputMode, j.merge, j.timeLimitMs, j.idempotencyKey ?? null, j.requestHash ?? null, j.inputBytes ?? 0, j.programHash ? -1 : 0, at,
   ]));
   const u = s.units;
   await c.query(prepared(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")

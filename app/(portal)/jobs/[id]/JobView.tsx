@@ -1,5 +1,6 @@
 "use client";
 import Link from "next/link";
+import { useRouter } from "next/navigation";
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
@@ -25,6 +26,13 @@ export function JobView({ id }: { id: string }) {
   const cluster = useSubscription(trpc.cluster.watch.subscriptionOptions(undefined, { enabled: !ended }));
   const cancel = useMutation(trpc.jobs.cancel.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
   const stop = useMutation(trpc.jobs.stopAfterRound.mutationOptions({ onSuccess: () => queryClient.invalidateQueries() }));
+  const router = useRouter();
+  const remove = useMutation(trpc.jobs.delete.mutationOptions({
+    onSuccess: async () => {
+      await queryClient.invalidateQueries();
+      router.push("/jobs");
+    },
+  }));
 
   if (initial.error) return <div className="card error">{initial.error.message}</div>;
   if (!job) return <div className="card">Loading…</div>;
@@ -84,6 +92,13 @@ export function JobView({ id }: { id: string }) {
             ? <p className="hint" data-testid="stopping">Stops after round {job.round}; its result is the state that round leaves.</p>
             : <button type="button" onClick={() => stop.mutate({ id })} disabled={stop.isPending}>Stop after this round</button>
         )}
+        {ended && job.ownedByViewer && (
+          <ConfirmButton
+            question="Really delete this job and its outputs?"
+            onConfirm={() => remove.mutate({ id })} disabled={remove.isPending}
+          >Delete job</ConfirmButton>
+        )}
+        {remove.error && <p className="error">{remove.error.message}</p>}
         {stop.error && <p className="error">{stop.error.message}</p>}
         {cancel.error && <p className="error">{cancel.error.message}</p>}
       </div>

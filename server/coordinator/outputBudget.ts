@@ -1,0 +1,92 @@
+import { formatBytes } from "../http/body";
+
+export interface OutputBudgetOptions {
+  /** Bytes of outputs one unit may store (UNIT_OUTPUT_BYTES). */
+  unitBytes: number;
+  /** Bytes of outputs an account's jobs may keep (ACCOUNT_STORAGE_BYTES); 0: no bound. */
+  quota: number;
+  /** Outputs the account's ended jobs keep, as measured (services/programs/outputs.ts). */
+  held(ownerId: string): Promise<number>;
+  /** Whether a job still runs on this node (its count is dropped once it does not). */
+  running(jobId: string): boolean;
+  /** Ends a job whose outputs took its owner past the quota. */
+  over(jobId: string, reason: string): void;
+  /** How long a fetched `held` is used before it is fetched again. Default 30 s. */
+  refreshMs?: number;
+  now?: () => number;
+}
+
+interface Owner {
+  held?: number;
+  fetchedAt: number;
+  fetching: boolean;
+  /** Bytes each of the owner's running jobs stored here so far. */
+  jobs: Map<string, number>;
+}
+
+/**
+ * What program jobs' outputs take, counted as their results are stored. Before, outputs were
+ * stored whatever their size: a hundred units answering 4 MB each stored 781 MB in 32 s for a
+ * tenth of a credit. Now a unit's output is refused over `unitBytes`, and a job whose outputs
+ * take its owner past the quota (with what the owner's ended jobs keep) fails. Per node: in a
+ * cluster each node counts the slices it holds, and a job that just ended counts nowhere until
+ * it is measured (30 s at most), so an account may pass the quota by that much.
+ */
+export class OutputBudget {
+  private owners = new Map<string, Owner>();
+  private failed = new Set<string>();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: OutputBudgetOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get unitBytes(): number {
+    return this.opts.unitBytes;
+  }
+
+  /** Why an output of `bytes` may not be stored for a unit, if it may not. */
+  refuse(bytes: number): string | undefined {
+    if (bytes <= this.opts.unitBytes) return undefined;
+    return `output of ${formatBytes(bytes)} is over the ${formatBytes(this.opts.unitBytes)} a unit may store`;
+  }
+
+  /** Counts `bytes` stored for a result of `jobId`; fails the job once its owner is over the quota. */
+  add(ownerId: string, jobId: string, bytes: number) {
+    if (this.opts.quota === 0) return;
+    let owner = this.owners.get(ownerId);
+    if (!owner) this.owners.set(ownerId, (owner = { fetchedAt: 0, fetching: false, jobs: new Map() }));
+    owner.jobs.set(jobId, (owner.jobs.get(jobId) ?? 0) + bytes);
+    if (owner.fetching || this.failed.has(jobId)) return;
+    const stale = this.now() - owner.fetchedAt > (this.opts.refreshMs ?? 30_000);
+    // Over by the counts here: decided on a fresh `held`, since jobs may have been deleted or ended.
+    if (owner.held === undefined || stale || this.total(owner) > this.opts.quota) this.fetch(ownerId, owner, jobId);
+  }
+
+  private total(owner: Owner): number {
+    let total = owner.held ?? 0;
+    for (const b of owner.jobs.values()) total += b;
+    return total;
+  }
+
+  /** Reads what the owner's ended jobs keep, then fails `jobId` (the job that stored more) if the owner is over. */
+  private fetch(ownerId: string, owner: Owner, jobId: string) {
+    owner.fetching = true;
+    this.opts.held(ownerId).then(
+      (held) => {
+        owner.held = held;
+        owner.fetchedAt = this.now();
+        // Ended jobs leave the count here (measured, they are in `held`; deleted, nowhere).
+        for (const id of owner.jobs.keys()) if (!this.opts.running(id)) owner.jobs.delete(id);
+        for (const id of this.failed) if (!this.opts.running(id)) this.failed.delete(id);
+        const total = this.total(owner);
+        if (total > this.opts.quota && owner.jobs.has(jobId) && !this.failed.has(jobId)) {
+          this.failed.add(jobId);
+          this.opts.over(jobId, `its outputs took the account's stored outputs to ${formatBytes(total)}, over the ${formatBytes(this.opts.quota)} an account may keep (delete jobs you no longer need)`);
+        }
+        if (!owner.jobs.size) this.owners.delete(ownerId);
+      },
+      () => undefined,
+    ).finally(() => (owner.fetching = false));
+  }
+}

@@ -1,0 +1,72 @@
+import type { AppDeps } from "../deps";
+import type { Db } from "../../store/prisma";
+import { UserError } from "../errors";
+import { formatBytes } from "../../http/body";
+import { databaseKind } from "../../store/databaseUrl";
+
+/**
+ * What program jobs' outputs take on the server: their results' outputs, their units'
+ * canonical outputs and their merged result. Counted while a job runs by the coordinator
+ * (coordinator/outputBudget.ts), measured here once it has ended (Job.outputBytes), and held
+ * against ACCOUNT_STORAGE_BYTES per account, a budget apart from files' and inputs'.
+ */
+
+/** Ended program jobs one pass of measureEndedJobs measures at most. */
+const MEASURE_JOBS = 50;
+/** Job.outputBytes is a 32-bit integer on PostgreSQL. */
+const MAX_COUNT = 2 ** 31 - 1;
+
+/** Bytes of outputs the account's ended jobs keep, as measured. */
+export async function outputBytesHeld(db: Db, ownerId: string): Promise<number> {
+  const r = await db.job.aggregate({ where: { ownerId, outputBytes: { gt: 0 } }, _sum: { outputBytes: true } });
+  return r._sum.outputBytes ?? 0;
+}
+
+/** Bytes of the job's stored outputs: its results', its units' and its merged result's. */
+export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<number> {
+  const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
+  const sum = (table: string) => pg
+    ? `SELECT COALESCE(SUM(OCTET_LENGTH("output")), 0) AS n FROM "${table}" WHERE "jobId" = $1`
+    : `SELECT COALESCE(SUM(LENGTH(CAST("output" AS BLOB))), 0) AS n FROM "${table}" WHERE "jobId" = ?`;
+  const [results, units] = await Promise.all(
+    ["Result", "WorkUnit"].map((t) => deps.db.$queryRawUnsafe<Array<{ n: unknown }>>(sum(t), jobId)),
+  );
+  const job = await deps.db.job.findUnique({ where: { id: jobId }, select: { result: true, resultBlob: true } });
+  let merged = job?.result ? Buffer.byteLength(job.result) : 0;
+  if (job?.resultBlob) {
+    const opened = await deps.blobs.open(job.resultBlob).catch(() => undefined);
+    if (opened) {
+      opened.stream.destroy();
+      merged += opened.bytes;
+    }
+  }
+  return Number(results[0]?.n ?? 0) + Number(units[0]?.n ?? 0) + merged;
+}
+
+/** Measures the outputs of program jobs that have ended since the last pass; answers how many it measured. */
+export async function measureEndedJobs(deps: AppDeps): Promise<number> {
+  const ended = await deps.db.job.findMany({ where: { outputBytes: -1, state: { not: "running" } }, select: { id: true }, take: MEASURE_JOBS });
+  for (const { id } of ended) {
+    const bytes = Math.min(MAX_COUNT, await measureJobOutputs(deps, id));
+    // Unless a backtrack reopened it meanwhile: it is measured again when it ends again.
+    await deps.db.job.updateMany({ where: { id, outputBytes: -1, state: { not: "running" } }, data: { outputBytes: bytes } });
+  }
+  return ended.length;
+}
+
+/**
+ * Refuses (413) a program job while the outputs the account's ended jobs keep fill its budget:
+ * they are freed by deleting jobs (jobs.delete). A running job that takes the account past it
+ * fails (outputBudget.ts).
+ */
+export async function checkOutputRoom(deps: AppDeps, ownerId: string): Promise<void> {
+  const quota = deps.env.ACCOUNT_STORAGE_BYTES;
+  if (quota === 0) return;
+  const held = await outputBytesHeld(deps.db, ownerId);
+  if (held < quota) return;
+  throw new UserError(
+    "PAYLOAD_TOO_LARGE",
+    `Your jobs' outputs take ${formatBytes(held)} of your ${formatBytes(quota)}. ` +
+      "Delete jobs you no longer need (the Delete button on a job's page, or `tabgrid job ID --delete`) to submit more.",
+  );
+}

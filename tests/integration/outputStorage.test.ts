@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUserWithKey, runCli, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
+import { trpc, trpcError } from "../helpers/clients";
+import { auditLedger } from "../../server/services/credits/ledger";
+import { measureEndedJobs, measureJobOutputs } from "../../server/services/programs/outputStorage";
+
+// Outputs were stored whatever their size: a hundred units answering 4 MB each grew the
+// database by 781 MB in 32 s for a tenth of a credit. A unit's output is now bounded
+// (UNIT_OUTPUT_BYTES), an account's jobs' outputs count against ACCOUNT_STORAGE_BYTES (a job
+// that takes it past fails, and no program job is taken while it is full), and deleting ended
+// jobs makes room again.
+describe("what jobs' outputs may store", () => {
+  let srv: TestServer;
+  let volunteer: CliVolunteer;
+  const QUOTA = 256 * 1024;
+  const UNIT_CAP = 64 * 1024;
+
+  beforeAll(async () => {
+    // A unit that errored on the only volunteer fails its job after 1 s, not 15.
+    srv = await startTestServer({ ACCOUNT_STORAGE_BYTES: String(QUOTA), UNIT_OUTPUT_BYTES: String(UNIT_CAP), ERROR_WAIT_SECONDS: "1" });
+    volunteer = startCliVolunteer(srv.url, 2, { dir: srv.dir });
+    await waitFor(() => srv.deps.coordinator.volunteers().length === 1, 30_000, "a volunteer");
+  }, 60_000);
+  afterAll(async () => {
+    await volunteer?.stop();
+    await srv?.close();
+  });
+
+  /** A program whose unit x answers `chars` characters of padding. */
+  const upload = async (apiKey: string, chars: number) => {
+    const res = await fetch(`${srv.url}/api/programs?name=pad.js`, {
+      method: "POST", headers: { authorization: `Bearer ${apiKey}` },
+      body: `export function run(x) { return { x, pad: "y".repeat(${chars}) }; }\n`,
+    });
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { hash: string }).hash;
+  };
+  const submit = (apiKey: string, program: string, units: number) =>
+    trpc(srv.url, apiKey).jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "range", start: 0, end: units }, chunks: units,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+  const ended = (apiKey: string, id: string) =>
+    waitFor(async () => {
+      const j = await trpc(srv.url, apiKey).jobs.get.query({ id });
+      return j.state !== "running" ? j : undefined;
+    }, 60_000, `job ${id} to end`);
+  const largestStored = async (jobId: string) => {
+    const rows = await srv.deps.db.result.findMany({ where: { jobId }, select: { output: true } });
+    return Math.max(0, ...rows.map((r) => (r.output ? Buffer.byteLength(r.output) : 0)));
+  };
+
+  it("refuses a unit's output over UNIT_OUTPUT_BYTES as that task's error, and stores none of it", async () => {
+    const user = await createUserWithKey(srv.deps, "big-unit@example.com");
+    const job = await ended(user.apiKey, (await submit(user.apiKey, await upload(user.apiKey, UNIT_CAP + 10), 2)).id);
+    expect(job.state).toBe("failed");
+    expect(job.error).toMatch(/output of [\d.]+ KiB is over the 64 KiB a unit may store/);
+    expect(await largestStored(job.id)).toBe(0);
+  });
+
+  it("fails a job whose outputs take the account past its storage, refuses the next while full, and takes one again once jobs are deleted", async () => {
+    const user = await createUserWithKey(srv.deps, "many-units@example.com");
+    const api = trpc(srv.url, user.apiKey);
+    const program = await upload(user.apiKey, 30_000);
+    // 100 units of 30 kB each would store 6 MB (each output twice); the account may keep 256 KiB.
+    const big = await ended(user.apiKey, (await submit(user.apiKey, program, 100)).id);
+    expect(big.state).toBe("failed");
+    expect(big.error).toMatch(/over the 256 KiB an account may keep/);
+    await measureEndedJobs(srv.deps);
+    const row = await srv.deps.db.job.findUniqueOrThrow({ where: { id: big.id }, select: { outputBytes: true } });
+    // Stopped near the bound: past it by what came while the bound was read and the job stopped.
+    expect(row.outputBytes).toBeGreaterThan(QUOTA / 2);
+    expect(row.outputBytes).toBeLessThan(3 * QUOTA);
+    expect(row.outputBytes).toBe(await measureJobOutputs(srv.deps, big.id));
+    expect((await api.files.list.query()).outputBytes).toBe(row.outputBytes);
+
+    // Full (or nearly): a job that fills it once more, then the account is refused.
+    if (row.outputBytes < QUOTA) {
+      const more = await ended(user.apiKey, (await submit(user.apiKey, program, 100)).id);
+      expect(more.state).toBe("failed");
+      await measureEndedJobs(srv.deps);
+    }
+    expect(await trpcError(submit(user.apiKey, program, 1))).toMatchObject({
+      code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/Your jobs' outputs take .* of your 256 KiB\. Delete jobs you no longer need/),
+    });
+
+    // Deleting: not a running job, not someone else's; one's own ended jobs, rows and all.
+    const other = await createUserWithKey(srv.deps, "other@example.com");
+    expect(await trpcError(trpc(srv.url, other.apiKey).jobs.delete.mutate({ id: big.id }))).toMatchObject({ code: "NOT_FOUND" });
+    const mine = await api.jobs.list.query();
+    for (const j of mine) {
+      const out = await runCli(["job", j.id, "--delete", "--url", srv.url, "--api-key", user.apiKey]);
+      expect(out.code, out.stderr).toBe(0);
+      expect(out.stdout).toContain(`job ${j.id} deleted`);
+    }
+    expect(await srv.deps.db.result.count({ where: { jobId: big.id } })).toBe(0);
+    expect(await srv.deps.db.workUnit.count({ where: { jobId: big.id } })).toBe(0);
+    expect(await trpcError(api.jobs.get.query({ id: big.id }))).toMatchObject({ code: "NOT_FOUND" });
+    expect((await api.files.list.query()).outputBytes).toBe(0);
+    // The books still balance: the ledger keeps what moved, by job id.
+    expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
+
+    // Room again: a small job completes, and is measured at what it stores.
+    const small = await ended(user.apiKey, (await submit(user.apiKey, program, 2)).id);
+    expect(small.state).toBe("completed");
+    await measureEndedJobs(srv.deps);
+    const measured = (await srv.deps.db.job.findUniqueOrThrow({ where: { id: small.id }, select: { outputBytes: true } })).outputBytes;
+    // Two results, two units' outputs and the merged result holding both: six outputs of about 30 kB.
+    expect(measured).toBeGreaterThan(6 * 30_000);
+    expect(measured).toBeLessThan(6 * 30_100);
+  }, 180_000);
+
+  it("deletes no running job", async () => {
+    const user = await createUserWithKey(srv.deps, "running@example.com");
+    const api = trpc(srv.url, user.apiKey);
+    await volunteer.stop();
+    const { id } = await submit(user.apiKey, await upload(user.apiKey, 10), 1);
+    expect(await trpcError(api.jobs.delete.mutate({ id }))).toMatchObject({ code: "CONFLICT", message: expect.stringMatching(/still running: cancel it first/) });
+    await api.jobs.cancel.mutate({ id });
+    expect(await api.jobs.delete.mutate({ id })).toEqual({ id, deleted: true });
+  });
+});
