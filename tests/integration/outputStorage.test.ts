@@ -108,6 +108,9 @@ describe("what jobs' outputs may store", () => {
     // Two results, two units' outputs and the merged result holding both: six outputs of about 30 kB.
     expect(measured).toBeGreaterThan(6 * 30_000);
     expect(measured).toBeLessThan(6 * 30_100);
+    // An iterative job's rounds keep their states too (a step may leave megabytes each round).
+    await srv.deps.db.jobRound.create({ data: { jobId: small.id, round: 1, state: JSON.stringify("s".repeat(10_000)), next: JSON.stringify("€".repeat(1000)) } });
+    expect(await measureJobOutputs(srv.deps, small.id)).toBe(measured + 10_002 + 3_002);
   }, 180_000);
 
   it("deletes no running job", async () => {

@@ -6,7 +6,7 @@ import { databaseKind } from "../../store/databaseUrl";
 
 /**
  * What program jobs' outputs take on the server: their results' outputs, their units'
- * canonical outputs and their merged result. Counted while a job runs by the coordinator
+ * canonical outputs, an iterative job's rounds' states and their merged result. Counted while a job runs by the coordinator
  * (coordinator/outputBudget.ts), measured here once it has ended (Job.outputBytes), and held
  * against ACCOUNT_STORAGE_BYTES per account, a budget apart from files' and inputs'.
  */
@@ -22,14 +22,15 @@ export async function outputBytesHeld(db: Db, ownerId: string): Promise<number> 
   return r._sum.outputBytes ?? 0;
 }
 
-/** Bytes of the job's stored outputs: its results', its units' and its merged result's. */
+/** Bytes of the job's stored outputs: its results', its units', its rounds' states and its merged result's. */
 export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<number> {
   const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
-  const sum = (table: string) => pg
-    ? `SELECT COALESCE(SUM(OCTET_LENGTH("output")), 0) AS n FROM "${table}" WHERE "jobId" = $1`
-    : `SELECT COALESCE(SUM(LENGTH(CAST("output" AS BLOB))), 0) AS n FROM "${table}" WHERE "jobId" = ?`;
-  const [results, units] = await Promise.all(
-    ["Result", "WorkUnit"].map((t) => deps.db.$queryRawUnsafe<Array<{ n: unknown }>>(sum(t), jobId)),
+  const len = (column: string) => (pg ? `OCTET_LENGTH("${column}")` : `LENGTH(CAST("${column}" AS BLOB))`);
+  const sum = (table: string, bytes: string) =>
+    `SELECT COALESCE(SUM(${bytes}), 0) AS n FROM "${table}" WHERE "jobId" = ${pg ? "$1" : "?"}`;
+  const sums = await Promise.all(
+    [sum("Result", len("output")), sum("WorkUnit", len("output")), sum("JobRound", `${len("state")} + COALESCE(${len("next")}, 0)`)]
+      .map((sql) => deps.db.$queryRawUnsafe<Array<{ n: unknown }>>(sql, jobId)),
   );
   const job = await deps.db.job.findUnique({ where: { id: jobId }, select: { result: true, resultBlob: true } });
   let merged = job?.result ? Buffer.byteLength(job.result) : 0;
@@ -40,7 +41,7 @@ export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<n
       merged += opened.bytes;
     }
   }
-  return Number(results[0]?.n ?? 0) + Number(units[0]?.n ?? 0) + merged;
+  return sums.reduce((n, rows) => n + Number(rows[0]?.n ?? 0), merged);
 }
 
 /** Measures the outputs of program jobs that have ended since the last pass; answers how many it measured. */
