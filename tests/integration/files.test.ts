@@ -275,3 +275,27 @@ describe("the disk's floor", () => {
     }
   });
 });
+
+describe("inputs stored by parallel submissions", () => {
+  it("never take the account past its input budget, however many come at once", async () => {
+    const srv = await startTestServer({ ACCOUNT_STORAGE_BYTES: String(100 * 1024) });
+    try {
+      const user = await createUserWithKey(srv.deps, "parallel@example.com");
+      const api = trpc(srv.url, user.apiKey);
+      const program = await fetch(`${srv.url}/api/programs?name=x`, { method: "POST", headers: { authorization: `Bearer ${user.apiKey}` }, body: "export function run(x) { return x.length; }" })
+        .then((r) => r.json() as Promise<{ hash: string }>);
+      // Each job keeps 30 kB of JSON items in its units' rows: three fit the budget, not four.
+      // Each its own client, so each its own request (a client batches calls made together).
+      const submit = (i: number) => trpc(srv.url, user.apiKey).jobs.submit.mutate({
+        kernel: "program", program: program.hash, input: { mode: "json", items: [`${i}`.repeat(15_000), `${i}`.repeat(15_000)] }, replication: { replicas: 1 },
+      } as never);
+      const outcomes = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => submit(i % 10)));
+      const taken = outcomes.filter((o) => o.status === "fulfilled").length;
+      for (const o of outcomes) if (o.status === "rejected") expect(String(o.reason)).toMatch(/do not fit|Too many|TOO_MANY|submissions/i);
+      expect(taken).toBeLessThanOrEqual(3);
+      expect((await api.files.list.query()).inputBytes).toBeLessThanOrEqual(100 * 1024);
+    } finally {
+      await srv.close();
+    }
+  });
+});

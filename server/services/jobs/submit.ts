@@ -11,6 +11,7 @@ import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../pr
 import { getProgram } from "../programs/programs";
 import { checkInputRoom, diskShort, holdPlannedBlobs } from "../programs/files";
 import { checkOutputRoom } from "../programs/outputStorage";
+import { withAccountLock } from "./accountLock";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
@@ -330,7 +331,15 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
   const release = "release" in plan ? (plan.release as (committed: boolean) => Promise<void>) : async () => {};
   let committed = false;
   try {
-    const r = await commitJob(deps, ownerId, input, plan, idempotency);
+    // The input budget was checked before the cut; checked again and committed in one turn per
+    // account, so parallel submissions cannot each pass it (on PostgreSQL, 12 at once all did).
+    const inputBytes = "inputBytes" in plan ? (plan.inputBytes as number) : 0;
+    const r = inputBytes > 0
+      ? await withAccountLock(`inputs:${ownerId}`, async () => {
+        await checkInputRoom(deps, ownerId, inputBytes);
+        return commitJob(deps, ownerId, input, plan, idempotency);
+      })
+      : await commitJob(deps, ownerId, input, plan, idempotency);
     committed = true;
     return r;
   } finally {
