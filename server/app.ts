@@ -23,7 +23,7 @@ import { serveMetrics } from "./http/metrics";
 import { createLoadGate, ESTIMATE_COST, hasBody } from "./http/loadGate";
 import { trpcBodies } from "./http/trpcBody";
 import { collectJobInputs, diskShort } from "./services/programs/files";
-import { measureEndedJobs, outputBytesHeld } from "./services/programs/outputStorage";
+import { measureEndedJobs, outputsSettled } from "./services/programs/outputStorage";
 import { formatBytes } from "./http/body";
 import { SIGN_IN_BURST, SIGN_IN_EVERY_S, signInLimit } from "./http/signInLimit";
 import { AddressCounts } from "./http/addressCounts";
@@ -89,7 +89,7 @@ export async function startServer(
     errorWaitMs: env.ERROR_WAIT_SECONDS * 1000,
     auditCpuShare: env.AUDIT_CPU_SHARE,
     diskShort: () => diskShort(diskOf, 0),
-    outputs: { unitBytes: env.UNIT_OUTPUT_BYTES, quota: env.ACCOUNT_STORAGE_BYTES, held: (ownerId) => outputBytesHeld(db, ownerId) },
+    outputs: { unitBytes: env.UNIT_OUTPUT_BYTES, quota: env.ACCOUNT_STORAGE_BYTES, held: (ownerId, ended) => outputsSettled(db, ownerId, ended) },
     trust: env.SPOT_CHECKS === "on"
       ? { ...DEFAULT_TRUST, minSpotRate: env.SPOT_CHECK_MIN_RATE, threshold: env.TRUST_THRESHOLD, faultRate: env.TRUST_FAULT_RATE }
       : null,

@@ -5,8 +5,11 @@ export interface OutputBudgetOptions {
   unitBytes: number;
   /** Bytes of outputs an account's jobs may keep (ACCOUNT_STORAGE_BYTES); 0: no bound. */
   quota: number;
-  /** Outputs the account's ended jobs keep, as measured (services/programs/outputs.ts). */
-  held(ownerId: string): Promise<number>;
+  /**
+   * Outputs the account's ended jobs keep, as measured (services/programs/outputStorage.ts),
+   * and which of `ended` (jobs counted here that no longer run) are measured or gone.
+   */
+  held(ownerId: string, ended: string[]): Promise<{ bytes: number; settled: string[] }>;
   /** Whether a job still runs on this node (its count is dropped once it does not). */
   running(jobId: string): boolean;
   /** Ends a job whose outputs took its owner past the quota. */
@@ -69,20 +72,26 @@ export class OutputBudget {
     return total;
   }
 
-  /** Reads what the owner's ended jobs keep, then fails `jobId` (the job that stored more) if the owner is over. */
+  /** Reads what the owner's ended jobs keep, then fails its jobs here if the owner is over. */
   private fetch(ownerId: string, owner: Owner, jobId: string) {
     owner.fetching = true;
-    this.opts.held(ownerId).then(
-      (held) => {
-        owner.held = held;
+    const ended = [...owner.jobs.keys()].filter((id) => !this.opts.running(id));
+    this.opts.held(ownerId, ended).then(
+      ({ bytes, settled }) => {
+        owner.held = bytes;
         owner.fetchedAt = this.now();
-        // Ended jobs leave the count here (measured, they are in `held`; deleted, nowhere).
-        for (const id of owner.jobs.keys()) if (!this.opts.running(id)) owner.jobs.delete(id);
+        // An ended job stays in the count here until it is measured (then in `held`) or deleted.
+        for (const id of settled) owner.jobs.delete(id);
         for (const id of this.failed) if (!this.opts.running(id)) this.failed.delete(id);
         const total = this.total(owner);
-        if (total > this.opts.quota && owner.jobs.has(jobId) && !this.failed.has(jobId)) {
-          this.failed.add(jobId);
-          this.opts.over(jobId, `its outputs took the account's stored outputs to ${formatBytes(total)}, over the ${formatBytes(this.opts.quota)} an account may keep (delete jobs you no longer need)`);
+        if (total > this.opts.quota && owner.jobs.has(jobId)) {
+          // Every job of the owner's running here stores on: all stop, not only the one that crossed.
+          const reason = `its outputs took the account's stored outputs to ${formatBytes(total)}, over the ${formatBytes(this.opts.quota)} an account may keep (delete jobs you no longer need)`;
+          for (const id of owner.jobs.keys()) {
+            if (this.failed.has(id) || !this.opts.running(id)) continue;
+            this.failed.add(id);
+            this.opts.over(id, reason);
+          }
         }
         if (!owner.jobs.size) this.owners.delete(ownerId);
       },

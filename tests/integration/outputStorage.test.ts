@@ -113,6 +113,33 @@ describe("what jobs' outputs may store", () => {
     expect(await measureJobOutputs(srv.deps, small.id)).toBe(measured + 10_002 + 3_002);
   }, 180_000);
 
+  it("measures the account's ended jobs before it takes the next, however soon it comes", async () => {
+    const user = await createUserWithKey(srv.deps, "back-to-back@example.com");
+    const program = await upload(user.apiKey, 30_000);
+    // Three results, three units' outputs and the merged result of the three: about 270 kB,
+    // past 256 KiB once it has ended, though its 180 kB of results were under it while it ran.
+    const first = await ended(user.apiKey, (await submit(user.apiKey, program, 3)).id);
+    expect(first.state).toBe("completed");
+    expect(await trpcError(submit(user.apiKey, program, 1))).toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
+    expect((await srv.deps.db.job.findUniqueOrThrow({ where: { id: first.id }, select: { outputBytes: true } })).outputBytes).toBeGreaterThan(QUOTA);
+  });
+
+  it("removes a deleted job's input blobs with it", async () => {
+    const user = await createUserWithKey(srv.deps, "inputs-deleted@example.com");
+    const program = await upload(user.apiKey, 10);
+    // JSON items over 16 KiB are stored as blobs.
+    const items = [`a${"x".repeat(20_000)}`, `b${"x".repeat(20_000)}`];
+    const { id } = await trpc(srv.url, user.apiKey).jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "json", items }, replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    expect((await ended(user.apiKey, id)).state).toBe("completed");
+    const blobs = (await srv.deps.db.workUnit.findMany({ where: { jobId: id }, select: { input: true } })).map((u) => (JSON.parse(u.input) as { blob: string }).blob);
+    expect(blobs).toHaveLength(2);
+    for (const h of blobs) await srv.deps.blobs.get(h);
+    await trpc(srv.url, user.apiKey).jobs.delete.mutate({ id });
+    for (const h of blobs) await expect(srv.deps.blobs.get(h)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   it("deletes no running job", async () => {
     const user = await createUserWithKey(srv.deps, "running@example.com");
     const api = trpc(srv.url, user.apiKey);

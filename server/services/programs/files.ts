@@ -222,15 +222,18 @@ const IN_CHUNK = 500;
 const UNIT_PAGE = 5000;
 
 
-/** The blobs the units of jobs that may run (again) read: running ones, and completed ones not collected yet. */
-async function blobsOfLiveJobs(deps: AppDeps): Promise<Set<string>> {
+/**
+ * The blobs the units of jobs that may run (again) read: running ones, and completed ones not
+ * collected yet, but for `except` (the jobs being collected: a completed one is among them).
+ */
+async function blobsOfLiveJobs(deps: AppDeps, except: string[]): Promise<Set<string>> {
   const out = new Set<string>();
   let after: string | undefined;
   for (;;) {
     const page = await deps.db.workUnit.findMany({
       where: {
         job: { OR: [{ state: "running" }, { state: "completed", inputBytes: { gt: 0 } }] },
-        input: { contains: '"blob"' }, ...(after ? { id: { gt: after } } : {}),
+        jobId: { notIn: except }, input: { contains: '"blob"' }, ...(after ? { id: { gt: after } } : {}),
       },
       select: { id: true, input: true }, orderBy: { id: "asc" }, take: UNIT_PAGE,
     });
@@ -271,7 +274,7 @@ export async function collectInputsOf(deps: AppDeps, ids: string[]): Promise<{ j
   }
   let candidates = [...hashes];
   if (candidates.length) {
-    const live = await blobsOfLiveJobs(deps);
+    const live = await blobsOfLiveJobs(deps, ids);
     candidates = candidates.filter((h) => !live.has(h));
   }
   const { blobs, bytes } = await deleteUnnamedBlobs(deps, candidates);

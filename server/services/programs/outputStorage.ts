@@ -22,6 +22,16 @@ export async function outputBytesHeld(db: Db, ownerId: string): Promise<number> 
   return r._sum.outputBytes ?? 0;
 }
 
+/** For the coordinator's count (outputBudget.ts): what is held, and which of `ended` are measured or deleted. */
+export async function outputsSettled(db: Db, ownerId: string, ended: string[]): Promise<{ bytes: number; settled: string[] }> {
+  const [bytes, unmeasured] = await Promise.all([
+    outputBytesHeld(db, ownerId),
+    ended.length ? db.job.findMany({ where: { id: { in: ended }, outputBytes: -1 }, select: { id: true } }) : [],
+  ]);
+  const waiting = new Set(unmeasured.map((j) => j.id));
+  return { bytes, settled: ended.filter((id) => !waiting.has(id)) };
+}
+
 /** Bytes of the job's stored outputs: its results', its units', its rounds' states and its merged result's. */
 export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<number> {
   const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
@@ -45,8 +55,11 @@ export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<n
 }
 
 /** Measures the outputs of program jobs that have ended since the last pass; answers how many it measured. */
-export async function measureEndedJobs(deps: AppDeps): Promise<number> {
-  const ended = await deps.db.job.findMany({ where: { outputBytes: -1, state: { not: "running" } }, select: { id: true }, take: MEASURE_JOBS });
+export async function measureEndedJobs(deps: AppDeps, ownerId?: string): Promise<number> {
+  const ended = await deps.db.job.findMany({
+    where: { outputBytes: -1, state: { not: "running" }, ...(ownerId ? { ownerId } : {}) },
+    select: { id: true }, orderBy: { finishedAt: "asc" }, take: MEASURE_JOBS,
+  });
   for (const { id } of ended) {
     const bytes = Math.min(MAX_COUNT, await measureJobOutputs(deps, id));
     // Unless a backtrack reopened it meanwhile: it is measured again when it ends again.
@@ -63,6 +76,11 @@ export async function measureEndedJobs(deps: AppDeps): Promise<number> {
 export async function checkOutputRoom(deps: AppDeps, ownerId: string): Promise<void> {
   const quota = deps.env.ACCOUNT_STORAGE_BYTES;
   if (quota === 0) return;
+  // The account's jobs that ended since the last pass are measured now: counted nowhere until
+  // then, jobs ended back to back stored 144 times the budget before the pass caught up.
+  if ((await measureEndedJobs(deps, ownerId)) === MEASURE_JOBS && (await measureEndedJobs(deps, ownerId)) === MEASURE_JOBS) {
+    throw new UserError("TOO_MANY_REQUESTS", "Your jobs that ended lately are still being measured for the storage they take; submit again in a minute.");
+  }
   const held = await outputBytesHeld(deps.db, ownerId);
   if (held < quota) return;
   throw new UserError(
