@@ -35,7 +35,8 @@ export async function outputsSettled(db: Db, ownerId: string, ended: string[]): 
 /** Bytes of the job's stored outputs: its results', its units', its rounds' states and its merged result's. */
 export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<number> {
   const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
-  const len = (column: string) => (pg ? `OCTET_LENGTH("${column}")` : `LENGTH(CAST("${column}" AS BLOB))`);
+  // Both engines have it; SQLite answers it from the record header, without reading the text.
+  const len = (column: string) => `OCTET_LENGTH("${column}")`;
   const sum = (table: string, bytes: string) =>
     `SELECT COALESCE(SUM(${bytes}), 0) AS n FROM "${table}" WHERE "jobId" = ${pg ? "$1" : "?"}`;
   const sums = await Promise.all(
