@@ -213,15 +213,15 @@ export async function startServer(
   const trpcWs = applyWSSHandler({ wss: trpcWss, router: appRouter, createContext, onError, keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 5_000 } });
   // Ended jobs' stored inputs go, and their bytes back to their owners' budget (files.ts);
   // their outputs are measured against their owners' (outputStorage.ts).
-  let collecting = false;
+  // The pass in flight, awaited by close() before the database goes.
+  let collecting: Promise<void> | undefined;
   const collector = setInterval(() => {
     if (collecting) return;
-    collecting = true;
-    collectJobInputs(deps)
+    collecting = collectJobInputs(deps)
       .then((r) => r.blobs && log(`removed ${r.blobs} input blob(s) of ${r.jobs} ended job(s), ${formatBytes(r.bytes)}`))
       .then(() => measureEndedJobs(deps))
-      .catch((e: Error) => log(`collecting ended jobs' inputs failed: ${e.message}`))
-      .finally(() => (collecting = false));
+      .then(() => undefined, (e: Error) => log(`collecting or measuring ended jobs failed: ${e.message}`))
+      .finally(() => (collecting = undefined));
   }, INPUT_COLLECT_MS);
   collector.unref();
   const heartbeat = setInterval(() => {
@@ -345,6 +345,7 @@ export async function startServer(
       await alerting?.stop();
       await shared.stop();
       await monitoring.sampler.stop();
+      await collecting;
       await coordinator.close();
       await cluster.close();
       server.closeAllConnections();
