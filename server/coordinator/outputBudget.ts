@@ -23,7 +23,7 @@ interface Owner {
   held?: number;
   fetchedAt: number;
   fetching: boolean;
-  /** Bytes each of the owner's running jobs stored here so far. */
+  /** Bytes each of the owner's jobs stored here so far: running ones, and ended ones not measured yet. */
   jobs: Map<string, number>;
 }
 
@@ -31,9 +31,10 @@ interface Owner {
  * What program jobs' outputs take, counted as their results are stored. Before, outputs were
  * stored whatever their size: a hundred units answering 4 MB each stored 781 MB in 32 s for a
  * tenth of a credit. Now a unit's output is refused over `unitBytes`, and a job whose outputs
- * take its owner past the quota (with what the owner's ended jobs keep) fails. Per node: in a
- * cluster each node counts the slices it holds, and a job that just ended counts nowhere until
- * it is measured (30 s at most), so an account may pass the quota by that much.
+ * take its owner past the quota (with what the owner's ended jobs keep) fails, with every other
+ * job of the owner's running here. A job that ended stays in the count until it is measured or
+ * deleted. Per node: in a cluster each node counts the slices it holds. Not counted while a job
+ * runs: its merged result and an iterative job's round states (measured once it has ended).
  */
 export class OutputBudget {
   private owners = new Map<string, Owner>();
