@@ -28,7 +28,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
                  [--chunks N] [--merge concat|reduce|mean|median|trimmed-mean [--trim F]] [--rounds N [--round-share F] [--speculate]]
                  [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
   tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE] [--accept-unconfirmed] [--replicas R [--quorum Q]]
-  tabgrid job ID --delete [--json]   (an ended job: its units, results and outputs go, and their storage with them)
+  tabgrid job ID --delete [--json]   (an ended job: its inputs, outputs and result go, and their storage with them)
   tabgrid status [--json]
   tabgrid files [ls | rm HASH...] [--json]   (your programs and data files, your storage quota; rm deletes)
   tabgrid calc "2*(3+4)/5" [--json]     (+ - * / % ^, parentheses; evaluated by a volunteer)

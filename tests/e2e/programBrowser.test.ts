@@ -94,8 +94,8 @@ describe("uploaded programs on a browser volunteer", () => {
     await page.getByRole("button", { name: "Delete job" }).click();
     await page.getByRole("button", { name: "Yes" }).click();
     await page.waitForURL(/\/jobs$/);
-    expect(await server.deps.db.job.count({ where: { id } })).toBe(0);
-    expect(await server.deps.db.result.count({ where: { jobId: id } })).toBe(0);
+    expect(await server.deps.db.job.count({ where: { id, deletedAt: { not: null }, resultBlob: null } })).toBe(1);
+    expect(await server.deps.db.result.count({ where: { jobId: id, output: { not: null } } })).toBe(0);
     await expect.poll(() => page.getByTestId("storage-use").textContent()).not.toMatch(/outputs/);
     expect(errors).toEqual([]);
   });

@@ -87,15 +87,24 @@ describe("what jobs' outputs may store", () => {
     // Deleting: not a running job, not someone else's; one's own ended jobs, rows and all.
     const other = await createUserWithKey(srv.deps, "other@example.com");
     expect(await trpcError(trpc(srv.url, other.apiKey).jobs.delete.mutate({ id: big.id }))).toMatchObject({ code: "NOT_FOUND" });
+    const board = () => trpc(srv.url).leaderboard.get.query({ window: "all", by: "validated" }).then((b) => b.volunteers.map((v) => [v.name, v.validated, v.credits]));
+    const boardBefore = await board();
     const mine = await api.jobs.list.query();
     for (const j of mine) {
       const out = await runCli(["job", j.id, "--delete", "--url", srv.url, "--api-key", user.apiKey]);
       expect(out.code, out.stderr).toBe(0);
       expect(out.stdout).toContain(`job ${j.id} deleted`);
     }
-    expect(await srv.deps.db.result.count({ where: { jobId: big.id } })).toBe(0);
-    expect(await srv.deps.db.workUnit.count({ where: { jobId: big.id } })).toBe(0);
+    // Its outputs are gone; its results stay, emptied: they are the volunteers' record.
+    const results = await srv.deps.db.result.findMany({ where: { jobId: big.id }, select: { output: true, state: true } });
+    expect(results.length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.output !== null)).toEqual([]);
+    expect(await srv.deps.db.workUnit.count({ where: { jobId: big.id, output: { not: null } } })).toBe(0);
     expect(await trpcError(api.jobs.get.query({ id: big.id }))).toMatchObject({ code: "NOT_FOUND" });
+    expect(await trpcError(api.jobs.delete.mutate({ id: big.id }))).toMatchObject({ code: "NOT_FOUND" });
+    expect(await api.jobs.list.query()).toEqual([]);
+    // The volunteers who computed them keep their standing.
+    expect(await board()).toEqual(boardBefore);
     expect((await api.files.list.query()).outputBytes).toBe(0);
     // The books still balance: the ledger keeps what moved, by job id.
     expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });

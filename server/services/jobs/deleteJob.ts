@@ -4,9 +4,10 @@ import { collectInputsOf, deleteUnnamedBlobs } from "../programs/files";
 import { ownedJob, type Viewer } from "./queries";
 
 /**
- * The owner deletes an ended job: its units, results, rounds and merged result go, its stored
- * inputs and outputs leave the account's budgets, and its ledger entries stay (the books keep
- * every credit that moved, by job id). A running job is cancelled first.
+ * The owner deletes an ended job: its inputs and outputs go (its units', results' and rounds'
+ * contents, its merged result), they leave the account's budgets, and the job reads as missing
+ * from then on. Its rows stay, emptied: the ledger's entries name it, and its results are the
+ * volunteers' record (the leaderboards count them). A running job is cancelled first.
  */
 export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): Promise<{ id: string; deleted: true }> {
   const job = await ownedJob(deps, viewer, jobId);
@@ -16,16 +17,18 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
   if (!row) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
   if (row.inputBytes > 0) await collectInputsOf(deps, [jobId]);
   const deleted = await deps.db.$transaction(async (tx) => {
-    // Unless a backtrack reopened it meanwhile (a host of it was caught cheating).
-    const gone = await tx.job.deleteMany({ where: { id: jobId, state: { not: "running" } } });
-    if (!gone.count) return false;
-    // Results have no foreign key on PostgreSQL (hot inserts): not cascaded with the units.
-    await tx.result.deleteMany({ where: { jobId } });
-    await tx.workUnit.deleteMany({ where: { jobId } });
-    await tx.slice.deleteMany({ where: { jobId } });
+    // Unless a backtrack reopened it meanwhile (a host of it was caught cheating), or another delete came first.
+    const marked = await tx.job.updateMany({
+      where: { id: jobId, state: { not: "running" }, deletedAt: null },
+      data: { deletedAt: new Date(), result: null, resultBlob: null, outputBytes: 0, inputBytes: 0 },
+    });
+    if (!marked.count) return false;
+    await tx.result.updateMany({ where: { jobId }, data: { output: null } });
+    await tx.workUnit.updateMany({ where: { jobId }, data: { output: null, input: "null" } });
+    await tx.jobRound.updateMany({ where: { jobId }, data: { state: "null", next: null } });
     return true;
   });
-  if (!deleted) throw new UserError("CONFLICT", `Job ${jobId} is running again: cancel it first.`);
+  if (!deleted) throw new UserError("CONFLICT", `Job ${jobId} could not be deleted: it is running again, or was just deleted.`);
   if (row.resultBlob) await deleteUnnamedBlobs(deps, [row.resultBlob]);
   return { id: jobId, deleted: true };
 }

@@ -15,9 +15,10 @@ const jobColumns = {
 } as const;
 
 export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
-  const job = await deps.db.job.findUnique({ where: { id: jobId }, select: jobColumns });
-  // Someone else's job reads as missing, so job ids can't be probed.
-  if (!job || (job.ownerId !== viewer.id && viewer.role !== "admin")) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
+  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { ...jobColumns, deletedAt: true } });
+  // Someone else's job reads as missing, so job ids can't be probed; so does a deleted one.
+  if (!row || row.deletedAt || (row.ownerId !== viewer.id && viewer.role !== "admin")) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
+  const { deletedAt: _d, ...job } = row;
   return job;
 }
 
@@ -124,7 +125,7 @@ function resultAggregates(deps: AppDeps, job: { id: string; state: string; units
 
 export async function listJobs(deps: AppDeps, viewer: Viewer, opts: { limit: number }) {
   const jobs = await deps.db.job.findMany({
-    where: { ownerId: viewer.id },
+    where: { ownerId: viewer.id, deletedAt: null },
     select: { ...jobColumns, _count: { select: { rounds: true } } },
     // Jobs of the same millisecond by id (cuids grow): PostgreSQL keeps no insertion order for ties.
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
