@@ -45,10 +45,6 @@ export class OutputBudget {
     this.now = opts.now ?? Date.now;
   }
 
-  get unitBytes(): number {
-    return this.opts.unitBytes;
-  }
-
   /** Why an output of `bytes` may not be stored for a unit, if it may not. */
   refuse(bytes: number): string | undefined {
     if (bytes <= this.opts.unitBytes) return undefined;

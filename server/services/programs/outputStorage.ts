@@ -6,9 +6,10 @@ import { databaseKind } from "../../store/databaseUrl";
 
 /**
  * What program jobs' outputs take on the server: their results' outputs, their units'
- * canonical outputs, an iterative job's rounds' states and their merged result. Counted while a job runs by the coordinator
- * (coordinator/outputBudget.ts), measured here once it has ended (Job.outputBytes), and held
- * against ACCOUNT_STORAGE_BYTES per account, a budget apart from files' and inputs'.
+ * canonical outputs, an iterative job's rounds' states and their merged result. Counted while
+ * a job runs by the coordinator (coordinator/outputBudget.ts), measured here once it has ended
+ * (Job.outputBytes), and held against ACCOUNT_STORAGE_BYTES per account, a budget apart from
+ * files' and inputs'.
  */
 
 /** Ended program jobs one pass of measureEndedJobs measures at most. */
@@ -56,10 +57,10 @@ export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<n
 }
 
 /** Measures the outputs of program jobs that have ended since the last pass; answers how many it measured. */
-export async function measureEndedJobs(deps: AppDeps, ownerId?: string): Promise<number> {
+export async function measureEndedJobs(deps: AppDeps, ownerId?: string, limit = MEASURE_JOBS): Promise<number> {
   const ended = await deps.db.job.findMany({
     where: { outputBytes: -1, state: { not: "running" }, ...(ownerId ? { ownerId } : {}) },
-    select: { id: true }, orderBy: { finishedAt: "asc" }, take: MEASURE_JOBS,
+    select: { id: true }, orderBy: { finishedAt: "asc" }, take: limit,
   });
   for (const { id } of ended) {
     const bytes = Math.min(MAX_COUNT, await measureJobOutputs(deps, id));
@@ -79,7 +80,7 @@ export async function checkOutputRoom(deps: AppDeps, ownerId: string): Promise<v
   if (quota === 0) return;
   // The account's jobs that ended since the last pass are measured now: counted nowhere until
   // then, jobs ended back to back stored 144 times the budget before the pass caught up.
-  if ((await measureEndedJobs(deps, ownerId)) === MEASURE_JOBS && (await measureEndedJobs(deps, ownerId)) === MEASURE_JOBS) {
+  if ((await measureEndedJobs(deps, ownerId, 2 * MEASURE_JOBS)) === 2 * MEASURE_JOBS) {
     throw new UserError("TOO_MANY_REQUESTS", "Your jobs that ended lately are still being measured for the storage they take; submit again in a minute.");
   }
   const held = await outputBytesHeld(deps.db, ownerId);
