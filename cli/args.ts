@@ -43,6 +43,15 @@ export function positiveIntOption(value: string | undefined, name: string, min =
   return n;
 }
 
+/** A size in bytes, with an optional K or M (KiB, MiB): `--output-limit 64K`. */
+export function bytesOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?)?\s*$/.exec(value);
+  const n = m ? Math.round(Number(m[1]) * (m[2] ? (/^[kK]/.test(m[2]) ? 1024 : 1024 * 1024) : 1)) : NaN;
+  if (!(n >= 1) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a size in bytes, e.g. 65536, 64K or 2M (got "${value}")`);
+  return n;
+}
+
 /** A positive number of seconds (may have a fraction): `--time-limit 0` says so. */
 export function secondsOption(value: string | undefined, name: string, max = Infinity): number | undefined {
   if (value === undefined) return undefined;

@@ -26,7 +26,7 @@ const USAGE = `tabgrid: volunteer computing from the command line
                  [--idempotency-key KEY]   (the same key again returns the first job; default: a new one per run)
   tabgrid submit --program FILE.js|FILE.wasm (--input-json FILE | --range A:B | --lines FILE | --blocks FILE --block-size N | --input-csv FILE)
                  [--chunks N] [--merge concat|reduce|mean|median|trimmed-mean [--trim F]] [--rounds N [--round-share F] [--speculate]]
-                 [--time-limit S] [--cpu-seconds S] [--params JSON] [--wait] [--json]
+                 [--time-limit S] [--output-limit BYTES] [--cpu-seconds S] [--params JSON] [--wait] [--json]
   tabgrid job ID [--wait] [--json] [--output FILE] [--units FILE] [--accept-unconfirmed] [--replicas R [--quorum Q]]
   tabgrid job ID --delete [--json]   (an ended job: its inputs, outputs and result go, and their storage with them)
   tabgrid status [--json]

@@ -1,6 +1,6 @@
 import { TRPCClientError } from "@trpc/client";
 import crypto from "node:crypto";
-import { parse, connection, connectionOptions, plural, positiveIntOption, secondsOption, UsageError } from "../args";
+import { bytesOption, parse, connection, connectionOptions, plural, positiveIntOption, secondsOption, UsageError } from "../args";
 import fs from "node:fs";
 import { apiClient } from "../client";
 import { uploadFile } from "../upload";
@@ -124,13 +124,14 @@ export async function submit(argv: string[]): Promise<number> {
     "no-adaptive": { type: "boolean", default: false }, "idempotency-key": { type: "string" },
     program: { type: "string" }, "input-json": { type: "string" }, range: { type: "string" }, lines: { type: "string" },
     blocks: { type: "string" }, "block-size": { type: "string" }, merge: { type: "string" }, "time-limit": { type: "string" },
-    "cpu-seconds": { type: "string" }, output: { type: "string" }, "input-csv": { type: "string" }, rounds: { type: "string" }, trim: { type: "string" }, "round-share": { type: "string" }, speculate: { type: "boolean", default: false },
+    "output-limit": { type: "string" }, "cpu-seconds": { type: "string" }, output: { type: "string" }, "input-csv": { type: "string" }, rounds: { type: "string" }, trim: { type: "string" }, "round-share": { type: "string" }, speculate: { type: "boolean", default: false },
   });
   const kernel = values.program ? "program" : positionals[0];
   if (!kernel) throw new UsageError("name a kernel (tabgrid submit pi --chunks 8) or a program (tabgrid submit --program prog.js --range 0:1000 --chunks 8)");
   const chunks = positiveIntOption(values.chunks, "chunks");
   if (chunks === undefined && !values.program) throw new UsageError("--chunks is required");
   if (values["cpu-seconds"] !== undefined && !values.program) throw new UsageError("--cpu-seconds prices a --program job's units; a kernel estimates its own work");
+  if (values["output-limit"] !== undefined && !values.program) throw new UsageError("--output-limit bounds a --program job's outputs; a kernel's are bounded by its schema");
   let params: Record<string, unknown> = {};
   if (values.params !== undefined) {
     try {
@@ -175,6 +176,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE, --blocks FILE --block-size BYTES or --input-csv FILE");
   // Every option is checked before anything is uploaded.
   const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit", 3600);
+  const outputLimitBytes = bytesOption(v["output-limit"] as string | undefined, "output-limit");
   const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds", 3600);
   const merge = v.merge === undefined ? "concat" : String(v.merge);
   if (!MERGES.includes(merge)) throw new UsageError(`--merge is one of ${MERGES.join(", ")}`);
@@ -217,7 +219,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
     input = { mode: "blocks", data: (await uploadFile(conn, "data", String(v.blocks))).hash, blockBytes };
   }
   const program = await uploadFile(conn, "programs", String(v.program));
-  return { program: program.hash, input, merge, timeLimitSeconds, cpuSecondsPerUnit, rounds, trim, roundShare, speculate } as never;
+  return { program: program.hash, input, merge, timeLimitSeconds, outputLimitBytes, cpuSecondsPerUnit, rounds, trim, roundShare, speculate } as never;
 }
 
 export async function job(argv: string[]): Promise<number> {

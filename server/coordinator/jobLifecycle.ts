@@ -8,7 +8,7 @@ import { replicationSpec } from "../services/jobs/submit";
 import { completeRound, currentRound, roundJobId, roundQuorum, stepRoundInMemory, type RoundOutcome } from "../services/jobs/rounds";
 import { hostKey, loadRecords } from "../services/volunteers/reliability";
 import { userAccount } from "../services/credits/accounts";
-import { outputSchemaFor } from "../services/programs/outputs";
+import { outputLimitOf, outputSchemaFor } from "../services/programs/outputs";
 import { Verifier } from "./verifier";
 import { volunteerParams } from "./ringers";
 import { PROGRAM_KERNEL } from "../../worker/sandbox/abi";
@@ -178,7 +178,7 @@ export class JobLifecycle {
     jobs.set(spec.id, {
       // A round's step and audits read its units' inputs; any other job's units live in the
       // scheduler alone, so a done unit's spec leaves memory with its record.
-      jobId, round, spec: round ? spec : { ...spec, units: [] }, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), pays: compactPays(pays),
+      jobId, round, spec: round ? spec : { ...spec, units: [] }, ownerId, kernel: spec.kernel, output: outputSchemaFor(spec.kernel, spec.params), outputLimit: outputLimitOf(spec.params), pays: compactPays(pays),
       quorum: spec.replication?.quorum ?? 1, leaseMs: spec.leaseMs, throughput: new Throughput(), ...(slice ? { slice } : {}),
       // Every output of a program's round started afresh passes through here: its step can run from memory.
       ...(round && spec.kernel === PROGRAM_KERNEL && !recovered && !this.deps.slices ? { outputs: new Map<number, unknown>() } : {}),

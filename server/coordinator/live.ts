@@ -36,6 +36,8 @@ export interface JobMeta {
   ownerId: string;
   kernel: string;
   output: ZodType | undefined;
+  /** A program job's own bound on one unit's output, in bytes (submit.ts, outputLimitBytes); absent for jobs from before it. */
+  outputLimit?: number;
   /** Millicredits paid per valid result (payOf). */
   pays: UnitPays;
   /** Valid results paid per unit (more agreeing results than this are not paid). */

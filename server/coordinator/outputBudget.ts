@@ -28,13 +28,16 @@ interface Owner {
 }
 
 /**
- * What program jobs' outputs take, counted as their results are stored. Before, outputs were
+ * What program jobs' outputs take, counted as their units are decided. Before, outputs were
  * stored whatever their size: a hundred units answering 4 MB each stored 781 MB in 32 s for a
- * tenth of a credit. Now a unit's output is refused over `unitBytes`, and a job whose outputs
- * take its owner past the quota (with what the owner's ended jobs keep) fails, with every other
- * job of the owner's running here. A job that ended stays in the count until it is measured or
- * deleted. Per node: in a cluster each node counts the slices it holds. Not counted while a job
- * runs: its merged result and an iterative job's round states (measured once it has ended).
+ * tenth of a credit. Now a unit's output is refused over `unitBytes` or its job's own bound,
+ * and a job whose outputs take its owner past the quota (with what the owner's ended jobs keep)
+ * fails, with every other job of the owner's running here. Results waiting for their quorum are
+ * not counted: counted as they came, a stranger's answers of garbage failed a victim's job and
+ * filled its account (its job's bound caps what they store meanwhile, and those left invalid are
+ * emptied once the job has ended, outputStorage.ts). A job that ended stays in the count until
+ * it is measured or deleted. Per node: in a cluster each node counts the slices it holds. Not
+ * counted while a job runs: an iterative job's round states (measured once it has ended).
  */
 export class OutputBudget {
   private owners = new Map<string, Owner>();
@@ -45,13 +48,18 @@ export class OutputBudget {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Why an output of `bytes` may not be stored for a unit, if it may not. */
-  refuse(bytes: number): string | undefined {
+  /** Why an output of `bytes` may not be stored for a unit of a job bounding its own at `jobLimit`, if it may not. */
+  refuse(bytes: number, jobLimit?: number): string | undefined {
+    if (jobLimit !== undefined && jobLimit < this.opts.unitBytes) {
+      if (bytes <= jobLimit) return undefined;
+      const exact = (n: number) => `${n.toLocaleString("en-US")} bytes`;
+      return `output of ${exact(bytes)} is over the job's limit of ${exact(jobLimit)} a unit (outputLimitBytes)`;
+    }
     if (bytes <= this.opts.unitBytes) return undefined;
     return `output of ${formatBytes(bytes)} is over the ${formatBytes(this.opts.unitBytes)} a unit may store`;
   }
 
-  /** Counts `bytes` stored for a result of `jobId`; fails the job once its owner is over the quota. */
+  /** Counts `bytes` stored for a decided unit of `jobId`; fails the job once its owner is over the quota. */
   add(ownerId: string, jobId: string, bytes: number) {
     if (this.opts.quota === 0) return;
     let owner = this.owners.get(ownerId);

@@ -114,12 +114,10 @@ export class ResultPipeline {
       const made = texts?.[i];
       const outputJson = made?.json ?? canonicalJson(output);
       const digest = made?.digest ?? digestOf(outputJson);
-      // A program's output is bounded in size, and what its job stores in all (outputBudget.ts).
+      // A program's output is bounded in size (outputBudget.ts).
       const budget = meta.kernel === PROGRAM_KERNEL ? this.deps.outputs : undefined;
-      let bytes = 0;
       if (budget) {
-        bytes = Buffer.byteLength(outputJson);
-        const refused = budget.refuse(bytes);
+        const refused = budget.refuse(Buffer.byteLength(outputJson), meta.outputLimit);
         if (refused) {
           observer.taskError();
           rejected.push({ taskId: r.taskId, reason: refused });
@@ -135,8 +133,6 @@ export class ResultPipeline {
         rejected.push({ taskId: r.taskId, reason: outcome.reason });
         continue;
       }
-      // Twice: the result's row, and the unit's canonical output once decided (measured exactly once the job ends).
-      budget?.add(meta.ownerId, meta.jobId, 2 * bytes);
       // The raw result first: a restart must find it even if its unit is not decided yet.
       const commit = queue.enqueue({
         type: "result", taskId: r.taskId, jobId: meta.jobId, unitId: task.unitId, host: conn.volunteerId,
@@ -392,6 +388,9 @@ export class ResultPipeline {
     // Usually the output of the result that just came in, already serialised.
     const last = this.lastOutput;
     const json = last && last.value === o.canonical ? last.json : canonicalJson(o.canonical);
+    // What a program's decided unit stores counts against its owner's outputs: the unit's output
+    // and its valid results' (measured exactly once the job has ended, outputStorage.ts).
+    if (meta.kernel === PROGRAM_KERNEL) this.deps.outputs?.add(meta.ownerId, meta.jobId, Buffer.byteLength(json) * (1 + valid.length));
     const commit = queue.enqueue({ type: "validated", jobId: meta.jobId, unitId: o.unitId, canonicalJson: json, valid, invalid, ...(meta.slice ? { slice: meta.slice } : {}) });
     dispatch.revoke(o.revoked, "unit already validated");
     commit.then(() => {

@@ -75,6 +75,7 @@ describe("uploaded programs on a browser volunteer", () => {
     const api = trpc(server.url, user.apiKey);
     const { id } = await api.jobs.submit.mutate({
       kernel: "program", program: program.hash, input: { mode: "range", start: 0, end: 12 }, chunks: 12, replication: { replicas: 1 }, cpuSecondsPerUnit: 0.001,
+      outputLimitBytes: 4 * 1024 * 1024,
     } as never);
     await waitFor(async () => (await api.jobs.get.query({ id })).state !== "running", 60_000, "the big job");
     expect((await api.jobs.get.query({ id })).error ?? "completed").toBe("completed");

@@ -190,7 +190,7 @@ describe("a volunteer's results frame", () => {
     const api = trpc(srv.url, consumer.apiKey);
     const program = await uploadProgram("export function run(input) { return input; } // values");
     const v = await volunteer(8);
-    const { id } = await api.jobs.submit.mutate({ kernel: "program", program, input: { mode: "json", items: [1, 2] }, replication: { replicas: 1, adaptive: false } } as never);
+    const { id } = await api.jobs.submit.mutate({ kernel: "program", program, input: { mode: "json", items: [1, 2] }, replication: { replicas: 1, adaptive: false }, outputLimitBytes: 4 * 1024 * 1024 } as never);
     const mine = () => v.tasks().filter((t) => t.jobId === id);
     await waitFor(() => mine().length >= 2, 5000, "both units");
     const [a, b] = mine();

@@ -19,7 +19,8 @@ describe("tabgrid submit --program", () => {
   const counts = async () => ({ jobs: await srv.deps.db.job.count(), programs: await srv.deps.db.program.count(), data: await srv.deps.db.dataFile.count() });
 
   beforeAll(async () => {
-    srv = await startTestServer();
+    // A unit that errored on every volunteer fails its job after 1 s, not 15.
+    srv = await startTestServer({ ERROR_WAIT_SECONDS: "1" });
     dir = fs.mkdtempSync(path.join(srv.dir, "files-"));
     user = await createUserWithKey(srv.deps, "cli@example.com");
     volunteers = [startCliVolunteer(srv.url, 1, { dir: srv.dir }), startCliVolunteer(srv.url, 1, { dir: srv.dir })];
@@ -55,6 +56,8 @@ describe("tabgrid submit --program", () => {
       [["--range", "0:10", "--time-limit", "0"], '--time-limit must be a number of seconds above 0 and at most 3600 (got "0")'],
       [["--range", "0:10", "--cpu-seconds", "soon"], '--cpu-seconds must be a number of seconds above 0 and at most 3600 (got "soon")'],
       [["--range", "5"], "--range is START:END, e.g. 0:1000000"],
+      [["--range", "0:10", "--output-limit", "lots"], '--output-limit must be a size in bytes, e.g. 65536, 64K or 2M (got "lots")'],
+      [["--range", "0:10", "--output-limit", "0"], '--output-limit must be a size in bytes, e.g. 65536, 64K or 2M (got "0")'],
     ];
     for (const [args, message] of cases) {
       const r = await submit(["--program", prog, ...args]);
@@ -62,6 +65,15 @@ describe("tabgrid submit --program", () => {
       expect(r.stderr, args.join(" ")).toContain(`tabgrid submit: ${message}`);
     }
     expect(await counts()).toEqual(before);
+  }, 60_000);
+
+  it("bounds a program job's outputs with --output-limit: an answer over it is the task's error", async () => {
+    const prog = file("wide.js", "export function run() { return 'x'.repeat(2000); }\n");
+    const within = await submit(["--program", prog, "--range", "0:2", "--chunks", "2", "--replicas", "1", "--output-limit", "4K", "--wait", "--json"]);
+    expect(within.code, within.stderr).toBe(0);
+    expect(JSON.parse(within.stdout)).toMatchObject({ status: "completed", result: ["x".repeat(2000), "x".repeat(2000)] });
+    const over = await submit(["--program", prog, "--range", "0:1", "--chunks", "1", "--replicas", "1", "--output-limit", "1K", "--wait", "--json"]);
+    expect(JSON.parse(over.stdout)).toMatchObject({ status: "failed", error: expect.stringContaining("output of 2,002 bytes is over the job's limit of 1,024 bytes a unit (outputLimitBytes)") });
   }, 60_000);
 
   it("names the uploaded file in a program's errors: when it does not compile, and when it throws", async () => {

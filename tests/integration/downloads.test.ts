@@ -33,7 +33,7 @@ describe("downloading a job's large result and outputs", () => {
     const api = trpc(srv.url, user.apiKey);
     ({ id: jobId } = await api.jobs.submit.mutate({
       kernel: "program", program: program.hash, input: { mode: "range", start: 0, end: UNITS }, chunks: UNITS,
-      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001, outputLimitBytes: 4 * 1024 * 1024,
     } as never));
     await waitFor(async () => (await api.jobs.get.query({ id: jobId })).state !== "running", 60_000, "the job");
     expect((await api.jobs.get.query({ id: jobId })).error ?? "completed").toBe("completed");

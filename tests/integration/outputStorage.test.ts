@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUserWithKey, runCli, startCliVolunteer, startTestServer, waitFor, type CliVolunteer, type TestServer } from "../helpers/server";
-import { trpc, trpcError } from "../helpers/clients";
+import { RawVolunteer, trpc, trpcError } from "../helpers/clients";
 import { auditLedger } from "../../server/services/credits/ledger";
 import { measureEndedJobs, measureJobOutputs } from "../../server/services/programs/outputStorage";
 
@@ -158,4 +158,81 @@ describe("what jobs' outputs may store", () => {
     await api.jobs.cancel.mutate({ id });
     expect(await api.jobs.delete.mutate({ id })).toEqual({ id, deleted: true });
   });
+});
+
+// A volunteer's answers counted against the job's owner as they came: 128 answers of 4 MiB to a
+// victim's units failed its job and filled its account, whatever its replication. Now a job
+// bounds its own outputs (outputLimitBytes, 1 MiB unless it says), a unit's bytes count once it
+// is decided, and the outvoted answers are emptied once the job has ended.
+describe("a stranger's answers and the owner's storage", () => {
+  let srv: TestServer;
+  const QUOTA = 256 * 1024;
+  const sockets: RawVolunteer[] = [];
+
+  beforeAll(async () => {
+    srv = await startTestServer({ ACCOUNT_STORAGE_BYTES: String(QUOTA), SPOT_CHECKS: "off" });
+  }, 60_000);
+  afterAll(async () => {
+    for (const s of sockets) if (!s.closed) await s.close().catch(() => {});
+    await srv?.close();
+  });
+  const welcomed = async (threads: number) => {
+    const v = await RawVolunteer.welcomed(srv.url, threads);
+    sockets.push(v);
+    return v;
+  };
+
+  it("refuses an answer over the job's own bound, and leaves the job running on answers of garbage until its units are decided", async () => {
+    const owner = await createUserWithKey(srv.deps, "victim@example.com");
+    const api = trpc(srv.url, owner.apiKey);
+    const res = await fetch(`${srv.url}/api/programs?name=echo.js`, {
+      method: "POST", headers: { authorization: `Bearer ${owner.apiKey}` }, body: "export function run(x) { return x; }\n",
+    });
+    const program = ((await res.json()) as { hash: string }).hash;
+    const items = [1, 2, 3, 4, 5, 6];
+    const job = (extra: Record<string, unknown>) => ({
+      kernel: "program", program, input: { mode: "json", items }, replication: { replicas: 2, adaptive: false }, cpuSecondsPerUnit: 0.001, ...extra,
+    }) as never;
+    // The bound is the server's at most, and a program job's only.
+    expect(await trpcError(api.jobs.submit.mutate(job({ outputLimitBytes: 5 * 1024 * 1024 })))).toMatchObject({
+      code: "BAD_REQUEST", message: expect.stringMatching(/outputLimitBytes may be at most 4194304 \(4 MiB,/),
+    });
+    expect(await trpcError(api.jobs.submit.mutate({ kernel: "pi", chunks: 2, outputLimitBytes: 1000 } as never))).toMatchObject({
+      code: "BAD_REQUEST", message: expect.stringMatching(/outputLimitBytes applies to an uploaded program's job/),
+    });
+
+    const griefer = await welcomed(8);
+    const { id } = await api.jobs.submit.mutate(job({ outputLimitBytes: 100_000 }));
+    const mine = () => griefer.tasks().filter((t) => t.jobId === id);
+    await waitFor(() => mine().length >= items.length, 5000, "the griefer to hold a replica of every unit");
+    const [first, ...rest] = mine();
+    const garbage = (n: number, i: number) => JSON.stringify(`${i}${"g".repeat(n)}`);
+    const over = await griefer.request(`{"type":"results","results":[{"taskId":${JSON.stringify(first.taskId)},"output":${garbage(150_000, 0)}}]}`, "ack");
+    expect(over.rejected).toEqual([{ taskId: first.taskId, reason: expect.stringMatching(/^output of 150,003 bytes is over the job's limit of 100,000 bytes a unit \(outputLimitBytes\)$/) }]);
+    // 5 answers of 90 kB: counted twice as they came, 900 kB against 256 KiB failed the job.
+    const ack = await griefer.request(`{"type":"results","results":[${rest.map((t, i) => `{"taskId":${JSON.stringify(t.taskId)},"output":${garbage(90_000, i + 1)}}`).join(",")}]}`, "ack");
+    expect(ack.accepted).toHaveLength(rest.length);
+    await srv.deps.coordinator.drain();
+    expect((await api.jobs.get.query({ id })).state).toBe("running");
+
+    // Two honest volunteers outvote it, unit by unit.
+    const honest = [await welcomed(4), await welcomed(4)];
+    const done = await waitFor(async () => {
+      for (const v of honest) v.answerNew((t) => ({ taskId: t.taskId, output: (t.input as { value: number }).value }));
+      const j = await api.jobs.get.query({ id });
+      return j.state !== "running" ? j : undefined;
+    }, 30_000, "the honest volunteers to decide every unit");
+    expect(done).toMatchObject({ state: "completed" });
+    expect(await api.jobs.result.query({ id })).toEqual(items);
+
+    // Measured once it has ended: the outvoted answers are emptied, and the job keeps its own outputs only.
+    await measureEndedJobs(srv.deps);
+    const rows = await srv.deps.db.result.findMany({ where: { id: { in: rest.map((t) => t.taskId) } }, select: { state: true, output: true } });
+    expect(rows).toEqual(rest.map(() => ({ state: "invalid", output: null })));
+    const { outputBytes } = await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { outputBytes: true } });
+    expect(outputBytes).toBe(await measureJobOutputs(srv.deps, id));
+    expect(outputBytes).toBeGreaterThan(0);
+    expect(outputBytes).toBeLessThan(200);
+    expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
+  }, 90_000);
 });

@@ -1,6 +1,6 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
-import { collectInputsOf, deleteUnnamedBlobs } from "../programs/files";
+import { deleteUnnamedBlobs, inputBlobsOf, removeInputBlobs } from "../programs/files";
 import { ownedJob, type Viewer } from "./queries";
 
 /**
@@ -15,7 +15,9 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
   if (job.state === "running") throw new UserError("CONFLICT", `Job ${jobId} is still running: cancel it first.`);
   const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { inputBytes: true, resultBlob: true } });
   if (!row) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
-  if (row.inputBytes > 0) await collectInputsOf(deps, [jobId]);
+  // Read before the rows are emptied, removed once the job is marked: a job deleted cannot run
+  // again (a backtrack reopens a completed job only while it keeps its inputs, backtrackSql.ts).
+  const inputs = row.inputBytes > 0 ? await inputBlobsOf(deps, [jobId]) : [];
   const deleted = await deps.db.$transaction(async (tx) => {
     // Unless a backtrack reopened it meanwhile (a host of it was caught cheating), or another delete came first.
     const marked = await tx.job.updateMany({
@@ -29,6 +31,7 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
     return true;
   });
   if (!deleted) throw new UserError("CONFLICT", `Job ${jobId} could not be deleted: it is running again, or was just deleted.`);
+  if (inputs.length) await removeInputBlobs(deps, inputs.map((i) => i.hash), [jobId]);
   if (row.resultBlob) await deleteUnnamedBlobs(deps, [row.resultBlob]);
   return { id: jobId, deleted: true };
 }

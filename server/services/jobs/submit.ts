@@ -5,6 +5,7 @@ import type { Kernel } from "../../../worker/kernels/types";
 import { balanceOf, InsufficientCredits } from "../credits/ledger";
 import { escrowAccount, MILLI, userAccount } from "../credits/accounts";
 import { UserError } from "../errors";
+import { formatBytes } from "../../http/body";
 import { jsonObjectSchema } from "../jsonInput";
 import type { AppDeps } from "../deps";
 import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../programs/split";
@@ -71,6 +72,11 @@ export const submitInputSchema = z.object({
   rounds: z.number().int("rounds must be a whole number.").min(1, "At least 1 round.").max(MAX_ROUNDS, `At most ${MAX_ROUNDS} rounds.`).optional(),
   /** Wall-clock limit per task; a task that runs longer fails (and is retried elsewhere). */
   timeLimitSeconds: z.number().positive().max(3600).optional(),
+  /**
+   * A program job's bound on one unit's output (its canonical JSON, in bytes): a larger answer
+   * is that task's error. Default DEFAULT_OUTPUT_LIMIT_BYTES; at most UNIT_OUTPUT_BYTES.
+   */
+  outputLimitBytes: z.number().int("outputLimitBytes must be a whole number of bytes.").min(16, "outputLimitBytes must be at least 16 bytes.").optional(),
   /** The consumer's estimate of one unit's CPU time, for pricing a program's units. */
   cpuSecondsPerUnit: z.number().positive().max(3600).default(1),
   /** The client's key for this submission (or the Idempotency-Key header): a repeat returns the first job. */
@@ -101,6 +107,13 @@ const FIRST_STEP_MAX_MS = 5_000;
 const FIRST_STEP_WAIT_MS = 5_000;
 const firstSteps = new Set<string>();
 
+/**
+ * What one unit of a program job may answer unless the job says otherwise (BOINC's
+ * max_nbytes): a volunteer answering garbage as large as the server allows (UNIT_OUTPUT_BYTES)
+ * stored that much for each of a victim's units.
+ */
+export const DEFAULT_OUTPUT_LIMIT_BYTES = 1024 * 1024;
+
 /** Whether a submission of this account is running its program's first step now. */
 export const inFirstStep = (ownerId: string) => firstSteps.has(ownerId);
 
@@ -129,7 +142,7 @@ function outvoted(merge: SubmitInput["merge"], n: number, trim = DEFAULT_TRIM): 
 /** Validates a built-in kernel submission and prices it, without side effects. */
 export async function planJob(deps: Pick<AppDeps, "env" | "db">, input: SubmitInput): Promise<Plan> {
   if (input.kernel === "program") throw new UserError("BAD_REQUEST", "Program jobs are planned with planProgramJob.");
-  for (const option of ["rounds", "roundShare", "trim", "speculate"] as const) {
+  for (const option of ["rounds", "roundShare", "trim", "speculate", "outputLimitBytes"] as const) {
     if (input[option] !== undefined) throw new UserError("BAD_REQUEST", `${option} applies to an uploaded program's job, not to the ${input.kernel} kernel.`);
   }
   const kernel = getKernel(input.kernel);
@@ -196,13 +209,17 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
   if (input.trim !== undefined && input.merge !== "trimmed-mean") throw new UserError("BAD_REQUEST", "trim applies to the trimmed-mean merge only.");
   const timeMs = Math.round((input.timeLimitSeconds ?? deps.env.TASK_TIME_LIMIT_SECONDS) * 1000);
   const memoryMb = deps.env.WASM_MEMORY_LIMIT_MB;
+  const outputBytes = input.outputLimitBytes ?? Math.min(DEFAULT_OUTPUT_LIMIT_BYTES, deps.env.UNIT_OUTPUT_BYTES);
+  if (outputBytes > deps.env.UNIT_OUTPUT_BYTES) {
+    throw new UserError("BAD_REQUEST", `outputLimitBytes may be at most ${deps.env.UNIT_OUTPUT_BYTES} (${formatBytes(deps.env.UNIT_OUTPUT_BYTES)}, the most a unit's output may store on this server).`);
+  }
   // The step thread starts on another core while the input is read and cut into shards.
   if (input.rounds !== undefined) warmStep(memoryMb);
   const split = await splitProgramInput(deps, ownerId, input.input, input.chunks, deps.env.MAX_CHUNKS);
   const release = holdPlannedBlobs(deps, split.units);
   try {
     await checkInputRoom(deps, ownerId, split.storedBytes);
-    return { ...(await planSplitProgramJob(deps, ownerId, input, program, replication, timeMs, memoryMb, split)), release, inputBytes: split.storedBytes };
+    return { ...(await planSplitProgramJob(deps, ownerId, input, program, replication, { timeMs, memoryMb, outputBytes }, split)), release, inputBytes: split.storedBytes };
   } catch (e) {
     await release(false);
     throw e;
@@ -211,12 +228,13 @@ export async function planProgramJob(deps: AppDeps, ownerId: string, input: Subm
 
 async function planSplitProgramJob(
   deps: AppDeps, ownerId: string, input: SubmitInput, program: Awaited<ReturnType<typeof getProgram>>, replication: SubmitInput["replication"],
-  timeMs: number, memoryMb: number, split: Awaited<ReturnType<typeof splitProgramInput>>,
+  limits: { timeMs: number; memoryMb: number; outputBytes: number }, split: Awaited<ReturnType<typeof splitProgramInput>>,
 ): Promise<Plan & { programHash: string }> {
+  const { timeMs, memoryMb } = limits;
   const params = {
     program: { hash: program.hash, kind: program.kind, script: program.scriptHash },
     params: input.params,
-    limits: { timeMs, memoryMb },
+    limits,
     ...(split.context ? { context: split.context } : {}),
     ...(input.rounds !== undefined ? { rounds: input.rounds } : {}),
     ...(input.trim !== undefined ? { trim: input.trim } : {}),

@@ -267,23 +267,41 @@ export async function collectJobInputs(deps: AppDeps, now = Date.now()): Promise
 
 /** Removes the stored inputs of these ended jobs (see collectJobInputs). */
 export async function collectInputsOf(deps: AppDeps, ids: string[]): Promise<{ jobs: number; blobs: number; bytes: number }> {
-  const hashes = new Set<string>();
-  for (const u of await deps.db.workUnit.findMany({ where: { jobId: { in: ids }, input: { contains: '"blob"' } }, select: { input: true } })) {
-    const b = blobOfRow(u.input);
-    if (b) hashes.add(b);
+  const hashes = await inputBlobsOf(deps, ids);
+  // Marked first, each unless it runs again: a backtrack reopens a completed job only while its
+  // inputs are kept (backtrackSql.ts), so none marked here runs again without them. (Collected
+  // before the mark, a job a backtrack reopened in between ran on without its inputs.)
+  const marked = await deps.db.$transaction(async (tx) => {
+    const done: string[] = [];
+    for (const id of ids) {
+      if ((await tx.job.updateMany({ where: { id, state: { not: "running" } }, data: { inputBytes: 0 } })).count) done.push(id);
+    }
+    // The rows' inputs too: nothing reads an ended job's.
+    await tx.workUnit.updateMany({ where: { jobId: { in: done } }, data: { input: "null" } });
+    return new Set(done);
+  });
+  const { blobs, bytes } = await removeInputBlobs(deps, hashes.filter((h) => marked.has(h.jobId)).map((h) => h.hash), [...marked]);
+  return { jobs: marked.size, blobs, bytes };
+}
+
+/** The blobs these jobs' units read, by job. */
+export async function inputBlobsOf(deps: AppDeps, ids: string[]): Promise<Array<{ jobId: string; hash: string }>> {
+  const found: Array<{ jobId: string; hash: string }> = [];
+  for (const u of await deps.db.workUnit.findMany({ where: { jobId: { in: ids }, input: { contains: '"blob"' } }, select: { jobId: true, input: true } })) {
+    const hash = blobOfRow(u.input);
+    if (hash) found.push({ jobId: u.jobId, hash });
   }
-  let candidates = [...hashes];
+  return found;
+}
+
+/** Removes those of `hashes` (inputs of the ended jobs `ended`) that nothing else keeps: no job still running reads them. */
+export async function removeInputBlobs(deps: AppDeps, hashes: string[], ended: string[]): Promise<{ blobs: number; bytes: number }> {
+  let candidates = [...new Set(hashes)];
   if (candidates.length) {
-    const live = await blobsOfLiveJobs(deps, ids);
+    const live = await blobsOfLiveJobs(deps, ended);
     candidates = candidates.filter((h) => !live.has(h));
   }
-  const { blobs, bytes } = await deleteUnnamedBlobs(deps, candidates);
-  // The rows' inputs too (nothing reads an ended job's), then the job's count, in one transaction.
-  await deps.db.$transaction([
-    deps.db.workUnit.updateMany({ where: { jobId: { in: ids } }, data: { input: "null" } }),
-    deps.db.job.updateMany({ where: { id: { in: ids } }, data: { inputBytes: 0 } }),
-  ]);
-  return { jobs: ids.length, blobs, bytes };
+  return deleteUnnamedBlobs(deps, candidates);
 }
 
 /**

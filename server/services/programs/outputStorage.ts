@@ -56,6 +56,22 @@ export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<n
   return sums.reduce((n, rows) => n + Number(rows[0]?.n ?? 0), merged);
 }
 
+/**
+ * Empties the outputs of an ended job's results that did not count (outvoted, or still waiting
+ * for a quorum when it ended): nothing reads them again (a backtrack reopens valid ones only),
+ * and kept, a stranger's answers of garbage to a victim's units stayed in the victim's account.
+ * Unless a backtrack reopened the job meanwhile: its results wait for a quorum again.
+ */
+async function emptyUndecidedResults(deps: AppDeps, jobId: string): Promise<void> {
+  const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
+  const [a, b] = pg ? ["$1", "$2"] : ["?", "?"];
+  await deps.db.$executeRawUnsafe(
+    `UPDATE "Result" SET "output" = NULL WHERE "jobId" = ${a} AND "state" <> 'valid' AND "output" IS NOT NULL
+      AND EXISTS (SELECT 1 FROM "Job" WHERE "id" = ${b} AND "state" <> 'running')`,
+    jobId, jobId,
+  );
+}
+
 /** Measures the outputs of program jobs that have ended since the last pass; answers how many it measured. */
 export async function measureEndedJobs(deps: AppDeps, ownerId?: string, limit = MEASURE_JOBS): Promise<number> {
   const ended = await deps.db.job.findMany({
@@ -63,6 +79,7 @@ export async function measureEndedJobs(deps: AppDeps, ownerId?: string, limit = 
     select: { id: true }, orderBy: { finishedAt: "asc" }, take: limit,
   });
   for (const { id } of ended) {
+    await emptyUndecidedResults(deps, id);
     const bytes = Math.min(MAX_COUNT, await measureJobOutputs(deps, id));
     // Unless a backtrack reopened it meanwhile: it is measured again when it ends again.
     await deps.db.job.updateMany({ where: { id, outputBytes: -1, state: { not: "running" } }, data: { outputBytes: bytes } });

@@ -9,3 +9,9 @@ export function outputSchemaFor(kernel: string, params: unknown): z.ZodType | un
   if (kernel !== "program") return getKernel(kernel)?.output;
   return (params as { program?: { kind?: string } }).program?.kind === "wasm" ? wasmOutput : jsOutput;
 }
+
+/** A program job's own bound on one unit's output (submit.ts, outputLimitBytes), if it set one. */
+export function outputLimitOf(params: unknown): number | undefined {
+  const bytes = (params as { limits?: { outputBytes?: unknown } } | null)?.limits?.outputBytes;
+  return typeof bytes === "number" && bytes > 0 ? bytes : undefined;
+}
