@@ -121,10 +121,13 @@ describe("iterative programs: data-parallel training", () => {
     expect(stored).toHaveLength(rounds);
     expect(stored.filter((r) => r.state !== "null").map((r) => r.round)).toEqual([]);
     expect(stored.filter((r) => r.next !== null).map((r) => r.round)).toEqual([rounds]);
-    // The shards were stored once: every round's unit of shard i reads the same blob.
-    const units = await srv.deps.db.workUnit.findMany({ where: { jobId: id, idx: 0 }, select: { input: true } });
-    expect(units).toHaveLength(rounds);
-    expect(new Set(units.map((u) => (JSON.parse(u.input) as { blob: string }).blob)).size).toBe(1);
+    // A stepped round's units keep their outputs, not their inputs (each carried the round's
+    // broadcast); the last round's units read the shards, one blob each.
+    const units = await srv.deps.db.workUnit.findMany({ where: { jobId: id }, select: { round: true, input: true, output: true } });
+    expect(units).toHaveLength(rounds * SHARDS);
+    expect(units.filter((u) => u.output === null)).toEqual([]);
+    expect(units.filter((u) => u.input !== "null").map((u) => u.round)).toEqual(Array(SHARDS).fill(rounds));
+    expect(new Set(units.filter((u) => u.round === rounds).map((u) => (JSON.parse(u.input) as { blob: string }).blob)).size).toBe(SHARDS);
     // And it stays on the volunteer that fetched it (locality scheduling): from one round to
     // the next a shard goes to another volunteer only when its holder was slow to ask (250 ms).
     // Without locality most of them moved (a unit went to whoever asked first).

@@ -133,6 +133,8 @@ async function storeStep(
       },
     });
     if (count === 0 || step.done) return;
+    // Its units' inputs too, as the group commit's storeRound does (batchSql.ts, SPENT_INPUTS_SQL).
+    await tx.workUnit.updateMany({ where: { jobId, round }, data: { input: SPENT_STATE_JSON } });
     await tx.workUnit.createMany({
       data: step.inputs.map((u, idx) => ({
         id: roundUnitId(jobId, round + 1, idx), jobId, round: round + 1, idx, input: JSON.stringify(u.input), work: Math.round(u.work), pay: u.pay,
