@@ -4,6 +4,7 @@ import { postTransactionSync } from "../credits/ledger";
 import { sqlTime, type SqliteGate } from "../../store/sqliteGate";
 import { backtrackSql, type BacktrackOp } from "./backtrackSql";
 import { planSettlement } from "./settlement";
+import { INPUTS_HELD_SQL, InputBudgetExceeded } from "../programs/inputBudget";
 
 // The group commit's SQL, run by the database writer thread (store/dbWriterThread.ts) in one
 // transaction per batch: volunteers, received results, validations with their payouts out of
@@ -66,7 +67,11 @@ export type PersistOp =
   | { type: "validated"; jobId: string; unitId: string; canonicalJson: string; valid: ResultRef[]; invalid: ResultRef[]; slice?: SliceFence }
   | { type: "reliability"; rows: ReliabilityWrite[] }
   /** A new job, written alone (its escrow hold may fail for want of credits): see submitJob. */
-  | { type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number }
+  | {
+      type: "submit"; job: JobRow; units: Array<[id: string, idx: number, input: string, work: number, pay: number]>; round: number; roundState: string | null; ownerAccount: string; escrow: string; estimate: number;
+      /** The owner's input budget (bytes): the job is refused (InputBudgetExceeded) unless its inputs fit, checked in the insert's transaction. */
+      inputQuota?: number;
+    }
   /** A volunteer connected: its row is created on first sight and refreshed after (at: ISO time). */
   | { type: "volunteer"; id: string; tokenHash: string; userId: string | null; name: string | null; nameChosen?: boolean; benchmark: number | null; at: string }
   /** A job ended; a completed one carries its merged result (computed before the commit). */
@@ -267,6 +272,11 @@ function finishJob(gate: SqliteGate, conn: Conn, end: Extract<PersistOp, { type:
 /** A new job: its row, its units, its first round (iterative kernels) and its escrow hold. */
 function insertJob(gate: SqliteGate, conn: Conn, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
+  // One writer at a time: the sum and the insert cannot interleave with another submission's.
+  if (s.inputQuota && j.inputBytes) {
+    const held = Number((gate.statement(conn, INPUTS_HELD_SQL("?")).get(j.ownerId) as { n: number | bigint }).n);
+    if (held + j.inputBytes > s.inputQuota) throw new InputBudgetExceeded(held, s.inputQuota, j.inputBytes);
+  }
   gate.statement(conn, `INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
     "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "outputBytes", "createdAt")
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(

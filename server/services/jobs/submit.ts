@@ -12,7 +12,6 @@ import { DEFAULT_CSV_SHARDS, programInputSchema, splitProgramInput } from "../pr
 import { getProgram } from "../programs/programs";
 import { checkInputRoom, diskShort, holdPlannedBlobs } from "../programs/files";
 import { checkOutputRoom } from "../programs/outputStorage";
-import { withAccountLock } from "./accountLock";
 import { pricePerCpuSecond } from "../pricing/pricing";
 import { firstRound, roundUnitId } from "./rounds";
 import { DEFAULT_TRIM, NUMERIC_MERGES, trimCount } from "../programs/aggregate";
@@ -349,15 +348,7 @@ export async function submitJob(deps: AppDeps, ownerId: string, input: SubmitInp
   const release = "release" in plan ? (plan.release as (committed: boolean) => Promise<void>) : async () => {};
   let committed = false;
   try {
-    // The input budget was checked before the cut; checked again and committed in one turn per
-    // account, so parallel submissions cannot each pass it (on PostgreSQL, 12 at once all did).
-    const inputBytes = "inputBytes" in plan ? (plan.inputBytes as number) : 0;
-    const r = inputBytes > 0
-      ? await withAccountLock(`inputs:${ownerId}`, async () => {
-        await checkInputRoom(deps, ownerId, inputBytes);
-        return commitJob(deps, ownerId, input, plan, idempotency);
-      })
-      : await commitJob(deps, ownerId, input, plan, idempotency);
+    const r = await commitJob(deps, ownerId, input, plan, idempotency);
     committed = true;
     return r;
   } finally {
@@ -390,12 +381,16 @@ async function commitJob(deps: AppDeps, ownerId: string, input: SubmitInput, pla
       units: units.map((u) => [u.id, u.idx, JSON.stringify(u.input), Math.round(u.work), u.pay]),
       round, roundState: plan.rounds ? JSON.stringify(plan.rounds.state) : null,
       ownerAccount: userAccount(ownerId), escrow: escrowAccount(id), estimate: plan.estimate,
+      // Checked before the cut, and again where the job is inserted: parallel submissions,
+      // on any node, cannot each pass it (on PostgreSQL, 12 at once all did).
+      ...(deps.env.ACCOUNT_STORAGE_BYTES ? { inputQuota: deps.env.ACCOUNT_STORAGE_BYTES } : {}),
     }]);
   } catch (e) {
     // Thrown on the writer thread: it arrives by name, with its message.
     if (e instanceof InsufficientCredits || (e as Error).name === "InsufficientCredits") {
       throw new UserError("PAYMENT_REQUIRED", `${(e as Error).message} Volunteer some CPU time to earn credits, or submit fewer or smaller chunks.`);
     }
+    if ((e as Error).name === "InputBudgetExceeded") throw new UserError("PAYLOAD_TOO_LARGE", (e as Error).message);
     throw e;
   }
   deps.coordinator.addJob({

@@ -1,4 +1,5 @@
 import fs from "node:fs/promises";
+import { InputBudgetExceeded } from "./inputBudget";
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { formatBytes } from "../../http/body";
@@ -61,11 +62,7 @@ export async function checkInputRoom(deps: AppDeps, ownerId: string, bytes: numb
   if (quota === 0 || bytes === 0) return;
   const held = await inputBytesHeld(deps, ownerId);
   if (held + bytes <= quota) return;
-  throw new UserError(
-    "PAYLOAD_TOO_LARGE",
-    `Your jobs' inputs take ${formatBytes(held)} of your ${formatBytes(quota)}; this job's ${formatBytes(bytes)} of inputs do not fit. ` +
-      "A cancelled or failed job's inputs are removed within a minute of its end, a completed job's a day after it.",
-  );
+  throw new UserError("PAYLOAD_TOO_LARGE", new InputBudgetExceeded(held, quota, bytes).message);
 }
 
 /** The account's programs and data files, newest first, with its use of the quota. */

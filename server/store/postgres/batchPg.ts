@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { INPUTS_HELD_SQL, InputBudgetExceeded } from "../../services/programs/inputBudget";
 import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import { mergeReliability, SPENT_INPUTS_SQL, SPENT_STATE, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
@@ -242,6 +243,13 @@ async function storeRound(c: Client, r: RoundOp) {
 
 async function insertJob(c: Client, s: Extract<PersistOp, { type: "submit" }>, at: string) {
   const j = s.job;
+  // The owner's submissions on every node take turns here until their transactions end, so
+  // none of them sums the budget without the others' jobs (12 at once all passed it before).
+  if (s.inputQuota && j.inputBytes) {
+    await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`inputs:${j.ownerId}`]);
+    const held = Number((await c.query<{ n: string }>(INPUTS_HELD_SQL("$1"), [j.ownerId])).rows[0]?.n ?? 0);
+    if (held + j.inputBytes > s.inputQuota) throw new InputBudgetExceeded(held, s.inputQuota, j.inputBytes);
+  }
   await c.query(prepared(`INSERT INTO "Job" ("id", "ownerId", "kernel", "params", "chunks", "price", "estimate", "leaseMs", "replicas",
     "quorum", "maxReplicas", "adaptive", "tolerance", "programHash", "inputMode", "merge", "timeLimitMs", "idempotencyKey", "requestHash", "inputBytes", "outputBytes", "createdAt")
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, [
