@@ -121,7 +121,8 @@ export class Coordinator extends EventEmitter {
       roundStarted: (jobId: string, round: number, units: number): ReturnType<SliceHolder["roundStarted"]> => holder!.roundStarted(jobId, round, units),
       reopened: (jobIds: string[]): Promise<void> => holder!.reopened(jobIds),
     };
-    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), diskShort: opts.diskShort, ...(slices ? { slices } : {}) });
+    const lifecycle: JobLifecycle = new JobLifecycle(live, { db, blobs, commit, dispatch, book, verifier, outcome: (o) => pipeline.outcome(o), diskShort: opts.diskShort,
+      outputRoom: (ownerId, jobId, bytes) => outputs ? outputs.reserve(ownerId, jobId, bytes) : Promise.resolve(undefined), ...(slices ? { slices } : {}) });
     const holder: SliceHolder | undefined = opts.cluster ? new SliceHolder(live, lifecycle, opts.cluster) : undefined;
     const kick = (id: string, until: Date, reason: string) => edge.kick(id, until, reason);
     const caught = new CaughtHosts(live, { db, queue, book, lifecycle, banHours: opts.banPolicy.hours, kick });

@@ -30,6 +30,8 @@ export interface LifecycleDeps {
   verifier: Verifier;
   /** Why the next round may not be stored (the disk at its floor: UPLOAD_DISK_FLOOR_BYTES), or null. */
   diskShort?: () => Promise<string | null>;
+  /** Room in its owner's output budget for a program job's merged result (outputBudget.ts, reserve). */
+  outputRoom?(ownerId: string, jobId: string, bytes: number): Promise<string | undefined>;
   /** Hands what the scheduler made of recovered results, or of an owner's decision, to the result pipeline. */
   outcome(o: ResultOutcome | RecoveryOutcome): void;
   /**
@@ -458,7 +460,7 @@ export class JobLifecycle {
       // Merge outside the commit queue's transaction (a program's reduce may take seconds),
       // once every validated output of the job is committed.
       await queue.committedSoFar();
-      const merged = await this.merge(jobId);
+      const merged = await this.merge(jobId, meta);
       end = merged === "cancelled" ? { ...end, state: "cancelled" }
         : "error" in merged ? { ...end, state: "failed", error: merged.error } : { ...end, ...merged };
       state = end.state;
@@ -510,13 +512,15 @@ export class JobLifecycle {
   private readonly merging = new Map<string, { stop: AbortController; ended: Promise<void>; end(): void }>();
 
   /** The job's merged result, or "cancelled" if the owner cancelled the job while it merged; call `merged` once its end is queued. */
-  private async merge(jobId: string): Promise<Awaited<ReturnType<typeof mergeJobResult>> | "cancelled"> {
+  private async merge(jobId: string, meta: Pick<JobMeta, "jobId" | "kernel" | "ownerId"> | undefined): Promise<Awaited<ReturnType<typeof mergeJobResult>> | "cancelled"> {
     const stop = new AbortController();
     let end = () => {};
     const ended = new Promise<void>((resolve) => (end = resolve));
     this.merging.set(jobId, { stop, ended, end });
     try {
-      const merged = await mergeJobResult(this.deps, jobId, stop.signal);
+      const room = meta?.kernel === PROGRAM_KERNEL && this.deps.outputRoom
+        ? (bytes: number) => this.deps.outputRoom!(meta.ownerId, meta.jobId, bytes) : undefined;
+      const merged = await mergeJobResult(this.deps, jobId, stop.signal, room);
       return stop.signal.aborted ? "cancelled" : merged;
     } catch (e) {
       this.merged(jobId);
@@ -543,7 +547,7 @@ export class JobLifecycle {
     const check = previous.then(async () => {
       const job = await readJobPg(pgPool(this.deps.db), jobId);
       if (!job || job.state !== "running" || job.unitsDone < job.chunks || this.reopening.has(jobId)) return;
-      await this.mergeAndFinish(jobId);
+      await this.mergeAndFinish(jobId, job);
     });
     const settled = check.catch(() => undefined);
     this.finishing.set(jobId, settled);
@@ -553,8 +557,8 @@ export class JobLifecycle {
     return check;
   }
 
-  private async mergeAndFinish(jobId: string) {
-    const merged = await this.merge(jobId);
+  private async mergeAndFinish(jobId: string, job: { kernel: string; ownerId: string }) {
+    const merged = await this.merge(jobId, { jobId, kernel: job.kernel, ownerId: job.ownerId });
     const end: FinishOp = merged === "cancelled" ? { type: "finish", jobId, state: "cancelled" }
       : "error" in merged ? { type: "finish", jobId, state: "failed", error: merged.error }
       : { type: "finish", jobId, state: "completed", ...merged };

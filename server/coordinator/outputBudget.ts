@@ -36,8 +36,9 @@ interface Owner {
  * not counted: counted as they came, a stranger's answers of garbage failed a victim's job and
  * filled its account (its job's bound caps what they store meanwhile, and those left invalid are
  * emptied once the job has ended, outputStorage.ts). A job that ended stays in the count until
- * it is measured or deleted. Per node: in a cluster each node counts the slices it holds. Not
- * counted while a job runs: an iterative job's round states (measured once it has ended).
+ * it is measured or deleted; its merged result is counted before it is stored (reserve). Per
+ * node: in a cluster each node counts the slices it holds. Not counted while a job runs: an
+ * iterative job's round states and final result (measured once it has ended).
  */
 export class OutputBudget {
   private owners = new Map<string, Owner>();
@@ -69,6 +70,30 @@ export class OutputBudget {
     const stale = this.now() - owner.fetchedAt > (this.opts.refreshMs ?? 30_000);
     // Over by the counts here: decided on a fresh `held`, since jobs may have been deleted or ended.
     if (owner.held === undefined || stale || this.total(owner) > this.opts.quota) this.fetch(ownerId, owner, jobId);
+  }
+
+  /**
+   * Room for a job's merged result of `bytes`, decided on a fresh read of what the owner's ended
+   * jobs keep: counted at once if there is (as its job's, until measured), else why not. Merged
+   * results were counted only once their jobs were measured: 20 one-unit jobs whose reduce
+   * answered 20 MB each, ending together, stored 7.6 times a 50 MiB budget.
+   */
+  async reserve(ownerId: string, jobId: string, bytes: number): Promise<string | undefined> {
+    if (this.opts.quota === 0) return undefined;
+    let owner = this.owners.get(ownerId);
+    if (!owner) this.owners.set(ownerId, (owner = { fetchedAt: 0, fetching: false, jobs: new Map() }));
+    const ended = [...owner.jobs.keys()].filter((id) => !this.opts.running(id) && id !== jobId);
+    const { bytes: held, settled } = await this.opts.held(ownerId, ended);
+    owner.held = held;
+    owner.fetchedAt = this.now();
+    for (const id of settled) owner.jobs.delete(id);
+    const total = this.total(owner) + bytes;
+    if (total > this.opts.quota) {
+      if (!owner.jobs.size) this.owners.delete(ownerId);
+      return `its merged result of ${formatBytes(bytes)} would take the account's stored outputs to ${formatBytes(total)}, over the ${formatBytes(this.opts.quota)} an account may keep (delete jobs you no longer need)`;
+    }
+    owner.jobs.set(jobId, (owner.jobs.get(jobId) ?? 0) + bytes);
+    return undefined;
   }
 
   private total(owner: Owner): number {

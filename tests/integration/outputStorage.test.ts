@@ -124,13 +124,18 @@ describe("what jobs' outputs may store", () => {
 
   it("measures the account's ended jobs before it takes the next, however soon it comes", async () => {
     const user = await createUserWithKey(srv.deps, "back-to-back@example.com");
-    const program = await upload(user.apiKey, 30_000);
-    // Three results, three units' outputs and the merged result of the three: about 270 kB,
-    // past 256 KiB once it has ended, though its 180 kB of results were under it while it ran.
-    const first = await ended(user.apiKey, (await submit(user.apiKey, program, 3)).id);
+    const program = await upload(user.apiKey, 40_000);
+    const outputsOf = async (id: string) => (await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { outputBytes: true } })).outputBytes;
+    // Two results, two units' outputs and their merged result: about 240 kB of the 256 KiB.
+    const first = await ended(user.apiKey, (await submit(user.apiKey, program, 2)).id);
     expect(first.state).toBe("completed");
+    // Taken at once, and the first measured before it was (not within the collector's 30 s).
+    const second = await ended(user.apiKey, (await submit(user.apiKey, program, 1)).id);
+    expect(await outputsOf(first.id)).toBeGreaterThan(6 * 40_000);
+    // Its unit's 80 kB did not fit: it failed, keeping them, and the next is refused for them.
+    expect(second).toMatchObject({ state: "failed", error: expect.stringMatching(/over the 256 KiB an account may keep/) });
     expect(await trpcError(submit(user.apiKey, program, 1))).toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
-    expect((await srv.deps.db.job.findUniqueOrThrow({ where: { id: first.id }, select: { outputBytes: true } })).outputBytes).toBeGreaterThan(QUOTA);
+    expect(await outputsOf(second.id)).toBeGreaterThan(2 * 40_000);
   });
 
   it("removes a deleted job's input blobs with it", async () => {
@@ -147,6 +152,29 @@ describe("what jobs' outputs may store", () => {
     for (const h of blobs) await srv.deps.blobs.get(h);
     await trpc(srv.url, user.apiKey).jobs.delete.mutate({ id });
     for (const h of blobs) await expect(srv.deps.blobs.get(h)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("counts a merged result before it is stored: jobs whose reduce answers much, ending together, stop at the budget", async () => {
+    const user = await createUserWithKey(srv.deps, "reducer@example.com");
+    const res = await fetch(`${srv.url}/api/programs?name=fat-reduce.js`, {
+      method: "POST", headers: { authorization: `Bearer ${user.apiKey}` },
+      body: "export function run(x) { return 1; }\nexport function reduce(outputs) { return 'r'.repeat(100000); }\n",
+    });
+    const program = ((await res.json()) as { hash: string }).hash;
+    // Four one-unit jobs, each merging into 100 kB: two fit the 256 KiB, the others are refused.
+    const jobs = await Promise.all(Array.from({ length: 4 }, () => trpc(srv.url, user.apiKey).jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "range", start: 0, end: 1 }, chunks: 1, merge: "reduce",
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never)));
+    const ends = await Promise.all(jobs.map((j) => ended(user.apiKey, j.id)));
+    const completed = ends.filter((j) => j.state === "completed");
+    expect(completed.length).toBeGreaterThanOrEqual(1);
+    expect(completed.length).toBeLessThanOrEqual(2);
+    for (const j of ends.filter((e) => e.state !== "completed")) {
+      expect(j.error).toMatch(/its merged result of 98 KiB would take the account's stored outputs to .*, over the 256 KiB an account may keep/);
+    }
+    await measureEndedJobs(srv.deps);
+    expect((await trpc(srv.url, user.apiKey).files.list.query()).outputBytes).toBeLessThanOrEqual(QUOTA);
   });
 
   it("deletes no running job", async () => {

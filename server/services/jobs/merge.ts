@@ -16,9 +16,9 @@ const MAX_MERGE_BYTES = 256 * 2 ** 20;
 const INLINE_RESULT_BYTES = 64 * 1024;
 
 /** A job's result (its JSON text) as stored: inline when small, else a blob's hash. */
-export async function storedResult(blobs: BlobStore, json: string): Promise<{ result: string | null; resultBlob: string | null }> {
+export async function storedResult(blobs: BlobStore, json: string, bytes = Buffer.byteLength(json)): Promise<{ result: string | null; resultBlob: string | null }> {
   // As bytes once: hashing and writing a string each encode it again.
-  if (Buffer.byteLength(json) > INLINE_RESULT_BYTES) return { result: null, resultBlob: await blobs.put(Buffer.from(json)) };
+  if (bytes > INLINE_RESULT_BYTES) return { result: null, resultBlob: await blobs.put(Buffer.from(json)) };
   return { result: json, resultBlob: null };
 }
 
@@ -47,7 +47,7 @@ export function oneBigAtATime<T>(run: () => Promise<T>, stopped: T, signal?: Abo
 }
 
 /** `[out0,out1,…]` from the stored texts, a page at a time, as UTF-8 parts of the blob. */
-async function concatStored(deps: { db: Db; blobs: BlobStore }, jobId: string, rowsPerPage: number): Promise<Merged> {
+async function concatStored(deps: { db: Db; blobs: BlobStore }, jobId: string, rowsPerPage: number, room?: MergeRoom): Promise<Merged> {
   const parts: Buffer[] = [];
   let size = 0;
   const ok = await oneAtATime(async () => {
@@ -62,6 +62,8 @@ async function concatStored(deps: { db: Db; blobs: BlobStore }, jobId: string, r
   });
   if (!ok) return { error: NOT_ALL_DONE };
   parts.push(Buffer.from(parts.length ? "]" : "[]"));
+  const refused = await room?.(size + 1);
+  if (refused) return { error: refused };
   if (size + 1 <= INLINE_RESULT_BYTES) return { result: Buffer.concat(parts).toString("utf8"), resultBlob: null };
   return { result: null, resultBlob: await deps.blobs.put(parts) };
 }
@@ -77,6 +79,9 @@ function oneAtATime<T>(read: () => Promise<T>): Promise<T> {
 
 export type Merged = { result: string | null; resultBlob: string | null } | { error: string };
 
+/** Why a merged result of `bytes` may not be stored, if it may not (the owner's output budget: coordinator/outputBudget.ts). */
+export type MergeRoom = (bytes: number) => Promise<string | undefined>;
+
 /**
  * The job's merged result from its validated unit outputs, in unit order: a built-in
  * kernel's reduce; for a program, the outputs concatenated (a JSON array, or the bytes of a
@@ -84,7 +89,7 @@ export type Merged = { result: string | null; resultBlob: string | null } | { er
  * sandboxed (QuickJS for JS, a time-limited thread for WASM): never as plain server code.
  * `signal` stops a reduce under way (the job was cancelled meanwhile).
  */
-export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: string, signal?: AbortSignal): Promise<Merged> {
+export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: string, signal?: AbortSignal, room?: MergeRoom): Promise<Merged> {
   // Counted before anything is read: reading 1.2 GB of outputs held the loop 17 s.
   const bytes = await hotStore(deps.db).outputBytes(jobId);
   if (bytes > MAX_MERGE_BYTES) {
@@ -92,11 +97,11 @@ export async function mergeJobResult(deps: { db: Db; blobs: BlobStore }, jobId: 
   }
   // A merge holds its outputs (and more) in memory: large ones take turns, so jobs ending
   // together cannot each hold hundreds of MB at once.
-  if (bytes <= BIG_MERGE_BYTES) return merge(deps, jobId, bytes, signal);
-  return oneBigAtATime(() => merge(deps, jobId, bytes, signal), { error: "stopped: the job was cancelled" }, signal);
+  if (bytes <= BIG_MERGE_BYTES) return merge(deps, jobId, bytes, signal, room);
+  return oneBigAtATime(() => merge(deps, jobId, bytes, signal, room), { error: "stopped: the job was cancelled" }, signal);
 }
 
-async function merge(deps: { db: Db; blobs: BlobStore }, jobId: string, bytes: number, signal?: AbortSignal): Promise<Merged> {
+async function merge(deps: { db: Db; blobs: BlobStore }, jobId: string, bytes: number, signal?: AbortSignal, room?: MergeRoom): Promise<Merged> {
   const job = await deps.db.job.findUniqueOrThrow({
     where: { id: jobId },
     select: { ownerId: true, kernel: true, params: true, merge: true, timeLimitMs: true, chunks: true, program: { select: { kind: true, hash: true, scriptHash: true } } },
@@ -104,7 +109,7 @@ async function merge(deps: { db: Db; blobs: BlobStore }, jobId: string, bytes: n
   // A JS program's outputs concatenated: their stored JSON texts end to end, never parsed nor
   // joined into one string (80 outputs of 3 MB left the server at ~1 GB when each was parsed
   // and the whole stringified).
-  if (job.program?.kind === "js" && job.merge !== "reduce" && !isNumericMerge(job.merge)) return concatStored(deps, jobId, Math.max(8, Math.min(256, Math.floor(PAGE_BYTES / Math.max(1, bytes / Math.max(1, job.chunks))))));
+  if (job.program?.kind === "js" && job.merge !== "reduce" && !isNumericMerge(job.merge)) return concatStored(deps, jobId, Math.max(8, Math.min(256, Math.floor(PAGE_BYTES / Math.max(1, bytes / Math.max(1, job.chunks))))), room);
   // Raw: a 10,000-unit job's outputs in ~10 ms rather than a Prisma findMany's ~200.
   const units = await oneAtATime(() => hotStore(deps.db).unitOutputs(jobId));
   if (units.some((u) => !u.done)) return { error: NOT_ALL_DONE };
@@ -140,5 +145,8 @@ async function merge(deps: { db: Db; blobs: BlobStore }, jobId: string, bytes: n
   } catch (e) {
     return { error: `Could not merge the results: ${(e as Error).message}` };
   }
-  return storedResult(deps.blobs, json);
+  const size = Buffer.byteLength(json);
+  const refused = await room?.(size);
+  if (refused) return { error: refused };
+  return storedResult(deps.blobs, json, size);
 }
