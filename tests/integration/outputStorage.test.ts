@@ -177,6 +177,25 @@ describe("what jobs' outputs may store", () => {
     expect((await trpc(srv.url, user.apiKey).files.list.query()).outputBytes).toBeLessThanOrEqual(QUOTA);
   });
 
+  it("counts a job's params with what it keeps, and deleting it drops them", async () => {
+    const user = await createUserWithKey(srv.deps, "params@example.com");
+    const api = trpc(srv.url, user.apiKey);
+    const program = await upload(user.apiKey, 10);
+    await volunteer.stop();
+    const { id } = await api.jobs.submit.mutate({
+      kernel: "program", program, input: { mode: "range", start: 0, end: 1 }, chunks: 1, params: { blob: "p".repeat(100_000) },
+      replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001,
+    } as never);
+    await api.jobs.cancel.mutate({ id });
+    await measureEndedJobs(srv.deps);
+    expect((await api.files.list.query()).outputBytes).toBeGreaterThan(100_000);
+    await api.jobs.delete.mutate({ id });
+    const row = await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { params: true } });
+    expect(row.params.length).toBeLessThan(1000);
+    expect(JSON.parse(row.params)).toMatchObject({ params: {}, program: { hash: program } });
+    expect((await api.files.list.query()).outputBytes).toBe(0);
+  });
+
   it("deletes no running job", async () => {
     const user = await createUserWithKey(srv.deps, "running@example.com");
     const api = trpc(srv.url, user.apiKey);
@@ -260,7 +279,40 @@ describe("a stranger's answers and the owner's storage", () => {
     const { outputBytes } = await srv.deps.db.job.findUniqueOrThrow({ where: { id }, select: { outputBytes: true } });
     expect(outputBytes).toBe(await measureJobOutputs(srv.deps, id));
     expect(outputBytes).toBeGreaterThan(0);
-    expect(outputBytes).toBeLessThan(200);
+    // Six outputs of one digit, twice each, and the job's params.
+    expect(outputBytes).toBeLessThan(600);
     expect(await auditLedger(srv.deps.db)).toMatchObject({ ok: true });
   }, 90_000);
+
+  it("keeps another job's input when a deleted job's merged result had the same bytes", async () => {
+    const [victim, mallory] = [await createUserWithKey(srv.deps, "reader@example.com"), await createUserWithKey(srv.deps, "copycat@example.com")];
+    const upload = async (apiKey: string, body: string) => {
+      const r = await fetch(`${srv.url}/api/programs?name=p.js`, { method: "POST", headers: { authorization: `Bearer ${apiKey}` }, body });
+      return ((await r.json()) as { hash: string }).hash;
+    };
+    // A JSON item over 16 KiB is stored as a blob named by its bytes, as a merged result over 64 KiB is.
+    const item = Array.from({ length: 20_000 }, (_, i) => i);
+    const job = (program: string, items: unknown[], extra: Record<string, unknown> = {}) => ({
+      kernel: "program", program, input: { mode: "json", items }, replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001, ...extra,
+    }) as never;
+    const waiting = await trpc(srv.url, victim.apiKey).jobs.submit.mutate(job(await upload(victim.apiKey, "export function run(x) { return x.length; }\n"), [item, [1]]));
+    const blob = (await srv.deps.db.workUnit.findMany({ where: { jobId: waiting.id }, select: { input: true } }))
+      .map((u) => (JSON.parse(u.input) as { blob?: string }).blob).find(Boolean)!;
+    const copy = await upload(mallory.apiKey, `export function run(x) { return x; }\nexport function reduce() { return Array.from({ length: 20000 }, (_, i) => i); }\n`);
+    const worker = await welcomed(4);
+    const { id } = await trpc(srv.url, mallory.apiKey).jobs.submit.mutate(job(copy, [1], { merge: "reduce" }));
+    const answered = new Set<string>();
+    const merged = await waitFor(async () => {
+      const fresh = worker.tasks().filter((t) => t.jobId === id && !answered.has(t.taskId));
+      for (const t of fresh) answered.add(t.taskId);
+      if (fresh.length) worker.send({ type: "results", results: fresh.map((t) => ({ taskId: t.taskId, output: 1 })) });
+      return (await srv.deps.db.job.findUnique({ where: { id }, select: { state: true, resultBlob: true } }))?.resultBlob ?? undefined;
+    }, 20_000, "the copy's merged result");
+    expect(merged).toBe(blob);
+    expect((await trpc(srv.url, victim.apiKey).jobs.get.query({ id: waiting.id })).state).toBe("running");
+    await trpc(srv.url, mallory.apiKey).jobs.delete.mutate({ id });
+    // The waiting job still reads its input.
+    expect(JSON.parse((await srv.deps.blobs.get(blob)).toString("utf8"))).toEqual(item);
+    await trpc(srv.url, victim.apiKey).jobs.cancel.mutate({ id: waiting.id });
+  }, 60_000);
 });

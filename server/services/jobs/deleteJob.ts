@@ -1,6 +1,6 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
-import { deleteUnnamedBlobs, inputBlobsOf, removeInputBlobs } from "../programs/files";
+import { inputBlobsOf, removeInputBlobs } from "../programs/files";
 import { ownedJob, type Viewer } from "./queries";
 
 /**
@@ -13,7 +13,7 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
   const job = await ownedJob(deps, viewer, jobId);
   if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may delete it.");
   if (job.state === "running") throw new UserError("CONFLICT", `Job ${jobId} is still running: cancel it first.`);
-  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { inputBytes: true, resultBlob: true } });
+  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { inputBytes: true, resultBlob: true, params: true, programHash: true } });
   if (!row) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
   // Read before the rows are emptied, removed once the job is marked: a job deleted cannot run
   // again (a backtrack reopens a completed job only while it keeps its inputs, backtrackSql.ts).
@@ -22,7 +22,7 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
     // Unless a backtrack reopened it meanwhile (a host of it was caught cheating), or another delete came first.
     const marked = await tx.job.updateMany({
       where: { id: jobId, state: { not: "running" }, deletedAt: null },
-      data: { deletedAt: new Date(), result: null, resultBlob: null, outputBytes: 0, inputBytes: 0 },
+      data: { deletedAt: new Date(), result: null, resultBlob: null, outputBytes: 0, inputBytes: 0, ...(row.programHash ? { params: withoutOwnParams(row.params) } : {}) },
     });
     if (!marked.count) return false;
     await tx.result.updateMany({ where: { jobId }, data: { output: null } });
@@ -31,7 +31,14 @@ export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): P
     return true;
   });
   if (!deleted) throw new UserError("CONFLICT", `Job ${jobId} could not be deleted: it is running again, or was just deleted.`);
-  if (inputs.length) await removeInputBlobs(deps, inputs.map((i) => i.hash), [jobId]);
-  if (row.resultBlob) await deleteUnnamedBlobs(deps, [row.resultBlob]);
+  // The merged result's blob too, unless something else names it: its bytes may be another
+  // job's input (blobs are named by their content), and deleting it failed that job.
+  const candidates = [...inputs.map((i) => i.hash), ...(row.resultBlob ? [row.resultBlob] : [])];
+  if (candidates.length) await removeInputBlobs(deps, candidates, [jobId]);
   return { id: jobId, deleted: true };
+}
+
+/** A program job's params without the consumer's own (up to a megabyte each); what the server put there stays. */
+function withoutOwnParams(params: string): string {
+  return JSON.stringify({ ...(JSON.parse(params) as Record<string, unknown>), params: {} });
 }

@@ -291,7 +291,7 @@ export async function inputBlobsOf(deps: AppDeps, ids: string[]): Promise<Array<
   return found;
 }
 
-/** Removes those of `hashes` (inputs of the ended jobs `ended`) that nothing else keeps: no job still running reads them. */
+/** Removes those of `hashes` (what the ended jobs `ended` stored) that nothing else keeps: no unit of a job that may run reads them, and nothing else names them (deleteUnnamedBlobs). */
 export async function removeInputBlobs(deps: AppDeps, hashes: string[], ended: string[]): Promise<{ blobs: number; bytes: number }> {
   let candidates = [...new Set(hashes)];
   if (candidates.length) {

@@ -33,7 +33,7 @@ export async function outputsSettled(db: Db, ownerId: string, ended: string[]): 
   return { bytes, settled: ended.filter((id) => !waiting.has(id)) };
 }
 
-/** Bytes of the job's stored outputs: its results', its units', its rounds' states and its merged result's. */
+/** Bytes of what the job keeps: its results', its units' and its merged outputs, its rounds' states, and its params. */
 export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<number> {
   const pg = databaseKind(deps.env.DATABASE_URL) === "postgres";
   // Both engines have it; SQLite answers it from the record header, without reading the text.
@@ -41,8 +41,12 @@ export async function measureJobOutputs(deps: AppDeps, jobId: string): Promise<n
   const sum = (table: string, bytes: string) =>
     `SELECT COALESCE(SUM(${bytes}), 0) AS n FROM "${table}" WHERE "jobId" = ${pg ? "$1" : "?"}`;
   const sums = await Promise.all(
-    [sum("Result", len("output")), sum("WorkUnit", len("output")), sum("JobRound", `${len("state")} + COALESCE(${len("next")}, 0)`)]
-      .map((sql) => deps.db.$queryRawUnsafe<Array<{ n: unknown }>>(sql, jobId)),
+    [
+      sum("Result", len("output")), sum("WorkUnit", len("output")), sum("JobRound", `${len("state")} + COALESCE(${len("next")}, 0)`),
+      // Its params too (up to a request's megabyte, kept with the job: a loop of submissions
+      // cancelled at once kept 126 MB of them, counted nowhere).
+      `SELECT ${len("params")} AS n FROM "Job" WHERE "id" = ${pg ? "$1" : "?"}`,
+    ].map((sql) => deps.db.$queryRawUnsafe<Array<{ n: unknown }>>(sql, jobId)),
   );
   const job = await deps.db.job.findUnique({ where: { id: jobId }, select: { result: true, resultBlob: true } });
   let merged = job?.result ? Buffer.byteLength(job.result) : 0;
