@@ -295,10 +295,9 @@ describe("a stranger's answers and the owner's storage", () => {
     const job = (program: string, items: unknown[], extra: Record<string, unknown> = {}) => ({
       kernel: "program", program, input: { mode: "json", items }, replication: { replicas: 1, adaptive: false }, cpuSecondsPerUnit: 0.001, ...extra,
     }) as never;
-    const waiting = await trpc(srv.url, victim.apiKey).jobs.submit.mutate(job(await upload(victim.apiKey, "export function run(x) { return x.length; }\n"), [item, [1]]));
-    const blob = (await srv.deps.db.workUnit.findMany({ where: { jobId: waiting.id }, select: { input: true } }))
-      .map((u) => (JSON.parse(u.input) as { blob?: string }).blob).find(Boolean)!;
     const copy = await upload(mallory.apiKey, `export function run(x) { return x; }\nexport function reduce() { return Array.from({ length: 20000 }, (_, i) => i); }\n`);
+    // The only volunteer: the last test's sockets go.
+    for (const v of sockets) if (!v.closed) await v.close();
     const worker = await welcomed(4);
     const { id } = await trpc(srv.url, mallory.apiKey).jobs.submit.mutate(job(copy, [1], { merge: "reduce" }));
     const answered = new Set<string>();
@@ -308,6 +307,10 @@ describe("a stranger's answers and the owner's storage", () => {
       if (fresh.length) worker.send({ type: "results", results: fresh.map((t) => ({ taskId: t.taskId, output: 1 })) });
       return (await srv.deps.db.job.findUnique({ where: { id }, select: { state: true, resultBlob: true } }))?.resultBlob ?? undefined;
     }, 20_000, "the copy's merged result");
+    // Then a job reads the same bytes as its input (its tasks wait: nobody answers them).
+    const waiting = await trpc(srv.url, victim.apiKey).jobs.submit.mutate(job(await upload(victim.apiKey, "export function run(x) { return x.length; }\n"), [item, [1]]));
+    const blob = (await srv.deps.db.workUnit.findMany({ where: { jobId: waiting.id }, select: { input: true } }))
+      .map((u) => (JSON.parse(u.input) as { blob?: string }).blob).find(Boolean)!;
     expect(merged).toBe(blob);
     expect((await trpc(srv.url, victim.apiKey).jobs.get.query({ id: waiting.id })).state).toBe("running");
     await trpc(srv.url, mallory.apiKey).jobs.delete.mutate({ id });
