@@ -43,13 +43,13 @@ export function positiveIntOption(value: string | undefined, name: string, min =
   return n;
 }
 
-/** A size in bytes, with an optional K or M (KiB, MiB): `--output-limit 64K`. */
-export function bytesOption(value: string | undefined, name: string): number | undefined {
+/** A size in bytes of at least `min`, with an optional K or M (KiB, MiB): `--output-limit 64K`. */
+export function bytesOption(value: string | undefined, name: string, min = 1): number | undefined {
   if (value === undefined) return undefined;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?)?\s*$/.exec(value);
   // A fraction only with a unit (1.5M): bytes are whole.
   const n = !m || (!m[2] && m[1].includes(".")) ? NaN : Math.round(Number(m[1]) * (m[2] ? (/^[kK]/.test(m[2]) ? 1024 : 1024 * 1024) : 1));
-  if (!(n >= 1) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a size in bytes, e.g. 65536, 64K or 2M (got "${value}")`);
+  if (!(n >= min) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a size of at least ${min} bytes, e.g. 65536, 64K or 2M (got "${value}")`);
   return n;
 }
 

@@ -176,7 +176,7 @@ async function programOptions(conn: { url: string; apiKey?: string }, v: Record<
   if (modes.length !== 1) throw new UsageError("give exactly one input: --input-json FILE, --range START:END, --lines FILE, --blocks FILE --block-size BYTES or --input-csv FILE");
   // Every option is checked before anything is uploaded.
   const timeLimitSeconds = secondsOption(v["time-limit"] as string | undefined, "time-limit", 3600);
-  const outputLimitBytes = bytesOption(v["output-limit"] as string | undefined, "output-limit");
+  const outputLimitBytes = bytesOption(v["output-limit"] as string | undefined, "output-limit", 16);
   const cpuSecondsPerUnit = secondsOption(v["cpu-seconds"] as string | undefined, "cpu-seconds", 3600);
   const merge = v.merge === undefined ? "concat" : String(v.merge);
   if (!MERGES.includes(merge)) throw new UsageError(`--merge is one of ${MERGES.join(", ")}`);

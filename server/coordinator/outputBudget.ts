@@ -34,8 +34,9 @@ interface Owner {
  * and a job whose outputs take its owner past the quota (with what the owner's ended jobs keep)
  * fails, with every other job of the owner's running here. Results waiting for their quorum are
  * not counted: counted as they came, a stranger's answers of garbage failed a victim's job and
- * filled its account (its job's bound caps what they store meanwhile, and those left invalid are
- * emptied once the job has ended, outputStorage.ts). A job that ended stays in the count until
+ * filled its account. What they store meanwhile is bounded by the job only (its units, times
+ * the instances a unit may get, times its bound), not by the account; those left invalid are
+ * emptied once the job has ended (outputStorage.ts). A job that ended stays in the count until
  * it is measured or deleted; its merged result is counted before it is stored (reserve). Per
  * node: in a cluster each node counts the slices it holds. Not counted while a job runs: an
  * iterative job's round states and final result (measured once it has ended).
@@ -89,7 +90,7 @@ export class OutputBudget {
     for (const id of settled) owner.jobs.delete(id);
     const total = this.total(owner) + bytes;
     if (total > this.opts.quota) {
-      if (!owner.jobs.size) this.owners.delete(ownerId);
+      // The entry stays (fetch drops it once empty): a reserve waiting on it may still count into it.
       return `its merged result of ${formatBytes(bytes)} would take the account's stored outputs to ${formatBytes(total)}, over the ${formatBytes(this.opts.quota)} an account may keep (delete jobs you no longer need)`;
     }
     owner.jobs.set(jobId, (owner.jobs.get(jobId) ?? 0) + bytes);

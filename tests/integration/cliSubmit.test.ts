@@ -56,9 +56,10 @@ describe("tabgrid submit --program", () => {
       [["--range", "0:10", "--time-limit", "0"], '--time-limit must be a number of seconds above 0 and at most 3600 (got "0")'],
       [["--range", "0:10", "--cpu-seconds", "soon"], '--cpu-seconds must be a number of seconds above 0 and at most 3600 (got "soon")'],
       [["--range", "5"], "--range is START:END, e.g. 0:1000000"],
-      [["--range", "0:10", "--output-limit", "lots"], '--output-limit must be a size in bytes, e.g. 65536, 64K or 2M (got "lots")'],
-      [["--range", "0:10", "--output-limit", "0"], '--output-limit must be a size in bytes, e.g. 65536, 64K or 2M (got "0")'],
-      [["--range", "0:10", "--output-limit", "16.5"], '--output-limit must be a size in bytes, e.g. 65536, 64K or 2M (got "16.5")'],
+      [["--range", "0:10", "--output-limit", "lots"], '--output-limit must be a size of at least 16 bytes, e.g. 65536, 64K or 2M (got "lots")'],
+      [["--range", "0:10", "--output-limit", "0"], '--output-limit must be a size of at least 16 bytes, e.g. 65536, 64K or 2M (got "0")'],
+      [["--range", "0:10", "--output-limit", "15"], '--output-limit must be a size of at least 16 bytes, e.g. 65536, 64K or 2M (got "15")'],
+      [["--range", "0:10", "--output-limit", "16.5"], '--output-limit must be a size of at least 16 bytes, e.g. 65536, 64K or 2M (got "16.5")'],
     ];
     for (const [args, message] of cases) {
       const r = await submit(["--program", prog, ...args]);

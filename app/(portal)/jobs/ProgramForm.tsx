@@ -42,8 +42,9 @@ type Fields = {
 function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploaded | null, cpuSeconds: string, merge: Merge) {
   const cpu = Number(cpuSeconds);
   if (!(cpu >= MIN_CPU_SECONDS && cpu <= 3600)) return { problem: `CPU-seconds per unit is a number from ${MIN_CPU_SECONDS} to 3600.` };
-  const outputKiB = Number(f.outputLimit);
-  if (!(outputKiB > 0)) return { problem: "The output limit per unit is a number of KiB above 0." };
+  // Empty: the server's default (1 MiB, or less where the server allows less).
+  const outputKiB = f.outputLimit.trim() === "" ? undefined : Number(f.outputLimit);
+  if (outputKiB !== undefined && !(outputKiB > 0)) return { problem: "The output limit per unit is a number of KiB above 0." };
   let params: unknown;
   try {
     params = JSON.parse(f.params || "{}");
@@ -74,7 +75,8 @@ function describe(program: Uploaded | null, mode: Mode, f: Fields, data: Uploade
     }
     : {};
   const common = {
-    kernel: "program", program: program?.hash, params, merge, timeLimitSeconds: Number(f.timeLimit), outputLimitBytes: Math.max(16, Math.round(outputKiB * 1024)),
+    kernel: "program", program: program?.hash, params, merge, timeLimitSeconds: Number(f.timeLimit),
+    ...(outputKiB !== undefined ? { outputLimitBytes: Math.max(16, Math.round(outputKiB * 1024)) } : {}),
     replication: { replicas: Number(f.replicas) }, cpuSecondsPerUnit: cpu, ...rounds,
     ...(merge === "trimmed-mean" && f.trim.trim() ? { trim: Number(f.trim) } : {}),
   };
@@ -92,7 +94,7 @@ export function ProgramForm() {
   const [dataFile, setDataFile] = useState<File | null>(null);
   const [mode, setMode] = useState<Mode>("range");
   const [f, setF] = useState<Fields>({
-    items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2", outputLimit: "1024",
+    items: "[1, 2, 3]", start: "0", end: "1000000", chunks: "8", blockBytes: "65536", params: "{}", timeLimit: "30", replicas: "2", outputLimit: "",
     rounds: "", trim: "", roundShare: "",
   });
   const [merge, setMerge] = useState<Merge>("concat");
@@ -221,7 +223,7 @@ export function ProgramForm() {
         {merge === "trimmed-mean" && field("trim", "trim (share dropped at each end)", { type: "number", min: 0, max: 0.49, step: "any", name: "trim", placeholder: "0.1" })}
         {mode === "blocks" && field("blockBytes", "block bytes", { type: "number", min: 1 })}
         {field("timeLimit", "time limit (s)", { type: "number", min: 1 })}
-        {field("outputLimit", "output limit per unit (KiB)", { type: "number", min: 1, name: "outputLimit" })}
+        {field("outputLimit", "output limit per unit (KiB)", { type: "number", min: 1, step: "any", name: "outputLimit", placeholder: "1024" })}
         {field("replicas", "replicas", { type: "number", min: 1, max: 10 })}
         <label>
           CPU-seconds per unit

@@ -25,14 +25,14 @@ interface Row {
  * their other accepted results wait for a quorum again, a completed job runs again, and every
  * payout for those units is reversed into the job's escrow, out of which the units are paid
  * once more when they validate again. Elsewhere (iterative jobs' rounds, jobs that failed or
- * were cancelled, and completed program jobs whose stored inputs were collected a day after
- * their end, files.ts, which could not run again) the caught host's payouts go back to the
- * job's owner. A reversal never takes
+ * were cancelled, completed program jobs whose stored inputs were collected a day after
+ * their end, files.ts, and deleted jobs, which could not run again) the caught host's payouts
+ * go back to the job's owner. A reversal never takes
  * an account below zero: what was already spent is not clawed back.
  */
 export function backtrackSql(gate: SqliteGate, conn: Conn, op: BacktrackOp, at: string) {
   const rows = gate.statement(conn, `SELECT r."id", r."jobId", r."unitId", r."paid", r."state", r."accountId", r."volunteerId",
-    u."round", CASE WHEN j."state" = 'completed' AND j."programHash" IS NOT NULL AND j."inputBytes" = 0 THEN 'collected' ELSE j."state" END AS "jobState",
+    u."round", CASE WHEN j."deletedAt" IS NOT NULL OR (j."state" = 'completed' AND j."programHash" IS NOT NULL AND j."inputBytes" = 0) THEN 'collected' ELSE j."state" END AS "jobState",
     j."ownerId" FROM "Result" r JOIN "WorkUnit" u ON u."id" = r."unitId" JOIN "Job" j ON j."id" = r."jobId"
     WHERE (r."volunteerId" = ? OR r."accountId" = ?) AND r."state" IN ('valid', 'pending') ORDER BY r."id"`).all(op.host, op.account) as Row[];
   if (!rows.length) return;
