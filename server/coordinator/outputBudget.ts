@@ -64,8 +64,7 @@ export class OutputBudget {
   /** Counts `bytes` stored for a decided unit of `jobId`; fails the job once its owner is over the quota. */
   add(ownerId: string, jobId: string, bytes: number) {
     if (this.opts.quota === 0) return;
-    let owner = this.owners.get(ownerId);
-    if (!owner) this.owners.set(ownerId, (owner = { fetchedAt: 0, fetching: false, jobs: new Map() }));
+    const owner = this.ownerOf(ownerId);
     owner.jobs.set(jobId, (owner.jobs.get(jobId) ?? 0) + bytes);
     if (owner.fetching || this.failed.has(jobId)) return;
     const stale = this.now() - owner.fetchedAt > (this.opts.refreshMs ?? 30_000);
@@ -81,13 +80,8 @@ export class OutputBudget {
    */
   async reserve(ownerId: string, jobId: string, bytes: number): Promise<string | undefined> {
     if (this.opts.quota === 0) return undefined;
-    let owner = this.owners.get(ownerId);
-    if (!owner) this.owners.set(ownerId, (owner = { fetchedAt: 0, fetching: false, jobs: new Map() }));
-    const ended = [...owner.jobs.keys()].filter((id) => !this.opts.running(id) && id !== jobId);
-    const { bytes: held, settled } = await this.opts.held(ownerId, ended);
-    owner.held = held;
-    owner.fetchedAt = this.now();
-    for (const id of settled) owner.jobs.delete(id);
+    const owner = this.ownerOf(ownerId);
+    await this.refresh(ownerId, owner, jobId);
     const total = this.total(owner) + bytes;
     if (total > this.opts.quota) {
       // The entry stays (fetch drops it once empty): a reserve waiting on it may still count into it.
@@ -103,16 +97,29 @@ export class OutputBudget {
     return total;
   }
 
+  private ownerOf(ownerId: string): Owner {
+    let owner = this.owners.get(ownerId);
+    if (!owner) this.owners.set(ownerId, (owner = { fetchedAt: 0, fetching: false, jobs: new Map() }));
+    return owner;
+  }
+
+  /**
+   * Reads what the owner's ended jobs keep. An ended job (but `merging`, whose result is being
+   * counted) stays in the count here until it is measured (then in `held`) or deleted.
+   */
+  private async refresh(ownerId: string, owner: Owner, merging?: string) {
+    const ended = [...owner.jobs.keys()].filter((id) => id !== merging && !this.opts.running(id));
+    const { bytes, settled } = await this.opts.held(ownerId, ended);
+    owner.held = bytes;
+    owner.fetchedAt = this.now();
+    for (const id of settled) owner.jobs.delete(id);
+  }
+
   /** Reads what the owner's ended jobs keep, then fails its jobs here if the owner is over. */
   private fetch(ownerId: string, owner: Owner, jobId: string) {
     owner.fetching = true;
-    const ended = [...owner.jobs.keys()].filter((id) => !this.opts.running(id));
-    this.opts.held(ownerId, ended).then(
-      ({ bytes, settled }) => {
-        owner.held = bytes;
-        owner.fetchedAt = this.now();
-        // An ended job stays in the count here until it is measured (then in `held`) or deleted.
-        for (const id of settled) owner.jobs.delete(id);
+    this.refresh(ownerId, owner).then(
+      () => {
         for (const id of this.failed) if (!this.opts.running(id)) this.failed.delete(id);
         const total = this.total(owner);
         if (total > this.opts.quota && owner.jobs.has(jobId)) {

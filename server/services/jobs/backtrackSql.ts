@@ -30,9 +30,12 @@ interface Row {
  * go back to the job's owner. A reversal never takes
  * an account below zero: what was already spent is not clawed back.
  */
+/** A caught host's job as the backtrack sees it (SQL over the job `j`, both engines): deleted, or completed with its inputs collected, it is 'collected' and cannot run again. */
+export const BACKTRACK_JOB_STATE = `CASE WHEN j."deletedAt" IS NOT NULL OR (j."state" = 'completed' AND j."programHash" IS NOT NULL AND j."inputBytes" = 0) THEN 'collected' ELSE j."state" END`;
+
 export function backtrackSql(gate: SqliteGate, conn: Conn, op: BacktrackOp, at: string) {
   const rows = gate.statement(conn, `SELECT r."id", r."jobId", r."unitId", r."paid", r."state", r."accountId", r."volunteerId",
-    u."round", CASE WHEN j."deletedAt" IS NOT NULL OR (j."state" = 'completed' AND j."programHash" IS NOT NULL AND j."inputBytes" = 0) THEN 'collected' ELSE j."state" END AS "jobState",
+    u."round", ${BACKTRACK_JOB_STATE} AS "jobState",
     j."ownerId" FROM "Result" r JOIN "WorkUnit" u ON u."id" = r."unitId" JOIN "Job" j ON j."id" = r."jobId"
     WHERE (r."volunteerId" = ? OR r."accountId" = ?) AND r."state" IN ('valid', 'pending') ORDER BY r."id"`).all(op.host, op.account) as Row[];
   if (!rows.length) return;

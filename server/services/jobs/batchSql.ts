@@ -101,7 +101,7 @@ export const SPENT_STATE = `'${SPENT_STATE_JSON}'`;
  * Nothing reads them again: a round's audits and shard locality read its units from memory, and
  * a restart reads the current round's. Its outputs stay (units.json lists every round's).
  */
-export const SPENT_INPUTS_SQL = `UPDATE "WorkUnit" SET "input" = ${SPENT_STATE} WHERE "jobId" = ? AND "round" = ?`;
+export const spentInputsSql = (jobId: string, round: string) => `UPDATE "WorkUnit" SET "input" = ${SPENT_STATE} WHERE "jobId" = ${jobId} AND "round" = ${round}`;
 
 /** A round of an iterative program stepped (rounds.ts, stepRoundInMemory): what storeStep writes, as one op, before anything else in its batch. */
 export interface RoundOp {
@@ -235,7 +235,7 @@ function storeRound(gate: SqliteGate, conn: Conn, r: RoundOp) {
   const { changes } = gate.statement(conn, `UPDATE "JobRound" SET "finishedAt" = ?, "latencyMs" = ?, "done" = ?, "next" = ?, "metric" = ?, "stats" = ?, "state" = ${SPENT_STATE}
     WHERE "jobId" = ? AND "round" = ? AND "finishedAt" IS NULL`).run(finishedAt, r.latencyMs, r.done ? 1 : 0, r.next, r.metric, r.stats, r.jobId, r.round);
   if (changes === 0 || r.done) return;
-  gate.statement(conn, SPENT_INPUTS_SQL).run(r.jobId, r.round);
+  gate.statement(conn, spentInputsSql("?", "?")).run(r.jobId, r.round);
   gate.bulk(conn, `INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay") VALUES {values}`,
     r.units.map(([id, idx, input, work, pay]) => [id, r.jobId, idx, r.round + 1, input, work, pay]));
   gate.statement(conn, `INSERT INTO "JobRound" ("jobId", "round", "state", "startedAt") VALUES (?, ?, ?, ?)`).run(r.jobId, r.round + 1, r.state, finishedAt);

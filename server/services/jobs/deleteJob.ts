@@ -1,7 +1,7 @@
 import type { AppDeps } from "../deps";
 import { UserError } from "../errors";
 import { inputBlobsOf, removeInputBlobs } from "../programs/files";
-import { ownedJob, type Viewer } from "./queries";
+import { visibleJob, type Viewer } from "./queries";
 
 /**
  * The owner deletes an ended job: its inputs and outputs go (its units', results' and rounds'
@@ -10,11 +10,11 @@ import { ownedJob, type Viewer } from "./queries";
  * volunteers' record (the leaderboards count them). A running job is cancelled first.
  */
 export async function deleteJob(deps: AppDeps, viewer: Viewer, jobId: string): Promise<{ id: string; deleted: true }> {
-  const job = await ownedJob(deps, viewer, jobId);
-  if (job.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may delete it.");
-  if (job.state === "running") throw new UserError("CONFLICT", `Job ${jobId} is still running: cancel it first.`);
-  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { inputBytes: true, resultBlob: true, params: true, programHash: true } });
-  if (!row) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
+  const row = visibleJob(await deps.db.job.findUnique({
+    where: { id: jobId }, select: { ownerId: true, state: true, deletedAt: true, inputBytes: true, resultBlob: true, params: true, programHash: true },
+  }), viewer, jobId);
+  if (row.ownerId !== viewer.id) throw new UserError("FORBIDDEN", "Only the job's owner may delete it.");
+  if (row.state === "running") throw new UserError("CONFLICT", `Job ${jobId} is still running: cancel it first.`);
   // Read before the rows are emptied, removed once the job is marked: a job deleted cannot run
   // again (a backtrack reopens a completed job only while it keeps its inputs, backtrackSql.ts).
   const inputs = row.inputBytes > 0 ? await inputBlobsOf(deps, [jobId]) : [];

@@ -14,11 +14,14 @@ const jobColumns = {
   replicas: true, quorum: true, maxReplicas: true, adaptive: true, tolerance: true, stopAfterRound: true,
 } as const;
 
-export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
-  const row = await deps.db.job.findUnique({ where: { id: jobId }, select: { ...jobColumns, deletedAt: true } });
-  // Someone else's job reads as missing, so job ids can't be probed; so does a deleted one.
+/** The row, if the viewer may see it: someone else's job reads as missing, so job ids can't be probed; so does a deleted one. */
+export function visibleJob<T extends { ownerId: string; deletedAt: Date | null }>(row: T | null, viewer: Viewer, jobId: string): T {
   if (!row || row.deletedAt || (row.ownerId !== viewer.id && viewer.role !== "admin")) throw new UserError("NOT_FOUND", `No job ${jobId}.`);
-  const { deletedAt: _d, ...job } = row;
+  return row;
+}
+
+export async function ownedJob(deps: AppDeps, viewer: Viewer, jobId: string) {
+  const { deletedAt: _d, ...job } = visibleJob(await deps.db.job.findUnique({ where: { id: jobId }, select: { ...jobColumns, deletedAt: true } }), viewer, jobId);
   return job;
 }
 

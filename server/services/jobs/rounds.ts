@@ -133,7 +133,7 @@ async function storeStep(
       },
     });
     if (count === 0 || step.done) return;
-    // Its units' inputs too, as the group commit's storeRound does (batchSql.ts, SPENT_INPUTS_SQL).
+    // Its units' inputs too, as the group commit's storeRound does (batchSql.ts, spentInputsSql).
     await tx.workUnit.updateMany({ where: { jobId, round }, data: { input: SPENT_STATE_JSON } });
     await tx.workUnit.createMany({
       data: step.inputs.map((u, idx) => ({

@@ -269,10 +269,7 @@ export async function collectInputsOf(deps: AppDeps, ids: string[]): Promise<{ j
   // inputs are kept (backtrackSql.ts), so none marked here runs again without them. (Collected
   // before the mark, a job a backtrack reopened in between ran on without its inputs.)
   const marked = await deps.db.$transaction(async (tx) => {
-    const done: string[] = [];
-    for (const id of ids) {
-      if ((await tx.job.updateMany({ where: { id, state: { not: "running" } }, data: { inputBytes: 0 } })).count) done.push(id);
-    }
+    const done = (await tx.job.updateManyAndReturn({ where: { id: { in: ids }, state: { not: "running" } }, data: { inputBytes: 0 }, select: { id: true } })).map((j) => j.id);
     // The rows' inputs too: nothing reads an ended job's.
     await tx.workUnit.updateMany({ where: { jobId: { in: done } }, data: { input: "null" } });
     return new Set(done);

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
 import type { Posting } from "../../services/credits/ledger";
-import type { BacktrackOp } from "../../services/jobs/backtrackSql";
+import { BACKTRACK_JOB_STATE, type BacktrackOp } from "../../services/jobs/backtrackSql";
 import { postTransactionPg } from "./ledgerPg";
 
 interface Row {
@@ -17,7 +17,7 @@ interface Row {
  */
 export async function backtrackPg(c: pg.PoolClient, op: BacktrackOp, at: string) {
   const { rows } = await c.query<Row>(`SELECT r."id", r."jobId", r."unitId", r."paid", r."state", r."accountId", r."volunteerId",
-    u."round", CASE WHEN j."deletedAt" IS NOT NULL OR (j."state" = 'completed' AND j."programHash" IS NOT NULL AND j."inputBytes" = 0) THEN 'collected' ELSE j."state" END AS "jobState",
+    u."round", ${BACKTRACK_JOB_STATE} AS "jobState",
     j."ownerId" FROM "Result" r JOIN "WorkUnit" u ON u."id" = r."unitId" JOIN "Job" j ON j."id" = r."jobId"
     WHERE (r."volunteerId" = $1 OR r."accountId" = $2) AND r."state" IN ('valid', 'pending') ORDER BY r."id"`, [op.host, op.account]);
   if (!rows.length) return;

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { INPUTS_HELD_SQL, InputBudgetExceeded } from "../../services/programs/inputBudget";
 import { prepared } from "./prepared";
 import { escrowAccount, userAccount } from "../../services/credits/accounts";
-import { mergeReliability, SPENT_INPUTS_SQL, SPENT_STATE, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
+import { mergeReliability, SPENT_STATE, spentInputsSql, type PersistOp, type ReliabilityWrite, type RoundOp } from "../../services/jobs/batchSql";
 import { backtrackPg } from "./backtrackPg";
 import { fenceOps } from "./fencePg";
 import { postTransactionPg } from "./ledgerPg";
@@ -233,7 +233,7 @@ async function storeRound(c: Client, r: RoundOp) {
   const { rowCount } = await c.query(prepared(`UPDATE "JobRound" SET "finishedAt" = $1, "latencyMs" = $2, "done" = $3, "next" = $4, "metric" = $5, "stats" = $6, "state" = ${SPENT_STATE}
     WHERE "jobId" = $7 AND "round" = $8 AND "finishedAt" IS NULL`, [finishedAt, r.latencyMs, r.done, r.next, r.metric, r.stats, r.jobId, r.round]));
   if (!rowCount || r.done) return;
-  await c.query(prepared(SPENT_INPUTS_SQL.replace("?", "$1").replace("?", "$2"), [r.jobId, r.round]));
+  await c.query(prepared(spentInputsSql("$1", "$2"), [r.jobId, r.round]));
   const u = r.units;
   await c.query(prepared(`INSERT INTO "WorkUnit" ("id", "jobId", "idx", "round", "input", "work", "pay")
     SELECT v.id, $1, v.idx, $2, v.input, v.work, v.pay FROM unnest($3::text[], $4::int4[], $5::text[], $6::int4[], $7::int8[]) AS v(id, idx, input, work, pay)`,
